@@ -1,0 +1,187 @@
+using System.Runtime.CompilerServices;
+
+// Kernel structs may hold managed references (arrays); we pin them for the launch, which is safe.
+#pragma warning disable CS8500
+
+namespace AscendCC.Device.AiCore;
+
+/// <summary>
+/// A block of work a kernel splits across AI Cores. Implemented by small structs so that a launch
+/// allocates nothing: the grid passes a pointer to the caller's struct to every core.
+/// </summary>
+internal interface IBlockKernel
+{
+    /// <summary>Runs block <paramref name="block"/> of the launch; blocks may run in any order and concurrently.</summary>
+    void Execute(int block);
+}
+
+/// <summary>
+/// The device's AI Cores, mapped onto CPU threads. Core 0 is the thread that launches the kernel
+/// (the task scheduler); cores 1..N-1 are dedicated worker threads that spin briefly and then sleep,
+/// so back-to-back decode kernels do not pay a futex wake-up each, and an idle device burns no CPU.
+/// Blocks are handed out through one atomic counter: cheap, and balanced when blocks are uneven.
+/// </summary>
+internal sealed unsafe class AiCoreGrid : IDisposable
+{
+    private const int SpinIterations = 20_000;
+
+    private static readonly Lazy<AiCoreGrid> SharedGrid = new(() => new AiCoreGrid(Environment.ProcessorCount));
+
+    private readonly Thread[] _workers;
+    private readonly SemaphoreSlim _wake;
+    private readonly object _launchLock = new();
+
+    // The launch in flight. Written by the launching thread before _generation is bumped.
+    private delegate*<void*, int, void> _invoke;
+    private void* _state;
+    private int _blockCount;
+    private int _nextBlock;
+    private int _pendingWorkers;
+    private long _generation;
+    private volatile bool _disposed;
+
+    /// <summary>The grid shared by every device in the process: one AI Core per CPU thread.</summary>
+    public static AiCoreGrid Shared => SharedGrid.Value;
+
+    /// <summary>Creates a grid with <paramref name="coreCount"/> cores (including the calling thread).</summary>
+    public AiCoreGrid(int coreCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(coreCount, 1);
+        CoreCount = coreCount;
+        _wake = new SemaphoreSlim(0);
+        _workers = new Thread[coreCount - 1];
+        for (int i = 0; i < _workers.Length; i++)
+        {
+            _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"AI Core {i + 1}" };
+            _workers[i].Start();
+        }
+    }
+
+    /// <summary>Number of AI Cores, the launching thread included.</summary>
+    public int CoreCount { get; }
+
+    /// <summary>
+    /// Runs <paramref name="blocks"/> blocks of <paramref name="kernel"/> across the cores and returns
+    /// when all have finished. Exceptions from a block are rethrown on the launching thread.
+    /// </summary>
+    public void Launch<TKernel>(int blocks, ref TKernel kernel) where TKernel : struct, IBlockKernel
+    {
+        if (blocks <= 0)
+        {
+            return;
+        }
+        if (blocks == 1 || _workers.Length == 0)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                kernel.Execute(b);
+            }
+            return;
+        }
+
+        lock (_launchLock)
+        {
+            fixed (TKernel* state = &kernel)
+            {
+                _invoke = &Invoke<TKernel>;
+                _state = state;
+                _blockCount = blocks;
+                _nextBlock = 0;
+                _failure = null;
+                Volatile.Write(ref _pendingWorkers, _workers.Length);
+                Interlocked.Increment(ref _generation);
+                if (_sleepingWorkers > 0)
+                {
+                    _wake.Release(_workers.Length);
+                }
+
+                RunBlocks();
+
+                var spin = new SpinWait();
+                while (Volatile.Read(ref _pendingWorkers) != 0)
+                {
+                    spin.SpinOnce(sleep1Threshold: -1);
+                }
+                _state = null;
+            }
+            if (_failure is { } failure)
+            {
+                _failure = null;
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            }
+        }
+    }
+
+    private Exception? _failure;
+    private int _sleepingWorkers;
+
+    private void RunBlocks()
+    {
+        var invoke = _invoke;
+        var state = _state;
+        int count = _blockCount;
+        while (true)
+        {
+            int b = Interlocked.Increment(ref _nextBlock) - 1;
+            if (b >= count)
+            {
+                return;
+            }
+            try
+            {
+                invoke(state, b);
+            }
+            catch (Exception ex)
+            {
+                Interlocked.CompareExchange(ref _failure, ex, null);
+                // Drain the remaining blocks so every core finishes promptly.
+                Volatile.Write(ref _nextBlock, count);
+                return;
+            }
+        }
+    }
+
+    private void WorkerLoop()
+    {
+        long seen = 0;
+        while (!_disposed)
+        {
+            long gen = Volatile.Read(ref _generation);
+            if (gen == seen)
+            {
+                int spins = 0;
+                while ((gen = Volatile.Read(ref _generation)) == seen && spins < SpinIterations && !_disposed)
+                {
+                    Thread.SpinWait(8);
+                    spins++;
+                }
+                if (gen == seen)
+                {
+                    Interlocked.Increment(ref _sleepingWorkers);
+                    // Re-check after announcing sleep: a launch may have started in between.
+                    if (Volatile.Read(ref _generation) == seen && !_disposed)
+                    {
+                        _wake.Wait(50);
+                    }
+                    Interlocked.Decrement(ref _sleepingWorkers);
+                    continue;
+                }
+            }
+            seen = gen;
+            RunBlocks();
+            Interlocked.Decrement(ref _pendingWorkers);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Invoke<TKernel>(void* state, int block) where TKernel : struct, IBlockKernel
+        => Unsafe.AsRef<TKernel>(state).Execute(block);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _disposed = true;
+        _wake.Release(_workers.Length);
+        _wake.Dispose();
+    }
+}
