@@ -1,0 +1,64 @@
+using System.Runtime.InteropServices;
+
+namespace AscendCC.Device.Hbm;
+
+/// <summary>
+/// One allocated range of device addresses and the host memory that backs it. Backing is committed
+/// when the region is allocated (that is the "lazy" part: unallocated HBM costs nothing) and always
+/// starts zeroed, so no region ever shows a previous owner's bytes.
+/// </summary>
+internal sealed unsafe class HbmRegion : IDisposable
+{
+    public HbmRegion(ulong address, long size, RegionTag tag)
+    {
+        Address = address;
+        Size = size;
+        Tag = tag;
+        // 64-byte alignment: a cache line and one Vector512.
+        Data = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(size, 1), 64);
+        NativeMemory.Clear(Data, (nuint)size);
+        HostAccess = DmaAccess.ReadWrite;
+    }
+
+    /// <summary>First device address.</summary>
+    public ulong Address { get; }
+
+    /// <summary>Bytes.</summary>
+    public long Size { get; }
+
+    /// <summary>One past the last device address.</summary>
+    public ulong End => Address + (ulong)Size;
+
+    /// <summary>What the region holds.</summary>
+    public RegionTag Tag { get; }
+
+    /// <summary>The backing memory.</summary>
+    public byte* Data { get; private set; }
+
+    /// <summary>What the SMMU lets the host do with this region.</summary>
+    public DmaAccess HostAccess { get; set; }
+
+    /// <summary>True once the region holds a loaded operator binary: nothing may write it again.</summary>
+    public bool Sealed { get; set; }
+
+    /// <summary>The bytes from <paramref name="address"/> for <paramref name="length"/> bytes; the caller has checked the range.</summary>
+    public Span<byte> Slice(ulong address, long length) => new(Data + (long)(address - Address), checked((int)length));
+
+    /// <summary>True when [address, address+length) lies inside this region.</summary>
+    public bool Contains(ulong address, long length) =>
+        address >= Address && length >= 0 && address <= End && (ulong)length <= End - address;
+
+    /// <summary>Zeroes the backing memory.</summary>
+    public void Scrub() => NativeMemory.Clear(Data, (nuint)Size);
+
+    public void Dispose()
+    {
+        if (Data != null)
+        {
+            // Scrub before the memory returns to the process allocator.
+            Scrub();
+            NativeMemory.AlignedFree(Data);
+            Data = null;
+        }
+    }
+}
