@@ -180,8 +180,21 @@ internal sealed unsafe class AiCoreGrid : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
         _disposed = true;
-        _wake.Release(_workers.Length);
+        if (_workers.Length > 0)
+        {
+            _wake.Release(_workers.Length);
+        }
+        // A worker may be just about to wait on the semaphore; disposing it under that worker would
+        // throw ObjectDisposedException on a background thread and take the process down.
+        foreach (Thread worker in _workers)
+        {
+            worker.Join();
+        }
         _wake.Dispose();
     }
 }

@@ -1,0 +1,446 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using AscendCC.Device.AiCore;
+
+namespace AscendCC.Device.Kernels;
+
+/// <summary>
+/// Causal grouped-query attention over the KV cache, tiled with an online (flash-style) softmax:
+/// each (head, query tile) block streams key tiles, keeping a running max m, running sum l and an
+/// unnormalised output O per query, so memory is O(tile) and no [seq × seq] score matrix exists.
+/// </summary>
+internal static unsafe class Attention
+{
+    /// <summary>Queries per block: two Vector512 lanes-worth, the width the score tile is computed at.</summary>
+    internal const int QueryTile = 32;
+
+    /// <summary>Keys per tile: the [KeyTile × QueryTile] score tile is 8 KiB and stays in L1.</summary>
+    internal const int KeyTile = 64;
+
+    // Below this many queries a tile wastes most of its 32 lanes; per-query dot products win (decode).
+    private const int MinRowsForTiled = 8;
+
+    /// <summary>
+    /// output[i, h] = softmax_j(scale · q[i, h] · K[h / group, j]) · V[h / group, j] over cache positions
+    /// j ≤ startPos + i, where group = nHeads / nKvHeads. q and output are [seq, nHeads * headDim]; the caches are
+    /// [nKvHeads, maxSeq, headDim] and must already hold positions 0 .. startPos + seq - 1.
+    /// output may alias q exactly.
+    /// </summary>
+    public static void CausalAttention(
+        AiCoreGrid grid, ReadOnlySpan<float> q, ReadOnlySpan<float> kCache, ReadOnlySpan<float> vCache, Span<float> output,
+        int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale)
+    {
+        ArgumentNullException.ThrowIfNull(grid);
+        KvCache.ValidateCache(kCache, vCache, nKvHeads, headDim, maxSeq);
+        KvCache.ValidateWindow(seq, startPos, maxSeq);
+        KernelArgs.RequireAtLeast(nHeads, 1, nameof(nHeads));
+        if (nHeads % nKvHeads != 0)
+        {
+            throw new ArgumentException($"{nameof(nHeads)} ({nHeads}) must be a multiple of {nameof(nKvHeads)} ({nKvHeads}).", nameof(nHeads));
+        }
+        long rowsLength = (long)seq * nHeads * headDim;
+        KernelArgs.RequireLength(q.Length, rowsLength, nameof(q));
+        KernelArgs.RequireLength(output.Length, rowsLength, nameof(output));
+        KernelArgs.RequireSameOrDisjoint(q, output, nameof(q), nameof(output));
+        if (seq == 0)
+        {
+            return;
+        }
+
+        int qTiles = (seq + QueryTile - 1) / QueryTile;
+        fixed (float* pq = q, pk = kCache, pv = vCache, po = output)
+        {
+            var kernel = new AttentionKernel
+            {
+                Q = pq, KCache = pk, VCache = pv, Output = po,
+                Seq = seq, StartPos = startPos, NHeads = nHeads, Group = nHeads / nKvHeads,
+                HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, QueryTiles = qTiles,
+            };
+            grid.Launch(nHeads * qTiles, ref kernel);
+        }
+    }
+
+    private struct AttentionKernel : IBlockKernel
+    {
+        public float* Q;
+        public float* KCache;
+        public float* VCache;
+        public float* Output;
+        public int Seq;
+        public int StartPos;
+        public int NHeads;
+        public int Group;
+        public int HeadDim;
+        public int MaxSeq;
+        public float Scale;
+        public int QueryTiles;
+
+        public readonly void Execute(int block)
+        {
+            // Latest query tiles see the most keys; handing them out first lets the short ones fill the gaps.
+            int tile = QueryTiles - 1 - block / NHeads;
+            int head = block % NHeads;
+            int q0 = tile * QueryTile;
+            int rows = Math.Min(QueryTile, Seq - q0);
+            nint kvOffset = (nint)(head / Group) * MaxSeq * HeadDim;
+            var scratch = Scratch.For(HeadDim);
+            if (rows >= MinRowsForTiled && Vector512.IsHardwareAccelerated)
+            {
+                TiledRows(scratch, head, q0, rows, KCache + kvOffset, VCache + kvOffset);
+            }
+            else
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    SingleRow(scratch, head, q0 + r, KCache + kvOffset, VCache + kvOffset);
+                }
+            }
+        }
+
+        private readonly void SingleRow(Scratch scratch, int head, int i, float* k, float* v)
+        {
+            int hd = HeadDim;
+            nint rowOffset = (nint)i * NHeads * hd + (nint)head * hd;
+            float* qi = scratch.QRow;
+            float* oi = scratch.ORow;
+            float* s = scratch.S;
+            for (int d = 0; d < hd; d++)
+            {
+                qi[d] = Scale * Q[rowOffset + d];
+                oi[d] = 0f;
+            }
+            float m = float.NegativeInfinity;
+            float l = 0f;
+            int kEnd = StartPos + i + 1;
+            for (int kt0 = 0; kt0 < kEnd; kt0 += KeyTile)
+            {
+                int kn = Math.Min(KeyTile, kEnd - kt0);
+                float* kt = k + (nint)kt0 * hd;
+                for (int j = 0; j < kn; j++)
+                {
+                    s[j] = Reductions.Dot(ref *qi, ref kt[(nint)j * hd], hd);
+                }
+                float mNew = MathF.Max(m, Reductions.Max(ref *s, kn));
+                float corr = MathF.Exp(m - mNew);
+                l = l * corr + Reductions.ExpShiftedSum(ref *s, ref *s, kn, mNew);
+                if (corr != 1f)
+                {
+                    Reductions.ScaleInPlace(ref *oi, hd, corr);
+                }
+                float* vt = v + (nint)kt0 * hd;
+                for (int j = 0; j < kn; j++)
+                {
+                    Reductions.MultiplyAdd(ref *oi, ref vt[(nint)j * hd], hd, s[j]);
+                }
+                m = mNew;
+            }
+            float inv = 1f / l;
+            float* outRow = Output + rowOffset;
+            for (int d = 0; d < hd; d++)
+            {
+                outRow[d] = oi[d] * inv;
+            }
+        }
+
+        // Scores are computed transposed, S^T[j, r] = K[j] · Q[r], with queries across the 32 lanes: the
+        // query tile is transposed once per block, keys are broadcast straight from the cache, and the
+        // running max/sum updates are lane-wise over queries — no horizontal reductions in the loop.
+        private readonly void TiledRows(Scratch scratch, int head, int q0, int rows, float* k, float* v)
+        {
+            int hd = HeadDim;
+            int qStride = NHeads * hd;
+            float* qt = scratch.QT;
+            float* o = scratch.O;
+            float* s = scratch.S;
+            float* corr = scratch.Corr;
+            for (int r = 0; r < QueryTile; r++)
+            {
+                float* qr = Q + (nint)(q0 + r) * qStride + (nint)head * hd;
+                for (int d = 0; d < hd; d++)
+                {
+                    qt[d * QueryTile + r] = r < rows ? Scale * qr[d] : 0f;
+                }
+            }
+            new Span<float>(o, rows * hd).Clear();
+
+            var negInf = Vector512.Create(float.NegativeInfinity);
+            var mA = negInf;
+            var mB = negInf;
+            var lA = Vector512<float>.Zero;
+            var lB = Vector512<float>.Zero;
+            int firstPos = StartPos + q0;
+            var posA = Vector512.Create(firstPos) + Vector512<int>.Indices;
+            var posB = posA + Vector512.Create(Vector512<int>.Count);
+            // Padding lanes (r ≥ rows) score 0 against every key and are never written out; they only
+            // need to stay finite, which zero queries guarantee.
+            int kEnd = firstPos + rows;
+            for (int kt0 = 0; kt0 < kEnd; kt0 += KeyTile)
+            {
+                int kn = Math.Min(KeyTile, kEnd - kt0);
+                float* kt = k + (nint)kt0 * hd;
+                int j = 0;
+                for (; j + 4 <= kn; j += 4)
+                {
+                    Scores4(kt + (nint)j * hd, hd, qt, s + j * QueryTile);
+                }
+                for (; j < kn; j++)
+                {
+                    Scores1(kt + (nint)j * hd, hd, qt, s + j * QueryTile);
+                }
+
+                bool diagonal = kt0 + kn - 1 > firstPos;
+                var tileMaxA = negInf;
+                var tileMaxB = negInf;
+                for (j = 0; j < kn; j++)
+                {
+                    float* sj = s + j * QueryTile;
+                    var sA = Vector512.Load(sj);
+                    var sB = Vector512.Load(sj + Vector512<float>.Count);
+                    if (diagonal)
+                    {
+                        var keyPos = Vector512.Create(kt0 + j);
+                        sA = Vector512.ConditionalSelect(Vector512.GreaterThan(keyPos, posA).AsSingle(), negInf, sA);
+                        sB = Vector512.ConditionalSelect(Vector512.GreaterThan(keyPos, posB).AsSingle(), negInf, sB);
+                        sA.Store(sj);
+                        sB.Store(sj + Vector512<float>.Count);
+                    }
+                    tileMaxA = Vector512.Max(tileMaxA, sA);
+                    tileMaxB = Vector512.Max(tileMaxB, sB);
+                }
+                // Every query sees key 0 in the first tile, so m is finite from then on and a query
+                // whose keys are all masked in a later tile gets exp(-inf - m) = 0 weights.
+                var mNewA = Vector512.Max(mA, tileMaxA);
+                var mNewB = Vector512.Max(mB, tileMaxB);
+                var corrA = Vector512.Exp(mA - mNewA);
+                var corrB = Vector512.Exp(mB - mNewB);
+                var sumA = Vector512<float>.Zero;
+                var sumB = Vector512<float>.Zero;
+                for (j = 0; j < kn; j++)
+                {
+                    float* sj = s + j * QueryTile;
+                    var pA = Vector512.Exp(Vector512.Load(sj) - mNewA);
+                    var pB = Vector512.Exp(Vector512.Load(sj + Vector512<float>.Count) - mNewB);
+                    pA.Store(sj);
+                    pB.Store(sj + Vector512<float>.Count);
+                    sumA += pA;
+                    sumB += pB;
+                }
+                lA = Vector512.FusedMultiplyAdd(lA, corrA, sumA);
+                lB = Vector512.FusedMultiplyAdd(lB, corrB, sumB);
+                mA = mNewA;
+                mB = mNewB;
+                corrA.Store(corr);
+                corrB.Store(corr + Vector512<float>.Count);
+
+                float* vt = v + (nint)kt0 * hd;
+                int r = 0;
+                for (; r + 2 <= rows; r += 2)
+                {
+                    AccumulatePV2(o + r * hd, o + (r + 1) * hd, s + r, s + r + 1, vt, kn, hd, corr[r], corr[r + 1]);
+                }
+                if (r < rows)
+                {
+                    AccumulatePV1(o + r * hd, s + r, vt, kn, hd, corr[r]);
+                }
+            }
+
+            lA.Store(corr);
+            lB.Store(corr + Vector512<float>.Count);
+            for (int r = 0; r < rows; r++)
+            {
+                float inv = 1f / corr[r];
+                float* outRow = Output + (nint)(q0 + r) * qStride + (nint)head * hd;
+                float* orow = o + r * hd;
+                for (int d = 0; d < hd; d++)
+                {
+                    outRow[d] = orow[d] * inv;
+                }
+            }
+        }
+    }
+
+    // Four keys against the 32 transposed queries: 8 accumulators, 2 query loads and 4 key broadcasts per d.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scores4(float* k, int hd, float* qt, float* s)
+    {
+        var a0 = Vector512<float>.Zero;
+        var a1 = Vector512<float>.Zero;
+        var a2 = Vector512<float>.Zero;
+        var a3 = Vector512<float>.Zero;
+        var b0 = Vector512<float>.Zero;
+        var b1 = Vector512<float>.Zero;
+        var b2 = Vector512<float>.Zero;
+        var b3 = Vector512<float>.Zero;
+        float* k1 = k + hd;
+        float* k2 = k1 + hd;
+        float* k3 = k2 + hd;
+        for (int d = 0; d < hd; d++)
+        {
+            var qa = Vector512.Load(qt + d * QueryTile);
+            var qb = Vector512.Load(qt + d * QueryTile + Vector512<float>.Count);
+            var c0 = Vector512.Create(k[d]);
+            var c1 = Vector512.Create(k1[d]);
+            var c2 = Vector512.Create(k2[d]);
+            var c3 = Vector512.Create(k3[d]);
+            a0 = Vector512.FusedMultiplyAdd(c0, qa, a0);
+            b0 = Vector512.FusedMultiplyAdd(c0, qb, b0);
+            a1 = Vector512.FusedMultiplyAdd(c1, qa, a1);
+            b1 = Vector512.FusedMultiplyAdd(c1, qb, b1);
+            a2 = Vector512.FusedMultiplyAdd(c2, qa, a2);
+            b2 = Vector512.FusedMultiplyAdd(c2, qb, b2);
+            a3 = Vector512.FusedMultiplyAdd(c3, qa, a3);
+            b3 = Vector512.FusedMultiplyAdd(c3, qb, b3);
+        }
+        const int H = 16;
+        a0.Store(s);
+        b0.Store(s + H);
+        a1.Store(s + QueryTile);
+        b1.Store(s + QueryTile + H);
+        a2.Store(s + 2 * QueryTile);
+        b2.Store(s + 2 * QueryTile + H);
+        a3.Store(s + 3 * QueryTile);
+        b3.Store(s + 3 * QueryTile + H);
+    }
+
+    private static void Scores1(float* k, int hd, float* qt, float* s)
+    {
+        var a = Vector512<float>.Zero;
+        var b = Vector512<float>.Zero;
+        for (int d = 0; d < hd; d++)
+        {
+            var c = Vector512.Create(k[d]);
+            a = Vector512.FusedMultiplyAdd(c, Vector512.Load(qt + d * QueryTile), a);
+            b = Vector512.FusedMultiplyAdd(c, Vector512.Load(qt + d * QueryTile + Vector512<float>.Count), b);
+        }
+        a.Store(s);
+        b.Store(s + Vector512<float>.Count);
+    }
+
+    // O[r] = corr_r · O[r] + Σ_j P[j, r] · V[j] for two queries at once, sharing each V load;
+    // 64 columns at a time keep 8 accumulators in registers across the key loop.
+    private static void AccumulatePV2(float* oa, float* ob, float* pa, float* pb, float* v, int kn, int hd, float corrA, float corrB)
+    {
+        int c = 0;
+        for (; c + 64 <= hd; c += 64)
+        {
+            var a0 = Vector512.Load(oa + c) * corrA;
+            var a1 = Vector512.Load(oa + c + 16) * corrA;
+            var a2 = Vector512.Load(oa + c + 32) * corrA;
+            var a3 = Vector512.Load(oa + c + 48) * corrA;
+            var b0 = Vector512.Load(ob + c) * corrB;
+            var b1 = Vector512.Load(ob + c + 16) * corrB;
+            var b2 = Vector512.Load(ob + c + 32) * corrB;
+            var b3 = Vector512.Load(ob + c + 48) * corrB;
+            for (int j = 0; j < kn; j++)
+            {
+                float* vj = v + (nint)j * hd + c;
+                var wa = Vector512.Create(pa[j * QueryTile]);
+                var wb = Vector512.Create(pb[j * QueryTile]);
+                var v0 = Vector512.Load(vj);
+                var v1 = Vector512.Load(vj + 16);
+                var v2 = Vector512.Load(vj + 32);
+                var v3 = Vector512.Load(vj + 48);
+                a0 = Vector512.FusedMultiplyAdd(wa, v0, a0);
+                b0 = Vector512.FusedMultiplyAdd(wb, v0, b0);
+                a1 = Vector512.FusedMultiplyAdd(wa, v1, a1);
+                b1 = Vector512.FusedMultiplyAdd(wb, v1, b1);
+                a2 = Vector512.FusedMultiplyAdd(wa, v2, a2);
+                b2 = Vector512.FusedMultiplyAdd(wb, v2, b2);
+                a3 = Vector512.FusedMultiplyAdd(wa, v3, a3);
+                b3 = Vector512.FusedMultiplyAdd(wb, v3, b3);
+            }
+            a0.Store(oa + c);
+            a1.Store(oa + c + 16);
+            a2.Store(oa + c + 32);
+            a3.Store(oa + c + 48);
+            b0.Store(ob + c);
+            b1.Store(ob + c + 16);
+            b2.Store(ob + c + 32);
+            b3.Store(ob + c + 48);
+        }
+        for (; c + 16 <= hd; c += 16)
+        {
+            var a = Vector512.Load(oa + c) * corrA;
+            var b = Vector512.Load(ob + c) * corrB;
+            for (int j = 0; j < kn; j++)
+            {
+                var vj = Vector512.Load(v + (nint)j * hd + c);
+                a = Vector512.FusedMultiplyAdd(Vector512.Create(pa[j * QueryTile]), vj, a);
+                b = Vector512.FusedMultiplyAdd(Vector512.Create(pb[j * QueryTile]), vj, b);
+            }
+            a.Store(oa + c);
+            b.Store(ob + c);
+        }
+        for (; c < hd; c++)
+        {
+            float a = oa[c] * corrA;
+            float b = ob[c] * corrB;
+            for (int j = 0; j < kn; j++)
+            {
+                float vj = v[(nint)j * hd + c];
+                a = MathF.FusedMultiplyAdd(pa[j * QueryTile], vj, a);
+                b = MathF.FusedMultiplyAdd(pb[j * QueryTile], vj, b);
+            }
+            oa[c] = a;
+            ob[c] = b;
+        }
+    }
+
+    private static void AccumulatePV1(float* oa, float* pa, float* v, int kn, int hd, float corrA)
+    {
+        Reductions.ScaleInPlace(ref *oa, hd, corrA);
+        for (int j = 0; j < kn; j++)
+        {
+            Reductions.MultiplyAdd(ref *oa, ref v[(nint)j * hd], hd, pa[j * QueryTile]);
+        }
+    }
+
+    /// <summary>
+    /// One AI Core's working set, allocated the first time a thread runs attention (or meets a larger
+    /// head dimension) and reused for every later launch. Pinned so the kernel can hold raw pointers.
+    /// </summary>
+    private sealed class Scratch
+    {
+        [ThreadStatic]
+        private static Scratch? t_current;
+
+        private readonly float[] _buffer;
+
+        private Scratch(int headDim)
+        {
+            HeadDim = headDim;
+            int qt = headDim * QueryTile;
+            int o = QueryTile * headDim;
+            int s = KeyTile * QueryTile;
+            // +16 floats so the blocks can start on a 64-byte boundary.
+            _buffer = GC.AllocateUninitializedArray<float>(qt + o + s + QueryTile + 2 * headDim + 16, pinned: true);
+            float* p = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_buffer));
+            p = (float*)(((nint)p + 63) & ~(nint)63);
+            S = p;
+            Corr = S + s;
+            QT = Corr + QueryTile;
+            O = QT + qt;
+            QRow = O + o;
+            ORow = QRow + headDim;
+        }
+
+        public int HeadDim { get; }
+        public float* QT { get; }
+        public float* O { get; }
+        public float* S { get; }
+        public float* Corr { get; }
+        public float* QRow { get; }
+        public float* ORow { get; }
+
+        public static Scratch For(int headDim)
+        {
+            var scratch = t_current;
+            if (scratch is null || scratch.HeadDim < headDim)
+            {
+                t_current = scratch = new Scratch(headDim);
+            }
+            return scratch;
+        }
+    }
+}

@@ -1,0 +1,364 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using AscendCC.Device.AiCore;
+
+namespace AscendCC.Device.Kernels;
+
+/// <summary>
+/// torch.nn.functional.linear on the AI Cores: y[m,n] = x[m,k] · W[n,k]^T (+ bias). Decode-sized
+/// inputs (m ≤ <see cref="GemvMaxRows"/>) are bandwidth bound, so W is streamed exactly once from
+/// memory in its stored precision and widened in registers; larger inputs (prefill) go through the
+/// blocked GEMM, which widens W to f32 while packing it.
+/// </summary>
+internal static unsafe class LinearKernel
+{
+    /// <summary>
+    /// Up to this many rows of x, re-reading a 4-row strip of W from L1/L2 per token costs less than
+    /// packing W for the GEMM (which writes W back out at f32 size).
+    /// </summary>
+    internal const int GemvMaxRows = 4;
+
+    /// <summary>y[m,n] = x[m,k] · W[n,k]^T (+ bias[n] when bias is non-empty); W given as raw bytes of <paramref name="wType"/>; fp32 accumulation.</summary>
+    public static void Linear(AiCoreGrid grid, ReadOnlySpan<float> x, ReadOnlySpan<byte> w, ElementType wType, ReadOnlySpan<float> bias, Span<float> y, int m, int k, int n)
+        => Linear(grid, x, w, wType, bias, y, m, k, n, Gemm.DefaultIsa);
+
+    internal static void Linear(AiCoreGrid grid, ReadOnlySpan<float> x, ReadOnlySpan<byte> w, ElementType wType, ReadOnlySpan<float> bias, Span<float> y, int m, int k, int n, GemmIsa isa)
+    {
+        ArgumentNullException.ThrowIfNull(grid);
+        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16))
+        {
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16 or BF16.");
+        }
+        KernelArguments.RequireDimensions(m, k, n);
+        KernelArguments.RequireLength(x.Length, (long)m * k, nameof(x));
+        KernelArguments.RequireLength(w.Length, (long)n * k * ElementTypes.SizeOf(wType), nameof(w));
+        if (!bias.IsEmpty)
+        {
+            KernelArguments.RequireLength(bias.Length, n, nameof(bias));
+        }
+        KernelArguments.RequireLength(y.Length, (long)m * n, nameof(y));
+        fixed (float* px = x, pbias = bias, py = y)
+        fixed (byte* pw = w)
+        {
+            KernelArguments.RequireDisjoint(py, y.Length * 4L, px, x.Length * 4L, nameof(x));
+            KernelArguments.RequireDisjoint(py, y.Length * 4L, pw, w.Length, nameof(w));
+            KernelArguments.RequireDisjoint(py, y.Length * 4L, pbias, bias.Length * 4L, nameof(bias));
+            float* biasOrNull = bias.IsEmpty ? null : pbias;
+            if (m == 0 || n == 0)
+            {
+                return;
+            }
+            if (m <= GemvMaxRows && k > 0)
+            {
+                Gemv(grid, px, pw, wType, biasOrNull, py, m, k, n, isa);
+                return;
+            }
+            var problem = new GemmProblem
+            {
+                A = px, Lda = k, B = pw, Ldb = k, Layout = BLayout.NK, BType = wType,
+                C = py, Ldc = n, Bias = biasOrNull, M = m, N = n, K = k,
+            };
+            Gemm.Run(grid, problem, isa);
+        }
+    }
+
+    private static void Gemv(AiCoreGrid grid, float* x, byte* w, ElementType wType, float* bias, float* y, int m, int k, int n, GemmIsa isa)
+    {
+        // Several blocks per core so the atomic hand-out evens out cores that start late.
+        int rowsPerBlock = Math.Max(4, ((n + 8 * grid.CoreCount - 1) / (8 * grid.CoreCount) + 3) & ~3);
+        int blocks = (n + rowsPerBlock - 1) / rowsPerBlock;
+        bool wide = isa == GemmIsa.Vector512;
+        switch (wType)
+        {
+            case ElementType.F32:
+                LaunchGemv<F32Weights>(grid, x, w, bias, y, m, k, n, rowsPerBlock, blocks, wide);
+                break;
+            case ElementType.BF16:
+                LaunchGemv<BF16Weights>(grid, x, w, bias, y, m, k, n, rowsPerBlock, blocks, wide);
+                break;
+            default:
+                LaunchGemv<F16Weights>(grid, x, w, bias, y, m, k, n, rowsPerBlock, blocks, wide);
+                break;
+        }
+    }
+
+    private static void LaunchGemv<TW>(AiCoreGrid grid, float* x, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock, int blocks, bool wide)
+        where TW : struct, IWeightReader
+    {
+        var kernel = new GemvKernel<TW>
+        {
+            X = x, W = w, Bias = bias, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock, Wide = wide,
+        };
+        grid.Launch(blocks, ref kernel);
+    }
+
+    /// <summary>Reads weights of one storage type as f32 vectors; a static interface so each type gets its own specialised loop.</summary>
+    internal interface IWeightReader
+    {
+        static abstract int ElementSize { get; }
+
+        /// <summary>Elements [i, i+32) of the row as two zmm vectors.</summary>
+        static abstract void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi);
+
+        /// <summary>Elements [i, i+16) of the row as two ymm vectors.</summary>
+        static abstract void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi);
+
+        static abstract float Load(byte* row, nint i);
+    }
+
+    internal readonly struct F32Weights : IWeightReader
+    {
+        public static int ElementSize => 4;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
+        {
+            lo = Vector512.Load((float*)row + i);
+            hi = Vector512.Load((float*)row + i + 16);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
+        {
+            lo = Vector256.Load((float*)row + i);
+            hi = Vector256.Load((float*)row + i + 8);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(byte* row, nint i) => ((float*)row)[i];
+    }
+
+    internal readonly struct BF16Weights : IWeightReader
+    {
+        public static int ElementSize => 2;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
+        {
+            ushort* p = (ushort*)row + i;
+            if (Avx512F.IsSupported)
+            {
+                // vpmovzxwd straight from memory: no cross-lane shuffle of a 64-byte load.
+                lo = WeightConversion.BF16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
+                hi = WeightConversion.BF16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p + 16)));
+                return;
+            }
+            (Vector512<uint> l, Vector512<uint> h) = Vector512.Widen(Vector512.Load(p));
+            lo = WeightConversion.BF16ToSingle(l);
+            hi = WeightConversion.BF16ToSingle(h);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
+        {
+            (Vector256<uint> l, Vector256<uint> h) = Vector256.Widen(Vector256.Load((ushort*)row + i));
+            lo = WeightConversion.BF16ToSingle(l);
+            hi = WeightConversion.BF16ToSingle(h);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(byte* row, nint i) => ElementTypes.BF16ToSingle(((ushort*)row)[i]);
+    }
+
+    internal readonly struct F16Weights : IWeightReader
+    {
+        public static int ElementSize => 2;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
+        {
+            ushort* p = (ushort*)row + i;
+            if (Avx512F.IsSupported)
+            {
+                lo = WeightConversion.F16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
+                hi = WeightConversion.F16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p + 16)));
+                return;
+            }
+            (Vector512<uint> l, Vector512<uint> h) = Vector512.Widen(Vector512.Load(p));
+            lo = WeightConversion.F16ToSingle(l);
+            hi = WeightConversion.F16ToSingle(h);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
+        {
+            (Vector256<uint> l, Vector256<uint> h) = Vector256.Widen(Vector256.Load((ushort*)row + i));
+            lo = WeightConversion.F16ToSingle(l);
+            hi = WeightConversion.F16ToSingle(h);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(byte* row, nint i) => ElementTypes.F16ToSingle(((ushort*)row)[i]);
+    }
+
+    /// <summary>
+    /// Each block owns a run of output features (rows of W). Four rows are reduced together with two
+    /// accumulators each: eight independent FMA chains hide FMA latency, and four sequential streams
+    /// keep the hardware prefetchers saturating DRAM. For m &gt; 1 the same 4-row strip is re-read per
+    /// token from cache, so DRAM still sees W once.
+    /// </summary>
+    private struct GemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
+    {
+        public float* X, Bias, Y;
+        public byte* W;
+        public int M, K, N, RowsPerBlock;
+        public bool Wide;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public readonly void Execute(int block)
+        {
+            int j0 = block * RowsPerBlock;
+            int j1 = Math.Min(N, j0 + RowsPerBlock);
+            nint rowBytes = (nint)K * TW.ElementSize;
+            int j = j0;
+            for (; j + 4 <= j1; j += 4)
+            {
+                byte* r0 = W + j * rowBytes;
+                for (int t = 0; t < M; t++)
+                {
+                    float* xt = X + (nint)t * K;
+                    float s0, s1, s2, s3;
+                    if (Wide)
+                    {
+                        Dot4x512(xt, r0, rowBytes, K, out s0, out s1, out s2, out s3);
+                    }
+                    else
+                    {
+                        Dot4x256(xt, r0, rowBytes, K, out s0, out s1, out s2, out s3);
+                    }
+                    float* yt = Y + (nint)t * N + j;
+                    if (Bias != null)
+                    {
+                        s0 += Bias[j];
+                        s1 += Bias[j + 1];
+                        s2 += Bias[j + 2];
+                        s3 += Bias[j + 3];
+                    }
+                    yt[0] = s0;
+                    yt[1] = s1;
+                    yt[2] = s2;
+                    yt[3] = s3;
+                }
+            }
+            for (; j < j1; j++)
+            {
+                byte* row = W + j * rowBytes;
+                for (int t = 0; t < M; t++)
+                {
+                    float s = Dot1(X + (nint)t * K, row, K, Wide);
+                    Y[(nint)t * N + j] = Bias != null ? s + Bias[j] : s;
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4x512(float* x, byte* r0, nint rowBytes, int k, out float s0, out float s1, out float s2, out float s3)
+        {
+            byte* r1 = r0 + rowBytes, r2 = r1 + rowBytes, r3 = r2 + rowBytes;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+            nint i = 0;
+            for (; i <= k - 32; i += 32)
+            {
+                Vector512<float> x0 = Vector512.Load(x + i);
+                Vector512<float> x1 = Vector512.Load(x + i + 16);
+                TW.Load32(r0, i, out Vector512<float> w0, out Vector512<float> w1);
+                a0 = Vector512.FusedMultiplyAdd(w0, x0, a0);
+                b0 = Vector512.FusedMultiplyAdd(w1, x1, b0);
+                TW.Load32(r1, i, out w0, out w1);
+                a1 = Vector512.FusedMultiplyAdd(w0, x0, a1);
+                b1 = Vector512.FusedMultiplyAdd(w1, x1, b1);
+                TW.Load32(r2, i, out w0, out w1);
+                a2 = Vector512.FusedMultiplyAdd(w0, x0, a2);
+                b2 = Vector512.FusedMultiplyAdd(w1, x1, b2);
+                TW.Load32(r3, i, out w0, out w1);
+                a3 = Vector512.FusedMultiplyAdd(w0, x0, a3);
+                b3 = Vector512.FusedMultiplyAdd(w1, x1, b3);
+            }
+            s0 = Vector512.Sum(a0 + b0);
+            s1 = Vector512.Sum(a1 + b1);
+            s2 = Vector512.Sum(a2 + b2);
+            s3 = Vector512.Sum(a3 + b3);
+            for (; i < k; i++)
+            {
+                float xi = x[i];
+                s0 = MathF.FusedMultiplyAdd(TW.Load(r0, i), xi, s0);
+                s1 = MathF.FusedMultiplyAdd(TW.Load(r1, i), xi, s1);
+                s2 = MathF.FusedMultiplyAdd(TW.Load(r2, i), xi, s2);
+                s3 = MathF.FusedMultiplyAdd(TW.Load(r3, i), xi, s3);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4x256(float* x, byte* r0, nint rowBytes, int k, out float s0, out float s1, out float s2, out float s3)
+        {
+            byte* r1 = r0 + rowBytes, r2 = r1 + rowBytes, r3 = r2 + rowBytes;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+            nint i = 0;
+            for (; i <= k - 16; i += 16)
+            {
+                Vector256<float> x0 = Vector256.Load(x + i);
+                Vector256<float> x1 = Vector256.Load(x + i + 8);
+                TW.Load16(r0, i, out Vector256<float> w0, out Vector256<float> w1);
+                a0 = Vector256.FusedMultiplyAdd(w0, x0, a0);
+                b0 = Vector256.FusedMultiplyAdd(w1, x1, b0);
+                TW.Load16(r1, i, out w0, out w1);
+                a1 = Vector256.FusedMultiplyAdd(w0, x0, a1);
+                b1 = Vector256.FusedMultiplyAdd(w1, x1, b1);
+                TW.Load16(r2, i, out w0, out w1);
+                a2 = Vector256.FusedMultiplyAdd(w0, x0, a2);
+                b2 = Vector256.FusedMultiplyAdd(w1, x1, b2);
+                TW.Load16(r3, i, out w0, out w1);
+                a3 = Vector256.FusedMultiplyAdd(w0, x0, a3);
+                b3 = Vector256.FusedMultiplyAdd(w1, x1, b3);
+            }
+            s0 = Vector256.Sum(a0 + b0);
+            s1 = Vector256.Sum(a1 + b1);
+            s2 = Vector256.Sum(a2 + b2);
+            s3 = Vector256.Sum(a3 + b3);
+            for (; i < k; i++)
+            {
+                float xi = x[i];
+                s0 = MathF.FusedMultiplyAdd(TW.Load(r0, i), xi, s0);
+                s1 = MathF.FusedMultiplyAdd(TW.Load(r1, i), xi, s1);
+                s2 = MathF.FusedMultiplyAdd(TW.Load(r2, i), xi, s2);
+                s3 = MathF.FusedMultiplyAdd(TW.Load(r3, i), xi, s3);
+            }
+        }
+
+        private static float Dot1(float* x, byte* row, int k, bool wide)
+        {
+            nint i = 0;
+            float s = 0f;
+            if (wide)
+            {
+                Vector512<float> a = default, b = default;
+                for (; i <= k - 32; i += 32)
+                {
+                    TW.Load32(row, i, out Vector512<float> w0, out Vector512<float> w1);
+                    a = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x + i), a);
+                    b = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x + i + 16), b);
+                }
+                s = Vector512.Sum(a + b);
+            }
+            else
+            {
+                Vector256<float> a = default, b = default;
+                for (; i <= k - 16; i += 16)
+                {
+                    TW.Load16(row, i, out Vector256<float> w0, out Vector256<float> w1);
+                    a = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x + i), a);
+                    b = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x + i + 8), b);
+                }
+                s = Vector256.Sum(a + b);
+            }
+            for (; i < k; i++)
+            {
+                s = MathF.FusedMultiplyAdd(TW.Load(row, i), x[i], s);
+            }
+            return s;
+        }
+    }
+}

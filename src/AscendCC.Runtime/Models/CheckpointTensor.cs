@@ -1,0 +1,94 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace AscendCC.Runtime.Models;
+
+/// <summary>
+/// One tensor of an open checkpoint: its name, dtype, shape and where its bytes sit in the file.
+/// The bytes stay on disk until read, so a large checkpoint is never held in memory twice.
+/// Valid only while the checkpoint that produced it is open.
+/// </summary>
+public sealed class CheckpointTensor
+{
+    private readonly SafeFileHandle _file;
+
+    internal CheckpointTensor(string name, TensorDType dtype, long[] shape, string filePath, SafeFileHandle file, long fileOffset)
+    {
+        Name = name;
+        DType = dtype;
+        Shape = Array.AsReadOnly(shape);
+        long count = 1;
+        foreach (long d in shape)
+        {
+            count = checked(count * d);
+        }
+        ElementCount = count;
+        ByteLength = checked(count * TensorDTypes.SizeOf(dtype));
+        FilePath = filePath;
+        FileOffset = fileOffset;
+        _file = file;
+    }
+
+    /// <summary>Tensor name as stored (Hugging Face names for both layouts).</summary>
+    public string Name { get; }
+
+    /// <summary>Element type of the stored bytes.</summary>
+    public TensorDType DType { get; }
+
+    /// <summary>Shape, outermost dimension first (row-major).</summary>
+    public IReadOnlyList<long> Shape { get; }
+
+    /// <summary>Number of elements: the product of <see cref="Shape"/>.</summary>
+    public long ElementCount { get; }
+
+    /// <summary>Number of stored bytes: <see cref="ElementCount"/> times the dtype size.</summary>
+    public long ByteLength { get; }
+
+    /// <summary>The file holding the bytes.</summary>
+    public string FilePath { get; }
+
+    /// <summary>Absolute offset of the first byte in <see cref="FilePath"/>.</summary>
+    public long FileOffset { get; }
+
+    /// <summary>Reads the raw little-endian bytes into <paramref name="destination"/> (exactly <see cref="ByteLength"/> long).</summary>
+    public void ReadBytes(Span<byte> destination)
+    {
+        if (destination.Length != ByteLength)
+        {
+            throw new ArgumentException($"Tensor '{Name}' has {ByteLength} bytes; the destination holds {destination.Length}. Allocate ByteLength bytes.", nameof(destination));
+        }
+        long offset = FileOffset;
+        while (!destination.IsEmpty)
+        {
+            int read = RandomAccess.Read(_file, destination, offset);
+            if (read == 0)
+            {
+                throw new CheckpointFormatException(FilePath, Name, $"the file ended {destination.Length} bytes before the tensor did (it was changed or truncated after opening).", "Re-copy the checkpoint and open it again.");
+            }
+            destination = destination[read..];
+            offset += read;
+        }
+    }
+
+    /// <summary>Reads the raw little-endian bytes into a new array.</summary>
+    public byte[] ReadBytes()
+    {
+        if (ByteLength > Array.MaxLength)
+        {
+            throw new InvalidOperationException($"Tensor '{Name}' has {ByteLength} bytes, more than one array can hold; read it in slices with ReadBytes(Span<byte>) over a smaller tensor view.");
+        }
+        var bytes = new byte[ByteLength];
+        ReadBytes(bytes);
+        return bytes;
+    }
+
+    /// <summary>Reads the tensor and widens it to float32 (exact for F32, F16 and BF16).</summary>
+    public float[] ReadFloat32()
+    {
+        var values = new float[checked((int)ElementCount)];
+        TensorDTypes.ToFloat32(DType, ReadBytes(), values);
+        return values;
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Name} {DType} [{string.Join(", ", Shape)}]";
+}
