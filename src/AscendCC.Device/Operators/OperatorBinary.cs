@@ -68,13 +68,13 @@ public static class OperatorBinary
     /// <summary>Reads the name of an operator binary, checking its framing; null when the bytes are not a well-formed binary.</summary>
     public static string? TryReadName(ReadOnlySpan<byte> binary)
     {
-        if (binary.Length < 20 || binary.Length > MaxSize || !binary[..8].SequenceEqual(Magic)
+        if (binary.Length < 22 || binary.Length > MaxSize || !binary[..8].SequenceEqual(Magic)
             || BinaryPrimitives.ReadUInt32LittleEndian(binary[8..]) != FormatVersion)
         {
             return null;
         }
-        int o = 18;
-        int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(binary[16..]);
+        int o = 20;
+        int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(binary[18..]);
         if (o + nameLength + 2 > binary.Length)
         {
             return null;

@@ -1,0 +1,59 @@
+using AscendCC.Device.Kernels;
+
+namespace AscendCC.Device.Operators.Builtin;
+
+/// <summary>Appends new keys and values to a layer's KV cache.</summary>
+internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
+    "k:f32[seq,kv_heads*head_dim] v:f32[seq,kv_heads*head_dim] -> k_cache:f32[kv_heads,max_seq,head_dim] v_cache | seq start_pos kv_heads head_dim max_seq",
+    ["k", "v", "k_cache", "v_cache"], [2, 3], 5)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int seq = c.Int(0, "seq", 1), startPos = c.Int(1, "start_pos"), kvHeads = c.Int(2, "kv_heads", 1), headDim = c.Int(3, "head_dim", 1), maxSeq = c.Int(4, "max_seq", 1);
+        long rows = (long)seq * kvHeads * headDim, cache = (long)kvHeads * maxSeq * headDim;
+        KvCache.KvCacheWrite(c.Buffer<float>(0, rows), c.Buffer<float>(1, rows), c.Buffer<float>(2, cache), c.Buffer<float>(3, cache),
+            seq, startPos, kvHeads, headDim, maxSeq);
+    }
+}
+
+/// <summary>Causal grouped-query attention over the KV cache (flash-style, O(tile) memory).</summary>
+internal sealed class AttentionOperator() : OperatorBase("attention",
+    "q:f32[seq,heads*head_dim] k_cache v_cache -> out:f32[seq,heads*head_dim] | seq start_pos heads kv_heads head_dim max_seq scale",
+    ["q", "k_cache", "v_cache", "out"], [3], 7)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int seq = c.Int(0, "seq", 1), startPos = c.Int(1, "start_pos"), heads = c.Int(2, "heads", 1), kvHeads = c.Int(3, "kv_heads", 1);
+        int headDim = c.Int(4, "head_dim", 1), maxSeq = c.Int(5, "max_seq", 1);
+        float scale = c.Float(6, "scale");
+        long rows = (long)seq * heads * headDim, cache = (long)kvHeads * maxSeq * headDim;
+        Attention.CausalAttention(c.Grid, c.Buffer<float>(0, rows), c.Buffer<float>(1, cache), c.Buffer<float>(2, cache), c.Buffer<float>(3, rows),
+            seq, startPos, heads, kvHeads, headDim, maxSeq, scale);
+    }
+}
+
+/// <summary>Greedy decoding: index of the largest logit.</summary>
+internal sealed class ArgmaxOperator() : OperatorBase("argmax", "logits:f32[n] -> token:i32[1] | n", ["logits", "token"], [1], 1)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int n = c.Int(0, "n", 1);
+        c.Buffer<int>(1, 1)[0] = Sampling.Argmax(c.Buffer<float>(0, n));
+    }
+}
+
+/// <summary>Temperature / top-k / top-p sampling with the device's seeded generator (state in HBM).</summary>
+internal sealed class SampleOperator() : OperatorBase("sample",
+    "logits:f32[n] rng:u64[1] scratch:f32[n] -> token:i32[1] | n temperature top_k top_p",
+    ["logits", "rng", "scratch", "token"], [1, 2, 3], 4)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int n = c.Int(0, "n", 1);
+        float temperature = c.Float(1, "temperature");
+        int topK = c.Int(2, "top_k");
+        float topP = c.Float(3, "top_p");
+        ref ulong state = ref c.Buffer<ulong>(1, 1)[0];
+        c.Buffer<int>(3, 1)[0] = Sampling.Sample(c.Buffer<float>(0, n), temperature, topK, topP, ref state, c.Buffer<float>(2, n));
+    }
+}

@@ -1,0 +1,132 @@
+using AscendCC.Device.Kernels;
+
+namespace AscendCC.Device.Operators.Builtin;
+
+/// <summary>y = a + b.</summary>
+internal sealed class AddOperator() : OperatorBase("add", "a:f32[n] b:f32[n] -> y:f32[n] | n", ["a", "b", "y"], [2], 1)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int n = c.Int(0, "n", 1);
+        Elementwise.Add(c.Grid, c.Buffer<float>(0, n), c.Buffer<float>(1, n), c.Buffer<float>(2, n));
+    }
+}
+
+/// <summary>y = a ⊙ b.</summary>
+internal sealed class MulOperator() : OperatorBase("mul", "a:f32[n] b:f32[n] -> y:f32[n] | n", ["a", "b", "y"], [2], 1)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int n = c.Int(0, "n", 1);
+        Elementwise.Mul(c.Grid, c.Buffer<float>(0, n), c.Buffer<float>(1, n), c.Buffer<float>(2, n));
+    }
+}
+
+/// <summary>y = s·x.</summary>
+internal sealed class ScaleOperator() : OperatorBase("scale", "x:f32[n] -> y:f32[n] | n s", ["x", "y"], [1], 2)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int n = c.Int(0, "n", 1);
+        Elementwise.Scale(c.Grid, c.Buffer<float>(0, n), c.Float(1, "s"), c.Buffer<float>(1, n));
+    }
+}
+
+/// <summary>Element-wise activations: relu, silu, gelu (erf), gelu_tanh.</summary>
+internal sealed class ActivationOperator(string name) : OperatorBase(name, "x:f32[n] -> y:f32[n] | n", ["x", "y"], [1], 1)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int n = c.Int(0, "n", 1);
+        Span<float> x = c.Buffer<float>(0, n), y = c.Buffer<float>(1, n);
+        switch (Name)
+        {
+            case "relu": Activations.Relu(c.Grid, x, y); break;
+            case "silu": Activations.Silu(c.Grid, x, y); break;
+            case "gelu": Activations.Gelu(c.Grid, x, y, approximateTanh: false); break;
+            default: Activations.Gelu(c.Grid, x, y, approximateTanh: true); break;
+        }
+    }
+}
+
+/// <summary>y = silu(gate) ⊙ up: the Llama MLP's gate.</summary>
+internal sealed class SiluMulOperator() : OperatorBase("silu_mul", "gate:f32[n] up:f32[n] -> y:f32[n] | n", ["gate", "up", "y"], [2], 1)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int n = c.Int(0, "n", 1);
+        Activations.SiluMul(c.Grid, c.Buffer<float>(0, n), c.Buffer<float>(1, n), c.Buffer<float>(2, n));
+    }
+}
+
+/// <summary>Row-wise numerically stable softmax.</summary>
+internal sealed class SoftmaxOperator() : OperatorBase("softmax", "x:f32[rows,cols] -> y:f32[rows,cols] | rows cols", ["x", "y"], [1], 2)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int rows = c.Int(0, "rows", 1), cols = c.Int(1, "cols", 1);
+        SoftmaxKernels.Softmax(c.Grid, c.Buffer<float>(0, (long)rows * cols), c.Buffer<float>(1, (long)rows * cols), rows, cols);
+    }
+}
+
+/// <summary>RMSNorm as Llama computes it.</summary>
+internal sealed class RmsNormOperator() : OperatorBase("rms_norm", "x:f32[rows,dim] weight:f32[dim] -> y:f32[rows,dim] | rows dim eps", ["x", "weight", "y"], [2], 3)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int rows = c.Int(0, "rows", 1), dim = c.Int(1, "dim", 1);
+        Norms.RmsNorm(c.Grid, c.Buffer<float>(0, (long)rows * dim), c.Buffer<float>(1, dim), c.Buffer<float>(2, (long)rows * dim), rows, dim, c.Float(2, "eps"));
+    }
+}
+
+/// <summary>LayerNorm as torch computes it.</summary>
+internal sealed class LayerNormOperator() : OperatorBase("layer_norm", "x:f32[rows,dim] weight:f32[dim] bias:f32[dim] -> y:f32[rows,dim] | rows dim eps", ["x", "weight", "bias", "y"], [3], 3)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int rows = c.Int(0, "rows", 1), dim = c.Int(1, "dim", 1);
+        Norms.LayerNorm(c.Grid, c.Buffer<float>(0, (long)rows * dim), c.Buffer<float>(1, dim), c.Buffer<float>(2, dim),
+            c.Buffer<float>(3, (long)rows * dim), rows, dim, c.Float(2, "eps"));
+    }
+}
+
+/// <summary>Rotary position embedding in place, interleaved pairs (Meta) or half rotation (Hugging Face).</summary>
+internal sealed class RopeOperator(string name) : OperatorBase(name, "x:f32[seq,heads,head_dim] -> x | seq heads head_dim start_pos theta", ["x"], [0], 5)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int seq = c.Int(0, "seq", 1), heads = c.Int(1, "heads", 1), headDim = c.Int(2, "head_dim", 2), startPos = c.Int(3, "start_pos");
+        float theta = c.Float(4, "theta");
+        Span<float> x = c.Buffer<float>(0, (long)seq * heads * headDim);
+        if (Name == "rope_interleaved")
+        {
+            Rope.RopeInterleaved(c.Grid, x, seq, heads, headDim, startPos, theta);
+        }
+        else
+        {
+            Rope.RopeHalf(c.Grid, x, seq, heads, headDim, startPos, theta);
+        }
+    }
+}
+
+/// <summary>Embedding lookup from an f32/f16/bf16 table.</summary>
+internal sealed class EmbeddingOperator() : OperatorBase("embedding", "table:dtype[vocab,dim] ids:i32[count] -> y:f32[count,dim] | count vocab dim dtype", ["table", "ids", "y"], [2], 4)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int count = c.Int(0, "count", 1), vocab = c.Int(1, "vocab", 1), dim = c.Int(2, "dim", 1);
+        ElementType type = ElementTypeOf(ref c, 3);
+        Embedding.EmbeddingGather(c.Buffer<byte>(0, (long)vocab * dim * ElementTypes.SizeOf(type)), type, c.Buffer<int>(1, count),
+            c.Buffer<float>(2, (long)count * dim), vocab, dim);
+    }
+}
+
+/// <summary>Copies rows [start, start+rows) of x into y: e.g. the last position before the classifier.</summary>
+internal sealed class SliceRowsOperator() : OperatorBase("slice_rows", "x:f32[*,cols] -> y:f32[rows,cols] | start rows cols", ["x", "y"], [1], 3)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int start = c.Int(0, "start"), rows = c.Int(1, "rows", 1), cols = c.Int(2, "cols", 1);
+        c.Buffer<float>(0, ((long)start + rows) * cols).Slice(start * cols, rows * cols).CopyTo(c.Buffer<float>(1, (long)rows * cols));
+    }
+}
