@@ -36,7 +36,7 @@ public sealed class LlamaDeviceModel : IDisposable
     private readonly int[] _one = new int[1];
     private ulong _seededWith = ulong.MaxValue;
 
-    private LlamaDeviceModel(NpuRuntime runtime, LlamaConfig config, RopeConvention rope, LlamaDeviceOptions options, Func<string, CheckpointTensor> weights)
+    private LlamaDeviceModel(NpuRuntime runtime, LlamaConfig config, RopeConvention rope, LlamaDeviceOptions options, Func<string, TensorData> weights)
     {
         _runtime = runtime;
         Config = config;
@@ -47,8 +47,18 @@ public sealed class LlamaDeviceModel : IDisposable
         int dim = config.HiddenSize, hidden = config.IntermediateSize, heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads;
         int headDim = config.HeadDim, qDim = heads * headDim, kvDim = kvHeads * headDim, vocab = config.VocabSize, T = MaxBatchTokens;
 
-        DeviceBuffer Matrix(string name) => Upload(weights(name), options.WeightPrecision);
-        DeviceBuffer Vector(string name) => Upload(weights(name), WeightPrecision.F32);
+        var expected = LlamaTensorNames.Expected(config).ToDictionary(e => e.Name, e => e.Shape);
+        TensorData Weight(string name)
+        {
+            TensorData t = weights(name) ?? throw new ArgumentException($"the weights have no tensor '{name}'");
+            if (expected.TryGetValue(name, out long[]? shape) && !t.Shape.SequenceEqual(shape))
+            {
+                throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]; check config.json against the weights");
+            }
+            return t;
+        }
+        DeviceBuffer Matrix(string name) => Upload(Weight(name), options.WeightPrecision);
+        DeviceBuffer Vector(string name) => Upload(Weight(name), WeightPrecision.F32);
         DeviceBuffer Act(long floats, RegionTag tag = RegionTag.Activations) => Track(_runtime.Allocate(floats * 4, tag));
 
         DeviceBuffer embedding = Matrix(LlamaTensorNames.Embedding);
@@ -150,7 +160,21 @@ public sealed class LlamaDeviceModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(checkpoint);
-        return new LlamaDeviceModel(runtime, checkpoint.Config, checkpoint.RopeConvention, options ?? new LlamaDeviceOptions(), checkpoint.GetTensor);
+        return new LlamaDeviceModel(runtime, checkpoint.Config, checkpoint.RopeConvention, options ?? new LlamaDeviceOptions(),
+            name => TensorData.FromCheckpoint(checkpoint.GetTensor(name)));
+    }
+
+    /// <summary>
+    /// Uploads weights named as Hugging Face names them (see <see cref="LlamaTensorNames"/>) and builds
+    /// the device program. <paramref name="rope"/> says how the q/k rows are ordered.
+    /// </summary>
+    public static LlamaDeviceModel Load(NpuRuntime runtime, LlamaConfig config, RopeConvention rope, Func<string, TensorData> weights, LlamaDeviceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        config.Validate();
+        return new LlamaDeviceModel(runtime, config, rope, options ?? new LlamaDeviceOptions(), weights);
     }
 
     /// <summary>
@@ -271,7 +295,7 @@ public sealed class LlamaDeviceModel : IDisposable
         return buffer;
     }
 
-    private DeviceBuffer Upload(CheckpointTensor tensor, WeightPrecision precision)
+    private DeviceBuffer Upload(TensorData tensor, WeightPrecision precision)
     {
         byte[] bytes = WeightConversion.Convert(tensor, precision);
         DeviceBuffer buffer = Track(_runtime.Allocate(bytes.Length, RegionTag.Weights));

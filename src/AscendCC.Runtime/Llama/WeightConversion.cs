@@ -7,17 +7,16 @@ namespace AscendCC.Runtime.Llama;
 public static class WeightConversion
 {
     /// <summary>The tensor's values as little-endian bytes of <paramref name="precision"/>.</summary>
-    public static byte[] Convert(CheckpointTensor tensor, WeightPrecision precision)
+    public static byte[] Convert(TensorData tensor, WeightPrecision precision)
     {
         ArgumentNullException.ThrowIfNull(tensor);
         if ((precision == WeightPrecision.F32 && tensor.DType == TensorDType.F32)
             || (precision == WeightPrecision.F16 && tensor.DType == TensorDType.F16)
             || (precision == WeightPrecision.BF16 && tensor.DType == TensorDType.BF16))
         {
-            return tensor.ReadBytes();
+            return tensor.Bytes.ToArray();
         }
-        float[] values = tensor.ReadFloat32();
-        return FromFloat32(values, precision);
+        return FromFloat32(tensor.ToFloat32(), precision);
     }
 
     /// <summary>Float32 values as little-endian bytes of <paramref name="precision"/>.</summary>
