@@ -124,14 +124,18 @@ internal static unsafe class Attention
                 float mNew = MathF.Max(m, Reductions.Max(ref *s, kn));
                 float corr = MathF.Exp(m - mNew);
                 l = l * corr + Reductions.ExpShiftedSum(ref *s, ref *s, kn, mNew);
-                if (corr != 1f)
+                float* vt = v + (nint)kt0 * hd;
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    AccumulatePV1(oi, s, 1, vt, kn, hd, corr);
+                }
+                else
                 {
                     Reductions.ScaleInPlace(ref *oi, hd, corr);
-                }
-                float* vt = v + (nint)kt0 * hd;
-                for (int j = 0; j < kn; j++)
-                {
-                    Reductions.MultiplyAdd(ref *oi, ref vt[(nint)j * hd], hd, s[j]);
+                    for (int j = 0; j < kn; j++)
+                    {
+                        Reductions.MultiplyAdd(ref *oi, ref vt[(nint)j * hd], hd, s[j]);
+                    }
                 }
                 m = mNew;
             }
@@ -241,7 +245,7 @@ internal static unsafe class Attention
                 }
                 if (r < rows)
                 {
-                    AccumulatePV1(o + r * hd, s + r, vt, kn, hd, corr[r]);
+                    AccumulatePV1(o + r * hd, s + r, QueryTile, vt, kn, hd, corr[r]);
                 }
             }
 
@@ -387,12 +391,48 @@ internal static unsafe class Attention
         }
     }
 
-    private static void AccumulatePV1(float* oa, float* pa, float* v, int kn, int hd, float corrA)
+    // O = corr · O + Σ_j p[j · pStride] · V[j] for one query, accumulating 64 columns in registers
+    // across the key loop instead of reloading and storing the output row once per key.
+    private static void AccumulatePV1(float* o, float* p, int pStride, float* v, int kn, int hd, float corr)
     {
-        Reductions.ScaleInPlace(ref *oa, hd, corrA);
-        for (int j = 0; j < kn; j++)
+        int c = 0;
+        for (; c + 64 <= hd; c += 64)
         {
-            Reductions.MultiplyAdd(ref *oa, ref v[(nint)j * hd], hd, pa[j * QueryTile]);
+            var a0 = Vector512.Load(o + c) * corr;
+            var a1 = Vector512.Load(o + c + 16) * corr;
+            var a2 = Vector512.Load(o + c + 32) * corr;
+            var a3 = Vector512.Load(o + c + 48) * corr;
+            for (int j = 0; j < kn; j++)
+            {
+                float* vj = v + (nint)j * hd + c;
+                var w = Vector512.Create(p[j * pStride]);
+                a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj), a0);
+                a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 48), a3);
+            }
+            a0.Store(o + c);
+            a1.Store(o + c + 16);
+            a2.Store(o + c + 32);
+            a3.Store(o + c + 48);
+        }
+        for (; c + 16 <= hd; c += 16)
+        {
+            var a = Vector512.Load(o + c) * corr;
+            for (int j = 0; j < kn; j++)
+            {
+                a = Vector512.FusedMultiplyAdd(Vector512.Create(p[j * pStride]), Vector512.Load(v + (nint)j * hd + c), a);
+            }
+            a.Store(o + c);
+        }
+        for (; c < hd; c++)
+        {
+            float a = o[c] * corr;
+            for (int j = 0; j < kn; j++)
+            {
+                a = MathF.FusedMultiplyAdd(p[j * pStride], v[(nint)j * hd + c], a);
+            }
+            o[c] = a;
         }
     }
 

@@ -107,12 +107,16 @@ internal static class Norms
         }
     }
 
-    // Two passes (mean, then squared deviations) rather than E[x²] - E[x]²: the one-pass form
-    // cancels catastrophically when |mean| is large relative to the spread.
+    // Two passes rather than E[x²] - E[x]², which cancels catastrophically when |mean| ≫ spread. The second
+    // pass also sums the deviations themselves: the float32 first-pass mean is off by Σd/n, and folding that
+    // back (the corrected two-pass algorithm) removes the mean's rounding from both the centre and the variance.
     private static void LayerNormRow(ref float x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, ref float y, int dim, float eps)
     {
-        float mean = Reductions.Sum(ref x, dim) / dim;
-        float var = SumOfSquaredDeviations(ref x, dim, mean) / dim;
+        float roughMean = Reductions.Sum(ref x, dim) / dim;
+        float sumSquares = SumOfDeviations(ref x, dim, roughMean, out float sumDeviations);
+        float correction = sumDeviations / dim;
+        float mean = roughMean + correction;
+        float var = MathF.Max(sumSquares / dim - correction * correction, 0f);
         float inv = 1f / MathF.Sqrt(var + eps);
         // (x - mean) * inv, then the affine part as separate in-place passes keeps one loop per case.
         int i = 0;
@@ -145,36 +149,48 @@ internal static class Norms
         }
     }
 
-    private static float SumOfSquaredDeviations(ref float x, int n, float mean)
+    /// <summary>Σ (x - c)², with Σ (x - c) in <paramref name="sumDeviations"/>.</summary>
+    private static float SumOfDeviations(ref float x, int n, float c, out float sumDeviations)
     {
         int i = 0;
-        float sum = 0f;
+        float squares = 0f;
+        float deviations = 0f;
         if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
         {
-            var acc = Vector512<float>.Zero;
+            var centre = Vector512.Create(c);
+            var accSquares = Vector512<float>.Zero;
+            var accDeviations = Vector512<float>.Zero;
             for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count)
             {
-                var d = Vector512.LoadUnsafe(ref x, (nuint)i) - Vector512.Create(mean);
-                acc = Vector512.FusedMultiplyAdd(d, d, acc);
+                var d = Vector512.LoadUnsafe(ref x, (nuint)i) - centre;
+                accSquares = Vector512.FusedMultiplyAdd(d, d, accSquares);
+                accDeviations += d;
             }
-            sum = Vector512.Sum(acc);
+            squares = Vector512.Sum(accSquares);
+            deviations = Vector512.Sum(accDeviations);
         }
         else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
         {
-            var acc = Vector256<float>.Zero;
+            var centre = Vector256.Create(c);
+            var accSquares = Vector256<float>.Zero;
+            var accDeviations = Vector256<float>.Zero;
             for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count)
             {
-                var d = Vector256.LoadUnsafe(ref x, (nuint)i) - Vector256.Create(mean);
-                acc = Vector256.FusedMultiplyAdd(d, d, acc);
+                var d = Vector256.LoadUnsafe(ref x, (nuint)i) - centre;
+                accSquares = Vector256.FusedMultiplyAdd(d, d, accSquares);
+                accDeviations += d;
             }
-            sum = Vector256.Sum(acc);
+            squares = Vector256.Sum(accSquares);
+            deviations = Vector256.Sum(accDeviations);
         }
         for (; i < n; i++)
         {
-            float d = Unsafe.Add(ref x, i) - mean;
-            sum = MathF.FusedMultiplyAdd(d, d, sum);
+            float d = Unsafe.Add(ref x, i) - c;
+            squares = MathF.FusedMultiplyAdd(d, d, squares);
+            deviations += d;
         }
-        return sum;
+        sumDeviations = deviations;
+        return squares;
     }
 
     private static void Validate(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> y, int rows, int dim, bool allowEmptyAffine)

@@ -1,0 +1,137 @@
+using AscendCC.Device.AiCore;
+using AscendCC.Device.Kernels;
+using NUnit.Framework;
+using TorchSharp;
+using static AscendCC.Device.Tests.Kernels.KernelTestData;
+using static TorchSharp.torch;
+
+namespace AscendCC.Device.Tests.Kernels;
+
+/// <summary>
+/// Both RoPE conventions against TorchSharp transcriptions (Meta's view_as_complex pairing and Hugging
+/// Face's rotate_half). The frequencies are llama2.c's float32 1/powf(theta, 2i/d), handed to torch so the
+/// comparison isolates the rotation: torch then forms pos·freq and cos/sin in float32 as the kernel does,
+/// leaving only cos/sin implementation differences (≈1 ulp of results ≤ 1) times |x| ≤ ~5: atol 2e-6, rtol 1e-5.
+/// A second test pins the interleaved form bit for bit to llama2.c's scalar loop.
+/// </summary>
+public class RopeTests
+{
+    private const float Theta = 10000f;
+
+    [TestCase(1, 1, 8, 0)]
+    [TestCase(1, 8, 64, 511)]
+    [TestCase(3, 4, 8, 17)]
+    [TestCase(17, 2, 128, 1000)]
+    [TestCase(300, 8, 64, 0)]
+    [TestCase(67, 12, 64, 1981)]
+    public void InterleavedMatchesTorch(int seq, int heads, int headDim, int startPos)
+    {
+        float[] x = Normal(seq * heads * headDim, seq * 7 + headDim);
+        int[] positions = Enumerable.Range(startPos, seq).ToArray();
+        float[] expected = TorchRope(x, seq, heads, headDim, positions, interleaved: true);
+        Rope.RopeInterleaved(AiCoreGrid.Shared, x, seq, heads, headDim, startPos, Theta);
+        AssertClose(x, expected, 2e-6, 1e-5, "rope interleaved");
+    }
+
+    [TestCase(1, 1, 8, 0)]
+    [TestCase(1, 8, 64, 511)]
+    [TestCase(3, 4, 8, 17)]
+    [TestCase(17, 2, 128, 1000)]
+    [TestCase(300, 8, 64, 0)]
+    [TestCase(67, 12, 64, 1981)]
+    public void HalfMatchesTorch(int seq, int heads, int headDim, int startPos)
+    {
+        float[] x = Normal(seq * heads * headDim, seq * 11 + headDim);
+        int[] positions = Enumerable.Range(startPos, seq).ToArray();
+        float[] expected = TorchRope(x, seq, heads, headDim, positions, interleaved: false);
+        Rope.RopeHalf(AiCoreGrid.Shared, x, seq, heads, headDim, startPos, Theta);
+        AssertClose(x, expected, 2e-6, 1e-5, "rope rotate_half");
+    }
+
+    [Test]
+    public void ExplicitPositionsMatchTorch()
+    {
+        int[] positions = [5, 0, 2047, 7, 7];
+        const int heads = 3;
+        const int headDim = 32;
+        float[] x = Normal(positions.Length * heads * headDim, 99);
+        float[] y = (float[])x.Clone();
+        float[] expectedInterleaved = TorchRope(x, positions.Length, heads, headDim, positions, interleaved: true);
+        float[] expectedHalf = TorchRope(x, positions.Length, heads, headDim, positions, interleaved: false);
+        Rope.RopeInterleaved(x, positions.Length, heads, headDim, positions, Theta);
+        Rope.RopeHalf(y, positions.Length, heads, headDim, positions, Theta);
+        AssertClose(x, expectedInterleaved, 2e-6, 1e-5, "rope interleaved at explicit positions");
+        AssertClose(y, expectedHalf, 2e-6, 1e-5, "rope rotate_half at explicit positions");
+    }
+
+    [TestCase(8)]
+    [TestCase(64)]
+    [TestCase(128)]
+    public void InterleavedEqualsLlama2cScalarLoopExactly(int headDim)
+    {
+        const int heads = 4;
+        const int seq = 9;
+        const int startPos = 1234;
+        float[] x = Normal(seq * heads * headDim, headDim);
+        float[] expected = (float[])x.Clone();
+        int dim = heads * headDim;
+        for (int s = 0; s < seq; s++)
+        {
+            int pos = startPos + s;
+            // llama2.c run.c, forward(): the RoPE loop over one query row.
+            for (int i = 0; i < dim; i += 2)
+            {
+                int headOffset = i % headDim;
+                float freq = 1.0f / MathF.Pow(Theta, headOffset / (float)headDim);
+                float val = pos * freq;
+                float fcr = MathF.Cos(val);
+                float fci = MathF.Sin(val);
+                float v0 = expected[s * dim + i];
+                float v1 = expected[s * dim + i + 1];
+                expected[s * dim + i] = v0 * fcr - v1 * fci;
+                expected[s * dim + i + 1] = v0 * fci + v1 * fcr;
+            }
+        }
+        Rope.RopeInterleaved(x, seq, heads, headDim, startPos, Theta);
+        Assert.That(x, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void OddHeadDimIsRejected()
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => Rope.RopeHalf(new float[6], 1, 2, 3, 0, Theta));
+        Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
+    }
+
+    private static float[] TorchRope(float[] x, int seq, int heads, int headDim, int[] positions, bool interleaved)
+    {
+        int half = headDim / 2;
+        var freq = new float[half];
+        for (int i = 0; i < half; i++)
+        {
+            freq[i] = 1.0f / MathF.Pow(Theta, (2 * i) / (float)headDim);
+        }
+        using var scope = NewDisposeScope();
+        var pos = tensor(positions.Select(p => (float)p).ToArray(), [seq, 1L]);
+        var angles = (pos * tensor(freq, [1L, half])).unsqueeze(1); // [seq, 1, half]
+        var cos = angles.cos();
+        var sin = angles.sin();
+        var t = tensor(x, [seq, heads, headDim]);
+        Tensor rotated;
+        if (interleaved)
+        {
+            var pairs = t.view(seq, heads, half, 2);
+            var x0 = pairs.select(-1, 0);
+            var x1 = pairs.select(-1, 1);
+            rotated = stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], -1).reshape(seq, heads, headDim);
+        }
+        else
+        {
+            var x1 = t.narrow(-1, 0, half);
+            var x2 = t.narrow(-1, half, half);
+            var rotateHalf = cat([-x2, x1], -1);
+            rotated = t * cat([cos, cos], -1) + rotateHalf * cat([sin, sin], -1);
+        }
+        return ToFloats(rotated);
+    }
+}
