@@ -128,11 +128,11 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
         _bosId = FindSpecial(root, before: true, "<s>", "<|begin_of_text|>", "<bos>");
         _eosId = FindSpecial(root, before: false, "</s>", "<|end_of_text|>", "<eos>");
 
+        // Runs handed to BpeTokenizer hold only in-vocabulary characters, so it needs no unknown token;
+        // special tokens stay out so their text can never come from a merge.
         var options = new BpeOptions(_vocab.Where(kv => !_specialIds.Contains(kv.Value)).Select(kv => new KeyValuePair<string, int>(kv.Key, kv.Value)))
         {
             Merges = merges,
-            UnknownToken = unk,
-            FuseUnknownTokens = _fuseUnk,
         };
         _bpe = BpeTokenizer.Create(options);
     }

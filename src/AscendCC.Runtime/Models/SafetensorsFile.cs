@@ -102,6 +102,11 @@ public sealed class SafetensorsFile : IDisposable
         long dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - dataStart;
 
+        // JsonDocument defers UTF-8 checks of names to first access; check the whole header up front.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+        {
+            throw new CheckpointFormatException(path, null, "the header is not valid UTF-8 JSON (invalid UTF-8 bytes).", "Re-export the checkpoint with a safetensors writer.");
+        }
         JsonDocument doc;
         try
         {
