@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using AscendCC.Device;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Programs;
 
 namespace AscendCC.Runtime.Llama;
 
@@ -26,13 +27,10 @@ public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float
 /// </summary>
 public sealed class LlamaDeviceModel : IDisposable
 {
-    private const int ParamSeq = 0, ParamStart = 1, ParamLast = 2, ParamSeqDim = 3, ParamSeqHidden = 4, ParamTemperature = 5, ParamTopK = 6, ParamTopP = 7;
-
     private readonly NpuRuntime _runtime;
-    private readonly List<DeviceBuffer> _buffers = new();
-    private readonly DeviceBuffer _tokens, _params, _logits, _next, _rng;
-    private readonly LoadedModelHandle? _graph;
-    private readonly long[] _paramValues = new long[8];
+    private readonly ProgramBinding _binding;
+    private readonly LlamaProgram _layout;
+    private readonly long[] _paramValues = new long[LlamaProgram.ParamCount];
     private readonly int[] _one = new int[1];
     private ulong _seededWith = ulong.MaxValue;
 
@@ -43,100 +41,32 @@ public sealed class LlamaDeviceModel : IDisposable
         Options = options;
         MaxContext = options.MaxContext > 0 ? Math.Min(options.MaxContext, config.MaxPositionEmbeddings) : config.MaxPositionEmbeddings;
         MaxBatchTokens = options.MaxBatchTokens > 0 ? Math.Min(options.MaxBatchTokens, MaxContext) : MaxContext;
-
-        int dim = config.HiddenSize, hidden = config.IntermediateSize, heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads;
-        int headDim = config.HeadDim, qDim = heads * headDim, kvDim = kvHeads * headDim, vocab = config.VocabSize, T = MaxBatchTokens;
+        _layout = LlamaProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision);
 
         var expected = LlamaTensorNames.Expected(config).ToDictionary(e => e.Name, e => e.Shape);
-        TensorData Weight(string name)
+        _binding = new ProgramBinding(runtime, _layout.Program);
+        try
         {
-            TensorData t = weights(name) ?? throw new ArgumentException($"the weights have no tensor '{name}'");
-            if (expected.TryGetValue(name, out long[]? shape) && !t.Shape.SequenceEqual(shape))
+            foreach ((string name, ProgramBuffer buffer) in _layout.Weights)
             {
-                throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]; check config.json against the weights");
+                TensorData t = weights(name) ?? throw new ArgumentException($"the weights have no tensor '{name}'");
+                if (expected.TryGetValue(name, out long[]? shape) && !t.Shape.SequenceEqual(shape))
+                {
+                    throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]; check config.json against the weights");
+                }
+                bool isVector = t.Shape.Count == 1;
+                byte[] bytes = WeightConversion.Convert(t, isVector ? WeightPrecision.F32 : options.WeightPrecision);
+                _runtime.CopyToDevice(bytes, _binding[buffer]);
             }
-            return t;
-        }
-        DeviceBuffer Matrix(string name) => Upload(Weight(name), options.WeightPrecision);
-        DeviceBuffer Vector(string name) => Upload(Weight(name), WeightPrecision.F32);
-        DeviceBuffer Act(long floats, RegionTag tag = RegionTag.Activations) => Track(_runtime.Allocate(floats * 4, tag));
-
-        DeviceBuffer embedding = Matrix(LlamaTensorNames.Embedding);
-        DeviceBuffer classifier = config.TieWordEmbeddings ? embedding : Matrix(LlamaTensorNames.LmHead);
-        DeviceBuffer finalNorm = Vector(LlamaTensorNames.FinalNorm);
-
-        _tokens = Track(_runtime.Allocate((long)T * 4, RegionTag.InputStaging));
-        _params = Track(_runtime.Allocate(_paramValues.Length * 8, RegionTag.InputStaging));
-        DeviceBuffer x = Act((long)T * dim), xb = Act((long)T * dim), xb2 = Act((long)T * dim);
-        DeviceBuffer q = Act((long)T * qDim), k = Act((long)T * kvDim), v = Act((long)T * kvDim), att = Act((long)T * qDim);
-        DeviceBuffer hb = Act((long)T * hidden), hb2 = Act((long)T * hidden), last = Act(dim), lastNorm = Act(dim);
-        _logits = Act(vocab, RegionTag.OutputStaging);
-        DeviceBuffer scratch = Act(vocab, RegionTag.Workspace);
-        _next = Track(_runtime.Allocate(8, RegionTag.OutputStaging));
-        _rng = Track(_runtime.Allocate(8, RegionTag.Workspace));
-
-        KernelScalar P(int slot) => KernelScalar.FromDevice(_params.Address + (ulong)(slot * 8));
-        KernelScalar I(long value) => KernelScalar.Of(value);
-        KernelScalar F(double value) => KernelScalar.Of(value);
-        KernelArgument A(DeviceBuffer b) => b.AsArgument();
-        long dt = (long)options.WeightPrecision;
-        float eps = (float)config.RmsNormEps, theta = (float)config.RopeTheta;
-        string ropeOp = rope == RopeConvention.Interleaved ? "rope_interleaved" : "rope_half";
-        var ops = new List<DeviceOp>();
-        void Op(string name, KernelArgument[] args, params KernelScalar[] scalars) => ops.Add(new DeviceOp(name, args, scalars));
-
-        Op("embedding", [A(embedding), A(_tokens), A(x)], P(ParamSeq), I(vocab), I(dim), I(dt));
-        for (int l = 0; l < config.NumHiddenLayers; l++)
-        {
-            DeviceBuffer attnNorm = Vector(LlamaTensorNames.InputLayerNorm(l)), ffnNorm = Vector(LlamaTensorNames.PostAttentionLayerNorm(l));
-            DeviceBuffer wq = Matrix(LlamaTensorNames.QProj(l)), wk = Matrix(LlamaTensorNames.KProj(l)), wv = Matrix(LlamaTensorNames.VProj(l));
-            DeviceBuffer wo = Matrix(LlamaTensorNames.OProj(l));
-            DeviceBuffer w1 = Matrix(LlamaTensorNames.GateProj(l)), w3 = Matrix(LlamaTensorNames.UpProj(l)), w2 = Matrix(LlamaTensorNames.DownProj(l));
-            DeviceBuffer kCache = Act((long)kvHeads * MaxContext * headDim, RegionTag.KvCache);
-            DeviceBuffer vCache = Act((long)kvHeads * MaxContext * headDim, RegionTag.KvCache);
-
-            // attention
-            Op("rms_norm", [A(x), A(attnNorm), A(xb)], P(ParamSeq), I(dim), F(eps));
-            Op("linear", [A(xb), A(wq), KernelArgument.None, A(q)], P(ParamSeq), I(dim), I(qDim), I(dt));
-            Op("linear", [A(xb), A(wk), KernelArgument.None, A(k)], P(ParamSeq), I(dim), I(kvDim), I(dt));
-            Op("linear", [A(xb), A(wv), KernelArgument.None, A(v)], P(ParamSeq), I(dim), I(kvDim), I(dt));
-            Op(ropeOp, [A(q)], P(ParamSeq), I(heads), I(headDim), P(ParamStart), F(theta));
-            Op(ropeOp, [A(k)], P(ParamSeq), I(kvHeads), I(headDim), P(ParamStart), F(theta));
-            Op("kv_cache_write", [A(k), A(v), A(kCache), A(vCache)], P(ParamSeq), P(ParamStart), I(kvHeads), I(headDim), I(MaxContext));
-            Op("attention", [A(q), A(kCache), A(vCache), A(att)], P(ParamSeq), P(ParamStart), I(heads), I(kvHeads), I(headDim), I(MaxContext), F(1.0 / Math.Sqrt(headDim)));
-            Op("linear", [A(att), A(wo), KernelArgument.None, A(xb2)], P(ParamSeq), I(qDim), I(dim), I(dt));
-            Op("add", [A(x), A(xb2), A(x)], P(ParamSeqDim));
-
-            // feed-forward
-            Op("rms_norm", [A(x), A(ffnNorm), A(xb)], P(ParamSeq), I(dim), F(eps));
-            Op("linear", [A(xb), A(w1), KernelArgument.None, A(hb)], P(ParamSeq), I(dim), I(hidden), I(dt));
-            Op("linear", [A(xb), A(w3), KernelArgument.None, A(hb2)], P(ParamSeq), I(dim), I(hidden), I(dt));
-            Op("silu_mul", [A(hb), A(hb2), A(hb)], P(ParamSeqHidden));
-            Op("linear", [A(hb), A(w2), KernelArgument.None, A(xb2)], P(ParamSeq), I(hidden), I(dim), I(dt));
-            Op("add", [A(x), A(xb2), A(x)], P(ParamSeqDim));
-        }
-        // Only the last position's logits are needed to pick the next token.
-        Op("slice_rows", [A(x), A(last)], P(ParamLast), I(1), I(dim));
-        Op("rms_norm", [A(last), A(finalNorm), A(lastNorm)], I(1), I(dim), F(eps));
-        Op("linear", [A(lastNorm), A(classifier), KernelArgument.None, A(_logits)], I(1), I(dim), I(vocab), I(dt));
-        Op("sample", [A(_logits), A(_rng), A(scratch), A(_next)], I(vocab), P(ParamTemperature), P(ParamTopK), P(ParamTopP));
-        Program = ops;
-
-        if (options.Mode == ExecutionMode.Graph)
-        {
-            ModelTaskList list = _runtime.CreateTaskList();
-            foreach (DeviceOp op in ops)
+            if (options.Mode == ExecutionMode.Graph)
             {
-                list.Launch(op.Operator, op.Args, op.Scalars);
+                _binding.LoadModel();
             }
-            _graph = _runtime.LoadModel(list);
         }
-        else
+        catch
         {
-            foreach (DeviceOp op in ops)
-            {
-                _runtime.LoadOperator(op.Operator);
-            }
+            _binding.Dispose();
+            throw;
         }
     }
 
@@ -152,8 +82,8 @@ public sealed class LlamaDeviceModel : IDisposable
     /// <summary>Most tokens one forward pass takes.</summary>
     public int MaxBatchTokens { get; }
 
-    /// <summary>The device program, in launch order.</summary>
-    public IReadOnlyList<DeviceOp> Program { get; }
+    /// <summary>The device program.</summary>
+    public DeviceProgram Program => _layout.Program;
 
     /// <summary>Uploads a checkpoint's weights and builds the device program.</summary>
     public static LlamaDeviceModel Load(NpuRuntime runtime, LlamaCheckpoint checkpoint, LlamaDeviceOptions? options = null)
@@ -204,30 +134,20 @@ public sealed class LlamaDeviceModel : IDisposable
         {
             Reseed(sampling.Seed);
         }
-        _paramValues[ParamSeq] = tokens.Length;
-        _paramValues[ParamStart] = startPos;
-        _paramValues[ParamLast] = tokens.Length - 1;
-        _paramValues[ParamSeqDim] = (long)tokens.Length * Config.HiddenSize;
-        _paramValues[ParamSeqHidden] = (long)tokens.Length * Config.IntermediateSize;
-        _paramValues[ParamTemperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
-        _paramValues[ParamTopK] = sampling.TopK;
-        _paramValues[ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
-        _runtime.CopyToDevice<int>(tokens, _tokens);
-        _runtime.CopyToDevice<long>(_paramValues, _params);
-        if (_graph is not null)
-        {
-            _runtime.ExecuteModel(_graph);
-        }
-        else
-        {
-            foreach (DeviceOp op in Program)
-            {
-                _runtime.Execute(op.Operator, op.Args, op.Scalars);
-            }
-        }
+        _paramValues[LlamaProgram.ParamSeq] = tokens.Length;
+        _paramValues[LlamaProgram.ParamStart] = startPos;
+        _paramValues[LlamaProgram.ParamLast] = tokens.Length - 1;
+        _paramValues[LlamaProgram.ParamSeqDim] = (long)tokens.Length * Config.HiddenSize;
+        _paramValues[LlamaProgram.ParamSeqHidden] = (long)tokens.Length * Config.IntermediateSize;
+        _paramValues[LlamaProgram.ParamTemperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
+        _paramValues[LlamaProgram.ParamTopK] = sampling.TopK;
+        _paramValues[LlamaProgram.ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
+        _runtime.CopyToDevice<int>(tokens, _binding[_layout.Tokens]);
+        _runtime.CopyToDevice<long>(_paramValues, _binding[_layout.Params]);
+        _binding.Run();
         Span<int> next = stackalloc int[1];
         _runtime.DefaultStream.Synchronize();
-        _runtime.CopyToHost<int>(_next, 0, next);
+        _runtime.CopyToHost<int>(_binding[_layout.Next], 0, next);
         return next[0];
     }
 
@@ -237,7 +157,7 @@ public sealed class LlamaDeviceModel : IDisposable
         // xorshift state must be nonzero.
         Span<byte> state = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(state, seed == 0 ? 0x9E3779B97F4A7C15UL : seed);
-        _runtime.CopyToDevice(state, _rng);
+        _runtime.CopyToDevice(state, _binding[_layout.Rng]);
         _seededWith = seed;
     }
 
@@ -245,7 +165,7 @@ public sealed class LlamaDeviceModel : IDisposable
     public float[] ReadLogits()
     {
         var logits = new float[Config.VocabSize];
-        _runtime.CopyToHost<float>(_logits, 0, logits);
+        _runtime.CopyToHost<float>(_binding[_layout.Logits], 0, logits);
         return logits;
     }
 
@@ -289,31 +209,6 @@ public sealed class LlamaDeviceModel : IDisposable
         }
     }
 
-    private DeviceBuffer Track(DeviceBuffer buffer)
-    {
-        _buffers.Add(buffer);
-        return buffer;
-    }
-
-    private DeviceBuffer Upload(TensorData tensor, WeightPrecision precision)
-    {
-        byte[] bytes = WeightConversion.Convert(tensor, precision);
-        DeviceBuffer buffer = Track(_runtime.Allocate(bytes.Length, RegionTag.Weights));
-        _runtime.CopyToDevice(bytes, buffer);
-        return buffer;
-    }
-
     /// <inheritdoc />
-    public void Dispose()
-    {
-        if (_graph is not null)
-        {
-            _runtime.UnloadModel(_graph);
-        }
-        foreach (DeviceBuffer b in _buffers.Distinct())
-        {
-            b.Dispose();
-        }
-        _buffers.Clear();
-    }
+    public void Dispose() => _binding.Dispose();
 }

@@ -1,0 +1,127 @@
+using AscendCC.Device;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Programs;
+
+namespace AscendCC.Runtime.Llama;
+
+/// <summary>
+/// The device program of a Llama-family decoder, built from the configuration alone (no weights, no
+/// device): the runtime binds it to HBM and runs it; the model provider measures it for task
+/// attestation. One forward pass, read top to bottom:
+/// <code>
+/// x = embedding[tokens]
+/// for each layer:  xb = rmsnorm(x)·w_attn;  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ;  rope(q, k);  cache ← k, v
+///                  att = softmax(q·Kᵀ/√d + causal)·V;  x += att·Woᵀ
+///                  xb = rmsnorm(x)·w_ffn;  hb = silu(xb·W1ᵀ) ⊙ (xb·W3ᵀ);  x += hb·W2ᵀ
+/// logits = rmsnorm(x[last])·w_norm · Wclsᵀ;  next = sample(logits)
+/// </code>
+/// Positions, lengths and sampling settings live in the parameter block, so one program serves
+/// prefill and decode.
+/// </summary>
+public sealed class LlamaProgram
+{
+    /// <summary>Parameter block slots (8 bytes each).</summary>
+    public const int ParamSeq = 0, ParamStart = 1, ParamLast = 2, ParamSeqDim = 3, ParamSeqHidden = 4, ParamTemperature = 5, ParamTopK = 6, ParamTopP = 7, ParamCount = 8;
+
+    private LlamaProgram(DeviceProgram program) => Program = program;
+
+    /// <summary>The program.</summary>
+    public DeviceProgram Program { get; }
+
+    /// <summary>Token ids fed to the pass (int32 × MaxBatchTokens).</summary>
+    public ProgramBuffer Tokens { get; private set; } = null!;
+
+    /// <summary>The parameter block.</summary>
+    public ProgramBuffer Params { get; private set; } = null!;
+
+    /// <summary>Last position's logits.</summary>
+    public ProgramBuffer Logits { get; private set; } = null!;
+
+    /// <summary>The chosen next token (int32).</summary>
+    public ProgramBuffer Next { get; private set; } = null!;
+
+    /// <summary>The sampler's generator state (u64).</summary>
+    public ProgramBuffer Rng { get; private set; } = null!;
+
+    /// <summary>Weight buffers by tensor name (the classifier of a tied model is the embedding).</summary>
+    public IReadOnlyDictionary<string, ProgramBuffer> Weights { get; private set; } = null!;
+
+    /// <summary>Builds the program for <paramref name="config"/>.</summary>
+    /// <param name="config">The architecture.</param>
+    /// <param name="rope">How q/k rows are ordered in the weights.</param>
+    /// <param name="maxContext">KV cache length.</param>
+    /// <param name="maxBatchTokens">Most tokens per pass.</param>
+    /// <param name="precision">Precision of the weight matrices.</param>
+    public static LlamaProgram Build(LlamaConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxContext, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchTokens, 1);
+        var p = new DeviceProgram();
+        var result = new LlamaProgram(p);
+        var weights = new Dictionary<string, ProgramBuffer>(StringComparer.Ordinal);
+        int dim = config.HiddenSize, hidden = config.IntermediateSize, heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads;
+        int headDim = config.HeadDim, qDim = heads * headDim, kvDim = kvHeads * headDim, vocab = config.VocabSize, T = maxBatchTokens;
+        long wSize = precision == WeightPrecision.F32 ? 4 : 2;
+        long dt = (long)precision;
+
+        ProgramBuffer Matrix(string name, long rows, long cols) => weights[name] = p.Buffer(RegionTag.Weights, name, rows * cols * wSize);
+        ProgramBuffer Vector(string name, long n) => weights[name] = p.Buffer(RegionTag.Weights, name, n * 4);
+        ProgramBuffer Act(string name, long floats, RegionTag tag = RegionTag.Activations) => p.Buffer(tag, name, floats * 4);
+        ScalarRef I(long v) => ScalarRef.Of(v);
+        ScalarRef F(double v) => ScalarRef.Of(v);
+
+        ProgramBuffer embedding = Matrix(LlamaTensorNames.Embedding, vocab, dim);
+        ProgramBuffer finalNorm = Vector(LlamaTensorNames.FinalNorm, dim);
+        ProgramBuffer classifier = config.TieWordEmbeddings ? embedding : Matrix(LlamaTensorNames.LmHead, vocab, dim);
+        result.Tokens = p.Buffer(RegionTag.InputStaging, "tokens", (long)T * 4);
+        result.Params = p.Buffer(RegionTag.InputStaging, "params", ParamCount * 8);
+        ScalarRef P(int slot) => ScalarRef.Slot(result.Params, slot);
+        ProgramBuffer x = Act("x", (long)T * dim), xb = Act("xb", (long)T * dim), xb2 = Act("xb2", (long)T * dim);
+        ProgramBuffer q = Act("q", (long)T * qDim), k = Act("k", (long)T * kvDim), v = Act("v", (long)T * kvDim), att = Act("att", (long)T * qDim);
+        ProgramBuffer hb = Act("hb", (long)T * hidden), hb2 = Act("hb2", (long)T * hidden), last = Act("last", dim), lastNorm = Act("last_norm", dim);
+        result.Logits = Act("logits", vocab, RegionTag.OutputStaging);
+        ProgramBuffer probs = Act("probs", vocab, RegionTag.Workspace);
+        result.Next = p.Buffer(RegionTag.OutputStaging, "next", 8);
+        result.Rng = p.Buffer(RegionTag.Workspace, "rng", 8);
+        string ropeOp = rope == RopeConvention.Interleaved ? "rope_interleaved" : "rope_half";
+        float eps = (float)config.RmsNormEps, theta = (float)config.RopeTheta;
+
+        p.Launch("embedding", [embedding, result.Tokens, x], P(ParamSeq), I(vocab), I(dim), I(dt));
+        for (int l = 0; l < config.NumHiddenLayers; l++)
+        {
+            ProgramBuffer attnNorm = Vector(LlamaTensorNames.InputLayerNorm(l), dim);
+            ProgramBuffer wq = Matrix(LlamaTensorNames.QProj(l), qDim, dim), wk = Matrix(LlamaTensorNames.KProj(l), kvDim, dim), wv = Matrix(LlamaTensorNames.VProj(l), kvDim, dim);
+            ProgramBuffer wo = Matrix(LlamaTensorNames.OProj(l), dim, qDim);
+            ProgramBuffer ffnNorm = Vector(LlamaTensorNames.PostAttentionLayerNorm(l), dim);
+            ProgramBuffer w1 = Matrix(LlamaTensorNames.GateProj(l), hidden, dim), w3 = Matrix(LlamaTensorNames.UpProj(l), hidden, dim), w2 = Matrix(LlamaTensorNames.DownProj(l), dim, hidden);
+            ProgramBuffer kCache = Act($"k_cache.{l}", (long)kvHeads * maxContext * headDim, RegionTag.KvCache);
+            ProgramBuffer vCache = Act($"v_cache.{l}", (long)kvHeads * maxContext * headDim, RegionTag.KvCache);
+
+            p.Launch("rms_norm", [x, attnNorm, xb], P(ParamSeq), I(dim), F(eps));
+            p.Launch("linear", [xb, wq, BufferRef.None, q], P(ParamSeq), I(dim), I(qDim), I(dt));
+            p.Launch("linear", [xb, wk, BufferRef.None, k], P(ParamSeq), I(dim), I(kvDim), I(dt));
+            p.Launch("linear", [xb, wv, BufferRef.None, v], P(ParamSeq), I(dim), I(kvDim), I(dt));
+            p.Launch(ropeOp, [q], P(ParamSeq), I(heads), I(headDim), P(ParamStart), F(theta));
+            p.Launch(ropeOp, [k], P(ParamSeq), I(kvHeads), I(headDim), P(ParamStart), F(theta));
+            p.Launch("kv_cache_write", [k, v, kCache, vCache], P(ParamSeq), P(ParamStart), I(kvHeads), I(headDim), I(maxContext));
+            p.Launch("attention", [q, kCache, vCache, att], P(ParamSeq), P(ParamStart), I(heads), I(kvHeads), I(headDim), I(maxContext), F(1.0 / Math.Sqrt(headDim)));
+            p.Launch("linear", [att, wo, BufferRef.None, xb2], P(ParamSeq), I(qDim), I(dim), I(dt));
+            p.Launch("add", [x, xb2, x], P(ParamSeqDim));
+
+            p.Launch("rms_norm", [x, ffnNorm, xb], P(ParamSeq), I(dim), F(eps));
+            p.Launch("linear", [xb, w1, BufferRef.None, hb], P(ParamSeq), I(dim), I(hidden), I(dt));
+            p.Launch("linear", [xb, w3, BufferRef.None, hb2], P(ParamSeq), I(dim), I(hidden), I(dt));
+            p.Launch("silu_mul", [hb, hb2, hb], P(ParamSeqHidden));
+            p.Launch("linear", [hb, w2, BufferRef.None, xb2], P(ParamSeq), I(hidden), I(dim), I(dt));
+            p.Launch("add", [x, xb2, x], P(ParamSeqDim));
+        }
+        // Only the last position's logits are needed to pick the next token.
+        p.Launch("slice_rows", [x, last], P(ParamLast), I(1), I(dim));
+        p.Launch("rms_norm", [last, finalNorm, lastNorm], I(1), I(dim), F(eps));
+        p.Launch("linear", [lastNorm, classifier, BufferRef.None, result.Logits], I(1), I(dim), I(vocab), I(dt));
+        p.Launch("sample", [result.Logits, result.Rng, probs, result.Next], I(vocab), P(ParamTemperature), P(ParamTopK), P(ParamTopP));
+        result.Weights = weights;
+        return result;
+    }
+}

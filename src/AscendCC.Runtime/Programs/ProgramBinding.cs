@@ -1,0 +1,98 @@
+using AscendCC.Device;
+using AscendCC.Runtime.Acl;
+
+namespace AscendCC.Runtime.Programs;
+
+/// <summary>
+/// A program bound to one device: an HBM region per buffer, and the launches translated to device
+/// addresses. Runs the program eagerly (one compileAndExecute per launch) or as a loaded model.
+/// </summary>
+public sealed class ProgramBinding : IDisposable
+{
+    private readonly NpuRuntime _runtime;
+    private readonly DeviceBuffer[] _regions;
+    private readonly (string Op, KernelArgument[] Args, KernelScalar[] Scalars)[] _launches;
+    private LoadedModelHandle? _model;
+
+    /// <summary>
+    /// Allocates a region for every buffer (weights filled afterwards by the caller) and translates
+    /// the launches. <paramref name="allocate"/> may supply a region for a buffer (for example one a
+    /// package unlock filled); returning null allocates a fresh one.
+    /// </summary>
+    public ProgramBinding(NpuRuntime runtime, DeviceProgram program, Func<ProgramBuffer, DeviceBuffer?>? allocate = null)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(program);
+        _runtime = runtime;
+        Program = program;
+        _regions = new DeviceBuffer[program.Buffers.Count];
+        try
+        {
+            foreach (ProgramBuffer b in program.Buffers)
+            {
+                _regions[b.Id] = allocate?.Invoke(b) ?? runtime.Allocate(b.Bytes, b.Tag);
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+        _launches = program.Ops.Select(op => (op.Operator,
+            op.Args.Select(a => a.Buffer is null ? KernelArgument.None : new KernelArgument(_regions[a.Buffer.Id].Address + (ulong)a.Offset, a.Bytes)).ToArray(),
+            op.Scalars.Select(s => s.Buffer is null ? new KernelScalar(ScalarSource.Immediate, s.Value) : KernelScalar.FromDevice(_regions[s.Buffer.Id].Address + (ulong)s.Offset)).ToArray())).ToArray();
+        foreach (string op in program.Ops.Select(o => o.Operator).Distinct())
+        {
+            runtime.LoadOperator(op);
+        }
+    }
+
+    /// <summary>The program.</summary>
+    public DeviceProgram Program { get; }
+
+    /// <summary>The region bound to <paramref name="buffer"/>.</summary>
+    public DeviceBuffer this[ProgramBuffer buffer] => _regions[(buffer ?? throw new ArgumentNullException(nameof(buffer))).Id];
+
+    /// <summary>Loads the program as a model (graph mode); idempotent.</summary>
+    public LoadedModelHandle LoadModel()
+    {
+        if (_model is null)
+        {
+            ModelTaskList list = _runtime.CreateTaskList();
+            foreach (var (op, args, scalars) in _launches)
+            {
+                list.Launch(op, args, scalars);
+            }
+            _model = _runtime.LoadModel(list);
+        }
+        return _model;
+    }
+
+    /// <summary>Queues one run: executeModel when loaded as a model, else every launch eagerly.</summary>
+    public void Run(NpuStream? stream = null)
+    {
+        if (_model is not null)
+        {
+            _runtime.ExecuteModel(_model, stream);
+            return;
+        }
+        foreach (var (op, args, scalars) in _launches)
+        {
+            _runtime.Execute(op, args, scalars, stream);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_model is not null)
+        {
+            _runtime.UnloadModel(_model);
+            _model = null;
+        }
+        foreach (DeviceBuffer? r in _regions.Distinct())
+        {
+            r?.Dispose();
+        }
+    }
+}
