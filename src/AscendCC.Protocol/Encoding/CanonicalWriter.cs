@@ -67,4 +67,7 @@ internal sealed class CanonicalWriter
     }
 
     public byte[] ToArray() => _buffer.WrittenSpan.ToArray();
+
+    /// <summary>Zeroes the written bytes (for encodings that held key material).</summary>
+    public void Clear() => _buffer.Clear();
 }

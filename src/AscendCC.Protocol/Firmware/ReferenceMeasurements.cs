@@ -106,8 +106,8 @@ public sealed class ReferenceMeasurements
     /// <summary>Verifies a signed list against the manufacturer root and parses it.</summary>
     /// <exception cref="CmsSignatureException">Not signed under <paramref name="manufacturerRoot"/> or modified.</exception>
     /// <exception cref="ProtocolFormatException">Malformed content.</exception>
-    public static ReferenceMeasurements VerifySigned(ReadOnlySpan<byte> signed, X509Certificate2 manufacturerRoot, DateTime verificationTime) =>
-        Decode(CmsSignedContent.Verify(signed, ProtocolOids.ReferenceMeasurementsContent, manufacturerRoot, ProtocolOids.FirmwareSigningUsage, verificationTime));
+    public static ReferenceMeasurements VerifySigned(ReadOnlySpan<byte> signedList, X509Certificate2 manufacturerRoot, DateTime verificationTime) =>
+        Decode(CmsSignedContent.Verify(signedList, ProtocolOids.ReferenceMeasurementsContent, manufacturerRoot, ProtocolOids.FirmwareSigningUsage, verificationTime));
 
     /// <summary>The BootRom register every genuine boot ROM produces (it measures its own identity constant).</summary>
     public static byte[] ExpectedBootRomRegister(ReadOnlySpan<byte> bootRomIdentity) =>
