@@ -11,13 +11,16 @@ namespace AscendCC.Protocol.Messages;
 /// against both, and the key never exists outside device memory and the provider.
 /// Plaintext: magic "ACCKEY01", manifest digest (48), SPKI (u32-prefixed, ≤ 512), key (32).
 /// </summary>
-internal static class ModelKeyRelease
+public static class ModelKeyRelease
 {
     private const int MaxSpki = 512;
 
     private static ReadOnlySpan<byte> Magic => "ACCKEY01"u8;
 
     /// <summary>Encodes into a pinned array the caller must zero after sealing.</summary>
+    /// <param name="manifestDigest">SHA-384 manifest digest the key is released for.</param>
+    /// <param name="providerSpki">The provider's manifest-signing public key.</param>
+    /// <param name="key">The model key.</param>
     public static byte[] Encode(ReadOnlySpan<byte> manifestDigest, ReadOnlySpan<byte> providerSpki, ModelKey key)
     {
         if (manifestDigest.Length != SHA384.HashSizeInBytes || providerSpki.Length > MaxSpki)
@@ -36,6 +39,7 @@ internal static class ModelKeyRelease
     }
 
     /// <summary>Decodes; the returned key is owned by the caller.</summary>
+    /// <param name="plaintext">Decrypted record payload.</param>
     /// <exception cref="ProtocolFormatException">Malformed release.</exception>
     public static (byte[] ManifestDigest, byte[] ProviderSpki, ModelKey Key) Decode(ReadOnlySpan<byte> plaintext)
     {
