@@ -1,0 +1,42 @@
+namespace AscendCC.Runtime.Trusted.Verification;
+
+/// <summary>The named checks a verification runs, in order.</summary>
+public enum AttestationCheck
+{
+    /// <summary>The report parses under the strict format.</summary>
+    Format,
+
+    /// <summary>The report echoes the verifier's fresh nonce (no stale or replayed report).</summary>
+    Freshness,
+
+    /// <summary>Attestation-key certificate ← device identity certificate ← pinned manufacturer root, with DICE info matching the report.</summary>
+    CertificateChain,
+
+    /// <summary>The report's signature verifies under the certified attestation key.</summary>
+    Signature,
+
+    /// <summary>Boot ROM and firmware measurements equal the manufacturer-signed reference values.</summary>
+    ReferenceMeasurements,
+
+    /// <summary>CC mode is On (DevTools only if the policy explicitly allows it) and matches its register.</summary>
+    CcMode,
+
+    /// <summary>Debug is locked and matches its register.</summary>
+    DebugLocked,
+
+    /// <summary>Firmware SVN is at least the policy minimum.</summary>
+    SvnMinimum,
+
+    /// <summary>The channel key share is exactly the one attested in the report.</summary>
+    KeyBinding,
+}
+
+/// <summary>The outcome of one named check.</summary>
+/// <param name="Check">Which check.</param>
+/// <param name="Passed">Whether it passed.</param>
+/// <param name="Detail">Human-readable explanation (expected vs actual on failure).</param>
+public sealed record CheckResult(AttestationCheck Check, bool Passed, string Detail)
+{
+    /// <inheritdoc />
+    public override string ToString() => $"[{(Passed ? "PASS" : "FAIL")}] {Check}: {Detail}";
+}
