@@ -22,6 +22,9 @@ internal sealed class LoadedModel
     /// <summary>SHA-256 of the task-list bytes as loaded.</summary>
     public byte[] TaskListDigest { get; }
 
+    /// <summary>In confidential mode, the firmware's measurement and verdict; null otherwise.</summary>
+    public Confidential.ModelAttestation? Attestation { get; set; }
+
     /// <summary>Tasks a model may contain: compute and device-internal copies, nothing that reaches the host or the allocator.</summary>
     public static bool Allows(TaskKind kind) =>
         kind is TaskKind.KernelLaunch or TaskKind.MemcpyDeviceToDevice or TaskKind.Memset or TaskKind.Nop;

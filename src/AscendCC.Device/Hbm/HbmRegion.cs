@@ -41,6 +41,24 @@ internal sealed unsafe class HbmRegion : IDisposable
     /// <summary>True once the region holds a loaded operator binary: nothing may write it again.</summary>
     public bool Sealed { get; set; }
 
+    /// <summary>
+    /// Confidential mode: the region is locked away from the host (R2). Its SMMU mapping is gone and
+    /// cannot be restored; only a free or a device reset (both scrub) ends the lock.
+    /// </summary>
+    public bool Locked { get; set; }
+
+    /// <summary>The package item a confidential unlock decrypted into this region, or null.</summary>
+    public string? ItemName { get; set; }
+
+    /// <summary>
+    /// True while the region holds only ciphertext sealed for a party (R3): set by the sealing AI CPU
+    /// operator, cleared by every other write.
+    /// </summary>
+    public bool CiphertextOnly { get; set; }
+
+    /// <summary>Number of verified models whose task lists bind this region; it may not be freed while pinned.</summary>
+    public int PinCount { get; set; }
+
     /// <summary>The bytes from <paramref name="address"/> for <paramref name="length"/> bytes; the caller has checked the range.</summary>
     public Span<byte> Slice(ulong address, long length) => new(Data + (long)(address - Address), checked((int)length));
 

@@ -20,6 +20,8 @@ public sealed class NpuDevice : IDisposable
     private readonly HostBuffers _hostBuffers = new();
     private readonly CompletionQueue _completions = new();
     private readonly TaskScheduler _scheduler;
+    private readonly Confidential.ConfidentialFirmware? _firmware;
+    private DeviceBootOptions? _boot;
     private bool _disposed;
 
     /// <summary>Powers on a device.</summary>
@@ -35,6 +37,19 @@ public sealed class NpuDevice : IDisposable
             ? AiCoreGrid.Shared
             : new AiCoreGrid(options.AiCoreCount);
         _scheduler = new TaskScheduler(_hbm, _smmu, grid, _hostBuffers, _completions, options.StreamCount, options.EventCount, options.TaskBufferBytes);
+        if (options.Fuses is not null)
+        {
+            _firmware = new Confidential.ConfidentialFirmware(new Security.DeviceSecurityEngine(options.Fuses.ToFuses()), _hbm) { Scheduler = _scheduler };
+            _scheduler.Firmware = _firmware;
+            if (options.Boot is not null)
+            {
+                BootFirmware(options.Boot);
+            }
+        }
+        else if (options.Boot is not null)
+        {
+            throw new ArgumentException("A device without fuses has no boot ROM to verify firmware; provision fuses first.", nameof(options));
+        }
         Properties = new DeviceProperties(
             $"AscendCC simulated NPU {options.DeviceIndex}",
             options.HbmCapacity,
@@ -90,18 +105,129 @@ public sealed class NpuDevice : IDisposable
     public bool WaitForCompletion(TimeSpan timeout, out CompletionEntry entry) => _completions.Read(timeout, out entry);
 
     /// <summary>
-    /// Resets the device: stops accepting tasks in flight, forgets streams, events, operators and
-    /// models, and scrubs (zeroes) and frees all of HBM before anything can be mapped again.
+    /// Resets the device: forgets streams, events, operators and models, scrubs (zeroes) and frees all
+    /// of HBM before anything can be mapped again, destroys every key and session, and boots again —
+    /// with <paramref name="boot"/> when given (the only way to change firmware or CC mode), else with
+    /// what was booted before.
     /// </summary>
-    public void Reset()
+    /// <returns>The boot outcome: <see cref="MailboxStatus.Ok"/>, or why the boot ROM refused the firmware (then the device stays unbooted).</returns>
+    public (MailboxStatus Status, string? Message) Reset(DeviceBootOptions? boot = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        (MailboxStatus, string?) outcome = (MailboxStatus.Ok, null);
         _scheduler.Quiesce(() =>
         {
             _scheduler.ClearState();
-            _hbm.Clear();
+            _firmware?.Clear();
+            if (_firmware is not null)
+            {
+                _firmware.Engine.Reset(_hbm.Clear);
+            }
+            else
+            {
+                _hbm.Clear();
+            }
+            DeviceBootOptions? next = boot ?? _boot;
+            if (_firmware is not null && next is not null)
+            {
+                outcome = BootFirmware(next);
+            }
         });
+        return outcome;
     }
+
+    private (MailboxStatus, string?) BootFirmware(DeviceBootOptions boot)
+    {
+        _boot = boot;
+        try
+        {
+            _firmware!.Engine.Boot(boot.SignedFirmware.Span, new Security.BootConfiguration(boot.Mode, boot.DebugRequested));
+            return (MailboxStatus.Ok, null);
+        }
+        catch (Security.FirmwareRejectedException ex)
+        {
+            return (MailboxStatus.Refused, ex.Message);
+        }
+    }
+
+    /// <summary>
+    /// The firmware mailbox (see <see cref="MailboxCommand"/>): attestation, secure channels, key
+    /// release, package unlock. Any bytes are accepted; a bad request gets an error response.
+    /// </summary>
+    public byte[] Mailbox(ReadOnlySpan<byte> request)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_firmware is null)
+        {
+            return MailboxMessage.Error(MailboxStatus.NotBooted, "this device has no root of trust (no fuses); confidential computing is unavailable");
+        }
+        byte[] copy = request.ToArray();
+        byte[] response = [];
+        _scheduler.Quiesce(() => response = _firmware.Mailbox(copy));
+        return response;
+    }
+
+    /// <summary>The CC mode the device booted in (Off without fuses or before boot).</summary>
+    public Protocol.Attestation.CcMode CcMode => _firmware is { Engine.State: Security.DeviceSecurityState.Booted } fw ? fw.Engine.Mode : Protocol.Attestation.CcMode.Off;
+
+    /// <summary>
+    /// Debug port: reads device memory. Refused in CC mode On (R6); open with CC off or in DevTools
+    /// mode, which attestation reports and the default verifier policy rejects.
+    /// </summary>
+    public DebugStatus DebugReadMemory(ulong address, Span<byte> destination)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_firmware is { DebugLocked: true })
+        {
+            return DebugStatus.Locked;
+        }
+        Hbm.HbmRegion? region = _hbm.Find(address, destination.Length);
+        if (region is null)
+        {
+            return DebugStatus.InvalidAddress;
+        }
+        region.Slice(address, destination.Length).CopyTo(destination);
+        return DebugStatus.Ok;
+    }
+
+    /// <summary>Debug port: a snapshot of every live region (address, tag, bytes). Refused in CC mode On (R6).</summary>
+    public DebugStatus DebugSnapshot(out IReadOnlyList<(ulong Address, RegionTag Tag, byte[] Bytes)> snapshot)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        snapshot = [];
+        if (_firmware is { DebugLocked: true })
+        {
+            return DebugStatus.Locked;
+        }
+        var list = new List<(ulong, RegionTag, byte[])>();
+        _scheduler.Quiesce(() =>
+        {
+            foreach (Hbm.HbmRegion r in _hbm.Regions())
+            {
+                list.Add((r.Address, r.Tag, r.Slice(r.Address, r.Size).ToArray()));
+            }
+        });
+        snapshot = list;
+        return DebugStatus.Ok;
+    }
+
+    /// <summary>
+    /// Debug port: data-bearing profiling — the first bytes of every kernel's first output as it
+    /// completes. Refused in CC mode On (R6).
+    /// </summary>
+    public DebugStatus EnableDataProfiling(bool enabled)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_firmware is { DebugLocked: true })
+        {
+            return DebugStatus.Locked;
+        }
+        _scheduler.DataProfiling = enabled;
+        return DebugStatus.Ok;
+    }
+
+    /// <summary>Profiling records collected while data profiling was on (operator name, first output bytes).</summary>
+    public IReadOnlyList<(string Operator, byte[] OutputHead)> ReadProfile() => _scheduler.ProfileRecords();
 
     /// <summary>Powers the device off, scrubbing HBM.</summary>
     public void Dispose()
@@ -112,6 +238,7 @@ public sealed class NpuDevice : IDisposable
         }
         _disposed = true;
         _scheduler.Dispose();
+        _firmware?.Dispose();
         _hbm.Dispose();
         _completions.Dispose();
     }

@@ -20,4 +20,10 @@ public sealed class NpuDeviceOptions
 
     /// <summary>Device index reported in the name.</summary>
     public int DeviceIndex { get; init; }
+
+    /// <summary>The manufacturer's fuses (secret, identity, root). Without them the device has no root of trust and runs with confidential computing off.</summary>
+    public DeviceFuseImage? Fuses { get; init; }
+
+    /// <summary>What to boot at power-on (needs <see cref="Fuses"/>).</summary>
+    public DeviceBootOptions? Boot { get; init; }
 }

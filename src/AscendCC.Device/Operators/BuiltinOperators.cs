@@ -29,5 +29,8 @@ internal static class BuiltinOperators
         new AttentionOperator(),
         new ArgmaxOperator(),
         new SampleOperator(),
+        new PackageUnlockOperator(),
+        new PromptOpenOperator(),
+        new TokenSealOperator(),
     ];
 }

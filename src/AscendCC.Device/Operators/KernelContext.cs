@@ -6,15 +6,19 @@ namespace AscendCC.Device.Operators;
 /// <summary>A resolved buffer argument: where its bytes are and how many the kernel may touch.</summary>
 internal readonly unsafe struct ResolvedArgument
 {
-    public ResolvedArgument(byte* data, long bytes)
+    public ResolvedArgument(byte* data, long bytes, Hbm.HbmRegion? region)
     {
         Data = data;
         Bytes = bytes;
+        Region = region;
     }
 
     public byte* Data { get; }
 
     public long Bytes { get; }
+
+    /// <summary>The region the buffer lies in (for the firmware's confidential operators).</summary>
+    public Hbm.HbmRegion? Region { get; }
 }
 
 /// <summary>
@@ -27,15 +31,22 @@ internal unsafe ref struct KernelContext
     private readonly ReadOnlySpan<ResolvedArgument> _args;
     private readonly ReadOnlySpan<long> _scalars;
 
-    public KernelContext(IOperator op, AiCoreGrid grid, ReadOnlySpan<ResolvedArgument> args, ReadOnlySpan<long> scalars)
+    public KernelContext(IOperator op, AiCoreGrid grid, ReadOnlySpan<ResolvedArgument> args, ReadOnlySpan<long> scalars, Confidential.ConfidentialFirmware? firmware)
     {
         _op = op;
         Grid = grid;
         _args = args;
         _scalars = scalars;
+        Firmware = firmware;
     }
 
     public AiCoreGrid Grid { get; }
+
+    /// <summary>The confidential-computing firmware, for the AI CPU operators that need its keys; null when absent.</summary>
+    public Confidential.ConfidentialFirmware? Firmware { get; }
+
+    /// <summary>The region buffer <paramref name="i"/> lies in.</summary>
+    public readonly Hbm.HbmRegion? RegionOf(int i) => _args[i].Region;
 
     /// <summary>True when buffer <paramref name="i"/> is the absent optional operand.</summary>
     public readonly bool IsNone(int i) => _args[i].Bytes == 0;

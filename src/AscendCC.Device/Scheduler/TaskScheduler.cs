@@ -30,6 +30,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
     private readonly CompletionQueue _completions;
     private readonly HostBuffers _hostBuffers;
     private readonly Dictionary<ulong, IOperator> _loadedOperators = new();
+    private readonly Dictionary<ulong, byte[]> _operatorDigests = new();
     private readonly Dictionary<int, LoadedModel> _models = new();
     private readonly ManualResetEventSlim _doorbell = new(false);
     private readonly object _executionGate = new();
@@ -56,8 +57,22 @@ internal sealed unsafe class TaskScheduler : IDisposable
         _thread.Start();
     }
 
-    /// <summary>A hook the confidential-computing firmware installs to veto tasks; null when CC is off.</summary>
-    public ITaskGuard? Guard { get; set; }
+    private readonly List<(string, byte[])> _profile = new();
+
+    /// <summary>Debug: record the head of each kernel's first output (never on in CC mode On).</summary>
+    public bool DataProfiling { get; set; }
+
+    /// <summary>Debug: the profile so far.</summary>
+    public IReadOnlyList<(string Operator, byte[] OutputHead)> ProfileRecords()
+    {
+        lock (_profile)
+        {
+            return _profile.ToArray();
+        }
+    }
+
+    /// <summary>The confidential-computing firmware; null on a device without fuses.</summary>
+    public Confidential.ConfidentialFirmware? Firmware { get; set; }
 
     public DeviceStream Stream(int id)
     {
@@ -92,6 +107,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         }
         Array.Clear(_events);
         _loadedOperators.Clear();
+        _operatorDigests.Clear();
         _models.Clear();
     }
 
@@ -167,7 +183,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
             return;
         }
 
-        TaskOutcome outcome = Execute(ref task, s.Id);
+        TaskOutcome outcome = Execute(ref task, s.Id, inModel: false);
         if (outcome.Status != CompletionStatus.Success || (task.Flags & TaskOptions.Notify) != 0)
         {
             Post(s.Id, task.TaskId, task.Kind, outcome);
@@ -178,9 +194,9 @@ internal sealed unsafe class TaskScheduler : IDisposable
         _completions.Post(new CompletionEntry(taskId, stream, kind, o.Status, o.Result, o.FaultAddress, o.Detail));
 
     /// <summary>Runs one decoded task (from a stream or from a model's task list).</summary>
-    private TaskOutcome Execute(ref DecodedTask t, int stream)
+    private TaskOutcome Execute(ref DecodedTask t, int stream, bool inModel)
     {
-        if (Guard?.Check(ref t, stream) is { } refusal)
+        if (Firmware?.Check(ref t, stream, inModel) is { } refusal)
         {
             return refusal;
         }
@@ -217,9 +233,12 @@ internal sealed unsafe class TaskScheduler : IDisposable
             case TaskKind.ExecuteModel:
                 return ExecuteModel((int)t.A, stream);
             case TaskKind.UnloadModel:
-                return _models.Remove((int)t.A)
-                    ? TaskOutcome.Ok
-                    : TaskOutcome.Fail(CompletionStatus.InvalidHandle, $"model {t.A} is not loaded");
+                if (!_models.Remove((int)t.A, out LoadedModel? unloaded))
+                {
+                    return TaskOutcome.Fail(CompletionStatus.InvalidHandle, $"model {t.A} is not loaded");
+                }
+                Confidential.ConfidentialFirmware.Release(unloaded);
+                return TaskOutcome.Ok;
             case TaskKind.SetDmaAccess:
                 return _smmu.SetAccess(t.A, (DmaAccess)t.B)
                     ? TaskOutcome.Ok
@@ -240,6 +259,10 @@ internal sealed unsafe class TaskScheduler : IDisposable
             return TaskOutcome.Fail(CompletionStatus.InvalidTask, $"cannot allocate {size} bytes at alignment {alignment}: size must be positive, alignment a power of two up to 1 GiB");
         }
         HbmRegion? region = _hbm.Allocate(size, alignment, (RegionTag)tag);
+        if (region is not null)
+        {
+            Firmware?.OnAllocated(region);
+        }
         if (region is null)
         {
             DeviceMemoryInfo info = _hbm.Info;
@@ -257,6 +280,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
             return TaskOutcome.Fail(CompletionStatus.InvalidAddress, $"no region starts at 0x{address:x}", address);
         }
         _loadedOperators.Remove(address);
+        _operatorDigests.Remove(address);
         _hbm.Free(address);
         return TaskOutcome.Ok;
     }
@@ -281,6 +305,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         Span<byte> deviceSpan = region.Slice(device, bytes);
         if (toDevice)
         {
+            region.CiphertextOnly = false;
             hostSpan.CopyTo(deviceSpan);
         }
         else
@@ -307,6 +332,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
             return TaskOutcome.Fail(CompletionStatus.InvalidAddress,
                 to is null ? $"copy destination 0x{destination:x}+{bytes} is not inside one region" : "copy destination is a sealed operator binary", destination);
         }
+        to.CiphertextOnly = false;
         from.Slice(source, bytes).CopyTo(to.Slice(destination, bytes));
         return TaskOutcome.Ok;
     }
@@ -318,6 +344,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         {
             return TaskOutcome.Fail(CompletionStatus.InvalidAddress, $"memset range 0x{address:x}+{bytes} is not inside one writable region", address);
         }
+        region.CiphertextOnly = false;
         region.Slice(address, bytes).Fill(value);
         return TaskOutcome.Ok;
     }
@@ -344,11 +371,15 @@ internal sealed unsafe class TaskScheduler : IDisposable
         region.Sealed = true;
         region.HostAccess &= ~DmaAccess.Write;
         _loadedOperators[address] = op;
+        _operatorDigests[address] = SHA256.HashData(binary);
         return new TaskOutcome(CompletionStatus.Success, address, 0, null);
     }
 
     /// <summary>The operator loaded at <paramref name="handle"/>, or null.</summary>
     public IOperator? LoadedOperator(ulong handle) => _loadedOperators.GetValueOrDefault(handle);
+
+    /// <summary>Digest of the binary loaded at <paramref name="handle"/>, or null.</summary>
+    public byte[]? OperatorDigest(ulong handle) => _operatorDigests.GetValueOrDefault(handle);
 
     private TaskOutcome Launch(ref DecodedTask t)
     {
@@ -374,11 +405,15 @@ internal sealed unsafe class TaskScheduler : IDisposable
             {
                 return TaskOutcome.Fail(CompletionStatus.InvalidAddress, $"{op.Name}: buffer '{op.ArgumentNames[i]}' 0x{a.Address:x}+{a.Bytes} is not inside one region", a.Address);
             }
-            if (region.Sealed && Contains(op.Outputs, i))
+            if (Contains(op.Outputs, i))
             {
-                return TaskOutcome.Fail(CompletionStatus.InvalidAddress, $"{op.Name}: output '{op.ArgumentNames[i]}' points into a sealed operator binary", a.Address);
+                if (region.Sealed)
+                {
+                    return TaskOutcome.Fail(CompletionStatus.InvalidAddress, $"{op.Name}: output '{op.ArgumentNames[i]}' points into a sealed operator binary", a.Address);
+                }
+                region.CiphertextOnly = false;
             }
-            _resolved[i] = new ResolvedArgument(region.Data + (long)(a.Address - region.Address), a.Bytes);
+            _resolved[i] = new ResolvedArgument(region.Data + (long)(a.Address - region.Address), a.Bytes, region);
         }
         for (int i = 0; i < t.ScalarCount; i++)
         {
@@ -395,7 +430,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
             }
             _scalars[i] = *(long*)(region.Data + (long)(s.Value - region.Address));
         }
-        var context = new KernelContext(op, _grid, _resolved.AsSpan(0, t.ArgCount), _scalars.AsSpan(0, t.ScalarCount));
+        var context = new KernelContext(op, _grid, _resolved.AsSpan(0, t.ArgCount), _scalars.AsSpan(0, t.ScalarCount), Firmware);
         try
         {
             op.Execute(ref context);
@@ -404,9 +439,25 @@ internal sealed unsafe class TaskScheduler : IDisposable
         {
             return TaskOutcome.Fail(CompletionStatus.KernelError, ex.Message);
         }
+        catch (Confidential.ConfidentialOperatorException ex)
+        {
+            return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"{op.Name}: {ex.Message}");
+        }
+        catch (System.Security.Cryptography.CryptographicException ex)
+        {
+            return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"{op.Name}: {ex.Message}");
+        }
         catch (ArgumentException ex)
         {
             return TaskOutcome.Fail(CompletionStatus.KernelError, $"{op.Name}: {ex.Message}");
+        }
+        if (DataProfiling && !(Firmware?.DebugLocked ?? false) && op.Outputs.Count > 0)
+        {
+            ResolvedArgument o = _resolved[op.Outputs[0]];
+            lock (_profile)
+            {
+                _profile.Add((op.Name, new ReadOnlySpan<byte>(o.Data, (int)Math.Min(o.Bytes, 64)).ToArray()));
+            }
         }
         return TaskOutcome.Ok;
     }
@@ -452,7 +503,9 @@ internal sealed unsafe class TaskScheduler : IDisposable
             offset += consumed;
         }
         int id = _nextModelId++;
-        _models[id] = new LoadedModel(id, tasks.ToArray(), SHA256.HashData(list));
+        var model = new LoadedModel(id, tasks.ToArray(), SHA256.HashData(list));
+        Firmware?.Attest(model);
+        _models[id] = model;
         return new TaskOutcome(CompletionStatus.Success, (ulong)id, 0, null);
     }
 
@@ -462,10 +515,14 @@ internal sealed unsafe class TaskScheduler : IDisposable
         {
             return TaskOutcome.Fail(CompletionStatus.InvalidHandle, $"model {id} is not loaded");
         }
+        if (Firmware?.CheckExecute(model) is { } refusal)
+        {
+            return refusal;
+        }
         DecodedTask[] tasks = model.Tasks;
         for (int i = 0; i < tasks.Length; i++)
         {
-            TaskOutcome o = Execute(ref tasks[i], stream);
+            TaskOutcome o = Execute(ref tasks[i], stream, inModel: true);
             if (o.Status != CompletionStatus.Success)
             {
                 return o with { Detail = $"model {id}, task {i} ({tasks[i].Kind}): {o.Detail}" };
@@ -486,6 +543,6 @@ internal sealed unsafe class TaskScheduler : IDisposable
 /// <summary>A policy the firmware applies to every task before it runs (confidential computing).</summary>
 internal interface ITaskGuard
 {
-    /// <summary>Null to let the task run, or the refusal to report.</summary>
-    TaskOutcome? Check(ref DecodedTask task, int stream);
+    /// <summary>Null to let the task run, or the refusal to report. <paramref name="inModel"/>: the task is part of a loaded model's list.</summary>
+    TaskOutcome? Check(ref DecodedTask task, int stream, bool inModel);
 }

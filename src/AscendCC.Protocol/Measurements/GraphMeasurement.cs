@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
-using System.Text;
+
 
 namespace AscendCC.Protocol.Measurements;
 
@@ -16,7 +16,7 @@ namespace AscendCC.Protocol.Measurements;
 /// </summary>
 public sealed class GraphMeasurement : IDisposable
 {
-    private static readonly byte[] Domain = Encoding.ASCII.GetBytes("AscendCC graph measurement v1\0");
+    private static readonly byte[] Domain = System.Text.Encoding.ASCII.GetBytes("AscendCC graph measurement v1\0");
 
     private readonly IncrementalHash _graph = IncrementalHash.CreateHash(HashAlgorithmName.SHA384);
     private readonly IncrementalHash _task = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -145,7 +145,7 @@ public sealed class GraphMeasurement : IDisposable
         if (itemName is not null)
         {
             Tag(0x10);
-            Bytes(Encoding.UTF8.GetBytes(itemName));
+            Bytes(System.Text.Encoding.UTF8.GetBytes(itemName));
             return true;
         }
         if (!_ordinals.TryGetValue(key, out int ordinal))

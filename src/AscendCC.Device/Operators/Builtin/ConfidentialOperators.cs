@@ -1,0 +1,142 @@
+using AscendCC.Device.Confidential;
+using AscendCC.Device.Hbm;
+using AscendCC.Protocol.Channels;
+using AscendCC.Protocol.Messages;
+using AscendCC.Protocol.Packaging;
+
+namespace AscendCC.Device.Operators.Builtin;
+
+/// <summary>Shared checks of the firmware's AI CPU crypto operators.</summary>
+internal static class ConfidentialOperators
+{
+    public static ConfidentialFirmware Firmware(ref KernelContext c, string name) =>
+        c.Firmware is { Active: true } fw ? fw : throw new ConfidentialOperatorException($"{name} runs only on a device booted in confidential mode");
+}
+
+/// <summary>
+/// AES-GCM unlock of one package item straight into its HBM region (AI CPU). The region must already
+/// be locked from the host (R2) — weights are locked from birth; an operator-binary region is locked
+/// here, before the first byte is decrypted — and must be exactly the item's size.
+/// </summary>
+internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "destination:[item] | package item", ["destination"], [0], 2, ExecutionUnit.AiCpu)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
+        ModelPackageReader reader = fw.Package(c.Int(0, "package", 1)) ?? throw new ConfidentialOperatorException("no model package is open under that handle");
+        int index = c.Int(1, "item", 0, reader.Manifest.Items.Count - 1);
+        PackageItem item = reader.Manifest.Items[index];
+        HbmRegion region = c.RegionOf(0) ?? throw new KernelArgumentException($"{Name}: no destination");
+        Span<byte> destination = c.Bytes(0);
+        if (destination.Length != region.Size || region.Size != item.ByteLength)
+        {
+            throw new ConfidentialOperatorException($"item '{item.Name}' is {item.ByteLength} bytes and must fill a region of exactly that size; the destination is {destination.Length} bytes of a {region.Size}-byte region");
+        }
+        RegionTag wanted = item.Kind == PackageItemKind.Tensor ? RegionTag.Weights : RegionTag.OperatorBinary;
+        if (region.Tag != wanted)
+        {
+            throw new ConfidentialOperatorException($"item '{item.Name}' ({item.Kind}) must be unlocked into a {wanted} region, not {region.Tag}");
+        }
+        if (region.ItemName is not null || region.Sealed)
+        {
+            throw new ConfidentialOperatorException($"the destination already holds '{region.ItemName ?? "a sealed operator"}'");
+        }
+        if (region.Tag == RegionTag.OperatorBinary)
+        {
+            region.Locked = true;
+            region.HostAccess = DmaAccess.None;
+        }
+        if (!region.Locked || region.HostAccess != DmaAccess.None)
+        {
+            throw new ConfidentialOperatorException("R2: the destination is still mapped for the host; it must be locked before decryption");
+        }
+        reader.ReadItem(index, destination);
+        region.ItemName = item.Name;
+    }
+}
+
+/// <summary>
+/// Opens the data owner's prompt record (AI CPU) and feeds one chunk of token ids to the model, or
+/// feeds back the last sampled token when decoding. mode 1: open the record into the locked prompt
+/// buffer, then copy tokens [start, start+seq); mode 2: copy the next chunk of the opened prompt;
+/// mode 0: decode, tokens[0] = next.
+/// </summary>
+internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
+    "record:u8[*] prompt:i32[max_context] next:i32[1] -> tokens:i32[seq] | session mode start seq",
+    ["record", "prompt", "next", "tokens"], [1, 3], 4, ExecutionUnit.AiCpu)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
+        int mode = c.Int(1, "mode", 0, 2), start = c.Int(2, "start"), seq = c.Int(3, "seq", 1);
+        Span<int> tokens = c.Buffer<int>(3, seq);
+        foreach (int protectedArg in (ReadOnlySpan<int>)[1, 2, 3])
+        {
+            if (c.RegionOf(protectedArg) is not { Locked: true })
+            {
+                throw new ConfidentialOperatorException($"R2: '{ArgumentNames[protectedArg]}' must be locked device memory; plaintext tokens never sit where the host can reach");
+            }
+        }
+        if (mode == 0)
+        {
+            if (seq != 1)
+            {
+                throw new KernelArgumentException($"{Name}: a decode step feeds one token, not {seq}");
+            }
+            tokens[0] = c.Buffer<int>(2, 1)[0];
+            return;
+        }
+        Span<int> prompt = c.Buffer<int>(1, c.Bytes(1).Length / 4);
+        if (mode == 1)
+        {
+            int session = c.Int(0, "session", 1);
+            ReadOnlySpan<byte> staged = c.Bytes(0);
+            int length = SecureChannel.Overhead + SecureChannel.PeekPlaintextLength(staged);
+            if (length > staged.Length)
+            {
+                throw new ConfidentialOperatorException("the staged prompt record is truncated");
+            }
+            int[] ids = fw.Engine.OpenPrompt(session, staged[..length]);
+            if (ids.Length > prompt.Length)
+            {
+                throw new ConfidentialOperatorException($"the prompt has {ids.Length} tokens; the context holds {prompt.Length}");
+            }
+            ids.CopyTo(prompt);
+            Array.Clear(ids);
+            fw.PromptLength = ids.Length;
+            fw.ActiveDataSession = session;
+        }
+        if (fw.ActiveDataSession is null || start + seq > fw.PromptLength)
+        {
+            throw new ConfidentialOperatorException($"tokens {start}..{start + seq - 1} are not in the opened prompt of {fw.PromptLength} tokens");
+        }
+        prompt.Slice(start, seq).CopyTo(tokens);
+    }
+}
+
+/// <summary>
+/// Seals the sampled token for the data owner whose prompt is being answered (AI CPU): one
+/// fixed-size record, so the host learns nothing from lengths. Only this operator can make an
+/// output staging region copyable to the host (R3).
+/// </summary>
+internal sealed class TokenSealOperator() : OperatorBase("token_seal", "next:i32[1] -> record:u8[record] | position emit", ["next", "record"], [1], 2, ExecutionUnit.AiCpu)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
+        int position = c.Int(0, "position"), emit = c.Int(1, "emit", 0, 1);
+        if (emit == 0)
+        {
+            return;
+        }
+        HbmRegion record = c.RegionOf(1) ?? throw new KernelArgumentException($"{Name}: no record buffer");
+        if (record.Tag != RegionTag.OutputStaging)
+        {
+            throw new ConfidentialOperatorException($"sealed records go to an {RegionTag.OutputStaging} region, not {record.Tag}");
+        }
+        int session = fw.ActiveDataSession ?? throw new ConfidentialOperatorException("no data owner's prompt has been opened; nothing may be sealed");
+        byte[] sealedToken = fw.Engine.SealToken(session, new TokenMessage(position, c.Buffer<int>(0, 1)[0], EndOfSequence: false));
+        sealedToken.CopyTo(c.Buffer<byte>(1, sealedToken.Length));
+        record.CiphertextOnly = true;
+    }
+}
