@@ -21,7 +21,11 @@ namespace AscendCC.Runtime.Llama;
 public sealed class LlamaProgram
 {
     /// <summary>Parameter block slots (8 bytes each).</summary>
-    public const int ParamSeq = 0, ParamStart = 1, ParamLast = 2, ParamSeqDim = 3, ParamSeqHidden = 4, ParamTemperature = 5, ParamTopK = 6, ParamTopP = 7, ParamCount = 8;
+    public const int ParamSeq = 0, ParamStart = 1, ParamLast = 2, ParamSeqDim = 3, ParamSeqHidden = 4, ParamTemperature = 5, ParamTopK = 6, ParamTopP = 7,
+        ParamSession = 8, ParamMode = 9, ParamPosition = 10, ParamEmit = 11, ParamCount = 12;
+
+    /// <summary>prompt_open modes: decode (feed back the sampled token), open the prompt record, continue the opened prompt.</summary>
+    public const int ModeDecode = 0, ModeOpenPrompt = 1, ModeContinuePrompt = 2;
 
     private LlamaProgram(DeviceProgram program) => Program = program;
 
@@ -43,6 +47,22 @@ public sealed class LlamaProgram
     /// <summary>The sampler's generator state (u64).</summary>
     public ProgramBuffer Rng { get; private set; } = null!;
 
+    /// <summary>Confidential programs: the data owner's prompt record, staged by the host.</summary>
+    public ProgramBuffer? PromptRecord { get; private set; }
+
+    /// <summary>Confidential programs: the sealed token record the host relays back.</summary>
+    public ProgramBuffer? TokenRecord { get; private set; }
+
+    /// <summary>True for the confidential variant.</summary>
+    public bool Confidential { get; private set; }
+
+    /// <summary>Bytes of the staged prompt record for a context of <paramref name="maxContext"/> tokens.</summary>
+    public static long PromptRecordBytes(int maxContext) =>
+        Protocol.Channels.SecureChannel.Overhead + 16 + (4L * Protocol.Messages.PromptMessage.BucketFor(maxContext));
+
+    /// <summary>Bytes of one sealed token record.</summary>
+    public static int TokenRecordBytes => Protocol.Channels.SecureChannel.Overhead + Protocol.Messages.TokenMessage.EncodedSize;
+
     /// <summary>Weight buffers by tensor name (the classifier of a tied model is the embedding).</summary>
     public IReadOnlyDictionary<string, ProgramBuffer> Weights { get; private set; } = null!;
 
@@ -52,7 +72,12 @@ public sealed class LlamaProgram
     /// <param name="maxContext">KV cache length.</param>
     /// <param name="maxBatchTokens">Most tokens per pass.</param>
     /// <param name="precision">Precision of the weight matrices.</param>
-    public static LlamaProgram Build(LlamaConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision)
+    /// <param name="confidential">
+    /// The confidential variant: tokens come from the data owner's sealed prompt (opened on the device
+    /// by prompt_open into locked memory) and leave only as sealed records (token_seal); logits and the
+    /// sampled token stay in locked memory.
+    /// </param>
+    public static LlamaProgram Build(LlamaConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision, bool confidential = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxContext, 1);
@@ -74,19 +99,27 @@ public sealed class LlamaProgram
         ProgramBuffer embedding = Matrix(LlamaTensorNames.Embedding, vocab, dim);
         ProgramBuffer finalNorm = Vector(LlamaTensorNames.FinalNorm, dim);
         ProgramBuffer classifier = config.TieWordEmbeddings ? embedding : Matrix(LlamaTensorNames.LmHead, vocab, dim);
-        result.Tokens = p.Buffer(RegionTag.InputStaging, "tokens", (long)T * 4);
+        result.Confidential = confidential;
+        result.Tokens = p.Buffer(confidential ? RegionTag.Activations : RegionTag.InputStaging, "tokens", (long)T * 4);
         result.Params = p.Buffer(RegionTag.InputStaging, "params", ParamCount * 8);
         ScalarRef P(int slot) => ScalarRef.Slot(result.Params, slot);
         ProgramBuffer x = Act("x", (long)T * dim), xb = Act("xb", (long)T * dim), xb2 = Act("xb2", (long)T * dim);
         ProgramBuffer q = Act("q", (long)T * qDim), k = Act("k", (long)T * kvDim), v = Act("v", (long)T * kvDim), att = Act("att", (long)T * qDim);
         ProgramBuffer hb = Act("hb", (long)T * hidden), hb2 = Act("hb2", (long)T * hidden), last = Act("last", dim), lastNorm = Act("last_norm", dim);
-        result.Logits = Act("logits", vocab, RegionTag.OutputStaging);
+        result.Logits = Act("logits", vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
         ProgramBuffer probs = Act("probs", vocab, RegionTag.Workspace);
-        result.Next = p.Buffer(RegionTag.OutputStaging, "next", 8);
-        result.Rng = p.Buffer(RegionTag.Workspace, "rng", 8);
+        result.Next = p.Buffer(confidential ? RegionTag.Activations : RegionTag.OutputStaging, "next", 8);
+        // The generator state is not secret: the host seeds it (in CC mode too) but never sees what it picks.
+        result.Rng = p.Buffer(confidential ? RegionTag.InputStaging : RegionTag.Workspace, "rng", 8);
         string ropeOp = rope == RopeConvention.Interleaved ? "rope_interleaved" : "rope_half";
         float eps = (float)config.RmsNormEps, theta = (float)config.RopeTheta;
 
+        if (confidential)
+        {
+            result.PromptRecord = p.Buffer(RegionTag.InputStaging, "prompt_record", PromptRecordBytes(maxContext));
+            ProgramBuffer prompt = p.Buffer(RegionTag.Activations, "prompt", (long)maxContext * 4);
+            p.Launch("prompt_open", [result.PromptRecord, prompt, result.Next, result.Tokens], P(ParamSession), P(ParamMode), P(ParamStart), P(ParamSeq));
+        }
         p.Launch("embedding", [embedding, result.Tokens, x], P(ParamSeq), I(vocab), I(dim), I(dt));
         for (int l = 0; l < config.NumHiddenLayers; l++)
         {
@@ -121,6 +154,11 @@ public sealed class LlamaProgram
         p.Launch("rms_norm", [last, finalNorm, lastNorm], I(1), I(dim), F(eps));
         p.Launch("linear", [lastNorm, classifier, BufferRef.None, result.Logits], I(1), I(dim), I(vocab), I(dt));
         p.Launch("sample", [result.Logits, result.Rng, probs, result.Next], I(vocab), P(ParamTemperature), P(ParamTopK), P(ParamTopP));
+        if (confidential)
+        {
+            result.TokenRecord = p.Buffer(RegionTag.OutputStaging, "token_record", TokenRecordBytes);
+            p.Launch("token_seal", [result.Next, result.TokenRecord], P(ParamPosition), P(ParamEmit));
+        }
         result.Weights = weights;
         return result;
     }

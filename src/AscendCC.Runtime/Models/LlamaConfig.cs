@@ -139,6 +139,51 @@ public sealed record LlamaConfig
     /// <summary>Checks that the hyperparameters are positive and consistent; throws naming the field and the fix.</summary>
     public void Validate() => ValidateFrom("config");
 
+    /// <summary>The configuration as Hugging Face config.json text (the fields this runtime reads).</summary>
+    public string ToJson()
+    {
+        var o = new System.Text.Json.Nodes.JsonObject
+        {
+            ["architectures"] = new System.Text.Json.Nodes.JsonArray(Architecture),
+            ["model_type"] = ModelType ?? (Architecture == "MistralForCausalLM" ? "mistral" : "llama"),
+            ["hidden_size"] = HiddenSize,
+            ["intermediate_size"] = IntermediateSize,
+            ["num_hidden_layers"] = NumHiddenLayers,
+            ["num_attention_heads"] = NumAttentionHeads,
+            ["num_key_value_heads"] = NumKeyValueHeads,
+            ["vocab_size"] = VocabSize,
+            ["max_position_embeddings"] = MaxPositionEmbeddings,
+            ["rms_norm_eps"] = RmsNormEps,
+            ["rope_theta"] = RopeTheta,
+            ["tie_word_embeddings"] = TieWordEmbeddings,
+        };
+        if (BosTokenId is { } bos)
+        {
+            o["bos_token_id"] = bos;
+        }
+        if (EosTokenIds.Count == 1)
+        {
+            o["eos_token_id"] = EosTokenIds[0];
+        }
+        else if (EosTokenIds.Count > 1)
+        {
+            o["eos_token_id"] = new System.Text.Json.Nodes.JsonArray(EosTokenIds.Select(e => (System.Text.Json.Nodes.JsonNode?)e).ToArray());
+        }
+        if (TorchDtype is not null)
+        {
+            o["torch_dtype"] = TorchDtype;
+        }
+        if (ExplicitHeadDim is { } hd)
+        {
+            o["head_dim"] = hd;
+        }
+        if (SlidingWindow is { } sw)
+        {
+            o["sliding_window"] = sw;
+        }
+        return o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+    }
+
     private void ValidateFrom(string source)
     {
         void Positive(int value, string field)

@@ -1,0 +1,49 @@
+using System.Text.Json;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+
+namespace AscendCC.Runtime.Confidential;
+
+/// <summary>
+/// How a confidential Llama is laid out on the device: the architecture and the program's shape.
+/// It travels in the clear beside the package — the host needs it to build the program — and needs
+/// no signature: any change to it changes the program's measurement, and the device then refuses to
+/// run it (R4).
+/// </summary>
+/// <param name="Config">The architecture.</param>
+/// <param name="Rope">q/k row order of the weights.</param>
+/// <param name="MaxContext">KV cache length.</param>
+/// <param name="MaxBatchTokens">Most tokens per pass.</param>
+/// <param name="Precision">Precision of the weight matrices.</param>
+public sealed record LlamaDeployment(LlamaConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision)
+{
+    /// <summary>The confidential program this deployment describes.</summary>
+    public LlamaProgram BuildProgram() => LlamaProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, confidential: true);
+
+    /// <summary>Serialises to JSON (config.json fields plus the layout).</summary>
+    public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString()), Options);
+
+    /// <summary>Reads the JSON written by <see cref="ToJson"/>.</summary>
+    /// <exception cref="FormatException">Malformed or incomplete.</exception>
+    public static LlamaDeployment FromJson(string json)
+    {
+        Dto dto;
+        try
+        {
+            dto = JsonSerializer.Deserialize<Dto>(json, Options) ?? throw new FormatException("the deployment descriptor is empty");
+        }
+        catch (JsonException ex)
+        {
+            throw new FormatException($"the deployment descriptor is not valid JSON: {ex.Message}", ex);
+        }
+        if (dto.Config is null || !Enum.TryParse(dto.Rope, out RopeConvention rope) || !Enum.TryParse(dto.Precision, out WeightPrecision precision))
+        {
+            throw new FormatException("the deployment descriptor needs config, rope (Interleaved|Half) and precision (F32|F16|BF16)");
+        }
+        return new LlamaDeployment(LlamaConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision);
+    }
+
+    private static readonly JsonSerializerOptions Options = new() { WriteIndented = true };
+
+    private sealed record Dto(string Config, string Rope, int MaxContext, int MaxBatchTokens, string Precision);
+}
