@@ -154,13 +154,22 @@ public sealed class AttestationReport
     private static X509Certificate2 ReadCertificate(ref CanonicalReader reader, string field)
     {
         ReadOnlySpan<byte> der = reader.ReadVariable(MaxCertificateSize, field);
+        X509Certificate2 certificate;
         try
         {
-            return X509CertificateLoader.LoadCertificate(der);
+            certificate = X509CertificateLoader.LoadCertificate(der);
         }
         catch (CryptographicException)
         {
             throw reader.Fail(field, "is not a DER X.509 certificate");
         }
+
+        // The loader also accepts PEM; only the exact DER bytes are canonical.
+        if (!certificate.RawDataMemory.Span.SequenceEqual(der))
+        {
+            certificate.Dispose();
+            throw reader.Fail(field, "is not in canonical DER form");
+        }
+        return certificate;
     }
 }

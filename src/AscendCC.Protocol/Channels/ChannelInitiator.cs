@@ -65,6 +65,8 @@ public sealed class ChannelInitiator : IDisposable
             byte[] confirmation = channel.Open(acceptRecord, RecordType.Handshake);
             if (!CryptographicOperations.FixedTimeEquals(confirmation, ChannelKeySchedule.Confirmation(_transcript)))
             {
+                channel.Dispose();
+                _channel = null;
                 throw new ChannelHandshakeException("The device's key confirmation does not match this handshake's transcript.");
             }
         }

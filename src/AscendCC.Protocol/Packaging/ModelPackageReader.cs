@@ -17,12 +17,15 @@ public sealed class ModelPackageReader : IDisposable
 
     private readonly Stream _stream;
     private readonly long _dataStart;
+    private readonly long _packageStart;
     private readonly long[] _itemOffsets;
+    private readonly byte[] _contentKey = GC.AllocateArray<byte>(32, pinned: true);
     private AesGcm? _aead;
     private int _nextSequential;
 
-    private ModelPackageReader(Stream stream, ModelManifest manifest, long dataStart)
+    private ModelPackageReader(Stream stream, ModelManifest manifest, long packageStart, long dataStart)
     {
+        _packageStart = packageStart;
         _stream = stream;
         Manifest = manifest;
         _dataStart = dataStart;
@@ -76,7 +79,7 @@ public sealed class ModelPackageReader : IDisposable
             throw new ManifestSignatureException();
         }
         ModelManifest manifest = ModelManifest.Decode(manifestBytes);
-        return new ModelPackageReader(package, manifest, start + 12 + manifestLength + SignatureSize);
+        return new ModelPackageReader(package, manifest, start, start + 12 + manifestLength + SignatureSize);
     }
 
     /// <summary>Checks <paramref name="modelKey"/> against the key commitment and prepares decryption.</summary>
@@ -84,22 +87,15 @@ public sealed class ModelPackageReader : IDisposable
     public void Unlock(ModelKey modelKey)
     {
         ArgumentNullException.ThrowIfNull(modelKey);
-        byte[] contentKey = GC.AllocateArray<byte>(32, pinned: true);
         Span<byte> commitment = stackalloc byte[ModelManifest.KeyCommitmentSize];
-        try
+        PackageCrypto.DeriveKeys(modelKey, Manifest.Salt.Span, _contentKey, commitment);
+        if (!CryptographicOperations.FixedTimeEquals(commitment, Manifest.KeyCommitment.Span))
         {
-            PackageCrypto.DeriveKeys(modelKey, Manifest.Salt.Span, contentKey, commitment);
-            if (!CryptographicOperations.FixedTimeEquals(commitment, Manifest.KeyCommitment.Span))
-            {
-                throw new ModelKeyMismatchException();
-            }
-            _aead?.Dispose();
-            _aead = new AesGcm(contentKey, PackageCrypto.TagSize);
+            CryptographicOperations.ZeroMemory(_contentKey);
+            throw new ModelKeyMismatchException();
         }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(contentKey);
-        }
+        _aead?.Dispose();
+        _aead = new AesGcm(_contentKey, PackageCrypto.TagSize);
     }
 
     /// <summary>Decrypts the item named <paramref name="name"/> into <paramref name="destination"/>.</summary>
@@ -144,44 +140,64 @@ public sealed class ModelPackageReader : IDisposable
         }
 
         Span<byte> output = destination[..checked((int)item.ByteLength)];
-        byte[] ad = PackageCrypto.CreateAssociatedData(item, Manifest.Digest.Span, out int indexOffset);
-        Span<byte> nonce = stackalloc byte[PackageCrypto.NonceSize];
-        Span<byte> tag = stackalloc byte[PackageCrypto.TagSize];
-        int chunkSize = Manifest.ChunkSize;
         try
         {
-            for (int chunk = 0; chunk < item.ChunkCount; chunk++)
-            {
-                int start = chunk * chunkSize;
-                int length = Math.Min(chunkSize, output.Length - start);
-                Span<byte> chunkSpan = output.Slice(start, length);
-                ReadChunkBytes(chunkSpan, item, chunk);
-                ReadChunkBytes(tag, item, chunk);
-                PackageCrypto.Nonce(index, chunk, nonce);
-                PackageCrypto.SetChunkIndex(ad, indexOffset, chunk);
-                try
-                {
-                    aead.Decrypt(nonce, chunkSpan, tag, chunkSpan, ad);
-                }
-                catch (AuthenticationTagMismatchException ex)
-                {
-                    throw new ChunkAuthenticationException(
-                        $"Chunk {chunk} of {item.ChunkCount} of {Describe(item)} failed authentication: it was modified, swapped with another item's chunk or moved. Discard this copy and fetch the package from the model provider again.",
-                        ex)
-                    { ItemName = item.Name, ChunkIndex = chunk };
-                }
-            }
-            if (verifyPlaintextDigest)
-            {
-                Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
-                SHA256.HashData(output, digest);
-                if (!CryptographicOperations.FixedTimeEquals(digest, item.Sha256.Span))
-                {
-                    throw new ItemDigestMismatchException($"{Describe(item)} decrypted but does not match the manifest's SHA-256; the package was produced inconsistently. Ask the model provider to rebuild it.")
-                    { ItemName = item.Name };
-                }
-            }
+            DecryptChunks(aead, index, item, output, ReadOnlySpan<byte>.Empty, fromStream: true);
+            VerifyDigest(item, output, verifyPlaintextDigest);
             _nextSequential = index + 1;
+        }
+        catch
+        {
+            CryptographicOperations.ZeroMemory(output);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The position of item <paramref name="index"/>'s encrypted bytes relative to the package start,
+    /// for callers that hold the package in (device) memory rather than in a stream.
+    /// </summary>
+    public (long Offset, long Length) GetEncryptedItemRange(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Manifest.Items.Count);
+        return (_dataStart - _packageStart + _itemOffsets[index], _itemOffsets[index + 1] - _itemOffsets[index]);
+    }
+
+    /// <summary>
+    /// Decrypts item <paramref name="index"/> from its encrypted bytes already in memory (see
+    /// <see cref="GetEncryptedItemRange"/>) into <paramref name="destination"/>, without touching the stream.
+    /// <paramref name="encryptedItem"/> and <paramref name="destination"/> must not overlap.
+    /// </summary>
+    /// <exception cref="ChunkAuthenticationException">A chunk was modified, swapped or moved.</exception>
+    /// <exception cref="PackageTruncatedException"><paramref name="encryptedItem"/> is shorter than the item.</exception>
+    /// <exception cref="ItemDigestMismatchException">The plaintext digest differs from the manifest.</exception>
+    public void DecryptItem(int index, ReadOnlySpan<byte> encryptedItem, Span<byte> destination, bool verifyPlaintextDigest = false)
+    {
+        AesGcm aead = _aead ?? throw new InvalidOperationException("Call Unlock with the model key before reading items.");
+        (_, long encryptedLength) = GetEncryptedItemRange(index);
+        PackageItem item = Manifest.Items[index];
+        if (destination.Length < item.ByteLength)
+        {
+            throw new ArgumentException($"Destination holds {destination.Length} bytes; item '{item.Name}' needs {item.ByteLength}.", nameof(destination));
+        }
+        if (encryptedItem.Length != encryptedLength)
+        {
+            throw new PackageTruncatedException($"The encrypted bytes of {Describe(item)} are {encryptedItem.Length} bytes, expected {encryptedLength}: the copy is incomplete. Copy the complete item again.")
+            { ItemName = item.Name };
+        }
+        Span<byte> output = destination[..checked((int)item.ByteLength)];
+        try
+        {
+            if (item.ChunkCount >= 4 && Environment.ProcessorCount > 1)
+            {
+                DecryptChunksParallel(index, item, output, encryptedItem);
+            }
+            else
+            {
+                DecryptChunks(aead, index, item, output, encryptedItem, fromStream: false);
+            }
+            VerifyDigest(item, output, verifyPlaintextDigest);
         }
         catch
         {
@@ -209,10 +225,131 @@ public sealed class ModelPackageReader : IDisposable
     {
         _aead?.Dispose();
         _aead = null;
+        CryptographicOperations.ZeroMemory(_contentKey);
     }
 
     private static string Describe(PackageItem item) =>
         item.Kind == PackageItemKind.Tensor ? $"tensor '{item.Name}'" : $"operator binary '{item.Name}'";
+
+    private void DecryptChunks(AesGcm aead, int index, PackageItem item, Span<byte> output, ReadOnlySpan<byte> encrypted, bool fromStream)
+    {
+        byte[] ad = PackageCrypto.CreateAssociatedData(item, Manifest.Digest.Span, out int indexOffset);
+        Span<byte> nonce = stackalloc byte[PackageCrypto.NonceSize];
+        Span<byte> tagBuffer = stackalloc byte[PackageCrypto.TagSize];
+        int chunkSize = Manifest.ChunkSize;
+        for (int chunk = 0; chunk < item.ChunkCount; chunk++)
+        {
+            int start = chunk * chunkSize;
+            int length = Math.Min(chunkSize, output.Length - start);
+            Span<byte> plaintext = output.Slice(start, length);
+            scoped ReadOnlySpan<byte> ciphertext;
+            scoped ReadOnlySpan<byte> tag;
+            if (fromStream)
+            {
+                // In place: the ciphertext lands in the destination and is decrypted over itself.
+                ReadChunkBytes(plaintext, item, chunk);
+                ReadChunkBytes(tagBuffer, item, chunk);
+                ciphertext = plaintext;
+                tag = tagBuffer;
+            }
+            else
+            {
+                int at = start + (chunk * PackageCrypto.TagSize);
+                ciphertext = encrypted.Slice(at, length);
+                tag = encrypted.Slice(at + length, PackageCrypto.TagSize);
+            }
+            ChunkAuthenticationException? failure = DecryptChunk(aead, index, item, chunk, ciphertext, tag, plaintext, ad, indexOffset, nonce);
+            if (failure is not null)
+            {
+                throw failure;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Decrypts an in-memory item on all cores: chunks are independent, so each worker takes every
+    /// N-th chunk with its own AesGcm instance (instances are not thread-safe). Pointers cross into
+    /// the workers because spans cannot; the fixed block outlives Parallel.For.
+    /// </summary>
+    private unsafe void DecryptChunksParallel(int index, PackageItem item, Span<byte> output, ReadOnlySpan<byte> encrypted)
+    {
+        int workers = Math.Min(Environment.ProcessorCount, item.ChunkCount);
+        int chunkSize = Manifest.ChunkSize;
+        ChunkAuthenticationException? firstFailure = null;
+        var failureLock = new object();
+        fixed (byte* outputPointer = output)
+        fixed (byte* encryptedPointer = encrypted)
+        {
+            nint outputAddress = (nint)outputPointer;
+            nint encryptedAddress = (nint)encryptedPointer;
+            int outputLength = output.Length;
+            int encryptedLength = encrypted.Length;
+            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
+            {
+                using var aead = new AesGcm(_contentKey, PackageCrypto.TagSize);
+                byte[] ad = PackageCrypto.CreateAssociatedData(item, Manifest.Digest.Span, out int indexOffset);
+                Span<byte> nonce = stackalloc byte[PackageCrypto.NonceSize];
+                var outputSpan = new Span<byte>((void*)outputAddress, outputLength);
+                var encryptedSpan = new ReadOnlySpan<byte>((void*)encryptedAddress, encryptedLength);
+                for (int chunk = worker; chunk < item.ChunkCount; chunk += workers)
+                {
+                    int start = chunk * chunkSize;
+                    int length = Math.Min(chunkSize, outputLength - start);
+                    int at = start + (chunk * PackageCrypto.TagSize);
+                    ChunkAuthenticationException? failure = DecryptChunk(aead, index, item, chunk, encryptedSpan.Slice(at, length), encryptedSpan.Slice(at + length, PackageCrypto.TagSize), outputSpan.Slice(start, length), ad, indexOffset, nonce);
+                    if (failure is not null)
+                    {
+                        lock (failureLock)
+                        {
+                            // Report the lowest failing chunk so the error does not depend on thread timing.
+                            if (firstFailure is null || failure.ChunkIndex < firstFailure.ChunkIndex)
+                            {
+                                firstFailure = failure;
+                            }
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+        if (firstFailure is not null)
+        {
+            throw firstFailure;
+        }
+    }
+
+    private static ChunkAuthenticationException? DecryptChunk(AesGcm aead, int index, PackageItem item, int chunk, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext, byte[] ad, int indexOffset, Span<byte> nonce)
+    {
+        PackageCrypto.Nonce(index, chunk, nonce);
+        PackageCrypto.SetChunkIndex(ad, indexOffset, chunk);
+        try
+        {
+            aead.Decrypt(nonce, ciphertext, tag, plaintext, ad);
+            return null;
+        }
+        catch (AuthenticationTagMismatchException ex)
+        {
+            return new ChunkAuthenticationException(
+                $"Chunk {chunk} of {item.ChunkCount} of {Describe(item)} failed authentication: it was modified, swapped with another item's chunk or moved. Discard this copy and fetch the package from the model provider again.",
+                ex)
+            { ItemName = item.Name, ChunkIndex = chunk };
+        }
+    }
+
+    private static void VerifyDigest(PackageItem item, ReadOnlySpan<byte> output, bool verify)
+    {
+        if (!verify)
+        {
+            return;
+        }
+        Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(output, digest);
+        if (!CryptographicOperations.FixedTimeEquals(digest, item.Sha256.Span))
+        {
+            throw new ItemDigestMismatchException($"{Describe(item)} decrypted but does not match the manifest's SHA-256; the package was produced inconsistently. Ask the model provider to rebuild it.")
+            { ItemName = item.Name };
+        }
+    }
 
     private void ReadChunkBytes(Span<byte> buffer, PackageItem item, int chunk)
     {

@@ -68,6 +68,23 @@ public sealed class DeviceSecurityEngineTests : IDisposable
     }
 
     [Test]
+    public void ResetDestroysSessionsAndPendingHellos()
+    {
+        using DeviceFuses fuses = _manufacturer.Provision();
+        using var engine = Booted(fuses);
+        (int session, SecureChannel party) = Connect(engine, ChannelRole.DataOwner);
+        AttestationReport pendingReport = AttestationReport.Parse(DeviceHello.Parse(engine.CreateHello(new byte[32])).Report.Span);
+        using var pending = ChannelInitiator.Start(ChannelRole.DataOwner, pendingReport);
+        using (party)
+        {
+            engine.Reset(() => { });
+            engine.Boot(_signedFirmware, new BootConfiguration(CcMode.On));
+            Assert.Throws<DeviceSecurityException>(() => engine.OpenPrompt(session, party.Seal(RecordType.Prompt, PromptMessage.Encode([1]))));
+            Assert.Throws<ChannelHandshakeException>(() => engine.AcceptChannel(pending.OpenMessage.Span));
+        }
+    }
+
+    [Test]
     public void HelloKeyIsSingleUse()
     {
         using DeviceFuses fuses = _manufacturer.Provision();
