@@ -68,10 +68,13 @@ public sealed class ProgramBinding : IDisposable
         return _model;
     }
 
-    /// <summary>Queues one run: executeModel when loaded as a model, else every launch eagerly.</summary>
-    public void Run(NpuStream? stream = null)
+    /// <summary>
+    /// Queues one run: executeModel when loaded as a model (unless <paramref name="eager"/>), else
+    /// every launch on its own (compileAndExecute).
+    /// </summary>
+    public void Run(NpuStream? stream = null, bool eager = false)
     {
-        if (_model is not null)
+        if (_model is not null && !eager)
         {
             _runtime.ExecuteModel(_model, stream);
             return;

@@ -186,6 +186,10 @@ public sealed class DeviceProvisioning : IDisposable
         _secret.CopyTo(fuseBuffer);
     }
 
+    /// <summary>The fuse image to burn into the simulated NPU (<see cref="AscendCC.Device.NpuDeviceOptions.Fuses"/>).</summary>
+    public AscendCC.Device.DeviceFuseImage CreateFuseImage(uint antiRollbackCounter = 0) =>
+        new(_secret, IdentityCertificate.RawData, ManufacturerRoot.RawData, antiRollbackCounter);
+
     /// <summary>Zeroes the secret.</summary>
     public void Dispose()
     {

@@ -1,0 +1,164 @@
+using AscendCC.Device;
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Acl;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Programs;
+
+namespace AscendCC.Runtime.Confidential;
+
+/// <summary>
+/// The host's side of confidential inference: it stages the encrypted package in HBM, has the device
+/// unlock each weight into locked memory, loads the program for attestation, and then, per step,
+/// stages the data owner's sealed prompt, runs the program and relays the sealed token record. It
+/// never holds a key and never sees a plaintext token, weight or logit.
+/// </summary>
+public sealed class ConfidentialLlama : IDisposable
+{
+    private readonly NpuRuntime _runtime;
+    private readonly LlamaProgram _layout;
+    private readonly ProgramBinding _binding;
+    private readonly DeviceBuffer _package;
+    private readonly long[] _params = new long[LlamaProgram.ParamCount];
+    private readonly bool _eager;
+
+    private ConfidentialLlama(NpuRuntime runtime, LlamaDeployment deployment, ReadOnlyMemory<byte> package, ReadOnlySpan<byte> manifestDigest, ExecutionMode mode)
+    {
+        _runtime = runtime;
+        Deployment = deployment;
+        Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
+        ModelManifest manifest = PackageFile.ReadManifest(package.Span);
+        _layout = deployment.BuildProgram();
+        _package = runtime.Allocate(package.Length, RegionTag.InputStaging);
+        try
+        {
+            runtime.CopyToDevice(package.Span, _package);
+            PackageHandle = Mailbox.OpenPackage(_package.Address, package.Length, manifestDigest);
+            _binding = new ProgramBinding(runtime, _layout.Program, b => b.Tag == RegionTag.Weights ? Unlock(manifest, b) : null);
+            // Attestation happens when the task list is loaded; in eager mode the attested list is
+            // what each single launch is checked against.
+            _binding.LoadModel();
+            _eager = mode == ExecutionMode.Eager;
+        }
+        catch
+        {
+            _package.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The deployment.</summary>
+    public LlamaDeployment Deployment { get; }
+
+    /// <summary>The mailbox relay.</summary>
+    public FirmwareMailbox Mailbox { get; }
+
+    /// <summary>The device's handle of the opened package.</summary>
+    public int PackageHandle { get; }
+
+    /// <summary>
+    /// Stages <paramref name="package"/>, unlocks it on the device with the key the model provider
+    /// released there (for the manifest <paramref name="manifestDigest"/>) and loads the program.
+    /// </summary>
+    public static ConfidentialLlama Load(NpuRuntime runtime, LlamaDeployment deployment, ReadOnlyMemory<byte> package, ReadOnlySpan<byte> manifestDigest, ExecutionMode mode = ExecutionMode.Graph)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(deployment);
+        return new ConfidentialLlama(runtime, deployment, package, manifestDigest, mode);
+    }
+
+    private DeviceBuffer Unlock(ModelManifest manifest, ProgramBuffer buffer)
+    {
+        int index = manifest.IndexOf(buffer.Name);
+        if (index < 0)
+        {
+            throw new InvalidOperationException($"the package has no item '{buffer.Name}'; it was exported for another model or deployment");
+        }
+        DeviceBuffer region = _runtime.Allocate(buffer.Bytes, RegionTag.Weights);
+        _runtime.Execute("package_unlock", [region.AsArgument()], [KernelScalar.Of(PackageHandle), KernelScalar.Of(index)]);
+        return region;
+    }
+
+    /// <summary>
+    /// Answers a sealed prompt of <paramref name="promptTokens"/> tokens (a count the data owner reveals
+    /// to the host) for the data owner's device session <paramref name="session"/>: yields one sealed
+    /// token record per generated token. The host cannot tell an end-of-sequence token; the data owner
+    /// stops the enumeration when it sees one.
+    /// </summary>
+    public IEnumerable<byte[]> Generate(int session, byte[] promptRecord, int promptTokens, int maxTokens, SamplingOptions? sampling = null)
+    {
+        ArgumentNullException.ThrowIfNull(promptRecord);
+        sampling ??= SamplingOptions.Greedy;
+        int maxContext = Deployment.MaxContext, batch = Deployment.MaxBatchTokens;
+        if (promptTokens < 1 || promptTokens >= maxContext)
+        {
+            throw new ArgumentOutOfRangeException(nameof(promptTokens), $"the prompt has {promptTokens} tokens; the context holds {maxContext}, so it must be 1..{maxContext - 1}");
+        }
+        if (promptRecord.Length > _binding[_layout.PromptRecord!].Bytes)
+        {
+            throw new ArgumentException($"the sealed prompt is {promptRecord.Length} bytes; this deployment stages at most {_binding[_layout.PromptRecord!].Bytes}", nameof(promptRecord));
+        }
+        Span<byte> seed = stackalloc byte[8];
+        BitConverter.TryWriteBytes(seed, sampling.Seed == 0 ? 0x9E3779B97F4A7C15UL : sampling.Seed);
+        _runtime.CopyToDevice(seed, _binding[_layout.Rng]);
+        _runtime.CopyToDevice(promptRecord, _binding[_layout.PromptRecord!]);
+
+        int pos = 0;
+        while (pos < promptTokens)
+        {
+            int n = Math.Min(batch, promptTokens - pos);
+            bool last = pos + n == promptTokens;
+            byte[]? record = Step(session, pos == 0 ? LlamaProgram.ModeOpenPrompt : LlamaProgram.ModeContinuePrompt, pos, n, last, sampling);
+            pos += n;
+            if (record is not null)
+            {
+                yield return record;
+            }
+        }
+        for (int produced = 1; produced < maxTokens && pos < maxContext; produced++, pos++)
+        {
+            yield return Step(session, LlamaProgram.ModeDecode, pos, 1, emit: true, sampling)!;
+        }
+    }
+
+    private byte[]? Step(int session, int mode, int start, int seq, bool emit, SamplingOptions sampling)
+    {
+        _params[LlamaProgram.ParamSeq] = seq;
+        _params[LlamaProgram.ParamStart] = start;
+        _params[LlamaProgram.ParamLast] = seq - 1;
+        _params[LlamaProgram.ParamSeqDim] = (long)seq * Deployment.Config.HiddenSize;
+        _params[LlamaProgram.ParamSeqHidden] = (long)seq * Deployment.Config.IntermediateSize;
+        _params[LlamaProgram.ParamTemperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
+        _params[LlamaProgram.ParamTopK] = sampling.TopK;
+        _params[LlamaProgram.ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
+        _params[LlamaProgram.ParamSession] = session;
+        _params[LlamaProgram.ParamMode] = mode;
+        _params[LlamaProgram.ParamPosition] = start + seq;
+        _params[LlamaProgram.ParamEmit] = emit ? 1 : 0;
+        _runtime.CopyToDevice<long>(_params, _binding[_layout.Params]);
+        _binding.Run(eager: _eager);
+        _runtime.DefaultStream.Synchronize();
+        if (!emit)
+        {
+            return null;
+        }
+        var record = new byte[LlamaProgram.TokenRecordBytes];
+        _runtime.CopyToHost(_binding[_layout.TokenRecord!], 0, record.AsSpan());
+        return record;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _binding.Dispose();
+        try
+        {
+            var p = new byte[4];
+            BitConverter.TryWriteBytes(p, PackageHandle);
+            Mailbox.Raw(MailboxMessage.Request(MailboxCommand.ClosePackage, p));
+        }
+        finally
+        {
+            _package.Dispose();
+        }
+    }
+}

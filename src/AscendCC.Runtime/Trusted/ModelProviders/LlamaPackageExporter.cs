@@ -1,0 +1,48 @@
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+
+namespace AscendCC.Runtime.Trusted.ModelProviders;
+
+/// <summary>
+/// The model provider's export of a Llama as a confidential package: every weight the device program
+/// binds, converted to the deployment's precision and encrypted, and the program's expected graph
+/// measurement, signed in the manifest. The deployment descriptor travels beside it in the clear.
+/// </summary>
+public static class LlamaPackageExporter
+{
+    /// <summary>Writes the package to <paramref name="output"/>.</summary>
+    /// <param name="provider">The model provider (signing key).</param>
+    /// <param name="deployment">Architecture and program layout.</param>
+    /// <param name="weights">Weights by Hugging Face name.</param>
+    /// <param name="policy">Which devices may receive the key.</param>
+    /// <param name="output">Where the package goes.</param>
+    /// <param name="modelName">Name recorded in the manifest.</param>
+    /// <returns>The protected model (manifest and key; dispose when done releasing).</returns>
+    public static ProtectedModel Export(ModelProvider provider, LlamaDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, string modelName = "llama")
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        ArgumentNullException.ThrowIfNull(deployment);
+        ArgumentNullException.ThrowIfNull(weights);
+        LlamaProgram program = deployment.BuildProgram();
+        var builder = new ModelPackageBuilder(modelName) { ExpectedGraphMeasurement = program.Program.Measure() };
+        var expected = LlamaTensorNames.Expected(deployment.Config).ToDictionary(e => e.Name, e => e.Shape);
+        foreach ((string name, Programs.ProgramBuffer buffer) in program.Weights)
+        {
+            TensorData t = weights(name) ?? throw new ArgumentException($"the weights have no tensor '{name}'");
+            if (expected.TryGetValue(name, out long[]? shape) && !t.Shape.SequenceEqual(shape))
+            {
+                throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]");
+            }
+            WeightPrecision precision = t.Shape.Count == 1 ? WeightPrecision.F32 : deployment.Precision;
+            byte[] bytes = WeightConversion.Convert(t, precision);
+            if (bytes.Length != buffer.Bytes)
+            {
+                throw new InvalidOperationException($"tensor '{name}' converts to {bytes.Length} bytes; the program binds {buffer.Bytes}");
+            }
+            builder.AddTensor(name, precision.ToString(), t.Shape, bytes);
+        }
+        return provider.BuildPackage(builder, policy, output);
+    }
+}

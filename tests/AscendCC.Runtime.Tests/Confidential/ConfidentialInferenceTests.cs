@@ -1,0 +1,34 @@
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Tests.Models;
+using AscendCC.Tests;
+using NUnit.Framework;
+
+namespace AscendCC.Runtime.Tests.Confidential;
+
+/// <summary>Confidential inference end to end: the same tokens as llama2.c, with the host relaying only ciphertext.</summary>
+public class ConfidentialInferenceTests
+{
+    [TestCase(ExecutionMode.Graph)]
+    [TestCase(ExecutionMode.Eager)]
+    public void ConfidentialGreedyGenerationReproducesTheReference(ExecutionMode mode)
+    {
+        string folder = TestData.RequireModel("stories260K");
+        ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
+        using var world = new ConfidentialWorld(folder, mode, maxBatchTokens: 3);
+        using ConfidentialLlama llama = world.Load();
+        int[] tokens = world.Generate(llama, reference.PromptTokens, reference.GeneratedTokens.Length);
+        Assert.That(tokens, Is.EqualTo(reference.GeneratedTokens));
+    }
+
+    [Test]
+    public void ProviderAndDeviceAgreeOnTheGraphMeasurement()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        using var world = new ConfidentialWorld(folder);
+        Assert.That(world.Model.Manifest.ExpectedGraphMeasurement.ToArray(), Is.EqualTo(world.Deployment.BuildProgram().Program.Measure()));
+        using ConfidentialLlama llama = world.Load();
+        // The device accepted the task list: a generation runs.
+        Assert.That(world.Generate(llama, [1, 403], 2), Has.Length.EqualTo(2));
+    }
+}
