@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>A named group of benchmark cases, selected on the command line.</summary>
+internal interface IBenchmarkSuite
+{
+    string Name { get; }
+
+    string Description { get; }
+
+    void Run(BenchmarkOptions options, ResultTable table);
+}
+
+/// <summary>Command-line options every suite honours.</summary>
+/// <param name="Quick">Fewer repetitions, for smoke runs.</param>
+internal sealed record BenchmarkOptions(bool Quick);
+
+/// <summary>Median and fastest of several timed repetitions, in milliseconds.</summary>
+internal readonly record struct Timing(double MedianMs, double MinMs);
+
+/// <summary>
+/// A plain Stopwatch harness: warm-up runs (JIT tiers, page faults, thread wake-up), then timed
+/// repetitions reported as median (typical) and min (least disturbed by the other builds sharing the
+/// machine). Each side of a comparison is measured as one batch followed by a pause, because both our
+/// AI Cores and libtorch's OpenMP workers keep spinning for a while after work and would otherwise
+/// steal the CPU from the side measured next.
+/// </summary>
+internal static class Measure
+{
+    private static readonly TimeSpan CoolDown = TimeSpan.FromMilliseconds(300);
+
+    public static Timing Time(Action action, int warmup, int repetitions)
+    {
+        // Suites allocate large inputs just before measuring; a background gen2 collection would
+        // otherwise run on one of the two cores in the middle of the timed runs.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        for (int i = 0; i < warmup; i++)
+        {
+            action();
+        }
+        double[] ms = new double[repetitions];
+        for (int i = 0; i < repetitions; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            action();
+            ms[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        Thread.Sleep(CoolDown);
+        Array.Sort(ms);
+        double median = ms.Length % 2 == 1 ? ms[ms.Length / 2] : (ms[ms.Length / 2 - 1] + ms[ms.Length / 2]) / 2;
+        return new Timing(median, ms[0]);
+    }
+
+    /// <summary>Repetitions so one side runs about <paramref name="budgetMs"/>, within [3, 50].</summary>
+    public static int RepetitionsFor(double estimateMs, double budgetMs) =>
+        Math.Clamp((int)(budgetMs / Math.Max(estimateMs, 0.01)), 3, 50);
+}
+
+/// <summary>One compared case: ours against TorchSharp, with a throughput unit derived from the work size.</summary>
+/// <param name="Case">What was run.</param>
+/// <param name="Ours">AscendCC timing.</param>
+/// <param name="Torch">TorchSharp timing.</param>
+/// <param name="WorkPerRun">FLOPs or bytes per run.</param>
+/// <param name="Unit">"GFLOPS" or "GB/s".</param>
+internal sealed record ResultRow(string Case, Timing Ours, Timing Torch, double WorkPerRun, string Unit);
+
+/// <summary>Rows of a suite, rendered as markdown.</summary>
+internal sealed class ResultTable
+{
+    private readonly List<ResultRow> _rows = [];
+
+    public void Add(ResultRow row)
+    {
+        _rows.Add(row);
+        Console.WriteLine(Format(row));
+    }
+
+    public string ToMarkdown(string suite, string description)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"# {suite}: {description}");
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {RuntimeInformation.ProcessArchitecture}, {RuntimeInformation.FrameworkDescription}, Vector512 {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}. Times are median (min) in ms; ratio = TorchSharp median / AscendCC median, so > 1 means AscendCC is faster.");
+        sb.AppendLine();
+        sb.AppendLine("| case | AscendCC ms | TorchSharp ms | ratio | AscendCC | TorchSharp |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|");
+        foreach (ResultRow row in _rows)
+        {
+            sb.AppendLine(Format(row));
+        }
+        return sb.ToString();
+    }
+
+    private static string Format(ResultRow r)
+    {
+        static string Rate(ResultRow r, Timing t) => string.Create(CultureInfo.InvariantCulture, $"{r.WorkPerRun / (t.MedianMs * 1e-3) / 1e9:F1} {r.Unit}");
+        return string.Create(CultureInfo.InvariantCulture,
+            $"| {r.Case} | {r.Ours.MedianMs:F3} ({r.Ours.MinMs:F3}) | {r.Torch.MedianMs:F3} ({r.Torch.MinMs:F3}) | {r.Torch.MedianMs / r.Ours.MedianMs:F2}× | {Rate(r, r.Ours)} | {Rate(r, r.Torch)} |");
+    }
+
+    /// <summary>bench/results in the repository (found from the executable's folder).</summary>
+    public static string ResultsDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "AscendCC.Runtime.sln")))
+            {
+                string results = Path.Combine(dir.FullName, "bench", "results");
+                Directory.CreateDirectory(results);
+                return results;
+            }
+        }
+        return Directory.GetCurrentDirectory();
+    }
+}
