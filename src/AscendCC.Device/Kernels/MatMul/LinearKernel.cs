@@ -93,16 +93,19 @@ internal static unsafe class LinearKernel
         grid.Launch(blocks, ref kernel);
     }
 
-    /// <summary>Reads weights of one storage type as f32 vectors; a static interface so each type gets its own specialised loop.</summary>
+    /// <summary>
+    /// Reads weights of one storage type as f32 vectors; a static interface so each type gets its own
+    /// specialised loop. Loads return a vector (no out parameters) so the JIT keeps everything in registers.
+    /// </summary>
     internal interface IWeightReader
     {
         static abstract int ElementSize { get; }
 
-        /// <summary>Elements [i, i+32) of the row as two zmm vectors.</summary>
-        static abstract void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi);
+        /// <summary>Elements [i, i+16) of the row.</summary>
+        static abstract Vector512<float> Load16(byte* row, nint i);
 
-        /// <summary>Elements [i, i+16) of the row as two ymm vectors.</summary>
-        static abstract void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi);
+        /// <summary>Elements [i, i+8) of the row.</summary>
+        static abstract Vector256<float> Load8(byte* row, nint i);
 
         static abstract float Load(byte* row, nint i);
     }
@@ -112,18 +115,10 @@ internal static unsafe class LinearKernel
         public static int ElementSize => 4;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
-        {
-            lo = Vector512.Load((float*)row + i);
-            hi = Vector512.Load((float*)row + i + 16);
-        }
+        public static Vector512<float> Load16(byte* row, nint i) => Vector512.Load((float*)row + i);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
-        {
-            lo = Vector256.Load((float*)row + i);
-            hi = Vector256.Load((float*)row + i + 8);
-        }
+        public static Vector256<float> Load8(byte* row, nint i) => Vector256.Load((float*)row + i);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(byte* row, nint i) => ((float*)row)[i];
@@ -134,28 +129,10 @@ internal static unsafe class LinearKernel
         public static int ElementSize => 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
-        {
-            ushort* p = (ushort*)row + i;
-            if (Avx512F.IsSupported)
-            {
-                // vpmovzxwd straight from memory: no cross-lane shuffle of a 64-byte load.
-                lo = WeightConversion.BF16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
-                hi = WeightConversion.BF16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p + 16)));
-                return;
-            }
-            (Vector512<uint> l, Vector512<uint> h) = Vector512.Widen(Vector512.Load(p));
-            lo = WeightConversion.BF16ToSingle(l);
-            hi = WeightConversion.BF16ToSingle(h);
-        }
+        public static Vector512<float> Load16(byte* row, nint i) => WeightConversion.BF16ToSingle(WidenLoad16((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
-        {
-            (Vector256<uint> l, Vector256<uint> h) = Vector256.Widen(Vector256.Load((ushort*)row + i));
-            lo = WeightConversion.BF16ToSingle(l);
-            hi = WeightConversion.BF16ToSingle(h);
-        }
+        public static Vector256<float> Load8(byte* row, nint i) => WeightConversion.BF16ToSingle(WidenLoad8((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(byte* row, nint i) => ElementTypes.BF16ToSingle(((ushort*)row)[i]);
@@ -166,31 +143,25 @@ internal static unsafe class LinearKernel
         public static int ElementSize => 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
-        {
-            ushort* p = (ushort*)row + i;
-            if (Avx512F.IsSupported)
-            {
-                lo = WeightConversion.F16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
-                hi = WeightConversion.F16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p + 16)));
-                return;
-            }
-            (Vector512<uint> l, Vector512<uint> h) = Vector512.Widen(Vector512.Load(p));
-            lo = WeightConversion.F16ToSingle(l);
-            hi = WeightConversion.F16ToSingle(h);
-        }
+        public static Vector512<float> Load16(byte* row, nint i) => WeightConversion.F16ToSingle(WidenLoad16((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
-        {
-            (Vector256<uint> l, Vector256<uint> h) = Vector256.Widen(Vector256.Load((ushort*)row + i));
-            lo = WeightConversion.F16ToSingle(l);
-            hi = WeightConversion.F16ToSingle(h);
-        }
+        public static Vector256<float> Load8(byte* row, nint i) => WeightConversion.F16ToSingle(WidenLoad8((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(byte* row, nint i) => ElementTypes.F16ToSingle(((ushort*)row)[i]);
     }
+
+    /// <summary>16 ushorts zero-extended to uint lanes: one vpmovzxwd straight from memory on AVX-512.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> WidenLoad16(ushort* p) => Avx512F.IsSupported
+        ? Avx512F.ConvertToVector512UInt32(Vector256.Load(p))
+        : Vector512.WidenLower(Vector256.Load(p).ToVector512());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> WidenLoad8(ushort* p) => Avx2.IsSupported
+        ? Avx2.ConvertToVector256Int32(p).AsUInt32()
+        : Vector256.WidenLower(Vector128.Load(p).ToVector256());
 
     /// <summary>
     /// Each block owns a run of output features (rows of W). Four rows are reduced together with two
@@ -263,18 +234,14 @@ internal static unsafe class LinearKernel
             {
                 Vector512<float> x0 = Vector512.Load(x + i);
                 Vector512<float> x1 = Vector512.Load(x + i + 16);
-                TW.Load32(r0, i, out Vector512<float> w0, out Vector512<float> w1);
-                a0 = Vector512.FusedMultiplyAdd(w0, x0, a0);
-                b0 = Vector512.FusedMultiplyAdd(w1, x1, b0);
-                TW.Load32(r1, i, out w0, out w1);
-                a1 = Vector512.FusedMultiplyAdd(w0, x0, a1);
-                b1 = Vector512.FusedMultiplyAdd(w1, x1, b1);
-                TW.Load32(r2, i, out w0, out w1);
-                a2 = Vector512.FusedMultiplyAdd(w0, x0, a2);
-                b2 = Vector512.FusedMultiplyAdd(w1, x1, b2);
-                TW.Load32(r3, i, out w0, out w1);
-                a3 = Vector512.FusedMultiplyAdd(w0, x0, a3);
-                b3 = Vector512.FusedMultiplyAdd(w1, x1, b3);
+                a0 = Vector512.FusedMultiplyAdd(TW.Load16(r0, i), x0, a0);
+                b0 = Vector512.FusedMultiplyAdd(TW.Load16(r0, i + 16), x1, b0);
+                a1 = Vector512.FusedMultiplyAdd(TW.Load16(r1, i), x0, a1);
+                b1 = Vector512.FusedMultiplyAdd(TW.Load16(r1, i + 16), x1, b1);
+                a2 = Vector512.FusedMultiplyAdd(TW.Load16(r2, i), x0, a2);
+                b2 = Vector512.FusedMultiplyAdd(TW.Load16(r2, i + 16), x1, b2);
+                a3 = Vector512.FusedMultiplyAdd(TW.Load16(r3, i), x0, a3);
+                b3 = Vector512.FusedMultiplyAdd(TW.Load16(r3, i + 16), x1, b3);
             }
             s0 = Vector512.Sum(a0 + b0);
             s1 = Vector512.Sum(a1 + b1);
@@ -301,18 +268,14 @@ internal static unsafe class LinearKernel
             {
                 Vector256<float> x0 = Vector256.Load(x + i);
                 Vector256<float> x1 = Vector256.Load(x + i + 8);
-                TW.Load16(r0, i, out Vector256<float> w0, out Vector256<float> w1);
-                a0 = Vector256.FusedMultiplyAdd(w0, x0, a0);
-                b0 = Vector256.FusedMultiplyAdd(w1, x1, b0);
-                TW.Load16(r1, i, out w0, out w1);
-                a1 = Vector256.FusedMultiplyAdd(w0, x0, a1);
-                b1 = Vector256.FusedMultiplyAdd(w1, x1, b1);
-                TW.Load16(r2, i, out w0, out w1);
-                a2 = Vector256.FusedMultiplyAdd(w0, x0, a2);
-                b2 = Vector256.FusedMultiplyAdd(w1, x1, b2);
-                TW.Load16(r3, i, out w0, out w1);
-                a3 = Vector256.FusedMultiplyAdd(w0, x0, a3);
-                b3 = Vector256.FusedMultiplyAdd(w1, x1, b3);
+                a0 = Vector256.FusedMultiplyAdd(TW.Load8(r0, i), x0, a0);
+                b0 = Vector256.FusedMultiplyAdd(TW.Load8(r0, i + 8), x1, b0);
+                a1 = Vector256.FusedMultiplyAdd(TW.Load8(r1, i), x0, a1);
+                b1 = Vector256.FusedMultiplyAdd(TW.Load8(r1, i + 8), x1, b1);
+                a2 = Vector256.FusedMultiplyAdd(TW.Load8(r2, i), x0, a2);
+                b2 = Vector256.FusedMultiplyAdd(TW.Load8(r2, i + 8), x1, b2);
+                a3 = Vector256.FusedMultiplyAdd(TW.Load8(r3, i), x0, a3);
+                b3 = Vector256.FusedMultiplyAdd(TW.Load8(r3, i + 8), x1, b3);
             }
             s0 = Vector256.Sum(a0 + b0);
             s1 = Vector256.Sum(a1 + b1);
@@ -337,9 +300,8 @@ internal static unsafe class LinearKernel
                 Vector512<float> a = default, b = default;
                 for (; i <= k - 32; i += 32)
                 {
-                    TW.Load32(row, i, out Vector512<float> w0, out Vector512<float> w1);
-                    a = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x + i), a);
-                    b = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x + i + 16), b);
+                    a = Vector512.FusedMultiplyAdd(TW.Load16(row, i), Vector512.Load(x + i), a);
+                    b = Vector512.FusedMultiplyAdd(TW.Load16(row, i + 16), Vector512.Load(x + i + 16), b);
                 }
                 s = Vector512.Sum(a + b);
             }
@@ -348,9 +310,8 @@ internal static unsafe class LinearKernel
                 Vector256<float> a = default, b = default;
                 for (; i <= k - 16; i += 16)
                 {
-                    TW.Load16(row, i, out Vector256<float> w0, out Vector256<float> w1);
-                    a = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x + i), a);
-                    b = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x + i + 8), b);
+                    a = Vector256.FusedMultiplyAdd(TW.Load8(row, i), Vector256.Load(x + i), a);
+                    b = Vector256.FusedMultiplyAdd(TW.Load8(row, i + 8), Vector256.Load(x + i + 8), b);
                 }
                 s = Vector256.Sum(a + b);
             }
