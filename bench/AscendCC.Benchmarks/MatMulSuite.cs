@@ -34,6 +34,30 @@ internal sealed class MatMulSuite : IBenchmarkSuite
                 RunGemv(grid, size, type, budgetMs, table);
             }
         }
+        RunPrefill(grid, 512, 4096, 4096, ElementType.BF16, budgetMs, table);
+    }
+
+    /// <summary>A prefill-shaped Linear: the GEMM path, widening bf16 weights while packing them.</summary>
+    private static void RunPrefill(AiCoreGrid grid, int m, int k, int n, ElementType type, double budgetMs, ResultTable table)
+    {
+        float[] x = Random(m * k, 5);
+        float[] w = Random(n * k, 6);
+        byte[] wBytes = Encode(w, type);
+        float[] y = new float[m * n];
+        using Tensor tx = tensor(x, m, k);
+        using Tensor tw = tensor(w, n, k);
+
+        void Ours() => LinearKernel.Linear(grid, x, wBytes, type, [], y, m, k, n);
+        void Torch()
+        {
+            using Tensor r = nn.functional.linear(tx, tw);
+        }
+
+        double flops = 2.0 * m * k * n;
+        int reps = Measure.RepetitionsFor(flops / 150e9 * 1e3, budgetMs);
+        Timing ours = Measure.Time(Ours, warmup: 2, reps);
+        Timing torchTime = Measure.Time(Torch, warmup: 2, reps);
+        table.Add(new ResultRow($"Linear {m}×{k}·({n}×{k})ᵀ {type} W (torch f32 W)", ours, torchTime, flops, "GFLOPS"));
     }
 
     private static void RunMatMul(AiCoreGrid grid, int n, double budgetMs, ResultTable table)
