@@ -17,7 +17,11 @@ internal interface IBenchmarkSuite
 
 /// <summary>Command-line options every suite honours.</summary>
 /// <param name="Quick">Fewer repetitions, for smoke runs.</param>
-internal sealed record BenchmarkOptions(bool Quick);
+/// <param name="Filter">Only cases whose name contains this (case-insensitive); null runs all.</param>
+internal sealed record BenchmarkOptions(bool Quick, string? Filter)
+{
+    public bool Includes(string caseName) => Filter is null || caseName.Contains(Filter, StringComparison.OrdinalIgnoreCase);
+}
 
 /// <summary>Median and fastest of several timed repetitions, in milliseconds.</summary>
 internal readonly record struct Timing(double MedianMs, double MinMs);

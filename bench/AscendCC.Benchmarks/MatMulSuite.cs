@@ -25,21 +25,26 @@ internal sealed class MatMulSuite : IBenchmarkSuite
 
         foreach (int size in new[] { 512, 1024, 2048 })
         {
-            RunMatMul(grid, size, budgetMs, table);
+            RunMatMul(grid, size, options, budgetMs, table);
         }
         foreach (int size in new[] { 4096, 8192 })
         {
             foreach (ElementType type in new[] { ElementType.F32, ElementType.BF16, ElementType.F16 })
             {
-                RunGemv(grid, size, type, budgetMs, table);
+                RunGemv(grid, size, type, options, budgetMs, table);
             }
         }
-        RunPrefill(grid, 512, 4096, 4096, ElementType.BF16, budgetMs, table);
+        RunPrefill(grid, 512, 4096, 4096, ElementType.BF16, options, budgetMs, table);
     }
 
     /// <summary>A prefill-shaped Linear: the GEMM path, widening bf16 weights while packing them.</summary>
-    private static void RunPrefill(AiCoreGrid grid, int m, int k, int n, ElementType type, double budgetMs, ResultTable table)
+    private static void RunPrefill(AiCoreGrid grid, int m, int k, int n, ElementType type, BenchmarkOptions options, double budgetMs, ResultTable table)
     {
+        string name = $"Linear {m}×{k}·({n}×{k})ᵀ {type} W (torch f32 W)";
+        if (!options.Includes(name))
+        {
+            return;
+        }
         float[] x = Random(m * k, 5);
         float[] w = Random(n * k, 6);
         byte[] wBytes = Encode(w, type);
@@ -57,11 +62,16 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         int reps = Measure.RepetitionsFor(flops / 150e9 * 1e3, budgetMs);
         Timing ours = Measure.Time(Ours, warmup: 2, reps);
         Timing torchTime = Measure.Time(Torch, warmup: 2, reps);
-        table.Add(new ResultRow($"Linear {m}×{k}·({n}×{k})ᵀ {type} W (torch f32 W)", ours, torchTime, flops, "GFLOPS"));
+        table.Add(new ResultRow(name, ours, torchTime, flops, "GFLOPS"));
     }
 
-    private static void RunMatMul(AiCoreGrid grid, int n, double budgetMs, ResultTable table)
+    private static void RunMatMul(AiCoreGrid grid, int n, BenchmarkOptions options, double budgetMs, ResultTable table)
     {
+        string name = $"MatMul {n}×{n}×{n}";
+        if (!options.Includes(name))
+        {
+            return;
+        }
         float[] a = Random(n * n, 1);
         float[] b = Random(n * n, 2);
         float[] c = new float[n * n];
@@ -78,12 +88,17 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         int reps = Measure.RepetitionsFor(flops / 150e9 * 1e3, budgetMs);
         Timing ours = Measure.Time(Ours, warmup: 2, reps);
         Timing torchTime = Measure.Time(Torch, warmup: 2, reps);
-        table.Add(new ResultRow($"MatMul {n}×{n}×{n}", ours, torchTime, flops, "GFLOPS"));
+        table.Add(new ResultRow(name, ours, torchTime, flops, "GFLOPS"));
     }
 
-    private static void RunGemv(AiCoreGrid grid, int size, ElementType type, double budgetMs, ResultTable table)
+    private static void RunGemv(AiCoreGrid grid, int size, ElementType type, BenchmarkOptions options, double budgetMs, ResultTable table)
     {
         int k = size, n = size;
+        string name = $"GEMV 1×{k}·{k}×{n} {type} W (torch f32 W)";
+        if (!options.Includes(name))
+        {
+            return;
+        }
         float[] x = Random(k, 3);
         float[] w = Random(n * k, 4);
         byte[] wBytes = Encode(w, type);
@@ -102,7 +117,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         Timing ours = Measure.Time(Ours, warmup: 3, reps);
         Timing torchTime = Measure.Time(Torch, warmup: 3, reps);
         // Throughput is weight bytes streamed per second: ours at the stored width, torch at f32.
-        table.Add(new ResultRow($"GEMV 1×{k}·{k}×{n} {type} W (torch f32 W)", ours, torchTime, wBytes.Length, "GB/s"));
+        table.Add(new ResultRow(name, ours, torchTime, wBytes.Length, "GB/s"));
         Console.WriteLine($"  torch streams {4.0 * n * k / (torchTime.MedianMs * 1e-3) / 1e9:F1} GB/s of f32 weights");
     }
 

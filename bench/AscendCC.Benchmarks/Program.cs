@@ -17,15 +17,17 @@ internal static class Program
     {
         if (args.Length == 0 || args.Contains("--help") || args.Contains("-h"))
         {
-            Console.WriteLine("usage: AscendCC.Benchmarks <suite>... | all   [--quick]");
+            Console.WriteLine("usage: AscendCC.Benchmarks <suite>... | all   [--quick] [--filter <case substring>]");
             foreach (IBenchmarkSuite suite in Suites)
             {
                 Console.WriteLine($"  {suite.Name,-12} {suite.Description}");
             }
             return args.Length == 0 ? 1 : 0;
         }
-        var options = new BenchmarkOptions(Quick: args.Contains("--quick"));
-        string[] names = [.. args.Where(a => !a.StartsWith('-'))];
+        int filterAt = Array.IndexOf(args, "--filter");
+        string? filter = filterAt >= 0 && filterAt + 1 < args.Length ? args[filterAt + 1] : null;
+        var options = new BenchmarkOptions(Quick: args.Contains("--quick"), filter);
+        string[] names = [.. args.Where((a, i) => !a.StartsWith('-') && (filterAt < 0 || i != filterAt + 1))];
         IEnumerable<IBenchmarkSuite> selected = names.Contains("all")
             ? Suites
             : names.Select(n => Suites.FirstOrDefault(s => string.Equals(s.Name, n, StringComparison.OrdinalIgnoreCase))
@@ -40,8 +42,12 @@ internal static class Program
             Console.WriteLine();
             Console.WriteLine(markdown);
             string path = Path.Combine(ResultTable.ResultsDirectory(), suite.Name.ToLowerInvariant() + ".md");
-            File.WriteAllText(path, markdown);
-            Console.WriteLine($"written to {path}");
+            // A filtered run is a probe, not a result worth keeping.
+            if (filter is null)
+            {
+                File.WriteAllText(path, markdown);
+                Console.WriteLine($"written to {path}");
+            }
         }
         return 0;
     }
