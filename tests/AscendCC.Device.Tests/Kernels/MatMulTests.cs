@@ -105,7 +105,7 @@ public sealed class MatMulTests : IDisposable
         // m ≤ 4 runs the streaming GEMV, larger m the packed GEMM.
         int[][] shapes =
         [
-            [1, 1, 1], [1, 768, 2048], [3, 13, 7], [4, 33, 65], [2, 1000, 37], [5, 13, 7],
+            [1, 1, 1], [1, 768, 2048], [3, 13, 7], [4, 33, 65], [2, 1000, 37], [4, 512, 36], [5, 13, 7],
             [33, 65, 17], [127, 255, 129], [2048, 256, 256], [3, 0, 5],
         ];
         foreach (int[] s in shapes)

@@ -165,9 +165,9 @@ internal static unsafe class LinearKernel
 
     /// <summary>
     /// Each block owns a run of output features (rows of W). Four rows are reduced together with two
-    /// accumulators each: eight independent FMA chains hide FMA latency, and four sequential streams
-    /// keep the hardware prefetchers saturating DRAM. For m &gt; 1 the same 4-row strip is re-read per
-    /// token from cache, so DRAM still sees W once.
+    /// accumulators each (two rows × tokens when tokens are paired): eight independent FMA chains hide
+    /// FMA latency, and four sequential streams keep the hardware prefetchers saturating DRAM. For
+    /// m &gt; 2 the same 4-row strip is re-read from cache per token pair, so DRAM still sees W once.
     /// </summary>
     private struct GemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
     {
@@ -183,33 +183,34 @@ internal static unsafe class LinearKernel
             int j1 = Math.Min(N, j0 + RowsPerBlock);
             nint rowBytes = (nint)K * TW.ElementSize;
             int j = j0;
+            float* sums = stackalloc float[8];
             for (; j + 4 <= j1; j += 4)
             {
                 byte* r0 = W + j * rowBytes;
-                for (int t = 0; t < M; t++)
+                int t = 0;
+                if (Wide)
+                {
+                    // Two tokens per pass: each widened weight vector feeds both, halving the
+                    // conversion work that dominates F16 weights at m = 2..4.
+                    for (; t + 2 <= M; t += 2)
+                    {
+                        Dot4x512Pair(X + (nint)t * K, X + (nint)(t + 1) * K, r0, rowBytes, K, sums);
+                        Store4(Y + (nint)t * N + j, sums, j);
+                        Store4(Y + (nint)(t + 1) * N + j, sums + 4, j);
+                    }
+                }
+                for (; t < M; t++)
                 {
                     float* xt = X + (nint)t * K;
-                    float s0, s1, s2, s3;
                     if (Wide)
                     {
-                        Dot4x512(xt, r0, rowBytes, K, out s0, out s1, out s2, out s3);
+                        Dot4x512(xt, r0, rowBytes, K, out sums[0], out sums[1], out sums[2], out sums[3]);
                     }
                     else
                     {
-                        Dot4x256(xt, r0, rowBytes, K, out s0, out s1, out s2, out s3);
+                        Dot4x256(xt, r0, rowBytes, K, out sums[0], out sums[1], out sums[2], out sums[3]);
                     }
-                    float* yt = Y + (nint)t * N + j;
-                    if (Bias != null)
-                    {
-                        s0 += Bias[j];
-                        s1 += Bias[j + 1];
-                        s2 += Bias[j + 2];
-                        s3 += Bias[j + 3];
-                    }
-                    yt[0] = s0;
-                    yt[1] = s1;
-                    yt[2] = s2;
-                    yt[3] = s3;
+                    Store4(Y + (nint)t * N + j, sums, j);
                 }
             }
             for (; j < j1; j++)
@@ -221,6 +222,65 @@ internal static unsafe class LinearKernel
                     Y[(nint)t * N + j] = Bias != null ? s + Bias[j] : s;
                 }
             }
+        }
+
+        /// <summary>y[j..j+4) = sums (+ bias[j..j+4)).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly void Store4(float* y, float* sums, int j)
+        {
+            for (int r = 0; r < 4; r++)
+            {
+                y[r] = Bias != null ? sums[r] + Bias[j + r] : sums[r];
+            }
+        }
+
+        /// <summary>sums[4t + r] = x_t · row r, for tokens x0, x1 and four rows from r0.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4x512Pair(float* x0, float* x1, byte* r0, nint rowBytes, int k, float* sums)
+        {
+            byte* r1 = r0 + rowBytes, r2 = r1 + rowBytes, r3 = r2 + rowBytes;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+            nint i = 0;
+            for (; i <= k - 16; i += 16)
+            {
+                Vector512<float> u = Vector512.Load(x0 + i);
+                Vector512<float> v = Vector512.Load(x1 + i);
+                Vector512<float> w = TW.Load16(r0, i);
+                a0 = Vector512.FusedMultiplyAdd(w, u, a0);
+                b0 = Vector512.FusedMultiplyAdd(w, v, b0);
+                w = TW.Load16(r1, i);
+                a1 = Vector512.FusedMultiplyAdd(w, u, a1);
+                b1 = Vector512.FusedMultiplyAdd(w, v, b1);
+                w = TW.Load16(r2, i);
+                a2 = Vector512.FusedMultiplyAdd(w, u, a2);
+                b2 = Vector512.FusedMultiplyAdd(w, v, b2);
+                w = TW.Load16(r3, i);
+                a3 = Vector512.FusedMultiplyAdd(w, u, a3);
+                b3 = Vector512.FusedMultiplyAdd(w, v, b3);
+            }
+            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
+            float t0 = Vector512.Sum(b0), t1 = Vector512.Sum(b1), t2 = Vector512.Sum(b2), t3 = Vector512.Sum(b3);
+            for (; i < k; i++)
+            {
+                float w0 = TW.Load(r0, i), w1 = TW.Load(r1, i), w2 = TW.Load(r2, i), w3 = TW.Load(r3, i);
+                s0 = MathF.FusedMultiplyAdd(w0, x0[i], s0);
+                s1 = MathF.FusedMultiplyAdd(w1, x0[i], s1);
+                s2 = MathF.FusedMultiplyAdd(w2, x0[i], s2);
+                s3 = MathF.FusedMultiplyAdd(w3, x0[i], s3);
+                t0 = MathF.FusedMultiplyAdd(w0, x1[i], t0);
+                t1 = MathF.FusedMultiplyAdd(w1, x1[i], t1);
+                t2 = MathF.FusedMultiplyAdd(w2, x1[i], t2);
+                t3 = MathF.FusedMultiplyAdd(w3, x1[i], t3);
+            }
+            sums[0] = s0;
+            sums[1] = s1;
+            sums[2] = s2;
+            sums[3] = s3;
+            sums[4] = t0;
+            sums[5] = t1;
+            sums[6] = t2;
+            sums[7] = t3;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
