@@ -29,15 +29,18 @@ internal readonly record struct Timing(double MedianMs, double MinMs);
 /// <summary>
 /// A plain Stopwatch harness: warm-up runs (JIT tiers, page faults, thread wake-up), then timed
 /// repetitions reported as median (typical) and min (least disturbed by the other builds sharing the
-/// machine). Each side of a comparison is measured as one batch followed by a pause, because both our
-/// AI Cores and libtorch's OpenMP workers keep spinning for a while after work and would otherwise
-/// steal the CPU from the side measured next.
+/// machine). The two sides of a comparison are timed in alternating rounds so both sample the same
+/// stretch of background load, and each batch is followed by a pause, because both our AI Cores and
+/// libtorch's OpenMP workers keep spinning for a while after work and would otherwise steal the CPU
+/// from the side measured next.
 /// </summary>
 internal static class Measure
 {
-    private static readonly TimeSpan CoolDown = TimeSpan.FromMilliseconds(300);
+    private const int Rounds = 5;
+    private static readonly TimeSpan CoolDown = TimeSpan.FromMilliseconds(100);
 
-    public static Timing Time(Action action, int warmup, int repetitions)
+    /// <summary>Times <paramref name="ours"/> and <paramref name="theirs"/>, <paramref name="repetitions"/> runs each.</summary>
+    public static (Timing Ours, Timing Theirs) Compare(Action ours, Action theirs, int warmup, int repetitions)
     {
         // Suites allocate large inputs just before measuring; a background gen2 collection would
         // otherwise run on one of the two cores in the middle of the timed runs.
@@ -46,24 +49,48 @@ internal static class Measure
         GC.Collect();
         for (int i = 0; i < warmup; i++)
         {
-            action();
+            ours();
         }
-        double[] ms = new double[repetitions];
-        for (int i = 0; i < repetitions; i++)
+        Thread.Sleep(CoolDown);
+        for (int i = 0; i < warmup; i++)
+        {
+            theirs();
+        }
+        Thread.Sleep(CoolDown);
+        var oursMs = new List<double>(repetitions);
+        var theirsMs = new List<double>(repetitions);
+        int perRound = Math.Max(1, (repetitions + Rounds - 1) / Rounds);
+        while (oursMs.Count < repetitions)
+        {
+            int batch = Math.Min(perRound, repetitions - oursMs.Count);
+            TimeBatch(ours, batch, oursMs);
+            TimeBatch(theirs, batch, theirsMs);
+        }
+        return (Summarise(oursMs), Summarise(theirsMs));
+    }
+
+    private static void TimeBatch(Action action, int count, List<double> into)
+    {
+        for (int i = 0; i < count; i++)
         {
             long start = Stopwatch.GetTimestamp();
             action();
-            ms[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            into.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
         }
         Thread.Sleep(CoolDown);
-        Array.Sort(ms);
-        double median = ms.Length % 2 == 1 ? ms[ms.Length / 2] : (ms[ms.Length / 2 - 1] + ms[ms.Length / 2]) / 2;
-        return new Timing(median, ms[0]);
     }
 
-    /// <summary>Repetitions so one side runs about <paramref name="budgetMs"/>, within [3, 50].</summary>
+    private static Timing Summarise(List<double> samples)
+    {
+        samples.Sort();
+        int n = samples.Count;
+        double median = n % 2 == 1 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
+        return new Timing(median, samples[0]);
+    }
+
+    /// <summary>Repetitions so one side runs about <paramref name="budgetMs"/>, within [5, 50].</summary>
     public static int RepetitionsFor(double estimateMs, double budgetMs) =>
-        Math.Clamp((int)(budgetMs / Math.Max(estimateMs, 0.01)), 3, 50);
+        Math.Clamp((int)(budgetMs / Math.Max(estimateMs, 0.01)), 5, 50);
 }
 
 /// <summary>One compared case: ours against TorchSharp, with a throughput unit derived from the work size.</summary>

@@ -60,8 +60,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
 
         double flops = 2.0 * m * k * n;
         int reps = Measure.RepetitionsFor(flops / 150e9 * 1e3, budgetMs);
-        Timing ours = Measure.Time(Ours, warmup: 2, reps);
-        Timing torchTime = Measure.Time(Torch, warmup: 2, reps);
+        (Timing ours, Timing torchTime) = Measure.Compare(Ours, Torch, warmup: 2, reps);
         table.Add(new ResultRow(name, ours, torchTime, flops, "GFLOPS"));
     }
 
@@ -86,8 +85,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
 
         double flops = 2.0 * n * n * n;
         int reps = Measure.RepetitionsFor(flops / 150e9 * 1e3, budgetMs);
-        Timing ours = Measure.Time(Ours, warmup: 2, reps);
-        Timing torchTime = Measure.Time(Torch, warmup: 2, reps);
+        (Timing ours, Timing torchTime) = Measure.Compare(Ours, Torch, warmup: 2, reps);
         table.Add(new ResultRow(name, ours, torchTime, flops, "GFLOPS"));
     }
 
@@ -114,8 +112,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         }
 
         int reps = Measure.RepetitionsFor(wBytes.Length / 20e9 * 1e3, budgetMs);
-        Timing ours = Measure.Time(Ours, warmup: 3, reps);
-        Timing torchTime = Measure.Time(Torch, warmup: 3, reps);
+        (Timing ours, Timing torchTime) = Measure.Compare(Ours, Torch, warmup: 3, reps);
         // Throughput is weight bytes streamed per second: ours at the stored width, torch at f32.
         table.Add(new ResultRow(name, ours, torchTime, wBytes.Length, "GB/s"));
         Console.WriteLine($"  torch streams {4.0 * n * k / (torchTime.MedianMs * 1e-3) / 1e9:F1} GB/s of f32 weights");
