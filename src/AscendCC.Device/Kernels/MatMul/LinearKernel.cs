@@ -14,8 +14,8 @@ namespace AscendCC.Device.Kernels;
 internal static unsafe class LinearKernel
 {
     /// <summary>
-    /// Up to this many rows of x, re-reading a 4-row strip of W from L1/L2 per token costs less than
-    /// packing W for the GEMM (which writes W back out at f32 size).
+    /// Decode batches: re-reading a 4-row strip of W from L1/L2 per token pair is cheap, while the GEMM
+    /// would first write all of W back out as f32 panels, which pays off only once many rows share them.
     /// </summary>
     internal const int GemvMaxRows = 4;
 
