@@ -14,8 +14,8 @@ namespace AscendCC.Device.Kernels;
 internal static unsafe class LinearKernel
 {
     /// <summary>
-    /// Up to this many rows of x, re-reading a 4-row strip of W from L1/L2 per token costs less than
-    /// packing W for the GEMM (which writes W back out at f32 size).
+    /// Decode batches: re-reading a 4-row strip of W from L1/L2 per token pair is cheap, while the GEMM
+    /// would first write all of W back out as f32 panels, which pays off only once many rows share them.
     /// </summary>
     internal const int GemvMaxRows = 4;
 
@@ -93,16 +93,19 @@ internal static unsafe class LinearKernel
         grid.Launch(blocks, ref kernel);
     }
 
-    /// <summary>Reads weights of one storage type as f32 vectors; a static interface so each type gets its own specialised loop.</summary>
+    /// <summary>
+    /// Reads weights of one storage type as f32 vectors; a static interface so each type gets its own
+    /// specialised loop. Loads return a vector (no out parameters) so the JIT keeps everything in registers.
+    /// </summary>
     internal interface IWeightReader
     {
         static abstract int ElementSize { get; }
 
-        /// <summary>Elements [i, i+32) of the row as two zmm vectors.</summary>
-        static abstract void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi);
+        /// <summary>Elements [i, i+16) of the row.</summary>
+        static abstract Vector512<float> Load16(byte* row, nint i);
 
-        /// <summary>Elements [i, i+16) of the row as two ymm vectors.</summary>
-        static abstract void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi);
+        /// <summary>Elements [i, i+8) of the row.</summary>
+        static abstract Vector256<float> Load8(byte* row, nint i);
 
         static abstract float Load(byte* row, nint i);
     }
@@ -112,18 +115,10 @@ internal static unsafe class LinearKernel
         public static int ElementSize => 4;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
-        {
-            lo = Vector512.Load((float*)row + i);
-            hi = Vector512.Load((float*)row + i + 16);
-        }
+        public static Vector512<float> Load16(byte* row, nint i) => Vector512.Load((float*)row + i);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
-        {
-            lo = Vector256.Load((float*)row + i);
-            hi = Vector256.Load((float*)row + i + 8);
-        }
+        public static Vector256<float> Load8(byte* row, nint i) => Vector256.Load((float*)row + i);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(byte* row, nint i) => ((float*)row)[i];
@@ -134,28 +129,10 @@ internal static unsafe class LinearKernel
         public static int ElementSize => 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
-        {
-            ushort* p = (ushort*)row + i;
-            if (Avx512F.IsSupported)
-            {
-                // vpmovzxwd straight from memory: no cross-lane shuffle of a 64-byte load.
-                lo = WeightConversion.BF16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
-                hi = WeightConversion.BF16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p + 16)));
-                return;
-            }
-            (Vector512<uint> l, Vector512<uint> h) = Vector512.Widen(Vector512.Load(p));
-            lo = WeightConversion.BF16ToSingle(l);
-            hi = WeightConversion.BF16ToSingle(h);
-        }
+        public static Vector512<float> Load16(byte* row, nint i) => WeightConversion.BF16ToSingle(WidenLoad16((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
-        {
-            (Vector256<uint> l, Vector256<uint> h) = Vector256.Widen(Vector256.Load((ushort*)row + i));
-            lo = WeightConversion.BF16ToSingle(l);
-            hi = WeightConversion.BF16ToSingle(h);
-        }
+        public static Vector256<float> Load8(byte* row, nint i) => WeightConversion.BF16ToSingle(WidenLoad8((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(byte* row, nint i) => ElementTypes.BF16ToSingle(((ushort*)row)[i]);
@@ -166,37 +143,31 @@ internal static unsafe class LinearKernel
         public static int ElementSize => 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load32(byte* row, nint i, out Vector512<float> lo, out Vector512<float> hi)
-        {
-            ushort* p = (ushort*)row + i;
-            if (Avx512F.IsSupported)
-            {
-                lo = WeightConversion.F16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)));
-                hi = WeightConversion.F16ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(p + 16)));
-                return;
-            }
-            (Vector512<uint> l, Vector512<uint> h) = Vector512.Widen(Vector512.Load(p));
-            lo = WeightConversion.F16ToSingle(l);
-            hi = WeightConversion.F16ToSingle(h);
-        }
+        public static Vector512<float> Load16(byte* row, nint i) => WeightConversion.F16ToSingle(WidenLoad16((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Load16(byte* row, nint i, out Vector256<float> lo, out Vector256<float> hi)
-        {
-            (Vector256<uint> l, Vector256<uint> h) = Vector256.Widen(Vector256.Load((ushort*)row + i));
-            lo = WeightConversion.F16ToSingle(l);
-            hi = WeightConversion.F16ToSingle(h);
-        }
+        public static Vector256<float> Load8(byte* row, nint i) => WeightConversion.F16ToSingle(WidenLoad8((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(byte* row, nint i) => ElementTypes.F16ToSingle(((ushort*)row)[i]);
     }
 
+    /// <summary>16 ushorts zero-extended to uint lanes: one vpmovzxwd straight from memory on AVX-512.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> WidenLoad16(ushort* p) => Avx512F.IsSupported
+        ? Avx512F.ConvertToVector512UInt32(Vector256.Load(p))
+        : Vector512.WidenLower(Vector256.Load(p).ToVector512());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> WidenLoad8(ushort* p) => Avx2.IsSupported
+        ? Avx2.ConvertToVector256Int32(p).AsUInt32()
+        : Vector256.WidenLower(Vector128.Load(p).ToVector256());
+
     /// <summary>
     /// Each block owns a run of output features (rows of W). Four rows are reduced together with two
-    /// accumulators each: eight independent FMA chains hide FMA latency, and four sequential streams
-    /// keep the hardware prefetchers saturating DRAM. For m &gt; 1 the same 4-row strip is re-read per
-    /// token from cache, so DRAM still sees W once.
+    /// accumulators each (two rows × tokens when tokens are paired): eight independent FMA chains hide
+    /// FMA latency, and four sequential streams keep the hardware prefetchers saturating DRAM. For
+    /// m &gt; 2 the same 4-row strip is re-read from cache per token pair, so DRAM still sees W once.
     /// </summary>
     private struct GemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
     {
@@ -212,33 +183,34 @@ internal static unsafe class LinearKernel
             int j1 = Math.Min(N, j0 + RowsPerBlock);
             nint rowBytes = (nint)K * TW.ElementSize;
             int j = j0;
+            float* sums = stackalloc float[8];
             for (; j + 4 <= j1; j += 4)
             {
                 byte* r0 = W + j * rowBytes;
-                for (int t = 0; t < M; t++)
+                int t = 0;
+                if (Wide)
+                {
+                    // Two tokens per pass: each widened weight vector feeds both, halving the
+                    // conversion work that dominates F16 weights at m = 2..4.
+                    for (; t + 2 <= M; t += 2)
+                    {
+                        Dot4x512Pair(X + (nint)t * K, X + (nint)(t + 1) * K, r0, rowBytes, K, sums);
+                        Store4(Y + (nint)t * N + j, sums, j);
+                        Store4(Y + (nint)(t + 1) * N + j, sums + 4, j);
+                    }
+                }
+                for (; t < M; t++)
                 {
                     float* xt = X + (nint)t * K;
-                    float s0, s1, s2, s3;
                     if (Wide)
                     {
-                        Dot4x512(xt, r0, rowBytes, K, out s0, out s1, out s2, out s3);
+                        Dot4x512(xt, r0, rowBytes, K, out sums[0], out sums[1], out sums[2], out sums[3]);
                     }
                     else
                     {
-                        Dot4x256(xt, r0, rowBytes, K, out s0, out s1, out s2, out s3);
+                        Dot4x256(xt, r0, rowBytes, K, out sums[0], out sums[1], out sums[2], out sums[3]);
                     }
-                    float* yt = Y + (nint)t * N + j;
-                    if (Bias != null)
-                    {
-                        s0 += Bias[j];
-                        s1 += Bias[j + 1];
-                        s2 += Bias[j + 2];
-                        s3 += Bias[j + 3];
-                    }
-                    yt[0] = s0;
-                    yt[1] = s1;
-                    yt[2] = s2;
-                    yt[3] = s3;
+                    Store4(Y + (nint)t * N + j, sums, j);
                 }
             }
             for (; j < j1; j++)
@@ -252,6 +224,65 @@ internal static unsafe class LinearKernel
             }
         }
 
+        /// <summary>y[j..j+4) = sums (+ bias[j..j+4)).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly void Store4(float* y, float* sums, int j)
+        {
+            for (int r = 0; r < 4; r++)
+            {
+                y[r] = Bias != null ? sums[r] + Bias[j + r] : sums[r];
+            }
+        }
+
+        /// <summary>sums[4t + r] = x_t · row r, for tokens x0, x1 and four rows from r0.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4x512Pair(float* x0, float* x1, byte* r0, nint rowBytes, int k, float* sums)
+        {
+            byte* r1 = r0 + rowBytes, r2 = r1 + rowBytes, r3 = r2 + rowBytes;
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
+            nint i = 0;
+            for (; i <= k - 16; i += 16)
+            {
+                Vector512<float> u = Vector512.Load(x0 + i);
+                Vector512<float> v = Vector512.Load(x1 + i);
+                Vector512<float> w = TW.Load16(r0, i);
+                a0 = Vector512.FusedMultiplyAdd(w, u, a0);
+                b0 = Vector512.FusedMultiplyAdd(w, v, b0);
+                w = TW.Load16(r1, i);
+                a1 = Vector512.FusedMultiplyAdd(w, u, a1);
+                b1 = Vector512.FusedMultiplyAdd(w, v, b1);
+                w = TW.Load16(r2, i);
+                a2 = Vector512.FusedMultiplyAdd(w, u, a2);
+                b2 = Vector512.FusedMultiplyAdd(w, v, b2);
+                w = TW.Load16(r3, i);
+                a3 = Vector512.FusedMultiplyAdd(w, u, a3);
+                b3 = Vector512.FusedMultiplyAdd(w, v, b3);
+            }
+            float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
+            float t0 = Vector512.Sum(b0), t1 = Vector512.Sum(b1), t2 = Vector512.Sum(b2), t3 = Vector512.Sum(b3);
+            for (; i < k; i++)
+            {
+                float w0 = TW.Load(r0, i), w1 = TW.Load(r1, i), w2 = TW.Load(r2, i), w3 = TW.Load(r3, i);
+                s0 = MathF.FusedMultiplyAdd(w0, x0[i], s0);
+                s1 = MathF.FusedMultiplyAdd(w1, x0[i], s1);
+                s2 = MathF.FusedMultiplyAdd(w2, x0[i], s2);
+                s3 = MathF.FusedMultiplyAdd(w3, x0[i], s3);
+                t0 = MathF.FusedMultiplyAdd(w0, x1[i], t0);
+                t1 = MathF.FusedMultiplyAdd(w1, x1[i], t1);
+                t2 = MathF.FusedMultiplyAdd(w2, x1[i], t2);
+                t3 = MathF.FusedMultiplyAdd(w3, x1[i], t3);
+            }
+            sums[0] = s0;
+            sums[1] = s1;
+            sums[2] = s2;
+            sums[3] = s3;
+            sums[4] = t0;
+            sums[5] = t1;
+            sums[6] = t2;
+            sums[7] = t3;
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Dot4x512(float* x, byte* r0, nint rowBytes, int k, out float s0, out float s1, out float s2, out float s3)
         {
@@ -263,18 +294,14 @@ internal static unsafe class LinearKernel
             {
                 Vector512<float> x0 = Vector512.Load(x + i);
                 Vector512<float> x1 = Vector512.Load(x + i + 16);
-                TW.Load32(r0, i, out Vector512<float> w0, out Vector512<float> w1);
-                a0 = Vector512.FusedMultiplyAdd(w0, x0, a0);
-                b0 = Vector512.FusedMultiplyAdd(w1, x1, b0);
-                TW.Load32(r1, i, out w0, out w1);
-                a1 = Vector512.FusedMultiplyAdd(w0, x0, a1);
-                b1 = Vector512.FusedMultiplyAdd(w1, x1, b1);
-                TW.Load32(r2, i, out w0, out w1);
-                a2 = Vector512.FusedMultiplyAdd(w0, x0, a2);
-                b2 = Vector512.FusedMultiplyAdd(w1, x1, b2);
-                TW.Load32(r3, i, out w0, out w1);
-                a3 = Vector512.FusedMultiplyAdd(w0, x0, a3);
-                b3 = Vector512.FusedMultiplyAdd(w1, x1, b3);
+                a0 = Vector512.FusedMultiplyAdd(TW.Load16(r0, i), x0, a0);
+                b0 = Vector512.FusedMultiplyAdd(TW.Load16(r0, i + 16), x1, b0);
+                a1 = Vector512.FusedMultiplyAdd(TW.Load16(r1, i), x0, a1);
+                b1 = Vector512.FusedMultiplyAdd(TW.Load16(r1, i + 16), x1, b1);
+                a2 = Vector512.FusedMultiplyAdd(TW.Load16(r2, i), x0, a2);
+                b2 = Vector512.FusedMultiplyAdd(TW.Load16(r2, i + 16), x1, b2);
+                a3 = Vector512.FusedMultiplyAdd(TW.Load16(r3, i), x0, a3);
+                b3 = Vector512.FusedMultiplyAdd(TW.Load16(r3, i + 16), x1, b3);
             }
             s0 = Vector512.Sum(a0 + b0);
             s1 = Vector512.Sum(a1 + b1);
@@ -301,18 +328,14 @@ internal static unsafe class LinearKernel
             {
                 Vector256<float> x0 = Vector256.Load(x + i);
                 Vector256<float> x1 = Vector256.Load(x + i + 8);
-                TW.Load16(r0, i, out Vector256<float> w0, out Vector256<float> w1);
-                a0 = Vector256.FusedMultiplyAdd(w0, x0, a0);
-                b0 = Vector256.FusedMultiplyAdd(w1, x1, b0);
-                TW.Load16(r1, i, out w0, out w1);
-                a1 = Vector256.FusedMultiplyAdd(w0, x0, a1);
-                b1 = Vector256.FusedMultiplyAdd(w1, x1, b1);
-                TW.Load16(r2, i, out w0, out w1);
-                a2 = Vector256.FusedMultiplyAdd(w0, x0, a2);
-                b2 = Vector256.FusedMultiplyAdd(w1, x1, b2);
-                TW.Load16(r3, i, out w0, out w1);
-                a3 = Vector256.FusedMultiplyAdd(w0, x0, a3);
-                b3 = Vector256.FusedMultiplyAdd(w1, x1, b3);
+                a0 = Vector256.FusedMultiplyAdd(TW.Load8(r0, i), x0, a0);
+                b0 = Vector256.FusedMultiplyAdd(TW.Load8(r0, i + 8), x1, b0);
+                a1 = Vector256.FusedMultiplyAdd(TW.Load8(r1, i), x0, a1);
+                b1 = Vector256.FusedMultiplyAdd(TW.Load8(r1, i + 8), x1, b1);
+                a2 = Vector256.FusedMultiplyAdd(TW.Load8(r2, i), x0, a2);
+                b2 = Vector256.FusedMultiplyAdd(TW.Load8(r2, i + 8), x1, b2);
+                a3 = Vector256.FusedMultiplyAdd(TW.Load8(r3, i), x0, a3);
+                b3 = Vector256.FusedMultiplyAdd(TW.Load8(r3, i + 8), x1, b3);
             }
             s0 = Vector256.Sum(a0 + b0);
             s1 = Vector256.Sum(a1 + b1);
@@ -337,9 +360,8 @@ internal static unsafe class LinearKernel
                 Vector512<float> a = default, b = default;
                 for (; i <= k - 32; i += 32)
                 {
-                    TW.Load32(row, i, out Vector512<float> w0, out Vector512<float> w1);
-                    a = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x + i), a);
-                    b = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x + i + 16), b);
+                    a = Vector512.FusedMultiplyAdd(TW.Load16(row, i), Vector512.Load(x + i), a);
+                    b = Vector512.FusedMultiplyAdd(TW.Load16(row, i + 16), Vector512.Load(x + i + 16), b);
                 }
                 s = Vector512.Sum(a + b);
             }
@@ -348,9 +370,8 @@ internal static unsafe class LinearKernel
                 Vector256<float> a = default, b = default;
                 for (; i <= k - 16; i += 16)
                 {
-                    TW.Load16(row, i, out Vector256<float> w0, out Vector256<float> w1);
-                    a = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x + i), a);
-                    b = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x + i + 8), b);
+                    a = Vector256.FusedMultiplyAdd(TW.Load8(row, i), Vector256.Load(x + i), a);
+                    b = Vector256.FusedMultiplyAdd(TW.Load8(row, i + 8), Vector256.Load(x + i + 8), b);
                 }
                 s = Vector256.Sum(a + b);
             }
