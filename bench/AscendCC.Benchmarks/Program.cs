@@ -11,6 +11,7 @@ internal static class Program
     private static readonly IBenchmarkSuite[] Suites =
     [
         new MatMulSuite(),
+        new AttentionSuite(),
     ];
 
     private static int Main(string[] args)
