@@ -186,6 +186,8 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         }
         if (verified)
         {
+            // Attestation reports from now on say which model this device runs.
+            _engine.ExtendModelMeasurement(measurement);
             foreach (ulong key in m.Ordinals.Keys)
             {
                 HbmRegion? r = _hbm.Find(key, 0);

@@ -120,6 +120,16 @@ internal sealed class DeviceSecurityEngine : IDisposable
         }
     }
 
+    /// <summary>Extends the Model register with an attested graph measurement (a confidential model was accepted).</summary>
+    public void ExtendModelMeasurement(ReadOnlySpan<byte> graphMeasurement)
+    {
+        lock (_lock)
+        {
+            RequireBooted();
+            _registers.ExtendDigest(MeasurementRegisterId.Model, graphMeasurement);
+        }
+    }
+
     /// <summary>Refuses a mode change on a booted device; the caller must <see cref="Reset"/> and boot with the new configuration.</summary>
     /// <exception cref="ModeChangeRequiresResetException">The device is booted in another mode.</exception>
     public void RequestModeChange(CcMode newMode)

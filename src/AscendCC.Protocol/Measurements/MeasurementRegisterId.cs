@@ -17,4 +17,10 @@ public enum MeasurementRegisterId
 
     /// <summary>The confidential-computing mode the device runs in.</summary>
     CcMode = 4,
+
+    /// <summary>
+    /// The confidential model graphs the firmware accepted since boot: extended with each attested task
+    /// list's graph measurement, so a data owner can require that the device runs the model it expects.
+    /// </summary>
+    Model = 5,
 }

@@ -14,7 +14,7 @@ public sealed class MeasurementSet : IEquatable<MeasurementSet>
     public const int RegisterSize = SHA384.HashSizeInBytes;
 
     /// <summary>Number of registers.</summary>
-    public const int RegisterCount = 5;
+    public const int RegisterCount = 6;
 
     /// <summary>Size of the canonical encoding.</summary>
     public const int EncodedSize = 1 + (RegisterCount * (1 + RegisterSize));

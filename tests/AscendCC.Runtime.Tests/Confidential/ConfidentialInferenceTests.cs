@@ -1,4 +1,5 @@
 using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Trusted.Verification;
 using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Tests;
@@ -30,5 +31,24 @@ public class ConfidentialInferenceTests
         using ConfidentialLlama llama = world.Load();
         // The device accepted the task list: a generation runs.
         Assert.That(world.Generate(llama, [1, 403], 2), Has.Length.EqualTo(2));
+    }
+
+    [Test]
+    public void TheDataOwnerCanRequireTheModelTheDeviceRuns()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        using var world = new ConfidentialWorld(folder);
+        using ConfidentialLlama llama = world.Load();
+        byte[] expected = world.Model.Manifest.ExpectedGraphMeasurement.ToArray();
+
+        (var owner, int _) = world.OpenDataOwner(new VerificationPolicy { ExpectedModelMeasurement = expected });
+        owner.Dispose();
+
+        byte[] other = (byte[])expected.Clone();
+        other[0] ^= 1;
+        var ex = Assert.Throws<AttestationFailedException>(() => world.OpenDataOwner(new VerificationPolicy { ExpectedModelMeasurement = other }));
+        CheckResult check = ex!.Result![AttestationCheck.ModelMeasurement];
+        Assert.That(check.Passed, Is.False);
+        Assert.That(check.Detail, Does.Contain("Model register"));
     }
 }

@@ -29,6 +29,9 @@ public enum AttestationCheck
 
     /// <summary>The channel key share is exactly the one attested in the report.</summary>
     KeyBinding,
+
+    /// <summary>The Model register shows exactly the expected confidential model graph (only when the policy names one).</summary>
+    ModelMeasurement,
 }
 
 /// <summary>The outcome of one named check.</summary>

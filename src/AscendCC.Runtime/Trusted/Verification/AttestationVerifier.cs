@@ -87,7 +87,22 @@ public sealed class AttestationVerifier
             ? new(AttestationCheck.SvnMinimum, true, $"SVN {parsed.FirmwareSvn} ≥ minimum {policy.MinimumSvn}")
             : new(AttestationCheck.SvnMinimum, false, $"SVN {parsed.FirmwareSvn} is below the policy minimum {policy.MinimumSvn}: the firmware lacks security fixes; update it"));
         checks.Add(CheckKeyBinding(parsed, channelKeyShare));
+        checks.Add(CheckModel(parsed, policy));
         return new AttestationResult(checks, parsed);
+    }
+
+    private static CheckResult CheckModel(AttestationReport report, VerificationPolicy policy)
+    {
+        if (policy.ExpectedModelMeasurement.IsEmpty)
+        {
+            return new(AttestationCheck.ModelMeasurement, true, "the policy names no model; the Model register was not checked");
+        }
+        byte[] expected = MeasurementRegisters.ExpectedAfterSingleExtend(policy.ExpectedModelMeasurement.Span);
+        ReadOnlySpan<byte> actual = report.Measurements[MeasurementRegisterId.Model];
+        return actual.SequenceEqual(expected)
+            ? new(AttestationCheck.ModelMeasurement, true, "the device runs exactly the expected model graph")
+            : new(AttestationCheck.ModelMeasurement, false,
+                $"Model register {Convert.ToHexStringLower(actual)} is not the expected {Convert.ToHexStringLower(expected)}: the device has not loaded the expected model, or has loaded others too");
     }
 
     private static AttestationResult Malformed(string problem)

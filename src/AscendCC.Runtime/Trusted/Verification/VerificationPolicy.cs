@@ -20,4 +20,11 @@ public sealed class VerificationPolicy
 
     /// <summary>If not empty, the Firmware register must be one of these values in addition to matching the reference.</summary>
     public IReadOnlyList<ReadOnlyMemory<byte>> AllowedFirmwareMeasurements { get; init; } = [];
+
+    /// <summary>
+    /// The graph measurement of the model the device must be running (from the model's signed manifest,
+    /// or computed from its deployment); empty to not check. The Model register must equal a fresh
+    /// register extended with exactly this measurement.
+    /// </summary>
+    public ReadOnlyMemory<byte> ExpectedModelMeasurement { get; init; }
 }
