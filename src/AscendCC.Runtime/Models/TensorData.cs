@@ -52,31 +52,8 @@ public sealed class TensorData
     /// <summary>The values widened to float32.</summary>
     public float[] ToFloat32()
     {
-        ReadOnlySpan<byte> b = Bytes.Span;
-        switch (DType)
-        {
-            case TensorDType.F32:
-                return MemoryMarshal.Cast<byte, float>(b).ToArray();
-            case TensorDType.BF16:
-            {
-                ReadOnlySpan<ushort> h = MemoryMarshal.Cast<byte, ushort>(b);
-                var f = new float[h.Length];
-                for (int i = 0; i < h.Length; i++)
-                {
-                    f[i] = BitConverter.Int32BitsToSingle(h[i] << 16);
-                }
-                return f;
-            }
-            default:
-            {
-                ReadOnlySpan<Half> h = MemoryMarshal.Cast<byte, Half>(b);
-                var f = new float[h.Length];
-                for (int i = 0; i < h.Length; i++)
-                {
-                    f[i] = (float)h[i];
-                }
-                return f;
-            }
-        }
+        var values = new float[Bytes.Length / TensorDTypes.SizeOf(DType)];
+        TensorDTypes.ToFloat32(DType, Bytes.Span, values);
+        return values;
     }
 }
