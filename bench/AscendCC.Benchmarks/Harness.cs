@@ -105,6 +105,10 @@ internal sealed record ResultRow(string Case, Timing Ours, Timing Torch, double 
 internal sealed class ResultTable
 {
     private readonly List<ResultRow> _rows = [];
+    private readonly List<string> _notes = [];
+
+    /// <summary>A row of a second, free-form two-column table (| step | value |), for suites that time one-off phases.</summary>
+    public void AddNote(string markdownRow) => _notes.Add(markdownRow);
 
     public void Add(ResultRow row)
     {
@@ -124,6 +128,16 @@ internal sealed class ResultTable
         foreach (ResultRow row in _rows)
         {
             sb.AppendLine(Format(row));
+        }
+        if (_notes.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("| step | time |");
+            sb.AppendLine("|---|---:|");
+            foreach (string note in _notes)
+            {
+                sb.AppendLine(note);
+            }
         }
         return sb.ToString();
     }

@@ -12,6 +12,7 @@ internal static class Program
     [
         new MatMulSuite(),
         new AttentionSuite(),
+        new ConfidentialSuite(),
     ];
 
     private static int Main(string[] args)

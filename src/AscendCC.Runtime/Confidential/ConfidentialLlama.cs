@@ -28,16 +28,23 @@ public sealed class ConfidentialLlama : IDisposable
         Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
         ModelManifest manifest = PackageFile.ReadManifest(package.Span);
         _layout = deployment.BuildProgram();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         _package = runtime.Allocate(package.Length, RegionTag.InputStaging);
         try
         {
             runtime.CopyToDevice(package.Span, _package);
+            TimeSpan staged = clock.Elapsed;
             PackageHandle = Mailbox.OpenPackage(_package.Address, package.Length, manifestDigest);
+            TimeSpan opened = clock.Elapsed;
             _binding = new ProgramBinding(runtime, _layout.Program, b => b.Tag == RegionTag.Weights ? Unlock(manifest, b) : null);
+            runtime.DefaultStream.Synchronize();
+            TimeSpan unlocked = clock.Elapsed;
             // Attestation happens when the task list is loaded; in eager mode the attested list is
             // what each single launch is checked against.
             _binding.LoadModel();
             _eager = mode == ExecutionMode.Eager;
+            UnlockedBytes = manifest.Tensors.Sum(t => t.ByteLength);
+            Timings = new LoadTimings(staged, opened - staged, unlocked - opened, clock.Elapsed - unlocked);
         }
         catch
         {
@@ -48,6 +55,12 @@ public sealed class ConfidentialLlama : IDisposable
 
     /// <summary>The deployment.</summary>
     public LlamaDeployment Deployment { get; }
+
+    /// <summary>How long each load phase took.</summary>
+    public LoadTimings Timings { get; } = null!;
+
+    /// <summary>Plaintext bytes the device decrypted into locked HBM.</summary>
+    public long UnlockedBytes { get; }
 
     /// <summary>The mailbox relay.</summary>
     public FirmwareMailbox Mailbox { get; }
@@ -162,3 +175,10 @@ public sealed class ConfidentialLlama : IDisposable
         }
     }
 }
+
+/// <summary>Phases of a confidential load.</summary>
+/// <param name="Stage">DMA of the encrypted package into HBM staging.</param>
+/// <param name="Open">Manifest signature, release policy and key commitment, checked on the device.</param>
+/// <param name="Unlock">AES-GCM decryption of every item into locked regions (plus operator loading).</param>
+/// <param name="Attest">Task-list load and measurement.</param>
+public sealed record LoadTimings(TimeSpan Stage, TimeSpan Open, TimeSpan Unlock, TimeSpan Attest);
