@@ -38,6 +38,14 @@ public static partial class torch_npu
         return NpuCausalLM.Compile(module, options, npu.Context(options.Device), npu.Mode(options.JitCompile));
     }
 
+    /// <summary>
+    /// Model-provider export: writes a trained Llama-family module's configuration and weights to a
+    /// Hugging Face folder (config.json + model.safetensors) that LlamaCheckpoint.Open reads back.
+    /// Use <see cref="ModelExport.Export"/> with another <see cref="IModelExportWriter"/> for other formats.
+    /// </summary>
+    public static ExportedModel save_pretrained(nn.Module module, string folder, Runtime.Models.LlamaConfig config) =>
+        ModelExport.Export(module, config, folder);
+
     /// <summary>Compiles a chain of standard modules (see <see cref="compile"/>).</summary>
     public static NpuSequentialModule compile_sequential(nn.Module module, NpuCompileOptions? options = null)
     {

@@ -13,8 +13,11 @@ namespace AscendCC.TorchSharpBackend;
 public static partial class torch_npu
 {
     /// <summary>torch.npu: devices, memory statistics, streams, events and the compile mode.</summary>
+    // torch.npu is spelled in lower case, like TorchSharp's torch.cuda.
+#pragma warning disable CS8981
     [SuppressMessage("Design", "CA1034", Justification = "torch_npu.npu mirrors torch.npu; TorchSharp nests torch.cuda the same way.")]
     public static class npu
+#pragma warning restore CS8981
     {
         private static int s_currentDevice;
         private static volatile bool s_jitCompile;
@@ -195,6 +198,7 @@ public static partial class torch_npu
         }
 
         /// <summary>An NPU event: marks a point in a stream that other streams or the host can wait for (torch.npu.Event).</summary>
+        [SuppressMessage("Naming", "CA1716", Justification = "torch.npu.Event is the torch name.")]
         public sealed class Event
         {
             private Stream? _recordedOn;

@@ -44,7 +44,7 @@ internal static class LlamaParameters
         {
             // Some modules register the tied matrix twice; accept that only if it is truly the same.
             using var noGrad = no_grad();
-            if (!head.shape.SequenceEqual(parameters[LlamaTensorNames.Embedding].shape) || !head.equal(parameters[LlamaTensorNames.Embedding]))
+            if (!head.shape.SequenceEqual(parameters[LlamaTensorNames.Embedding].shape) || !head.allclose(parameters[LlamaTensorNames.Embedding], rtol: 0, atol: 0))
             {
                 throw new NpuCompileException("the configuration says tie_word_embeddings=true but lm_head.weight differs from model.embed_tokens.weight; set TieWordEmbeddings = false in the configuration");
             }
