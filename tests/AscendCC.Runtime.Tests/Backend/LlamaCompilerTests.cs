@@ -65,7 +65,8 @@ public class LlamaCompilerTests
         manual_seed(5);
         LlamaConfig config = TinyConfig(tied: true);
         using var model = new TinyCausalLM(config);
-        var sampling = new SamplingOptions(Temperature: 0.8f, TopK: 20, TopP: 0.9f, Seed: 77);
+        // A hot temperature: with tied random embeddings the argmax tends to repeat the last token.
+        var sampling = new SamplingOptions(Temperature: 2f, TopK: 50, TopP: 0.95f, Seed: 77);
         using var eager = (NpuCausalLM)model.npu(new NpuCompileOptions { Config = config, JitCompile = false });
         using var graph = (NpuCausalLM)model.npu(new NpuCompileOptions { Config = config, JitCompile = true });
         int[] a = eager.generate([1, 2, 3], 24, sampling).ToArray();
