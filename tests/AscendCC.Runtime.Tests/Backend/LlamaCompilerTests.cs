@@ -63,10 +63,10 @@ public class LlamaCompilerTests
     public void EagerAndGraphAgreeOnSampledGeneration()
     {
         manual_seed(5);
-        LlamaConfig config = TinyConfig(tied: true);
+        // Untied: a tied random embedding makes the last token dominate its own logit, so every sample repeats it.
+        LlamaConfig config = TinyConfig();
         using var model = new TinyCausalLM(config);
-        // A hot temperature: with tied random embeddings the argmax tends to repeat the last token.
-        var sampling = new SamplingOptions(Temperature: 2f, TopK: 50, TopP: 0.95f, Seed: 77);
+        var sampling = new SamplingOptions(Temperature: 1f, TopK: 50, TopP: 0.95f, Seed: 77);
         using var eager = (NpuCausalLM)model.npu(new NpuCompileOptions { Config = config, JitCompile = false });
         using var graph = (NpuCausalLM)model.npu(new NpuCompileOptions { Config = config, JitCompile = true });
         int[] a = eager.generate([1, 2, 3], 24, sampling).ToArray();
