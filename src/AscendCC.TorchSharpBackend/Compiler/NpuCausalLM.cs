@@ -1,0 +1,249 @@
+using System.Runtime.CompilerServices;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+using static TorchSharp.torch;
+
+namespace AscendCC.TorchSharpBackend;
+
+/// <summary>
+/// A Llama-family causal language model compiled onto the NPU: weights and KV cache in HBM, the
+/// next token chosen on the device. Prefill and decode share one program (eager or graph).
+/// </summary>
+public sealed class NpuCausalLM : NpuModule
+{
+    private readonly object _gate = new();
+    private readonly LlamaDeviceModel _model;
+
+    private NpuCausalLM(NpuDeviceContext context, ExecutionMode mode, LlamaDeviceModel model)
+        : base(context, mode) => _model = model;
+
+    /// <summary>The model's configuration.</summary>
+    public LlamaConfig Config => _model.Config;
+
+    /// <summary>Tokens the KV cache holds.</summary>
+    public int MaxContext => _model.MaxContext;
+
+    /// <summary>Most tokens one forward pass takes.</summary>
+    public int MaxBatchTokens => _model.MaxBatchTokens;
+
+    /// <inheritdoc />
+    public override IReadOnlyList<string> Operators => _model.Program.Select(o => o.Operator).ToArray();
+
+    /// <summary>
+    /// Feeds <paramref name="tokens"/> at positions <paramref name="start_pos"/>.. (the KV cache keeps
+    /// them) and returns the next token chosen on the device.
+    /// </summary>
+    public int forward(ReadOnlySpan<int> tokens, int start_pos, SamplingOptions? sampling = null)
+    {
+        lock (_gate)
+        {
+            return _model.Forward(tokens, start_pos, sampling);
+        }
+    }
+
+    /// <summary>
+    /// Prefills token ids [1, T] (int64 or int32) from position 0 and returns the last position's
+    /// logits [1, vocab]. Unlike the module's forward, which returns every position, the device
+    /// program computes the classifier for the last position only.
+    /// </summary>
+    public Tensor forward(Tensor input_ids)
+    {
+        ArgumentNullException.ThrowIfNull(input_ids);
+        if (input_ids.dim() != 2 || input_ids.shape[0] != 1 || input_ids.dtype is not (ScalarType.Int64 or ScalarType.Int32))
+        {
+            throw new ArgumentException($"input_ids must be int64 or int32 of shape [1, T], got {input_ids.dtype} [{string.Join(", ", input_ids.shape)}]", nameof(input_ids));
+        }
+        int[] ids = input_ids.to_type(ScalarType.Int64).cpu().data<long>().Select(v => checked((int)v)).ToArray();
+        lock (_gate)
+        {
+            for (int pos = 0; pos < ids.Length; pos += MaxBatchTokens)
+            {
+                _model.Forward(ids.AsSpan(pos, Math.Min(MaxBatchTokens, ids.Length - pos)), pos);
+            }
+            return logits().unsqueeze(0);
+        }
+    }
+
+    /// <summary>The logits [vocab] of the last position of the last forward pass.</summary>
+    public Tensor logits()
+    {
+        Context.CheckHostRead("next-token logits of a compiled language model");
+        lock (_gate)
+        {
+            return tensor(_model.ReadLogits());
+        }
+    }
+
+    /// <summary>
+    /// Generates up to <paramref name="max_new_tokens"/> tokens after <paramref name="prompt"/> —
+    /// prefill in chunks, then one decode step per token with the KV cache on the device — yielding
+    /// each id as soon as it is chosen. Stops after an id in <paramref name="stop_tokens"/> (default:
+    /// the configuration's EOS ids, included in the output) or when the context is full.
+    /// </summary>
+    public IEnumerable<int> generate(IReadOnlyList<int> prompt, int max_new_tokens, SamplingOptions? sampling = null, IReadOnlyCollection<int>? stop_tokens = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentOutOfRangeException.ThrowIfNegative(max_new_tokens);
+        return Locked(_model.Generate(prompt, max_new_tokens, sampling, stop_tokens));
+    }
+
+    /// <summary>
+    /// <see cref="generate"/> as an async stream: each decode step runs on the thread pool, so a UI
+    /// or server loop stays responsive; cancellation is checked between tokens.
+    /// </summary>
+    public async IAsyncEnumerable<int> generate_async(IReadOnlyList<int> prompt, int max_new_tokens, SamplingOptions? sampling = null,
+        IReadOnlyCollection<int>? stop_tokens = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using IEnumerator<int> steps = generate(prompt, max_new_tokens, sampling, stop_tokens).GetEnumerator();
+        while (await Task.Run(steps.MoveNext, cancellationToken).ConfigureAwait(false))
+        {
+            yield return steps.Current;
+        }
+    }
+
+    /// <summary>
+    /// Streams the text generated after <paramref name="prompt"/>: each piece is the newly decoded
+    /// suffix (a piece may span several tokens when a character needs more than one byte token).
+    /// Stops at the tokenizer's or the configuration's end-of-sequence id, which is not emitted.
+    /// </summary>
+    public IEnumerable<string> stream_text(TextTokenizer tokenizer, string prompt, int max_new_tokens, SamplingOptions? sampling = null)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (tokenizer.VocabSize > Config.VocabSize)
+        {
+            throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {Config.VocabSize}; they do not belong together", nameof(tokenizer));
+        }
+        var stops = new HashSet<int>(Config.EosTokenIds) { tokenizer.EosId };
+        return Stream(tokenizer, tokenizer.Encode(prompt, addBos: true), max_new_tokens, sampling, stops);
+    }
+
+    /// <summary>The whole text generated after <paramref name="prompt"/> (see <see cref="stream_text"/>).</summary>
+    public string generate_text(TextTokenizer tokenizer, string prompt, int max_new_tokens, SamplingOptions? sampling = null) =>
+        string.Concat(stream_text(tokenizer, prompt, max_new_tokens, sampling));
+
+    private IEnumerable<string> Stream(TextTokenizer tokenizer, IReadOnlyList<int> prompt, int max, SamplingOptions? sampling, HashSet<int> stops)
+    {
+        var generated = new List<int>();
+        string emitted = "";
+        foreach (int id in generate(prompt, max, sampling, stops))
+        {
+            if (stops.Contains(id))
+            {
+                yield break;
+            }
+            generated.Add(id);
+            string text = tokenizer.Decode(generated);
+            // A partial multi-byte character decodes to a replacement char that changes later; wait for it.
+            if (text.StartsWith(emitted, StringComparison.Ordinal) && !text.EndsWith('\uFFFD'))
+            {
+                string piece = text[emitted.Length..];
+                emitted = text;
+                if (piece.Length > 0)
+                {
+                    yield return piece;
+                }
+            }
+        }
+    }
+
+    private IEnumerable<int> Locked(IEnumerable<int> source)
+    {
+        lock (_gate)
+        {
+            foreach (int id in source)
+            {
+                yield return id;
+            }
+        }
+    }
+
+    internal static NpuCausalLM Compile(nn.Module module, NpuCompileOptions options, NpuDeviceContext context, ExecutionMode mode)
+    {
+        LlamaConfig config = LlamaParameters.ResolveConfig(options);
+        var parameters = LlamaParameters.Collect(module, config);
+        ScalarType dtype = LlamaParameters.WeightDType(parameters);
+        WeightPrecision precision = options.WeightPrecision ?? dtype switch
+        {
+            ScalarType.Float16 => WeightPrecision.F16,
+            ScalarType.BFloat16 => WeightPrecision.BF16,
+            _ => WeightPrecision.F32,
+        };
+        var deviceOptions = new LlamaDeviceOptions { Mode = mode, MaxContext = options.MaxContext, MaxBatchTokens = options.MaxBatchTokens, WeightPrecision = precision };
+        LlamaDeviceModel model = LlamaDeviceModel.Load(context.Runtime, config, options.Rope,
+            name => LlamaParameters.ToTensorData(name, parameters[name]), deviceOptions);
+        var compiled = new NpuCausalLM(context, mode, model);
+        try
+        {
+            if (options.SelfCheck)
+            {
+                double tolerance = options.SelfCheckTolerance ?? precision switch
+                {
+                    WeightPrecision.F16 => 5e-2,
+                    WeightPrecision.BF16 => 0.25,
+                    _ => 1e-3,
+                };
+                compiled.RunSelfCheck(module, options, tolerance);
+            }
+            return compiled;
+        }
+        catch
+        {
+            compiled.Dispose();
+            throw;
+        }
+    }
+
+    private void RunSelfCheck(nn.Module module, NpuCompileOptions options, double tolerance)
+    {
+        if (module is not nn.Module<Tensor, Tensor> lm)
+        {
+            throw new NpuCompileException($"the self-check runs the module's forward on token ids [1, T], but {module.GetType().Name} is not a Module<Tensor, Tensor>; make it one, or set NpuCompileOptions.SelfCheck = false");
+        }
+        int count = Math.Clamp(options.ProbeTokens, 1, Math.Min(MaxBatchTokens, MaxContext));
+        var random = new Random(options.ProbeSeed);
+        int[] probe = Enumerable.Range(0, count).Select(_ => random.Next(Config.VocabSize)).ToArray();
+        if (Config.BosTokenId is { } bos)
+        {
+            probe[0] = bos;
+        }
+        float[] expected;
+        options.ResetState?.Invoke(module);
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            Tensor output = lm.call(tensor(probe.Select(i => (long)i).ToArray(), [1, count]));
+            if (output.dim() != 3 || output.shape[0] != 1 || output.shape[1] != count || output.shape[2] != Config.VocabSize)
+            {
+                throw new NpuCompileException($"the self-check expects the module to map token ids [1, {count}] to logits [1, {count}, {Config.VocabSize}], but it returned [{string.Join(", ", output.shape)}]; set NpuCompileOptions.SelfCheck = false for modules with another signature");
+            }
+            expected = output[0, count - 1].to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
+        }
+        finally
+        {
+            options.ResetState?.Invoke(module);
+        }
+        float[] actual;
+        lock (_gate)
+        {
+            _model.Forward(probe, 0);
+            actual = _model.ReadLogits();
+        }
+        double diff = MaxAbsDifference(expected, actual);
+        SelfCheckMaxDifference = diff;
+        if (!(diff <= tolerance))
+        {
+            throw new NpuSelfCheckException($"self-check failed: for {count} probe tokens the NPU's last-position logits differ from the module's CPU forward by up to {diff:g4}, above the tolerance {tolerance:g4}. Check the RoPE convention (NpuCompileOptions.Rope: Half for Hugging Face modules, Interleaved for Meta/llama2.c style), rms_norm_eps and rope_theta in the configuration, and that the module's forward starts at position 0 (NpuCompileOptions.ResetState for modules with a KV cache)", diff, tolerance);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        lock (_gate)
+        {
+            _model.Dispose();
+        }
+    }
+}
