@@ -27,7 +27,7 @@ public sealed class NpuCausalLM : NpuModule
     public int MaxBatchTokens => _model.MaxBatchTokens;
 
     /// <inheritdoc />
-    public override IReadOnlyList<string> Operators => _model.Program.Select(o => o.Operator).ToArray();
+    public override IReadOnlyList<string> Operators => _model.Program.Ops.Select(o => o.Operator).ToArray();
 
     /// <summary>
     /// Feeds <paramref name="tokens"/> at positions <paramref name="start_pos"/>.. (the KV cache keeps
