@@ -49,7 +49,7 @@ public static partial class AttackCatalog
                 }
                 return UnlockRefused(bed, p, p.Manifest.Items.Count - 1, "truncated item");
             });
-        yield return new Attack("R1_PackageOfAnotherProvider", "R1", "R1",
+        yield return new Attack("R1_PackageOfAnotherProvider", "R1", "No model key has been released",
             "Stage a package exported by another model provider (another key, another manifest digest) and open it with the released key's digest, then with its own.",
             bed =>
             {
@@ -199,8 +199,9 @@ public static partial class AttackCatalog
             llama.Dispose();
             bed.Runtime.Synchronize();
             // Still in CC mode: the reallocated range is an output staging region without a sealed record.
-            CompletionEntry again = host.Alloc((long)(high - 0x1_0000_0000UL), RegionTag.OutputStaging);
-            steps.Add(again.Succeeded ? ReadRegion(host, again.Result, (long)(high - again.Result), "CC on: D2H of a region reallocated over the freed range") : Refused(again, "CC on realloc"));
+            long size = (long)(high - low);
+            CompletionEntry again = host.Alloc(size, RegionTag.OutputStaging);
+            steps.Add(again.Succeeded ? ReadRegion(host, again.Result, size, $"CC on: D2H of a {size}-byte region reallocated at 0x{again.Result:x} after the free") : Refused(again, "CC on realloc"));
         }
         (MailboxStatus status, string? message) = bed.Device.Reset(new DeviceBootOptions(bed.SignedFirmware, CcMode.Off));
         if (status != MailboxStatus.Ok)
