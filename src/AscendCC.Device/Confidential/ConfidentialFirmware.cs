@@ -98,7 +98,17 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
                 {
                     return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"R3: a copy from locked {from.Tag} memory may only go to locked memory", t.B);
                 }
-                return null;
+                // Found by the attack R4_EagerCopyIntoLockedRegion: without this, the host could
+                // overwrite locked weights, KV cache or activations with its own bytes (through a
+                // general region) or with another locked tensor, and the attested model would run
+                // on them. Writes into locked memory are the attested model's alone.
+                return to is { Locked: true } ? CheckEagerTask(ref t, "a copy into locked memory") : null;
+            }
+            case TaskKind.Memset when !inModel:
+            {
+                // Found by the attack R4_EagerMemsetOverwritesWeights: same reasoning as above.
+                HbmRegion? r = _hbm.Find(t.A, 0);
+                return r is { Locked: true } ? CheckEagerTask(ref t, "a memset of locked memory") : null;
             }
             case TaskKind.Free:
             {
@@ -126,6 +136,19 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             // The firmware's own unlock operator: its arguments are checked by the operator itself.
             return null;
         }
+        return MatchesAttestedTask(ref t) ? null : TaskOutcome.Fail(CompletionStatus.AccessDenied,
+            $"R4: in confidential mode an eager launch must match a launch of the attested model; {(op?.Name ?? "this operator")} with these bindings is not one");
+    }
+
+    /// <summary>CC-mode eager rule for copies and memsets that write locked memory: only as a task of the attested list.</summary>
+    private TaskOutcome? CheckEagerTask(ref DecodedTask t, string what) =>
+        MatchesAttestedTask(ref t) ? null : TaskOutcome.Fail(CompletionStatus.AccessDenied,
+            $"R4: in confidential mode {what} must match a task of the attested model; this {t.Kind} is not one", t.Kind == TaskKind.Memset ? t.A : t.B);
+
+    /// <summary>True when <paramref name="t"/> measures like one task of a verified model's list (same kind, operator, region roles and bindings).</summary>
+    private bool MatchesAttestedTask(ref DecodedTask t)
+    {
+        Scheduler.TaskScheduler scheduler = Scheduler!;
         foreach (LoadedModel model in scheduler.Models.Values)
         {
             if (model.Attestation is not { Verified: true } attestation)
@@ -135,11 +158,10 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             using var m = new GraphMeasurement(attestation.Ordinals);
             if (TaskListMeasurer.Measure(ref t, m, _hbm, scheduler.OperatorDigest) is null && attestation.TaskDigests.Contains(Convert.ToHexString(m.EndTask())))
             {
-                return null;
+                return true;
             }
         }
-        return TaskOutcome.Fail(CompletionStatus.AccessDenied,
-            $"R4: in confidential mode an eager launch must match a launch of the attested model; {(op?.Name ?? "this operator")} with these bindings is not one");
+        return false;
     }
 
     /// <summary>Measures a model's task list at load; pins its regions when it matches a released package's expected measurement.</summary>
@@ -198,6 +220,14 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             }
             foreach (DecodedTask task in model.Tasks)
             {
+                // Found by the attack R4_OperatorSwappedAfterAttestation: the measurement holds the
+                // digest of the binary loaded at each launch's handle when the list was attested, but
+                // the launch runs whatever is loaded at that handle when executed. Pinning the
+                // operator's region keeps the host from freeing it and loading another binary there.
+                if (task.Kind == TaskKind.KernelLaunch && _hbm.Find(task.A, 0) is { } opRegion && regions.Add(opRegion))
+                {
+                    opRegion.PinCount++;
+                }
                 foreach (HbmRegion r in RegionsOf(task))
                 {
                     if (regions.Add(r))

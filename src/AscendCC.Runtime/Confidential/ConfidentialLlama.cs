@@ -69,6 +69,21 @@ public sealed class ConfidentialLlama : IDisposable
     public int PackageHandle { get; }
 
     /// <summary>
+    /// The program's buffers and launches. The host built them, so exposing them gives a malicious
+    /// host nothing it does not already have; audits and attack tests use it to find the regions.
+    /// </summary>
+    public LlamaProgram Layout => _layout;
+
+    /// <summary>The device region bound to <paramref name="buffer"/> (an address the host chose anyway).</summary>
+    public DeviceBuffer Region(ProgramBuffer buffer) => _binding[buffer];
+
+    /// <summary>The input staging region holding the encrypted package.</summary>
+    public DeviceBuffer StagedPackage => _package;
+
+    /// <summary>The loaded model (graph mode's task list, also what eager launches are checked against).</summary>
+    public LoadedModelHandle Model => _binding.LoadModel();
+
+    /// <summary>
     /// Stages <paramref name="package"/>, unlocks it on the device with the key the model provider
     /// released there (for the manifest <paramref name="manifestDigest"/>) and loads the program.
     /// </summary>

@@ -90,6 +90,32 @@ public sealed class NpuDriver : IDisposable
         return entry.Result;
     }
 
+    /// <summary>
+    /// Submits <paramref name="tasks"/> exactly as given — any bytes, unchecked, as a malicious host
+    /// may — and waits up to <paramref name="timeout"/> for the completion carrying
+    /// <paramref name="taskId"/>. Never throws for a failed task: the entry is the answer. Returns an
+    /// entry with <see cref="CompletionStatus.InvalidTask"/> and a "no completion" detail on timeout.
+    /// </summary>
+    public CompletionEntry SubmitRaw(int stream, ReadOnlySpan<byte> tasks, ulong taskId, TimeSpan timeout)
+    {
+        using var waiter = new Waiter();
+        _waiters[taskId] = waiter;
+        try
+        {
+            lock (_submitGate)
+            {
+                SubmitBytes(stream, tasks);
+            }
+            return waiter.Done.Wait(timeout)
+                ? waiter.Entry
+                : new CompletionEntry(taskId, stream, 0, CompletionStatus.InvalidTask, 0, 0, $"no completion for task {taskId} within {timeout}");
+        }
+        finally
+        {
+            _waiters.TryRemove(taskId, out _);
+        }
+    }
+
     /// <summary>Waits until every task submitted to <paramref name="stream"/> so far has run; throws the first failure among them.</summary>
     public void Synchronize(int stream) => Call(stream, static (w, id) => w.Nop(id, TaskOptions.Notify));
 

@@ -1,3 +1,4 @@
+using AscendCC.Attacks;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Trusted.Verification;
 using AscendCC.Runtime.Llama;
@@ -16,7 +17,7 @@ public class ConfidentialInferenceTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var world = new ConfidentialWorld(folder, mode, maxBatchTokens: 3);
+        using var world = Testbed.FromCheckpoint(folder, new TestbedOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 3 });
         using ConfidentialLlama llama = world.Load();
         int[] tokens = world.Generate(llama, reference.PromptTokens, reference.GeneratedTokens.Length);
         Assert.That(tokens, Is.EqualTo(reference.GeneratedTokens));
@@ -26,7 +27,7 @@ public class ConfidentialInferenceTests
     public void ProviderAndDeviceAgreeOnTheGraphMeasurement()
     {
         string folder = TestData.RequireModel("stories260K");
-        using var world = new ConfidentialWorld(folder);
+        using var world = Testbed.FromCheckpoint(folder, new TestbedOptions { MaxContext = 128, MaxBatchTokens = 64 });
         Assert.That(world.Model.Manifest.ExpectedGraphMeasurement.ToArray(), Is.EqualTo(world.Deployment.BuildProgram().Program.Measure()));
         using ConfidentialLlama llama = world.Load();
         // The device accepted the task list: a generation runs.
