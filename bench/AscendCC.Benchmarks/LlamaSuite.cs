@@ -122,7 +122,7 @@ internal sealed class LlamaSuite : IBenchmarkSuite, IReportingSuite
             runner.Run(promptPool[..Math.Min(64, lengths[0])], 2);
             foreach (int length in lengths)
             {
-                int reps = options.Quick ? 2 : big ? (length >= 2048 ? 1 : 2) : (length >= 2048 ? 2 : 3);
+                int reps = options.Quick ? 1 : big ? (length >= 2048 ? 1 : 2) : (length >= 2048 ? 2 : 3);
                 var prefill = new List<double>();
                 double[] last = [];
                 for (int r = 0; r < reps; r++)
