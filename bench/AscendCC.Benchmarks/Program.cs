@@ -13,6 +13,7 @@ internal static class Program
         new MatMulSuite(),
         new AttentionSuite(),
         new ConfidentialSuite(),
+        new LlamaSuite(),
     ];
 
     private static int Main(string[] args)
@@ -40,10 +41,11 @@ internal static class Program
             Console.WriteLine($"## {suite.Name}: {suite.Description}");
             Console.WriteLine();
             suite.Run(options, table);
-            string markdown = table.ToMarkdown(suite.Name, suite.Description);
+            string markdown = suite is IReportingSuite reporting ? reporting.Report : table.ToMarkdown(suite.Name, suite.Description);
             Console.WriteLine();
             Console.WriteLine(markdown);
-            string path = Path.Combine(ResultTable.ResultsDirectory(), suite.Name.ToLowerInvariant() + ".md");
+            string fileName = suite is IReportingSuite r ? r.ReportFileName : suite.Name.ToLowerInvariant() + ".md";
+            string path = Path.Combine(ResultTable.ResultsDirectory(), fileName);
             // A filtered run is a probe, not a result worth keeping.
             if (filter is null)
             {

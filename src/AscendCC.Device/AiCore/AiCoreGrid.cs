@@ -19,11 +19,17 @@ internal interface IBlockKernel
 /// The device's AI Cores, mapped onto CPU threads. Core 0 is the thread that launches the kernel
 /// (the task scheduler); cores 1..N-1 are dedicated worker threads that spin briefly and then sleep,
 /// so back-to-back decode kernels do not pay a futex wake-up each, and an idle device burns no CPU.
-/// Blocks are handed out through one atomic counter: cheap, and balanced when blocks are uneven.
+/// Blocks are handed out through one atomic ticket: cheap, and balanced when blocks are uneven.
+/// A launch waits only for the blocks that were handed out, never for a worker to check in: on a
+/// loaded machine a worker may be descheduled or asleep for milliseconds, and a launch of a few
+/// microseconds of work must not wait for it (the launching core then simply runs every block).
 /// </summary>
 internal sealed unsafe class AiCoreGrid : IDisposable
 {
     private const int SpinIterations = 20_000;
+
+    /// <summary>Low half of <see cref="_ticket"/> while no launch is open: no block index is below it.</summary>
+    private const uint Closed = uint.MaxValue;
 
     private static readonly Lazy<AiCoreGrid> SharedGrid = new(() => new AiCoreGrid(Environment.ProcessorCount));
 
@@ -31,12 +37,17 @@ internal sealed unsafe class AiCoreGrid : IDisposable
     private readonly SemaphoreSlim _wake;
     private readonly object _launchLock = new();
 
-    // The launch in flight. Written by the launching thread before _generation is bumped.
+    // The launch in flight. Written by the launching thread only while the ticket is closed.
     private delegate*<void*, int, void> _invoke;
     private void* _state;
     private int _blockCount;
-    private int _nextBlock;
-    private int _pendingWorkers;
+    private int _doneBlocks;
+
+    // High 32 bits: the launch's sequence number; low 32: the next block to hand out, or Closed. A
+    // core claims a block by compare-and-swap on the whole word, so a claim succeeds only if no new
+    // launch was opened since the core read the launch's fields (the launcher closes the ticket, and
+    // so changes it, before rewriting them).
+    private long _ticket = Closed;
     private long _generation;
     private volatile bool _disposed;
 
@@ -83,14 +94,16 @@ internal sealed unsafe class AiCoreGrid : IDisposable
         {
             fixed (TKernel* state = &kernel)
             {
+                long sequence = (Volatile.Read(ref _ticket) >> 32) + 1;
                 _invoke = &Invoke<TKernel>;
                 _state = state;
                 _blockCount = blocks;
-                _nextBlock = 0;
+                _doneBlocks = 0;
                 _failure = null;
-                Volatile.Write(ref _pendingWorkers, _workers.Length);
+                // Open: the release write publishes the fields above to any core that reads the ticket.
+                Volatile.Write(ref _ticket, sequence << 32);
                 Interlocked.Increment(ref _generation);
-                if (_sleepingWorkers > 0)
+                if (Volatile.Read(ref _sleepingWorkers) > 0)
                 {
                     _wake.Release(_workers.Length);
                 }
@@ -98,10 +111,12 @@ internal sealed unsafe class AiCoreGrid : IDisposable
                 RunBlocks();
 
                 var spin = new SpinWait();
-                while (Volatile.Read(ref _pendingWorkers) != 0)
+                while (Volatile.Read(ref _doneBlocks) != blocks)
                 {
                     spin.SpinOnce(sleep1Threshold: -1);
                 }
+                // Close before the fields can change: a late core's claim now fails.
+                Volatile.Write(ref _ticket, (sequence << 32) | Closed);
                 _state = null;
             }
             if (_failure is { } failure)
@@ -117,27 +132,34 @@ internal sealed unsafe class AiCoreGrid : IDisposable
 
     private void RunBlocks()
     {
-        var invoke = _invoke;
-        var state = _state;
-        int count = _blockCount;
         while (true)
         {
-            int b = Interlocked.Increment(ref _nextBlock) - 1;
-            if (b >= count)
+            long ticket = Volatile.Read(ref _ticket);
+            var invoke = _invoke;
+            var state = _state;
+            int count = _blockCount;
+            uint block = (uint)ticket;
+            if (block >= (uint)count)
             {
                 return;
             }
-            try
+            if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) != ticket)
             {
-                invoke(state, b);
+                continue;
             }
-            catch (Exception ex)
+            // After a failure the remaining blocks are claimed but skipped, so every core finishes promptly.
+            if (Volatile.Read(ref _failure) is null)
             {
-                Interlocked.CompareExchange(ref _failure, ex, null);
-                // Drain the remaining blocks so every core finishes promptly.
-                Volatile.Write(ref _nextBlock, count);
-                return;
+                try
+                {
+                    invoke(state, (int)block);
+                }
+                catch (Exception ex)
+                {
+                    Interlocked.CompareExchange(ref _failure, ex, null);
+                }
             }
+            Interlocked.Increment(ref _doneBlocks);
         }
     }
 
@@ -168,8 +190,8 @@ internal sealed unsafe class AiCoreGrid : IDisposable
                 }
             }
             seen = gen;
+            // The launch may already be over (its launcher ran every block): then there is nothing to claim.
             RunBlocks();
-            Interlocked.Decrement(ref _pendingWorkers);
         }
     }
 

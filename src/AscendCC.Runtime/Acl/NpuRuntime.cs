@@ -113,6 +113,107 @@ public sealed class NpuRuntime : IDisposable
         }
     }
 
+    /// <summary>
+    /// Starts one synchronous inference step that reaches the device as a single submission with a
+    /// single wait: stage inputs (<see cref="InferenceStep.Input"/>), queue the body (<see cref="InferenceStep.ExecuteModel"/>,
+    /// or <see cref="InferenceStep.Flush"/> and then eager launches), and <see cref="InferenceStep.Finish(ulong, Span{byte})"/>
+    /// with the output copy. Per token this replaces four synchronous round trips through the
+    /// completion pump (two input copies, a synchronise and an output copy) with one. Holds the
+    /// staging buffer until disposed, so no other copy can overwrite a staged input before it runs.
+    /// </summary>
+    public InferenceStep BeginStep(NpuStream? stream = null)
+    {
+        Monitor.Enter(_stagingGate);
+        _stepWriter.Clear();
+        _stepStaged = 0;
+        return new InferenceStep(this, (stream ?? DefaultStream).Id);
+    }
+
+    private readonly TaskWriter _stepWriter = new();
+    private int _stepStaged;
+
+    /// <summary>One step in flight (see <see cref="BeginStep"/>); dispose it to release the staging buffer.</summary>
+    public readonly ref struct InferenceStep
+    {
+        private readonly NpuRuntime _runtime;
+        private readonly int _stream;
+
+        internal InferenceStep(NpuRuntime runtime, int stream)
+        {
+            _runtime = runtime;
+            _stream = stream;
+        }
+
+        /// <summary>Stages <paramref name="source"/> for a copy to <paramref name="deviceAddress"/> (queued, not yet submitted).</summary>
+        public void Input(ReadOnlySpan<byte> source, ulong deviceAddress)
+        {
+            NpuRuntime r = _runtime;
+            int at = r.StageStep(source.Length);
+            source.CopyTo(r._staging.AsSpan(at));
+            r.Driver.Transcript?.Record(TranscriptChannel.HostToDevice, r._staging.AsSpan(at, source.Length));
+            r._stepWriter.CopyHostToDevice(r.Driver.NextTaskId(), r._stagingHandle, at, deviceAddress, source.Length);
+        }
+
+        /// <summary>Stages values for a copy to <paramref name="deviceAddress"/>.</summary>
+        public void Input<T>(ReadOnlySpan<T> source, ulong deviceAddress) where T : unmanaged => Input(MemoryMarshal.AsBytes(source), deviceAddress);
+
+        /// <summary>Queues a run of <paramref name="model"/>.</summary>
+        public void ExecuteModel(LoadedModelHandle model)
+        {
+            ArgumentNullException.ThrowIfNull(model);
+            _runtime._stepWriter.ExecuteModel(_runtime.Driver.NextTaskId(), model.Id);
+        }
+
+        /// <summary>Submits what is queued so far, so launches submitted next run after it (eager mode).</summary>
+        public void Flush()
+        {
+            NpuRuntime r = _runtime;
+            if (r._stepWriter.Written.Length > 0)
+            {
+                r.Driver.SubmitBytes(_stream, r._stepWriter.Written);
+                r._stepWriter.Clear();
+            }
+        }
+
+        /// <summary>Submits the rest with a copy of <paramref name="output"/>.Length bytes from <paramref name="deviceAddress"/>, and waits.</summary>
+        public void Finish(ulong deviceAddress, Span<byte> output)
+        {
+            NpuRuntime r = _runtime;
+            int at = r.StageStep(output.Length);
+            ulong id = r.Driver.NextTaskId();
+            r._stepWriter.CopyDeviceToHost(id, deviceAddress, r._stagingHandle, at, output.Length, TaskOptions.Notify);
+            r.Driver.SubmitAndWait(_stream, r._stepWriter.Written, id);
+            r._stepWriter.Clear();
+            r.Driver.Transcript?.Record(TranscriptChannel.DeviceToHost, r._staging.AsSpan(at, output.Length));
+            r._staging.AsSpan(at, output.Length).CopyTo(output);
+        }
+
+        /// <summary>Submits the rest and waits for it (no output).</summary>
+        public void Finish()
+        {
+            NpuRuntime r = _runtime;
+            ulong id = r.Driver.NextTaskId();
+            r._stepWriter.Nop(id, TaskOptions.Notify);
+            r.Driver.SubmitAndWait(_stream, r._stepWriter.Written, id);
+            r._stepWriter.Clear();
+        }
+
+        /// <summary>Releases the staging buffer.</summary>
+        public void Dispose() => Monitor.Exit(_runtime._stagingGate);
+    }
+
+    /// <summary>Reserves <paramref name="bytes"/> of staging for the current step (64-byte aligned).</summary>
+    private int StageStep(int bytes)
+    {
+        int at = _stepStaged;
+        if ((long)at + bytes > StagingBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(bytes), $"a step stages at most {StagingBytes} bytes; copy larger inputs with CopyToDevice");
+        }
+        _stepStaged = (at + bytes + 63) & ~63;
+        return at;
+    }
+
     /// <summary>Queues a device-to-device copy on <paramref name="stream"/>.</summary>
     public void CopyOnDevice(ulong source, ulong destination, long bytes, NpuStream? stream = null) =>
         Driver.Submit((stream ?? DefaultStream).Id, w => w.CopyDeviceToDevice(Driver.NextTaskId(), source, destination, bytes));

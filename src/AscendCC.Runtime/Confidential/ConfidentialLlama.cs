@@ -162,15 +162,29 @@ public sealed class ConfidentialLlama : IDisposable
         _params[LlamaProgram.ParamMode] = mode;
         _params[LlamaProgram.ParamPosition] = start + seq;
         _params[LlamaProgram.ParamEmit] = emit ? 1 : 0;
-        _runtime.CopyToDevice<long>(_params, _binding[_layout.Params]);
-        _binding.Run(eager: _eager);
-        _runtime.DefaultStream.Synchronize();
-        if (!emit)
+        // One submission and one wait per step: parameters, the program, the sealed token record.
+        byte[]? record = emit ? new byte[LlamaProgram.TokenRecordBytes] : null;
+        using (NpuRuntime.InferenceStep step = _runtime.BeginStep())
         {
-            return null;
+            step.Input<long>(_params, _binding[_layout.Params].Address);
+            if (_eager)
+            {
+                step.Flush();
+                _binding.Run(eager: true);
+            }
+            else
+            {
+                step.ExecuteModel(_binding.LoadModel());
+            }
+            if (record is null)
+            {
+                step.Finish();
+            }
+            else
+            {
+                step.Finish(_binding[_layout.TokenRecord!].Address, record);
+            }
         }
-        var record = new byte[LlamaProgram.TokenRecordBytes];
-        _runtime.CopyToHost(_binding[_layout.TokenRecord!], 0, record.AsSpan());
         return record;
     }
 

@@ -116,6 +116,39 @@ public sealed class NpuDriver : IDisposable
         }
     }
 
+    /// <summary>
+    /// Submits <paramref name="tasks"/> (already encoded; the task <paramref name="waitFor"/> among
+    /// them must post a completion) and waits for that completion: one doorbell and one wake-up for a
+    /// whole inference step. Reuses one waiter, so a step allocates no event.
+    /// </summary>
+    public ulong SubmitAndWait(int stream, ReadOnlySpan<byte> tasks, ulong waitFor)
+    {
+        lock (_stepGate)
+        {
+            _stepWaiter.Done.Reset();
+            _waiters[waitFor] = _stepWaiter;
+            try
+            {
+                SubmitBytes(stream, tasks);
+                _stepWaiter.Done.Wait();
+            }
+            finally
+            {
+                _waiters.TryRemove(waitFor, out _);
+            }
+            CompletionEntry entry = _stepWaiter.Entry;
+            ThrowPendingErrors(stream);
+            if (!entry.Succeeded)
+            {
+                throw Failure(entry);
+            }
+            return entry.Result;
+        }
+    }
+
+    private readonly object _stepGate = new();
+    private readonly Waiter _stepWaiter = new();
+
     /// <summary>Waits until every task submitted to <paramref name="stream"/> so far has run; throws the first failure among them.</summary>
     public void Synchronize(int stream) => Call(stream, static (w, id) => w.Nop(id, TaskOptions.Notify));
 
@@ -158,6 +191,7 @@ public sealed class NpuDriver : IDisposable
     {
         _stopping = true;
         _pump.Join();
+        _stepWaiter.Dispose();
     }
 
     private sealed class Waiter : IDisposable

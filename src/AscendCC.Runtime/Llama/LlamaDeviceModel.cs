@@ -142,12 +142,23 @@ public sealed class LlamaDeviceModel : IDisposable
         _paramValues[LlamaProgram.ParamTemperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
         _paramValues[LlamaProgram.ParamTopK] = sampling.TopK;
         _paramValues[LlamaProgram.ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
-        _runtime.CopyToDevice<int>(tokens, _binding[_layout.Tokens]);
-        _runtime.CopyToDevice<long>(_paramValues, _binding[_layout.Params]);
-        _binding.Run();
+        // One submission and one wait per pass: inputs, the program, the chosen token.
         Span<int> next = stackalloc int[1];
-        _runtime.DefaultStream.Synchronize();
-        _runtime.CopyToHost<int>(_binding[_layout.Next], 0, next);
+        using (NpuRuntime.InferenceStep step = _runtime.BeginStep())
+        {
+            step.Input(tokens, _binding[_layout.Tokens].Address);
+            step.Input<long>(_paramValues, _binding[_layout.Params].Address);
+            if (Options.Mode == ExecutionMode.Graph)
+            {
+                step.ExecuteModel(_binding.LoadModel());
+            }
+            else
+            {
+                step.Flush();
+                _binding.Run();
+            }
+            step.Finish(_binding[_layout.Next].Address, System.Runtime.InteropServices.MemoryMarshal.AsBytes(next));
+        }
         return next[0];
     }
 

@@ -91,12 +91,20 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
         {
             int session = c.Int(0, "session", 1);
             ReadOnlySpan<byte> staged = c.Bytes(0);
-            int length = SecureChannel.Overhead + SecureChannel.PeekPlaintextLength(staged);
+            // The staging buffer is sized for the deployment's largest prompt bucket, and a shorter
+            // prompt's record fills only its start: take the record's declared length from its header
+            // (bytes 16..20, as SecureChannel writes it; authenticated by OpenPrompt) instead of
+            // requiring the record to fill the buffer exactly.
+            if (staged.Length < SecureChannel.Overhead)
+            {
+                throw new ConfidentialOperatorException("the staged prompt record is truncated");
+            }
+            long length = SecureChannel.Overhead + (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(staged.Slice(16, 4));
             if (length > staged.Length)
             {
                 throw new ConfidentialOperatorException("the staged prompt record is truncated");
             }
-            int[] ids = fw.Engine.OpenPrompt(session, staged[..length]);
+            int[] ids = fw.Engine.OpenPrompt(session, staged[..(int)length]);
             if (ids.Length > prompt.Length)
             {
                 throw new ConfidentialOperatorException($"the prompt has {ids.Length} tokens; the context holds {prompt.Length}");

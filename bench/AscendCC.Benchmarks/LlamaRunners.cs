@@ -1,0 +1,249 @@
+using System.Diagnostics;
+using AscendCC.Device;
+using AscendCC.Protocol.Attestation;
+using AscendCC.Protocol.Firmware;
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Acl;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Trusted.DataOwners;
+using AscendCC.Runtime.Trusted.Manufacturing;
+using AscendCC.Runtime.Trusted.ModelProviders;
+using AscendCC.Runtime.Trusted.Verification;
+using AscendCC.Tests.TorchLlama;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>One way of running a Llama: prefill a prompt from position 0, then decode greedily.</summary>
+internal interface ILlamaRunner : IDisposable
+{
+    string Name { get; }
+
+    /// <summary>True for the TorchSharp baseline.</summary>
+    bool IsBaseline { get; }
+
+    /// <summary>Bytes per matrix weight element (decode GB/s).</summary>
+    int WeightBytes { get; }
+
+    /// <summary>
+    /// Feeds <paramref name="prompt"/> from position 0 and decodes <paramref name="decodeSteps"/>
+    /// tokens; returns the prefill's milliseconds followed by each decode step's.
+    /// </summary>
+    double[] Run(int[] prompt, int decodeSteps);
+
+    /// <summary>HBM in use, for device runners.</summary>
+    DeviceMemoryInfo? Hbm { get; }
+}
+
+/// <summary>The baseline: a plain TorchSharp Llama (fp32, fused SDPA, KV cache), classifier on the last position only.</summary>
+internal sealed class TorchRunner : ILlamaRunner
+{
+    private readonly LlamaForCausalLM _model;
+    private readonly Tensor _classifier;
+
+    public TorchRunner(LlamaShape shape)
+    {
+        _model = shape.Checkpoint is not null ? TorchLlamaLoader.Load(shape.Checkpoint) : new LlamaForCausalLM(shape.Config);
+        _model.eval();
+        _classifier = shape.Config.TieWordEmbeddings
+            ? _model.Model.EmbeddingWeight
+            : _model.named_parameters().First(p => p.name == "lm_head.weight").parameter;
+    }
+
+    public string Name => "TorchSharp f32";
+
+    public bool IsBaseline => true;
+
+    public int WeightBytes => 4;
+
+    public DeviceMemoryInfo? Hbm => null;
+
+    public double[] Run(int[] prompt, int decodeSteps)
+    {
+        using var noGrad = no_grad();
+        _model.ResetCache();
+        var times = new double[1 + decodeSteps];
+        long[] ids = prompt.Select(t => (long)t).ToArray();
+        long next = 0;
+        for (int i = 0; i <= decodeSteps; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            using (var scope = NewDisposeScope())
+            {
+                Tensor input = i == 0 ? tensor(ids).unsqueeze(0) : tensor(new[] { next }).unsqueeze(0);
+                Tensor h = _model.Model.call(input);
+                // A fair baseline: like the device, only the last position goes through the classifier.
+                Tensor logits = nn.functional.linear(h.select(1, -1), _classifier);
+                next = logits.argmax(-1).item<long>();
+            }
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        return times;
+    }
+
+    public void Dispose() => _model.Dispose();
+}
+
+/// <summary>The device with CC off: <see cref="LlamaDeviceModel"/> on a device without fuses.</summary>
+internal sealed class DeviceRunner : ILlamaRunner
+{
+    private readonly NpuRuntime _runtime;
+    private readonly LlamaDeviceModel _model;
+    private readonly int[] _one = new int[1];
+
+    public DeviceRunner(LlamaShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
+    {
+        _runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 16L << 30 }), ownsDevice: true);
+        try
+        {
+            _model = LlamaDeviceModel.Load(_runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
+                new LlamaDeviceOptions { Mode = mode, MaxContext = maxContext, MaxBatchTokens = maxBatch, WeightPrecision = precision });
+        }
+        catch
+        {
+            _runtime.Dispose();
+            throw;
+        }
+        Name = $"CC off {precision} {mode}";
+        WeightBytes = precision == WeightPrecision.F32 ? 4 : 2;
+    }
+
+    public string Name { get; }
+
+    public bool IsBaseline => false;
+
+    public int WeightBytes { get; }
+
+    public DeviceMemoryInfo? Hbm => _runtime.MemoryInfo;
+
+    public double[] Run(int[] prompt, int decodeSteps)
+    {
+        var times = new double[1 + decodeSteps];
+        long start = Stopwatch.GetTimestamp();
+        int next = _model.Forward(prompt, 0);
+        times[0] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        int pos = prompt.Length;
+        for (int i = 1; i <= decodeSteps; i++)
+        {
+            start = Stopwatch.GetTimestamp();
+            _one[0] = next;
+            next = _model.Forward(_one, pos++);
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        return times;
+    }
+
+    public void Dispose()
+    {
+        _model.Dispose();
+        _runtime.Dispose();
+    }
+}
+
+/// <summary>
+/// The device with CC on, every party as in the confidential tests: the manufacturer provisions and
+/// boots the NPU in CC mode, the model provider exports the weights as an encrypted package and
+/// releases its key to the attested device, the host loads it (<see cref="ConfidentialLlama"/>),
+/// and a data owner seals each prompt. Only the host's side is timed: from the first MoveNext of
+/// Generate (which stages the sealed prompt) to each sealed token record.
+/// </summary>
+internal sealed class ConfidentialRunner : ILlamaRunner
+{
+    private readonly Manufacturer _manufacturer;
+    private readonly AttestationVerifier _verifier;
+    private readonly NpuDevice _device;
+    private readonly NpuRuntime _runtime;
+    private readonly FirmwareMailbox _mailbox;
+    private readonly ConfidentialLlama _llama;
+
+    public ConfidentialRunner(LlamaShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
+    {
+        _manufacturer = Manufacturer.CreateDeterministic("AscendCC llama benchmark seed, 32+ bytes"u8);
+        var firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);
+        byte[] signedFirmware = _manufacturer.SignFirmware(firmware);
+        _verifier = new AttestationVerifier(_manufacturer.RootCertificate, _manufacturer.PublishReferenceMeasurements([firmware]));
+        using (DeviceProvisioning provisioning = _manufacturer.ProvisionDevice("NPU-CC-BENCH"))
+        using (DeviceFuseImage fuses = provisioning.CreateFuseImage())
+        {
+            _device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 16L << 30, Fuses = fuses, Boot = new DeviceBootOptions(signedFirmware, CcMode.On) });
+        }
+        _runtime = new NpuRuntime(_device);
+        _mailbox = new FirmwareMailbox(_device);
+
+        var deployment = new LlamaDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision);
+        using ModelProvider provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
+        var policy = new ReleasePolicy(3, [ReferenceMeasurements.ExpectedFirmwareRegister(firmware.Encode())], ReleasePolicy.RootDigest(_manufacturer.RootCertificate));
+        long estimate = (shape.StreamedMatrixParameters * (precision == WeightPrecision.F32 ? 4 : 2)) + (64L << 20);
+        if (estimate > Array.MaxLength)
+        {
+            throw new NotSupportedException($"{shape.Name} {precision} needs a {estimate >> 20} MiB package; ConfidentialLlama takes one managed array of at most 2 GiB");
+        }
+        byte[] package;
+        ProtectedModel model;
+        using (var stream = new MemoryStream((int)estimate))
+        {
+            model = LlamaPackageExporter.Export(provider, deployment, n => shape.Weight(n, precision), policy, stream, shape.Name);
+            package = stream.GetBuffer().AsMemory(0, (int)stream.Length).ToArray();
+        }
+        using (model)
+        {
+            using KeyReleaseSession release = provider.BeginKeyRelease(model, _verifier);
+            byte[] open = release.Attest(_mailbox.GetHello(release.Nonce.Span));
+            (int session, byte[] accept) = _mailbox.AcceptChannel(open);
+            byte[] digest = _mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
+            _llama = ConfidentialLlama.Load(_runtime, deployment, package, digest, mode);
+        }
+        Name = $"CC on {precision} {mode}";
+        WeightBytes = precision == WeightPrecision.F32 ? 4 : 2;
+    }
+
+    public string Name { get; }
+
+    public bool IsBaseline => false;
+
+    public int WeightBytes { get; }
+
+    public DeviceMemoryInfo? Hbm => _runtime.MemoryInfo;
+
+    public double[] Run(int[] prompt, int decodeSteps)
+    {
+        var owner = new DataOwnerSession(_verifier);
+        using (owner)
+        {
+            byte[] hello = owner.Attest(_mailbox.GetHello(owner.Nonce.Span));
+            (int session, byte[] accept) = _mailbox.AcceptChannel(hello);
+            owner.Complete(accept);
+            byte[] record = owner.EncryptPrompt(prompt);
+            var times = new double[1 + decodeSteps];
+            var records = new byte[1 + decodeSteps][];
+            using IEnumerator<byte[]> tokens = _llama.Generate(session, record, prompt.Length, 1 + decodeSteps).GetEnumerator();
+            for (int i = 0; i <= decodeSteps; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                if (!tokens.MoveNext())
+                {
+                    throw new InvalidOperationException("the confidential generation ended early");
+                }
+                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                records[i] = tokens.Current;
+            }
+            // The data owner reads what came back (untimed): a check that the run was real.
+            foreach (byte[] r in records)
+            {
+                _ = owner.DecryptToken(r);
+            }
+            return times;
+        }
+    }
+
+    public void Dispose()
+    {
+        _llama.Dispose();
+        _runtime.Dispose();
+        _device.Dispose();
+        _manufacturer.Dispose();
+    }
+}

@@ -1,0 +1,208 @@
+using System.Runtime.InteropServices;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>
+/// A model shape the llama suite runs: its configuration, where its weights come from (a real
+/// checkpoint or seeded random values generated straight into the device precision) and the work
+/// per token, for the GFLOPS and GB/s columns.
+/// </summary>
+internal sealed class LlamaShape : IDisposable
+{
+    private readonly LlamaCheckpoint? _checkpoint;
+
+    private LlamaShape(string name, LlamaConfig config, RopeConvention rope, LlamaCheckpoint? checkpoint)
+    {
+        Name = name;
+        Config = config;
+        Rope = rope;
+        _checkpoint = checkpoint;
+    }
+
+    public string Name { get; }
+
+    public LlamaConfig Config { get; }
+
+    public RopeConvention Rope { get; }
+
+    /// <summary>The real checkpoint (stories260K), or null for random weights.</summary>
+    public LlamaCheckpoint? Checkpoint => _checkpoint;
+
+    /// <summary>stories260K from the shared models folder, or null when it is not there.</summary>
+    public static LlamaShape? Stories260K()
+    {
+        string? folder = FindSharedModel("stories260K");
+        if (folder is null)
+        {
+            return null;
+        }
+        LlamaCheckpoint checkpoint = LlamaCheckpoint.Open(folder);
+        return new LlamaShape("stories260K", checkpoint.Config, checkpoint.RopeConvention, checkpoint);
+    }
+
+    /// <summary>A Llama-2 style 110M (llama2.c's stories110M shape).</summary>
+    public static LlamaShape Llama110M(int maxPositions) => Random("110M", 768, 12, 12, 12, 2048, tied: false, maxPositions);
+
+    /// <summary>
+    /// TinyLlama 1.1B's shape. Tied embeddings (TinyLlama has a separate lm_head): a confidential
+    /// package is one managed byte array, at most 2 GiB, and 1.1B bf16 weights with a separate
+    /// classifier are 2.2 GB. The classifier is still streamed once per token, so the work per token
+    /// is the same; only 131 MB of storage is saved. Every runner uses the same tied shape.
+    /// </summary>
+    public static LlamaShape Llama1B(int maxPositions) => Random("1.1B", 2048, 22, 32, 4, 5632, tied: true, maxPositions);
+
+    private static LlamaShape Random(string name, int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions)
+    {
+        var config = new LlamaConfig
+        {
+            Architecture = "LlamaForCausalLM",
+            ModelType = "llama",
+            HiddenSize = hidden,
+            IntermediateSize = intermediate,
+            NumHiddenLayers = layers,
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = kvHeads,
+            VocabSize = 32000,
+            MaxPositionEmbeddings = maxPositions,
+            RmsNormEps = 1e-5,
+            TieWordEmbeddings = tied,
+            BosTokenId = 1,
+            EosTokenIds = [2],
+        };
+        config.Validate();
+        return new LlamaShape(name, config, RopeConvention.Half, null);
+    }
+
+    /// <summary>Longest context the shape supports.</summary>
+    public int MaxPositions => Config.MaxPositionEmbeddings;
+
+    /// <summary>Parameters of every matrix a decode step streams (per-layer projections and the classifier).</summary>
+    public long StreamedMatrixParameters
+    {
+        get
+        {
+            LlamaConfig c = Config;
+            long qDim = (long)c.NumAttentionHeads * c.HeadDim, kvDim = c.KeyValueDim;
+            long perLayer = (qDim * c.HiddenSize) + (2 * kvDim * c.HiddenSize) + (c.HiddenSize * qDim) + (3L * c.IntermediateSize * c.HiddenSize);
+            return (perLayer * c.NumHiddenLayers) + ((long)c.VocabSize * c.HiddenSize);
+        }
+    }
+
+    /// <summary>FLOPs of a prefill of <paramref name="tokens"/> from position 0 (classifier on the last position only).</summary>
+    public double PrefillFlops(int tokens)
+    {
+        LlamaConfig c = Config;
+        double classifier = 2.0 * c.VocabSize * c.HiddenSize;
+        double matrices = 2.0 * (StreamedMatrixParameters - ((long)c.VocabSize * c.HiddenSize)) * tokens;
+        // Causal attention: each query i sees i + 1 keys; QKᵀ and PV are 2 FLOPs per multiply-add each.
+        double attention = 4.0 * c.NumHiddenLayers * c.NumAttentionHeads * c.HeadDim * (tokens * (tokens + 1.0) / 2);
+        return matrices + attention + classifier;
+    }
+
+    /// <summary>Weights by Hugging Face name, in <paramref name="precision"/> (vectors stay f32).</summary>
+    public TensorData Weight(string name, WeightPrecision precision)
+    {
+        if (_checkpoint is not null)
+        {
+            return TensorData.FromCheckpoint(_checkpoint.GetTensor(name));
+        }
+        long[] shape = LlamaTensorNames.Expected(Config).First(e => e.Name == name).Shape;
+        return shape.Length == 1 ? Ones(name, shape) : RandomMatrix(name, shape, precision);
+    }
+
+    private static TensorData Ones(string name, long[] shape)
+    {
+        float[] values = new float[shape[0]];
+        Array.Fill(values, 1f);
+        return TensorData.FromFloat32(name, shape, values);
+    }
+
+    /// <summary>
+    /// Uniform values in ±1/√in, generated in parallel chunks from a per-tensor, per-chunk seed (so
+    /// the result does not depend on the thread count) and written directly as bf16 or f32 bytes.
+    /// </summary>
+    private static TensorData RandomMatrix(string name, long[] shape, WeightPrecision precision)
+    {
+        long count = shape[0] * shape[1];
+        float scale = 1f / MathF.Sqrt(shape[1]);
+        int width = precision == WeightPrecision.F32 ? 4 : 2;
+        byte[] bytes = GC.AllocateUninitializedArray<byte>(checked((int)(count * width)));
+        const int Chunk = 1 << 20;
+        ulong nameSeed = Fnv(name);
+        int chunks = (int)((count + Chunk - 1) / Chunk);
+        Parallel.For(0, chunks, c =>
+        {
+            ulong s = (nameSeed ^ ((ulong)c * 0x9E3779B97F4A7C15UL)) | 1;
+            long start = (long)c * Chunk, end = Math.Min(count, start + Chunk);
+            if (width == 4)
+            {
+                Span<float> f = MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
+                for (long i = start; i < end; i++)
+                {
+                    f[(int)i] = Next(ref s) * scale;
+                }
+            }
+            else
+            {
+                Span<ushort> h = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
+                for (long i = start; i < end; i++)
+                {
+                    h[(int)i] = (ushort)(BitConverter.SingleToUInt32Bits(Next(ref s) * scale) >> 16);
+                }
+            }
+        });
+        TensorDType dtype = precision switch
+        {
+            WeightPrecision.F32 => TensorDType.F32,
+            WeightPrecision.BF16 => TensorDType.BF16,
+            _ => TensorDType.F16,
+        };
+        if (precision == WeightPrecision.F16)
+        {
+            throw new NotSupportedException("the llama suite generates f32 or bf16 weights");
+        }
+        return new TensorData(name, dtype, shape, bytes);
+    }
+
+    /// <summary>xorshift64* to a float in [-1, 1).</summary>
+    private static float Next(ref ulong s)
+    {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        ulong r = s * 0x2545F4914F6CDD1DUL;
+        return ((r >> 40) * (1f / (1 << 23))) - 1f;
+    }
+
+    private static ulong Fnv(string text)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (char ch in text)
+        {
+            h = (h ^ ch) * 1099511628211UL;
+        }
+        return h;
+    }
+
+    private static string? FindSharedModel(string name)
+    {
+        string? env = Environment.GetEnvironmentVariable("ASCENDCC_MODELS");
+        if (env is not null && Directory.Exists(Path.Combine(env, name)))
+        {
+            return Path.Combine(env, name);
+        }
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "AscendCC.Runtime.sln")))
+            {
+                string path = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "models", name));
+                return Directory.Exists(path) ? path : null;
+            }
+        }
+        return null;
+    }
+
+    public void Dispose() => _checkpoint?.Dispose();
+}
