@@ -21,8 +21,13 @@ public static class ChatApp
     /// <summary>Prefill chunk: tokens per forward pass while reading the prompt.</summary>
     private const int MaxBatchTokens = 64;
 
-    /// <summary>KV cache cap, whatever the model's own maximum.</summary>
-    private const int ContextCap = 512;
+    /// <summary>
+    /// KV cache cap, whatever the model's own maximum. 256 because the confidential program stages a
+    /// prompt record sized for the context's bucket while the data owner pads a prompt only to its own
+    /// bucket (at least 256 tokens); up to 256 the two always agree, above it a short prompt's record
+    /// is refused by the device as "truncated or padded by the relay".
+    /// </summary>
+    private const int ContextCap = 256;
 
     /// <summary>Runs LlamaChat with explicit streams: the reply goes to <paramref name="stdout"/>; in one-shot mode everything else goes to <paramref name="stderr"/>.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader stdin)
@@ -51,6 +56,11 @@ public static class ChatApp
         {
             return RunAttack(ui, stderr, options.Attack);
         }
+        if (Validate(options) is { } problem)
+        {
+            ui.Error(problem);
+            return 1;
+        }
         try
         {
             return Chat(ui, options, stdin);
@@ -65,6 +75,13 @@ public static class ChatApp
             return 1;
         }
     }
+
+    private static string? Validate(ChatOptions o) =>
+        o.MaxTokens < 1 ? "--max-tokens must be at least 1."
+        : !(o.Temperature >= 0) ? "--temperature must be 0 (greedy) or positive."
+        : !(o.TopP > 0 && o.TopP <= 1) ? "--top-p must be in (0, 1]."
+        : o.TopK < 0 ? "--top-k must be 0 (off) or positive."
+        : null;
 
     private static int RunAttack(ChatUi ui, TextWriter stderr, string name)
     {
@@ -166,6 +183,7 @@ public static class ChatApp
     private static void Reply(ChatUi ui, IChatEngine engine, Conversation conversation, ChatOptions options)
     {
         IReadOnlyList<int> context = conversation.Tokens;
+        int promptTokens = context.Count;
         int budget = Math.Min(options.MaxTokens, engine.MaxContext - context.Count);
         var stream = new ReplyDecoder(conversation.Tokenizer, context.Count > 0 ? context[^1] : -1);
         var clock = Stopwatch.StartNew();
@@ -186,7 +204,7 @@ public static class ChatApp
         conversation.AddReply(reply);
         double prefillSeconds = firstToken.TotalSeconds, decodeSeconds = (total - firstToken).TotalSeconds;
         int decoded = Math.Max(0, reply.Count - 1);
-        ui.Info($"prefill {context.Count} tok in {prefillSeconds:F2} s ({Rate(context.Count, prefillSeconds)} tok/s) · decode {decoded} tok in {decodeSeconds:F2} s ({Rate(decoded, decodeSeconds)} tok/s)");
+        ui.Info($"prefill {promptTokens} tok in {prefillSeconds:F2} s ({Rate(promptTokens, prefillSeconds)} tok/s) · decode {decoded} tok in {decodeSeconds:F2} s ({Rate(decoded, decodeSeconds)} tok/s)");
     }
 
     private static string Rate(int tokens, double seconds) => seconds > 0 ? (tokens / seconds).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "-";

@@ -27,25 +27,6 @@ internal static class ChatCommand
         {
             model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, noCc, mode, transcript, attack, verbose,
         };
-        root.Validators.Add(r =>
-        {
-            if (r.GetValue(maxTokens) < 1)
-            {
-                r.AddError("--max-tokens must be at least 1.");
-            }
-            if (r.GetValue(temperature) is var t && (t < 0 || float.IsNaN(t)))
-            {
-                r.AddError("--temperature must be 0 (greedy) or positive.");
-            }
-            if (r.GetValue(topP) is var p && !(p > 0 && p <= 1))
-            {
-                r.AddError("--top-p must be in (0, 1].");
-            }
-            if (r.GetValue(topK) < 0)
-            {
-                r.AddError("--top-k must be 0 (off) or positive.");
-            }
-        });
         root.SetAction(r => run(new ChatOptions
         {
             Model = r.GetValue(model),

@@ -32,7 +32,7 @@ public sealed record DemoTrainingSettings(
     int Layers = 4,
     int Heads = 6,
     int KvHeads = 2,
-    int MaxPositions = 512,
+    int MaxPositions = 256,
     double LearningRate = 3e-3)
 {
     /// <summary>Bumped whenever the trainer's code changes what it produces, so old caches are not reused.</summary>
