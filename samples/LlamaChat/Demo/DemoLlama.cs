@@ -166,6 +166,12 @@ public sealed class DemoModel : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(shape);
         embed_tokens = nn.Embedding(shape.VocabSize, shape.Hidden);
+        // N(0, 1) embeddings (TorchSharp's default) make the tied classifier's logits ~sqrt(hidden)
+        // wide and the first steps diverge; Hugging Face Llama initialises with std 0.02.
+        using (no_grad())
+        {
+            nn.init.normal_(embed_tokens.weight!, 0, 0.02);
+        }
         layers = new ModuleList<DemoDecoderLayer>(Enumerable.Range(0, shape.Layers).Select(_ => new DemoDecoderLayer(shape, cos, sin)).ToArray());
         norm = new DemoRmsNorm(shape.Hidden, shape.RmsEps);
         RegisterComponents();

@@ -24,19 +24,19 @@ namespace LlamaChat.Demo;
 public sealed record DemoTrainingSettings(
     int Seed = 20240611,
     int Documents = 6000,
-    int Steps = 600,
-    int BatchSize = 16,
+    int Steps = 700,
+    int BatchSize = 4,
     int SequenceLength = 128,
-    int Hidden = 96,
-    int Intermediate = 256,
+    int Hidden = 64,
+    int Intermediate = 172,
     int Layers = 4,
-    int Heads = 6,
+    int Heads = 4,
     int KvHeads = 2,
     int MaxPositions = 256,
     double LearningRate = 3e-3)
 {
     /// <summary>Bumped whenever the trainer's code changes what it produces, so old caches are not reused.</summary>
-    public const int TrainerVersion = 1;
+    public const int TrainerVersion = 2;
 
     /// <summary>The default demo.</summary>
     public static DemoTrainingSettings Default { get; } = new();
