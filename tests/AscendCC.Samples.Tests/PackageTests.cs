@@ -46,7 +46,8 @@ public partial class PackageTests
 
             // A consumer with its own package folder, so nothing from this run lands in (or is read
             // stale from) the user's global cache; already-downloaded dependencies come from that
-            // cache as a read-only fallback folder, the rest from the default feed.
+            // cache as a read-only fallback folder, the rest from the default feed (nuget.org, kept
+            // from the user's configuration) beside the packed folder.
             string app = Path.Combine(work, "QuickStart");
             string globalPackages = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } g ? g : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
             Dotnet(work, "new", "console", "-o", app, "--no-restore", "--force");
@@ -54,10 +55,11 @@ public partial class PackageTests
                 <?xml version="1.0" encoding="utf-8"?>
                 <configuration>
                   <config><add key="globalPackagesFolder" value="{Path.Combine(work, "packages")}" /></config>
+                  <packageSources><add key="packed" value="{feed}" /></packageSources>
                   <fallbackPackageFolders><add key="user" value="{globalPackages}" /></fallbackPackageFolders>
                 </configuration>
                 """);
-            Dotnet(app, "add", "package", "AscendCC.Runtime", "--source", feed, "--source", "https://api.nuget.org/v3/index.json");
+            Dotnet(app, "add", "package", "AscendCC.Runtime", "--source", feed);
             File.WriteAllText(Path.Combine(app, "Program.cs"), QuickStartFromReadme());
             string output = Dotnet(app, "run", "-c", "Release");
             Assert.That(output.Trim(), Does.EndWith("11 22 33"));

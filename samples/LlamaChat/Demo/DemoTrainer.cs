@@ -36,7 +36,7 @@ public sealed record DemoTrainingSettings(
     double LearningRate = 3e-3)
 {
     /// <summary>Bumped whenever the trainer's code changes what it produces, so old caches are not reused.</summary>
-    public const int TrainerVersion = 2;
+    public const int TrainerVersion = 3;
 
     /// <summary>The default demo.</summary>
     public static DemoTrainingSettings Default { get; } = new();
