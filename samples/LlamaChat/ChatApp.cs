@@ -121,7 +121,7 @@ public static class ChatApp
         {
             throw new ChatInputException($"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}; pass the tokenizer that belongs to {modelPath}");
         }
-        ChatFormat? format = ChatFormat.TryLoad(modelPath);
+        ChatFormat? format = options.Raw ? null : ChatFormat.TryLoad(modelPath);
         ui.Evidence("model", $"{modelName}: {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.NumKeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
 
         using ITranscriptWriter? transcript = options.Transcript is null ? null : TranscriptFiles.Open(options.Transcript);

@@ -21,11 +21,12 @@ internal static class ChatCommand
         mode.AcceptOnlyFromAmong("eager", "graph");
         var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };
         var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
+        var raw = new Option<bool>("--raw") { Description = "Feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model)." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic logging on stderr." };
 
         var root = new RootCommand("LlamaChat: confidential LLM chat on a simulated Ascend-style NPU (ASCEND-CC), every party in one process.")
         {
-            model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, noCc, mode, transcript, attack, verbose,
+            model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, noCc, mode, transcript, attack, raw, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -41,6 +42,7 @@ internal static class ChatCommand
             Mode = r.GetValue(mode) == "eager" ? ExecutionMode.Eager : ExecutionMode.Graph,
             Transcript = r.GetValue(transcript),
             Attack = r.GetValue(attack),
+            Raw = r.GetValue(raw),
             Verbose = r.GetValue(verbose),
         }));
         return root;

@@ -29,6 +29,8 @@ internal sealed record ChatOptions
 
     public string? Attack { get; init; }
 
+    public bool Raw { get; init; }
+
     public bool Verbose { get; init; }
 
     public SamplingOptions Sampling => new(Temperature, TopK, TopP, Seed);
