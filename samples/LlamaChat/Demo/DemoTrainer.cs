@@ -24,9 +24,9 @@ namespace LlamaChat.Demo;
 public sealed record DemoTrainingSettings(
     int Seed = 20240611,
     int Documents = 6000,
-    int Steps = 700,
+    int Steps = 1500,
     int BatchSize = 4,
-    int SequenceLength = 128,
+    int SequenceLength = 256,
     int Hidden = 64,
     int Intermediate = 172,
     int Layers = 4,
