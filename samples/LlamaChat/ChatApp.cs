@@ -174,6 +174,7 @@ public static class ChatApp
                 ui.Warning($"the conversation would be {context.Count} tokens; the context holds {engine.MaxContext}. Type /reset to start over.");
                 continue;
             }
+            ui.Console.Markup("[bold deepskyblue1]llama>[/]");
             Reply(ui, engine, conversation, options);
         }
         ReportTranscript(ui, transcript);

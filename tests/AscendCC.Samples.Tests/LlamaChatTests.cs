@@ -163,6 +163,18 @@ public class LlamaChatTests
             Assert.That(ids, Has.Count.EqualTo(text.Length + 1), "one token per character");
             Assert.That(tokenizer.Decode(ids), Is.EqualTo(text));
             Assert.That(tokenizer.Decode(tokenizer.Encode("naïve ☃", addBos: false)), Is.EqualTo("naïve ☃"), "characters outside the corpus go through byte fallback");
+
+            // Same settings, same bytes: the cache key (the settings' hash) names one model.
+            string again = Directory.CreateTempSubdirectory("llamachat-demo-smoke-").FullName;
+            try
+            {
+                DemoTrainer.Train(settings, again);
+                Assert.That(File.ReadAllBytes(Path.Combine(again, "model.safetensors")), Is.EqualTo(File.ReadAllBytes(Path.Combine(folder, "model.safetensors"))));
+            }
+            finally
+            {
+                Directory.Delete(again, recursive: true);
+            }
         }
         finally
         {
