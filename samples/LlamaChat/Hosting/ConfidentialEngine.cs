@@ -3,6 +3,7 @@ using AscendCC.Protocol.Measurements;
 using AscendCC.Protocol.Messages;
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Driver;
 using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Trusted.DataOwners;
@@ -82,7 +83,22 @@ internal sealed class ConfidentialEngine : IChatEngine
 
         // ---- host: stages ciphertext, has the device unlock it into locked HBM, loads the attested program ----
         ui.Step("cloud host", $"stages the package in HBM; the NPU locks its regions, unlocks {deployment.BuildProgram().Weights.Count} weights inside and attests the {mode} task list");
-        _llama = ui.Status("unlocking weights into locked HBM and attesting the task list", () => ConfidentialLlama.Load(npu.Runtime, deployment, package, manifestDigest, mode));
+        int weights = deployment.BuildProgram().Weights.Count;
+        IHostTranscript? transcript = npu.Runtime.Driver.Transcript;
+        _llama = ui.Progress("unlocking weights in the NPU", weights, report =>
+        {
+            var counting = new CountingTranscript(transcript, n => report(Math.Min(n, weights), $"{Math.Min(n, weights)}/{weights}"));
+            npu.Runtime.Driver.Transcript = counting;
+            try
+            {
+                return ConfidentialLlama.Load(npu.Runtime, deployment, package, manifestDigest, mode);
+            }
+            finally
+            {
+                counting.Muted = true;
+                npu.Runtime.Driver.Transcript = transcript;
+            }
+        });
         ui.Evidence("graph measurement (device accepted)", Convert.ToHexStringLower(deployment.BuildProgram().Program.Measure()));
         MaxContext = deployment.MaxContext;
     }
