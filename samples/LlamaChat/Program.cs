@@ -1,4 +1,8 @@
-// The LlamaChat sample arrives with issue 5; until then the main job says so plainly.
-Console.WriteLine("LlamaChat is not built yet: the confidential chat sample lands with issue 5.");
-Console.WriteLine("Run the tests with: dotnet test AscendCC.Runtime.sln -c Release");
-return 0;
+namespace LlamaChat;
+
+/// <summary>Entry point.</summary>
+public static class Program
+{
+    /// <summary>Runs LlamaChat on the process's console; returns the exit code.</summary>
+    public static int Main(string[] args) => ChatApp.Run(args, Console.Out, Console.Error, Console.In);
+}

@@ -1,0 +1,31 @@
+namespace LlamaChat.Attacks;
+
+/// <summary>One attack the sample can list or run.</summary>
+/// <param name="Name">Name for --attack.</param>
+/// <param name="Requirement">The security requirement it tests (R1..R6).</param>
+/// <param name="Description">What the malicious host tries.</param>
+internal sealed record AttackInfo(string Name, string Requirement, string Description);
+
+/// <summary>The outcome of running one attack.</summary>
+/// <param name="Blocked">True when the defence held.</param>
+/// <param name="Evidence">What the device or a party did that shows it.</param>
+internal sealed record AttackOutcome(bool Blocked, string Evidence);
+
+/// <summary>
+/// The sample's view of an attack catalog. The project's catalog (src/AscendCC.Attacks) plugs in
+/// behind this; until it is part of the build, <see cref="AttackCatalogs.Current"/> is null and
+/// --attack says so instead of inventing results.
+/// </summary>
+internal interface IAttackCatalog
+{
+    IReadOnlyList<AttackInfo> Attacks { get; }
+
+    AttackOutcome Run(string name);
+}
+
+/// <summary>Where --attack finds its catalog.</summary>
+internal static class AttackCatalogs
+{
+    /// <summary>The catalog in this build, or null when none is linked.</summary>
+    public static IAttackCatalog? Current { get; set; }
+}

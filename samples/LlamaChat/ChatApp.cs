@@ -1,0 +1,308 @@
+using System.Diagnostics;
+using AscendCC.Protocol.Attestation;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+using LlamaChat.Attacks;
+using LlamaChat.Demo;
+using LlamaChat.Hosting;
+using LlamaChat.Ui;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+
+namespace LlamaChat;
+
+/// <summary>
+/// LlamaChat's main job: parse the command line, obtain the model (the demo is trained on first
+/// run), play every party of a confidential inference and chat. Exit codes: 0 success, 1 bad input or
+/// a refused step, 2 a feature this build does not have.
+/// </summary>
+public static class ChatApp
+{
+    /// <summary>Prefill chunk: tokens per forward pass while reading the prompt.</summary>
+    private const int MaxBatchTokens = 64;
+
+    /// <summary>
+    /// KV cache cap, whatever the model's own maximum. 256 because the confidential program stages a
+    /// prompt record sized for the context's bucket while the data owner pads a prompt only to its own
+    /// bucket (at least 256 tokens); up to 256 the two always agree, above it a short prompt's record
+    /// is refused by the device as "truncated or padded by the relay".
+    /// </summary>
+    private const int ContextCap = 256;
+
+    /// <summary>Runs LlamaChat with explicit streams: the reply goes to <paramref name="stdout"/>; in one-shot mode everything else goes to <paramref name="stderr"/>.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader stdin)
+    {
+        ArgumentNullException.ThrowIfNull(stdout);
+        ArgumentNullException.ThrowIfNull(stderr);
+        var command = ChatCommand.Create(options => Execute(options, stdout, stderr, stdin));
+        return command.Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+    }
+
+    private static int Execute(ChatOptions options, TextWriter stdout, TextWriter stderr, TextReader stdin)
+    {
+        bool oneShot = options.Prompt is not null;
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(oneShot ? stderr : stdout) });
+        using ILoggerFactory logs = LoggerFactory.Create(b =>
+        {
+            if (options.Verbose)
+            {
+                b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Debug);
+                b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            }
+        });
+        var ui = new ChatUi(console, stdout, logs.CreateLogger("LlamaChat"));
+
+        if (options.Attack is not null)
+        {
+            return RunAttack(ui, stderr, options.Attack);
+        }
+        if (Validate(options) is { } problem)
+        {
+            ui.Error(problem);
+            return 1;
+        }
+        try
+        {
+            return Chat(ui, options, stdin);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or CheckpointFormatException or NotSupportedException
+            or FormatException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
+            or AscendCC.Runtime.Confidential.FirmwareMailboxException or AscendCC.Runtime.Trusted.Verification.AttestationFailedException
+            or AscendCC.Runtime.Driver.NpuException or ChatInputException)
+        {
+            ui.Error(e.Message);
+            ui.Logger.LogDebug(e, "details");
+            return 1;
+        }
+    }
+
+    private static string? Validate(ChatOptions o) =>
+        o.MaxTokens < 1 ? "--max-tokens must be at least 1."
+        : !(o.Temperature >= 0) ? "--temperature must be 0 (greedy) or positive."
+        : !(o.TopP > 0 && o.TopP <= 1) ? "--top-p must be in (0, 1]."
+        : o.TopK < 0 ? "--top-k must be 0 (off) or positive."
+        : null;
+
+    private static int RunAttack(ChatUi ui, TextWriter stderr, string name)
+    {
+        IAttackCatalog? catalog = AttackCatalogs.Current;
+        if (catalog is null)
+        {
+            // Say so rather than pretend: the attack catalog is a separate project not linked into this build.
+            stderr.WriteLine("attack catalog not available in this build (src/AscendCC.Attacks is not referenced by LlamaChat yet); no attack was run.");
+            return 2;
+        }
+        if (name == "list")
+        {
+            var table = new Table().AddColumns("name", "requirement", "description");
+            foreach (AttackInfo a in catalog.Attacks)
+            {
+                table.AddRow(Markup.Escape(a.Name), Markup.Escape(a.Requirement), Markup.Escape(a.Description));
+            }
+            ui.Console.Write(table);
+            return 0;
+        }
+        if (!catalog.Attacks.Any(a => a.Name == name))
+        {
+            ui.Error($"no attack named '{name}'; run --attack list");
+            return 1;
+        }
+        AttackOutcome outcome = catalog.Run(name);
+        ui.Line(outcome.Blocked ? $"[green]blocked[/] {Markup.Escape(outcome.Evidence)}" : $"[red]NOT blocked[/] {Markup.Escape(outcome.Evidence)}");
+        return outcome.Blocked ? 0 : 1;
+    }
+
+    private static int Chat(ChatUi ui, ChatOptions options, TextReader stdin)
+    {
+        (string modelPath, string modelName) = ResolveModel(ui, options);
+        using LlamaCheckpoint checkpoint = LlamaCheckpoint.Open(modelPath);
+        TextTokenizer tokenizer = LoadTokenizer(modelPath, options.Tokenizer, checkpoint);
+        if (tokenizer.VocabSize > checkpoint.Config.VocabSize)
+        {
+            throw new ChatInputException($"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}; pass the tokenizer that belongs to {modelPath}");
+        }
+        ChatFormat? format = options.Raw ? null : ChatFormat.TryLoad(modelPath);
+        ui.Evidence("model", $"{modelName}: {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.NumKeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
+
+        using ITranscriptWriter? transcript = options.Transcript is null ? null : TranscriptFiles.Open(options.Transcript);
+        int maxContext = Math.Min(checkpoint.Config.MaxPositionEmbeddings, ContextCap);
+        using var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
+        using IChatEngine engine = options.NoCc
+            ? new PlainEngine(ui, npu, checkpoint, options.Mode, maxContext, MaxBatchTokens)
+            : new ConfidentialEngine(ui, npu, checkpoint, modelName, options.Mode, maxContext, MaxBatchTokens);
+        IReadOnlyCollection<int> stop = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
+        var conversation = new Conversation(tokenizer, format, stop);
+
+        if (options.Prompt is { } prompt)
+        {
+            IReadOnlyList<int> context = conversation.AddUserTurn(prompt);
+            if (context.Count >= engine.MaxContext)
+            {
+                throw new ChatInputException($"the prompt is {context.Count} tokens; the context holds {engine.MaxContext}, so it must be at most {engine.MaxContext - 1}");
+            }
+            Reply(ui, engine, conversation, options);
+            ReportTranscript(ui, transcript);
+            return 0;
+        }
+
+        ui.Line("[bold]Chat[/] [grey](end a line with \\ to continue it; /reset starts over; /exit quits)[/]");
+        if (format is not null)
+        {
+            ui.Info($"this model was trained on turns written as \"{format.UserPrefix}<your text>{format.AssistantPrefix.Replace("\n", "\\n", StringComparison.Ordinal)}\"; the chat adds them for you");
+        }
+        while (true)
+        {
+            string? input = ReadTurn(ui, stdin);
+            if (input is null || input.Trim() == "/exit")
+            {
+                break;
+            }
+            if (input.Trim() == "/reset")
+            {
+                conversation.Reset();
+                ui.Info("context cleared");
+                continue;
+            }
+            if (input.Trim().Length == 0)
+            {
+                continue;
+            }
+            IReadOnlyList<int> context = conversation.AddUserTurn(input);
+            if (context.Count >= engine.MaxContext)
+            {
+                conversation.UndoUserTurn();
+                ui.Warning($"the conversation would be {context.Count} tokens; the context holds {engine.MaxContext}. Type /reset to start over.");
+                continue;
+            }
+            ui.Console.Markup("[bold deepskyblue1]llama>[/]");
+            Reply(ui, engine, conversation, options);
+        }
+        ReportTranscript(ui, transcript);
+        return 0;
+    }
+
+    private static void Reply(ChatUi ui, IChatEngine engine, Conversation conversation, ChatOptions options)
+    {
+        IReadOnlyList<int> context = conversation.Tokens;
+        int promptTokens = context.Count;
+        int budget = Math.Min(options.MaxTokens, engine.MaxContext - context.Count);
+        var stream = new ReplyDecoder(conversation.Tokenizer, context.Count > 0 ? context[^1] : -1);
+        var clock = Stopwatch.StartNew();
+        TimeSpan firstToken = TimeSpan.Zero;
+        var reply = new List<int>();
+        foreach (int token in engine.Generate(context, budget, options.Sampling, conversation.StopTokens))
+        {
+            if (reply.Count == 0)
+            {
+                firstToken = clock.Elapsed;
+            }
+            reply.Add(token);
+            ui.ReplyText(stream.Push(token));
+        }
+        TimeSpan total = clock.Elapsed;
+        ui.ReplyText(stream.Flush());
+        ui.ReplyEnd();
+        conversation.AddReply(reply);
+        double prefillSeconds = firstToken.TotalSeconds, decodeSeconds = (total - firstToken).TotalSeconds;
+        int decoded = Math.Max(0, reply.Count - 1);
+        ui.Info($"prefill {promptTokens} tok in {prefillSeconds:F2} s ({Rate(promptTokens, prefillSeconds)} tok/s) · decode {decoded} tok in {decodeSeconds:F2} s ({Rate(decoded, decodeSeconds)} tok/s)");
+    }
+
+    private static string Rate(int tokens, double seconds) => seconds > 0 ? (tokens / seconds).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "-";
+
+    private static void ReportTranscript(ChatUi ui, ITranscriptWriter? transcript)
+    {
+        if (transcript is not null)
+        {
+            ui.Evidence("transcript", $"{transcript.Records:N0} records, {transcript.Bytes:N0} bytes the host handled");
+        }
+    }
+
+    private static string? ReadTurn(ChatUi ui, TextReader stdin)
+    {
+        ui.Console.Markup("[bold green]you>[/] ");
+        var text = new System.Text.StringBuilder();
+        while (true)
+        {
+            string? line = stdin.ReadLine();
+            if (line is null)
+            {
+                return text.Length > 0 ? text.ToString() : null;
+            }
+            if (line.EndsWith('\\'))
+            {
+                text.Append(line.AsSpan(0, line.Length - 1)).Append('\n');
+                ui.Console.Markup("[grey]...>[/] ");
+                continue;
+            }
+            text.Append(line);
+            return text.ToString();
+        }
+    }
+
+    private static (string Path, string Name) ResolveModel(ChatUi ui, ChatOptions options)
+    {
+        if (options.Model is { } path)
+        {
+            if (!File.Exists(path) && !Directory.Exists(path))
+            {
+                throw new ChatInputException($"model not found: {Path.GetFullPath(path)}. Pass a Hugging Face model folder or a llama2.c .bin file, or omit --model for the demo.");
+            }
+            return (path, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(path))));
+        }
+        DemoTrainingSettings settings = DemoTrainingSettings.Default;
+        string cacheRoot = DemoTrainer.DefaultCacheRoot;
+        ui.Step("model provider", $"obtains the demo Llama (TorchSharp, trained on a generated corpus; cache {cacheRoot})");
+        DemoModelResult result = File.Exists(Path.Combine(cacheRoot, settings.Hash(), "model.safetensors"))
+            ? DemoTrainer.GetOrTrain(settings, cacheRoot)
+            : ui.Progress("training", settings.Steps, report => DemoTrainer.GetOrTrain(settings, cacheRoot,
+                new InlineProgress<TrainingProgress>(p => report(p.Step, $"step {p.Step}/{p.Steps} loss {p.Loss:F3}"))));
+        ui.Evidence("demo model", result.FromCache
+            ? $"cached at {result.Folder}"
+            : $"trained in {result.Elapsed.TotalSeconds:F0} s, final loss {result.FinalLoss:F3}, saved to {result.Folder}");
+        return (result.Folder, "llamachat-demo");
+    }
+
+    private static TextTokenizer LoadTokenizer(string modelPath, string? tokenizerPath, LlamaCheckpoint checkpoint)
+    {
+        if (tokenizerPath is not null)
+        {
+            return TextTokenizer.Load(tokenizerPath);
+        }
+        if (checkpoint.Layout == CheckpointLayout.Llama2c)
+        {
+            string folder = Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
+            if (!Directory.EnumerateFiles(folder, "tok*.bin").Any() && !File.Exists(Path.Combine(folder, "tokenizer.model")) && !File.Exists(Path.Combine(folder, "tokenizer.json")))
+            {
+                throw new ChatInputException($"{modelPath} is a llama2.c checkpoint and {folder} has no tokenizer; pass --tokenizer PATH (tok*.bin, tokenizer.model or tokenizer.json)");
+            }
+            return TextTokenizer.Load(folder);
+        }
+        return TextTokenizer.Load(modelPath);
+    }
+
+    /// <summary>IProgress that calls back synchronously (Progress&lt;T&gt; would post to a thread pool).</summary>
+    private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}
+
+/// <summary>Input the chat cannot use (bad model path, prompt too long, mismatched tokenizer).</summary>
+public sealed class ChatInputException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public ChatInputException(string message) : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public ChatInputException()
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public ChatInputException(string message, Exception innerException) : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,50 @@
+using System.CommandLine;
+using AscendCC.Runtime.Llama;
+
+namespace LlamaChat;
+
+/// <summary>The command line (System.CommandLine 2.0): options, validation, and the hand-off to <see cref="ChatApp"/>.</summary>
+internal static class ChatCommand
+{
+    public static RootCommand Create(Func<ChatOptions, int> run)
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "Hugging Face model folder, or a llama2.c .bin (with --tokenizer). Default: the demo Llama, trained on first run and cached." };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (tokenizer.json, tokenizer.model or llama2.c tok*.bin) when it is not in the model folder." };
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "One-shot: answer this prompt, print the reply on stdout and exit." };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per reply.", DefaultValueFactory = _ => 128 };
+        var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 0.8f };
+        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold; 1 = off.", DefaultValueFactory = _ => 0.9f };
+        var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens; 0 = off.", DefaultValueFactory = _ => 0 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the device's sampler.", DefaultValueFactory = _ => 42UL };
+        var noCc = new Option<bool>("--no-cc") { Description = "Same device with confidential computing off: plaintext weights and tokens (for comparison)." };
+        var mode = new Option<string>("--mode") { Description = "eager (op by op, each checked against the attested list) or graph (one attested task list).", DefaultValueFactory = _ => "graph" };
+        mode.AcceptOnlyFromAmong("eager", "graph");
+        var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };
+        var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
+        var raw = new Option<bool>("--raw") { Description = "Feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model)." };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic logging on stderr." };
+
+        var root = new RootCommand("LlamaChat: confidential LLM chat on a simulated Ascend-style NPU (ASCEND-CC), every party in one process.")
+        {
+            model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, noCc, mode, transcript, attack, raw, verbose,
+        };
+        root.SetAction(r => run(new ChatOptions
+        {
+            Model = r.GetValue(model),
+            Tokenizer = r.GetValue(tokenizer),
+            Prompt = r.GetValue(prompt),
+            MaxTokens = r.GetValue(maxTokens),
+            Temperature = r.GetValue(temperature),
+            TopP = r.GetValue(topP),
+            TopK = r.GetValue(topK),
+            Seed = r.GetValue(seed),
+            NoCc = r.GetValue(noCc),
+            Mode = r.GetValue(mode) == "eager" ? ExecutionMode.Eager : ExecutionMode.Graph,
+            Transcript = r.GetValue(transcript),
+            Attack = r.GetValue(attack),
+            Raw = r.GetValue(raw),
+            Verbose = r.GetValue(verbose),
+        }));
+        return root;
+    }
+}

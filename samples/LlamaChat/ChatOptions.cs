@@ -1,0 +1,37 @@
+using AscendCC.Runtime.Llama;
+
+namespace LlamaChat;
+
+/// <summary>The parsed command line.</summary>
+internal sealed record ChatOptions
+{
+    public string? Model { get; init; }
+
+    public string? Tokenizer { get; init; }
+
+    public string? Prompt { get; init; }
+
+    public int MaxTokens { get; init; } = 128;
+
+    public float Temperature { get; init; } = 0.8f;
+
+    public float TopP { get; init; } = 0.9f;
+
+    public int TopK { get; init; }
+
+    public ulong Seed { get; init; } = 42;
+
+    public bool NoCc { get; init; }
+
+    public ExecutionMode Mode { get; init; } = ExecutionMode.Graph;
+
+    public string? Transcript { get; init; }
+
+    public string? Attack { get; init; }
+
+    public bool Raw { get; init; }
+
+    public bool Verbose { get; init; }
+
+    public SamplingOptions Sampling => new(Temperature, TopK, TopP, Seed);
+}

@@ -1,0 +1,87 @@
+using AscendCC.Runtime.Models;
+using LlamaChat.Demo;
+
+namespace LlamaChat;
+
+/// <summary>
+/// The chat history as a running token context: BOS, each user turn (wrapped in the model's turn
+/// format when it has one) and each reply, re-sent whole every turn — the data owner seals the whole
+/// context each time, so the device keeps no conversation state between turns.
+/// </summary>
+internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, IReadOnlyCollection<int> stopTokens)
+{
+    private readonly List<int> _tokens = [];
+    private int _beforeTurn;
+    private bool _endedWithStop;
+
+    public TextTokenizer Tokenizer => tokenizer;
+
+    public IReadOnlyCollection<int> StopTokens => stopTokens;
+
+    public IReadOnlyList<int> Tokens => _tokens;
+
+    public IReadOnlyList<int> AddUserTurn(string text)
+    {
+        _beforeTurn = _tokens.Count;
+        string turn = format is null ? text : format.UserPrefix + text + format.AssistantPrefix;
+        // A reply that ended with end-of-sequence closed a document; the next turn opens a new one, as in training.
+        bool newDocument = _tokens.Count == 0 || _endedWithStop;
+        _tokens.AddRange(tokenizer.Encode(turn, addBos: newDocument));
+        return _tokens;
+    }
+
+    public void UndoUserTurn() => _tokens.RemoveRange(_beforeTurn, _tokens.Count - _beforeTurn);
+
+    public void AddReply(IReadOnlyList<int> reply)
+    {
+        _tokens.AddRange(reply);
+        _endedWithStop = reply.Count > 0 && stopTokens.Contains(reply[^1]);
+    }
+
+    public void Reset()
+    {
+        _tokens.Clear();
+        _endedWithStop = false;
+    }
+}
+
+/// <summary>
+/// Turns streamed token ids into text: decodes the reply with the token before it as an anchor (so a
+/// leading "▁" keeps its space) and holds back an incomplete UTF-8 sequence until its last byte arrives.
+/// </summary>
+internal sealed class ReplyDecoder(TextTokenizer tokenizer, int anchor)
+{
+    private readonly List<int> _ids = anchor >= 0 ? [anchor] : [];
+    private readonly string _anchorText = anchor >= 0 ? tokenizer.Decode([anchor]) : "";
+    private int _emitted;
+
+    public string Push(int token)
+    {
+        _ids.Add(token);
+        string text = Current();
+        if (text.EndsWith('\uFFFD'))
+        {
+            return "";
+        }
+        return Take(text);
+    }
+
+    public string Flush() => Take(Current());
+
+    private string Current()
+    {
+        string all = tokenizer.Decode(_ids);
+        return all.StartsWith(_anchorText, StringComparison.Ordinal) ? all[_anchorText.Length..] : all;
+    }
+
+    private string Take(string text)
+    {
+        if (text.Length <= _emitted)
+        {
+            return "";
+        }
+        string fresh = text[_emitted..];
+        _emitted = text.Length;
+        return fresh;
+    }
+}

@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using AscendCC.Runtime.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LlamaChat.Demo;
+
+/// <summary>Everything that decides the demo model's weights; its hash names the cache folder.</summary>
+/// <param name="Seed">Seeds the corpus, the initialisation and the batch order.</param>
+/// <param name="Documents">Corpus size in documents.</param>
+/// <param name="Steps">Optimizer steps.</param>
+/// <param name="BatchSize">Sequences per step.</param>
+/// <param name="SequenceLength">Tokens per sequence.</param>
+/// <param name="Hidden">Model width.</param>
+/// <param name="Intermediate">MLP width.</param>
+/// <param name="Layers">Decoder blocks.</param>
+/// <param name="Heads">Query heads.</param>
+/// <param name="KvHeads">Key/value heads.</param>
+/// <param name="MaxPositions">Context the model is exported with.</param>
+/// <param name="LearningRate">Peak AdamW learning rate.</param>
+public sealed record DemoTrainingSettings(
+    int Seed = 20240611,
+    int Documents = 6000,
+    int Steps = 1500,
+    int BatchSize = 4,
+    int SequenceLength = 256,
+    int Hidden = 64,
+    int Intermediate = 172,
+    int Layers = 4,
+    int Heads = 4,
+    int KvHeads = 2,
+    int MaxPositions = 256,
+    double LearningRate = 3e-3)
+{
+    /// <summary>Bumped whenever the trainer's code changes what it produces, so old caches are not reused.</summary>
+    public const int TrainerVersion = 3;
+
+    /// <summary>The default demo.</summary>
+    public static DemoTrainingSettings Default { get; } = new();
+
+    /// <summary>A short hash of the settings and trainer version (the cache folder's name).</summary>
+    public string Hash()
+    {
+        byte[] digest = SHA256.HashData(Encoding.UTF8.GetBytes($"v{TrainerVersion}:{JsonSerializer.Serialize(this)}"));
+        return Convert.ToHexStringLower(digest)[..16];
+    }
+}
+
+/// <summary>One point of training progress.</summary>
+/// <param name="Step">Steps done.</param>
+/// <param name="Steps">Total steps.</param>
+/// <param name="Loss">Loss of the last step.</param>
+public readonly record struct TrainingProgress(int Step, int Steps, double Loss);
+
+/// <summary>What training produced.</summary>
+/// <param name="Folder">The Hugging Face folder (config.json, model.safetensors, tokenizer.json).</param>
+/// <param name="FromCache">True when an earlier run's model was reused.</param>
+/// <param name="Elapsed">Training time (zero from cache).</param>
+/// <param name="FinalLoss">Mean loss over the last steps (NaN from cache).</param>
+public sealed record DemoModelResult(string Folder, bool FromCache, TimeSpan Elapsed, double FinalLoss);
+
+/// <summary>
+/// The model provider's training job for the demo: generates the corpus, builds the tokenizer,
+/// trains the TorchSharp Llama deterministically on the CPU and saves a Hugging Face folder.
+/// </summary>
+public static class DemoTrainer
+{
+    /// <summary>Marker file the chat reads to wrap user turns in the format the demo was trained on.</summary>
+    public const string ChatFormatFile = "llamachat.json";
+
+    /// <summary>The default cache root: $XDG_CACHE_HOME or ~/.cache, then ascendcc/llamachat-demo.</summary>
+    public static string DefaultCacheRoot =>
+        Path.Combine(
+            Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+            "ascendcc", "llamachat-demo");
+
+    /// <summary>Returns the cached model for <paramref name="settings"/> or trains and caches it.</summary>
+    public static DemoModelResult GetOrTrain(DemoTrainingSettings settings, string cacheRoot, IProgress<TrainingProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        string folder = Path.Combine(cacheRoot, settings.Hash());
+        if (File.Exists(Path.Combine(folder, "model.safetensors")))
+        {
+            return new DemoModelResult(folder, FromCache: true, TimeSpan.Zero, double.NaN);
+        }
+        // Train into a private folder and rename at the end, so an interrupted run never leaves a
+        // half-written model that a later run would trust.
+        string staging = Path.Combine(cacheRoot, $"{settings.Hash()}.tmp-{Environment.ProcessId}");
+        Directory.CreateDirectory(staging);
+        try
+        {
+            (TimeSpan elapsed, double loss) = Train(settings, staging, progress);
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+            Directory.Move(staging, folder);
+            return new DemoModelResult(folder, FromCache: false, elapsed, loss);
+        }
+        finally
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+        }
+    }
+
+    /// <summary>Trains into <paramref name="folder"/>; returns the training time and the mean loss of the last tenth of the steps.</summary>
+    public static (TimeSpan Elapsed, double FinalLoss) Train(DemoTrainingSettings settings, string folder, IProgress<TrainingProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var clock = Stopwatch.StartNew();
+        IReadOnlyList<string> corpus = DemoCorpus.Generate(settings.Seed, settings.Documents);
+        (string tokenizerJson, int vocabSize) = DemoTokenizer.Build(corpus);
+        string tokenizerPath = Path.Combine(folder, "tokenizer.json");
+        File.WriteAllText(tokenizerPath, tokenizerJson);
+        // Encode with the runtime's own tokenizer: the ids the model learns are exactly the ids the chat will feed it.
+        TextTokenizer tokenizer = TextTokenizer.Load(tokenizerPath);
+        var stream = new List<int>();
+        foreach (string doc in corpus)
+        {
+            stream.AddRange(tokenizer.Encode(doc, addBos: true));
+            stream.Add(DemoTokenizer.Eos);
+        }
+
+        var shape = new DemoShape(vocabSize, settings.Hidden, settings.Intermediate, settings.Layers, settings.Heads, settings.KvHeads, settings.MaxPositions);
+        torch.manual_seed(settings.Seed);
+        using var model = new DemoLlama(shape);
+        using var optimizer = optim.AdamW(model.parameters(), lr: settings.LearningRate, weight_decay: 0.01);
+        var order = new Random(settings.Seed);
+        int t = settings.SequenceLength, batch = settings.BatchSize;
+        var inputs = new long[batch * t];
+        var targets = new long[batch * t];
+        double tail = 0;
+        int tailCount = 0, tailFrom = settings.Steps - Math.Max(1, settings.Steps / 10);
+        int warmup = Math.Max(1, settings.Steps / 20);
+        for (int step = 0; step < settings.Steps; step++)
+        {
+            for (int b = 0; b < batch; b++)
+            {
+                int start = order.Next(stream.Count - t - 1);
+                for (int i = 0; i < t; i++)
+                {
+                    inputs[b * t + i] = stream[start + i];
+                    targets[b * t + i] = stream[start + i + 1];
+                }
+            }
+            // Linear warm-up, then cosine decay to a tenth of the peak.
+            double lr = step < warmup
+                ? settings.LearningRate * (step + 1) / warmup
+                : settings.LearningRate * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * (step - warmup) / Math.Max(1, settings.Steps - warmup))));
+            foreach (var group in optimizer.ParamGroups)
+            {
+                group.LearningRate = lr;
+            }
+            double loss;
+            using (var scope = NewDisposeScope())
+            {
+                var x = tensor(inputs, [batch, t]);
+                var y = tensor(targets, [batch * t]);
+                var logits = model.call(x).view(batch * t, vocabSize);
+                var l = nn.functional.cross_entropy(logits, y);
+                optimizer.zero_grad();
+                l.backward();
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0);
+                optimizer.step();
+                loss = l.item<float>();
+            }
+            if (step >= tailFrom)
+            {
+                tail += loss;
+                tailCount++;
+            }
+            progress?.Report(new TrainingProgress(step + 1, settings.Steps, loss));
+        }
+
+        var tensors = new List<(string, long[], float[])>();
+        foreach (var (name, p) in model.named_parameters())
+        {
+            // The DemoLlama wrapper adds no prefix of its own: its "model" field is Hugging Face's "model".
+            using var cpu = p.detach().cpu().contiguous();
+            tensors.Add((name, cpu.shape, cpu.data<float>().ToArray()));
+        }
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
+        var config = new LlamaConfig
+        {
+            Architecture = "LlamaForCausalLM",
+            ModelType = "llama",
+            HiddenSize = shape.Hidden,
+            IntermediateSize = shape.Intermediate,
+            NumHiddenLayers = shape.Layers,
+            NumAttentionHeads = shape.Heads,
+            NumKeyValueHeads = shape.KvHeads,
+            VocabSize = vocabSize,
+            MaxPositionEmbeddings = shape.MaxPositions,
+            RmsNormEps = shape.RmsEps,
+            RopeTheta = shape.RopeTheta,
+            TieWordEmbeddings = true,
+            BosTokenId = DemoTokenizer.Bos,
+            EosTokenIds = [DemoTokenizer.Eos],
+            TorchDtype = "float32",
+        };
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
+        File.WriteAllText(Path.Combine(folder, ChatFormatFile), JsonSerializer.Serialize(new ChatFormat(DemoCorpus.QuestionPrefix, DemoCorpus.AnswerPrefix)));
+        File.WriteAllText(Path.Combine(folder, "training.json"), JsonSerializer.Serialize(new { settings, trainerVersion = DemoTrainingSettings.TrainerVersion, seconds = clock.Elapsed.TotalSeconds, finalLoss = tail / Math.Max(1, tailCount) }));
+        return (clock.Elapsed, tail / Math.Max(1, tailCount));
+    }
+}
+
+/// <summary>How the chat wraps a user turn for a model trained on a turn format.</summary>
+/// <param name="UserPrefix">Text before the user's words.</param>
+/// <param name="AssistantPrefix">Text after them, after which the model answers.</param>
+public sealed record ChatFormat(string UserPrefix, string AssistantPrefix)
+{
+    /// <summary>Reads <see cref="DemoTrainer.ChatFormatFile"/> from a model folder, or null when it has none.</summary>
+    public static ChatFormat? TryLoad(string modelPath)
+    {
+        string file = Path.Combine(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!, DemoTrainer.ChatFormatFile);
+        return File.Exists(file) ? JsonSerializer.Deserialize<ChatFormat>(File.ReadAllText(file)) : null;
+    }
+}

@@ -1,0 +1,178 @@
+using AscendCC.Protocol.Firmware;
+using AscendCC.Protocol.Measurements;
+using AscendCC.Protocol.Messages;
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Driver;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Trusted.DataOwners;
+using AscendCC.Runtime.Trusted.ModelProviders;
+using AscendCC.Runtime.Trusted.Verification;
+using LlamaChat.Ui;
+using Microsoft.Extensions.Logging;
+
+namespace LlamaChat.Hosting;
+
+/// <summary>
+/// Confidential chat, every party in one process but apart: the model provider exports the
+/// checkpoint as an encrypted package and releases its key only to the attested NPU; the host stages
+/// the package and relays records; the data owner attests the NPU on its own channel, seals the
+/// prompt and opens the sealed tokens. The host-side objects (ConfidentialLlama, mailbox) never
+/// receive a key, a weight or a plaintext token.
+/// </summary>
+internal sealed class ConfidentialEngine : IChatEngine
+{
+    private readonly ChatUi _ui;
+    private readonly SimulatedNpu _npu;
+    private readonly ConfidentialLlama _llama;
+    private DataOwnerSession? _owner;
+    private int _ownerSession;
+
+    public ConfidentialEngine(ChatUi ui, SimulatedNpu npu, LlamaCheckpoint checkpoint, string modelName, ExecutionMode mode, int maxContext, int maxBatchTokens)
+    {
+        _ui = ui;
+        _npu = npu;
+        var deployment = new LlamaDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, WeightPrecision.F32);
+        byte[] package;
+        byte[] manifestDigest;
+
+        // ---- model provider: plaintext weights exist only inside this block ----
+        using (var provider = ModelProvider.Create())
+        {
+            ui.Step("model provider", $"exports '{modelName}' as a confidential package (AES-256-GCM chunks, signed manifest)");
+            var policy = new ReleasePolicy(npu.Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(npu.Firmware.Encode())], ReleasePolicy.RootDigest(npu.Manufacturer.RootCertificate));
+            int total = deployment.BuildProgram().Weights.Count;
+            using var output = new MemoryStream();
+            ProtectedModel model = ui.Progress("encrypting weights", total, report =>
+            {
+                int done = 0;
+                return LlamaPackageExporter.Export(provider, deployment, name =>
+                {
+                    report(++done, name);
+                    return TensorData.FromCheckpoint(checkpoint.GetTensor(name));
+                }, policy, output, modelName);
+            });
+            using (model)
+            {
+                package = output.ToArray();
+                ui.Evidence("package", $"{package.Length:N0} bytes, {model.Manifest.Items.Count} items");
+                ui.Evidence("manifest digest", Convert.ToHexStringLower(model.Manifest.Digest.Span));
+                ui.Evidence("expected graph measurement (signed)", Convert.ToHexStringLower(model.Manifest.ExpectedGraphMeasurement.Span));
+                ui.Evidence("release policy", $"SVN >= {policy.MinimumSvn}, firmware pinned, manufacturer root pinned, CC on, debug locked");
+
+                ui.Step("model provider", "attests the NPU against the package's release policy and releases the model key into it");
+                using KeyReleaseSession release = provider.BeginKeyRelease(model, npu.Verifier);
+                byte[] open;
+                try
+                {
+                    open = release.Attest(npu.Mailbox.GetHello(release.Nonce.Span));
+                }
+                finally
+                {
+                    if (release.Result is { } r)
+                    {
+                        ShowAttestation(r);
+                    }
+                }
+                (int session, byte[] accept) = npu.Mailbox.AcceptChannel(open);
+                manifestDigest = npu.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
+                ui.Evidence("device confirms key for manifest", Convert.ToHexStringLower(manifestDigest));
+            }
+        }
+
+        // ---- host: stages ciphertext, has the device unlock it into locked HBM, loads the attested program ----
+        ui.Step("cloud host", $"stages the package in HBM; the NPU locks its regions, unlocks {deployment.BuildProgram().Weights.Count} weights inside and attests the {mode} task list");
+        int weights = deployment.BuildProgram().Weights.Count;
+        IHostTranscript? transcript = npu.Runtime.Driver.Transcript;
+        _llama = ui.Progress("unlocking weights in the NPU", weights, report =>
+        {
+            var counting = new CountingTranscript(transcript, n => report(Math.Min(n, weights), $"{Math.Min(n, weights)}/{weights}"));
+            npu.Runtime.Driver.Transcript = counting;
+            try
+            {
+                return ConfidentialLlama.Load(npu.Runtime, deployment, package, manifestDigest, mode);
+            }
+            finally
+            {
+                counting.Muted = true;
+                npu.Runtime.Driver.Transcript = transcript;
+            }
+        });
+        ui.Evidence("graph measurement (device accepted)", Convert.ToHexStringLower(deployment.BuildProgram().Program.Measure()));
+        MaxContext = deployment.MaxContext;
+    }
+
+    public int MaxContext { get; }
+
+    public IEnumerable<int> Generate(IReadOnlyList<int> context, int maxTokens, SamplingOptions sampling, IReadOnlyCollection<int> stopTokens)
+    {
+        DataOwnerSession owner = EnsureDataOwner();
+        int[] prompt = context.ToArray();
+        // ---- data owner: seals the prompt; the host learns only its token count ----
+        byte[] sealedPrompt = owner.EncryptPrompt(prompt);
+        _ui.Logger.LogDebug("data owner sealed {Tokens} prompt tokens into {Bytes} bytes", prompt.Length, sealedPrompt.Length);
+        foreach (byte[] record in _llama.Generate(_ownerSession, sealedPrompt, prompt.Length, maxTokens, sampling))
+        {
+            // ---- the host relayed a sealed record; only the data owner opens it ----
+            TokenMessage token = owner.DecryptToken(record);
+            yield return token.TokenId;
+            if (stopTokens.Contains(token.TokenId))
+            {
+                yield break;
+            }
+        }
+    }
+
+    private DataOwnerSession EnsureDataOwner()
+    {
+        if (_owner is not null)
+        {
+            return _owner;
+        }
+        _ui.Step("data owner", "attests the NPU on its own channel (default policy: CC on, debug locked, manufacturer-signed firmware)");
+        var owner = new DataOwnerSession(_npu.Verifier);
+        try
+        {
+            byte[] open;
+            try
+            {
+                open = owner.Attest(_npu.Mailbox.GetHello(owner.Nonce.Span));
+            }
+            finally
+            {
+                if (owner.Result is { } r)
+                {
+                    ShowAttestation(r);
+                }
+            }
+            (int session, byte[] accept) = _npu.Mailbox.AcceptChannel(open);
+            owner.Complete(accept);
+            _ui.Evidence("data owner channel", $"device session {session}, ECDH P-384 + HKDF, AES-256-GCM per direction");
+            _owner = owner;
+            _ownerSession = session;
+            return owner;
+        }
+        catch
+        {
+            owner.Dispose();
+            throw;
+        }
+    }
+
+    private void ShowAttestation(AttestationResult result)
+    {
+        if (result.Report is { } report)
+        {
+            _ui.Evidence("firmware measurement (attested)", report.Measurements.ToHex(MeasurementRegisterId.Firmware));
+            _ui.Evidence("firmware", $"version {report.FirmwareVersion}, SVN {report.FirmwareSvn}, CC {report.CcMode}, debug {report.DebugState}");
+        }
+        _ui.Checks(result);
+    }
+
+    public void Dispose()
+    {
+        _owner?.Dispose();
+        _llama.Dispose();
+    }
+}

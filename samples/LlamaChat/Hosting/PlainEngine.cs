@@ -1,0 +1,35 @@
+using AscendCC.Device;
+using AscendCC.Runtime.Acl;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+using LlamaChat.Ui;
+
+namespace LlamaChat.Hosting;
+
+/// <summary>
+/// --no-cc: the same device booted with confidential computing off; the host uploads plaintext
+/// weights and reads plaintext tokens (LlamaDeviceModel). For comparison only — nothing is protected.
+/// </summary>
+internal sealed class PlainEngine : IChatEngine
+{
+    private readonly LlamaDeviceModel _model;
+
+    public PlainEngine(ChatUi ui, SimulatedNpu npu, LlamaCheckpoint checkpoint, ExecutionMode mode, int maxContext, int maxBatchTokens)
+    {
+        ui.Step("host", "uploads plaintext weights (CC off: the host can read every byte)");
+        _model = ui.Status("uploading weights", () => LlamaDeviceModel.Load(npu.Runtime, checkpoint, new LlamaDeviceOptions
+        {
+            Mode = mode,
+            MaxContext = maxContext,
+            MaxBatchTokens = maxBatchTokens,
+        }));
+        ui.Evidence("graph measurement (informational; nothing checks it with CC off)", Convert.ToHexStringLower(_model.Program.Measure()));
+    }
+
+    public int MaxContext => _model.MaxContext;
+
+    public IEnumerable<int> Generate(IReadOnlyList<int> context, int maxTokens, SamplingOptions sampling, IReadOnlyCollection<int> stopTokens) =>
+        _model.Generate(context, maxTokens, sampling, stopTokens);
+
+    public void Dispose() => _model.Dispose();
+}

@@ -1,0 +1,100 @@
+using AscendCC.Runtime.Trusted.Verification;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+
+namespace LlamaChat.Ui;
+
+/// <summary>
+/// The terminal: each party's step with its evidence, verifier checks, progress bars, and the reply
+/// stream. The reply goes to its own writer so a one-shot run can pipe just the answer.
+/// </summary>
+internal sealed class ChatUi
+{
+    private readonly IAnsiConsole _console;
+    private readonly TextWriter _reply;
+
+    public ChatUi(IAnsiConsole console, TextWriter reply, ILogger logger)
+    {
+        _console = console;
+        _reply = reply;
+        Logger = logger;
+    }
+
+    /// <summary>Diagnostics shown with --verbose.</summary>
+    public ILogger Logger { get; }
+
+    public IAnsiConsole Console => _console;
+
+    /// <summary>A party starts a step.</summary>
+    public void Step(string party, string what)
+    {
+        _console.MarkupLine($"[bold deepskyblue1]{Spectre.Console.Markup.Escape(party)}[/] [grey]>[/] {Spectre.Console.Markup.Escape(what)}");
+        Logger.LogDebug("{Party}: {Step}", party, what);
+    }
+
+    /// <summary>A piece of evidence for the step.</summary>
+    public void Evidence(string label, string value) =>
+        _console.MarkupLine($"    [grey]{Spectre.Console.Markup.Escape(label)}:[/] [white]{Spectre.Console.Markup.Escape(value)}[/]");
+
+    /// <summary>Every named verifier check with pass/fail.</summary>
+    public void Checks(AttestationResult result)
+    {
+        foreach (CheckResult check in result.Checks)
+        {
+            string mark = check.Passed ? "[green]PASS[/]" : "[red]FAIL[/]";
+            _console.MarkupLine($"    {mark} {Spectre.Console.Markup.Escape(check.Check.ToString())} [grey]{Spectre.Console.Markup.Escape(check.Detail)}[/]");
+        }
+        _console.MarkupLine(result.PolicySatisfied ? "    [green]policy satisfied[/]" : "    [red]policy NOT satisfied[/]");
+    }
+
+    public void Warning(string text) => _console.MarkupLine($"[yellow]{Spectre.Console.Markup.Escape(text)}[/]");
+
+    public void Error(string text) => _console.MarkupLine($"[red]error:[/] {Spectre.Console.Markup.Escape(text)}");
+
+    public void Info(string text) => _console.MarkupLine($"[grey]{Spectre.Console.Markup.Escape(text)}[/]");
+
+    public void Line(string markup) => _console.MarkupLine(markup);
+
+    /// <summary>Runs <paramref name="work"/> under a progress bar of <paramref name="total"/> units; work reports (done, description).</summary>
+    public T Progress<T>(string label, double total, Func<Action<double, string?>, T> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        T result = default!;
+        _console.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                ProgressTask task = ctx.AddTask(Spectre.Console.Markup.Escape(label), maxValue: Math.Max(1, total));
+                result = work((done, description) =>
+                {
+                    task.Value = done;
+                    if (description is not null)
+                    {
+                        task.Description = Spectre.Console.Markup.Escape($"{label} {description}");
+                    }
+                });
+                task.Value = task.MaxValue;
+            });
+        return result;
+    }
+
+    /// <summary>Runs <paramref name="work"/> under a spinner (for steps that report no progress).</summary>
+    public T Status<T>(string label, Func<T> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        T result = default!;
+        _console.Status().Start(Spectre.Console.Markup.Escape(label), _ => result = work());
+        return result;
+    }
+
+    /// <summary>Streams reply text as it is decoded.</summary>
+    public void ReplyText(string text)
+    {
+        _reply.Write(text);
+        _reply.Flush();
+    }
+
+    public void ReplyEnd() => _reply.WriteLine();
+}
