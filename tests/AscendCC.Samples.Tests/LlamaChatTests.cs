@@ -124,12 +124,19 @@ public class LlamaChatTests
     }
 
     [Test]
-    public void AttackWithoutTheCatalogSaysSoAndExits2()
+    public void AttackListShowsTheCatalogAndAnAttackRunsBlocked()
     {
         var (exit, stdout, stderr) = RunChat("--attack", "list");
-        Assert.That(exit, Is.EqualTo(2));
-        Assert.That(stdout, Is.Empty);
-        Assert.That(stderr, Does.Contain("attack catalog not available in this build"));
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        string listing = stdout + stderr;
+        int listed = AscendCC.Attacks.AttackCatalog.All.Count(a => listing.Contains(a.Name, StringComparison.Ordinal));
+        Assert.That(listed, Is.GreaterThanOrEqualTo(10), listing);
+
+        (exit, stdout, stderr) = RunChat("--attack", "R3_D2HFromWeights");
+        Assert.That(exit, Is.EqualTo(0), stdout + stderr);
+        Assert.That(stdout + stderr, Does.Contain("blocked").And.Contain("R3"));
+
+        Assert.That(RunChat("--attack", "NoSuchAttack").Exit, Is.EqualTo(1));
     }
 
     [Test]

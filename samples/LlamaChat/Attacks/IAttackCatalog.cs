@@ -12,9 +12,8 @@ internal sealed record AttackInfo(string Name, string Requirement, string Descri
 internal sealed record AttackOutcome(bool Blocked, string Evidence);
 
 /// <summary>
-/// The sample's view of an attack catalog. The project's catalog (src/AscendCC.Attacks) plugs in
-/// behind this; until it is part of the build, <see cref="AttackCatalogs.Current"/> is null and
-/// --attack says so instead of inventing results.
+/// The sample's view of an attack catalog; the project's catalog (src/AscendCC.Attacks) plugs in
+/// behind it, and tests may substitute their own.
 /// </summary>
 internal interface IAttackCatalog
 {
@@ -27,5 +26,5 @@ internal interface IAttackCatalog
 internal static class AttackCatalogs
 {
     /// <summary>The catalog in this build, or null when none is linked.</summary>
-    public static IAttackCatalog? Current { get; set; }
+    public static IAttackCatalog? Current { get; set; } = new ProjectAttackCatalog();
 }

@@ -1,17 +1,12 @@
-using System.Buffers.Binary;
-using System.Text;
 using AscendCC.Device;
 using AscendCC.Runtime.Driver;
 
 namespace LlamaChat.Hosting;
 
-/// <summary>
-/// Opens the --transcript writer. A seam on purpose: the runtime is getting its own file-backed
-/// transcript (HostTranscriptFile); when it lands, only this factory changes.
-/// </summary>
+/// <summary>Where --transcript files come from.</summary>
 internal static class TranscriptFiles
 {
-    public static Func<string, ITranscriptWriter> Open { get; set; } = path => new SampleTranscriptFile(path);
+    public static Func<string, ITranscriptWriter> Open { get; set; } = path => new CountingTranscriptFile(path);
 }
 
 /// <summary>A transcript that must be flushed and closed.</summary>
@@ -25,47 +20,24 @@ internal interface ITranscriptWriter : IHostTranscript, IDisposable
 }
 
 /// <summary>
-/// The sample's minimal transcript file: per record a channel byte, a little-endian int32 length and
-/// the bytes exactly as the host handled them; completion entries as their fields in text. Nothing is
-/// added or interpreted, so anyone can grep the file for plaintext the host should never have seen.
+/// The runtime's <see cref="HostTranscriptFile"/> (every byte exactly as the host handled it; format
+/// in docs/security.md), counting what it wrote so the sample can report it.
 /// </summary>
-internal sealed class SampleTranscriptFile : ITranscriptWriter
+internal sealed class CountingTranscriptFile(string path) : ITranscriptWriter
 {
-    private readonly FileStream _file;
-    private readonly Lock _gate = new();
+    private readonly HostTranscriptFile _file = new(path);
 
-    public SampleTranscriptFile(string path)
-    {
-        _file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
-        _file.Write("ACCTRN01"u8);
-    }
-
-    public long Records { get; private set; }
+    public long Records => _file.RecordCount;
 
     public long Bytes { get; private set; }
 
     public void Record(TranscriptChannel channel, ReadOnlySpan<byte> bytes)
     {
-        Span<byte> header = stackalloc byte[5];
-        header[0] = (byte)channel;
-        BinaryPrimitives.WriteInt32LittleEndian(header[1..], bytes.Length);
-        lock (_gate)
-        {
-            _file.Write(header);
-            _file.Write(bytes);
-            Records++;
-            Bytes += bytes.Length;
-        }
+        _file.Record(channel, bytes);
+        Bytes += bytes.Length;
     }
 
-    public void RecordCompletion(in CompletionEntry entry) =>
-        Record(TranscriptChannel.Completion, Encoding.UTF8.GetBytes($"{entry.TaskId} {entry.Stream} {entry.Kind} {entry.Status} {entry.Result} {entry.FaultAddress} {entry.Detail}"));
+    public void RecordCompletion(in CompletionEntry entry) => _file.RecordCompletion(entry);
 
-    public void Dispose()
-    {
-        lock (_gate)
-        {
-            _file.Dispose();
-        }
-    }
+    public void Dispose() => _file.Dispose();
 }
