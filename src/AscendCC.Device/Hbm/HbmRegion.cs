@@ -14,9 +14,11 @@ internal sealed unsafe class HbmRegion : IDisposable
         Address = address;
         Size = size;
         Tag = tag;
-        // 64-byte alignment: a cache line and one Vector512.
-        Data = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(size, 1), 64);
-        NativeMemory.Clear(Data, (nuint)size);
+        Data = HbmBacking.Allocate((nuint)size);
+        if (Data == null)
+        {
+            throw new InsufficientMemoryException($"the simulating host has no memory left for a {size}-byte HBM region");
+        }
         HostAccess = DmaAccess.ReadWrite;
     }
 
@@ -75,7 +77,7 @@ internal sealed unsafe class HbmRegion : IDisposable
         {
             // Scrub before the memory returns to the process allocator.
             Scrub();
-            NativeMemory.AlignedFree(Data);
+            HbmBacking.Free(Data, (nuint)Size);
             Data = null;
         }
     }
