@@ -22,10 +22,9 @@ public static class ChatApp
     private const int MaxBatchTokens = 64;
 
     /// <summary>
-    /// KV cache cap, whatever the model's own maximum. 256 because the confidential program stages a
-    /// prompt record sized for the context's bucket while the data owner pads a prompt only to its own
-    /// bucket (at least 256 tokens); up to 256 the two always agree, above it a short prompt's record
-    /// is refused by the device as "truncated or padded by the relay".
+    /// KV cache cap, whatever the model's own maximum: the chat re-sends the whole history, sealed, every
+    /// turn, so a short context keeps replies quick on a CPU-simulated NPU and the staged prompt record
+    /// small. (Any context works: the device reads the record's own length from its header.)
     /// </summary>
     private const int ContextCap = 256;
 
