@@ -53,6 +53,21 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
     /// <summary>An opened package, for the unlock operator.</summary>
     public ModelPackageReader? Package(int handle) => _packages.TryGetValue(handle, out OpenedPackage? p) ? p.Reader : null;
 
+    /// <summary>
+    /// The encrypted bytes of item <paramref name="index"/> of an opened package, where they lie staged in
+    /// HBM (pinned while the package is open), so the unlock decrypts in place with no stream copy.
+    /// </summary>
+    public unsafe ReadOnlySpan<byte> StagedItem(int handle, int index)
+    {
+        OpenedPackage p = _packages[handle];
+        (long offset, long length) = p.Reader.GetEncryptedItemRange(index);
+        if (offset < 0 || length < 0 || offset + length > p.Stream.Length || length > int.MaxValue)
+        {
+            throw new ConfidentialOperatorException($"the staged package ends inside item {index}: the item needs bytes up to {offset + length}, {p.Stream.Length} were staged; stage the complete package");
+        }
+        return new ReadOnlySpan<byte>(p.Stream.PositionPointer - p.Stream.Position + offset, (int)length);
+    }
+
     /// <summary>Called for every new region: in CC mode sensitive regions are locked from birth.</summary>
     public void OnAllocated(HbmRegion region)
     {

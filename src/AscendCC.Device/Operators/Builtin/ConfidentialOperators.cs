@@ -50,7 +50,8 @@ internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "
         {
             throw new ConfidentialOperatorException("R2: the destination is still mapped for the host; it must be locked before decryption");
         }
-        reader.ReadItem(index, destination);
+        // Chunks decrypt in parallel straight from the staged ciphertext into the locked region.
+        reader.DecryptItem(index, fw.StagedItem(c.Int(0, "package", 1), index), destination);
         region.ItemName = item.Name;
     }
 }
