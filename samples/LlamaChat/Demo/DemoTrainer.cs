@@ -178,14 +178,15 @@ public static class DemoTrainer
             progress?.Report(new TrainingProgress(step + 1, settings.Steps, loss));
         }
 
-        var tensors = new List<(string, long[], float[])>();
+        var tensors = new List<(string, TensorDType, long[], byte[])>();
         foreach (var (name, p) in model.named_parameters())
         {
             // The DemoLlama wrapper adds no prefix of its own: its "model" field is Hugging Face's "model".
             using var cpu = p.detach().cpu().contiguous();
-            tensors.Add((name, cpu.shape, cpu.data<float>().ToArray()));
+            tensors.Add((name, TensorDType.F32, cpu.shape, TensorData.FromFloat32(name, cpu.shape, cpu.data<float>().ToArray()).Bytes.ToArray()));
         }
-        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
+        // Sorted names: the file is byte-identical however TorchSharp orders the parameters.
+        SafetensorsFile.Write(Path.Combine(folder, "model.safetensors"), tensors.OrderBy(t => t.Item1, StringComparer.Ordinal));
         var config = new LlamaConfig
         {
             Architecture = "LlamaForCausalLM",
