@@ -1,16 +1,9 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using AscendCC.Device;
-using AscendCC.Protocol.Attestation;
-using AscendCC.Protocol.Firmware;
-using AscendCC.Protocol.Packaging;
-using AscendCC.Runtime.Acl;
+using AscendCC.Attacks;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Models;
-using AscendCC.Runtime.Trusted.Manufacturing;
-using AscendCC.Runtime.Trusted.ModelProviders;
-using AscendCC.Runtime.Trusted.Verification;
 
 namespace AscendCC.Benchmarks;
 
@@ -58,44 +51,30 @@ internal sealed class ConfidentialSuite : IBenchmarkSuite
 
     private static void Round(LlamaDeployment deployment, Func<string, TensorData> Weights, ResultTable table, bool report)
     {
-        using Manufacturer manufacturer = Manufacturer.CreateDeterministic("benchmark manufacturer seed, 32+ bytes"u8);
-        var firmware = new FirmwareImage(1, 1, "AscendCC", "benchmark firmware"u8);
-        var verifier = new AttestationVerifier(manufacturer.RootCertificate, manufacturer.PublishReferenceMeasurements([firmware]));
-        using DeviceProvisioning provisioning = manufacturer.ProvisionDevice("NPU-BENCH");
-        using DeviceFuseImage fuses = provisioning.CreateFuseImage();
-        using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { Fuses = fuses, Boot = new DeviceBootOptions(manufacturer.SignFirmware(firmware), CcMode.On) }), ownsDevice: true);
-        using ModelProvider provider = ModelProvider.Create();
-        var policy = new ReleasePolicy(1, [ReferenceMeasurements.ExpectedFirmwareRegister(firmware.Encode())], ReleasePolicy.RootDigest(manufacturer.RootCertificate));
-
+        // The testbed plays manufacturer, provider (the export happens here) and data owner apart.
         var clock = Stopwatch.StartNew();
-        using var packageStream = new MemoryStream();
-        using ProtectedModel model = LlamaPackageExporter.Export(provider, deployment, Weights, policy, packageStream, "bench");
-        byte[] package = packageStream.ToArray();
+        using Testbed bed = Testbed.Create(deployment.Config, deployment.Rope, Weights, new TestbedOptions
+        {
+            MaxContext = deployment.MaxContext, MaxBatchTokens = deployment.MaxBatchTokens, Precision = deployment.Precision,
+        }, "bench");
         double exportMs = clock.Elapsed.TotalMilliseconds;
 
-        var mailbox = new FirmwareMailbox(runtime.Device);
         clock.Restart();
-        byte[] digest;
-        using (KeyReleaseSession release = provider.BeginKeyRelease(model, verifier))
-        {
-            byte[] open = release.Attest(mailbox.GetHello(release.Nonce.Span));
-            (int session, byte[] accept) = mailbox.AcceptChannel(open);
-            digest = mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
-        }
+        byte[] digest = bed.ReleaseKey();
         double releaseMs = clock.Elapsed.TotalMilliseconds;
 
-        using ConfidentialLlama llama = ConfidentialLlama.Load(runtime, deployment, package, digest);
-        LoadTimings t = llama.Timings;
-        double mb = llama.UnlockedBytes / 1e6;
+        using ConfidentialLlama llama = ConfidentialLlama.Load(bed.Runtime, bed.Deployment, bed.Package, digest);
         if (!report)
         {
             return;
         }
-        Console.WriteLine($"package {package.Length / 1e6:F1} MB, plaintext weights {mb:F1} MB");
+        LoadTimings t = llama.Timings;
+        double mb = llama.UnlockedBytes / 1e6;
+        Console.WriteLine($"package {bed.Package.Length / 1e6:F1} MB, plaintext weights {mb:F1} MB");
         Console.WriteLine($"export (provider side) {exportMs:F0} ms; attestation + key release {releaseMs:F1} ms");
         Console.WriteLine($"stage {t.Stage.TotalMilliseconds:F1} ms, open {t.Open.TotalMilliseconds:F1} ms, unlock {t.Unlock.TotalMilliseconds:F1} ms ({mb / 1e3 / t.Unlock.TotalSeconds:F2} GB/s), attest task list {t.Attest.TotalMilliseconds:F1} ms");
         table.AddNote($"| attestation + key release | {releaseMs:F1} ms |");
-        table.AddNote($"| stage {package.Length / 1e6:F0} MB package (DMA) | {t.Stage.TotalMilliseconds:F1} ms |");
+        table.AddNote($"| stage {bed.Package.Length / 1e6:F0} MB package (DMA) | {t.Stage.TotalMilliseconds:F1} ms |");
         table.AddNote($"| open package on device (signature, policy, key commitment) | {t.Open.TotalMilliseconds:F1} ms |");
         table.AddNote($"| unlock {mb:F0} MB into locked HBM | {t.Unlock.TotalMilliseconds:F1} ms = {mb / 1e3 / t.Unlock.TotalSeconds:F2} GB/s |");
         table.AddNote($"| task-list measurement at load | {t.Attest.TotalMilliseconds:F1} ms |");
