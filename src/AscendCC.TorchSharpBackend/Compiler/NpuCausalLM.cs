@@ -11,7 +11,9 @@ namespace AscendCC.TorchSharpBackend;
 /// </summary>
 public sealed class NpuCausalLM : NpuModule
 {
-    private readonly object _gate = new();
+    // A semaphore, not a Monitor: generate's iterator holds the gate across yields, and
+    // generate_async resumes it on whichever pool thread is free, so the owner must not be a thread.
+    private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly LlamaDeviceModel _model;
 
     private NpuCausalLM(NpuDeviceContext context, ExecutionMode mode, LlamaDeviceModel model)
@@ -35,7 +37,7 @@ public sealed class NpuCausalLM : NpuModule
     /// </summary>
     public int forward(ReadOnlySpan<int> tokens, int start_pos, SamplingOptions? sampling = null)
     {
-        lock (_gate)
+        using (Exclusive())
         {
             return _model.Forward(tokens, start_pos, sampling);
         }
@@ -54,13 +56,14 @@ public sealed class NpuCausalLM : NpuModule
             throw new ArgumentException($"input_ids must be int64 or int32 of shape [1, T], got {input_ids.dtype} [{string.Join(", ", input_ids.shape)}]", nameof(input_ids));
         }
         int[] ids = input_ids.to_type(ScalarType.Int64).cpu().data<long>().Select(v => checked((int)v)).ToArray();
-        lock (_gate)
+        Context.CheckHostRead("next-token logits of a compiled language model");
+        using (Exclusive())
         {
             for (int pos = 0; pos < ids.Length; pos += MaxBatchTokens)
             {
                 _model.Forward(ids.AsSpan(pos, Math.Min(MaxBatchTokens, ids.Length - pos)), pos);
             }
-            return logits().unsqueeze(0);
+            return tensor(_model.ReadLogits()).unsqueeze(0);
         }
     }
 
@@ -68,7 +71,7 @@ public sealed class NpuCausalLM : NpuModule
     public Tensor logits()
     {
         Context.CheckHostRead("next-token logits of a compiled language model");
-        lock (_gate)
+        using (Exclusive())
         {
             return tensor(_model.ReadLogits());
         }
@@ -149,7 +152,7 @@ public sealed class NpuCausalLM : NpuModule
 
     private IEnumerable<int> Locked(IEnumerable<int> source)
     {
-        lock (_gate)
+        using (Exclusive())
         {
             foreach (int id in source)
             {
@@ -225,7 +228,7 @@ public sealed class NpuCausalLM : NpuModule
             options.ResetState?.Invoke(module);
         }
         float[] actual;
-        lock (_gate)
+        using (Exclusive())
         {
             _model.Forward(probe, 0);
             actual = _model.ReadLogits();
@@ -241,9 +244,20 @@ public sealed class NpuCausalLM : NpuModule
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        lock (_gate)
+        using (Exclusive())
         {
             _model.Dispose();
         }
+    }
+
+    private Gate Exclusive()
+    {
+        _gate.Wait();
+        return new Gate(_gate);
+    }
+
+    private readonly struct Gate(SemaphoreSlim semaphore) : IDisposable
+    {
+        public void Dispose() => semaphore.Release();
     }
 }

@@ -103,6 +103,53 @@ public class LlamaCompilerTests
         Assert.That(tied!.Message, Does.Contain("tie_word_embeddings"));
     }
 
+    [Test]
+    public void AGenerationSteppedFromManyThreadsReleasesTheModelForTheNextCaller()
+    {
+        // generate_async resumes the generator on whatever pool thread is free; the model's gate
+        // must not belong to the thread that entered it, or the next caller waits forever.
+        manual_seed(21);
+        LlamaConfig config = TinyConfig();
+        using var model = new TinyCausalLM(config);
+        // Not `using`: with a thread-owned gate, disposing on this thread would wait forever.
+        var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions { Config = config, MaxContext = 64 });
+        int[] prompt = [1, 5, 9];
+        int[] expected = compiled.generate(prompt, 6).ToArray();
+
+        var steps = compiled.generate(prompt, 6).GetEnumerator();
+        var streamed = new List<int>();
+        Exception? failure = null;
+        void OnOwnThread(Action step)
+        {
+            var thread = new Thread(() =>
+            {
+                try { step(); }
+                catch (Exception ex) { failure ??= ex; }
+            }) { IsBackground = true };
+            thread.Start();
+            Assert.That(thread.Join(TimeSpan.FromSeconds(30)), Is.True, "a generation step is still waiting for the model after 30 s: the gate is held by a thread that left it");
+        }
+        for (int i = 0; i < expected.Length + 1; i++)
+        {
+            OnOwnThread(() =>
+            {
+                if (steps.MoveNext())
+                {
+                    streamed.Add(steps.Current);
+                }
+            });
+        }
+        OnOwnThread(steps.Dispose);
+        Assert.That(failure, Is.Null);
+        Assert.That(streamed, Is.EqualTo(expected));
+
+        int[] again = [];
+        OnOwnThread(() => again = compiled.generate(prompt, 6).ToArray());
+        OnOwnThread(compiled.Dispose);
+        Assert.That(failure, Is.Null);
+        Assert.That(again, Is.EqualTo(expected));
+    }
+
     [TestCaseSource(nameof(Modes))]
     public void TheReferenceTorchLlamaOnStories260KReproducesLlama2cTokens(ExecutionMode mode)
     {
