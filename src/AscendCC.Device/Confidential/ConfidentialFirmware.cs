@@ -170,9 +170,14 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             {
                 continue;
             }
+            if (attestation.Accepted.Contains(ref t))
+            {
+                return true;
+            }
             using var m = new GraphMeasurement(attestation.Ordinals);
             if (TaskListMeasurer.Measure(ref t, m, _hbm, scheduler.OperatorDigest) is null && attestation.TaskDigests.Contains(Convert.ToHexString(m.EndTask())))
             {
+                attestation.Accepted.Add(ref t);
                 return true;
             }
         }
@@ -449,4 +454,8 @@ internal sealed record ModelAttestation(
     string? Problem,
     Dictionary<ulong, int> Ordinals,
     HashSet<string> TaskDigests,
-    HbmRegion[] Regions);
+    HbmRegion[] Regions)
+{
+    /// <summary>Eager tasks already matched against <see cref="TaskDigests"/>; valid while the model is loaded, its regions pinned.</summary>
+    public AcceptedTaskCache Accepted { get; } = new();
+}

@@ -21,6 +21,24 @@ public class AttackCatalogTests
         Assert.That(result.Evidence, Does.Contain(attack.ExpectedEvidence), "blocked, but not by the rule this attack targets");
     }
 
+    private static IEnumerable<TestCaseData> EagerAttacks() =>
+        AttackCatalog.All.Where(a => a.Name.StartsWith("R4_Eager", StringComparison.Ordinal))
+            .Select(a => new TestCaseData(a).SetName(a.Name + "_OnAnEagerTestbed").SetCategory(a.Requirement));
+
+    /// <summary>
+    /// On an eager testbed the model's own launches ran (and were remembered as accepted) before the
+    /// attack: a launch that differs from one of them only in a binding must still be refused.
+    /// </summary>
+    [TestCaseSource(nameof(EagerAttacks))]
+    public void EagerAttackIsBlockedAfterTheModelsOwnLaunchesWereAccepted(Attack attack)
+    {
+        using Testbed bed = Testbed.CreateTiny((attack.Options ?? new TestbedOptions()) with { Mode = AscendCC.Runtime.Llama.ExecutionMode.Eager });
+        AttackResult result = attack.Run(bed);
+        TestContext.Out.WriteLine($"{attack.Name} [{attack.Requirement}] eager: {result}");
+        Assert.That(result.Outcome, Is.EqualTo(AttackOutcome.Blocked), result.Evidence);
+        Assert.That(result.Evidence, Does.Contain(attack.ExpectedEvidence), "blocked, but not by the rule this attack targets");
+    }
+
     [Test]
     public void CatalogCoversEveryRequirementWithUniqueNames()
     {
