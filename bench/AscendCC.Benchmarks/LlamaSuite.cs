@@ -249,7 +249,7 @@ internal sealed class LlamaSuite : IBenchmarkSuite, IReportingSuite
         return n == 0 ? double.NaN : n % 2 == 1 ? values[n / 2] : (values[(n / 2) - 1] + values[n / 2]) / 2;
     }
 
-    private static string LoadAverage()
+    internal static string LoadAverage()
     {
         try
         {

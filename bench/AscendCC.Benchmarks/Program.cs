@@ -14,6 +14,7 @@ internal static class Program
         new AttentionSuite(),
         new ConfidentialSuite(),
         new LlamaSuite(),
+        new CcOverheadSuite(),
     ];
 
     private static int Main(string[] args)

@@ -49,6 +49,22 @@ public static partial class AttackCatalog
                 }
                 return UnlockRefused(bed, p, p.Manifest.Items.Count - 1, "truncated item");
             });
+        yield return new Attack("R1_TamperedInPlaceCiphertext", "R1", "model.embed_tokens.weight",
+            "Write a tensor's ciphertext into its (still host-writable) weight region with one byte flipped, then have the device lock and decrypt it in place.",
+            bed =>
+            {
+                Staged p = Stage(bed, bed.Package, bed.ReleaseKey(), headerOnly: true);
+                int index = p.Manifest.IndexOf("model.embed_tokens.weight");
+                return UnlockInPlaceRefused(bed, p, index, index, ciphertext => ciphertext[5] ^= 0x01, "flipped byte");
+            });
+        yield return new Attack("R1_InPlaceTagsOfAnotherTensor", "R1", "layernorm",
+            "Decrypt a tensor in place with the chunk tags of another tensor of the same size.",
+            bed =>
+            {
+                Staged p = Stage(bed, bed.Package, bed.ReleaseKey(), headerOnly: true);
+                int a = p.Manifest.IndexOf("model.layers.0.input_layernorm.weight"), b = p.Manifest.IndexOf("model.layers.0.post_attention_layernorm.weight");
+                return UnlockInPlaceRefused(bed, p, a, b, _ => { }, "another tensor's tags");
+            });
         yield return new Attack("R1_PackageOfAnotherProvider", "R1", "No model key has been released",
             "Stage a package exported by another model provider (another key, another manifest digest) and open it with the released key's digest, then with its own.",
             bed =>
@@ -149,10 +165,16 @@ public static partial class AttackCatalog
         public long ItemOffset(int index) => DataStart + Manifest.Items.Take(index).Sum(i => i.ByteLength + 16L * i.ChunkCount);
     }
 
-    /// <summary>The host stages a package in input staging and asks the firmware to open it (raw mailbox bytes).</summary>
-    private static Staged Stage(Testbed bed, byte[] package, byte[] digest, long? length = null)
+    /// <summary>The host stages a package (or only its signed header) in input staging and asks the firmware to open it (raw mailbox bytes).</summary>
+    private static Staged Stage(Testbed bed, byte[] package, byte[] digest, long? length = null, bool headerOnly = false)
     {
         MaliciousHost host = bed.Attacker;
+        if (headerOnly)
+        {
+            int header = PackageFile.ReadLayout(package).HeaderLength;
+            package = package[..header];
+            length = header;
+        }
         ulong address = host.Alloc(package.Length, RegionTag.InputStaging).Result;
         host.WriteDevice(address, package);
         var request = new byte[16 + digest.Length];
@@ -173,8 +195,36 @@ public static partial class AttackCatalog
         PackageItem item = p.Manifest.Items[index];
         ulong region = bed.Attacker.Alloc(item.ByteLength, RegionTag.Weights).Result;
         ulong unlock = bed.Runtime.LoadOperator("package_unlock");
-        CompletionEntry e = bed.Attacker.Launch(unlock, [new KernelArgument(region, item.ByteLength)], [KernelScalar.Of(p.Handle), KernelScalar.Of(index)]);
+        CompletionEntry e = bed.Attacker.Launch(unlock, [new KernelArgument(region, item.ByteLength), KernelArgument.None], [KernelScalar.Of(p.Handle), KernelScalar.Of(index)]);
         return Refused(e, $"package_unlock of '{item.Name}' ({what})");
+    }
+
+    /// <summary>
+    /// The in-place unlock as the host drives it: item <paramref name="index"/>'s chunk ciphertexts
+    /// (after <paramref name="tamper"/>) into a fresh weight region, the tags of item
+    /// <paramref name="tagsOf"/> into staging, then package_unlock; blocked when refused.
+    /// </summary>
+    private static AttackResult UnlockInPlaceRefused(Testbed bed, Staged p, int index, int tagsOf, Action<byte[]> tamper, string what)
+    {
+        PackageLayout layout = PackageFile.ReadLayout(bed.Package);
+        PackageItem item = p.Manifest.Items[index];
+        var ciphertext = new byte[item.ByteLength];
+        for (int chunk = 0; chunk < item.ChunkCount; chunk++)
+        {
+            (long from, int length, long to) = layout.ChunkCiphertext(index, chunk);
+            bed.Package.AsSpan((int)from, length).CopyTo(ciphertext.AsSpan((int)to));
+        }
+        tamper(ciphertext);
+        byte[] tags = layout.GatherTags(bed.Package).AsSpan((int)layout.TagOffset(tagsOf), (int)layout.TagLength(tagsOf)).ToArray();
+        MaliciousHost host = bed.Attacker;
+        ulong region = host.Alloc(item.ByteLength, RegionTag.Weights).Result;
+        ulong tagRegion = host.Alloc(tags.Length, RegionTag.InputStaging).Result;
+        AttackResult? notWritten = host.WriteDevice(region, ciphertext) is { Status: CompletionStatus.Success } ? null
+            : AttackResult.NotBlocked("setup: the host could not write the ciphertext into a fresh weight region, so the in-place path was not exercised");
+        host.WriteDevice(tagRegion, tags);
+        ulong unlock = bed.Runtime.LoadOperator("package_unlock");
+        CompletionEntry e = host.Launch(unlock, [new KernelArgument(region, item.ByteLength), new KernelArgument(tagRegion, tags.Length)], [KernelScalar.Of(p.Handle), KernelScalar.Of(index)]);
+        return notWritten ?? Refused(e, $"in-place package_unlock of '{item.Name}' ({what})");
     }
 
     private static IEnumerable<Attack> Teardown()

@@ -64,6 +64,27 @@ public static partial class AttackCatalog
         yield return new Attack("R4_RebindTensor", "R4", "R4:",
             "Point one launch's activation argument at a different activation region of sufficient size.",
             bed => Edited(bed, (list, llama, host) => Encode(Rebound(list, llama)), "activation argument rebound"));
+        yield return new Attack("R4_HostWrittenWeightsBoundInTaskList", "R4", "R4:",
+            "Write the host's own bytes into a fresh weight region (weight regions accept ciphertext from the host until unlocked) and bind it in the task list in place of the final norm's weights.",
+            bed => Edited(bed, (list, llama, host) =>
+            {
+                var norm = llama.Region(Buffer(llama, "model.norm.weight"));
+                ulong forged = host.Alloc(norm.Bytes, RegionTag.Weights).Result;
+                host.WriteDevice(forged, Enumerable.Repeat((byte)0x3f, (int)norm.Bytes).ToArray());
+                for (int i = 0; i < list.Count; i++)
+                {
+                    KernelArgument[] args = [.. list[i].Args];
+                    for (int a = 0; a < args.Length; a++)
+                    {
+                        if (args[a].Address == norm.Address)
+                        {
+                            args[a] = new KernelArgument(forged, args[a].Bytes);
+                        }
+                    }
+                    list[i] = list[i] with { Args = args };
+                }
+                return Encode(list);
+            }, "model.norm.weight rebound to host-written weights"));
         yield return new Attack("R4_EagerUnattestedOperator", "R4", "R4:",
             "In eager mode, launch an operator the attested model never uses, on the weights.",
             bed =>

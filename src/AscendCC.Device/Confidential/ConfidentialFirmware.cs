@@ -68,13 +68,26 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         return new ReadOnlySpan<byte>(p.Stream.PositionPointer - p.Stream.Position + offset, (int)length);
     }
 
-    /// <summary>Called for every new region: in CC mode sensitive regions are locked from birth.</summary>
+    /// <summary>
+    /// Called for every new region. In CC mode, regions that will hold plaintext the device computes
+    /// (activations, KV cache, workspace) are locked from birth. A weight region is born write-only
+    /// for the host, to receive its tensor's ciphertext; package_unlock locks it before decrypting it
+    /// in place, and nothing but package_unlock gives it the item name an attested model binds by.
+    /// </summary>
     public void OnAllocated(HbmRegion region)
     {
-        if (Active && region.Tag is RegionTag.Weights or RegionTag.Activations or RegionTag.KvCache or RegionTag.Workspace)
+        if (!Active)
+        {
+            return;
+        }
+        if (region.Tag is RegionTag.Activations or RegionTag.KvCache or RegionTag.Workspace)
         {
             region.Locked = true;
             region.HostAccess = DmaAccess.None;
+        }
+        else if (region.Tag == RegionTag.Weights)
+        {
+            region.HostAccess = DmaAccess.Write;
         }
     }
 

@@ -191,7 +191,7 @@ public sealed class ModelPackageReader : IDisposable
         {
             if (item.ChunkCount >= 4 && Environment.ProcessorCount > 1)
             {
-                DecryptChunksParallel(index, item, output, encryptedItem);
+                DecryptChunksParallel(index, item, output, encryptedItem, ReadOnlySpan<byte>.Empty);
             }
             else
             {
@@ -202,6 +202,59 @@ public sealed class ModelPackageReader : IDisposable
         catch
         {
             CryptographicOperations.ZeroMemory(output);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Decrypts item <paramref name="index"/> over itself: <paramref name="data"/> holds the item's
+    /// chunk ciphertexts back to back (exactly <see cref="PackageItem.ByteLength"/> bytes, the tags
+    /// taken out) and <paramref name="tags"/> the chunk tags in order (<see cref="PackageItem.ChunkCount"/>
+    /// × 16 bytes). This is how a device unlocks a tensor where it will live, so the plaintext never
+    /// needs a second buffer. On any failure <paramref name="data"/> is zeroed.
+    /// </summary>
+    /// <exception cref="ChunkAuthenticationException">A chunk or its tag was modified, swapped or moved.</exception>
+    /// <exception cref="PackageTruncatedException"><paramref name="data"/> or <paramref name="tags"/> has the wrong length.</exception>
+    /// <exception cref="ItemDigestMismatchException">The plaintext digest differs from the manifest.</exception>
+    public void DecryptItemInPlace(int index, Span<byte> data, ReadOnlySpan<byte> tags, bool verifyPlaintextDigest = false)
+    {
+        AesGcm aead = _aead ?? throw new InvalidOperationException("Call Unlock with the model key before reading items.");
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Manifest.Items.Count);
+        PackageItem item = Manifest.Items[index];
+        long tagBytes = (long)item.ChunkCount * PackageCrypto.TagSize;
+        if (data.Length != item.ByteLength || tags.Length != tagBytes)
+        {
+            CryptographicOperations.ZeroMemory(data);
+            throw new PackageTruncatedException($"{Describe(item)} needs {item.ByteLength} bytes of ciphertext and {tagBytes} bytes of chunk tags; {data.Length} and {tags.Length} were given. Copy the complete item again.")
+            { ItemName = item.Name };
+        }
+        try
+        {
+            if (item.ChunkCount >= 4 && Environment.ProcessorCount > 1)
+            {
+                DecryptChunksParallel(index, item, data, data, tags);
+            }
+            else
+            {
+                byte[] ad = PackageCrypto.CreateAssociatedData(item, Manifest.Digest.Span, out int indexOffset);
+                Span<byte> nonce = stackalloc byte[PackageCrypto.NonceSize];
+                for (int chunk = 0; chunk < item.ChunkCount; chunk++)
+                {
+                    int start = chunk * Manifest.ChunkSize;
+                    Span<byte> body = data.Slice(start, Math.Min(Manifest.ChunkSize, data.Length - start));
+                    ChunkAuthenticationException? failure = DecryptChunk(aead, index, item, chunk, body, tags.Slice(chunk * PackageCrypto.TagSize, PackageCrypto.TagSize), body, ad, indexOffset, nonce);
+                    if (failure is not null)
+                    {
+                        throw failure;
+                    }
+                }
+            }
+            VerifyDigest(item, data, verifyPlaintextDigest);
+        }
+        catch
+        {
+            CryptographicOperations.ZeroMemory(data);
             throw;
         }
     }
@@ -271,19 +324,29 @@ public sealed class ModelPackageReader : IDisposable
     /// N-th chunk with its own AesGcm instance (instances are not thread-safe). Pointers cross into
     /// the workers because spans cannot; the fixed block outlives Parallel.For.
     /// </summary>
-    private unsafe void DecryptChunksParallel(int index, PackageItem item, Span<byte> output, ReadOnlySpan<byte> encrypted)
+    /// <remarks>
+    /// With <paramref name="separateTags"/> empty, <paramref name="encrypted"/> is the package layout
+    /// (each chunk followed by its tag); otherwise it holds the bare chunk ciphertexts at the
+    /// plaintext's offsets (possibly the output itself: AES-GCM decrypts over an identical span) and
+    /// the tags come from <paramref name="separateTags"/>.
+    /// </remarks>
+    private unsafe void DecryptChunksParallel(int index, PackageItem item, Span<byte> output, ReadOnlySpan<byte> encrypted, ReadOnlySpan<byte> separateTags)
     {
+        bool interleaved = separateTags.IsEmpty;
         int workers = Math.Min(Environment.ProcessorCount, item.ChunkCount);
         int chunkSize = Manifest.ChunkSize;
         ChunkAuthenticationException? firstFailure = null;
         var failureLock = new object();
         fixed (byte* outputPointer = output)
         fixed (byte* encryptedPointer = encrypted)
+        fixed (byte* tagsPointer = separateTags)
         {
             nint outputAddress = (nint)outputPointer;
             nint encryptedAddress = (nint)encryptedPointer;
+            nint tagsAddress = (nint)tagsPointer;
             int outputLength = output.Length;
             int encryptedLength = encrypted.Length;
+            int tagsLength = separateTags.Length;
             Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
             {
                 using var aead = new AesGcm(_contentKey, PackageCrypto.TagSize);
@@ -291,12 +354,14 @@ public sealed class ModelPackageReader : IDisposable
                 Span<byte> nonce = stackalloc byte[PackageCrypto.NonceSize];
                 var outputSpan = new Span<byte>((void*)outputAddress, outputLength);
                 var encryptedSpan = new ReadOnlySpan<byte>((void*)encryptedAddress, encryptedLength);
+                var tagsSpan = new ReadOnlySpan<byte>((void*)tagsAddress, tagsLength);
                 for (int chunk = worker; chunk < item.ChunkCount; chunk += workers)
                 {
                     int start = chunk * chunkSize;
                     int length = Math.Min(chunkSize, outputLength - start);
-                    int at = start + (chunk * PackageCrypto.TagSize);
-                    ChunkAuthenticationException? failure = DecryptChunk(aead, index, item, chunk, encryptedSpan.Slice(at, length), encryptedSpan.Slice(at + length, PackageCrypto.TagSize), outputSpan.Slice(start, length), ad, indexOffset, nonce);
+                    int at = interleaved ? start + (chunk * PackageCrypto.TagSize) : start;
+                    ReadOnlySpan<byte> tag = interleaved ? encryptedSpan.Slice(at + length, PackageCrypto.TagSize) : tagsSpan.Slice(chunk * PackageCrypto.TagSize, PackageCrypto.TagSize);
+                    ChunkAuthenticationException? failure = DecryptChunk(aead, index, item, chunk, encryptedSpan.Slice(at, length), tag, outputSpan.Slice(start, length), ad, indexOffset, nonce);
                     if (failure is not null)
                     {
                         lock (failureLock)

@@ -18,6 +18,7 @@ public sealed class ConfidentialLlama : IDisposable
     private readonly LlamaProgram _layout;
     private readonly ProgramBinding _binding;
     private readonly DeviceBuffer _package;
+    private readonly DeviceBuffer? _tags;
     private readonly long[] _params = new long[LlamaProgram.ParamCount];
     private readonly bool _eager;
 
@@ -26,28 +27,48 @@ public sealed class ConfidentialLlama : IDisposable
         _runtime = runtime;
         Deployment = deployment;
         Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
-        ModelManifest manifest = PackageFile.ReadManifest(package.Span);
+        PackageLayout layout = PackageFile.ReadLayout(package.Span);
+        ModelManifest manifest = layout.Manifest;
         _layout = deployment.BuildProgram();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        _package = runtime.Allocate(package.Length, RegionTag.InputStaging);
+        // Only the signed header goes to staging: each tensor's ciphertext is written straight into
+        // the weight region it unlocks into, and its chunk tags into one small staging region.
+        _package = runtime.Allocate(layout.HeaderLength, RegionTag.InputStaging);
+        var unlocks = new List<(DeviceBuffer Region, int Index)>();
         try
         {
-            runtime.CopyToDevice(package.Span, _package);
-            TimeSpan staged = clock.Elapsed;
-            PackageHandle = Mailbox.OpenPackage(_package.Address, package.Length, manifestDigest);
+            runtime.CopyToDevice(package.Span[..layout.HeaderLength], _package);
+            _tags = runtime.Allocate(Math.Max(1, layout.TagBytes), RegionTag.InputStaging);
+            runtime.CopyToDevice(layout.GatherTags(package.Span), _tags);
+            TimeSpan headerStaged = clock.Elapsed;
+            PackageHandle = Mailbox.OpenPackage(_package.Address, layout.HeaderLength, manifestDigest);
             TimeSpan opened = clock.Elapsed;
-            _binding = new ProgramBinding(runtime, _layout.Program, b => b.Tag == RegionTag.Weights ? Unlock(manifest, b) : null);
+            _binding = new ProgramBinding(runtime, _layout.Program, b => b.Tag == RegionTag.Weights ? StageItem(layout, package.Span, b, unlocks) : null);
+            TimeSpan staged = clock.Elapsed - opened + headerStaged;
+            long beforeUnlock = System.Diagnostics.Stopwatch.GetTimestamp();
+            foreach ((DeviceBuffer region, int index) in unlocks)
+            {
+                _runtime.Execute("package_unlock", [region.AsArgument(), _tags.Slice(layout.TagOffset(index), layout.TagLength(index))],
+                    [KernelScalar.Of(PackageHandle), KernelScalar.Of(index)]);
+            }
             runtime.DefaultStream.Synchronize();
-            TimeSpan unlocked = clock.Elapsed;
+            TimeSpan unlocked = System.Diagnostics.Stopwatch.GetElapsedTime(beforeUnlock);
+            long beforeAttest = System.Diagnostics.Stopwatch.GetTimestamp();
             // Attestation happens when the task list is loaded; in eager mode the attested list is
             // what each single launch is checked against.
             _binding.LoadModel();
             _eager = mode == ExecutionMode.Eager;
             UnlockedBytes = manifest.Tensors.Sum(t => t.ByteLength);
-            Timings = new LoadTimings(staged, opened - staged, unlocked - opened, clock.Elapsed - unlocked);
+            Timings = new LoadTimings(staged, opened - headerStaged, unlocked, System.Diagnostics.Stopwatch.GetElapsedTime(beforeAttest));
         }
         catch
         {
+            _binding?.Dispose();
+            _tags?.Dispose();
+            if (PackageHandle != 0)
+            {
+                ClosePackage();
+            }
             _package.Dispose();
             throw;
         }
@@ -77,7 +98,7 @@ public sealed class ConfidentialLlama : IDisposable
     /// <summary>The device region bound to <paramref name="buffer"/> (an address the host chose anyway).</summary>
     public DeviceBuffer Region(ProgramBuffer buffer) => _binding[buffer];
 
-    /// <summary>The input staging region holding the encrypted package.</summary>
+    /// <summary>The input staging region holding the package's signed header (manifest and signature).</summary>
     public DeviceBuffer StagedPackage => _package;
 
     /// <summary>The loaded model (graph mode's task list, also what eager launches are checked against).</summary>
@@ -94,15 +115,30 @@ public sealed class ConfidentialLlama : IDisposable
         return new ConfidentialLlama(runtime, deployment, package, manifestDigest, mode);
     }
 
-    private DeviceBuffer Unlock(ModelManifest manifest, ProgramBuffer buffer)
+    /// <summary>Allocates <paramref name="buffer"/>'s weight region and writes its tensor's chunk ciphertexts into it (tags left out).</summary>
+    private DeviceBuffer StageItem(PackageLayout layout, ReadOnlySpan<byte> package, ProgramBuffer buffer, List<(DeviceBuffer, int)> unlocks)
     {
-        int index = manifest.IndexOf(buffer.Name);
+        int index = layout.Manifest.IndexOf(buffer.Name);
         if (index < 0)
         {
             throw new InvalidOperationException($"the package has no item '{buffer.Name}'; it was exported for another model or deployment");
         }
         DeviceBuffer region = _runtime.Allocate(buffer.Bytes, RegionTag.Weights);
-        _runtime.Execute("package_unlock", [region.AsArgument()], [KernelScalar.Of(PackageHandle), KernelScalar.Of(index)]);
+        try
+        {
+            PackageItem item = layout.Manifest.Items[index];
+            for (int chunk = 0; chunk < item.ChunkCount; chunk++)
+            {
+                (long from, int length, long to) = layout.ChunkCiphertext(index, chunk);
+                _runtime.CopyToDevice(package.Slice(checked((int)from), length), region, to);
+            }
+        }
+        catch
+        {
+            region.Dispose();
+            throw;
+        }
+        unlocks.Add((region, index));
         return region;
     }
 
@@ -192,22 +228,28 @@ public sealed class ConfidentialLlama : IDisposable
     public void Dispose()
     {
         _binding.Dispose();
+        _tags?.Dispose();
         try
         {
-            var p = new byte[4];
-            BitConverter.TryWriteBytes(p, PackageHandle);
-            Mailbox.Raw(MailboxMessage.Request(MailboxCommand.ClosePackage, p));
+            ClosePackage();
         }
         finally
         {
             _package.Dispose();
         }
     }
+
+    private void ClosePackage()
+    {
+        var p = new byte[4];
+        BitConverter.TryWriteBytes(p, PackageHandle);
+        Mailbox.Raw(MailboxMessage.Request(MailboxCommand.ClosePackage, p));
+    }
 }
 
 /// <summary>Phases of a confidential load.</summary>
-/// <param name="Stage">DMA of the encrypted package into HBM staging.</param>
+/// <param name="Stage">DMA of the package: its signed header and chunk tags into staging, each tensor's ciphertext into its weight region.</param>
 /// <param name="Open">Manifest signature, release policy and key commitment, checked on the device.</param>
-/// <param name="Unlock">AES-GCM decryption of every item into locked regions (plus operator loading).</param>
+/// <param name="Unlock">Locking every weight region and AES-GCM decrypting it in place.</param>
 /// <param name="Attest">Task-list load and measurement.</param>
 public sealed record LoadTimings(TimeSpan Stage, TimeSpan Open, TimeSpan Unlock, TimeSpan Attest);

@@ -14,16 +14,25 @@ internal static class ConfidentialOperators
 }
 
 /// <summary>
-/// AES-GCM unlock of one package item straight into its HBM region (AI CPU). The region must already
-/// be locked from the host (R2) — weights are locked from birth; an operator-binary region is locked
-/// here, before the first byte is decrypted — and must be exactly the item's size.
+/// AES-GCM unlock of one package item into its HBM region (AI CPU). The region must be exactly the
+/// item's size and is locked from the host (R2) here, before the first byte is decrypted. Two sources:
+/// <list type="bullet">
+/// <item>in place (<c>tags</c> given): the host wrote the item's chunk ciphertexts, tags taken out, into
+/// the destination while it was still open for writing, and the tags into <c>tags</c>; the unlock
+/// locks the region and decrypts it over itself — as ASCEND-CC does, the plaintext is born where it
+/// lives, and HBM holds no second copy of the package;</item>
+/// <item>staged (<c>tags</c> absent): the item is read from the whole package the host staged for
+/// <c>OpenPackage</c>.</item>
+/// </list>
+/// A tampered, swapped or truncated ciphertext fails its chunk tag and leaves the region zeroed.
 /// </summary>
-internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "destination:[item] | package item", ["destination"], [0], 2, ExecutionUnit.AiCpu)
+internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "destination:[item] tags:u8[chunks*16]? | package item", ["destination", "tags"], [0], 2, ExecutionUnit.AiCpu)
 {
     public override void Execute(ref KernelContext c)
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
-        ModelPackageReader reader = fw.Package(c.Int(0, "package", 1)) ?? throw new ConfidentialOperatorException("no model package is open under that handle");
+        int handle = c.Int(0, "package", 1);
+        ModelPackageReader reader = fw.Package(handle) ?? throw new ConfidentialOperatorException("no model package is open under that handle");
         int index = c.Int(1, "item", 0, reader.Manifest.Items.Count - 1);
         PackageItem item = reader.Manifest.Items[index];
         HbmRegion region = c.RegionOf(0) ?? throw new KernelArgumentException($"{Name}: no destination");
@@ -41,17 +50,28 @@ internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "
         {
             throw new ConfidentialOperatorException($"the destination already holds '{region.ItemName ?? "a sealed operator"}'");
         }
-        if (region.Tag == RegionTag.OperatorBinary)
+        // R2: unmapped from host DMA before the first plaintext byte exists, and for good (freeing
+        // scrubs it). The scheduler runs one task at a time, so no DMA can slip in between.
+        region.Locked = true;
+        region.HostAccess = DmaAccess.None;
+        try
         {
-            region.Locked = true;
-            region.HostAccess = DmaAccess.None;
+            if (c.IsNone(1))
+            {
+                reader.DecryptItem(index, fw.StagedItem(handle, index), destination);
+            }
+            else
+            {
+                reader.DecryptItemInPlace(index, destination, c.Bytes(1));
+            }
         }
-        if (!region.Locked || region.HostAccess != DmaAccess.None)
+        catch
         {
-            throw new ConfidentialOperatorException("R2: the destination is still mapped for the host; it must be locked before decryption");
+            // The reader zeroes what it wrote; a failed in-place unlock must not leave the host's
+            // bytes either, or a locked region would hold data nobody attested.
+            destination.Clear();
+            throw;
         }
-        // Chunks decrypt in parallel straight from the staged ciphertext into the locked region.
-        reader.DecryptItem(index, fw.StagedItem(c.Int(0, "package", 1), index), destination);
         region.ItemName = item.Name;
     }
 }

@@ -1,0 +1,139 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using AscendCC.Device.AiCore;
+using AscendCC.Runtime.Llama;
+using TorchSharp;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>
+/// The cost of confidential computing, measured so that a percent or less can be told apart from
+/// drift: the CC-off and CC-on devices (and the TorchSharp baseline) are loaded side by side and run
+/// in rounds, the order rotating every round, so slow and fast periods of a shared 2-core machine
+/// fall on every runner alike. Each round gives one paired overhead per mode; the report gives the
+/// median and the spread of those pairs rather than one difference of two separate runs.
+/// </summary>
+internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
+{
+    private const int WarmSteps = 2;
+    private readonly StringBuilder _report = new();
+
+    public string Name => "ccoverhead";
+
+    public string Description => "CC on vs off, 110M bf16, runners interleaved round by round (paired overhead)";
+
+    public string ReportFileName => "ccoverhead.md";
+
+    public string Report => _report.ToString();
+
+    public void Run(BenchmarkOptions options, ResultTable table)
+    {
+        torch.set_num_threads(AiCoreGrid.Shared.CoreCount);
+        int[] lengths = [512, 2048];
+        int rounds = options.Quick ? 2 : 7, decodeSteps = options.Quick ? 6 : 16;
+        int context = lengths[^1] + WarmSteps + decodeSteps + 8;
+        string loadAtStart = LlamaSuite.LoadAverage();
+        using LlamaShape shape = LlamaShape.Llama110M(context);
+        var runners = new List<ILlamaRunner>();
+        try
+        {
+            runners.Add(new TorchRunner(shape));
+            foreach (ExecutionMode mode in new[] { ExecutionMode.Graph, ExecutionMode.Eager })
+            {
+                if (options.Includes(mode.ToString()))
+                {
+                    runners.Add(new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]));
+                    runners.Add(new ConfidentialRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]));
+                }
+            }
+            var rng = new Random(11);
+            int[] pool = [.. Enumerable.Range(0, context).Select(_ => rng.Next(3, shape.Config.VocabSize))];
+            foreach (ILlamaRunner r in runners)
+            {
+                r.Run(pool[..64], 2);
+            }
+            // samples[runner][length] = (prefill ms per round, decode ms per token per round)
+            var prefill = runners.ToDictionary(r => r.Name, _ => lengths.ToDictionary(l => l, _ => new List<double>()));
+            var decode = runners.ToDictionary(r => r.Name, _ => lengths.ToDictionary(l => l, _ => new List<double>()));
+            for (int round = 0; round < rounds; round++)
+            {
+                foreach (int length in lengths)
+                {
+                    for (int k = 0; k < runners.Count; k++)
+                    {
+                        ILlamaRunner runner = runners[(k + round) % runners.Count];
+                        double[] t = runner.Run(pool[..length], WarmSteps + decodeSteps);
+                        prefill[runner.Name][length].Add(t[0]);
+                        decode[runner.Name][length].Add(Median([.. t[(1 + WarmSteps)..]]));
+                    }
+                }
+                Console.WriteLine($"round {round + 1}/{rounds} done (load {LlamaSuite.LoadAverage()})");
+            }
+            Write(runners, lengths, rounds, decodeSteps, prefill, decode, loadAtStart);
+        }
+        finally
+        {
+            foreach (ILlamaRunner r in runners)
+            {
+                r.Dispose();
+            }
+        }
+    }
+
+    private void Write(List<ILlamaRunner> runners, int[] lengths, int rounds, int decodeSteps,
+        Dictionary<string, Dictionary<int, List<double>>> prefill, Dictionary<string, Dictionary<int, List<double>>> decode, string loadAtStart)
+    {
+        var sb = _report.Clear();
+        var inv = CultureInfo.InvariantCulture;
+        sb.AppendLine(inv, $"# ccoverhead: {Description}");
+        sb.AppendLine();
+        sb.AppendLine(inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {RuntimeInformation.FrameworkDescription}, torch threads {torch.get_num_threads()}; " +
+            $"{rounds} rounds, runner order rotated each round; decode = median of {decodeSteps} tokens after {WarmSteps} warm-up tokens at context L; load average at start {loadAtStart}, at end {LlamaSuite.LoadAverage()}.");
+        sb.AppendLine();
+        sb.AppendLine("Medians over rounds. Paired overhead: for each round, CC on ÷ CC off − 1 of the same mode; the median of those, and the middle half (25th–75th percentile) of them.");
+        sb.AppendLine();
+        sb.AppendLine("| runner | L | prefill ms | × torch | decode ms/tok | × torch |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|");
+        string torchName = runners.First(r => r.IsBaseline).Name;
+        foreach (int length in lengths)
+        {
+            double tp = Median(prefill[torchName][length]), td = Median(decode[torchName][length]);
+            foreach (ILlamaRunner r in runners)
+            {
+                double p = Median(prefill[r.Name][length]), d = Median(decode[r.Name][length]);
+                sb.AppendLine(inv, $"| {r.Name} | {length} | {p:F1} | {tp / p:F2}× | {d:F2} | {td / d:F2}× |");
+            }
+        }
+        sb.AppendLine();
+        sb.AppendLine("| mode | L | prefill overhead (median) | middle half | decode overhead (median) | middle half |");
+        sb.AppendLine("|---|---:|---:|---|---:|---|");
+        foreach (ILlamaRunner on in runners.Where(r => r.Name.StartsWith("CC on", StringComparison.Ordinal)))
+        {
+            string offName = on.Name.Replace("CC on", "CC off", StringComparison.Ordinal);
+            foreach (int length in lengths)
+            {
+                List<double> p = Paired(prefill[on.Name][length], prefill[offName][length]);
+                List<double> d = Paired(decode[on.Name][length], decode[offName][length]);
+                sb.AppendLine(inv, $"| {on.Name["CC on ".Length..]} | {length} | {Median(p):+0.00;-0.00}% | {Quantile(p, 0.25):+0.00;-0.00}% … {Quantile(p, 0.75):+0.00;-0.00}% | {Median(d):+0.00;-0.00}% | {Quantile(d, 0.25):+0.00;-0.00}% … {Quantile(d, 0.75):+0.00;-0.00}% |");
+            }
+        }
+        Console.WriteLine(sb.ToString());
+    }
+
+    private static List<double> Paired(List<double> on, List<double> off) => [.. on.Zip(off, (a, b) => ((a / b) - 1) * 100)];
+
+    private static double Median(List<double> values) => Quantile(values, 0.5);
+
+    private static double Quantile(List<double> values, double q)
+    {
+        if (values.Count == 0)
+        {
+            return double.NaN;
+        }
+        var sorted = values.Order().ToArray();
+        double at = q * (sorted.Length - 1);
+        int lo = (int)Math.Floor(at), hi = (int)Math.Ceiling(at);
+        return sorted[lo] + ((sorted[hi] - sorted[lo]) * (at - lo));
+    }
+}
