@@ -9,6 +9,9 @@ namespace AscendCC.Device.Kernels;
 /// Causal grouped-query attention over the KV cache, tiled with an online (flash-style) softmax:
 /// each (head, query tile) block streams key tiles, keeping a running max m, running sum l and an
 /// unnormalised output O per query, so memory is O(tile) and no [seq × seq] score matrix exists.
+/// With a sliding window W (Mistral), the query at position p sees only keys j with p − W &lt; j ≤ p —
+/// transformers' convention (masking_utils.sliding_window_overlay: kv_idx &gt; q_idx − sliding_window,
+/// so W keys including itself) — and key tiles wholly before a block's window are never read.
 /// </summary>
 internal static unsafe class Attention
 {
@@ -23,18 +26,20 @@ internal static unsafe class Attention
 
     /// <summary>
     /// output[i, h] = softmax_j(scale · q[i, h] · K[h / group, j]) · V[h / group, j] over cache positions
-    /// j ≤ startPos + i, where group = nHeads / nKvHeads. q and output are [seq, nHeads * headDim]; the caches are
-    /// [nKvHeads, maxSeq, headDim] and must already hold positions 0 .. startPos + seq - 1.
-    /// output may alias q exactly.
+    /// j ≤ startPos + i (and j &gt; startPos + i − window when window &gt; 0), where group = nHeads / nKvHeads.
+    /// q and output are [seq, nHeads * headDim]; the caches are [nKvHeads, maxSeq, headDim] and must already
+    /// hold positions 0 .. startPos + seq - 1 (the cache stays full-length under a window).
+    /// output may alias q exactly. window 0 means no window.
     /// </summary>
     public static void CausalAttention(
         AiCoreGrid grid, ReadOnlySpan<float> q, ReadOnlySpan<float> kCache, ReadOnlySpan<float> vCache, Span<float> output,
-        int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale)
+        int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window = 0)
     {
         ArgumentNullException.ThrowIfNull(grid);
         KvCache.ValidateCache(kCache, vCache, nKvHeads, headDim, maxSeq);
         KvCache.ValidateWindow(seq, startPos, maxSeq);
         KernelArgs.RequireAtLeast(nHeads, 1, nameof(nHeads));
+        KernelArgs.RequireAtLeast(window, 0, nameof(window));
         if (nHeads % nKvHeads != 0)
         {
             throw new ArgumentException($"{nameof(nHeads)} ({nHeads}) must be a multiple of {nameof(nKvHeads)} ({nKvHeads}).", nameof(nHeads));
@@ -56,6 +61,8 @@ internal static unsafe class Attention
                 Q = pq, KCache = pk, VCache = pv, Output = po,
                 Seq = seq, StartPos = startPos, NHeads = nHeads, Group = nHeads / nKvHeads,
                 HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, QueryTiles = qTiles,
+                // A window at least as long as the context masks nothing: the plain causal path.
+                Window = window >= startPos + seq ? 0 : window,
             };
             grid.Launch(nHeads * qTiles, ref kernel);
         }
@@ -75,6 +82,7 @@ internal static unsafe class Attention
         public int MaxSeq;
         public float Scale;
         public int QueryTiles;
+        public int Window;
 
         public readonly void Execute(int block)
         {
@@ -113,7 +121,9 @@ internal static unsafe class Attention
             float m = float.NegativeInfinity;
             float l = 0f;
             int kEnd = StartPos + i + 1;
-            for (int kt0 = 0; kt0 < kEnd; kt0 += KeyTile)
+            // Keys before the window are skipped, not masked: this query needs none of them.
+            int kStart = Window > 0 ? Math.Max(0, kEnd - Window) : 0;
+            for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
             {
                 int kn = Math.Min(KeyTile, kEnd - kt0);
                 float* kt = k + (nint)kt0 * hd;
@@ -179,7 +189,15 @@ internal static unsafe class Attention
             // Padding lanes (r ≥ rows) score 0 against every key and are never written out; they only
             // need to stay finite, which zero queries guarantee.
             int kEnd = firstPos + rows;
-            for (int kt0 = 0; kt0 < kEnd; kt0 += KeyTile)
+            // Under a window, keys before the first query's window are seen by no query of the block:
+            // those tiles are skipped. Within the range, key j is masked for query r when j ≤ pos_r − W.
+            // Padding lanes take the last real query's window (lowA/lowB clamp), so no lane is empty.
+            int lastPos = kEnd - 1;
+            int kStart = Window > 0 ? Math.Max(0, firstPos - Window + 1) : 0;
+            int windowEdge = Window > 0 ? lastPos - Window + 1 : 0;
+            var lowA = Window > 0 ? Vector512.Min(posA, Vector512.Create(lastPos)) - Vector512.Create(Window - 1) : Vector512<int>.Zero;
+            var lowB = Window > 0 ? Vector512.Min(posB, Vector512.Create(lastPos)) - Vector512.Create(Window - 1) : Vector512<int>.Zero;
+            for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
             {
                 int kn = Math.Min(KeyTile, kEnd - kt0);
                 float* kt = k + (nint)kt0 * hd;
@@ -194,6 +212,7 @@ internal static unsafe class Attention
                 }
 
                 bool diagonal = kt0 + kn - 1 > firstPos;
+                bool beforeWindow = kt0 < windowEdge;
                 var tileMaxA = negInf;
                 var tileMaxB = negInf;
                 for (j = 0; j < kn; j++)
@@ -201,19 +220,23 @@ internal static unsafe class Attention
                     float* sj = s + j * QueryTile;
                     var sA = Vector512.Load(sj);
                     var sB = Vector512.Load(sj + Vector512<float>.Count);
-                    if (diagonal)
+                    if (diagonal || beforeWindow)
                     {
                         var keyPos = Vector512.Create(kt0 + j);
-                        sA = Vector512.ConditionalSelect(Vector512.GreaterThan(keyPos, posA).AsSingle(), negInf, sA);
-                        sB = Vector512.ConditionalSelect(Vector512.GreaterThan(keyPos, posB).AsSingle(), negInf, sB);
+                        var maskA = Vector512.GreaterThan(keyPos, posA) | Vector512.LessThan(keyPos, lowA);
+                        var maskB = Vector512.GreaterThan(keyPos, posB) | Vector512.LessThan(keyPos, lowB);
+                        sA = Vector512.ConditionalSelect(maskA.AsSingle(), negInf, sA);
+                        sB = Vector512.ConditionalSelect(maskB.AsSingle(), negInf, sB);
                         sA.Store(sj);
                         sB.Store(sj + Vector512<float>.Count);
                     }
                     tileMaxA = Vector512.Max(tileMaxA, sA);
                     tileMaxB = Vector512.Max(tileMaxB, sB);
                 }
-                // Every query sees key 0 in the first tile, so m is finite from then on and a query
-                // whose keys are all masked in a later tile gets exp(-inf - m) = 0 weights.
+                // Every query sees at least one key of the first tile (key 0, or under a window its own
+                // window's start: the tile begins at most QueryTile - 1 < KeyTile keys before it), so m is
+                // finite from then on and a query whose keys are all masked in a later tile gets
+                // exp(-inf - m) = 0 weights.
                 var mNewA = Vector512.Max(mA, tileMaxA);
                 var mNewB = Vector512.Max(mB, tileMaxB);
                 var corrA = Vector512.Exp(mA - mNewA);

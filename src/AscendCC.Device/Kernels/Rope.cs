@@ -8,6 +8,7 @@ namespace AscendCC.Device.Kernels;
 /// by pos · theta^(-2i/headDim). Angles are formed exactly as llama2.c does — float32
 /// 1/powf(theta, 2i/headDim), float32 product with pos, then cosf/sinf — because reference logits come
 /// from llama2.c and a differently rounded angle at position 2000 is already visible downstream.
+/// A <see cref="RopeFrequencyScaling"/> (Hugging Face rope_scaling) then rescales each frequency.
 /// </summary>
 internal static class Rope
 {
@@ -15,39 +16,40 @@ internal static class Rope
     public const int MaxHeadDim = 4096;
 
     /// <summary>Meta / llama2.c convention: rotates pairs (x[2i], x[2i+1]) at positions startPos, startPos+1, ….</summary>
-    public static void RopeInterleaved(Span<float> x, int seq, int heads, int headDim, int startPos, float theta) =>
-        Run(null, x, seq, heads, headDim, startPos, default, theta, interleaved: true);
+    public static void RopeInterleaved(Span<float> x, int seq, int heads, int headDim, int startPos, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(null, x, seq, heads, headDim, startPos, default, theta, scaling, interleaved: true);
 
     /// <summary>Meta / llama2.c convention at explicit per-row positions.</summary>
-    public static void RopeInterleaved(Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta) =>
-        Run(null, x, seq, heads, headDim, -1, positions, theta, interleaved: true);
+    public static void RopeInterleaved(Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(null, x, seq, heads, headDim, -1, positions, theta, scaling, interleaved: true);
 
-    /// <inheritdoc cref="RopeInterleaved(Span{float}, int, int, int, int, float)"/>
-    public static void RopeInterleaved(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, int startPos, float theta) =>
-        Run(grid, x, seq, heads, headDim, startPos, default, theta, interleaved: true);
+    /// <inheritdoc cref="RopeInterleaved(Span{float}, int, int, int, int, float, RopeFrequencyScaling)"/>
+    public static void RopeInterleaved(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, int startPos, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(grid, x, seq, heads, headDim, startPos, default, theta, scaling, interleaved: true);
 
-    /// <inheritdoc cref="RopeInterleaved(Span{float}, int, int, int, ReadOnlySpan{int}, float)"/>
-    public static void RopeInterleaved(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta) =>
-        Run(grid, x, seq, heads, headDim, -1, positions, theta, interleaved: true);
+    /// <inheritdoc cref="RopeInterleaved(Span{float}, int, int, int, ReadOnlySpan{int}, float, RopeFrequencyScaling)"/>
+    public static void RopeInterleaved(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(grid, x, seq, heads, headDim, -1, positions, theta, scaling, interleaved: true);
 
     /// <summary>Hugging Face rotate_half convention: rotates pairs (x[i], x[i + headDim/2]) at positions startPos, ….</summary>
-    public static void RopeHalf(Span<float> x, int seq, int heads, int headDim, int startPos, float theta) =>
-        Run(null, x, seq, heads, headDim, startPos, default, theta, interleaved: false);
+    public static void RopeHalf(Span<float> x, int seq, int heads, int headDim, int startPos, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(null, x, seq, heads, headDim, startPos, default, theta, scaling, interleaved: false);
 
     /// <summary>Hugging Face rotate_half convention at explicit per-row positions.</summary>
-    public static void RopeHalf(Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta) =>
-        Run(null, x, seq, heads, headDim, -1, positions, theta, interleaved: false);
+    public static void RopeHalf(Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(null, x, seq, heads, headDim, -1, positions, theta, scaling, interleaved: false);
 
-    /// <inheritdoc cref="RopeHalf(Span{float}, int, int, int, int, float)"/>
-    public static void RopeHalf(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, int startPos, float theta) =>
-        Run(grid, x, seq, heads, headDim, startPos, default, theta, interleaved: false);
+    /// <inheritdoc cref="RopeHalf(Span{float}, int, int, int, int, float, RopeFrequencyScaling)"/>
+    public static void RopeHalf(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, int startPos, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(grid, x, seq, heads, headDim, startPos, default, theta, scaling, interleaved: false);
 
-    /// <inheritdoc cref="RopeHalf(Span{float}, int, int, int, ReadOnlySpan{int}, float)"/>
-    public static void RopeHalf(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta) =>
-        Run(grid, x, seq, heads, headDim, -1, positions, theta, interleaved: false);
+    /// <inheritdoc cref="RopeHalf(Span{float}, int, int, int, ReadOnlySpan{int}, float, RopeFrequencyScaling)"/>
+    public static void RopeHalf(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta, RopeFrequencyScaling scaling = default) =>
+        Run(grid, x, seq, heads, headDim, -1, positions, theta, scaling, interleaved: false);
 
-    private static unsafe void Run(AiCoreGrid? grid, Span<float> x, int seq, int heads, int headDim, int startPos, ReadOnlySpan<int> positions, float theta, bool interleaved)
+    private static unsafe void Run(AiCoreGrid? grid, Span<float> x, int seq, int heads, int headDim, int startPos, ReadOnlySpan<int> positions, float theta, RopeFrequencyScaling scaling, bool interleaved)
     {
+        scaling.Validate();
         KernelArgs.RequireAtLeast(seq, 0, nameof(seq));
         KernelArgs.RequireAtLeast(heads, 1, nameof(heads));
         KernelArgs.RequireAtLeast(headDim, 2, nameof(headDim));
@@ -69,7 +71,7 @@ internal static class Rope
         float* freq = stackalloc float[half];
         for (int i = 0; i < half; i++)
         {
-            freq[i] = 1.0f / MathF.Pow(theta, (2 * i) / (float)headDim);
+            freq[i] = scaling.Apply(1.0f / MathF.Pow(theta, (2 * i) / (float)headDim));
         }
         fixed (float* px = x)
         fixed (int* pp = positions)

@@ -96,6 +96,17 @@ internal unsafe ref struct KernelContext
         return (float)v;
     }
 
+    /// <summary>Scalar <paramref name="i"/> as a finite double (for parameters float32 would round).</summary>
+    public readonly double Double(int i, string name)
+    {
+        double v = BitConverter.Int64BitsToDouble(_scalars[i]);
+        if (!double.IsFinite(v))
+        {
+            throw new KernelArgumentException($"{_op.Name}: scalar '{name}' is not finite");
+        }
+        return v;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public readonly long Raw(int i) => _scalars[i];
 }

@@ -11,7 +11,7 @@ namespace AscendCC.Runtime.Llama;
 /// <code>
 /// x = embedding[tokens]
 /// for each layer:  xb = rmsnorm(x)·w_attn;  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ;  rope(q, k);  cache ← k, v
-///                  att = softmax(q·Kᵀ/√d + causal)·V;  x += att·Woᵀ
+///                  att = softmax(q·Kᵀ/√d + causal [+ sliding window])·V;  x += att·Woᵀ
 ///                  xb = rmsnorm(x)·w_ffn;  hb = silu(xb·W1ᵀ) ⊙ (xb·W3ᵀ);  x += hb·W2ᵀ
 /// logits = rmsnorm(x[last])·w_norm · Wclsᵀ;  next = sample(logits)
 /// </code>
@@ -113,6 +113,16 @@ public sealed class LlamaProgram
         result.Rng = p.Buffer(confidential ? RegionTag.InputStaging : RegionTag.Workspace, "rng", 8);
         string ropeOp = rope == RopeConvention.Interleaved ? "rope_interleaved" : "rope_half";
         float eps = (float)config.RmsNormEps, theta = (float)config.RopeTheta;
+        // rope_scaling as the rope operator's scalars: kind (0 none, 1 linear, 2 llama3), factor, low, high,
+        // original context; unused ones are 0, so the launch (and the graph measurement) is one fixed encoding.
+        RopeScaling? scaling = config.RopeScaling;
+        ScalarRef[] ropeScaling =
+        [
+            I(scaling is null ? 0 : scaling.Type == RopeScaling.LinearType ? 1 : 2),
+            F(scaling?.Factor ?? 0), F(scaling?.LowFreqFactor ?? 0), F(scaling?.HighFreqFactor ?? 0), I(scaling?.OriginalMaxPositionEmbeddings ?? 0),
+        ];
+        // Mistral's sliding window, 0 for none; the KV cache stays full-length either way.
+        int window = config.SlidingWindow ?? 0;
 
         if (confidential)
         {
@@ -135,10 +145,10 @@ public sealed class LlamaProgram
             p.Launch("linear", [xb, wq, BufferRef.None, q], P(ParamSeq), I(dim), I(qDim), I(dt));
             p.Launch("linear", [xb, wk, BufferRef.None, k], P(ParamSeq), I(dim), I(kvDim), I(dt));
             p.Launch("linear", [xb, wv, BufferRef.None, v], P(ParamSeq), I(dim), I(kvDim), I(dt));
-            p.Launch(ropeOp, [q], P(ParamSeq), I(heads), I(headDim), P(ParamStart), F(theta));
-            p.Launch(ropeOp, [k], P(ParamSeq), I(kvHeads), I(headDim), P(ParamStart), F(theta));
+            p.Launch(ropeOp, [q], [P(ParamSeq), I(heads), I(headDim), P(ParamStart), F(theta), .. ropeScaling]);
+            p.Launch(ropeOp, [k], [P(ParamSeq), I(kvHeads), I(headDim), P(ParamStart), F(theta), .. ropeScaling]);
             p.Launch("kv_cache_write", [k, v, kCache, vCache], P(ParamSeq), P(ParamStart), I(kvHeads), I(headDim), I(maxContext));
-            p.Launch("attention", [q, kCache, vCache, att], P(ParamSeq), P(ParamStart), I(heads), I(kvHeads), I(headDim), I(maxContext), F(1.0 / Math.Sqrt(headDim)));
+            p.Launch("attention", [q, kCache, vCache, att], P(ParamSeq), P(ParamStart), I(heads), I(kvHeads), I(headDim), I(maxContext), F(1.0 / Math.Sqrt(headDim)), I(window));
             p.Launch("linear", [att, wo, BufferRef.None, xb2], P(ParamSeq), I(qDim), I(dim), I(dt));
             p.Launch("add", [x, xb2, x], P(ParamSeqDim));
 

@@ -63,10 +63,13 @@ public sealed record LlamaConfig
     /// <summary>Explicit "head_dim" when the config gives one (Mistral-style); otherwise null.</summary>
     public int? ExplicitHeadDim { get; init; }
 
-    /// <summary>"rope_scaling.rope_type" (or "type") when the config asks for RoPE scaling; null for plain RoPE.</summary>
-    public string? RopeScalingType { get; init; }
+    /// <summary>"rope_scaling" (linear or llama3) when the config asks for RoPE scaling; null for plain RoPE.</summary>
+    public RopeScaling? RopeScaling { get; init; }
 
-    /// <summary>Mistral's "sliding_window", when set.</summary>
+    /// <summary>
+    /// Mistral's "sliding_window" W: the query at position p attends only to keys p − W &lt; j ≤ p.
+    /// Null (or 0) attends to every earlier position.
+    /// </summary>
     public int? SlidingWindow { get; init; }
 
     /// <summary>head_size: the explicit head_dim, else hidden_size / num_attention_heads.</summary>
@@ -128,7 +131,7 @@ public sealed record LlamaConfig
                 EosTokenIds = ReadEos(root, source),
                 TorchDtype = OptionalString(root, "torch_dtype", source) ?? OptionalString(root, "dtype", source),
                 ExplicitHeadDim = OptionalInt(root, "head_dim", source),
-                RopeScalingType = ReadRopeScaling(root, source),
+                RopeScaling = RopeScaling.Parse(root, source),
                 SlidingWindow = OptionalInt(root, "sliding_window", source),
             };
             config.ValidateFrom(source);
@@ -181,6 +184,10 @@ public sealed record LlamaConfig
         {
             o["sliding_window"] = sw;
         }
+        if (RopeScaling is { } scaling)
+        {
+            o["rope_scaling"] = scaling.ToJsonObject();
+        }
         return o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -228,6 +235,11 @@ public sealed record LlamaConfig
         {
             throw new CheckpointFormatException(source, null, $"rope_theta = {RopeTheta.ToString(CultureInfo.InvariantCulture)}; it must be a positive finite number.", "Fix config.json.");
         }
+        RopeScaling?.Validate(source);
+        if (SlidingWindow is { } window && window < 0)
+        {
+            throw new CheckpointFormatException(source, null, $"sliding_window = {window}; it must be positive (or null/0 for none).", "Fix config.json.");
+        }
         if (BosTokenId is { } bos && (bos < 0 || bos >= VocabSize))
         {
             throw new CheckpointFormatException(source, null, $"bos_token_id {bos} is outside the vocabulary [0, {VocabSize}).", "Fix config.json.");
@@ -272,21 +284,6 @@ public sealed record LlamaConfig
             return e.EnumerateArray().Select(x => x.TryGetInt32(out int v) ? v : throw Bad(source, "eos_token_id", "a list of integers")).ToArray();
         }
         return [e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int one) ? one : throw Bad(source, "eos_token_id", "an integer or a list of integers")];
-    }
-
-    private static string? ReadRopeScaling(JsonElement root, string source)
-    {
-        if (!root.TryGetProperty("rope_scaling", out var s) || s.ValueKind == JsonValueKind.Null)
-        {
-            return null;
-        }
-        if (s.ValueKind != JsonValueKind.Object)
-        {
-            throw Bad(source, "rope_scaling", "null or an object");
-        }
-        return (s.TryGetProperty("rope_type", out var t) || s.TryGetProperty("type", out t)) && t.ValueKind == JsonValueKind.String
-            ? t.GetString()
-            : "unknown";
     }
 
     private static int RequiredInt(JsonElement root, string field, string source) =>

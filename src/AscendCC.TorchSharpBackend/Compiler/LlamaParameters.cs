@@ -29,11 +29,9 @@ internal static class LlamaParameters
     public static Dictionary<string, Parameter> Collect(nn.Module module, LlamaConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
+        // rope_scaling (linear, llama3) and sliding_window are applied by the device program itself;
+        // Validate has already refused every other scaling type.
         config.Validate();
-        if (config.RopeScalingType is not null)
-        {
-            throw new NpuCompileException($"rope_scaling '{config.RopeScalingType}' is not supported on the NPU; only plain RoPE is");
-        }
         var parameters = new Dictionary<string, Parameter>(StringComparer.Ordinal);
         foreach (var (name, p) in module.named_parameters())
         {

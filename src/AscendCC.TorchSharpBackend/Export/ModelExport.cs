@@ -96,10 +96,6 @@ public static class ModelExport
     public static string ToConfigJson(LlamaConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        if (config.RopeScalingType is not null)
-        {
-            throw new NotSupportedException($"rope_scaling '{config.RopeScalingType}' cannot be exported: the configuration keeps only its type, not its parameters");
-        }
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
@@ -142,6 +138,11 @@ public static class ModelExport
             if (config.SlidingWindow is { } window)
             {
                 w.WriteNumber("sliding_window", window);
+            }
+            if (config.RopeScaling is { } scaling)
+            {
+                w.WritePropertyName("rope_scaling");
+                scaling.ToJsonObject().WriteTo(w);
             }
             w.WriteString("hidden_act", "silu");
             w.WriteString("torch_dtype", config.TorchDtype ?? "float32");

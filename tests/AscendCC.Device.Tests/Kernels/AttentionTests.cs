@@ -12,7 +12,9 @@ namespace AscendCC.Device.Tests.Kernels;
 /// explicit causal mask, computed in float64 so the reference error is negligible. The kernel accumulates
 /// in float32 (dot products over headDim, weighted sums over up to 400 keys, online rescaling), which with
 /// N(0,1) inputs stays within atol 2e-5 / rtol 1e-4 of exact. Cache positions past startPos + seq hold NaN:
-/// reading any of them would poison the output.
+/// reading any of them would poison the output. With a sliding window W the reference mask is
+/// p − W &lt; j ≤ p (transformers' sliding_window_overlay), and the cache positions before the first
+/// query's window hold NaN too: tiles there must be skipped, not merely masked (0 · NaN is NaN).
 /// </summary>
 public class AttentionTests
 {
@@ -32,6 +34,33 @@ public class AttentionTests
     {
         float scale = 1f / MathF.Sqrt(headDim);
         Check(seq, startPos, nHeads, nKvHeads, headDim, scale, aliasOutput: false);
+    }
+
+    // seq, startPos, nHeads, nKvHeads, headDim, window
+    [TestCase(100, 0, 4, 2, 64, 16, TestName = "Window 16, prefill 100, GQA 2")]
+    [TestCase(300, 0, 8, 1, 64, 40, TestName = "Window 40, prefill 300, GQA 8")]
+    [TestCase(200, 0, 4, 4, 32, 64, TestName = "Window 64 = KeyTile, prefill 200")]
+    [TestCase(70, 0, 2, 1, 8, 1, TestName = "Window 1 (self only), prefill 70")]
+    [TestCase(40, 0, 2, 2, 8, 5, TestName = "Window 5 inside one query tile, prefill 40")]
+    [TestCase(67, 0, 4, 1, 64, 100, TestName = "Window longer than the context, prefill 67")]
+    [TestCase(33, 60, 6, 3, 80, 7, TestName = "Window 7, 33 tokens after 60, headDim 80")]
+    [TestCase(150, 200, 8, 2, 128, 90, TestName = "Window 90, chunked prefill 150 after 200, GQA 4")]
+    [TestCase(3, 17, 4, 2, 8, 4, TestName = "Window 4, three tokens after 17")]
+    [TestCase(1, 511, 8, 8, 64, 128, TestName = "Window 128, decode at 512")]
+    [TestCase(1, 300, 8, 1, 128, 5, TestName = "Window 5, decode, GQA 8, headDim 128")]
+    [TestCase(1, 4, 4, 2, 16, 5, TestName = "Window 5, decode at the window's edge")]
+    public void SlidingWindowMatchesTorchWithAnExplicitMask(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window)
+    {
+        Check(seq, startPos, nHeads, nKvHeads, headDim, 1f / MathF.Sqrt(headDim), aliasOutput: false, window);
+    }
+
+    [Test]
+    public void NegativeWindowThrows()
+    {
+        var cache = new float[2 * 16 * 8];
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            Attention.CausalAttention(AiCoreGrid.Shared, new float[4 * 8], cache, cache, new float[4 * 8], 1, 0, 4, 2, 8, 16, 1f, window: -1));
+        Assert.That(ex!.ParamName, Is.EqualTo("window"));
     }
 
     [Test]
@@ -59,31 +88,34 @@ public class AttentionTests
         Assert.That(ex!.ParamName, Is.EqualTo("nHeads"));
     }
 
-    private static void Check(int seq, int startPos, int nHeads, int nKvHeads, int headDim, float scale, bool aliasOutput)
+    private static void Check(int seq, int startPos, int nHeads, int nKvHeads, int headDim, float scale, bool aliasOutput, int window = 0)
     {
         int ctx = startPos + seq;
         int maxSeq = ctx + 13;
+        // No query of the launch sees a key at or before startPos − window.
+        int unseen = window > 0 ? Math.Max(0, startPos - window + 1) : 0;
         float[] q = Normal(seq * nHeads * headDim, seq + 3 * headDim + nHeads);
-        float[] kCache = CacheWithNaNTail(nKvHeads, maxSeq, headDim, ctx, 7 * seq + startPos);
-        float[] vCache = CacheWithNaNTail(nKvHeads, maxSeq, headDim, ctx, 5 * seq + startPos + 1);
-        float[] expected = TorchAttention(q, kCache, vCache, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale);
+        float[] kCache = CacheWithNaNOutside(nKvHeads, maxSeq, headDim, unseen, ctx, 7 * seq + startPos);
+        float[] vCache = CacheWithNaNOutside(nKvHeads, maxSeq, headDim, unseen, ctx, 5 * seq + startPos + 1);
+        float[] expected = TorchAttention(q, kCache, vCache, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
 
         float[] output = aliasOutput ? q : new float[q.Length];
-        Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale);
-        AssertClose(output, expected, 2e-5, 1e-4, $"attention seq={seq} startPos={startPos} heads={nHeads}/{nKvHeads} headDim={headDim}");
+        Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+        AssertClose(output, expected, 2e-5, 1e-4, $"attention seq={seq} startPos={startPos} heads={nHeads}/{nKvHeads} headDim={headDim} window={window}");
     }
 
-    private static float[] CacheWithNaNTail(int nKvHeads, int maxSeq, int headDim, int filled, int seed)
+    private static float[] CacheWithNaNOutside(int nKvHeads, int maxSeq, int headDim, int first, int filled, int seed)
     {
         float[] values = Normal(nKvHeads * maxSeq * headDim, seed);
         for (int h = 0; h < nKvHeads; h++)
         {
+            values.AsSpan(h * maxSeq * headDim, first * headDim).Fill(float.NaN);
             values.AsSpan((h * maxSeq + filled) * headDim, (maxSeq - filled) * headDim).Fill(float.NaN);
         }
         return values;
     }
 
-    private static float[] TorchAttention(float[] q, float[] kCache, float[] vCache, int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale)
+    private static float[] TorchAttention(float[] q, float[] kCache, float[] vCache, int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
     {
         using var scope = NewDisposeScope();
         int ctx = startPos + seq;
@@ -95,6 +127,14 @@ public class AttentionTests
         var queryPos = arange(seq, ScalarType.Int64).unsqueeze(1) + startPos;
         var keyPos = arange(ctx, ScalarType.Int64).unsqueeze(0);
         var allowed = keyPos.le(queryPos);
+        if (window > 0)
+        {
+            // Explicit sliding-window mask, transformers' convention: kv_idx > q_idx - sliding_window.
+            allowed = allowed.logical_and(keyPos.gt(queryPos - window));
+        }
+        // NaN keys and values the mask excludes still poison sdpa's matmuls; zero them in the reference only.
+        tk = tk.nan_to_num(0);
+        tv = tv.nan_to_num(0);
         var o = nn.functional.scaled_dot_product_attention(tq, tk, tv, allowed);
         return ToFloats(o.permute(1, 0, 2));
     }

@@ -103,14 +103,92 @@ public class RopeTests
         Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
     }
 
-    private static float[] TorchRope(float[] x, int seq, int heads, int headDim, int[] positions, bool interleaved)
+    private static float[] BaseFrequencies(int headDim, float theta = Theta)
+    {
+        var freq = new float[headDim / 2];
+        for (int i = 0; i < freq.Length; i++)
+        {
+            freq[i] = 1.0f / MathF.Pow(theta, (2 * i) / (float)headDim);
+        }
+        return freq;
+    }
+
+    // transformers' _compute_linear_scaling_rope_parameters / _compute_llama3_parameters, in float32 as it
+    // computes them, from the same base frequencies the kernel starts from.
+    private static float[] TransformersScaled(float[] baseFreq, RopeFrequencyScaling scaling)
+    {
+        using var scope = NewDisposeScope();
+        var invFreq = tensor(baseFreq);
+        double factor = scaling.Factor;
+        if (scaling.Kind == RopeScalingKind.Linear)
+        {
+            return ToFloats(invFreq / factor);
+        }
+        double low = scaling.LowFreqFactor, high = scaling.HighFreqFactor, old = scaling.OriginalMaxPositions;
+        var wavelen = 2 * Math.PI / invFreq;
+        var llama = where(wavelen.gt(old / low), invFreq / factor, invFreq);
+        var smooth = (old / wavelen - low) / (high - low);
+        var smoothed = (1 - smooth) * llama / factor + smooth * llama;
+        var medium = wavelen.lt(old / high).logical_not().logical_and(wavelen.gt(old / low).logical_not());
+        return ToFloats(where(medium, smoothed, llama));
+    }
+
+    private static IEnumerable<TestCaseData> Scalings()
+    {
+        // Llama 3.1 (theta 500000, head_dim 128): all three bands are populated.
+        // kind (1 linear, 2 llama3), factor, low, high, original context, head_dim, theta
+        yield return new TestCaseData(2, 8.0, 1.0, 4.0, 8192.0, 128, 500000f).SetName("llama3, Llama 3.1 parameters");
+        yield return new TestCaseData(2, 32.0, 1.5, 6.0, 2048.0, 64, 10000f).SetName("llama3, other parameters");
+        yield return new TestCaseData(1, 4.0, 0.0, 0.0, 0.0, 64, 10000f).SetName("linear 4");
+        yield return new TestCaseData(1, 2.5, 0.0, 0.0, 0.0, 128, 500000f).SetName("linear 2.5");
+    }
+
+    [TestCaseSource(nameof(Scalings))]
+    public void ScaledFrequenciesMatchTransformersFloat32(int kind, double factor, double low, double high, double original, int headDim, float theta)
+    {
+        var scaling = new RopeFrequencyScaling((RopeScalingKind)kind, factor, low, high, original);
+        float[] baseFreq = BaseFrequencies(headDim, theta);
+        float[] expected = TransformersScaled(baseFreq, scaling);
+        float[] actual = baseFreq.Select(scaling.Apply).ToArray();
+        // The kernel rounds a double result once; torch rounds each float32 step: a few ulp apart.
+        AssertClose(actual, expected, 0, 1e-6, "scaled inv_freq");
+        Assert.That(actual.Zip(baseFreq).Count(p => p.First != p.Second), Is.GreaterThan(headDim / 8), "the scaling should change most frequencies");
+        if (scaling.Kind == RopeScalingKind.Llama3)
+        {
+            Assert.That(actual[0], Is.EqualTo(baseFreq[0]), "the highest frequency is kept");
+            Assert.That(actual[^1], Is.EqualTo(baseFreq[^1] / (float)scaling.Factor).Within(1).Ulps, "the lowest frequency is divided by the factor");
+        }
+    }
+
+    [TestCaseSource(nameof(Scalings))]
+    public void ScaledRopeMatchesTorchWithTheScaledFrequencies(int kind, double factor, double low, double high, double original, int headDim, float theta)
+    {
+        var scaling = new RopeFrequencyScaling((RopeScalingKind)kind, factor, low, high, original);
+        const int seq = 40, heads = 3, startPos = 700;
+        float[] x = Normal(seq * heads * headDim, headDim + 5);
+        float[] y = (float[])x.Clone();
+        int[] positions = Enumerable.Range(startPos, seq).ToArray();
+        float[] freq = TransformersScaled(BaseFrequencies(headDim, theta), scaling);
+        float[] expectedHalf = TorchRope(x, seq, heads, headDim, positions, interleaved: false, freq);
+        float[] expectedInterleaved = TorchRope(x, seq, heads, headDim, positions, interleaved: true, freq);
+        Rope.RopeHalf(AiCoreGrid.Shared, x, seq, heads, headDim, startPos, theta, scaling);
+        Rope.RopeInterleaved(AiCoreGrid.Shared, y, seq, heads, headDim, startPos, theta, scaling);
+        // A few ulp of frequency times positions up to 740 moves an angle by up to ~1e-4 rad.
+        AssertClose(x, expectedHalf, 5e-4, 1e-4, "scaled rope rotate_half");
+        AssertClose(y, expectedInterleaved, 5e-4, 1e-4, "scaled rope interleaved");
+    }
+
+    [Test]
+    public void InvalidScalingThrows()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => Rope.RopeHalf(new float[8], 1, 1, 8, 0, Theta, RopeFrequencyScaling.Linear(0)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Rope.RopeHalf(new float[8], 1, 1, 8, 0, Theta, RopeFrequencyScaling.Llama3(8, 4, 4, 8192)));
+    }
+
+    private static float[] TorchRope(float[] x, int seq, int heads, int headDim, int[] positions, bool interleaved, float[]? frequencies = null)
     {
         int half = headDim / 2;
-        var freq = new float[half];
-        for (int i = 0; i < half; i++)
-        {
-            freq[i] = 1.0f / MathF.Pow(Theta, (2 * i) / (float)headDim);
-        }
+        float[] freq = frequencies ?? BaseFrequencies(headDim);
         using var scope = NewDisposeScope();
         var pos = tensor(positions.Select(p => (float)p).ToArray(), [seq, 1L]);
         var angles = (pos * tensor(freq, [1L, half])).unsqueeze(1); // [seq, 1, half]

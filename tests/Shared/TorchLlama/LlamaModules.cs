@@ -30,18 +30,21 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// Rotary position embedding in the Hugging Face rotate_half convention: within a head of size d,
-/// dimension i pairs with i + d/2 and both rotate by angle pos * theta^(-2i/d).
+/// dimension i pairs with i + d/2 and both rotate by angle pos * theta^(-2i/d), that inverse frequency
+/// rescaled first when the configuration has rope_scaling (linear or llama3, as transformers computes it).
 /// </summary>
 public sealed class RotaryEmbedding : IDisposable
 {
     private readonly Tensor _cos;
     private readonly Tensor _sin;
 
-    /// <summary>Precomputes cos/sin for positions [0, maxPositions).</summary>
-    public RotaryEmbedding(int headDim, int maxPositions, double theta)
+    /// <summary>Precomputes cos/sin for positions [0, maxPositions), with <paramref name="scaling"/> when given.</summary>
+    public RotaryEmbedding(int headDim, int maxPositions, double theta, RopeScaling? scaling = null)
     {
         // float64 angles so large positions do not lose precision before the float32 cast.
-        using var invFreq = pow(theta, -arange(0, headDim, 2, dtype: ScalarType.Float64) / headDim);
+        using var invFreq = scaling is null
+            ? pow(theta, -arange(0, headDim, 2, dtype: ScalarType.Float64) / headDim)
+            : ScaledInverseFrequencies(headDim, theta, scaling).to_type(ScalarType.Float64);
         using var pos = arange(0, maxPositions, dtype: ScalarType.Float64);
         using var freqs = outer(pos, invFreq);
         using var emb = cat([freqs, freqs], -1);
@@ -52,6 +55,36 @@ public sealed class RotaryEmbedding : IDisposable
 
     /// <summary>Number of precomputed positions.</summary>
     public int MaxPositions { get; }
+
+    /// <summary>
+    /// inv_freq with rope_scaling applied, transcribed from transformers' modeling_rope_utils in float32 as
+    /// it computes them: _compute_linear_scaling_rope_parameters and _compute_llama3_parameters.
+    /// </summary>
+    public static Tensor ScaledInverseFrequencies(int headDim, double theta, RopeScaling scaling)
+    {
+        ArgumentNullException.ThrowIfNull(scaling);
+        using var scope = NewDisposeScope();
+        // inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
+        Tensor invFreq = 1.0 / pow(theta, arange(0, headDim, 2, dtype: ScalarType.Float32) / headDim);
+        double factor = scaling.Factor;
+        if (scaling.Type == RopeScaling.LinearType)
+        {
+            return (invFreq / factor).MoveToOuterDisposeScope();
+        }
+        if (scaling.Type != RopeScaling.Llama3Type)
+        {
+            throw new NotSupportedException($"rope_scaling '{scaling.Type}' is not implemented by the reference TorchSharp Llama.");
+        }
+        double low = scaling.LowFreqFactor, high = scaling.HighFreqFactor, oldContext = scaling.OriginalMaxPositionEmbeddings;
+        double lowFreqWavelen = oldContext / low, highFreqWavelen = oldContext / high;
+        Tensor wavelen = 2 * Math.PI / invFreq;
+        // wavelen > low_freq_wavelen: divide by factor; wavelen < high_freq_wavelen: keep.
+        Tensor llama = where(wavelen.gt(lowFreqWavelen), invFreq / factor, invFreq);
+        Tensor smooth = (oldContext / wavelen - low) / (high - low);
+        Tensor smoothed = (1 - smooth) * llama / factor + smooth * llama;
+        Tensor medium = wavelen.lt(highFreqWavelen).logical_not().logical_and(wavelen.gt(lowFreqWavelen).logical_not());
+        return where(medium, smoothed, llama).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Rotates x [B, heads, T, headDim] whose first position is <paramref name="start"/>.</summary>
     public Tensor Apply(Tensor x, long start)
@@ -88,6 +121,7 @@ public sealed class LlamaAttention : nn.Module<Tensor, Tensor>
     private readonly int _nHeads;
     private readonly int _nKvHeads;
     private readonly int _headDim;
+    private readonly int _window;
     private Tensor? _kCache;
     private Tensor? _vCache;
 
@@ -98,6 +132,7 @@ public sealed class LlamaAttention : nn.Module<Tensor, Tensor>
         _nHeads = config.NumAttentionHeads;
         _nKvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
+        _window = config.SlidingWindow ?? 0;
         q_proj = nn.Linear(config.HiddenSize, _nHeads * _headDim, hasBias: false);
         k_proj = nn.Linear(config.HiddenSize, _nKvHeads * _headDim, hasBias: false);
         v_proj = nn.Linear(config.HiddenSize, _nKvHeads * _headDim, hasBias: false);
@@ -149,6 +184,11 @@ public sealed class LlamaAttention : nn.Module<Tensor, Tensor>
         }
         // Query i sits at position start + i and may see keys 0..start + i.
         var mask = ones(t, total, dtype: ScalarType.Bool).tril(start);
+        if (_window > 0)
+        {
+            // Mistral's sliding window, transformers' convention: key j > (start + i) - window.
+            mask = mask.logical_and(ones(t, total, dtype: ScalarType.Bool).triu(start - _window + 1));
+        }
         var attended = nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask: mask);
         CachedPositions = total;
         var merged = attended.transpose(1, 2).reshape(b, t, _nHeads * _headDim);
@@ -272,12 +312,8 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
     {
         ArgumentNullException.ThrowIfNull(config);
-        if (config.RopeScalingType is not null)
-        {
-            throw new NotSupportedException($"rope_scaling '{config.RopeScalingType}' is not implemented by the reference TorchSharp Llama; use a checkpoint with plain RoPE.");
-        }
         Config = config;
-        _rope = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta);
+        _rope = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta, config.RopeScaling);
         model = new LlamaModel(config, _rope);
         // Tied models have no lm_head parameter: the classifier is the embedding matrix itself.
         lm_head = config.TieWordEmbeddings ? null : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);

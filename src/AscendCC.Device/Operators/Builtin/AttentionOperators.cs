@@ -16,19 +16,23 @@ internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
     }
 }
 
-/// <summary>Causal grouped-query attention over the KV cache (flash-style, O(tile) memory).</summary>
+/// <summary>
+/// Causal grouped-query attention over the KV cache (flash-style, O(tile) memory). window &gt; 0 is a
+/// sliding window (Mistral): position p sees keys p − window &lt; j ≤ p; 0 sees every earlier key.
+/// </summary>
 internal sealed class AttentionOperator() : OperatorBase("attention",
-    "q:f32[seq,heads*head_dim] k_cache v_cache -> out:f32[seq,heads*head_dim] | seq start_pos heads kv_heads head_dim max_seq scale",
-    ["q", "k_cache", "v_cache", "out"], [3], 7)
+    "q:f32[seq,heads*head_dim] k_cache v_cache -> out:f32[seq,heads*head_dim] | seq start_pos heads kv_heads head_dim max_seq scale window",
+    ["q", "k_cache", "v_cache", "out"], [3], 8)
 {
     public override void Execute(ref KernelContext c)
     {
         int seq = c.Int(0, "seq", 1), startPos = c.Int(1, "start_pos"), heads = c.Int(2, "heads", 1), kvHeads = c.Int(3, "kv_heads", 1);
         int headDim = c.Int(4, "head_dim", 1), maxSeq = c.Int(5, "max_seq", 1);
         float scale = c.Float(6, "scale");
+        int window = c.Int(7, "window");
         long rows = (long)seq * heads * headDim, cache = (long)kvHeads * maxSeq * headDim;
         Attention.CausalAttention(c.Grid, c.Buffer<float>(0, rows), c.Buffer<float>(1, cache), c.Buffer<float>(2, cache), c.Buffer<float>(3, rows),
-            seq, startPos, heads, kvHeads, headDim, maxSeq, scale);
+            seq, startPos, heads, kvHeads, headDim, maxSeq, scale, window);
     }
 }
 

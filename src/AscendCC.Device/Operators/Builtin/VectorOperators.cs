@@ -90,21 +90,29 @@ internal sealed class LayerNormOperator() : OperatorBase("layer_norm", "x:f32[ro
     }
 }
 
-/// <summary>Rotary position embedding in place, interleaved pairs (Meta) or half rotation (Hugging Face).</summary>
-internal sealed class RopeOperator(string name) : OperatorBase(name, "x:f32[seq,heads,head_dim] -> x | seq heads head_dim start_pos theta", ["x"], [0], 5)
+/// <summary>
+/// Rotary position embedding in place, interleaved pairs (Meta) or half rotation (Hugging Face).
+/// scaling is Hugging Face's rope_scaling (0 none, 1 linear, 2 llama3); its parameters are 0 when unused,
+/// so a plain-RoPE launch encodes (and measures) the same way every time.
+/// </summary>
+internal sealed class RopeOperator(string name) : OperatorBase(name,
+    "x:f32[seq,heads,head_dim] -> x | seq heads head_dim start_pos theta scaling factor low_freq_factor high_freq_factor original_max_positions",
+    ["x"], [0], 10)
 {
     public override void Execute(ref KernelContext c)
     {
         int seq = c.Int(0, "seq", 1), heads = c.Int(1, "heads", 1), headDim = c.Int(2, "head_dim", 2), startPos = c.Int(3, "start_pos");
         float theta = c.Float(4, "theta");
+        var scaling = new RopeFrequencyScaling((RopeScalingKind)c.Int(5, "scaling", 0, (int)RopeScalingKind.Llama3),
+            c.Double(6, "factor"), c.Double(7, "low_freq_factor"), c.Double(8, "high_freq_factor"), c.Int(9, "original_max_positions"));
         Span<float> x = c.Buffer<float>(0, (long)seq * heads * headDim);
         if (Name == "rope_interleaved")
         {
-            Rope.RopeInterleaved(c.Grid, x, seq, heads, headDim, startPos, theta);
+            Rope.RopeInterleaved(c.Grid, x, seq, heads, headDim, startPos, theta, scaling);
         }
         else
         {
-            Rope.RopeHalf(c.Grid, x, seq, heads, headDim, startPos, theta);
+            Rope.RopeHalf(c.Grid, x, seq, heads, headDim, startPos, theta, scaling);
         }
     }
 }
