@@ -186,9 +186,17 @@ public sealed class Testbed : IDisposable
 
     /// <summary>The model provider attests the device and releases the key into it; returns the manifest digest.</summary>
     /// <exception cref="AttestationFailedException">The device does not satisfy the release policy.</exception>
-    public byte[] ReleaseKey()
+    public byte[] ReleaseKey() => ReleaseKey(Model);
+
+    /// <summary>
+    /// The model provider attests the device and releases the key of another package it built for this
+    /// deployment (e.g. one exported straight from a TorchSharp module); returns the manifest digest.
+    /// </summary>
+    /// <exception cref="AttestationFailedException">The device does not satisfy the package's release policy.</exception>
+    public byte[] ReleaseKey(ProtectedModel model)
     {
-        using KeyReleaseSession release = Provider.BeginKeyRelease(Model, Verifier);
+        ArgumentNullException.ThrowIfNull(model);
+        using KeyReleaseSession release = Provider.BeginKeyRelease(model, Verifier);
         byte[] open = release.Attest(Mailbox.GetHello(release.Nonce.Span));
         (int session, byte[] accept) = Mailbox.AcceptChannel(open);
         return Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
@@ -196,6 +204,9 @@ public sealed class Testbed : IDisposable
 
     /// <summary>Key release, then the host loads the package (the legitimate setup most attacks start from).</summary>
     public ConfidentialLlama Load() => ConfidentialLlama.Load(Runtime, Deployment, Package, ReleaseKey(), Options.Mode);
+
+    /// <summary>Key release for <paramref name="model"/>, then the host loads <paramref name="package"/> (built for <see cref="Deployment"/>).</summary>
+    public ConfidentialLlama Load(ProtectedModel model, byte[] package) => ConfidentialLlama.Load(Runtime, Deployment, package, ReleaseKey(model), Options.Mode);
 
     /// <summary>CC off only: the host loads the plaintext weights itself (the baseline an audit must catch).</summary>
     public LlamaDeviceModel LoadPlaintext() => LlamaDeviceModel.Load(Runtime, Config, Rope, Weights,

@@ -1,3 +1,6 @@
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Trusted.ModelProviders;
 using static TorchSharp.torch;
 
 namespace AscendCC.TorchSharpBackend;
@@ -45,6 +48,78 @@ public static partial class torch_npu
     /// </summary>
     public static ExportedModel save_pretrained(nn.Module module, string folder, Runtime.Models.LlamaConfig config) =>
         ModelExport.Export(module, config, folder);
+
+    /// <summary>
+    /// Model-provider export as a confidential model package: the trained Llama-family module's weights go
+    /// from its parameters straight into the encrypted, signed package (docs/model-package.md) for
+    /// <paramref name="deployment"/>, so no plaintext weight file is ever written. The package opens only on
+    /// an NPU that satisfies <paramref name="policy"/> and to which <paramref name="provider"/> then releases
+    /// the key (<see cref="ModelProvider.BeginKeyRelease"/>); the host deploys it with ConfidentialLlama.Load.
+    /// </summary>
+    /// <param name="module">The trained module, with Hugging Face parameter names (as for <see cref="compile_causal_lm"/>).</param>
+    /// <param name="output">Where the package is written (only ciphertext and the signed manifest).</param>
+    /// <param name="deployment">Architecture and program layout. Its configuration must describe the module, and its
+    /// <see cref="LlamaDeployment.Rope"/> must be the module's q/k row order (<see cref="NpuCompileOptions.Rope"/>).</param>
+    /// <param name="provider">The model provider (signs the manifest).</param>
+    /// <param name="policy">Which devices may receive the model key.</param>
+    /// <param name="model_name">Name recorded in the manifest.</param>
+    /// <returns>The protected model (manifest and model key) for the key release; dispose it when done releasing.</returns>
+    /// <exception cref="NpuCompileException">The module's parameters do not match the configuration (the message names the tensor); nothing is written.</exception>
+    public static ProtectedModel save_confidential(nn.Module module, System.IO.Stream output, LlamaDeployment deployment, ModelProvider provider, ReleasePolicy policy, string model_name = "llama")
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(deployment);
+        ArgumentNullException.ThrowIfNull(provider);
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentException.ThrowIfNullOrEmpty(model_name);
+        // Checked before anything is written, so a module that does not fit leaves the output untouched.
+        var parameters = LlamaParameters.Collect(module, deployment.Config);
+        // One tensor at a time: each is copied to the host only while the exporter converts and encrypts it.
+        return LlamaPackageExporter.Export(provider, deployment, name => parameters.TryGetValue(name, out var parameter)
+            ? LlamaParameters.ToTensorData(name, parameter)
+            : throw new NpuCompileException($"the device program binds '{name}' but the module has no such parameter; check that the deployment's configuration describes the module"),
+            policy, output, model_name);
+    }
+
+    /// <summary>
+    /// <see cref="save_confidential(nn.Module, System.IO.Stream, LlamaDeployment, ModelProvider, ReleasePolicy, string)"/>
+    /// to a file: written beside <paramref name="path"/> and moved into place when complete, so a failed
+    /// export leaves no partial package behind.
+    /// </summary>
+    /// <param name="module">The trained module, with Hugging Face parameter names.</param>
+    /// <param name="path">The package file to create or replace.</param>
+    /// <param name="deployment">Architecture and program layout (see the stream overload).</param>
+    /// <param name="provider">The model provider (signs the manifest).</param>
+    /// <param name="policy">Which devices may receive the model key.</param>
+    /// <param name="model_name">Name recorded in the manifest.</param>
+    /// <returns>The protected model (manifest and model key); dispose it when done releasing.</returns>
+    /// <exception cref="NpuCompileException">The module's parameters do not match the configuration (the message names the tensor); no file is created.</exception>
+    public static ProtectedModel save_confidential(nn.Module module, string path, LlamaDeployment deployment, ModelProvider provider, ReleasePolicy policy, string model_name = "llama")
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(deployment);
+        // Refuse a mismatched module before creating any file.
+        LlamaParameters.Collect(module, deployment.Config);
+        string partial = path + ".partial";
+        ProtectedModel? model = null;
+        try
+        {
+            using (var file = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None))
+            {
+                model = save_confidential(module, file, deployment, provider, policy, model_name);
+            }
+            File.Move(partial, path, overwrite: true);
+            return model;
+        }
+        catch
+        {
+            model?.Dispose();
+            File.Delete(partial);
+            throw;
+        }
+    }
 
     /// <summary>Compiles a chain of standard modules (see <see cref="compile"/>).</summary>
     public static NpuSequentialModule compile_sequential(nn.Module module, NpuCompileOptions? options = null)

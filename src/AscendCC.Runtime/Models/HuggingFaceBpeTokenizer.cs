@@ -12,8 +12,8 @@ namespace AscendCC.Runtime.Models;
 /// <remarks>
 /// The merges run in Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/>; that tokenizer has no byte
 /// fallback, so text is first cut at characters outside the vocabulary (which can never take part in
-/// a merge) and those are emitted as byte pieces here. Byte-level BPE (GPT-2 / Llama 3 style) is
-/// refused with a clear error rather than tokenized subtly wrong.
+/// a merge) and those are emitted as byte pieces here. Byte-level BPE (GPT-2 / Llama 3 style) files
+/// are recognised by <see cref="LoadFile"/> and read by <see cref="ByteLevelBpeTokenizer"/>.
 /// </remarks>
 internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
 {
@@ -143,7 +143,8 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
 
     public override int EosId => _eosId >= 0 ? _eosId : throw new InvalidOperationException($"{_source} defines no end-of-sequence token.");
 
-    public static HuggingFaceBpeTokenizer LoadFile(string path)
+    /// <summary>Loads a tokenizer.json: byte-level BPE (GPT-2 / Llama 3 style) or SentencePiece-style BPE.</summary>
+    public static TextTokenizer LoadFile(string path)
     {
         try
         {
@@ -152,7 +153,9 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
             {
                 throw new CheckpointFormatException(path, null, "is not a JSON object.", "Pass the tokenizer.json that came with the model.");
             }
-            return new HuggingFaceBpeTokenizer(path, doc.RootElement);
+            return ByteLevelBpeTokenizer.IsByteLevel(doc.RootElement)
+                ? new ByteLevelBpeTokenizer(path, doc.RootElement)
+                : new HuggingFaceBpeTokenizer(path, doc.RootElement);
         }
         catch (JsonException e)
         {
@@ -174,7 +177,7 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
             ids.Add(BosId);
         }
         bool first = true;
-        foreach (var (segment, addedId) in SplitAddedTokens(text))
+        foreach (var (segment, addedId) in SplitAddedTokens(text, _addedTokens))
         {
             if (addedId is { } id)
             {
@@ -298,20 +301,17 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
         }
     }
 
-    private IEnumerable<(string Segment, int? AddedId)> SplitAddedTokens(string text)
+    /// <summary>
+    /// Cuts <paramref name="text"/> at occurrences of the added tokens (<paramref name="addedTokens"/>
+    /// sorted longest first), as Hugging Face does before normalizing: added tokens are matched in the
+    /// raw text and never take part in merges.
+    /// </summary>
+    internal static IEnumerable<(string Segment, int? AddedId)> SplitAddedTokens(string text, List<(string Content, int Id)> addedTokens)
     {
         int start = 0;
         for (int i = 0; i < text.Length;)
         {
-            int matched = -1;
-            foreach (var (content, id) in _addedTokens)
-            {
-                if (content.Length > 0 && string.CompareOrdinal(text, i, content, 0, content.Length) == 0)
-                {
-                    matched = _addedTokens.FindIndex(a => a.Id == id);
-                    break;
-                }
-            }
+            int matched = addedTokens.FindIndex(a => a.Content.Length > 0 && string.CompareOrdinal(text, i, a.Content, 0, a.Content.Length) == 0);
             if (matched < 0)
             {
                 i++;
@@ -321,8 +321,8 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
             {
                 yield return (text[start..i], null);
             }
-            yield return (_addedTokens[matched].Content, _addedTokens[matched].Id);
-            i += _addedTokens[matched].Content.Length;
+            yield return (addedTokens[matched].Content, addedTokens[matched].Id);
+            i += addedTokens[matched].Content.Length;
             start = i;
         }
         if (start < text.Length || text.Length == 0)
@@ -405,11 +405,8 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
             }
             return;
         }
-        if (type == "ByteLevel" || type == "Split" || type == "Sequence")
-        {
-            throw Unsupported($"pre_tokenizer '{type}' (byte-level BPE, GPT-2 / Llama 3 style)", "Only SentencePiece-style BPE (Llama 2, Mistral) tokenizer.json files are read; pass the model's tokenizer.model if it has one.");
-        }
-        throw Unsupported($"pre_tokenizer '{type}'", "Supported pre-tokenizers: none or Metaspace.");
+        // Byte-level files (a ByteLevel pre-tokenizer or decoder) never get here: ByteLevelBpeTokenizer reads them.
+        throw Unsupported($"pre_tokenizer '{type}' without a ByteLevel step", "SentencePiece-style BPE takes no pre-tokenizer or Metaspace; byte-level BPE (GPT-2 / Llama 3) needs a ByteLevel pre-tokenizer or decoder.");
     }
 
     private int FindSpecial(JsonElement root, bool before, params string[] commonNames)

@@ -5,7 +5,8 @@ namespace AscendCC.Runtime.Models;
 
 /// <summary>
 /// Text to token ids and back for Llama-family models, whatever file the tokenizer came in:
-/// SentencePiece <c>tokenizer.model</c>, Hugging Face <c>tokenizer.json</c> (BPE) or llama2.c <c>tok*.bin</c>.
+/// SentencePiece <c>tokenizer.model</c>, Hugging Face <c>tokenizer.json</c> (SentencePiece-style BPE with
+/// byte fallback as in Llama 2 / Mistral, or byte-level BPE as in Llama 3 / GPT-2 / Qwen) or llama2.c <c>tok*.bin</c>.
 /// </summary>
 public abstract class TextTokenizer
 {
@@ -23,8 +24,8 @@ public abstract class TextTokenizer
     /// <summary>Encodes <paramref name="text"/>, with BOS first when <paramref name="addBos"/>.</summary>
     public abstract IReadOnlyList<int> Encode(string text, bool addBos = true);
 
-    /// <summary>Decodes ids to text: special tokens are dropped, byte-fallback pieces (&lt;0xNN&gt;) are
-    /// joined into UTF-8, and the leading space the encoder prepends is removed.</summary>
+    /// <summary>Decodes ids to text: special tokens are dropped, byte pieces (&lt;0xNN&gt; byte fallback, or
+    /// byte-level tokens) are joined into UTF-8, and the leading space the encoder prepends is removed.</summary>
     public abstract string Decode(IEnumerable<int> ids);
 
     /// <summary>

@@ -21,7 +21,7 @@ public class LlamaCompilerTests
 {
     private static readonly ExecutionMode[] Modes = [ExecutionMode.Eager, ExecutionMode.Graph];
 
-    private static LlamaConfig TinyConfig(bool tied = false) => new()
+    internal static LlamaConfig TinyConfig(bool tied = false) => new()
     {
         Architecture = "LlamaForCausalLM",
         HiddenSize = 64,
@@ -251,7 +251,7 @@ public class LlamaCompilerTests
     /// rotary angles computed per call, attention spelled out with an explicit causal mask, grouped
     /// key/value heads widened with expand. Only the parameter names follow Hugging Face.
     /// </summary>
-    private sealed class TinyCausalLM : nn.Module<Tensor, Tensor>
+    internal sealed class TinyCausalLM : nn.Module<Tensor, Tensor>
     {
         private readonly TinyBackbone model;
         private readonly Linear? lm_head;
