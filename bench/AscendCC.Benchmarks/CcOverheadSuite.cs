@@ -10,8 +10,8 @@ namespace AscendCC.Benchmarks;
 /// <summary>
 /// The cost of confidential computing, measured so that a percent or less can be told apart from
 /// drift: the CC-off and CC-on devices (and the TorchSharp baseline) are loaded side by side and run
-/// in rounds, the order rotating every round, so slow and fast periods of a shared 2-core machine
-/// fall on every runner alike. Each round gives one paired overhead per mode; the report gives the
+/// in rounds, in a new random order every round and after a pause, so slow and fast periods of a
+/// shared 2-core machine fall on every runner alike. Each round gives one paired overhead per mode; the report gives the
 /// median and the spread of those pairs rather than one difference of two separate runs.
 /// </summary>
 internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
@@ -31,7 +31,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
     {
         torch.set_num_threads(AiCoreGrid.Shared.CoreCount);
         int[] lengths = [512, 2048];
-        int rounds = options.Quick ? 2 : 7, decodeSteps = options.Quick ? 6 : 16;
+        int rounds = options.Quick ? 2 : 9, decodeSteps = options.Quick ? 6 : 16;
         int context = lengths[^1] + WarmSteps + decodeSteps + 8;
         string loadAtStart = LlamaSuite.LoadAverage();
         using LlamaShape shape = LlamaShape.Llama110M(context);
@@ -45,9 +45,17 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
                 {
                     runners.Add(new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]));
                     runners.Add(new ConfidentialRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]));
+                    if (mode == ExecutionMode.Graph)
+                    {
+                        // The control: a second, identical CC-off device. Its "overhead" against the
+                        // first is what this method measures when nothing differs — the floor below
+                        // which a CC overhead cannot be told from noise and memory layout.
+                        runners.Add(new ControlRunner(new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1])));
+                    }
                 }
             }
             var rng = new Random(11);
+            var shuffle = new Random(12);
             int[] pool = [.. Enumerable.Range(0, context).Select(_ => rng.Next(3, shape.Config.VocabSize))];
             foreach (ILlamaRunner r in runners)
             {
@@ -60,9 +68,14 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
             {
                 foreach (int length in lengths)
                 {
-                    for (int k = 0; k < runners.Count; k++)
+                    // A fresh random order each round: with a fixed rotation the same runner would keep
+                    // following TorchSharp, whose OpenMP threads spin on after their work.
+                    ILlamaRunner[] order = [.. runners];
+                    shuffle.Shuffle(order);
+                    foreach (ILlamaRunner runner in order)
                     {
-                        ILlamaRunner runner = runners[(k + round) % runners.Count];
+                        GC.Collect();
+                        Thread.Sleep(300);
                         double[] t = runner.Run(pool[..length], WarmSteps + decodeSteps);
                         prefill[runner.Name][length].Add(t[0]);
                         decode[runner.Name][length].Add(Median([.. t[(1 + WarmSteps)..]]));
@@ -89,9 +102,10 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         sb.AppendLine(inv, $"# ccoverhead: {Description}");
         sb.AppendLine();
         sb.AppendLine(inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {RuntimeInformation.FrameworkDescription}, torch threads {torch.get_num_threads()}; " +
-            $"{rounds} rounds, runner order rotated each round; decode = median of {decodeSteps} tokens after {WarmSteps} warm-up tokens at context L; load average at start {loadAtStart}, at end {LlamaSuite.LoadAverage()}.");
+            $"{rounds} rounds, runner order shuffled each round, 300 ms pause and a GC before each run; decode = median of {decodeSteps} tokens after {WarmSteps} warm-up tokens at context L; load average at start {loadAtStart}, at end {LlamaSuite.LoadAverage()}.");
         sb.AppendLine();
-        sb.AppendLine("Medians over rounds. Paired overhead: for each round, CC on ÷ CC off − 1 of the same mode; the median of those, and the middle half (25th–75th percentile) of them.");
+        sb.AppendLine("Medians over rounds. Paired overhead: for each round, CC on ÷ CC off − 1 of the same mode; the median of those, and the middle half (25th–75th percentile) of them. " +
+            "The control row pairs two identical CC-off graph devices the same way: its spread is the floor of this measurement.");
         sb.AppendLine();
         sb.AppendLine("| runner | L | prefill ms | × torch | decode ms/tok | × torch |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|");
@@ -108,14 +122,14 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         sb.AppendLine();
         sb.AppendLine("| mode | L | prefill overhead (median) | middle half | decode overhead (median) | middle half |");
         sb.AppendLine("|---|---:|---:|---|---:|---|");
-        foreach (ILlamaRunner on in runners.Where(r => r.Name.StartsWith("CC on", StringComparison.Ordinal)))
+        foreach (ILlamaRunner on in runners.Where(r => r.Name.StartsWith("CC on", StringComparison.Ordinal) || r is ControlRunner))
         {
-            string offName = on.Name.Replace("CC on", "CC off", StringComparison.Ordinal);
+            string offName = on is ControlRunner control ? control.Inner.Name : on.Name.Replace("CC on", "CC off", StringComparison.Ordinal);
             foreach (int length in lengths)
             {
                 List<double> p = Paired(prefill[on.Name][length], prefill[offName][length]);
                 List<double> d = Paired(decode[on.Name][length], decode[offName][length]);
-                sb.AppendLine(inv, $"| {on.Name["CC on ".Length..]} | {length} | {Median(p):+0.00;-0.00}% | {Quantile(p, 0.25):+0.00;-0.00}% … {Quantile(p, 0.75):+0.00;-0.00}% | {Median(d):+0.00;-0.00}% | {Quantile(d, 0.25):+0.00;-0.00}% … {Quantile(d, 0.75):+0.00;-0.00}% |");
+                sb.AppendLine(inv, $"| {(on is ControlRunner ? on.Name : on.Name["CC on ".Length..])} | {length} | {Median(p):+0.00;-0.00}% | {Quantile(p, 0.25):+0.00;-0.00}% … {Quantile(p, 0.75):+0.00;-0.00}% | {Median(d):+0.00;-0.00}% | {Quantile(d, 0.25):+0.00;-0.00}% … {Quantile(d, 0.75):+0.00;-0.00}% |");
             }
         }
         Console.WriteLine(sb.ToString());
@@ -136,4 +150,22 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         int lo = (int)Math.Floor(at), hi = (int)Math.Ceiling(at);
         return sorted[lo] + ((sorted[hi] - sorted[lo]) * (at - lo));
     }
+}
+
+/// <summary>A second instance of a runner under another name, as an A/A control.</summary>
+internal sealed class ControlRunner(ILlamaRunner inner) : ILlamaRunner
+{
+    public ILlamaRunner Inner { get; } = inner;
+
+    public string Name => $"control: {Inner.Name} vs a twin";
+
+    public bool IsBaseline => false;
+
+    public int WeightBytes => Inner.WeightBytes;
+
+    public AscendCC.Device.DeviceMemoryInfo? Hbm => Inner.Hbm;
+
+    public double[] Run(int[] prompt, int decodeSteps) => Inner.Run(prompt, decodeSteps);
+
+    public void Dispose() => Inner.Dispose();
 }
