@@ -27,6 +27,18 @@ public static partial class AttackCatalog
         yield return new Attack("R5_RollbackToOlderSvn", "R5", "rollback",
             "Reset the NPU into an older firmware release the manufacturer did sign (SVN below the fused anti-rollback counter).",
             bed => Boot(bed, bed.Manufacturer.SignFirmware(new FirmwareImage(6, bed.Firmware.SecurityVersion - 1, "AscendCC", "NPU firmware 6"u8)), "signed firmware with an older SVN"));
+        yield return new Attack("R5_RollbackAfterCommittedUpdate", "R5", "below the anti-rollback counter",
+            "Install a security update (a newer SVN, booted with CommitSecurityVersion so the fuses advance), then reset back into the release the device ran before.",
+            bed =>
+            {
+                byte[] update = bed.Manufacturer.SignFirmware(new FirmwareImage(8, bed.Firmware.SecurityVersion + 1, "AscendCC", "NPU firmware 8"u8));
+                (MailboxStatus status, string? message) = bed.Device.Reset(new DeviceBootOptions(update, CcMode.On, CommitSecurityVersion: true));
+                if (status != MailboxStatus.Ok)
+                {
+                    return AttackResult.NotBlocked($"setup: the security update did not boot ({status}: {message}), so the rollback was not tried");
+                }
+                return Boot(bed, bed.SignedFirmware.ToArray(), $"the previous release (SVN {bed.Firmware.SecurityVersion}) after the update to SVN {bed.Firmware.SecurityVersion + 1} was committed");
+            });
         yield return new Attack("R5_StaleNonce", "R5", "Freshness",
             "Answer a verifier's challenge with a report over an older nonce (GetHello through raw mailbox bytes).",
             bed =>

@@ -55,4 +55,9 @@ public sealed class DeviceFuseImage : IDisposable
 /// <param name="SignedFirmware">The CMS-signed firmware image.</param>
 /// <param name="Mode">Confidential-computing mode.</param>
 /// <param name="DebugRequested">Ask for debug features (granted only outside CC mode On, and visible in attestation).</param>
-public sealed record DeviceBootOptions(ReadOnlyMemory<byte> SignedFirmware, Protocol.Attestation.CcMode Mode, bool DebugRequested = false);
+/// <param name="CommitSecurityVersion">
+/// A security update: once this firmware has passed the boot ROM, advance the anti-rollback fuses to
+/// its security version, so no image with a lower SVN boots again. Fuses only move up; the worst a
+/// host can do with this is refuse itself old firmware.
+/// </param>
+public sealed record DeviceBootOptions(ReadOnlyMemory<byte> SignedFirmware, Protocol.Attestation.CcMode Mode, bool DebugRequested = false, bool CommitSecurityVersion = false);

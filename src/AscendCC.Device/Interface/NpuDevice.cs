@@ -141,7 +141,7 @@ public sealed class NpuDevice : IDisposable
         _boot = boot;
         try
         {
-            _firmware!.Engine.Boot(boot.SignedFirmware.Span, new Security.BootConfiguration(boot.Mode, boot.DebugRequested));
+            _firmware!.Engine.Boot(boot.SignedFirmware.Span, new Security.BootConfiguration(boot.Mode, boot.DebugRequested), boot.CommitSecurityVersion);
             return (MailboxStatus.Ok, null);
         }
         catch (Security.FirmwareRejectedException ex)

@@ -97,7 +97,10 @@ internal sealed class DeviceSecurityEngine : IDisposable
     /// <summary>Runs the boot ROM on <paramref name="signedFirmware"/> and derives the firmware's attestation key.</summary>
     /// <exception cref="FirmwareRejectedException">Bad signature, malformed image or rollback; the device stays unbooted until reset.</exception>
     /// <exception cref="ModeChangeRequiresResetException">Already booted (a second boot could change the mode without scrub).</exception>
-    public void Boot(ReadOnlySpan<byte> signedFirmware, BootConfiguration configuration)
+    /// <param name="signedFirmware">The CMS-signed image.</param>
+    /// <param name="configuration">CC mode and debug request.</param>
+    /// <param name="commitSecurityVersion">After a successful boot, advance the anti-rollback fuses to the image's SVN (a security update).</param>
+    public void Boot(ReadOnlySpan<byte> signedFirmware, BootConfiguration configuration, bool commitSecurityVersion = false)
     {
         lock (_lock)
         {
@@ -113,6 +116,10 @@ internal sealed class DeviceSecurityEngine : IDisposable
             {
                 State = DeviceSecurityState.BootFailed;
                 throw;
+            }
+            if (commitSecurityVersion)
+            {
+                _rootOfTrust.Fuses.AdvanceAntiRollbackCounter(_firmware.Image.SecurityVersion);
             }
             _configuration = configuration;
             _attestation = _rootOfTrust.DeriveAttestationIdentity(_registers.Snapshot()[MeasurementRegisterId.Firmware], _firmware.Image.SecurityVersion);
