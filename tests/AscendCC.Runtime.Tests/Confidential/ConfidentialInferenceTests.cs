@@ -24,6 +24,36 @@ public class ConfidentialInferenceTests
     }
 
     [Test]
+    public void ATruncatedPackageIsRefusedBeforeAnythingIsStagedAndTheDeviceStaysUsable()
+    {
+        using var world = Testbed.CreateTiny();
+        byte[] digest = world.ReleaseKey();
+        long allocatedBefore = world.Runtime.MemoryInfo.Allocated;
+        var ex = Assert.Throws<FormatException>(() => ConfidentialLlama.Load(world.Runtime, world.Deployment, world.Package.AsMemory(..^40), digest));
+        Assert.That(ex!.Message, Does.Contain("truncated").And.Contain("copy the whole file again"));
+        Assert.That(world.Runtime.MemoryInfo.Allocated, Is.EqualTo(allocatedBefore), "a refused load must leave no HBM behind");
+        using ConfidentialLlama llama = ConfidentialLlama.Load(world.Runtime, world.Deployment, world.Package, digest);
+        Assert.That(world.Generate(llama, [1, 5, 9], 2), Has.Length.EqualTo(2));
+    }
+
+    [Test]
+    public void ATamperedCiphertextFailsTheLoadNamingTheTensorAndFreesEverything()
+    {
+        using var world = Testbed.CreateTiny();
+        byte[] digest = world.ReleaseKey();
+        // One good load first: the runtime keeps the operator binaries it loaded (a cache), which is not a leak.
+        ConfidentialLlama.Load(world.Runtime, world.Deployment, world.Package, digest).Dispose();
+        long allocatedBefore = world.Runtime.MemoryInfo.Allocated;
+        PackageLayout layout = PackageFile.ReadLayout(world.Package);
+        int index = layout.Manifest.IndexOf("model.norm.weight");
+        byte[] tampered = [.. world.Package];
+        tampered[layout.ChunkCiphertext(index, 0).PackageOffset + 3] ^= 0x80;
+        var ex = Assert.Catch<Exception>(() => ConfidentialLlama.Load(world.Runtime, world.Deployment, tampered, digest));
+        Assert.That(ex!.Message, Does.Contain("model.norm.weight"));
+        Assert.That(world.Runtime.MemoryInfo.Allocated, Is.EqualTo(allocatedBefore), "a failed load must free what it allocated");
+    }
+
+    [Test]
     public void ProviderAndDeviceAgreeOnTheGraphMeasurement()
     {
         string folder = TestData.RequireModel("stories260K");
