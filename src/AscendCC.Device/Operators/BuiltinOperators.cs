@@ -10,6 +10,7 @@ internal static class BuiltinOperators
         new MatMulOperator(),
         new BatchMatMulOperator(),
         new LinearOperator(),
+        new LinearFusedOperator(),
         new AddOperator(),
         new MulOperator(),
         new ScaleOperator(),

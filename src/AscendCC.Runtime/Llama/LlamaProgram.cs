@@ -142,9 +142,8 @@ public sealed class LlamaProgram
             ProgramBuffer vCache = Act($"v_cache.{l}", (long)kvHeads * maxContext * headDim, RegionTag.KvCache);
 
             p.Launch("rms_norm", [x, attnNorm, xb], P(ParamSeq), I(dim), F(eps));
-            p.Launch("linear", [xb, wq, BufferRef.None, q], P(ParamSeq), I(dim), I(qDim), I(dt));
-            p.Launch("linear", [xb, wk, BufferRef.None, k], P(ParamSeq), I(dim), I(kvDim), I(dt));
-            p.Launch("linear", [xb, wv, BufferRef.None, v], P(ParamSeq), I(dim), I(kvDim), I(dt));
+            // q, k and v read the same xb: one launch (see LinearKernel.LinearFused).
+            p.Launch("linear_fused", [xb, wq, wk, wv, q, k, v], P(ParamSeq), I(dim), I(qDim), I(kvDim), I(kvDim), I(dt));
             p.Launch(ropeOp, [q], [P(ParamSeq), I(heads), I(headDim), P(ParamStart), F(theta), .. ropeScaling]);
             p.Launch(ropeOp, [k], [P(ParamSeq), I(kvHeads), I(headDim), P(ParamStart), F(theta), .. ropeScaling]);
             p.Launch("kv_cache_write", [k, v, kCache, vCache], P(ParamSeq), P(ParamStart), I(kvHeads), I(headDim), I(maxContext));
@@ -153,8 +152,7 @@ public sealed class LlamaProgram
             p.Launch("add", [x, xb2, x], P(ParamSeqDim));
 
             p.Launch("rms_norm", [x, ffnNorm, xb], P(ParamSeq), I(dim), F(eps));
-            p.Launch("linear", [xb, w1, BufferRef.None, hb], P(ParamSeq), I(dim), I(hidden), I(dt));
-            p.Launch("linear", [xb, w3, BufferRef.None, hb2], P(ParamSeq), I(dim), I(hidden), I(dt));
+            p.Launch("linear_fused", [xb, w1, w3, BufferRef.None, hb, hb2, BufferRef.None], P(ParamSeq), I(dim), I(hidden), I(hidden), I(0), I(dt));
             p.Launch("silu_mul", [hb, hb2, hb], P(ParamSeqHidden));
             p.Launch("linear", [hb, w2, BufferRef.None, xb2], P(ParamSeq), I(hidden), I(dim), I(dt));
             p.Launch("add", [x, xb2, x], P(ParamSeqDim));

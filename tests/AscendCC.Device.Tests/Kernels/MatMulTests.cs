@@ -153,6 +153,52 @@ public sealed class MatMulTests : IDisposable
         }
     }
 
+    private static IEnumerable<TestCaseData> FusedShapes()
+    {
+        // (m, k, n0, n1, n2): decode (GEMV path, one launch) and prefill (GEMM per weight); q/k/v with
+        // GQA-sized k/v, gate/up with no third part, odd row counts that straddle block boundaries.
+        foreach (string t in new[] { "F32", "BF16", "F16" })
+        {
+            yield return new TestCaseData(1, 64, 64, 16, 16, t);
+            yield return new TestCaseData(2, 96, 37, 5, 11, t);
+            yield return new TestCaseData(4, 128, 172, 172, 0, t);
+            yield return new TestCaseData(7, 80, 48, 24, 24, t);
+        }
+    }
+
+    [TestCaseSource(nameof(FusedShapes))]
+    public void LinearFusedMatchesTorchLinearPerWeight(int m, int k, int n0, int n1, int n2, string wTypeName)
+    {
+        ElementType wType = Enum.Parse<ElementType>(wTypeName);
+        float[] x = RandomValues(m * k, seed: 11 + m);
+        int[] ns = [n0, n1, n2];
+        float[][] w = [.. ns.Select((n, i) => RandomValues(n * k, seed: 100 + i + n))];
+        byte[][] wBytes = [.. w.Select(v => Encode(v, wType))];
+        float[][] y = [.. ns.Select(n => Enumerable.Repeat(float.NaN, m * n).ToArray())];
+        LinearKernel.LinearFused(_twoCores, x, wType, m, k, wBytes[0], y[0], n0, wBytes[1], y[1], n1, wBytes[2], y[2], n2);
+
+        using var scope = NewDisposeScope();
+        Tensor tx = tensor(x, m, k).to(float64);
+        for (int i = 0; i < 3; i++)
+        {
+            if (ns[i] == 0)
+            {
+                continue;
+            }
+            Tensor tw = tensor(w[i], ns[i], k);
+            tw = wType switch
+            {
+                ElementType.BF16 => tw.to(bfloat16).to(float32),
+                ElementType.F16 => tw.to(float16).to(float32),
+                _ => tw,
+            };
+            tw = tw.to(float64);
+            double[] expected = nn.functional.linear(tx, tw).data<double>().ToArray();
+            double[] magnitude = nn.functional.linear(tx.abs(), tw.abs()).data<double>().ToArray();
+            AssertClose(y[i], expected, magnitude, k, $"part {i}");
+        }
+    }
+
     [Test]
     public void PublicEntryPointsUseTheDefaultGeometry()
     {

@@ -63,6 +63,113 @@ internal static unsafe class LinearKernel
         }
     }
 
+    /// <summary>
+    /// Two or three linears that share their input, as one launch: y_i[m,n_i] = x[m,k] · W_i[n_i,k]^T
+    /// (no bias; <paramref name="n2"/> = 0 leaves out the third). Llama's q/k/v and gate/up projections
+    /// read the same normalised activations: in decode, one grid launch over all their rows costs one
+    /// hand-out and one barrier instead of three, and the cores stay busy across the small k/v matrices.
+    /// Prefill sizes run the GEMM per weight, which is compute bound anyway.
+    /// </summary>
+    public static void LinearFused(AiCoreGrid grid, ReadOnlySpan<float> x, ElementType wType, int m, int k,
+        ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2)
+    {
+        ArgumentNullException.ThrowIfNull(grid);
+        if (m > GemvMaxRows || k == 0)
+        {
+            Linear(grid, x, w0, wType, default, y0, m, k, n0);
+            Linear(grid, x, w1, wType, default, y1, m, k, n1);
+            if (n2 > 0)
+            {
+                Linear(grid, x, w2, wType, default, y2, m, k, n2);
+            }
+            return;
+        }
+        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16))
+        {
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16 or BF16.");
+        }
+        KernelArguments.RequireDimensions(m, k, n0);
+        KernelArguments.RequireDimensions(m, k, n1);
+        KernelArguments.RequireLength(x.Length, (long)m * k, nameof(x));
+        int size = ElementTypes.SizeOf(wType);
+        KernelArguments.RequireLength(w0.Length, (long)n0 * k * size, nameof(w0));
+        KernelArguments.RequireLength(w1.Length, (long)n1 * k * size, nameof(w1));
+        KernelArguments.RequireLength(w2.Length, (long)n2 * k * size, nameof(w2));
+        KernelArguments.RequireLength(y0.Length, (long)m * n0, nameof(y0));
+        KernelArguments.RequireLength(y1.Length, (long)m * n1, nameof(y1));
+        KernelArguments.RequireLength(y2.Length, (long)m * n2, nameof(y2));
+        fixed (float* px = x, py0 = y0, py1 = y1, py2 = y2)
+        fixed (byte* pw0 = w0, pw1 = w1, pw2 = w2)
+        {
+            // Outputs must not alias the input or any weight, nor each other.
+            RequireDisjointOutputs(py0, y0.Length, px, x.Length, pw0, w0.Length, pw1, w1.Length, pw2, w2.Length);
+            RequireDisjointOutputs(py1, y1.Length, px, x.Length, pw0, w0.Length, pw1, w1.Length, pw2, w2.Length);
+            RequireDisjointOutputs(py2, y2.Length, px, x.Length, pw0, w0.Length, pw1, w1.Length, pw2, w2.Length);
+            KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py1, y1.Length * 4L, nameof(y1));
+            KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py2, y2.Length * 4L, nameof(y2));
+            KernelArguments.RequireDisjoint(py1, y1.Length * 4L, py2, y2.Length * 4L, nameof(y2));
+            int rows = n0 + n1 + n2;
+            int rowsPerBlock = Math.Max(4, ((rows + 8 * grid.CoreCount - 1) / (8 * grid.CoreCount) + 3) & ~3);
+            bool wide = Gemm.DefaultIsa == GemmIsa.Vector512;
+            switch (wType)
+            {
+                case ElementType.F32:
+                    LaunchFused<F32Weights>(grid, px, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, rowsPerBlock, wide);
+                    break;
+                case ElementType.BF16:
+                    LaunchFused<BF16Weights>(grid, px, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, rowsPerBlock, wide);
+                    break;
+                default:
+                    LaunchFused<F16Weights>(grid, px, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, rowsPerBlock, wide);
+                    break;
+            }
+        }
+    }
+
+    private static void RequireDisjointOutputs(float* y, int yLength, float* x, int xLength, byte* w0, int w0Length, byte* w1, int w1Length, byte* w2, int w2Length)
+    {
+        KernelArguments.RequireDisjoint(y, yLength * 4L, x, xLength * 4L, "x");
+        KernelArguments.RequireDisjoint(y, yLength * 4L, w0, w0Length, "w0");
+        KernelArguments.RequireDisjoint(y, yLength * 4L, w1, w1Length, "w1");
+        KernelArguments.RequireDisjoint(y, yLength * 4L, w2, w2Length, "w2");
+    }
+
+    private static void LaunchFused<TW>(AiCoreGrid grid, float* x, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, int rowsPerBlock, bool wide)
+        where TW : struct, IWeightReader
+    {
+        GemvKernel<TW> Part(byte* w, float* y, int n) => new() { X = x, W = w, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock, Wide = wide };
+        int blocks0 = (n0 + rowsPerBlock - 1) / rowsPerBlock, blocks1 = (n1 + rowsPerBlock - 1) / rowsPerBlock, blocks2 = (n2 + rowsPerBlock - 1) / rowsPerBlock;
+        var kernel = new FusedGemvKernel<TW>
+        {
+            Part0 = Part(w0, y0, n0), Part1 = Part(w1, y1, n1), Part2 = Part(w2, y2, n2),
+            End0 = blocks0, End1 = blocks0 + blocks1,
+        };
+        grid.Launch(blocks0 + blocks1 + blocks2, ref kernel);
+    }
+
+    /// <summary>The blocks of up to three GEMVs in one launch: block numbers run through each part's blocks in turn.</summary>
+    private struct FusedGemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
+    {
+        public GemvKernel<TW> Part0, Part1, Part2;
+        public int End0, End1;
+
+        public readonly void Execute(int block)
+        {
+            if (block < End0)
+            {
+                Part0.Execute(block);
+            }
+            else if (block < End1)
+            {
+                Part1.Execute(block - End0);
+            }
+            else
+            {
+                Part2.Execute(block - End1);
+            }
+        }
+    }
+
     private static void Gemv(AiCoreGrid grid, float* x, byte* w, ElementType wType, float* bias, float* y, int m, int k, int n, GemmIsa isa)
     {
         // Several blocks per core so the atomic hand-out evens out cores that start late.

@@ -36,3 +36,27 @@ internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] w:dt
             bias, c.Buffer<float>(3, (long)m * n), m, k, n);
     }
 }
+
+/// <summary>
+/// Two or three bias-free linears over the same input in one launch (Llama's q/k/v or gate/up):
+/// y_i = x·W_iᵀ; the third weight and output are absent when n2 = 0.
+/// </summary>
+internal sealed class LinearFusedOperator() : OperatorBase("linear_fused",
+    "x:f32[m,k] w0:dtype[n0,k] w1:dtype[n1,k] w2?:dtype[n2,k] -> y0:f32[m,n0] y1:f32[m,n1] y2?:f32[m,n2] | m k n0 n1 n2 dtype",
+    ["x", "w0", "w1", "w2", "y0", "y1", "y2"], [4, 5, 6], 6)
+{
+    public override void Execute(ref KernelContext c)
+    {
+        int m = c.Int(0, "m", 1), k = c.Int(1, "k", 1), n0 = c.Int(2, "n0", 1), n1 = c.Int(3, "n1", 1), n2 = c.Int(4, "n2", 0);
+        ElementType wType = ElementTypeOf(ref c, 5);
+        int size = ElementTypes.SizeOf(wType);
+        if (n2 == 0 && !(c.IsNone(3) && c.IsNone(6)))
+        {
+            throw new KernelArgumentException($"{Name}: n2 = 0 means no third weight and output; pass none for 'w2' and 'y2'");
+        }
+        LinearKernel.LinearFused(c.Grid, c.Buffer<float>(0, (long)m * k), wType, m, k,
+            c.Buffer<byte>(1, (long)n0 * k * size), c.Buffer<float>(4, (long)m * n0), n0,
+            c.Buffer<byte>(2, (long)n1 * k * size), c.Buffer<float>(5, (long)m * n1), n1,
+            n2 == 0 ? default : c.Buffer<byte>(3, (long)n2 * k * size), n2 == 0 ? default : c.Buffer<float>(6, (long)m * n2), n2);
+    }
+}
