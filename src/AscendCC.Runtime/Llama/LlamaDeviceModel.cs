@@ -30,6 +30,11 @@ public sealed class LlamaDeviceModel : IDisposable
     private readonly NpuRuntime _runtime;
     private readonly ProgramBinding _binding;
     private readonly LlamaProgram _layout;
+    private readonly RopeConvention _rope;
+    // The all-position-logits program, built and bound on first use: most callers only generate,
+    // and its logits buffer is MaxBatchTokens × vocab floats.
+    private LlamaProgram? _scoringLayout;
+    private ProgramBinding? _scoringBinding;
     private readonly long[] _paramValues = new long[LlamaProgram.ParamCount];
     private readonly int[] _one = new int[1];
     private ulong _seededWith = ulong.MaxValue;
@@ -41,6 +46,7 @@ public sealed class LlamaDeviceModel : IDisposable
         Options = options;
         MaxContext = options.MaxContext > 0 ? Math.Min(options.MaxContext, config.MaxPositionEmbeddings) : config.MaxPositionEmbeddings;
         MaxBatchTokens = options.MaxBatchTokens > 0 ? Math.Min(options.MaxBatchTokens, MaxContext) : MaxContext;
+        _rope = rope;
         _layout = LlamaProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision);
 
         var expected = LlamaTensorNames.Expected(config).ToDictionary(e => e.Name, e => e.Shape);
@@ -115,6 +121,70 @@ public sealed class LlamaDeviceModel : IDisposable
     public int Forward(ReadOnlySpan<int> tokens, int startPos, SamplingOptions? sampling = null)
     {
         sampling ??= SamplingOptions.Greedy;
+        SetParams(tokens, startPos, sampling);
+        // One submission and one wait per pass: inputs, the program, the chosen token.
+        Span<int> next = stackalloc int[1];
+        using (NpuRuntime.InferenceStep step = _runtime.BeginStep())
+        {
+            Submit(step, _binding, _layout, tokens);
+            step.Finish(_binding[_layout.Next].Address, System.Runtime.InteropServices.MemoryMarshal.AsBytes(next));
+        }
+        return next[0];
+    }
+
+    /// <summary>
+    /// Feeds <paramref name="tokens"/> at positions <paramref name="startPos"/>.. like
+    /// <see cref="Forward"/> (the KV cache keeps them) but picks no token: returns the logits of every
+    /// fed position, row-major [tokens.Length × vocab]. Runs a second program that shares this
+    /// model's weights, KV cache and activations and ends with the classifier over all rows; it is
+    /// built and bound (and, in graph mode, loaded) on the first call.
+    /// </summary>
+    public float[] ForwardAllLogits(ReadOnlySpan<int> tokens, int startPos)
+    {
+        // No sampling settings: the scoring program picks no token, and the generator keeps its state.
+        SetParams(tokens, startPos, sampling: null);
+        (LlamaProgram layout, ProgramBinding binding) = Scoring();
+        using (NpuRuntime.InferenceStep step = _runtime.BeginStep())
+        {
+            Submit(step, binding, layout, tokens);
+            step.Finish();
+        }
+        // Read directly rather than through the step's staging, which is sized for small outputs.
+        var logits = new float[(long)tokens.Length * Config.VocabSize];
+        _runtime.CopyToHost<float>(binding[layout.AllLogits!], 0, logits);
+        return logits;
+    }
+
+    private (LlamaProgram Layout, ProgramBinding Binding) Scoring()
+    {
+        if (_scoringLayout is null || _scoringBinding is null)
+        {
+            LlamaProgram layout = LlamaProgram.Build(Config, _rope, MaxContext, MaxBatchTokens, Options.WeightPrecision, allPositionLogits: true);
+            // Same names and sizes as the generation program (weights, KV cache, activations, the
+            // parameter block): borrow those regions, so nothing is copied twice and a scoring pass
+            // leaves the KV cache exactly as a generation pass would. Only all_logits is new.
+            var shared = _layout.Program.Buffers.ToDictionary(b => b.Name, b => b, StringComparer.Ordinal);
+            ProgramBinding binding = new(_runtime, layout.Program, borrow: b =>
+                shared.TryGetValue(b.Name, out ProgramBuffer? own) && own.Bytes == b.Bytes && own.Tag == b.Tag ? _binding[own] : null);
+            try
+            {
+                if (Options.Mode == ExecutionMode.Graph)
+                {
+                    binding.LoadModel();
+                }
+            }
+            catch
+            {
+                binding.Dispose();
+                throw;
+            }
+            (_scoringLayout, _scoringBinding) = (layout, binding);
+        }
+        return (_scoringLayout, _scoringBinding);
+    }
+
+    private void SetParams(ReadOnlySpan<int> tokens, int startPos, SamplingOptions? sampling)
+    {
         if (tokens.Length == 0 || tokens.Length > MaxBatchTokens)
         {
             throw new ArgumentOutOfRangeException(nameof(tokens), $"a forward pass takes 1..{MaxBatchTokens} tokens, got {tokens.Length}; split the prompt into chunks");
@@ -130,36 +200,37 @@ public sealed class LlamaDeviceModel : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary of {Config.VocabSize}");
             }
         }
-        if (sampling.Seed != _seededWith)
-        {
-            Reseed(sampling.Seed);
-        }
         _paramValues[LlamaProgram.ParamSeq] = tokens.Length;
         _paramValues[LlamaProgram.ParamStart] = startPos;
         _paramValues[LlamaProgram.ParamLast] = tokens.Length - 1;
         _paramValues[LlamaProgram.ParamSeqDim] = (long)tokens.Length * Config.HiddenSize;
         _paramValues[LlamaProgram.ParamSeqHidden] = (long)tokens.Length * Config.IntermediateSize;
+        if (sampling is null)
+        {
+            return;
+        }
+        if (sampling.Seed != _seededWith)
+        {
+            Reseed(sampling.Seed);
+        }
         _paramValues[LlamaProgram.ParamTemperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
         _paramValues[LlamaProgram.ParamTopK] = sampling.TopK;
         _paramValues[LlamaProgram.ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
-        // One submission and one wait per pass: inputs, the program, the chosen token.
-        Span<int> next = stackalloc int[1];
-        using (NpuRuntime.InferenceStep step = _runtime.BeginStep())
+    }
+
+    private void Submit(NpuRuntime.InferenceStep step, ProgramBinding binding, LlamaProgram layout, ReadOnlySpan<int> tokens)
+    {
+        step.Input(tokens, binding[layout.Tokens].Address);
+        step.Input<long>(_paramValues, binding[layout.Params].Address);
+        if (Options.Mode == ExecutionMode.Graph)
         {
-            step.Input(tokens, _binding[_layout.Tokens].Address);
-            step.Input<long>(_paramValues, _binding[_layout.Params].Address);
-            if (Options.Mode == ExecutionMode.Graph)
-            {
-                step.ExecuteModel(_binding.LoadModel());
-            }
-            else
-            {
-                step.Flush();
-                _binding.Run();
-            }
-            step.Finish(_binding[_layout.Next].Address, System.Runtime.InteropServices.MemoryMarshal.AsBytes(next));
+            step.ExecuteModel(binding.LoadModel());
         }
-        return next[0];
+        else
+        {
+            step.Flush();
+            binding.Run();
+        }
     }
 
     /// <summary>Restarts the device's sampling generator from <paramref name="seed"/>.</summary>
@@ -221,5 +292,11 @@ public sealed class LlamaDeviceModel : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => _binding.Dispose();
+    public void Dispose()
+    {
+        // The scoring binding borrows the main binding's regions: release it first.
+        _scoringBinding?.Dispose();
+        _scoringBinding = null;
+        _binding.Dispose();
+    }
 }

@@ -41,6 +41,12 @@ public sealed class LlamaProgram
     /// <summary>Last position's logits.</summary>
     public ProgramBuffer Logits { get; private set; } = null!;
 
+    /// <summary>
+    /// All-position programs only: the logits of every fed position (f32 × MaxBatchTokens × vocab, the
+    /// first <see cref="ParamSeq"/> rows written); null otherwise.
+    /// </summary>
+    public ProgramBuffer? AllLogits { get; private set; }
+
     /// <summary>The chosen next token (int32).</summary>
     public ProgramBuffer Next { get; private set; } = null!;
 
@@ -77,9 +83,21 @@ public sealed class LlamaProgram
     /// by prompt_open into locked memory) and leave only as sealed records (token_seal); logits and the
     /// sampled token stay in locked memory.
     /// </param>
-    public static LlamaProgram Build(LlamaConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision, bool confidential = false)
+    /// <param name="allPositionLogits">
+    /// End with the final norm and the classifier over every fed row into <see cref="AllLogits"/>
+    /// (for callers that score a whole sequence) instead of the last row and the sampler; the last
+    /// row is still copied to <see cref="Logits"/>. Every other buffer has the same name and size as
+    /// in the generation program, so a runtime can bind both over one set of weights and KV cache.
+    /// Not available in the confidential variant, whose logits never leave the device.
+    /// </param>
+    public static LlamaProgram Build(LlamaConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision, bool confidential = false,
+        bool allPositionLogits = false)
     {
         ArgumentNullException.ThrowIfNull(config);
+        if (confidential && allPositionLogits)
+        {
+            throw new ArgumentException("the confidential program keeps logits on the device; it has no all-position variant", nameof(allPositionLogits));
+        }
         ArgumentOutOfRangeException.ThrowIfLessThan(maxContext, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchTokens, 1);
         var p = new DeviceProgram();
@@ -157,11 +175,23 @@ public sealed class LlamaProgram
             p.Launch("linear", [hb, w2, BufferRef.None, xb2], P(ParamSeq), I(hidden), I(dim), I(dt));
             p.Launch("add", [x, xb2, x], P(ParamSeqDim));
         }
-        // Only the last position's logits are needed to pick the next token.
-        p.Launch("slice_rows", [x, last], P(ParamLast), I(1), I(dim));
-        p.Launch("rms_norm", [last, finalNorm, lastNorm], I(1), I(dim), F(eps));
-        p.Launch("linear", [lastNorm, classifier, BufferRef.None, result.Logits], I(1), I(dim), I(vocab), I(dt));
-        p.Launch("sample", [result.Logits, result.Rng, probs, result.Next], I(vocab), P(ParamTemperature), P(ParamTopK), P(ParamTopP));
+        if (allPositionLogits)
+        {
+            // Every row's logits, for scoring a sequence; no token is picked. The last row is copied
+            // to the generation program's logits buffer so "the last pass's logits" stays true.
+            result.AllLogits = Act("all_logits", (long)T * vocab, RegionTag.OutputStaging);
+            p.Launch("rms_norm", [x, finalNorm, xb], P(ParamSeq), I(dim), F(eps));
+            p.Launch("linear", [xb, classifier, BufferRef.None, result.AllLogits], P(ParamSeq), I(dim), I(vocab), I(dt));
+            p.Launch("slice_rows", [result.AllLogits, result.Logits], P(ParamLast), I(1), I(vocab));
+        }
+        else
+        {
+            // Only the last position's logits are needed to pick the next token.
+            p.Launch("slice_rows", [x, last], P(ParamLast), I(1), I(dim));
+            p.Launch("rms_norm", [last, finalNorm, lastNorm], I(1), I(dim), F(eps));
+            p.Launch("linear", [lastNorm, classifier, BufferRef.None, result.Logits], I(1), I(dim), I(vocab), I(dt));
+            p.Launch("sample", [result.Logits, result.Rng, probs, result.Next], I(vocab), P(ParamTemperature), P(ParamTopK), P(ParamTopP));
+        }
         if (confidential)
         {
             result.TokenRecord = p.Buffer(RegionTag.OutputStaging, "token_record", TokenRecordBytes);

@@ -11,25 +11,37 @@ public sealed class ProgramBinding : IDisposable
 {
     private readonly NpuRuntime _runtime;
     private readonly DeviceBuffer[] _regions;
+    // False for regions borrowed from another binding: that binding frees them, not this one.
+    private readonly bool[] _owned;
     private readonly (string Op, KernelArgument[] Args, KernelScalar[] Scalars)[] _launches;
     private LoadedModelHandle? _model;
 
     /// <summary>
     /// Allocates a region for every buffer (weights filled afterwards by the caller) and translates
     /// the launches. <paramref name="allocate"/> may supply a region for a buffer (for example one a
-    /// package unlock filled); returning null allocates a fresh one.
+    /// package unlock filled); returning null allocates a fresh one. Regions from either callback
+    /// are disposed with this binding except those <paramref name="borrow"/> supplies: they belong to
+    /// another binding (for example a second program over the same weights and KV cache), which must
+    /// outlive this one.
     /// </summary>
-    public ProgramBinding(NpuRuntime runtime, DeviceProgram program, Func<ProgramBuffer, DeviceBuffer?>? allocate = null)
+    public ProgramBinding(NpuRuntime runtime, DeviceProgram program, Func<ProgramBuffer, DeviceBuffer?>? allocate = null, Func<ProgramBuffer, DeviceBuffer?>? borrow = null)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(program);
         _runtime = runtime;
         Program = program;
         _regions = new DeviceBuffer[program.Buffers.Count];
+        _owned = new bool[program.Buffers.Count];
         try
         {
             foreach (ProgramBuffer b in program.Buffers)
             {
+                if (borrow?.Invoke(b) is { } shared)
+                {
+                    _regions[b.Id] = shared;
+                    continue;
+                }
+                _owned[b.Id] = true;
                 _regions[b.Id] = allocate?.Invoke(b) ?? runtime.Allocate(b.Bytes, b.Tag);
             }
         }
@@ -93,7 +105,7 @@ public sealed class ProgramBinding : IDisposable
             _runtime.UnloadModel(_model);
             _model = null;
         }
-        foreach (DeviceBuffer? r in _regions.Distinct())
+        foreach (DeviceBuffer? r in _regions.Where((_, i) => _owned[i]).Distinct())
         {
             r?.Dispose();
         }

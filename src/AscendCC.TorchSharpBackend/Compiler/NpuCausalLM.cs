@@ -44,9 +44,13 @@ public sealed class NpuCausalLM : NpuModule
     }
 
     /// <summary>
-    /// Prefills token ids [1, T] (int64 or int32) from position 0 and returns the last position's
-    /// logits [1, vocab]. Unlike the module's forward, which returns every position, the device
-    /// program computes the classifier for the last position only.
+    /// Runs token ids [1, T] (int64 or int32) from position 0 and returns the logits of every position
+    /// [1, T, vocab] (float32), as the module's own forward does, so code that computes a loss or
+    /// inspects all positions runs unchanged. Prompts longer than <see cref="MaxBatchTokens"/> run in
+    /// chunks. This uses a second device program (classifier over every row), bound on first use and
+    /// sharing the weights and KV cache; <see cref="generate"/> and
+    /// <see cref="forward(ReadOnlySpan{int}, int, SamplingOptions?)"/> keep the last-position
+    /// classifier. The KV cache afterwards holds the T positions, like a prefill.
     /// </summary>
     public Tensor forward(Tensor input_ids)
     {
@@ -56,15 +60,22 @@ public sealed class NpuCausalLM : NpuModule
             throw new ArgumentException($"input_ids must be int64 or int32 of shape [1, T], got {input_ids.dtype} [{string.Join(", ", input_ids.shape)}]", nameof(input_ids));
         }
         int[] ids = input_ids.to_type(ScalarType.Int64).cpu().data<long>().Select(v => checked((int)v)).ToArray();
-        Context.CheckHostRead("next-token logits of a compiled language model");
+        if (ids.Length == 0)
+        {
+            throw new ArgumentException("input_ids must hold at least one token", nameof(input_ids));
+        }
+        Context.CheckHostRead("logits of a compiled language model");
+        int vocab = Config.VocabSize;
+        var logits = new float[(long)ids.Length * vocab];
         using (Exclusive())
         {
             for (int pos = 0; pos < ids.Length; pos += MaxBatchTokens)
             {
-                _model.Forward(ids.AsSpan(pos, Math.Min(MaxBatchTokens, ids.Length - pos)), pos);
+                float[] chunk = _model.ForwardAllLogits(ids.AsSpan(pos, Math.Min(MaxBatchTokens, ids.Length - pos)), pos);
+                chunk.CopyTo(logits, (long)pos * vocab);
             }
-            return tensor(_model.ReadLogits()).unsqueeze(0);
         }
+        return tensor(logits, [1, ids.Length, vocab]);
     }
 
     /// <summary>The logits [vocab] of the last position of the last forward pass.</summary>

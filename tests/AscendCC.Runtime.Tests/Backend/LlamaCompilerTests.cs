@@ -55,8 +55,50 @@ public class LlamaCompilerTests
         using Tensor ids = tensor(prompt.Select(i => (long)i).ToArray(), [1, prompt.Length]);
         using Tensor cpu = model.call(ids);
         using Tensor device = compiled.forward(ids);
-        double diff = (device[0] - cpu[0, -1]).abs().max().item<float>();
+        double diff = (device[0, -1] - cpu[0, -1]).abs().max().item<float>();
         Assert.That(diff, Is.LessThan(1e-3));
+    }
+
+    [TestCaseSource(nameof(Modes))]
+    public void ForwardOnTokenIdsReturnsEveryPositionsLogitsLikeTheModule(ExecutionMode mode)
+    {
+        manual_seed(17);
+        LlamaConfig config = TinyConfig();
+        using var model = new TinyCausalLM(config);
+        // MaxBatchTokens 8: the 5-token prompt is one pass, the 21-token one three (8 + 8 + 5).
+        using var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions
+        {
+            Config = config,
+            JitCompile = mode == ExecutionMode.Graph,
+            MaxContext = 64,
+            MaxBatchTokens = 8,
+        });
+        var random = new Random(4);
+        int[] shortPrompt = [1, 17, 42, 5, 88];
+        int[] longPrompt = [1, .. Enumerable.Range(0, 20).Select(_ => random.Next(config.VocabSize))];
+        using var noGrad = no_grad();
+        foreach (int[] prompt in new[] { shortPrompt, longPrompt })
+        {
+            using Tensor ids = tensor(prompt.Select(i => (long)i).ToArray(), [1, prompt.Length]);
+            using Tensor cpu = model.call(ids);
+            using Tensor device = compiled.forward(ids);
+            Assert.That(device.shape, Is.EqualTo(new long[] { 1, prompt.Length, config.VocabSize }));
+            Assert.That(device.dtype, Is.EqualTo(ScalarType.Float32));
+            // Every row must match, not only the last: the rows genuinely differ from one another.
+            Assert.That((cpu[0] - cpu[0, -1]).abs().max().item<float>(), Is.GreaterThan(1e-1), "the positions' logits should differ");
+            using Tensor perRow = (device - cpu).abs().amax([0L, 2L]);
+            float[] rows = perRow.data<float>().ToArray();
+            for (int t = 0; t < prompt.Length; t++)
+            {
+                Assert.That(rows[t], Is.LessThan(1e-4), $"{prompt.Length} tokens, position {t}");
+            }
+            // The last row also stays what logits() reports.
+            using Tensor last = compiled.logits();
+            Assert.That((last - cpu[0, -1]).abs().max().item<float>(), Is.LessThan(1e-4));
+        }
+
+        // Scoring shares the KV cache and leaves the generation program intact.
+        Assert.That(compiled.generate(shortPrompt, 12).ToArray(), Is.EqualTo(model.GreedyOnCpu(shortPrompt, 12)));
     }
 
     [Test]
@@ -167,6 +209,42 @@ public class LlamaCompilerTests
         Assert.That(compiled.SelfCheckMaxDifference, Is.LessThan(1e-3));
         int[] generated = compiled.generate(reference.PromptTokens, reference.GeneratedTokens.Length).ToArray();
         Assert.That(generated, Is.EqualTo(reference.GeneratedTokens));
+    }
+
+    [TestCaseSource(nameof(Modes))]
+    public void ForwardOnStories260KReturnsLlama2cLogitsAtEveryPosition(ExecutionMode mode)
+    {
+        string folder = TestData.RequireModel("stories260K");
+        ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
+        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using LlamaForCausalLM model = TorchLlamaLoader.Load(checkpoint);
+        // MaxBatchTokens 24: the prompt and its generated tokens run in three chunks.
+        using var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions
+        {
+            ConfigPath = Path.Combine(folder, "config.json"),
+            JitCompile = mode == ExecutionMode.Graph,
+            MaxContext = 128,
+            MaxBatchTokens = 24,
+            ResetState = m => ((LlamaForCausalLM)m).ResetCache(),
+        });
+        int[] tokens = reference.Steps.Select(s => s.Token).ToArray();
+        Assert.That(reference.Steps.Select(s => s.Pos), Is.EqualTo(Enumerable.Range(0, tokens.Length)));
+        Assert.That(tokens, Has.Length.GreaterThan(compiled.MaxBatchTokens));
+        using Tensor ids = tensor(tokens.Select(i => (long)i).ToArray(), [1, tokens.Length]);
+        using Tensor logits = compiled.forward(ids);
+        int vocab = compiled.Config.VocabSize;
+        Assert.That(logits.shape, Is.EqualTo(new long[] { 1, tokens.Length, vocab }));
+        float[] all = logits.data<float>().ToArray();
+        for (int t = 0; t < tokens.Length; t++)
+        {
+            float[] expected = reference.Steps[t].Logits;
+            double worst = 0;
+            for (int i = 0; i < vocab; i++)
+            {
+                worst = Math.Max(worst, Math.Abs(all[((long)t * vocab) + i] - expected[i]));
+            }
+            Assert.That(worst, Is.LessThanOrEqualTo(1e-4), $"{mode} position {t}");
+        }
     }
 
     [Test]

@@ -71,6 +71,50 @@ public class LlamaDeviceModelTests
         }
     }
 
+    [TestCase(ExecutionMode.Eager)]
+    [TestCase(ExecutionMode.Graph)]
+    public void AllPositionLogitsShareTheWeightsAndKvCacheOfTheGenerationProgram(ExecutionMode mode)
+    {
+        string folder = TestData.RequireModel("stories260K");
+        ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
+        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
+        var options = new LlamaDeviceOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 16 };
+        // A first load and dispose leaves the runtime's own regions (loaded operators) in place, so
+        // what remains after the second one is what the bindings leaked or freed twice.
+        LlamaDeviceModel.Load(runtime, checkpoint, options).Dispose();
+        DeviceMemoryInfo empty = runtime.MemoryInfo;
+        int[] tokens = reference.Steps.Select(s => s.Token).ToArray();
+        using (var model = LlamaDeviceModel.Load(runtime, checkpoint, options))
+        {
+            int vocab = model.Config.VocabSize;
+            DeviceMemoryInfo before = runtime.MemoryInfo;
+            // Score the first 16 positions, then decode on: the decode steps read the KV cache the
+            // scoring pass wrote, so it must be the generation program's own cache.
+            float[] scored = model.ForwardAllLogits(tokens.AsSpan(0, 16), 0);
+            Assert.That(scored, Has.Length.EqualTo(16 * vocab));
+            for (int t = 0; t < 16; t++)
+            {
+                AssertClose(scored.AsSpan(t * vocab, vocab).ToArray(), reference.Steps[t].Logits, $"scored position {t}");
+            }
+            AssertClose(model.ReadLogits(), reference.Steps[15].Logits, "last scored position through ReadLogits");
+            DeviceMemoryInfo after = runtime.MemoryInfo;
+            // Only the all-position logits buffer is new (and in graph mode the second model's task
+            // list): no second copy of weights, cache or activations.
+            Assert.That(after.RegionCount, Is.EqualTo(before.RegionCount + (mode == ExecutionMode.Graph ? 2 : 1)));
+            Assert.That(after.Allocated - before.Allocated, Is.LessThan((16L * vocab * 4) + 65536));
+            for (int pos = 16; pos < 24; pos++)
+            {
+                int next = model.Forward(tokens.AsSpan(pos, 1), pos);
+                AssertClose(model.ReadLogits(), reference.Steps[pos].Logits, $"decode after scoring, pos {pos}");
+                Assert.That(next, Is.EqualTo(reference.Steps[pos].Argmax));
+            }
+        }
+        // Disposing frees every region once: the borrowed ones are the generation binding's.
+        Assert.That(runtime.MemoryInfo.Allocated, Is.EqualTo(empty.Allocated));
+        Assert.That(runtime.MemoryInfo.RegionCount, Is.EqualTo(empty.RegionCount));
+    }
+
     [Test]
     public void APromptLongerThanTheContextIsRefusedWithAClearMessage()
     {
