@@ -35,6 +35,59 @@ internal sealed class MatMulSuite : IBenchmarkSuite
             }
         }
         RunPrefill(grid, 512, 4096, 4096, ElementType.BF16, options, budgetMs, table);
+        // Decode projections that share their input, three launches vs one (linear_fused), bf16.
+        RunFusedGemv(grid, "110M q/k/v", 768, 768, 768, 768, options, budgetMs, table);
+        RunFusedGemv(grid, "110M gate/up", 768, 2048, 2048, 0, options, budgetMs, table);
+        RunFusedGemv(grid, "1.1B q/k/v", 2048, 2048, 256, 256, options, budgetMs, table);
+        RunFusedGemv(grid, "1.1B gate/up", 2048, 5632, 5632, 0, options, budgetMs, table);
+    }
+
+    /// <summary>One token through two or three bf16 linears over the same input: separate launches, then one fused launch; torch runs the separate f32 linears.</summary>
+    private static void RunFusedGemv(AiCoreGrid grid, string label, int k, int n0, int n1, int n2, BenchmarkOptions options, double budgetMs, ResultTable table)
+    {
+        string separate = $"{label} 1×{k}, n={n0}/{n1}/{n2} BF16 W: separate launches (torch f32 W)";
+        string fused = $"{label} 1×{k}, n={n0}/{n1}/{n2} BF16 W: linear_fused (torch f32 W)";
+        if (!options.Includes(separate) && !options.Includes(fused))
+        {
+            return;
+        }
+        int[] ns = [n0, n1, n2];
+        float[] x = Random(k, 5);
+        float[][] w = [.. ns.Select((n, i) => Random(n * k, 6 + i))];
+        byte[][] wBytes = [.. w.Select(v => Encode(v, ElementType.BF16))];
+        float[][] y = [.. ns.Select(n => new float[n])];
+        using Tensor tx = tensor(x, 1, k);
+        Tensor[] tw = [.. ns.Where(n => n > 0).Select((n, i) => tensor(w[i], n, k))];
+        long bytes = wBytes.Sum(b => (long)b.Length);
+
+        void Separate()
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                if (ns[i] > 0)
+                {
+                    LinearKernel.Linear(grid, x, wBytes[i], ElementType.BF16, [], y[i], 1, k, ns[i]);
+                }
+            }
+        }
+        void Fused() => LinearKernel.LinearFused(grid, x, ElementType.BF16, 1, k, wBytes[0], y[0], n0, wBytes[1], y[1], n1, wBytes[2], y[2], n2);
+        void Torch()
+        {
+            foreach (Tensor t in tw)
+            {
+                using Tensor r = nn.functional.linear(tx, t);
+            }
+        }
+
+        int reps = Measure.RepetitionsFor(bytes / 20e9 * 1e3, budgetMs) * 2;
+        (Timing sep, Timing torchSep) = Measure.Compare(Separate, Torch, warmup: 3, reps);
+        table.Add(new ResultRow(separate, sep, torchSep, bytes, "GB/s"));
+        (Timing fus, Timing torchFus) = Measure.Compare(Fused, Torch, warmup: 3, reps);
+        table.Add(new ResultRow(fused, fus, torchFus, bytes, "GB/s"));
+        foreach (Tensor t in tw)
+        {
+            t.Dispose();
+        }
     }
 
     /// <summary>A prefill-shaped Linear: the GEMM path, widening bf16 weights while packing them.</summary>
