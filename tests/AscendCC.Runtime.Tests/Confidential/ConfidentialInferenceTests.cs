@@ -11,13 +11,16 @@ namespace AscendCC.Runtime.Tests.Confidential;
 /// <summary>Confidential inference end to end: the same tokens as llama2.c, with the host relaying only ciphertext.</summary>
 public class ConfidentialInferenceTests
 {
-    [TestCase(ExecutionMode.Graph)]
-    [TestCase(ExecutionMode.Eager)]
-    public void ConfidentialGreedyGenerationReproducesTheReference(ExecutionMode mode)
+    /// <summary>Both layouts: the Hugging Face folder (half-rotation RoPE) and llama2.c's .bin (interleaved RoPE).</summary>
+    [TestCase(ExecutionMode.Graph, "")]
+    [TestCase(ExecutionMode.Eager, "")]
+    [TestCase(ExecutionMode.Graph, "stories260K.bin")]
+    [TestCase(ExecutionMode.Eager, "stories260K.bin")]
+    public void ConfidentialGreedyGenerationReproducesTheReference(ExecutionMode mode, string layout)
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var world = Testbed.FromCheckpoint(folder, new TestbedOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 3 });
+        using var world = Testbed.FromCheckpoint(Path.Combine(folder, layout), new TestbedOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 3 });
         using ConfidentialLlama llama = world.Load();
         int[] tokens = world.Generate(llama, reference.PromptTokens, reference.GeneratedTokens.Length);
         Assert.That(tokens, Is.EqualTo(reference.GeneratedTokens));
