@@ -17,10 +17,10 @@ internal interface IBenchmarkSuite
 
 /// <summary>Command-line options every suite honours.</summary>
 /// <param name="Quick">Fewer repetitions, for smoke runs.</param>
-/// <param name="Filter">Only cases whose name contains this (case-insensitive); null runs all.</param>
+/// <param name="Filter">Only cases whose name contains this (case-insensitive; alternatives separated by '|'); null runs all.</param>
 internal sealed record BenchmarkOptions(bool Quick, string? Filter)
 {
-    public bool Includes(string caseName) => Filter is null || caseName.Contains(Filter, StringComparison.OrdinalIgnoreCase);
+    public bool Includes(string caseName) => Filter is null || Filter.Split('|').Any(f => caseName.Contains(f, StringComparison.OrdinalIgnoreCase));
 }
 
 /// <summary>Median and fastest of several timed repetitions, in milliseconds.</summary>

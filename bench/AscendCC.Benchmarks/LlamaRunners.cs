@@ -208,6 +208,12 @@ internal sealed class ConfidentialRunner : ILlamaRunner
 
     public DeviceMemoryInfo? Hbm => _runtime.MemoryInfo;
 
+    /// <summary>Milliseconds the data owner took to seal the last prompt (the device's prompt_open decrypts the same record).</summary>
+    public double PromptCryptoMs { get; private set; }
+
+    /// <summary>Milliseconds per token record the data owner took to open the last run's records (the device's token_seal encrypts the same size).</summary>
+    public double TokenCryptoMs { get; private set; }
+
     public double[] Run(int[] prompt, int decodeSteps)
     {
         var owner = new DataOwnerSession(_verifier);
@@ -216,7 +222,9 @@ internal sealed class ConfidentialRunner : ILlamaRunner
             byte[] hello = owner.Attest(_mailbox.GetHello(owner.Nonce.Span));
             (int session, byte[] accept) = _mailbox.AcceptChannel(hello);
             owner.Complete(accept);
+            long sealStart = Stopwatch.GetTimestamp();
             byte[] record = owner.EncryptPrompt(prompt);
+            PromptCryptoMs = Stopwatch.GetElapsedTime(sealStart).TotalMilliseconds;
             var times = new double[1 + decodeSteps];
             var records = new byte[1 + decodeSteps][];
             using IEnumerator<byte[]> tokens = _llama.Generate(session, record, prompt.Length, 1 + decodeSteps).GetEnumerator();
@@ -230,11 +238,15 @@ internal sealed class ConfidentialRunner : ILlamaRunner
                 times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 records[i] = tokens.Current;
             }
-            // The data owner reads what came back (untimed): a check that the run was real.
+            // The data owner reads what came back (untimed in the step times): a check that the run was
+            // real, and the cost of one AES-GCM record of the token record's size, which is what the
+            // device's token_seal pays per step.
+            long openStart = Stopwatch.GetTimestamp();
             foreach (byte[] r in records)
             {
                 _ = owner.DecryptToken(r);
             }
+            TokenCryptoMs = Stopwatch.GetElapsedTime(openStart).TotalMilliseconds / records.Length;
             return times;
         }
     }

@@ -21,7 +21,7 @@ internal static class Program
     {
         if (args.Length == 0 || args.Contains("--help") || args.Contains("-h"))
         {
-            Console.WriteLine("usage: AscendCC.Benchmarks <suite>... | all   [--quick] [--filter <case substring>]");
+            Console.WriteLine("usage: AscendCC.Benchmarks <suite>... | all   [--quick] [--filter <case substring>[|<another>...]]");
             foreach (IBenchmarkSuite suite in Suites)
             {
                 Console.WriteLine($"  {suite.Name,-12} {suite.Description}");
