@@ -143,7 +143,9 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
                 HbmRegion? r = _hbm.Find(t.A, 0);
                 if (r is not null && r.PinCount > 0)
                 {
-                    return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"R4: region 0x{t.A:x} is bound by a loaded confidential model; unload the model first", t.A);
+                    return _packages.Values.Any(p => p.Staging == r)
+                        ? TaskOutcome.Fail(CompletionStatus.AccessDenied, $"region 0x{t.A:x} holds an open model package the device reads in place; close the package (mailbox ClosePackage) first", t.A)
+                        : TaskOutcome.Fail(CompletionStatus.AccessDenied, $"R4: region 0x{t.A:x} is bound by a loaded confidential model; unload the model first", t.A);
                 }
                 return null;
             }

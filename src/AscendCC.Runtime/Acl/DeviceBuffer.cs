@@ -43,8 +43,9 @@ public sealed class DeviceBuffer : IDisposable
     {
         if (!_freed)
         {
-            _freed = true;
+            // Marked only once the device has freed it: a refused free (a region still pinned) can be retried.
             _runtime.Free(this);
+            _freed = true;
         }
     }
 }

@@ -57,6 +57,20 @@ public class ConfidentialInferenceTests
     }
 
     [Test]
+    public void FreeingTheStagingOfAnOpenPackageIsRefusedSayingWhatToCloseFirst()
+    {
+        using var world = Testbed.CreateTiny();
+        world.Load().Dispose();
+        long allocatedBefore = world.Runtime.MemoryInfo.Allocated;
+        ConfidentialLlama llama = world.Load();
+        var refusal = Assert.Throws<Driver.NpuException>(() => llama.StagedPackage.Dispose());
+        Assert.That(refusal!.Message, Does.Contain("open model package").And.Contain("ClosePackage"));
+        // The refused free did not lose the region: disposing the model closes the package and frees it.
+        llama.Dispose();
+        Assert.That(world.Runtime.MemoryInfo.Allocated, Is.EqualTo(allocatedBefore));
+    }
+
+    [Test]
     public void ProviderAndDeviceAgreeOnTheGraphMeasurement()
     {
         string folder = TestData.RequireModel("stories260K");
