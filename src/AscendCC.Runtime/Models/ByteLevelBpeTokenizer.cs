@@ -22,7 +22,7 @@ namespace AscendCC.Runtime.Models;
 /// first, the beginning-of-sequence token comes from the post-processor's template.</item>
 /// </list>
 /// </remarks>
-internal sealed class ByteLevelBpeTokenizer : TextTokenizer
+internal sealed class ByteLevelBpeTokenizer : TokenizerJsonModel
 {
     /// <summary>GPT-2's <c>\s</c>-aware split, used by a ByteLevel pre-tokenizer with use_regex (its default).</summary>
     internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
@@ -46,11 +46,10 @@ internal sealed class ByteLevelBpeTokenizer : TextTokenizer
     private readonly int _vocabSize;
     private readonly int _bosId;
     private readonly int _eosId;
-    private readonly string _source;
 
     public ByteLevelBpeTokenizer(string source, JsonElement root)
+        : base(source)
     {
-        _source = source;
         var model = Required(root, "model", JsonValueKind.Object);
         string type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "BPE";
         if (type != "BPE")
@@ -66,15 +65,7 @@ internal sealed class ByteLevelBpeTokenizer : TextTokenizer
         }
         _ignoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True;
 
-        _modelVocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var entry in Required(model, "vocab", JsonValueKind.Object).EnumerateObject())
-        {
-            if (!entry.Value.TryGetInt32(out int id) || id < 0)
-            {
-                throw Format($"model.vocab entry '{entry.Name}' has id {entry.Value.GetRawText()}, not a non-negative integer.");
-            }
-            _modelVocab[entry.Name] = id;
-        }
+        _modelVocab = ReadVocab(model);
         for (int b = 0; b < 256; b++)
         {
             if (!_modelVocab.ContainsKey(ByteToChar[b].ToString()))
@@ -140,9 +131,9 @@ internal sealed class ByteLevelBpeTokenizer : TextTokenizer
 
     public override int VocabSize => _vocabSize;
 
-    public override int BosId => _bosId >= 0 ? _bosId : throw new InvalidOperationException($"{_source} defines no beginning-of-sequence token (no post_processor template token, no <|begin_of_text|>, <s> or <bos>); encode with addBos: false.");
+    public override int BosId => _bosId >= 0 ? _bosId : throw new InvalidOperationException($"{Source} defines no beginning-of-sequence token (no post_processor template token, no <|begin_of_text|>, <s> or <bos>); encode with addBos: false.");
 
-    public override int EosId => _eosId >= 0 ? _eosId : throw new InvalidOperationException($"{_source} defines no end-of-sequence token (none of {string.Join(", ", EosNames)} is an added token); take the stop ids from config.json's eos_token_id.");
+    public override int EosId => _eosId >= 0 ? _eosId : throw new InvalidOperationException($"{Source} defines no end-of-sequence token (none of {string.Join(", ", EosNames)} is an added token); take the stop ids from config.json's eos_token_id.");
 
     /// <summary>True when the file is byte-level BPE: a ByteLevel step in its pre-tokenizer or decoder.</summary>
     public static bool IsByteLevel(JsonElement root) =>
@@ -195,7 +186,7 @@ internal sealed class ByteLevelBpeTokenizer : TextTokenizer
             bool inModel = _bpeIds.Contains(id);
             if (!inModel && !_addedById.ContainsKey(id))
             {
-                throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} is not in the vocabulary of {_source}.");
+                throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} is not in the vocabulary of {Source}.");
             }
             if (_specialIds.Contains(id))
             {
@@ -438,14 +429,4 @@ internal sealed class ByteLevelBpeTokenizer : TextTokenizer
         return map;
     }
 
-    private JsonElement Required(JsonElement parent, string name, JsonValueKind kind) =>
-        parent.TryGetProperty(name, out var value) && value.ValueKind == kind
-            ? value
-            : throw Format($"field \"{name}\" is missing or not a JSON {kind}.");
-
-    private CheckpointFormatException Format(string problem) =>
-        new(_source, null, problem, "Pass the tokenizer.json that came with the model.");
-
-    private NotSupportedException Unsupported(string what, string hint) =>
-        new($"{_source}: {what} is not supported. {hint}");
 }

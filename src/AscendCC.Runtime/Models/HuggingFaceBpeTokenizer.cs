@@ -15,7 +15,7 @@ namespace AscendCC.Runtime.Models;
 /// a merge) and those are emitted as byte pieces here. Byte-level BPE (GPT-2 / Llama 3 style) files
 /// are recognised by <see cref="LoadFile"/> and read by <see cref="ByteLevelBpeTokenizer"/>.
 /// </remarks>
-internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
+internal sealed class HuggingFaceBpeTokenizer : TokenizerJsonModel
 {
     private readonly BpeTokenizer _bpe;
     private readonly Dictionary<string, int> _vocab;
@@ -32,26 +32,17 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
     private readonly bool _fuseUnk;
     private readonly int _bosId;
     private readonly int _eosId;
-    private readonly string _source;
 
     private HuggingFaceBpeTokenizer(string source, JsonElement root)
+        : base(source)
     {
-        _source = source;
         var model = Required(root, "model", JsonValueKind.Object);
         string type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "BPE";
         if (type != "BPE")
         {
             throw Unsupported($"model type '{type}'", "Only BPE tokenizer.json files are read; for SentencePiece Unigram models pass tokenizer.model instead.");
         }
-        _vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var entry in Required(model, "vocab", JsonValueKind.Object).EnumerateObject())
-        {
-            if (!entry.Value.TryGetInt32(out int id) || id < 0)
-            {
-                throw Format($"vocab entry '{entry.Name}' has id {entry.Value.GetRawText()}, not a non-negative integer.");
-            }
-            _vocab[entry.Name] = id;
-        }
+        _vocab = ReadVocab(model);
         var merges = new List<string>();
         foreach (var m in Required(model, "merges", JsonValueKind.Array).EnumerateArray())
         {
@@ -139,9 +130,9 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
 
     public override int VocabSize => _idToToken.Length;
 
-    public override int BosId => _bosId >= 0 ? _bosId : throw new InvalidOperationException($"{_source} defines no beginning-of-sequence token; encode with addBos: false.");
+    public override int BosId => _bosId >= 0 ? _bosId : throw new InvalidOperationException($"{Source} defines no beginning-of-sequence token; encode with addBos: false.");
 
-    public override int EosId => _eosId >= 0 ? _eosId : throw new InvalidOperationException($"{_source} defines no end-of-sequence token.");
+    public override int EosId => _eosId >= 0 ? _eosId : throw new InvalidOperationException($"{Source} defines no end-of-sequence token.");
 
     /// <summary>Loads a tokenizer.json: byte-level BPE (GPT-2 / Llama 3 style) or SentencePiece-style BPE.</summary>
     public static TextTokenizer LoadFile(string path)
@@ -220,7 +211,7 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
         {
             if (id < 0 || id >= _idToToken.Length || _idToToken[id] is null)
             {
-                throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} is not in the vocabulary of {_source}.");
+                throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} is not in the vocabulary of {Source}.");
             }
             if (_specialIds.Contains(id))
             {
@@ -284,7 +275,7 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
             }
             else
             {
-                throw new ArgumentException($"Character U+{rune.Value:X4} is not in the vocabulary of {_source}, which has neither byte_fallback nor unk_token; remove it from the text.", nameof(word));
+                throw new ArgumentException($"Character U+{rune.Value:X4} is not in the vocabulary of {Source}, which has neither byte_fallback nor unk_token; remove it from the text.", nameof(word));
             }
             pos += rune.Utf16SequenceLength;
             runStart = pos;
@@ -436,14 +427,4 @@ internal sealed class HuggingFaceBpeTokenizer : TextTokenizer
         return -1;
     }
 
-    private JsonElement Required(JsonElement parent, string name, JsonValueKind kind) =>
-        parent.TryGetProperty(name, out var value) && value.ValueKind == kind
-            ? value
-            : throw Format($"field \"{name}\" is missing or not a JSON {kind}.");
-
-    private CheckpointFormatException Format(string problem) =>
-        new(_source, null, problem, "Pass the tokenizer.json that came with the model.");
-
-    private NotSupportedException Unsupported(string what, string hint) =>
-        new($"{_source}: {what} is not supported. {hint}");
 }
