@@ -18,20 +18,7 @@ public class LlamaRopeScalingAndWindowTests
 {
     private const int Window = 6;
 
-    private static readonly LlamaConfig Tiny = new()
-    {
-        Architecture = "LlamaForCausalLM",
-        HiddenSize = 64,
-        IntermediateSize = 96,
-        NumHiddenLayers = 2,
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 2,
-        VocabSize = 100,
-        MaxPositionEmbeddings = 64,
-        RmsNormEps = 1e-5,
-        RopeTheta = 10000,
-        BosTokenId = 1,
-    };
+    private static readonly LlamaConfig Tiny = LlamaCompilerTests.TinyConfig();
 
     // head_dim 16, theta 1e4: wavelengths 2π·10^(i/2) = 6.3, 20, 63, 199, … With original context 64 and
     // low/high factors 1/4, pair 0 is kept (< 16), pairs 1 and 2 are blended (16..64), the rest divided.
