@@ -13,28 +13,19 @@ public sealed class ModelPackageReader : IDisposable
 {
     internal static ReadOnlySpan<byte> Magic => "ACCMPK01"u8;
 
-    private const int SignatureSize = 96;
-
     private readonly Stream _stream;
-    private readonly long _dataStart;
     private readonly long _packageStart;
-    private readonly long[] _itemOffsets;
+    private readonly PackageLayout _layout;
     private readonly byte[] _contentKey = GC.AllocateArray<byte>(32, pinned: true);
     private AesGcm? _aead;
     private int _nextSequential;
 
-    private ModelPackageReader(Stream stream, ModelManifest manifest, long packageStart, long dataStart)
+    private ModelPackageReader(Stream stream, ModelManifest manifest, long packageStart)
     {
         _packageStart = packageStart;
         _stream = stream;
         Manifest = manifest;
-        _dataStart = dataStart;
-        _itemOffsets = new long[manifest.Items.Count + 1];
-        for (int i = 0; i < manifest.Items.Count; i++)
-        {
-            PackageItem item = manifest.Items[i];
-            _itemOffsets[i + 1] = _itemOffsets[i] + item.ByteLength + ((long)item.ChunkCount * PackageCrypto.TagSize);
-        }
+        _layout = PackageLayout.Of(manifest);
     }
 
     /// <summary>The verified manifest.</summary>
@@ -44,7 +35,7 @@ public sealed class ModelPackageReader : IDisposable
     public bool IsUnlocked => _aead is not null;
 
     /// <summary>Total size of the encrypted items (after header, manifest and signature).</summary>
-    public long EncryptedDataLength => _itemOffsets[^1];
+    public long EncryptedDataLength => _layout.TotalLength - _layout.HeaderLength;
 
     /// <summary>Reads the header and manifest and verifies the provider's signature.</summary>
     /// <param name="package">The package stream, positioned at its start. The reader does not own it.</param>
@@ -70,7 +61,7 @@ public sealed class ModelPackageReader : IDisposable
         }
         byte[] manifestBytes = new byte[manifestLength];
         ReadHeaderBytes(package, manifestBytes, "manifest");
-        byte[] signature = new byte[SignatureSize];
+        byte[] signature = new byte[PackageLayout.SignatureSize];
         ReadHeaderBytes(package, signature, "manifest signature");
 
         // Verify before parsing so no attacker-chosen manifest structure is ever interpreted.
@@ -79,7 +70,7 @@ public sealed class ModelPackageReader : IDisposable
             throw new ManifestSignatureException();
         }
         ModelManifest manifest = ModelManifest.Decode(manifestBytes);
-        return new ModelPackageReader(package, manifest, start, start + 12 + manifestLength + SignatureSize);
+        return new ModelPackageReader(package, manifest, start);
     }
 
     /// <summary>Checks <paramref name="modelKey"/> against the key commitment and prepares decryption.</summary>
@@ -132,7 +123,7 @@ public sealed class ModelPackageReader : IDisposable
         }
         if (_stream.CanSeek)
         {
-            _stream.Position = _dataStart + _itemOffsets[index];
+            _stream.Position = _packageStart + _layout.EncryptedItem(index).Offset;
         }
         else if (index != _nextSequential)
         {
@@ -159,9 +150,7 @@ public sealed class ModelPackageReader : IDisposable
     /// </summary>
     public (long Offset, long Length) GetEncryptedItemRange(int index)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(index);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Manifest.Items.Count);
-        return (_dataStart - _packageStart + _itemOffsets[index], _itemOffsets[index + 1] - _itemOffsets[index]);
+        return _layout.EncryptedItem(index);
     }
 
     /// <summary>
@@ -265,7 +254,7 @@ public sealed class ModelPackageReader : IDisposable
     {
         if (_stream.CanSeek)
         {
-            _stream.Position = _dataStart + _itemOffsets[^1];
+            _stream.Position = _packageStart + _layout.TotalLength;
         }
         if (_stream.ReadByte() != -1)
         {

@@ -1,3 +1,4 @@
+using AscendCC.Protocol.Packaging;
 using AscendCC.Attacks;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Trusted.Verification;
