@@ -108,8 +108,7 @@ internal static unsafe class LinearKernel
             KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py1, y1.Length * 4L, nameof(y1));
             KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py2, y2.Length * 4L, nameof(y2));
             KernelArguments.RequireDisjoint(py1, y1.Length * 4L, py2, y2.Length * 4L, nameof(y2));
-            int rows = n0 + n1 + n2;
-            int rowsPerBlock = Math.Max(4, ((rows + 8 * grid.CoreCount - 1) / (8 * grid.CoreCount) + 3) & ~3);
+            int rowsPerBlock = GemvRowsPerBlock(grid, n0 + n1 + n2);
             bool wide = Gemm.DefaultIsa == GemmIsa.Vector512;
             switch (wType)
             {
@@ -172,8 +171,7 @@ internal static unsafe class LinearKernel
 
     private static void Gemv(AiCoreGrid grid, float* x, byte* w, ElementType wType, float* bias, float* y, int m, int k, int n, GemmIsa isa)
     {
-        // Several blocks per core so the atomic hand-out evens out cores that start late.
-        int rowsPerBlock = Math.Max(4, ((n + 8 * grid.CoreCount - 1) / (8 * grid.CoreCount) + 3) & ~3);
+        int rowsPerBlock = GemvRowsPerBlock(grid, n);
         int blocks = (n + rowsPerBlock - 1) / rowsPerBlock;
         bool wide = isa == GemmIsa.Vector512;
         switch (wType)
@@ -189,6 +187,10 @@ internal static unsafe class LinearKernel
                 break;
         }
     }
+
+    /// <summary>Several blocks per core so the atomic hand-out evens out cores that start late; a multiple of the 4-row strip.</summary>
+    private static int GemvRowsPerBlock(AiCoreGrid grid, int rows) =>
+        Math.Max(4, ((rows + 8 * grid.CoreCount - 1) / (8 * grid.CoreCount) + 3) & ~3);
 
     private static void LaunchGemv<TW>(AiCoreGrid grid, float* x, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock, int blocks, bool wide)
         where TW : struct, IWeightReader
