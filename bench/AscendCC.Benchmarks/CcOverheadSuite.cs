@@ -36,22 +36,33 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         string loadAtStart = LlamaSuite.LoadAverage();
         using LlamaShape shape = LlamaShape.Llama110M(context);
         var runners = new List<ILlamaRunner>();
+        // Runs that are compared with each other sit side by side in one block (CC off, CC on and, for
+        // graph, the control twin): this VM's speed drifts by tens of percent over minutes, so a pair
+        // split by a 7-second TorchSharp prefill measures the drift as much as the difference.
+        var blocks = new List<ILlamaRunner[]>();
         try
         {
-            runners.Add(new TorchRunner(shape));
+            var torchRunner = new TorchRunner(shape);
+            runners.Add(torchRunner);
+            blocks.Add([torchRunner]);
             foreach (ExecutionMode mode in new[] { ExecutionMode.Graph, ExecutionMode.Eager })
             {
                 if (options.Includes(mode.ToString()))
                 {
-                    runners.Add(new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]));
-                    runners.Add(new ConfidentialRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]));
+                    var block = new List<ILlamaRunner>
+                    {
+                        new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]) { ClockOperators = true },
+                        new ConfidentialRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]) { ClockOperators = true },
+                    };
                     if (mode == ExecutionMode.Graph)
                     {
                         // The control: a second, identical CC-off device. Its "overhead" against the
                         // first is what this method measures when nothing differs — the floor below
                         // which a CC overhead cannot be told from noise and memory layout.
-                        runners.Add(new ControlRunner(new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1])));
+                        block.Add(new ControlRunner(new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]) { ClockOperators = true }));
                     }
+                    runners.AddRange(block);
+                    blocks.Add([.. block]);
                 }
             }
             var rng = new Random(11);
@@ -66,29 +77,40 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
             var decode = runners.ToDictionary(r => r.Name, _ => lengths.ToDictionary(l => l, _ => new List<double>()));
             var promptCrypto = lengths.ToDictionary(l => l, _ => new List<double>());
             var tokenCrypto = new List<double>();
+            var clocked = lengths.ToDictionary(l => l, _ => new List<ClockedRun>());
             for (int round = 0; round < rounds; round++)
             {
                 foreach (int length in lengths)
                 {
-                    // A fresh random order each round: with a fixed rotation the same runner would keep
-                    // following TorchSharp, whose OpenMP threads spin on after their work.
-                    ILlamaRunner[] order = [.. runners];
-                    shuffle.Shuffle(order);
-                    foreach (ILlamaRunner runner in order)
+                    // A fresh random order each round, of the blocks and inside each block: with a fixed
+                    // order the same runner would keep following TorchSharp, whose OpenMP threads spin
+                    // on after their work, or keep running second in its block.
+                    ILlamaRunner[][] blockOrder = [.. blocks];
+                    shuffle.Shuffle(blockOrder);
+                    foreach (ILlamaRunner[] block in blockOrder)
                     {
-                        // Finalizers too: a CC run leaves the data owner's crypto objects (OpenSSL handles)
-                        // behind, and their finalizers must not run during the next timed run.
-                        GC.Collect();
-                        GC.WaitForPendingFinalizers();
-                        GC.Collect();
-                        Thread.Sleep(300);
-                        double[] t = runner.Run(pool[..length], WarmSteps + decodeSteps);
-                        prefill[runner.Name][length].Add(t[0]);
-                        decode[runner.Name][length].Add(Median([.. t[(1 + WarmSteps)..]]));
-                        if (runner is ConfidentialRunner cc)
+                        ILlamaRunner[] order = [.. block];
+                        shuffle.Shuffle(order);
+                        foreach (ILlamaRunner runner in order)
                         {
-                            promptCrypto[length].Add(cc.PromptCryptoMs);
-                            tokenCrypto.Add(cc.TokenCryptoMs);
+                            // Finalizers too: a CC run leaves the data owner's crypto objects (OpenSSL handles)
+                            // behind, and their finalizers must not run during the next timed run.
+                            GC.Collect();
+                            GC.WaitForPendingFinalizers();
+                            GC.Collect();
+                            Thread.Sleep(300);
+                            double[] t = runner.Run(pool[..length], WarmSteps + decodeSteps);
+                            prefill[runner.Name][length].Add(t[0]);
+                            decode[runner.Name][length].Add(Median([.. t[(1 + WarmSteps)..]]));
+                            if (runner is ConfidentialRunner cc)
+                            {
+                                promptCrypto[length].Add(cc.PromptCryptoMs);
+                                tokenCrypto.Add(cc.TokenCryptoMs);
+                                if (cc.Name.EndsWith("Graph", StringComparison.Ordinal))
+                                {
+                                    clocked[length].Add(new ClockedRun(t[0], t[1..].Sum(), WarmSteps + decodeSteps, cc.PrefillOperators, cc.DecodeOperators));
+                                }
+                            }
                         }
                     }
                 }
@@ -96,6 +118,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
             }
             Write(runners, lengths, rounds, decodeSteps, prefill, decode, loadAtStart);
             WriteCryptoAccounting(runners, lengths, prefill, decode, promptCrypto, tokenCrypto);
+            WriteDeviceAccounting(lengths, clocked);
         }
         finally
         {
@@ -114,7 +137,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         sb.AppendLine(inv, $"# ccoverhead: {Description}");
         sb.AppendLine();
         sb.AppendLine(inv, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {RuntimeInformation.FrameworkDescription}, torch threads {torch.get_num_threads()}; " +
-            $"{rounds} rounds, runner order shuffled each round, 300 ms pause and a full GC with finalizers before each run; decode = median of {decodeSteps} tokens after {WarmSteps} warm-up tokens at context L; load average at start {loadAtStart}, at end {LlamaSuite.LoadAverage()}.");
+            $"{rounds} rounds; the runners compared with each other run side by side in one block, blocks and runners in a block shuffled each round; 300 ms pause and a full GC with finalizers before each run; decode = median of {decodeSteps} tokens after {WarmSteps} warm-up tokens at context L; load average at start {loadAtStart}, at end {LlamaSuite.LoadAverage()}.");
         sb.AppendLine();
         sb.AppendLine("Medians over rounds. Paired overhead: for each round, CC on ÷ CC off − 1 of the same mode; the median of those, and the middle half (25th–75th percentile) of them. " +
             "The control row pairs two identical CC-off graph devices the same way: its spread is the floor of this measurement.");
@@ -175,6 +198,53 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         }
         Console.WriteLine(_report.ToString());
     }
+
+    /// <summary>
+    /// The CC work inside the timed runs themselves, from the CC-on device's operator clock: the
+    /// confidential operators (the prompt record's open, the token record's seal) against the step's
+    /// wall time and against all the kernels that ran in it. What is neither kernel nor CC operator
+    /// (the host's submission and the scheduler) shows as the gap between wall time and kernels.
+    /// </summary>
+    private void WriteDeviceAccounting(int[] lengths, Dictionary<int, List<ClockedRun>> clocked)
+    {
+        if (clocked.Values.All(c => c.Count == 0))
+        {
+            return;
+        }
+        var inv = CultureInfo.InvariantCulture;
+        _report.AppendLine();
+        _report.AppendLine("CC work inside the timed CC-on graph runs, from the device's own operator clock (medians over rounds; " +
+            $"CC operators = {string.Join(", ", CcOperators)}; host + scheduler = wall − all kernels):");
+        _report.AppendLine();
+        _report.AppendLine("| L | step | wall ms | all kernels ms | CC operators ms | CC share of wall | host + scheduler ms |");
+        _report.AppendLine("|---:|---|---:|---:|---:|---:|---:|");
+        foreach (int length in lengths)
+        {
+            List<ClockedRun> runs = clocked[length];
+            if (runs.Count == 0)
+            {
+                continue;
+            }
+            double wall = Median([.. runs.Select(r => r.PrefillWall)]), all = Median([.. runs.Select(r => Total(r.Prefill))]);
+            double cc = Median([.. runs.Select(r => Cc(r.Prefill))]);
+            _report.AppendLine(inv, $"| {length} | prefill | {wall:F1} | {all:F1} | {cc:F3} | {cc / wall * 100:F4}% | {wall - all:F1} |");
+            double dWall = Median([.. runs.Select(r => r.DecodeWall / r.DecodeSteps)]), dAll = Median([.. runs.Select(r => Total(r.Decode) / r.DecodeSteps)]);
+            double dCc = Median([.. runs.Select(r => Cc(r.Decode) / r.DecodeSteps)]);
+            _report.AppendLine(inv, $"| {length} | decode step | {dWall:F2} | {dAll:F2} | {dCc:F4} | {dCc / dWall * 100:F4}% | {dWall - dAll:F2} |");
+        }
+        Console.WriteLine(_report.ToString());
+
+        static double Total(IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ops) => ops.Values.Sum(v => v.Milliseconds);
+        static double Cc(IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ops) =>
+            CcOperators.Sum(name => ops.TryGetValue(name, out var v) ? v.Milliseconds : 0);
+    }
+
+    /// <summary>The operators that exist only because CC is on (the weights' unlock runs at load, not per step).</summary>
+    private static readonly string[] CcOperators = ["prompt_open", "token_seal"];
+
+    /// <summary>One CC-on run: its wall times and the device's operator clock for its prefill and its decode steps.</summary>
+    private sealed record ClockedRun(double PrefillWall, double DecodeWall, int DecodeSteps,
+        IReadOnlyDictionary<string, (double Milliseconds, long Launches)> Prefill, IReadOnlyDictionary<string, (double Milliseconds, long Launches)> Decode);
 
     private static List<double> Paired(List<double> on, List<double> off) => [.. on.Zip(off, (a, b) => ((a / b) - 1) * 100)];
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using AscendCC.Device;
+using AscendCC.Device.Scheduler;
 using AscendCC.Protocol.Attestation;
 using AscendCC.Protocol.Firmware;
 using AscendCC.Protocol.Packaging;
@@ -94,9 +95,12 @@ internal sealed class DeviceRunner : ILlamaRunner
     private readonly LlamaDeviceModel _model;
     private readonly int[] _one = new int[1];
 
+    private readonly NpuDevice _device;
+
     public DeviceRunner(LlamaShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
     {
-        _runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 16L << 30 }), ownsDevice: true);
+        _device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 16L << 30 });
+        _runtime = new NpuRuntime(_device, ownsDevice: true);
         try
         {
             _model = LlamaDeviceModel.Load(_runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
@@ -118,6 +122,13 @@ internal sealed class DeviceRunner : ILlamaRunner
     public int WeightBytes { get; }
 
     public DeviceMemoryInfo? Hbm => _runtime.MemoryInfo;
+
+    /// <summary>Runs the device's operator clock, so the device does the same timing work as a clocked CC-on runner.</summary>
+    public bool ClockOperators
+    {
+        get => _device.OperatorClock.Enabled;
+        set => _device.OperatorClock.Enabled = value;
+    }
 
     public double[] Run(int[] prompt, int decodeSteps)
     {
@@ -214,6 +225,22 @@ internal sealed class ConfidentialRunner : ILlamaRunner
     /// <summary>Milliseconds per token record the data owner took to open the last run's records (the device's token_seal encrypts the same size).</summary>
     public double TokenCryptoMs { get; private set; }
 
+    /// <summary>
+    /// When set, the device's own operator clock runs during <see cref="Run"/>: device milliseconds per
+    /// operator in the last run's prefill, and summed over its decode steps.
+    /// </summary>
+    public bool ClockOperators
+    {
+        get => _device.OperatorClock.Enabled;
+        set => _device.OperatorClock.Enabled = value;
+    }
+
+    /// <summary>The last run's prefill, per operator (empty unless <see cref="ClockOperators"/>).</summary>
+    public IReadOnlyDictionary<string, (double Milliseconds, long Launches)> PrefillOperators { get; private set; } = new Dictionary<string, (double, long)>();
+
+    /// <summary>The last run's decode steps together, per operator (empty unless <see cref="ClockOperators"/>).</summary>
+    public IReadOnlyDictionary<string, (double Milliseconds, long Launches)> DecodeOperators { get; private set; } = new Dictionary<string, (double, long)>();
+
     public double[] Run(int[] prompt, int decodeSteps)
     {
         var owner = new DataOwnerSession(_verifier);
@@ -228,6 +255,8 @@ internal sealed class ConfidentialRunner : ILlamaRunner
             var times = new double[1 + decodeSteps];
             var records = new byte[1 + decodeSteps][];
             using IEnumerator<byte[]> tokens = _llama.Generate(session, record, prompt.Length, 1 + decodeSteps).GetEnumerator();
+            OperatorClock clock = _device.OperatorClock;
+            clock.Reset();
             for (int i = 0; i <= decodeSteps; i++)
             {
                 long start = Stopwatch.GetTimestamp();
@@ -237,7 +266,13 @@ internal sealed class ConfidentialRunner : ILlamaRunner
                 }
                 times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 records[i] = tokens.Current;
+                if (i == 0)
+                {
+                    PrefillOperators = clock.Read();
+                    clock.Reset();
+                }
             }
+            DecodeOperators = clock.Read();
             // The data owner reads what came back (untimed in the step times): a check that the run was
             // real, and the cost of one AES-GCM record of the token record's size, which is what the
             // device's token_seal pays per step.

@@ -226,6 +226,9 @@ public sealed class NpuDevice : IDisposable
         return DebugStatus.Ok;
     }
 
+    /// <summary>Device time per operator (internal: for benchmarks, not part of the hardware interface).</summary>
+    internal Scheduler.OperatorClock OperatorClock => _scheduler.Clock;
+
     /// <summary>Profiling records collected while data profiling was on (operator name, first output bytes).</summary>
     public IReadOnlyList<(string Operator, byte[] OutputHead)> ReadProfile() => _scheduler.ProfileRecords();
 

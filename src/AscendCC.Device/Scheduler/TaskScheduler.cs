@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Graph;
@@ -61,6 +62,9 @@ internal sealed unsafe class TaskScheduler : IDisposable
 
     /// <summary>Debug: record the head of each kernel's first output (never on in CC mode On).</summary>
     public bool DataProfiling { get; set; }
+
+    /// <summary>Device time per operator, for benchmarks (see <see cref="OperatorClock"/>).</summary>
+    public OperatorClock Clock { get; } = new();
 
     /// <summary>Debug: the profile so far.</summary>
     public IReadOnlyList<(string Operator, byte[] OutputHead)> ProfileRecords()
@@ -431,6 +435,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
             _scalars[i] = *(long*)(region.Data + (long)(s.Value - region.Address));
         }
         var context = new KernelContext(op, _grid, _resolved.AsSpan(0, t.ArgCount), _scalars.AsSpan(0, t.ScalarCount), Firmware);
+        long started = Clock.Enabled ? Stopwatch.GetTimestamp() : 0;
         try
         {
             op.Execute(ref context);
@@ -450,6 +455,10 @@ internal sealed unsafe class TaskScheduler : IDisposable
         catch (ArgumentException ex)
         {
             return TaskOutcome.Fail(CompletionStatus.KernelError, $"{op.Name}: {ex.Message}");
+        }
+        if (started != 0)
+        {
+            Clock.Add(op.Name, Stopwatch.GetTimestamp() - started);
         }
         if (DataProfiling && !(Firmware?.DebugLocked ?? false) && op.Outputs.Count > 0)
         {
