@@ -13,8 +13,8 @@ namespace LlamaChat;
 
 /// <summary>
 /// LlamaChat's main job: parse the command line, obtain the model (the demo is trained on first
-/// run), play every party of a confidential inference and chat. Exit codes: 0 success, 1 bad input or
-/// a refused step, 2 a feature this build does not have.
+/// run), play every party of a confidential inference and chat. Exit codes: 0 success, 1 bad input, a
+/// refused step or an attack that was not blocked.
 /// </summary>
 public static class ChatApp
 {
@@ -28,11 +28,18 @@ public static class ChatApp
     /// </summary>
     private const int ContextCap = 256;
 
-    /// <summary>Runs LlamaChat with explicit streams: the reply goes to <paramref name="stdout"/>; in one-shot mode everything else goes to <paramref name="stderr"/>.</summary>
+    /// <summary>
+    /// Runs LlamaChat with explicit streams: the reply (in raw completion mode, the prompt and its
+    /// continuation) goes to <paramref name="stdout"/>; in one-shot mode everything else goes to
+    /// <paramref name="stderr"/>, and --verbose diagnostics always do.
+    /// </summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader stdin)
     {
         ArgumentNullException.ThrowIfNull(stdout);
         ArgumentNullException.ThrowIfNull(stderr);
+        // The reply stream, Spectre (which may render progress from its own thread) and the logger share these writers.
+        stdout = TextWriter.Synchronized(stdout);
+        stderr = TextWriter.Synchronized(stderr);
         var command = ChatCommand.Create(options => Execute(options, stdout, stderr, stdin));
         return command.Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
@@ -45,15 +52,14 @@ public static class ChatApp
         {
             if (options.Verbose)
             {
-                b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Debug);
-                b.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+                b.AddProvider(new WriterLoggerProvider(stderr, LogLevel.Debug)).SetMinimumLevel(LogLevel.Debug);
             }
         });
         var ui = new ChatUi(console, stdout, logs.CreateLogger("LlamaChat"));
 
         if (options.Attack is not null)
         {
-            return RunAttack(ui, stderr, options.Attack);
+            return RunAttack(ui, options.Attack);
         }
         if (Validate(options) is { } problem)
         {
@@ -82,18 +88,13 @@ public static class ChatApp
         : o.TopK < 0 ? "--top-k must be 0 (off) or positive."
         : null;
 
-    private static int RunAttack(ChatUi ui, TextWriter stderr, string name)
+    private static int RunAttack(ChatUi ui, string name)
     {
-        IAttackCatalog? catalog = AttackCatalogs.Current;
-        if (catalog is null)
-        {
-            // Say so rather than pretend: the attack catalog is a separate project not linked into this build.
-            stderr.WriteLine("attack catalog not available in this build (src/AscendCC.Attacks is not referenced by LlamaChat yet); no attack was run.");
-            return 2;
-        }
+        IAttackCatalog catalog = AttackCatalogs.Current;
         if (name == "list")
         {
-            var table = new Table().AddColumns("name", "requirement", "description");
+            // Names never wrap: they are what the user copies into --attack NAME.
+            var table = new Table().AddColumn(new TableColumn("name").NoWrap()).AddColumns("requirement", "description");
             foreach (AttackInfo a in catalog.Attacks)
             {
                 table.AddRow(Markup.Escape(a.Name), Markup.Escape(a.Requirement), Markup.Escape(a.Description));
@@ -101,45 +102,63 @@ public static class ChatApp
             ui.Console.Write(table);
             return 0;
         }
-        if (!catalog.Attacks.Any(a => a.Name == name))
+        if (catalog.Attacks.FirstOrDefault(a => a.Name == name) is not { } attack)
         {
             ui.Error($"no attack named '{name}'; run --attack list");
             return 1;
         }
+        var clock = Stopwatch.StartNew();
         AttackOutcome outcome = catalog.Run(name);
-        ui.Line(outcome.Blocked ? $"[green]blocked[/] {Markup.Escape(outcome.Evidence)}" : $"[red]NOT blocked[/] {Markup.Escape(outcome.Evidence)}");
+        ui.Logger.LogInformation("attack {Name} ({Requirement}) ran on a fresh testbed in {Milliseconds} ms: {Outcome}", attack.Name, attack.Requirement, clock.ElapsedMilliseconds, outcome.Blocked ? "blocked" : "NOT blocked");
+        string what = Markup.Escape($"{attack.Name} ({attack.Requirement}): {outcome.Evidence}");
+        ui.Line(outcome.Blocked ? $"[green]blocked[/] {what}" : $"[red]NOT blocked[/] {what}");
         return outcome.Blocked ? 0 : 1;
     }
 
     private static int Chat(ChatUi ui, ChatOptions options, TextReader stdin)
     {
         (string modelPath, string modelName) = ResolveModel(ui, options);
+        var clock = Stopwatch.StartNew();
         using LlamaCheckpoint checkpoint = LlamaCheckpoint.Open(modelPath);
         TextTokenizer tokenizer = LoadTokenizer(modelPath, options.Tokenizer, checkpoint);
+        ui.Logger.LogDebug("opened {Layout} checkpoint {Path} and its tokenizer ({Vocab} tokens) in {Milliseconds} ms", checkpoint.Layout, modelPath, tokenizer.VocabSize, clock.ElapsedMilliseconds);
         if (tokenizer.VocabSize > checkpoint.Config.VocabSize)
         {
             throw new ChatInputException($"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}; pass the tokenizer that belongs to {modelPath}");
         }
         ChatFormat? format = options.Raw ? null : ChatFormat.TryLoad(modelPath);
+        // Without a turn format the model just continues text, so the chat behaves like llama2.c's run.c.
+        bool completion = format is null;
+        ui.Logger.LogDebug("{Mode} mode: --max-tokens {MaxTokens} bounds {Bound}", completion ? "raw completion" : "chat", options.MaxTokens,
+            completion ? "the prompt's tokens after BOS plus the new tokens" : "the reply's tokens");
         ui.Evidence("model", $"{modelName}: {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.NumKeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
 
-        using ITranscriptWriter? transcript = options.Transcript is null ? null : TranscriptFiles.Open(options.Transcript);
         int maxContext = Math.Min(checkpoint.Config.MaxPositionEmbeddings, ContextCap);
+        IReadOnlyCollection<int> stop = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
+        var conversation = new Conversation(tokenizer, format, stop);
+        if (options.Prompt is { } oneShot)
+        {
+            // Refuse a prompt that cannot be answered before booting and loading anything.
+            IReadOnlyList<int> context = conversation.AddUserTurn(oneShot);
+            if (context.Count >= maxContext)
+            {
+                throw new ChatInputException($"the prompt is {context.Count} tokens; the context holds {maxContext}, so it must be at most {maxContext - 1}");
+            }
+            if (NoRoomToGenerate(conversation, options, completion) is { } problem)
+            {
+                throw new ChatInputException(problem);
+            }
+        }
+
+        using ITranscriptWriter? transcript = options.Transcript is null ? null : TranscriptFiles.Open(options.Transcript);
         using var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
         using IChatEngine engine = options.NoCc
             ? new PlainEngine(ui, npu, checkpoint, options.Mode, maxContext, MaxBatchTokens)
             : new ConfidentialEngine(ui, npu, checkpoint, modelName, options.Mode, maxContext, MaxBatchTokens);
-        IReadOnlyCollection<int> stop = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
-        var conversation = new Conversation(tokenizer, format, stop);
 
-        if (options.Prompt is { } prompt)
+        if (options.Prompt is not null)
         {
-            IReadOnlyList<int> context = conversation.AddUserTurn(prompt);
-            if (context.Count >= engine.MaxContext)
-            {
-                throw new ChatInputException($"the prompt is {context.Count} tokens; the context holds {engine.MaxContext}, so it must be at most {engine.MaxContext - 1}");
-            }
-            Reply(ui, engine, conversation, options);
+            Reply(ui, engine, conversation, options, completion, echoTurn: completion);
             ReportTranscript(ui, transcript);
             return 0;
         }
@@ -160,6 +179,7 @@ public static class ChatApp
             {
                 conversation.Reset();
                 ui.Info("context cleared");
+                ui.Logger.LogInformation("history cleared: the next turn starts a new context at position 0");
                 continue;
             }
             if (input.Trim().Length == 0)
@@ -169,23 +189,59 @@ public static class ChatApp
             IReadOnlyList<int> context = conversation.AddUserTurn(input);
             if (context.Count >= engine.MaxContext)
             {
+                int tokens = context.Count;
                 conversation.UndoUserTurn();
-                ui.Warning($"the conversation would be {context.Count} tokens; the context holds {engine.MaxContext}. Type /reset to start over.");
+                ui.Warning($"the conversation would be {tokens} tokens; the context holds {engine.MaxContext}. Type /reset to start over.");
+                continue;
+            }
+            if (NoRoomToGenerate(conversation, options, completion) is { } problem)
+            {
+                conversation.UndoUserTurn();
+                ui.Warning(problem);
                 continue;
             }
             ui.Console.Markup("[bold deepskyblue1]llama>[/]");
-            Reply(ui, engine, conversation, options);
+            // The user just typed this turn's text, so even in completion mode only the continuation is shown.
+            Reply(ui, engine, conversation, options, completion, echoTurn: false);
         }
         ReportTranscript(ui, transcript);
         return 0;
     }
 
-    private static void Reply(ChatUi ui, IChatEngine engine, Conversation conversation, ChatOptions options)
+    /// <summary>
+    /// In completion mode --max-tokens is llama2.c's -n: it counts the turn's text tokens (after BOS)
+    /// as well as the new ones, so a turn of N or more tokens leaves nothing to generate.
+    /// </summary>
+    private static string? NoRoomToGenerate(Conversation conversation, ChatOptions options, bool completion)
+    {
+        int text = conversation.TurnTextTokens;
+        return completion && text >= options.MaxTokens
+            ? $"the prompt is {text} tokens and --max-tokens is {options.MaxTokens}; in raw completion mode --max-tokens counts the prompt's tokens as well as the new ones (like llama2.c's -n), "
+              + $"so no token is left to generate. Pass --max-tokens greater than {text} (e.g. {text + options.MaxTokens}) or a shorter prompt."
+            : null;
+    }
+
+    private static void Reply(ChatUi ui, IChatEngine engine, Conversation conversation, ChatOptions options, bool completion, bool echoTurn)
     {
         IReadOnlyList<int> context = conversation.Tokens;
         int promptTokens = context.Count;
-        int budget = Math.Min(options.MaxTokens, engine.MaxContext - context.Count);
-        var stream = new ReplyDecoder(conversation.Tokenizer, context.Count > 0 ? context[^1] : -1);
+        int budget = Math.Min(completion ? options.MaxTokens - conversation.TurnTextTokens : options.MaxTokens, engine.MaxContext - promptTokens);
+        ReplyDecoder stream;
+        if (echoTurn)
+        {
+            // Decoding the turn's own tokens (not echoing the typed string) prints what the model read,
+            // with the tokenizer's leading-space rule after BOS — what llama2.c prints for its prompt.
+            int start = conversation.TurnStart;
+            stream = new ReplyDecoder(conversation.Tokenizer, start > 0 ? context[start - 1] : -1);
+            for (int i = start; i < promptTokens; i++)
+            {
+                ui.ReplyText(stream.Push(context[i]));
+            }
+        }
+        else
+        {
+            stream = new ReplyDecoder(conversation.Tokenizer, promptTokens > 0 ? context[^1] : -1);
+        }
         var clock = Stopwatch.StartNew();
         TimeSpan firstToken = TimeSpan.Zero;
         var reply = new List<int>();
@@ -204,6 +260,11 @@ public static class ChatApp
         conversation.AddReply(reply);
         double prefillSeconds = firstToken.TotalSeconds, decodeSeconds = (total - firstToken).TotalSeconds;
         int decoded = Math.Max(0, reply.Count - 1);
+        bool stopped = reply.Count > 0 && conversation.StopTokens.Contains(reply[^1]);
+        ui.Logger.LogInformation(
+            "generation: prefill {PromptTokens} tok (positions 0-{LastPromptPosition}) in {PrefillMs:F1} ms; decode {Decoded} tok (positions {FirstDecodePosition}-{LastDecodePosition}) in {DecodeMs:F1} ms; {Generated} new of at most {Budget}, {End}",
+            promptTokens, promptTokens - 1, firstToken.TotalMilliseconds, decoded, promptTokens, promptTokens + decoded - 1, (total - firstToken).TotalMilliseconds,
+            reply.Count, budget, stopped ? "stopped at end-of-sequence" : "budget reached");
         ui.Info($"prefill {promptTokens} tok in {prefillSeconds:F2} s ({Rate(promptTokens, prefillSeconds)} tok/s) · decode {decoded} tok in {decodeSeconds:F2} s ({Rate(decoded, decodeSeconds)} tok/s)");
     }
 

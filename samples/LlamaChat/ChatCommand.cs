@@ -10,8 +10,8 @@ internal static class ChatCommand
     {
         var model = new Option<string?>("--model", "-m") { Description = "Hugging Face model folder, or a llama2.c .bin (with --tokenizer). Default: the demo Llama, trained on first run and cached." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (tokenizer.json, tokenizer.model or llama2.c tok*.bin) when it is not in the model folder." };
-        var prompt = new Option<string?>("--prompt", "-p") { Description = "One-shot: answer this prompt, print the reply on stdout and exit." };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per reply.", DefaultValueFactory = _ => 128 };
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "One-shot: answer this prompt and exit. stdout gets the reply (chat mode) or, in raw completion mode, the prompt followed by its continuation, as llama2.c prints it." };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Chat mode (a model folder with a turn format, e.g. the demo): most tokens of the reply. Raw completion mode (a base model without one, or --raw): most tokens of text, counting the prompt's tokens after BOS plus the new ones, like llama2.c's -n; the prompt must be shorter.", DefaultValueFactory = _ => 128 };
         var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 0.8f };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold; 1 = off.", DefaultValueFactory = _ => 0.9f };
         var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens; 0 = off.", DefaultValueFactory = _ => 0 };
@@ -21,8 +21,8 @@ internal static class ChatCommand
         mode.AcceptOnlyFromAmong("eager", "graph");
         var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };
         var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
-        var raw = new Option<bool>("--raw") { Description = "Feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model)." };
-        var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic logging on stderr." };
+        var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model); a model without a turn format is always in this mode." };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic log on stderr: boot, attestation checks, key release, package load phases and each generation's prefill/decode, with timings." };
 
         var root = new RootCommand("LlamaChat: confidential LLM chat on a simulated Ascend-style NPU (ASCEND-CC), every party in one process.")
         {

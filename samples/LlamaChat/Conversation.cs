@@ -12,6 +12,7 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
 {
     private readonly List<int> _tokens = [];
     private int _beforeTurn;
+    private bool _turnOpenedDocument;
     private bool _endedWithStop;
 
     public TextTokenizer Tokenizer => tokenizer;
@@ -20,17 +21,32 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
 
     public IReadOnlyList<int> Tokens => _tokens;
 
+    /// <summary>Index in <see cref="Tokens"/> where the latest user turn (with its BOS, if it opened a document) starts.</summary>
+    public int TurnStart => _beforeTurn;
+
+    /// <summary>
+    /// Tokens of the latest user turn's text, BOS not counted: what llama2.c's -n counts of a prompt,
+    /// which completion mode's --max-tokens follows.
+    /// </summary>
+    public int TurnTextTokens => _tokens.Count - _beforeTurn - (_turnOpenedDocument ? 1 : 0);
+
     public IReadOnlyList<int> AddUserTurn(string text)
     {
         _beforeTurn = _tokens.Count;
         string turn = format is null ? text : format.UserPrefix + text + format.AssistantPrefix;
         // A reply that ended with end-of-sequence closed a document; the next turn opens a new one, as in training.
         bool newDocument = _tokens.Count == 0 || _endedWithStop;
-        _tokens.AddRange(tokenizer.Encode(turn, addBos: newDocument));
+        IReadOnlyList<int> encoded = tokenizer.Encode(turn, addBos: newDocument);
+        _turnOpenedDocument = newDocument && encoded.Count > 0 && encoded[0] == tokenizer.BosId;
+        _tokens.AddRange(encoded);
         return _tokens;
     }
 
-    public void UndoUserTurn() => _tokens.RemoveRange(_beforeTurn, _tokens.Count - _beforeTurn);
+    public void UndoUserTurn()
+    {
+        _tokens.RemoveRange(_beforeTurn, _tokens.Count - _beforeTurn);
+        _turnOpenedDocument = false;
+    }
 
     public void AddReply(IReadOnlyList<int> reply)
     {
@@ -41,6 +57,8 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
     public void Reset()
     {
         _tokens.Clear();
+        _beforeTurn = 0;
+        _turnOpenedDocument = false;
         _endedWithStop = false;
     }
 }

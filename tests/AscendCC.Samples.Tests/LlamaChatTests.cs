@@ -10,51 +10,235 @@ namespace AscendCC.Samples.Tests;
 /// <summary>LlamaChat's main entry, in process, as a user runs it.</summary>
 public class LlamaChatTests
 {
-    private static (int Exit, string Stdout, string Stderr) RunChat(params string[] args)
+    private static (int Exit, string Stdout, string Stderr) RunChat(params string[] args) => RunChatWithInput("", args);
+
+    private static (int Exit, string Stdout, string Stderr) RunChatWithInput(string stdin, params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int exit = ChatApp.Run(args, stdout, stderr, new StringReader(""));
+        int exit = ChatApp.Run(args, stdout, stderr, new StringReader(stdin));
         return (exit, stdout.ToString(), stderr.ToString());
     }
 
     [Test]
-    public void OneShotConfidentialReplyReproducesLlama2cAndTheTranscriptHoldsNoText()
+    public void InteractiveChatKeepsHistoryJoinsContinuedLinesResetsAndExitsAtEndOfInput()
     {
         string folder = TestData.RequireModel("stories260K");
+        TextTokenizer tokenizer = TextTokenizer.Load(folder);
         string reference = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"));
+        // Turn 1; turn 2 typed over two lines; /reset; turn 1 again; then end of input (no /exit).
+        const string script = "Once upon a time\nLily had\\\na dog\n/reset\nOnce upon a time\n";
+        // Raw completion mode: -n 16 leaves 12 new tokens after the 4 of "Once upon a time".
+        var (exit, stdout, stderr) = RunChatWithInput(script, "--model", folder, "--temperature", "0", "--max-tokens", "16", "--verbose");
+        Assert.That(exit, Is.EqualTo(0), stdout + stderr);
+
+        string[] replies = System.Text.RegularExpressions.Regex.Matches(PlainText(stdout), "llama>(.*)\n").Select(m => m.Groups[1].Value).ToArray();
+        Assert.That(replies, Has.Length.EqualTo(3), "three turns answered: the continued line is one turn, /reset is none");
+        Assert.That(reference, Does.StartWith("Once upon a time" + replies[0]));
+        Assert.That(replies[0], Is.Not.Empty);
+        Assert.That(stdout, Does.Contain("...>"), "the continuation prompt");
+        Assert.That(stdout, Does.Contain("context cleared"));
+
+        // What the data owner sealed and sent each turn: the whole history, then after /reset the turn alone.
+        int[] sealedTokens = System.Text.RegularExpressions.Regex.Matches(stderr, @"data owner sealed (\d+) prompt tokens")
+            .Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        int first = tokenizer.Encode("Once upon a time", addBos: true).Count;
+        int second = tokenizer.Encode("Lily had\na dog", addBos: false).Count;
+        int firstReply = tokenizer.Encode("Once upon a time" + replies[0], addBos: true).Count - first;
+        Assert.That(firstReply, Is.EqualTo(12));
+        Assert.That(sealedTokens, Is.EqualTo(new[] { first, first + firstReply + second, first }));
+        Assert.That(replies[2], Is.EqualTo(replies[0]), "after /reset the same turn gets the same greedy reply");
+        Assert.That(replies[1], Is.Not.EqualTo(replies[0]));
+    }
+
+    [Test]
+    public void InteractiveTurnAsLongAsMaxTokensInCompletionModeIsSkippedWithAWarning()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        var (exit, stdout, _) = RunChatWithInput("Once upon a time\nLily\n", "--model", folder, "--temperature", "0", "--max-tokens", "4");
+        Assert.That(exit, Is.EqualTo(0));
+        Assert.That(Unwrap(stdout), Does.Contain("the prompt is 4 tokens and --max-tokens is 4"));
+        // The refused turn left no trace: the next one starts the context (BOS + "Lily").
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(PlainText(stdout), @"prefill (\d+) tok").Select(m => m.Groups[1].Value), Is.EqualTo(new[] { "2" }));
+    }
+
+    [Test]
+    public void VerboseLogsEachStepWithTimingsToTheGivenStderrAndIsSilentOtherwise()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string[] args = ["--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "8"];
+        var (exit, stdout, stderr) = RunChat([.. args, "--verbose"]);
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout.TrimEnd('\n'), Does.StartWith("Once upon a time"), "the log stays off stdout");
+        string[] log = stderr.Split('\n').Where(l => l.StartsWith("info: LlamaChat: ", StringComparison.Ordinal) || l.StartsWith("dbug: LlamaChat: ", StringComparison.Ordinal)).ToArray();
+        string[] expected =
+        [
+            @"^info: .*boot: NPU-CC-0001 powered on.* in \d+ ms",
+            @"^dbug: .*model provider attestation check KeyBinding: PASS",
+            @"^info: .*model provider attestation: 10 of 10 checks passed, policy satisfied",
+            @"^info: .*load: package exported, \d+ bytes .* in \d+ ms",
+            @"^info: .*key release: model key released .* in \d+ ms",
+            @"^info: .*load: staged 47 weight regions in [\d.]+ ms, opened the package in [\d.]+ ms, unlocked \d+ bytes in [\d.]+ ms, attested the Graph task list in [\d.]+ ms",
+            @"^dbug: .*data owner attestation check Freshness: PASS",
+            @"^info: .*data owner: attested the NPU .* in \d+ ms",
+            @"^info: .*generation: prefill 5 tok \(positions 0-4\) in [\d.]+ ms; decode 3 tok \(positions 5-7\) in [\d.]+ ms; 4 new of at most 4",
+        ];
+        foreach (string pattern in expected)
+        {
+            Assert.That(log.Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, pattern)), Is.True, $"no log line matches {pattern}:\n{string.Join('\n', log)}");
+        }
+
+        (exit, _, stderr) = RunChat(args);
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Not.Contain("info: ").And.Not.Contain("dbug: ").And.Not.Contain("generation: prefill"));
+    }
+
+    [TestCase("Once upon a time", "once_upon_a_time")]
+    [TestCase("Lily had a", "lily_had_a")]
+    public void RawCompletionOneShotPrintsExactlyTheLlama2cReference(string prompt, string reference)
+    {
+        string folder = TestData.RequireModel("stories260K");
+        // llama2.c's "-n 64" printed the prompt and its continuation, 64 tokens after BOS in all; the
+        // same command line here must print the same bytes (plus at most a final newline).
+        string expected = File.ReadAllText(Path.Combine(folder, "reference", reference + ".text.txt"));
+        var (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", prompt, "--temperature", "0", "--max-tokens", "64");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Is.EqualTo(expected).Or.EqualTo(expected + "\n"));
+        // The evidence went to stderr: each party's step, every verifier check, the measurements.
+        Assert.That(stderr, Does.Contain("PASS").And.Contain("KeyBinding").And.Contain("manifest digest").And.Contain("graph measurement"));
+        Assert.That(stderr, Does.Not.Contain("FAIL"));
+    }
+
+    [Test]
+    public void RawCompletionPromptOfMaxTokensOrMoreIsRefusedNamingBothNumbers()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        // "Once upon a time" is 4 tokens after BOS: with -n 4 llama2.c would print the prompt and generate nothing.
+        var (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "4");
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(stdout, Is.Empty);
+        Assert.That(Unwrap(stderr), Does.Contain("the prompt is 4 tokens and --max-tokens is 4").And.Contain("Pass --max-tokens greater than 4"));
+
+        (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "5");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Is.EqualTo("Once upon a time,\n"), "one token after the 4 of the prompt");
+    }
+
+    [Test]
+    public void ChatModePrintsOnlyTheReplyAndMaxTokensCountsTheReplysTokens()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        // stories260K with a turn format: chat mode without training the demo model.
+        string chat = Directory.CreateTempSubdirectory("llamachat-format-").FullName;
+        try
+        {
+            foreach (string file in new[] { "config.json", "model.safetensors", "tokenizer.model" })
+            {
+                File.Copy(Path.Combine(folder, file), Path.Combine(chat, file));
+            }
+            File.WriteAllText(Path.Combine(chat, "llamachat.json"), """{"UserPrefix":"","AssistantPrefix":""}""");
+            TextTokenizer tokenizer = TextTokenizer.Load(folder);
+            string full = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"));
+
+            // An empty turn format feeds the same tokens as raw mode, so the reply is the reference's
+            // continuation; -n 4 is 4 reply tokens here, where raw mode refuses it (see the test above).
+            var (exit, stdout, stderr) = RunChat("--model", chat, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "4");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            string reply = stdout.TrimEnd('\n');
+            Assert.That(full, Does.StartWith("Once upon a time" + reply));
+            Assert.That(tokenizer.Encode("Once upon a time" + reply, addBos: true), Has.Count.EqualTo(5 + 4));
+
+            // --raw switches the same folder to completion mode: prompt and continuation, 4 + 4 tokens.
+            (exit, stdout, stderr) = RunChat("--model", chat, "--raw", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "8");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stdout.TrimEnd('\n'), Is.EqualTo("Once upon a time" + reply));
+        }
+        finally
+        {
+            Directory.Delete(chat, recursive: true);
+        }
+    }
+
+    [Test]
+    public void TranscriptHoldsNoPromptOrReplyTokensOrText()
+    {
+        string folder = TestData.RequireModel("stories260K");
         const string prompt = "Once upon a time";
-        Assert.That(reference, Does.StartWith(prompt));
-        string expectedReply = reference[prompt.Length..];
-        // llama2.c's "-n 64" counts positions including the prompt, so its reference continuation is
-        // the 60 tokens listed in tokens.txt; --max-tokens counts new tokens only.
-        int generated = File.ReadLines(Path.Combine(folder, "reference", "once_upon_a_time.tokens.txt"))
-            .First(l => l.StartsWith("generated_tokens", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries).Length - 1;
+        string reply = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"))[prompt.Length..];
+        // The ids from llama2.c's reference, not from our tokenizer, so a tokenizer bug cannot hide a leak.
+        string[] lines = File.ReadAllLines(Path.Combine(folder, "reference", "once_upon_a_time.tokens.txt"));
+        int[] Ids(string key) => lines.First(l => l.StartsWith(key + " ", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Skip(1).Select(t => int.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        int[] ids = [.. Ids("prompt_tokens"), .. Ids("generated_tokens")];
+        Assert.That(ids, Has.Length.EqualTo(65));
+
+        byte[] confidential = RecordTranscript("--model", folder, "--prompt", prompt, "--temperature", "0", "--max-tokens", "64");
+        Assert.That(confidential, Has.Length.GreaterThan(100_000), "the transcript records the package, task buffers and relayed records");
+        Assert.That(FindLeak(confidential, ids, [prompt, reply]), Is.Null);
+
+        // Control: with CC off the host writes the prompt's ids into device memory itself, and the same
+        // search must find them; otherwise the search above proves nothing.
+        byte[] plain = RecordTranscript("--model", folder, "--prompt", prompt, "--temperature", "0", "--max-tokens", "64", "--no-cc");
+        Assert.That(FindLeak(plain, ids, [prompt, reply]), Does.StartWith("token ids 1 403 407"));
+    }
+
+    /// <summary>Runs the CLI with --transcript and returns the transcript's bytes.</summary>
+    private static byte[] RecordTranscript(params string[] args)
+    {
         string transcript = Path.Combine(Path.GetTempPath(), $"llamachat-transcript-{Guid.NewGuid():N}.bin");
         try
         {
-            var (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", prompt, "--temperature", "0", "--max-tokens", generated.ToString(System.Globalization.CultureInfo.InvariantCulture), "--transcript", transcript);
+            var (exit, _, stderr) = RunChat([.. args, "--transcript", transcript]);
             Assert.That(exit, Is.EqualTo(0), stderr);
-            Assert.That(stdout.TrimEnd('\n'), Is.EqualTo(expectedReply));
-            // The evidence went to stderr: each party's step, every verifier check, the measurements.
-            Assert.That(stderr, Does.Contain("PASS").And.Contain("KeyBinding").And.Contain("manifest digest").And.Contain("graph measurement"));
-            Assert.That(stderr, Does.Not.Contain("FAIL"));
-
-            byte[] bytes = File.ReadAllBytes(transcript);
-            Assert.That(bytes, Has.Length.GreaterThan(100_000), "the transcript records the package, task buffers and relayed records");
-            string asLatin1 = Encoding.Latin1.GetString(bytes);
-            Assert.That(asLatin1, Does.Not.Contain(prompt));
-            Assert.That(asLatin1, Does.Not.Contain("Once upon"));
-            Assert.That(asLatin1, Does.Not.Contain("little girl named Lily"));
-            Assert.That(asLatin1, Does.Not.Contain(expectedReply.Trim()[..20]));
-            // UTF-16 too, in case anything ever copied a .NET string into a host buffer.
-            Assert.That(Encoding.Unicode.GetString(bytes.AsSpan(0, bytes.Length & ~1)), Does.Not.Contain("Once upon"));
+            return File.ReadAllBytes(transcript);
         }
         finally
         {
             File.Delete(transcript);
         }
     }
+
+    /// <summary>
+    /// The first plaintext found in <paramref name="bytes"/>, or null: any 3 consecutive ids of
+    /// <paramref name="ids"/> as little-endian int32, or any 12-character piece of <paramref name="texts"/>
+    /// (pieces overlap, so any leaked run of 24 characters contains one) as UTF-8 or UTF-16.
+    /// </summary>
+    private static string? FindLeak(byte[] bytes, int[] ids, string[] texts)
+    {
+        for (int i = 0; i + 3 <= ids.Length; i++)
+        {
+            byte[] needle = new byte[12];
+            for (int j = 0; j < 3; j++)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(needle.AsSpan(4 * j), ids[i + j]);
+            }
+            if (bytes.AsSpan().IndexOf(needle) is var at and >= 0)
+            {
+                return $"token ids {ids[i]} {ids[i + 1]} {ids[i + 2]} at byte {at}";
+            }
+        }
+        foreach (string text in texts)
+        {
+            for (int i = 0; i < text.Length; i += 6)
+            {
+                string piece = text.Substring(Math.Min(i, Math.Max(0, text.Length - 12)), Math.Min(12, text.Length));
+                foreach (Encoding encoding in new[] { Encoding.UTF8, Encoding.Unicode })
+                {
+                    if (bytes.AsSpan().IndexOf(encoding.GetBytes(piece)) is var at and >= 0)
+                    {
+                        return $"text \"{piece}\" ({encoding.WebName}) at byte {at}";
+                    }
+                }
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The text without ANSI styling and with Spectre's line wrapping undone (every whitespace run as one space).</summary>
+    private static string Unwrap(string text) => System.Text.RegularExpressions.Regex.Replace(PlainText(text), @"\s+", " ");
+
+    /// <summary>The text without ANSI styling (Spectre colours its output when TERM says the terminal can).</summary>
+    private static string PlainText(string text) => System.Text.RegularExpressions.Regex.Replace(text, @"\x1b\[[0-9;]*[A-Za-z]", "");
 
     [Test]
     public void MissingModelPathIsAClearErrorWithExitCode1()
@@ -118,25 +302,44 @@ public class LlamaChatTests
         var (exit, stdout, stderr) = RunChat("--model", Path.Combine(folder, "stories260K.bin"), "--tokenizer", Path.Combine(folder, "tok512.bin"),
             "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "20", "--no-cc", "--mode", "eager");
         Assert.That(exit, Is.EqualTo(0), stderr);
-        string reference = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"))["Once upon a time".Length..];
+        // Raw completion: the prompt and 16 new tokens, the start of llama2.c's text.
+        string reference = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"));
         Assert.That(reference, Does.StartWith(stdout.TrimEnd('\n')));
-        Assert.That(stdout.Trim(), Has.Length.GreaterThan(40));
+        Assert.That(stdout.Trim(), Has.Length.GreaterThan("Once upon a time".Length + 40));
     }
 
     [Test]
-    public void AttackListShowsTheCatalogAndAnAttackRunsBlocked()
+    public void UnknownAttackNameIsAnErrorPointingToTheList()
+    {
+        var (exit, stdout, stderr) = RunChat("--attack", "NoSuchAttack");
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(Unwrap(stdout + stderr), Does.Contain("no attack named 'NoSuchAttack'; run --attack list"));
+    }
+
+    [Test]
+    public void EveryListedAttackRunsBlockedThroughTheCliNamingItsRule()
     {
         var (exit, stdout, stderr) = RunChat("--attack", "list");
         Assert.That(exit, Is.EqualTo(0), stderr);
-        string listing = stdout + stderr;
-        int listed = AscendCC.Attacks.AttackCatalog.All.Count(a => listing.Contains(a.Name, StringComparison.Ordinal));
-        Assert.That(listed, Is.GreaterThanOrEqualTo(10), listing);
+        // The first column of the table; long descriptions wrap onto rows whose first cell is empty.
+        string[] listed = stdout.Split('\n')
+            .Select(l => l.Split('│', '|'))
+            .Where(cells => cells.Length >= 4 && cells[1].Trim() is { Length: > 0 } name && name != "name")
+            .Select(cells => cells[1].Trim())
+            .ToArray();
+        // Guards the parsing: the listing names exactly the project's catalog, once each.
+        Assert.That(listed, Is.EquivalentTo(AscendCC.Attacks.AttackCatalog.All.Select(a => a.Name)), stdout);
 
-        (exit, stdout, stderr) = RunChat("--attack", "R3_D2HFromWeights");
-        Assert.That(exit, Is.EqualTo(0), stdout + stderr);
-        Assert.That(stdout + stderr, Does.Contain("blocked").And.Contain("R3"));
-
-        Assert.That(RunChat("--attack", "NoSuchAttack").Exit, Is.EqualTo(1));
+        foreach (string name in listed)
+        {
+            AscendCC.Attacks.Attack attack = AscendCC.Attacks.AttackCatalog.All.Single(a => a.Name == name);
+            (exit, stdout, stderr) = RunChat("--attack", name);
+            string output = Unwrap(stdout + stderr);
+            Assert.That(exit, Is.EqualTo(0), $"{name}: {output}");
+            Assert.That(output, Does.Contain($"blocked {name} ({attack.Requirement}): ").And.Not.Contain("NOT blocked"), name);
+            // The rule the refusal must name, so a refusal for an unrelated reason does not pass.
+            Assert.That(output[output.IndexOf("blocked ", StringComparison.Ordinal)..], Does.Contain(attack.ExpectedEvidence), name);
+        }
     }
 
     [Test]

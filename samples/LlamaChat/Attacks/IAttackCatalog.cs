@@ -25,6 +25,6 @@ internal interface IAttackCatalog
 /// <summary>Where --attack finds its catalog.</summary>
 internal static class AttackCatalogs
 {
-    /// <summary>The catalog in this build, or null when none is linked.</summary>
-    public static IAttackCatalog? Current { get; set; } = new ProjectAttackCatalog();
+    /// <summary>The catalog --attack runs: the project's, unless a test substitutes its own.</summary>
+    public static IAttackCatalog Current { get; set; } = new ProjectAttackCatalog();
 }

@@ -44,6 +44,7 @@ internal sealed class ConfidentialEngine : IChatEngine
             var policy = new ReleasePolicy(npu.Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(npu.Firmware.Encode())], ReleasePolicy.RootDigest(npu.Manufacturer.RootCertificate));
             int total = deployment.BuildProgram().Weights.Count;
             using var output = new MemoryStream();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             ProtectedModel model = ui.Progress("encrypting weights", total, report =>
             {
                 int done = 0;
@@ -56,12 +57,14 @@ internal sealed class ConfidentialEngine : IChatEngine
             using (model)
             {
                 package = output.ToArray();
+                ui.Logger.LogInformation("load: package exported, {Bytes} bytes in {Items} items, weights encrypted in {Milliseconds} ms", package.Length, model.Manifest.Items.Count, clock.ElapsedMilliseconds);
                 ui.Evidence("package", $"{package.Length:N0} bytes, {model.Manifest.Items.Count} items");
                 ui.Evidence("manifest digest", Convert.ToHexStringLower(model.Manifest.Digest.Span));
                 ui.Evidence("expected graph measurement (signed)", Convert.ToHexStringLower(model.Manifest.ExpectedGraphMeasurement.Span));
                 ui.Evidence("release policy", $"SVN >= {policy.MinimumSvn}, firmware pinned, manufacturer root pinned, CC on, debug locked");
 
                 ui.Step("model provider", "attests the NPU against the package's release policy and releases the model key into it");
+                clock.Restart();
                 using KeyReleaseSession release = provider.BeginKeyRelease(model, npu.Verifier);
                 byte[] open;
                 try
@@ -72,11 +75,12 @@ internal sealed class ConfidentialEngine : IChatEngine
                 {
                     if (release.Result is { } r)
                     {
-                        ShowAttestation(r);
+                        ShowAttestation("model provider", r);
                     }
                 }
                 (int session, byte[] accept) = npu.Mailbox.AcceptChannel(open);
                 manifestDigest = npu.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
+                ui.Logger.LogInformation("key release: model key released into device session {Session} for manifest {Digest} in {Milliseconds} ms (attestation, channel, release)", session, Convert.ToHexStringLower(manifestDigest), clock.ElapsedMilliseconds);
                 ui.Evidence("device confirms key for manifest", Convert.ToHexStringLower(manifestDigest));
             }
         }
@@ -99,8 +103,22 @@ internal sealed class ConfidentialEngine : IChatEngine
                 npu.Runtime.Driver.Transcript = transcript;
             }
         });
+        LoadTimings t = _llama.Timings;
+        ui.Logger.LogInformation("load: staged {Weights} weight regions in {StageMs:F1} ms, opened the package in {OpenMs:F1} ms, unlocked {Bytes} bytes in {UnlockMs:F1} ms, attested the {Mode} task list in {AttestMs:F1} ms",
+            weights, t.Stage.TotalMilliseconds, t.Open.TotalMilliseconds, _llama.UnlockedBytes, t.Unlock.TotalMilliseconds, mode, t.Attest.TotalMilliseconds);
         ui.Evidence("graph measurement (device accepted)", Convert.ToHexStringLower(deployment.BuildProgram().Program.Measure()));
         MaxContext = deployment.MaxContext;
+        // The data owner attests now rather than at its first prompt, so in a chat its evidence comes
+        // before the first "llama>" instead of inside the streamed reply.
+        try
+        {
+            EnsureDataOwner();
+        }
+        catch
+        {
+            _llama.Dispose();
+            throw;
+        }
     }
 
     public int MaxContext { get; }
@@ -131,6 +149,7 @@ internal sealed class ConfidentialEngine : IChatEngine
             return _owner;
         }
         _ui.Step("data owner", "attests the NPU on its own channel (default policy: CC on, debug locked, manufacturer-signed firmware)");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var owner = new DataOwnerSession(_npu.Verifier);
         try
         {
@@ -143,12 +162,13 @@ internal sealed class ConfidentialEngine : IChatEngine
             {
                 if (owner.Result is { } r)
                 {
-                    ShowAttestation(r);
+                    ShowAttestation("data owner", r);
                 }
             }
             (int session, byte[] accept) = _npu.Mailbox.AcceptChannel(open);
             owner.Complete(accept);
             _ui.Evidence("data owner channel", $"device session {session}, ECDH P-384 + HKDF, AES-256-GCM per direction");
+            _ui.Logger.LogInformation("data owner: attested the NPU and opened device session {Session} in {Milliseconds} ms", session, clock.ElapsedMilliseconds);
             _owner = owner;
             _ownerSession = session;
             return owner;
@@ -160,14 +180,14 @@ internal sealed class ConfidentialEngine : IChatEngine
         }
     }
 
-    private void ShowAttestation(AttestationResult result)
+    private void ShowAttestation(string verifier, AttestationResult result)
     {
         if (result.Report is { } report)
         {
             _ui.Evidence("firmware measurement (attested)", report.Measurements.ToHex(MeasurementRegisterId.Firmware));
             _ui.Evidence("firmware", $"version {report.FirmwareVersion}, SVN {report.FirmwareSvn}, CC {report.CcMode}, debug {report.DebugState}");
         }
-        _ui.Checks(result);
+        _ui.Checks(verifier, result);
     }
 
     public void Dispose()

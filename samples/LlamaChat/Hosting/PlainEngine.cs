@@ -3,6 +3,7 @@ using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Models;
 using LlamaChat.Ui;
+using Microsoft.Extensions.Logging;
 
 namespace LlamaChat.Hosting;
 
@@ -17,12 +18,14 @@ internal sealed class PlainEngine : IChatEngine
     public PlainEngine(ChatUi ui, SimulatedNpu npu, LlamaCheckpoint checkpoint, ExecutionMode mode, int maxContext, int maxBatchTokens)
     {
         ui.Step("host", "uploads plaintext weights (CC off: the host can read every byte)");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         _model = ui.Status("uploading weights", () => LlamaDeviceModel.Load(npu.Runtime, checkpoint, new LlamaDeviceOptions
         {
             Mode = mode,
             MaxContext = maxContext,
             MaxBatchTokens = maxBatchTokens,
         }));
+        ui.Logger.LogInformation("load: plaintext weights uploaded and the {Mode} program loaded in {Milliseconds} ms", mode, clock.ElapsedMilliseconds);
         ui.Evidence("graph measurement (informational; nothing checks it with CC off)", Convert.ToHexStringLower(_model.Program.Measure()));
     }
 

@@ -7,6 +7,7 @@ using AscendCC.Runtime.Driver;
 using AscendCC.Runtime.Trusted.Manufacturing;
 using AscendCC.Runtime.Trusted.Verification;
 using LlamaChat.Ui;
+using Microsoft.Extensions.Logging;
 
 namespace LlamaChat.Hosting;
 
@@ -21,11 +22,13 @@ internal sealed class SimulatedNpu : IDisposable
     public SimulatedNpu(ChatUi ui, CcMode ccMode, IHostTranscript? transcript)
     {
         ui.Step("manufacturer", "creates its PKI, signs NPU firmware 7 (SVN 3) and publishes reference measurements");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         // A fresh manufacturer per run: the sample plays the manufacturer, so it must not ship a fixed key.
         Manufacturer = Manufacturer.Create();
         Firmware = new FirmwareImage(7, 3, "AscendCC", "AscendCC NPU firmware 7 (LlamaChat sample)"u8);
         byte[] signedFirmware = Manufacturer.SignFirmware(Firmware);
         Verifier = new AttestationVerifier(Manufacturer.RootCertificate, Manufacturer.PublishReferenceMeasurements([Firmware]));
+        ui.Logger.LogDebug("boot: manufacturer PKI created, firmware signed and reference measurements published in {Milliseconds} ms", clock.ElapsedMilliseconds);
         ui.Evidence("root CA", Manufacturer.RootCertificate.Subject);
         ui.Evidence("root SHA-256", Manufacturer.RootCertificate.GetCertHashString(System.Security.Cryptography.HashAlgorithmName.SHA256).ToLowerInvariant());
         ui.Evidence("firmware measurement (reference)", Convert.ToHexStringLower(ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())));
@@ -36,6 +39,7 @@ internal sealed class SimulatedNpu : IDisposable
         using DeviceFuseImage fuses = provisioning.CreateFuseImage();
 
         ui.Step("cloud host", $"powers on the NPU; boot ROM verifies and measures the firmware (CC mode {ccMode})");
+        clock.Restart();
         Device = new NpuDevice(new NpuDeviceOptions
         {
             HbmCapacity = 2L << 30,
@@ -46,6 +50,7 @@ internal sealed class SimulatedNpu : IDisposable
         Runtime.Driver.Transcript = transcript;
         Mailbox = new FirmwareMailbox(Device) { Transcript = transcript };
         CcMode = ccMode;
+        ui.Logger.LogInformation("boot: NPU-CC-0001 powered on, firmware verified and measured (CC {CcMode}), runtime and mailbox up in {Milliseconds} ms", ccMode, clock.ElapsedMilliseconds);
     }
 
     public Manufacturer Manufacturer { get; }

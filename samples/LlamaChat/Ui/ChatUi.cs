@@ -36,15 +36,18 @@ internal sealed class ChatUi
     public void Evidence(string label, string value) =>
         _console.MarkupLine($"    [grey]{Spectre.Console.Markup.Escape(label)}:[/] [white]{Spectre.Console.Markup.Escape(value)}[/]");
 
-    /// <summary>Every named verifier check with pass/fail.</summary>
-    public void Checks(AttestationResult result)
+    /// <summary>Every named check <paramref name="verifier"/>'s verifier made, with pass/fail.</summary>
+    public void Checks(string verifier, AttestationResult result)
     {
+        ArgumentNullException.ThrowIfNull(result);
         foreach (CheckResult check in result.Checks)
         {
             string mark = check.Passed ? "[green]PASS[/]" : "[red]FAIL[/]";
             _console.MarkupLine($"    {mark} {Spectre.Console.Markup.Escape(check.Check.ToString())} [grey]{Spectre.Console.Markup.Escape(check.Detail)}[/]");
+            Logger.LogDebug("{Verifier} attestation check {Check}: {Verdict} ({Detail})", verifier, check.Check, check.Passed ? "PASS" : "FAIL", check.Detail);
         }
         _console.MarkupLine(result.PolicySatisfied ? "    [green]policy satisfied[/]" : "    [red]policy NOT satisfied[/]");
+        Logger.LogInformation("{Verifier} attestation: {Passed} of {Total} checks passed, policy {Verdict}", verifier, result.Checks.Count(c => c.Passed), result.Checks.Count, result.PolicySatisfied ? "satisfied" : "NOT satisfied");
     }
 
     public void Warning(string text) => _console.MarkupLine($"[yellow]{Spectre.Console.Markup.Escape(text)}[/]");
