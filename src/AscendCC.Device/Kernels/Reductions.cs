@@ -140,6 +140,20 @@ internal static class Reductions
             }
             sum = Vector256.Sum(acc);
         }
+        else if (!Vector256.IsHardwareAccelerated)
+        {
+            // No SIMD at all (DOTNET_EnableHWIntrinsic=0, or a CPU without AVX): a single float32
+            // accumulator over a 32000-token vocabulary drifts by hundreds of ulp, where the vector paths'
+            // 8 or 16 lanes stay within a few; a double keeps this path at least as accurate as those.
+            double wide = 0;
+            for (; i < n; i++)
+            {
+                float e = MathF.Exp(Unsafe.Add(ref x, i) - shift);
+                Unsafe.Add(ref y, i) = e;
+                wide += e;
+            }
+            return (float)wide;
+        }
         for (; i < n; i++)
         {
             float e = MathF.Exp(Unsafe.Add(ref x, i) - shift);

@@ -1,26 +1,24 @@
 using System.Globalization;
-using AscendCC.Device;
 using AscendCC.Runtime.Acl;
 
 namespace AscendCC.TorchSharpBackend;
 
 /// <summary>
-/// The process-wide set of simulated NPUs: <c>ASCENDCC_DEVICE_COUNT</c> of them (default 1), each
-/// powered on with its runtime the first time something addresses it, as torch_npu initialises a
-/// device lazily on first use.
+/// torch_npu's view of the process-wide NPUs (<see cref="NpuDevices.Process"/>, sized by
+/// <c>ASCENDCC_DEVICE_COUNT</c>): each device's backend context (allocator, host-read policy) is made
+/// the first time something addresses it, over the runtime the host runtime opens for that id, as
+/// torch_npu initialises a device lazily on first use.
 /// </summary>
 internal static class NpuDeviceRegistry
 {
     /// <summary>The environment variable that sets how many devices the process sees.</summary>
-    public const string DeviceCountVariable = "ASCENDCC_DEVICE_COUNT";
+    public const string DeviceCountVariable = NpuDevices.DeviceCountVariable;
 
-    private const int MaxDevices = 64;
-    private static readonly Lazy<int> s_count = new(ReadDeviceCount);
     private static readonly object s_gate = new();
     private static NpuDeviceContext?[]? s_devices;
 
     /// <summary>Number of devices (read once from <see cref="DeviceCountVariable"/>).</summary>
-    public static int Count => s_count.Value;
+    public static int Count => NpuDevices.Process.Count;
 
     /// <summary>Device <paramref name="index"/>, created on first use.</summary>
     public static NpuDeviceContext Get(int index)
@@ -29,8 +27,7 @@ internal static class NpuDeviceRegistry
         lock (s_gate)
         {
             s_devices ??= new NpuDeviceContext?[Count];
-            return s_devices[index] ??= new NpuDeviceContext(index,
-                new NpuRuntime(new NpuDevice(new NpuDeviceOptions { DeviceIndex = index }), ownsDevice: true));
+            return s_devices[index] ??= new NpuDeviceContext(index, NpuDevices.Process.Open(index));
         }
     }
 
@@ -76,20 +73,6 @@ internal static class NpuDeviceRegistry
         int index = int.Parse(digits, NumberStyles.None, CultureInfo.InvariantCulture);
         CheckIndex(index);
         return index;
-    }
-
-    private static int ReadDeviceCount()
-    {
-        string? text = Environment.GetEnvironmentVariable(DeviceCountVariable);
-        if (string.IsNullOrEmpty(text))
-        {
-            return 1;
-        }
-        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int count) || count < 1 || count > MaxDevices)
-        {
-            throw new InvalidOperationException($"{DeviceCountVariable}='{text}' is not a device count; set it to an integer from 1 to {MaxDevices}, or unset it for one device.");
-        }
-        return count;
     }
 }
 

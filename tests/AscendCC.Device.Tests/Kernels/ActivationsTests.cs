@@ -16,6 +16,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// (|error| ≤ 1.5e-7), so |error| ≤ 0.5·|x|·1.5e-7 + rounding: atol 1e-6, rtol 2e-6. The tanh form has only
 /// exp and division rounding: atol 1e-7, rtol 2e-6.
 /// </summary>
+[Category(KernelTestData.Category)]
 public class ActivationsTests
 {
     private static readonly int[] Sizes = [1, 3, 17, 67, 1023, 100_003];

@@ -11,6 +11,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// equal TorchSharp bit for bit. 100_003 elements exercise the grid split (above the parallel threshold)
 /// with a ragged last block and a scalar tail.
 /// </summary>
+[Category(KernelTestData.Category)]
 public class ElementwiseTests
 {
     private static readonly int[] Sizes = [1, 3, 17, 67, 1023, 100_003];

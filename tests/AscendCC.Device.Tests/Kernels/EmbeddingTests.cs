@@ -12,6 +12,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// torch (.to(bfloat16/float16)) for the reference and by ElementTypes for the kernel's bytes; both round to
 /// nearest even and widening is exact, so results must be equal bit for bit.
 /// </summary>
+[Category(KernelTestData.Category)]
 public class EmbeddingTests
 {
     [TestCase(nameof(ElementType.F32), 67, 17)]

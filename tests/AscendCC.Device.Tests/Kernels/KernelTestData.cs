@@ -6,6 +6,12 @@ namespace AscendCC.Device.Tests.Kernels;
 /// <summary>Seeded inputs and an element-wise closeness check that names the worst element.</summary>
 internal static class KernelTestData
 {
+    /// <summary>
+    /// The NUnit category of the kernel-against-TorchSharp fixtures, so a child process can re-run
+    /// them on the portable paths (see PortableKernelPathTests).
+    /// </summary>
+    public const string Category = "Kernels";
+
     /// <summary>n samples of N(mean, std²) from a seeded generator (Box–Muller), so failures reproduce.</summary>
     public static float[] Normal(int n, int seed, float std = 1f, float mean = 0f)
     {

@@ -9,6 +9,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// KV cache writes against torch slicing: a prefill then a decode step land in [nKvHeads, maxSeq, headDim]
 /// exactly as a transpose of the [seq, nKvHeads, headDim] rows, and nothing else in the cache changes.
 /// </summary>
+[Category(KernelTestData.Category)]
 public class KvCacheTests
 {
     [TestCase(1, 8)]

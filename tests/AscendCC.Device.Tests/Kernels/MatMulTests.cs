@@ -16,6 +16,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// walk, √k·u·Σ|a·b|, in practice; the factor 2 leaves room for FMA/non-FMA and blocking differences
 /// while a single wrong, missing or doubled term (≥ ~1e-2 for these inputs) is far outside it.
 /// </summary>
+[Category(KernelTestData.Category)]
 [TestFixture]
 public sealed class MatMulTests : IDisposable
 {
@@ -174,11 +175,11 @@ public sealed class MatMulTests : IDisposable
         int[] ns = [n0, n1, n2];
         float[][] w = [.. ns.Select((n, i) => RandomValues(n * k, seed: 100 + i + n))];
         byte[][] wBytes = [.. w.Select(v => Encode(v, wType))];
-        float[][] y = [.. ns.Select(n => Enumerable.Repeat(float.NaN, m * n).ToArray())];
-        LinearKernel.LinearFused(_twoCores, x, wType, m, k, wBytes[0], y[0], n0, wBytes[1], y[1], n1, wBytes[2], y[2], n2);
 
         using var scope = NewDisposeScope();
         Tensor tx = tensor(x, m, k).to(float64);
+        var expected = new double[3][];
+        var magnitude = new double[3][];
         for (int i = 0; i < 3; i++)
         {
             if (ns[i] == 0)
@@ -193,9 +194,21 @@ public sealed class MatMulTests : IDisposable
                 _ => tw,
             };
             tw = tw.to(float64);
-            double[] expected = nn.functional.linear(tx, tw).data<double>().ToArray();
-            double[] magnitude = nn.functional.linear(tx.abs(), tw.abs()).data<double>().ToArray();
-            AssertClose(y[i], expected, magnitude, k, $"part {i}");
+            expected[i] = nn.functional.linear(tx, tw).data<double>().ToArray();
+            magnitude[i] = nn.functional.linear(tx.abs(), tw.abs()).data<double>().ToArray();
+        }
+
+        foreach (GemmIsa isa in Isas)
+        {
+            float[][] y = [.. ns.Select(n => Enumerable.Repeat(float.NaN, m * n).ToArray())];
+            LinearKernel.LinearFused(_twoCores, x, wType, m, k, wBytes[0], y[0], n0, wBytes[1], y[1], n1, wBytes[2], y[2], n2, isa);
+            for (int i = 0; i < 3; i++)
+            {
+                if (ns[i] != 0)
+                {
+                    AssertClose(y[i], expected[i], magnitude[i], k, $"{isa} part {i}");
+                }
+            }
         }
     }
 

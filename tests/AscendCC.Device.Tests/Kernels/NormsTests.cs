@@ -13,6 +13,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// LayerNorm against torch.nn.functional.layer_norm in float64 (inputs rounded to float32 first), because
 /// with mean-50 rows torch's own float32 statistics are off by ~1e-5 and would hide errors of ours.
 /// </summary>
+[Category(KernelTestData.Category)]
 public class NormsTests
 {
     [TestCase(1, 1)]
@@ -21,6 +22,7 @@ public class NormsTests
     [TestCase(5, 67)]
     [TestCase(2, 1023)]
     [TestCase(64, 4096)]
+    [TestCase(2048, 768)]
     public void RmsNormMatchesLlamaFormula(int rows, int dim)
     {
         float[] x = Normal(rows * dim, dim, 2f);
@@ -40,6 +42,7 @@ public class NormsTests
     [TestCase(5, 67)]
     [TestCase(2, 1023)]
     [TestCase(64, 4096)]
+    [TestCase(2048, 768)]
     public void LayerNormMatchesTorch(int rows, int dim)
     {
         // A mean of 50 against a spread of 2 would wreck a one-pass E[x²] - E[x]² variance.

@@ -14,6 +14,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// leaving only cos/sin implementation differences (≈1 ulp of results ≤ 1) times |x| ≤ ~5: atol 2e-6, rtol 1e-5.
 /// A second test pins the interleaved form bit for bit to llama2.c's scalar loop.
 /// </summary>
+[Category(KernelTestData.Category)]
 public class RopeTests
 {
     private const float Theta = 10000f;
@@ -24,6 +25,7 @@ public class RopeTests
     [TestCase(17, 2, 128, 1000)]
     [TestCase(300, 8, 64, 0)]
     [TestCase(67, 12, 64, 1981)]
+    [TestCase(2048, 12, 64, 0)]
     public void InterleavedMatchesTorch(int seq, int heads, int headDim, int startPos)
     {
         float[] x = Normal(seq * heads * headDim, seq * 7 + headDim);
@@ -39,6 +41,7 @@ public class RopeTests
     [TestCase(17, 2, 128, 1000)]
     [TestCase(300, 8, 64, 0)]
     [TestCase(67, 12, 64, 1981)]
+    [TestCase(2048, 12, 64, 0)]
     public void HalfMatchesTorch(int seq, int heads, int headDim, int startPos)
     {
         float[] x = Normal(seq * heads * headDim, seq * 11 + headDim);

@@ -12,6 +12,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// seeded chi-square test of drawn frequencies against the distribution.
 /// Distributions must agree within 1e-6 absolute: both are float32 softmaxes renormalised in float32.
 /// </summary>
+[Category(KernelTestData.Category)]
 public class SamplingTests
 {
     [Test]

@@ -25,16 +25,56 @@ public class HardwareInterfaceTests
     public void CopiesRoundTripThroughTheRuntime()
     {
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 64L << 20 }), ownsDevice: true);
-        using DeviceBuffer buffer = runtime.Allocate(4096, RegionTag.Activations);
+        DeviceMemoryInfo before = runtime.MemoryInfo;
+        DeviceBuffer buffer = runtime.Allocate(4096, RegionTag.Activations);
         float[] data = Enumerable.Range(0, 1024).Select(i => i * 0.5f).ToArray();
         runtime.CopyToDevice<float>(data, buffer);
-        using DeviceBuffer copy = runtime.Allocate(4096);
+        DeviceBuffer copy = runtime.Allocate(4096);
         runtime.CopyOnDevice(buffer.Address, copy.Address, 4096);
         runtime.DefaultStream.Synchronize();
         var back = new float[1024];
         runtime.CopyToHost<float>(copy, 0, back);
         Assert.That(back, Is.EqualTo(data));
-        Assert.That(runtime.MemoryInfo.Allocated, Is.EqualTo(8192 + runtime.MemoryInfo.Allocated - 8192));
+
+        // Two 4 KiB regions (already 64-byte aligned, so no padding) are what the usage registers must show.
+        DeviceMemoryInfo during = runtime.MemoryInfo;
+        Assert.That(during.Capacity, Is.EqualTo(64L << 20));
+        Assert.That(during.Allocated - before.Allocated, Is.EqualTo(8192));
+        Assert.That(during.RegionCount - before.RegionCount, Is.EqualTo(2));
+        Assert.That(during.PeakAllocated, Is.GreaterThanOrEqualTo(before.Allocated + 8192));
+
+        buffer.Dispose();
+        copy.Dispose();
+        DeviceMemoryInfo after = runtime.MemoryInfo;
+        Assert.That((after.Allocated, after.RegionCount), Is.EqualTo((before.Allocated, before.RegionCount)), "freeing both regions returns the usage to where it started");
+        Assert.That(after.PeakAllocated, Is.EqualTo(during.PeakAllocated), "the peak register keeps the high-water mark");
+    }
+
+    [Test]
+    public void PropertiesReportWhatTheDeviceWasBuiltWith()
+    {
+        var options = new NpuDeviceOptions { HbmCapacity = 96L << 20, AiCoreCount = 3, StreamCount = 5, EventCount = 7, TaskBufferBytes = 8192, DeviceIndex = 6 };
+        using var device = new NpuDevice(options);
+        DeviceProperties p = device.Properties;
+        Assert.That(p.Name, Is.EqualTo("AscendCC simulated NPU 6"));
+        Assert.That(p.HbmCapacity, Is.EqualTo(96L << 20));
+        Assert.That(p.AiCoreCount, Is.EqualTo(3));
+        Assert.That(p.StreamCount, Is.EqualTo(5));
+        Assert.That(p.EventCount, Is.EqualTo(7));
+        Assert.That(p.TaskBufferBytes, Is.EqualTo(8192));
+        Assert.That(p.AiCpuCount, Is.EqualTo(4));
+        int widest = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? 512 : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? 256 : 128;
+        Assert.That(p.VectorWidthBits, Is.EqualTo(widest));
+        Assert.That(device.QueryMemoryInfo(), Is.EqualTo(new DeviceMemoryInfo(96L << 20, 0, 0, 0)), "the usage registers start at the built capacity, empty");
+        // The limits are enforced, not just reported: stream 5 does not exist, and an 8 KiB task buffer takes no more.
+        Assert.Throws<ArgumentOutOfRangeException>(() => device.Submit(5, new byte[24]));
+        Assert.That(device.Submit(4, new byte[8193]), Is.False);
+
+        // Defaults: one AI Core per CPU thread (AI Cores are the threads the kernels run on), 32 GiB of HBM.
+        using var defaults = new NpuDevice();
+        Assert.That(defaults.Properties.AiCoreCount, Is.EqualTo(Environment.ProcessorCount));
+        Assert.That(defaults.Properties.HbmCapacity, Is.EqualTo(32L << 30));
+        Assert.That((defaults.Properties.StreamCount, defaults.Properties.EventCount, defaults.Properties.TaskBufferBytes), Is.EqualTo((32, 1024, 4 << 20)));
     }
 
     [Test]

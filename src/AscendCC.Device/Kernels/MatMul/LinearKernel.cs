@@ -72,15 +72,19 @@ internal static unsafe class LinearKernel
     /// </summary>
     public static void LinearFused(AiCoreGrid grid, ReadOnlySpan<float> x, ElementType wType, int m, int k,
         ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2)
+        => LinearFused(grid, x, wType, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, Gemm.DefaultIsa);
+
+    internal static void LinearFused(AiCoreGrid grid, ReadOnlySpan<float> x, ElementType wType, int m, int k,
+        ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2, GemmIsa isa)
     {
         ArgumentNullException.ThrowIfNull(grid);
         if (m > GemvMaxRows || k == 0)
         {
-            Linear(grid, x, w0, wType, default, y0, m, k, n0);
-            Linear(grid, x, w1, wType, default, y1, m, k, n1);
+            Linear(grid, x, w0, wType, default, y0, m, k, n0, isa);
+            Linear(grid, x, w1, wType, default, y1, m, k, n1, isa);
             if (n2 > 0)
             {
-                Linear(grid, x, w2, wType, default, y2, m, k, n2);
+                Linear(grid, x, w2, wType, default, y2, m, k, n2, isa);
             }
             return;
         }
@@ -109,7 +113,7 @@ internal static unsafe class LinearKernel
             KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py2, y2.Length * 4L, nameof(y2));
             KernelArguments.RequireDisjoint(py1, y1.Length * 4L, py2, y2.Length * 4L, nameof(y2));
             int rowsPerBlock = GemvRowsPerBlock(grid, n0 + n1 + n2);
-            bool wide = Gemm.DefaultIsa == GemmIsa.Vector512;
+            bool wide = isa == GemmIsa.Vector512;
             switch (wType)
             {
                 case ElementType.F32:
