@@ -15,6 +15,7 @@ internal static class Program
         new ConfidentialSuite(),
         new LlamaSuite(),
         new CcOverheadSuite(),
+        new DemoSuite(),
     ];
 
     private static int Main(string[] args)

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Reflection;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -21,6 +23,13 @@ namespace LlamaChat.Demo;
 /// <param name="KvHeads">Key/value heads.</param>
 /// <param name="MaxPositions">Context the model is exported with.</param>
 /// <param name="LearningRate">Peak AdamW learning rate.</param>
+/// <param name="Threads">
+/// libtorch intra-op threads while training. Fixed rather than left to the machine because it changes
+/// the result: libtorch splits reductions (matmul gradients, the loss, the gradient norm) across its
+/// threads, and float sums taken in a different grouping differ in the last bits, which 1500 steps of
+/// training carry into different weights. 2 is the documented machine's core count, so the default
+/// trains at full speed there and to the same bytes on any larger machine.
+/// </param>
 public sealed record DemoTrainingSettings(
     int Seed = 20240611,
     int Documents = 6000,
@@ -33,20 +42,39 @@ public sealed record DemoTrainingSettings(
     int Heads = 4,
     int KvHeads = 2,
     int MaxPositions = 256,
-    double LearningRate = 3e-3)
+    double LearningRate = 3e-3,
+    int Threads = 2)
 {
     /// <summary>Bumped whenever the trainer's code changes what it produces, so old caches are not reused.</summary>
-    public const int TrainerVersion = 3;
+    public const int TrainerVersion = 4;
 
     /// <summary>The default demo.</summary>
     public static DemoTrainingSettings Default { get; } = new();
 
-    /// <summary>A short hash of the settings and trainer version (the cache folder's name).</summary>
+    /// <summary>
+    /// Everything the trained bytes depend on besides the code: the trainer version, these settings
+    /// (the thread count among them), the TorchSharp build (its libtorch kernels) and the processor's
+    /// architecture and vector extensions (libtorch picks its kernels, and so its rounding, by them).
+    /// </summary>
+    public string CacheKey() =>
+        $"v{TrainerVersion}:{JsonSerializer.Serialize(this)}:torchsharp {TorchSharpVersion}:{RuntimeInformation.ProcessArchitecture} {VectorExtensions()}";
+
+    /// <summary>A short hash of <see cref="CacheKey"/> (the cache folder's name).</summary>
     public string Hash()
     {
-        byte[] digest = SHA256.HashData(Encoding.UTF8.GetBytes($"v{TrainerVersion}:{JsonSerializer.Serialize(this)}"));
+        byte[] digest = SHA256.HashData(Encoding.UTF8.GetBytes(CacheKey()));
         return Convert.ToHexStringLower(digest)[..16];
     }
+
+    /// <summary>The TorchSharp package version that trains (its informational version, without build metadata).</summary>
+    public static string TorchSharpVersion { get; } =
+        (typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown")
+        .Split('+')[0];
+
+    private static string VectorExtensions() =>
+        RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.X86
+            ? $"avx2={System.Runtime.Intrinsics.X86.Avx2.IsSupported} fma={System.Runtime.Intrinsics.X86.Fma.IsSupported} avx512={System.Runtime.Intrinsics.X86.Avx512F.IsSupported}"
+            : $"advsimd={System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported}";
 }
 
 /// <summary>One point of training progress.</summary>
@@ -113,6 +141,7 @@ public static class DemoTrainer
     public static (TimeSpan Elapsed, double FinalLoss) Train(DemoTrainingSettings settings, string folder, IProgress<TrainingProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
+        ArgumentOutOfRangeException.ThrowIfLessThan(settings.Threads, 1);
         var clock = Stopwatch.StartNew();
         IReadOnlyList<string> corpus = DemoCorpus.Generate(settings.Seed, settings.Documents);
         (string tokenizerJson, int vocabSize) = DemoTokenizer.Build(corpus);
@@ -128,6 +157,21 @@ public static class DemoTrainer
         }
 
         var shape = new DemoShape(vocabSize, settings.Hidden, settings.Intermediate, settings.Layers, settings.Heads, settings.KvHeads, settings.MaxPositions);
+        // The thread count is process-wide: set it for the training only, and give back the caller's.
+        int callerThreads = torch.get_num_threads();
+        torch.set_num_threads(settings.Threads);
+        try
+        {
+            return TrainModel(settings, folder, progress, clock, stream, shape, vocabSize);
+        }
+        finally
+        {
+            torch.set_num_threads(callerThreads);
+        }
+    }
+
+    private static (TimeSpan Elapsed, double FinalLoss) TrainModel(DemoTrainingSettings settings, string folder, IProgress<TrainingProgress>? progress, Stopwatch clock, List<int> stream, DemoShape shape, int vocabSize)
+    {
         torch.manual_seed(settings.Seed);
         using var model = new DemoLlama(shape);
         using var optimizer = optim.AdamW(model.parameters(), lr: settings.LearningRate, weight_decay: 0.01);
@@ -207,7 +251,7 @@ public static class DemoTrainer
         };
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
         File.WriteAllText(Path.Combine(folder, ChatFormatFile), JsonSerializer.Serialize(new ChatFormat(DemoCorpus.QuestionPrefix, DemoCorpus.AnswerPrefix)));
-        File.WriteAllText(Path.Combine(folder, "training.json"), JsonSerializer.Serialize(new { settings, trainerVersion = DemoTrainingSettings.TrainerVersion, seconds = clock.Elapsed.TotalSeconds, finalLoss = tail / Math.Max(1, tailCount) }));
+        File.WriteAllText(Path.Combine(folder, "training.json"), JsonSerializer.Serialize(new { settings, trainerVersion = DemoTrainingSettings.TrainerVersion, cacheKey = settings.CacheKey(), seconds = clock.Elapsed.TotalSeconds, finalLoss = tail / Math.Max(1, tailCount) }));
         return (clock.Elapsed, tail / Math.Max(1, tailCount));
     }
 }

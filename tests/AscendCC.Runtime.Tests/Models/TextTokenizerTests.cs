@@ -52,6 +52,46 @@ public class TextTokenizerTests
         Assert.That(tokenizer.Decode(tokenizer.Encode(story)), Is.EqualTo(story));
     }
 
+    [TestCaseSource(nameof(Stories260KFiles))]
+    public void StreamDecodingTokenByTokenReadsAsDecodingTheWhole(string file)
+    {
+        string folder = TestData.RequireModel("stories260K");
+        using var temp = new TempFolder();
+        var tokenizer = LoadStories(folder, file, temp);
+        // Leading spaces on every word, a newline, and characters spread over 2-4 byte-fallback tokens.
+        string story = "Once upon a time, Zoë saw a ☂ and 😊.\nShe said \"Hi!\" " + NonAscii;
+        IReadOnlyList<int> ids = tokenizer.Encode(story);
+        Assume.That(string.Concat(ids.Select(id => tokenizer.Decode([id]))), Is.Not.EqualTo(story), "decoding token by token on its own loses spaces and characters");
+
+        var whole = new TextStreamDecoder(tokenizer);
+        var printed = new StringBuilder();
+        foreach (int id in ids)
+        {
+            string piece = whole.Push(id);
+            Assert.That(piece, Does.Not.Contain("\uFFFD"), "a partial character is held back, not printed");
+            printed.Append(piece);
+        }
+        printed.Append(whole.Flush());
+        Assert.That(printed.ToString(), Is.EqualTo(story));
+
+        // After a context (the prompt) only the new text comes out, its first space kept.
+        int split = tokenizer.Encode("Once upon a time").Count;
+        var continuation = new TextStreamDecoder(tokenizer, ids.Take(split));
+        Assert.That(continuation.Push(ids.Skip(split)) + continuation.Flush(), Is.EqualTo(story["Once upon a time".Length..]));
+    }
+
+    [Test]
+    public void StreamDecodingFlushesAnUnfinishedCharacter()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        var tokenizer = TextTokenizer.Load(Path.Combine(folder, "tok512.bin"));
+        var decoder = new TextStreamDecoder(tokenizer);
+        // 😊 is F0 9F 98 8A: stop after its first two bytes (byte-fallback id = byte + 3).
+        Assert.That(decoder.Push([.. tokenizer.Encode("Hi"), 0xF0 + 3, 0x9F + 3]), Is.EqualTo("Hi"));
+        Assert.That(decoder.Flush(), Is.EqualTo("\uFFFD"));
+        Assert.That(decoder.Flush(), Is.Empty);
+    }
+
     [Test]
     public void AllThreeStories260KTokenizersAgreeOnLongText()
     {
