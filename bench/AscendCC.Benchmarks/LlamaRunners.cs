@@ -40,6 +40,19 @@ internal interface ILlamaRunner : IDisposable
 }
 
 /// <summary>The baseline: a plain TorchSharp Llama (fp32, fused SDPA, KV cache), classifier on the last position only.</summary>
+/// <summary>A device runner whose device's operator clock can be read per prefill and per decode run.</summary>
+internal interface IClockedRunner : ILlamaRunner
+{
+    /// <summary>Runs the device's operator clock during <see cref="ILlamaRunner.Run"/>.</summary>
+    bool ClockOperators { get; set; }
+
+    /// <summary>The last run's prefill: device milliseconds and launches per operator (empty unless clocked).</summary>
+    IReadOnlyDictionary<string, (double Milliseconds, long Launches)> PrefillOperators { get; }
+
+    /// <summary>The last run's decode steps together, per operator (empty unless clocked).</summary>
+    IReadOnlyDictionary<string, (double Milliseconds, long Launches)> DecodeOperators { get; }
+}
+
 internal sealed class TorchRunner : ILlamaRunner
 {
     private readonly LlamaForCausalLM _model;
@@ -89,7 +102,7 @@ internal sealed class TorchRunner : ILlamaRunner
 }
 
 /// <summary>The device with CC off: <see cref="LlamaDeviceModel"/> on a device without fuses.</summary>
-internal sealed class DeviceRunner : ILlamaRunner
+internal sealed class DeviceRunner : IClockedRunner
 {
     private readonly NpuRuntime _runtime;
     private readonly LlamaDeviceModel _model;
@@ -123,19 +136,26 @@ internal sealed class DeviceRunner : ILlamaRunner
 
     public DeviceMemoryInfo? Hbm => _runtime.MemoryInfo;
 
-    /// <summary>Runs the device's operator clock, so the device does the same timing work as a clocked CC-on runner.</summary>
     public bool ClockOperators
     {
         get => _device.OperatorClock.Enabled;
         set => _device.OperatorClock.Enabled = value;
     }
 
+    public IReadOnlyDictionary<string, (double Milliseconds, long Launches)> PrefillOperators { get; private set; } = new Dictionary<string, (double, long)>();
+
+    public IReadOnlyDictionary<string, (double Milliseconds, long Launches)> DecodeOperators { get; private set; } = new Dictionary<string, (double, long)>();
+
     public double[] Run(int[] prompt, int decodeSteps)
     {
         var times = new double[1 + decodeSteps];
+        OperatorClock clock = _device.OperatorClock;
+        clock.Reset();
         long start = Stopwatch.GetTimestamp();
         int next = _model.Forward(prompt, 0);
         times[0] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        PrefillOperators = clock.Read();
+        clock.Reset();
         int pos = prompt.Length;
         for (int i = 1; i <= decodeSteps; i++)
         {
@@ -144,6 +164,7 @@ internal sealed class DeviceRunner : ILlamaRunner
             next = _model.Forward(_one, pos++);
             times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
+        DecodeOperators = clock.Read();
         return times;
     }
 
@@ -161,7 +182,7 @@ internal sealed class DeviceRunner : ILlamaRunner
 /// and a data owner seals each prompt. Only the host's side is timed: from the first MoveNext of
 /// Generate (which stages the sealed prompt) to each sealed token record.
 /// </summary>
-internal sealed class ConfidentialRunner : ILlamaRunner
+internal sealed class ConfidentialRunner : IClockedRunner
 {
     private readonly Manufacturer _manufacturer;
     private readonly AttestationVerifier _verifier;
@@ -225,20 +246,14 @@ internal sealed class ConfidentialRunner : ILlamaRunner
     /// <summary>Milliseconds per token record the data owner took to open the last run's records (the device's token_seal encrypts the same size).</summary>
     public double TokenCryptoMs { get; private set; }
 
-    /// <summary>
-    /// When set, the device's own operator clock runs during <see cref="Run"/>: device milliseconds per
-    /// operator in the last run's prefill, and summed over its decode steps.
-    /// </summary>
     public bool ClockOperators
     {
         get => _device.OperatorClock.Enabled;
         set => _device.OperatorClock.Enabled = value;
     }
 
-    /// <summary>The last run's prefill, per operator (empty unless <see cref="ClockOperators"/>).</summary>
     public IReadOnlyDictionary<string, (double Milliseconds, long Launches)> PrefillOperators { get; private set; } = new Dictionary<string, (double, long)>();
 
-    /// <summary>The last run's decode steps together, per operator (empty unless <see cref="ClockOperators"/>).</summary>
     public IReadOnlyDictionary<string, (double Milliseconds, long Launches)> DecodeOperators { get; private set; } = new Dictionary<string, (double, long)>();
 
     public double[] Run(int[] prompt, int decodeSteps)

@@ -226,13 +226,13 @@ public static class ChatApp
         IReadOnlyList<int> context = conversation.Tokens;
         int promptTokens = context.Count;
         int budget = Math.Min(completion ? options.MaxTokens - conversation.TurnTextTokens : options.MaxTokens, engine.MaxContext - promptTokens);
-        ReplyDecoder stream;
+        TextStreamDecoder stream;
         if (echoTurn)
         {
             // Decoding the turn's own tokens (not echoing the typed string) prints what the model read,
             // with the tokenizer's leading-space rule after BOS — what llama2.c prints for its prompt.
             int start = conversation.TurnStart;
-            stream = new ReplyDecoder(conversation.Tokenizer, start > 0 ? context[start - 1] : -1);
+            stream = new TextStreamDecoder(conversation.Tokenizer, context.Take(start));
             for (int i = start; i < promptTokens; i++)
             {
                 ui.ReplyText(stream.Push(context[i]));
@@ -240,7 +240,7 @@ public static class ChatApp
         }
         else
         {
-            stream = new ReplyDecoder(conversation.Tokenizer, promptTokens > 0 ? context[^1] : -1);
+            stream = new TextStreamDecoder(conversation.Tokenizer, context);
         }
         var clock = Stopwatch.StartNew();
         TimeSpan firstToken = TimeSpan.Zero;
