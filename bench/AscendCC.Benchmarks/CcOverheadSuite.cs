@@ -233,6 +233,21 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
                 }
             }
         }
+        // Where a difference between the devices sits: each operator's prefill time, CC off vs CC on.
+        _report.AppendLine();
+        _report.AppendLine("Prefill per operator, device ms (medians over rounds):");
+        _report.AppendLine();
+        _report.AppendLine("| L | operator | " + string.Join(" | ", clocked[lengths[0]].Select(r => r.Runner).Distinct().Order(StringComparer.Ordinal)) + " |");
+        _report.AppendLine("|---:|---|" + string.Concat(Enumerable.Repeat("---:|", clocked[lengths[0]].Select(r => r.Runner).Distinct().Count())));
+        foreach (int length in lengths)
+        {
+            var byRunner = clocked[length].GroupBy(r => r.Runner).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
+            foreach (string op in clocked[length].SelectMany(r => r.Prefill.Keys).Distinct().Order(StringComparer.Ordinal))
+            {
+                IEnumerable<string> cells = byRunner.Select(g => Median([.. g.Select(r => r.Prefill.TryGetValue(op, out var v) ? v.Milliseconds : 0)]).ToString("F2", inv));
+                _report.AppendLine(inv, $"| {length} | {op} | {string.Join(" | ", cells)} |");
+            }
+        }
         Console.WriteLine(_report.ToString());
 
         static double Total(IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ops) => ops.Values.Sum(v => v.Milliseconds);

@@ -12,7 +12,7 @@ namespace AscendCC.Device.Hbm;
 /// </summary>
 internal static unsafe partial class HbmBacking
 {
-    private const nuint LargeThreshold = 1 << 21;
+    private const nuint LargeThreshold = 1 << 21, HugePage = 1 << 21, PageSize = 4096;
     private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvHugepage = 14;
 
     /// <summary>Zeroed memory of <paramref name="size"/> bytes, 64-byte aligned; null when the host has none left.</summary>
@@ -20,13 +20,31 @@ internal static unsafe partial class HbmBacking
     {
         if (OperatingSystem.IsLinux() && size >= LargeThreshold)
         {
-            void* p = mmap(null, size, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
-            if (p == (void*)-1)
+            // Start every large region on a 2 MiB boundary, so the whole region can be backed by huge
+            // pages and its coverage does not depend on where mmap happened to place it: a region at an
+            // arbitrary 4 KiB offset loses up to two huge pages to its ragged ends, and which regions
+            // lose them changes with the allocation history, which made two devices running the same
+            // kernels on the same data differ by several percent.
+            nuint span = size + HugePage;
+            byte* raw = (byte*)mmap(null, span, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
+            if (raw == (byte*)-1)
             {
                 return null;
             }
+            byte* p = (byte*)(((nuint)raw + HugePage - 1) & ~(HugePage - 1));
+            // munmap takes whole pages: the region's last page stays, and Free's munmap(p, size) covers it.
+            nuint pages = (size + PageSize - 1) & ~(PageSize - 1);
+            nuint head = (nuint)(p - raw), tail = span - head - pages;
+            if (head > 0)
+            {
+                _ = munmap(raw, head);
+            }
+            if (tail > 0)
+            {
+                _ = munmap(p + pages, tail);
+            }
             _ = madvise(p, size, MadvHugepage);
-            return (byte*)p;
+            return p;
         }
         try
         {
