@@ -16,6 +16,7 @@ internal static class Program
         new LlamaSuite(),
         new CcOverheadSuite(),
         new DemoSuite(),
+        new DecodeStepsSuite(),
     ];
 
     private static int Main(string[] args)

@@ -12,7 +12,11 @@ internal sealed class HbmMemory : IDisposable
     /// <summary>Smallest alignment handed out; a cache line and one Vector512.</summary>
     public const int MinAlignment = 64;
 
+    /// <summary>Regions of this size and more start on a 2 MiB device address (a huge page of the arena).</summary>
+    private const long LargeRegion = 1 << 21;
+
     private readonly List<HbmRegion> _regions = new(); // sorted by address
+    private readonly HbmArena? _arena;
     private readonly object _gate = new();
     private long _allocated;
     private long _peak;
@@ -21,6 +25,7 @@ internal sealed class HbmMemory : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1 << 20);
         Capacity = capacity;
+        _arena = HbmArena.TryReserve(capacity);
     }
 
     public long Capacity { get; }
@@ -45,6 +50,11 @@ internal sealed class HbmMemory : IDisposable
         if ((alignment & (alignment - 1)) != 0 || alignment > (1 << 30))
         {
             throw new ArgumentOutOfRangeException(nameof(alignment), alignment, "alignment must be a power of two up to 1 GiB");
+        }
+        if (size >= LargeRegion && _arena is not null)
+        {
+            // So a large tensor's huge pages, and its offsets within them, are the same on every device.
+            alignment = Math.Max(alignment, LargeRegion);
         }
         lock (_gate)
         {
@@ -76,7 +86,7 @@ internal sealed class HbmMemory : IDisposable
             HbmRegion region;
             try
             {
-                region = new HbmRegion(candidate, size, tag);
+                region = new HbmRegion(candidate, size, tag, _arena);
             }
             catch (OutOfMemoryException)
             {
@@ -156,7 +166,11 @@ internal sealed class HbmMemory : IDisposable
         }
     }
 
-    public void Dispose() => Clear();
+    public void Dispose()
+    {
+        Clear();
+        _arena?.Dispose();
+    }
 
     // Index of the region whose start is the greatest ≤ address, or -1.
     private int IndexOf(ulong address)

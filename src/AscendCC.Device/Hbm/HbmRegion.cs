@@ -3,21 +3,31 @@ using System.Runtime.InteropServices;
 namespace AscendCC.Device.Hbm;
 
 /// <summary>
-/// One allocated range of device addresses and the host memory that backs it. Backing is committed
-/// when the region is allocated (that is the "lazy" part: unallocated HBM costs nothing) and always
-/// starts zeroed, so no region ever shows a previous owner's bytes.
+/// One allocated range of device addresses and the host memory that backs it: a slice of the
+/// device's <see cref="HbmArena"/>, or (where there is none) its own allocation. Either way it starts
+/// zeroed and is zeroed when freed, so no region ever shows a previous owner's bytes.
 /// </summary>
 internal sealed unsafe class HbmRegion : IDisposable
 {
-    public HbmRegion(ulong address, long size, RegionTag tag)
+    private readonly HbmArena? _arena;
+
+    public HbmRegion(ulong address, long size, RegionTag tag, HbmArena? arena)
     {
         Address = address;
         Size = size;
         Tag = tag;
-        Data = HbmBacking.Allocate((nuint)size);
-        if (Data == null)
+        if (arena is not null)
         {
-            throw new InsufficientMemoryException($"the simulating host has no memory left for a {size}-byte HBM region");
+            _arena = arena;
+            Data = arena.Data + (long)(address - HbmMemory.BaseAddress);
+        }
+        else
+        {
+            Data = HbmBacking.Allocate((nuint)size);
+            if (Data == null)
+            {
+                throw new InsufficientMemoryException($"the simulating host has no memory left for a {size}-byte HBM region");
+            }
         }
         HostAccess = DmaAccess.ReadWrite;
     }
@@ -73,12 +83,20 @@ internal sealed unsafe class HbmRegion : IDisposable
 
     public void Dispose()
     {
-        if (Data != null)
+        if (Data == null)
+        {
+            return;
+        }
+        if (_arena is not null)
+        {
+            _arena.Release((long)(Address - HbmMemory.BaseAddress), Size);
+        }
+        else
         {
             // Scrub before the memory returns to the process allocator.
             Scrub();
             HbmBacking.Free(Data, (nuint)Size);
-            Data = null;
         }
+        Data = null;
     }
 }

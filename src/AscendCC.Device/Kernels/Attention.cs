@@ -84,6 +84,7 @@ internal static unsafe class Attention
         public int QueryTiles;
         public int Window;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
         {
             // Latest query tiles see the most keys; handing them out first lets the short ones fill the gaps.
@@ -106,6 +107,7 @@ internal static unsafe class Attention
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void SingleRow(Scratch scratch, int head, int i, float* k, float* v)
         {
             int hd = HeadDim;
@@ -160,6 +162,7 @@ internal static unsafe class Attention
         // Scores are computed transposed, S^T[j, r] = K[j] · Q[r], with queries across the 32 lanes: the
         // query tile is transposed once per block, keys are broadcast straight from the cache, and the
         // running max/sum updates are lane-wise over queries — no horizontal reductions in the loop.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void TiledRows(Scratch scratch, int head, int q0, int rows, float* k, float* v)
         {
             int hd = HeadDim;
@@ -330,6 +333,7 @@ internal static unsafe class Attention
         b3.Store(s + 3 * QueryTile + H);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores1(float* k, int hd, float* qt, float* s)
     {
         var a = Vector512<float>.Zero;
@@ -346,6 +350,7 @@ internal static unsafe class Attention
 
     // O[r] = corr_r · O[r] + Σ_j P[j, r] · V[j] for two queries at once, sharing each V load;
     // 64 columns at a time keep 8 accumulators in registers across the key loop.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AccumulatePV2(float* oa, float* ob, float* pa, float* pb, float* v, int kn, int hd, float corrA, float corrB)
     {
         int c = 0;
@@ -416,6 +421,7 @@ internal static unsafe class Attention
 
     // O = corr · O + Σ_j p[j · pStride] · V[j] for one query, accumulating 64 columns in registers
     // across the key loop instead of reloading and storing the output row once per key.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AccumulatePV1(float* o, float* p, int pStride, float* v, int kn, int hd, float corr)
     {
         int c = 0;

@@ -118,6 +118,7 @@ internal static class Elementwise
 
     // The scalar tail (rather than one overlapping last vector) keeps in-place calls correct:
     // an overlapping vector would apply the op twice to elements already written.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void UnaryCore<TOp>(TOp op, ref float x, ref float y, int n) where TOp : struct, IUnaryOp
     {
         int i = 0;
@@ -141,6 +142,7 @@ internal static class Elementwise
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BinaryCore<TOp>(TOp op, ref float a, ref float b, ref float y, int n) where TOp : struct, IBinaryOp
     {
         int i = 0;

@@ -11,6 +11,7 @@ internal static class Embedding
     /// y[t, :] = table[ids[t], :] for each token. Every id is checked before anything is written, so a bad
     /// id leaves y untouched. Tables may be F32, F16 or BF16 (little-endian, row-major).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void EmbeddingGather(ReadOnlySpan<byte> table, ElementType tableType, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim)
     {
         KernelArgs.RequireAtLeast(vocab, 1, nameof(vocab));
@@ -48,6 +49,7 @@ internal static class Embedding
     }
 
     // bf16 is the top half of a binary32: widen to 32 bits and shift left by 16; exact.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WidenBF16(ReadOnlySpan<ushort> src, Span<float> dst)
     {
         ref ushort s = ref MemoryMarshal.GetReference(src);
@@ -78,6 +80,7 @@ internal static class Embedding
 
     // An embedding gather moves seq × dim elements once per forward pass; the scalar Half
     // conversion (a hardware vcvtph2ps where available) is far from the bottleneck.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WidenF16(ReadOnlySpan<ushort> src, Span<float> dst)
     {
         for (int i = 0; i < src.Length; i++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Kernels;
 
@@ -11,6 +12,7 @@ internal static class KvCache
     /// Copies new keys and values, given as [seq, nKvHeads * headDim] (the Linear output layout), into the
     /// cache at positions startPos .. startPos + seq - 1.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void KvCacheWrite(
         ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> kCache, Span<float> vCache,
         int seq, int startPos, int nKvHeads, int headDim, int maxSeq)

@@ -12,6 +12,7 @@ internal static class Norms
     /// Llama RMSNorm per row: y = x / sqrt(mean(x²) + eps) * weight, as llama2.c's rmsnorm
     /// (sum of squares in float32, then weight[j] * (inv * x[j])). y may alias x.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, Span<float> y, int rows, int dim, float eps)
     {
         Validate(x, weight, default, y, rows, dim, allowEmptyAffine: false);
@@ -45,6 +46,7 @@ internal static class Norms
     /// with the biased variance. An empty <paramref name="weight"/> or <paramref name="bias"/> means none
     /// (as torch's None). y may alias x.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, Span<float> y, int rows, int dim, float eps)
     {
         Validate(x, weight, bias, y, rows, dim, allowEmptyAffine: true);
@@ -82,6 +84,7 @@ internal static class Norms
 
     private static int RowsPerBlock(int rows, int dim) => Math.Clamp((1 << 14) / Math.Max(dim, 1), 1, rows);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RmsNormRow(ref float x, ref float weight, ref float y, int dim, float eps)
     {
         float ss = Reductions.SumOfSquares(ref x, dim) / dim + eps;
@@ -110,6 +113,7 @@ internal static class Norms
     // Two passes rather than E[x²] - E[x]², which cancels catastrophically when |mean| ≫ spread. The second
     // pass also sums the deviations themselves: the float32 first-pass mean is off by Σd/n, and folding that
     // back (the corrected two-pass algorithm) removes the mean's rounding from both the centre and the variance.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LayerNormRow(ref float x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, ref float y, int dim, float eps)
     {
         float roughMean = Reductions.Sum(ref x, dim) / dim;
@@ -150,6 +154,7 @@ internal static class Norms
     }
 
     /// <summary>Σ (x - c)², with Σ (x - c) in <paramref name="sumDeviations"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float SumOfDeviations(ref float x, int n, float c, out float sumDeviations)
     {
         int i = 0;
@@ -224,6 +229,7 @@ internal static class Norms
         public int RowsPerBlock;
         public bool Rms;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
         {
             int first = block * RowsPerBlock;

@@ -11,6 +11,7 @@ namespace AscendCC.Device.Kernels;
 internal static class Reductions
 {
     /// <summary>max(x[0..n)); -inf for an empty row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Max(ref float x, int n)
     {
         int i = 0;
@@ -44,6 +45,7 @@ internal static class Reductions
     public static float SumOfSquares(ref float x, int n) => Dot(ref x, ref x, n);
 
     /// <summary>Σ x[i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Sum(ref float x, int n)
     {
         int i = 0;
@@ -74,6 +76,7 @@ internal static class Reductions
     }
 
     /// <summary>Σ a[i]·b[i], with fused multiply-adds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ref float a, ref float b, int n)
     {
         int i = 0;
@@ -112,6 +115,7 @@ internal static class Reductions
     }
 
     /// <summary>y[i] = exp(x[i] - shift); returns Σ y[i]. y may be x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float ExpShiftedSum(ref float x, ref float y, int n, float shift)
     {
         int i = 0;
@@ -164,6 +168,7 @@ internal static class Reductions
     }
 
     /// <summary>x[i] *= s.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScaleInPlace(ref float x, int n, float s)
     {
         int i = 0;
@@ -188,6 +193,7 @@ internal static class Reductions
     }
 
     /// <summary>y[i] += alpha · x[i], with fused multiply-adds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MultiplyAdd(ref float y, ref float x, int n, float alpha)
     {
         int i = 0;
@@ -213,6 +219,7 @@ internal static class Reductions
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float HorizontalMax(Vector256<float> a, Vector256<float> b)
     {
         var m = Vector256.Max(a, b);

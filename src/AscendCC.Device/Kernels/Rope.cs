@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using AscendCC.Device.AiCore;
 
@@ -47,6 +48,7 @@ internal static class Rope
     public static void RopeHalf(AiCoreGrid grid, Span<float> x, int seq, int heads, int headDim, ReadOnlySpan<int> positions, float theta, RopeFrequencyScaling scaling = default) =>
         Run(grid, x, seq, heads, headDim, -1, positions, theta, scaling, interleaved: false);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Run(AiCoreGrid? grid, Span<float> x, int seq, int heads, int headDim, int startPos, ReadOnlySpan<int> positions, float theta, RopeFrequencyScaling scaling, bool interleaved)
     {
         scaling.Validate();
@@ -107,6 +109,7 @@ internal static class Rope
         public int RowsPerBlock;
         public bool Interleaved;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
         {
             int first = block * RowsPerBlock;
@@ -155,6 +158,7 @@ internal static class Rope
 
     // x'[2i] = x[2i]·c - x[2i+1]·s and x'[2i+1] = x[2i]·s + x[2i+1]·c, i.e. x·cos + swapPairs(x)·(∓sin).
     // Plain multiplies and adds, no FMA, so each element rounds as llama2.c's scalar loop does.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void RotateInterleaved(float* x, float* cos, float* sin, int headDim)
     {
         int i = 0;
@@ -190,6 +194,7 @@ internal static class Rope
     }
 
     // x'[i] = x[i]·c - x[i+h]·s and x'[i+h] = x[i+h]·c + x[i]·s: q·cos + rotate_half(q)·sin.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void RotateHalf(float* x, float* cos, float* sin, int half)
     {
         float* x2 = x + half;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace AscendCC.Device.Kernels;
@@ -10,6 +11,7 @@ namespace AscendCC.Device.Kernels;
 internal static class Sampling
 {
     /// <summary>Index of the largest logit; the first one on ties and the first NaN if any, as torch.argmax.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int Argmax(ReadOnlySpan<float> logits)
     {
         if (logits.IsEmpty)
@@ -37,6 +39,7 @@ internal static class Sampling
     /// by descending probability, whose cumulative probability reaches <paramref name="topP"/> (1 = all; at least
     /// one token), renormalised. Temperature 0 is the one-hot argmax.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SamplingDistribution(ReadOnlySpan<float> logits, float temperature, int topK, float topP, Span<float> probs)
     {
         Validate(logits, temperature, topK, topP);
@@ -100,6 +103,7 @@ internal static class Sampling
     /// <summary>llama2.c's random_f32: a float in [0, 1) from the top 24 bits of <see cref="RandomU32"/>.</summary>
     public static float RandomF32(ref ulong state) => (RandomU32(ref state) >> 8) / 16777216.0f;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int SampleCore(ReadOnlySpan<float> logits, float temperature, int topK, float topP, ref ulong rngState, Span<float> probs)
     {
         int kept = Filter(logits, temperature, topK, topP, probs, out var candidates);
@@ -135,6 +139,7 @@ internal static class Sampling
     /// candidates survive, sorted by descending probability and renormalised in <paramref name="candidates"/>;
     /// returns -1 when nothing was filtered (probs is then the distribution).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Filter(ReadOnlySpan<float> logits, float temperature, int topK, float topP, Span<float> probs, out Span<Candidate> candidates)
     {
         int n = logits.Length;
@@ -194,6 +199,7 @@ internal static class Sampling
         return candidates.Length;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Renormalise(Span<Candidate> candidates)
     {
         float total = 0f;
@@ -210,6 +216,7 @@ internal static class Sampling
 
     // A bounded min-heap of the best k seen so far: O(n log k), no full sort of the vocabulary.
     // The root is the worst kept candidate, replaced whenever a better one arrives.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int SelectTopK(ReadOnlySpan<float> probs, int k, Span<Candidate> heap)
     {
         int size = 0;

@@ -52,6 +52,7 @@ internal static class SoftmaxKernels
         Reductions.ScaleInPlace(ref y, n, 1f / sum);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowRange(ref float x, ref float y, int first, int end, int cols)
     {
         for (int r = first; r < end; r++)

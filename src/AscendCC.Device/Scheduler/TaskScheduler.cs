@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Graph;
@@ -145,6 +146,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
             }
             if (!worked)
             {
+                _grid.Rest();
                 _doorbell.Wait();
             }
         }
@@ -385,6 +387,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
     /// <summary>Digest of the binary loaded at <paramref name="handle"/>, or null.</summary>
     public byte[]? OperatorDigest(ulong handle) => _operatorDigests.GetValueOrDefault(handle);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private TaskOutcome Launch(ref DecodedTask t)
     {
         if (!_loadedOperators.TryGetValue(t.A, out IOperator? op))
@@ -518,6 +521,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         return new TaskOutcome(CompletionStatus.Success, (ulong)id, 0, null);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private TaskOutcome ExecuteModel(int id, int stream)
     {
         if (!_models.TryGetValue(id, out LoadedModel? model))

@@ -56,6 +56,7 @@ internal static unsafe class Gemm
     public static int NR(GemmIsa isa) => isa == GemmIsa.Vector512 ? 32 : 16;
 
     /// <summary>Computes the product using every core of <paramref name="grid"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(AiCoreGrid grid, in GemmProblem problem, GemmIsa isa)
     {
         if (problem.M == 0 || problem.N == 0)
@@ -95,6 +96,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Computes the whole product on the calling thread (one core of a batched launch).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RunOnThisCore(in GemmProblem problem, GemmIsa isa)
     {
         if (problem.M == 0 || problem.N == 0)
@@ -148,6 +150,7 @@ internal static unsafe class Gemm
         rowBlocks = (m + mc - 1) / mc;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackBPanels(in GemmProblem p, GemmIsa isa, int pc, int kc, int jc, int nc, int firstPanel, int endPanel, float* dst)
     {
         int nr = NR(isa);
@@ -168,6 +171,7 @@ internal static unsafe class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackPanelFromKN(in GemmProblem p, int pc, int kc, int j0, int cols, int nr, float* d)
     {
         float* src = (float*)p.B + pc * p.Ldb + j0;
@@ -202,6 +206,7 @@ internal static unsafe class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackPanelFromNK(in GemmProblem p, int pc, int kc, int j0, int cols, int nr, float* d, float* rowBuffer)
     {
         int elementSize = ElementTypes.SizeOf(p.BType);
@@ -229,6 +234,7 @@ internal static unsafe class Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackA(in GemmProblem p, int mr, int pc, int kc, int i0, int mcb, float* dst)
     {
         for (int ir = 0; ir < mcb; ir += mr)
@@ -257,6 +263,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Rows i0..i0+mcb of C against packed panels [firstPanel, endPanel) of the slice at jc.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ComputeBlock(in GemmProblem p, GemmIsa isa, int pc, int kc, int jc, float* packedB, int i0, int mcb, int firstPanel, int endPanel, int nc)
     {
         int mr = MR(isa);
@@ -319,6 +326,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>y[i] += x[i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void AddInPlace(float* y, float* x, int count)
     {
         int i = 0;
@@ -340,6 +348,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>C rows [r0, r1) = bias (or zero): the product with k = 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void FillWithBias(in GemmProblem p, int r0, int r1)
     {
         for (int r = r0; r < r1; r++)

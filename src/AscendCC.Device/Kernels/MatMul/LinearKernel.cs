@@ -464,6 +464,7 @@ internal static unsafe class LinearKernel
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static float Dot1(float* x, byte* row, int k, bool wide)
         {
             nint i = 0;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using AscendCC.Device.AiCore;
 
 namespace AscendCC.Device.Kernels;
@@ -34,6 +35,7 @@ internal static unsafe class MatMulKernel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void BatchMatMul(AiCoreGrid grid, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int batch, int m, int k, int n, bool transposeB, GemmIsa isa)
     {
         ArgumentNullException.ThrowIfNull(grid);

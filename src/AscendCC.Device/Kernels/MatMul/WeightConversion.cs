@@ -49,6 +49,7 @@ internal static unsafe class WeightConversion
     }
 
     /// <summary>Widens <paramref name="count"/> elements of <paramref name="type"/> at <paramref name="src"/> to f32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToSingle(void* src, ElementType type, float* dst, int count)
     {
         int i = 0;
