@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using AscendCC.Device.AiCore;
+using AscendCC.Device.Scheduler;
 using AscendCC.Runtime.Llama;
 using TorchSharp;
 
@@ -31,8 +32,9 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
     {
         torch.set_num_threads(AiCoreGrid.Shared.CoreCount);
         int[] lengths = [512, 2048];
-        int rounds = options.Quick ? 2 : 9, decodeSteps = options.Quick ? 6 : 16;
-        int context = lengths[^1] + WarmSteps + decodeSteps + 8;
+        int rounds = options.Quick ? 2 : 13, decodeSteps = options.Quick ? 6 : 16;
+        int interleavedSteps = options.Quick ? 20 : 300;
+        int context = lengths[^1] + Math.Max(WarmSteps + decodeSteps, WarmSteps + interleavedSteps) + 8;
         string loadAtStart = LlamaSuite.LoadAverage();
         using LlamaShape shape = LlamaShape.Llama110M(context);
         var runners = new List<ILlamaRunner>();
@@ -60,6 +62,10 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
                         // first is what this method measures when nothing differs — the floor below
                         // which a CC overhead cannot be told from noise and memory layout.
                         block.Add(new ControlRunner(new DeviceRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]) { ClockOperators = true }));
+                        // And a twin of the CC-on device: identical devices differ by several percent
+                        // in decode, stably, by where their memory landed (see the step-against-step
+                        // table), so each side is measured on two instances.
+                        block.Add(new ControlRunner(new ConfidentialRunner(shape, WeightPrecision.BF16, mode, context, lengths[^1]) { ClockOperators = true }));
                     }
                     runners.AddRange(block);
                     blocks.Add([.. block]);
@@ -116,7 +122,9 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
                 }
                 Console.WriteLine($"round {round + 1}/{rounds} done (load {LlamaSuite.LoadAverage()})");
             }
+            Dictionary<int, Dictionary<string, double[]>> stepped = Interleave(blocks, lengths, pool, interleavedSteps, shuffle);
             Write(runners, lengths, rounds, decodeSteps, prefill, decode, loadAtStart);
+            WriteInterleaved(lengths, stepped, interleavedSteps);
             WriteCryptoAccounting(runners, lengths, prefill, decode, promptCrypto, tokenCrypto);
             WriteDeviceAccounting(lengths, clocked);
         }
@@ -127,6 +135,114 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
                 r.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// Decode, step against step: the graph block's runners (CC off, CC on, the control twin) each
+    /// start a generation after the same prompt, then take their decode steps in turns — one step
+    /// each, in a new random order every turn — so the i-th steps of all runners sit at the same
+    /// position, milliseconds apart, and share whatever the machine was doing then. Each turn gives
+    /// one paired ratio; hundreds of them bound the median overhead far more tightly than a handful
+    /// of separate runs can.
+    /// </summary>
+    private static Dictionary<int, Dictionary<string, double[]>> Interleave(List<ILlamaRunner[]> blocks, int[] lengths, int[] pool, int steps, Random shuffle)
+    {
+        var result = new Dictionary<int, Dictionary<string, double[]>>();
+        ILlamaRunner[]? graph = blocks.FirstOrDefault(b => b.Length > 1 && b.All(r => r is ISteppedRunner) && b[0].Name.EndsWith("Graph", StringComparison.Ordinal));
+        if (graph is null)
+        {
+            return result;
+        }
+        ISteppedRunner[] runners = [.. graph.Cast<ISteppedRunner>()];
+        foreach (int length in lengths)
+        {
+            var times = runners.ToDictionary(r => r.Name, _ => new double[steps]);
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+            foreach (ISteppedRunner r in runners)
+            {
+                r.Begin(pool[..length], WarmSteps + steps);
+                for (int w = 0; w < WarmSteps; w++)
+                {
+                    r.Step();
+                }
+            }
+            ISteppedRunner[] order = [.. runners];
+            for (int i = 0; i < steps; i++)
+            {
+                shuffle.Shuffle(order);
+                foreach (ISteppedRunner r in order)
+                {
+                    times[r.Name][i] = r.Step();
+                }
+            }
+            foreach (ISteppedRunner r in runners)
+            {
+                r.End();
+            }
+            result[length] = times;
+            Console.WriteLine($"interleaved decode at {length}: {steps} turns done (load {LlamaSuite.LoadAverage()})");
+        }
+        return result;
+    }
+
+    private void WriteInterleaved(int[] lengths, Dictionary<int, Dictionary<string, double[]>> stepped, int steps)
+    {
+        if (stepped.Count == 0)
+        {
+            return;
+        }
+        var inv = CultureInfo.InvariantCulture;
+        _report.AppendLine();
+        _report.Append(inv, $"Decode, step against step ({steps} turns per context; in each turn every graph device decodes one token at the same position, in a random order). ");
+        _report.AppendLine("Each device's median step, and its paired overhead against the first CC-off device: per turn its step ÷ that device's step − 1, median over the turns with a 95% bootstrap interval (2000 resamples of the turns). " +
+            "Identical devices (the twins) show how much two instances differ by where their memory landed; the last row per context compares the two CC-on devices together with the two CC-off devices together, turn by turn.");
+        _report.AppendLine();
+        _report.AppendLine("| L (context at start) | device | median step ms | paired vs first CC off, median | 95% interval |");
+        _report.AppendLine("|---:|---|---:|---:|---|");
+        foreach (int length in lengths.Where(stepped.ContainsKey))
+        {
+            Dictionary<string, double[]> t = stepped[length];
+            string off = t.Keys.First(k => k.StartsWith("CC off", StringComparison.Ordinal));
+            foreach ((string name, double[] times) in t)
+            {
+                if (name == off)
+                {
+                    _report.AppendLine(inv, $"| {length} | {name} | {Median([.. times]):F3} | (reference) | |");
+                    continue;
+                }
+                double[] ratios = [.. times.Zip(t[off], (a, b) => ((a / b) - 1) * 100)];
+                (double lo, double hi) = BootstrapMedian(ratios, 2000, new Random(length));
+                _report.AppendLine(inv, $"| {length} | {name} | {Median([.. times]):F3} | {Median([.. ratios]):+0.00;-0.00}% | {lo:+0.00;-0.00}% … {hi:+0.00;-0.00}% |");
+            }
+            string[] onNames = [.. t.Keys.Where(k => k.Contains("CC on", StringComparison.Ordinal))];
+            string[] offNames = [.. t.Keys.Where(k => k.Contains("CC off", StringComparison.Ordinal))];
+            if (onNames.Length > 0 && offNames.Length > 0)
+            {
+                double[] arms = [.. Enumerable.Range(0, steps).Select(i => ((onNames.Average(n => t[n][i]) / offNames.Average(n => t[n][i])) - 1) * 100)];
+                (double lo, double hi) = BootstrapMedian(arms, 2000, new Random(length + 1));
+                _report.AppendLine(inv, $"| {length} | **{onNames.Length} CC-on devices vs {offNames.Length} CC-off devices** | | {Median([.. arms]):+0.00;-0.00}% | {lo:+0.00;-0.00}% … {hi:+0.00;-0.00}% |");
+            }
+        }
+        Console.WriteLine(_report.ToString());
+    }
+
+    private static (double Low, double High) BootstrapMedian(double[] values, int resamples, Random random)
+    {
+        var medians = new double[resamples];
+        var sample = new List<double>(values.Length);
+        for (int r = 0; r < resamples; r++)
+        {
+            sample.Clear();
+            for (int i = 0; i < values.Length; i++)
+            {
+                sample.Add(values[random.Next(values.Length)]);
+            }
+            medians[r] = Median(sample);
+        }
+        Array.Sort(medians);
+        return (medians[(int)(0.025 * resamples)], medians[(int)(0.975 * resamples) - 1]);
     }
 
     private void Write(List<ILlamaRunner> runners, int[] lengths, int rounds, int decodeSteps,
@@ -155,16 +271,18 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
             }
         }
         sb.AppendLine();
-        sb.AppendLine("| mode | L | prefill overhead (median) | middle half | decode overhead (median) | middle half |");
-        sb.AppendLine("|---|---:|---:|---|---:|---|");
+        sb.AppendLine("| mode | L | prefill overhead (median) | middle half | 95% interval of the median | decode overhead (median) | middle half |");
+        sb.AppendLine("|---|---:|---:|---|---|---:|---|");
         foreach (ILlamaRunner on in runners.Where(r => r.Name.StartsWith("CC on", StringComparison.Ordinal) || r is ControlRunner))
         {
+            // A twin is compared with the first instance of its own kind (A/A); a CC-on device with the CC-off one.
             string offName = on is ControlRunner control ? control.Inner.Name : on.Name.Replace("CC on", "CC off", StringComparison.Ordinal);
             foreach (int length in lengths)
             {
                 List<double> p = Paired(prefill[on.Name][length], prefill[offName][length]);
                 List<double> d = Paired(decode[on.Name][length], decode[offName][length]);
-                sb.AppendLine(inv, $"| {(on is ControlRunner ? on.Name : on.Name["CC on ".Length..])} | {length} | {Median(p):+0.00;-0.00}% | {Quantile(p, 0.25):+0.00;-0.00}% … {Quantile(p, 0.75):+0.00;-0.00}% | {Median(d):+0.00;-0.00}% | {Quantile(d, 0.25):+0.00;-0.00}% … {Quantile(d, 0.75):+0.00;-0.00}% |");
+                (double lo, double hi) = BootstrapMedian([.. p], 2000, new Random(length));
+                sb.AppendLine(inv, $"| {(on is ControlRunner ? on.Name : on.Name["CC on ".Length..])} | {length} | {Median(p):+0.00;-0.00}% | {Quantile(p, 0.25):+0.00;-0.00}% … {Quantile(p, 0.75):+0.00;-0.00}% | {lo:+0.00;-0.00}% … {hi:+0.00;-0.00}% | {Median(d):+0.00;-0.00}% | {Quantile(d, 0.25):+0.00;-0.00}% … {Quantile(d, 0.75):+0.00;-0.00}% |");
             }
         }
         Console.WriteLine(sb.ToString());
@@ -214,22 +332,28 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         }
         var inv = CultureInfo.InvariantCulture;
         _report.AppendLine();
-        _report.AppendLine("Inside the timed graph runs, from each device's own operator clock (medians over rounds; " +
-            $"CC operators = {string.Join(", ", CcOperators)}; outside kernels = wall − all kernels: host submission, DMA, scheduler and, with CC on, the firmware's checks):");
+        _report.AppendLine("Inside the timed graph runs, from each device's own clock (medians over rounds). CC work = the CC operators " +
+            $"({string.Join(", ", CcOperators)}) and the firmware's checks of every task and model execution, which only a CC-on device runs; " +
+            "host DMA = copies between HBM and the host's staging buffer; the rest = wall − everything clocked: the host's submission and wake-ups, the scheduler between tasks.");
         _report.AppendLine();
-        _report.AppendLine("| L | step | runner | wall ms | all kernels ms | CC operators ms | CC operators' share of wall | outside kernels ms |");
-        _report.AppendLine("|---:|---|---|---:|---:|---:|---:|---:|");
+        _report.AppendLine("| L | step | runner | wall ms | kernels ms | CC operators ms | firmware checks ms | **CC work, share of wall** | host DMA ms | rest ms |");
+        _report.AppendLine("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (int length in lengths)
         {
             foreach (bool prefillStep in new[] { true, false })
             {
                 foreach (IGrouping<string, ClockedRun> runs in clocked[length].GroupBy(r => r.Runner).OrderBy(g => g.Key, StringComparer.Ordinal))
                 {
+                    double PerStep(ClockedRun r, Func<IReadOnlyDictionary<string, (double Milliseconds, long Launches)>, double> part) =>
+                        prefillStep ? part(r.Prefill) : part(r.Decode) / r.DecodeSteps;
                     double wall = Median([.. runs.Select(r => prefillStep ? r.PrefillWall : r.DecodeWall / r.DecodeSteps)]);
-                    double all = Median([.. runs.Select(r => prefillStep ? Total(r.Prefill) : Total(r.Decode) / r.DecodeSteps)]);
-                    double cc = Median([.. runs.Select(r => prefillStep ? Cc(r.Prefill) : Cc(r.Decode) / r.DecodeSteps)]);
-                    double outside = Median([.. runs.Select(r => prefillStep ? r.PrefillWall - Total(r.Prefill) : (r.DecodeWall - Total(r.Decode)) / r.DecodeSteps)]);
-                    _report.AppendLine(inv, $"| {length} | {(prefillStep ? "prefill" : "decode step")} | {runs.Key} | {wall:F2} | {all:F2} | {cc:F4} | {cc / wall * 100:F4}% | {outside:F3} |");
+                    double kernels = Median([.. runs.Select(r => PerStep(r, ops => Total(ops) - Of(ops, OperatorClock.FirmwareChecks) - Of(ops, OperatorClock.HostDma)))]);
+                    double cc = Median([.. runs.Select(r => PerStep(r, Cc))]);
+                    double checks = Median([.. runs.Select(r => PerStep(r, ops => Of(ops, OperatorClock.FirmwareChecks)))]);
+                    double work = Median([.. runs.Select(r => PerStep(r, ops => Cc(ops) + Of(ops, OperatorClock.FirmwareChecks)) / (prefillStep ? r.PrefillWall : r.DecodeWall / r.DecodeSteps))]) * 100;
+                    double dma = Median([.. runs.Select(r => PerStep(r, ops => Of(ops, OperatorClock.HostDma)))]);
+                    double rest = Median([.. runs.Select(r => (prefillStep ? r.PrefillWall : r.DecodeWall / r.DecodeSteps) - PerStep(r, Total))]);
+                    _report.AppendLine(inv, $"| {length} | {(prefillStep ? "prefill" : "decode step")} | {runs.Key} | {wall:F2} | {kernels:F2} | {cc:F4} | {checks:F4} | **{work:F3}%** | {dma:F4} | {rest:F3} |");
                 }
             }
         }
@@ -251,6 +375,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         Console.WriteLine(_report.ToString());
 
         static double Total(IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ops) => ops.Values.Sum(v => v.Milliseconds);
+        static double Of(IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ops, string name) => ops.TryGetValue(name, out var v) ? v.Milliseconds : 0;
         static double Cc(IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ops) =>
             CcOperators.Sum(name => ops.TryGetValue(name, out var v) ? v.Milliseconds : 0);
     }
@@ -280,7 +405,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
 }
 
 /// <summary>A second instance of a runner under another name, as an A/A control.</summary>
-internal sealed class ControlRunner(ILlamaRunner inner) : ILlamaRunner
+internal sealed class ControlRunner(ILlamaRunner inner) : ISteppedRunner
 {
     public ILlamaRunner Inner { get; } = inner;
 
@@ -293,6 +418,12 @@ internal sealed class ControlRunner(ILlamaRunner inner) : ILlamaRunner
     public AscendCC.Device.DeviceMemoryInfo? Hbm => Inner.Hbm;
 
     public double[] Run(int[] prompt, int decodeSteps) => Inner.Run(prompt, decodeSteps);
+
+    public double Begin(int[] prompt, int maxSteps) => ((ISteppedRunner)Inner).Begin(prompt, maxSteps);
+
+    public double Step() => ((ISteppedRunner)Inner).Step();
+
+    public void End() => ((ISteppedRunner)Inner).End();
 
     public void Dispose() => Inner.Dispose();
 }

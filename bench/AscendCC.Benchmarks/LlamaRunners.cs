@@ -41,6 +41,22 @@ internal interface ILlamaRunner : IDisposable
 
 /// <summary>The baseline: a plain TorchSharp Llama (fp32, fused SDPA, KV cache), classifier on the last position only.</summary>
 /// <summary>A device runner whose device's operator clock can be read per prefill and per decode run.</summary>
+/// <summary>
+/// A runner whose decode can be driven one step at a time, so that steps of several runners can be
+/// interleaved at the same position (the same context length) and compared pair by pair.
+/// </summary>
+internal interface ISteppedRunner : ILlamaRunner
+{
+    /// <summary>Starts a generation of up to <paramref name="maxSteps"/> decode steps after <paramref name="prompt"/>; returns the prefill's milliseconds.</summary>
+    double Begin(int[] prompt, int maxSteps);
+
+    /// <summary>Decodes one token; returns its milliseconds.</summary>
+    double Step();
+
+    /// <summary>Ends the generation started by <see cref="Begin"/>.</summary>
+    void End();
+}
+
 internal interface IClockedRunner : ILlamaRunner
 {
     /// <summary>Runs the device's operator clock during <see cref="ILlamaRunner.Run"/>.</summary>
@@ -102,7 +118,7 @@ internal sealed class TorchRunner : ILlamaRunner
 }
 
 /// <summary>The device with CC off: <see cref="LlamaDeviceModel"/> on a device without fuses.</summary>
-internal sealed class DeviceRunner : IClockedRunner
+internal sealed class DeviceRunner : IClockedRunner, ISteppedRunner
 {
     private readonly NpuRuntime _runtime;
     private readonly LlamaDeviceModel _model;
@@ -168,6 +184,29 @@ internal sealed class DeviceRunner : IClockedRunner
         return times;
     }
 
+    private int _next, _pos;
+
+    public double Begin(int[] prompt, int maxSteps)
+    {
+        long start = Stopwatch.GetTimestamp();
+        _next = _model.Forward(prompt, 0);
+        double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        _pos = prompt.Length;
+        return ms;
+    }
+
+    public double Step()
+    {
+        long start = Stopwatch.GetTimestamp();
+        _one[0] = _next;
+        _next = _model.Forward(_one, _pos++);
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    public void End()
+    {
+    }
+
     public void Dispose()
     {
         _model.Dispose();
@@ -182,7 +221,7 @@ internal sealed class DeviceRunner : IClockedRunner
 /// and a data owner seals each prompt. Only the host's side is timed: from the first MoveNext of
 /// Generate (which stages the sealed prompt) to each sealed token record.
 /// </summary>
-internal sealed class ConfidentialRunner : IClockedRunner
+internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
 {
     private readonly Manufacturer _manufacturer;
     private readonly AttestationVerifier _verifier;
@@ -301,8 +340,42 @@ internal sealed class ConfidentialRunner : IClockedRunner
         }
     }
 
+    private DataOwnerSession? _owner;
+    private IEnumerator<byte[]>? _tokens;
+
+    public double Begin(int[] prompt, int maxSteps)
+    {
+        End();
+        _owner = new DataOwnerSession(_verifier);
+        byte[] hello = _owner.Attest(_mailbox.GetHello(_owner.Nonce.Span));
+        (int session, byte[] accept) = _mailbox.AcceptChannel(hello);
+        _owner.Complete(accept);
+        byte[] record = _owner.EncryptPrompt(prompt);
+        _tokens = _llama.Generate(session, record, prompt.Length, 1 + maxSteps).GetEnumerator();
+        return Step();
+    }
+
+    public double Step()
+    {
+        long start = Stopwatch.GetTimestamp();
+        if (!_tokens!.MoveNext())
+        {
+            throw new InvalidOperationException("the confidential generation ended early");
+        }
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    public void End()
+    {
+        _tokens?.Dispose();
+        _tokens = null;
+        _owner?.Dispose();
+        _owner = null;
+    }
+
     public void Dispose()
     {
+        End();
         _llama.Dispose();
         _runtime.Dispose();
         _device.Dispose();

@@ -11,6 +11,12 @@ namespace AscendCC.Device.Scheduler;
 /// </summary>
 internal sealed class OperatorClock
 {
+    /// <summary>Pseudo-operator: the confidential firmware's checks of each task and model execution (CC mode only).</summary>
+    public const string FirmwareChecks = "(firmware checks)";
+
+    /// <summary>Pseudo-operator: copies between HBM and registered host buffers (the DMA engine).</summary>
+    public const string HostDma = "(host DMA)";
+
     private readonly Dictionary<string, (long Ticks, long Count)> _totals = new(StringComparer.Ordinal);
     private volatile bool _enabled;
 

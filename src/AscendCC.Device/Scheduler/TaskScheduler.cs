@@ -202,9 +202,18 @@ internal sealed unsafe class TaskScheduler : IDisposable
     /// <summary>Runs one decoded task (from a stream or from a model's task list).</summary>
     private TaskOutcome Execute(ref DecodedTask t, int stream, bool inModel)
     {
-        if (Firmware?.Check(ref t, stream, inModel) is { } refusal)
+        if (Firmware is { } firmware)
         {
-            return refusal;
+            long checkStarted = Clock.Enabled ? Stopwatch.GetTimestamp() : 0;
+            TaskOutcome? refusal = firmware.Check(ref t, stream, inModel);
+            if (checkStarted != 0)
+            {
+                Clock.Add(OperatorClock.FirmwareChecks, Stopwatch.GetTimestamp() - checkStarted);
+            }
+            if (refusal is { } refused)
+            {
+                return refused;
+            }
         }
         switch (t.Kind)
         {
@@ -215,9 +224,16 @@ internal sealed unsafe class TaskScheduler : IDisposable
             case TaskKind.Free:
                 return Free(t.A);
             case TaskKind.MemcpyHostToDevice:
-                return HostCopy(toDevice: true, (int)t.A, (long)t.B, t.C, (long)t.D);
             case TaskKind.MemcpyDeviceToHost:
-                return HostCopy(toDevice: false, (int)t.A, (long)t.B, t.C, (long)t.D);
+            {
+                long copyStarted = Clock.Enabled ? Stopwatch.GetTimestamp() : 0;
+                TaskOutcome copied = HostCopy(toDevice: t.Kind == TaskKind.MemcpyHostToDevice, (int)t.A, (long)t.B, t.C, (long)t.D);
+                if (copyStarted != 0)
+                {
+                    Clock.Add(OperatorClock.HostDma, Stopwatch.GetTimestamp() - copyStarted);
+                }
+                return copied;
+            }
             case TaskKind.MemcpyDeviceToDevice:
                 return DeviceCopy(t.A, t.B, (long)t.C);
             case TaskKind.Memset:
@@ -528,9 +544,18 @@ internal sealed unsafe class TaskScheduler : IDisposable
         {
             return TaskOutcome.Fail(CompletionStatus.InvalidHandle, $"model {id} is not loaded");
         }
-        if (Firmware?.CheckExecute(model) is { } refusal)
+        if (Firmware is { } firmware)
         {
-            return refusal;
+            long checkStarted = Clock.Enabled ? Stopwatch.GetTimestamp() : 0;
+            TaskOutcome? refusal = firmware.CheckExecute(model);
+            if (checkStarted != 0)
+            {
+                Clock.Add(OperatorClock.FirmwareChecks, Stopwatch.GetTimestamp() - checkStarted);
+            }
+            if (refusal is { } refused)
+            {
+                return refused;
+            }
         }
         DecodedTask[] tasks = model.Tasks;
         for (int i = 0; i < tasks.Length; i++)

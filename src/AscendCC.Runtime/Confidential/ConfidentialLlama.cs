@@ -161,17 +161,18 @@ public sealed class ConfidentialLlama : IDisposable
         {
             throw new ArgumentException($"the sealed prompt is {promptRecord.Length} bytes; this deployment stages at most {_binding[_layout.PromptRecord!].Bytes}", nameof(promptRecord));
         }
-        Span<byte> seed = stackalloc byte[8];
-        BitConverter.TryWriteBytes(seed, sampling.Seed == 0 ? 0x9E3779B97F4A7C15UL : sampling.Seed);
-        _runtime.CopyToDevice(seed, _binding[_layout.Rng]);
-        _runtime.CopyToDevice(promptRecord, _binding[_layout.PromptRecord!]);
+        byte[] seed = BitConverter.GetBytes(sampling.Seed == 0 ? 0x9E3779B97F4A7C15UL : sampling.Seed);
 
         int pos = 0;
         while (pos < promptTokens)
         {
             int n = Math.Min(batch, promptTokens - pos);
             bool last = pos + n == promptTokens;
-            byte[]? record = Step(session, pos == 0 ? LlamaProgram.ModeOpenPrompt : LlamaProgram.ModeContinuePrompt, pos, n, last, sampling);
+            // The sampler's seed and the sealed prompt travel in the first step's submission: two
+            // separate synchronous copies cost two extra round trips to the device per prompt.
+            byte[]? record = pos == 0
+                ? Step(session, LlamaProgram.ModeOpenPrompt, pos, n, last, sampling, seed, promptRecord)
+                : Step(session, LlamaProgram.ModeContinuePrompt, pos, n, last, sampling);
             pos += n;
             if (record is not null)
             {
@@ -184,7 +185,7 @@ public sealed class ConfidentialLlama : IDisposable
         }
     }
 
-    private byte[]? Step(int session, int mode, int start, int seq, bool emit, SamplingOptions sampling)
+    private byte[]? Step(int session, int mode, int start, int seq, bool emit, SamplingOptions sampling, byte[]? seed = null, byte[]? promptRecord = null)
     {
         _params[LlamaProgram.ParamSeq] = seq;
         _params[LlamaProgram.ParamStart] = start;
@@ -202,6 +203,11 @@ public sealed class ConfidentialLlama : IDisposable
         byte[]? record = emit ? new byte[LlamaProgram.TokenRecordBytes] : null;
         using (NpuRuntime.InferenceStep step = _runtime.BeginStep())
         {
+            if (seed is not null && promptRecord is not null)
+            {
+                step.Input(seed, _binding[_layout.Rng].Address);
+                step.Input(promptRecord, _binding[_layout.PromptRecord!].Address);
+            }
             step.Input<long>(_params, _binding[_layout.Params].Address);
             if (_eager)
             {

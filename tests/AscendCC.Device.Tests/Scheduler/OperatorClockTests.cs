@@ -34,6 +34,14 @@ public class OperatorClockTests
 
         device.OperatorClock.Reset();
         Assert.That(device.OperatorClock.Read(), Is.Empty);
+
+        // Copies to and from host buffers are the DMA engine's, timed under their own name; a device
+        // without confidential firmware has no firmware checks to time.
+        Run(device, w => w.CopyHostToDevice(8, host, 0, data, 64, TaskOptions.Notify));
+        Run(device, w => w.CopyDeviceToHost(9, data, host, 0, 64, TaskOptions.Notify));
+        totals = device.OperatorClock.Read();
+        Assert.That(totals.Keys, Is.EquivalentTo(new[] { Device.Scheduler.OperatorClock.HostDma }));
+        Assert.That(totals[Device.Scheduler.OperatorClock.HostDma].Launches, Is.EqualTo(2));
     }
 
     private static CompletionEntry Run(NpuDevice device, Action<TaskWriter> encode)
