@@ -12,7 +12,9 @@ namespace AscendCC.Device.AiCore;
 /// Kernel bodies (and the grid's and scheduler's launch path) carry
 /// <see cref="MethodImplOptions.AggressiveOptimization"/>: a kernel is hot from its first launch,
 /// and tiered compilation left many at tier 0 (or instrumented tier 0) for the whole of a short
-/// generation — stories260K decode steps took 1.2 ms instead of 0.3 ms in a fresh process.
+/// generation — stories260K decode steps took 1.2 ms instead of 0.3 ms in a fresh process. The
+/// exception is attention's prefill path, where tier 1 with profile-guided optimisation was faster
+/// (see <c>Attention.SingleRow</c>).
 /// </para>
 /// </summary>
 internal interface IBlockKernel

@@ -8,6 +8,7 @@ using AscendCC.Protocol;
 using AscendCC.Protocol.Attestation;
 using AscendCC.Protocol.Measurements;
 using AscendCC.Protocol.Packaging;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Confidential;
 
@@ -92,6 +93,7 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
     }
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TaskOutcome? Check(ref DecodedTask t, int stream, bool inModel)
     {
         if (!Active)
@@ -299,6 +301,7 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
     }
 
     /// <summary>R4 at executeModel: null to run, else the refusal with expected and actual measurements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TaskOutcome? CheckExecute(LoadedModel model)
     {
         if (!Active)

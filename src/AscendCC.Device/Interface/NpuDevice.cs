@@ -3,6 +3,7 @@ using AscendCC.Device.AiCore;
 using AscendCC.Device.Hbm;
 using AscendCC.Device.Scheduler;
 using TaskScheduler = AscendCC.Device.Scheduler.TaskScheduler;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device;
 
@@ -85,6 +86,7 @@ public sealed class NpuDevice : IDisposable
     /// task buffer lacks room: ring the doorbell and drain completions, then submit again.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">No such stream.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Submit(int stream, ReadOnlySpan<byte> tasks)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -92,6 +94,7 @@ public sealed class NpuDevice : IDisposable
     }
 
     /// <summary>Makes everything submitted to <paramref name="stream"/> so far visible to the task scheduler.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RingDoorbell(int stream)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Scheduler;
 
@@ -8,6 +9,7 @@ internal sealed class CompletionQueue : IDisposable
     private readonly ConcurrentQueue<CompletionEntry> _entries = new();
     private readonly SemaphoreSlim _count = new(0);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Post(in CompletionEntry entry)
     {
         _entries.Enqueue(entry);
@@ -16,6 +18,7 @@ internal sealed class CompletionQueue : IDisposable
 
     public bool TryRead(out CompletionEntry entry) => Read(TimeSpan.Zero, out entry);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Read(TimeSpan timeout, out CompletionEntry entry)
     {
         if (_count.Wait(timeout) && _entries.TryDequeue(out entry))

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Scheduler;
 
@@ -28,6 +29,7 @@ internal static class TaskDecoder
     /// When <paramref name="ownArrays"/> is true, kernel operands go into fresh arrays the task keeps
     /// (graph mode); otherwise into the task's existing arrays, grown as needed (eager mode, allocation-free).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool TryDecode(ReadOnlySpan<byte> buffer, ref DecodedTask task, bool ownArrays, out int consumed, out string? error)
     {
         consumed = 0;
@@ -129,6 +131,7 @@ internal static class TaskDecoder
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool DecodeLaunch(ReadOnlySpan<byte> p, ref DecodedTask task, bool ownArrays, out string? error)
     {
         if (p.Length < 16)

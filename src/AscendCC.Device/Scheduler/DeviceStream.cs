@@ -1,4 +1,5 @@
 namespace AscendCC.Device.Scheduler;
+using System.Runtime.CompilerServices;
 
 /// <summary>
 /// One hardware stream: its task buffer as the host fills it, and the part the scheduler has taken
@@ -32,6 +33,7 @@ internal sealed class DeviceStream
     public DecodedTask Scratch;
 
     /// <summary>Host side: appends task bytes; false when the task buffer has no room.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Submit(ReadOnlySpan<byte> tasks)
     {
         lock (_gate)
@@ -51,6 +53,7 @@ internal sealed class DeviceStream
     }
 
     /// <summary>Host side: the doorbell makes everything submitted so far visible to the scheduler.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Publish()
     {
         lock (_gate)
@@ -60,6 +63,7 @@ internal sealed class DeviceStream
     }
 
     /// <summary>Scheduler side: moves published bytes into the pending buffer; true when any task is pending.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Fetch()
     {
         if (_pendingStart == _pendingEnd)

@@ -88,6 +88,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         return _streams[id];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Doorbell(int stream)
     {
         Stream(stream).Publish();
@@ -152,6 +153,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunNext(DeviceStream s)
     {
         ref DecodedTask task = ref s.Scratch;
@@ -200,6 +202,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         _completions.Post(new CompletionEntry(taskId, stream, kind, o.Status, o.Result, o.FaultAddress, o.Detail));
 
     /// <summary>Runs one decoded task (from a stream or from a model's task list).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private TaskOutcome Execute(ref DecodedTask t, int stream, bool inModel)
     {
         if (Firmware is { } firmware)
@@ -307,6 +310,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         return TaskOutcome.Ok;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private TaskOutcome HostCopy(bool toDevice, int hostBuffer, long hostOffset, ulong device, long bytes)
     {
         if (bytes < 0 || bytes > int.MaxValue)

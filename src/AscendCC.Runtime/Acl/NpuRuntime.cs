@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using AscendCC.Device;
 using AscendCC.Runtime.Driver;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Runtime.Acl;
 
@@ -121,6 +122,7 @@ public sealed class NpuRuntime : IDisposable
     /// completion pump (two input copies, a synchronise and an output copy) with one. Holds the
     /// staging buffer until disposed, so no other copy can overwrite a staged input before it runs.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public InferenceStep BeginStep(NpuStream? stream = null)
     {
         Monitor.Enter(_stagingGate);
@@ -145,6 +147,7 @@ public sealed class NpuRuntime : IDisposable
         }
 
         /// <summary>Stages <paramref name="source"/> for a copy to <paramref name="deviceAddress"/> (queued, not yet submitted).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Input(ReadOnlySpan<byte> source, ulong deviceAddress)
         {
             NpuRuntime r = _runtime;
@@ -158,6 +161,7 @@ public sealed class NpuRuntime : IDisposable
         public void Input<T>(ReadOnlySpan<T> source, ulong deviceAddress) where T : unmanaged => Input(MemoryMarshal.AsBytes(source), deviceAddress);
 
         /// <summary>Queues a run of <paramref name="model"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void ExecuteModel(LoadedModelHandle model)
         {
             ArgumentNullException.ThrowIfNull(model);
@@ -165,6 +169,7 @@ public sealed class NpuRuntime : IDisposable
         }
 
         /// <summary>Submits what is queued so far, so launches submitted next run after it (eager mode).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Flush()
         {
             NpuRuntime r = _runtime;
@@ -176,6 +181,7 @@ public sealed class NpuRuntime : IDisposable
         }
 
         /// <summary>Submits the rest with a copy of <paramref name="output"/>.Length bytes from <paramref name="deviceAddress"/>, and waits.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Finish(ulong deviceAddress, Span<byte> output)
         {
             NpuRuntime r = _runtime;
@@ -189,6 +195,7 @@ public sealed class NpuRuntime : IDisposable
         }
 
         /// <summary>Submits the rest and waits for it (no output).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Finish()
         {
             NpuRuntime r = _runtime;
@@ -203,6 +210,7 @@ public sealed class NpuRuntime : IDisposable
     }
 
     /// <summary>Reserves <paramref name="bytes"/> of staging for the current step (64-byte aligned).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int StageStep(int bytes)
     {
         int at = _stepStaged;
@@ -308,6 +316,7 @@ public sealed class NpuRuntime : IDisposable
     }
 
     /// <summary>Queues one run of <paramref name="model"/> on <paramref name="stream"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ExecuteModel(LoadedModelHandle model, NpuStream? stream = null)
     {
         ArgumentNullException.ThrowIfNull(model);

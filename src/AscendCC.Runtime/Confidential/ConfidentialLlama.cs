@@ -3,6 +3,7 @@ using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Programs;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Runtime.Confidential;
 
@@ -185,6 +186,7 @@ public sealed class ConfidentialLlama : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private byte[]? Step(int session, int mode, int start, int seq, bool emit, SamplingOptions sampling, byte[]? seed = null, byte[]? promptRecord = null)
     {
         _params[LlamaProgram.ParamSeq] = seq;

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using AscendCC.Device;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Runtime.Driver;
 
@@ -51,6 +52,7 @@ public sealed class NpuDriver : IDisposable
     }
 
     /// <summary>Submits raw task bytes and rings the doorbell.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SubmitBytes(int stream, ReadOnlySpan<byte> tasks)
     {
         Transcript?.Record(TranscriptChannel.TaskBuffer, tasks);
@@ -121,6 +123,7 @@ public sealed class NpuDriver : IDisposable
     /// them must post a completion) and waits for that completion: one doorbell and one wake-up for a
     /// whole inference step. Reuses one waiter, so a step allocates no event.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ulong SubmitAndWait(int stream, ReadOnlySpan<byte> tasks, ulong waitFor)
     {
         lock (_stepGate)
@@ -153,6 +156,7 @@ public sealed class NpuDriver : IDisposable
     public void Synchronize(int stream) => Call(stream, static (w, id) => w.Nop(id, TaskOptions.Notify));
 
     /// <summary>Throws (and clears) failures that fire-and-forget tasks on <paramref name="stream"/> reported.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ThrowPendingErrors(int stream)
     {
         if (_streamErrors.TryGetValue(stream, out var errors) && errors.TryDequeue(out CompletionEntry first))
@@ -165,6 +169,7 @@ public sealed class NpuDriver : IDisposable
     private static NpuException Failure(CompletionEntry entry) =>
         entry.Status == CompletionStatus.OutOfMemory ? new NpuOutOfMemoryException(entry) : new NpuException(entry);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Pump()
     {
         while (!_stopping)

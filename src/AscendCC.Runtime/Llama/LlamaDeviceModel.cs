@@ -3,6 +3,7 @@ using AscendCC.Device;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Programs;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Runtime.Llama;
 
@@ -118,6 +119,7 @@ public sealed class LlamaDeviceModel : IDisposable
     /// token chosen on the device. The KV cache keeps what was fed, so decoding continues at
     /// startPos + tokens.Length.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int Forward(ReadOnlySpan<int> tokens, int startPos, SamplingOptions? sampling = null)
     {
         sampling ??= SamplingOptions.Greedy;
@@ -218,6 +220,7 @@ public sealed class LlamaDeviceModel : IDisposable
         _paramValues[LlamaProgram.ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Submit(NpuRuntime.InferenceStep step, ProgramBinding binding, LlamaProgram layout, ReadOnlySpan<int> tokens)
     {
         step.Input(tokens, binding[layout.Tokens].Address);

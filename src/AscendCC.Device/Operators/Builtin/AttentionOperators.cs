@@ -1,4 +1,5 @@
 using AscendCC.Device.Kernels;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Operators.Builtin;
 
@@ -7,6 +8,7 @@ internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
     "k:f32[seq,kv_heads*head_dim] v:f32[seq,kv_heads*head_dim] -> k_cache:f32[kv_heads,max_seq,head_dim] v_cache | seq start_pos kv_heads head_dim max_seq",
     ["k", "v", "k_cache", "v_cache"], [2, 3], 5)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int seq = c.Int(0, "seq", 1), startPos = c.Int(1, "start_pos"), kvHeads = c.Int(2, "kv_heads", 1), headDim = c.Int(3, "head_dim", 1), maxSeq = c.Int(4, "max_seq", 1);
@@ -24,6 +26,7 @@ internal sealed class AttentionOperator() : OperatorBase("attention",
     "q:f32[seq,heads*head_dim] k_cache v_cache -> out:f32[seq,heads*head_dim] | seq start_pos heads kv_heads head_dim max_seq scale window",
     ["q", "k_cache", "v_cache", "out"], [3], 8)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int seq = c.Int(0, "seq", 1), startPos = c.Int(1, "start_pos"), heads = c.Int(2, "heads", 1), kvHeads = c.Int(3, "kv_heads", 1);
@@ -39,6 +42,7 @@ internal sealed class AttentionOperator() : OperatorBase("attention",
 /// <summary>Greedy decoding: index of the largest logit.</summary>
 internal sealed class ArgmaxOperator() : OperatorBase("argmax", "logits:f32[n] -> token:i32[1] | n", ["logits", "token"], [1], 1)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int n = c.Int(0, "n", 1);
@@ -51,6 +55,7 @@ internal sealed class SampleOperator() : OperatorBase("sample",
     "logits:f32[n] rng:u64[1] scratch:f32[n] -> token:i32[1] | n temperature top_k top_p",
     ["logits", "rng", "scratch", "token"], [1, 2, 3], 4)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int n = c.Int(0, "n", 1);

@@ -3,6 +3,7 @@ using AscendCC.Device.Hbm;
 using AscendCC.Protocol.Channels;
 using AscendCC.Protocol.Messages;
 using AscendCC.Protocol.Packaging;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Operators.Builtin;
 
@@ -28,6 +29,7 @@ internal static class ConfidentialOperators
 /// </summary>
 internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "destination:[item] tags:u8[chunks*16]? | package item", ["destination", "tags"], [0], 2, ExecutionUnit.AiCpu)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
@@ -86,6 +88,7 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
     "record:u8[*] prompt:i32[max_context] next:i32[1] -> tokens:i32[seq] | session mode start seq",
     ["record", "prompt", "next", "tokens"], [1, 3], 4, ExecutionUnit.AiCpu)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
@@ -150,6 +153,7 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
 /// </summary>
 internal sealed class TokenSealOperator() : OperatorBase("token_seal", "next:i32[1] -> record:u8[record] | position emit", ["next", "record"], [1], 2, ExecutionUnit.AiCpu)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);

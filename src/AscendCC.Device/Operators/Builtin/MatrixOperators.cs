@@ -1,10 +1,12 @@
 using AscendCC.Device.Kernels;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Operators.Builtin;
 
 /// <summary>C[m,n] = A[m,k]·B[k,n].</summary>
 internal sealed class MatMulOperator() : OperatorBase("matmul", "a:f32[m,k] b:f32[k,n] -> c:f32[m,n] | m k n", ["a", "b", "c"], [2], 3)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int m = c.Int(0, "m", 1), k = c.Int(1, "k", 1), n = c.Int(2, "n", 1);
@@ -15,6 +17,7 @@ internal sealed class MatMulOperator() : OperatorBase("matmul", "a:f32[m,k] b:f3
 /// <summary>C[b] = A[b]·B[b] (or ·B[b]ᵀ).</summary>
 internal sealed class BatchMatMulOperator() : OperatorBase("batch_matmul", "a:f32[b,m,k] b:f32[b,k,n]|[b,n,k] -> c:f32[b,m,n] | batch m k n transpose_b", ["a", "b", "c"], [2], 5)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int batch = c.Int(0, "batch", 1), m = c.Int(1, "m", 1), k = c.Int(2, "k", 1), n = c.Int(3, "n", 1);
@@ -27,6 +30,7 @@ internal sealed class BatchMatMulOperator() : OperatorBase("batch_matmul", "a:f3
 /// <summary>y = x·Wᵀ + b, W in f32, f16 or bf16.</summary>
 internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] w:dtype[n,k] bias?:f32[n] -> y:f32[m,n] | m k n dtype", ["x", "weight", "bias", "y"], [3], 4)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int m = c.Int(0, "m", 1), k = c.Int(1, "k", 1), n = c.Int(2, "n", 1);
@@ -45,6 +49,7 @@ internal sealed class LinearFusedOperator() : OperatorBase("linear_fused",
     "x:f32[m,k] w0:dtype[n0,k] w1:dtype[n1,k] w2?:dtype[n2,k] -> y0:f32[m,n0] y1:f32[m,n1] y2?:f32[m,n2] | m k n0 n1 n2 dtype",
     ["x", "w0", "w1", "w2", "y0", "y1", "y2"], [4, 5, 6], 6)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int m = c.Int(0, "m", 1), k = c.Int(1, "k", 1), n0 = c.Int(2, "n0", 1), n1 = c.Int(3, "n1", 1), n2 = c.Int(4, "n2", 0);

@@ -1,10 +1,12 @@
 using AscendCC.Device.Kernels;
+using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Operators.Builtin;
 
 /// <summary>y = a + b.</summary>
 internal sealed class AddOperator() : OperatorBase("add", "a:f32[n] b:f32[n] -> y:f32[n] | n", ["a", "b", "y"], [2], 1)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int n = c.Int(0, "n", 1);
@@ -15,6 +17,7 @@ internal sealed class AddOperator() : OperatorBase("add", "a:f32[n] b:f32[n] -> 
 /// <summary>y = a ⊙ b.</summary>
 internal sealed class MulOperator() : OperatorBase("mul", "a:f32[n] b:f32[n] -> y:f32[n] | n", ["a", "b", "y"], [2], 1)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int n = c.Int(0, "n", 1);
@@ -25,6 +28,7 @@ internal sealed class MulOperator() : OperatorBase("mul", "a:f32[n] b:f32[n] -> 
 /// <summary>y = s·x.</summary>
 internal sealed class ScaleOperator() : OperatorBase("scale", "x:f32[n] -> y:f32[n] | n s", ["x", "y"], [1], 2)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int n = c.Int(0, "n", 1);
@@ -35,6 +39,7 @@ internal sealed class ScaleOperator() : OperatorBase("scale", "x:f32[n] -> y:f32
 /// <summary>Element-wise activations: relu, silu, gelu (erf), gelu_tanh.</summary>
 internal sealed class ActivationOperator(string name) : OperatorBase(name, "x:f32[n] -> y:f32[n] | n", ["x", "y"], [1], 1)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int n = c.Int(0, "n", 1);
@@ -52,6 +57,7 @@ internal sealed class ActivationOperator(string name) : OperatorBase(name, "x:f3
 /// <summary>y = silu(gate) ⊙ up: the Llama MLP's gate.</summary>
 internal sealed class SiluMulOperator() : OperatorBase("silu_mul", "gate:f32[n] up:f32[n] -> y:f32[n] | n", ["gate", "up", "y"], [2], 1)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int n = c.Int(0, "n", 1);
@@ -62,6 +68,7 @@ internal sealed class SiluMulOperator() : OperatorBase("silu_mul", "gate:f32[n] 
 /// <summary>Row-wise numerically stable softmax.</summary>
 internal sealed class SoftmaxOperator() : OperatorBase("softmax", "x:f32[rows,cols] -> y:f32[rows,cols] | rows cols", ["x", "y"], [1], 2)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int rows = c.Int(0, "rows", 1), cols = c.Int(1, "cols", 1);
@@ -72,6 +79,7 @@ internal sealed class SoftmaxOperator() : OperatorBase("softmax", "x:f32[rows,co
 /// <summary>RMSNorm as Llama computes it.</summary>
 internal sealed class RmsNormOperator() : OperatorBase("rms_norm", "x:f32[rows,dim] weight:f32[dim] -> y:f32[rows,dim] | rows dim eps", ["x", "weight", "y"], [2], 3)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int rows = c.Int(0, "rows", 1), dim = c.Int(1, "dim", 1);
@@ -82,6 +90,7 @@ internal sealed class RmsNormOperator() : OperatorBase("rms_norm", "x:f32[rows,d
 /// <summary>LayerNorm as torch computes it.</summary>
 internal sealed class LayerNormOperator() : OperatorBase("layer_norm", "x:f32[rows,dim] weight:f32[dim] bias:f32[dim] -> y:f32[rows,dim] | rows dim eps", ["x", "weight", "bias", "y"], [3], 3)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int rows = c.Int(0, "rows", 1), dim = c.Int(1, "dim", 1);
@@ -99,6 +108,7 @@ internal sealed class RopeOperator(string name) : OperatorBase(name,
     "x:f32[seq,heads,head_dim] -> x | seq heads head_dim start_pos theta scaling factor low_freq_factor high_freq_factor original_max_positions",
     ["x"], [0], 10)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int seq = c.Int(0, "seq", 1), heads = c.Int(1, "heads", 1), headDim = c.Int(2, "head_dim", 2), startPos = c.Int(3, "start_pos");
@@ -120,6 +130,7 @@ internal sealed class RopeOperator(string name) : OperatorBase(name,
 /// <summary>Embedding lookup from an f32/f16/bf16 table.</summary>
 internal sealed class EmbeddingOperator() : OperatorBase("embedding", "table:dtype[vocab,dim] ids:i32[count] -> y:f32[count,dim] | count vocab dim dtype", ["table", "ids", "y"], [2], 4)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int count = c.Int(0, "count", 1), vocab = c.Int(1, "vocab", 1), dim = c.Int(2, "dim", 1);
@@ -132,6 +143,7 @@ internal sealed class EmbeddingOperator() : OperatorBase("embedding", "table:dty
 /// <summary>Copies rows [start, start+rows) of x into y: e.g. the last position before the classifier.</summary>
 internal sealed class SliceRowsOperator() : OperatorBase("slice_rows", "x:f32[*,cols] -> y:f32[rows,cols] | start rows cols", ["x", "y"], [1], 3)
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int start = c.Int(0, "start"), rows = c.Int(1, "rows", 1), cols = c.Int(2, "cols", 1);
