@@ -1,14 +1,14 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using AscendCC.Device.Graph;
 using AscendCC.Device.Hbm;
 using AscendCC.Device.Scheduler;
 using AscendCC.Device.Security;
-using AscendCC.Protocol;
 using AscendCC.Protocol.Attestation;
 using AscendCC.Protocol.Measurements;
 using AscendCC.Protocol.Packaging;
-using System.Runtime.CompilerServices;
+using AscendCC.Protocol;
 
 namespace AscendCC.Device.Confidential;
 

@@ -1,9 +1,9 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Hbm;
 using AscendCC.Device.Scheduler;
 using TaskScheduler = AscendCC.Device.Scheduler.TaskScheduler;
-using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device;
 

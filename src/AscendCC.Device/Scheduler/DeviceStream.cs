@@ -1,5 +1,6 @@
-namespace AscendCC.Device.Scheduler;
 using System.Runtime.CompilerServices;
+
+namespace AscendCC.Device.Scheduler;
 
 /// <summary>
 /// One hardware stream: its task buffer as the host fills it, and the part the scheduler has taken

@@ -1,7 +1,7 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using AscendCC.Device;
 using AscendCC.Runtime.Driver;
-using System.Runtime.CompilerServices;
 
 namespace AscendCC.Runtime.Acl;
 

@@ -1,9 +1,9 @@
+using System.Runtime.CompilerServices;
 using AscendCC.Device;
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Programs;
-using System.Runtime.CompilerServices;
 
 namespace AscendCC.Runtime.Confidential;
 

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
-using AscendCC.Device;
 using System.Runtime.CompilerServices;
+using AscendCC.Device;
 
 namespace AscendCC.Runtime.Driver;
 

@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using AscendCC.Device;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Programs;
-using System.Runtime.CompilerServices;
 
 namespace AscendCC.Runtime.Llama;
 

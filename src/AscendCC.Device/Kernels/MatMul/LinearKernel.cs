@@ -284,6 +284,7 @@ internal static unsafe class LinearKernel
     /// </summary>
     private struct GemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
     {
+
         public float* X, Bias, Y;
         public byte* W;
         public int M, K, N, RowsPerBlock;
@@ -403,8 +404,28 @@ internal static unsafe class LinearKernel
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
             nint i = 0;
+            // Software prefetch of the next strip's four rows, at the same offset: four rows ahead is far
+            // enough to hide DRAM latency, and the hardware prefetchers, which stop at 4 KiB
+            // boundaries, restart on every row when rows are 4 KiB (bf16, k = 2048). Measured: 1.1B's
+            // fused gate/up GEMV 1.41-1.59 → 1.03-1.21 ms, 8192² f32 7.8 → 6.7 ms.
+            byte* ahead = r0 + (4 * rowBytes);
             for (; i <= k - 32; i += 32)
             {
+                if (Sse.IsSupported)
+                {
+                    nint at = i * TW.ElementSize;
+                    Sse.Prefetch0(ahead + at);
+                    Sse.Prefetch0(ahead + rowBytes + at);
+                    Sse.Prefetch0(ahead + (2 * rowBytes) + at);
+                    Sse.Prefetch0(ahead + (3 * rowBytes) + at);
+                    if (TW.ElementSize == 4)
+                    {
+                        Sse.Prefetch0(ahead + at + 64);
+                        Sse.Prefetch0(ahead + rowBytes + at + 64);
+                        Sse.Prefetch0(ahead + (2 * rowBytes) + at + 64);
+                        Sse.Prefetch0(ahead + (3 * rowBytes) + at + 64);
+                    }
+                }
                 Vector512<float> x0 = Vector512.Load(x + i);
                 Vector512<float> x1 = Vector512.Load(x + i + 16);
                 a0 = Vector512.FusedMultiplyAdd(TW.Load16(r0, i), x0, a0);

@@ -1,9 +1,9 @@
+using System.Runtime.CompilerServices;
 using AscendCC.Device.Confidential;
 using AscendCC.Device.Hbm;
 using AscendCC.Protocol.Channels;
 using AscendCC.Protocol.Messages;
 using AscendCC.Protocol.Packaging;
-using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Operators.Builtin;
 

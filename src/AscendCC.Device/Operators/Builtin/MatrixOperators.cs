@@ -1,5 +1,5 @@
-using AscendCC.Device.Kernels;
 using System.Runtime.CompilerServices;
+using AscendCC.Device.Kernels;
 
 namespace AscendCC.Device.Operators.Builtin;
 
