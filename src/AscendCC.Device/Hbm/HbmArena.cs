@@ -17,11 +17,9 @@ namespace AscendCC.Device.Hbm;
 /// and huge pages throughout.
 /// </para>
 /// </summary>
-internal sealed unsafe partial class HbmArena : IDisposable
+internal sealed unsafe class HbmArena : IDisposable
 {
     private const nuint HugePage = 1 << 21, PageSize = 4096;
-    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MapNoReserve = 0x4000;
-    private const int MadvDontNeed = 4, MadvHugepage = 14;
 
     private byte* _raw;
     private readonly nuint _rawBytes;
@@ -48,13 +46,13 @@ internal sealed unsafe partial class HbmArena : IDisposable
             return null;
         }
         nuint span = (((nuint)capacity + HugePage - 1) & ~(HugePage - 1)) + HugePage;
-        byte* raw = (byte*)mmap(null, span, ProtRead | ProtWrite, MapPrivate | MapAnonymous | MapNoReserve, -1, 0);
+        byte* raw = (byte*)LibC.mmap(null, span, LibC.ProtRead | LibC.ProtWrite, LibC.MapPrivate | LibC.MapAnonymous | LibC.MapNoReserve, -1, 0);
         if (raw == (byte*)-1)
         {
             return null;
         }
         byte* data = (byte*)(((nuint)raw + HugePage - 1) & ~(HugePage - 1));
-        _ = madvise(data, span - (nuint)(data - raw), MadvHugepage);
+        _ = LibC.madvise(data, span - (nuint)(data - raw), LibC.MadvHugepage);
         return new HbmArena(raw, span, data, capacity);
     }
 
@@ -74,7 +72,7 @@ internal sealed unsafe partial class HbmArena : IDisposable
         }
         NativeMemory.Clear(start, (nuint)(firstPage - start));
         NativeMemory.Clear(lastPage, (nuint)(end - lastPage));
-        if (madvise(firstPage, (nuint)(lastPage - firstPage), MadvDontNeed) != 0)
+        if (LibC.madvise(firstPage, (nuint)(lastPage - firstPage), LibC.MadvDontNeed) != 0)
         {
             NativeMemory.Clear(firstPage, (nuint)(lastPage - firstPage));
         }
@@ -85,17 +83,8 @@ internal sealed unsafe partial class HbmArena : IDisposable
     {
         if (_raw != null)
         {
-            _ = munmap(_raw, _rawBytes);
+            _ = LibC.munmap(_raw, _rawBytes);
             _raw = null;
         }
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, nint offset);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int munmap(void* addr, nuint length);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int madvise(void* addr, nuint length, int advice);
 }

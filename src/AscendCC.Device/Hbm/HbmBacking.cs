@@ -10,10 +10,9 @@ namespace AscendCC.Device.Hbm;
 /// 14 ms) and are advised into transparent huge pages where the kernel offers them. Small regions,
 /// and other operating systems, use the aligned native heap.
 /// </summary>
-internal static unsafe partial class HbmBacking
+internal static unsafe class HbmBacking
 {
     private const nuint LargeThreshold = 1 << 21, HugePage = 1 << 21, PageSize = 4096;
-    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvHugepage = 14;
 
     /// <summary>Zeroed memory of <paramref name="size"/> bytes, 64-byte aligned; null when the host has none left.</summary>
     public static byte* Allocate(nuint size)
@@ -26,7 +25,7 @@ internal static unsafe partial class HbmBacking
             // lose them changes with the allocation history, which made two devices running the same
             // kernels on the same data differ by several percent.
             nuint span = size + HugePage;
-            byte* raw = (byte*)mmap(null, span, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
+            byte* raw = (byte*)LibC.mmap(null, span, LibC.ProtRead | LibC.ProtWrite, LibC.MapPrivate | LibC.MapAnonymous, -1, 0);
             if (raw == (byte*)-1)
             {
                 return null;
@@ -37,13 +36,13 @@ internal static unsafe partial class HbmBacking
             nuint head = (nuint)(p - raw), tail = span - head - pages;
             if (head > 0)
             {
-                _ = munmap(raw, head);
+                _ = LibC.munmap(raw, head);
             }
             if (tail > 0)
             {
-                _ = munmap(p + pages, tail);
+                _ = LibC.munmap(p + pages, tail);
             }
-            _ = madvise(p, size, MadvHugepage);
+            _ = LibC.madvise(p, size, LibC.MadvHugepage);
             return p;
         }
         try
@@ -63,20 +62,11 @@ internal static unsafe partial class HbmBacking
     {
         if (OperatingSystem.IsLinux() && size >= LargeThreshold)
         {
-            _ = munmap(data, size);
+            _ = LibC.munmap(data, size);
         }
         else
         {
             NativeMemory.AlignedFree(data);
         }
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, nint offset);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int munmap(void* addr, nuint length);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int madvise(void* addr, nuint length, int advice);
 }
