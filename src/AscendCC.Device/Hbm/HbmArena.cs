@@ -14,7 +14,9 @@ namespace AscendCC.Device.Hbm;
 /// happened to land and to its ragged ends (a 1.1 MiB projection or the tail of a 3 MiB one sat in
 /// 4 KiB pages), so two devices running the same kernels on the same weights differed by a few
 /// percent depending on their allocation history. One arena gives every device the same layout
-/// and huge pages throughout.
+/// and huge pages throughout. (Identical devices can still differ by a few percent in decode on a
+/// virtual machine: that spread comes from how the host backs the guest's memory, below anything
+/// this process controls; the CC-overhead benchmark measures it with twin devices.)
 /// </para>
 /// </summary>
 internal sealed unsafe class HbmArena : IDisposable
@@ -24,19 +26,15 @@ internal sealed unsafe class HbmArena : IDisposable
     private byte* _raw;
     private readonly nuint _rawBytes;
 
-    private HbmArena(byte* raw, nuint rawBytes, byte* data, long capacity)
+    private HbmArena(byte* raw, nuint rawBytes, byte* data)
     {
         _raw = raw;
         _rawBytes = rawBytes;
         Data = data;
-        Capacity = capacity;
     }
 
     /// <summary>Host byte 0 of the arena (2 MiB aligned).</summary>
     public byte* Data { get; }
-
-    /// <summary>Bytes the arena spans.</summary>
-    public long Capacity { get; }
 
     /// <summary>Reserves <paramref name="capacity"/> bytes; null where the host cannot (not Linux, or no address space).</summary>
     public static HbmArena? TryReserve(long capacity)
@@ -53,7 +51,7 @@ internal sealed unsafe class HbmArena : IDisposable
         }
         byte* data = (byte*)(((nuint)raw + HugePage - 1) & ~(HugePage - 1));
         _ = LibC.madvise(data, span - (nuint)(data - raw), LibC.MadvHugepage);
-        return new HbmArena(raw, span, data, capacity);
+        return new HbmArena(raw, span, data);
     }
 
     /// <summary>
