@@ -212,11 +212,15 @@ public sealed class Testbed : IDisposable
     public LlamaDeviceModel LoadPlaintext() => LlamaDeviceModel.Load(Runtime, Config, Rope, Weights,
         new LlamaDeviceOptions { Mode = Options.Mode, MaxContext = Options.MaxContext, MaxBatchTokens = Options.MaxBatchTokens, WeightPrecision = Options.Precision });
 
-    /// <summary>The data owner attests the device and opens a session with it.</summary>
+    /// <summary>
+    /// The data owner attests the device and opens a session with it. By default the session requires
+    /// the testbed's model (the manifest's expected graph measurement, which the provider publishes);
+    /// <paramref name="requiredModel"/> overrides it, and an empty one accepts any model.
+    /// </summary>
     /// <exception cref="AttestationFailedException">The device does not satisfy <paramref name="policy"/>.</exception>
-    public (DataOwnerSession Owner, int DeviceSession) OpenDataOwner(VerificationPolicy? policy = null)
+    public (DataOwnerSession Owner, int DeviceSession) OpenDataOwner(VerificationPolicy? policy = null, ReadOnlyMemory<byte>? requiredModel = null)
     {
-        var owner = new DataOwnerSession(Verifier, policy);
+        var owner = new DataOwnerSession(Verifier, policy) { RequiredModel = requiredModel ?? Model.Manifest.ExpectedGraphMeasurement };
         try
         {
             byte[] open = owner.Attest(Mailbox.GetHello(owner.Nonce.Span));
@@ -236,11 +240,13 @@ public sealed class Testbed : IDisposable
     {
         ArgumentNullException.ThrowIfNull(llama);
         ArgumentNullException.ThrowIfNull(prompt);
-        (DataOwnerSession owner, int session) = OpenDataOwner();
+        // The data owner requires the model it was told this is (in a testbed, the loaded package's own
+        // manifest; in real use the model provider publishes it).
+        (DataOwnerSession owner, int session) = OpenDataOwner(requiredModel: llama.Manifest.ExpectedGraphMeasurement);
         using (owner)
         {
             var tokens = new List<int>();
-            foreach (byte[] record in llama.Generate(session, owner.EncryptPrompt(prompt), prompt.Length, maxTokens, sampling))
+            foreach (byte[] record in llama.Generate(session, owner.EncryptPrompt(prompt, sampling), prompt.Length, maxTokens))
             {
                 TokenMessage t = owner.DecryptToken(record);
                 tokens.Add(t.TokenId);

@@ -28,6 +28,9 @@ internal sealed class ConfidentialEngine : IChatEngine
     private readonly ConfidentialLlama _llama;
     private DataOwnerSession? _owner;
     private int _ownerSession;
+    // The model's published graph measurement: the data owner requires it, so the device answers its
+    // prompts with this model and no other.
+    private readonly byte[] _model = [];
 
     public ConfidentialEngine(ChatUi ui, SimulatedNpu npu, LlamaCheckpoint checkpoint, string modelName, ExecutionMode mode, int maxContext, int maxBatchTokens)
     {
@@ -61,6 +64,7 @@ internal sealed class ConfidentialEngine : IChatEngine
                 ui.Evidence("package", $"{package.Length:N0} bytes, {model.Manifest.Items.Count} items");
                 ui.Evidence("manifest digest", Convert.ToHexStringLower(model.Manifest.Digest.Span));
                 ui.Evidence("expected graph measurement (signed)", Convert.ToHexStringLower(model.Manifest.ExpectedGraphMeasurement.Span));
+                _model = model.Manifest.ExpectedGraphMeasurement.ToArray();
                 ui.Evidence("release policy", $"SVN >= {policy.MinimumSvn}, firmware pinned, manufacturer root pinned, CC on, debug locked");
 
                 ui.Step("model provider", "attests the NPU against the package's release policy and releases the model key into it");
@@ -106,7 +110,7 @@ internal sealed class ConfidentialEngine : IChatEngine
         LoadTimings t = _llama.Timings;
         ui.Logger.LogInformation("load: staged {Weights} weight regions in {StageMs:F1} ms, opened the package in {OpenMs:F1} ms, unlocked {Bytes} bytes in {UnlockMs:F1} ms, attested the {Mode} task list in {AttestMs:F1} ms",
             weights, t.Stage.TotalMilliseconds, t.Open.TotalMilliseconds, _llama.UnlockedBytes, t.Unlock.TotalMilliseconds, mode, t.Attest.TotalMilliseconds);
-        ui.Evidence("graph measurement (device accepted)", Convert.ToHexStringLower(deployment.BuildProgram().Program.Measure()));
+        ui.Evidence("graph measurement (device accepted)", Convert.ToHexStringLower(_model));
         MaxContext = deployment.MaxContext;
         // The data owner attests now rather than at its first prompt, so in a chat its evidence comes
         // before the first "llama>" instead of inside the streamed reply.
@@ -127,10 +131,10 @@ internal sealed class ConfidentialEngine : IChatEngine
     {
         DataOwnerSession owner = EnsureDataOwner();
         int[] prompt = context.ToArray();
-        // ---- data owner: seals the prompt; the host learns only its token count ----
-        byte[] sealedPrompt = owner.EncryptPrompt(prompt);
+        // ---- data owner: seals the prompt with its sampling settings and the model it requires; the host learns only its token count ----
+        byte[] sealedPrompt = owner.EncryptPrompt(prompt, sampling);
         _ui.Logger.LogDebug("data owner sealed {Tokens} prompt tokens into {Bytes} bytes", prompt.Length, sealedPrompt.Length);
-        foreach (byte[] record in _llama.Generate(_ownerSession, sealedPrompt, prompt.Length, maxTokens, sampling))
+        foreach (byte[] record in _llama.Generate(_ownerSession, sealedPrompt, prompt.Length, maxTokens))
         {
             // ---- the host relayed a sealed record; only the data owner opens it ----
             TokenMessage token = owner.DecryptToken(record);
@@ -150,7 +154,7 @@ internal sealed class ConfidentialEngine : IChatEngine
         }
         _ui.Step("data owner", "attests the NPU on its own channel (default policy: CC on, debug locked, manufacturer-signed firmware)");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var owner = new DataOwnerSession(_npu.Verifier);
+        var owner = new DataOwnerSession(_npu.Verifier) { RequiredModel = _model };
         try
         {
             byte[] open;

@@ -5,37 +5,40 @@ using AscendCC.Device.Scheduler;
 namespace AscendCC.Device.Confidential;
 
 /// <summary>
-/// The eager tasks an attested model's list has already been found to contain, by their exact
+/// The eager tasks an attested model's list has already been found to match, by list index and exact
 /// operands. Re-measuring every eager launch (a SHA-256 over its canonical form) is what made eager
 /// CC slow; a launch with the same operator handle, addresses, sizes and scalars measures the same
 /// for as long as the model stays loaded, because attestation pinned every region such a launch can
 /// name (operator binaries, buffers, scalar sources) — none can be freed and reallocated with
-/// another role while the cache exists. The cache belongs to one model's attestation and dies with it.
+/// another role while the cache exists. One key per index, so the cache never grows beyond the list.
+/// The cache belongs to one model's attestation and dies with it.
 /// </summary>
 internal sealed class AcceptedTaskCache
 {
-    // Bounded so a host cannot grow firmware memory without limit; past it, launches are still
-    // checked, only measured each time.
-    private const int Capacity = 8192;
     private const int StackKeyBytes = 512;
 
-    private readonly HashSet<byte[]> _keys = new(KeyComparer.Instance);
-    private readonly HashSet<byte[]>.AlternateLookup<ReadOnlySpan<byte>> _lookup;
+    private readonly byte[]?[] _keys;
 
-    public AcceptedTaskCache() => _lookup = _keys.GetAlternateLookup<ReadOnlySpan<byte>>();
+    public AcceptedTaskCache(int tasks) => _keys = new byte[]?[tasks];
 
-    /// <summary>Entries held.</summary>
-    public int Count => _keys.Count;
-
-    /// <summary>True when a task with exactly <paramref name="t"/>'s operands was accepted before.</summary>
-    public bool Contains(ref DecodedTask t)
+    /// <summary>True when the task at <paramref name="index"/> was matched before by a task with exactly <paramref name="t"/>'s operands.</summary>
+    public bool Matches(int index, ref DecodedTask t)
     {
+        byte[]? known = _keys[index];
+        if (known is null)
+        {
+            return false;
+        }
         int length = KeyLength(ref t);
+        if (length != known.Length)
+        {
+            return false;
+        }
         byte[]? rented = length > StackKeyBytes ? ArrayPool<byte>.Shared.Rent(length) : null;
         Span<byte> key = rented is null ? stackalloc byte[StackKeyBytes] : rented;
         key = key[..length];
         WriteKey(ref t, key);
-        bool found = _lookup.Contains(key);
+        bool found = key.SequenceEqual(known);
         if (rented is not null)
         {
             ArrayPool<byte>.Shared.Return(rented);
@@ -43,16 +46,12 @@ internal sealed class AcceptedTaskCache
         return found;
     }
 
-    /// <summary>Remembers that <paramref name="t"/> matched the attested list.</summary>
-    public void Add(ref DecodedTask t)
+    /// <summary>Remembers that <paramref name="t"/> matched the task at <paramref name="index"/>.</summary>
+    public void Remember(int index, ref DecodedTask t)
     {
-        if (_keys.Count >= Capacity)
-        {
-            return;
-        }
         var key = new byte[KeyLength(ref t)];
         WriteKey(ref t, key);
-        _keys.Add(key);
+        _keys[index] = key;
     }
 
     // Task id and flags are left out: the measurement ignores them too.
@@ -76,25 +75,5 @@ internal sealed class AcceptedTaskCache
             key[at] = (byte)t.Scalars![i].Source;
             BinaryPrimitives.WriteUInt64LittleEndian(key[(at + 1)..], t.Scalars[i].Value);
         }
-    }
-
-    private sealed class KeyComparer : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
-    {
-        public static readonly KeyComparer Instance = new();
-
-        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
-
-        public int GetHashCode(byte[] obj) => GetHashCode((ReadOnlySpan<byte>)obj);
-
-        public bool Equals(ReadOnlySpan<byte> alternate, byte[] other) => alternate.SequenceEqual(other);
-
-        public int GetHashCode(ReadOnlySpan<byte> alternate)
-        {
-            var hash = new HashCode();
-            hash.AddBytes(alternate);
-            return hash.ToHashCode();
-        }
-
-        public byte[] Create(ReadOnlySpan<byte> alternate) => alternate.ToArray();
     }
 }

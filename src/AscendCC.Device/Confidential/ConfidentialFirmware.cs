@@ -24,8 +24,12 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
 {
     private readonly DeviceSecurityEngine _engine;
     private readonly HbmMemory _hbm;
-    private readonly Dictionary<int, OpenedPackage> _packages = new();
+    private readonly Dictionary<int, ConfidentialContext> _contexts = new();
+    private readonly Dictionary<int, DataSessionState> _sessions = new();
     private int _nextPackage = 1;
+    // The eager task Check just accepted, as (model, index in its list): the cursor moves when it succeeds.
+    private ModelAttestation? _eagerModel;
+    private int _eagerIndex;
 
     public ConfidentialFirmware(DeviceSecurityEngine engine, HbmMemory hbm)
     {
@@ -45,14 +49,22 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
     /// <summary>The security engine.</summary>
     public DeviceSecurityEngine Engine => _engine;
 
-    /// <summary>The data-owner session whose prompt the current generation decrypted; outputs are sealed only for it.</summary>
-    public int? ActiveDataSession { get; set; }
+    /// <summary>The context opened under package handle <paramref name="handle"/>, or null.</summary>
+    public ConfidentialContext? Context(int handle) => _contexts.GetValueOrDefault(handle);
 
-    /// <summary>Tokens in the prompt opened last.</summary>
-    public int PromptLength { get; set; }
+    /// <summary>The firmware's state of data-owner session <paramref name="id"/>, created on first use.</summary>
+    public DataSessionState Session(int id)
+    {
+        if (!_sessions.TryGetValue(id, out DataSessionState? state))
+        {
+            state = new DataSessionState(id);
+            _sessions.Add(id, state);
+        }
+        return state;
+    }
 
-    /// <summary>An opened package, for the unlock operator.</summary>
-    public ModelPackageReader? Package(int handle) => _packages.TryGetValue(handle, out OpenedPackage? p) ? p.Reader : null;
+    /// <summary>The firmware's state of data-owner session <paramref name="id"/>, or null if it never opened a prompt.</summary>
+    public DataSessionState? FindSession(int id) => _sessions.GetValueOrDefault(id);
 
     /// <summary>
     /// The encrypted bytes of item <paramref name="index"/> of an opened package, where they lie staged in
@@ -60,20 +72,22 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
     /// </summary>
     public unsafe ReadOnlySpan<byte> StagedItem(int handle, int index)
     {
-        OpenedPackage p = _packages[handle];
-        (long offset, long length) = p.Reader.GetEncryptedItemRange(index);
-        if (offset < 0 || length < 0 || offset + length > p.Stream.Length || length > int.MaxValue)
+        ConfidentialContext c = _contexts[handle];
+        UnmanagedMemoryStream stream = c.Stream!;
+        (long offset, long length) = c.Reader!.GetEncryptedItemRange(index);
+        if (offset < 0 || length < 0 || offset + length > stream.Length || length > int.MaxValue)
         {
-            throw new ConfidentialOperatorException($"the staged package ends inside item {index}: the item needs bytes up to {offset + length}, {p.Stream.Length} were staged; stage the complete package");
+            throw new ConfidentialOperatorException($"the staged package ends inside item {index}: the item needs bytes up to {offset + length}, {stream.Length} were staged; stage the complete package");
         }
-        return new ReadOnlySpan<byte>(p.Stream.PositionPointer - p.Stream.Position + offset, (int)length);
+        return new ReadOnlySpan<byte>(stream.PositionPointer - stream.Position + offset, (int)length);
     }
 
     /// <summary>
     /// Called for every new region. In CC mode, regions that will hold plaintext the device computes
     /// (activations, KV cache, workspace) are locked from birth. A weight region is born write-only
     /// for the host, to receive its tensor's ciphertext; package_unlock locks it before decrypting it
-    /// in place, and nothing but package_unlock gives it the item name an attested model binds by.
+    /// in place, and nothing but package_unlock gives it the item name and the context an attested
+    /// model binds it by.
     /// </summary>
     public void OnAllocated(HbmRegion region)
     {
@@ -92,6 +106,9 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         }
     }
 
+    /// <summary>Called before a region is freed (and scrubbed): its context forgets it.</summary>
+    public static void OnFreed(HbmRegion region) => region.Owner?.Forget(region);
+
     /// <inheritdoc />
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TaskOutcome? Check(ref DecodedTask t, int stream, bool inModel)
@@ -100,15 +117,18 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         {
             return null;
         }
+        _eagerModel = null;
         switch (t.Kind)
         {
             case TaskKind.MemcpyDeviceToHost:
             {
+                // Egress at record granularity: exactly the bytes token_seal wrote, from a region that
+                // holds nothing else, and only while no other write has touched it since.
                 HbmRegion? r = _hbm.Find(t.C, (long)t.D);
-                if (r is null || r.Tag != RegionTag.OutputStaging || !r.CiphertextOnly)
+                if (r is null || r.Tag != RegionTag.OutputStaging || !r.CiphertextOnly || t.C != r.Address || (long)t.D != r.Size)
                 {
                     return TaskOutcome.Fail(CompletionStatus.AccessDenied,
-                        $"R3: in confidential mode only sealed ciphertext in an output staging region may be copied to the host; 0x{t.C:x} is {(r is null ? "not allocated" : $"a {r.Tag} region{(r.Tag == RegionTag.OutputStaging ? " holding no sealed record" : "")}")}", t.C);
+                        $"R3: in confidential mode only a whole sealed record may be copied to the host; 0x{t.C:x}+{t.D} is {EgressProblem(r, t.C, (long)t.D)}", t.C);
                 }
                 return null;
             }
@@ -145,7 +165,7 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
                 HbmRegion? r = _hbm.Find(t.A, 0);
                 if (r is not null && r.PinCount > 0)
                 {
-                    return _packages.Values.Any(p => p.Staging == r)
+                    return _contexts.Values.Any(c => c.Staging == r)
                         ? TaskOutcome.Fail(CompletionStatus.AccessDenied, $"region 0x{t.A:x} holds an open model package the device reads in place; close the package (mailbox ClosePackage) first", t.A)
                         : TaskOutcome.Fail(CompletionStatus.AccessDenied, $"R4: region 0x{t.A:x} is bound by a loaded confidential model; unload the model first", t.A);
                 }
@@ -158,7 +178,27 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         }
     }
 
-    /// <summary>CC-mode eager rule: a launch must be one the attested model's task list contains, bound to the same regions.</summary>
+    private static string EgressProblem(HbmRegion? r, ulong address, long bytes) =>
+        r is null ? "not inside one allocated region"
+        : r.Tag != RegionTag.OutputStaging ? $"in a {r.Tag} region"
+        : !r.CiphertextOnly ? "in an output staging region that holds no sealed record (nothing sealed it, or something wrote it since)"
+        : $"not the whole sealed record (0x{r.Address:x}+{r.Size})";
+
+    /// <summary>
+    /// Called after every eager task Check let through: the attested list's cursor advances past a task
+    /// only when it succeeded; a failed task abandons the pass (the next one starts again at prompt_open).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void EagerTaskDone(bool succeeded)
+    {
+        if (_eagerModel is { } a)
+        {
+            a.Cursor = succeeded && _eagerIndex + 1 < a.TaskDigests.Length ? _eagerIndex + 1 : 0;
+            _eagerModel = null;
+        }
+    }
+
+    /// <summary>CC-mode eager rule: a launch must be the next launch of an attested model's list, bound to the same regions.</summary>
     private TaskOutcome? CheckEagerLaunch(ref DecodedTask t)
     {
         Scheduler.TaskScheduler scheduler = Scheduler!;
@@ -169,39 +209,67 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             return null;
         }
         return MatchesAttestedTask(ref t) ? null : TaskOutcome.Fail(CompletionStatus.AccessDenied,
-            $"R4: in confidential mode an eager launch must match a launch of the attested model; {(op?.Name ?? "this operator")} with these bindings is not one");
+            $"R4: in confidential mode eager launches must follow an attested model's list in order, one whole pass at a time; {(op?.Name ?? "this operator")} with these bindings is not the next task of any ({NextTasks()})");
     }
 
-    /// <summary>CC-mode eager rule for copies and memsets that write locked memory: only as a task of the attested list.</summary>
+    /// <summary>CC-mode eager rule for copies and memsets that write locked memory: only as the next task of an attested list.</summary>
     private TaskOutcome? CheckEagerTask(ref DecodedTask t, string what) =>
         MatchesAttestedTask(ref t) ? null : TaskOutcome.Fail(CompletionStatus.AccessDenied,
-            $"R4: in confidential mode {what} must match a task of the attested model; this {t.Kind} is not one", t.Kind == TaskKind.Memset ? t.A : t.B);
+            $"R4: in confidential mode {what} must be the next task of an attested model's list; this {t.Kind} is not", t.Kind == TaskKind.Memset ? t.A : t.B);
 
-    /// <summary>True when <paramref name="t"/> measures like one task of a verified model's list (same kind, operator, region roles and bindings).</summary>
+    private string NextTasks() => string.Join(", ", Scheduler!.Models.Values
+        .Where(m => m.Attestation is { Verified: true })
+        .Select(m => $"model {m.Id} expects task {m.Attestation!.Cursor} of {m.Attestation.TaskDigests.Length}"));
+
+    /// <summary>
+    /// True when <paramref name="t"/> measures like the task at an attested list's cursor (same kind,
+    /// operator, region roles and bindings), or like its first task, which abandons the pass in progress
+    /// and starts a new one. Eager launches thus replay the attested list in order, as executeModel would.
+    /// </summary>
     private bool MatchesAttestedTask(ref DecodedTask t)
     {
         Scheduler.TaskScheduler scheduler = Scheduler!;
         foreach (LoadedModel model in scheduler.Models.Values)
         {
-            if (model.Attestation is not { Verified: true } attestation)
+            if (model.Attestation is not { Verified: true } a)
             {
                 continue;
             }
-            if (attestation.Accepted.Contains(ref t))
+            if (Matches(a, a.Cursor, ref t))
             {
+                (_eagerModel, _eagerIndex) = (a, a.Cursor);
                 return true;
             }
-            using var m = new GraphMeasurement(attestation.Ordinals);
-            if (TaskListMeasurer.Measure(ref t, m, _hbm, scheduler.OperatorDigest) is null && attestation.TaskDigests.Contains(Convert.ToHexString(m.EndTask())))
+            if (a.Cursor != 0 && Matches(a, 0, ref t))
             {
-                attestation.Accepted.Add(ref t);
+                (_eagerModel, _eagerIndex) = (a, 0);
                 return true;
             }
         }
         return false;
     }
 
-    /// <summary>Measures a model's task list at load; pins its regions when it matches a released package's expected measurement.</summary>
+    private bool Matches(ModelAttestation a, int index, ref DecodedTask t)
+    {
+        if (a.Accepted.Matches(index, ref t))
+        {
+            return true;
+        }
+        using var m = new GraphMeasurement(a.Ordinals);
+        if (TaskListMeasurer.Measure(ref t, m, _hbm, Scheduler!.OperatorDigest) is null
+            && CryptographicOperations.FixedTimeEquals(m.EndTask(), a.TaskDigests[index]))
+        {
+            a.Accepted.Remember(index, ref t);
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Measures a model's task list at load. It is verified only when its measurement equals the signed
+    /// expected measurement of an open context and every region it binds belongs to that context (or to
+    /// none yet, when it is locked memory the context then claims); then its regions are pinned.
+    /// </summary>
     public void Attest(LoadedModel model)
     {
         if (!Active)
@@ -210,15 +278,14 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         }
         Scheduler.TaskScheduler scheduler = Scheduler!;
         using var m = new GraphMeasurement();
-        var digests = new HashSet<string>(StringComparer.Ordinal);
-        var regions = new HashSet<HbmRegion>();
+        var digests = new List<byte[]>(model.Tasks.Length);
         string? problem = null;
         for (int i = 0; i < model.Tasks.Length && problem is null; i++)
         {
             problem = TaskListMeasurer.Measure(ref model.Tasks[i], m, _hbm, scheduler.OperatorDigest);
             if (problem is null)
             {
-                digests.Add(Convert.ToHexString(m.EndTask()));
+                digests.Add(m.EndTask());
             }
             else
             {
@@ -226,64 +293,118 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             }
         }
         byte[] measurement = m.Finish();
+        ConfidentialContext? context = null;
         string? expected = null;
-        bool verified = false;
+        HashSet<HbmRegion> regions = RegionsBoundBy(model);
         if (problem is null)
         {
-            foreach (OpenedPackage p in _packages.Values)
+            foreach (ConfidentialContext c in _contexts.Values)
             {
-                ReadOnlySpan<byte> e = p.Reader.Manifest.ExpectedGraphMeasurement.Span;
-                expected ??= Convert.ToHexString(e);
-                if (CryptographicOperations.FixedTimeEquals(e, measurement))
+                expected ??= Convert.ToHexString(c.ExpectedMeasurement);
+                if (!CryptographicOperations.FixedTimeEquals(c.ExpectedMeasurement, measurement))
                 {
-                    verified = true;
-                    expected = Convert.ToHexString(e);
+                    continue;
+                }
+                expected = Convert.ToHexString(c.ExpectedMeasurement);
+                problem = OwnershipProblem(c, regions);
+                if (problem is null)
+                {
+                    context = c;
                     break;
                 }
             }
-            problem = verified ? null : expected is null ? "no model package is open, so there is no signed measurement to compare with" : null;
+            if (context is not null)
+            {
+                problem = null;
+            }
+            else if (problem is null && expected is null)
+            {
+                problem = "no model package is open, so there is no signed measurement to compare with";
+            }
         }
-        if (verified)
+        if (context is not null)
         {
-            // Attestation reports from now on say which model this device runs.
+            // Attestation reports from now on say which models this device runs.
             _engine.ExtendModelMeasurement(measurement);
-            foreach (ulong key in m.Ordinals.Keys)
+            foreach (HbmRegion r in regions)
             {
-                HbmRegion? r = _hbm.Find(key, 0);
-                if (r is not null && regions.Add(r))
+                if (r.Owner is null && r.Locked)
                 {
-                    r.PinCount++;
+                    context.Claim(r);
                 }
-            }
-            foreach (DecodedTask task in model.Tasks)
-            {
-                // Found by the attack R4_OperatorSwappedAfterAttestation: the measurement holds the
-                // digest of the binary loaded at each launch's handle when the list was attested, but
-                // the launch runs whatever is loaded at that handle when executed. Pinning the
-                // operator's region keeps the host from freeing it and loading another binary there.
-                if (task.Kind == TaskKind.KernelLaunch && _hbm.Find(task.A, 0) is { } opRegion && regions.Add(opRegion))
-                {
-                    opRegion.PinCount++;
-                }
-                foreach (HbmRegion r in RegionsOf(task))
-                {
-                    if (regions.Add(r))
-                    {
-                        r.PinCount++;
-                    }
-                }
+                r.PinCount++;
             }
         }
-        model.Attestation = new ModelAttestation(verified, measurement, expected, problem, m.Ordinals.ToDictionary(), digests, regions.ToArray());
+        model.Attestation = new ModelAttestation(context is not null, measurement, expected, problem, m.Ordinals.ToDictionary(), digests.ToArray(), context is null ? [] : regions.ToArray(), context);
     }
 
-    private IEnumerable<HbmRegion> RegionsOf(DecodedTask task)
+    /// <summary>
+    /// Why <paramref name="context"/> may not run a list binding <paramref name="regions"/>, or null.
+    /// Found by the attack Context_HostPackageBindsVictimWeights: with weights measured by item name
+    /// alone, a host that signed its own package could attest a list over another provider's unlocked
+    /// weights and copy them out.
+    /// </summary>
+    private static string? OwnershipProblem(ConfidentialContext context, HashSet<HbmRegion> regions)
     {
-        for (int i = 0; i < task.ArgCount; i++)
+        foreach (HbmRegion r in regions)
         {
-            if (!task.Args![i].IsNone && _hbm.Find(task.Args[i].Address, 0) is { } r)
+            if (r.Tag == RegionTag.Weights && r.Owner != context)
             {
-                yield return r;
+                return $"context: the list binds weights '{r.ItemName ?? "(never unlocked)"}' at 0x{r.Address:x}, which {(r.Owner is null ? "no package unlocked" : $"were unlocked from package {r.Owner.Id} ('{r.Owner.ModelName}')")}; a list attested against package {context.Id} ('{context.ModelName}') may bind only that package's weights and its own regions";
+            }
+            if (r.Owner is not null && r.Owner != context)
+            {
+                return $"context: the list binds a {r.Tag} region at 0x{r.Address:x} that belongs to package {r.Owner.Id} ('{r.Owner.ModelName}'), not to package {context.Id} ('{context.ModelName}') this list was attested against";
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Every region a list names: operator binaries, buffers and scalar sources.</summary>
+    private HashSet<HbmRegion> RegionsBoundBy(LoadedModel model)
+    {
+        var regions = new HashSet<HbmRegion>();
+        foreach (DecodedTask task in model.Tasks)
+        {
+            switch (task.Kind)
+            {
+                case TaskKind.KernelLaunch:
+                    // Found by the attack R4_OperatorSwappedAfterAttestation: the measurement holds the
+                    // digest of the binary loaded at each launch's handle when the list was attested, but
+                    // the launch runs whatever is loaded at that handle when executed. Pinning the
+                    // operator's region keeps the host from freeing it and loading another binary there.
+                    Add(task.A, 0);
+                    for (int i = 0; i < task.ArgCount; i++)
+                    {
+                        if (!task.Args![i].IsNone)
+                        {
+                            Add(task.Args[i].Address, 0);
+                        }
+                    }
+                    for (int i = 0; i < task.ScalarCount; i++)
+                    {
+                        if (task.Scalars![i].Source != ScalarSource.Immediate)
+                        {
+                            Add(task.Scalars[i].Value, 0);
+                        }
+                    }
+                    break;
+                case TaskKind.MemcpyDeviceToDevice:
+                    Add(task.A, 0);
+                    Add(task.B, 0);
+                    break;
+                case TaskKind.Memset:
+                    Add(task.A, 0);
+                    break;
+            }
+        }
+        return regions;
+
+        void Add(ulong address, long bytes)
+        {
+            if (_hbm.Find(address, bytes) is { } r)
+            {
+                regions.Add(r);
             }
         }
     }
@@ -311,6 +432,14 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         ModelAttestation? a = model.Attestation;
         if (a is { Verified: true })
         {
+            // A whole pass starts here: any eager pass in progress in this context is abandoned.
+            foreach (LoadedModel other in Scheduler!.Models.Values)
+            {
+                if (other.Attestation is { } o && o.Context == a.Context)
+                {
+                    o.Cursor = 0;
+                }
+            }
             return null;
         }
         string actual = a is null ? "(not measured)" : Convert.ToHexString(a.Measurement);
@@ -360,18 +489,19 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
                 case MailboxCommand.OpenPackage:
                     return OpenPackage(p);
                 case MailboxCommand.ClosePackage:
-                    if (p.Length != 4 || !_packages.Remove(BinaryPrimitives.ReadInt32LittleEndian(p), out OpenedPackage? closed))
+                    if (p.Length != 4 || !_contexts.TryGetValue(BinaryPrimitives.ReadInt32LittleEndian(p), out ConfidentialContext? closed) || closed.Reader is null)
                     {
                         return MailboxMessage.Error(MailboxStatus.BadRequest, "ClosePackage needs the u32 handle of an open package");
                     }
-                    closed.Dispose();
+                    // The context outlives the package: its weights stay unlocked (and its own) until freed.
+                    closed.ClosePackage();
                     return MailboxMessage.Ok([]);
                 case MailboxCommand.CloseSession:
                     if (p.Length != 4)
                     {
                         return MailboxMessage.Error(MailboxStatus.BadRequest, "CloseSession needs a u32 session");
                     }
-                    _engine.CloseSession(BinaryPrimitives.ReadInt32LittleEndian(p));
+                    CloseSession(BinaryPrimitives.ReadInt32LittleEndian(p));
                     return MailboxMessage.Ok([]);
                 case MailboxCommand.SetCcMode:
                     if (p.Length != 1 || !Enum.IsDefined((CcMode)p[0]))
@@ -416,9 +546,10 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         }
         var stream = new UnmanagedMemoryStream(region.Data + (long)(address - region.Address), length);
         ModelPackageReader reader;
+        byte[] identity;
         try
         {
-            reader = _engine.OpenModelPackage(stream, p[16..]);
+            reader = _engine.OpenModelPackage(stream, p[16..], out identity);
         }
         catch
         {
@@ -428,39 +559,45 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         int handle = _nextPackage++;
         // The reader reads the staged bytes in place: the staging region may not be freed while open.
         region.PinCount++;
-        _packages.Add(handle, new OpenedPackage(reader, stream, region));
+        _contexts.Add(handle, new ConfidentialContext(handle, identity, reader.Manifest.ExpectedGraphMeasurement.ToArray(), reader.Manifest.ModelName)
+        {
+            Reader = reader,
+            Stream = stream,
+            Staging = region,
+        });
         var r = new byte[8];
         BinaryPrimitives.WriteInt32LittleEndian(r, handle);
         BinaryPrimitives.WriteInt32LittleEndian(r.AsSpan(4), reader.Manifest.Items.Count);
         return MailboxMessage.Ok(r);
     }
 
-    /// <summary>Forgets packages and sessions (device reset).</summary>
+    /// <summary>Closes a session: its keys are destroyed, and the context holding its data is scrubbed.</summary>
+    private void CloseSession(int id)
+    {
+        _engine.CloseSession(id);
+        if (_sessions.Remove(id, out DataSessionState? state) && state.Context is { } c && c.Active == state)
+        {
+            c.ScrubSessionState();
+            c.Active = null;
+        }
+    }
+
+    /// <summary>Forgets contexts and sessions (device reset; HBM is scrubbed by the caller).</summary>
     public void Clear()
     {
-        foreach (OpenedPackage p in _packages.Values)
+        foreach (ConfidentialContext c in _contexts.Values)
         {
-            p.Dispose();
+            c.ClosePackage();
         }
-        _packages.Clear();
-        ActiveDataSession = null;
-        PromptLength = 0;
+        _contexts.Clear();
+        _sessions.Clear();
+        _eagerModel = null;
     }
 
     public void Dispose()
     {
         Clear();
         _engine.Dispose();
-    }
-
-    private sealed record OpenedPackage(ModelPackageReader Reader, UnmanagedMemoryStream Stream, HbmRegion Staging) : IDisposable
-    {
-        public void Dispose()
-        {
-            Reader.Dispose();
-            Stream.Dispose();
-            Staging.PinCount--;
-        }
     }
 }
 
@@ -471,9 +608,13 @@ internal sealed record ModelAttestation(
     string? Expected,
     string? Problem,
     Dictionary<ulong, int> Ordinals,
-    HashSet<string> TaskDigests,
-    HbmRegion[] Regions)
+    byte[][] TaskDigests,
+    HbmRegion[] Regions,
+    ConfidentialContext? Context)
 {
-    /// <summary>Eager tasks already matched against <see cref="TaskDigests"/>; valid while the model is loaded, its regions pinned.</summary>
-    public AcceptedTaskCache Accepted { get; } = new();
+    /// <summary>Eager tasks already matched, by list index; valid while the model is loaded, its regions pinned.</summary>
+    public AcceptedTaskCache Accepted { get; } = new(TaskDigests.Length);
+
+    /// <summary>Eager mode: the index of the list's task the next eager task must be (0 between passes).</summary>
+    public int Cursor { get; set; }
 }

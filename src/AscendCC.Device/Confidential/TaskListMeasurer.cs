@@ -46,7 +46,7 @@ internal static class TaskListMeasurer
                         continue;
                     }
                     HbmRegion? r = hbm.Find(s.Value, 8);
-                    if (r is null || !m.Indirect(r.Address, (ushort)r.Tag, r.ItemName, r.Size, (long)(s.Value - r.Address)))
+                    if (r is null || !m.Indirect(r.Address, (ushort)r.Tag, Package(r), r.ItemName, r.Size, (long)(s.Value - r.Address)))
                     {
                         return $"scalar {i} reads 0x{s.Value:x}, outside a region the attested list binds";
                     }
@@ -73,9 +73,13 @@ internal static class TaskListMeasurer
         return null;
     }
 
+    // Weights are named by the package they were unlocked from and their item name, so a measurement
+    // signed by one provider never covers another provider's weights of the same name.
+    private static ReadOnlySpan<byte> Package(HbmRegion r) => r.Owner is { } c ? c.Identity : default;
+
     private static bool Buffer(GraphMeasurement m, HbmMemory hbm, ulong address, long bytes)
     {
         HbmRegion? r = hbm.Find(address, bytes);
-        return r is not null && m.Buffer(r.Address, (ushort)r.Tag, r.ItemName, r.Size, (long)(address - r.Address), bytes);
+        return r is not null && m.Buffer(r.Address, (ushort)r.Tag, Package(r), r.ItemName, r.Size, (long)(address - r.Address), bytes);
     }
 }

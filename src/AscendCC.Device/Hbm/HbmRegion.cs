@@ -63,8 +63,16 @@ internal sealed unsafe class HbmRegion : IDisposable
     public string? ItemName { get; set; }
 
     /// <summary>
-    /// True while the region holds only ciphertext sealed for a party (R3): set by the sealing AI CPU
-    /// operator, cleared by every other write.
+    /// Confidential mode: the context this region's plaintext belongs to — set by <c>package_unlock</c>
+    /// for weights and by attestation for the activations, KV cache and workspace a verified task list
+    /// binds — or null while it belongs to none. Never changes until the region is freed (which scrubs).
+    /// </summary>
+    public Confidential.ConfidentialContext? Owner { get; set; }
+
+    /// <summary>
+    /// True while the region holds exactly one record sealed for a party and nothing else (R3): set by
+    /// the sealing AI CPU operator, which fills the whole region; cleared by every other write (host DMA,
+    /// device copy, memset, kernel output).
     /// </summary>
     public bool CiphertextOnly { get; set; }
 

@@ -48,6 +48,9 @@ internal unsafe ref struct KernelContext
     /// <summary>The region buffer <paramref name="i"/> lies in.</summary>
     public readonly Hbm.HbmRegion? RegionOf(int i) => _args[i].Region;
 
+    /// <summary>True when buffer <paramref name="i"/> is exactly its whole region, from first byte to last.</summary>
+    public readonly bool IsWholeRegion(int i) => _args[i].Region is { } r && _args[i].Data == r.Data && _args[i].Bytes == r.Size;
+
     /// <summary>True when buffer <paramref name="i"/> is the absent optional operand.</summary>
     public readonly bool IsNone(int i) => _args[i].Bytes == 0;
 

@@ -112,6 +112,12 @@ internal sealed unsafe class TaskScheduler : IDisposable
             s.Clear();
         }
         Array.Clear(_events);
+        // Profiling records hold output bytes of the last boot's kernels: they must not survive it.
+        lock (_profile)
+        {
+            _profile.Clear();
+        }
+        DataProfiling = false;
         _loadedOperators.Clear();
         _operatorDigests.Clear();
         _models.Clear();
@@ -192,6 +198,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         }
 
         TaskOutcome outcome = Execute(ref task, s.Id, inModel: false);
+        Firmware?.EagerTaskDone(outcome.Status == CompletionStatus.Success);
         if (outcome.Status != CompletionStatus.Success || (task.Flags & TaskOptions.Notify) != 0)
         {
             Post(s.Id, task.TaskId, task.Kind, outcome);
@@ -306,6 +313,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         }
         _loadedOperators.Remove(address);
         _operatorDigests.Remove(address);
+        Confidential.ConfidentialFirmware.OnFreed(region);
         _hbm.Free(address);
         return TaskOutcome.Ok;
     }
@@ -465,7 +473,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         }
         catch (KernelArgumentException ex)
         {
-            return TaskOutcome.Fail(CompletionStatus.KernelError, ex.Message);
+            return TaskOutcome.Fail(CompletionStatus.KernelError, KernelErrorDetail(op, ex.Message));
         }
         catch (Confidential.ConfidentialOperatorException ex)
         {
@@ -475,9 +483,13 @@ internal sealed unsafe class TaskScheduler : IDisposable
         {
             return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"{op.Name}: {ex.Message}");
         }
+        catch (Security.DeviceSecurityException ex)
+        {
+            return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"{op.Name}: {ex.Message}");
+        }
         catch (ArgumentException ex)
         {
-            return TaskOutcome.Fail(CompletionStatus.KernelError, $"{op.Name}: {ex.Message}");
+            return TaskOutcome.Fail(CompletionStatus.KernelError, KernelErrorDetail(op, $"{op.Name}: {ex.Message}"));
         }
         if (started != 0)
         {
@@ -493,6 +505,17 @@ internal sealed unsafe class TaskScheduler : IDisposable
         }
         return TaskOutcome.Ok;
     }
+
+    /// <summary>
+    /// A kernel's own error text, or in confidential mode only the operator's name: kernels check data
+    /// as well as shapes (an out-of-range token id, say), and their messages quote what they found, so
+    /// in CC mode a completion never carries them to the host. The firmware's own refusals
+    /// (ConfidentialOperatorException) are written to name rules and public sizes only, and pass through.
+    /// </summary>
+    private string KernelErrorDetail(IOperator op, string message) =>
+        Firmware is { Active: true }
+            ? $"{op.Name}: the kernel rejected its inputs; details are withheld in confidential mode because they can quote data values (reproduce with CC off to see them)"
+            : message;
 
     private static bool Contains(IReadOnlyList<int> list, int value)
     {

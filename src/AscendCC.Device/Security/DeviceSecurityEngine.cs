@@ -323,7 +323,10 @@ internal sealed class DeviceSecurityEngine : IDisposable
     /// regions are unmapped from the host (R2); the reader decrypts straight into them.
     /// </summary>
     /// <exception cref="DeviceSecurityException">No key was released for this package or the device does not satisfy its policy.</exception>
-    public ModelPackageReader OpenModelPackage(Stream package, ReadOnlySpan<byte> manifestDigest)
+    /// <param name="package">The staged package.</param>
+    /// <param name="manifestDigest">The manifest digest the key was released for.</param>
+    /// <param name="identity">The package's <see cref="PackageIdentity"/>: the provider key the release came with, and the manifest's model name.</param>
+    public ModelPackageReader OpenModelPackage(Stream package, ReadOnlySpan<byte> manifestDigest, out byte[] identity)
     {
         lock (_lock)
         {
@@ -341,6 +344,7 @@ internal sealed class DeviceSecurityEngine : IDisposable
                 }
                 EnforcePolicy(reader.Manifest.Policy);
                 reader.Unlock(released.Key);
+                identity = PackageIdentity.Compute(released.ProviderKey.ExportSubjectPublicKeyInfo(), reader.Manifest.ModelName);
                 return reader;
             }
             catch
@@ -352,7 +356,7 @@ internal sealed class DeviceSecurityEngine : IDisposable
     }
 
     /// <summary>Decrypts a prompt record from a data-owner session.</summary>
-    public int[] OpenPrompt(int sessionId, ReadOnlySpan<byte> record)
+    public PromptRequest OpenPrompt(int sessionId, ReadOnlySpan<byte> record)
     {
         lock (_lock)
         {
@@ -366,6 +370,15 @@ internal sealed class DeviceSecurityEngine : IDisposable
             {
                 CryptographicOperations.ZeroMemory(plaintext);
             }
+        }
+    }
+
+    /// <summary>True when <paramref name="sessionId"/> is an open data-owner session.</summary>
+    public bool IsDataOwnerSession(int sessionId)
+    {
+        lock (_lock)
+        {
+            return _sessions.TryGetValue(sessionId, out SecureChannel? c) && c.Role == ChannelRole.DataOwner;
         }
     }
 

@@ -8,7 +8,8 @@ namespace AscendCC.Protocol.Measurements;
 /// The canonical, address-free measurement of a task list (requirement R4). Host-chosen device
 /// addresses differ from run to run, so they are not measured; instead every buffer is measured by
 /// the role of the region it lies in — its tag, and either the package item it was unlocked from
-/// (weights, operator binaries) or its ordinal by first appearance in the list, plus its size — and
+/// (weights, operator binaries: the package's <see cref="Packaging.PackageIdentity"/> and the item
+/// name) or its ordinal by first appearance in the list, plus its size — and
 /// by the offset and extent inside that region. Operators are measured by the digest of their
 /// binary. The model provider computes the same value from its own description of the program, and
 /// the device computes it from the task list it was given; they agree exactly when the host changed
@@ -16,7 +17,7 @@ namespace AscendCC.Protocol.Measurements;
 /// </summary>
 public sealed class GraphMeasurement : IDisposable
 {
-    private static readonly byte[] Domain = System.Text.Encoding.ASCII.GetBytes("AscendCC graph measurement v1\0");
+    private static readonly byte[] Domain = System.Text.Encoding.ASCII.GetBytes("AscendCC graph measurement v2\0");
 
     private readonly IncrementalHash _graph = IncrementalHash.CreateHash(HashAlgorithmName.SHA384);
     private readonly IncrementalHash _task = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -80,13 +81,14 @@ public sealed class GraphMeasurement : IDisposable
     /// <summary>
     /// Measures a buffer argument lying in a region. <paramref name="regionKey"/> identifies the region
     /// within this list (its base address on the device; any stable id elsewhere); <paramref name="itemName"/>
-    /// is the package item the region was unlocked from, or null.
+    /// is the package item the region was unlocked from, or null; <paramref name="package"/> is that
+    /// package's <see cref="Packaging.PackageIdentity"/> (ignored without an item name).
     /// </summary>
     /// <returns>False when the measurement is frozen and the region is not one it knows.</returns>
-    public bool Buffer(ulong regionKey, ushort tag, string? itemName, long regionSize, long offset, long extent)
+    public bool Buffer(ulong regionKey, ushort tag, ReadOnlySpan<byte> package, string? itemName, long regionSize, long offset, long extent)
     {
         Tag(0x04);
-        if (!Region(regionKey, tag, itemName, regionSize))
+        if (!Region(regionKey, tag, package, itemName, regionSize))
         {
             return false;
         }
@@ -104,10 +106,10 @@ public sealed class GraphMeasurement : IDisposable
 
     /// <summary>Measures a scalar read from a region at launch time (its value is data, not structure).</summary>
     /// <returns>False when the measurement is frozen and the region is not one it knows.</returns>
-    public bool Indirect(ulong regionKey, ushort tag, string? itemName, long regionSize, long offset)
+    public bool Indirect(ulong regionKey, ushort tag, ReadOnlySpan<byte> package, string? itemName, long regionSize, long offset)
     {
         Tag(0x06);
-        if (!Region(regionKey, tag, itemName, regionSize))
+        if (!Region(regionKey, tag, package, itemName, regionSize))
         {
             return false;
         }
@@ -138,13 +140,14 @@ public sealed class GraphMeasurement : IDisposable
         _task.Dispose();
     }
 
-    private bool Region(ulong key, ushort tag, string? itemName, long size)
+    private bool Region(ulong key, ushort tag, ReadOnlySpan<byte> package, string? itemName, long size)
     {
         U64(tag);
         U64((ulong)size);
         if (itemName is not null)
         {
             Tag(0x10);
+            Bytes(package);
             Bytes(System.Text.Encoding.UTF8.GetBytes(itemName));
             return true;
         }

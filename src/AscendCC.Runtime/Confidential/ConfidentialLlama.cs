@@ -30,6 +30,7 @@ public sealed class ConfidentialLlama : IDisposable
         Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
         PackageLayout layout = PackageFile.ReadLayout(package.Span);
         ModelManifest manifest = layout.Manifest;
+        Manifest = manifest;
         _layout = deployment.BuildProgram();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         // Only the signed header goes to staging: each tensor's ciphertext is written straight into
@@ -77,6 +78,9 @@ public sealed class ConfidentialLlama : IDisposable
 
     /// <summary>The deployment.</summary>
     public LlamaDeployment Deployment { get; }
+
+    /// <summary>The package's signed manifest (public: its expected graph measurement is what data owners require).</summary>
+    public ModelManifest Manifest { get; }
 
     /// <summary>How long each load phase took.</summary>
     public LoadTimings Timings { get; } = null!;
@@ -146,13 +150,13 @@ public sealed class ConfidentialLlama : IDisposable
     /// <summary>
     /// Answers a sealed prompt of <paramref name="promptTokens"/> tokens (a count the data owner reveals
     /// to the host) for the data owner's device session <paramref name="session"/>: yields one sealed
-    /// token record per generated token. The host cannot tell an end-of-sequence token; the data owner
-    /// stops the enumeration when it sees one.
+    /// token record per generated token. The sampling settings travel sealed in the record and the
+    /// device keeps the session's positions, so the host only asks for the next pass. The host cannot
+    /// tell an end-of-sequence token; the data owner stops the enumeration when it sees one.
     /// </summary>
-    public IEnumerable<byte[]> Generate(int session, byte[] promptRecord, int promptTokens, int maxTokens, SamplingOptions? sampling = null)
+    public IEnumerable<byte[]> Generate(int session, byte[] promptRecord, int promptTokens, int maxTokens)
     {
         ArgumentNullException.ThrowIfNull(promptRecord);
-        sampling ??= SamplingOptions.Greedy;
         int maxContext = Deployment.MaxContext, batch = Deployment.MaxBatchTokens;
         if (promptTokens < 1 || promptTokens >= maxContext)
         {
@@ -162,18 +166,17 @@ public sealed class ConfidentialLlama : IDisposable
         {
             throw new ArgumentException($"the sealed prompt is {promptRecord.Length} bytes; this deployment stages at most {_binding[_layout.PromptRecord!].Bytes}", nameof(promptRecord));
         }
-        byte[] seed = BitConverter.GetBytes(sampling.Seed == 0 ? 0x9E3779B97F4A7C15UL : sampling.Seed);
 
         int pos = 0;
         while (pos < promptTokens)
         {
             int n = Math.Min(batch, promptTokens - pos);
             bool last = pos + n == promptTokens;
-            // The sampler's seed and the sealed prompt travel in the first step's submission: two
-            // separate synchronous copies cost two extra round trips to the device per prompt.
+            // The sealed prompt travels in the first step's submission: a separate synchronous copy
+            // would cost an extra round trip to the device per prompt.
             byte[]? record = pos == 0
-                ? Step(session, LlamaProgram.ModeOpenPrompt, pos, n, last, sampling, seed, promptRecord)
-                : Step(session, LlamaProgram.ModeContinuePrompt, pos, n, last, sampling);
+                ? Step(session, LlamaProgram.ModeOpenPrompt, pos, n, last, promptRecord)
+                : Step(session, LlamaProgram.ModeContinuePrompt, pos, n, last);
             pos += n;
             if (record is not null)
             {
@@ -182,32 +185,24 @@ public sealed class ConfidentialLlama : IDisposable
         }
         for (int produced = 1; produced < maxTokens && pos < maxContext; produced++, pos++)
         {
-            yield return Step(session, LlamaProgram.ModeDecode, pos, 1, emit: true, sampling)!;
+            yield return Step(session, LlamaProgram.ModeDecode, pos, 1, emit: true)!;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private byte[]? Step(int session, int mode, int start, int seq, bool emit, SamplingOptions sampling, byte[]? seed = null, byte[]? promptRecord = null)
+    private byte[]? Step(int session, int mode, int start, int seq, bool emit, byte[]? promptRecord = null)
     {
+        // The request: the device checks it against the session's own state and derives the rest.
         _params[LlamaProgram.ParamSeq] = seq;
         _params[LlamaProgram.ParamStart] = start;
-        _params[LlamaProgram.ParamLast] = seq - 1;
-        _params[LlamaProgram.ParamSeqDim] = (long)seq * Deployment.Config.HiddenSize;
-        _params[LlamaProgram.ParamSeqHidden] = (long)seq * Deployment.Config.IntermediateSize;
-        _params[LlamaProgram.ParamTemperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
-        _params[LlamaProgram.ParamTopK] = sampling.TopK;
-        _params[LlamaProgram.ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
         _params[LlamaProgram.ParamSession] = session;
         _params[LlamaProgram.ParamMode] = mode;
-        _params[LlamaProgram.ParamPosition] = start + seq;
-        _params[LlamaProgram.ParamEmit] = emit ? 1 : 0;
         // One submission and one wait per step: parameters, the program, the sealed token record.
         byte[]? record = emit ? new byte[LlamaProgram.TokenRecordBytes] : null;
         using (NpuRuntime.InferenceStep step = _runtime.BeginStep())
         {
-            if (seed is not null && promptRecord is not null)
+            if (promptRecord is not null)
             {
-                step.Input(seed, _binding[_layout.Rng].Address);
                 step.Input(promptRecord, _binding[_layout.PromptRecord!].Address);
             }
             step.Input<long>(_params, _binding[_layout.Params].Address);

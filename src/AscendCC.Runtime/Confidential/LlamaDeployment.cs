@@ -20,6 +20,15 @@ public sealed record LlamaDeployment(LlamaConfig Config, RopeConvention Rope, in
     /// <summary>The confidential program this deployment describes.</summary>
     public LlamaProgram BuildProgram() => LlamaProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, confidential: true);
 
+    /// <summary>
+    /// The graph measurement of this deployment's program over the weights of the package a provider
+    /// with signing key <paramref name="providerKey"/> (SubjectPublicKeyInfo) exports as
+    /// <paramref name="modelName"/>: what its manifest signs, and what a data owner requires to be
+    /// answered by that model and no other.
+    /// </summary>
+    public byte[] Measure(ReadOnlySpan<byte> providerKey, string modelName) =>
+        BuildProgram().Program.Measure(Protocol.Packaging.PackageIdentity.Compute(providerKey, modelName));
+
     /// <summary>Serialises to JSON (config.json fields plus the layout).</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString()), Options);
 

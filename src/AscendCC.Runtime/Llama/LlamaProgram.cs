@@ -20,12 +20,13 @@ namespace AscendCC.Runtime.Llama;
 /// </summary>
 public sealed class LlamaProgram
 {
-    /// <summary>Parameter block slots (8 bytes each).</summary>
-    public const int ParamSeq = 0, ParamStart = 1, ParamLast = 2, ParamSeqDim = 3, ParamSeqHidden = 4, ParamTemperature = 5, ParamTopK = 6, ParamTopP = 7,
-        ParamSession = 8, ParamMode = 9, ParamPosition = 10, ParamEmit = 11, ParamCount = 12;
+    /// <summary>Parameter block slots (8 bytes each; the device's <see cref="StepBlock"/>).</summary>
+    public const int ParamSeq = StepBlock.Seq, ParamStart = StepBlock.Start, ParamLast = StepBlock.Last, ParamSeqDim = StepBlock.SeqDim, ParamSeqHidden = StepBlock.SeqHidden,
+        ParamTemperature = StepBlock.Temperature, ParamTopK = StepBlock.TopK, ParamTopP = StepBlock.TopP,
+        ParamSession = StepBlock.Session, ParamMode = StepBlock.Mode, ParamPosition = StepBlock.Position, ParamEmit = StepBlock.Emit, ParamCount = StepBlock.Count;
 
     /// <summary>prompt_open modes: decode (feed back the sampled token), open the prompt record, continue the opened prompt.</summary>
-    public const int ModeDecode = 0, ModeOpenPrompt = 1, ModeContinuePrompt = 2;
+    public const int ModeDecode = StepBlock.ModeDecode, ModeOpenPrompt = StepBlock.ModeOpenPrompt, ModeContinuePrompt = StepBlock.ModeContinuePrompt;
 
     private LlamaProgram(DeviceProgram program) => Program = program;
 
@@ -35,8 +36,15 @@ public sealed class LlamaProgram
     /// <summary>Token ids fed to the pass (int32 × MaxBatchTokens).</summary>
     public ProgramBuffer Tokens { get; private set; } = null!;
 
-    /// <summary>The parameter block.</summary>
+    /// <summary>
+    /// The parameter block the host writes. Outside confidential mode the launches read it directly; in
+    /// the confidential variant it is only the host's request, which prompt_open checks and turns into
+    /// <see cref="Step"/>.
+    /// </summary>
     public ProgramBuffer Params { get; private set; } = null!;
+
+    /// <summary>Confidential programs: the step block prompt_open writes in locked memory, which every launch reads; null otherwise.</summary>
+    public ProgramBuffer? Step { get; private set; }
 
     /// <summary>Last position's logits.</summary>
     public ProgramBuffer Logits { get; private set; } = null!;
@@ -53,7 +61,7 @@ public sealed class LlamaProgram
     /// <summary>The sampler's generator state (u64).</summary>
     public ProgramBuffer Rng { get; private set; } = null!;
 
-    /// <summary>Confidential programs: the data owner's prompt record, staged by the host.</summary>
+    /// <summary>Confidential programs: the data owner's prompt record (its token ids, sampling settings and required model), staged by the host.</summary>
     public ProgramBuffer? PromptRecord { get; private set; }
 
     /// <summary>Confidential programs: the sealed token record the host relays back.</summary>
@@ -64,7 +72,7 @@ public sealed class LlamaProgram
 
     /// <summary>Bytes of the staged prompt record for a context of <paramref name="maxContext"/> tokens.</summary>
     public static long PromptRecordBytes(int maxContext) =>
-        Protocol.Channels.SecureChannel.Overhead + 16 + (4L * Protocol.Messages.PromptMessage.BucketFor(maxContext));
+        Protocol.Channels.SecureChannel.Overhead + Protocol.Messages.PromptMessage.EncodedSize(maxContext);
 
     /// <summary>Bytes of one sealed token record.</summary>
     public static int TokenRecordBytes => Protocol.Channels.SecureChannel.Overhead + Protocol.Messages.TokenMessage.EncodedSize;
@@ -120,15 +128,19 @@ public sealed class LlamaProgram
         result.Confidential = confidential;
         result.Tokens = p.Buffer(confidential ? RegionTag.Activations : RegionTag.InputStaging, "tokens", (long)T * 4);
         result.Params = p.Buffer(RegionTag.InputStaging, "params", ParamCount * 8);
-        ScalarRef P(int slot) => ScalarRef.Slot(result.Params, slot);
+        // In CC mode every launch reads the step block prompt_open checked and wrote in locked memory:
+        // the host cannot change a position or a length between the launches of one pass.
+        result.Step = confidential ? p.Buffer(RegionTag.Activations, "step", ParamCount * 8) : null;
+        ScalarRef P(int slot) => ScalarRef.Slot(result.Step ?? result.Params, slot);
         ProgramBuffer x = Act("x", (long)T * dim), xb = Act("xb", (long)T * dim), xb2 = Act("xb2", (long)T * dim);
         ProgramBuffer q = Act("q", (long)T * qDim), k = Act("k", (long)T * kvDim), v = Act("v", (long)T * kvDim), att = Act("att", (long)T * qDim);
         ProgramBuffer hb = Act("hb", (long)T * hidden), hb2 = Act("hb2", (long)T * hidden), last = Act("last", dim), lastNorm = Act("last_norm", dim);
         result.Logits = Act("logits", vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
         ProgramBuffer probs = Act("probs", vocab, RegionTag.Workspace);
         result.Next = p.Buffer(confidential ? RegionTag.Activations : RegionTag.OutputStaging, "next", 8);
-        // The generator state is not secret: the host seeds it (in CC mode too) but never sees what it picks.
-        result.Rng = p.Buffer(confidential ? RegionTag.InputStaging : RegionTag.Workspace, "rng", 8);
+        // In CC mode the data owner seeds the generator (the seed travels sealed in its prompt record),
+        // so its state lives in locked memory with the rest of the session's state.
+        result.Rng = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "rng", 8);
         string ropeOp = rope == RopeConvention.Interleaved ? "rope_interleaved" : "rope_half";
         float eps = (float)config.RmsNormEps, theta = (float)config.RopeTheta;
         // rope_scaling as the rope operator's scalars: kind (0 none, 1 linear, 2 llama3), factor, low, high,
@@ -146,7 +158,7 @@ public sealed class LlamaProgram
         {
             result.PromptRecord = p.Buffer(RegionTag.InputStaging, "prompt_record", PromptRecordBytes(maxContext));
             ProgramBuffer prompt = p.Buffer(RegionTag.Activations, "prompt", (long)maxContext * 4);
-            p.Launch("prompt_open", [result.PromptRecord, prompt, result.Next, result.Tokens], P(ParamSession), P(ParamMode), P(ParamStart), P(ParamSeq));
+            p.Launch("prompt_open", [result.PromptRecord, prompt, result.Next, result.Params, result.Tokens, result.Step!, result.Rng], I(dim), I(hidden));
         }
         p.Launch("embedding", [embedding, result.Tokens, x], P(ParamSeq), I(vocab), I(dim), I(dt));
         for (int l = 0; l < config.NumHiddenLayers; l++)
@@ -195,7 +207,7 @@ public sealed class LlamaProgram
         if (confidential)
         {
             result.TokenRecord = p.Buffer(RegionTag.OutputStaging, "token_record", TokenRecordBytes);
-            p.Launch("token_seal", [result.Next, result.TokenRecord], P(ParamPosition), P(ParamEmit));
+            p.Launch("token_seal", [result.Next, result.TokenRecord]);
         }
         result.Weights = weights;
         return result;

@@ -57,7 +57,7 @@ public sealed record ProgramOp(string Operator, BufferRef[] Args, ScalarRef[] Sc
 /// <summary>
 /// A device program: buffers and operator launches in order. Run eagerly (each launch alone:
 /// compileAndExecute) or loaded once as a model's task list (executeModel). Its
-/// <see cref="Measure"/> is the value task attestation compares on the device.
+/// <see cref="Measure(ReadOnlySpan{byte})"/> is the value task attestation compares on the device.
 /// </summary>
 public sealed class DeviceProgram
 {
@@ -87,10 +87,18 @@ public sealed class DeviceProgram
     }
 
     /// <summary>
-    /// The canonical graph measurement of this program's task list (see <see cref="GraphMeasurement"/>):
-    /// what the model provider signs as the expected measurement and the device recomputes.
+    /// The measurement of a program whose weights come from no package (CC off, where nothing checks
+    /// it): <see cref="Measure(ReadOnlySpan{byte})"/> with an empty package identity.
     /// </summary>
-    public byte[] Measure()
+    public byte[] Measure() => Measure(default);
+
+    /// <summary>
+    /// The canonical graph measurement of this program's task list (see <see cref="GraphMeasurement"/>):
+    /// what the model provider signs as the expected measurement and the device recomputes. Weights are
+    /// measured as items of the package <paramref name="package"/> names (its
+    /// <see cref="Protocol.Packaging.PackageIdentity"/>), so the value covers this provider's weights only.
+    /// </summary>
+    public byte[] Measure(ReadOnlySpan<byte> package)
     {
         using var m = new GraphMeasurement();
         foreach (ProgramOp op in _ops)
@@ -105,7 +113,7 @@ public sealed class DeviceProgram
                 }
                 else
                 {
-                    m.Buffer((ulong)a.Buffer.Id, (ushort)a.Buffer.Tag, a.Buffer.IsPackageItem ? a.Buffer.Name : null, a.Buffer.Bytes, a.Offset, a.Bytes);
+                    m.Buffer((ulong)a.Buffer.Id, (ushort)a.Buffer.Tag, package, a.Buffer.IsPackageItem ? a.Buffer.Name : null, a.Buffer.Bytes, a.Offset, a.Bytes);
                 }
             }
             foreach (ScalarRef s in op.Scalars)
@@ -116,7 +124,7 @@ public sealed class DeviceProgram
                 }
                 else
                 {
-                    m.Indirect((ulong)s.Buffer.Id, (ushort)s.Buffer.Tag, s.Buffer.IsPackageItem ? s.Buffer.Name : null, s.Buffer.Bytes, s.Offset);
+                    m.Indirect((ulong)s.Buffer.Id, (ushort)s.Buffer.Tag, package, s.Buffer.IsPackageItem ? s.Buffer.Name : null, s.Buffer.Bytes, s.Offset);
                 }
             }
             m.EndTask();

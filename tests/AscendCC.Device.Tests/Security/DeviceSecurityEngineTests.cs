@@ -57,7 +57,7 @@ public sealed class DeviceSecurityEngineTests : IDisposable
         using (party)
         {
             int[] prompt = [1, 15043, 3186, 29991];
-            Assert.That(engine.OpenPrompt(session, party.Seal(RecordType.Prompt, PromptMessage.Encode(prompt))), Is.EqualTo(prompt));
+            Assert.That(engine.OpenPrompt(session, party.Seal(RecordType.Prompt, PromptMessage.Encode(prompt))).Tokens, Is.EqualTo(prompt));
 
             byte[] first = engine.SealToken(session, new TokenMessage(0, 5, false));
             byte[] second = engine.SealToken(session, new TokenMessage(1, int.MaxValue, true));
@@ -118,7 +118,7 @@ public sealed class DeviceSecurityEngineTests : IDisposable
         }
 
         package.Position = 0;
-        using ModelPackageReader reader = engine.OpenModelPackage(package, manifest.Digest.Span);
+        using ModelPackageReader reader = engine.OpenModelPackage(package, manifest.Digest.Span, out _);
         byte[] hbm = new byte[weights.Length];
         reader.ReadItem("w", hbm, verifyPlaintextDigest: true);
         Assert.That(hbm, Is.EqualTo(weights));
@@ -147,7 +147,7 @@ public sealed class DeviceSecurityEngineTests : IDisposable
             engine.UnwrapModelKey(session, party.Seal(RecordType.ModelKeyRelease, ModelKeyRelease.Encode(manifest.Digest.Span, provider.ExportSubjectPublicKeyInfo(), modelKey)));
         }
         package.Position = 0;
-        var ex = Assert.Throws<DeviceSecurityException>(() => engine.OpenModelPackage(package, manifest.Digest.Span));
+        var ex = Assert.Throws<DeviceSecurityException>(() => engine.OpenModelPackage(package, manifest.Digest.Span, out _));
         Assert.That(ex!.Message, Does.Contain("SVN 2 < 99"));
     }
 

@@ -43,7 +43,7 @@ public class SaveConfidentialTests
         byte[] package = output.ToArray();
 
         Assert.That(exported.Manifest.ModelName, Is.EqualTo("tiny-torchsharp"));
-        Assert.That(exported.Manifest.ExpectedGraphMeasurement.ToArray(), Is.EqualTo(world.Deployment.BuildProgram().Program.Measure()));
+        Assert.That(exported.Manifest.ExpectedGraphMeasurement.ToArray(), Is.EqualTo(world.Deployment.Measure(world.Provider.VerificationKey, "tiny-torchsharp")));
         Assert.That(exported.Manifest.Items.Select(i => i.Name), Is.EquivalentTo(world.WeightNames));
         // The package carries ciphertext only: no run of the embedding's plaintext bytes appears in it.
         byte[] embedding = model.named_parameters().Single(p => p.name == LlamaTensorNames.Embedding).parameter.detach().contiguous().bytes.ToArray();

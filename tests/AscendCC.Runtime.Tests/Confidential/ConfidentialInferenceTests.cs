@@ -76,7 +76,7 @@ public class ConfidentialInferenceTests
     {
         string folder = TestData.RequireModel("stories260K");
         using var world = Testbed.FromCheckpoint(folder, new TestbedOptions { MaxContext = 128, MaxBatchTokens = 64 });
-        Assert.That(world.Model.Manifest.ExpectedGraphMeasurement.ToArray(), Is.EqualTo(world.Deployment.BuildProgram().Program.Measure()));
+        Assert.That(world.Model.Manifest.ExpectedGraphMeasurement.ToArray(), Is.EqualTo(world.Deployment.Measure(world.Provider.VerificationKey, world.Model.Manifest.ModelName)));
         using ConfidentialLlama llama = world.Load();
         // The device accepted the task list: a generation runs.
         Assert.That(world.Generate(llama, [1, 403], 2), Has.Length.EqualTo(2));

@@ -15,7 +15,7 @@ public sealed class MessageFormatTests
     public void PromptPaddingMustBeZeroAndMatchTheBucket()
     {
         byte[] encoded = PromptMessage.Encode(Tokens);
-        Assert.That(PromptMessage.Decode(encoded), Is.EqualTo(Tokens));
+        Assert.That(PromptMessage.Decode(encoded).Tokens, Is.EqualTo(Tokens));
         byte[] dirty = (byte[])encoded.Clone();
         dirty[^1] = 1;
         Assert.That(Assert.Throws<ProtocolFormatException>(() => PromptMessage.Decode(dirty))!.Field, Is.EqualTo("padding"));
@@ -26,11 +26,36 @@ public sealed class MessageFormatTests
     public void TokenMessagesAreExactlyFixedSize()
     {
         byte[] buffer = new byte[TokenMessage.EncodedSize];
-        new TokenMessage(3, -1, true).Encode(buffer);
-        Assert.That(TokenMessage.Decode(buffer), Is.EqualTo(new TokenMessage(3, -1, true)));
-        Assert.Throws<ProtocolFormatException>(() => TokenMessage.Decode(buffer.AsSpan(0, 63)));
-        buffer[40] = 1;
+        byte[] model = Enumerable.Range(1, PromptMessage.ModelSize).Select(i => (byte)i).ToArray();
+        new TokenMessage(3, -1, true) { Model = model }.Encode(buffer);
+        TokenMessage decoded = TokenMessage.Decode(buffer);
+        Assert.That((decoded.Position, decoded.TokenId, decoded.EndOfSequence), Is.EqualTo((3, -1, true)));
+        Assert.That(decoded.Model.ToArray(), Is.EqualTo(model));
+        Assert.Throws<ProtocolFormatException>(() => TokenMessage.Decode(buffer.AsSpan(0, TokenMessage.EncodedSize - 1)));
+        byte[] flags = (byte[])buffer.Clone();
+        flags[20] = 1;
+        Assert.Throws<ProtocolFormatException>(() => TokenMessage.Decode(flags));
+        buffer[^1] = 1;
         Assert.Throws<ProtocolFormatException>(() => TokenMessage.Decode(buffer));
+    }
+
+    [Test]
+    public void PromptsCarryTheDataOwnersSamplingAndRequiredModel()
+    {
+        byte[] model = Enumerable.Range(1, PromptMessage.ModelSize).Select(i => (byte)i).ToArray();
+        var sampling = new PromptSampling(0.7f, 40, 0.9f, 1234);
+        PromptRequest request = PromptMessage.Decode(PromptMessage.Encode(Tokens, sampling, model));
+        Assert.That(request.Tokens, Is.EqualTo(Tokens));
+        Assert.That(request.Sampling, Is.EqualTo(sampling));
+        Assert.That(request.RequiredModel.ToArray(), Is.EqualTo(model));
+        Assert.That(PromptMessage.Decode(PromptMessage.Encode(Tokens)).RequiredModel.IsEmpty, "no model named: any model");
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling, model.AsSpan(1)));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { TopP = 0f }, model));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { Temperature = -1f }, model));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { TopK = -1 }, model));
+        byte[] badTemperature = PromptMessage.Encode(Tokens, sampling, model);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(badTemperature.AsSpan(8 + PromptMessage.ModelSize), BitConverter.SingleToUInt32Bits(float.NaN));
+        Assert.That(Assert.Throws<ProtocolFormatException>(() => PromptMessage.Decode(badTemperature))!.Field, Is.EqualTo("sampling"));
     }
 
     [Test]

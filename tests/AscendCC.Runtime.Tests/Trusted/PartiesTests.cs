@@ -64,10 +64,12 @@ public sealed class PartiesTests : IDisposable
 
         int[] prompt = [1, 450, 4996, 17354, 1701];
         byte[] promptRecord = owner.EncryptPrompt(prompt);
-        Assert.That(PromptMessage.Decode(ownerOnDevice.Open(promptRecord, RecordType.Prompt)), Is.EqualTo(prompt));
+        Assert.That(PromptMessage.Decode(ownerOnDevice.Open(promptRecord, RecordType.Prompt)).Tokens, Is.EqualTo(prompt));
         Assert.Throws<RecordAuthenticationException>(() => providerOnDevice.Open(owner.EncryptPrompt(prompt), RecordType.Prompt), "the provider's session cannot read the data owner's records");
 
-        var tokens = new[] { new TokenMessage(0, 29871, false), new TokenMessage(1, 2, true) };
+        byte[] bound = new byte[PromptMessage.ModelSize];
+        bound[0] = 7;
+        var tokens = new[] { new TokenMessage(0, 29871, false) { Model = bound }, new TokenMessage(1, 2, true) { Model = bound } };
         byte[][] records = tokens.Select(t =>
         {
             byte[] buffer = new byte[TokenMessage.EncodedSize];
@@ -75,7 +77,8 @@ public sealed class PartiesTests : IDisposable
             return ownerOnDevice.Seal(RecordType.Token, buffer);
         }).ToArray();
         Assert.That(records.Select(r => r.Length).Distinct().Count(), Is.EqualTo(1));
-        Assert.That(records.Select(r => owner.DecryptToken(r)), Is.EqualTo(tokens));
+        Assert.That(records.Select(r => owner.DecryptToken(r)).Select(t => (t.Position, t.TokenId, t.EndOfSequence)), Is.EqualTo(tokens.Select(t => (t.Position, t.TokenId, t.EndOfSequence))));
+        Assert.That(owner.BoundModel!.Value.ToArray(), Is.EqualTo(bound), "the first token binds a session that named no model");
         Assert.Throws<RecordReplayException>(() => owner.DecryptToken(records[0]));
     }
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using AscendCC.Device.Confidential;
+using System.Security.Cryptography;
 using AscendCC.Device.Hbm;
 using AscendCC.Protocol.Channels;
 using AscendCC.Protocol.Messages;
@@ -12,6 +13,33 @@ internal static class ConfidentialOperators
 {
     public static ConfidentialFirmware Firmware(ref KernelContext c, string name) =>
         c.Firmware is { Active: true } fw ? fw : throw new ConfidentialOperatorException($"{name} runs only on a device booted in confidential mode");
+
+    /// <summary>
+    /// The context that owns every listed argument, all locked (R2): the plaintext these operators
+    /// handle never sits where the host can reach, and never in another party's context.
+    /// </summary>
+    public static ConfidentialContext ContextOf(ref KernelContext c, IOperator op, ReadOnlySpan<int> arguments)
+    {
+        ConfidentialContext? context = null;
+        foreach (int i in arguments)
+        {
+            HbmRegion? r = c.RegionOf(i);
+            if (r is not { Locked: true })
+            {
+                throw new ConfidentialOperatorException($"R2: '{op.ArgumentNames[i]}' must be locked device memory; plaintext tokens never sit where the host can reach");
+            }
+            if (r.Owner is null)
+            {
+                throw new ConfidentialOperatorException($"context: '{op.ArgumentNames[i]}' belongs to no confidential context; {op.Name} runs only as part of an attested task list");
+            }
+            if (context is not null && r.Owner != context)
+            {
+                throw new ConfidentialOperatorException($"context: '{op.ArgumentNames[i]}' belongs to package {r.Owner.Id}, the other arguments to package {context.Id}");
+            }
+            context = r.Owner;
+        }
+        return context!;
+    }
 }
 
 /// <summary>
@@ -34,7 +62,8 @@ internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
         int handle = c.Int(0, "package", 1);
-        ModelPackageReader reader = fw.Package(handle) ?? throw new ConfidentialOperatorException("no model package is open under that handle");
+        ConfidentialContext context = fw.Context(handle) ?? throw new ConfidentialOperatorException("no model package is open under that handle");
+        ModelPackageReader reader = context.Reader ?? throw new ConfidentialOperatorException($"package {handle} was closed; open it again to unlock more items");
         int index = c.Int(1, "item", 0, reader.Manifest.Items.Count - 1);
         PackageItem item = reader.Manifest.Items[index];
         HbmRegion region = c.RegionOf(0) ?? throw new KernelArgumentException($"{Name}: no destination");
@@ -75,101 +104,220 @@ internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "
             throw;
         }
         region.ItemName = item.Name;
+        // The plaintext belongs to this package's context: only task lists attested against this
+        // package's own measurement may bind it.
+        context.Claim(region);
     }
 }
 
 /// <summary>
-/// Opens the data owner's prompt record (AI CPU) and feeds one chunk of token ids to the model, or
-/// feeds back the last sampled token when decoding. mode 1: open the record into the locked prompt
-/// buffer, then copy tokens [start, start+seq); mode 2: copy the next chunk of the opened prompt;
-/// mode 0: decode, tokens[0] = next.
+/// Begins a pass (AI CPU): checks the host's request (the <see cref="StepBlock"/> it wrote: session,
+/// mode, start, seq) against the session's state on the device, feeds the pass its tokens, and writes the
+/// step block the rest of the program reads into locked memory, computing every slot itself. Modes:
+/// <list type="bullet">
+/// <item>open (1): decrypt the data owner's prompt record into the locked prompt buffer — its token ids,
+/// its sampling settings and the model it requires — and feed tokens [0, seq). The session is bound to
+/// this context for its lifetime. Only when every check has passed does the session become the one the
+/// context holds; if it was another, the context's activations, KV cache and workspace are scrubbed
+/// first, so nothing of one session reaches the next;</item>
+/// <item>continue (2): feed the next chunk of the opened prompt, exactly where the last pass ended;</item>
+/// <item>decode (0): feed back the token the last pass sampled, at the next position.</item>
+/// </list>
 /// </summary>
 internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
-    "record:u8[*] prompt:i32[max_context] next:i32[1] -> tokens:i32[seq] | session mode start seq",
-    ["record", "prompt", "next", "tokens"], [1, 3], 4, ExecutionUnit.AiCpu)
+    "record:u8[*] prompt:i32[max_context] next:i32[1] request:i64[step] -> tokens:i32[seq] step:i64[step] rng:u64[1] | dim hidden",
+    ["record", "prompt", "next", "request", "tokens", "step", "rng"], [1, 4, 5, 6], 2, ExecutionUnit.AiCpu)
 {
+    private const ulong DefaultSeed = 0x9E3779B97F4A7C15UL;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
-        int mode = c.Int(1, "mode", 0, 2), start = c.Int(2, "start"), seq = c.Int(3, "seq", 1);
-        Span<int> tokens = c.Buffer<int>(3, seq);
-        foreach (int protectedArg in (ReadOnlySpan<int>)[1, 2, 3])
-        {
-            if (c.RegionOf(protectedArg) is not { Locked: true })
-            {
-                throw new ConfidentialOperatorException($"R2: '{ArgumentNames[protectedArg]}' must be locked device memory; plaintext tokens never sit where the host can reach");
-            }
-        }
-        if (mode == 0)
-        {
-            if (seq != 1)
-            {
-                throw new KernelArgumentException($"{Name}: a decode step feeds one token, not {seq}");
-            }
-            tokens[0] = c.Buffer<int>(2, 1)[0];
-            return;
-        }
+        ConfidentialContext context = ConfidentialOperators.ContextOf(ref c, this, [1, 2, 4, 5, 6]);
+        int dim = c.Int(0, "dim", 1), hidden = c.Int(1, "hidden", 1);
+        Span<long> request = c.Buffer<long>(3, StepBlock.Count);
+        long mode = request[StepBlock.Mode], requestedSession = request[StepBlock.Session], start = request[StepBlock.Start], seq = request[StepBlock.Seq];
         Span<int> prompt = c.Buffer<int>(1, c.Bytes(1).Length / 4);
-        if (mode == 1)
+        int capacity = prompt.Length;
+        if (mode is < StepBlock.ModeDecode or > StepBlock.ModeContinuePrompt)
         {
-            int session = c.Int(0, "session", 1);
-            ReadOnlySpan<byte> staged = c.Bytes(0);
-            // The staging buffer is sized for the deployment's largest prompt bucket, and a shorter
-            // prompt's record fills only its start: take the record's declared length from its header
-            // (bytes 16..20, as SecureChannel writes it; authenticated by OpenPrompt) instead of
-            // requiring the record to fill the buffer exactly.
-            if (staged.Length < SecureChannel.Overhead)
+            throw new KernelArgumentException($"{Name}: mode {mode} is not 0 (decode), 1 (open) or 2 (continue)");
+        }
+        if (seq < 1 || start < 0 || start + seq > capacity || seq > c.Bytes(4).Length / 4)
+        {
+            throw new ConfidentialOperatorException($"a pass of {seq} tokens from position {start} does not fit: the context holds {capacity} positions and a pass at most {c.Bytes(4).Length / 4} tokens");
+        }
+        if (requestedSession is < 1 or > int.MaxValue)
+        {
+            throw new ConfidentialOperatorException($"session {requestedSession} does not exist");
+        }
+        int session = (int)requestedSession;
+        DataSessionState state = mode == StepBlock.ModeOpenPrompt
+            ? Open(fw, context, ref c, session, (int)start, (int)seq, prompt)
+            : Continue(context, session, (int)mode, (int)start, (int)seq);
+
+        Span<int> tokens = c.Buffer<int>(4, seq);
+        if (mode == StepBlock.ModeDecode)
+        {
+            tokens[0] = c.Buffer<int>(2, 1)[0];
+        }
+        else
+        {
+            prompt.Slice((int)start, (int)seq).CopyTo(tokens);
+        }
+        bool emit = mode == StepBlock.ModeDecode || start + seq == state.PromptLength;
+        Span<long> step = c.Buffer<long>(5, StepBlock.Count);
+        step.Clear();
+        step[StepBlock.Seq] = seq;
+        step[StepBlock.Start] = start;
+        step[StepBlock.Last] = seq - 1;
+        step[StepBlock.SeqDim] = seq * dim;
+        step[StepBlock.SeqHidden] = seq * hidden;
+        step[StepBlock.Temperature] = BitConverter.DoubleToInt64Bits(state.Sampling.Temperature);
+        step[StepBlock.TopK] = state.Sampling.TopK;
+        step[StepBlock.TopP] = BitConverter.DoubleToInt64Bits(state.Sampling.TopP);
+        step[StepBlock.Session] = session;
+        step[StepBlock.Mode] = mode;
+        step[StepBlock.Position] = start + seq;
+        step[StepBlock.Emit] = emit ? 1 : 0;
+        context.Pending = new PendingStep(state, (int)start, (int)seq, emit);
+    }
+
+    private static DataSessionState Open(ConfidentialFirmware fw, ConfidentialContext context, ref KernelContext c, int session, int start, int seq, Span<int> prompt)
+    {
+        if (start != 0)
+        {
+            throw new ConfidentialOperatorException($"position: a prompt is opened at position 0, not {start}");
+        }
+        if (!fw.Engine.IsDataOwnerSession(session))
+        {
+            throw new ConfidentialOperatorException($"session {session} is not an open data-owner session");
+        }
+        // Checked before the record is opened, so a host that offers a victim's record to its own
+        // program does not even consume it.
+        if (fw.FindSession(session)?.Context is { } bound && bound != context)
+        {
+            throw new ConfidentialOperatorException($"context: session {session} is bound to package {bound.Id} ('{bound.ModelName}') for its lifetime; package {context.Id} ('{context.ModelName}') may not open its prompts");
+        }
+        ReadOnlySpan<byte> staged = c.Bytes(0);
+        // The staging buffer is sized for the deployment's largest prompt bucket, and a shorter
+        // prompt's record fills only its start: take the record's declared length from its header
+        // (bytes 16..20, as SecureChannel writes it; authenticated by OpenPrompt) instead of
+        // requiring the record to fill the buffer exactly.
+        if (staged.Length < SecureChannel.Overhead)
+        {
+            throw new ConfidentialOperatorException("the staged prompt record is truncated");
+        }
+        long length = SecureChannel.Overhead + (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(staged.Slice(16, 4));
+        if (length > staged.Length)
+        {
+            throw new ConfidentialOperatorException("the staged prompt record is truncated");
+        }
+        PromptRequest request;
+        try
+        {
+            request = fw.Engine.OpenPrompt(session, staged[..(int)length]);
+        }
+        catch (Protocol.ProtocolFormatException ex)
+        {
+            // The field only: the problem text may quote the data owner's values.
+            throw new ConfidentialOperatorException($"the prompt record of session {session} decrypted to a malformed message (field '{ex.Field}'); the data owner must send a well-formed prompt");
+        }
+        int[] ids = request.Tokens;
+        try
+        {
+            if (!request.RequiredModel.IsEmpty && !CryptographicOperations.FixedTimeEquals(request.RequiredModel.Span, context.ExpectedMeasurement))
             {
-                throw new ConfidentialOperatorException("the staged prompt record is truncated");
+                throw new ConfidentialOperatorException($"context: the data owner of session {session} requires another model than package {context.Id} ('{context.ModelName}') runs");
             }
-            long length = SecureChannel.Overhead + (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(staged.Slice(16, 4));
-            if (length > staged.Length)
+            if (ids.Length == 0 || ids.Length > prompt.Length)
             {
-                throw new ConfidentialOperatorException("the staged prompt record is truncated");
+                throw new ConfidentialOperatorException($"the prompt has {ids.Length} tokens; the context holds 1..{prompt.Length}");
             }
-            int[] ids = fw.Engine.OpenPrompt(session, staged[..(int)length]);
-            if (ids.Length > prompt.Length)
+            if (seq > ids.Length)
             {
-                throw new ConfidentialOperatorException($"the prompt has {ids.Length} tokens; the context holds {prompt.Length}");
+                throw new ConfidentialOperatorException($"tokens 0..{seq - 1} are not in the opened prompt of {ids.Length} tokens");
             }
+            // Every check has passed: only now does the session become the context's.
+            DataSessionState state = fw.Session(session);
+            if (context.Active != state)
+            {
+                context.ScrubSessionState();
+                context.Active = state;
+            }
+            state.Context = context;
+            state.PromptLength = ids.Length;
+            state.Position = 0;
+            state.Sampling = request.Sampling;
+            prompt.Clear();
             ids.CopyTo(prompt);
-            Array.Clear(ids);
-            fw.PromptLength = ids.Length;
-            fw.ActiveDataSession = session;
+            c.Buffer<ulong>(6, 1)[0] = request.Sampling.Seed == 0 ? DefaultSeed : request.Sampling.Seed;
+            return state;
         }
-        if (fw.ActiveDataSession is null || start + seq > fw.PromptLength)
+        finally
         {
-            throw new ConfidentialOperatorException($"tokens {start}..{start + seq - 1} are not in the opened prompt of {fw.PromptLength} tokens");
+            Array.Clear(ids);
         }
-        prompt.Slice(start, seq).CopyTo(tokens);
+    }
+
+    private static DataSessionState Continue(ConfidentialContext context, int session, int mode, int start, int seq)
+    {
+        DataSessionState? state = context.Active;
+        if (state is null || state.Id != session)
+        {
+            throw new ConfidentialOperatorException($"context: package {context.Id} holds {(state is null ? "no session" : "another session")}, not session {session}; open the session's prompt first");
+        }
+        if (start != state.Position)
+        {
+            throw new ConfidentialOperatorException($"position: session {session} continues at position {state.Position}; a pass from {start} does not continue it");
+        }
+        if (mode == StepBlock.ModeContinuePrompt && start + seq > state.PromptLength)
+        {
+            throw new ConfidentialOperatorException($"tokens {start}..{start + seq - 1} are not in the opened prompt of {state.PromptLength} tokens");
+        }
+        if (mode == StepBlock.ModeDecode && (seq != 1 || start < state.PromptLength))
+        {
+            throw new ConfidentialOperatorException(seq != 1 ? $"a decode pass feeds one token, not {seq}" : $"position: the prompt of {state.PromptLength} tokens is fed up to {start} only; continue it before decoding");
+        }
+        return state;
     }
 }
 
 /// <summary>
-/// Seals the sampled token for the data owner whose prompt is being answered (AI CPU): one
-/// fixed-size record, so the host learns nothing from lengths. Only this operator can make an
-/// output staging region copyable to the host (R3).
+/// Ends a pass (AI CPU): seals the token the pass sampled for the session the context holds, as one
+/// fixed-size record naming the model, into an output staging region of exactly that size — the only
+/// way any region becomes copyable to the host (R3) — and moves the session's position on. It runs only
+/// after prompt_open began the pass; in eager mode the firmware's cursor has made every launch between
+/// them run, in order.
 /// </summary>
-internal sealed class TokenSealOperator() : OperatorBase("token_seal", "next:i32[1] -> record:u8[record] | position emit", ["next", "record"], [1], 2, ExecutionUnit.AiCpu)
+internal sealed class TokenSealOperator() : OperatorBase("token_seal", "next:i32[1] -> record:u8[record]", ["next", "record"], [1], 0, ExecutionUnit.AiCpu)
 {
+    /// <summary>Bytes of a sealed token record.</summary>
+    public static int RecordBytes => SecureChannel.Overhead + TokenMessage.EncodedSize;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
-        int position = c.Int(0, "position"), emit = c.Int(1, "emit", 0, 1);
-        if (emit == 0)
+        ConfidentialContext context = ConfidentialOperators.ContextOf(ref c, this, [0]);
+        PendingStep pending = context.Pending ?? throw new ConfidentialOperatorException($"no pass is in progress in package {context.Id}: token_seal ends a pass that prompt_open began");
+        if (pending.Session != context.Active)
         {
-            return;
+            throw new ConfidentialOperatorException($"context: the pass in progress is not for the session package {context.Id} holds");
         }
-        HbmRegion record = c.RegionOf(1) ?? throw new KernelArgumentException($"{Name}: no record buffer");
-        if (record.Tag != RegionTag.OutputStaging)
+        if (pending.Emit)
         {
-            throw new ConfidentialOperatorException($"sealed records go to an {RegionTag.OutputStaging} region, not {record.Tag}");
+            HbmRegion record = c.RegionOf(1) ?? throw new KernelArgumentException($"{Name}: no record buffer");
+            if (record.Tag != RegionTag.OutputStaging || !c.IsWholeRegion(1) || record.Size != RecordBytes)
+            {
+                throw new ConfidentialOperatorException($"R3: a sealed record goes alone into an {RegionTag.OutputStaging} region of exactly {RecordBytes} bytes; the destination is {c.Bytes(1).Length} bytes of a {record.Size}-byte {record.Tag} region");
+            }
+            byte[] sealedToken = fw.Engine.SealToken(pending.Session.Id, new TokenMessage(pending.Start + pending.Seq, c.Buffer<int>(0, 1)[0], EndOfSequence: false) { Model = context.ExpectedMeasurement });
+            sealedToken.CopyTo(c.Bytes(1));
+            record.CiphertextOnly = true;
         }
-        int session = fw.ActiveDataSession ?? throw new ConfidentialOperatorException("no data owner's prompt has been opened; nothing may be sealed");
-        byte[] sealedToken = fw.Engine.SealToken(session, new TokenMessage(position, c.Buffer<int>(0, 1)[0], EndOfSequence: false));
-        sealedToken.CopyTo(c.Buffer<byte>(1, sealedToken.Length));
-        record.CiphertextOnly = true;
+        pending.Session.Position = pending.Start + pending.Seq;
+        context.Pending = null;
     }
 }

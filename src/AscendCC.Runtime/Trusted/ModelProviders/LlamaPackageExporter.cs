@@ -26,7 +26,10 @@ public static class LlamaPackageExporter
         ArgumentNullException.ThrowIfNull(deployment);
         ArgumentNullException.ThrowIfNull(weights);
         LlamaProgram program = deployment.BuildProgram();
-        var builder = new ModelPackageBuilder(modelName) { ExpectedGraphMeasurement = program.Program.Measure() };
+        // The measurement names the weights as this provider's, under this model name: the device
+        // measures them by the package they were unlocked from.
+        byte[] package = PackageIdentity.Compute(provider.VerificationKey, modelName);
+        var builder = new ModelPackageBuilder(modelName) { ExpectedGraphMeasurement = program.Program.Measure(package) };
         var expected = LlamaTensorNames.Expected(deployment.Config).ToDictionary(e => e.Name, e => e.Shape);
         foreach ((string name, Programs.ProgramBuffer buffer) in program.Weights)
         {
