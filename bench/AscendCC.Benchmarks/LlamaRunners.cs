@@ -235,7 +235,8 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
         _manufacturer = Manufacturer.CreateDeterministic("AscendCC llama benchmark seed, 32+ bytes"u8);
         var firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);
         byte[] signedFirmware = _manufacturer.SignFirmware(firmware);
-        _verifier = new AttestationVerifier(_manufacturer.RootCertificate, _manufacturer.PublishReferenceMeasurements([firmware]));
+        _verifier = new AttestationVerifier(_manufacturer.RootCertificate, _manufacturer.PublishReferenceMeasurements([firmware]),
+            _manufacturer.PublishTcbRecoveryStatement(firmware.SecurityVersion), _manufacturer.PublishRevocationList());
         using (DeviceProvisioning provisioning = _manufacturer.ProvisionDevice("NPU-CC-BENCH"))
         using (DeviceFuseImage fuses = provisioning.CreateFuseImage())
         {

@@ -1,5 +1,7 @@
+using System.Security.Cryptography.X509Certificates;
 using AscendCC.Device;
 using AscendCC.Protocol.Attestation;
+using AscendCC.Protocol.Channels;
 using AscendCC.Protocol.Firmware;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Trusted.DataOwners;
@@ -96,6 +98,45 @@ public static partial class AttackCatalog
             {
                 (MailboxStatus status, string? message) = bed.Device.Reset(new DeviceBootOptions(bed.SignedFirmware, CcMode.DevTools, DebugRequested: true));
                 return status != MailboxStatus.Ok ? AttackResult.NotBlocked($"setup: DevTools did not boot: {message}") : PartiesRefuse(bed, "DevTools device");
+            });
+        yield return new Attack("R5_FirmwareBelowTcbMinimum", "R5", "SvnMinimum",
+            "The manufacturer ships a security update (firmware 8, SVN +1) and a TCB recovery statement raising the minimum SVN to it; the host installs the update without committing the anti-rollback fuses, then resets back into the published but superseded release (the boot ROM allows it) and lets the data owner and model provider attest.",
+            bed =>
+            {
+                uint fixedSvn = bed.Firmware.SecurityVersion + 1;
+                byte[] update = bed.Manufacturer.SignFirmware(new FirmwareImage(8, fixedSvn, "AscendCC", "NPU firmware 8"u8));
+                if (!bed.Verifier.TryUpdateTcbStatement(bed.Manufacturer.PublishTcbRecoveryStatement(fixedSvn, "fixed in NPU firmware 8"), out string installed))
+                {
+                    return AttackResult.NotBlocked($"setup: the verifier did not take the manufacturer's new TCB recovery statement: {installed}");
+                }
+                (MailboxStatus status, string? message) = bed.Device.Reset(new DeviceBootOptions(update, CcMode.On));
+                if (status == MailboxStatus.Ok)
+                {
+                    (status, message) = bed.Device.Reset(new DeviceBootOptions(bed.SignedFirmware, CcMode.On));
+                }
+                return status != MailboxStatus.Ok
+                    ? AttackResult.NotBlocked($"setup: the superseded release did not boot ({status}: {message}), so nothing was attested")
+                    : PartiesRefuse(bed, $"device on superseded firmware {bed.Firmware.Version} (SVN {bed.Firmware.SecurityVersion}, below the TCB minimum {fixedSvn})");
+            });
+        yield return new Attack("R5_RevokedDeviceIdentity", "R5", "Revocation",
+            "The manufacturer revokes this NPU's identity certificate (its device secret leaked) and publishes a new CRL; the host keeps offering the device to the data owner and model provider, and also relays the older CRL that did not list it.",
+            bed =>
+            {
+                byte[] before = bed.Manufacturer.PublishRevocationList();
+                bed.Verifier.TryUpdateRevocationList(before, out _);
+                byte[] nonce = AttestationVerifier.CreateNonce();
+                DeviceHello hello = DeviceHello.Parse(bed.Attacker.Mailbox(MailboxCommand.GetHello, nonce).Payload);
+                using X509Certificate2 identity = AttestationReport.Parse(hello.Report.Span).IdentityCertificate;
+                bed.Manufacturer.RevokeDevice(identity);
+                if (!bed.Verifier.TryUpdateRevocationList(bed.Manufacturer.PublishRevocationList(), out string installed))
+                {
+                    return AttackResult.NotBlocked($"setup: the verifier did not take the manufacturer's new CRL: {installed}");
+                }
+                // The host, relaying the manufacturer's publications, hands the verifier the older CRL again.
+                AttackResult rollback = bed.Verifier.TryUpdateRevocationList(before, out string refused)
+                    ? AttackResult.NotBlocked($"the verifier went back to the CRL that does not list the device: {refused}")
+                    : AttackResult.Blocked($"older CRL relayed: {refused}");
+                return All(rollback, PartiesRefuse(bed, $"revoked device (identity serial {Convert.ToHexStringLower(identity.SerialNumberBytes.Span)})"));
             });
     }
 

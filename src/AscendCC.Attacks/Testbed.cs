@@ -71,7 +71,10 @@ public sealed class Testbed : IDisposable
         {
             Firmware = new FirmwareImage(7, Options.FirmwareSvn, "AscendCC", "NPU firmware 7"u8);
             SignedFirmware = Manufacturer.SignFirmware(Firmware);
-            Verifier = new AttestationVerifier(Manufacturer.RootCertificate, Manufacturer.PublishReferenceMeasurements([Firmware]));
+            // The verifier holds every manufacturer publication: reference measurements, the TCB recovery
+            // statement (minimum SVN = this release's) and the revocation list (nothing revoked yet).
+            Verifier = new AttestationVerifier(Manufacturer.RootCertificate, Manufacturer.PublishReferenceMeasurements([Firmware]),
+                Manufacturer.PublishTcbRecoveryStatement(Options.FirmwareSvn), Manufacturer.PublishRevocationList());
             using (DeviceProvisioning provisioning = Manufacturer.ProvisionDevice("NPU-CC-0001"))
             using (DeviceFuseImage fuses = provisioning.CreateFuseImage(Options.AntiRollbackCounter))
             {
@@ -142,7 +145,7 @@ public sealed class Testbed : IDisposable
     /// <summary>That release, signed by the manufacturer.</summary>
     public byte[] SignedFirmware { get; } = null!;
 
-    /// <summary>The verifier the model provider and data owner share (manufacturer root, published reference measurements).</summary>
+    /// <summary>The verifier the model provider and data owner share (manufacturer root, published reference measurements, TCB recovery statement and revocation list).</summary>
     public AttestationVerifier Verifier { get; } = null!;
 
     /// <summary>The NPU: its raw hardware interface is all the host has.</summary>

@@ -75,7 +75,7 @@ public class LlamaChatTests
         [
             @"^info: .*boot: NPU-CC-0001 powered on.* in \d+ ms",
             @"^dbug: .*model provider attestation check KeyBinding: PASS",
-            @"^info: .*model provider attestation: 10 of 10 checks passed, policy satisfied",
+            @"^info: .*model provider attestation: 12 of 12 checks passed, policy satisfied",
             @"^info: .*load: package exported, \d+ bytes .* in \d+ ms",
             @"^info: .*key release: model key released .* in \d+ ms",
             @"^info: .*load: staged 47 weight regions in [\d.]+ ms, opened the package in [\d.]+ ms, unlocked \d+ bytes in [\d.]+ ms, attested the Graph task list in [\d.]+ ms",

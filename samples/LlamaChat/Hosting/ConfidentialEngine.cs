@@ -152,7 +152,7 @@ internal sealed class ConfidentialEngine : IChatEngine
         {
             return _owner;
         }
-        _ui.Step("data owner", "attests the NPU on its own channel (default policy: CC on, debug locked, manufacturer-signed firmware)");
+        _ui.Step("data owner", "attests the NPU on its own channel (default policy: CC on, debug locked, manufacturer-published firmware at or above the TCB minimum SVN, device not revoked)");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var owner = new DataOwnerSession(_npu.Verifier) { RequiredModel = _model };
         try

@@ -13,22 +13,26 @@ namespace LlamaChat.Hosting;
 
 /// <summary>
 /// The manufacturer's part and the power-on: a manufacturer PKI, signed firmware and its published
-/// reference measurements, one provisioned NPU booted (measured boot) in the requested CC mode, and
-/// the host's runtime and mailbox relay on top of it. The verifier built here holds only public data
-/// (root certificate, signed reference values), as a data owner's or model provider's verifier would.
+/// reference measurements, TCB recovery statement and revocation list, one provisioned NPU booted
+/// (measured boot) in the requested CC mode, and the host's runtime and mailbox relay on top of it.
+/// The verifier built here holds only public data (root certificate and those signed publications),
+/// as a data owner's or model provider's verifier would.
 /// </summary>
 internal sealed class SimulatedNpu : IDisposable
 {
     public SimulatedNpu(ChatUi ui, CcMode ccMode, IHostTranscript? transcript)
     {
-        ui.Step("manufacturer", "creates its PKI, signs NPU firmware 7 (SVN 3) and publishes reference measurements");
+        ui.Step("manufacturer", "creates its PKI, signs NPU firmware 7 (SVN 3), publishes reference measurements, a TCB recovery statement (minimum SVN 3) and its revocation list");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         // A fresh manufacturer per run: the sample plays the manufacturer, so it must not ship a fixed key.
         Manufacturer = Manufacturer.Create();
         Firmware = new FirmwareImage(7, 3, "AscendCC", "AscendCC NPU firmware 7 (LlamaChat sample)"u8);
         byte[] signedFirmware = Manufacturer.SignFirmware(Firmware);
-        Verifier = new AttestationVerifier(Manufacturer.RootCertificate, Manufacturer.PublishReferenceMeasurements([Firmware]));
-        ui.Logger.LogDebug("boot: manufacturer PKI created, firmware signed and reference measurements published in {Milliseconds} ms", clock.ElapsedMilliseconds);
+        // The verifier holds the manufacturer's publications: reference measurements, the TCB recovery
+        // statement (the minimum firmware SVN still considered secure) and the revocation list.
+        Verifier = new AttestationVerifier(Manufacturer.RootCertificate, Manufacturer.PublishReferenceMeasurements([Firmware]),
+            Manufacturer.PublishTcbRecoveryStatement(Firmware.SecurityVersion), Manufacturer.PublishRevocationList());
+        ui.Logger.LogDebug("boot: manufacturer PKI created, firmware signed, reference measurements, TCB statement and CRL published in {Milliseconds} ms", clock.ElapsedMilliseconds);
         ui.Evidence("root CA", Manufacturer.RootCertificate.Subject);
         ui.Evidence("root SHA-256", Manufacturer.RootCertificate.GetCertHashString(System.Security.Cryptography.HashAlgorithmName.SHA256).ToLowerInvariant());
         ui.Evidence("firmware measurement (reference)", Convert.ToHexStringLower(ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())));

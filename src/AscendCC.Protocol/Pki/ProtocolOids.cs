@@ -22,4 +22,7 @@ public static class ProtocolOids
 
     /// <summary>Extended key usage of an attestation-key certificate.</summary>
     public const string AttestationKeyUsage = Arc + ".5";
+
+    /// <summary>CMS content type of a TCB recovery statement (the manufacturer's current minimum firmware SVN).</summary>
+    public const string TcbRecoveryStatementContent = Arc + ".6";
 }

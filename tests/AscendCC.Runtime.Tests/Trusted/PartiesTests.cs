@@ -106,6 +106,29 @@ public sealed class PartiesTests : IDisposable
     }
 
     [Test]
+    public void APackageWithoutAMinimumSvnLeavesTheFloorToTheTcbStatement()
+    {
+        // Minimum 0 in the signed release policy sets no floor of its own: a verifier without the
+        // manufacturer's TCB recovery statement refuses; a package minimum > 0 stands in for it.
+        AttestationVerifier withoutStatement = _world.NewVerifier(tcbStatement: ReadOnlyMemory<byte>.Empty);
+        using EmulatedDevice device = _world.Device();
+        using var package = new MemoryStream();
+        using ProtectedModel noFloor = _provider.BuildPackage(Builder(), Policy(minimumSvn: 0), package);
+        using (KeyReleaseSession release = _provider.BeginKeyRelease(noFloor, withoutStatement))
+        {
+            var ex = Assert.Throws<AttestationFailedException>(() => release.Attest(device.CreateHello(release.Nonce.Span)));
+            Assert.That(ex!.Result!.Failures.Select(f => f.Check), Is.EqualTo(new[] { AttestationCheck.TcbRecovery, AttestationCheck.SvnMinimum }));
+        }
+        using var package2 = new MemoryStream();
+        using ProtectedModel floor = _provider.BuildPackage(Builder(), Policy(minimumSvn: 2), package2);
+        using (KeyReleaseSession release = _provider.BeginKeyRelease(floor, withoutStatement))
+        {
+            release.Attest(device.CreateHello(release.Nonce.Span));
+            Assert.That(release.Result!.PolicySatisfied, Is.True, release.Result.ToString());
+        }
+    }
+
+    [Test]
     public void KeyReleaseRequiresTheRootNamedByThePolicy()
     {
         using var other = Manufacturer.Create("Other");

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -9,8 +10,9 @@ namespace AscendCC.Runtime.Trusted.Manufacturing;
 
 /// <summary>
 /// The NPU manufacturer: a root CA, a firmware-signing certificate (which also signs reference
-/// measurements) and device provisioning. Only public certificates leave this object; the root and
-/// signing keys are destroyed on disposal.
+/// measurements and TCB recovery statements), device provisioning and revocation (a CRL signed by the
+/// root). Only public certificates and signed publications leave this object; the root and signing
+/// keys are destroyed on disposal.
 /// </summary>
 public sealed class Manufacturer : IDisposable
 {
@@ -23,7 +25,14 @@ public sealed class Manufacturer : IDisposable
     private readonly X509Certificate2 _rootWithKey;
     private readonly X509Certificate2 _signingWithKey;
     private readonly byte[]? _seed;
+    private readonly Lock _publications = new();
+    private readonly CertificateRevocationListBuilder _revocations = new();
+    private readonly Dictionary<string, List<byte[]>> _identitySerials = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _revokedSerials = new(StringComparer.Ordinal);
     private long _serial;
+    private BigInteger _crlNumber;
+    private ulong _tcbSequence;
+    private uint _tcbMinimum;
 
     private Manufacturer(string name, ECDsa rootKey, ECDsa signingKey, byte[]? seed)
     {
@@ -93,6 +102,95 @@ public sealed class Manufacturer : IDisposable
     }
 
     /// <summary>
+    /// Publishes a signed TCB recovery statement: from now on, firmware below <paramref name="minimumSvn"/>
+    /// is not considered secure (a fixed vulnerability), although it stays published and the devices'
+    /// anti-rollback fuses may still boot it. Each statement gets the next sequence number, so a
+    /// verifier can tell it supersedes every earlier one. The minimum never goes down.
+    /// </summary>
+    /// <param name="minimumSvn">The lowest firmware SVN still considered secure.</param>
+    /// <param name="advisory">Short text naming the advisory or fixed release (at most 256 UTF-8 bytes).</param>
+    /// <param name="issuedAt">Issue time (default: now).</param>
+    /// <returns>The CMS-signed statement, for verifiers (<see cref="AscendCC.Runtime.Trusted.Verification.AttestationVerifier"/>).</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="minimumSvn"/> is below a minimum already published.</exception>
+    public byte[] PublishTcbRecoveryStatement(uint minimumSvn, string advisory = "", DateTimeOffset? issuedAt = null)
+    {
+        ArgumentNullException.ThrowIfNull(advisory);
+        lock (_publications)
+        {
+            if (minimumSvn < _tcbMinimum)
+            {
+                throw new ArgumentOutOfRangeException(nameof(minimumSvn), $"The published minimum SVN is already {_tcbMinimum}; a TCB recovery statement never lowers it.");
+            }
+            var statement = new TcbRecoveryStatement(_tcbSequence + 1, issuedAt ?? DateTimeOffset.UtcNow, minimumSvn, advisory);
+            byte[] signed = statement.Sign(_signingWithKey);
+            _tcbSequence = statement.Sequence;
+            _tcbMinimum = minimumSvn;
+            return signed;
+        }
+    }
+
+    /// <summary>
+    /// Revokes every identity certificate this manufacturer issued to the device <paramref name="serialNumber"/>
+    /// (its secret leaked, it was decommissioned…). Takes effect in the next <see cref="PublishRevocationList"/>.
+    /// </summary>
+    /// <param name="serialNumber">The device serial number given to <see cref="ProvisionDevice"/>.</param>
+    /// <param name="revokedAt">Revocation time (default: now).</param>
+    /// <param name="reason">Reason code recorded in the CRL entry.</param>
+    /// <exception cref="ArgumentException">This manufacturer never provisioned that device.</exception>
+    public void RevokeDevice(string serialNumber, DateTimeOffset? revokedAt = null, X509RevocationReason reason = X509RevocationReason.KeyCompromise)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(serialNumber);
+        lock (_publications)
+        {
+            if (!_identitySerials.TryGetValue(serialNumber, out List<byte[]>? serials))
+            {
+                throw new ArgumentException($"This manufacturer never provisioned a device '{serialNumber}'.", nameof(serialNumber));
+            }
+            foreach (byte[] serial in serials)
+            {
+                Revoke(serial, revokedAt, reason);
+            }
+        }
+    }
+
+    /// <summary>Revokes one device identity certificate this manufacturer issued. Takes effect in the next <see cref="PublishRevocationList"/>.</summary>
+    /// <param name="identityCertificate">The device's identity certificate (e.g. from its attestation report).</param>
+    /// <param name="revokedAt">Revocation time (default: now).</param>
+    /// <param name="reason">Reason code recorded in the CRL entry.</param>
+    /// <exception cref="ArgumentException">The certificate was not issued by this manufacturer's root.</exception>
+    public void RevokeDevice(X509Certificate2 identityCertificate, DateTimeOffset? revokedAt = null, X509RevocationReason reason = X509RevocationReason.KeyCompromise)
+    {
+        ArgumentNullException.ThrowIfNull(identityCertificate);
+        if (!CertificateValidator.TryValidate(identityCertificate, [], RootCertificate, null, DateTime.UtcNow, out string detail))
+        {
+            throw new ArgumentException($"Not a certificate this manufacturer issued: {detail}.", nameof(identityCertificate));
+        }
+        lock (_publications)
+        {
+            Revoke(identityCertificate.SerialNumberBytes.Span, revokedAt, reason);
+        }
+    }
+
+    /// <summary>
+    /// Publishes the root-signed CRL of every certificate revoked so far (X.509 v2, ECDSA SHA-384, the
+    /// next CRL number). Verifiers refuse it after its nextUpdate, so publish one at least that often.
+    /// </summary>
+    /// <param name="thisUpdate">Issue time (default: now).</param>
+    /// <param name="validity">Time until nextUpdate (default: 7 days).</param>
+    /// <returns>The DER-encoded CRL.</returns>
+    public byte[] PublishRevocationList(DateTimeOffset? thisUpdate = null, TimeSpan? validity = null)
+    {
+        DateTimeOffset issued = thisUpdate ?? DateTimeOffset.UtcNow;
+        TimeSpan lifetime = validity ?? TimeSpan.FromDays(7);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(lifetime, TimeSpan.Zero, nameof(validity));
+        lock (_publications)
+        {
+            _crlNumber++;
+            return _revocations.Build(_rootWithKey, _crlNumber, issued + lifetime, HashAlgorithmName.SHA384, thisUpdate: issued);
+        }
+    }
+
+    /// <summary>
     /// Provisions one device: creates its unique secret (random, or derived from the seed and
     /// <paramref name="serialNumber"/> for a deterministic manufacturer), derives its identity key the way
     /// the device will, and issues the identity certificate.
@@ -124,7 +222,16 @@ public sealed class Manufacturer : IDisposable
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_rootWithKey, true, false));
-        X509Certificate2 identity = request.Create(_rootWithKey, NotBefore, NotAfter, NextSerial());
+        byte[] certificateSerial = NextSerial();
+        X509Certificate2 identity = request.Create(_rootWithKey, NotBefore, NotAfter, certificateSerial);
+        lock (_publications)
+        {
+            if (!_identitySerials.TryGetValue(serialNumber, out List<byte[]>? serials))
+            {
+                _identitySerials[serialNumber] = serials = [];
+            }
+            serials.Add(certificateSerial);
+        }
         return new DeviceProvisioning(serialNumber, secret, identity, RootCertificate);
     }
 
@@ -138,6 +245,14 @@ public sealed class Manufacturer : IDisposable
         if (_seed is not null)
         {
             CryptographicOperations.ZeroMemory(_seed);
+        }
+    }
+
+    private void Revoke(ReadOnlySpan<byte> certificateSerial, DateTimeOffset? revokedAt, X509RevocationReason reason)
+    {
+        if (_revokedSerials.Add(Convert.ToHexString(certificateSerial)))
+        {
+            _revocations.AddEntry(certificateSerial, revokedAt ?? DateTimeOffset.UtcNow, reason);
         }
     }
 

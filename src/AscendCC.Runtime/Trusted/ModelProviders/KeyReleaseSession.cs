@@ -25,7 +25,10 @@ public sealed class KeyReleaseSession : IDisposable
         ReleasePolicy policy = model.Manifest.Policy;
         var verification = new VerificationPolicy
         {
-            MinimumSvn = policy.MinimumSvn,
+            // The package's signed minimum is an explicit floor; the verifier's TCB recovery statement can
+            // only raise it. A package minimum of 0 sets no floor of its own, so the statement must supply
+            // one (the default policy then fails closed on a verifier without a statement).
+            MinimumSvn = policy.MinimumSvn == 0 ? null : policy.MinimumSvn,
             AllowedFirmwareMeasurements = policy.RequiredFirmwareMeasurements,
             AllowDevTools = false,
             AllowDebugUnlocked = false,

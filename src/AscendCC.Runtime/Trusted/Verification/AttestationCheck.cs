@@ -12,6 +12,14 @@ public enum AttestationCheck
     /// <summary>Attestation-key certificate ← device identity certificate ← pinned manufacturer root, with DICE info matching the report.</summary>
     CertificateChain,
 
+    /// <summary>
+    /// The manufacturer's revocation list (CRL) is present, signed by the pinned root and current on the
+    /// verifier's clock (thisUpdate ≤ now ≤ nextUpdate), and revokes no certificate of the report's chain
+    /// that the root issued (the device identity certificate). Fails closed without a CRL unless the
+    /// policy sets <see cref="VerificationPolicy.AllowMissingRevocationList"/>.
+    /// </summary>
+    Revocation,
+
     /// <summary>The report's signature verifies under the certified attestation key.</summary>
     Signature,
 
@@ -24,7 +32,14 @@ public enum AttestationCheck
     /// <summary>Debug is locked and matches its register.</summary>
     DebugLocked,
 
-    /// <summary>Firmware SVN is at least the policy minimum.</summary>
+    /// <summary>
+    /// The manufacturer's TCB recovery statement (the current minimum firmware SVN) is present and signed
+    /// under the pinned root; reports its sequence, date and minimum. Without one, passes only if the
+    /// policy sets an explicit <see cref="VerificationPolicy.MinimumSvn"/>.
+    /// </summary>
+    TcbRecovery,
+
+    /// <summary>Firmware SVN is at least the effective minimum: the higher of the TCB recovery statement's and the policy's explicit one; the detail says which.</summary>
     SvnMinimum,
 
     /// <summary>The channel key share is exactly the one attested in the report.</summary>
