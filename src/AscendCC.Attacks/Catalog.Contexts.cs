@@ -1,0 +1,461 @@
+using System.Buffers.Binary;
+using System.Text.RegularExpressions;
+using AscendCC.Device;
+using AscendCC.Protocol.Messages;
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Acl;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Driver;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Trusted.DataOwners;
+using AscendCC.Runtime.Trusted.ModelProviders;
+using static AscendCC.Attacks.AttackKit;
+
+namespace AscendCC.Attacks;
+
+/// <summary>
+/// Attacks in which the host also plays a party (BRIEF §7): it signs a package of its own and has its
+/// key released into the same NPU, opens data-owner sessions of its own, and combines steps that are
+/// each legal — to read another party's weights, prompt or tokens through the device's confidential
+/// contexts. See docs/security.md, "Confidential contexts".
+/// </summary>
+public static partial class AttackCatalog
+{
+    private static readonly TestbedOptions Eager = new() { Mode = ExecutionMode.Eager };
+
+    private static IEnumerable<Attack> Contexts()
+    {
+        yield return new Attack("Context_HostPackageBindsVictimWeights", "Context", "context:",
+            "The host signs a package of its own whose expected measurement is a task list it wrote: prompt_open on its own session, a copy of the victim provider's unlocked embedding into its output staging region, token_seal. Its key is released into the same NPU; it loads the list and copies the region out.",
+            bed => HostProgram(bed, "host list over the victim's weights", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+                beforeSeal: null,
+                afterSeal: (w, r, llama, id) =>
+                {
+                    DeviceBuffer embedding = llama.Region(Buffer(llama, "model.embed_tokens.weight"));
+                    w.CopyDeviceToDevice(id(), embedding.Address, r.TokenRecord, Math.Min(embedding.Bytes, r.TokenRecordBytes));
+                },
+                leaked: (bed, data) => ContainsWindowOf(data, EmbeddingBytes(bed)) ? "the victim's embedding weights" : null));
+        yield return new Attack("Context_HostProgramOpensVictimPrompt", "Context", "context:",
+            "The host relays a data owner's sealed prompt (the data owner requires the provider's model) to a program of the host's own package, which copies the opened prompt over its sealed record.",
+            bed => HostProgram(bed, "host list on the victim's prompt", victimRequiresModel: true, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+                beforeSeal: null,
+                afterSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), r.Prompt, r.TokenRecord, Math.Min(r.PromptBytes, r.TokenRecordBytes)),
+                leaked: PromptLeaked));
+        yield return new Attack("Context_UnboundPromptCopiedOverItsSealedRecord", "Context", "R3:",
+            "A data owner that names no model has its prompt opened in the host's own program (allowed: its session binds to that model); the program seals a token, then copies the plaintext prompt over the sealed record, and the host copies the record out.",
+            bed => HostProgram(bed, "device copy over the sealed record", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+                beforeSeal: null,
+                afterSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), r.Prompt, r.TokenRecord, Math.Min(r.PromptBytes, r.TokenRecordBytes)),
+                leaked: PromptLeaked));
+        yield return new Attack("Context_UnboundPromptWrittenOverRecordByKernel", "Context", "R3:",
+            "As above, but a kernel (slice_rows, which copies rows bit for bit) writes the plaintext prompt over the sealed record.",
+            bed => HostProgram(bed, "kernel output over the sealed record", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+                beforeSeal: null,
+                afterSeal: (w, r, llama, id) => w.KernelLaunch(id(), bed.Runtime.LoadOperator("slice_rows"),
+                    [new KernelArgument(r.Prompt, r.PromptBytes), new KernelArgument(r.TokenRecord, r.TokenRecordBytes)],
+                    [KernelScalar.Of(0L), KernelScalar.Of(1L), KernelScalar.Of(Math.Min(r.PromptBytes, r.TokenRecordBytes) / 4)]),
+                leaked: PromptLeaked));
+        yield return new Attack("Context_SealedRecordMemsetThenCopied", "Context", "R3:",
+            "The host's own program seals a record and then memsets it; the host copies the region out (any write after the seal must revoke its egress).",
+            bed => HostProgram(bed, "memset over the sealed record", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+                beforeSeal: null,
+                afterSeal: (w, r, llama, id) => w.Memset(id(), r.TokenRecord, r.TokenRecordBytes, 0x5a),
+                leaked: (bed, data) => data.AsSpan().IndexOf((byte)0x5a) >= 0 ? "bytes written after the seal" : null));
+        yield return new Attack("Context_SealedRecordHostWrittenThenCopied", "Context", "R3:",
+            "After a legitimate step sealed a token, the host DMAs bytes of its own into part of the token record region and copies the whole region back.",
+            bed =>
+            {
+                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                DeviceBuffer record = llama.Region(llama.Layout.TokenRecord!);
+                MaliciousHost host = bed.Attacker;
+                CompletionEntry write = host.WriteDevice(record.Address, [0x5a, 0x5a, 0x5a, 0x5a]);
+                return write.Succeeded
+                    ? ReadRegion(host, record.Address, record.Bytes, "D2H of the token record after a host write")
+                    : AttackResult.Blocked($"host write into the record: {MaliciousHost.Describe(write)}");
+            });
+        yield return new Attack("Context_PartOfASealedRecordCopied", "Context", "R3:",
+            "After a legitimate step sealed a token, copy out only part of the token record, and a range running past it.",
+            bed =>
+            {
+                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                DeviceBuffer record = llama.Region(llama.Layout.TokenRecord!);
+                return All(ReadRegion(bed.Attacker, record.Address + 8, record.Bytes - 8, "D2H of the record's tail"),
+                           ReadRegion(bed.Attacker, record.Address, record.Bytes - 1, "D2H of the record less its last byte"));
+            });
+        yield return new Attack("Context_PlaintextBesideTheSealedRecord", "Context", "R3:",
+            "The host's own program copies the victim's opened prompt into the tail of a large output staging region, then token_seal writes its head (token_seal once marked the whole region ciphertext).",
+            bed => HostProgram(bed, "prompt in the tail of the record region", victimRequiresModel: false, RegionTag.Activations, 4096,
+                beforeSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), r.Prompt, r.TokenRecord + 1024, r.PromptBytes),
+                afterSeal: null,
+                leaked: PromptLeaked));
+        yield return new Attack("Context_PromptOpenedIntoHostMappedMemory", "Context", "R2:",
+            "The host's own program binds prompt_open's prompt buffer to a General region (host-mapped), then relays an any-model data owner's prompt to it.",
+            bed => HostProgram(bed, "prompt buffer in host-mapped memory", victimRequiresModel: false, RegionTag.General, LlamaProgram.TokenRecordBytes,
+                beforeSeal: null, afterSeal: null, leaked: null, succeededIsLeak: "prompt_open decrypted the data owner's prompt into a region mapped for host DMA"));
+        yield return new Attack("Context_SessionHijackAfterFailedOpen", "Context", "context:",
+            "Mid-conversation, the host opens a data-owner session of its own and runs a step that opens its own prompt and then fails (start 5); then it runs the victim's decode steps naming its own session, hoping they seal the victim's continuation for it.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession victim, int victimSession) = bed.OpenDataOwner();
+                (DataOwnerSession mine, int mySession) = bed.OpenDataOwner();
+                using (victim)
+                using (mine)
+                {
+                    int position = GenerateTo(llama, victim, victimSession, 3);
+                    CompletionEntry open = Step(bed, llama, mySession, StepBlock.ModeOpenPrompt, 5, 1, mine.EncryptPrompt([1, 2]));
+                    CompletionEntry decode = Step(bed, llama, mySession, StepBlock.ModeDecode, position, 1);
+                    AttackResult read = TryOpenRecord(bed, llama, mine, decode, "decode naming the host's session");
+                    return All(Refused(open, "open the host's prompt at position 5"), Refused(decode, "decode naming the host's session"), read);
+                }
+            });
+        yield return new Attack("Context_EagerResealForHostSession", "Context", "R4:",
+            "Eager mode: after the victim's step, launch prompt_open on the host's own session and prompt, then token_seal alone, hoping it seals the victim's last sampled token for the host.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                int[] victimTokens = bed.Generate(llama, Prompt, 3);
+                (DataOwnerSession mine, int mySession) = bed.OpenDataOwner();
+                using (mine)
+                {
+                    List<LaunchSpec> list = TaskList(bed, llama);
+                    WriteParams(bed, llama, mySession, StepBlock.ModeOpenPrompt, 0, 1);
+                    bed.Attacker.WriteDevice(llama.Region(llama.Layout.PromptRecord!).Address, mine.EncryptPrompt([1]));
+                    CompletionEntry open = bed.Attacker.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
+                    CompletionEntry seal = bed.Attacker.Launch(list[^1].Handle, list[^1].Args, list[^1].Scalars);
+                    AttackResult read = TryOpenRecord(bed, llama, mine, seal, "token_seal right after prompt_open", t => t == victimTokens[^1] ? $"the victim's last token {t}" : null);
+                    return All(Refused(seal, "token_seal right after prompt_open"), read);
+                }
+            }) { Options = Eager };
+        yield return new Attack("Context_KvCacheProbeAfterVictim", "Context", "position:",
+            "After the victim's conversation, the host runs its own prompt at positions after the victim's context (open at position p, or continue the victim's session's positions with the host's session).",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession victim, int victimSession) = bed.OpenDataOwner();
+                (DataOwnerSession mine, int mySession) = bed.OpenDataOwner();
+                using (victim)
+                using (mine)
+                {
+                    int position = GenerateTo(llama, victim, victimSession, 3);
+                    CompletionEntry open = Step(bed, llama, mySession, StepBlock.ModeOpenPrompt, position, 1, mine.EncryptPrompt([5]));
+                    CompletionEntry decode = Step(bed, llama, mySession, StepBlock.ModeDecode, position, 1);
+                    return All(Refused(open, $"open the host's prompt at position {position}"), Refused(decode, $"decode the host's session at position {position}"),
+                        TryOpenRecord(bed, llama, mine, decode, "probe step"));
+                }
+            });
+        yield return new Attack("Context_ModelSwapAfterAttestation", "Context", "context:",
+            "A data owner attested the device and requires the provider's model. The host loads a package of its own (its own weights, the same deployment and model name) and answers the data owner's prompts with it: a fresh session's, and one already bound to the provider's model.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession bound, int boundSession) = bed.OpenDataOwner();
+                (DataOwnerSession fresh, int freshSession) = bed.OpenDataOwner();
+                using (bound)
+                using (fresh)
+                {
+                    GenerateTo(llama, bound, boundSession, 2);
+                    using ModelProvider hostProvider = ModelProvider.CreateDeterministic("the host, playing a model provider, 32+ bytes"u8);
+                    using var stream = new MemoryStream();
+                    using ProtectedModel hostModel = LlamaPackageExporter.Export(hostProvider, bed.Deployment, TinyLlama.Weights(bed.Config, seed: 99), bed.Policy, stream, bed.Model.Manifest.ModelName);
+                    using ConfidentialLlama swapped = ConfidentialLlama.Load(bed.Runtime, bed.Deployment, stream.ToArray(), ReleaseHostKey(bed, hostProvider, hostModel), bed.Options.Mode);
+                    return All(Answer(swapped, fresh, freshSession, "the host's model answering a fresh session that requires the provider's"),
+                               Answer(swapped, bound, boundSession, "the host's model answering a session bound to the provider's"));
+                }
+            });
+        yield return new Attack("Context_EagerFirstAndLastLaunchOnly", "Context", "R4:",
+            "Eager mode: for a decode step of the victim's session, launch only the first (prompt_open) and last (token_seal) launches of the attested list, dropping every layer.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
+                using (victim)
+                {
+                    int position = GenerateTo(llama, victim, session, 2);
+                    List<LaunchSpec> list = TaskList(bed, llama);
+                    WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
+                    CompletionEntry first = bed.Attacker.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
+                    CompletionEntry last = bed.Attacker.Launch(list[^1].Handle, list[^1].Args, list[^1].Scalars);
+                    return first.Succeeded ? Refused(last, "token_seal straight after prompt_open") : AttackResult.NotBlocked($"the legitimate first launch was refused: {MaliciousHost.Describe(first)}");
+                }
+            }) { Options = Eager };
+        yield return new Attack("Context_EagerRepeatedOrReorderedLaunch", "Context", "R4:",
+            "Eager mode: launch prompt_open, then the embedding twice; and, on a fresh pass, the second layer launch before the first.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
+                using (victim)
+                {
+                    int position = GenerateTo(llama, victim, session, 2);
+                    List<LaunchSpec> list = TaskList(bed, llama);
+                    MaliciousHost host = bed.Attacker;
+                    WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
+                    host.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
+                    host.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
+                    CompletionEntry repeated = host.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
+                    host.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
+                    host.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
+                    CompletionEntry reordered = host.Launch(list[3].Handle, list[3].Args, list[3].Scalars);
+                    return All(Refused(repeated, $"'{list[1].Operator}' launched twice"), Refused(reordered, $"'{list[3].Operator}' before '{list[2].Operator}'"));
+                }
+            }) { Options = Eager };
+        yield return new Attack("Context_HostBiasesSampling", "Context", "data owner's settings",
+            "The data owner asks for greedy decoding; the host writes temperature 1, top-p 1 and a seed of its choice into every step's parameter block.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                int[] greedy = bed.Generate(llama, Prompt, 6);
+                (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+                using (owner)
+                {
+                    var tokens = new List<int>();
+                    byte[] record = owner.EncryptPrompt(Prompt);
+                    int position = 0;
+                    for (int step = 0; step < 6; step++)
+                    {
+                        int mode = step == 0 ? StepBlock.ModeOpenPrompt : position < Prompt.Length ? StepBlock.ModeContinuePrompt : StepBlock.ModeDecode;
+                        int seq = mode == StepBlock.ModeDecode ? 1 : Math.Min(bed.Options.MaxBatchTokens, Prompt.Length - position);
+                        CompletionEntry e = Step(bed, llama, session, mode, position, seq, step == 0 ? record : null, biased: true);
+                        if (!e.Succeeded)
+                        {
+                            return AttackResult.NotBlocked($"the legitimate step was refused: {MaliciousHost.Describe(e)}");
+                        }
+                        position += seq;
+                        if (position >= Prompt.Length)
+                        {
+                            (CompletionEntry read, byte[] bytes) = bed.Attacker.ReadDevice(llama.Region(llama.Layout.TokenRecord!).Address, LlamaProgram.TokenRecordBytes);
+                            if (read.Succeeded)
+                            {
+                                tokens.Add(owner.DecryptToken(bytes).TokenId);
+                            }
+                        }
+                    }
+                    int[] got = tokens.Take(greedy.Length).ToArray();
+                    return got.SequenceEqual(greedy.Take(got.Length)) && got.Length > 1
+                        ? AttackResult.Blocked($"the device sampled with the data owner's settings: {got.Length} tokens equal its greedy tokens [{string.Join(' ', got)}] although the host asked for temperature 1")
+                        : AttackResult.NotBlocked($"the host's sampling settings changed the tokens: [{string.Join(' ', got)}] instead of greedy [{string.Join(' ', greedy)}]");
+                }
+            });
+        yield return new Attack("R6_KernelErrorDetailQuotesData", "R6", "withheld",
+            "A data owner's prompt holds a token id outside the vocabulary; the embedding kernel rejects it, and the host reads the completion's detail hoping it quotes the id.",
+            bed =>
+            {
+                const int secret = 987654;
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+                using (owner)
+                {
+                    try
+                    {
+                        int n = llama.Generate(session, owner.EncryptPrompt([1, secret]), 2, 2).Count();
+                        return AttackResult.NotBlocked($"an out-of-vocabulary prompt generated {n} tokens");
+                    }
+                    catch (NpuException ex)
+                    {
+                        return ex.Message.Contains(secret.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
+                            ? AttackResult.NotBlocked($"the completion quotes the data owner's token id: {ex.Message}")
+                            : AttackResult.Blocked($"kernel error without the value: {ex.Message}");
+                    }
+                }
+            });
+    }
+
+    /// <summary>The host's regions for a program of its own, shaped like the victim deployment's.</summary>
+    private sealed record HostRegions(ulong PromptRecord, ulong Prompt, long PromptBytes, ulong Next, ulong Params, ulong Tokens, long TokensBytes, ulong Step, ulong Rng, ulong TokenRecord, long TokenRecordBytes);
+
+    private delegate void HostTasks(TaskWriter w, HostRegions r, ConfidentialLlama victim, Func<ulong> nextId);
+
+    /// <summary>
+    /// The host as a model provider: it writes a program of its own (prompt_open, its payload, token_seal),
+    /// signs a package whose expected measurement is that program's, has the key released into the
+    /// victim's NPU, loads the program, relays a victim data owner's sealed prompt to it and copies the
+    /// record region out.
+    /// </summary>
+    private static AttackResult HostProgram(Testbed bed, string what, bool victimRequiresModel, RegionTag promptTag, long recordBytes,
+        HostTasks? beforeSeal, HostTasks? afterSeal, Func<Testbed, byte[], string?>? leaked, string? succeededIsLeak = null)
+    {
+        using ConfidentialLlama llama = LoadAndGenerate(bed);
+        (DataOwnerSession owner, int session) = bed.OpenDataOwner(requiredModel: victimRequiresModel ? bed.Model.Manifest.ExpectedGraphMeasurement : ReadOnlyMemory<byte>.Empty);
+        using (owner)
+        {
+            MaliciousHost host = bed.Attacker;
+            long promptBytes = bed.Options.MaxContext * 4L, tokensBytes = 8 * 4;
+            ulong Alloc(long bytes, RegionTag tag) => host.Alloc(bytes, tag).Result;
+            var r = new HostRegions(Alloc(LlamaProgram.PromptRecordBytes(bed.Options.MaxContext), RegionTag.InputStaging), Alloc(promptBytes, promptTag), promptBytes,
+                Alloc(8, RegionTag.Activations), Alloc(StepBlock.Bytes, RegionTag.InputStaging), Alloc(tokensBytes, RegionTag.Activations), tokensBytes,
+                Alloc(StepBlock.Bytes, RegionTag.Activations), Alloc(8, RegionTag.Activations), Alloc(recordBytes, RegionTag.OutputStaging), recordBytes);
+            var w = new TaskWriter();
+            ulong id = 0;
+            ulong NextId() => id++;
+            w.KernelLaunch(NextId(), bed.Runtime.LoadOperator("prompt_open"),
+                [new(r.PromptRecord, LlamaProgram.PromptRecordBytes(bed.Options.MaxContext)), new(r.Prompt, r.PromptBytes), new(r.Next, 8), new(r.Params, StepBlock.Bytes),
+                 new(r.Tokens, r.TokensBytes), new(r.Step, StepBlock.Bytes), new(r.Rng, 8)],
+                [KernelScalar.Of((long)bed.Config.HiddenSize), KernelScalar.Of((long)bed.Config.IntermediateSize)]);
+            beforeSeal?.Invoke(w, r, llama, NextId);
+            w.KernelLaunch(NextId(), bed.Runtime.LoadOperator("token_seal"), [new(r.Next, 4), new(r.TokenRecord, r.TokenRecordBytes)], []);
+            afterSeal?.Invoke(w, r, llama, NextId);
+            (int? model, string attested) = AttestAsProvider(bed, w.Written.ToArray());
+            if (model is null)
+            {
+                return AttackResult.Blocked($"{what}: {attested}");
+            }
+            host.WriteDevice(r.PromptRecord, owner.EncryptPrompt(Prompt));
+            host.WriteDevice(r.Params, Params(session, StepBlock.ModeOpenPrompt, 0, Prompt.Length, biased: false));
+            CompletionEntry run = host.ExecuteModel(model.Value);
+            (CompletionEntry read, byte[] data) = host.ReadDevice(r.TokenRecord, r.TokenRecordBytes);
+            string evidence = $"{what}: {attested}; executeModel {MaliciousHost.Describe(run)}; D2H of the record region {MaliciousHost.Describe(read)}";
+            if (succeededIsLeak is not null && run.Succeeded)
+            {
+                return AttackResult.NotBlocked($"{succeededIsLeak} ({evidence})");
+            }
+            string? secret = read.Succeeded ? leaked?.Invoke(bed, data) : null;
+            if (secret is not null || (read.Succeeded && afterSeal is not null))
+            {
+                return AttackResult.NotBlocked($"{secret ?? "bytes written after the seal"} reached the host ({evidence})");
+            }
+            return read.Succeeded && succeededIsLeak is null && !run.Succeeded
+                ? AttackResult.NotBlocked($"the step failed but the region was copied out ({evidence})")
+                : AttackResult.Blocked(evidence);
+        }
+    }
+
+    /// <summary>
+    /// Gets the host's own task list attested: it loads the list once to learn its measurement (the
+    /// device's refusal names it), signs a package expecting exactly that, has its key released into the
+    /// NPU, opens it and loads the list again. Returns the model id, or null and the device's refusal.
+    /// </summary>
+    private static (int? Model, string Evidence) AttestAsProvider(Testbed bed, byte[] list)
+    {
+        MaliciousHost host = bed.Attacker;
+        CompletionEntry load = host.LoadModel(list);
+        CompletionEntry probe = host.ExecuteModel((int)load.Result);
+        Match measured = Regex.Match(probe.Detail ?? "", "measured ([0-9A-F]{96})");
+        if (!measured.Success)
+        {
+            return (null, $"measuring the host's list: {MaliciousHost.Describe(probe)}");
+        }
+        using ModelProvider hostProvider = ModelProvider.CreateDeterministic("the host, playing a model provider, 32+ bytes"u8);
+        var builder = new ModelPackageBuilder("host-model") { ExpectedGraphMeasurement = Convert.FromHexString(measured.Groups[1].Value) };
+        builder.AddTensor("host.unused", "F32", [4], new byte[16]);
+        using var stream = new MemoryStream();
+        using ProtectedModel package = hostProvider.BuildPackage(builder, bed.Policy, stream);
+        byte[] digest = ReleaseHostKey(bed, hostProvider, package);
+        byte[] bytes = stream.ToArray();
+        ulong staging = host.Alloc(bytes.Length, RegionTag.InputStaging).Result;
+        host.WriteDevice(staging, bytes);
+        bed.Mailbox.OpenPackage(staging, bytes.Length, digest);
+        CompletionEntry attested = host.LoadModel(list);
+        string how = $"signed its own package expecting the list's measurement, key released, list loaded as model {attested.Result}";
+        // The verdict shows at executeModel: run the list once with empty parameters (its prompt_open
+        // refuses session 0 when the list was verified; R4 refuses the list itself when it was not).
+        CompletionEntry dry = host.ExecuteModel((int)attested.Result);
+        return dry.Detail?.Contains("R4: the task list", StringComparison.Ordinal) == true
+            ? (null, $"{how}; executeModel {MaliciousHost.Describe(dry)}")
+            : ((int)attested.Result, $"{how} (dry run: {MaliciousHost.Describe(dry)})");
+    }
+
+    /// <summary>The host, as a model provider, attests the NPU and releases its own package's key into it.</summary>
+    private static byte[] ReleaseHostKey(Testbed bed, ModelProvider provider, ProtectedModel model)
+    {
+        using KeyReleaseSession release = provider.BeginKeyRelease(model, bed.Verifier);
+        byte[] open = release.Attest(bed.Mailbox.GetHello(release.Nonce.Span));
+        (int session, byte[] accept) = bed.Mailbox.AcceptChannel(open);
+        return bed.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
+    }
+
+    private static byte[] Params(int session, int mode, int start, int seq, bool biased)
+    {
+        var p = new byte[StepBlock.Bytes];
+        void Slot(int slot, long value) => BinaryPrimitives.WriteInt64LittleEndian(p.AsSpan(slot * 8), value);
+        Slot(StepBlock.Session, session);
+        Slot(StepBlock.Mode, mode);
+        Slot(StepBlock.Start, start);
+        Slot(StepBlock.Seq, seq);
+        if (biased)
+        {
+            // What a host that wants to bias or replay sampling writes: ignored in CC mode.
+            Slot(StepBlock.Temperature, BitConverter.DoubleToInt64Bits(1.0));
+            Slot(StepBlock.TopK, 0);
+            Slot(StepBlock.TopP, BitConverter.DoubleToInt64Bits(1.0));
+        }
+        return p;
+    }
+
+    private static void WriteParams(Testbed bed, ConfidentialLlama llama, int session, int mode, int start, int seq) =>
+        bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, Params(session, mode, start, seq, biased: false));
+
+    /// <summary>One step of the victim's loaded program with host-chosen parameters (graph mode).</summary>
+    private static CompletionEntry Step(Testbed bed, ConfidentialLlama llama, int session, int mode, int start, int seq, byte[]? promptRecord = null, bool biased = false)
+    {
+        if (promptRecord is not null)
+        {
+            bed.Attacker.WriteDevice(llama.Region(llama.Layout.PromptRecord!).Address, promptRecord);
+        }
+        bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, Params(session, mode, start, seq, biased));
+        return bed.Attacker.ExecuteModel(llama.Model.Id);
+    }
+
+    /// <summary>A legitimate generation of <paramref name="tokens"/> tokens on a session; returns the next position.</summary>
+    private static int GenerateTo(ConfidentialLlama llama, DataOwnerSession owner, int session, int tokens)
+    {
+        int position = 0;
+        foreach (byte[] record in llama.Generate(session, owner.EncryptPrompt(Prompt), Prompt.Length, tokens))
+        {
+            position = owner.DecryptToken(record).Position;
+        }
+        return position;
+    }
+
+    /// <summary>After a step the host ran, it copies the token record out and tries to open it with its own session.</summary>
+    private static AttackResult TryOpenRecord(Testbed bed, ConfidentialLlama llama, DataOwnerSession mine, in CompletionEntry step, string what, Func<int, string?>? secret = null)
+    {
+        if (!step.Succeeded)
+        {
+            return AttackResult.Blocked($"{what}: nothing was sealed");
+        }
+        (CompletionEntry read, byte[] bytes) = bed.Attacker.ReadDevice(llama.Region(llama.Layout.TokenRecord!).Address, LlamaProgram.TokenRecordBytes);
+        if (!read.Succeeded)
+        {
+            return AttackResult.Blocked($"{what}: D2H {MaliciousHost.Describe(read)}");
+        }
+        try
+        {
+            TokenMessage t = mine.DecryptToken(bytes);
+            return AttackResult.NotBlocked($"{what}: the host opened a token sealed for its session: {secret?.Invoke(t.TokenId) ?? $"token {t.TokenId} at position {t.Position}"}");
+        }
+        catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or UnexpectedModelException)
+        {
+            return AttackResult.Blocked($"{what}: the record is not the host's to open ({ex.GetType().Name})");
+        }
+    }
+
+    private static AttackResult Answer(ConfidentialLlama swapped, DataOwnerSession owner, int session, string what)
+    {
+        try
+        {
+            int[] tokens = swapped.Generate(session, owner.EncryptPrompt(Prompt), Prompt.Length, 2).Select(r => owner.DecryptToken(r).TokenId).ToArray();
+            return AttackResult.NotBlocked($"{what}: the data owner accepted {tokens.Length} tokens");
+        }
+        catch (NpuException ex)
+        {
+            return AttackResult.Blocked($"{what}: {ex.Message}");
+        }
+        catch (UnexpectedModelException ex)
+        {
+            return AttackResult.NotBlocked($"{what}: the device ran it; only the data owner's own check caught it ({ex.Message})");
+        }
+    }
+
+    private static string? PromptLeaked(Testbed bed, byte[] data)
+    {
+        byte[] ids = new byte[Prompt.Length * 4];
+        for (int i = 0; i < Prompt.Length; i++)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(ids.AsSpan(i * 4), Prompt[i]);
+        }
+        return data.AsSpan().IndexOf(ids) >= 0 ? "the data owner's plaintext prompt" : null;
+    }
+
+    private static byte[] EmbeddingBytes(Testbed bed) => WeightConversion.Convert(bed.Weights("model.embed_tokens.weight"), bed.Options.Precision);
+}
