@@ -106,7 +106,12 @@ public static partial class AttackCatalog
                     CompletionEntry open = Step(bed, llama, mySession, StepBlock.ModeOpenPrompt, 5, 1, mine.EncryptPrompt([1, 2]));
                     CompletionEntry decode = Step(bed, llama, mySession, StepBlock.ModeDecode, position, 1);
                     AttackResult read = TryOpenRecord(bed, llama, mine, decode, "decode naming the host's session");
-                    return All(Refused(open, "open the host's prompt at position 5"), Refused(decode, "decode naming the host's session"), read);
+                    // Had the failed open made the host's session the context's, a decode at the new
+                    // session's position 0 would pass every position check.
+                    CompletionEntry fresh = Step(bed, llama, mySession, StepBlock.ModeDecode, 0, 1);
+                    AttackResult freshRead = TryOpenRecord(bed, llama, mine, fresh, "decode naming the host's session at its position 0");
+                    return All(Refused(open, "open the host's prompt at position 5"), Refused(decode, "decode naming the host's session"), read,
+                        Refused(fresh, "decode naming the host's session at its position 0"), freshRead);
                 }
             });
         yield return new Attack("Context_EagerResealForHostSession", "Context", "R4:",
@@ -144,23 +149,51 @@ public static partial class AttackCatalog
                         TryOpenRecord(bed, llama, mine, decode, "probe step"));
                 }
             });
+        yield return new Attack("Context_VictimSessionStepOutOfPosition", "Context", "position:",
+            "The host runs the victim's own session out of place: a decode two positions past where the conversation stands (a gap in its KV cache), one position back (re-sampling a position already answered), and a prompt continuation after the whole prompt was fed.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
+                using (victim)
+                {
+                    int position = GenerateTo(llama, victim, session, 3);
+                    CompletionEntry ahead = Step(bed, llama, session, StepBlock.ModeDecode, position + 2, 1);
+                    CompletionEntry back = Step(bed, llama, session, StepBlock.ModeDecode, position - 1, 1);
+                    CompletionEntry refeed = Step(bed, llama, session, StepBlock.ModeContinuePrompt, position, 1);
+                    // A new prompt of the same session, fed in part and then decoded as if it were whole.
+                    CompletionEntry part = Step(bed, llama, session, StepBlock.ModeOpenPrompt, 0, 2, victim.EncryptPrompt(Prompt));
+                    CompletionEntry early = Step(bed, llama, session, StepBlock.ModeDecode, 2, 1);
+                    return part.Succeeded
+                        ? All(Refused(ahead, $"decode at {position + 2} where the session stands at {position}"),
+                              Refused(back, $"decode at {position - 1} where the session stands at {position}"),
+                              Refused(refeed, $"prompt continuation at {position}, past the prompt's {Prompt.Length} tokens"),
+                              Refused(early, $"decode at 2 with the prompt of {Prompt.Length} tokens fed up to 2"))
+                        : AttackResult.NotBlocked($"the legitimate partial open was refused: {MaliciousHost.Describe(part)}");
+                }
+            });
         yield return new Attack("Context_ModelSwapAfterAttestation", "Context", "context:",
-            "A data owner attested the device and requires the provider's model. The host loads a package of its own (its own weights, the same deployment and model name) and answers the data owner's prompts with it: a fresh session's, and one already bound to the provider's model.",
+            "A data owner attested the device and requires the provider's model. The host loads a package of its own (its own weights, the same deployment and model name) and answers the data owner's prompts with it: a fresh session's, one already bound to the provider's model, and the next prompt of a session that named no model but whose first prompt the provider's model answered.",
             bed =>
             {
                 using ConfidentialLlama llama = bed.Load();
                 (DataOwnerSession bound, int boundSession) = bed.OpenDataOwner();
                 (DataOwnerSession fresh, int freshSession) = bed.OpenDataOwner();
+                (DataOwnerSession unnamed, int unnamedSession) = bed.OpenDataOwner(requiredModel: ReadOnlyMemory<byte>.Empty);
                 using (bound)
                 using (fresh)
+                using (unnamed)
                 {
                     GenerateTo(llama, bound, boundSession, 2);
+                    GenerateTo(llama, unnamed, unnamedSession, 2);
                     using ModelProvider hostProvider = ModelProvider.CreateDeterministic("the host, playing a model provider, 32+ bytes"u8);
                     using var stream = new MemoryStream();
                     using ProtectedModel hostModel = LlamaPackageExporter.Export(hostProvider, bed.Deployment, TinyLlama.Weights(bed.Config, seed: 99), bed.Policy, stream, bed.Model.Manifest.ModelName);
                     using ConfidentialLlama swapped = ConfidentialLlama.Load(bed.Runtime, bed.Deployment, stream.ToArray(), ReleaseHostKey(bed, hostProvider, hostModel), bed.Options.Mode);
                     return All(Answer(swapped, fresh, freshSession, "the host's model answering a fresh session that requires the provider's"),
-                               Answer(swapped, bound, boundSession, "the host's model answering a session bound to the provider's"));
+                               Answer(swapped, bound, boundSession, "the host's model answering a session bound to the provider's"),
+                               // Only the device's session binding stops this one: the prompt names no model.
+                               Answer(swapped, unnamed, unnamedSession, "the host's model answering the next prompt of a session the provider's model answered first"));
                 }
             });
         yield return new Attack("Context_EagerFirstAndLastLaunchOnly", "Context", "R4:",

@@ -1,6 +1,10 @@
+using System.Buffers.Binary;
+using System.Reflection;
 using AscendCC.Attacks;
+using AscendCC.Device;
 using AscendCC.Protocol.Attestation;
 using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Trusted.DataOwners;
 using NUnit.Framework;
@@ -68,5 +72,80 @@ public class ConfidentialContextTests
         Assert.That(bed.Device.ReadProfile(), Is.Not.Empty);
         bed.Device.Reset(new AscendCC.Device.DeviceBootOptions(bed.SignedFirmware, CcMode.Off));
         Assert.That(bed.Device.ReadProfile(), Is.Empty, "output bytes of the last boot's kernels must not survive a reset");
+    }
+    [Test]
+    public void AFailedOpenOfAnotherSessionLeavesTheConversationIntact()
+    {
+        using var bed = Testbed.CreateTiny();
+        using ConfidentialLlama llama = bed.Load();
+        int[] uninterrupted = bed.Generate(llama, PromptA, 6);
+        (DataOwnerSession a, int sessionA) = bed.OpenDataOwner();
+        (DataOwnerSession host, int hostSession) = bed.OpenDataOwner();
+        using (a)
+        using (host)
+        {
+            var tokens = new List<int>();
+            using IEnumerator<byte[]> records = llama.Generate(sessionA, a.EncryptPrompt(PromptA), PromptA.Length, 6).GetEnumerator();
+            for (int i = 0; i < 3 && records.MoveNext(); i++)
+            {
+                tokens.Add(a.DecryptToken(records.Current).TokenId);
+            }
+            // Between two of A's steps, a step that opens another session's prompt and fails a later
+            // check (a prompt opens at position 0, not 5).
+            bed.Attacker.WriteDevice(llama.Region(llama.Layout.PromptRecord!).Address, host.EncryptPrompt([1, 2]));
+            bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, StepRequest(hostSession, StepBlock.ModeOpenPrompt, 5, 1));
+            Assert.That(bed.Attacker.ExecuteModel(llama.Model.Id).Succeeded, Is.False, "the open at position 5 is refused");
+            while (records.MoveNext())
+            {
+                tokens.Add(a.DecryptToken(records.Current).TokenId);
+            }
+            Assert.That(tokens, Is.EqualTo(uninterrupted), "the refused step neither took the context from A nor touched its KV cache");
+        }
+    }
+
+    [Test]
+    public void ASessionSwitchScrubsTheKvCacheBeforeTheNewSessionsFirstLaunch()
+    {
+        using var bed = Testbed.CreateTiny(new TestbedOptions { Mode = ExecutionMode.Eager });
+        using ConfidentialLlama llama = bed.Load();
+        bed.Generate(llama, PromptA, 4);
+        DeviceBuffer kCache = llama.Region(AttackKit.Buffer(llama, "k_cache.0"));
+        Assert.That(ReadBehindTheSmmu(bed.Device, kCache.Address, kCache.Bytes).Any(b => b != 0), Is.True, "the first conversation left keys in the cache");
+
+        (DataOwnerSession b, int sessionB) = bed.OpenDataOwner();
+        using (b)
+        {
+            // Only prompt_open of B's step runs: nothing after it writes the cache, so whatever the
+            // cache holds now is what the switch left of A's conversation.
+            LaunchSpec open = AttackKit.TaskList(bed, llama)[0];
+            bed.Attacker.WriteDevice(llama.Region(llama.Layout.PromptRecord!).Address, b.EncryptPrompt(PromptB));
+            bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, StepRequest(sessionB, StepBlock.ModeOpenPrompt, 0, PromptB.Length));
+            Assert.That(bed.Attacker.Launch(open.Handle, open.Args, open.Scalars).Succeeded, Is.True, "B's prompt opens");
+        }
+        Assert.That(ReadBehindTheSmmu(bed.Device, kCache.Address, kCache.Bytes).All(b => b == 0), Is.True, "nothing of A's keys is left once B's session holds the context");
+    }
+
+    private static byte[] StepRequest(int session, int mode, int start, int seq)
+    {
+        var p = new byte[StepBlock.Bytes];
+        BinaryPrimitives.WriteInt64LittleEndian(p.AsSpan(StepBlock.Session * 8), session);
+        BinaryPrimitives.WriteInt64LittleEndian(p.AsSpan(StepBlock.Mode * 8), mode);
+        BinaryPrimitives.WriteInt64LittleEndian(p.AsSpan(StepBlock.Start * 8), start);
+        BinaryPrimitives.WriteInt64LittleEndian(p.AsSpan(StepBlock.Seq * 8), seq);
+        return p;
+    }
+
+    /// <summary>
+    /// HBM as the silicon holds it, past the SMMU and the debug lock: the test's view of device state,
+    /// which no host interface offers (white-box, through the device model's internals).
+    /// </summary>
+    private static unsafe byte[] ReadBehindTheSmmu(NpuDevice device, ulong address, long bytes)
+    {
+        const BindingFlags Flags = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic;
+        object hbm = typeof(NpuDevice).GetField("_hbm", Flags)!.GetValue(device)!;
+        object region = hbm.GetType().GetMethod("Find", Flags)!.Invoke(hbm, [address, bytes])!;
+        var start = (ulong)region.GetType().GetProperty("Address", Flags)!.GetValue(region)!;
+        byte* data = (byte*)Pointer.Unbox(region.GetType().GetProperty("Data", Flags)!.GetValue(region)!);
+        return new ReadOnlySpan<byte>(data + (long)(address - start), checked((int)bytes)).ToArray();
     }
 }
