@@ -92,6 +92,12 @@ public static partial class AttackCatalog
             "The host's own program binds prompt_open's prompt buffer to a General region (host-mapped), then relays an any-model data owner's prompt to it.",
             bed => HostProgram(bed, "prompt buffer in host-mapped memory", victimRequiresModel: false, RegionTag.General, LlamaProgram.TokenRecordBytes,
                 beforeSeal: null, afterSeal: null, leaked: null, succeededIsLeak: "prompt_open decrypted the data owner's prompt into a region mapped for host DMA"));
+        yield return new Attack("Context_TokenSealWithoutAPass", "Context", "no pass is in progress",
+            "The host's own program (attested against its own package) opens an any-model data owner's prompt and then seals twice: the second record would hand the data owner a token at the next position for which no pass ran.",
+            bed => HostProgram(bed, "a second token_seal without a pass", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+                beforeSeal: null,
+                afterSeal: (w, r, llama, id) => w.KernelLaunch(id(), bed.Runtime.LoadOperator("token_seal"), [new(r.Next, 4), new(r.TokenRecord, r.TokenRecordBytes)], []),
+                leaked: null, succeededIsLeak: "the device sealed a token for which no pass ran"));
         yield return new Attack("Context_SessionHijackAfterFailedOpen", "Context", "context:",
             "Mid-conversation, the host opens a data-owner session of its own and runs a step that opens its own prompt and then fails (start 5); then it runs the victim's decode steps naming its own session, hoping they seal the victim's continuation for it.",
             bed =>
@@ -231,6 +237,22 @@ public static partial class AttackCatalog
                     host.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
                     CompletionEntry reordered = host.Launch(list[3].Handle, list[3].Args, list[3].Scalars);
                     return All(Refused(repeated, $"'{list[1].Operator}' launched twice"), Refused(reordered, $"'{list[3].Operator}' before '{list[2].Operator}'"));
+                }
+            }) { Options = Eager };
+        yield return new Attack("Context_EagerLaunchAfterARefusedOpen", "Context", "R4:",
+            "Eager mode: prompt_open is refused (the host asks for a position the session is not at); the host goes on with the list's next launch, hoping the pass counts as begun and the layers rerun on the last step's state.",
+            bed =>
+            {
+                using ConfidentialLlama llama = bed.Load();
+                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
+                using (victim)
+                {
+                    int position = GenerateTo(llama, victim, session, 2);
+                    List<LaunchSpec> list = TaskList(bed, llama);
+                    WriteParams(bed, llama, session, StepBlock.ModeDecode, position + 5, 1);
+                    CompletionEntry open = bed.Attacker.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
+                    CompletionEntry next = bed.Attacker.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
+                    return All(Refused(open, $"prompt_open at position {position + 5}"), Refused(next, $"'{list[1].Operator}' after the refused prompt_open"));
                 }
             }) { Options = Eager };
         yield return new Attack("Context_HostBiasesSampling", "Context", "data owner's settings",
