@@ -125,6 +125,23 @@ public class ConfidentialContextTests
         Assert.That(ReadBehindTheSmmu(bed.Device, kCache.Address, kCache.Bytes).All(b => b == 0), Is.True, "nothing of A's keys is left once B's session holds the context");
     }
 
+    [Test]
+    public void ClosingTheActiveSessionScrubsTheContextAtOnce()
+    {
+        using var bed = Testbed.CreateTiny();
+        using ConfidentialLlama llama = bed.Load();
+        DeviceBuffer kCache = llama.Region(AttackKit.Buffer(llama, "k_cache.0"));
+        (DataOwnerSession a, int sessionA) = bed.OpenDataOwner();
+        using (a)
+        {
+            Assert.That(llama.Generate(sessionA, a.EncryptPrompt(PromptA), PromptA.Length, 3).Count(), Is.EqualTo(3));
+            Assert.That(ReadBehindTheSmmu(bed.Device, kCache.Address, kCache.Bytes).Any(b => b != 0), Is.True, "the conversation left keys in the cache");
+            bed.Mailbox.CloseSession(sessionA);
+        }
+        Assert.That(ReadBehindTheSmmu(bed.Device, kCache.Address, kCache.Bytes).All(b => b == 0), Is.True,
+            "a closed session's keys do not wait in HBM for the next session or the region's free");
+    }
+
     private static byte[] StepRequest(int session, int mode, int start, int seq)
     {
         var p = new byte[StepBlock.Bytes];

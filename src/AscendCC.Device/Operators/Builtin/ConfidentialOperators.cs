@@ -301,11 +301,9 @@ internal sealed class TokenSealOperator() : OperatorBase("token_seal", "next:i32
     {
         ConfidentialFirmware fw = ConfidentialOperators.Firmware(ref c, Name);
         ConfidentialContext context = ConfidentialOperators.ContextOf(ref c, this, [0]);
+        // The pending pass is always the active session's: prompt_open sets both together, and a session
+        // switch or close scrubs the context, which drops the pending pass.
         PendingStep pending = context.Pending ?? throw new ConfidentialOperatorException($"no pass is in progress in package {context.Id}: token_seal ends a pass that prompt_open began");
-        if (pending.Session != context.Active)
-        {
-            throw new ConfidentialOperatorException($"context: the pass in progress is not for the session package {context.Id} holds");
-        }
         if (pending.Emit)
         {
             HbmRegion record = c.RegionOf(1) ?? throw new KernelArgumentException($"{Name}: no record buffer");
