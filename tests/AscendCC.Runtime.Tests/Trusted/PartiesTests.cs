@@ -82,6 +82,31 @@ public sealed class PartiesTests : IDisposable
         Assert.Throws<RecordReplayException>(() => owner.DecryptToken(records[0]));
     }
 
+    [TestCase(false, TestName = "ATokenFromAnotherModelThanTheOneThatAnsweredFirstIsRefused")]
+    [TestCase(true, TestName = "ATokenFromAnotherModelThanTheRequiredOneIsRefused")]
+    public void ATokenFromAnotherModelIsRefused(bool required)
+    {
+        using EmulatedDevice device = _world.Device();
+        byte[] modelA = new byte[PromptMessage.ModelSize], modelB = new byte[PromptMessage.ModelSize];
+        modelA[0] = 0xA;
+        modelB[0] = 0xB;
+        using var owner = new DataOwnerSession(_world.Verifier) { RequiredModel = required ? modelA : ReadOnlyMemory<byte>.Empty };
+        byte[] open = owner.Attest(device.CreateHello(owner.Nonce.Span));
+        using SecureChannel onDevice = device.Accept(open, out byte[] accept);
+        owner.Complete(accept);
+        byte[] Seal(int position, byte[] model)
+        {
+            byte[] buffer = new byte[TokenMessage.EncodedSize];
+            new TokenMessage(position, 42, false) { Model = model }.Encode(buffer);
+            return onDevice.Seal(RecordType.Token, buffer);
+        }
+
+        Assert.That(owner.DecryptToken(Seal(0, modelA)).TokenId, Is.EqualTo(42));
+        var ex = Assert.Throws<UnexpectedModelException>(() => owner.DecryptToken(Seal(1, modelB)));
+        Assert.That(ex!.Message, Does.Contain(Convert.ToHexStringLower(modelB)).And.Contain(Convert.ToHexStringLower(modelA)));
+        Assert.That(owner.BoundModel!.Value.ToArray(), Is.EqualTo(modelA), "a refused token does not rebind the session");
+    }
+
     [Test]
     public void KeyIsNotReleasedToADevToolsDevice()
     {
