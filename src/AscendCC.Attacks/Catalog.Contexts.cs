@@ -35,6 +35,12 @@ public static partial class AttackCatalog
                     w.CopyDeviceToDevice(id(), embedding.Address, r.TokenRecord, Math.Min(embedding.Bytes, r.TokenRecordBytes));
                 },
                 leaked: (bed, data) => ContainsWindowOf(data, EmbeddingBytes(bed)) ? "the victim's embedding weights" : null));
+        yield return new Attack("Context_HostPackageReadsVictimKvCache", "Context", "context:",
+            "The host's own package's list copies four bytes of the victim model's KV cache into the sampled-token buffer its token_seal reads, so each run seals four bytes of the victim's keys for a data-owner session the host holds.",
+            bed => HostProgram(bed, "host list over the victim's KV cache", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+                beforeSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), llama.Region(Buffer(llama, "k_cache.0")).Address, r.Next, 4),
+                afterSeal: null,
+                leaked: null, succeededIsLeak: "a list attested against the host's package ran over the victim's KV cache and sealed part of it for the host's session"));
         yield return new Attack("Context_HostProgramOpensVictimPrompt", "Context", "context:",
             "The host relays a data owner's sealed prompt (the data owner requires the provider's model) to a program of the host's own package, which copies the opened prompt over its sealed record.",
             bed => HostProgram(bed, "host list on the victim's prompt", victimRequiresModel: true, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
