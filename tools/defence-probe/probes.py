@@ -42,7 +42,6 @@ PROBES = [
  ('close_session_scrub', FW, '''            c.ScrubSessionState();
             c.Active = null;''', '''            c.Active = null;'''),
  ('owner_bound_model_check', 'src/AscendCC.Runtime/Trusted/DataOwners/DataOwnerSession.cs', 'if (token.Model.IsEmpty || (!expected.IsEmpty && !CryptographicOperations.FixedTimeEquals(expected, token.Model.Span)))', 'if (token.Model.IsEmpty)'),
- ('attest_claims_unowned_only', FW, 'if (r.Owner is null && r.Locked)', 'if (r.Locked)'),
  ('ownership_non_weights', FW, 'if (r.Owner is not null && r.Owner != context)', 'if (false)'),
 ]
 PROBES += [
