@@ -83,6 +83,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
             var decode = runners.ToDictionary(r => r.Name, _ => lengths.ToDictionary(l => l, _ => new List<double>()));
             var promptCrypto = lengths.ToDictionary(l => l, _ => new List<double>());
             var tokenCrypto = new List<double>();
+            var sessionClose = lengths.ToDictionary(l => l, _ => new List<double>());
             var clocked = lengths.ToDictionary(l => l, _ => new List<ClockedRun>());
             for (int round = 0; round < rounds; round++)
             {
@@ -112,6 +113,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
                             {
                                 promptCrypto[length].Add(cc.PromptCryptoMs);
                                 tokenCrypto.Add(cc.TokenCryptoMs);
+                                sessionClose[length].Add(cc.SessionCloseMs);
                             }
                             if (runner is IClockedRunner { ClockOperators: true } c && runner.Name.EndsWith("Graph", StringComparison.Ordinal))
                             {
@@ -125,7 +127,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
             Dictionary<int, Dictionary<string, double[]>> stepped = Interleave(blocks, lengths, pool, interleavedSteps, shuffle);
             Write(runners, lengths, rounds, decodeSteps, prefill, decode, loadAtStart);
             WriteInterleaved(lengths, stepped, interleavedSteps);
-            WriteCryptoAccounting(runners, lengths, prefill, decode, promptCrypto, tokenCrypto);
+            WriteCryptoAccounting(runners, lengths, prefill, decode, promptCrypto, tokenCrypto, sessionClose);
             WriteDeviceAccounting(lengths, clocked);
         }
         finally
@@ -294,7 +296,8 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
     /// per step), timed at the data owner on records of exactly the sizes the device handles.
     /// </summary>
     private void WriteCryptoAccounting(List<ILlamaRunner> runners, int[] lengths, Dictionary<string, Dictionary<int, List<double>>> prefill,
-        Dictionary<string, Dictionary<int, List<double>>> decode, Dictionary<int, List<double>> promptCrypto, List<double> tokenCrypto)
+        Dictionary<string, Dictionary<int, List<double>>> decode, Dictionary<int, List<double>> promptCrypto, List<double> tokenCrypto,
+        Dictionary<int, List<double>> sessionClose)
     {
         ILlamaRunner? off = runners.FirstOrDefault(r => r.Name == "CC off BF16 Graph");
         if (off is null || tokenCrypto.Count == 0)
@@ -306,13 +309,14 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         _report.AppendLine();
         _report.AppendLine("CC work per step, accounted directly (the same AES-GCM records, timed at the data owner; the device's prompt_open and token_seal do the same work per step, and the host only relays the fixed-size record):");
         _report.AppendLine();
-        _report.AppendLine("| L | prompt record open, ms | share of CC-off prefill | token record seal, ms | share of CC-off decode step |");
-        _report.AppendLine("|---:|---:|---:|---:|---:|");
+        _report.AppendLine("| L | prompt record open, ms | share of CC-off prefill | token record seal, ms | share of CC-off decode step | session close (scrubs the context), ms, once per conversation | share of CC-off prefill |");
+        _report.AppendLine("|---:|---:|---:|---:|---:|---:|---:|");
         foreach (int length in lengths)
         {
             double prompt = Median(promptCrypto[length]);
             double p = Median(prefill[off.Name][length]), d = Median(decode[off.Name][length]);
-            _report.AppendLine(inv, $"| {length} | {prompt:F3} | {prompt / p * 100:F3}% | {token:F4} | {token / d * 100:F3}% |");
+            double close = Median(sessionClose[length]);
+            _report.AppendLine(inv, $"| {length} | {prompt:F3} | {prompt / p * 100:F3}% | {token:F4} | {token / d * 100:F3}% | {close:F2} | {close / p * 100:F2}% |");
         }
         Console.WriteLine(_report.ToString());
     }

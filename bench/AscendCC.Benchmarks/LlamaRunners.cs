@@ -286,6 +286,12 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
     /// <summary>Milliseconds per token record the data owner took to open the last run's records (the device's token_seal encrypts the same size).</summary>
     public double TokenCryptoMs { get; private set; }
 
+    /// <summary>
+    /// Milliseconds the host's CloseSession took after the last run: the device destroys the session's
+    /// keys and scrubs the context it held (activations, KV cache, workspace), once per conversation.
+    /// </summary>
+    public double SessionCloseMs { get; private set; }
+
     public bool ClockOperators
     {
         get => _device.OperatorClock.Enabled;
@@ -337,12 +343,17 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
                 _ = owner.DecryptToken(r);
             }
             TokenCryptoMs = Stopwatch.GetElapsedTime(openStart).TotalMilliseconds / records.Length;
+            // The host closes the device session when the conversation ends, as a service does.
+            long closeStart = Stopwatch.GetTimestamp();
+            _mailbox.CloseSession(session);
+            SessionCloseMs = Stopwatch.GetElapsedTime(closeStart).TotalMilliseconds;
             return times;
         }
     }
 
     private DataOwnerSession? _owner;
     private IEnumerator<byte[]>? _tokens;
+    private int _session;
 
     public double Begin(int[] prompt, int maxSteps)
     {
@@ -351,6 +362,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
         byte[] hello = _owner.Attest(_mailbox.GetHello(_owner.Nonce.Span));
         (int session, byte[] accept) = _mailbox.AcceptChannel(hello);
         _owner.Complete(accept);
+        _session = session;
         byte[] record = _owner.EncryptPrompt(prompt);
         _tokens = _llama.Generate(session, record, prompt.Length, 1 + maxSteps).GetEnumerator();
         return Step();
@@ -370,6 +382,10 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
     {
         _tokens?.Dispose();
         _tokens = null;
+        if (_owner is not null)
+        {
+            _mailbox.CloseSession(_session);
+        }
         _owner?.Dispose();
         _owner = null;
     }

@@ -104,6 +104,55 @@ public static partial class AttackCatalog
                 beforeSeal: null,
                 afterSeal: (w, r, llama, id) => w.KernelLaunch(id(), bed.Runtime.LoadOperator("token_seal"), [new(r.Next, 4), new(r.TokenRecord, r.TokenRecordBytes)], []),
                 leaked: null, succeededIsLeak: "the device sealed a token for which no pass ran"));
+        yield return new Attack("Context_NextSessionReadsStaleKvCache", "Context", "scrubbed",
+            "The host, as a model provider, signs a program that keeps each pass's tokens in its KV cache (kv_cache_write at the pass's positions) and seals the entry at position 1. An any-model data owner's five-token prompt runs on it; then a session of the host's own opens a one-token prompt on the same program, hoping position 1 still holds the data owner's token.",
+            bed =>
+            {
+                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                MaliciousHost host = bed.Attacker;
+                int maxContext = bed.Options.MaxContext;
+                ulong Alloc(long bytes, RegionTag tag) => host.Alloc(bytes, tag).Result;
+                long recordBytes = LlamaProgram.PromptRecordBytes(maxContext);
+                ulong promptRecord = Alloc(recordBytes, RegionTag.InputStaging), prompt = Alloc(maxContext * 4L, RegionTag.Activations), next = Alloc(8, RegionTag.Activations);
+                ulong request = Alloc(StepBlock.Bytes, RegionTag.InputStaging), tokens = Alloc(8 * 4, RegionTag.Activations), step = Alloc(StepBlock.Bytes, RegionTag.Activations);
+                ulong rng = Alloc(8, RegionTag.Activations), kCache = Alloc(maxContext * 4L, RegionTag.KvCache), vCache = Alloc(maxContext * 4L, RegionTag.KvCache);
+                ulong record = Alloc(LlamaProgram.TokenRecordBytes, RegionTag.OutputStaging);
+                var w = new TaskWriter();
+                w.KernelLaunch(0, bed.Runtime.LoadOperator("prompt_open"),
+                    [new(promptRecord, recordBytes), new(prompt, maxContext * 4L), new(next, 8), new(request, StepBlock.Bytes), new(tokens, 8 * 4), new(step, StepBlock.Bytes), new(rng, 8)],
+                    [KernelScalar.Of((long)bed.Config.HiddenSize), KernelScalar.Of((long)bed.Config.IntermediateSize)]);
+                // One head of width one: the cache is the list of token ids fed so far, by position.
+                w.KernelLaunch(1, bed.Runtime.LoadOperator("kv_cache_write"), [new(tokens, 8 * 4), new(tokens, 8 * 4), new(kCache, maxContext * 4L), new(vCache, maxContext * 4L)],
+                    [KernelScalar.FromDevice(step + StepBlock.Seq * 8), KernelScalar.FromDevice(step + StepBlock.Start * 8), KernelScalar.Of(1L), KernelScalar.Of(1L), KernelScalar.Of((long)maxContext)]);
+                w.CopyDeviceToDevice(2, kCache + 4, next, 4);
+                w.KernelLaunch(3, bed.Runtime.LoadOperator("token_seal"), [new(next, 4), new(record, LlamaProgram.TokenRecordBytes)], []);
+                (int? model, string attested) = AttestAsProvider(bed, w.Written.ToArray());
+                if (model is null)
+                {
+                    return AttackResult.NotBlocked($"the host's own program was not attested, so the scrub was not tested: {attested}");
+                }
+                (DataOwnerSession victim, int victimSession) = bed.OpenDataOwner(requiredModel: ReadOnlyMemory<byte>.Empty);
+                (DataOwnerSession mine, int mySession) = bed.OpenDataOwner(requiredModel: ReadOnlyMemory<byte>.Empty);
+                using (victim)
+                using (mine)
+                {
+                    host.WriteDevice(promptRecord, victim.EncryptPrompt(Prompt));
+                    host.WriteDevice(request, Params(victimSession, StepBlock.ModeOpenPrompt, 0, Prompt.Length, biased: false));
+                    CompletionEntry victimRun = host.ExecuteModel(model.Value);
+                    host.WriteDevice(promptRecord, mine.EncryptPrompt([3]));
+                    host.WriteDevice(request, Params(mySession, StepBlock.ModeOpenPrompt, 0, 1, biased: false));
+                    CompletionEntry myRun = host.ExecuteModel(model.Value);
+                    (CompletionEntry read, byte[] bytes) = host.ReadDevice(record, LlamaProgram.TokenRecordBytes);
+                    if (!victimRun.Succeeded || !myRun.Succeeded || !read.Succeeded)
+                    {
+                        return AttackResult.NotBlocked($"a legitimate step of the host's own program failed, so the scrub was not tested: data owner's run {MaliciousHost.Describe(victimRun)}; host's run {MaliciousHost.Describe(myRun)}; D2H {MaliciousHost.Describe(read)}");
+                    }
+                    int seen = mine.DecryptToken(bytes).TokenId;
+                    return seen == Prompt[1]
+                        ? AttackResult.NotBlocked($"the host's session read the data owner's prompt token {seen} from position 1 of the KV cache")
+                        : AttackResult.Blocked($"{attested}; the host's session read {seen} at position 1: the switch to its session scrubbed the data owner's KV cache");
+                }
+            });
         yield return new Attack("Context_SessionHijackAfterFailedOpen", "Context", "context:",
             "Mid-conversation, the host opens a data-owner session of its own and runs a step that opens its own prompt and then fails (start 5); then it runs the victim's decode steps naming its own session, hoping they seal the victim's continuation for it.",
             bed =>

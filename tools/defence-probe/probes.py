@@ -8,10 +8,10 @@ SCH=D+'Scheduler/TaskScheduler.cs'
 PROBES = [
  ('open_binding', OPS, 'if (fw.FindSession(session)?.Context is { } bound && bound != context)', 'if (fw.FindSession(session)?.Context is { } bound && bound != context && false)'),
  ('open_required_model', OPS, 'if (!request.RequiredModel.IsEmpty && !CryptographicOperations', 'if (false && !request.RequiredModel.IsEmpty && !CryptographicOperations'),
- ('no_scrub_on_switch', OPS, '''            if (context.Active != state)
-            {
-                context.ScrubSessionState();''', '''            if (context.Active != state)
-            {'''),
+ ('no_scrub_on_switch', OPS, '''                if (context.Active is not null)
+                {
+                    context.ScrubSessionState();
+                }''', ''),
  ('continue_position', OPS, 'if (start != state.Position)', 'if (false && start != state.Position)'),
  ('continue_session', OPS, 'if (state is null || state.Id != session)', 'if (state is null)'),
  ('decode_before_prompt_fed', OPS, '(seq != 1 || start < state.PromptLength)', '(seq != 1)'),

@@ -196,6 +196,11 @@ internal sealed class ConfidentialEngine : IChatEngine
 
     public void Dispose()
     {
+        if (_owner is not null)
+        {
+            // The host ends the device session with the chat: its keys are destroyed and the context scrubbed.
+            _npu.Mailbox.CloseSession(_ownerSession);
+        }
         _owner?.Dispose();
         _llama.Dispose();
     }

@@ -118,8 +118,8 @@ internal sealed class PackageUnlockOperator() : OperatorBase("package_unlock", "
 /// <item>open (1): decrypt the data owner's prompt record into the locked prompt buffer — its token ids,
 /// its sampling settings and the model it requires — and feed tokens [0, seq). The session is bound to
 /// this context for its lifetime. Only when every check has passed does the session become the one the
-/// context holds; if it was another, the context's activations, KV cache and workspace are scrubbed
-/// first, so nothing of one session reaches the next;</item>
+/// context holds; if another session held it, the context's activations, KV cache and workspace are
+/// scrubbed first, so nothing of one session reaches the next;</item>
 /// <item>continue (2): feed the next chunk of the opened prompt, exactly where the last pass ended;</item>
 /// <item>decode (0): feed back the token the last pass sampled, at the next position.</item>
 /// </list>
@@ -239,11 +239,17 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
             {
                 throw new ConfidentialOperatorException($"tokens 0..{seq - 1} are not in the opened prompt of {ids.Length} tokens");
             }
-            // Every check has passed: only now does the session become the context's.
+            // Every check has passed: only now does the session become the context's. If another
+            // session holds it, that session's activations, KV cache and workspace are scrubbed first;
+            // a context no session holds is already clean (new regions are zeroed, and closing the
+            // last session scrubbed it), so the first prompt after a close pays no scrub.
             DataSessionState state = fw.Session(session);
             if (context.Active != state)
             {
-                context.ScrubSessionState();
+                if (context.Active is not null)
+                {
+                    context.ScrubSessionState();
+                }
                 context.Active = state;
             }
             state.Context = context;
