@@ -187,8 +187,8 @@ public static partial class AttackCatalog
                     List<LaunchSpec> list = TaskList(bed, llama);
                     WriteParams(bed, llama, mySession, StepBlock.ModeOpenPrompt, 0, 1);
                     bed.Attacker.WriteDevice(llama.Region(llama.Layout.PromptRecord!).Address, mine.EncryptPrompt([1]));
-                    CompletionEntry open = bed.Attacker.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
-                    CompletionEntry seal = bed.Attacker.Launch(list[^1].Handle, list[^1].Args, list[^1].Scalars);
+                    CompletionEntry open = Launch(bed, list[0]);
+                    CompletionEntry seal = Launch(bed, list[^1]);
                     AttackResult read = TryOpenRecord(bed, llama, mine, seal, "token_seal right after prompt_open", t => t == victimTokens[^1] ? $"the victim's last token {t}" : null);
                     return All(Refused(seal, "token_seal right after prompt_open"), read);
                 }
@@ -212,27 +212,21 @@ public static partial class AttackCatalog
             });
         yield return new Attack("Context_VictimSessionStepOutOfPosition", "Context", "position:",
             "The host runs the victim's own session out of place: a decode two positions past where the conversation stands (a gap in its KV cache), one position back (re-sampling a position already answered), and a prompt continuation after the whole prompt was fed.",
-            bed =>
+            bed => OnVictimConversation(bed, 3, (llama, victim, session, position) =>
             {
-                using ConfidentialLlama llama = bed.Load();
-                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
-                using (victim)
-                {
-                    int position = GenerateTo(llama, victim, session, 3);
-                    CompletionEntry ahead = Step(bed, llama, session, StepBlock.ModeDecode, position + 2, 1);
-                    CompletionEntry back = Step(bed, llama, session, StepBlock.ModeDecode, position - 1, 1);
-                    CompletionEntry refeed = Step(bed, llama, session, StepBlock.ModeContinuePrompt, position, 1);
-                    // A new prompt of the same session, fed in part and then decoded as if it were whole.
-                    CompletionEntry part = Step(bed, llama, session, StepBlock.ModeOpenPrompt, 0, 2, victim.EncryptPrompt(Prompt));
-                    CompletionEntry early = Step(bed, llama, session, StepBlock.ModeDecode, 2, 1);
-                    return part.Succeeded
-                        ? All(Refused(ahead, $"decode at {position + 2} where the session stands at {position}"),
-                              Refused(back, $"decode at {position - 1} where the session stands at {position}"),
-                              Refused(refeed, $"prompt continuation at {position}, past the prompt's {Prompt.Length} tokens"),
-                              Refused(early, $"decode at 2 with the prompt of {Prompt.Length} tokens fed up to 2"))
-                        : AttackResult.NotBlocked($"the legitimate partial open was refused: {MaliciousHost.Describe(part)}");
-                }
-            });
+                CompletionEntry ahead = Step(bed, llama, session, StepBlock.ModeDecode, position + 2, 1);
+                CompletionEntry back = Step(bed, llama, session, StepBlock.ModeDecode, position - 1, 1);
+                CompletionEntry refeed = Step(bed, llama, session, StepBlock.ModeContinuePrompt, position, 1);
+                // A new prompt of the same session, fed in part and then decoded as if it were whole.
+                CompletionEntry part = Step(bed, llama, session, StepBlock.ModeOpenPrompt, 0, 2, victim.EncryptPrompt(Prompt));
+                CompletionEntry early = Step(bed, llama, session, StepBlock.ModeDecode, 2, 1);
+                return part.Succeeded
+                    ? All(Refused(ahead, $"decode at {position + 2} where the session stands at {position}"),
+                          Refused(back, $"decode at {position - 1} where the session stands at {position}"),
+                          Refused(refeed, $"prompt continuation at {position}, past the prompt's {Prompt.Length} tokens"),
+                          Refused(early, $"decode at 2 with the prompt of {Prompt.Length} tokens fed up to 2"))
+                    : AttackResult.NotBlocked($"the legitimate partial open was refused: {MaliciousHost.Describe(part)}");
+            }));
         yield return new Attack("Context_ModelSwapAfterAttestation", "Context", "context:",
             "A data owner attested the device and requires the provider's model. The host loads a package of its own (its own weights, the same deployment and model name) and answers the data owner's prompts with it: a fresh session's, one already bound to the provider's model, and the next prompt of a session that named no model but whose first prompt the provider's model answered.",
             bed =>
@@ -259,57 +253,38 @@ public static partial class AttackCatalog
             });
         yield return new Attack("Context_EagerFirstAndLastLaunchOnly", "Context", "R4:",
             "Eager mode: for a decode step of the victim's session, launch only the first (prompt_open) and last (token_seal) launches of the attested list, dropping every layer.",
-            bed =>
+            bed => OnVictimConversation(bed, 2, (llama, victim, session, position) =>
             {
-                using ConfidentialLlama llama = bed.Load();
-                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
-                using (victim)
-                {
-                    int position = GenerateTo(llama, victim, session, 2);
-                    List<LaunchSpec> list = TaskList(bed, llama);
-                    WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
-                    CompletionEntry first = bed.Attacker.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
-                    CompletionEntry last = bed.Attacker.Launch(list[^1].Handle, list[^1].Args, list[^1].Scalars);
-                    return first.Succeeded ? Refused(last, "token_seal straight after prompt_open") : AttackResult.NotBlocked($"the legitimate first launch was refused: {MaliciousHost.Describe(first)}");
-                }
-            }) { Options = Eager };
+                List<LaunchSpec> list = TaskList(bed, llama);
+                WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
+                CompletionEntry first = Launch(bed, list[0]);
+                CompletionEntry last = Launch(bed, list[^1]);
+                return first.Succeeded ? Refused(last, "token_seal straight after prompt_open") : AttackResult.NotBlocked($"the legitimate first launch was refused: {MaliciousHost.Describe(first)}");
+            })) { Options = Eager };
         yield return new Attack("Context_EagerRepeatedOrReorderedLaunch", "Context", "R4:",
             "Eager mode: launch prompt_open, then the embedding twice; and, on a fresh pass, the second layer launch before the first.",
-            bed =>
+            bed => OnVictimConversation(bed, 2, (llama, victim, session, position) =>
             {
-                using ConfidentialLlama llama = bed.Load();
-                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
-                using (victim)
-                {
-                    int position = GenerateTo(llama, victim, session, 2);
-                    List<LaunchSpec> list = TaskList(bed, llama);
-                    MaliciousHost host = bed.Attacker;
-                    WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
-                    host.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
-                    host.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
-                    CompletionEntry repeated = host.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
-                    host.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
-                    host.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
-                    CompletionEntry reordered = host.Launch(list[3].Handle, list[3].Args, list[3].Scalars);
-                    return All(Refused(repeated, $"'{list[1].Operator}' launched twice"), Refused(reordered, $"'{list[3].Operator}' before '{list[2].Operator}'"));
-                }
-            }) { Options = Eager };
+                List<LaunchSpec> list = TaskList(bed, llama);
+                WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
+                Launch(bed, list[0]);
+                Launch(bed, list[1]);
+                CompletionEntry repeated = Launch(bed, list[1]);
+                Launch(bed, list[0]);
+                Launch(bed, list[1]);
+                CompletionEntry reordered = Launch(bed, list[3]);
+                return All(Refused(repeated, $"'{list[1].Operator}' launched twice"), Refused(reordered, $"'{list[3].Operator}' before '{list[2].Operator}'"));
+            })) { Options = Eager };
         yield return new Attack("Context_EagerLaunchAfterARefusedOpen", "Context", "R4:",
             "Eager mode: prompt_open is refused (the host asks for a position the session is not at); the host goes on with the list's next launch, hoping the pass counts as begun and the layers rerun on the last step's state.",
-            bed =>
+            bed => OnVictimConversation(bed, 2, (llama, victim, session, position) =>
             {
-                using ConfidentialLlama llama = bed.Load();
-                (DataOwnerSession victim, int session) = bed.OpenDataOwner();
-                using (victim)
-                {
-                    int position = GenerateTo(llama, victim, session, 2);
-                    List<LaunchSpec> list = TaskList(bed, llama);
-                    WriteParams(bed, llama, session, StepBlock.ModeDecode, position + 5, 1);
-                    CompletionEntry open = bed.Attacker.Launch(list[0].Handle, list[0].Args, list[0].Scalars);
-                    CompletionEntry next = bed.Attacker.Launch(list[1].Handle, list[1].Args, list[1].Scalars);
-                    return All(Refused(open, $"prompt_open at position {position + 5}"), Refused(next, $"'{list[1].Operator}' after the refused prompt_open"));
-                }
-            }) { Options = Eager };
+                List<LaunchSpec> list = TaskList(bed, llama);
+                WriteParams(bed, llama, session, StepBlock.ModeDecode, position + 5, 1);
+                CompletionEntry open = Launch(bed, list[0]);
+                CompletionEntry next = Launch(bed, list[1]);
+                return All(Refused(open, $"prompt_open at position {position + 5}"), Refused(next, $"'{list[1].Operator}' after the refused prompt_open"));
+            })) { Options = Eager };
         yield return new Attack("Context_HostBiasesSampling", "Context", "data owner's settings",
             "The data owner asks for greedy decoding; the host writes temperature 1, top-p 1 and a seed of its choice into every step's parameter block.",
             bed =>
@@ -505,6 +480,24 @@ public static partial class AttackCatalog
         bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, Params(session, mode, start, seq, biased));
         return bed.Attacker.ExecuteModel(llama.Model.Id);
     }
+
+    /// <summary>
+    /// Attacks on a victim's conversation in progress: the model loaded, the victim's session
+    /// <paramref name="tokens"/> tokens in; <paramref name="attack"/> gets the model, the victim, its
+    /// session and the position the conversation stands at.
+    /// </summary>
+    private static AttackResult OnVictimConversation(Testbed bed, int tokens, Func<ConfidentialLlama, DataOwnerSession, int, int, AttackResult> attack)
+    {
+        using ConfidentialLlama llama = bed.Load();
+        (DataOwnerSession victim, int session) = bed.OpenDataOwner();
+        using (victim)
+        {
+            return attack(llama, victim, session, GenerateTo(llama, victim, session, tokens));
+        }
+    }
+
+    /// <summary>One launch of the host's copy of the list, eagerly.</summary>
+    private static CompletionEntry Launch(Testbed bed, LaunchSpec launch) => bed.Attacker.Launch(launch.Handle, launch.Args, launch.Scalars);
 
     /// <summary>A legitimate generation of <paramref name="tokens"/> tokens on a session; returns the next position.</summary>
     private static int GenerateTo(ConfidentialLlama llama, DataOwnerSession owner, int session, int tokens)
