@@ -8,12 +8,22 @@
 # Targets (one stryker config each, next to this script):
 #   channel    src/AscendCC.Protocol/Channels/SecureChannel.cs
 #   verifier   src/AscendCC.Runtime/Trusted/Verification/*.cs
-#   operators  src/AscendCC.Device/Operators/Builtin/ConfidentialOperators.cs
-#   firmware   src/AscendCC.Device/Confidential/{ConfidentialFirmware,ConfidentialContext,
-#              AcceptedTaskCache,TaskListMeasurer}.cs
+#   device     the confidential firmware, src/AscendCC.Device/Confidential/{ConfidentialFirmware,
+#              ConfidentialContext,AcceptedTaskCache,TaskListMeasurer}.cs, and the confidential
+#              operators, src/AscendCC.Device/Operators/Builtin/ConfidentialOperators.cs (one run:
+#              same project, so one build, initial test run and coverage pass; scored per file)
 #
-# Only the security test classes run (Attacks, Confidential, Trusted, Security namespaces), each
-# mutant only against the tests that cover it (coverage-analysis perTest). Reports go to
+# Settings common to the configs: mutation level Standard; no mutants inside exception constructors
+# ("ignore-methods": ["*Exception.ctor"]): an exception's message text is diagnostics, the defence is
+# that it is thrown, and removing a throw or its condition is still mutated. Stryker compiles the
+# mutants itself with Roslyn and applies NoWarn/WarningsAsErrors but not TreatWarningsAsErrors, so the
+# repository's warnings-as-errors setting needs no change for a run (its own build is of the
+# unmodified code, which builds without warnings).
+#
+# Only the security test classes run: tests/AscendCC.Runtime.Tests' Attacks, Confidential and Trusted
+# folders and tests/AscendCC.Device.Tests' Security folder, compiled into two projects of their own
+# under tools/mutation/tests (stryker's test-case filter cannot be used with NUnit: see
+# RuntimeSecurity.csproj), each mutant only against the tests that cover it (coverage-analysis perTest). Reports go to
 # artifacts/mutation/<target>/ (gitignored): reports/mutation-report.html and .json.
 # STRYKER_CONCURRENCY overrides the number of parallel test runners (default 1).
 set -euo pipefail
@@ -22,7 +32,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-all=(channel verifier operators firmware)
+all=(channel verifier device)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
@@ -75,3 +85,7 @@ done
 echo "=== scores ==="
 cat "$out"/*/score.txt
 python3 "$here/score.py" --total "$out"/*/score.txt
+
+# Every surviving or uncovered mutant of every target, as markdown table rows (for docs/mutation-testing.md).
+python3 "$here/score.py" --survivors "$out"/*/reports/mutation-report.json > "$out/survivors.md"
+echo "survivors: $(grep -c '^|' "$out/survivors.md" || true) (listed in $out/survivors.md)"
