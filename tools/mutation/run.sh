@@ -8,10 +8,9 @@
 # Targets (one stryker config each, next to this script):
 #   channel    src/AscendCC.Protocol/Channels/SecureChannel.cs
 #   verifier   src/AscendCC.Runtime/Trusted/Verification/*.cs
-#   device     the confidential firmware, src/AscendCC.Device/Confidential/{ConfidentialFirmware,
-#              ConfidentialContext,AcceptedTaskCache,TaskListMeasurer}.cs, and the confidential
-#              operators, src/AscendCC.Device/Operators/Builtin/ConfidentialOperators.cs (one run:
-#              same project, so one build, initial test run and coverage pass; scored per file)
+#   operators  src/AscendCC.Device/Operators/Builtin/ConfidentialOperators.cs
+#   firmware   src/AscendCC.Device/Confidential/{ConfidentialFirmware,ConfidentialContext,
+#              AcceptedTaskCache,TaskListMeasurer}.cs (scored per file too)
 #
 # Settings common to the configs: mutation level Standard; no mutants inside exception constructors
 # ("ignore-methods": ["*Exception.ctor"]): an exception's message text is diagnostics, the defence is
@@ -32,7 +31,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-all=(channel verifier device)
+all=(channel verifier operators firmware)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
