@@ -68,7 +68,7 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   # From this folder, not the root: next to the .sln stryker would run in solution mode, which
   # takes no explicit test projects. The test-project paths in the configs are relative to here.
-  (cd "$here" && exec dotnet stryker -f "$t.json" -O "$out/$t" -c "$concurrency" --skip-version-check) &
+  (cd "$here" && exec dotnet stryker -f "$t.json" -O "$out/$t" -c "$concurrency" --skip-version-check -L) &
   stryker=$!
   while kill -0 "$stryker" 2>/dev/null; do
     reap_test_hosts "$stryker"
