@@ -341,6 +341,103 @@ public sealed class ChannelTests : IDisposable
         device.Dispose();
     }
 
+    [Test]
+    public void ExhaustedSequenceSpaceEndsTheChannel()
+    {
+        // 2^64 records cannot be sent in a test; the counter is fast-forwarded instead.
+        (SecureChannel party, SecureChannel device) = Pair();
+        using (party)
+        using (device)
+        {
+            SetCounter(party, "_send", "Sequence", ulong.MaxValue - 1);
+            Assert.That(party.Seal(RecordType.Application, "the last sequence number"u8), Has.Length.EqualTo(SecureChannel.Overhead + 24));
+            var ex = Assert.Throws<ChannelClosedException>(() => party.Seal(RecordType.Application, "one too many"u8));
+            Assert.That(ex!.Message, Does.Contain("sequence space is exhausted"));
+            Assert.Throws<ChannelClosedException>(() => party.Open(device.Seal(RecordType.Application, "reply"u8), RecordType.Application), "the exhausted channel is closed in both directions");
+        }
+    }
+
+    [Test]
+    public void ExhaustedKeyEpochSpaceIsRefused()
+    {
+        // 2^32 rotations cannot be run in a test; the epoch is fast-forwarded instead. The next rotation
+        // would wrap the epoch to 0 and reuse key material, so it must fail.
+        (SecureChannel party, SecureChannel device) = Pair(new SecureChannelOptions { MaxRecordsPerKey = 1 });
+        using (party)
+        using (device)
+        {
+            SetCounter(party, "_send", "Epoch", uint.MaxValue);
+            Assert.That(party.SendEpoch, Is.EqualTo(uint.MaxValue));
+            party.Seal(RecordType.Application, "last record under the last key"u8);
+            Assert.Throws<MalformedRecordException>(() => party.Seal(RecordType.Application, "would need epoch 2^32"u8));
+            Assert.That(party.SendEpoch, Is.EqualTo(uint.MaxValue), "no wrap to epoch 0");
+        }
+    }
+
+    [Test]
+    public void ReceiverRejectsASenderThatDoesNotRotateAfterTheByteLimit()
+    {
+        (SecureChannel party, SecureChannel device) = Pair(new SecureChannelOptions { MaxBytesPerKey = 1L << 20 }, new SecureChannelOptions { MaxBytesPerKey = 1000 });
+        using (party)
+        using (device)
+        {
+            byte[] payload = new byte[500];
+            device.Open(party.Seal(RecordType.Application, payload), RecordType.Application);
+            device.Open(party.Seal(RecordType.Application, payload), RecordType.Application);
+            Assert.Throws<MalformedRecordException>(() => device.Open(party.Seal(RecordType.Application, payload), RecordType.Application));
+        }
+    }
+
+    [Test]
+    public void LimitsOutOfRangeAndOverflowingSizesAreRefused()
+    {
+        byte[] secret = new byte[48];
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SecureChannel(ChannelRole.DataOwner, secret, secret, new SecureChannelOptions { MaxRecordsPerKey = 0 }).Dispose());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SecureChannel(ChannelRole.DataOwner, secret, secret, new SecureChannelOptions { MaxBytesPerKey = 0 }).Dispose());
+        Assert.Throws<OverflowException>(() => SecureChannel.RecordSize(int.MaxValue - SecureChannel.Overhead + 1));
+        Assert.That(SecureChannel.RecordSize(int.MaxValue - SecureChannel.Overhead), Is.EqualTo(int.MaxValue));
+    }
+
+    [Test]
+    public void RecordShorterThanItsFramingIsMalformed()
+    {
+        Assert.Throws<MalformedRecordException>(() => SecureChannel.PeekPlaintextLength(new byte[SecureChannel.Overhead - 1]));
+        (SecureChannel party, SecureChannel device) = Pair();
+        using (party)
+        using (device)
+        {
+            byte[] record = party.Seal(RecordType.Application, "x"u8);
+            Assert.Throws<MalformedRecordException>(() => device.Open(record.AsSpan(0, SecureChannel.HeaderSize), RecordType.Application));
+            Assert.Throws<ChannelClosedException>(() => device.Open(record, RecordType.Application));
+        }
+    }
+
+    [Test]
+    public void DisposeDestroysTheKeysOfBothDirections()
+    {
+        (SecureChannel party, SecureChannel device) = Pair();
+        device.Dispose();
+        party.Seal(RecordType.Application, "keys in use"u8);
+        party.Dispose();
+        foreach (string direction in new[] { "_send", "_receive" })
+        {
+            object state = typeof(SecureChannel).GetField(direction, System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!.GetValue(party)!;
+            foreach (string material in new[] { "_secret", "_iv" })
+            {
+                byte[] bytes = (byte[])state.GetType().GetField(material, System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!.GetValue(state)!;
+                Assert.That(bytes, Is.All.EqualTo(0), $"{direction}.{material} is wiped");
+            }
+            var aead = (AesGcm)state.GetType().GetProperty("Aead")!.GetValue(state)!;
+            Assert.Throws<ObjectDisposedException>(() => aead.Encrypt(new byte[12], new byte[1], new byte[1], new byte[16]), $"{direction}'s AES-GCM key is released");
+        }
+    }
+
+    private static void SetCounter(SecureChannel channel, string direction, string counter, object value)
+    {
+        object state = typeof(SecureChannel).GetField(direction, System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!.GetValue(channel)!;
+        state.GetType().GetProperty(counter)!.SetValue(state, value);
+    }
+
     private static (SecureChannel Party, SecureChannel Device) Pair(SecureChannelOptions? partyOptions = null, SecureChannelOptions? deviceOptions = null)
     {
         byte[] toDevice = RandomNumberGenerator.GetBytes(48);
