@@ -35,7 +35,9 @@ def line(name, counts, seconds=None):
 def per_target(name, path, seconds):
     with open(path, encoding="utf-8") as f:
         report = json.load(f)
-    files = {os.path.basename(k): v["mutants"] for k, v in report["files"].items()}
+    # The report lists every file of the project; only the mutated ones have tested mutants.
+    files = {os.path.basename(k): v["mutants"] for k, v in report["files"].items()
+             if any(m["status"] in ("Killed", "Timeout", "Survived", "NoCoverage") for m in v["mutants"])}
     print(line(name, counts_of([m for ms in files.values() for m in ms]), seconds))
     if len(files) > 1:
         for file, mutants in sorted(files.items()):
