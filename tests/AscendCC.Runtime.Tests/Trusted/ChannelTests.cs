@@ -402,13 +402,15 @@ public sealed class ChannelTests : IDisposable
     public void RecordShorterThanItsFramingIsMalformed()
     {
         Assert.Throws<MalformedRecordException>(() => SecureChannel.PeekPlaintextLength(new byte[SecureChannel.Overhead - 1]));
+        Assert.Throws<MalformedRecordException>(() => SecureChannel.PeekPlaintextLength(new byte[10]), "shorter than the header, where the length field would be");
         (SecureChannel party, SecureChannel device) = Pair();
         using (party)
         using (device)
         {
             byte[] record = party.Seal(RecordType.Application, "x"u8);
-            Assert.Throws<MalformedRecordException>(() => device.Open(record.AsSpan(0, SecureChannel.HeaderSize), RecordType.Application));
+            Assert.Throws<MalformedRecordException>(() => device.Open(record.AsSpan(0, 10), RecordType.Application));
             Assert.Throws<ChannelClosedException>(() => device.Open(record, RecordType.Application));
+            Assert.Throws<ChannelClosedException>(() => device.Open(record.AsSpan(0, 10), RecordType.Application), "a closed channel says so before looking at the record");
         }
     }
 
