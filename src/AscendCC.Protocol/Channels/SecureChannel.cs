@@ -140,7 +140,7 @@ public sealed class SecureChannel : IDisposable
     /// <exception cref="MalformedRecordException">The record is of another type.</exception>
     public byte[] Open(ReadOnlySpan<byte> record, RecordType expectedType)
     {
-        byte[] plaintext = new byte[PeekPlaintextLength(record)];
+        byte[] plaintext = new byte[PeekPlaintextLengthOrClose(record)];
         Open(record, plaintext, out RecordType type);
         if (type != expectedType)
         {
@@ -194,9 +194,9 @@ public sealed class SecureChannel : IDisposable
         {
             throw new MalformedRecordException($"Record key epoch {epoch} is not the current ({_receive.Epoch}) or next one.");
         }
-        else if (_receive.Records >= _options.MaxRecordsPerKey)
+        else if (_receive.Records >= _options.MaxRecordsPerKey || _receive.Bytes + length > _options.MaxBytesPerKey)
         {
-            throw new MalformedRecordException("The sender exceeded the records allowed under one key without rotating.");
+            throw new MalformedRecordException("The sender exceeded the records or bytes allowed under one key without rotating.");
         }
 
         try
@@ -351,6 +351,22 @@ public sealed class SecureChannel : IDisposable
             {
                 CryptographicOperations.ZeroMemory(key);
             }
+        }
+    }
+
+    // A record whose framing is wrong ends the channel like every other bad record (OpenCore checks
+    // the framing again, inside the handler that closes the channel).
+    private int PeekPlaintextLengthOrClose(ReadOnlySpan<byte> record)
+    {
+        ThrowIfClosed();
+        try
+        {
+            return PeekPlaintextLength(record);
+        }
+        catch (MalformedRecordException)
+        {
+            Close();
+            throw;
         }
     }
 }

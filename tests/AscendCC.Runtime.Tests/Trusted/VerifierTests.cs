@@ -29,6 +29,35 @@ public sealed class VerifierTests : IDisposable
     }
 
     [Test]
+    public void EveryPassingCheckSaysWhatItEstablished()
+    {
+        // The verdict's details are what a relying party logs and shows: a passing check names what it
+        // compared, not just that it passed.
+        using EmulatedDevice device = _world.Device();
+        byte[] nonce = AttestationVerifier.CreateNonce();
+        byte[] hello = device.CreateHello(nonce);
+        AttestationResult result = _world.Verifier.VerifyHello(hello, nonce, VerificationPolicy.Default);
+        Assert.That(result.PolicySatisfied, Is.True, result.ToString());
+        int reportLength = DeviceHello.Parse(hello).Report.Length;
+        Assert.Multiple(() =>
+        {
+            Assert.That(result[AttestationCheck.Format].Detail, Is.EqualTo($"well-formed report, {reportLength} bytes"));
+            Assert.That(result[AttestationCheck.Freshness].Detail, Does.Contain("echoes this verification's nonce"));
+            Assert.That(result[AttestationCheck.CertificateChain].Detail, Does.EndWith("; DICE layer matches the firmware measurement"));
+            Assert.That(result[AttestationCheck.Revocation].Detail, Does.Contain("not revoked").And.Contain("revoking the identity revokes it too"));
+            Assert.That(result[AttestationCheck.Signature].Detail, Does.Contain("signature verifies under the certified attestation key"));
+            Assert.That(result[AttestationCheck.ReferenceMeasurements].Detail, Does.Contain($"match the manufacturer reference for version {_world.Firmware.Version}"));
+            Assert.That(result[AttestationCheck.CcMode].Detail, Is.EqualTo("CC mode On"));
+            Assert.That(result[AttestationCheck.DebugLocked].Detail, Is.EqualTo("debug locked"));
+            Assert.That(result[AttestationCheck.TcbRecovery].Detail, Does.Contain($"imposes minimum firmware SVN {_world.Firmware.SecurityVersion}"));
+            Assert.That(result[AttestationCheck.SvnMinimum].Detail, Does.StartWith($"SVN {_world.Firmware.SecurityVersion} ≥ minimum {_world.Firmware.SecurityVersion} from the manufacturer's TCB recovery statement #"));
+            Assert.That(result[AttestationCheck.KeyBinding].Detail, Does.Contain("equals the attested ephemeral P-384 key"));
+            Assert.That(result[AttestationCheck.ModelMeasurement].Detail, Does.Contain("names no model"));
+        });
+        Assert.That(result.ToString(), Does.StartWith("Attestation: policy satisfied").And.Contain("[PASS] KeyBinding: channel key share"));
+    }
+
+    [Test]
     public void StaleNonceFailsOnlyFreshness()
     {
         using EmulatedDevice device = _world.Device();
