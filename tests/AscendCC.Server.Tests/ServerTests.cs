@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using System.Net;
+using System.Runtime.InteropServices;
+using AscendCC.Client;
+using AscendCC.Runtime.Trusted.DataOwners;
+using NUnit.Framework;
+
+namespace AscendCC.Server.Tests;
+
+/// <summary>The untrusted host as a server, the parties as remote clients (issue 12, first slice).</summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class ServerTests : IDisposable
+{
+    private static readonly int[] Prompt = [1, 17, 5, 42, 9, 33];
+    private static readonly int[] OtherPrompt = [1, 60, 3, 8];
+    private const int MaxTokens = 8;
+
+    private ServerWorld _world = null!;
+    private RemoteModel _model = null!;
+
+    [OneTimeSetUp]
+    public async Task DeployOnce()
+    {
+        _world = new ServerWorld();
+        _model = await _world.DeployAsync();
+    }
+
+    /// <summary>NUnit disposes the fixture after its last test.</summary>
+    public void Dispose() => _world?.Dispose();
+
+    [Test, Order(1)]
+    public async Task Remote_generation_equals_the_in_process_flow()
+    {
+        Assert.That(_model.ExpectedGraphMeasurement, Is.EqualTo(_world.Model.Manifest.ExpectedGraphMeasurement.ToArray()), "the host loaded the provider's model");
+        Assert.That(_model.UnlockedBytes, Is.GreaterThan(0));
+
+        var inProcessClock = Stopwatch.StartNew();
+        int[] expected = ServerWorld.InProcess(Prompt, MaxTokens);
+        inProcessClock.Stop();
+
+        var remoteClock = Stopwatch.StartNew();
+        int[] remote = await _world.GenerateAsync(Prompt, MaxTokens);
+        remoteClock.Stop();
+
+        Assert.That(remote, Is.EqualTo(expected));
+        Assert.That(remote, Has.Length.EqualTo(MaxTokens));
+
+        // Time per token, decode loop only, in the same run: HTTP (in-memory server) vs in-process.
+        (DataOwnerSession owner, int session) = await _world.OpenDataOwnerAsync();
+        using (owner)
+        {
+            var clock = Stopwatch.StartNew();
+            int n = 0;
+            await foreach (byte[] record in _world.Npu.GenerateAsync(session, owner.EncryptPrompt(Prompt), Prompt.Length, 24))
+            {
+                owner.DecryptToken(record);
+                n++;
+            }
+            double http = clock.Elapsed.TotalMilliseconds / n;
+            await _world.Npu.CloseSessionAsync(session);
+            using AscendCC.Attacks.Testbed bed = AscendCC.Attacks.Testbed.CreateTiny(seed: ServerWorld.Seed);
+            using AscendCC.Runtime.Confidential.ConfidentialLlama llama = bed.Load();
+            bed.Generate(llama, Prompt, 2);
+            clock.Restart();
+            int[] local = bed.Generate(llama, Prompt, 24);
+            double inProcess = clock.Elapsed.TotalMilliseconds / local.Length;
+            TestContext.Out.WriteLine($"time per token incl. attest+seal+decrypt: HTTP (in-memory server) {http:F3} ms, in-process {inProcess:F3} ms; first conversation: remote {remoteClock.ElapsedMilliseconds} ms, in-process (boot+export+load+generate) {inProcessClock.ElapsedMilliseconds} ms");
+        }
+
+        RemoteDeviceInfo[] devices = await _world.Npu.ListDevicesAsync();
+        Assert.That(devices, Has.Length.EqualTo(2));
+        Assert.That(devices[0].LoadedPackage, Is.EqualTo(ServerWorld.PackageName));
+        Assert.That(devices[0].CcMode, Is.EqualTo("On"));
+    }
+
+    [Test, Order(2)]
+    public async Task The_host_never_sees_the_prompt_or_a_weight_window()
+    {
+        int before = _world.Recorder.Bodies.Count;
+        int[] tokens = await _world.GenerateAsync(Prompt, MaxTokens);
+        Assert.That(_world.Recorder.Bodies.Count, Is.GreaterThan(before));
+        byte[][] bodies = [.. _world.Recorder.Bodies];
+        Assert.That(bodies.Sum(b => (long)b.Length), Is.GreaterThan(_world.Package.Length), "the capture holds the package upload");
+
+        // No prompt (nor reply) as an int32 sequence, in either byte order.
+        foreach (int[] ids in new[] { Prompt, Prompt[1..], tokens })
+        {
+            byte[] le = MemoryMarshal.AsBytes(ids.AsSpan()).ToArray();
+            byte[] be = ids.SelectMany(i => BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(i))).ToArray();
+            foreach (byte[] body in bodies)
+            {
+                Assert.That(body.AsSpan().IndexOf(le), Is.EqualTo(-1), "token ids (little-endian) in a body the host handled");
+                Assert.That(body.AsSpan().IndexOf(be), Is.EqualTo(-1), "token ids (big-endian) in a body the host handled");
+            }
+        }
+
+        // No 32-byte window of any weight, at any offset.
+        var windows = new HashSet<Window>();
+        foreach (byte[] body in bodies)
+        {
+            for (int i = 0; i + 32 <= body.Length; i++)
+            {
+                windows.Add(Window.At(body, i));
+            }
+        }
+        int checkedWindows = 0;
+        foreach (string name in AscendCC.Runtime.Models.LlamaTensorNames.Expected(AscendCC.Attacks.TinyLlama.Config()).Select(t => t.Name))
+        {
+            byte[] weights = _world.Weights(name).Bytes.ToArray();
+            for (int i = 0; i + 32 <= weights.Length; i++, checkedWindows++)
+            {
+                Assert.That(windows.Contains(Window.At(weights, i)), Is.False, $"a 32-byte window of {name} at {i} is in a body the host handled");
+            }
+        }
+        Assert.That(checkedWindows, Is.GreaterThan(10_000));
+    }
+
+    [Test, Order(3)]
+    public async Task Bad_input_gets_problem_details_and_the_server_keeps_serving()
+    {
+        RemoteNpuException e;
+
+        e = Assert.ThrowsAsync<RemoteNpuException>(() => new RemoteNpu(_world.Http, 9).GetHelloAsync(new byte[32]))!;
+        Assert.That(e.Status, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That(e.Detail, Does.Contain("no NPU 9"));
+
+        e = Assert.ThrowsAsync<RemoteNpuException>(async () =>
+        {
+            await foreach (byte[] _ in _world.Npu.GenerateAsync(4242, new byte[64], 3, 2))
+            {
+            }
+        })!;
+        Assert.That(e.Status, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That(e.Detail, Does.Contain("no session 4242"));
+
+        e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.AcceptChannelAsync(new byte[] { 1, 2, 3, 4, 5 }))!;
+        Assert.That((int)e.Status, Is.InRange(400, 499));
+        Assert.That(e.Detail, Is.Not.Empty);
+        TestContext.Out.WriteLine($"malformed open message: {e.Message}");
+
+        (DataOwnerSession owner, int session) = await _world.OpenDataOwnerAsync();
+        using (owner)
+        {
+            e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.ReleaseModelKeyAsync(session, new byte[] { 9, 9, 9 }))!;
+            Assert.That((int)e.Status, Is.InRange(400, 499));
+            TestContext.Out.WriteLine($"malformed key record: {e.Message}");
+
+            int[] tooLong = [.. Enumerable.Range(0, _world.Deployment.MaxContext + 4).Select(i => 1 + (i % 50))];
+            e = Assert.ThrowsAsync<RemoteNpuException>(async () =>
+            {
+                byte[] sealedPrompt;
+                try
+                {
+                    sealedPrompt = owner.EncryptPrompt(tooLong);
+                }
+                catch (ArgumentException)
+                {
+                    // The data owner's SDK may refuse it first; the host must refuse the count anyway.
+                    sealedPrompt = owner.EncryptPrompt(Prompt);
+                }
+                await foreach (byte[] _ in _world.Npu.GenerateAsync(session, sealedPrompt, tooLong.Length, 2))
+                {
+                }
+            })!;
+            Assert.That(e.Status, Is.EqualTo(HttpStatusCode.BadRequest));
+            Assert.That(e.Detail, Does.Contain("prompt"));
+            TestContext.Out.WriteLine($"prompt longer than the context: {e.Message}");
+            await _world.Npu.CloseSessionAsync(session);
+        }
+
+        e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.CloseSessionAsync(session))!;
+        Assert.That(e.Status, Is.EqualTo(HttpStatusCode.NotFound), "a closed session is gone");
+
+        using (var truncated = new MemoryStream(_world.Package, 0, _world.Package.Length / 2, writable: false))
+        {
+            e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.UploadPackageAsync("truncated", truncated, _world.Deployment.ToJson()))!;
+        }
+        Assert.That(e.Status, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(e.Detail, Does.Contain("truncated"));
+        Assert.That(Directory.GetFiles(_world.Store).Select(Path.GetFileName), Has.None.StartsWith("truncated"), "nothing of the truncated upload is kept");
+
+        e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.LoadModelAsync("no-such-package", new byte[32]))!;
+        Assert.That(e.Status, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That(e.Detail, Does.Contain("no-such-package"));
+
+        // Nothing lost: the loaded model still answers.
+        Assert.That(await _world.GenerateAsync(Prompt, MaxTokens), Is.EqualTo(ServerWorld.InProcess(Prompt, MaxTokens)));
+        HttpResponseMessage ready = await _world.Http.GetAsync(new Uri("/readyz", UriKind.Relative));
+        Assert.That(ready.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test, Order(4)]
+    public async Task Two_data_owners_get_their_own_answers()
+    {
+        int[] expectedA = ServerWorld.InProcess(Prompt, MaxTokens);
+        int[] expectedB = ServerWorld.InProcess(OtherPrompt, MaxTokens);
+        Assert.That(expectedA, Is.Not.EqualTo(expectedB), "the prompts must give different answers for this test to mean anything");
+
+        Task<int[]> a = _world.GenerateAsync(Prompt, MaxTokens);
+        Task<int[]> b = _world.GenerateAsync(OtherPrompt, MaxTokens);
+        int[][] answers = await Task.WhenAll(a, b);
+
+        Assert.That(answers[0], Is.EqualTo(expectedA));
+        Assert.That(answers[1], Is.EqualTo(expectedB));
+    }
+
+    [Test]
+    public async Task Health_and_readiness()
+    {
+        HttpResponseMessage health = await _world.Http.GetAsync(new Uri("/healthz", UriKind.Relative));
+        Assert.That(health.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        HttpResponseMessage ready = await _world.Http.GetAsync(new Uri("/readyz", UriKind.Relative));
+        Assert.That(ready.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(await ready.Content.ReadAsStringAsync(), Does.Contain("\"devices\":2"));
+    }
+
+    private readonly record struct Window(ulong A, ulong B, ulong C, ulong D)
+    {
+        public static Window At(byte[] bytes, int offset)
+        {
+            ReadOnlySpan<ulong> u = MemoryMarshal.Cast<byte, ulong>(bytes.AsSpan(offset, 32));
+            return new Window(u[0], u[1], u[2], u[3]);
+        }
+    }
+}
