@@ -14,6 +14,9 @@ internal sealed class BodyRecorder
 
     public long TotalBytes => _bodies.Sum(b => (long)b.Length);
 
+    /// <summary>Delay before each response write (a slow network), or zero.</summary>
+    public TimeSpan ResponseWriteDelay { get; set; }
+
     public void Add(byte[] bytes) => _bodies.Enqueue(bytes);
 
     /// <summary>A startup filter that puts the recording middleware in front of the server's pipeline.</summary>
@@ -25,8 +28,8 @@ internal sealed class BodyRecorder
         {
             app.Use(async (context, nextMiddleware) =>
             {
-                var request = new TeeStream(context.Request.Body, read: true);
-                var response = new TeeStream(context.Response.Body, read: false);
+                var request = new TeeStream(context.Request.Body, read: true, TimeSpan.Zero);
+                var response = new TeeStream(context.Response.Body, read: false, recorder.ResponseWriteDelay);
                 context.Request.Body = request;
                 context.Response.Body = response;
                 try
@@ -44,7 +47,7 @@ internal sealed class BodyRecorder
     }
 
     /// <summary>Copies whatever passes through (reads of a request body, writes of a response body).</summary>
-    private sealed class TeeStream(Stream inner, bool read) : Stream
+    private sealed class TeeStream(Stream inner, bool read, TimeSpan writeDelay) : Stream
     {
         public MemoryStream Captured { get; } = new();
 
@@ -88,6 +91,10 @@ internal sealed class BodyRecorder
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             Captured.Write(buffer.Span);
+            if (writeDelay > TimeSpan.Zero)
+            {
+                await Task.Delay(writeDelay, cancellationToken);
+            }
             await inner.WriteAsync(buffer, cancellationToken);
         }
 

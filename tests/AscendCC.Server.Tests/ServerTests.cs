@@ -139,12 +139,36 @@ public sealed class ServerTests : IDisposable
         Assert.That(e.Detail, Is.Not.Empty);
         TestContext.Out.WriteLine($"malformed open message: {e.Message}");
 
+        using (AscendCC.Runtime.Trusted.ModelProviders.KeyReleaseSession release = _world.Provider.BeginKeyRelease(_world.Model, _world.Verifier))
+        {
+            byte[] open = release.Attest(await _world.Npu.GetHelloAsync(release.Nonce));
+            RemoteSession provider = await _world.Npu.AcceptChannelAsync(open);
+            e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.ReleaseModelKeyAsync(provider.Session, new byte[] { 9, 9, 9 }))!;
+            Assert.That((int)e.Status, Is.InRange(400, 499));
+            Assert.That(e.Detail, Is.Not.Empty);
+            TestContext.Out.WriteLine($"malformed key record: {e.Message}");
+            await _world.Npu.CloseSessionAsync(provider.Session);
+        }
+
         (DataOwnerSession owner, int session) = await _world.OpenDataOwnerAsync();
         using (owner)
         {
             e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.ReleaseModelKeyAsync(session, new byte[] { 9, 9, 9 }))!;
             Assert.That((int)e.Status, Is.InRange(400, 499));
-            TestContext.Out.WriteLine($"malformed key record: {e.Message}");
+            TestContext.Out.WriteLine($"key record on a data owner's session: {e.Message}");
+
+            // A sealed prompt record of garbage: the device refuses it before any token is sealed.
+            e = Assert.ThrowsAsync<RemoteNpuException>(async () =>
+            {
+                byte[] garbage = new byte[owner.EncryptPrompt(Prompt).Length];
+                new Random(7).NextBytes(garbage);
+                await foreach (byte[] _ in _world.Npu.GenerateAsync(session, garbage, Prompt.Length, 2))
+                {
+                }
+            })!;
+            Assert.That((int)e.Status, Is.InRange(400, 499));
+            Assert.That(e.Detail, Is.Not.Empty);
+            TestContext.Out.WriteLine($"malformed sealed prompt: {e.Message}");
 
             int[] tooLong = [.. Enumerable.Range(0, _world.Deployment.MaxContext + 4).Select(i => 1 + (i % 50))];
             e = Assert.ThrowsAsync<RemoteNpuException>(async () =>
@@ -203,6 +227,50 @@ public sealed class ServerTests : IDisposable
 
         Assert.That(answers[0], Is.EqualTo(expectedA));
         Assert.That(answers[1], Is.EqualTo(expectedB));
+    }
+
+    [Test, Order(5)]
+    public async Task A_client_that_leaves_mid_stream_gets_its_session_closed()
+    {
+        (DataOwnerSession owner, int session) = await _world.OpenDataOwnerAsync();
+        // A slow network (50 ms a write), so the server cannot have sealed all 24 records before
+        // the client's departure reaches it.
+        _world.Recorder.ResponseWriteDelay = TimeSpan.FromMilliseconds(50);
+        using (owner)
+        {
+            using var leave = new CancellationTokenSource();
+            int received = 0;
+            Assert.CatchAsync<OperationCanceledException>(async () =>
+            {
+                await foreach (byte[] record in _world.Npu.GenerateAsync(session, owner.EncryptPrompt(Prompt), Prompt.Length, 24, leave.Token))
+                {
+                    owner.DecryptToken(record);
+                    if (++received == 1)
+                    {
+                        await leave.CancelAsync();
+                    }
+                }
+            });
+            Assert.That(received, Is.EqualTo(1));
+        }
+        _world.Recorder.ResponseWriteDelay = TimeSpan.Zero;
+        // The server noticed, stopped, and closed the device session (the device scrubbed the context).
+        var deadline = Stopwatch.StartNew();
+        RemoteNpuException? gone = null;
+        while (gone is null && deadline.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            RemoteDeviceInfo[] devices = await _world.Npu.ListDevicesAsync();
+            if (devices[0].Sessions == 0)
+            {
+                gone = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.CloseSessionAsync(session));
+            }
+            else
+            {
+                await Task.Delay(50);
+            }
+        }
+        Assert.That(gone?.Status, Is.EqualTo(HttpStatusCode.NotFound), "the session the client left is closed");
+        Assert.That(await _world.GenerateAsync(OtherPrompt, MaxTokens), Is.EqualTo(ServerWorld.InProcess(OtherPrompt, MaxTokens)), "the next data owner is served");
     }
 
     [Test]
