@@ -204,6 +204,27 @@ public sealed class ServerTests : IDisposable
         Assert.That(e.Detail, Does.Contain("truncated"));
         Assert.That(Directory.GetFiles(_world.Store).Select(Path.GetFileName), Has.None.StartsWith("truncated"), "nothing of the truncated upload is kept");
 
+        e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.GetHelloAsync(new byte[2 << 20]))!;
+        Assert.That(e.Status, Is.EqualTo(HttpStatusCode.RequestEntityTooLarge));
+        Assert.That(e.Detail, Does.Contain("bytes"));
+
+        // NPU 1 has no model: a data owner may attest it, but a generation is refused.
+        var second = new RemoteNpu(_world.Http, 1);
+        using (var idle = new DataOwnerSession(_world.Verifier))
+        {
+            RemoteSession opened = await second.AcceptChannelAsync(idle.Attest(await second.GetHelloAsync(idle.Nonce)));
+            idle.Complete(opened.Accept);
+            e = Assert.ThrowsAsync<RemoteNpuException>(async () =>
+            {
+                await foreach (byte[] _ in second.GenerateAsync(opened.Session, idle.EncryptPrompt(Prompt), Prompt.Length, 2))
+                {
+                }
+            })!;
+            Assert.That(e.Status, Is.EqualTo(HttpStatusCode.Conflict));
+            Assert.That(e.Detail, Does.Contain("no model is loaded on NPU 1"));
+            await second.CloseSessionAsync(opened.Session);
+        }
+
         e = Assert.ThrowsAsync<RemoteNpuException>(() => _world.Npu.LoadModelAsync("no-such-package", new byte[32]))!;
         Assert.That(e.Status, Is.EqualTo(HttpStatusCode.NotFound));
         Assert.That(e.Detail, Does.Contain("no-such-package"));
