@@ -1,0 +1,25 @@
+using AscendCC.Runtime.Llama;
+
+namespace AscendCC.Server;
+
+/// <summary>The host's configuration (section <c>Npu</c> of appsettings, environment <c>Npu__*</c> or command line <c>--Npu:*</c>).</summary>
+public sealed class NpuServerOptions
+{
+    /// <summary>The configuration section.</summary>
+    public const string Section = "Npu";
+
+    /// <summary>How many NPUs to boot (at most the number of fuse images the hardware source provides). Default 1.</summary>
+    public int DeviceCount { get; set; } = 1;
+
+    /// <summary>HBM capacity of each simulated NPU in bytes. Default 1 GiB.</summary>
+    public long HbmCapacity { get; set; } = 1L << 30;
+
+    /// <summary>Folder where uploaded packages and deployment descriptors are stored. Default <c>model-store</c>.</summary>
+    public string ModelStore { get; set; } = "model-store";
+
+    /// <summary>Graph (executeModel) or eager inference. Default graph.</summary>
+    public ExecutionMode Mode { get; set; } = ExecutionMode.Graph;
+
+    /// <summary>Largest package upload accepted, in bytes. Default 16 GiB.</summary>
+    public long MaxUploadBytes { get; set; } = 16L << 30;
+}

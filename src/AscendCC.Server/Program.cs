@@ -1,0 +1,21 @@
+using AscendCC.Server;
+
+WebApplicationBuilder builder = WebApplication.CreateBuilder(args);
+builder.Services.Configure<NpuServerOptions>(builder.Configuration.GetSection(NpuServerOptions.Section));
+builder.Services.AddProblemDetails();
+builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+// The NPUs: a test or a deployment registers the NpuHardware it got from the manufacturer; with
+// Npu:Simulate the server plays the factory itself (development only; see docs/server.md).
+builder.Services.AddSingleton(sp => DevelopmentFactory.HardwareFromConfiguration(sp));
+builder.Services.AddSingleton<NpuFleet>();
+
+WebApplication app = builder.Build();
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+// Boot the devices before the first request (readiness reports them).
+app.Services.GetRequiredService<NpuFleet>();
+app.MapNpuEndpoints();
+app.Run();
+
+/// <summary>The server's entry point (public for WebApplicationFactory).</summary>
+public partial class Program;

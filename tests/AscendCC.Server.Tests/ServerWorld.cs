@@ -1,0 +1,176 @@
+using AscendCC.Attacks;
+using AscendCC.Client;
+using AscendCC.Device;
+using AscendCC.Protocol.Firmware;
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Trusted.DataOwners;
+using AscendCC.Runtime.Trusted.Manufacturing;
+using AscendCC.Runtime.Trusted.ModelProviders;
+using AscendCC.Runtime.Trusted.Verification;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace AscendCC.Server.Tests;
+
+/// <summary>
+/// The parties around one in-memory server: the test is the manufacturer (it provisions two NPUs and
+/// hands the cloud signed firmware and fuse images, never its keys), the model provider (it exports a
+/// tiny random Llama and releases its key to an NPU it attested over HTTP) and the data owners. The
+/// server is the untrusted host; every byte it handles is recorded.
+/// </summary>
+internal sealed class ServerWorld : IDisposable
+{
+    public const int Seed = 1;
+    public const string PackageName = "tiny-random-llama";
+
+    private readonly WebApplicationFactory<Program> _factory;
+    private readonly NpuHardware _hardware;
+
+    public ServerWorld()
+    {
+        Store = Path.Combine(Path.GetTempPath(), "ascendcc-server-tests-" + Guid.NewGuid().ToString("N"));
+        Manufacturer = Manufacturer.Create();
+        Firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);
+        byte[] signed = Manufacturer.SignFirmware(Firmware);
+        Verifier = new AttestationVerifier(Manufacturer.RootCertificate, Manufacturer.PublishReferenceMeasurements([Firmware]),
+            Manufacturer.PublishTcbRecoveryStatement(Firmware.SecurityVersion), Manufacturer.PublishRevocationList());
+        var fuses = new List<DeviceFuseImage>();
+        for (int i = 0; i < 2; i++)
+        {
+            using DeviceProvisioning p = Manufacturer.ProvisionDevice($"NPU-CC-{i + 1:D4}");
+            fuses.Add(p.CreateFuseImage(Firmware.SecurityVersion));
+        }
+        var hardware = _hardware = new NpuHardware(signed, fuses);
+
+        // The model provider's side: plaintext weights exist only here.
+        LlamaConfig config = TinyLlama.Config();
+        Weights = TinyLlama.Weights(config, Seed);
+        var defaults = new TestbedOptions();
+        Deployment = new LlamaDeployment(config, RopeConvention.Half, defaults.MaxContext, defaults.MaxBatchTokens, defaults.Precision);
+        Provider = ModelProvider.Create();
+        var policy = new ReleasePolicy(Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
+        using var package = new MemoryStream();
+        Model = LlamaPackageExporter.Export(Provider, Deployment, Weights, policy, package, PackageName);
+        Package = package.ToArray();
+
+        _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseSetting("Npu:ModelStore", Store);
+            b.UseSetting("Npu:DeviceCount", "2");
+            b.UseSetting("Npu:HbmCapacity", (256L << 20).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            b.ConfigureServices(s =>
+            {
+                s.AddSingleton(hardware);
+                s.AddSingleton(Recorder.Filter());
+            });
+        });
+        Http = _factory.CreateClient();
+        Npu = new RemoteNpu(Http, 0);
+    }
+
+    public string Store { get; }
+
+    public Manufacturer Manufacturer { get; }
+
+    public FirmwareImage Firmware { get; }
+
+    public AttestationVerifier Verifier { get; }
+
+    public Func<string, TensorData> Weights { get; }
+
+    public LlamaDeployment Deployment { get; }
+
+    public ModelProvider Provider { get; }
+
+    public ProtectedModel Model { get; }
+
+    public byte[] Package { get; }
+
+    public BodyRecorder Recorder { get; } = new();
+
+    public HttpClient Http { get; }
+
+    public RemoteNpu Npu { get; }
+
+    /// <summary>The model provider uploads the package, attests NPU 0 remotely, releases the key and has the host load it.</summary>
+    public async Task<RemoteModel> DeployAsync()
+    {
+        using (var upload = new MemoryStream(Package, writable: false))
+        {
+            await Npu.UploadPackageAsync(PackageName, upload, Deployment.ToJson());
+        }
+        byte[] digest;
+        using (KeyReleaseSession release = Provider.BeginKeyRelease(Model, Verifier))
+        {
+            byte[] open = release.Attest(await Npu.GetHelloAsync(release.Nonce));
+            RemoteSession session = await Npu.AcceptChannelAsync(open);
+            digest = await Npu.ReleaseModelKeyAsync(session.Session, release.CompleteAndRelease(session.Accept));
+            await Npu.CloseSessionAsync(session.Session);
+        }
+        return await Npu.LoadModelAsync(PackageName, digest);
+    }
+
+    /// <summary>A data owner attests NPU 0 over HTTP (requiring the provider's model) and opens a session.</summary>
+    public async Task<(DataOwnerSession Owner, int Session)> OpenDataOwnerAsync()
+    {
+        var owner = new DataOwnerSession(Verifier) { RequiredModel = Model.Manifest.ExpectedGraphMeasurement };
+        try
+        {
+            byte[] open = owner.Attest(await Npu.GetHelloAsync(owner.Nonce));
+            RemoteSession session = await Npu.AcceptChannelAsync(open);
+            owner.Complete(session.Accept);
+            return (owner, session.Session);
+        }
+        catch
+        {
+            owner.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A whole remote conversation: attest, seal, stream, decrypt, close.</summary>
+    public async Task<int[]> GenerateAsync(int[] prompt, int maxTokens)
+    {
+        (DataOwnerSession owner, int session) = await OpenDataOwnerAsync();
+        using (owner)
+        {
+            var tokens = new List<int>();
+            await foreach (byte[] record in Npu.GenerateAsync(session, owner.EncryptPrompt(prompt), prompt.Length, maxTokens))
+            {
+                tokens.Add(owner.DecryptToken(record).TokenId);
+            }
+            await Npu.CloseSessionAsync(session);
+            return [.. tokens];
+        }
+    }
+
+    /// <summary>The same conversation with every party in one process (the reference).</summary>
+    public static int[] InProcess(int[] prompt, int maxTokens)
+    {
+        using Testbed bed = Testbed.CreateTiny(seed: Seed);
+        using ConfidentialLlama llama = bed.Load();
+        return bed.Generate(llama, prompt, maxTokens);
+    }
+
+    public void Dispose()
+    {
+        Http.Dispose();
+        _factory.Dispose();
+        _hardware.Dispose();
+        Model.Dispose();
+        Provider.Dispose();
+        Manufacturer.Dispose();
+        try
+        {
+            Directory.Delete(Store, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
