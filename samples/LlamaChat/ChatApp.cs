@@ -163,7 +163,7 @@ public static class ChatApp
             return 0;
         }
 
-        ui.Line("[bold]Chat[/] [grey](end a line with \\ to continue it; /reset starts over; /exit quits)[/]");
+        ui.Line("[bold]Chat[/] [grey](end a line with \\ to continue it; /reset starts over; /help lists the commands; /exit quits)[/]");
         if (format is not null)
         {
             ui.Info($"this model was trained on turns written as \"{format.UserPrefix}<your text>{format.AssistantPrefix.Replace("\n", "\\n", StringComparison.Ordinal)}\"; the chat adds them for you");
@@ -180,6 +180,17 @@ public static class ChatApp
                 conversation.Reset();
                 ui.Info("context cleared");
                 ui.Logger.LogInformation("history cleared: the next turn starts a new context at position 0");
+                continue;
+            }
+            if (input.Trim() == "/help")
+            {
+                ui.Info(ChatCommandsHelp);
+                continue;
+            }
+            if (IsUnknownCommand(input))
+            {
+                // A lone "/word" is a mistyped command far more often than a turn for the model.
+                ui.Warning($"unknown command {input.Trim()}; {ChatCommandsHelp}");
                 continue;
             }
             if (input.Trim().Length == 0)
@@ -276,6 +287,15 @@ public static class ChatApp
         {
             ui.Evidence("transcript", $"{transcript.Records:N0} records, {transcript.Bytes:N0} bytes the host handled");
         }
+    }
+
+    private const string ChatCommandsHelp = "commands: /help lists them, /reset starts a new conversation, /exit quits; end a line with \\ to continue it on the next";
+
+    /// <summary>A line that is one slash word other than the known commands (text with spaces after a slash goes to the model).</summary>
+    private static bool IsUnknownCommand(string input)
+    {
+        string line = input.Trim();
+        return line.Length > 1 && line[0] == '/' && !line.Any(char.IsWhiteSpace);
     }
 
     private static string? ReadTurn(ChatUi ui, TextReader stdin)

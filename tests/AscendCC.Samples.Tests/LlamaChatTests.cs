@@ -52,6 +52,20 @@ public class LlamaChatTests
     }
 
     [Test]
+    public void HelpListsTheCommandsAndAnUnknownCommandIsNotSentToTheModel()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        var (exit, stdout, stderr) = RunChatWithInput("/help\n/foo\nOnce upon a time\n/exit\n", "--model", folder, "--temperature", "0", "--max-tokens", "8", "--verbose");
+        Assert.That(exit, Is.EqualTo(0), stdout + stderr);
+        string text = Unwrap(stdout);
+        Assert.That(text, Does.Contain("commands: /help lists them, /reset starts a new conversation, /exit quits"));
+        Assert.That(text, Does.Contain("unknown command /foo;"));
+        Assert.That(System.Text.RegularExpressions.Regex.Count(PlainText(stdout), "llama>"), Is.EqualTo(1), "only the story turn is answered");
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(stderr, @"data owner sealed (\d+) prompt tokens").Select(m => m.Groups[1].Value), Is.EqualTo(new[] { "5" }),
+            "the data owner sealed one prompt: BOS + \"Once upon a time\", nothing of /help or /foo");
+    }
+
+    [Test]
     public void InteractiveTurnAsLongAsMaxTokensInCompletionModeIsSkippedWithAWarning()
     {
         string folder = TestData.RequireModel("stories260K");
