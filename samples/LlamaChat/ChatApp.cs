@@ -55,7 +55,8 @@ public static class ChatApp
                 b.AddProvider(new WriterLoggerProvider(stderr, LogLevel.Debug)).SetMinimumLevel(LogLevel.Debug);
             }
         });
-        var ui = new ChatUi(console, stdout, logs.CreateLogger("LlamaChat"));
+        IAnsiConsole errors = oneShot ? console : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
+        var ui = new ChatUi(console, errors, stdout, logs.CreateLogger("LlamaChat"));
 
         if (options.Attack is not null)
         {

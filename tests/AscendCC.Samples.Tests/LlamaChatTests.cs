@@ -327,7 +327,8 @@ public class LlamaChatTests
     {
         var (exit, stdout, stderr) = RunChat("--attack", "NoSuchAttack");
         Assert.That(exit, Is.EqualTo(1));
-        Assert.That(Unwrap(stdout + stderr), Does.Contain("no attack named 'NoSuchAttack'; run --attack list"));
+        Assert.That(Unwrap(stderr), Does.Contain("no attack named 'NoSuchAttack'; run --attack list"));
+        Assert.That(stdout, Is.Empty, "errors go to standard error");
     }
 
     [Test]

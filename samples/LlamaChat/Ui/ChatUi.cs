@@ -11,11 +11,17 @@ namespace LlamaChat.Ui;
 internal sealed class ChatUi
 {
     private readonly IAnsiConsole _console;
+    private readonly IAnsiConsole _errors;
     private readonly TextWriter _reply;
 
-    public ChatUi(IAnsiConsole console, TextWriter reply, ILogger logger)
+    /// <param name="console">Steps, evidence, progress and warnings.</param>
+    /// <param name="errors">Errors: always standard error, so a script sees them apart from the chat and the reply.</param>
+    /// <param name="reply">The reply stream.</param>
+    /// <param name="logger">Diagnostics (--verbose).</param>
+    public ChatUi(IAnsiConsole console, IAnsiConsole errors, TextWriter reply, ILogger logger)
     {
         _console = console;
+        _errors = errors;
         _reply = reply;
         Logger = logger;
     }
@@ -52,7 +58,7 @@ internal sealed class ChatUi
 
     public void Warning(string text) => _console.MarkupLine($"[yellow]{Spectre.Console.Markup.Escape(text)}[/]");
 
-    public void Error(string text) => _console.MarkupLine($"[red]error:[/] {Spectre.Console.Markup.Escape(text)}");
+    public void Error(string text) => _errors.MarkupLine($"[red]error:[/] {Spectre.Console.Markup.Escape(text)}");
 
     public void Info(string text) => _console.MarkupLine($"[grey]{Spectre.Console.Markup.Escape(text)}[/]");
 
