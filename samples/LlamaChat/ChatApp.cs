@@ -41,8 +41,30 @@ public static class ChatApp
         stdout = TextWriter.Synchronized(stdout);
         stderr = TextWriter.Synchronized(stderr);
         var command = ChatCommand.Create(options => Execute(options, stdout, stderr, stdin));
-        return command.Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+        System.CommandLine.ParseResult parsed = command.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // One line per problem, naming the option, instead of the whole help after a .NET type name.
+            foreach (System.CommandLine.Parsing.ParseError error in parsed.Errors)
+            {
+                stderr.WriteLine($"error: {ReadableParseError(error.Message)}");
+            }
+            stderr.WriteLine("Run LlamaChat --help for the options.");
+            return 1;
+        }
+        return parsed.Invoke(new System.CommandLine.InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
+
+    /// <summary>System.CommandLine's message with the .NET type it expected said in words.</summary>
+    private static string ReadableParseError(string message) => System.Text.RegularExpressions.Regex.Replace(message,
+        @"as expected type '(System\.[A-Za-z0-9]+)'", m => "as " + (m.Groups[1].Value switch
+        {
+            "System.UInt64" or "System.UInt32" => "a whole number of zero or more",
+            "System.Int32" or "System.Int64" => "a whole number",
+            "System.Single" or "System.Double" => "a number (e.g. 0.8)",
+            "System.Boolean" => "true or false",
+            _ => "a value of the option's kind",
+        }));
 
     private static int Execute(ChatOptions options, TextWriter stdout, TextWriter stderr, TextReader stdin)
     {

@@ -357,6 +357,20 @@ public class LlamaChatTests
         }
     }
 
+    [TestCase("--seed", "abc", "a whole number of zero or more")]
+    [TestCase("--temperature", "warm", "a number (e.g. 0.8)")]
+    [TestCase("--max-tokens", "many", "a whole number")]
+    public void AnUnparsableOptionIsOneErrorLineNamingItWithoutTheHelp(string option, string value, string expected)
+    {
+        var (exit, stdout, stderr) = RunChat(option, value);
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(stdout, Is.Empty, "no help dump");
+        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines[0], Does.StartWith("error: ").And.Contain($"'{value}'").And.Contain(option).And.Contain(expected));
+        Assert.That(stderr, Does.Not.Contain("System."));
+        Assert.That(lines[^1], Does.Contain("--help"));
+    }
+
     [Test]
     public void BadSamplingOptionsAreRefused()
     {
