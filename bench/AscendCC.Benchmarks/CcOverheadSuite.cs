@@ -3,7 +3,8 @@ using System.Runtime.InteropServices;
 using System.Text;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Scheduler;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using TorchSharp;
 
 namespace AscendCC.Benchmarks;

@@ -2,7 +2,8 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using AscendCC.Attacks;
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 
 namespace AscendCC.Benchmarks;
@@ -24,7 +25,7 @@ internal sealed class ConfidentialSuite : IBenchmarkSuite
             Architecture = "LlamaForCausalLM", HiddenSize = 1024, IntermediateSize = 2816, NumHiddenLayers = 2,
             NumAttentionHeads = 16, NumKeyValueHeads = 16, VocabSize = 32000, MaxPositionEmbeddings = 512, TieWordEmbeddings = true,
         };
-        var deployment = new LlamaDeployment(config, RopeConvention.Half, MaxContext: 256, MaxBatchTokens: 64, WeightPrecision.BF16);
+        var deployment = new ModelDeployment(config, RopeConvention.Half, MaxContext: 256, MaxBatchTokens: 64, WeightPrecision.BF16);
         var shapes = LlamaTensorNames.Expected(config).ToDictionary(e => e.Name, e => e.Shape);
         var rng = new Random(5);
         TensorData Weights(string name)
@@ -49,7 +50,7 @@ internal sealed class ConfidentialSuite : IBenchmarkSuite
         }
     }
 
-    private static void Round(LlamaDeployment deployment, Func<string, TensorData> Weights, ResultTable table, bool report)
+    private static void Round(ModelDeployment deployment, Func<string, TensorData> Weights, ResultTable table, bool report)
     {
         // The testbed plays manufacturer, provider (the export happens here) and data owner apart.
         var clock = Stopwatch.StartNew();
@@ -63,12 +64,12 @@ internal sealed class ConfidentialSuite : IBenchmarkSuite
         byte[] digest = bed.ReleaseKey();
         double releaseMs = clock.Elapsed.TotalMilliseconds;
 
-        using ConfidentialLlama llama = ConfidentialLlama.Load(bed.Runtime, bed.Deployment, bed.Package, digest);
+        using CausalLM llama = CausalLM.LoadConfidential(bed.Runtime, bed.Deployment, bed.Package, digest);
         if (!report)
         {
             return;
         }
-        LoadTimings t = llama.Timings;
+        LoadTimings t = llama.Timings!;
         double mb = llama.UnlockedBytes / 1e6;
         Console.WriteLine($"package {bed.Package.Length / 1e6:F1} MB, plaintext weights {mb:F1} MB");
         Console.WriteLine($"export (provider side) {exportMs:F0} ms; attestation + key release {releaseMs:F1} ms");

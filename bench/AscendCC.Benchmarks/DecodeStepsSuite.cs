@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Text;
 using AscendCC.Device.AiCore;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using TorchSharp;
 
 namespace AscendCC.Benchmarks;

@@ -6,7 +6,8 @@ using AscendCC.Protocol.Firmware;
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.Manufacturing;
@@ -117,11 +118,11 @@ internal sealed class TorchRunner : ILlamaRunner
     public void Dispose() => _model.Dispose();
 }
 
-/// <summary>The device with CC off: <see cref="LlamaDeviceModel"/> on a device without fuses.</summary>
+/// <summary>The device with CC off: <see cref="CausalLM"/> on a device without fuses.</summary>
 internal sealed class DeviceRunner : IClockedRunner, ISteppedRunner
 {
     private readonly NpuRuntime _runtime;
-    private readonly LlamaDeviceModel _model;
+    private readonly CausalLM _model;
     private readonly int[] _one = new int[1];
 
     private readonly NpuDevice _device;
@@ -132,8 +133,8 @@ internal sealed class DeviceRunner : IClockedRunner, ISteppedRunner
         _runtime = new NpuRuntime(_device, ownsDevice: true);
         try
         {
-            _model = LlamaDeviceModel.Load(_runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
-                new LlamaDeviceOptions { Mode = mode, MaxContext = maxContext, MaxBatchTokens = maxBatch, WeightPrecision = precision });
+            _model = CausalLM.Load(_runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
+                new CausalLMOptions { Mode = mode, MaxContext = maxContext, MaxBatchTokens = maxBatch, WeightPrecision = precision });
         }
         catch
         {
@@ -217,7 +218,7 @@ internal sealed class DeviceRunner : IClockedRunner, ISteppedRunner
 /// <summary>
 /// The device with CC on, every party as in the confidential tests: the manufacturer provisions and
 /// boots the NPU in CC mode, the model provider exports the weights as an encrypted package and
-/// releases its key to the attested device, the host loads it (<see cref="ConfidentialLlama"/>),
+/// releases its key to the attested device, the host loads it (<see cref="CausalLM"/>),
 /// and a data owner seals each prompt. Only the host's side is timed: from the first MoveNext of
 /// Generate (which stages the sealed prompt) to each sealed token record.
 /// </summary>
@@ -228,7 +229,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
     private readonly NpuDevice _device;
     private readonly NpuRuntime _runtime;
     private readonly FirmwareMailbox _mailbox;
-    private readonly ConfidentialLlama _llama;
+    private readonly CausalLM _llama;
 
     public ConfidentialRunner(LlamaShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
     {
@@ -245,19 +246,19 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
         _runtime = new NpuRuntime(_device);
         _mailbox = new FirmwareMailbox(_device);
 
-        var deployment = new LlamaDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision);
+        var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision);
         using ModelProvider provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
         var policy = new ReleasePolicy(3, [ReferenceMeasurements.ExpectedFirmwareRegister(firmware.Encode())], ReleasePolicy.RootDigest(_manufacturer.RootCertificate));
         long estimate = (shape.StreamedMatrixParameters * (precision == WeightPrecision.F32 ? 4 : 2)) + (64L << 20);
         if (estimate > Array.MaxLength)
         {
-            throw new NotSupportedException($"{shape.Name} {precision} needs a {estimate >> 20} MiB package; ConfidentialLlama takes one managed array of at most 2 GiB");
+            throw new NotSupportedException($"{shape.Name} {precision} needs a {estimate >> 20} MiB package; CausalLM takes one managed array of at most 2 GiB");
         }
         byte[] package;
         ProtectedModel model;
         using (var stream = new MemoryStream((int)estimate))
         {
-            model = LlamaPackageExporter.Export(provider, deployment, n => shape.Weight(n, precision), policy, stream, shape.Name);
+            model = ModelPackageExporter.Export(provider, deployment, n => shape.Weight(n, precision), policy, stream, shape.Name);
             package = stream.GetBuffer().AsMemory(0, (int)stream.Length).ToArray();
         }
         using (model)
@@ -266,7 +267,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
             byte[] open = release.Attest(_mailbox.GetHello(release.Nonce.Span));
             (int session, byte[] accept) = _mailbox.AcceptChannel(open);
             byte[] digest = _mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
-            _llama = ConfidentialLlama.Load(_runtime, deployment, package, digest, mode);
+            _llama = CausalLM.LoadConfidential(_runtime, deployment, package, digest, mode);
         }
         Name = $"CC on {precision} {mode}";
         WeightBytes = precision == WeightPrecision.F32 ? 4 : 2;

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 
 namespace AscendCC.Benchmarks;
@@ -11,9 +12,9 @@ namespace AscendCC.Benchmarks;
 /// </summary>
 internal sealed class LlamaShape : IDisposable
 {
-    private readonly LlamaCheckpoint? _checkpoint;
+    private readonly ModelCheckpoint? _checkpoint;
 
-    private LlamaShape(string name, LlamaConfig config, RopeConvention rope, LlamaCheckpoint? checkpoint)
+    private LlamaShape(string name, LlamaConfig config, RopeConvention rope, ModelCheckpoint? checkpoint)
     {
         Name = name;
         Config = config;
@@ -28,7 +29,7 @@ internal sealed class LlamaShape : IDisposable
     public RopeConvention Rope { get; }
 
     /// <summary>The real checkpoint (stories260K), or null for random weights.</summary>
-    public LlamaCheckpoint? Checkpoint => _checkpoint;
+    public ModelCheckpoint? Checkpoint => _checkpoint;
 
     /// <summary>stories260K from the shared models folder, or null when it is not there.</summary>
     public static LlamaShape? Stories260K()
@@ -38,8 +39,8 @@ internal sealed class LlamaShape : IDisposable
         {
             return null;
         }
-        LlamaCheckpoint checkpoint = LlamaCheckpoint.Open(folder);
-        return new LlamaShape("stories260K", checkpoint.Config, checkpoint.RopeConvention, checkpoint);
+        ModelCheckpoint checkpoint = ModelCheckpoint.Open(folder);
+        return new LlamaShape("stories260K", (LlamaConfig)checkpoint.Config, checkpoint.RopeConvention, checkpoint);
     }
 
     /// <summary>A Llama-2 style 110M (llama2.c's stories110M shape).</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using AscendCC.Protocol.Attestation;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using LlamaChat.Attacks;
 using LlamaChat.Demo;
@@ -142,7 +143,7 @@ public static class ChatApp
     {
         (string modelPath, string modelName) = ResolveModel(ui, options);
         var clock = Stopwatch.StartNew();
-        using LlamaCheckpoint checkpoint = LlamaCheckpoint.Open(modelPath);
+        using ModelCheckpoint checkpoint = ModelCheckpoint.Open(modelPath);
         TextTokenizer tokenizer = LoadTokenizer(modelPath, options.Tokenizer, checkpoint);
         ui.Logger.LogDebug("opened {Layout} checkpoint {Path} and its tokenizer ({Vocab} tokens) in {Milliseconds} ms", checkpoint.Layout, modelPath, tokenizer.VocabSize, clock.ElapsedMilliseconds);
         if (tokenizer.VocabSize > checkpoint.Config.VocabSize)
@@ -154,7 +155,7 @@ public static class ChatApp
         bool completion = format is null;
         ui.Logger.LogDebug("{Mode} mode: --max-tokens {MaxTokens} bounds {Bound}", completion ? "raw completion" : "chat", options.MaxTokens,
             completion ? "the prompt's tokens after BOS plus the new tokens" : "the reply's tokens");
-        ui.Evidence("model", $"{modelName}: {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.NumKeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
+        ui.Evidence("model", $"{modelName}: {checkpoint.Config.Family}, {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.KeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
 
         int maxContext = Math.Min(checkpoint.Config.MaxPositionEmbeddings, ContextCap);
         IReadOnlyCollection<int> stop = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
@@ -366,7 +367,7 @@ public static class ChatApp
         return (result.Folder, "llamachat-demo");
     }
 
-    private static TextTokenizer LoadTokenizer(string modelPath, string? tokenizerPath, LlamaCheckpoint checkpoint)
+    private static TextTokenizer LoadTokenizer(string modelPath, string? tokenizerPath, ModelCheckpoint checkpoint)
     {
         if (tokenizerPath is not null)
         {

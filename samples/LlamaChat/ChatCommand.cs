@@ -1,5 +1,6 @@
 using System.CommandLine;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 
 namespace LlamaChat;
 

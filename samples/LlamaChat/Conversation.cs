@@ -35,7 +35,8 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
         _beforeTurn = _tokens.Count;
         string turn = format is null ? text : format.UserPrefix + text + format.AssistantPrefix;
         // A reply that ended with end-of-sequence closed a document; the next turn opens a new one, as in training.
-        bool newDocument = _tokens.Count == 0 || _endedWithStop;
+        // A tokenizer with no BOS (GPT-Neo's) starts a document with its first text token.
+        bool newDocument = (_tokens.Count == 0 || _endedWithStop) && tokenizer.HasBos;
         IReadOnlyList<int> encoded = tokenizer.Encode(turn, addBos: newDocument);
         _turnOpenedDocument = newDocument && encoded.Count > 0 && encoded[0] == tokenizer.BosId;
         _tokens.AddRange(encoded);

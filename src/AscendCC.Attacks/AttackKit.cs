@@ -1,6 +1,7 @@
 using AscendCC.Device;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Programs;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Attacks;
 
@@ -18,23 +19,23 @@ public static class AttackKit
     public static int[] Prompt { get; } = [1, 7, 11, 13, 17];
 
     /// <summary>Legitimate setup: key release, package load, one whole generation, so every region holds live data.</summary>
-    public static ConfidentialLlama LoadAndGenerate(Testbed bed, int tokens = 3)
+    public static CausalLM LoadAndGenerate(Testbed bed, int tokens = 3)
     {
         ArgumentNullException.ThrowIfNull(bed);
-        ConfidentialLlama llama = bed.Load();
+        CausalLM llama = bed.Load();
         bed.Generate(llama, Prompt, tokens);
         return llama;
     }
 
     /// <summary>The program buffer named <paramref name="name"/>.</summary>
-    public static ProgramBuffer Buffer(ConfidentialLlama llama, string name)
+    public static ProgramBuffer Buffer(CausalLM llama, string name)
     {
         ArgumentNullException.ThrowIfNull(llama);
         return llama.Layout.Program.Buffers.FirstOrDefault(b => b.Name == name) ?? throw new KeyNotFoundException($"the program has no buffer '{name}'");
     }
 
     /// <summary>The host's own copy of the task list it loaded (it built it; nothing is read from the device).</summary>
-    public static List<LaunchSpec> TaskList(Testbed bed, ConfidentialLlama llama)
+    public static List<LaunchSpec> TaskList(Testbed bed, CausalLM llama)
     {
         ArgumentNullException.ThrowIfNull(bed);
         ArgumentNullException.ThrowIfNull(llama);

@@ -6,7 +6,8 @@ using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Driver;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.ModelProviders;
 using static AscendCC.Attacks.AttackKit;
@@ -27,7 +28,7 @@ public static partial class AttackCatalog
     {
         yield return new Attack("Context_HostPackageBindsVictimWeights", "Context", "context:",
             "The host signs a package of its own whose expected measurement is a task list it wrote: prompt_open on its own session, a copy of the victim provider's unlocked embedding into its output staging region, token_seal. Its key is released into the same NPU; it loads the list and copies the region out.",
-            bed => HostProgram(bed, "host list over the victim's weights", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "host list over the victim's weights", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null,
                 afterSeal: (w, r, llama, id) =>
                 {
@@ -37,25 +38,25 @@ public static partial class AttackCatalog
                 leaked: (bed, data) => ContainsWindowOf(data, EmbeddingBytes(bed)) ? "the victim's embedding weights" : null));
         yield return new Attack("Context_HostPackageReadsVictimKvCache", "Context", "context:",
             "The host's own package's list copies four bytes of the victim model's KV cache into the sampled-token buffer its token_seal reads, so each run seals four bytes of the victim's keys for a data-owner session the host holds.",
-            bed => HostProgram(bed, "host list over the victim's KV cache", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "host list over the victim's KV cache", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), llama.Region(Buffer(llama, "k_cache.0")).Address, r.Next, 4),
                 afterSeal: null,
                 leaked: null, succeededIsLeak: "a list attested against the host's package ran over the victim's KV cache and sealed part of it for the host's session"));
         yield return new Attack("Context_HostProgramOpensVictimPrompt", "Context", "context:",
             "The host relays a data owner's sealed prompt (the data owner requires the provider's model) to a program of the host's own package, which copies the opened prompt over its sealed record.",
-            bed => HostProgram(bed, "host list on the victim's prompt", victimRequiresModel: true, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "host list on the victim's prompt", victimRequiresModel: true, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null,
                 afterSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), r.Prompt, r.TokenRecord, Math.Min(r.PromptBytes, r.TokenRecordBytes)),
                 leaked: PromptLeaked));
         yield return new Attack("Context_UnboundPromptCopiedOverItsSealedRecord", "Context", "R3:",
             "A data owner that names no model has its prompt opened in the host's own program (allowed: its session binds to that model); the program seals a token, then copies the plaintext prompt over the sealed record, and the host copies the record out.",
-            bed => HostProgram(bed, "device copy over the sealed record", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "device copy over the sealed record", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null,
                 afterSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), r.Prompt, r.TokenRecord, Math.Min(r.PromptBytes, r.TokenRecordBytes)),
                 leaked: PromptLeaked));
         yield return new Attack("Context_UnboundPromptWrittenOverRecordByKernel", "Context", "R3:",
             "As above, but a kernel (slice_rows, which copies rows bit for bit) writes the plaintext prompt over the sealed record.",
-            bed => HostProgram(bed, "kernel output over the sealed record", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "kernel output over the sealed record", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null,
                 afterSeal: (w, r, llama, id) => w.KernelLaunch(id(), bed.Runtime.LoadOperator("slice_rows"),
                     [new KernelArgument(r.Prompt, r.PromptBytes), new KernelArgument(r.TokenRecord, r.TokenRecordBytes)],
@@ -63,7 +64,7 @@ public static partial class AttackCatalog
                 leaked: PromptLeaked));
         yield return new Attack("Context_SealedRecordMemsetThenCopied", "Context", "R3:",
             "The host's own program seals a record and then memsets it; the host copies the region out (any write after the seal must revoke its egress).",
-            bed => HostProgram(bed, "memset over the sealed record", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "memset over the sealed record", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null,
                 afterSeal: (w, r, llama, id) => w.Memset(id(), r.TokenRecord, r.TokenRecordBytes, 0x5a),
                 leaked: (bed, data) => data.AsSpan().IndexOf((byte)0x5a) >= 0 ? "bytes written after the seal" : null));
@@ -71,7 +72,7 @@ public static partial class AttackCatalog
             "After a legitimate step sealed a token, the host DMAs bytes of its own into part of the token record region and copies the whole region back.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 DeviceBuffer record = llama.Region(llama.Layout.TokenRecord!);
                 MaliciousHost host = bed.Attacker;
                 CompletionEntry write = host.WriteDevice(record.Address, [0x5a, 0x5a, 0x5a, 0x5a]);
@@ -83,7 +84,7 @@ public static partial class AttackCatalog
             "After a legitimate step sealed a token, copy out only part of the token record, and a range running past it.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 DeviceBuffer record = llama.Region(llama.Layout.TokenRecord!);
                 return All(ReadRegion(bed.Attacker, record.Address + 8, record.Bytes - 8, "D2H of the record's tail"),
                            ReadRegion(bed.Attacker, record.Address, record.Bytes - 1, "D2H of the record less its last byte"));
@@ -96,11 +97,11 @@ public static partial class AttackCatalog
                 leaked: PromptLeaked));
         yield return new Attack("Context_PromptOpenedIntoHostMappedMemory", "Context", "R2:",
             "The host's own program binds prompt_open's prompt buffer to a General region (host-mapped), then relays an any-model data owner's prompt to it.",
-            bed => HostProgram(bed, "prompt buffer in host-mapped memory", victimRequiresModel: false, RegionTag.General, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "prompt buffer in host-mapped memory", victimRequiresModel: false, RegionTag.General, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null, afterSeal: null, leaked: null, succeededIsLeak: "prompt_open decrypted the data owner's prompt into a region mapped for host DMA"));
         yield return new Attack("Context_TokenSealWithoutAPass", "Context", "no pass is in progress",
             "The host's own program (attested against its own package) opens an any-model data owner's prompt and then seals twice: the second record would hand the data owner a token at the next position for which no pass ran.",
-            bed => HostProgram(bed, "a second token_seal without a pass", victimRequiresModel: false, RegionTag.Activations, LlamaProgram.TokenRecordBytes,
+            bed => HostProgram(bed, "a second token_seal without a pass", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null,
                 afterSeal: (w, r, llama, id) => w.KernelLaunch(id(), bed.Runtime.LoadOperator("token_seal"), [new(r.Next, 4), new(r.TokenRecord, r.TokenRecordBytes)], []),
                 leaked: null, succeededIsLeak: "the device sealed a token for which no pass ran"));
@@ -108,15 +109,15 @@ public static partial class AttackCatalog
             "The host, as a model provider, signs a program that keeps each pass's tokens in its KV cache (kv_cache_write at the pass's positions) and seals the entry at position 1. An any-model data owner's five-token prompt runs on it; then a session of the host's own opens a one-token prompt on the same program, hoping position 1 still holds the data owner's token.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 MaliciousHost host = bed.Attacker;
                 int maxContext = bed.Options.MaxContext;
                 ulong Alloc(long bytes, RegionTag tag) => host.Alloc(bytes, tag).Result;
-                long recordBytes = LlamaProgram.PromptRecordBytes(maxContext);
+                long recordBytes = CausalLMProgram.PromptRecordBytes(maxContext);
                 ulong promptRecord = Alloc(recordBytes, RegionTag.InputStaging), prompt = Alloc(maxContext * 4L, RegionTag.Activations), next = Alloc(8, RegionTag.Activations);
                 ulong request = Alloc(StepBlock.Bytes, RegionTag.InputStaging), tokens = Alloc(8 * 4, RegionTag.Activations), step = Alloc(StepBlock.Bytes, RegionTag.Activations);
                 ulong rng = Alloc(8, RegionTag.Activations), kCache = Alloc(maxContext * 4L, RegionTag.KvCache), vCache = Alloc(maxContext * 4L, RegionTag.KvCache);
-                ulong record = Alloc(LlamaProgram.TokenRecordBytes, RegionTag.OutputStaging);
+                ulong record = Alloc(CausalLMProgram.TokenRecordBytes, RegionTag.OutputStaging);
                 var w = new TaskWriter();
                 w.KernelLaunch(0, bed.Runtime.LoadOperator("prompt_open"),
                     [new(promptRecord, recordBytes), new(prompt, maxContext * 4L), new(next, 8), new(request, StepBlock.Bytes), new(tokens, 8 * 4), new(step, StepBlock.Bytes), new(rng, 8)],
@@ -125,7 +126,7 @@ public static partial class AttackCatalog
                 w.KernelLaunch(1, bed.Runtime.LoadOperator("kv_cache_write"), [new(tokens, 8 * 4), new(tokens, 8 * 4), new(kCache, maxContext * 4L), new(vCache, maxContext * 4L)],
                     [KernelScalar.FromDevice(step + StepBlock.Seq * 8), KernelScalar.FromDevice(step + StepBlock.Start * 8), KernelScalar.Of(1L), KernelScalar.Of(1L), KernelScalar.Of((long)maxContext)]);
                 w.CopyDeviceToDevice(2, kCache + 4, next, 4);
-                w.KernelLaunch(3, bed.Runtime.LoadOperator("token_seal"), [new(next, 4), new(record, LlamaProgram.TokenRecordBytes)], []);
+                w.KernelLaunch(3, bed.Runtime.LoadOperator("token_seal"), [new(next, 4), new(record, CausalLMProgram.TokenRecordBytes)], []);
                 (int? model, string attested) = AttestAsProvider(bed, w.Written.ToArray());
                 if (model is null)
                 {
@@ -142,7 +143,7 @@ public static partial class AttackCatalog
                     host.WriteDevice(promptRecord, mine.EncryptPrompt([3]));
                     host.WriteDevice(request, Params(mySession, StepBlock.ModeOpenPrompt, 0, 1, biased: false));
                     CompletionEntry myRun = host.ExecuteModel(model.Value);
-                    (CompletionEntry read, byte[] bytes) = host.ReadDevice(record, LlamaProgram.TokenRecordBytes);
+                    (CompletionEntry read, byte[] bytes) = host.ReadDevice(record, CausalLMProgram.TokenRecordBytes);
                     if (!victimRun.Succeeded || !myRun.Succeeded || !read.Succeeded)
                     {
                         return AttackResult.NotBlocked($"a legitimate step of the host's own program failed, so the scrub was not tested: data owner's run {MaliciousHost.Describe(victimRun)}; host's run {MaliciousHost.Describe(myRun)}; D2H {MaliciousHost.Describe(read)}");
@@ -157,7 +158,7 @@ public static partial class AttackCatalog
             "Mid-conversation, the host opens a data-owner session of its own and runs a step that opens its own prompt and then fails (start 5); then it runs the victim's decode steps naming its own session, hoping they seal the victim's continuation for it.",
             bed =>
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 (DataOwnerSession victim, int victimSession) = bed.OpenDataOwner();
                 (DataOwnerSession mine, int mySession) = bed.OpenDataOwner();
                 using (victim)
@@ -179,7 +180,7 @@ public static partial class AttackCatalog
             "Eager mode: after the victim's step, launch prompt_open on the host's own session and prompt, then token_seal alone, hoping it seals the victim's last sampled token for the host.",
             bed =>
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 int[] victimTokens = bed.Generate(llama, Prompt, 3);
                 (DataOwnerSession mine, int mySession) = bed.OpenDataOwner();
                 using (mine)
@@ -197,7 +198,7 @@ public static partial class AttackCatalog
             "After the victim's conversation, the host runs its own prompt at positions after the victim's context (open at position p, or continue the victim's session's positions with the host's session).",
             bed =>
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 (DataOwnerSession victim, int victimSession) = bed.OpenDataOwner();
                 (DataOwnerSession mine, int mySession) = bed.OpenDataOwner();
                 using (victim)
@@ -231,7 +232,7 @@ public static partial class AttackCatalog
             "A data owner attested the device and requires the provider's model. The host loads a package of its own (its own weights, the same deployment and model name) and answers the data owner's prompts with it: a fresh session's, one already bound to the provider's model, and the next prompt of a session that named no model but whose first prompt the provider's model answered.",
             bed =>
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 (DataOwnerSession bound, int boundSession) = bed.OpenDataOwner();
                 (DataOwnerSession fresh, int freshSession) = bed.OpenDataOwner();
                 (DataOwnerSession unnamed, int unnamedSession) = bed.OpenDataOwner(requiredModel: ReadOnlyMemory<byte>.Empty);
@@ -243,8 +244,8 @@ public static partial class AttackCatalog
                     GenerateTo(llama, unnamed, unnamedSession, 2);
                     using ModelProvider hostProvider = ModelProvider.CreateDeterministic("the host, playing a model provider, 32+ bytes"u8);
                     using var stream = new MemoryStream();
-                    using ProtectedModel hostModel = LlamaPackageExporter.Export(hostProvider, bed.Deployment, TinyLlama.Weights(bed.Config, seed: 99), bed.Policy, stream, bed.Model.Manifest.ModelName);
-                    using ConfidentialLlama swapped = ConfidentialLlama.Load(bed.Runtime, bed.Deployment, stream.ToArray(), ReleaseHostKey(bed, hostProvider, hostModel), bed.Options.Mode);
+                    using ProtectedModel hostModel = ModelPackageExporter.Export(hostProvider, bed.Deployment, TinyLlama.Weights(bed.Config, seed: 99), bed.Policy, stream, bed.Model.Manifest.ModelName);
+                    using CausalLM swapped = CausalLM.LoadConfidential(bed.Runtime, bed.Deployment, stream.ToArray(), ReleaseHostKey(bed, hostProvider, hostModel), bed.Options.Mode);
                     return All(Answer(swapped, fresh, freshSession, "the host's model answering a fresh session that requires the provider's"),
                                Answer(swapped, bound, boundSession, "the host's model answering a session bound to the provider's"),
                                // Only the device's session binding stops this one: the prompt names no model.
@@ -289,7 +290,7 @@ public static partial class AttackCatalog
             "The data owner asks for greedy decoding; the host writes temperature 1, top-p 1 and a seed of its choice into every step's parameter block.",
             bed =>
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 int[] greedy = bed.Generate(llama, Prompt, 6);
                 (DataOwnerSession owner, int session) = bed.OpenDataOwner();
                 using (owner)
@@ -309,7 +310,7 @@ public static partial class AttackCatalog
                         position += seq;
                         if (position >= Prompt.Length)
                         {
-                            (CompletionEntry read, byte[] bytes) = bed.Attacker.ReadDevice(llama.Region(llama.Layout.TokenRecord!).Address, LlamaProgram.TokenRecordBytes);
+                            (CompletionEntry read, byte[] bytes) = bed.Attacker.ReadDevice(llama.Region(llama.Layout.TokenRecord!).Address, CausalLMProgram.TokenRecordBytes);
                             if (read.Succeeded)
                             {
                                 tokens.Add(owner.DecryptToken(bytes).TokenId);
@@ -327,7 +328,7 @@ public static partial class AttackCatalog
             bed =>
             {
                 const int secret = 987654;
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 (DataOwnerSession owner, int session) = bed.OpenDataOwner();
                 using (owner)
                 {
@@ -349,7 +350,7 @@ public static partial class AttackCatalog
     /// <summary>The host's regions for a program of its own, shaped like the victim deployment's.</summary>
     private sealed record HostRegions(ulong PromptRecord, ulong Prompt, long PromptBytes, ulong Next, ulong Params, ulong Tokens, long TokensBytes, ulong Step, ulong Rng, ulong TokenRecord, long TokenRecordBytes);
 
-    private delegate void HostTasks(TaskWriter w, HostRegions r, ConfidentialLlama victim, Func<ulong> nextId);
+    private delegate void HostTasks(TaskWriter w, HostRegions r, CausalLM victim, Func<ulong> nextId);
 
     /// <summary>
     /// The host as a model provider: it writes a program of its own (prompt_open, its payload, token_seal),
@@ -360,21 +361,21 @@ public static partial class AttackCatalog
     private static AttackResult HostProgram(Testbed bed, string what, bool victimRequiresModel, RegionTag promptTag, long recordBytes,
         HostTasks? beforeSeal, HostTasks? afterSeal, Func<Testbed, byte[], string?>? leaked, string? succeededIsLeak = null)
     {
-        using ConfidentialLlama llama = LoadAndGenerate(bed);
+        using CausalLM llama = LoadAndGenerate(bed);
         (DataOwnerSession owner, int session) = bed.OpenDataOwner(requiredModel: victimRequiresModel ? bed.Model.Manifest.ExpectedGraphMeasurement : ReadOnlyMemory<byte>.Empty);
         using (owner)
         {
             MaliciousHost host = bed.Attacker;
             long promptBytes = bed.Options.MaxContext * 4L, tokensBytes = 8 * 4;
             ulong Alloc(long bytes, RegionTag tag) => host.Alloc(bytes, tag).Result;
-            var r = new HostRegions(Alloc(LlamaProgram.PromptRecordBytes(bed.Options.MaxContext), RegionTag.InputStaging), Alloc(promptBytes, promptTag), promptBytes,
+            var r = new HostRegions(Alloc(CausalLMProgram.PromptRecordBytes(bed.Options.MaxContext), RegionTag.InputStaging), Alloc(promptBytes, promptTag), promptBytes,
                 Alloc(8, RegionTag.Activations), Alloc(StepBlock.Bytes, RegionTag.InputStaging), Alloc(tokensBytes, RegionTag.Activations), tokensBytes,
                 Alloc(StepBlock.Bytes, RegionTag.Activations), Alloc(8, RegionTag.Activations), Alloc(recordBytes, RegionTag.OutputStaging), recordBytes);
             var w = new TaskWriter();
             ulong id = 0;
             ulong NextId() => id++;
             w.KernelLaunch(NextId(), bed.Runtime.LoadOperator("prompt_open"),
-                [new(r.PromptRecord, LlamaProgram.PromptRecordBytes(bed.Options.MaxContext)), new(r.Prompt, r.PromptBytes), new(r.Next, 8), new(r.Params, StepBlock.Bytes),
+                [new(r.PromptRecord, CausalLMProgram.PromptRecordBytes(bed.Options.MaxContext)), new(r.Prompt, r.PromptBytes), new(r.Next, 8), new(r.Params, StepBlock.Bytes),
                  new(r.Tokens, r.TokensBytes), new(r.Step, StepBlock.Bytes), new(r.Rng, 8)],
                 [KernelScalar.Of((long)bed.Config.HiddenSize), KernelScalar.Of((long)bed.Config.IntermediateSize)]);
             beforeSeal?.Invoke(w, r, llama, NextId);
@@ -467,11 +468,11 @@ public static partial class AttackCatalog
         return p;
     }
 
-    private static void WriteParams(Testbed bed, ConfidentialLlama llama, int session, int mode, int start, int seq) =>
+    private static void WriteParams(Testbed bed, CausalLM llama, int session, int mode, int start, int seq) =>
         bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, Params(session, mode, start, seq, biased: false));
 
     /// <summary>One step of the victim's loaded program with host-chosen parameters (graph mode).</summary>
-    private static CompletionEntry Step(Testbed bed, ConfidentialLlama llama, int session, int mode, int start, int seq, byte[]? promptRecord = null, bool biased = false)
+    private static CompletionEntry Step(Testbed bed, CausalLM llama, int session, int mode, int start, int seq, byte[]? promptRecord = null, bool biased = false)
     {
         if (promptRecord is not null)
         {
@@ -486,9 +487,9 @@ public static partial class AttackCatalog
     /// <paramref name="tokens"/> tokens in; <paramref name="attack"/> gets the model, the victim, its
     /// session and the position the conversation stands at.
     /// </summary>
-    private static AttackResult OnVictimConversation(Testbed bed, int tokens, Func<ConfidentialLlama, DataOwnerSession, int, int, AttackResult> attack)
+    private static AttackResult OnVictimConversation(Testbed bed, int tokens, Func<CausalLM, DataOwnerSession, int, int, AttackResult> attack)
     {
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         (DataOwnerSession victim, int session) = bed.OpenDataOwner();
         using (victim)
         {
@@ -500,7 +501,7 @@ public static partial class AttackCatalog
     private static CompletionEntry Launch(Testbed bed, LaunchSpec launch) => bed.Attacker.Launch(launch.Handle, launch.Args, launch.Scalars);
 
     /// <summary>A legitimate generation of <paramref name="tokens"/> tokens on a session; returns the next position.</summary>
-    private static int GenerateTo(ConfidentialLlama llama, DataOwnerSession owner, int session, int tokens)
+    private static int GenerateTo(CausalLM llama, DataOwnerSession owner, int session, int tokens)
     {
         int position = 0;
         foreach (byte[] record in llama.Generate(session, owner.EncryptPrompt(Prompt), Prompt.Length, tokens))
@@ -511,13 +512,13 @@ public static partial class AttackCatalog
     }
 
     /// <summary>After a step the host ran, it copies the token record out and tries to open it with its own session.</summary>
-    private static AttackResult TryOpenRecord(Testbed bed, ConfidentialLlama llama, DataOwnerSession mine, in CompletionEntry step, string what, Func<int, string?>? secret = null)
+    private static AttackResult TryOpenRecord(Testbed bed, CausalLM llama, DataOwnerSession mine, in CompletionEntry step, string what, Func<int, string?>? secret = null)
     {
         if (!step.Succeeded)
         {
             return AttackResult.Blocked($"{what}: nothing was sealed");
         }
-        (CompletionEntry read, byte[] bytes) = bed.Attacker.ReadDevice(llama.Region(llama.Layout.TokenRecord!).Address, LlamaProgram.TokenRecordBytes);
+        (CompletionEntry read, byte[] bytes) = bed.Attacker.ReadDevice(llama.Region(llama.Layout.TokenRecord!).Address, CausalLMProgram.TokenRecordBytes);
         if (!read.Succeeded)
         {
             return AttackResult.Blocked($"{what}: D2H {MaliciousHost.Describe(read)}");
@@ -533,7 +534,7 @@ public static partial class AttackCatalog
         }
     }
 
-    private static AttackResult Answer(ConfidentialLlama swapped, DataOwnerSession owner, int session, string what)
+    private static AttackResult Answer(CausalLM swapped, DataOwnerSession owner, int session, string what)
     {
         try
         {

@@ -8,6 +8,7 @@ using AscendCC.Runtime.Driver;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.ModelProviders;
 using static AscendCC.Attacks.AttackKit;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Attacks;
 
@@ -72,7 +73,7 @@ public static partial class AttackCatalog
                 byte[] digest = bed.ReleaseKey();
                 using ModelProvider other = ModelProvider.CreateDeterministic("another provider's signing seed, 32+ bytes"u8);
                 using var stream = new MemoryStream();
-                using ProtectedModel foreign = LlamaPackageExporter.Export(other, bed.Deployment, bed.Weights, bed.Policy, stream, "other");
+                using ProtectedModel foreign = ModelPackageExporter.Export(other, bed.Deployment, bed.Weights, bed.Policy, stream, "other");
                 byte[] package = stream.ToArray();
                 Staged withReleased = Stage(bed, package, digest);
                 Staged withOwn = Stage(bed, package, foreign.Manifest.Digest.ToArray());
@@ -84,7 +85,7 @@ public static partial class AttackCatalog
             "After a generation, stage the same sealed prompt record again on the same session and run.",
             bed =>
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 (DataOwnerSession owner, int session) = bed.OpenDataOwner();
                 using (owner)
                 {
@@ -108,7 +109,7 @@ public static partial class AttackCatalog
             "Stage data owner A's sealed prompt on data owner B's device session.",
             bed =>
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 (DataOwnerSession a, _) = bed.OpenDataOwner();
                 (DataOwnerSession b, int sessionB) = bed.OpenDataOwner();
                 using (a)
@@ -138,7 +139,7 @@ public static partial class AttackCatalog
 
     private static AttackResult Relay(Testbed bed, Func<List<byte[]>, byte[][]> tamper)
     {
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         (DataOwnerSession owner, int session) = bed.OpenDataOwner();
         using (owner)
         {
@@ -239,7 +240,7 @@ public static partial class AttackCatalog
 
     private static AttackResult Scrubbed(Testbed bed, bool freeFirst)
     {
-        ConfidentialLlama llama = LoadAndGenerate(bed);
+        CausalLM llama = LoadAndGenerate(bed);
         var regions = llama.Layout.Program.Buffers.Select(b => llama.Region(b)).Append(llama.StagedPackage).ToList();
         ulong low = regions.Min(r => r.Address), high = regions.Max(r => r.Address + (ulong)r.Bytes);
         var steps = new List<AttackResult>();

@@ -1,6 +1,7 @@
 using AscendCC.Device;
 using AscendCC.Runtime.Confidential;
 using static AscendCC.Attacks.AttackKit;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Attacks;
 
@@ -24,7 +25,7 @@ public static partial class AttackCatalog
 
     private static AttackResult DmaRegion(Testbed bed, string name)
     {
-        using ConfidentialLlama llama = LoadAndGenerate(bed);
+        using CausalLM llama = LoadAndGenerate(bed);
         MaliciousHost host = bed.Attacker;
         var r = llama.Region(Buffer(llama, name));
         AttackResult write = Refused(host.WriteDevice(r.Address, Enumerable.Repeat((byte)0x41, (int)r.Bytes).ToArray()), $"DMA write of '{name}'");
@@ -48,7 +49,7 @@ public static partial class AttackCatalog
             "Copy input staging regions (the staged package and the staged prompt record) back to the host: only sealed output may leave.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 var prompt = llama.Region(llama.Layout.PromptRecord!);
                 return All(ReadRegion(bed.Attacker, llama.StagedPackage.Address, llama.StagedPackage.Bytes, "D2H of the staged package"),
                            ReadRegion(bed.Attacker, prompt.Address, prompt.Bytes, "D2H of the staged prompt record"));
@@ -57,13 +58,13 @@ public static partial class AttackCatalog
             "Copy weights inside HBM into the output staging region that holds a sealed token record, then copy that region to the host.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 var weights = llama.Region(Buffer(llama, "model.embed_tokens.weight"));
                 var record = llama.Region(llama.Layout.TokenRecord!);
                 long n = Math.Min(weights.Bytes, record.Bytes);
                 AttackResult copy = Refused(bed.Attacker.CopyOnDevice(weights.Address, record.Address, n), "D2D weights → token_record");
                 (CompletionEntry e, byte[] data) = bed.Attacker.ReadDevice(record.Address, record.Bytes);
-                byte[] plain = Runtime.Llama.WeightConversion.Convert(bed.Weights("model.embed_tokens.weight"), bed.Options.Precision);
+                byte[] plain = Runtime.Inference.WeightConversion.Convert(bed.Weights("model.embed_tokens.weight"), bed.Options.Precision);
                 AttackResult egress = ContainsWindowOf(data, plain.AsSpan(0, (int)n))
                     ? AttackResult.NotBlocked("the host read weight bytes out of the output staging region")
                     : AttackResult.Blocked($"then D2H of token_record: {MaliciousHost.Describe(e)} — {(e.Succeeded ? "only the earlier sealed record, no weight bytes" : "refused")}");
@@ -73,7 +74,7 @@ public static partial class AttackCatalog
             "Launch the lm-head linear eagerly with its output pointed at the output staging region (plaintext logits where sealed records live), then copy that region to the host.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 LaunchSpec head = TaskList(bed, llama).Last(l => l.Operator == "linear");
                 var record = llama.Region(llama.Layout.TokenRecord!);
                 KernelArgument[] args = [.. head.Args];
@@ -86,7 +87,7 @@ public static partial class AttackCatalog
             "Launch token_seal eagerly with its record output aliased onto a weight region, hoping the region becomes 'sealed' and copyable.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 LaunchSpec seal = TaskList(bed, llama).Single(l => l.Operator == "token_seal");
                 var weights = llama.Region(Buffer(llama, "model.norm.weight"));
                 KernelArgument[] args = [seal.Args[0], new KernelArgument(weights.Address, Math.Min(weights.Bytes, seal.Args[1].Bytes))];
@@ -97,7 +98,7 @@ public static partial class AttackCatalog
 
     private static AttackResult FromRegion(Testbed bed, string name)
     {
-        using ConfidentialLlama llama = LoadAndGenerate(bed);
+        using CausalLM llama = LoadAndGenerate(bed);
         var r = llama.Region(Buffer(llama, name));
         return ReadRegion(bed.Attacker, r.Address, r.Bytes, $"D2H of '{name}' ({r.Tag})");
     }

@@ -2,6 +2,7 @@ using AscendCC.Device;
 using AscendCC.Device.Operators;
 using AscendCC.Runtime.Confidential;
 using static AscendCC.Attacks.AttackKit;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Attacks;
 
@@ -89,7 +90,7 @@ public static partial class AttackCatalog
             "In eager mode, launch an operator the attested model never uses, on the weights.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 var used = llama.Layout.Program.Ops.Select(o => o.Operator).ToHashSet(StringComparer.Ordinal);
                 string name = OperatorCatalog.Names.First(n => !used.Contains(n) && n != "package_unlock");
                 ulong handle = bed.Runtime.LoadOperator(name);
@@ -101,7 +102,7 @@ public static partial class AttackCatalog
             "In eager mode, launch an operator the model uses, with its output bound to another locked region (the lm head writing into a KV cache).",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 LaunchSpec head = TaskList(bed, llama).Last(l => l.Operator == "linear");
                 var kv = llama.Region(Buffer(llama, "k_cache.0"));
                 KernelArgument[] args = [.. head.Args];
@@ -112,7 +113,7 @@ public static partial class AttackCatalog
             "In eager mode, memset a locked weight region (the provider's weights replaced by the host's).",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 var w0 = llama.Region(Buffer(llama, "model.norm.weight"));
                 return Refused(bed.Attacker.Memset(w0.Address, w0.Bytes, 0), "eager memset of model.norm.weight");
             });
@@ -120,7 +121,7 @@ public static partial class AttackCatalog
             "In eager mode, copy host-chosen bytes (via a general region) and another locked tensor into a weight region.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 var target = llama.Region(Buffer(llama, "model.norm.weight"));
                 var other = llama.Region(Buffer(llama, "model.layers.0.input_layernorm.weight"));
                 ulong scratch = bed.Attacker.Alloc(target.Bytes, RegionTag.General).Result;
@@ -132,7 +133,7 @@ public static partial class AttackCatalog
             "After the task list is attested, free the region of an operator binary it launches, load a different operator at the same address, and executeModel.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 MaliciousHost host = bed.Attacker;
                 LaunchSpec victim = TaskList(bed, llama).First(l => l.Operator == "silu_mul" || l.Operator.Contains("silu", StringComparison.Ordinal) || l.Operator == "add");
                 CompletionEntry free = host.Free(victim.Handle);
@@ -153,14 +154,14 @@ public static partial class AttackCatalog
             });
     }
 
-    private static AttackResult Edited(Testbed bed, Func<List<LaunchSpec>, ConfidentialLlama, MaliciousHost, byte[]> edit, string what)
+    private static AttackResult Edited(Testbed bed, Func<List<LaunchSpec>, CausalLM, MaliciousHost, byte[]> edit, string what)
     {
-        using ConfidentialLlama llama = LoadAndGenerate(bed);
+        using CausalLM llama = LoadAndGenerate(bed);
         byte[] list = edit(TaskList(bed, llama), llama, bed.Attacker);
         return LoadAndExecute(bed.Attacker, list, what);
     }
 
-    private static List<LaunchSpec> Rebound(List<LaunchSpec> list, ConfidentialLlama llama)
+    private static List<LaunchSpec> Rebound(List<LaunchSpec> list, CausalLM llama)
     {
         var activations = llama.Layout.Program.Buffers.Where(b => b.Tag == RegionTag.Activations).Select(b => llama.Region(b)).ToList();
         for (int i = 0; i < list.Count; i++)

@@ -7,6 +7,7 @@ using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.Verification;
 using static AscendCC.Attacks.AttackKit;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Attacks;
 
@@ -184,7 +185,7 @@ public static partial class AttackCatalog
             "Read the weights through the debug port after load.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 var w0 = llama.Region(Buffer(llama, "model.embed_tokens.weight"));
                 var data = new byte[w0.Bytes];
                 DebugStatus s = bed.Device.DebugReadMemory(w0.Address, data);
@@ -194,7 +195,7 @@ public static partial class AttackCatalog
             "Take a debug snapshot of every live region after a generation.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 DebugStatus s = bed.Device.DebugSnapshot(out var snapshot);
                 return s == DebugStatus.Locked && snapshot.Count == 0 ? AttackResult.Blocked($"DebugSnapshot: {s}") : AttackResult.NotBlocked($"DebugSnapshot: {s}, {snapshot.Count} regions");
             });
@@ -203,7 +204,7 @@ public static partial class AttackCatalog
             bed =>
             {
                 DebugStatus s = bed.Device.EnableDataProfiling(true);
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 int records = bed.Device.ReadProfile().Count;
                 return s == DebugStatus.Locked && records == 0 ? AttackResult.Blocked($"EnableDataProfiling: {s}; profile records after a generation: {records}") : AttackResult.NotBlocked($"EnableDataProfiling: {s}; {records} profile records");
             });
@@ -211,7 +212,7 @@ public static partial class AttackCatalog
             "After load, ask the firmware mailbox to leave CC mode (Off) or enter DevTools without a reset.",
             bed =>
             {
-                using ConfidentialLlama llama = LoadAndGenerate(bed);
+                using CausalLM llama = LoadAndGenerate(bed);
                 var off = bed.Attacker.Mailbox(MailboxCommand.SetCcMode, [(byte)CcMode.Off]);
                 var dev = bed.Attacker.Mailbox(MailboxCommand.SetCcMode, [(byte)CcMode.DevTools]);
                 bool blocked = off.Status == MailboxStatus.Refused && dev.Status == MailboxStatus.Refused && bed.Device.CcMode == CcMode.On;

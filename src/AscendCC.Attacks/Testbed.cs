@@ -6,7 +6,8 @@ using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Driver;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.Manufacturing;
@@ -62,7 +63,7 @@ public sealed class Testbed : IDisposable
     private readonly IDisposable? _weightsOwner;
     private MaliciousHost? _attacker;
 
-    private Testbed(LlamaConfig config, RopeConvention rope, Func<string, TensorData> weights, TestbedOptions? options, string modelName, IDisposable? weightsOwner)
+    private Testbed(ModelConfig config, RopeConvention rope, Func<string, TensorData> weights, TestbedOptions? options, string modelName, IDisposable? weightsOwner)
     {
         Options = options ?? new TestbedOptions();
         _weightsOwner = weightsOwner;
@@ -93,11 +94,11 @@ public sealed class Testbed : IDisposable
             Config = config;
             Rope = rope;
             Weights = weights;
-            Deployment = new LlamaDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision);
+            Deployment = new ModelDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision);
             Provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
             Policy = new ReleasePolicy(Options.FirmwareSvn, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
             using var package = new MemoryStream();
-            Model = LlamaPackageExporter.Export(Provider, Deployment, weights, Policy, package, modelName);
+            Model = ModelPackageExporter.Export(Provider, Deployment, weights, Policy, package, modelName);
             Package = package.ToArray();
         }
         catch
@@ -108,7 +109,7 @@ public sealed class Testbed : IDisposable
     }
 
     /// <summary>A testbed for any weights source (Hugging Face names → tensors).</summary>
-    public static Testbed Create(LlamaConfig config, RopeConvention rope, Func<string, TensorData> weights, TestbedOptions? options = null, string modelName = "llama") =>
+    public static Testbed Create(ModelConfig config, RopeConvention rope, Func<string, TensorData> weights, TestbedOptions? options = null, string modelName = "llama") =>
         new(config ?? throw new ArgumentNullException(nameof(config)), rope, weights ?? throw new ArgumentNullException(nameof(weights)), options, modelName, null);
 
     /// <summary>A testbed with a randomly generated <see cref="TinyLlama"/> (no model files needed).</summary>
@@ -121,7 +122,7 @@ public sealed class Testbed : IDisposable
     /// <summary>A testbed for a checkpoint folder (Hugging Face or llama2.c), e.g. stories260K.</summary>
     public static Testbed FromCheckpoint(string modelFolder, TestbedOptions? options = null)
     {
-        LlamaCheckpoint checkpoint = LlamaCheckpoint.Open(modelFolder);
+        ModelCheckpoint checkpoint = ModelCheckpoint.Open(modelFolder);
         try
         {
             return new Testbed(checkpoint.Config, checkpoint.RopeConvention, n => TensorData.FromCheckpoint(checkpoint.GetTensor(n)), options, Path.GetFileName(modelFolder.TrimEnd('/', '\\')), checkpoint);
@@ -158,7 +159,7 @@ public sealed class Testbed : IDisposable
     public FirmwareMailbox Mailbox { get; } = null!;
 
     /// <summary>The architecture.</summary>
-    public LlamaConfig Config { get; } = null!;
+    public ModelConfig Config { get; } = null!;
 
     /// <summary>The q/k row order of the weights.</summary>
     public RopeConvention Rope { get; }
@@ -167,7 +168,7 @@ public sealed class Testbed : IDisposable
     public Func<string, TensorData> Weights { get; } = null!;
 
     /// <summary>The deployment descriptor the host receives in the clear.</summary>
-    public LlamaDeployment Deployment { get; } = null!;
+    public ModelDeployment Deployment { get; } = null!;
 
     /// <summary>The model provider.</summary>
     public ModelProvider Provider { get; } = null!;
@@ -206,14 +207,14 @@ public sealed class Testbed : IDisposable
     }
 
     /// <summary>Key release, then the host loads the package (the legitimate setup most attacks start from).</summary>
-    public ConfidentialLlama Load() => ConfidentialLlama.Load(Runtime, Deployment, Package, ReleaseKey(), Options.Mode);
+    public CausalLM Load() => CausalLM.LoadConfidential(Runtime, Deployment, Package, ReleaseKey(), Options.Mode);
 
     /// <summary>Key release for <paramref name="model"/>, then the host loads <paramref name="package"/> (built for <see cref="Deployment"/>).</summary>
-    public ConfidentialLlama Load(ProtectedModel model, byte[] package) => ConfidentialLlama.Load(Runtime, Deployment, package, ReleaseKey(model), Options.Mode);
+    public CausalLM Load(ProtectedModel model, byte[] package) => CausalLM.LoadConfidential(Runtime, Deployment, package, ReleaseKey(model), Options.Mode);
 
     /// <summary>CC off only: the host loads the plaintext weights itself (the baseline an audit must catch).</summary>
-    public LlamaDeviceModel LoadPlaintext() => LlamaDeviceModel.Load(Runtime, Config, Rope, Weights,
-        new LlamaDeviceOptions { Mode = Options.Mode, MaxContext = Options.MaxContext, MaxBatchTokens = Options.MaxBatchTokens, WeightPrecision = Options.Precision });
+    public CausalLM LoadPlaintext() => CausalLM.Load(Runtime, Config, Rope, Weights,
+        new CausalLMOptions { Mode = Options.Mode, MaxContext = Options.MaxContext, MaxBatchTokens = Options.MaxBatchTokens, WeightPrecision = Options.Precision });
 
     /// <summary>
     /// The data owner attests the device and opens a session with it. By default the session requires
@@ -239,13 +240,13 @@ public sealed class Testbed : IDisposable
     }
 
     /// <summary>A whole confidential generation: the data owner's plaintext in, plaintext tokens out (decrypted by the data owner).</summary>
-    public int[] Generate(ConfidentialLlama llama, int[] prompt, int maxTokens, SamplingOptions? sampling = null)
+    public int[] Generate(CausalLM llama, int[] prompt, int maxTokens, SamplingOptions? sampling = null)
     {
         ArgumentNullException.ThrowIfNull(llama);
         ArgumentNullException.ThrowIfNull(prompt);
         // The data owner requires the model it was told this is (in a testbed, the loaded package's own
         // manifest; in real use the model provider publishes it).
-        (DataOwnerSession owner, int session) = OpenDataOwner(requiredModel: llama.Manifest.ExpectedGraphMeasurement);
+        (DataOwnerSession owner, int session) = OpenDataOwner(requiredModel: llama.Manifest!.ExpectedGraphMeasurement);
         using (owner)
         {
             var tokens = new List<int>();

@@ -28,15 +28,15 @@ public static class TinyLlama
 
     /// <summary>
     /// The model provider's weights for <paramref name="config"/>: every tensor
-    /// <see cref="LlamaTensorNames.Expected"/> lists, Gaussian-ish values scaled by 1/sqrt(fan-in)
+    /// <see cref="ModelConfig.ExpectedTensors"/> lists (of any family), Gaussian-ish values scaled by 1/sqrt(fan-in)
     /// (norm weights around 1), from a seeded generator.
     /// </summary>
-    public static Func<string, TensorData> Weights(LlamaConfig config, int seed = 1)
+    public static Func<string, TensorData> Weights(ModelConfig config, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(config);
         var tensors = new Dictionary<string, TensorData>(StringComparer.Ordinal);
         var random = new Random(seed);
-        foreach ((string name, long[] shape) in LlamaTensorNames.Expected(config))
+        foreach ((string name, long[] shape) in config.ExpectedTensors())
         {
             long count = shape.Aggregate(1L, (a, b) => a * b);
             var values = new float[count];

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
 using Microsoft.AspNetCore.Http.Features;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Server;
 
@@ -112,7 +113,7 @@ public static partial class Endpoints
             CheckName(name);
             byte[] body = await ReadRecordAsync(request);
             string json = System.Text.Encoding.UTF8.GetString(body);
-            _ = LlamaDeployment.FromJson(json);
+            _ = ModelDeployment.FromJson(json);
             await File.WriteAllTextAsync(Path.Combine(folder, name + ".deployment.json"), json, request.HttpContext.RequestAborted);
             return Results.NoContent();
         });
@@ -131,7 +132,7 @@ public static partial class Endpoints
             {
                 throw new UnknownResourceException($"package '{load.Package}' has no deployment descriptor; upload it with PUT /v1/packages/{load.Package}/deployment");
             }
-            LlamaDeployment deployment = LlamaDeployment.FromJson(await File.ReadAllTextAsync(deploymentPath, cancel));
+            ModelDeployment deployment = ModelDeployment.FromJson(await File.ReadAllTextAsync(deploymentPath, cancel));
             return await OnDevice(npu, () =>
             {
                 var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -140,11 +141,11 @@ public static partial class Endpoints
                 npu.LoadedPackage = null;
                 // The package is memory-mapped, never read whole into the server's heap.
                 using var mapped = new MappedPackage(packagePath);
-                ConfidentialLlama llama = ConfidentialLlama.Load(npu.Runtime, deployment, mapped.Memory, load.ManifestDigest, fleet.Options.Mode);
+                CausalLM llama = CausalLM.LoadConfidential(npu.Runtime, deployment, mapped.Memory, load.ManifestDigest, fleet.Options.Mode);
                 npu.Loaded = llama;
                 npu.LoadedPackage = load.Package;
                 log.LogInformation("NPU {Device} loaded package {Package} ({UnlockedBytes} bytes unlocked) in {Milliseconds} ms", device, load.Package, llama.UnlockedBytes, clock.ElapsedMilliseconds);
-                return Results.Ok(new LoadResult(load.Package, llama.PackageHandle, llama.UnlockedBytes, llama.Manifest.ExpectedGraphMeasurement.ToArray(), clock.ElapsedMilliseconds));
+                return Results.Ok(new LoadResult(load.Package, llama.PackageHandle, llama.UnlockedBytes, llama.Manifest!.ExpectedGraphMeasurement.ToArray(), clock.ElapsedMilliseconds));
             }, cancel);
         });
 
@@ -230,7 +231,7 @@ public static partial class Endpoints
         bool completed = false;
         try
         {
-            ConfidentialLlama llama = npu.Loaded ?? throw new InvalidOperationException($"no model is loaded on NPU {device}; upload a package, release its key and POST /v1/devices/{device}/model first");
+            CausalLM llama = npu.Loaded ?? throw new InvalidOperationException($"no model is loaded on NPU {device}; upload a package, release its key and POST /v1/devices/{device}/model first");
             using IEnumerator<byte[]> records = llama.Generate(session, prompt, promptTokens, maxTokens).GetEnumerator();
             // The first step runs before the response starts, so that refusals are problem details.
             bool more = records.MoveNext();

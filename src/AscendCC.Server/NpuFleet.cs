@@ -3,6 +3,7 @@ using AscendCC.Protocol.Attestation;
 using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Confidential;
 using Microsoft.Extensions.Options;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Server;
 
@@ -38,7 +39,7 @@ public sealed class NpuSlot : IDisposable
     internal SemaphoreSlim Gate { get; } = new(1, 1);
 
     /// <summary>The loaded model, if any (guarded by <see cref="Gate"/>).</summary>
-    internal ConfidentialLlama? Loaded { get; set; }
+    internal CausalLM? Loaded { get; set; }
 
     /// <summary>The package the loaded model came from.</summary>
     internal string? LoadedPackage { get; set; }

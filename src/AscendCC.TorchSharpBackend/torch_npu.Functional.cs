@@ -1,5 +1,6 @@
 using AscendCC.Device;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using static TorchSharp.torch;
 
 namespace AscendCC.TorchSharpBackend;

@@ -1,6 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using AscendCC.Runtime.Acl;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 
 namespace AscendCC.TorchSharpBackend;
 

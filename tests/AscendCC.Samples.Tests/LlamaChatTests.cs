@@ -123,6 +123,31 @@ public class LlamaChatTests
         Assert.That(stderr, Does.Not.Contain("FAIL"));
     }
 
+    /// <summary>
+    /// The second family through the same sample: gptneo-shakespeare (GPT-Neo, byte-level tokenizer, no
+    /// BOS) prints its reference text, CC on and off, graph and eager. Its reference is the prompt's
+    /// bytes and 64 greedy tokens, so -n is the prompt's length plus 64.
+    /// </summary>
+    [TestCase("ROMEO:", "romeo", "graph", false)]
+    [TestCase("First Citizen:", "first_citizen", "eager", false)]
+    [TestCase("ROMEO:", "romeo", "eager", true)]
+    public void GptNeoOneShotPrintsExactlyItsReference(string prompt, string reference, string mode, bool noCc)
+    {
+        string folder = TestData.RequireModel("gptneo-shakespeare");
+        string expected = File.ReadAllText(Path.Combine(folder, "reference", reference + ".text.txt"));
+        int n = Encoding.UTF8.GetByteCount(prompt) + 64;
+        string[] args = ["--model", folder, "--prompt", prompt, "--temperature", "0", "--max-tokens", n.ToString(System.Globalization.CultureInfo.InvariantCulture), "--mode", mode, "--verbose"];
+        var (exit, stdout, stderr) = RunChat(noCc ? [.. args, "--no-cc"] : args);
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Is.EqualTo(expected).Or.EqualTo(expected + "\n"));
+        Assert.That(Unwrap(stderr), Does.Contain("GPT-Neo, 4 layers"));
+        if (!noCc)
+        {
+            Assert.That(stderr, Does.Contain("PASS").And.Contain("graph measurement").And.Not.Contain("FAIL"));
+            Assert.That(stderr, Does.Match($@"data owner sealed {Encoding.UTF8.GetByteCount(prompt)} prompt tokens"), "the prompt's bytes, no BOS");
+        }
+    }
+
     [Test]
     public void RawCompletionPromptOfMaxTokensOrMoreIsRefusedNamingBothNumbers()
     {
@@ -391,8 +416,8 @@ public class LlamaChatTests
             (_, double loss) = DemoTrainer.Train(settings, folder, new SyncProgress(seen.Add));
             Assert.That(seen.Select(p => p.Step), Is.EqualTo(new[] { 1, 2, 3 }));
             Assert.That(double.IsFinite(loss), Is.True);
-            using LlamaCheckpoint checkpoint = LlamaCheckpoint.Open(folder);
-            Assert.That(checkpoint.Config.NumKeyValueHeads, Is.EqualTo(2));
+            using ModelCheckpoint checkpoint = ModelCheckpoint.Open(folder);
+            Assert.That(checkpoint.Config.KeyValueHeads, Is.EqualTo(2));
             Assert.That(checkpoint.Config.TieWordEmbeddings, Is.True);
             Assert.That(checkpoint.TensorNames, Does.Contain("model.layers.0.self_attn.q_proj.weight").And.Contain("model.embed_tokens.weight"));
             TextTokenizer tokenizer = TextTokenizer.Load(folder);

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using AscendCC.Client;
 using AscendCC.Runtime.Trusted.DataOwners;
 using NUnit.Framework;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Server.Tests;
 
@@ -49,7 +50,7 @@ public sealed class ServerTests : IDisposable
         // Time per token in the same run, HTTP (in-memory server) against in-process: seal, prefill,
         // 24 tokens, decrypt (attestation excluded); five alternating rounds, medians (the machine is shared).
         using (AscendCC.Attacks.Testbed bed = AscendCC.Attacks.Testbed.CreateTiny(seed: ServerWorld.Seed))
-        using (AscendCC.Runtime.Confidential.ConfidentialLlama llama = bed.Load())
+        using (AscendCC.Runtime.Inference.CausalLM llama = bed.Load())
         {
             var http = new List<double>();
             var local = new List<double>();
@@ -68,7 +69,7 @@ public sealed class ServerTests : IDisposable
                     http.Add(clock.Elapsed.TotalMilliseconds / n);
                     await _world.Npu.CloseSessionAsync(session);
                 }
-                (DataOwnerSession localOwner, int localSession) = bed.OpenDataOwner(requiredModel: llama.Manifest.ExpectedGraphMeasurement);
+                (DataOwnerSession localOwner, int localSession) = bed.OpenDataOwner(requiredModel: llama.Manifest!.ExpectedGraphMeasurement);
                 using (localOwner)
                 {
                     var clock = Stopwatch.StartNew();

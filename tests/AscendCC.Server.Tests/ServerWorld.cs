@@ -4,7 +4,8 @@ using AscendCC.Device;
 using AscendCC.Protocol.Firmware;
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.Manufacturing;
@@ -51,11 +52,11 @@ internal sealed class ServerWorld : IDisposable
         LlamaConfig config = TinyLlama.Config();
         Weights = TinyLlama.Weights(config, Seed);
         var defaults = new TestbedOptions();
-        Deployment = new LlamaDeployment(config, RopeConvention.Half, defaults.MaxContext, defaults.MaxBatchTokens, defaults.Precision);
+        Deployment = new ModelDeployment(config, RopeConvention.Half, defaults.MaxContext, defaults.MaxBatchTokens, defaults.Precision);
         Provider = ModelProvider.Create();
         var policy = new ReleasePolicy(Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
         using var package = new MemoryStream();
-        Model = LlamaPackageExporter.Export(Provider, Deployment, Weights, policy, package, PackageName);
+        Model = ModelPackageExporter.Export(Provider, Deployment, Weights, policy, package, PackageName);
         Package = package.ToArray();
 
         _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
@@ -83,7 +84,7 @@ internal sealed class ServerWorld : IDisposable
 
     public Func<string, TensorData> Weights { get; }
 
-    public LlamaDeployment Deployment { get; }
+    public ModelDeployment Deployment { get; }
 
     public ModelProvider Provider { get; }
 
@@ -153,7 +154,7 @@ internal sealed class ServerWorld : IDisposable
     public static int[] InProcess(int[] prompt, int maxTokens)
     {
         using Testbed bed = Testbed.CreateTiny(seed: Seed);
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         return bed.Generate(llama, prompt, maxTokens);
     }
 

@@ -6,7 +6,7 @@ namespace LlamaChat.Demo;
 
 // Plain TorchSharp modules whose field names produce Hugging Face parameter names
 // (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ...), so the state dict is
-// written to model.safetensors as is and the runtime's LlamaCheckpoint reads it like any HF Llama.
+// written to model.safetensors as is and the runtime's ModelCheckpoint reads it like any HF Llama.
 // Field names are lower_snake_case on purpose: TorchSharp names parameters after the fields.
 #pragma warning disable IDE1006, CA1051
 

@@ -4,7 +4,8 @@ using AscendCC.Protocol.Messages;
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Driver;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.ModelProviders;
@@ -18,25 +19,25 @@ namespace LlamaChat.Hosting;
 /// Confidential chat, every party in one process but apart: the model provider exports the
 /// checkpoint as an encrypted package and releases its key only to the attested NPU; the host stages
 /// the package and relays records; the data owner attests the NPU on its own channel, seals the
-/// prompt and opens the sealed tokens. The host-side objects (ConfidentialLlama, mailbox) never
+/// prompt and opens the sealed tokens. The host-side objects (CausalLM, mailbox) never
 /// receive a key, a weight or a plaintext token.
 /// </summary>
 internal sealed class ConfidentialEngine : IChatEngine
 {
     private readonly ChatUi _ui;
     private readonly SimulatedNpu _npu;
-    private readonly ConfidentialLlama _llama;
+    private readonly CausalLM _llama;
     private DataOwnerSession? _owner;
     private int _ownerSession;
     // The model's published graph measurement: the data owner requires it, so the device answers its
     // prompts with this model and no other.
     private readonly byte[] _model = [];
 
-    public ConfidentialEngine(ChatUi ui, SimulatedNpu npu, LlamaCheckpoint checkpoint, string modelName, ExecutionMode mode, int maxContext, int maxBatchTokens)
+    public ConfidentialEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, string modelName, ExecutionMode mode, int maxContext, int maxBatchTokens)
     {
         _ui = ui;
         _npu = npu;
-        var deployment = new LlamaDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, WeightPrecision.F32);
+        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, WeightPrecision.F32);
         byte[] package;
         byte[] manifestDigest;
 
@@ -51,7 +52,7 @@ internal sealed class ConfidentialEngine : IChatEngine
             ProtectedModel model = ui.Progress("encrypting weights", total, report =>
             {
                 int done = 0;
-                return LlamaPackageExporter.Export(provider, deployment, name =>
+                return ModelPackageExporter.Export(provider, deployment, name =>
                 {
                     report(++done, name);
                     return TensorData.FromCheckpoint(checkpoint.GetTensor(name));
@@ -99,7 +100,7 @@ internal sealed class ConfidentialEngine : IChatEngine
             npu.Runtime.Driver.Transcript = counting;
             try
             {
-                return ConfidentialLlama.Load(npu.Runtime, deployment, package, manifestDigest, mode);
+                return CausalLM.LoadConfidential(npu.Runtime, deployment, package, manifestDigest, mode);
             }
             finally
             {
@@ -107,7 +108,7 @@ internal sealed class ConfidentialEngine : IChatEngine
                 npu.Runtime.Driver.Transcript = transcript;
             }
         });
-        LoadTimings t = _llama.Timings;
+        LoadTimings t = _llama.Timings!;
         ui.Logger.LogInformation("load: staged {Weights} weight regions in {StageMs:F1} ms, opened the package in {OpenMs:F1} ms, unlocked {Bytes} bytes in {UnlockMs:F1} ms, attested the {Mode} task list in {AttestMs:F1} ms",
             weights, t.Stage.TotalMilliseconds, t.Open.TotalMilliseconds, _llama.UnlockedBytes, t.Unlock.TotalMilliseconds, mode, t.Attest.TotalMilliseconds);
         ui.Evidence("graph measurement (device accepted)", Convert.ToHexStringLower(_model));

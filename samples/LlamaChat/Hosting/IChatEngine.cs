@@ -1,4 +1,5 @@
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 
 namespace LlamaChat.Hosting;
 

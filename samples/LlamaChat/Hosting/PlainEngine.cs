@@ -1,6 +1,7 @@
 using AscendCC.Device;
 using AscendCC.Runtime.Acl;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using LlamaChat.Ui;
 using Microsoft.Extensions.Logging;
@@ -9,17 +10,17 @@ namespace LlamaChat.Hosting;
 
 /// <summary>
 /// --no-cc: the same device booted with confidential computing off; the host uploads plaintext
-/// weights and reads plaintext tokens (LlamaDeviceModel). For comparison only — nothing is protected.
+/// weights and reads plaintext tokens (CausalLM). For comparison only — nothing is protected.
 /// </summary>
 internal sealed class PlainEngine : IChatEngine
 {
-    private readonly LlamaDeviceModel _model;
+    private readonly CausalLM _model;
 
-    public PlainEngine(ChatUi ui, SimulatedNpu npu, LlamaCheckpoint checkpoint, ExecutionMode mode, int maxContext, int maxBatchTokens)
+    public PlainEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, ExecutionMode mode, int maxContext, int maxBatchTokens)
     {
         ui.Step("host", "uploads plaintext weights (CC off: the host can read every byte)");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        _model = ui.Status("uploading weights", () => LlamaDeviceModel.Load(npu.Runtime, checkpoint, new LlamaDeviceOptions
+        _model = ui.Status("uploading weights", () => CausalLM.Load(npu.Runtime, checkpoint, new CausalLMOptions
         {
             Mode = mode,
             MaxContext = maxContext,

@@ -131,6 +131,8 @@ internal sealed class ByteLevelBpeTokenizer : TokenizerJsonModel
 
     public override int VocabSize => _vocabSize;
 
+    public override bool HasBos => _bosId >= 0;
+
     public override int BosId => _bosId >= 0 ? _bosId : throw new InvalidOperationException($"{Source} defines no beginning-of-sequence token (no post_processor template token, no <|begin_of_text|>, <s> or <bos>); encode with addBos: false.");
 
     public override int EosId => _eosId >= 0 ? _eosId : throw new InvalidOperationException($"{Source} defines no end-of-sequence token (none of {string.Join(", ", EosNames)} is an added token); take the stop ids from config.json's eos_token_id.");

@@ -130,6 +130,8 @@ internal sealed class HuggingFaceBpeTokenizer : TokenizerJsonModel
 
     public override int VocabSize => _idToToken.Length;
 
+    public override bool HasBos => _bosId >= 0;
+
     public override int BosId => _bosId >= 0 ? _bosId : throw new InvalidOperationException($"{Source} defines no beginning-of-sequence token; encode with addBos: false.");
 
     public override int EosId => _eosId >= 0 ? _eosId : throw new InvalidOperationException($"{Source} defines no end-of-sequence token.");

@@ -18,6 +18,13 @@ public abstract class TextTokenizer
     /// <summary>Beginning-of-sequence id.</summary>
     public abstract int BosId { get; }
 
+    /// <summary>
+    /// True when the tokenizer defines a beginning-of-sequence token that a sequence starts with (Llama's
+    /// &lt;s&gt;); false for tokenizers whose models take none (GPT-2 style byte-level BPE, as GPT-Neo's).
+    /// Encode with <c>addBos: tokenizer.HasBos</c> to start a sequence as the model was trained.
+    /// </summary>
+    public virtual bool HasBos => true;
+
     /// <summary>End-of-sequence id.</summary>
     public abstract int EosId { get; }
 

@@ -1,12 +1,13 @@
 using System.Runtime.CompilerServices;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace AscendCC.TorchSharpBackend;
 
 /// <summary>
-/// A Llama-family causal language model compiled onto the NPU: weights and KV cache in HBM, the
+/// A causal language model (Llama or GPT-Neo family) compiled onto the NPU: weights and KV cache in HBM, the
 /// next token chosen on the device. Prefill and decode share one program (eager or graph).
 /// </summary>
 public sealed class NpuCausalLM : NpuModule
@@ -14,13 +15,13 @@ public sealed class NpuCausalLM : NpuModule
     // A semaphore, not a Monitor: generate's iterator holds the gate across yields, and
     // generate_async resumes it on whichever pool thread is free, so the owner must not be a thread.
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly LlamaDeviceModel _model;
+    private readonly CausalLM _model;
 
-    private NpuCausalLM(NpuDeviceContext context, ExecutionMode mode, LlamaDeviceModel model)
+    private NpuCausalLM(NpuDeviceContext context, ExecutionMode mode, CausalLM model)
         : base(context, mode) => _model = model;
 
     /// <summary>The model's configuration.</summary>
-    public LlamaConfig Config => _model.Config;
+    public ModelConfig Config => _model.Config;
 
     /// <summary>Tokens the KV cache holds.</summary>
     public int MaxContext => _model.MaxContext;
@@ -129,7 +130,7 @@ public sealed class NpuCausalLM : NpuModule
             throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {Config.VocabSize}; they do not belong together", nameof(tokenizer));
         }
         var stops = new HashSet<int>(Config.EosTokenIds) { tokenizer.EosId };
-        return Stream(tokenizer, tokenizer.Encode(prompt, addBos: true), max_new_tokens, sampling, stops);
+        return Stream(tokenizer, tokenizer.Encode(prompt, addBos: tokenizer.HasBos), max_new_tokens, sampling, stops);
     }
 
     /// <summary>The whole text generated after <paramref name="prompt"/> (see <see cref="stream_text"/>).</summary>
@@ -172,20 +173,20 @@ public sealed class NpuCausalLM : NpuModule
         }
     }
 
-    internal static NpuCausalLM Compile(nn.Module module, NpuCompileOptions options, NpuDeviceContext context, ExecutionMode mode)
+    internal static NpuCausalLM Compile(nn.Module module, string family, NpuCompileOptions options, NpuDeviceContext context, ExecutionMode mode)
     {
-        LlamaConfig config = LlamaParameters.ResolveConfig(options);
-        var parameters = LlamaParameters.Collect(module, config);
-        ScalarType dtype = LlamaParameters.WeightDType(parameters);
+        ModelConfig config = CausalLMParameters.ResolveConfig(options, family);
+        var parameters = CausalLMParameters.Collect(module, config);
+        ScalarType dtype = CausalLMParameters.WeightDType(parameters, config);
         WeightPrecision precision = options.WeightPrecision ?? dtype switch
         {
             ScalarType.Float16 => WeightPrecision.F16,
             ScalarType.BFloat16 => WeightPrecision.BF16,
             _ => WeightPrecision.F32,
         };
-        var deviceOptions = new LlamaDeviceOptions { Mode = mode, MaxContext = options.MaxContext, MaxBatchTokens = options.MaxBatchTokens, WeightPrecision = precision };
-        LlamaDeviceModel model = LlamaDeviceModel.Load(context.Runtime, config, options.Rope,
-            name => LlamaParameters.ToTensorData(name, parameters[name]), deviceOptions);
+        var deviceOptions = new CausalLMOptions { Mode = mode, MaxContext = options.MaxContext, MaxBatchTokens = options.MaxBatchTokens, WeightPrecision = precision };
+        CausalLM model = CausalLM.Load(context.Runtime, config, options.Rope,
+            name => CausalLMParameters.ToTensorData(name, parameters[name]), deviceOptions);
         var compiled = new NpuCausalLM(context, mode, model);
         try
         {
@@ -248,7 +249,10 @@ public sealed class NpuCausalLM : NpuModule
         SelfCheckMaxDifference = diff;
         if (!(diff <= tolerance))
         {
-            throw new NpuSelfCheckException($"self-check failed: for {count} probe tokens the NPU's last-position logits differ from the module's CPU forward by up to {diff:g4}, above the tolerance {tolerance:g4}. Check the RoPE convention (NpuCompileOptions.Rope: Half for Hugging Face modules, Interleaved for Meta/llama2.c style), rms_norm_eps and rope_theta in the configuration, and that the module's forward starts at position 0 (NpuCompileOptions.ResetState for modules with a KV cache)", diff, tolerance);
+            string check = Config is GptNeoConfig
+                ? "Check layer_norm_epsilon, window_size and attention_types in the configuration, that the module's activation is gelu_new (the tanh approximation) and that its attention does not scale scores by 1/sqrt(head_dim) (GPT-Neo's does not)"
+                : "Check the RoPE convention (NpuCompileOptions.Rope: Half for Hugging Face modules, Interleaved for Meta/llama2.c style), rms_norm_eps and rope_theta in the configuration";
+            throw new NpuSelfCheckException($"self-check failed: for {count} probe tokens the NPU's last-position logits differ from the module's CPU forward by up to {diff:g4}, above the tolerance {tolerance:g4}. {check}, and that the module's forward starts at position 0 (NpuCompileOptions.ResetState for modules with a KV cache)", diff, tolerance);
         }
     }
 

@@ -1,4 +1,5 @@
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using static TorchSharp.torch;
 
@@ -38,10 +39,10 @@ public sealed record NpuCompileOptions
     /// <summary>Standard modules: input width, needed only when no module in the chain fixes it (e.g. a bare Softmax).</summary>
     public long? InputFeatures { get; init; }
 
-    /// <summary>Llama family: the configuration. Either this or <see cref="ConfigPath"/> is required.</summary>
-    public LlamaConfig? Config { get; init; }
+    /// <summary>Language models: the configuration (a LlamaConfig or GptNeoConfig; its family must be the module's). Either this or <see cref="ConfigPath"/> is required.</summary>
+    public ModelConfig? Config { get; init; }
 
-    /// <summary>Llama family: path of a Hugging Face config.json.</summary>
+    /// <summary>Language models: path of a Hugging Face config.json.</summary>
     public string? ConfigPath { get; init; }
 
     /// <summary>
@@ -50,20 +51,20 @@ public sealed record NpuCompileOptions
     /// </summary>
     public RopeConvention Rope { get; init; } = RopeConvention.Half;
 
-    /// <summary>Llama family: context the device KV cache holds; 0 means the configuration's maximum.</summary>
+    /// <summary>Language models: context the device KV cache holds; 0 means the configuration's maximum.</summary>
     public int MaxContext { get; init; }
 
-    /// <summary>Llama family: most tokens one forward pass takes (the prefill chunk); 0 means <see cref="MaxContext"/>.</summary>
+    /// <summary>Language models: most tokens one forward pass takes (the prefill chunk); 0 means <see cref="MaxContext"/>.</summary>
     public int MaxBatchTokens { get; init; }
 
-    /// <summary>Llama family: precision of the weight matrices in HBM; null keeps the parameters' dtype.</summary>
+    /// <summary>Language models: precision of the weight matrices in HBM; null keeps the parameters' dtype.</summary>
     public WeightPrecision? WeightPrecision { get; init; }
 
-    /// <summary>Llama family: number of probe token ids in the self-check. Default 6.</summary>
+    /// <summary>Language models: number of probe token ids in the self-check. Default 6.</summary>
     public int ProbeTokens { get; init; } = 6;
 
     /// <summary>
-    /// Llama family: called before and after the self-check's CPU forward, for modules that keep
+    /// Language models: called before and after the self-check's CPU forward, for modules that keep
     /// state between calls (a KV cache): the probe must start at position 0 and must not leave
     /// positions behind. Stateless modules need nothing.
     /// </summary>

@@ -1,6 +1,7 @@
 using AscendCC.Device;
 using AscendCC.Runtime.Acl;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -12,14 +12,14 @@ namespace AscendCC.TorchSharpBackend;
 /// </summary>
 public sealed class ExportedModel
 {
-    internal ExportedModel(LlamaConfig config, IReadOnlyList<TensorData> tensors)
+    internal ExportedModel(ModelConfig config, IReadOnlyList<TensorData> tensors)
     {
         Config = config;
         Tensors = tensors;
     }
 
     /// <summary>The configuration.</summary>
-    public LlamaConfig Config { get; }
+    public ModelConfig Config { get; }
 
     /// <summary>The weights, sorted by name (ordinal); a tied classifier appears once, as the embedding.</summary>
     public IReadOnlyList<TensorData> Tensors { get; }
@@ -52,7 +52,7 @@ public sealed class HuggingFaceFolderWriter : IModelExportWriter
     }
 }
 
-/// <summary>Model-provider export: capture a trained TorchSharp Llama and write it out.</summary>
+/// <summary>Model-provider export: capture a trained TorchSharp model (of any supported family) and write it out.</summary>
 public static class ModelExport
 {
     /// <summary>
@@ -60,23 +60,23 @@ public static class ModelExport
     /// compiler checks them). <paramref name="rope"/> says how the module pairs q/k dimensions; an
     /// interleaved module's q_proj/k_proj rows are permuted to the rotate_half order Hugging Face files use.
     /// </summary>
-    public static ExportedModel Capture(nn.Module module, LlamaConfig config, RopeConvention rope = RopeConvention.Half)
+    public static ExportedModel Capture(nn.Module module, ModelConfig config, RopeConvention rope = RopeConvention.Half)
     {
         ArgumentNullException.ThrowIfNull(module);
-        var parameters = LlamaParameters.Collect(module, config);
+        var parameters = CausalLMParameters.Collect(module, config);
         var tensors = new List<TensorData>();
         foreach (var (name, parameter) in parameters.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
-            TensorData data = LlamaParameters.ToTensorData(name, parameter);
-            if (rope == RopeConvention.Interleaved)
+            TensorData data = CausalLMParameters.ToTensorData(name, parameter);
+            if (rope == RopeConvention.Interleaved && config is LlamaConfig llama)
             {
                 if (name.EndsWith(".self_attn.q_proj.weight", StringComparison.Ordinal))
                 {
-                    data = InterleavedToHalf(data, config.NumAttentionHeads);
+                    data = InterleavedToHalf(data, llama.NumAttentionHeads);
                 }
                 else if (name.EndsWith(".self_attn.k_proj.weight", StringComparison.Ordinal))
                 {
-                    data = InterleavedToHalf(data, config.NumKeyValueHeads);
+                    data = InterleavedToHalf(data, llama.NumKeyValueHeads);
                 }
             }
             tensors.Add(data);
@@ -85,70 +85,24 @@ public static class ModelExport
     }
 
     /// <summary>Captures <paramref name="module"/> and writes it with <paramref name="writer"/> (default: a Hugging Face folder).</summary>
-    public static ExportedModel Export(nn.Module module, LlamaConfig config, string destination, IModelExportWriter? writer = null, RopeConvention rope = RopeConvention.Half)
+    public static ExportedModel Export(nn.Module module, ModelConfig config, string destination, IModelExportWriter? writer = null, RopeConvention rope = RopeConvention.Half)
     {
         ExportedModel model = Capture(module, config, rope);
         (writer ?? new HuggingFaceFolderWriter()).Write(model, destination);
         return model;
     }
 
-    /// <summary>A configuration as Hugging Face config.json text.</summary>
-    public static string ToConfigJson(LlamaConfig config)
+    /// <summary>A configuration as Hugging Face config.json text (with the activation and dtype fields Hugging Face loaders expect).</summary>
+    public static string ToConfigJson(ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        var o = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(config.ToJson())!;
+        if (config is LlamaConfig)
         {
-            w.WriteStartObject();
-            w.WriteStartArray("architectures");
-            w.WriteStringValue(config.Architecture);
-            w.WriteEndArray();
-            w.WriteString("model_type", config.ModelType ?? (config.Architecture == "MistralForCausalLM" ? "mistral" : "llama"));
-            w.WriteNumber("hidden_size", config.HiddenSize);
-            w.WriteNumber("intermediate_size", config.IntermediateSize);
-            w.WriteNumber("num_hidden_layers", config.NumHiddenLayers);
-            w.WriteNumber("num_attention_heads", config.NumAttentionHeads);
-            w.WriteNumber("num_key_value_heads", config.NumKeyValueHeads);
-            if (config.ExplicitHeadDim is { } headDim)
-            {
-                w.WriteNumber("head_dim", headDim);
-            }
-            w.WriteNumber("vocab_size", config.VocabSize);
-            w.WriteNumber("max_position_embeddings", config.MaxPositionEmbeddings);
-            w.WriteNumber("rms_norm_eps", config.RmsNormEps);
-            w.WriteNumber("rope_theta", config.RopeTheta);
-            w.WriteBoolean("tie_word_embeddings", config.TieWordEmbeddings);
-            if (config.BosTokenId is { } bos)
-            {
-                w.WriteNumber("bos_token_id", bos);
-            }
-            if (config.EosTokenIds.Count == 1)
-            {
-                w.WriteNumber("eos_token_id", config.EosTokenIds[0]);
-            }
-            else if (config.EosTokenIds.Count > 1)
-            {
-                w.WriteStartArray("eos_token_id");
-                foreach (int eos in config.EosTokenIds)
-                {
-                    w.WriteNumberValue(eos);
-                }
-                w.WriteEndArray();
-            }
-            if (config.SlidingWindow is { } window)
-            {
-                w.WriteNumber("sliding_window", window);
-            }
-            if (config.RopeScaling is { } scaling)
-            {
-                w.WritePropertyName("rope_scaling");
-                scaling.ToJsonObject().WriteTo(w);
-            }
-            w.WriteString("hidden_act", "silu");
-            w.WriteString("torch_dtype", config.TorchDtype ?? "float32");
-            w.WriteEndObject();
+            o["hidden_act"] = "silu";
         }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        o["torch_dtype"] = config.TorchDtype ?? "float32";
+        return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
     /// <summary>Within each head, rows (2i, 2i+1) of Meta order become rows (i, i + d/2) of rotate_half order.</summary>

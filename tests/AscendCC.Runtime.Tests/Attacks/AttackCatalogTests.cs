@@ -1,5 +1,6 @@
 using AscendCC.Attacks;
 using NUnit.Framework;
+using AscendCC.Runtime.Inference;
 
 namespace AscendCC.Runtime.Tests.Attacks;
 
@@ -32,7 +33,7 @@ public class AttackCatalogTests
     [TestCaseSource(nameof(EagerAttacks))]
     public void EagerAttackIsBlockedAfterTheModelsOwnLaunchesWereAccepted(Attack attack)
     {
-        using Testbed bed = Testbed.CreateTiny((attack.Options ?? new TestbedOptions()) with { Mode = AscendCC.Runtime.Llama.ExecutionMode.Eager });
+        using Testbed bed = Testbed.CreateTiny((attack.Options ?? new TestbedOptions()) with { Mode = AscendCC.Runtime.Inference.ExecutionMode.Eager });
         AttackResult result = attack.Run(bed);
         TestContext.Out.WriteLine($"{attack.Name} [{attack.Requirement}] eager: {result}");
         Assert.That(result.Outcome, Is.EqualTo(AttackOutcome.Blocked), result.Evidence);

@@ -6,7 +6,8 @@ using AscendCC.Device;
 using AscendCC.Protocol.Attestation;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Driver;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Tests;
@@ -63,7 +64,7 @@ public class HostTranscriptTests
             using (var transcript = new HostTranscriptFile(path))
             using (Testbed bed = Testbed.FromCheckpoint(folder, new TestbedOptions { Transcript = transcript, MaxContext = 64, MaxBatchTokens = 8 }))
             {
-                using ConfidentialLlama llama = bed.Load();
+                using CausalLM llama = bed.Load();
                 generated = bed.Generate(llama, reference.PromptTokens, 12);
                 Assert.That(generated, Is.EqualTo(reference.GeneratedTokens.Take(12)), "the audited run must be a real inference");
                 weights = WeightWindows(bed, out _);
@@ -101,7 +102,7 @@ public class HostTranscriptTests
         {
             using (var transcript = new HostTranscriptFile(path))
             using (Testbed bed = Testbed.CreateTiny(new TestbedOptions { CcMode = CcMode.Off, Transcript = transcript }))
-            using (LlamaDeviceModel model = bed.LoadPlaintext())
+            using (CausalLM model = bed.LoadPlaintext())
             {
                 Assert.That(model.Generate(AttackKit.Prompt, 3).Count(), Is.EqualTo(3));
                 HashSet<ulong> weights = WeightWindows(bed, out List<byte[]> plain);

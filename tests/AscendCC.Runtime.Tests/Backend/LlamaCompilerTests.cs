@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Tests;
@@ -197,7 +198,7 @@ public class LlamaCompilerTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using LlamaForCausalLM model = TorchLlamaLoader.Load(checkpoint);
         using var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions
         {
@@ -216,7 +217,7 @@ public class LlamaCompilerTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using LlamaForCausalLM model = TorchLlamaLoader.Load(checkpoint);
         // MaxBatchTokens 24: the prompt and its generated tokens run in three chunks.
         using var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions
@@ -251,7 +252,7 @@ public class LlamaCompilerTests
     public async Task TextAndAsyncStreamingAgreeWithTokenGeneration()
     {
         string folder = TestData.RequireModel("stories260K");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using LlamaForCausalLM model = TorchLlamaLoader.Load(checkpoint);
         TextTokenizer tokenizer = TextTokenizer.Load(Path.Combine(folder, "tok512.bin"));
         using var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions
@@ -304,7 +305,7 @@ public class LlamaCompilerTests
             }
             Assert.That(8 + headerLength + offset, Is.EqualTo(file.Length));
 
-            using var checkpoint = LlamaCheckpoint.Open(folder);
+            using var checkpoint = ModelCheckpoint.Open(folder);
             Assert.That(checkpoint.Config with { }, Is.EqualTo(config with { ModelType = "llama", EosTokenIds = checkpoint.Config.EosTokenIds }));
             Assert.That(string.Join(",", checkpoint.Config.EosTokenIds), Is.EqualTo("2"));
             Assert.That(checkpoint.RopeConvention, Is.EqualTo(RopeConvention.Half));

@@ -1,4 +1,5 @@
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Tests.TorchLlama;
 using AscendCC.TorchSharpBackend;

@@ -1,6 +1,7 @@
 using AscendCC.Attacks;
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Trusted.ModelProviders;
 using AscendCC.TorchSharpBackend;
@@ -49,7 +50,7 @@ public class SaveConfidentialTests
         byte[] embedding = model.named_parameters().Single(p => p.name == LlamaTensorNames.Embedding).parameter.detach().contiguous().bytes.ToArray();
         Assert.That(package.AsSpan().IndexOf(embedding.AsSpan(0, 64)), Is.EqualTo(-1), "plaintext embedding bytes found in the package");
 
-        using ConfidentialLlama llama = world.Load(exported, package);
+        using CausalLM llama = world.Load(exported, package);
         int[] confidential = world.Generate(llama, prompt, count);
         Assert.That(confidential, Is.EqualTo(clear));
     }

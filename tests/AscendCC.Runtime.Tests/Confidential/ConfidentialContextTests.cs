@@ -5,7 +5,8 @@ using AscendCC.Device;
 using AscendCC.Protocol.Attestation;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Acl;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Trusted.DataOwners;
 using NUnit.Framework;
 
@@ -25,7 +26,7 @@ public class ConfidentialContextTests
     public void DataOwnersTakingTurnsEachGetTheirOwnAnswer(ExecutionMode mode)
     {
         using var bed = Testbed.CreateTiny(new TestbedOptions { Mode = mode });
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         (DataOwnerSession a, int sessionA) = bed.OpenDataOwner();
         (DataOwnerSession b, int sessionB) = bed.OpenDataOwner();
         using (a)
@@ -48,12 +49,12 @@ public class ConfidentialContextTests
         var sampling = new SamplingOptions(Temperature: 0.9f, TopK: 0, TopP: 0.95f, Seed: 7);
         int[] plain;
         using (var clear = Testbed.CreateTiny(new TestbedOptions { CcMode = CcMode.Off, Mode = mode }))
-        using (LlamaDeviceModel model = clear.LoadPlaintext())
+        using (CausalLM model = clear.LoadPlaintext())
         {
             plain = model.Generate(PromptA, 8, sampling).ToArray();
         }
         using var bed = Testbed.CreateTiny(new TestbedOptions { Mode = mode });
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         int[] greedy = bed.Generate(llama, PromptA, 8);
         int[] sampled = bed.Generate(llama, PromptA, 8, sampling);
         Assert.That(sampled, Is.EqualTo(plain), "the device samples with the settings sealed in the prompt");
@@ -65,7 +66,7 @@ public class ConfidentialContextTests
     {
         using var bed = Testbed.CreateTiny(new TestbedOptions { CcMode = CcMode.Off });
         Assert.That(bed.Device.EnableDataProfiling(true), Is.EqualTo(AscendCC.Device.DebugStatus.Ok));
-        using (LlamaDeviceModel model = bed.LoadPlaintext())
+        using (CausalLM model = bed.LoadPlaintext())
         {
             model.Forward(PromptB, 0);
         }
@@ -77,7 +78,7 @@ public class ConfidentialContextTests
     public void AFailedOpenOfAnotherSessionLeavesTheConversationIntact()
     {
         using var bed = Testbed.CreateTiny();
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         int[] uninterrupted = bed.Generate(llama, PromptA, 6);
         (DataOwnerSession a, int sessionA) = bed.OpenDataOwner();
         (DataOwnerSession host, int hostSession) = bed.OpenDataOwner();
@@ -107,7 +108,7 @@ public class ConfidentialContextTests
     public void ASessionSwitchScrubsTheKvCacheBeforeTheNewSessionsFirstLaunch()
     {
         using var bed = Testbed.CreateTiny(new TestbedOptions { Mode = ExecutionMode.Eager });
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         bed.Generate(llama, PromptA, 4);
         DeviceBuffer kCache = llama.Region(AttackKit.Buffer(llama, "k_cache.0"));
         Assert.That(ReadBehindTheSmmu(bed.Device, kCache.Address, kCache.Bytes).Any(b => b != 0), Is.True, "the first conversation left keys in the cache");
@@ -129,7 +130,7 @@ public class ConfidentialContextTests
     public void ClosingTheActiveSessionScrubsTheContextAtOnce()
     {
         using var bed = Testbed.CreateTiny();
-        using ConfidentialLlama llama = bed.Load();
+        using CausalLM llama = bed.Load();
         DeviceBuffer kCache = llama.Region(AttackKit.Buffer(llama, "k_cache.0"));
         (DataOwnerSession a, int sessionA) = bed.OpenDataOwner();
         using (a)

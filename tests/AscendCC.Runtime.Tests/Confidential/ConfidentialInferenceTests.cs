@@ -2,7 +2,8 @@ using AscendCC.Protocol.Packaging;
 using AscendCC.Attacks;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Trusted.Verification;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Tests;
 using NUnit.Framework;
@@ -22,7 +23,7 @@ public class ConfidentialInferenceTests
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
         using var world = Testbed.FromCheckpoint(Path.Combine(folder, layout), new TestbedOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 3 });
-        using ConfidentialLlama llama = world.Load();
+        using CausalLM llama = world.Load();
         int[] tokens = world.Generate(llama, reference.PromptTokens, reference.GeneratedTokens.Length);
         Assert.That(tokens, Is.EqualTo(reference.GeneratedTokens));
     }
@@ -33,10 +34,10 @@ public class ConfidentialInferenceTests
         using var world = Testbed.CreateTiny();
         byte[] digest = world.ReleaseKey();
         long allocatedBefore = world.Runtime.MemoryInfo.Allocated;
-        var ex = Assert.Throws<FormatException>(() => ConfidentialLlama.Load(world.Runtime, world.Deployment, world.Package.AsMemory(..^40), digest));
+        var ex = Assert.Throws<FormatException>(() => CausalLM.LoadConfidential(world.Runtime, world.Deployment, world.Package.AsMemory(..^40), digest));
         Assert.That(ex!.Message, Does.Contain("truncated").And.Contain("copy the whole file again"));
         Assert.That(world.Runtime.MemoryInfo.Allocated, Is.EqualTo(allocatedBefore), "a refused load must leave no HBM behind");
-        using ConfidentialLlama llama = ConfidentialLlama.Load(world.Runtime, world.Deployment, world.Package, digest);
+        using CausalLM llama = CausalLM.LoadConfidential(world.Runtime, world.Deployment, world.Package, digest);
         Assert.That(world.Generate(llama, [1, 5, 9], 2), Has.Length.EqualTo(2));
     }
 
@@ -46,13 +47,13 @@ public class ConfidentialInferenceTests
         using var world = Testbed.CreateTiny();
         byte[] digest = world.ReleaseKey();
         // One good load first: the runtime keeps the operator binaries it loaded (a cache), which is not a leak.
-        ConfidentialLlama.Load(world.Runtime, world.Deployment, world.Package, digest).Dispose();
+        CausalLM.LoadConfidential(world.Runtime, world.Deployment, world.Package, digest).Dispose();
         long allocatedBefore = world.Runtime.MemoryInfo.Allocated;
         PackageLayout layout = PackageFile.ReadLayout(world.Package);
         int index = layout.Manifest.IndexOf("model.norm.weight");
         byte[] tampered = [.. world.Package];
         tampered[layout.ChunkCiphertext(index, 0).PackageOffset + 3] ^= 0x80;
-        var ex = Assert.Catch<Exception>(() => ConfidentialLlama.Load(world.Runtime, world.Deployment, tampered, digest));
+        var ex = Assert.Catch<Exception>(() => CausalLM.LoadConfidential(world.Runtime, world.Deployment, tampered, digest));
         Assert.That(ex!.Message, Does.Contain("model.norm.weight"));
         Assert.That(world.Runtime.MemoryInfo.Allocated, Is.EqualTo(allocatedBefore), "a failed load must free what it allocated");
     }
@@ -63,7 +64,7 @@ public class ConfidentialInferenceTests
         using var world = Testbed.CreateTiny();
         world.Load().Dispose();
         long allocatedBefore = world.Runtime.MemoryInfo.Allocated;
-        ConfidentialLlama llama = world.Load();
+        CausalLM llama = world.Load();
         var refusal = Assert.Throws<Driver.NpuException>(() => llama.StagedPackage.Dispose());
         Assert.That(refusal!.Message, Does.Contain("open model package").And.Contain("ClosePackage"));
         // The refused free did not lose the region: disposing the model closes the package and frees it.
@@ -77,7 +78,7 @@ public class ConfidentialInferenceTests
         string folder = TestData.RequireModel("stories260K");
         using var world = Testbed.FromCheckpoint(folder, new TestbedOptions { MaxContext = 128, MaxBatchTokens = 64 });
         Assert.That(world.Model.Manifest.ExpectedGraphMeasurement.ToArray(), Is.EqualTo(world.Deployment.Measure(world.Provider.VerificationKey, world.Model.Manifest.ModelName)));
-        using ConfidentialLlama llama = world.Load();
+        using CausalLM llama = world.Load();
         // The device accepted the task list: a generation runs.
         Assert.That(world.Generate(llama, [1, 403], 2), Has.Length.EqualTo(2));
     }
@@ -87,7 +88,7 @@ public class ConfidentialInferenceTests
     {
         // A generated tiny Llama: this check needs no shared model.
         using var world = Testbed.CreateTiny();
-        using ConfidentialLlama llama = world.Load();
+        using CausalLM llama = world.Load();
         byte[] expected = world.Model.Manifest.ExpectedGraphMeasurement.ToArray();
 
         (var owner, int _) = world.OpenDataOwner(new VerificationPolicy { ExpectedModelMeasurement = expected });

@@ -1,6 +1,7 @@
 using AscendCC.Device;
 using AscendCC.Runtime.Acl;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Tests;
@@ -35,9 +36,9 @@ public class LlamaDeviceModelTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, prompt);
-        using var checkpoint = LlamaCheckpoint.Open(Path.Combine(folder, weights));
+        using var checkpoint = ModelCheckpoint.Open(Path.Combine(folder, weights));
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
-        using var model = LlamaDeviceModel.Load(runtime, checkpoint, new LlamaDeviceOptions { Mode = mode, MaxContext = 128 });
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = mode, MaxContext = 128 });
 
         foreach (ReferenceStep step in reference.Steps)
         {
@@ -56,9 +57,9 @@ public class LlamaDeviceModelTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
-        using var model = LlamaDeviceModel.Load(runtime, checkpoint, new LlamaDeviceOptions { MaxContext = 128, MaxBatchTokens = 16 });
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 128, MaxBatchTokens = 16 });
         int[] tokens = reference.Steps.Select(s => s.Token).ToArray();
         // 7 tokens, then chunks of up to 16: the last position's logits of each chunk must match.
         for (int pos = 0, n = 7; pos < tokens.Length; n = Math.Min(16, tokens.Length - pos))
@@ -77,15 +78,15 @@ public class LlamaDeviceModelTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
-        var options = new LlamaDeviceOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 16 };
+        var options = new CausalLMOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 16 };
         // A first load and dispose leaves the runtime's own regions (loaded operators) in place, so
         // what remains after the second one is what the bindings leaked or freed twice.
-        LlamaDeviceModel.Load(runtime, checkpoint, options).Dispose();
+        CausalLM.Load(runtime, checkpoint, options).Dispose();
         DeviceMemoryInfo empty = runtime.MemoryInfo;
         int[] tokens = reference.Steps.Select(s => s.Token).ToArray();
-        using (var model = LlamaDeviceModel.Load(runtime, checkpoint, options))
+        using (var model = CausalLM.Load(runtime, checkpoint, options))
         {
             int vocab = model.Config.VocabSize;
             DeviceMemoryInfo before = runtime.MemoryInfo;
@@ -119,9 +120,9 @@ public class LlamaDeviceModelTests
     public void APromptLongerThanTheContextIsRefusedWithAClearMessage()
     {
         string folder = TestData.RequireModel("stories260K");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
-        using var model = LlamaDeviceModel.Load(runtime, checkpoint, new LlamaDeviceOptions { MaxContext = 32 });
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 32 });
         int[] prompt = Enumerable.Repeat(1, 40).ToArray();
         var ex = Assert.Throws<ArgumentException>(() => model.Generate(prompt, 4).ToArray());
         Assert.That(ex!.Message, Does.Contain("40 tokens").And.Contain("32"));
@@ -131,9 +132,9 @@ public class LlamaDeviceModelTests
     public void SeededSamplingIsReproducible()
     {
         string folder = TestData.RequireModel("stories260K");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
-        using var model = LlamaDeviceModel.Load(runtime, checkpoint, new LlamaDeviceOptions { MaxContext = 128 });
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 128 });
         int[] prompt = [1, 403, 407, 261, 378];
         var sampling = new SamplingOptions(Temperature: 0.9f, TopK: 40, TopP: 0.9f, Seed: 1234);
         int[] first = model.Generate(prompt, 32, sampling).ToArray();

@@ -1,6 +1,7 @@
 using AscendCC.Device;
 using AscendCC.Runtime.Acl;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Tests;
@@ -21,10 +22,10 @@ public class WeightPrecisionNumericsTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
-        using var f32 = LlamaDeviceModel.Load(runtime, checkpoint, new LlamaDeviceOptions { MaxContext = 128, WeightPrecision = WeightPrecision.F32 });
-        using var bf16 = LlamaDeviceModel.Load(runtime, checkpoint, new LlamaDeviceOptions { MaxContext = 128, WeightPrecision = WeightPrecision.BF16 });
+        using var f32 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 128, WeightPrecision = WeightPrecision.F32 });
+        using var bf16 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 128, WeightPrecision = WeightPrecision.BF16 });
 
         // No stop tokens: the story runs on past EOS, so all 64 positions are compared.
         int[] prompt = reference.PromptTokens;

@@ -13,8 +13,8 @@ public class LlamaCheckpointTests
     public void HuggingFaceAndLlama2cLayoutsHoldTheSameWeightsAfterTheQkPermutation()
     {
         string folder = TestData.RequireModel("stories260K");
-        using var hf = LlamaCheckpoint.Open(folder);
-        using var l2c = LlamaCheckpoint.Open(Path.Combine(folder, "stories260K.bin"));
+        using var hf = ModelCheckpoint.Open(folder);
+        using var l2c = ModelCheckpoint.Open(Path.Combine(folder, "stories260K.bin"));
         Assert.Multiple(() =>
         {
             Assert.That(hf.Layout, Is.EqualTo(CheckpointLayout.HuggingFace));
@@ -38,7 +38,7 @@ public class LlamaCheckpointTests
                 // Stored as-is: the interleaved rows differ from the HF rows until permuted.
                 Assert.That(stored, Is.Not.EqualTo(a.ReadFloat32()), name + " must not be permuted silently");
                 using var t = tensor(stored, b.Shape.ToArray());
-                using var permuted = TorchLlamaLoader.InterleavedToHalf(t, isQ ? hf.Config.NumAttentionHeads : hf.Config.NumKeyValueHeads);
+                using var permuted = TorchLlamaLoader.InterleavedToHalf(t, isQ ? hf.Config.NumAttentionHeads : hf.Config.KeyValueHeads);
                 stored = permuted.data<float>().ToArray();
             }
             Assert.That(stored, Is.EqualTo(a.ReadFloat32()), name);
@@ -57,7 +57,7 @@ public class LlamaCheckpointTests
         float[] wcls = Enumerable.Range(0, vocab * dim).Select(i => i * 0.001f).ToArray();
         string path = temp.File("untied.bin");
         File.WriteAllBytes(path, [.. bytes, .. SafetensorsFileTests.Bytes(wcls)]);
-        using var checkpoint = LlamaCheckpoint.Open(path);
+        using var checkpoint = ModelCheckpoint.Open(path);
         Assert.That(checkpoint.Config.TieWordEmbeddings, Is.False);
         Assert.That(checkpoint.OutputWeight.Name, Is.EqualTo(LlamaTensorNames.LmHead));
         Assert.That(checkpoint.GetTensor(LlamaTensorNames.LmHead).ReadFloat32(), Is.EqualTo(wcls));
@@ -73,19 +73,19 @@ public class LlamaCheckpointTests
         int cut = 28 + 512 * 64 * 4 + 5 * 64 * 4 + 1000;
         string path = temp.File("cut.bin");
         File.WriteAllBytes(path, bytes[..cut]);
-        var e = Assert.Throws<CheckpointFormatException>(() => LlamaCheckpoint.Open(path));
+        var e = Assert.Throws<CheckpointFormatException>(() => ModelCheckpoint.Open(path));
         Assert.That(e!.TensorName, Is.EqualTo("model.layers.0.self_attn.q_proj.weight"));
         Assert.That(e.Message, Does.Contain("truncated"));
         string extra = temp.File("extra.bin");
         File.WriteAllBytes(extra, [.. bytes, 0, 0, 0, 0]);
-        Assert.That(() => LlamaCheckpoint.Open(extra), Throws.TypeOf<CheckpointFormatException>().With.Message.Contains("header describes"));
+        Assert.That(() => ModelCheckpoint.Open(extra), Throws.TypeOf<CheckpointFormatException>().With.Message.Contains("header describes"));
     }
 
     [Test]
     public void MissingTensorIsNamed()
     {
         using var temp = CopyHuggingFace(out string folder, skip: "model.layers.3.mlp.up_proj.weight");
-        var e = Assert.Throws<CheckpointFormatException>(() => LlamaCheckpoint.Open(folder));
+        var e = Assert.Throws<CheckpointFormatException>(() => ModelCheckpoint.Open(folder));
         Assert.That(e!.TensorName, Is.EqualTo("model.layers.3.mlp.up_proj.weight"));
         Assert.That(e.Message, Does.Contain("is missing"));
     }
@@ -94,7 +94,7 @@ public class LlamaCheckpointTests
     public void ShapeThatDisagreesWithConfigIsNamed()
     {
         using var temp = CopyHuggingFace(out string folder, configEdit: c => c.Replace("\"intermediate_size\": 172", "\"intermediate_size\": 170", StringComparison.Ordinal));
-        var e = Assert.Throws<CheckpointFormatException>(() => LlamaCheckpoint.Open(folder));
+        var e = Assert.Throws<CheckpointFormatException>(() => ModelCheckpoint.Open(folder));
         Assert.That(e!.TensorName, Is.EqualTo("model.layers.0.mlp.gate_proj.weight"));
         Assert.That(e.Message, Does.Contain("shape [172, 64] but config.json implies [170, 64]"));
     }
@@ -103,7 +103,7 @@ public class LlamaCheckpointTests
     public void UntiedConfigWithoutLmHeadSaysWhatToDo()
     {
         using var temp = CopyHuggingFace(out string folder, configEdit: c => c.Replace("\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false", StringComparison.Ordinal));
-        var e = Assert.Throws<CheckpointFormatException>(() => LlamaCheckpoint.Open(folder));
+        var e = Assert.Throws<CheckpointFormatException>(() => ModelCheckpoint.Open(folder));
         Assert.That(e!.TensorName, Is.EqualTo(LlamaTensorNames.LmHead));
         Assert.That(e.Message, Does.Contain("tie_word_embeddings"));
     }
@@ -131,8 +131,8 @@ public class LlamaCheckpointTests
         }
         string index = System.Text.Json.JsonSerializer.Serialize(new { metadata = new { total_size = 0 }, weight_map = map });
         File.WriteAllText(temp.File("model.safetensors.index.json"), index);
-        using (var sharded = LlamaCheckpoint.Open(temp.Path))
-        using (var single = LlamaCheckpoint.Open(source))
+        using (var sharded = ModelCheckpoint.Open(temp.Path))
+        using (var single = ModelCheckpoint.Open(source))
         {
             Assert.That(sharded.TensorNames.Order(), Is.EqualTo(single.TensorNames.Order()));
             foreach (string name in single.TensorNames)
@@ -142,7 +142,7 @@ public class LlamaCheckpointTests
         }
         map["model.norm.weight"] = map["model.norm.weight"] == "model-00001-of-00002.safetensors" ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
         File.WriteAllText(temp.File("model.safetensors.index.json"), System.Text.Json.JsonSerializer.Serialize(new { weight_map = map }));
-        var e = Assert.Throws<CheckpointFormatException>(() => LlamaCheckpoint.Open(temp.Path));
+        var e = Assert.Throws<CheckpointFormatException>(() => ModelCheckpoint.Open(temp.Path));
         Assert.That(e!.TensorName, Is.EqualTo("model.norm.weight"));
         Assert.That(e.Message, Does.Contain("does not contain it"));
     }

@@ -1,5 +1,6 @@
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using AscendCC.TorchSharpBackend;
 using NUnit.Framework;
@@ -89,9 +90,9 @@ public class RopeScalingConfigTests
         Assert.That(exported with { EosTokenIds = config.EosTokenIds }, Is.EqualTo(config with { ModelType = "llama", TorchDtype = "float32" }));
         // The confidential deployment descriptor carries the configuration through ToJson: the program the
         // device measures must be the one the provider measured.
-        var deployment = new LlamaDeployment(config, RopeConvention.Half, 64, 16, WeightPrecision.F32);
-        LlamaDeployment reread = LlamaDeployment.FromJson(deployment.ToJson());
-        Assert.That(reread.Config.RopeScaling, Is.EqualTo(config.RopeScaling));
+        var deployment = new ModelDeployment(config, RopeConvention.Half, 64, 16, WeightPrecision.F32);
+        ModelDeployment reread = ModelDeployment.FromJson(deployment.ToJson());
+        Assert.That(((LlamaConfig)reread.Config).RopeScaling, Is.EqualTo(config.RopeScaling));
         Assert.That(reread.BuildProgram().Program.Measure(), Is.EqualTo(deployment.BuildProgram().Program.Measure()));
     }
 
@@ -99,7 +100,7 @@ public class RopeScalingConfigTests
     public void ScalingAndWindowChangeTheGraphMeasurement()
     {
         LlamaConfig plain = ParseWith("\"rope_theta\": 10000");
-        byte[] Measure(LlamaConfig c) => LlamaProgram.Build(c, RopeConvention.Half, 64, 16, WeightPrecision.F32, confidential: true).Program.Measure();
+        byte[] Measure(LlamaConfig c) => CausalLMProgram.Build(c, RopeConvention.Half, 64, 16, WeightPrecision.F32, confidential: true).Program.Measure();
         byte[] basis = Measure(plain);
         Assert.That(Measure(plain), Is.EqualTo(basis), "the measurement must be deterministic");
         Assert.That(Measure(plain with { RopeScaling = RopeScaling.Linear(2) }), Is.Not.EqualTo(basis));

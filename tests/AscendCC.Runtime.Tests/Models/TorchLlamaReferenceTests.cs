@@ -35,7 +35,7 @@ public class TorchLlamaReferenceTests
     {
         string folder = TestData.RequireModel("stories260K");
         var reference = ReferenceOutputs.Load(folder, prompt);
-        using var checkpoint = LlamaCheckpoint.Open(Path.Combine(folder, weights));
+        using var checkpoint = ModelCheckpoint.Open(Path.Combine(folder, weights));
         using var model = TorchLlamaLoader.Load(checkpoint);
         using var noGrad = no_grad();
 
@@ -58,7 +58,7 @@ public class TorchLlamaReferenceTests
     {
         string folder = TestData.RequireModel("stories260K");
         var reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        using var checkpoint = LlamaCheckpoint.Open(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
         using var model = TorchLlamaLoader.Load(checkpoint);
         using var noGrad = no_grad();
         model.ResetCache();

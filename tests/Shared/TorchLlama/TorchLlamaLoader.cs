@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace AscendCC.Tests.TorchLlama;
 
-/// <summary>Builds a <see cref="LlamaForCausalLM"/> from a <see cref="LlamaCheckpoint"/> in either layout.</summary>
+/// <summary>Builds a <see cref="LlamaForCausalLM"/> from a <see cref="ModelCheckpoint"/> in either layout.</summary>
 public static class TorchLlamaLoader
 {
     /// <summary>
@@ -11,10 +11,10 @@ public static class TorchLlamaLoader
     /// Interleaved-RoPE checkpoints (llama2.c) get their q/k rows permuted to rotate_half order,
     /// because this model applies Hugging Face RoPE.
     /// </summary>
-    public static LlamaForCausalLM Load(LlamaCheckpoint checkpoint)
+    public static LlamaForCausalLM Load(ModelCheckpoint checkpoint)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
-        var config = checkpoint.Config;
+        var config = checkpoint.Config as LlamaConfig ?? throw new ArgumentException($"{checkpoint.SourcePath} is a {checkpoint.Config.Family} checkpoint, not a Llama", nameof(checkpoint));
         var model = new LlamaForCausalLM(config);
         try
         {

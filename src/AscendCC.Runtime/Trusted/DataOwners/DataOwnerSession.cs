@@ -1,7 +1,8 @@
 using System.Security.Cryptography;
 using AscendCC.Protocol.Channels;
 using AscendCC.Protocol.Messages;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Trusted.Verification;
 
 namespace AscendCC.Runtime.Trusted.DataOwners;

@@ -1,24 +1,25 @@
 using System.Text.Json;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Programs;
 
 namespace AscendCC.Runtime.Confidential;
 
 /// <summary>
-/// How a confidential Llama is laid out on the device: the architecture and the program's shape.
-/// It travels in the clear beside the package — the host needs it to build the program — and needs
-/// no signature: any change to it changes the program's measurement, and the device then refuses to
-/// run it (R4).
+/// How a confidential model is laid out on the device: the architecture (of any supported family)
+/// and the program's shape. It travels in the clear beside the package — the host needs it to build
+/// the program — and needs no signature: any change to it changes the program's measurement, and the
+/// device then refuses to run it (R4).
 /// </summary>
 /// <param name="Config">The architecture.</param>
-/// <param name="Rope">q/k row order of the weights.</param>
+/// <param name="Rope">q/k row order of the weights (Llama family; ignored by families without RoPE).</param>
 /// <param name="MaxContext">KV cache length.</param>
 /// <param name="MaxBatchTokens">Most tokens per pass.</param>
 /// <param name="Precision">Precision of the weight matrices.</param>
-public sealed record LlamaDeployment(LlamaConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision)
+public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision)
 {
     /// <summary>The confidential program this deployment describes.</summary>
-    public LlamaProgram BuildProgram() => LlamaProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, confidential: true);
+    public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, confidential: true);
 
     /// <summary>
     /// The graph measurement of this deployment's program over the weights of the package a provider
@@ -32,9 +33,10 @@ public sealed record LlamaDeployment(LlamaConfig Config, RopeConvention Rope, in
     /// <summary>Serialises to JSON (config.json fields plus the layout).</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString()), Options);
 
-    /// <summary>Reads the JSON written by <see cref="ToJson"/>.</summary>
+    /// <summary>Reads the JSON written by <see cref="ToJson"/>; the family comes from the embedded config.json.</summary>
     /// <exception cref="FormatException">Malformed or incomplete.</exception>
-    public static LlamaDeployment FromJson(string json)
+    /// <exception cref="CheckpointFormatException">The embedded configuration is invalid or of an unsupported architecture.</exception>
+    public static ModelDeployment FromJson(string json)
     {
         Dto dto;
         try
@@ -49,7 +51,7 @@ public sealed record LlamaDeployment(LlamaConfig Config, RopeConvention Rope, in
         {
             throw new FormatException("the deployment descriptor needs config, rope (Interleaved|Half) and precision (F32|F16|BF16)");
         }
-        return new LlamaDeployment(LlamaConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision);
+        return new ModelDeployment(ModelConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision);
     }
 
     private static readonly JsonSerializerOptions Options = new() { WriteIndented = true };

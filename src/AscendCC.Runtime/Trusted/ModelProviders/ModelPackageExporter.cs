@@ -1,16 +1,18 @@
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Programs;
 
 namespace AscendCC.Runtime.Trusted.ModelProviders;
 
 /// <summary>
-/// The model provider's export of a Llama as a confidential package: every weight the device program
-/// binds, converted to the deployment's precision and encrypted, and the program's expected graph
-/// measurement, signed in the manifest. The deployment descriptor travels beside it in the clear.
+/// The model provider's export of a model (of any supported family) as a confidential package: every
+/// weight the device program binds, converted to the precision the program keeps it in and
+/// encrypted, and the program's expected graph measurement, signed in the manifest. The deployment
+/// descriptor travels beside it in the clear.
 /// </summary>
-public static class LlamaPackageExporter
+public static class ModelPackageExporter
 {
     /// <summary>Writes the package to <paramref name="output"/>.</summary>
     /// <param name="provider">The model provider (signing key).</param>
@@ -20,25 +22,25 @@ public static class LlamaPackageExporter
     /// <param name="output">Where the package goes.</param>
     /// <param name="modelName">Name recorded in the manifest.</param>
     /// <returns>The protected model (manifest and key; dispose when done releasing).</returns>
-    public static ProtectedModel Export(ModelProvider provider, LlamaDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, string modelName = "llama")
+    public static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, string modelName = "llama")
     {
         ArgumentNullException.ThrowIfNull(provider);
         ArgumentNullException.ThrowIfNull(deployment);
         ArgumentNullException.ThrowIfNull(weights);
-        LlamaProgram program = deployment.BuildProgram();
+        CausalLMProgram program = deployment.BuildProgram();
         // The measurement names the weights as this provider's, under this model name: the device
         // measures them by the package they were unlocked from.
         byte[] package = PackageIdentity.Compute(provider.VerificationKey, modelName);
         var builder = new ModelPackageBuilder(modelName) { ExpectedGraphMeasurement = program.Program.Measure(package) };
-        var expected = LlamaTensorNames.Expected(deployment.Config).ToDictionary(e => e.Name, e => e.Shape);
-        foreach ((string name, Programs.ProgramBuffer buffer) in program.Weights)
+        var expected = deployment.Config.ExpectedTensors().ToDictionary(e => e.Name, e => e.Shape);
+        foreach ((string name, ProgramBuffer buffer) in program.Weights)
         {
             TensorData t = weights(name) ?? throw new ArgumentException($"the weights have no tensor '{name}'");
             if (expected.TryGetValue(name, out long[]? shape) && !t.Shape.SequenceEqual(shape))
             {
                 throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]");
             }
-            WeightPrecision precision = t.Shape.Count == 1 ? WeightPrecision.F32 : deployment.Precision;
+            WeightPrecision precision = program.WeightPrecisions[name];
             byte[] bytes = WeightConversion.Convert(t, precision);
             if (bytes.Length != buffer.Bytes)
             {

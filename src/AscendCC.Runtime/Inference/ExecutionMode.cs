@@ -1,4 +1,4 @@
-namespace AscendCC.Runtime.Llama;
+namespace AscendCC.Runtime.Inference;
 
 /// <summary>How a program reaches the device.</summary>
 public enum ExecutionMode

@@ -70,22 +70,23 @@ public static class LlamaTensorNames
 }
 
 /// <summary>
-/// A Llama-family checkpoint opened from a Hugging Face folder (config.json + safetensors) or a
-/// llama2.c <c>.bin</c> file, exposing its tensors under Hugging Face names, file-backed.
+/// A checkpoint of any supported family opened from a Hugging Face folder (config.json, whose
+/// architecture picks the family, + safetensors) or a Llama from a llama2.c <c>.bin</c> file,
+/// exposing its tensors under Hugging Face names, file-backed.
 /// </summary>
 /// <remarks>
 /// Weights are exposed exactly as stored. In particular the q_proj/k_proj rows of a llama2.c file
 /// are in Meta's interleaved-pair RoPE order while Hugging Face files use the rotate_half order;
-/// <see cref="RopeConvention"/> says which, and the consumer applies the matching rotation (or
+/// <see cref="RopeConvention"/> says which (families without RoPE report Half, which nothing reads), and the consumer applies the matching rotation (or
 /// permutes rows itself). Permuting silently here would make the bytes differ from the file the
 /// model provider signed.
 /// </remarks>
-public sealed class LlamaCheckpoint : IDisposable
+public sealed class ModelCheckpoint : IDisposable
 {
     private readonly Dictionary<string, CheckpointTensor> _tensors;
     private readonly IDisposable _owner;
 
-    private LlamaCheckpoint(string sourcePath, CheckpointLayout layout, LlamaConfig config, Dictionary<string, CheckpointTensor> tensors, IDisposable owner)
+    private ModelCheckpoint(string sourcePath, CheckpointLayout layout, ModelConfig config, Dictionary<string, CheckpointTensor> tensors, IDisposable owner)
     {
         SourcePath = sourcePath;
         Layout = layout;
@@ -102,7 +103,7 @@ public sealed class LlamaCheckpoint : IDisposable
     public CheckpointLayout Layout { get; }
 
     /// <summary>Hyperparameters (from config.json, or from the llama2.c header).</summary>
-    public LlamaConfig Config { get; }
+    public ModelConfig Config { get; }
 
     /// <summary>The RoPE pairing of q_proj/k_proj rows: <see cref="RopeConvention.Half"/> for Hugging Face,
     /// <see cref="RopeConvention.Interleaved"/> for llama2.c.</summary>
@@ -118,18 +119,18 @@ public sealed class LlamaCheckpoint : IDisposable
     public CheckpointTensor GetTensor(string name) =>
         _tensors.TryGetValue(name, out var t)
             ? t
-            : throw new CheckpointFormatException(SourcePath, name, "is not in the checkpoint.", "Check the name against LlamaTensorNames and TensorNames.");
+            : throw new CheckpointFormatException(SourcePath, name, "is not in the checkpoint.", "Check the name against the family's tensor names (ModelConfig.ExpectedTensors) and TensorNames.");
 
     /// <summary>The classifier: lm_head.weight, or the token embedding when the embeddings are tied.</summary>
     public CheckpointTensor OutputWeight =>
-        Config.TieWordEmbeddings && !_tensors.ContainsKey(LlamaTensorNames.LmHead) ? GetTensor(LlamaTensorNames.Embedding) : GetTensor(LlamaTensorNames.LmHead);
+        GetTensor(Config.TieWordEmbeddings && !_tensors.ContainsKey(Config.LmHeadTensorName) ? Config.EmbeddingTensorName : Config.LmHeadTensorName);
 
     /// <summary>
     /// Opens a checkpoint: a Hugging Face folder (config.json with model.safetensors or
     /// model.safetensors.index.json), a .safetensors file or index beside its config.json, or a llama2.c .bin file.
     /// Checks that every tensor the config needs is present with the right shape.
     /// </summary>
-    public static LlamaCheckpoint Open(string path)
+    public static ModelCheckpoint Open(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         path = Path.GetFullPath(path);
@@ -157,9 +158,9 @@ public sealed class LlamaCheckpoint : IDisposable
         throw new CheckpointFormatException(path, null, "is neither a folder, a .safetensors file, a safetensors index nor a llama2.c .bin file.", "Pass a Hugging Face model folder or a llama2.c .bin file.");
     }
 
-    private static LlamaCheckpoint OpenHuggingFace(string folder, string? weightsPath)
+    private static ModelCheckpoint OpenHuggingFace(string folder, string? weightsPath)
     {
-        var config = LlamaConfig.Load(Path.Combine(folder, "config.json"));
+        var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
         if (weightsPath is null)
         {
             string single = Path.Combine(folder, "model.safetensors");
@@ -186,7 +187,7 @@ public sealed class LlamaCheckpoint : IDisposable
         {
             var tensors = new Dictionary<string, CheckpointTensor>(source, StringComparer.Ordinal);
             CheckAgainstConfig(weightsPath, config, tensors);
-            return new LlamaCheckpoint(folder, CheckpointLayout.HuggingFace, config, tensors, owner);
+            return new ModelCheckpoint(folder, CheckpointLayout.HuggingFace, config, tensors, owner);
         }
         catch
         {
@@ -195,13 +196,13 @@ public sealed class LlamaCheckpoint : IDisposable
         }
     }
 
-    private static void CheckAgainstConfig(string path, LlamaConfig config, Dictionary<string, CheckpointTensor> tensors)
+    private static void CheckAgainstConfig(string path, ModelConfig config, Dictionary<string, CheckpointTensor> tensors)
     {
-        foreach (var (name, shape) in LlamaTensorNames.Expected(config))
+        foreach (var (name, shape) in config.ExpectedTensors())
         {
             if (!tensors.TryGetValue(name, out var tensor))
             {
-                string hint = name == LlamaTensorNames.LmHead
+                string hint = name == config.LmHeadTensorName
                     ? "config.json says tie_word_embeddings is false, so lm_head.weight must be stored; set tie_word_embeddings to true if the classifier is the embedding."
                     : "The checkpoint is incomplete or does not match config.json; re-download it.";
                 throw new CheckpointFormatException(path, name, "is missing.", hint);
@@ -216,7 +217,7 @@ public sealed class LlamaCheckpoint : IDisposable
     /// <summary>Magic of llama2.c's versioned export ("ak42" little-endian), which this reader does not take.</summary>
     private const int Llama2cVersionedMagic = 0x616b3432;
 
-    private static LlamaCheckpoint OpenLlama2c(string path)
+    private static ModelCheckpoint OpenLlama2c(string path)
     {
         var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
@@ -323,7 +324,7 @@ public sealed class LlamaCheckpoint : IDisposable
             {
                 throw new CheckpointFormatException(path, null, $"is {fileLength} bytes but its header describes {offset}.", "The header does not match the weights (wrong file or a newer export format); re-export with llama2.c export.py --version 0.");
             }
-            return new LlamaCheckpoint(path, CheckpointLayout.Llama2c, config, tensors, file);
+            return new ModelCheckpoint(path, CheckpointLayout.Llama2c, config, tensors, file);
         }
         catch
         {

@@ -1,7 +1,7 @@
-namespace AscendCC.Runtime.Llama;
+namespace AscendCC.Runtime.Inference;
 
-/// <summary>How a Llama is laid out on the device.</summary>
-public sealed record LlamaDeviceOptions
+/// <summary>How a model is laid out on the device and run.</summary>
+public sealed record CausalLMOptions
 {
     /// <summary>Eager (op by op) or graph (one task list) execution. Default graph.</summary>
     public ExecutionMode Mode { get; init; } = ExecutionMode.Graph;

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using AscendCC.Runtime.Models;
 
-namespace AscendCC.Runtime.Llama;
+namespace AscendCC.Runtime.Inference;
 
 /// <summary>Converts checkpoint tensors to the precision kept in HBM (round to nearest even).</summary>
 public static class WeightConversion

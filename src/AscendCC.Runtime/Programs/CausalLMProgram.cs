@@ -1,0 +1,289 @@
+using AscendCC.Device;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
+using AscendCC.Runtime.Models;
+
+namespace AscendCC.Runtime.Programs;
+
+/// <summary>
+/// The device program of a decoder-only language model, built from its configuration alone (no
+/// weights, no device): the runtime binds it to HBM and runs it; the model provider measures it for
+/// task attestation. The parts every family shares are built here — the token and parameter
+/// buffers, the confidential prologue (prompt_open), the classifier on the last position, the
+/// sampler and the confidential epilogue (token_seal); the family's program builder
+/// (<see cref="CausalLMProgram"/>, <see cref="GptNeo.GptNeoProgram"/>) adds the embedding, the layers
+/// and the final norm. Positions, lengths and sampling settings live in the parameter block, so one
+/// program serves prefill and decode.
+/// </summary>
+public sealed class CausalLMProgram
+{
+    /// <summary>Parameter block slots (8 bytes each; the device's <see cref="StepBlock"/>).</summary>
+    public const int ParamSeq = StepBlock.Seq, ParamStart = StepBlock.Start, ParamLast = StepBlock.Last, ParamSeqDim = StepBlock.SeqDim, ParamSeqHidden = StepBlock.SeqHidden,
+        ParamTemperature = StepBlock.Temperature, ParamTopK = StepBlock.TopK, ParamTopP = StepBlock.TopP,
+        ParamSession = StepBlock.Session, ParamMode = StepBlock.Mode, ParamPosition = StepBlock.Position, ParamEmit = StepBlock.Emit, ParamCount = StepBlock.Count;
+
+    /// <summary>prompt_open modes: decode (feed back the sampled token), open the prompt record, continue the opened prompt.</summary>
+    public const int ModeDecode = StepBlock.ModeDecode, ModeOpenPrompt = StepBlock.ModeOpenPrompt, ModeContinuePrompt = StepBlock.ModeContinuePrompt;
+
+    private CausalLMProgram(DeviceProgram program, ModelConfig config)
+    {
+        Program = program;
+        Config = config;
+    }
+
+    /// <summary>The program.</summary>
+    public DeviceProgram Program { get; }
+
+    /// <summary>The architecture it was built for.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>Token ids fed to the pass (int32 × MaxBatchTokens).</summary>
+    public ProgramBuffer Tokens { get; private init; } = null!;
+
+    /// <summary>
+    /// The parameter block the host writes. Outside confidential mode the launches read it directly; in
+    /// the confidential variant it is only the host's request, which prompt_open checks and turns into
+    /// <see cref="Step"/>.
+    /// </summary>
+    public ProgramBuffer Params { get; private init; } = null!;
+
+    /// <summary>Confidential programs: the step block prompt_open writes in locked memory, which every launch reads; null otherwise.</summary>
+    public ProgramBuffer? Step { get; private init; }
+
+    /// <summary>Last position's logits.</summary>
+    public ProgramBuffer Logits { get; private init; } = null!;
+
+    /// <summary>
+    /// All-position programs only: the logits of every fed position (f32 × MaxBatchTokens × vocab, the
+    /// first <see cref="ParamSeq"/> rows written); null otherwise.
+    /// </summary>
+    public ProgramBuffer? AllLogits { get; private init; }
+
+    /// <summary>The chosen next token (int32).</summary>
+    public ProgramBuffer Next { get; private init; } = null!;
+
+    /// <summary>The sampler's generator state (u64).</summary>
+    public ProgramBuffer Rng { get; private init; } = null!;
+
+    /// <summary>Confidential programs: the data owner's prompt record (its token ids, sampling settings and required model), staged by the host.</summary>
+    public ProgramBuffer? PromptRecord { get; private init; }
+
+    /// <summary>Confidential programs: the sealed token record the host relays back.</summary>
+    public ProgramBuffer? TokenRecord { get; private init; }
+
+    /// <summary>True for the confidential variant.</summary>
+    public bool Confidential { get; private init; }
+
+    /// <summary>Weight buffers by tensor name, in the order the family declares them (the classifier of a tied model is the embedding).</summary>
+    public IReadOnlyDictionary<string, ProgramBuffer> Weights { get; private init; } = null!;
+
+    /// <summary>
+    /// The element type each weight is kept in on the device: the deployment's precision for the
+    /// matrices the matmul kernels read, F32 for the vectors (norms, biases) and tables read as rows
+    /// of f32 (GPT-Neo's learned positions). Loaders and the package exporter convert by it.
+    /// </summary>
+    public IReadOnlyDictionary<string, WeightPrecision> WeightPrecisions { get; private init; } = null!;
+
+    /// <summary>Bytes of the staged prompt record for a context of <paramref name="maxContext"/> tokens.</summary>
+    public static long PromptRecordBytes(int maxContext) =>
+        Protocol.Channels.SecureChannel.Overhead + Protocol.Messages.PromptMessage.EncodedSize(maxContext);
+
+    /// <summary>Bytes of one sealed token record.</summary>
+    public static int TokenRecordBytes => Protocol.Channels.SecureChannel.Overhead + Protocol.Messages.TokenMessage.EncodedSize;
+
+    /// <summary>Builds the program for <paramref name="config"/> with the program builder of its family.</summary>
+    /// <param name="config">The architecture.</param>
+    /// <param name="rope">Llama family: how q/k rows are ordered in the weights. Families without RoPE ignore it.</param>
+    /// <param name="maxContext">KV cache length.</param>
+    /// <param name="maxBatchTokens">Most tokens per pass.</param>
+    /// <param name="precision">Precision of the weight matrices.</param>
+    /// <param name="confidential">
+    /// The confidential variant: tokens come from the data owner's sealed prompt (opened on the device
+    /// by prompt_open into locked memory) and leave only as sealed records (token_seal); logits and the
+    /// sampled token stay in locked memory.
+    /// </param>
+    /// <param name="allPositionLogits">
+    /// End with the final norm and the classifier over every fed row into <see cref="AllLogits"/>
+    /// (for callers that score a whole sequence) instead of the last row and the sampler; the last
+    /// row is still copied to <see cref="Logits"/>. Every other buffer has the same name and size as
+    /// in the generation program, so a runtime can bind both over one set of weights and KV cache.
+    /// Not available in the confidential variant, whose logits never leave the device.
+    /// </param>
+    public static CausalLMProgram Build(ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision, bool confidential = false,
+        bool allPositionLogits = false)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (confidential && allPositionLogits)
+        {
+            throw new ArgumentException("the confidential program keeps logits on the device; it has no all-position variant", nameof(allPositionLogits));
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxContext, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchTokens, 1);
+        var p = new DeviceProgram();
+        int dim = config.HiddenSize, vocab = config.VocabSize, T = maxBatchTokens;
+        ProgramBuffer tokens = p.Buffer(confidential ? RegionTag.Activations : RegionTag.InputStaging, "tokens", (long)T * 4);
+        ProgramBuffer parameters = p.Buffer(RegionTag.InputStaging, "params", ParamCount * 8);
+        // In CC mode every launch reads the step block prompt_open checked and wrote in locked memory:
+        // the host cannot change a position or a length between the launches of one pass.
+        ProgramBuffer? step = confidential ? p.Buffer(RegionTag.Activations, "step", ParamCount * 8) : null;
+        var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, tokens, step ?? parameters);
+        ProgramBuffer logits = b.Act("logits", vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
+        ProgramBuffer probs = b.Act("probs", vocab, RegionTag.Workspace);
+        ProgramBuffer next = p.Buffer(confidential ? RegionTag.Activations : RegionTag.OutputStaging, "next", 8);
+        // In CC mode the data owner seeds the generator (the seed travels sealed in its prompt record),
+        // so its state lives in locked memory with the rest of the session's state.
+        ProgramBuffer rng = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "rng", 8);
+        ProgramBuffer? promptRecord = null;
+        if (confidential)
+        {
+            promptRecord = p.Buffer(RegionTag.InputStaging, "prompt_record", PromptRecordBytes(maxContext));
+            ProgramBuffer prompt = p.Buffer(RegionTag.Activations, "prompt", (long)maxContext * 4);
+            // dim and the MLP width: prompt_open derives the step's seq×dim and seq×hidden lengths from them.
+            p.Launch("prompt_open", [promptRecord, prompt, next, parameters, tokens, step!, rng], I(dim), I(config.IntermediateSize));
+        }
+
+        config.BuildForward(b);
+        if (b.Classifier is null || b.FinalNorm is null)
+        {
+            throw new InvalidOperationException($"the {config.Family} program builder set no classifier or final norm");
+        }
+
+        ProgramBuffer? allLogits = null;
+        if (allPositionLogits)
+        {
+            // Every row's logits, for scoring a sequence; no token is picked. The last row is copied
+            // to the generation program's logits buffer so "the last pass's logits" stays true.
+            allLogits = b.Act("all_logits", (long)T * vocab, RegionTag.OutputStaging);
+            b.FinalNorm(b.X, b.Xb, b.Seq);
+            p.Launch("linear", [b.Xb, b.Classifier, BufferRef.None, allLogits], b.Seq, I(dim), I(vocab), I(b.Dt));
+            p.Launch("slice_rows", [allLogits, logits], b.Param(ParamLast), I(1), I(vocab));
+        }
+        else
+        {
+            // Only the last position's logits are needed to pick the next token.
+            ProgramBuffer last = b.Act("last", dim), lastNorm = b.Act("last_norm", dim);
+            p.Launch("slice_rows", [b.X, last], b.Param(ParamLast), I(1), I(dim));
+            b.FinalNorm(last, lastNorm, I(1));
+            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], I(1), I(dim), I(vocab), I(b.Dt));
+            p.Launch("sample", [logits, rng, probs, next], I(vocab), b.Param(ParamTemperature), b.Param(ParamTopK), b.Param(ParamTopP));
+        }
+        ProgramBuffer? tokenRecord = null;
+        if (confidential)
+        {
+            tokenRecord = p.Buffer(RegionTag.OutputStaging, "token_record", TokenRecordBytes);
+            p.Launch("token_seal", [next, tokenRecord]);
+        }
+        return new CausalLMProgram(p, config)
+        {
+            Confidential = confidential,
+            Tokens = tokens,
+            Params = parameters,
+            Step = step,
+            Logits = logits,
+            AllLogits = allLogits,
+            Next = next,
+            Rng = rng,
+            PromptRecord = promptRecord,
+            TokenRecord = tokenRecord,
+            Weights = b.Weights,
+            WeightPrecisions = b.WeightPrecisions,
+        };
+    }
+
+    private static ScalarRef I(long v) => ScalarRef.Of(v);
+}
+
+/// <summary>
+/// What a family's program builder works with: the program, the shape, the residual stream and the
+/// step's lengths, and helpers that declare weights (remembering the precision each is kept in) and
+/// activations. The family sets <see cref="Classifier"/> and <see cref="FinalNorm"/>.
+/// </summary>
+internal sealed class CausalLMProgramBuilder
+{
+    private readonly Dictionary<string, ProgramBuffer> _weights = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, WeightPrecision> _precisions = new(StringComparer.Ordinal);
+    private readonly ProgramBuffer _stepParams;
+
+    public CausalLMProgramBuilder(DeviceProgram program, ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision,
+        ProgramBuffer tokens, ProgramBuffer stepParams)
+    {
+        Program = program;
+        Config = config;
+        Rope = rope;
+        MaxContext = maxContext;
+        MaxBatchTokens = maxBatchTokens;
+        Precision = precision;
+        Tokens = tokens;
+        _stepParams = stepParams;
+        X = Act("x", (long)maxBatchTokens * config.HiddenSize);
+        Xb = Act("xb", (long)maxBatchTokens * config.HiddenSize);
+    }
+
+    public DeviceProgram Program { get; }
+
+    public ModelConfig Config { get; }
+
+    public RopeConvention Rope { get; }
+
+    public int MaxContext { get; }
+
+    /// <summary>T: most tokens per pass; activations hold T rows.</summary>
+    public int MaxBatchTokens { get; }
+
+    public WeightPrecision Precision { get; }
+
+    /// <summary>The matrices' element type as the kernels' dtype scalar.</summary>
+    public long Dt => (long)Precision;
+
+    /// <summary>The pass's token ids (int32 × T), the family's embedding input.</summary>
+    public ProgramBuffer Tokens { get; }
+
+    /// <summary>x: the residual stream (T × dim), which the family's layers leave the pass's result in.</summary>
+    public ProgramBuffer X { get; }
+
+    /// <summary>xb: a T × dim scratch row block (the families' normed input), also the all-position epilogue's.</summary>
+    public ProgramBuffer Xb { get; }
+
+    /// <summary>The classifier's weight (the embedding when tied).</summary>
+    public ProgramBuffer? Classifier { get; set; }
+
+    /// <summary>Emits the final norm of <c>rows</c> rows from the first buffer into the second.</summary>
+    public Action<BufferRef, BufferRef, ScalarRef>? FinalNorm { get; set; }
+
+    /// <summary>Rows fed this pass.</summary>
+    public ScalarRef Seq => Param(CausalLMProgram.ParamSeq);
+
+    /// <summary>Position of the first fed row.</summary>
+    public ScalarRef Start => Param(CausalLMProgram.ParamStart);
+
+    /// <summary>Rows × dim.</summary>
+    public ScalarRef SeqDim => Param(CausalLMProgram.ParamSeqDim);
+
+    /// <summary>Rows × the MLP width.</summary>
+    public ScalarRef SeqHidden => Param(CausalLMProgram.ParamSeqHidden);
+
+    public IReadOnlyDictionary<string, ProgramBuffer> Weights => _weights;
+
+    public IReadOnlyDictionary<string, WeightPrecision> WeightPrecisions => _precisions;
+
+    /// <summary>A slot of the step block (CC) or the host's parameter block.</summary>
+    public ScalarRef Param(int slot) => ScalarRef.Slot(_stepParams, slot);
+
+    /// <summary>A weight matrix [rows × cols] kept in the deployment's precision (read by matmul and embedding kernels).</summary>
+    public ProgramBuffer Matrix(string name, long rows, long cols) =>
+        Weight(name, rows * cols * (Precision == WeightPrecision.F32 ? 4 : 2), Precision);
+
+    /// <summary>A weight kept in f32 whatever the precision: a norm's scale, a bias, or a table read as f32 rows.</summary>
+    public ProgramBuffer Float32(string name, long floats) => Weight(name, floats * 4, WeightPrecision.F32);
+
+    /// <summary>An activation (or KV-cache) buffer of <paramref name="floats"/> f32 values.</summary>
+    public ProgramBuffer Act(string name, long floats, RegionTag tag = RegionTag.Activations) => Program.Buffer(tag, name, floats * 4);
+
+    private ProgramBuffer Weight(string name, long bytes, WeightPrecision precision)
+    {
+        ProgramBuffer buffer = Program.Buffer(RegionTag.Weights, name, bytes);
+        _weights.Add(name, buffer);
+        _precisions.Add(name, precision);
+        return buffer;
+    }
+}
