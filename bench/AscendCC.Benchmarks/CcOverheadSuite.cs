@@ -16,16 +16,29 @@ namespace AscendCC.Benchmarks;
 /// shared 2-core machine fall on every runner alike. Each round gives one paired overhead per mode; the report gives the
 /// median and the spread of those pairs rather than one difference of two separate runs.
 /// </summary>
-internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
+/// <param name="name">Suite name (and report file name).</param>
+/// <param name="model">What is measured, for the description.</param>
+/// <param name="shapeFor">The model shape for a context of the given length.</param>
+/// <param name="torchBaseline">
+/// Also run TorchSharp's CPU model as the × torch baseline. Only the Llama family has a TorchSharp
+/// model with a KV cache here; without one a decode step would recompute the whole sequence, which is
+/// no baseline at all, so the GPT-Neo variant leaves the column out.
+/// </param>
+internal sealed class CcOverheadSuite(string name, string model, Func<int, ModelShape> shapeFor, bool torchBaseline) : IBenchmarkSuite, IReportingSuite
 {
     private const int WarmSteps = 2;
     private readonly StringBuilder _report = new();
 
-    public string Name => "ccoverhead";
+    /// <summary>The Llama 110M suite.</summary>
+    public CcOverheadSuite() : this("ccoverhead", "110M bf16", ModelShape.Llama110M, torchBaseline: true)
+    {
+    }
 
-    public string Description => "CC on vs off, 110M bf16, runners interleaved round by round (paired overhead)";
+    public string Name => name;
 
-    public string ReportFileName => "ccoverhead.md";
+    public string Description => $"CC on vs off, {model}, runners interleaved round by round (paired overhead)";
+
+    public string ReportFileName => $"{name}.md";
 
     public string Report => _report.ToString();
 
@@ -37,7 +50,7 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         int interleavedSteps = options.Quick ? 20 : 300;
         int context = lengths[^1] + Math.Max(WarmSteps + decodeSteps, WarmSteps + interleavedSteps) + 8;
         string loadAtStart = LlamaSuite.LoadAverage();
-        using LlamaShape shape = LlamaShape.Llama110M(context);
+        using ModelShape shape = shapeFor(context);
         var runners = new List<ILlamaRunner>();
         // Runs that are compared with each other sit side by side in one block (CC off, CC on and, for
         // graph, the control twin): this VM's speed drifts by tens of percent over minutes, so a pair
@@ -45,9 +58,12 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         var blocks = new List<ILlamaRunner[]>();
         try
         {
-            var torchRunner = new TorchRunner(shape);
-            runners.Add(torchRunner);
-            blocks.Add([torchRunner]);
+            if (torchBaseline)
+            {
+                var torchRunner = new TorchRunner(shape);
+                runners.Add(torchRunner);
+                blocks.Add([torchRunner]);
+            }
             foreach (ExecutionMode mode in new[] { ExecutionMode.Graph, ExecutionMode.Eager })
             {
                 if (options.Includes(mode.ToString()))
@@ -263,14 +279,15 @@ internal sealed class CcOverheadSuite : IBenchmarkSuite, IReportingSuite
         sb.AppendLine();
         sb.AppendLine("| runner | L | prefill ms | × torch | decode ms/tok | × torch |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|");
-        string torchName = runners.First(r => r.IsBaseline).Name;
+        string? torchName = runners.FirstOrDefault(r => r.IsBaseline)?.Name;
         foreach (int length in lengths)
         {
-            double tp = Median(prefill[torchName][length]), td = Median(decode[torchName][length]);
+            double tp = torchName is null ? double.NaN : Median(prefill[torchName][length]), td = torchName is null ? double.NaN : Median(decode[torchName][length]);
             foreach (ILlamaRunner r in runners)
             {
                 double p = Median(prefill[r.Name][length]), d = Median(decode[r.Name][length]);
-                sb.AppendLine(inv, $"| {r.Name} | {length} | {p:F1} | {tp / p:F2}× | {d:F2} | {td / d:F2}× |");
+                string pt = torchName is null ? "—" : $"{(tp / p).ToString("F2", inv)}×", dt = torchName is null ? "—" : $"{(td / d).ToString("F2", inv)}×";
+                sb.AppendLine(inv, $"| {r.Name} | {length} | {p:F1} | {pt} | {d:F2} | {dt} |");
             }
         }
         sb.AppendLine();

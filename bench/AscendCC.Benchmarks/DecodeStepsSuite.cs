@@ -39,15 +39,15 @@ internal sealed class DecodeStepsSuite : IBenchmarkSuite, IReportingSuite
         _report.AppendLine("| model | runner | p10 ms | p50 ms | p90 ms | p99 ms | max ms | " + string.Join(" | ", Bands.Select(b => $"≤{b.ToString(CultureInfo.InvariantCulture)}")) + " | more |");
         _report.AppendLine("|---|---|---:|---:|---:|---:|---:|" + string.Concat(Enumerable.Repeat("---:|", Bands.Length + 1)));
 
-        var shapes = new List<LlamaShape>();
-        if (LlamaShape.Stories260K() is { } small)
+        var shapes = new List<ModelShape>();
+        if (ModelShape.Stories260K() is { } small)
         {
             shapes.Add(small);
         }
-        shapes.Add(LlamaShape.Llama110M(Math.Max(context, 1024)));
+        shapes.Add(ModelShape.Llama110M(Math.Max(context, 1024)));
         try
         {
-            foreach (LlamaShape shape in shapes)
+            foreach (ModelShape shape in shapes)
             {
                 var factories = new (string Name, Func<ILlamaRunner> Create)[]
                 {
@@ -84,7 +84,7 @@ internal sealed class DecodeStepsSuite : IBenchmarkSuite, IReportingSuite
         }
         finally
         {
-            foreach (LlamaShape shape in shapes)
+            foreach (ModelShape shape in shapes)
             {
                 shape.Dispose();
             }

@@ -75,9 +75,10 @@ internal sealed class TorchRunner : ILlamaRunner
     private readonly LlamaForCausalLM _model;
     private readonly Tensor _classifier;
 
-    public TorchRunner(LlamaShape shape)
+    public TorchRunner(ModelShape shape)
     {
-        _model = shape.Checkpoint is not null ? TorchLlamaLoader.Load(shape.Checkpoint) : new LlamaForCausalLM(shape.Config);
+        _model = shape.Checkpoint is not null ? TorchLlamaLoader.Load(shape.Checkpoint)
+            : new LlamaForCausalLM(shape.Config as LlamaConfig ?? throw new NotSupportedException($"the TorchSharp baseline is a Llama; {shape.Name} is {shape.Config.Family}"));
         _model.eval();
         _classifier = shape.Config.TieWordEmbeddings
             ? _model.Model.EmbeddingWeight
@@ -127,7 +128,7 @@ internal sealed class DeviceRunner : IClockedRunner, ISteppedRunner
 
     private readonly NpuDevice _device;
 
-    public DeviceRunner(LlamaShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
+    public DeviceRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
     {
         _device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 16L << 30 });
         _runtime = new NpuRuntime(_device, ownsDevice: true);
@@ -231,7 +232,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
     private readonly FirmwareMailbox _mailbox;
     private readonly CausalLM _llama;
 
-    public ConfidentialRunner(LlamaShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
+    public ConfidentialRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
     {
         _manufacturer = Manufacturer.CreateDeterministic("AscendCC llama benchmark seed, 32+ bytes"u8);
         var firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);

@@ -46,10 +46,10 @@ internal sealed class LlamaSuite : IBenchmarkSuite, IReportingSuite
         int maxLength = lengths[^1];
         // Room for the decode steps after the longest prompt.
         int maxContext = maxLength + 64;
-        var shapes = new List<LlamaShape>();
+        var shapes = new List<ModelShape>();
         if (!options.Quick)
         {
-            if (LlamaShape.Stories260K() is { } stories)
+            if (ModelShape.Stories260K() is { } stories)
             {
                 shapes.Add(stories);
             }
@@ -58,12 +58,12 @@ internal sealed class LlamaSuite : IBenchmarkSuite, IReportingSuite
                 _notes.Add("stories260K skipped: ../shared/models/stories260K not found.");
             }
         }
-        shapes.Add(LlamaShape.Llama110M(maxContext));
+        shapes.Add(ModelShape.Llama110M(maxContext));
         if (!options.Quick)
         {
-            shapes.Add(LlamaShape.Llama1B(maxContext));
+            shapes.Add(ModelShape.Llama1B(maxContext));
         }
-        foreach (LlamaShape shape in shapes)
+        foreach (ModelShape shape in shapes)
         {
             using (shape)
             {
@@ -78,7 +78,7 @@ internal sealed class LlamaSuite : IBenchmarkSuite, IReportingSuite
         }
     }
 
-    private void RunShape(LlamaShape shape, int[] allLengths, int maxContext, BenchmarkOptions options)
+    private void RunShape(ModelShape shape, int[] allLengths, int maxContext, BenchmarkOptions options)
     {
         bool big = shape.Name == "1.1B";
         // A prompt plus its decode steps must fit the shape's context.

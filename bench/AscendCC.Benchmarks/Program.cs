@@ -15,6 +15,7 @@ internal static class Program
         new ConfidentialSuite(),
         new LlamaSuite(),
         new CcOverheadSuite(),
+        new CcOverheadSuite("ccoverhead-gptneo", "GPT-Neo 125M bf16 (no TorchSharp baseline)", ModelShape.GptNeo125M, torchBaseline: false),
         new DemoSuite(),
         new DecodeStepsSuite(),
     ];

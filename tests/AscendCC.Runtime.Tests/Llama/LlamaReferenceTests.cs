@@ -13,7 +13,7 @@ namespace AscendCC.Runtime.Tests.Llama;
 /// stories260K on the NPU, in both checkpoint layouts and both execution modes: every logit within
 /// 1e-4 of llama2.c's and the greedy tokens identical.
 /// </summary>
-public class LlamaDeviceModelTests
+public class LlamaReferenceTests
 {
     private const double Tolerance = 1e-4;
 

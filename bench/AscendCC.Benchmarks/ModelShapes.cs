@@ -6,15 +6,15 @@ using AscendCC.Runtime.Models;
 namespace AscendCC.Benchmarks;
 
 /// <summary>
-/// A model shape the llama suite runs: its configuration, where its weights come from (a real
-/// checkpoint or seeded random values generated straight into the device precision) and the work
-/// per token, for the GFLOPS and GB/s columns.
+/// A model shape the suites run, of any family: its configuration, where its weights come from (a
+/// real checkpoint, its family read from config.json, or seeded random values generated straight into
+/// the device precision) and the work per token, for the GFLOPS and GB/s columns.
 /// </summary>
-internal sealed class LlamaShape : IDisposable
+internal sealed class ModelShape : IDisposable
 {
     private readonly ModelCheckpoint? _checkpoint;
 
-    private LlamaShape(string name, LlamaConfig config, RopeConvention rope, ModelCheckpoint? checkpoint)
+    private ModelShape(string name, ModelConfig config, RopeConvention rope, ModelCheckpoint? checkpoint)
     {
         Name = name;
         Config = config;
@@ -24,7 +24,7 @@ internal sealed class LlamaShape : IDisposable
 
     public string Name { get; }
 
-    public LlamaConfig Config { get; }
+    public ModelConfig Config { get; }
 
     public RopeConvention Rope { get; }
 
@@ -32,7 +32,7 @@ internal sealed class LlamaShape : IDisposable
     public ModelCheckpoint? Checkpoint => _checkpoint;
 
     /// <summary>stories260K from the shared models folder, or null when it is not there.</summary>
-    public static LlamaShape? Stories260K()
+    public static ModelShape? Stories260K()
     {
         string? folder = FindSharedModel("stories260K");
         if (folder is null)
@@ -40,11 +40,11 @@ internal sealed class LlamaShape : IDisposable
             return null;
         }
         ModelCheckpoint checkpoint = ModelCheckpoint.Open(folder);
-        return new LlamaShape("stories260K", (LlamaConfig)checkpoint.Config, checkpoint.RopeConvention, checkpoint);
+        return new ModelShape("stories260K", checkpoint.Config, checkpoint.RopeConvention, checkpoint);
     }
 
     /// <summary>A Llama-2 style 110M (llama2.c's stories110M shape).</summary>
-    public static LlamaShape Llama110M(int maxPositions) => Random("110M", 768, 12, 12, 12, 2048, tied: false, maxPositions);
+    public static ModelShape Llama110M(int maxPositions) => Random("110M", 768, 12, 12, 12, 2048, tied: false, maxPositions);
 
     /// <summary>
     /// TinyLlama 1.1B's shape. Tied embeddings (TinyLlama has a separate lm_head): a confidential
@@ -52,9 +52,36 @@ internal sealed class LlamaShape : IDisposable
     /// classifier are 2.2 GB. The classifier is still streamed once per token, so the work per token
     /// is the same; only 131 MB of storage is saved. Every runner uses the same tied shape.
     /// </summary>
-    public static LlamaShape Llama1B(int maxPositions) => Random("1.1B", 2048, 22, 32, 4, 5632, tied: true, maxPositions);
+    public static ModelShape Llama1B(int maxPositions) => Random("1.1B", 2048, 22, 32, 4, 5632, tied: true, maxPositions);
 
-    private static LlamaShape Random(string name, int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions)
+    /// <summary>
+    /// GPT-Neo 125M's shape (EleutherAI/gpt-neo-125M: hidden 768, 12 layers alternating global and
+    /// local attention with a window of 256, 12 heads, MLP 3072, vocabulary 50257, tied classifier),
+    /// the smallest model of the paper's evaluation.
+    /// </summary>
+    public static ModelShape GptNeo125M(int maxPositions)
+    {
+        var config = new GptNeoConfig
+        {
+            Architecture = "GPTNeoForCausalLM",
+            ModelType = "gpt_neo",
+            HiddenSize = 768,
+            IntermediateSize = 3072,
+            NumHiddenLayers = 12,
+            NumAttentionHeads = 12,
+            VocabSize = 50257,
+            MaxPositionEmbeddings = Math.Max(maxPositions, 2048),
+            AttentionLayers = [.. Enumerable.Range(0, 12).Select(l => l % 2 == 0 ? GptNeoConfig.GlobalAttention : GptNeoConfig.LocalAttention)],
+            WindowSize = 256,
+            TieWordEmbeddings = true,
+            BosTokenId = 50256,
+            EosTokenIds = [50256],
+        };
+        config.Validate();
+        return new ModelShape("GPT-Neo 125M", config, RopeConvention.Half, null);
+    }
+
+    private static ModelShape Random(string name, int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions)
     {
         var config = new LlamaConfig
         {
@@ -73,28 +100,35 @@ internal sealed class LlamaShape : IDisposable
             EosTokenIds = [2],
         };
         config.Validate();
-        return new LlamaShape(name, config, RopeConvention.Half, null);
+        return new ModelShape(name, config, RopeConvention.Half, null);
     }
 
     /// <summary>Longest context the shape supports.</summary>
     public int MaxPositions => Config.MaxPositionEmbeddings;
 
-    /// <summary>Parameters of every matrix a decode step streams (per-layer projections and the classifier).</summary>
+    /// <summary>
+    /// Parameters of every matrix a decode step streams: each layer's projections and the classifier
+    /// (the embedding when tied). Tables read a row at a time — an untied token embedding, GPT-Neo's
+    /// learned positions — are not streamed.
+    /// </summary>
     public long StreamedMatrixParameters
     {
         get
         {
-            LlamaConfig c = Config;
-            long qDim = (long)c.NumAttentionHeads * c.HeadDim, kvDim = c.KeyValueDim;
-            long perLayer = (qDim * c.HiddenSize) + (2 * kvDim * c.HiddenSize) + (c.HiddenSize * qDim) + (3L * c.IntermediateSize * c.HiddenSize);
-            return (perLayer * c.NumHiddenLayers) + ((long)c.VocabSize * c.HiddenSize);
+            ModelConfig c = Config;
+            var rowTables = new HashSet<string>(StringComparer.Ordinal) { "transformer.wpe.weight" };
+            if (!c.TieWordEmbeddings)
+            {
+                rowTables.Add(c.EmbeddingTensorName);
+            }
+            return c.ExpectedTensors().Where(t => t.Shape.Length == 2 && !rowTables.Contains(t.Name)).Sum(t => t.Shape[0] * t.Shape[1]);
         }
     }
 
     /// <summary>FLOPs of a prefill of <paramref name="tokens"/> from position 0 (classifier on the last position only).</summary>
     public double PrefillFlops(int tokens)
     {
-        LlamaConfig c = Config;
+        ModelConfig c = Config;
         double classifier = 2.0 * c.VocabSize * c.HiddenSize;
         double matrices = 2.0 * (StreamedMatrixParameters - ((long)c.VocabSize * c.HiddenSize)) * tokens;
         // Causal attention: each query i sees i + 1 keys; QKᵀ and PV are 2 FLOPs per multiply-add each.
@@ -109,7 +143,7 @@ internal sealed class LlamaShape : IDisposable
         {
             return TensorData.FromCheckpoint(_checkpoint.GetTensor(name));
         }
-        long[] shape = LlamaTensorNames.Expected(Config).First(e => e.Name == name).Shape;
+        long[] shape = Config.ExpectedTensors().First(e => e.Name == name).Shape;
         return shape.Length == 1 ? Ones(name, shape) : RandomMatrix(name, shape, precision);
     }
 
