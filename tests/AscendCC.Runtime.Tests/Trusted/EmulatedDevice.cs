@@ -24,8 +24,10 @@ internal sealed class EmulatedDevice : IDisposable
     private readonly MeasurementSet _measurements;
     private readonly FirmwareImage _firmware;
     private readonly Dictionary<string, ECDiffieHellman> _pending = [];
+    private readonly EmulatedLies _lies;
 
-    public EmulatedDevice(DeviceProvisioning provisioning, FirmwareImage firmware, CcMode mode = CcMode.On, DebugState debug = DebugState.Locked, CcMode? measuredMode = null)
+    public EmulatedDevice(DeviceProvisioning provisioning, FirmwareImage firmware, CcMode mode = CcMode.On, DebugState debug = DebugState.Locked, CcMode? measuredMode = null,
+        EmulatedLies? lies = null)
     {
         _firmware = firmware;
         Mode = mode;
@@ -34,8 +36,14 @@ internal sealed class EmulatedDevice : IDisposable
         registers.Extend(MeasurementRegisterId.BootRom, KnownBootRom.Identity);
         registers.ExtendDigest(MeasurementRegisterId.Firmware, FirmwareImage.ComputeEventDigest(firmware.Encode()));
         registers.Extend(MeasurementRegisterId.Configuration, [(byte)mode]);
-        registers.Extend(MeasurementRegisterId.DebugState, [(byte)debug]);
+        lies ??= new EmulatedLies();
+        _lies = lies;
+        registers.Extend(MeasurementRegisterId.DebugState, [(byte)(lies.MeasuredDebug ?? debug)]);
         registers.Extend(MeasurementRegisterId.CcMode, [(byte)(measuredMode ?? mode)]);
+        if (lies.LoadedModel is { } model)
+        {
+            registers.ExtendDigest(MeasurementRegisterId.Model, model);
+        }
         _measurements = registers.Snapshot();
 
         byte[] secret = new byte[32];
@@ -43,9 +51,15 @@ internal sealed class EmulatedDevice : IDisposable
         using ECDsa identityKey = DeviceKeyDerivation.DeriveIdentityKey(secret);
         CryptographicOperations.ZeroMemory(secret);
         _identityCertificate = X509CertificateLoader.LoadCertificate(provisioning.IdentityCertificate.RawData);
-        var request = new CertificateRequest("CN=Emulated attestation key", _attestationKey, HashAlgorithmName.SHA384);
+        using RSA rsa = RSA.Create(2048);
+        var request = lies.CertifyAnRsaKey
+            ? new CertificateRequest("CN=Emulated attestation key", rsa, HashAlgorithmName.SHA384, RSASignaturePadding.Pkcs1)
+            : new CertificateRequest("CN=Emulated attestation key", _attestationKey, HashAlgorithmName.SHA384);
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(ProtocolOids.AttestationKeyUsage)], false));
-        request.CertificateExtensions.Add(new DiceTcbInfo(_measurements[MeasurementRegisterId.Firmware], firmware.SecurityVersion).ToExtension());
+        if (!lies.OmitDiceTcbInfo)
+        {
+            request.CertificateExtensions.Add(new DiceTcbInfo(_measurements[MeasurementRegisterId.Firmware], lies.DiceSvn ?? firmware.SecurityVersion).ToExtension());
+        }
         _attestationCertificate = request.Create(_identityCertificate.SubjectName, X509SignatureGenerator.CreateForECDsa(identityKey), _identityCertificate.NotBefore, _identityCertificate.NotAfter, [7, 7]);
     }
 
@@ -58,7 +72,7 @@ internal sealed class EmulatedDevice : IDisposable
     public byte[] CreateHello(ReadOnlySpan<byte> nonce)
     {
         var ephemeral = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP384);
-        byte[] share = KeyShare.Export(ephemeral);
+        byte[] share = _lies.KeyShare?.ToArray() ?? KeyShare.Export(ephemeral);
         byte[] report = AttestationReport.CreateSigned(_measurements, Mode, Debug, _firmware.Version, _firmware.SecurityVersion, nonce, share, _identityCertificate, _attestationCertificate, _attestationKey);
         _pending[Convert.ToHexString(SHA384.HashData(report))] = ephemeral;
         return new DeviceHello(report, share).Encode();
@@ -88,4 +102,26 @@ internal sealed class EmulatedDevice : IDisposable
             key.Dispose();
         }
     }
+}
+
+/// <summary>What an <see cref="EmulatedDevice"/> misstates, each to exercise one verifier check.</summary>
+internal sealed record EmulatedLies
+{
+    /// <summary>Record another debug state in the DebugState register than the report claims.</summary>
+    public DebugState? MeasuredDebug { get; init; }
+
+    /// <summary>Extend the Model register with this graph measurement (a device that loaded that model).</summary>
+    public byte[]? LoadedModel { get; init; }
+
+    /// <summary>Certify the attestation key without the DICE TCB info extension.</summary>
+    public bool OmitDiceTcbInfo { get; init; }
+
+    /// <summary>Certify the attestation key for another firmware SVN than the report claims.</summary>
+    public uint? DiceSvn { get; init; }
+
+    /// <summary>Certify an RSA key as the attestation key (the report is still signed with the ECDSA one).</summary>
+    public bool CertifyAnRsaKey { get; init; }
+
+    /// <summary>Attest (and send) these bytes as the channel key share.</summary>
+    public byte[]? KeyShare { get; init; }
 }

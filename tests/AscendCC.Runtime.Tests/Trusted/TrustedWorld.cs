@@ -44,8 +44,8 @@ internal sealed class TrustedWorld : IDisposable
     public AttestationVerifier NewVerifier(ReadOnlyMemory<byte>? tcbStatement = null, ReadOnlyMemory<byte>? revocationList = null, TimeProvider? time = null, ReadOnlyMemory<byte>? references = null) =>
         new(Manufacturer.RootCertificate, references ?? SignedReferences, tcbStatement ?? SignedTcbStatement, revocationList ?? RevocationList, time);
 
-    public EmulatedDevice Device(CcMode mode = CcMode.On, DebugState debug = DebugState.Locked, FirmwareImage? firmware = null, CcMode? measuredMode = null) =>
-        new(Provisioning, firmware ?? Firmware, mode, debug, measuredMode);
+    public EmulatedDevice Device(CcMode mode = CcMode.On, DebugState debug = DebugState.Locked, FirmwareImage? firmware = null, CcMode? measuredMode = null, EmulatedLies? lies = null) =>
+        new(Provisioning, firmware ?? Firmware, mode, debug, measuredMode, lies);
 
     public void Dispose()
     {
