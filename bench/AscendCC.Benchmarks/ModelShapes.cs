@@ -116,7 +116,7 @@ internal sealed class ModelShape : IDisposable
         get
         {
             ModelConfig c = Config;
-            var rowTables = new HashSet<string>(StringComparer.Ordinal) { "transformer.wpe.weight" };
+            var rowTables = new HashSet<string>(StringComparer.Ordinal) { AscendCC.Runtime.GptNeo.GptNeoTensorNames.PositionEmbedding };
             if (!c.TieWordEmbeddings)
             {
                 rowTables.Add(c.EmbeddingTensorName);

@@ -280,6 +280,9 @@ public static class ChatApp
         var clock = Stopwatch.StartNew();
         TimeSpan firstToken = TimeSpan.Zero;
         var reply = new List<int>();
+        var stops = new StopSequences(options.Stop);
+        // Where each reply token's text ends, to keep in the history only the tokens before a stop string.
+        var ends = new List<int>();
         foreach (int token in engine.Generate(context, budget, options.Sampling, conversation.StopTokens))
         {
             if (reply.Count == 0)
@@ -287,11 +290,23 @@ public static class ChatApp
                 firstToken = clock.Elapsed;
             }
             reply.Add(token);
-            ui.ReplyText(stream.Push(token));
+            ui.ReplyText(stops.Push(stream.Push(token)));
+            ends.Add(stops.Length);
+            if (stops.Stopped)
+            {
+                // Leaving the loop ends the generation: no further step is asked of the device.
+                break;
+            }
         }
         TimeSpan total = clock.Elapsed;
-        ui.ReplyText(stream.Flush());
+        ui.ReplyText(stops.Push(stream.Flush()) + stops.Flush());
         ui.ReplyEnd();
+        if (stops.Stopped)
+        {
+            ui.Logger.LogInformation("generation: a --stop string ended the reply after {Tokens} tokens", reply.Count);
+            int kept = ends.FindIndex(end => end > stops.StopAt);
+            reply.RemoveRange(kept, reply.Count - kept);
+        }
         conversation.AddReply(reply);
         double prefillSeconds = firstToken.TotalSeconds, decodeSeconds = (total - firstToken).TotalSeconds;
         int decoded = Math.Max(0, reply.Count - 1);

@@ -23,11 +23,12 @@ internal static class ChatCommand
         var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };
         var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
         var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model); a model without a turn format is always in this mode." };
+        var stop = new Option<string[]>("--stop") { Description = "End the reply where this text appears (repeatable; the text itself is not shown), as llama-cli's -r and ollama's stop. Matched across token boundaries.", AllowMultipleArgumentsPerToken = false };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic log on stderr: boot, attestation checks, key release, package load phases and each generation's prefill/decode, with timings." };
 
         var root = new RootCommand("LlamaChat: confidential LLM chat on a simulated Ascend-style NPU (ASCEND-CC), every party in one process.")
         {
-            model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, noCc, mode, transcript, attack, raw, verbose,
+            model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, stop, noCc, mode, transcript, attack, raw, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -39,6 +40,7 @@ internal static class ChatCommand
             TopP = r.GetValue(topP),
             TopK = r.GetValue(topK),
             Seed = r.GetValue(seed),
+            Stop = r.GetValue(stop) ?? [],
             NoCc = r.GetValue(noCc),
             Mode = r.GetValue(mode) == "eager" ? ExecutionMode.Eager : ExecutionMode.Graph,
             Transcript = r.GetValue(transcript),

@@ -22,6 +22,9 @@ internal sealed record ChatOptions
 
     public ulong Seed { get; init; } = 42;
 
+    /// <summary>Stop strings (--stop, repeatable).</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+
     public bool NoCc { get; init; }
 
     public ExecutionMode Mode { get; init; } = ExecutionMode.Graph;

@@ -149,6 +149,19 @@ public class LlamaChatTests
     }
 
     [Test]
+    public void AStopStringSpanningTokensEndsTheReplyBeforeIt()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        // The reference continues "..., there was a little girl named Lily. She loved ...": "girl named"
+        // is several tokens; the earlier of the two stop strings wins.
+        var (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64",
+            "--stop", "She loved", "--stop", "girl named", "--verbose");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Is.EqualTo("Once upon a time, there was a little ").Or.EqualTo("Once upon a time, there was a little \n"));
+        Assert.That(stderr, Does.Contain("a --stop string ended the reply"));
+    }
+
+    [Test]
     public void RawCompletionPromptOfMaxTokensOrMoreIsRefusedNamingBothNumbers()
     {
         string folder = TestData.RequireModel("stories260K");
