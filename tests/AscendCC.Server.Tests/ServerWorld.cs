@@ -32,8 +32,15 @@ internal sealed class ServerWorld : IDisposable
     private readonly WebApplicationFactory<Program> _factory;
     private readonly NpuHardware _hardware;
 
-    public ServerWorld()
+    /// <summary>A server with the tiny random Llama deployed from <see cref="TinyLlama"/>.</summary>
+    public ServerWorld() : this(TinyLlama.Config(), TinyLlama.Weights(TinyLlama.Config(), Seed), RopeConvention.Half, PackageName, new TestbedOptions().MaxContext, new TestbedOptions().MaxBatchTokens)
     {
+    }
+
+    /// <summary>A server to which the model provider exports <paramref name="config"/> with <paramref name="weights"/> as <paramref name="packageName"/>.</summary>
+    public ServerWorld(ModelConfig config, Func<string, TensorData> weights, RopeConvention rope, string packageName, int maxContext, int maxBatchTokens)
+    {
+        PackageFileName = packageName;
         Store = Path.Combine(Path.GetTempPath(), "ascendcc-server-tests-" + Guid.NewGuid().ToString("N"));
         Manufacturer = Manufacturer.Create();
         Firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);
@@ -49,14 +56,12 @@ internal sealed class ServerWorld : IDisposable
         var hardware = _hardware = new NpuHardware(signed, fuses);
 
         // The model provider's side: plaintext weights exist only here.
-        LlamaConfig config = TinyLlama.Config();
-        Weights = TinyLlama.Weights(config, Seed);
-        var defaults = new TestbedOptions();
-        Deployment = new ModelDeployment(config, RopeConvention.Half, defaults.MaxContext, defaults.MaxBatchTokens, defaults.Precision);
+        Weights = weights;
+        Deployment = new ModelDeployment(config, rope, maxContext, maxBatchTokens, WeightPrecision.F32);
         Provider = ModelProvider.Create();
         var policy = new ReleasePolicy(Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
         using var package = new MemoryStream();
-        Model = ModelPackageExporter.Export(Provider, Deployment, Weights, policy, package, PackageName);
+        Model = ModelPackageExporter.Export(Provider, Deployment, Weights, policy, package, packageName);
         Package = package.ToArray();
 
         _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
@@ -75,6 +80,9 @@ internal sealed class ServerWorld : IDisposable
     }
 
     public string Store { get; }
+
+    /// <summary>The package's name on the server (and in its manifest).</summary>
+    public string PackageFileName { get; }
 
     public Manufacturer Manufacturer { get; }
 
@@ -103,7 +111,7 @@ internal sealed class ServerWorld : IDisposable
     {
         using (var upload = new MemoryStream(Package, writable: false))
         {
-            await Npu.UploadPackageAsync(PackageName, upload, Deployment.ToJson());
+            await Npu.UploadPackageAsync(PackageFileName, upload, Deployment.ToJson());
         }
         byte[] digest;
         using (KeyReleaseSession release = Provider.BeginKeyRelease(Model, Verifier))
@@ -113,7 +121,7 @@ internal sealed class ServerWorld : IDisposable
             digest = await Npu.ReleaseModelKeyAsync(session.Session, release.CompleteAndRelease(session.Accept));
             await Npu.CloseSessionAsync(session.Session);
         }
-        return await Npu.LoadModelAsync(PackageName, digest);
+        return await Npu.LoadModelAsync(PackageFileName, digest);
     }
 
     /// <summary>A data owner attests NPU 0 over HTTP (requiring the provider's model) and opens a session.</summary>

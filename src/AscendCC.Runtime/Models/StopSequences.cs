@@ -1,23 +1,25 @@
 using System.Text;
 
-namespace LlamaChat;
+namespace AscendCC.Runtime.Models;
 
 /// <summary>
-/// Finds the first of the user's stop strings (<c>--stop</c>, as llama-cli's <c>-r</c> and ollama's
-/// <c>stop</c>) in a reply that arrives piece by piece, wherever token boundaries fall: text that could
-/// still be the start of a stop string is held back until the next piece decides, and the stop
-/// string itself is never shown.
+/// Finds the first of a caller's stop strings (OpenAI's and ollama's <c>stop</c>, llama-cli's
+/// <c>-r</c>) in a reply that arrives piece by piece (from <see cref="TextStreamDecoder"/>), wherever
+/// token boundaries fall: text that could still be the start of a stop string is held back until the
+/// next piece decides, and the stop string itself is never returned.
 /// </summary>
-internal sealed class StopSequences
+public sealed class StopSequences
 {
     private readonly string[] _stops;
     private readonly int _longest;
     private readonly StringBuilder _text = new();
     private int _shown;
 
+    /// <summary>Watches for <paramref name="stops"/>.</summary>
     /// <param name="stops">The stop strings; empty ones are ignored.</param>
     public StopSequences(IEnumerable<string> stops)
     {
+        ArgumentNullException.ThrowIfNull(stops);
         _stops = stops.Where(s => s.Length > 0).Distinct(StringComparer.Ordinal).ToArray();
         _longest = _stops.Length == 0 ? 0 : _stops.Max(s => s.Length);
     }
@@ -34,6 +36,7 @@ internal sealed class StopSequences
     /// <summary>Adds the next piece of the reply and returns the text that can be shown now.</summary>
     public string Push(string piece)
     {
+        ArgumentNullException.ThrowIfNull(piece);
         if (Stopped)
         {
             return "";

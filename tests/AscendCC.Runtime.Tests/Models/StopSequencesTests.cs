@@ -1,7 +1,7 @@
-using LlamaChat;
+using AscendCC.Runtime.Models;
 using NUnit.Framework;
 
-namespace AscendCC.Samples.Tests;
+namespace AscendCC.Runtime.Tests.Models;
 
 /// <summary>Stop strings in a reply that arrives in pieces split anywhere.</summary>
 public class StopSequencesTests
