@@ -67,10 +67,35 @@ public static class ChatApp
             _ => "a value of the option's kind",
         }));
 
+    /// <summary>
+    /// A console on <paramref name="writer"/> that wraps lines and colours them only on a terminal:
+    /// redirected to a file or a pipe, a hash, an evidence line or an error stays on one line without
+    /// escape codes, so it can be grepped and copied.
+    /// </summary>
+    private static IAnsiConsole CreateConsole(TextWriter writer)
+    {
+        bool terminal = (ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected) || (ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected);
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            // Escape codes in a file or a pipe are noise: colour only on a terminal.
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        });
+        if (!terminal)
+        {
+            console.Profile.Width = UnwrappedWidth;
+        }
+        return console;
+    }
+
+    /// <summary>The width a redirected console lays text out in: wider than any line LlamaChat writes.</summary>
+    private const int UnwrappedWidth = 1 << 14;
+
     private static int Execute(ChatOptions options, TextWriter stdout, TextWriter stderr, TextReader stdin)
     {
         bool oneShot = options.Prompt is not null;
-        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(oneShot ? stderr : stdout) });
+        IAnsiConsole console = CreateConsole(oneShot ? stderr : stdout);
         using ILoggerFactory logs = LoggerFactory.Create(b =>
         {
             if (options.Verbose)
@@ -78,7 +103,7 @@ public static class ChatApp
                 b.AddProvider(new WriterLoggerProvider(stderr, LogLevel.Debug)).SetMinimumLevel(LogLevel.Debug);
             }
         });
-        IAnsiConsole errors = oneShot ? console : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(stderr) });
+        IAnsiConsole errors = oneShot ? console : CreateConsole(stderr);
         var ui = new ChatUi(console, errors, stdout, logs.CreateLogger("LlamaChat"));
 
         if (options.Attack is not null)

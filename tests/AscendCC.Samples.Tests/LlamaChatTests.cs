@@ -361,6 +361,24 @@ public class LlamaChatTests
     }
 
     [Test]
+    public void RedirectedOutputIsNeverWrapped()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        var (exit, _, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "8");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        // Not unwrapped first: a redirected stream gets whole lines, so a hash can be grepped.
+        Assert.That(stderr, Does.Match(@"graph measurement \(device accepted\): [0-9a-f]{96}\r?\n"));
+        Assert.That(stderr.Split('\n').Max(l => l.Length), Is.GreaterThan(120), "evidence lines longer than a terminal stay whole");
+        Assert.That(stderr, Does.Not.Contain("\u001b["), "no colour escape codes in a file or a pipe");
+
+        (exit, string list, stderr) = RunChat("--attack", "list");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        string[] lines = list.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        // One row per attack, plus the table's top border, header, separator and bottom border.
+        Assert.That(lines, Has.Length.EqualTo(AscendCC.Attacks.AttackCatalog.All.Count + 4), list);
+    }
+
+    [Test]
     public void UnknownAttackNameIsAnErrorPointingToTheList()
     {
         var (exit, stdout, stderr) = RunChat("--attack", "NoSuchAttack");
