@@ -189,6 +189,10 @@ public static class ChatApp
         {
             // Refuse a prompt that cannot be answered before booting and loading anything.
             IReadOnlyList<int> context = conversation.AddUserTurn(oneShot);
+            if (context.Count == 0)
+            {
+                throw new ChatInputException("the prompt is empty and this model's tokenizer has no beginning-of-sequence token to generate from; give a prompt (--prompt TEXT)");
+            }
             if (context.Count >= maxContext)
             {
                 throw new ChatInputException($"the prompt is {context.Count} tokens; the context holds {maxContext}, so it must be at most {maxContext - 1}");

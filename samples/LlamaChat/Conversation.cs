@@ -38,6 +38,11 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
         // A tokenizer with no BOS (GPT-Neo's) starts a document with its first text token.
         bool newDocument = (_tokens.Count == 0 || _endedWithStop) && tokenizer.HasBos;
         IReadOnlyList<int> encoded = tokenizer.Encode(turn, addBos: newDocument);
+        if (encoded.Count == 0 && newDocument)
+        {
+            // An empty prompt generates from BOS alone, as llama2.c does.
+            encoded = [tokenizer.BosId];
+        }
         _turnOpenedDocument = newDocument && encoded.Count > 0 && encoded[0] == tokenizer.BosId;
         _tokens.AddRange(encoded);
         return _tokens;

@@ -379,6 +379,22 @@ public class LlamaChatTests
     }
 
     [Test]
+    public void AnEmptyPromptGeneratesFromBosOrIsRefusedBeforeAnyAttestation()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        var (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", "", "--temperature", "0", "--max-tokens", "8");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout.Trim(), Is.Not.Empty, "llama2.c generates from BOS alone");
+
+        string neo = TestData.RequireModel("gptneo-shakespeare");
+        (exit, stdout, stderr) = RunChat("--model", neo, "--prompt", "", "--temperature", "0", "--max-tokens", "8");
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(stdout, Is.Empty);
+        Assert.That(stderr, Does.Contain("the prompt is empty and this model's tokenizer has no beginning-of-sequence token"));
+        Assert.That(stderr, Does.Not.Contain("attests").And.Not.Contain("policy satisfied"), "refused before the NPU is booted or attested");
+    }
+
+    [Test]
     public void UnknownAttackNameIsAnErrorPointingToTheList()
     {
         var (exit, stdout, stderr) = RunChat("--attack", "NoSuchAttack");
