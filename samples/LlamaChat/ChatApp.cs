@@ -104,7 +104,7 @@ public static class ChatApp
             }
         });
         IAnsiConsole errors = oneShot ? console : CreateConsole(stderr);
-        var ui = new ChatUi(console, errors, stdout, logs.CreateLogger("LlamaChat"));
+        var ui = new ChatUi(console, errors, stdout, logs.CreateLogger("LlamaChat")) { Quiet = options.Quiet };
 
         if (options.Attack is not null)
         {

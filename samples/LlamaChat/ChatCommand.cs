@@ -24,11 +24,12 @@ internal static class ChatCommand
         var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
         var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model); a model without a turn format is always in this mode." };
         var stop = new Option<string[]>("--stop") { Description = "End the reply where this text appears (repeatable; the text itself is not shown), as llama-cli's -r and ollama's stop. Matched across token boundaries.", AllowMultipleArgumentsPerToken = false };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No party steps or evidence; a passed attestation is one summary line (a failed one is shown in full)." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic log on stderr: boot, attestation checks, key release, package load phases and each generation's prefill/decode, with timings." };
 
         var root = new RootCommand("LlamaChat: confidential LLM chat on a simulated Ascend-style NPU (ASCEND-CC), every party in one process.")
         {
-            model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, stop, noCc, mode, transcript, attack, raw, verbose,
+            model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, stop, noCc, mode, transcript, attack, raw, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -46,6 +47,7 @@ internal static class ChatCommand
             Transcript = r.GetValue(transcript),
             Attack = r.GetValue(attack),
             Raw = r.GetValue(raw),
+            Quiet = r.GetValue(quiet),
             Verbose = r.GetValue(verbose),
         }));
         return root;

@@ -35,6 +35,8 @@ internal sealed record ChatOptions
 
     public bool Raw { get; init; }
 
+    public bool Quiet { get; init; }
+
     public bool Verbose { get; init; }
 
     public SamplingOptions Sampling => new(Temperature, TopK, TopP, Seed);

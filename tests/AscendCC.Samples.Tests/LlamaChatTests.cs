@@ -395,6 +395,20 @@ public class LlamaChatTests
     }
 
     [Test]
+    public void QuietShowsOneLinePerAttestationInsteadOfEveryStep()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string expected = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"));
+        var (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64", "--quiet");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Is.EqualTo(expected).Or.EqualTo(expected + "\n"), "the reply is unchanged");
+        string[] attested = stderr.Split('\n').Where(l => l.Contains("NPU attested, all 12 checks passed", StringComparison.Ordinal)).ToArray();
+        Assert.That(attested, Has.Length.EqualTo(2), "the model provider's and the data owner's attestation, one line each:\n" + stderr);
+        Assert.That(stderr, Does.Not.Contain("PASS").And.Not.Contain("manifest digest").And.Not.Contain("model provider >"));
+        Assert.That(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.LessThan(10), stderr);
+    }
+
+    [Test]
     public void UnknownAttackNameIsAnErrorPointingToTheList()
     {
         var (exit, stdout, stderr) = RunChat("--attack", "NoSuchAttack");

@@ -29,30 +29,58 @@ internal sealed class ChatUi
     /// <summary>Diagnostics shown with --verbose.</summary>
     public ILogger Logger { get; }
 
+    /// <summary>
+    /// --quiet: no party steps, no evidence and, for an attestation that passed, one summary line
+    /// instead of every check. A failed attestation, warnings and errors are always shown in full.
+    /// </summary>
+    public bool Quiet { get; init; }
+
     public IAnsiConsole Console => _console;
 
     /// <summary>A party starts a step.</summary>
     public void Step(string party, string what)
     {
-        _console.MarkupLine($"[bold deepskyblue1]{Spectre.Console.Markup.Escape(party)}[/] [grey]>[/] {Spectre.Console.Markup.Escape(what)}");
+        if (!Quiet)
+        {
+            _console.MarkupLine($"[bold deepskyblue1]{Spectre.Console.Markup.Escape(party)}[/] [grey]>[/] {Spectre.Console.Markup.Escape(what)}");
+        }
         Logger.LogDebug("{Party}: {Step}", party, what);
     }
 
     /// <summary>A piece of evidence for the step.</summary>
-    public void Evidence(string label, string value) =>
-        _console.MarkupLine($"    [grey]{Spectre.Console.Markup.Escape(label)}:[/] [white]{Spectre.Console.Markup.Escape(value)}[/]");
+    public void Evidence(string label, string value)
+    {
+        if (!Quiet)
+        {
+            _console.MarkupLine($"    [grey]{Spectre.Console.Markup.Escape(label)}:[/] [white]{Spectre.Console.Markup.Escape(value)}[/]");
+        }
+    }
 
     /// <summary>Every named check <paramref name="verifier"/>'s verifier made, with pass/fail.</summary>
     public void Checks(string verifier, AttestationResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
+        bool summary = Quiet && result.PolicySatisfied;
+        if (summary)
+        {
+            AscendCC.Protocol.Attestation.AttestationReport? report = result.Report;
+            _console.MarkupLine(Spectre.Console.Markup.Escape(
+                $"{verifier}: NPU attested, all {result.Checks.Count} checks passed (firmware {report?.FirmwareVersion} SVN {report?.FirmwareSvn}, CC {report?.CcMode}, debug {report?.DebugState})"));
+        }
         foreach (CheckResult check in result.Checks)
         {
+            Logger.LogDebug("{Verifier} attestation check {Check}: {Verdict} ({Detail})", verifier, check.Check, check.Passed ? "PASS" : "FAIL", check.Detail);
+            if (summary)
+            {
+                continue;
+            }
             string mark = check.Passed ? "[green]PASS[/]" : "[red]FAIL[/]";
             _console.MarkupLine($"    {mark} {Spectre.Console.Markup.Escape(check.Check.ToString())} [grey]{Spectre.Console.Markup.Escape(check.Detail)}[/]");
-            Logger.LogDebug("{Verifier} attestation check {Check}: {Verdict} ({Detail})", verifier, check.Check, check.Passed ? "PASS" : "FAIL", check.Detail);
         }
-        _console.MarkupLine(result.PolicySatisfied ? "    [green]policy satisfied[/]" : "    [red]policy NOT satisfied[/]");
+        if (!summary)
+        {
+            _console.MarkupLine(result.PolicySatisfied ? "    [green]policy satisfied[/]" : "    [red]policy NOT satisfied[/]");
+        }
         Logger.LogInformation("{Verifier} attestation: {Passed} of {Total} checks passed, policy {Verdict}", verifier, result.Checks.Count(c => c.Passed), result.Checks.Count, result.PolicySatisfied ? "satisfied" : "NOT satisfied");
     }
 
