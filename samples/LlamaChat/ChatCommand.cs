@@ -7,6 +7,20 @@ namespace LlamaChat;
 /// <summary>The command line (System.CommandLine 2.0): options, validation, and the hand-off to <see cref="ChatApp"/>.</summary>
 internal static class ChatCommand
 {
+    private const string Description = """
+        LlamaChat: confidential LLM chat on a simulated Ascend-style NPU (ASCEND-CC), every party in one process.
+
+        Examples:
+          LlamaChat                                         chat with the demo model (trained and cached on first run)
+          LlamaChat -m ../shared/models/stories260K -p "Once upon a time" -t 0 -n 64
+                                                            one-shot completion, greedy; the story goes to stdout
+          LlamaChat -m ../shared/models/gptneo-shakespeare -p "ROMEO:" -t 0 -n 70 --quiet
+                                                            a GPT-Neo, one summary line per attestation
+          LlamaChat -m MODEL --no-cc                        the same device with confidential computing off
+          LlamaChat -m MODEL -p "Q: 2+2?" --stop "Q:"       end the reply where the model starts a new question
+          LlamaChat --attack list                           the malicious-host attacks; --attack NAME runs one
+        """;
+
     public static RootCommand Create(Func<ChatOptions, int> run)
     {
         var model = new Option<string?>("--model", "-m") { Description = "Hugging Face model folder, or a llama2.c .bin (with --tokenizer). Default: the demo Llama, trained on first run and cached." };
@@ -27,7 +41,7 @@ internal static class ChatCommand
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No party steps or evidence; a passed attestation is one summary line (a failed one is shown in full)." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic log on stderr: boot, attestation checks, key release, package load phases and each generation's prefill/decode, with timings." };
 
-        var root = new RootCommand("LlamaChat: confidential LLM chat on a simulated Ascend-style NPU (ASCEND-CC), every party in one process.")
+        var root = new RootCommand(Description)
         {
             model, tokenizer, prompt, maxTokens, temperature, topP, topK, seed, stop, noCc, mode, transcript, attack, raw, quiet, verbose,
         };

@@ -409,6 +409,15 @@ public class LlamaChatTests
     }
 
     [Test]
+    public void HelpShowsExamples()
+    {
+        var (exit, stdout, _) = RunChat("--help");
+        Assert.That(exit, Is.EqualTo(0));
+        Assert.That(stdout, Does.Contain("Examples:").And.Contain("-p \"Once upon a time\" -t 0 -n 64").And.Contain("--attack list"));
+        Assert.That(stdout, Does.Contain("--stop").And.Contain("--quiet"), "every option is listed");
+    }
+
+    [Test]
     public void UnknownAttackNameIsAnErrorPointingToTheList()
     {
         var (exit, stdout, stderr) = RunChat("--attack", "NoSuchAttack");
