@@ -50,6 +50,10 @@ public sealed class VerifierEdgeTests : IDisposable
         Assert.That(refusal.Message, Is.EqualTo("The device's attestation does not satisfy the policy: DebugLocked: debug unlocked: memory dumps and tracing could reveal data. Nothing was sent to the device."));
         Assert.That(refusal.Result, Is.SameAs(result));
         Assert.That(new AttestationFailedException((AttestationResult)null!).Message, Does.StartWith("The device's attestation does not satisfy the policy: . "), "a missing result still gives a message, not a crash");
+
+        using EmulatedDevice worse = _world.Device(CcMode.DevTools, DebugState.Unlocked);
+        Assert.That(new AttestationFailedException(Verify(worse)).Message, Does.Contain(
+            "CcMode: CC mode DevTools: debug tooling is available on this device; the default policy refuses it; DebugLocked: debug unlocked"), "every failure, separated");
     }
 
     [Test]
@@ -232,6 +236,8 @@ public sealed class VerifierEdgeTests : IDisposable
         AttestationResult broken = Verify(device, new VerificationPolicy { MinimumSvn = 1 }, untrusted);
         Assert.That(broken[AttestationCheck.SvnMinimum].Detail, Is.EqualTo($"SVN {svn} ≥ minimum 1 from the policy's explicit MinimumSvn (the verifier holds no trustworthy TCB recovery statement)"));
 
+        Assert.That(Verify(device)[AttestationCheck.SvnMinimum].Detail, Does.Match(@"^SVN \d+ ≥ minimum \d+ from the manufacturer's TCB recovery statement #1 \(issued [^)]+\)$"),
+            "with no explicit minimum in the policy, nothing follows the statement");
         AttestationResult lowerExplicit = Verify(device, new VerificationPolicy { MinimumSvn = 1 });
         Assert.That(lowerExplicit[AttestationCheck.SvnMinimum].Detail, Does.EndWith("; the policy's explicit MinimumSvn 1 is not higher"));
     }
