@@ -5,6 +5,7 @@ using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Llama;
 
 namespace AscendCC.Benchmarks;
 

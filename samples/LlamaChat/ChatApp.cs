@@ -9,6 +9,7 @@ using LlamaChat.Hosting;
 using LlamaChat.Ui;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
+using AscendCC.Runtime.Tokenizers;
 
 namespace LlamaChat;
 

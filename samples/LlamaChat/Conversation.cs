@@ -1,5 +1,6 @@
 using AscendCC.Runtime.Models;
 using LlamaChat.Demo;
+using AscendCC.Runtime.Tokenizers;
 
 namespace LlamaChat;
 

@@ -5,6 +5,7 @@ using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.Verification;
 using Microsoft.Extensions.AI;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Client;
 

@@ -4,6 +4,7 @@ using AscendCC.Tests;
 using LlamaChat;
 using LlamaChat.Demo;
 using NUnit.Framework;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Samples.Tests;
 

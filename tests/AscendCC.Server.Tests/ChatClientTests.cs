@@ -5,6 +5,7 @@ using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Tests;
 using Microsoft.Extensions.AI;
 using NUnit.Framework;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Server.Tests;
 

@@ -126,7 +126,7 @@ public sealed class ServerTests : IDisposable
             }
         }
         int checkedWindows = 0;
-        foreach (string name in AscendCC.Runtime.Models.LlamaTensorNames.Expected(AscendCC.Attacks.TinyLlama.Config()).Select(t => t.Name))
+        foreach (string name in AscendCC.Runtime.Llama.LlamaTensorNames.Expected(AscendCC.Attacks.TinyLlama.Config()).Select(t => t.Name))
         {
             byte[] weights = _world.Weights(name).Bytes.ToArray();
             for (int i = 0; i + 32 <= weights.Length; i++, checkedWindows++)

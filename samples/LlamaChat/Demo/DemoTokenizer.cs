@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using AscendCC.Runtime.Tokenizers;
 
 namespace LlamaChat.Demo;
 

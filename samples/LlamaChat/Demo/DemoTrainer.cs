@@ -7,6 +7,7 @@ using System.Text.Json;
 using AscendCC.Runtime.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using AscendCC.Runtime.Tokenizers;
 
 namespace LlamaChat.Demo;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using AscendCC.Runtime.Llama;
 
 namespace AscendCC.Runtime.Models;
 

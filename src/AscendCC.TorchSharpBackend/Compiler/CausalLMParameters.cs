@@ -2,6 +2,7 @@ using AscendCC.Runtime.GptNeo;
 using AscendCC.Runtime.Models;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using AscendCC.Runtime.Llama;
 
 namespace AscendCC.TorchSharpBackend;
 

@@ -3,6 +3,7 @@ using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
 using static TorchSharp.torch;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.TorchSharpBackend;
 

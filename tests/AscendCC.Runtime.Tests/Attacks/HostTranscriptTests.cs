@@ -12,6 +12,7 @@ using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Tests;
 using NUnit.Framework;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Runtime.Tests.Attacks;
 

@@ -6,6 +6,7 @@ using AscendCC.Tests.TorchGptNeo;
 using AscendCC.TorchSharpBackend;
 using NUnit.Framework;
 using static TorchSharp.torch;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Runtime.Tests.Backend;
 

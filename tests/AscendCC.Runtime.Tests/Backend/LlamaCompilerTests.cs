@@ -11,6 +11,7 @@ using NUnit.Framework;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Runtime.Tests.Backend;
 

@@ -8,6 +8,7 @@ using AscendCC.TorchSharpBackend;
 using NUnit.Framework;
 using static TorchSharp.torch;
 using TinyCausalLM = AscendCC.Runtime.Tests.Backend.LlamaCompilerTests.TinyCausalLM;
+using AscendCC.Runtime.Llama;
 
 namespace AscendCC.Runtime.Tests.Backend;
 

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using AscendCC.Runtime.Models;
 using NUnit.Framework;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Runtime.Tests.Models;
 

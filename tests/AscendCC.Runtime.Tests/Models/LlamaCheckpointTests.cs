@@ -4,6 +4,7 @@ using AscendCC.Tests;
 using AscendCC.Tests.TorchLlama;
 using NUnit.Framework;
 using static TorchSharp.torch;
+using AscendCC.Runtime.Llama;
 
 namespace AscendCC.Runtime.Tests.Models;
 

@@ -1,5 +1,6 @@
 using AscendCC.Runtime.Models;
 using NUnit.Framework;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Runtime.Tests.Models;
 

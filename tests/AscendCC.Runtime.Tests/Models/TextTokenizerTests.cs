@@ -3,6 +3,7 @@ using System.Text.Json;
 using AscendCC.Runtime.Models;
 using AscendCC.Tests;
 using NUnit.Framework;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Runtime.Tests.Models;
 

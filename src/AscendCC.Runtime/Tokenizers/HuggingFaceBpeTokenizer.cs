@@ -1,8 +1,9 @@
 using System.Text;
 using System.Text.Json;
 using Microsoft.ML.Tokenizers;
+using AscendCC.Runtime.Models;
 
-namespace AscendCC.Runtime.Models;
+namespace AscendCC.Runtime.Tokenizers;
 
 /// <summary>
 /// A Hugging Face <c>tokenizer.json</c> with a BPE model in the SentencePiece style Llama 2 and

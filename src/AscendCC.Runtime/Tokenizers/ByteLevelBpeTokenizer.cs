@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
-namespace AscendCC.Runtime.Models;
+namespace AscendCC.Runtime.Tokenizers;
 
 /// <summary>
 /// A Hugging Face <c>tokenizer.json</c> with a byte-level BPE model, as GPT-2, Llama 3 and Qwen use:

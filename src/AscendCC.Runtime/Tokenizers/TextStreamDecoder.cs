@@ -1,4 +1,4 @@
-namespace AscendCC.Runtime.Models;
+namespace AscendCC.Runtime.Tokenizers;
 
 /// <summary>
 /// Turns token ids into text one token at a time, as they are generated, so that the pieces printed

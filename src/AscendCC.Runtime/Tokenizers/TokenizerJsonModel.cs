@@ -1,6 +1,7 @@
 using System.Text.Json;
+using AscendCC.Runtime.Models;
 
-namespace AscendCC.Runtime.Models;
+namespace AscendCC.Runtime.Tokenizers;
 
 /// <summary>
 /// What the two tokenizer.json readers (SentencePiece-style and byte-level BPE) share: the file they

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace AscendCC.Runtime.Models;
+namespace AscendCC.Runtime.Tokenizers;
 
 /// <summary>
 /// Finds the first of a caller's stop strings (OpenAI's and ollama's <c>stop</c>, llama-cli's

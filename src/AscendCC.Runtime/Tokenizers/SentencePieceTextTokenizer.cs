@@ -1,0 +1,26 @@
+using System.Text;
+using Microsoft.ML.Tokenizers;
+
+namespace AscendCC.Runtime.Tokenizers;
+
+/// <summary>SentencePiece through Microsoft.ML.Tokenizers' LlamaTokenizer.</summary>
+internal sealed class SentencePieceTextTokenizer(LlamaTokenizer tokenizer) : TextTokenizer
+{
+    public override int VocabSize => tokenizer.Vocabulary.Count;
+
+    public override int BosId => tokenizer.BeginningOfSentenceId;
+
+    public override int EosId => tokenizer.EndOfSentenceId;
+
+    public override IReadOnlyList<int> Encode(string text, bool addBos = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return tokenizer.EncodeToIds(text, addBeginningOfSentence: addBos, addEndOfSentence: false);
+    }
+
+    public override string Decode(IEnumerable<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        return tokenizer.Decode(ids, considerSpecialTokens: false);
+    }
+}

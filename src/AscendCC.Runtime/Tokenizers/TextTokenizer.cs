@@ -1,0 +1,100 @@
+using System.Text;
+using Microsoft.ML.Tokenizers;
+using AscendCC.Runtime.Models;
+
+namespace AscendCC.Runtime.Tokenizers;
+
+/// <summary>
+/// Text to token ids and back for Llama-family models, whatever file the tokenizer came in:
+/// SentencePiece <c>tokenizer.model</c>, Hugging Face <c>tokenizer.json</c> (SentencePiece-style BPE with
+/// byte fallback as in Llama 2 / Mistral, or byte-level BPE as in Llama 3 / GPT-2 / Qwen) or llama2.c <c>tok*.bin</c>.
+/// </summary>
+public abstract class TextTokenizer
+{
+    private static readonly string[] FolderCandidates = ["tokenizer.json", "tokenizer.model", "tokenizer.bin"];
+
+    /// <summary>Number of ids the tokenizer can produce.</summary>
+    public abstract int VocabSize { get; }
+
+    /// <summary>Beginning-of-sequence id.</summary>
+    public abstract int BosId { get; }
+
+    /// <summary>
+    /// True when the tokenizer defines a beginning-of-sequence token that a sequence starts with (Llama's
+    /// &lt;s&gt;); false for tokenizers whose models take none (GPT-2 style byte-level BPE, as GPT-Neo's).
+    /// Encode with <c>addBos: tokenizer.HasBos</c> to start a sequence as the model was trained.
+    /// </summary>
+    public virtual bool HasBos => true;
+
+    /// <summary>End-of-sequence id.</summary>
+    public abstract int EosId { get; }
+
+    /// <summary>Encodes <paramref name="text"/>, with BOS first when <paramref name="addBos"/>.</summary>
+    public abstract IReadOnlyList<int> Encode(string text, bool addBos = true);
+
+    /// <summary>Decodes ids to text: special tokens are dropped, byte pieces (&lt;0xNN&gt; byte fallback, or
+    /// byte-level tokens) are joined into UTF-8, and the leading space the encoder prepends is removed.</summary>
+    public abstract string Decode(IEnumerable<int> ids);
+
+    /// <summary>
+    /// Loads a tokenizer from a file or a model folder. A folder is searched for tokenizer.json, then
+    /// tokenizer.model, then tokenizer.bin / tok*.bin; a file is recognised by its name (.json, .model, .bin).
+    /// </summary>
+    public static TextTokenizer Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        path = Path.GetFullPath(path);
+        if (Directory.Exists(path))
+        {
+            string? found = FolderCandidates
+                .Select(n => Path.Combine(path, n))
+                .FirstOrDefault(File.Exists)
+                ?? Directory.EnumerateFiles(path, "tok*.bin").Order(StringComparer.Ordinal).FirstOrDefault();
+            return found is null
+                ? throw new CheckpointFormatException(path, null, "contains no tokenizer.json, tokenizer.model or tok*.bin.", "Copy the model's tokenizer file into the folder or pass its path.")
+                : Load(found);
+        }
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Tokenizer not found: {path}. Pass tokenizer.json, tokenizer.model, a llama2.c tok*.bin or a model folder.", path);
+        }
+        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+        {
+            return HuggingFaceBpeTokenizer.LoadFile(path);
+        }
+        if (path.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
+        {
+            using var stream = File.OpenRead(path);
+            return LoadSentencePiece(stream, path);
+        }
+        if (path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
+        {
+            return Llama2cTokenizer.LoadFile(path);
+        }
+        throw new CheckpointFormatException(path, null, "is not a recognised tokenizer file.", "Pass tokenizer.json (Hugging Face), tokenizer.model (SentencePiece) or tok*.bin (llama2.c).");
+    }
+
+    /// <summary>Loads a SentencePiece BPE model (Llama 2's tokenizer.model); <paramref name="source"/> names it in errors.</summary>
+    public static TextTokenizer LoadSentencePiece(Stream modelStream, string source = "tokenizer.model")
+    {
+        ArgumentNullException.ThrowIfNull(modelStream);
+        LlamaTokenizer tokenizer;
+        try
+        {
+            tokenizer = LlamaTokenizer.Create(modelStream, addBeginOfSentence: true, addEndOfSentence: false);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or IOException or Google.Protobuf.InvalidProtocolBufferException)
+        {
+            throw new CheckpointFormatException(source, null, $"is not a SentencePiece BPE model ({e.Message}).", "Pass the tokenizer.model that came with the checkpoint.", e);
+        }
+        return new SentencePieceTextTokenizer(tokenizer);
+    }
+
+    /// <summary>Parses "&lt;0xNN&gt;" byte-fallback pieces.</summary>
+    internal static bool TryParseBytePiece(ReadOnlySpan<char> piece, out byte value)
+    {
+        value = 0;
+        return piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
+            && byte.TryParse(piece.Slice(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out value);
+    }
+}
