@@ -24,11 +24,10 @@ public static class ChatApp
     private const int MaxBatchTokens = 64;
 
     /// <summary>
-    /// KV cache cap, whatever the model's own maximum: the chat re-sends the whole history, sealed, every
-    /// turn, so a short context keeps replies quick on a CPU-simulated NPU and the staged prompt record
-    /// small. (Any context works: the device reads the record's own length from its header.)
+    /// Default KV cache cap (--ctx-size overrides it up to the model's maximum): the chat re-sends the
+    /// whole history, sealed, every turn, and the simulated NPU's memory is the host's.
     /// </summary>
-    private const int ContextCap = 256;
+    private const int ContextCap = 2048;
 
     /// <summary>
     /// Runs LlamaChat with explicit streams: the reply (in raw completion mode, the prompt and its
@@ -133,6 +132,7 @@ public static class ChatApp
 
     private static string? Validate(ChatOptions o) =>
         o.MaxTokens < 1 ? "--max-tokens must be at least 1."
+        : o.ContextSize is < 0 or 1 ? "--ctx-size must be at least 2 (or 0 for the model's maximum, at most 2048)."
         : !(o.Temperature >= 0) ? "--temperature must be 0 (greedy) or positive."
         : !(o.TopP > 0 && o.TopP <= 1) ? "--top-p must be in (0, 1]."
         : o.TopK < 0 ? "--top-k must be 0 (off) or positive."
@@ -183,7 +183,12 @@ public static class ChatApp
             completion ? "the prompt's tokens after BOS plus the new tokens" : "the reply's tokens");
         ui.Evidence("model", $"{modelName}: {checkpoint.Config.Family}, {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.KeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
 
-        int maxContext = Math.Min(checkpoint.Config.MaxPositionEmbeddings, ContextCap);
+        int modelContext = checkpoint.Config.MaxPositionEmbeddings;
+        if (options.ContextSize > modelContext)
+        {
+            throw new ChatInputException($"--ctx-size {options.ContextSize} is more than the {modelContext} positions {modelName} was trained for; pass at most {modelContext}");
+        }
+        int maxContext = options.ContextSize > 0 ? options.ContextSize : Math.Min(modelContext, ContextCap);
         IReadOnlyCollection<int> stop = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
         var conversation = new Conversation(tokenizer, format, stop);
         if (options.Prompt is { } oneShot)
@@ -196,7 +201,8 @@ public static class ChatApp
             }
             if (context.Count >= maxContext)
             {
-                throw new ChatInputException($"the prompt is {context.Count} tokens; the context holds {maxContext}, so it must be at most {maxContext - 1}");
+                throw new ChatInputException($"the prompt is {context.Count} tokens; the context holds {maxContext}, so it must be at most {maxContext - 1}"
+                    + (maxContext < modelContext ? $"; pass --ctx-size up to {modelContext}" : ""));
             }
             if (NoRoomToGenerate(conversation, options, completion) is { } problem)
             {
@@ -252,12 +258,21 @@ public static class ChatApp
                 continue;
             }
             IReadOnlyList<int> context = conversation.AddUserTurn(input);
-            if (context.Count >= engine.MaxContext)
+            // Room for a reply: the turn must leave at least a quarter of the context (or --max-tokens, if less).
+            int room = Math.Max(1, Math.Min(options.MaxTokens, engine.MaxContext / 4));
+            if (conversation.LatestTurnAlone > engine.MaxContext - room)
             {
-                int tokens = context.Count;
+                int tokens = conversation.LatestTurnAlone;
                 conversation.UndoUserTurn();
-                ui.Warning($"the conversation would be {tokens} tokens; the context holds {engine.MaxContext}. Type /reset to start over.");
+                ui.Warning($"this turn is {tokens} tokens; the context holds {engine.MaxContext} and keeps {room} for the reply, so a turn can be at most {engine.MaxContext - room} tokens. Shorten it"
+                    + (engine.MaxContext < modelContext ? $", or pass --ctx-size up to {modelContext}." : "."));
                 continue;
+            }
+            if (context.Count > engine.MaxContext - room)
+            {
+                (int turns, int dropped) = conversation.DropOldestTurns(engine.MaxContext - room);
+                ui.Notice($"the context is full: dropped the oldest {turns} turn{(turns == 1 ? "" : "s")} ({dropped} tokens) to fit {engine.MaxContext}; /reset starts over");
+                context = conversation.Tokens;
             }
             if (NoRoomToGenerate(conversation, options, completion) is { } problem)
             {
@@ -338,6 +353,11 @@ public static class ChatApp
             reply.RemoveRange(kept, reply.Count - kept);
         }
         conversation.AddReply(reply);
+        bool endedByModel = stops.Stopped || (reply.Count > 0 && conversation.StopTokens.Contains(reply[^1]));
+        if (!endedByModel && reply.Count >= budget && budget == engine.MaxContext - promptTokens)
+        {
+            ui.Notice($"the reply was cut at the end of the context ({engine.MaxContext} tokens): the next turn drops the oldest turns; --ctx-size sets the context");
+        }
         double prefillSeconds = firstToken.TotalSeconds, decodeSeconds = (total - firstToken).TotalSeconds;
         int decoded = Math.Max(0, reply.Count - 1);
         bool stopped = reply.Count > 0 && conversation.StopTokens.Contains(reply[^1]);

@@ -14,6 +14,9 @@ internal sealed record ChatOptions
 
     public int MaxTokens { get; init; } = 128;
 
+    /// <summary>--ctx-size: tokens the context holds; 0 for the default.</summary>
+    public int ContextSize { get; init; }
+
     public float Temperature { get; init; } = 0.8f;
 
     public float TopP { get; init; } = 0.9f;

@@ -12,6 +12,8 @@ namespace LlamaChat;
 internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, IReadOnlyCollection<int> stopTokens)
 {
     private readonly List<int> _tokens = [];
+    // Where each user turn (with the BOS that opened its document, if any) starts in _tokens.
+    private readonly List<int> _turnStarts = [];
     private int _beforeTurn;
     private bool _turnOpenedDocument;
     private bool _endedWithStop;
@@ -34,6 +36,7 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
     public IReadOnlyList<int> AddUserTurn(string text)
     {
         _beforeTurn = _tokens.Count;
+        _turnStarts.Add(_tokens.Count);
         string turn = format is null ? text : format.UserPrefix + text + format.AssistantPrefix;
         // A reply that ended with end-of-sequence closed a document; the next turn opens a new one, as in training.
         // A tokenizer with no BOS (GPT-Neo's) starts a document with its first text token.
@@ -52,7 +55,40 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
     public void UndoUserTurn()
     {
         _tokens.RemoveRange(_beforeTurn, _tokens.Count - _beforeTurn);
+        _turnStarts.RemoveAt(_turnStarts.Count - 1);
         _turnOpenedDocument = false;
+    }
+
+    /// <summary>Tokens of the latest user turn alone, with a BOS in front when the model takes one.</summary>
+    public int LatestTurnAlone => _tokens.Count - _beforeTurn + (tokenizer.HasBos && !_turnOpenedDocument ? 1 : 0);
+
+    /// <summary>
+    /// Drops the oldest whole turns (each user turn with its reply), never the latest, until the
+    /// context is at most <paramref name="maxTokens"/> tokens; the context keeps starting with BOS.
+    /// Returns how many turns and tokens were dropped.
+    /// </summary>
+    public (int Turns, int Tokens) DropOldestTurns(int maxTokens)
+    {
+        int turns = 0, tokens = 0;
+        while (_tokens.Count > maxTokens && _turnStarts.Count > 1)
+        {
+            int from = _turnStarts[0], to = _turnStarts[1];
+            // The first turn's BOS opens the context: keep it unless the next turn brings its own.
+            bool keepBos = tokenizer.HasBos && from < to && _tokens[from] == tokenizer.BosId && _tokens[to] != tokenizer.BosId;
+            int start = keepBos ? from + 1 : from;
+            int removed = to - start;
+            _tokens.RemoveRange(start, removed);
+            _turnStarts.RemoveAt(0);
+            for (int i = 0; i < _turnStarts.Count; i++)
+            {
+                _turnStarts[i] -= removed;
+            }
+            _turnStarts[0] = from;
+            _beforeTurn -= removed;
+            turns++;
+            tokens += removed;
+        }
+        return (turns, tokens);
     }
 
     public void AddReply(IReadOnlyList<int> reply)
@@ -64,6 +100,7 @@ internal sealed class Conversation(TextTokenizer tokenizer, ChatFormat? format, 
     public void Reset()
     {
         _tokens.Clear();
+        _turnStarts.Clear();
         _beforeTurn = 0;
         _turnOpenedDocument = false;
         _endedWithStop = false;

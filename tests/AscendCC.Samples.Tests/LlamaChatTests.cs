@@ -419,6 +419,32 @@ public class LlamaChatTests
     }
 
     [Test]
+    public void AChatThatOutgrowsTheContextDropsItsOldestTurnsAndSaysSo()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        // Raw completion, -n 16: each turn is BOS-less text plus its continuation; a context of 48 holds
+        // about two turns, and keeps 12 (a quarter) for the reply.
+        const string script = "Once upon a time\nLily had a dog\nThe sun was hot\nTom went home\n";
+        var (exit, stdout, stderr) = RunChatWithInput(script, "--model", folder, "--temperature", "0", "--max-tokens", "16", "--ctx-size", "48", "--verbose");
+        Assert.That(exit, Is.EqualTo(0), stdout + stderr);
+        Assert.That(System.Text.RegularExpressions.Regex.Count(PlainText(stdout), "llama>"), Is.EqualTo(4), "every turn is answered");
+        Assert.That(stderr, Does.Match(@"the context is full: dropped the oldest \d+ turns? \(\d+ tokens\) to fit 48"));
+        int[] sealedTokens = System.Text.RegularExpressions.Regex.Matches(stderr, @"data owner sealed (\d+) prompt tokens")
+            .Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.That(sealedTokens, Has.Length.EqualTo(4));
+        Assert.That(sealedTokens, Has.All.LessThanOrEqualTo(48 - 12), "the history sent never leaves less than a quarter of the context for the reply");
+
+        // A one-shot reply that runs into the end of a small context says so.
+        (exit, _, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64", "--ctx-size", "12");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Contain("the reply was cut at the end of the context (12 tokens)"));
+
+        (exit, _, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--ctx-size", "4096");
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(stderr, Does.Contain("--ctx-size 4096 is more than the 512 positions"));
+    }
+
+    [Test]
     public void UnknownAttackNameIsAnErrorPointingToTheList()
     {
         var (exit, stdout, stderr) = RunChat("--attack", "NoSuchAttack");

@@ -86,6 +86,9 @@ internal sealed class ChatUi
 
     public void Warning(string text) => _console.MarkupLine($"[yellow]{Spectre.Console.Markup.Escape(text)}[/]");
 
+    /// <summary>Something the chat did on the user's behalf (e.g. dropped old turns): always on standard error.</summary>
+    public void Notice(string text) => _errors.MarkupLine($"[yellow]{Spectre.Console.Markup.Escape(text)}[/]");
+
     public void Error(string text) => _errors.MarkupLine($"[red]error:[/] {Spectre.Console.Markup.Escape(text)}");
 
     public void Info(string text) => _console.MarkupLine($"[grey]{Spectre.Console.Markup.Escape(text)}[/]");
