@@ -1,0 +1,147 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.AI;
+
+namespace ConfidentialProxy;
+
+/// <summary>One message of an OpenAI chat request.</summary>
+/// <param name="Role">system, user or assistant.</param>
+/// <param name="Content">Its text.</param>
+public sealed record OpenAiMessage(
+    [property: JsonPropertyName("role")] string Role,
+    [property: JsonPropertyName("content")] string? Content);
+
+/// <summary>The fields of an OpenAI <c>/v1/chat/completions</c> request this proxy honours; others are ignored.</summary>
+public sealed record OpenAiChatRequest
+{
+    /// <summary>The model's id (informational: the proxy serves the one model its client requires).</summary>
+    [JsonPropertyName("model")] public string? Model { get; init; }
+
+    /// <summary>The conversation.</summary>
+    [JsonPropertyName("messages")] public IReadOnlyList<OpenAiMessage>? Messages { get; init; }
+
+    /// <summary>Stream server-sent events.</summary>
+    [JsonPropertyName("stream")] public bool Stream { get; init; }
+
+    /// <summary>Sampling temperature; 0 is greedy.</summary>
+    [JsonPropertyName("temperature")] public float? Temperature { get; init; }
+
+    /// <summary>Nucleus threshold.</summary>
+    [JsonPropertyName("top_p")] public float? TopP { get; init; }
+
+    /// <summary>Most new tokens (the older name).</summary>
+    [JsonPropertyName("max_tokens")] public int? MaxTokens { get; init; }
+
+    /// <summary>Most new tokens.</summary>
+    [JsonPropertyName("max_completion_tokens")] public int? MaxCompletionTokens { get; init; }
+
+    /// <summary>Seed of the device's sampler.</summary>
+    [JsonPropertyName("seed")] public long? Seed { get; init; }
+
+    /// <summary>A stop string or a list of them.</summary>
+    [JsonPropertyName("stop")] public JsonElement? Stop { get; init; }
+}
+
+/// <summary>
+/// OpenAI's chat completions and models endpoints over an <see cref="IChatClient"/> (in this proxy,
+/// <see cref="AscendCC.Client.ConfidentialChatClient"/>): the translation between the wire format
+/// unmodified clients speak and the .NET chat abstraction, nothing else.
+/// </summary>
+public static class OpenAiEndpoints
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
+
+    /// <summary>Maps <c>GET /v1/models</c> and <c>POST /v1/chat/completions</c>.</summary>
+    public static void MapOpenAi(this IEndpointRouteBuilder app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapGet("/v1/models", (IChatClient chat) =>
+        {
+            string id = chat.GetService<ChatClientMetadata>()?.DefaultModelId ?? "ascendcc";
+            return Results.Json(new { @object = "list", data = new[] { new { id, @object = "model", owned_by = "ascendcc" } } });
+        });
+        app.MapPost("/v1/chat/completions", Complete);
+    }
+
+    private static async Task Complete(HttpContext http, IChatClient chat, OpenAiChatRequest request, CancellationToken cancel)
+    {
+        if (request.Messages is not { Count: > 0 } messages)
+        {
+            await Problem(http, StatusCodes.Status400BadRequest, "messages is required: a non-empty list of {role, content}");
+            return;
+        }
+        if (messages.FirstOrDefault(m => m.Role is not ("system" or "user" or "assistant")) is { } bad)
+        {
+            await Problem(http, StatusCodes.Status400BadRequest, $"role '{bad.Role}' is not supported: use system, user or assistant");
+            return;
+        }
+        List<ChatMessage> chatMessages = [.. messages.Select(m => new ChatMessage(new ChatRole(m.Role), m.Content ?? ""))];
+        var options = new ChatOptions
+        {
+            Temperature = request.Temperature,
+            TopP = request.TopP,
+            MaxOutputTokens = request.MaxCompletionTokens ?? request.MaxTokens,
+            Seed = request.Seed,
+            StopSequences = Stops(request.Stop),
+        };
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string model = chat.GetService<ChatClientMetadata>()?.DefaultModelId ?? request.Model ?? "ascendcc";
+        if (!request.Stream)
+        {
+            ChatResponse response = await chat.GetResponseAsync(chatMessages, options, cancel);
+            await http.Response.WriteAsJsonAsync(new
+            {
+                id,
+                @object = "chat.completion",
+                created,
+                model,
+                choices = new[] { new { index = 0, message = new { role = "assistant", content = response.Text }, finish_reason = FinishReason(response.FinishReason) } },
+                usage = new
+                {
+                    prompt_tokens = response.Usage?.InputTokenCount ?? 0,
+                    completion_tokens = response.Usage?.OutputTokenCount ?? 0,
+                    total_tokens = response.Usage?.TotalTokenCount ?? 0,
+                },
+            }, Json, cancel);
+            return;
+        }
+        http.Response.ContentType = "text/event-stream";
+        http.Response.Headers.CacheControl = "no-cache";
+        await foreach (ChatResponseUpdate update in chat.GetStreamingResponseAsync(chatMessages, options, cancel))
+        {
+            string? finish = update.FinishReason is { } reason ? FinishReason(reason) : null;
+            if (update.Text.Length == 0 && finish is null)
+            {
+                continue;
+            }
+            var chunk = new
+            {
+                id,
+                @object = "chat.completion.chunk",
+                created,
+                model,
+                choices = new[] { new { index = 0, delta = new { content = update.Text.Length > 0 ? update.Text : null }, finish_reason = finish } },
+            };
+            await http.Response.WriteAsync("data: " + JsonSerializer.Serialize(chunk, Json) + "\n\n", cancel);
+            await http.Response.Body.FlushAsync(cancel);
+        }
+        await http.Response.WriteAsync("data: [DONE]\n\n", cancel);
+    }
+
+    private static List<string>? Stops(JsonElement? stop) => stop switch
+    {
+        { ValueKind: JsonValueKind.String } s => [s.GetString()!],
+        { ValueKind: JsonValueKind.Array } a => [.. a.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.String).Select(e => e.GetString()!)],
+        _ => null,
+    };
+
+    private static string FinishReason(ChatFinishReason? reason) =>
+        reason == ChatFinishReason.Length ? "length" : "stop";
+
+    private static Task Problem(HttpContext http, int status, string detail)
+    {
+        http.Response.StatusCode = status;
+        return http.Response.WriteAsJsonAsync(new { error = new { message = detail, type = "invalid_request_error" } });
+    }
+}
