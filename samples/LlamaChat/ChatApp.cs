@@ -422,10 +422,16 @@ public static class ChatApp
         DemoTrainingSettings settings = DemoTrainingSettings.Default;
         string cacheRoot = DemoTrainer.DefaultCacheRoot;
         ui.Step("model provider", $"obtains the demo Llama (TorchSharp, trained on a generated corpus; cache {cacheRoot})");
-        DemoModelResult result = File.Exists(Path.Combine(cacheRoot, settings.Hash(), "model.safetensors"))
+        string cached = Path.Combine(cacheRoot, settings.Hash());
+        bool usable = !options.RebuildDemo && Directory.Exists(cached) && DemoCache.Verify(cached) is null;
+        DemoModelResult result = usable
             ? DemoTrainer.GetOrTrain(settings, cacheRoot)
             : ui.Progress("training", settings.Steps, report => DemoTrainer.GetOrTrain(settings, cacheRoot,
-                new InlineProgress<TrainingProgress>(p => report(p.Step, $"step {p.Step}/{p.Steps} loss {p.Loss:F3}"))));
+                new InlineProgress<TrainingProgress>(p => report(p.Step, $"step {p.Step}/{p.Steps} loss {p.Loss:F3}")), options.RebuildDemo));
+        if (result.RebuiltBecause is { } reason)
+        {
+            ui.Notice($"the demo model cache at {cached} was rebuilt: {reason}");
+        }
         ui.Evidence("demo model", result.FromCache
             ? $"cached at {result.Folder}"
             : $"trained in {result.Elapsed.TotalSeconds:F0} s, final loss {result.FinalLoss:F3}, saved to {result.Folder}");

@@ -39,12 +39,13 @@ internal static class ChatCommand
         var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model); a model without a turn format is always in this mode." };
         var stop = new Option<string[]>("--stop") { Description = "End the reply where this text appears (repeatable; the text itself is not shown), as llama-cli's -r and ollama's stop. Matched across token boundaries.", AllowMultipleArgumentsPerToken = false };
         var contextSize = new Option<int>("--ctx-size", "-c") { Description = "Tokens the context (KV cache) holds; default: the model's maximum, at most 2048. A chat that outgrows it drops its oldest turns." };
+        var rebuildDemo = new Option<bool>("--rebuild-demo") { Description = "Train the demo model again even if its cache checks out." };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No party steps or evidence; a passed attestation is one summary line (a failed one is shown in full)." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic log on stderr: boot, attestation checks, key release, package load phases and each generation's prefill/decode, with timings." };
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, seed, stop, noCc, mode, transcript, attack, raw, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, seed, stop, noCc, mode, transcript, attack, raw, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -63,6 +64,7 @@ internal static class ChatCommand
             Transcript = r.GetValue(transcript),
             Attack = r.GetValue(attack),
             Raw = r.GetValue(raw),
+            RebuildDemo = r.GetValue(rebuildDemo),
             Quiet = r.GetValue(quiet),
             Verbose = r.GetValue(verbose),
         }));

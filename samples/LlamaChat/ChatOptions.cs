@@ -38,6 +38,8 @@ internal sealed record ChatOptions
 
     public bool Raw { get; init; }
 
+    public bool RebuildDemo { get; init; }
+
     public bool Quiet { get; init; }
 
     public bool Verbose { get; init; }

@@ -89,7 +89,11 @@ public readonly record struct TrainingProgress(int Step, int Steps, double Loss)
 /// <param name="FromCache">True when an earlier run's model was reused.</param>
 /// <param name="Elapsed">Training time (zero from cache).</param>
 /// <param name="FinalLoss">Mean loss over the last steps (NaN from cache).</param>
-public sealed record DemoModelResult(string Folder, bool FromCache, TimeSpan Elapsed, double FinalLoss);
+public sealed record DemoModelResult(string Folder, bool FromCache, TimeSpan Elapsed, double FinalLoss)
+{
+    /// <summary>Why an existing cache was not used (it failed its check, or a rebuild was asked for); null otherwise.</summary>
+    public string? RebuiltBecause { get; init; }
+}
 
 /// <summary>
 /// The model provider's training job for the demo: generates the corpus, builds the tokenizer,
@@ -106,36 +110,18 @@ public static class DemoTrainer
             Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
             "ascendcc", "llamachat-demo");
 
-    /// <summary>Returns the cached model for <paramref name="settings"/> or trains and caches it.</summary>
-    public static DemoModelResult GetOrTrain(DemoTrainingSettings settings, string cacheRoot, IProgress<TrainingProgress>? progress = null)
+    /// <summary>
+    /// Returns the cached model for <paramref name="settings"/>, or trains and caches it: when there is
+    /// none, when the cache fails its SHA-256 check (<see cref="DemoCache"/>), or when
+    /// <paramref name="rebuild"/> is set.
+    /// </summary>
+    public static DemoModelResult GetOrTrain(DemoTrainingSettings settings, string cacheRoot, IProgress<TrainingProgress>? progress = null, bool rebuild = false)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        string folder = Path.Combine(cacheRoot, settings.Hash());
-        if (File.Exists(Path.Combine(folder, "model.safetensors")))
-        {
-            return new DemoModelResult(folder, FromCache: true, TimeSpan.Zero, double.NaN);
-        }
-        // Train into a private folder and rename at the end, so an interrupted run never leaves a
-        // half-written model that a later run would trust.
-        string staging = Path.Combine(cacheRoot, $"{settings.Hash()}.tmp-{Environment.ProcessId}");
-        Directory.CreateDirectory(staging);
-        try
-        {
-            (TimeSpan elapsed, double loss) = Train(settings, staging, progress);
-            if (Directory.Exists(folder))
-            {
-                Directory.Delete(folder, recursive: true);
-            }
-            Directory.Move(staging, folder);
-            return new DemoModelResult(folder, FromCache: false, elapsed, loss);
-        }
-        finally
-        {
-            if (Directory.Exists(staging))
-            {
-                Directory.Delete(staging, recursive: true);
-            }
-        }
+        TimeSpan elapsed = TimeSpan.Zero;
+        double loss = double.NaN;
+        (string folder, bool fromCache, string? reason) = DemoCache.GetOrBuild(cacheRoot, settings.Hash(), rebuild, staging => (elapsed, loss) = Train(settings, staging, progress));
+        return new DemoModelResult(folder, fromCache, elapsed, loss) { RebuiltBecause = reason };
     }
 
     /// <summary>Trains into <paramref name="folder"/>; returns the training time and the mean loss of the last tenth of the steps.</summary>
