@@ -28,6 +28,25 @@ public class ConfidentialInferenceTests
         Assert.That(tokens, Is.EqualTo(reference.GeneratedTokens));
     }
 
+    [TestCase(ExecutionMode.Graph)]
+    [TestCase(ExecutionMode.Eager)]
+    public void EveryTokenRecordNamesItsPositionAndNeverEndOfSequence(ExecutionMode mode)
+    {
+        // The position in a token record is where the token goes: the prompt's length for the first,
+        // then one more per decode step. End of sequence is the data owner's to recognise (the device
+        // does not know the model's EOS ids, and the host must not learn it): the device never sets it.
+        using Testbed bed = Testbed.CreateTiny(new TestbedOptions { Mode = mode, MaxBatchTokens = 2 });
+        using CausalLM llama = bed.Load();
+        (Runtime.Trusted.DataOwners.DataOwnerSession owner, int session) = bed.OpenDataOwner(requiredModel: llama.Manifest!.ExpectedGraphMeasurement);
+        using (owner)
+        {
+            int[] prompt = [1, 5, 9, 4, 7];
+            Protocol.Messages.TokenMessage[] tokens = [.. llama.Generate(session, owner.EncryptPrompt(prompt), prompt.Length, 6).Select(r => owner.DecryptToken(r))];
+            Assert.That(tokens.Select(t => t.Position), Is.EqualTo(new[] { 5, 6, 7, 8, 9, 10 }));
+            Assert.That(tokens.Select(t => t.EndOfSequence), Is.All.False);
+        }
+    }
+
     [Test]
     public void ATruncatedPackageIsRefusedBeforeAnythingIsStagedAndTheDeviceStaysUsable()
     {
