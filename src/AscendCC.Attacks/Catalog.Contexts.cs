@@ -95,6 +95,10 @@ public static partial class AttackCatalog
                 beforeSeal: (w, r, llama, id) => w.CopyDeviceToDevice(id(), r.Prompt, r.TokenRecord + 1024, r.PromptBytes),
                 afterSeal: null,
                 leaked: PromptLeaked));
+        yield return new Attack("Context_TokenSealIntoAnotherKindOfRegion", "Context", "R3:",
+            "The host's own program gives token_seal a whole region of exactly a record's size that is not output staging (workspace): the seal must refuse, since sealing is what makes a region copyable to the host.",
+            bed => HostProgram(bed, "token record in a workspace region", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
+                beforeSeal: null, afterSeal: null, leaked: null, succeededIsLeak: "token_seal sealed a record into a region that is not output staging", recordTag: RegionTag.Workspace));
         yield return new Attack("Context_PromptOpenedIntoHostMappedMemory", "Context", "R2:",
             "The host's own program binds prompt_open's prompt buffer to a General region (host-mapped), then relays an any-model data owner's prompt to it.",
             bed => HostProgram(bed, "prompt buffer in host-mapped memory", victimRequiresModel: false, RegionTag.General, CausalLMProgram.TokenRecordBytes,
@@ -359,7 +363,7 @@ public static partial class AttackCatalog
     /// record region out.
     /// </summary>
     private static AttackResult HostProgram(Testbed bed, string what, bool victimRequiresModel, RegionTag promptTag, long recordBytes,
-        HostTasks? beforeSeal, HostTasks? afterSeal, Func<Testbed, byte[], string?>? leaked, string? succeededIsLeak = null)
+        HostTasks? beforeSeal, HostTasks? afterSeal, Func<Testbed, byte[], string?>? leaked, string? succeededIsLeak = null, RegionTag recordTag = RegionTag.OutputStaging)
     {
         using CausalLM llama = LoadAndGenerate(bed);
         (DataOwnerSession owner, int session) = bed.OpenDataOwner(requiredModel: victimRequiresModel ? bed.Model.Manifest.ExpectedGraphMeasurement : ReadOnlyMemory<byte>.Empty);
@@ -370,7 +374,7 @@ public static partial class AttackCatalog
             ulong Alloc(long bytes, RegionTag tag) => host.Alloc(bytes, tag).Result;
             var r = new HostRegions(Alloc(CausalLMProgram.PromptRecordBytes(bed.Options.MaxContext), RegionTag.InputStaging), Alloc(promptBytes, promptTag), promptBytes,
                 Alloc(8, RegionTag.Activations), Alloc(StepBlock.Bytes, RegionTag.InputStaging), Alloc(tokensBytes, RegionTag.Activations), tokensBytes,
-                Alloc(StepBlock.Bytes, RegionTag.Activations), Alloc(8, RegionTag.Activations), Alloc(recordBytes, RegionTag.OutputStaging), recordBytes);
+                Alloc(StepBlock.Bytes, RegionTag.Activations), Alloc(8, RegionTag.Activations), Alloc(recordBytes, recordTag), recordBytes);
             var w = new TaskWriter();
             ulong id = 0;
             ulong NextId() => id++;
