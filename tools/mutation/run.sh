@@ -22,7 +22,9 @@
 # Only the security test classes run: tests/AscendCC.Runtime.Tests' Attacks, Confidential and Trusted
 # folders and tests/AscendCC.Device.Tests' Security folder, compiled into two projects of their own
 # under tools/mutation/tests (stryker's test-case filter cannot be used with NUnit: see
-# RuntimeSecurity.csproj), each mutant only against the tests that cover it (coverage-analysis perTest). Reports go to
+# RuntimeSecurity.csproj), each mutant against the tests that cover it (coverage-analysis perTest: channel, verifier) or
+# against all of them (off: operators, firmware, which run on the device's own threads where per-test attribution
+# misses tests; see docs/mutation-testing.md). Reports go to
 # artifacts/mutation/<target>/ (gitignored): reports/mutation-report.html and .json.
 # STRYKER_CONCURRENCY overrides the number of parallel test runners (default 1).
 set -euo pipefail
