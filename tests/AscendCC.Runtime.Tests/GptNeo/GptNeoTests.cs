@@ -144,6 +144,36 @@ public class GptNeoTests
     }
 
     [Test]
+    public void AnUntiedClassifierIsItsOwnWeightAndTheModelRuns()
+    {
+        var config = new GptNeoConfig
+        {
+            Architecture = "GPTNeoForCausalLM",
+            HiddenSize = 32,
+            IntermediateSize = 64,
+            NumHiddenLayers = 2,
+            NumAttentionHeads = 4,
+            VocabSize = 40,
+            MaxPositionEmbeddings = 32,
+            AttentionLayers = ["global", "local"],
+            WindowSize = 4,
+            TieWordEmbeddings = false,
+        };
+        Assert.That(config.ExpectedTensors().Select(t => t.Name), Does.Contain("lm_head.weight"));
+        CausalLMProgram program = CausalLMProgram.Build(config, RopeConvention.Half, 32, 8, WeightPrecision.BF16);
+        ProgramOp classifier = program.Program.Ops.Last(o => o.Operator == "linear");
+        Assert.That(classifier.Args[1].Buffer!.Name, Is.EqualTo("lm_head.weight"), "the classifier reads lm_head, not wte");
+        Assert.That(program.WeightPrecisions["transformer.wpe.weight"], Is.EqualTo(WeightPrecision.F32), "the position table is read as f32 rows");
+        Assert.That(program.WeightPrecisions["lm_head.weight"], Is.EqualTo(WeightPrecision.BF16));
+
+        Func<string, TensorData> weights = AscendCC.Attacks.TinyLlama.Weights(config, seed: 3);
+        using NpuRuntime runtime = NewRuntime();
+        using var model = CausalLM.Load(runtime, config, RopeConvention.Half, weights, new CausalLMOptions { MaxBatchTokens = 8, WeightPrecision = WeightPrecision.BF16 });
+        int[] generated = model.Generate([1, 2, 3], 5, stopTokens: []).ToArray();
+        Assert.That(generated, Has.Length.EqualTo(5).And.All.InRange(0, 39));
+    }
+
+    [Test]
     public void APositionPastTheLearnedTableIsRefusedNamingTheLimit()
     {
         using var checkpoint = ModelCheckpoint.Open(Folder);
