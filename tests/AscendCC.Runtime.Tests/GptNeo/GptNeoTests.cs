@@ -8,6 +8,7 @@ using AscendCC.Tests;
 using AscendCC.Tests.TorchGptNeo;
 using NUnit.Framework;
 using static TorchSharp.torch;
+using AscendCC.Runtime.Tests.Models;
 
 namespace AscendCC.Runtime.Tests.GptNeo;
 
@@ -18,8 +19,6 @@ namespace AscendCC.Runtime.Tests.GptNeo;
 /// </summary>
 public class GptNeoTests
 {
-    private const double Tolerance = 1e-4;
-
     private static IEnumerable<TestCaseData> Cases()
     {
         foreach (string prompt in GptNeoReference.Prompts)
@@ -78,7 +77,7 @@ public class GptNeoTests
         using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 4 });
         int[] generated = model.Generate(reference.PromptTokens, reference.GeneratedTokens.Length, stopTokens: []).ToArray();
         Assert.That(generated, Is.EqualTo(reference.GeneratedTokens));
-        AssertClose(model.ReadLogits(), reference.LastLogits, $"{prompt} {mode}: logits that chose the last token");
+        Logits.AssertClose(model.ReadLogits(), reference.LastLogits, $"{prompt} {mode}: logits that chose the last token");
     }
 
     [TestCaseSource(nameof(Cases))]
@@ -105,7 +104,7 @@ public class GptNeoTests
         using Tensor ids = tensor(fed.Select(i => (long)i).ToArray(), [1, fed.Length]);
         using Tensor rightLogits = right.call(ids), scaledLogits = scaled.call(ids);
         float[] last = rightLogits[0, -1].data<float>().ToArray();
-        AssertClose(last, reference.LastLogits, "the TorchSharp GPT-Neo, unscaled");
+        Logits.AssertClose(last, reference.LastLogits, "the TorchSharp GPT-Neo, unscaled");
         double gap = (scaledLogits[0, -1] - rightLogits[0, -1]).abs().max().item<float>();
         Assert.That(gap, Is.GreaterThan(0.1), "dividing scores by √head_dim must change the output, or this test could not catch the bug");
 
@@ -140,7 +139,7 @@ public class GptNeoTests
             model.ForwardAllLogits(fed.AsSpan(pos, n), pos).CopyTo(actual, (long)pos * vocab);
         }
         Assert.That(fed.Length, Is.GreaterThan(2 * 32), "positions far past the local window of 32");
-        AssertClose(actual, expected, $"{mode}: all {fed.Length} positions");
+        Logits.AssertClose(actual, expected, $"{mode}: all {fed.Length} positions");
     }
 
     [Test]
@@ -183,22 +182,5 @@ public class GptNeoTests
         // The runner caps the context at the table's length by itself.
         using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 4096, MaxBatchTokens = 8 });
         Assert.That(model.MaxContext, Is.EqualTo(256));
-    }
-
-    internal static void AssertClose(float[] actual, float[] expected, string what)
-    {
-        Assert.That(actual, Has.Length.EqualTo(expected.Length), what);
-        double worst = 0;
-        int at = -1;
-        for (int i = 0; i < actual.Length; i++)
-        {
-            double d = Math.Abs(actual[i] - expected[i]);
-            if (!(d <= worst))
-            {
-                worst = d;
-                at = i;
-            }
-        }
-        Assert.That(worst, Is.LessThanOrEqualTo(Tolerance), $"{what}: max |Δ| {worst:g4} at {at}");
     }
 }

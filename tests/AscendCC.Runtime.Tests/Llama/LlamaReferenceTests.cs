@@ -15,8 +15,6 @@ namespace AscendCC.Runtime.Tests.Llama;
 /// </summary>
 public class LlamaReferenceTests
 {
-    private const double Tolerance = 1e-4;
-
     private static IEnumerable<TestCaseData> Cases()
     {
         foreach (string prompt in new[] { "once_upon_a_time", "lily_had_a" })
@@ -44,7 +42,7 @@ public class LlamaReferenceTests
         {
             int next = model.Forward([step.Token], step.Pos);
             float[] logits = model.ReadLogits();
-            AssertClose(logits, step.Logits, $"{prompt} {weights} {mode} pos {step.Pos}");
+            Logits.AssertClose(logits, step.Logits, $"{prompt} {weights} {mode} pos {step.Pos}");
             Assert.That(next, Is.EqualTo(step.Argmax), $"device argmax at pos {step.Pos}");
         }
 
@@ -67,7 +65,7 @@ public class LlamaReferenceTests
             int next = model.Forward(tokens.AsSpan(pos, n), pos);
             pos += n;
             ReferenceStep last = reference.Steps[pos - 1];
-            AssertClose(model.ReadLogits(), last.Logits, $"chunk ending at pos {pos - 1}");
+            Logits.AssertClose(model.ReadLogits(), last.Logits, $"chunk ending at pos {pos - 1}");
             Assert.That(next, Is.EqualTo(last.Argmax));
         }
     }
@@ -96,9 +94,9 @@ public class LlamaReferenceTests
             Assert.That(scored, Has.Length.EqualTo(16 * vocab));
             for (int t = 0; t < 16; t++)
             {
-                AssertClose(scored.AsSpan(t * vocab, vocab).ToArray(), reference.Steps[t].Logits, $"scored position {t}");
+                Logits.AssertClose(scored.AsSpan(t * vocab, vocab).ToArray(), reference.Steps[t].Logits, $"scored position {t}");
             }
-            AssertClose(model.ReadLogits(), reference.Steps[15].Logits, "last scored position through ReadLogits");
+            Logits.AssertClose(model.ReadLogits(), reference.Steps[15].Logits, "last scored position through ReadLogits");
             DeviceMemoryInfo after = runtime.MemoryInfo;
             // Only the all-position logits buffer is new (and in graph mode the second model's task
             // list): no second copy of weights, cache or activations.
@@ -107,7 +105,7 @@ public class LlamaReferenceTests
             for (int pos = 16; pos < 24; pos++)
             {
                 int next = model.Forward(tokens.AsSpan(pos, 1), pos);
-                AssertClose(model.ReadLogits(), reference.Steps[pos].Logits, $"decode after scoring, pos {pos}");
+                Logits.AssertClose(model.ReadLogits(), reference.Steps[pos].Logits, $"decode after scoring, pos {pos}");
                 Assert.That(next, Is.EqualTo(reference.Steps[pos].Argmax));
             }
         }
@@ -142,22 +140,5 @@ public class LlamaReferenceTests
         int[] other = model.Generate(prompt, 32, sampling with { Seed = 99 }).ToArray();
         Assert.That(second, Is.EqualTo(first));
         Assert.That(other, Is.Not.EqualTo(first), "a different seed should change a 32-token sample");
-    }
-
-    private static void AssertClose(float[] actual, float[] expected, string where)
-    {
-        Assert.That(actual, Has.Length.EqualTo(expected.Length), where);
-        double worst = 0;
-        int at = -1;
-        for (int i = 0; i < actual.Length; i++)
-        {
-            double d = Math.Abs(actual[i] - expected[i]);
-            if (d > worst)
-            {
-                worst = d;
-                at = i;
-            }
-        }
-        Assert.That(worst, Is.LessThanOrEqualTo(Tolerance), $"{where}: largest logit difference {worst:g3} at token {at}");
     }
 }

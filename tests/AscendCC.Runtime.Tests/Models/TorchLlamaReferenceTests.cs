@@ -12,8 +12,6 @@ namespace AscendCC.Runtime.Tests.Models;
 /// </summary>
 public class TorchLlamaReferenceTests
 {
-    private const double Tolerance = 1e-4;
-
     // stories260K's matrices are tiny: intra-op threads cost more in hand-offs than they save,
     // and on a shared 2-core runner they contend with the test host.
     [OneTimeSetUp]
@@ -45,7 +43,7 @@ public class TorchLlamaReferenceTests
             Assert.That(model.Position, Is.EqualTo(step.Pos));
             using var scope = NewDisposeScope();
             float[] logits = model.call(tensor(new long[] { step.Token }).unsqueeze(0))[0, 0].data<float>().ToArray();
-            AssertClose(logits, step.Logits, $"{prompt} ({weights}) pos {step.Pos}");
+            Logits.AssertClose(logits, step.Logits, $"{prompt} ({weights}) pos {step.Pos}");
             Assert.That(Array.IndexOf(logits, logits.Max()), Is.EqualTo(step.Argmax), $"argmax at pos {step.Pos}");
         }
 
@@ -72,25 +70,8 @@ public class TorchLlamaReferenceTests
             var logits = model.call(tensor(tokens).unsqueeze(0))[0];
             for (int i = 0; i < count; i++)
             {
-                AssertClose(logits[i].data<float>().ToArray(), reference.Steps[from + i].Logits, $"pos {from + i}");
+                Logits.AssertClose(logits[i].data<float>().ToArray(), reference.Steps[from + i].Logits, $"pos {from + i}");
             }
         }
-    }
-
-    private static void AssertClose(float[] actual, float[] expected, string where)
-    {
-        Assert.That(actual, Has.Length.EqualTo(expected.Length), where);
-        double worst = 0;
-        int worstIndex = -1;
-        for (int i = 0; i < actual.Length; i++)
-        {
-            double d = Math.Abs(actual[i] - expected[i]);
-            if (!(d <= worst))
-            {
-                worst = d;
-                worstIndex = i;
-            }
-        }
-        Assert.That(worst, Is.LessThanOrEqualTo(Tolerance), $"{where}: logit {worstIndex} differs by {worst}");
     }
 }
