@@ -211,10 +211,13 @@ public static class ChatApp
         }
 
         using ITranscriptWriter? transcript = options.Transcript is null ? null : TranscriptFiles.Open(options.Transcript);
+        var load = Stopwatch.StartNew();
         using var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
         using IChatEngine engine = options.NoCc
             ? new PlainEngine(ui, npu, checkpoint, options.Mode, maxContext, MaxBatchTokens)
             : new ConfidentialEngine(ui, npu, checkpoint, modelName, options.Mode, maxContext, MaxBatchTokens);
+        // As llama.cpp reports its load time: here booting the NPU, every attestation, the key release and the load.
+        ui.Info($"ready in {load.Elapsed.TotalSeconds:F2} s (boot, {(options.NoCc ? "weight upload" : "attestation, key release, package unlock")} and program load); context {engine.MaxContext} tokens");
 
         if (options.Prompt is not null)
         {
@@ -365,7 +368,7 @@ public static class ChatApp
             "generation: prefill {PromptTokens} tok (positions 0-{LastPromptPosition}) in {PrefillMs:F1} ms; decode {Decoded} tok (positions {FirstDecodePosition}-{LastDecodePosition}) in {DecodeMs:F1} ms; {Generated} new of at most {Budget}, {End}",
             promptTokens, promptTokens - 1, firstToken.TotalMilliseconds, decoded, promptTokens, promptTokens + decoded - 1, (total - firstToken).TotalMilliseconds,
             reply.Count, budget, stopped ? "stopped at end-of-sequence" : "budget reached");
-        ui.Info($"prefill {promptTokens} tok in {prefillSeconds:F2} s ({Rate(promptTokens, prefillSeconds)} tok/s) · decode {decoded} tok in {decodeSeconds:F2} s ({Rate(decoded, decodeSeconds)} tok/s)");
+        ui.Info($"{reply.Count} tokens · first after {prefillSeconds:F2} s · prefill {promptTokens} tok in {prefillSeconds:F2} s ({Rate(promptTokens, prefillSeconds)} tok/s) · decode {decoded} tok in {decodeSeconds:F2} s ({Rate(decoded, decodeSeconds)} tok/s)");
     }
 
     private static string Rate(int tokens, double seconds) => seconds > 0 ? (tokens / seconds).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "-";

@@ -407,6 +407,9 @@ public class LlamaChatTests
         Assert.That(attested, Has.Length.EqualTo(2), "the model provider's and the data owner's attestation, one line each:\n" + stderr);
         Assert.That(stderr, Does.Not.Contain("PASS").And.Not.Contain("manifest digest").And.Not.Contain("model provider >"));
         Assert.That(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.LessThan(10), stderr);
+        // The end-of-reply statistics llama.cpp users expect: load time, time to first token, rates, tokens.
+        Assert.That(stderr, Does.Match(@"ready in \d+\.\d\d s \(boot, attestation, key release, package unlock and program load\); context 512 tokens"));
+        Assert.That(stderr, Does.Match(@"60 tokens · first after \d+\.\d\d s · prefill 5 tok in \d+\.\d\d s \([\d.]+ tok/s\) · decode 59 tok in"));
     }
 
     [Test]
