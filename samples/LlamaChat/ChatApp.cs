@@ -329,6 +329,19 @@ public static class ChatApp
         TimeSpan firstToken = TimeSpan.Zero;
         var reply = new List<int>();
         var stops = new StopSequences(options.Stop);
+        // A one-shot chat reply goes to stdout alone: without the space the tokenizer puts before its
+        // first word (after "A:"), as a script expects it. Raw completion prints the text exactly.
+        bool trimLead = !completion && options.Prompt is not null;
+        string Lead(string piece)
+        {
+            if (!trimLead)
+            {
+                return piece;
+            }
+            piece = piece.TrimStart(' ');
+            trimLead = piece.Length == 0;
+            return piece;
+        }
         // Where each reply token's text ends, to keep in the history only the tokens before a stop string.
         var ends = new List<int>();
         foreach (int token in engine.Generate(context, budget, options.Sampling, conversation.StopTokens))
@@ -338,7 +351,7 @@ public static class ChatApp
                 firstToken = clock.Elapsed;
             }
             reply.Add(token);
-            ui.ReplyText(stops.Push(stream.Push(token)));
+            ui.ReplyText(Lead(stops.Push(stream.Push(token))));
             ends.Add(stops.Length);
             if (stops.Stopped)
             {
@@ -347,7 +360,7 @@ public static class ChatApp
             }
         }
         TimeSpan total = clock.Elapsed;
-        ui.ReplyText(stops.Push(stream.Flush()) + stops.Flush());
+        ui.ReplyText(Lead(stops.Push(stream.Flush()) + stops.Flush()));
         ui.ReplyEnd();
         if (stops.Stopped)
         {

@@ -201,6 +201,13 @@ public class LlamaChatTests
             Assert.That(full, Does.StartWith("Once upon a time" + reply));
             Assert.That(tokenizer.Encode("Once upon a time" + reply, addBos: true), Has.Count.EqualTo(5 + 4));
 
+            // A reply whose first token starts with a space ("Once upon a time," → " there ...") is printed
+            // without it in chat mode, where stdout holds the reply alone.
+            (exit, stdout, stderr) = RunChat("--model", chat, "--prompt", "Once upon a time,", "--temperature", "0", "--max-tokens", "3");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stdout, Does.StartWith("there was"));
+            Assert.That(full, Does.StartWith("Once upon a time, " + stdout.TrimEnd('\n')));
+
             // --raw switches the same folder to completion mode: prompt and continuation, 4 + 4 tokens.
             (exit, stdout, stderr) = RunChat("--model", chat, "--raw", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "8");
             Assert.That(exit, Is.EqualTo(0), stderr);
