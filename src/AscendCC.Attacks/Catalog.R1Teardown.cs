@@ -50,6 +50,39 @@ public static partial class AttackCatalog
                 }
                 return UnlockRefused(bed, p, p.Manifest.Items.Count - 1, "truncated item");
             });
+        yield return new Attack("R1_UnlockIntoALargerRegion", "R1", "must fill a region of exactly that size",
+            "Unlock a tensor into a weight region larger than the tensor (the rest would be bytes nobody attested, in a region the device then treats as that tensor), and into part of a region.",
+            bed =>
+            {
+                Staged p = Stage(bed, bed.Package, bed.ReleaseKey());
+                PackageItem item = p.Manifest.Items[0];
+                ulong larger = bed.Attacker.Alloc(item.ByteLength + 64, RegionTag.Weights).Result;
+                ulong exact = bed.Attacker.Alloc(item.ByteLength, RegionTag.Weights).Result;
+                return All(UnlockInto(bed, p, 0, larger, item.ByteLength + 64, "into a larger region"),
+                           UnlockInto(bed, p, 0, exact + 8, item.ByteLength - 8, "into part of a region"));
+            });
+        yield return new Attack("R1_UnlockIntoAnActivationsRegion", "R1", "must be unlocked into a Weights region",
+            "Unlock a tensor into an activations region of exactly its size: weights must live in weight regions, which only attested lists bind as weights.",
+            bed =>
+            {
+                Staged p = Stage(bed, bed.Package, bed.ReleaseKey());
+                PackageItem item = p.Manifest.Items[0];
+                return UnlockInto(bed, p, 0, bed.Attacker.Alloc(item.ByteLength, RegionTag.Activations).Result, item.ByteLength, "into an activations region");
+            });
+        yield return new Attack("R1_UnlockTwiceIntoOneRegion", "R1", "already holds",
+            "Unlock a tensor into a weight region, then unlock another tensor of the same size over it: a region holds one item for good.",
+            bed =>
+            {
+                Staged p = Stage(bed, bed.Package, bed.ReleaseKey());
+                int a = p.Manifest.IndexOf("model.layers.0.input_layernorm.weight"), b = p.Manifest.IndexOf("model.layers.0.post_attention_layernorm.weight");
+                PackageItem item = p.Manifest.Items[a];
+                ulong region = bed.Attacker.Alloc(item.ByteLength, RegionTag.Weights).Result;
+                ulong unlock = bed.Runtime.LoadOperator("package_unlock");
+                CompletionEntry first = bed.Attacker.Launch(unlock, [new KernelArgument(region, item.ByteLength), KernelArgument.None], [KernelScalar.Of(p.Handle), KernelScalar.Of(a)]);
+                return first.Succeeded
+                    ? UnlockInto(bed, p, b, region, item.ByteLength, "a second tensor over the first")
+                    : AttackResult.NotBlocked($"setup: the first unlock failed, so the second was not tried: {MaliciousHost.Describe(first)}");
+            });
         yield return new Attack("R1_TamperedInPlaceCiphertext", "R1", "model.embed_tokens.weight",
             "Write a tensor's ciphertext into its (still host-writable) weight region with one byte flipped, then have the device lock and decrypt it in place.",
             bed =>
@@ -198,6 +231,14 @@ public static partial class AttackCatalog
         ulong unlock = bed.Runtime.LoadOperator("package_unlock");
         CompletionEntry e = bed.Attacker.Launch(unlock, [new KernelArgument(region, item.ByteLength), KernelArgument.None], [KernelScalar.Of(p.Handle), KernelScalar.Of(index)]);
         return Refused(e, $"package_unlock of '{item.Name}' ({what})");
+    }
+
+    /// <summary>The host asks the device to unlock item <paramref name="index"/> into <paramref name="bytes"/> at <paramref name="address"/>; blocked when refused.</summary>
+    private static AttackResult UnlockInto(Testbed bed, Staged p, int index, ulong address, long bytes, string what)
+    {
+        ulong unlock = bed.Runtime.LoadOperator("package_unlock");
+        CompletionEntry e = bed.Attacker.Launch(unlock, [new KernelArgument(address, bytes), KernelArgument.None], [KernelScalar.Of(p.Handle), KernelScalar.Of(index)]);
+        return Refused(e, $"package_unlock of '{p.Manifest.Items[index].Name}' ({what})");
     }
 
     /// <summary>
