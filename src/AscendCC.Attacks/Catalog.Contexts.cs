@@ -232,6 +232,24 @@ public static partial class AttackCatalog
                           Refused(early, $"decode at 2 with the prompt of {Prompt.Length} tokens fed up to 2"))
                     : AttackResult.NotBlocked($"the legitimate partial open was refused: {MaliciousHost.Describe(part)}");
             }));
+        yield return new Attack("Context_StepRequestOutOfBounds", "Context", "does not fit",
+            "The host asks for passes that do not fit the program: no tokens, a negative start, a decode at the end of the context and a pass longer than the token buffer — each must be refused by prompt_open's bounds check itself, before any session state is read.",
+            bed => OnVictimConversation(bed, 3, (llama, victim, session, position) =>
+            {
+                int capacity = bed.Options.MaxContext, batch = bed.Options.MaxBatchTokens;
+                (string What, CompletionEntry Entry)[] requests =
+                [
+                    ("a pass of 0 tokens", Step(bed, llama, session, StepBlock.ModeDecode, position, 0)),
+                    ("a pass from position -1", Step(bed, llama, session, StepBlock.ModeDecode, -1, 1)),
+                    ($"a decode at position {capacity}, the end of the context", Step(bed, llama, session, StepBlock.ModeDecode, capacity, 1)),
+                    ($"a prompt pass of {batch + 1} tokens, more than the token buffer holds", Step(bed, llama, session, StepBlock.ModeContinuePrompt, position, batch + 1)),
+                ];
+                // Each must fail at the bounds check: a later check refusing it instead means the bounds check is not doing its job.
+                var wrong = requests.Where(r => r.Entry.Succeeded || !MaliciousHost.Describe(r.Entry).Contains("does not fit", StringComparison.Ordinal)).ToArray();
+                return wrong.Length == 0
+                    ? All([.. requests.Select(r => Refused(r.Entry, r.What))])
+                    : AttackResult.NotBlocked(string.Join("; ", wrong.Select(r => $"{r.What}: {MaliciousHost.Describe(r.Entry)}")));
+            }));
         yield return new Attack("Context_ModelSwapAfterAttestation", "Context", "context:",
             "A data owner attested the device and requires the provider's model. The host loads a package of its own (its own weights, the same deployment and model name) and answers the data owner's prompts with it: a fresh session's, one already bound to the provider's model, and the next prompt of a session that named no model but whose first prompt the provider's model answered.",
             bed =>
