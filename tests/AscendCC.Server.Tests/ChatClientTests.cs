@@ -94,6 +94,15 @@ public sealed class ChatClientTests : IDisposable
     }
 
     [Test]
+    public void A_client_that_requires_no_model_is_refused_before_any_request()
+    {
+        // Without a required model the host could answer with a program of its own choosing (the
+        // session would bind to whatever answered first); the client does not allow it.
+        Assert.That(() => new ConfidentialChatClient(_world!.Npu, _world.Verifier, _tokenizer, new ConfidentialChatClientOptions { RequiredModel = ReadOnlyMemory<byte>.Empty }),
+            Throws.ArgumentException.With.Message.Contains("set RequiredModel"));
+    }
+
+    [Test]
     public void A_client_that_requires_another_model_gets_no_answer()
     {
         using var chat = new ConfidentialChatClient(_world!.Npu, _world.Verifier, _tokenizer, new ConfidentialChatClientOptions
