@@ -1,5 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
 using AscendCC.Client;
+using AscendCC.OpenAi;
 using AscendCC.Runtime.Tokenizers;
 using AscendCC.Runtime.Trusted.Verification;
 using Microsoft.Extensions.AI;
@@ -11,8 +12,12 @@ namespace ConfidentialProxy;
 /// localhost; it attests the remote NPU, tokenizes and seals here, and the AscendCC server only ever
 /// relays ciphertext (docs/server.md, "The local OpenAI-compatible proxy").
 /// </summary>
-public static class ProxyProgram
+public sealed class ProxyProgram
 {
+    private ProxyProgram()
+    {
+    }
+
     /// <summary>Runs the proxy with the settings of <c>Proxy:*</c> (appsettings.json, environment, command line).</summary>
     public static void Main(string[] args)
     {

@@ -1,10 +1,9 @@
 using AscendCC.Runtime.Trusted.Verification;
-using Microsoft.Extensions.AI;
 
 namespace AscendCC.Client;
 
-/// <summary>What a <see cref="ConfidentialChatClient"/> requires of the remote NPU and how it turns a chat into tokens.</summary>
-public sealed record ConfidentialChatClientOptions
+/// <summary>What a <see cref="ConfidentialChatClient"/> requires of the remote NPU, and how it turns a chat into tokens.</summary>
+public sealed record ConfidentialChatClientOptions : TokenChatClientOptions
 {
     /// <summary>
     /// The graph measurement of the model the data owner requires (the model provider publishes it: the
@@ -15,27 +14,4 @@ public sealed record ConfidentialChatClientOptions
 
     /// <summary>The attestation policy (default: <see cref="VerificationPolicy.Default"/>).</summary>
     public VerificationPolicy Policy { get; init; } = VerificationPolicy.Default;
-
-    /// <summary>
-    /// Turns the chat into the model's prompt text, on the client (the host never sees text). Default:
-    /// the messages' texts joined with newlines, for a base model that continues text; give the
-    /// model's chat template for an instruction-tuned one.
-    /// </summary>
-    public Func<IReadOnlyList<ChatMessage>, string> Template { get; init; } = DefaultTemplate;
-
-    /// <summary>Token ids that end a reply besides the tokenizer's end-of-sequence id (e.g. config.json's eos_token_id).</summary>
-    public IReadOnlyCollection<int> StopTokenIds { get; init; } = [];
-
-    /// <summary>Most new tokens when <see cref="ChatOptions.MaxOutputTokens"/> is not set.</summary>
-    public int DefaultMaxOutputTokens { get; init; } = 256;
-
-    /// <summary>The model's name reported in responses (<see cref="ChatResponse.ModelId"/>), e.g. the package name.</summary>
-    public string? ModelId { get; init; }
-
-    /// <summary>The default template: the messages' texts, one after another.</summary>
-    public static string DefaultTemplate(IReadOnlyList<ChatMessage> messages)
-    {
-        ArgumentNullException.ThrowIfNull(messages);
-        return string.Join("\n", messages.Select(m => m.Text));
-    }
 }

@@ -4,12 +4,13 @@ using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
 using Microsoft.AspNetCore.Http.Features;
 using AscendCC.Runtime.Inference;
+using AscendCC.OpenAi;
 
 namespace AscendCC.Server;
 
 /// <summary>A device as the host lists it.</summary>
 /// <param name="Index">Its index in the /v1/devices/{index} routes.</param>
-/// <param name="CcMode">Its CC mode (always On in this server).</param>
+/// <param name="CcMode">Its CC mode: On, or Off on a host started with Npu:Confidential=false.</param>
 /// <param name="LoadedPackage">The package loaded on it, or null.</param>
 /// <param name="Sessions">Sessions opened through this host and not closed.</param>
 public sealed record DeviceInfo(int Index, string CcMode, string? LoadedPackage, int Sessions);
@@ -51,8 +52,12 @@ public static partial class Endpoints
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     private static partial Regex PackageName();
 
-    /// <summary>Maps every endpoint.</summary>
-    public static void MapNpuEndpoints(this IEndpointRouteBuilder app)
+    /// <summary>
+    /// Maps the endpoints of a host with CC on (<paramref name="confidential"/>: the confidential
+    /// protocol, and no plaintext chat endpoint) or CC off (OpenAI's chat completions and models over
+    /// the NPUs, and no confidential protocol); health, readiness and the device list either way.
+    /// </summary>
+    public static void MapNpuEndpoints(this IEndpointRouteBuilder app, bool confidential = true)
     {
         ArgumentNullException.ThrowIfNull(app);
         app.MapGet("/healthz", () => Results.Text("ok"));
@@ -61,7 +66,12 @@ public static partial class Endpoints
             : Results.Problem("no NPU booted", statusCode: StatusCodes.Status503ServiceUnavailable));
 
         RouteGroupBuilder v1 = app.MapGroup("/v1");
-        v1.MapGet("/devices", (NpuFleet fleet) => fleet.Devices.Select(d => new DeviceInfo(d.Index, "On", d.LoadedPackage, d.SessionCount)).ToArray());
+        v1.MapGet("/devices", (NpuFleet fleet) => fleet.Devices.Select(d => new DeviceInfo(d.Index, fleet.Options.Confidential ? "On" : "Off", d.LoadedPackage, d.SessionCount)).ToArray());
+        if (!confidential)
+        {
+            app.MapOpenAi();
+            return;
+        }
 
         v1.MapPost("/devices/{device:int}/hello", async (int device, HttpRequest request, NpuFleet fleet) =>
         {
@@ -225,7 +235,7 @@ public static partial class Endpoints
         }
         byte[] prompt = await ReadRecordAsync(context.Request);
         CancellationToken cancel = context.RequestAborted;
-        await npu.Gate.WaitAsync(cancel);
+        await npu.EnterAsync(cancel);
         int produced = 0;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         bool completed = false;
@@ -271,7 +281,7 @@ public static partial class Endpoints
             {
                 CloseQuietly(npu, session, log);
             }
-            npu.Gate.Release();
+            npu.Leave();
         }
     }
 
@@ -291,14 +301,14 @@ public static partial class Endpoints
     /// <summary>Runs <paramref name="action"/> with the device to itself.</summary>
     private static async Task<T> OnDevice<T>(NpuSlot npu, Func<T> action, CancellationToken cancel)
     {
-        await npu.Gate.WaitAsync(cancel);
+        await npu.EnterAsync(cancel);
         try
         {
             return action();
         }
         finally
         {
-            npu.Gate.Release();
+            npu.Leave();
         }
     }
 

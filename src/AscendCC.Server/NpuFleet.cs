@@ -4,6 +4,7 @@ using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Confidential;
 using Microsoft.Extensions.Options;
 using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Models;
 
 namespace AscendCC.Server;
 
@@ -36,13 +37,40 @@ public sealed class NpuSlot : IDisposable
     /// One request at a time per device. A generation holds it for its whole stream: the loaded
     /// model's context (KV cache) belongs to one session at a time, so sessions queue.
     /// </summary>
-    internal SemaphoreSlim Gate { get; } = new(1, 1);
+    private readonly SemaphoreSlim _gate = new(1, 1);
 
-    /// <summary>The loaded model, if any (guarded by <see cref="Gate"/>).</summary>
+    /// <summary>The loaded model, if any (guarded by the device gate).</summary>
     internal CausalLM? Loaded { get; set; }
 
     /// <summary>The package the loaded model came from.</summary>
     internal string? LoadedPackage { get; set; }
+
+    private int _queued;
+
+    /// <summary>Requests waiting for or holding the device gate (a CC-off request goes to the NPU with the fewest).</summary>
+    internal int Queued => Volatile.Read(ref _queued);
+
+    /// <summary>Waits for the device (first come, first served: the gate's waiters are released in order).</summary>
+    internal async Task EnterAsync(CancellationToken cancel)
+    {
+        Interlocked.Increment(ref _queued);
+        try
+        {
+            await _gate.WaitAsync(cancel).ConfigureAwait(false);
+        }
+        catch
+        {
+            Interlocked.Decrement(ref _queued);
+            throw;
+        }
+    }
+
+    /// <summary>Gives the device to the next waiter.</summary>
+    internal void Leave()
+    {
+        _gate.Release();
+        Interlocked.Decrement(ref _queued);
+    }
 
     internal void AddSession(int session)
     {
@@ -88,16 +116,20 @@ public sealed class NpuSlot : IDisposable
         Loaded?.Dispose();
         Runtime.Dispose();
         Device.Dispose();
-        Gate.Dispose();
+        _gate.Dispose();
     }
 }
 
-/// <summary>The NPUs this host owns, booted (measured boot, CC on) from the manufacturer-signed firmware at startup.</summary>
+/// <summary>
+/// The NPUs this host owns, booted (measured boot) from the manufacturer-signed firmware at startup:
+/// with CC on, empty until a model provider has a package loaded; with CC off, each with the
+/// configured plaintext model.
+/// </summary>
 public sealed class NpuFleet : IDisposable
 {
     private readonly NpuSlot[] _slots;
 
-    /// <summary>Boots <see cref="NpuServerOptions.DeviceCount"/> NPUs from <paramref name="hardware"/>.</summary>
+    /// <summary>Boots <see cref="NpuServerOptions.DeviceCount"/> NPUs from <paramref name="hardware"/> (and with CC off loads <see cref="NpuServerOptions.Model"/> on each).</summary>
     public NpuFleet(NpuHardware hardware, IOptions<NpuServerOptions> options, ILogger<NpuFleet> logger)
     {
         ArgumentNullException.ThrowIfNull(hardware);
@@ -107,8 +139,17 @@ public sealed class NpuFleet : IDisposable
         {
             throw new InvalidOperationException($"Npu:DeviceCount is {o.DeviceCount}; the hardware has {hardware.Fuses.Count} fuse image(s)");
         }
+        if (o.Confidential && o.Model is not null)
+        {
+            throw new InvalidOperationException($"Npu:Model is set ({o.Model}) but CC is on: a confidential host never loads plaintext weights; model providers upload encrypted packages (docs/server.md). Set Npu:Confidential=false to serve that folder in plaintext");
+        }
+        if (!o.Confidential && string.IsNullOrEmpty(o.Model))
+        {
+            throw new InvalidOperationException("Npu:Confidential is false but Npu:Model is not set: a CC-off host serves one plaintext model; set Npu:Model to a Hugging Face model folder");
+        }
         Options = o;
         Directory.CreateDirectory(o.ModelStore);
+        CcMode mode = o.Confidential ? CcMode.On : CcMode.Off;
         var slots = new List<NpuSlot>();
         try
         {
@@ -120,10 +161,14 @@ public sealed class NpuFleet : IDisposable
                     HbmCapacity = o.HbmCapacity,
                     Fuses = hardware.Fuses[i],
                     DeviceIndex = i,
-                    Boot = new DeviceBootOptions(hardware.SignedFirmware, CcMode.On),
+                    Boot = new DeviceBootOptions(hardware.SignedFirmware, mode),
                 });
                 slots.Add(new NpuSlot(i, device));
-                logger.LogInformation("NPU {Device} booted (CC on, HBM {HbmBytes} bytes) in {Milliseconds} ms", i, o.HbmCapacity, clock.ElapsedMilliseconds);
+                logger.LogInformation("NPU {Device} booted (CC {Mode}, HBM {HbmBytes} bytes) in {Milliseconds} ms", i, mode, o.HbmCapacity, clock.ElapsedMilliseconds);
+            }
+            if (!o.Confidential)
+            {
+                LoadPlainModel(slots, o, logger);
             }
         }
         catch
@@ -139,6 +184,23 @@ public sealed class NpuFleet : IDisposable
 
     /// <summary>The configuration.</summary>
     public NpuServerOptions Options { get; }
+
+    /// <summary>CC off: the model id reported to OpenAI clients; null with CC on.</summary>
+    public string? PlainModelId { get; private set; }
+
+    private void LoadPlainModel(List<NpuSlot> slots, NpuServerOptions o, ILogger logger)
+    {
+        string folder = o.Model!;
+        using ModelCheckpoint checkpoint = ModelCheckpoint.Open(folder);
+        foreach (NpuSlot slot in slots)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            slot.Loaded = CausalLM.Load(slot.Runtime, checkpoint, new CausalLMOptions { Mode = o.Mode, MaxContext = o.MaxContext > 0 ? o.MaxContext : 2048 });
+            slot.LoadedPackage = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
+            logger.LogInformation("NPU {Device} loaded {Model} in plaintext (CC off, context {Context}) in {Milliseconds} ms", slot.Index, folder, slot.Loaded.MaxContext, clock.ElapsedMilliseconds);
+        }
+        PlainModelId = o.ModelId ?? slots[0].LoadedPackage;
+    }
 
     /// <summary>Every NPU.</summary>
     public IReadOnlyList<NpuSlot> Devices => _slots;

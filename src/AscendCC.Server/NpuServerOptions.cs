@@ -23,4 +23,21 @@ public sealed class NpuServerOptions
 
     /// <summary>Largest package upload accepted, in bytes. Default 16 GiB.</summary>
     public long MaxUploadBytes { get; set; } = 16L << 30;
+
+    /// <summary>
+    /// CC on (default): every NPU boots with confidential computing on and the host serves only the
+    /// confidential protocol (attestation, channels, key release, packages, sealed records). CC off: the
+    /// NPUs boot without it, load the plaintext model folder <see cref="Model"/>, and the host serves
+    /// OpenAI's <c>/v1/chat/completions</c> and <c>/v1/models</c> instead; those endpoints never exist with CC on.
+    /// </summary>
+    public bool Confidential { get; set; } = true;
+
+    /// <summary>CC off only: the Hugging Face model folder (config.json, safetensors, tokenizer) every NPU loads at startup.</summary>
+    public string? Model { get; set; }
+
+    /// <summary>CC off only: the model id <c>/v1/models</c> reports. Default: the model folder's name.</summary>
+    public string? ModelId { get; set; }
+
+    /// <summary>CC off only: tokens of context per NPU; 0 for the model's maximum (at most 2048).</summary>
+    public int MaxContext { get; set; }
 }

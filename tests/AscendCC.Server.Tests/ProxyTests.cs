@@ -23,7 +23,7 @@ public sealed class ProxyTests : IDisposable
 {
     private ServerWorld? _world;
     private ModelCheckpoint? _checkpoint;
-    private WebApplicationFactory<OpenAiChatRequest>? _proxy;
+    private WebApplicationFactory<ProxyProgram>? _proxy;
     private HttpClient _http = null!;
     private string _continuation = "";
 
@@ -43,7 +43,7 @@ public sealed class ProxyTests : IDisposable
             StopTokenIds = checkpoint.Config.EosTokenIds,
             ModelId = "stories260K",
         });
-        _proxy = new WebApplicationFactory<OpenAiChatRequest>().WithWebHostBuilder(b => b.ConfigureServices(s => s.AddSingleton<IChatClient>(chat)));
+        _proxy = new WebApplicationFactory<ProxyProgram>().WithWebHostBuilder(b => b.ConfigureServices(s => s.AddSingleton<IChatClient>(chat)));
         _http = _proxy.CreateClient();
     }
 

@@ -316,6 +316,18 @@ public sealed class ServerTests : IDisposable
     }
 
     [Test]
+    public async Task A_cc_on_host_has_no_plaintext_chat_endpoint()
+    {
+        using HttpResponseMessage chat = await _world.Http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"messages":[{"role":"user","content":"hi"}]}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.That(chat.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        using HttpResponseMessage models = await _world.Http.GetAsync("/v1/models");
+        Assert.That(models.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        string devices = await _world.Http.GetStringAsync("/v1/devices");
+        Assert.That(devices, Does.Contain("\"ccMode\":\"On\"").And.Not.Contain("\"Off\""));
+    }
+
+    [Test]
     public async Task Health_and_readiness()
     {
         HttpResponseMessage health = await _world.Http.GetAsync(new Uri("/healthz", UriKind.Relative));

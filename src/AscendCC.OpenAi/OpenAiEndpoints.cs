@@ -1,8 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.AI;
 
-namespace ConfidentialProxy;
+namespace AscendCC.OpenAi;
 
 /// <summary>One message of an OpenAI chat request.</summary>
 /// <param name="Role">system, user or assistant.</param>
@@ -11,10 +14,10 @@ public sealed record OpenAiMessage(
     [property: JsonPropertyName("role")] string Role,
     [property: JsonPropertyName("content")] string? Content);
 
-/// <summary>The fields of an OpenAI <c>/v1/chat/completions</c> request this proxy honours; others are ignored.</summary>
+/// <summary>The fields of an OpenAI <c>/v1/chat/completions</c> request honoured here; others are ignored.</summary>
 public sealed record OpenAiChatRequest
 {
-    /// <summary>The model's id (informational: the proxy serves the one model its client requires).</summary>
+    /// <summary>The model's id (informational: an endpoint serves the one model of its chat client).</summary>
     [JsonPropertyName("model")] public string? Model { get; init; }
 
     /// <summary>The conversation.</summary>
@@ -43,9 +46,10 @@ public sealed record OpenAiChatRequest
 }
 
 /// <summary>
-/// OpenAI's chat completions and models endpoints over an <see cref="IChatClient"/> (in this proxy,
-/// <see cref="AscendCC.Client.ConfidentialChatClient"/>): the translation between the wire format
-/// unmodified clients speak and the .NET chat abstraction, nothing else.
+/// OpenAI's chat completions and models endpoints over the registered <see cref="IChatClient"/> (in
+/// the confidential proxy, AscendCC.Client's <c>ConfidentialChatClient</c>; in a CC-off server, its own
+/// NPUs): the translation between the wire format unmodified clients speak and the .NET chat
+/// abstraction, nothing else.
 /// </summary>
 public static class OpenAiEndpoints
 {
@@ -89,7 +93,16 @@ public static class OpenAiEndpoints
         string model = chat.GetService<ChatClientMetadata>()?.DefaultModelId ?? request.Model ?? "ascendcc";
         if (!request.Stream)
         {
-            ChatResponse response = await chat.GetResponseAsync(chatMessages, options, cancel);
+            ChatResponse response;
+            try
+            {
+                response = await chat.GetResponseAsync(chatMessages, options, cancel);
+            }
+            catch (ArgumentException e)
+            {
+                await Problem(http, StatusCodes.Status400BadRequest, e.Message);
+                return;
+            }
             await http.Response.WriteAsJsonAsync(new
             {
                 id,
@@ -106,10 +119,24 @@ public static class OpenAiEndpoints
             }, Json, cancel);
             return;
         }
+        // The first update is awaited before the response starts, so that a refusal (a prompt longer
+        // than the context, say) is a 400 with OpenAI's error body, not a broken event stream.
+        await using IAsyncEnumerator<ChatResponseUpdate> updates = chat.GetStreamingResponseAsync(chatMessages, options, cancel).GetAsyncEnumerator(cancel);
+        bool more;
+        try
+        {
+            more = await updates.MoveNextAsync();
+        }
+        catch (ArgumentException e)
+        {
+            await Problem(http, StatusCodes.Status400BadRequest, e.Message);
+            return;
+        }
         http.Response.ContentType = "text/event-stream";
         http.Response.Headers.CacheControl = "no-cache";
-        await foreach (ChatResponseUpdate update in chat.GetStreamingResponseAsync(chatMessages, options, cancel))
+        for (; more; more = await updates.MoveNextAsync())
         {
+            ChatResponseUpdate update = updates.Current;
             string? finish = update.FinishReason is { } reason ? FinishReason(reason) : null;
             if (update.Text.Length == 0 && finish is null)
             {

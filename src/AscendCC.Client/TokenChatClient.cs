@@ -1,0 +1,168 @@
+using System.Runtime.CompilerServices;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Tokenizers;
+using Microsoft.Extensions.AI;
+
+namespace AscendCC.Client;
+
+/// <summary>
+/// An <see cref="IChatClient"/> over a model that generates token ids: renders the chat with the
+/// options' template, tokenizes it, and decodes the generated ids into text as they arrive, ending at
+/// an end-of-sequence id or one of <see cref="ChatOptions.StopSequences"/> (matched across token
+/// boundaries, never shown). Where the ids come from is the subclass's one job:
+/// <see cref="ConfidentialChatClient"/> seals the prompt for a remote NPU and decrypts the sealed
+/// tokens; a CC-off host runs its own device.
+/// </summary>
+public abstract class TokenChatClient : IChatClient
+{
+    private readonly TokenChatClientOptions _options;
+    private readonly HashSet<int> _stopIds;
+
+    /// <summary>A client that tokenizes with <paramref name="tokenizer"/> as <paramref name="options"/> say.</summary>
+    protected TokenChatClient(TextTokenizer tokenizer, TokenChatClientOptions options, string providerName)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(options);
+        Tokenizer = tokenizer;
+        _options = options;
+        _stopIds = [.. options.StopTokenIds];
+        if (SafeEos(tokenizer) is { } eos)
+        {
+            _stopIds.Add(eos);
+        }
+        Metadata = new ChatClientMetadata(providerName, null, options.ModelId);
+    }
+
+    /// <summary>The model's tokenizer.</summary>
+    protected TextTokenizer Tokenizer { get; }
+
+    /// <summary>The ids that end a reply (the tokenizer's end of sequence and the options' stop ids).</summary>
+    protected IReadOnlyCollection<int> StopIds => _stopIds;
+
+    /// <summary>The client's metadata (its provider name and the options' model id).</summary>
+    public ChatClientMetadata Metadata { get; }
+
+    /// <summary>
+    /// Generates at most <paramref name="maxTokens"/> ids after <paramref name="prompt"/>. The caller
+    /// stops reading at a stop id or stop sequence; an implementation releases what it holds when the
+    /// enumeration is disposed.
+    /// </summary>
+    protected abstract IAsyncEnumerable<int> GenerateAsync(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling, CancellationToken cancellationToken);
+
+    /// <summary>Adds what a subclass reports with every response (e.g. the attestation).</summary>
+    protected virtual void Describe(ChatResponse response)
+    {
+    }
+
+    /// <inheritdoc />
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var text = new System.Text.StringBuilder();
+        ChatResponseUpdate? last = null;
+        await foreach (ChatResponseUpdate update in GetStreamingResponseAsync(messages, options, cancellationToken).ConfigureAwait(false))
+        {
+            text.Append(update.Text);
+            last = update;
+        }
+        var response = new ChatResponse(new ChatMessage(ChatRole.Assistant, text.ToString()))
+        {
+            ModelId = _options.ModelId,
+            FinishReason = last?.FinishReason,
+            CreatedAt = DateTimeOffset.UtcNow,
+        };
+        if (last?.Contents.OfType<UsageContent>().FirstOrDefault() is { } usage)
+        {
+            response.Usage = usage.Details;
+        }
+        Describe(response);
+        return response;
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        IReadOnlyList<ChatMessage> chat = [.. messages];
+        IReadOnlyList<int> prompt = Tokenizer.Encode(_options.Template(chat), addBos: Tokenizer.HasBos);
+        if (prompt.Count == 0)
+        {
+            throw new ArgumentException("the chat renders to no tokens; give a message with text", nameof(messages));
+        }
+        int maxTokens = options?.MaxOutputTokens ?? _options.DefaultMaxOutputTokens;
+        if (maxTokens < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), maxTokens, "ask for at least one output token (MaxOutputTokens)");
+        }
+        var sampling = new SamplingOptions(options?.Temperature ?? 0f, options?.TopK ?? 0, options?.TopP ?? 1f, options?.Seed is { } seed ? unchecked((ulong)seed) : 42UL);
+        string responseId = Guid.NewGuid().ToString("N");
+        var text = new TextStreamDecoder(Tokenizer, prompt);
+        var stops = new StopSequences(options?.StopSequences ?? []);
+        int produced = 0;
+        ChatFinishReason finish = ChatFinishReason.Length;
+        await foreach (int token in GenerateAsync(prompt, maxTokens, sampling, cancellationToken).ConfigureAwait(false))
+        {
+            produced++;
+            if (_stopIds.Contains(token))
+            {
+                finish = ChatFinishReason.Stop;
+                break;
+            }
+            string piece = stops.Push(text.Push(token));
+            if (piece.Length > 0)
+            {
+                yield return Update(responseId, piece);
+            }
+            if (stops.Stopped)
+            {
+                finish = ChatFinishReason.Stop;
+                break;
+            }
+        }
+        string rest = stops.Push(text.Flush()) + stops.Flush();
+        ChatResponseUpdate end = Update(responseId, rest);
+        end.FinishReason = finish;
+        end.Contents.Add(new UsageContent(new UsageDetails { InputTokenCount = prompt.Count, OutputTokenCount = produced, TotalTokenCount = prompt.Count + produced }));
+        yield return end;
+    }
+
+    private ChatResponseUpdate Update(string responseId, string text) => new(ChatRole.Assistant, text)
+    {
+        ResponseId = responseId,
+        ModelId = _options.ModelId,
+    };
+
+    private static int? SafeEos(TextTokenizer tokenizer)
+    {
+        try
+        {
+            return tokenizer.EosId;
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    /// <inheritdoc />
+    public virtual object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        return serviceKey is not null ? null
+            : serviceType == typeof(ChatClientMetadata) ? Metadata
+            : serviceType.IsInstanceOfType(this) ? this
+            : null;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases what the subclass holds.</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+    }
+}

@@ -1,0 +1,61 @@
+using System.Runtime.CompilerServices;
+using AscendCC.Client;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Tokenizers;
+
+namespace AscendCC.Server.Plain;
+
+/// <summary>
+/// CC off: the host's own chat client over its NPUs, behind the OpenAI endpoints. The host tokenizes
+/// and sees everything here, which is what CC off means; each request goes to the NPU with the fewest
+/// requests queued and holds it for its whole reply (first come, first served).
+/// </summary>
+internal sealed class DeviceChatClient : TokenChatClient
+{
+    private readonly NpuFleet _fleet;
+
+    private DeviceChatClient(NpuFleet fleet, TextTokenizer tokenizer, TokenChatClientOptions options)
+        : base(tokenizer, options, "AscendCC (CC off)")
+    {
+        _fleet = fleet;
+    }
+
+    /// <summary>The chat client of a CC-off fleet (its configured model's tokenizer and end-of-sequence ids).</summary>
+    public static DeviceChatClient Create(NpuFleet fleet)
+    {
+        if (fleet.Options.Confidential || fleet.Devices[0].Loaded is not { } model)
+        {
+            throw new InvalidOperationException("the plaintext chat endpoint exists only on a CC-off host (Npu:Confidential=false with Npu:Model)");
+        }
+        return new DeviceChatClient(fleet, TextTokenizer.Load(fleet.Options.Model!), new TokenChatClientOptions
+        {
+            StopTokenIds = model.Config.EosTokenIds,
+            ModelId = fleet.PlainModelId,
+        });
+    }
+
+    protected override async IAsyncEnumerable<int> GenerateAsync(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        NpuSlot npu = _fleet.Devices.MinBy(d => d.Queued)!;
+        CausalLM model = npu.Loaded!;
+        // Refused before the wait: a prompt the context cannot hold is the caller's error, not a reason to queue.
+        if (prompt.Count >= model.MaxContext)
+        {
+            throw new ArgumentException($"the prompt has {prompt.Count} tokens but the context holds {model.MaxContext}; shorten it (or start the server with a larger Npu:MaxContext)", nameof(prompt));
+        }
+        await npu.EnterAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (int token in model.Generate(prompt, maxTokens, sampling, StopIds))
+            {
+                yield return token;
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+        }
+        finally
+        {
+            npu.Leave();
+        }
+    }
+}

@@ -1,0 +1,144 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using AscendCC.Tests;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace AscendCC.Server.Tests;
+
+/// <summary>
+/// A host started with CC off (<c>Npu:Confidential=false</c>, <c>Npu:Model</c> = stories260K): ordinary
+/// OpenAI clients talk to it directly and get llama2.c's story; it has none of the confidential
+/// protocol's endpoints, and what it handles holds the prompt and the reply in plaintext, which is
+/// the control for the CC-on tests that find neither.
+/// </summary>
+[NonParallelizable]
+public sealed class PlainServerTests : IDisposable
+{
+    private const string Prompt = "Once upon a time";
+    private readonly BodyRecorder _recorder = new();
+    private WebApplicationFactory<Program>? _factory;
+    private HttpClient _http = null!;
+    private string _continuation = "";
+    private string _store = "";
+
+    [OneTimeSetUp]
+    public void StartCcOffServer()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        _continuation = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"))[Prompt.Length..];
+        _store = Path.Combine(Path.GetTempPath(), "ascendcc-plain-server-" + Guid.NewGuid().ToString("N"));
+        BodyRecorder recorder = _recorder;
+        _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseSetting("Npu:Simulate", "true");
+            b.UseSetting("Npu:Confidential", "false");
+            b.UseSetting("Npu:Model", folder);
+            b.UseSetting("Npu:MaxContext", "128");
+            b.UseSetting("Npu:DeviceCount", "2");
+            b.UseSetting("Npu:ModelStore", _store);
+            b.UseSetting("Npu:HbmCapacity", (64L << 20).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            b.ConfigureServices(s => s.AddSingleton(recorder.Filter()));
+        });
+        _http = _factory.CreateClient();
+    }
+
+    public void Dispose()
+    {
+        _http?.Dispose();
+        _factory?.Dispose();
+        try
+        {
+            Directory.Delete(_store, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static StringContent Body(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static string StoryRequest(bool stream) =>
+        $$"""{"model":"stories260K","messages":[{"role":"user","content":"{{Prompt}}"}],"temperature":0,"max_tokens":60,"stream":{{(stream ? "true" : "false")}}}""";
+
+    [Test]
+    public async Task An_openai_request_gets_the_reference_story_from_the_cc_off_npus()
+    {
+        int before = _recorder.Bodies.Count;
+        using HttpResponseMessage response = await _http.PostAsync("/v1/chat/completions", Body(StoryRequest(stream: false)));
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+        using JsonDocument completion = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        JsonElement choice = completion.RootElement.GetProperty("choices")[0];
+        string reply = choice.GetProperty("message").GetProperty("content").GetString()!;
+        Assert.That(reply, Is.EqualTo(_continuation));
+        Assert.That(choice.GetProperty("finish_reason").GetString(), Is.EqualTo("length"));
+        Assert.That(completion.RootElement.GetProperty("model").GetString(), Is.EqualTo("stories260K"));
+
+        // The control of ChatClientTests' capture: with CC off, the same search finds the prompt and
+        // the reply in what the host handled (so finding neither with CC on means something).
+        byte[][] bodies = [.. _recorder.Bodies.Skip(before)];
+        foreach (string secret in new[] { Prompt, reply[..20] })
+        {
+            byte[] utf8 = Encoding.UTF8.GetBytes(secret);
+            Assert.That(bodies.Any(b => b.AsSpan().IndexOf(utf8) >= 0), Is.True, $"'{secret}' in a body the CC-off host handled");
+        }
+    }
+
+    [Test]
+    public async Task Concurrent_streamed_requests_each_get_the_whole_story()
+    {
+        async Task<string> Stream()
+        {
+            using HttpResponseMessage response = await _http.PostAsync("/v1/chat/completions", Body(StoryRequest(stream: true)));
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            var text = new StringBuilder();
+            foreach (string e in (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (e == "data: [DONE]")
+                {
+                    continue;
+                }
+                using JsonDocument chunk = JsonDocument.Parse(e["data: ".Length..]);
+                if (chunk.RootElement.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out JsonElement content))
+                {
+                    text.Append(content.GetString());
+                }
+            }
+            return text.ToString();
+        }
+        string[] replies = await Task.WhenAll(Stream(), Stream(), Stream());
+        Assert.That(replies, Is.All.EqualTo(_continuation));
+    }
+
+    [Test]
+    public async Task The_devices_report_cc_off_and_the_confidential_protocol_does_not_exist()
+    {
+        using JsonDocument devices = JsonDocument.Parse(await _http.GetStringAsync("/v1/devices"));
+        Assert.That(devices.RootElement.EnumerateArray().Select(d => d.GetProperty("ccMode").GetString()), Is.EqualTo(new[] { "Off", "Off" }));
+        Assert.That(devices.RootElement[0].GetProperty("loadedPackage").GetString(), Is.EqualTo("stories260K"));
+        using HttpResponseMessage hello = await _http.PostAsync("/v1/devices/0/hello", new ByteArrayContent(new byte[32]));
+        Assert.That(hello.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        using HttpResponseMessage upload = await _http.PutAsync("/v1/packages/x", new ByteArrayContent(new byte[32]));
+        Assert.That(upload.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+    }
+
+    [Test]
+    public async Task A_prompt_longer_than_the_context_is_a_400_naming_the_sizes()
+    {
+        string longText = string.Join(' ', Enumerable.Repeat("Once upon a time there was a dog.", 40));
+        foreach (bool stream in new[] { false, true })
+        {
+            string json = JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = longText } }, stream });
+            using HttpResponseMessage response = await _http.PostAsync("/v1/chat/completions", Body(json));
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), $"stream {stream}");
+            using JsonDocument error = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            Assert.That(error.RootElement.GetProperty("error").GetProperty("message").GetString(), Does.Contain("the context holds 128"));
+        }
+        // The host keeps serving.
+        using HttpResponseMessage ok = await _http.PostAsync("/v1/chat/completions", Body(StoryRequest(stream: false)));
+        Assert.That(ok.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+}
