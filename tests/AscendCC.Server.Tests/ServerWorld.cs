@@ -109,19 +109,8 @@ internal sealed class ServerWorld : IDisposable
     /// <summary>The model provider uploads the package, attests NPU 0 remotely, releases the key and has the host load it.</summary>
     public async Task<RemoteModel> DeployAsync()
     {
-        using (var upload = new MemoryStream(Package, writable: false))
-        {
-            await Npu.UploadPackageAsync(PackageFileName, upload, Deployment.ToJson());
-        }
-        byte[] digest;
-        using (KeyReleaseSession release = Provider.BeginKeyRelease(Model, Verifier))
-        {
-            byte[] open = release.Attest(await Npu.GetHelloAsync(release.Nonce));
-            RemoteSession session = await Npu.AcceptChannelAsync(open);
-            digest = await Npu.ReleaseModelKeyAsync(session.Session, release.CompleteAndRelease(session.Accept));
-            await Npu.CloseSessionAsync(session.Session);
-        }
-        return await Npu.LoadModelAsync(PackageFileName, digest);
+        using var upload = new MemoryStream(Package, writable: false);
+        return await RemoteModelProvider.DeployAsync(Npu, Provider, Model, Verifier, PackageFileName, upload, Deployment);
     }
 
     /// <summary>A data owner attests NPU 0 over HTTP (requiring the provider's model) and opens a session.</summary>
