@@ -22,10 +22,23 @@ public static class RemoteModelProvider
         string name, Stream package, ModelDeployment deployment, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(npu);
-        ArgumentNullException.ThrowIfNull(provider);
-        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(deployment);
         await npu.UploadPackageAsync(name, package, deployment.ToJson(), cancel).ConfigureAwait(false);
+        return await ReleaseAndLoadAsync(npu, provider, model, verifier, name, cancel).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Releases <paramref name="model"/>'s key into <paramref name="npu"/> if its attestation passes and
+    /// has the host load the package already stored there as <paramref name="name"/> (for a package
+    /// uploaded once and deployed on several NPUs of the same host).
+    /// </summary>
+    /// <exception cref="AttestationFailedException">The device's attestation failed (no key was released).</exception>
+    public static async Task<RemoteModel> ReleaseAndLoadAsync(RemoteNpu npu, ModelProvider provider, ProtectedModel model, AttestationVerifier verifier,
+        string name, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(npu);
+        ArgumentNullException.ThrowIfNull(provider);
+        ArgumentNullException.ThrowIfNull(model);
         byte[] digest;
         using (KeyReleaseSession release = provider.BeginKeyRelease(model, verifier))
         {

@@ -50,7 +50,7 @@ public sealed class ReplayTests : IDisposable
 
         // The host as a model provider of its own opens a channel and replays the victim's record on it.
         using var hostProvider = ModelProvider.Create();
-        using var hostModel = ModelPackageExporter.Export(hostProvider, _world.Deployment, _world.Weights, _world.Model.Manifest.Policy, Stream.Null, "host");
+        using var hostModel = ModelPackageExporter.Export(hostProvider, _world.Deployment, AscendCC.Attacks.TinyLlama.Weights(AscendCC.Attacks.TinyLlama.Config(), 99), _world.Model.Manifest.Policy, Stream.Null, "host");
         using (KeyReleaseSession own = hostProvider.BeginKeyRelease(hostModel, _world.Verifier))
         {
             RemoteSession s = await _world.Npu.AcceptChannelAsync(own.Attest(await _world.Npu.GetHelloAsync(own.Nonce)));

@@ -1,0 +1,150 @@
+using System.CommandLine;
+using AscendCC.Client;
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Trusted.ModelProviders;
+using AscendCC.Runtime.Trusted.Verification;
+
+namespace AscendCC.ProviderTool;
+
+/// <summary>
+/// <c>ascendcc-provider deploy</c>: the model provider's whole remote deployment from its own machine.
+/// The plaintext weights and the model key never leave this process except as ciphertext and as a key
+/// record sealed to an NPU whose attestation passed; stdout gets the model's graph measurement (what
+/// data owners require), stderr the steps.
+/// </summary>
+internal static class ProviderCommand
+{
+    private const string Description = """
+        ascendcc-provider: deploy a model to an AscendCC server as its model provider.
+
+        Examples:
+          ascendcc-provider deploy ./stories260K --server http://npu-host:8080 --manufacturer ./manufacturer
+                                   encrypt, upload, attest NPU 0, release the key, load; prints the graph measurement
+          ascendcc-provider deploy ./model --server URL --manufacturer DIR --device all --ctx-size 1024 --precision bf16
+        """;
+
+    /// <summary>The command line, writing results to <paramref name="stdout"/> and steps and errors to <paramref name="stderr"/>.</summary>
+    public static RootCommand Create(TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Argument<string>("model") { Description = "Hugging Face model folder (config.json, *.safetensors)." };
+        var server = new Option<string>("--server", "-s") { Description = "The AscendCC server's URL (http or https).", Required = true };
+        var manufacturer = new Option<string>("--manufacturer") { Description = "Folder of the manufacturer's publications (root.pem, reference-measurements.p7, tcb-recovery.p7, revocations.crl): the only trust anchor.", Required = true };
+        var name = new Option<string?>("--name") { Description = "The package's name on the server. Default: the model folder's name." };
+        var device = new Option<string>("--device", "-d") { Description = "NPU index, or 'all'.", DefaultValueFactory = _ => "0" };
+        var contextSize = new Option<int>("--ctx-size", "-c") { Description = "Tokens of context the deployment provides; default: the model's maximum, at most 2048." };
+        var batch = new Option<int>("--batch-tokens") { Description = "Most prompt tokens per pass.", DefaultValueFactory = _ => 64 };
+        var precision = new Option<string>("--precision") { Description = "Weight precision on the device: f32, f16 or bf16.", DefaultValueFactory = _ => "f32" };
+        precision.AcceptOnlyFromAmong("f32", "f16", "bf16");
+
+        var deploy = new Command("deploy", "Encrypt the model here, upload it, attest the NPU(s), release the key into each and load it.")
+        {
+            model, server, manufacturer, name, device, contextSize, batch, precision,
+        };
+        deploy.SetAction(async (r, cancel) =>
+        {
+            try
+            {
+                await DeployAsync(new DeployRequest(r.GetValue(model)!, ServerUri(r.GetValue(server)!), r.GetValue(manufacturer)!, r.GetValue(name), r.GetValue(device)!,
+                    r.GetValue(contextSize), r.GetValue(batch), Enum.Parse<WeightPrecision>(r.GetValue(precision)!, ignoreCase: true)), stdout, stderr, cancel);
+                return 0;
+            }
+            catch (Exception e) when (e is AttestationFailedException)
+            {
+                await stderr.WriteLineAsync($"error: the NPU's attestation failed; no key was released.\n{e.Message}");
+                return 3;
+            }
+            catch (Exception e) when (e is RemoteNpuException or HttpRequestException)
+            {
+                await stderr.WriteLineAsync($"error: the server refused or could not be reached: {e.Message}");
+                return 2;
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or FormatException
+                or System.Text.Json.JsonException or InvalidOperationException or System.Security.Cryptography.CryptographicException)
+            {
+                await stderr.WriteLineAsync($"error: {e.Message}");
+                return 1;
+            }
+        });
+        return new RootCommand(Description) { deploy };
+    }
+
+    private static Uri ServerUri(string text) =>
+        Uri.TryCreate(text, UriKind.Absolute, out Uri? uri) && uri.Scheme is "http" or "https"
+            ? uri
+            : throw new ArgumentException($"--server '{text}' is not an http(s) URL; give the server's address, e.g. http://npu-host:8080");
+
+    private sealed record DeployRequest(string Model, Uri Server, string Manufacturer, string? Name, string Device, int ContextSize, int BatchTokens, WeightPrecision Precision);
+
+    private static async Task DeployAsync(DeployRequest request, TextWriter stdout, TextWriter stderr, CancellationToken cancel)
+    {
+        string name = request.Name ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(request.Model)));
+        using ManufacturerPublications publications = ManufacturerPublications.Load(request.Manufacturer);
+        AttestationVerifier verifier = publications.CreateVerifier();
+        ReleasePolicy policy = publications.CreateReleasePolicy();
+        using var http = new HttpClient { BaseAddress = request.Server, Timeout = Timeout.InfiniteTimeSpan };
+        int[] devices = await DevicesAsync(new RemoteNpu(http), request.Device, cancel);
+
+        using ModelCheckpoint checkpoint = ModelCheckpoint.Open(request.Model);
+        int context = request.ContextSize > 0 ? request.ContextSize : Math.Min(2048, checkpoint.Config.MaxPositionEmbeddings);
+        if (context > checkpoint.Config.MaxPositionEmbeddings)
+        {
+            throw new ArgumentException($"--ctx-size {context} is more than the model's {checkpoint.Config.MaxPositionEmbeddings} positions (max_position_embeddings)");
+        }
+        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision);
+
+        // The package is written to a temporary file next to nothing secret: it is ciphertext with a
+        // public signed manifest. The key stays in this process and dies with it.
+        string packagePath = Path.Combine(Path.GetTempPath(), $"ascendcc-provider-{Guid.NewGuid():N}.ccpkg");
+        using var provider = ModelProvider.Create();
+        try
+        {
+            ProtectedModel model;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            await using (FileStream file = File.Create(packagePath))
+            {
+                model = ModelPackageExporter.Export(provider, deployment, n => TensorData.FromCheckpoint(checkpoint.GetTensor(n)), policy, file, name);
+            }
+            using (model)
+            {
+                await stderr.WriteLineAsync($"encrypted {name} ({new FileInfo(packagePath).Length} bytes, {checkpoint.Config.GetType().Name}, context {context}, {request.Precision}) in {clock.ElapsedMilliseconds} ms");
+                clock.Restart();
+                await using (FileStream upload = File.OpenRead(packagePath))
+                {
+                    await new RemoteNpu(http, devices[0]).UploadPackageAsync(name, upload, deployment.ToJson(), cancel);
+                }
+                await stderr.WriteLineAsync($"uploaded to {request.Server} as '{name}' ({clock.ElapsedMilliseconds} ms)");
+                foreach (int d in devices)
+                {
+                    clock.Restart();
+                    RemoteModel loaded = await RemoteModelProvider.ReleaseAndLoadAsync(new RemoteNpu(http, d), provider, model, verifier, name, cancel);
+                    await stderr.WriteLineAsync($"NPU {d}: attested, key released, {loaded.UnlockedBytes} bytes unlocked and loaded ({clock.ElapsedMilliseconds} ms)");
+                }
+                // What data owners require (ConfidentialChatClientOptions.RequiredModel, the proxy's Proxy:RequiredModel).
+                await stdout.WriteLineAsync(Convert.ToHexString(model.Manifest.ExpectedGraphMeasurement.Span));
+            }
+        }
+        finally
+        {
+            File.Delete(packagePath);
+        }
+    }
+
+    private static async Task<int[]> DevicesAsync(RemoteNpu npu, string device, CancellationToken cancel)
+    {
+        RemoteDeviceInfo[] listed = await npu.ListDevicesAsync(cancel);
+        if (listed.Any(d => d.CcMode != "On"))
+        {
+            throw new InvalidOperationException("the server runs its NPUs with CC off; a confidential package cannot be deployed there");
+        }
+        if (device == "all")
+        {
+            return [.. listed.Select(d => d.Index)];
+        }
+        return int.TryParse(device, System.Globalization.CultureInfo.InvariantCulture, out int index) && listed.Any(d => d.Index == index)
+            ? [index]
+            : throw new ArgumentException($"--device {device}: the server has NPUs {string.Join(", ", listed.Select(d => d.Index))}; give one of them or 'all'");
+    }
+}

@@ -1,0 +1,104 @@
+using AscendCC.Client;
+using AscendCC.Protocol.Firmware;
+using AscendCC.ProviderTool;
+using AscendCC.Runtime.Trusted.DataOwners;
+using AscendCC.Runtime.Trusted.Manufacturing;
+using AscendCC.Runtime.Trusted.Verification;
+using AscendCC.Tests;
+using NUnit.Framework;
+
+namespace AscendCC.Server.Tests;
+
+/// <summary>
+/// <c>ascendcc-provider deploy</c> against a server process with two NPUs: the model provider's one
+/// command from a Hugging Face folder to a model data owners can require; and the refusals a provider
+/// meets (missing publications, an NPU under another manufacturer's root).
+/// </summary>
+[NonParallelizable]
+public sealed class ProviderToolTests
+{
+    private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int exit = await ProviderCommand.Create(stdout, stderr).Parse(args).InvokeAsync();
+        return (exit, stdout.ToString(), stderr.ToString());
+    }
+
+    [Test]
+    public async Task Deploy_releases_to_every_npu_and_prints_what_data_owners_require()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string store = Path.Combine(Path.GetTempPath(), "ascendcc-provider-tool-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using ServerProcess server = await ServerProcess.StartAsync("--Npu:Simulate=true", "--Npu:DeviceCount=2", $"--Npu:ModelStore={store}", $"--Npu:HbmCapacity={64L << 20}");
+            string manufacturer = Path.Combine(store, "manufacturer");
+            (int exit, string stdout, string stderr) = await RunAsync("deploy", folder, "--server", server.Address.ToString(), "--manufacturer", manufacturer,
+                "--device", "all", "--ctx-size", "128", "--batch-tokens", "16");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stderr, Does.Contain("NPU 0: attested, key released").And.Contain("NPU 1: attested, key released"));
+            byte[] measurement = Convert.FromHexString(stdout.Trim());
+            Assert.That(measurement, Has.Length.EqualTo(48));
+
+            // A data owner on NPU 1, requiring that measurement, gets the reference story's first tokens.
+            using var http = new HttpClient { BaseAddress = server.Address };
+            var npu = new RemoteNpu(http, 1);
+            using ManufacturerPublications publications = ManufacturerPublications.Load(manufacturer);
+            using var owner = new DataOwnerSession(publications.CreateVerifier()) { RequiredModel = measurement };
+            RemoteSession session = await npu.AcceptChannelAsync(owner.Attest(await npu.GetHelloAsync(owner.Nonce)));
+            owner.Complete(session.Accept);
+            int[] prompt = [1, 403, 407, 261, 378];
+            var tokens = new List<int>();
+            await foreach (byte[] record in npu.GenerateAsync(session.Session, owner.EncryptPrompt(prompt), prompt.Length, 8))
+            {
+                tokens.Add(owner.DecryptToken(record).TokenId);
+            }
+            Assert.That(tokens, Is.EqualTo(new[] { 432, 383, 286, 261, 376, 298, 315, 421 }));
+        }
+        finally
+        {
+            Directory.Delete(store, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task Deploy_refuses_without_publications_and_releases_nothing_to_another_manufacturers_npu()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string store = Path.Combine(Path.GetTempPath(), "ascendcc-provider-tool-" + Guid.NewGuid().ToString("N"));
+        string other = Path.Combine(store + "-other-manufacturer");
+        try
+        {
+            using ServerProcess server = await ServerProcess.StartAsync("--Npu:Simulate=true", "--Npu:DeviceCount=1", $"--Npu:ModelStore={store}", $"--Npu:HbmCapacity={64L << 20}");
+            (int exit, _, string stderr) = await RunAsync("deploy", folder, "--server", server.Address.ToString(), "--manufacturer", Path.Combine(store, "nowhere"));
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stderr, Does.Contain("has no root.pem"));
+
+            // The provider trusts another manufacturer (the server's NPUs are not under its root).
+            Directory.CreateDirectory(other);
+            using (var manufacturer = Manufacturer.Create())
+            {
+                var firmware = new FirmwareImage(7, 3, "AscendCC", "other firmware"u8);
+                File.WriteAllText(Path.Combine(other, ManufacturerPublications.RootFile), manufacturer.RootCertificate.ExportCertificatePem());
+                File.WriteAllBytes(Path.Combine(other, ManufacturerPublications.ReferenceMeasurementsFile), manufacturer.PublishReferenceMeasurements([firmware]));
+                File.WriteAllBytes(Path.Combine(other, ManufacturerPublications.TcbStatementFile), manufacturer.PublishTcbRecoveryStatement(firmware.SecurityVersion));
+            }
+            (exit, string stdout, stderr) = await RunAsync("deploy", folder, "--server", server.Address.ToString(), "--manufacturer", other, "--ctx-size", "128");
+            Assert.That(exit, Is.EqualTo(3), stderr);
+            Assert.That(stderr, Does.Contain("attestation failed; no key was released"));
+            Assert.That(stdout, Is.Empty);
+            using var http = new HttpClient { BaseAddress = server.Address };
+            RemoteDeviceInfo[] devices = await new RemoteNpu(http).ListDevicesAsync();
+            Assert.That(devices[0].LoadedPackage, Is.Null);
+        }
+        finally
+        {
+            Directory.Delete(store, recursive: true);
+            if (Directory.Exists(other))
+            {
+                Directory.Delete(other, recursive: true);
+            }
+        }
+    }
+}
