@@ -54,21 +54,22 @@ public sealed class ConfidentialChatClient : TokenChatClient
     protected override async IAsyncEnumerable<int> GenerateAsync(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        RemoteNpu npu = _options.Package is { } package ? await _npu.PlaceAsync(package, cancellationToken).ConfigureAwait(false) : _npu;
         using var owner = new DataOwnerSession(_verifier, _options.Policy) { RequiredModel = _options.RequiredModel };
         byte[] open;
         try
         {
-            open = owner.Attest(await _npu.GetHelloAsync(owner.Nonce, cancellationToken).ConfigureAwait(false));
+            open = owner.Attest(await npu.GetHelloAsync(owner.Nonce, cancellationToken).ConfigureAwait(false));
         }
         finally
         {
             LastAttestation = owner.Result;
         }
-        RemoteSession session = await _npu.AcceptChannelAsync(open, cancellationToken).ConfigureAwait(false);
+        RemoteSession session = await npu.AcceptChannelAsync(open, cancellationToken).ConfigureAwait(false);
         try
         {
             owner.Complete(session.Accept);
-            await foreach (byte[] record in _npu.GenerateAsync(session.Session, owner.EncryptPrompt([.. prompt], sampling), prompt.Count, maxTokens, cancellationToken).ConfigureAwait(false))
+            await foreach (byte[] record in npu.GenerateAsync(session.Session, owner.EncryptPrompt([.. prompt], sampling), prompt.Count, maxTokens, cancellationToken).ConfigureAwait(false))
             {
                 TokenMessage token = owner.DecryptToken(record);
                 yield return token.TokenId;
@@ -79,7 +80,7 @@ public sealed class ConfidentialChatClient : TokenChatClient
             // The device scrubs the session's context; a failed close must not hide the reply's outcome.
             try
             {
-                await _npu.CloseSessionAsync(session.Session, CancellationToken.None).ConfigureAwait(false);
+                await npu.CloseSessionAsync(session.Session, CancellationToken.None).ConfigureAwait(false);
             }
             catch (RemoteNpuException)
             {

@@ -12,6 +12,13 @@ public sealed record ConfidentialChatClientOptions : TokenChatClientOptions
     /// </summary>
     public required ReadOnlyMemory<byte> RequiredModel { get; init; }
 
+    /// <summary>
+    /// The package's name on the server. When set, each request asks the server which NPU has it loaded
+    /// with the shortest queue and goes there (the NPU is attested like any other); when null, requests go
+    /// to the <see cref="RemoteNpu"/>'s own device.
+    /// </summary>
+    public string? Package { get; init; }
+
     /// <summary>The attestation policy (default: <see cref="VerificationPolicy.Default"/>).</summary>
     public VerificationPolicy Policy { get; init; } = VerificationPolicy.Default;
 }

@@ -95,6 +95,21 @@ public sealed class RemoteNpu
 
     private string Base => $"v1/devices/{Device}";
 
+    /// <summary>
+    /// The server's choice of NPU for a new data owner of <paramref name="package"/> (one with it loaded
+    /// and the shortest queue). The host is untrusted and this is only routing: the caller attests the
+    /// device it is sent to and requires its model, as with any device.
+    /// </summary>
+    public async Task<RemoteNpu> PlaceAsync(string package, CancellationToken cancel = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(package);
+        using HttpResponseMessage r = await SendAsync(new HttpRequestMessage(HttpMethod.Get, $"v1/placement?package={Uri.EscapeDataString(package)}"), cancel);
+        RemotePlacement placement = await ReadJsonAsync<RemotePlacement>(r, cancel);
+        return placement.Device == Device ? this : new RemoteNpu(_http, placement.Device);
+    }
+
+    private sealed record RemotePlacement(int Device, string Package);
+
     /// <summary>Every NPU of the server.</summary>
     public async Task<RemoteDeviceInfo[]> ListDevicesAsync(CancellationToken cancel = default)
     {

@@ -15,6 +15,11 @@ namespace AscendCC.Server;
 /// <param name="Sessions">Sessions opened through this host and not closed.</param>
 public sealed record DeviceInfo(int Index, string CcMode, string? LoadedPackage, int Sessions);
 
+/// <summary>The NPU a new data owner of a package should use.</summary>
+/// <param name="Device">Its index.</param>
+/// <param name="Package">The package it has loaded.</param>
+public sealed record Placement(int Device, string Package);
+
 /// <summary>A channel the device accepted.</summary>
 /// <param name="Session">The device's session id.</param>
 /// <param name="Accept">The accept record (base64), for the party that sent the open message.</param>
@@ -72,6 +77,8 @@ public static partial class Endpoints
             app.MapOpenAi();
             return;
         }
+
+        v1.MapGet("/placement", (string package, NpuFleet fleet) => Results.Ok(new Placement(fleet.Place(package).Index, package)));
 
         v1.MapPost("/devices/{device:int}/hello", async (int device, HttpRequest request, NpuFleet fleet) =>
         {

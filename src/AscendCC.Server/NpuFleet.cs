@@ -211,6 +211,27 @@ public sealed class NpuFleet : IDisposable
         ? _slots[index]
         : throw new UnknownResourceException($"there is no NPU {index} on this host; it has {_slots.Length} (GET /v1/devices lists them)");
 
+    /// <summary>
+    /// Where a new data owner of <paramref name="package"/> should go: among the NPUs with it loaded,
+    /// the one with the fewest requests queued (then the fewest open sessions, then the lowest index).
+    /// Only a hint: the data owner attests whichever device answers, and the device binds the session
+    /// to the model the data owner requires.
+    /// </summary>
+    /// <exception cref="UnknownResourceException">No NPU has the package loaded.</exception>
+    public NpuSlot Place(string package)
+    {
+        NpuSlot? best = _slots.Where(s => s.LoadedPackage == package)
+            .OrderBy(s => s.Queued).ThenBy(s => s.SessionCount).ThenBy(s => s.Index).FirstOrDefault();
+        if (best is not null)
+        {
+            return best;
+        }
+        string[] loaded = [.. _slots.Select(s => s.LoadedPackage).OfType<string>().Distinct()];
+        throw new UnknownResourceException(loaded.Length == 0
+            ? $"no NPU of this host has package '{package}' loaded; none has a model loaded yet (its model provider deploys it)"
+            : $"no NPU of this host has package '{package}' loaded; loaded: {string.Join(", ", loaded)}");
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {

@@ -94,6 +94,26 @@ public sealed class ChatClientTests : IDisposable
     }
 
     [Test]
+    public async Task A_client_that_names_the_package_is_placed_on_the_npu_that_has_it()
+    {
+        // The client was given NPU 1, which has no model; with the package named, the host routes it to NPU 0.
+        var npu1 = new RemoteNpu(_world!.Http, 1);
+        ConfidentialChatClientOptions options = new()
+        {
+            RequiredModel = _world.Model.Manifest.ExpectedGraphMeasurement,
+            StopTokenIds = _checkpoint!.Config.EosTokenIds,
+            Package = "stories260K",
+        };
+        using IChatClient placed = new ConfidentialChatClient(npu1, _world.Verifier, _tokenizer, options);
+        ChatResponse response = await placed.GetResponseAsync([new ChatMessage(ChatRole.User, Prompt)], new ChatOptions { Temperature = 0, MaxOutputTokens = 60 });
+        Assert.That(Prompt + response.Text, Is.EqualTo(_reference));
+
+        using IChatClient unplaced = new ConfidentialChatClient(npu1, _world.Verifier, _tokenizer, options with { Package = null });
+        Assert.That(async () => await unplaced.GetResponseAsync([new ChatMessage(ChatRole.User, Prompt)], new ChatOptions { Temperature = 0, MaxOutputTokens = 8 }),
+            Throws.InstanceOf<RemoteNpuException>().With.Property(nameof(RemoteNpuException.Detail)).Contains("no model is loaded on NPU 1"));
+    }
+
+    [Test]
     public void A_client_that_requires_no_model_is_refused_before_any_request()
     {
         // Without a required model the host could answer with a program of its own choosing (the

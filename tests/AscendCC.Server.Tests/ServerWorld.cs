@@ -104,6 +104,9 @@ internal sealed class ServerWorld : IDisposable
 
     public HttpClient Http { get; }
 
+    /// <summary>The server's NPUs (for tests that look at the host's own state).</summary>
+    public NpuFleet Fleet => _factory.Services.GetRequiredService<NpuFleet>();
+
     public RemoteNpu Npu { get; }
 
     /// <summary>The model provider uploads the package, attests NPU 0 remotely, releases the key and has the host load it.</summary>
