@@ -18,7 +18,7 @@ namespace AscendCC.Samples.Tests;
 [Category("Package")]
 public partial class PackageTests
 {
-    private static readonly string[] Packed = ["AscendCC.Protocol", "AscendCC.Device", "AscendCC.Runtime", "AscendCC.TorchSharpBackend"];
+    private static readonly string[] Packed = ["AscendCC.Protocol", "AscendCC.Device", "AscendCC.Runtime", "AscendCC.TorchSharpBackend", "AscendCC.Client"];
 
     // Each child gets its own limit (a hung restore or build is killed and named); the whole test has
     // CancelAfter's, which the child processes honour too.
