@@ -94,7 +94,7 @@ public abstract class TokenChatClient : IChatClient
         {
             throw new ArgumentOutOfRangeException(nameof(options), maxTokens, "ask for at least one output token (MaxOutputTokens)");
         }
-        var sampling = new SamplingOptions(options?.Temperature ?? 0f, options?.TopK ?? 0, options?.TopP ?? 1f, options?.Seed is { } seed ? unchecked((ulong)seed) : 42UL);
+        var sampling = SamplingOf(options);
         string responseId = Guid.NewGuid().ToString("N");
         var text = new TextStreamDecoder(Tokenizer, prompt);
         var stops = new StopSequences(options?.StopSequences ?? []);
@@ -164,5 +164,41 @@ public abstract class TokenChatClient : IChatClient
     /// <summary>Releases what the subclass holds.</summary>
     protected virtual void Dispose(bool disposing)
     {
+    }
+
+    /// <summary>
+    /// The device's sampling settings from the chat options: temperature, top-k, top-p, seed and the
+    /// frequency and presence penalties by their own names; llama.cpp's <c>min_p</c>, <c>repeat_penalty</c>
+    /// and <c>repeat_last_n</c> from <see cref="ChatOptions.AdditionalProperties"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">A setting is out of range or an additional property is not a number.</exception>
+    public static SamplingOptions SamplingOf(ChatOptions? options)
+    {
+        var sampling = new SamplingOptions(options?.Temperature ?? 0f, options?.TopK ?? 0, options?.TopP ?? 1f, options?.Seed is { } seed ? unchecked((ulong)seed) : 42UL,
+            MinP: Extra(options, "min_p", 0f),
+            RepeatPenalty: Extra(options, "repeat_penalty", 1f),
+            RepeatLastN: (int)Extra(options, "repeat_last_n", 64f),
+            FrequencyPenalty: options?.FrequencyPenalty ?? 0f,
+            PresencePenalty: options?.PresencePenalty ?? 0f);
+        sampling.Validate();
+        return sampling;
+    }
+
+    private static float Extra(ChatOptions? options, string name, float otherwise)
+    {
+        if (options?.AdditionalProperties is not { } extra || !extra.TryGetValue(name, out object? value) || value is null)
+        {
+            return otherwise;
+        }
+        return value switch
+        {
+            float f => f,
+            double d => (float)d,
+            int i => i,
+            long l => l,
+            string s when float.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float parsed) => parsed,
+            System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.Number } j => j.GetSingle(),
+            _ => throw new ArgumentException($"chat option '{name}' must be a number, not '{value}'", nameof(options)),
+        };
     }
 }

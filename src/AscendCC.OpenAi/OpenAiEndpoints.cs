@@ -32,6 +32,24 @@ public sealed record OpenAiChatRequest
     /// <summary>Nucleus threshold.</summary>
     [JsonPropertyName("top_p")] public float? TopP { get; init; }
 
+    /// <summary>Lowers a token's logit per time it occurred in the recent context (OpenAI's; 0 = off).</summary>
+    [JsonPropertyName("frequency_penalty")] public float? FrequencyPenalty { get; init; }
+
+    /// <summary>Lowers the logit of every token that occurred in the recent context (OpenAI's; 0 = off).</summary>
+    [JsonPropertyName("presence_penalty")] public float? PresencePenalty { get; init; }
+
+    /// <summary>Keep the k most likely tokens (llama.cpp server's extension; 0 = off).</summary>
+    [JsonPropertyName("top_k")] public int? TopK { get; init; }
+
+    /// <summary>Drop tokens less likely than this fraction of the most likely one (llama.cpp server's extension; 0 = off).</summary>
+    [JsonPropertyName("min_p")] public float? MinP { get; init; }
+
+    /// <summary>CTRL's repetition penalty on the recent context (llama.cpp server's extension; 1 = off).</summary>
+    [JsonPropertyName("repeat_penalty")] public float? RepeatPenalty { get; init; }
+
+    /// <summary>How many recent tokens the penalties look at (llama.cpp server's extension; −1 = the whole context).</summary>
+    [JsonPropertyName("repeat_last_n")] public int? RepeatLastN { get; init; }
+
     /// <summary>Most new tokens (the older name).</summary>
     [JsonPropertyName("max_tokens")] public int? MaxTokens { get; init; }
 
@@ -87,6 +105,10 @@ public static class OpenAiEndpoints
             MaxOutputTokens = request.MaxCompletionTokens ?? request.MaxTokens,
             Seed = request.Seed,
             StopSequences = Stops(request.Stop),
+            TopK = request.TopK,
+            FrequencyPenalty = request.FrequencyPenalty,
+            PresencePenalty = request.PresencePenalty,
+            AdditionalProperties = Extensions(request),
         };
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -170,5 +192,23 @@ public static class OpenAiEndpoints
     {
         http.Response.StatusCode = status;
         return http.Response.WriteAsJsonAsync(new { error = new { message = detail, type = "invalid_request_error" } });
+    }
+
+    private static AdditionalPropertiesDictionary? Extensions(OpenAiChatRequest request)
+    {
+        var extra = new AdditionalPropertiesDictionary();
+        if (request.MinP is { } minP)
+        {
+            extra["min_p"] = minP;
+        }
+        if (request.RepeatPenalty is { } repeatPenalty)
+        {
+            extra["repeat_penalty"] = repeatPenalty;
+        }
+        if (request.RepeatLastN is { } repeatLastN)
+        {
+            extra["repeat_last_n"] = repeatLastN;
+        }
+        return extra.Count == 0 ? null : extra;
     }
 }

@@ -141,4 +141,26 @@ public sealed class PlainServerTests : IDisposable
         using HttpResponseMessage ok = await _http.PostAsync("/v1/chat/completions", Body(StoryRequest(stream: false)));
         Assert.That(ok.StatusCode, Is.EqualTo(HttpStatusCode.OK));
     }
+
+    [Test]
+    public async Task Penalties_and_min_p_reach_the_device_and_bad_values_are_a_400_naming_them()
+    {
+        // OpenAI's frequency/presence penalties and llama.cpp server's repeat_penalty, repeat_last_n,
+        // top_k and min_p: a greedy story with a strong repetition penalty leaves the reference.
+        string penalised = $$"""{"messages":[{"role":"user","content":"{{Prompt}}"}],"temperature":0,"max_tokens":60,"repeat_penalty":1.5,"repeat_last_n":-1,"frequency_penalty":0.2,"presence_penalty":0.1,"top_k":40,"min_p":0.05}""";
+        using HttpResponseMessage response = await _http.PostAsync("/v1/chat/completions", Body(penalised));
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+        using JsonDocument completion = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        string reply = completion.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+        Assert.That(reply, Is.Not.EqualTo(_continuation).And.Not.Empty, "the repetition penalty changes the greedy story");
+
+        foreach ((string field, string value, string named) in new[] { ("min_p", "2", "min-p 2"), ("repeat_penalty", "0", "repeat penalty 0"), ("repeat_last_n", "-5", "repeat-last-n -5") })
+        {
+            string json = $$"""{"messages":[{"role":"user","content":"{{Prompt}}"}],"max_tokens":4,"{{field}}":{{value}}}""";
+            using HttpResponseMessage bad = await _http.PostAsync("/v1/chat/completions", Body(json));
+            Assert.That(bad.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), field);
+            using JsonDocument error = JsonDocument.Parse(await bad.Content.ReadAsStringAsync());
+            Assert.That(error.RootElement.GetProperty("error").GetProperty("message").GetString(), Does.Contain(named), field);
+        }
+    }
 }

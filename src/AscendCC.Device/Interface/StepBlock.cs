@@ -47,8 +47,23 @@ public static class StepBlock
     /// <summary>Confidential: 1 when the pass seals a token for the data owner.</summary>
     public const int Emit = 11;
 
+    /// <summary>Min-p (a double's bits; 0 = off).</summary>
+    public const int MinP = 12;
+
+    /// <summary>Repetition penalty (a double's bits; 1 = off, and 0, so that a block left zero samples without penalties).</summary>
+    public const int RepeatPenalty = 13;
+
+    /// <summary>How many of the most recent tokens the penalties look at (−1 = the whole context, 0 = none).</summary>
+    public const int RepeatLastN = 14;
+
+    /// <summary>Frequency penalty (a double's bits; 0 = off).</summary>
+    public const int FrequencyPenalty = 15;
+
+    /// <summary>Presence penalty (a double's bits; 0 = off).</summary>
+    public const int PresencePenalty = 16;
+
     /// <summary>Number of slots.</summary>
-    public const int Count = 12;
+    public const int Count = 17;
 
     /// <summary>Bytes of the block.</summary>
     public const int Bytes = Count * 8;

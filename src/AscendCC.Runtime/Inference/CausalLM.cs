@@ -257,6 +257,7 @@ public sealed class CausalLM : IDisposable
     {
         RequirePlain();
         sampling ??= SamplingOptions.Greedy;
+        sampling.Validate();
         SetParams(tokens, startPos, sampling);
         // One submission and one wait per pass: inputs, the program, the chosen token.
         Span<int> next = stackalloc int[1];
@@ -353,6 +354,11 @@ public sealed class CausalLM : IDisposable
         _params[CausalLMProgram.ParamTemperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
         _params[CausalLMProgram.ParamTopK] = sampling.TopK;
         _params[CausalLMProgram.ParamTopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
+        _params[CausalLMProgram.ParamMinP] = BitConverter.DoubleToInt64Bits(sampling.MinP);
+        _params[CausalLMProgram.ParamRepeatPenalty] = BitConverter.DoubleToInt64Bits(sampling.RepeatPenalty);
+        _params[CausalLMProgram.ParamRepeatLastN] = sampling.RepeatLastN;
+        _params[CausalLMProgram.ParamFrequencyPenalty] = BitConverter.DoubleToInt64Bits(sampling.FrequencyPenalty);
+        _params[CausalLMProgram.ParamPresencePenalty] = BitConverter.DoubleToInt64Bits(sampling.PresencePenalty);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -416,7 +422,9 @@ public sealed class CausalLM : IDisposable
         {
             throw new ArgumentException($"the prompt has {prompt.Count} tokens but the context holds {MaxContext}; shorten it", nameof(prompt));
         }
-        return GenerateIterator(prompt, maxTokens, sampling ?? SamplingOptions.Greedy, stopTokens ?? Config.EosTokenIds);
+        sampling ??= SamplingOptions.Greedy;
+        sampling.Validate();
+        return GenerateIterator(prompt, maxTokens, sampling, stopTokens ?? Config.EosTokenIds);
     }
 
     private IEnumerable<int> GenerateIterator(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling, IReadOnlyCollection<int> stopTokens)

@@ -20,6 +20,8 @@ public sealed class CausalLMProgram
     /// <summary>Parameter block slots (8 bytes each; the device's <see cref="StepBlock"/>).</summary>
     public const int ParamSeq = StepBlock.Seq, ParamStart = StepBlock.Start, ParamLast = StepBlock.Last, ParamSeqDim = StepBlock.SeqDim, ParamSeqHidden = StepBlock.SeqHidden,
         ParamTemperature = StepBlock.Temperature, ParamTopK = StepBlock.TopK, ParamTopP = StepBlock.TopP,
+        ParamMinP = StepBlock.MinP, ParamRepeatPenalty = StepBlock.RepeatPenalty, ParamRepeatLastN = StepBlock.RepeatLastN,
+        ParamFrequencyPenalty = StepBlock.FrequencyPenalty, ParamPresencePenalty = StepBlock.PresencePenalty,
         ParamSession = StepBlock.Session, ParamMode = StepBlock.Mode, ParamPosition = StepBlock.Position, ParamEmit = StepBlock.Emit, ParamCount = StepBlock.Count;
 
     /// <summary>prompt_open modes: decode (feed back the sampled token), open the prompt record, continue the opened prompt.</summary>
@@ -133,6 +135,9 @@ public sealed class CausalLMProgram
         // In CC mode the data owner seeds the generator (the seed travels sealed in its prompt record),
         // so its state lives in locked memory with the rest of the session's state.
         ProgramBuffer rng = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "rng", 8);
+        // Every token fed so far, at its position, for the repetition penalties: the context's own
+        // plaintext in CC mode, so locked like the prompt.
+        ProgramBuffer history = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "history", (long)maxContext * 4);
         ProgramBuffer? promptRecord = null;
         if (confidential)
         {
@@ -165,7 +170,9 @@ public sealed class CausalLMProgram
             p.Launch("slice_rows", [b.X, last], b.Param(ParamLast), I(1), I(dim));
             b.FinalNorm(last, lastNorm, I(1));
             p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], I(1), I(dim), I(vocab), I(b.Dt));
-            p.Launch("sample", [logits, rng, probs, next], I(vocab), b.Param(ParamTemperature), b.Param(ParamTopK), b.Param(ParamTopP));
+            p.Launch("sample", [logits, rng, probs, tokens, history, next], I(vocab), b.Param(ParamTemperature), b.Param(ParamTopK), b.Param(ParamTopP),
+                b.Param(ParamMinP), b.Param(ParamRepeatPenalty), b.Param(ParamRepeatLastN), b.Param(ParamFrequencyPenalty), b.Param(ParamPresencePenalty),
+                b.Param(ParamSeq), b.Param(ParamStart), I(maxContext));
         }
         ProgramBuffer? tokenRecord = null;
         if (confidential)

@@ -43,7 +43,7 @@ public sealed class MessageFormatTests
     public void PromptsCarryTheDataOwnersSamplingAndRequiredModel()
     {
         byte[] model = Enumerable.Range(1, PromptMessage.ModelSize).Select(i => (byte)i).ToArray();
-        var sampling = new PromptSampling(0.7f, 40, 0.9f, 1234);
+        var sampling = new PromptSampling(0.7f, 40, 0.9f, 1234, MinP: 0.05f, RepeatPenalty: 1.1f, RepeatLastN: -1, FrequencyPenalty: 0.25f, PresencePenalty: -0.5f);
         PromptRequest request = PromptMessage.Decode(PromptMessage.Encode(Tokens, sampling, model));
         Assert.That(request.Tokens, Is.EqualTo(Tokens));
         Assert.That(request.Sampling, Is.EqualTo(sampling));
@@ -53,6 +53,15 @@ public sealed class MessageFormatTests
         Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { TopP = 0f }, model));
         Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { Temperature = -1f }, model));
         Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { TopK = -1 }, model));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { MinP = 1.5f }, model));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { RepeatPenalty = 0f }, model));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { RepeatLastN = -2 }, model));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { FrequencyPenalty = float.NaN }, model));
+        Assert.Throws<ArgumentException>(() => PromptMessage.Encode(Tokens, sampling with { PresencePenalty = float.PositiveInfinity }, model));
+        // A data owner's own client could seal any bytes: the device's decoder checks every setting.
+        byte[] badMinP = PromptMessage.Encode(Tokens, sampling, model);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(badMinP.AsSpan(8 + PromptMessage.ModelSize + 20), BitConverter.SingleToUInt32Bits(2f));
+        Assert.That(Assert.Throws<ProtocolFormatException>(() => PromptMessage.Decode(badMinP))!.Message, Does.Contain("min-p 2"));
         byte[] badTemperature = PromptMessage.Encode(Tokens, sampling, model);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(badTemperature.AsSpan(8 + PromptMessage.ModelSize), BitConverter.SingleToUInt32Bits(float.NaN));
         Assert.That(Assert.Throws<ProtocolFormatException>(() => PromptMessage.Decode(badTemperature))!.Field, Is.EqualTo("sampling"));

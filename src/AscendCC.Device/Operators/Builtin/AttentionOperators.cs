@@ -50,10 +50,16 @@ internal sealed class ArgmaxOperator() : OperatorBase("argmax", "logits:f32[n] -
     }
 }
 
-/// <summary>Temperature / top-k / top-p sampling with the device's seeded generator (state in HBM).</summary>
+/// <summary>
+/// Temperature / top-k / top-p sampling with the device's seeded generator (state in HBM), after
+/// llama.cpp's repetition penalties and min-p. The pass's fed tokens are first written into the token
+/// history at their positions, so the penalties see every token of the context up to this pass (prompt
+/// and fed-back replies) without the host ever naming them; the last <c>repeat_last_n</c> of them are
+/// penalised (−1 = the whole context).
+/// </summary>
 internal sealed class SampleOperator() : OperatorBase("sample",
-    "logits:f32[n] rng:u64[1] scratch:f32[n] -> token:i32[1] | n temperature top_k top_p",
-    ["logits", "rng", "scratch", "token"], [1, 2, 3], 4)
+    "logits:f32[n] rng:u64[1] scratch:f32[n] tokens:i32[seq] history:i32[max_seq] -> token:i32[1] | n temperature top_k top_p min_p repeat_penalty repeat_last_n frequency_penalty presence_penalty seq start max_seq",
+    ["logits", "rng", "scratch", "tokens", "history", "token"], [1, 2, 4, 5], 12)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
@@ -62,7 +68,32 @@ internal sealed class SampleOperator() : OperatorBase("sample",
         float temperature = c.Float(1, "temperature");
         int topK = c.Int(2, "top_k");
         float topP = c.Float(3, "top_p");
+        float minP = c.Float(4, "min_p");
+        // 0 is read as 1 (off), so a step block whose new slots were never written samples as before.
+        float repeatPenalty = c.Float(5, "repeat_penalty") is var r && r == 0f ? 1f : r;
+        int repeatLastN = c.Int(6, "repeat_last_n", -1);
+        float frequencyPenalty = c.Float(7, "frequency_penalty");
+        float presencePenalty = c.Float(8, "presence_penalty");
+        int maxSeq = c.Int(11, "max_seq", 1);
+        int seq = c.Int(9, "seq", 1, maxSeq);
+        int start = c.Int(10, "start", 0, maxSeq - seq);
+
+        Span<int> history = c.Buffer<int>(4, maxSeq);
+        c.Buffer<int>(3, seq).CopyTo(history.Slice(start, seq));
+        int end = start + seq;
+        int window = repeatLastN < 0 ? end : Math.Min(repeatLastN, end);
+
         ref ulong state = ref c.Buffer<ulong>(1, 1)[0];
-        c.Buffer<int>(3, 1)[0] = Sampling.Sample(c.Buffer<float>(0, n), temperature, topK, topP, ref state, c.Buffer<float>(2, n));
+        Span<float> scratch = c.Buffer<float>(2, n);
+        ReadOnlySpan<float> logits = c.Buffer<float>(0, n);
+        if (minP > 0f || (window > 0 && SamplingPenalties.IsActive(repeatPenalty, frequencyPenalty, presencePenalty)))
+        {
+            // Adjusted in the scratch, which the sampler then also uses for its probabilities.
+            logits.CopyTo(scratch);
+            SamplingPenalties.Apply(scratch, history[(end - window)..end], repeatPenalty, frequencyPenalty, presencePenalty);
+            SamplingPenalties.ApplyMinP(scratch, minP);
+            logits = scratch;
+        }
+        c.Buffer<int>(5, 1)[0] = Sampling.Sample(logits, temperature, topK, topP, ref state, scratch);
     }
 }

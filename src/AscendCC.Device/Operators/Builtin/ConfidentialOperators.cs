@@ -177,6 +177,11 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
         step[StepBlock.Temperature] = BitConverter.DoubleToInt64Bits(state.Sampling.Temperature);
         step[StepBlock.TopK] = state.Sampling.TopK;
         step[StepBlock.TopP] = BitConverter.DoubleToInt64Bits(state.Sampling.TopP);
+        step[StepBlock.MinP] = BitConverter.DoubleToInt64Bits(state.Sampling.MinP);
+        step[StepBlock.RepeatPenalty] = BitConverter.DoubleToInt64Bits(state.Sampling.RepeatPenalty);
+        step[StepBlock.RepeatLastN] = state.Sampling.RepeatLastN;
+        step[StepBlock.FrequencyPenalty] = BitConverter.DoubleToInt64Bits(state.Sampling.FrequencyPenalty);
+        step[StepBlock.PresencePenalty] = BitConverter.DoubleToInt64Bits(state.Sampling.PresencePenalty);
         step[StepBlock.Session] = session;
         step[StepBlock.Mode] = mode;
         step[StepBlock.Position] = start + seq;

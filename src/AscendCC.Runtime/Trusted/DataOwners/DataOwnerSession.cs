@@ -65,7 +65,7 @@ public sealed class DataOwnerSession : IDisposable
     public byte[] EncryptPrompt(ReadOnlySpan<int> tokens, SamplingOptions? sampling = null)
     {
         sampling ??= SamplingOptions.Greedy;
-        var settings = new PromptSampling(sampling.Temperature, sampling.TopK, sampling.TopP, sampling.Seed);
+        var settings = sampling.ToPromptSampling();
         return RequireChannel().Seal(RecordType.Prompt, PromptMessage.Encode(tokens, settings, RequiredModel.Span));
     }
 
