@@ -16,10 +16,18 @@ namespace LlamaChat;
 /// <summary>
 /// LlamaChat's main job: parse the command line, obtain the model (the demo is trained on first
 /// run), play every party of a confidential inference and chat. Exit codes: 0 success, 1 bad input, a
-/// refused step or an attack that was not blocked.
+/// refused step or an attack that was not blocked; in one-shot mode, <see cref="ExitTruncated"/> when
+/// the reply was cut (by --max-tokens in chat mode, or by the end of the context) and
+/// <see cref="ExitInterrupted"/> when Ctrl-C stopped it.
 /// </summary>
 public static class ChatApp
 {
+    /// <summary>One-shot exit code: the reply was printed but cut short by --max-tokens (chat mode) or the end of the context.</summary>
+    public const int ExitTruncated = 3;
+
+    /// <summary>One-shot exit code: Ctrl-C stopped the reply (128 + SIGINT, as a shell reports it).</summary>
+    public const int ExitInterrupted = 130;
+
     /// <summary>Prefill chunk: tokens per forward pass while reading the prompt.</summary>
     private const int MaxBatchTokens = 64;
 
@@ -34,14 +42,20 @@ public static class ChatApp
     /// continuation) goes to <paramref name="stdout"/>; in one-shot mode everything else goes to
     /// <paramref name="stderr"/>, and --verbose diagnostics always do.
     /// </summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader stdin)
+    /// <param name="args">The command line.</param>
+    /// <param name="stdout">The reply stream (and, in chat mode, everything else but errors).</param>
+    /// <param name="stderr">Errors and notices (and, in one-shot mode, the party steps).</param>
+    /// <param name="stdin">The user's turns.</param>
+    /// <param name="interrupt">Ctrl-C presses (Program wires the console's); null: none arrive.</param>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, TextReader stdin, ReplyInterrupt? interrupt = null)
     {
         ArgumentNullException.ThrowIfNull(stdout);
         ArgumentNullException.ThrowIfNull(stderr);
         // The reply stream, Spectre (which may render progress from its own thread) and the logger share these writers.
         stdout = TextWriter.Synchronized(stdout);
         stderr = TextWriter.Synchronized(stderr);
-        var command = ChatCommand.Create(options => Execute(options, stdout, stderr, stdin));
+        interrupt ??= new ReplyInterrupt();
+        var command = ChatCommand.Create(options => Execute(options, stdout, stderr, stdin, interrupt));
         System.CommandLine.ParseResult parsed = command.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -74,7 +88,7 @@ public static class ChatApp
     /// </summary>
     private static IAnsiConsole CreateConsole(TextWriter writer)
     {
-        bool terminal = (ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected) || (ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected);
+        bool terminal = IsTerminal(writer);
         IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(writer),
@@ -89,10 +103,13 @@ public static class ChatApp
         return console;
     }
 
+    private static bool IsTerminal(TextWriter writer) =>
+        (ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected) || (ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected);
+
     /// <summary>The width a redirected console lays text out in: wider than any line LlamaChat writes.</summary>
     private const int UnwrappedWidth = 1 << 14;
 
-    private static int Execute(ChatOptions options, TextWriter stdout, TextWriter stderr, TextReader stdin)
+    private static int Execute(ChatOptions options, TextWriter stdout, TextWriter stderr, TextReader stdin, ReplyInterrupt interrupt)
     {
         bool oneShot = options.Prompt is not null;
         IAnsiConsole console = CreateConsole(oneShot ? stderr : stdout);
@@ -104,7 +121,12 @@ public static class ChatApp
             }
         });
         IAnsiConsole errors = oneShot ? console : CreateConsole(stderr);
-        var ui = new ChatUi(console, errors, stdout, logs.CreateLogger("LlamaChat")) { Quiet = options.Quiet };
+        var ui = new ChatUi(console, errors, stdout, logs.CreateLogger("LlamaChat"))
+        {
+            Quiet = options.Quiet,
+            Terminal = IsTerminal(oneShot ? stderr : stdout),
+            Interrupt = interrupt,
+        };
 
         if (options.Attack is not null)
         {
@@ -136,6 +158,11 @@ public static class ChatApp
         : !(o.Temperature >= 0) ? "--temperature must be 0 (greedy) or positive."
         : !(o.TopP > 0 && o.TopP <= 1) ? "--top-p must be in (0, 1]."
         : o.TopK < 0 ? "--top-k must be 0 (off) or positive."
+        : !(o.MinP >= 0 && o.MinP <= 1) ? "--min-p must be in [0, 1] (0 = off)."
+        : !(o.RepeatPenalty > 0) || !float.IsFinite(o.RepeatPenalty) ? "--repeat-penalty must be positive (1 = off)."
+        : o.RepeatLastN < -1 ? "--repeat-last-n must be -1 (the whole context), 0 (none) or positive."
+        : !float.IsFinite(o.FrequencyPenalty) ? "--frequency-penalty must be a finite number (0 = off)."
+        : !float.IsFinite(o.PresencePenalty) ? "--presence-penalty must be a finite number (0 = off)."
         : null;
 
     private static int RunAttack(ChatUi ui, string name)
@@ -221,9 +248,14 @@ public static class ChatApp
 
         if (options.Prompt is not null)
         {
-            Reply(ui, engine, conversation, options, completion, echoTurn: completion);
+            ReplyEnd end = Reply(ui, engine, conversation, options, completion, echoTurn: completion);
             ReportTranscript(ui, transcript);
-            return 0;
+            return end switch
+            {
+                ReplyEnd.Interrupted => ExitInterrupted,
+                ReplyEnd.Truncated => ExitTruncated,
+                _ => 0,
+            };
         }
 
         ui.Line("[bold]Chat[/] [grey](end a line with \\ to continue it; /reset starts over; /help lists the commands; /exit quits)[/]");
@@ -285,7 +317,7 @@ public static class ChatApp
             }
             ui.Console.Markup("[bold deepskyblue1]llama>[/]");
             // The user just typed this turn's text, so even in completion mode only the continuation is shown.
-            Reply(ui, engine, conversation, options, completion, echoTurn: false);
+            _ = Reply(ui, engine, conversation, options, completion, echoTurn: false);
         }
         ReportTranscript(ui, transcript);
         return 0;
@@ -304,7 +336,20 @@ public static class ChatApp
             : null;
     }
 
-    private static void Reply(ChatUi ui, IChatEngine engine, Conversation conversation, ChatOptions options, bool completion, bool echoTurn)
+    /// <summary>How a reply ended.</summary>
+    private enum ReplyEnd
+    {
+        /// <summary>The model ended it (end-of-sequence or end-of-turn), a --stop string did, or raw completion used its --max-tokens.</summary>
+        Finished,
+
+        /// <summary>Cut short: by --max-tokens in chat mode, or by the end of the context.</summary>
+        Truncated,
+
+        /// <summary>Ctrl-C stopped it.</summary>
+        Interrupted,
+    }
+
+    private static ReplyEnd Reply(ChatUi ui, IChatEngine engine, Conversation conversation, ChatOptions options, bool completion, bool echoTurn)
     {
         IReadOnlyList<int> context = conversation.Tokens;
         int promptTokens = context.Count;
@@ -344,21 +389,30 @@ public static class ChatApp
         }
         // Where each reply token's text ends, to keep in the history only the tokens before a stop string.
         var ends = new List<int>();
-        foreach (int token in engine.Generate(context, budget, options.Sampling, conversation.StopTokens))
+        ui.Interrupt.BeginReply();
+        try
         {
-            if (reply.Count == 0)
+            foreach (int token in engine.Generate(context, budget, options.Sampling, conversation.StopTokens))
             {
-                firstToken = clock.Elapsed;
-            }
-            reply.Add(token);
-            ui.ReplyText(Lead(stops.Push(stream.Push(token))));
-            ends.Add(stops.Length);
-            if (stops.Stopped)
-            {
+                if (reply.Count == 0)
+                {
+                    firstToken = clock.Elapsed;
+                }
+                reply.Add(token);
+                ui.ReplyText(Lead(stops.Push(stream.Push(token))));
+                ends.Add(stops.Length);
                 // Leaving the loop ends the generation: no further step is asked of the device.
-                break;
+                if (stops.Stopped || ui.Interrupt.Requested)
+                {
+                    break;
+                }
             }
         }
+        finally
+        {
+            ui.Interrupt.EndReply();
+        }
+        bool interrupted = ui.Interrupt.Requested;
         TimeSpan total = clock.Elapsed;
         ui.ReplyText(Lead(stops.Push(stream.Flush()) + stops.Flush()));
         ui.ReplyEnd();
@@ -370,9 +424,19 @@ public static class ChatApp
         }
         conversation.AddReply(reply);
         bool endedByModel = stops.Stopped || (reply.Count > 0 && conversation.StopTokens.Contains(reply[^1]));
-        if (!endedByModel && reply.Count >= budget && budget == engine.MaxContext - promptTokens)
+        bool cutByContext = !endedByModel && !interrupted && reply.Count >= budget && budget == engine.MaxContext - promptTokens;
+        bool cutByMaxTokens = !endedByModel && !interrupted && !cutByContext && !completion && reply.Count >= options.MaxTokens;
+        if (interrupted)
+        {
+            ui.Notice($"stopped by Ctrl-C after {reply.Count} tokens" + (options.Prompt is null ? "; Ctrl-C at the prompt exits" : ""));
+        }
+        else if (cutByContext)
         {
             ui.Notice($"the reply was cut at the end of the context ({engine.MaxContext} tokens): the next turn drops the oldest turns; --ctx-size sets the context");
+        }
+        else if (cutByMaxTokens)
+        {
+            ui.Notice($"the reply was cut at --max-tokens {options.MaxTokens}; pass a larger --max-tokens for longer replies");
         }
         double prefillSeconds = firstToken.TotalSeconds, decodeSeconds = (total - firstToken).TotalSeconds;
         int decoded = Math.Max(0, reply.Count - 1);
@@ -382,6 +446,7 @@ public static class ChatApp
             promptTokens, promptTokens - 1, firstToken.TotalMilliseconds, decoded, promptTokens, promptTokens + decoded - 1, (total - firstToken).TotalMilliseconds,
             reply.Count, budget, stopped ? "stopped at end-of-sequence" : "budget reached");
         ui.Info($"{reply.Count} tokens · first after {prefillSeconds:F2} s · prefill {promptTokens} tok in {prefillSeconds:F2} s ({Rate(promptTokens, prefillSeconds)} tok/s) · decode {decoded} tok in {decodeSeconds:F2} s ({Rate(decoded, decodeSeconds)} tok/s)");
+        return interrupted ? ReplyEnd.Interrupted : cutByContext || cutByMaxTokens ? ReplyEnd.Truncated : ReplyEnd.Finished;
     }
 
     private static string Rate(int tokens, double seconds) => seconds > 0 ? (tokens / seconds).ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "-";

@@ -19,6 +19,11 @@ internal static class ChatCommand
           LlamaChat -m MODEL --no-cc                        the same device with confidential computing off
           LlamaChat -m MODEL -p "Q: 2+2?" --stop "Q:"       end the reply where the model starts a new question
           LlamaChat --attack list                           the malicious-host attacks; --attack NAME runs one
+          LlamaChat -m MODEL --repeat-penalty 1.1 --min-p 0.05   llama.cpp's sampling, applied on the device
+
+        In a chat, Ctrl-C stops the reply and returns to the prompt; Ctrl-C at the prompt exits.
+        Exit codes: 0 done; 1 bad input or a refused step; one-shot (-p) only: 3 the reply was cut by
+        --max-tokens (chat mode) or by the end of the context, 130 Ctrl-C stopped it.
         """;
 
     public static RootCommand Create(Func<ChatOptions, int> run)
@@ -38,6 +43,11 @@ internal static class ChatCommand
         var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
         var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model); a model without a turn format is always in this mode." };
         var stop = new Option<string[]>("--stop") { Description = "End the reply where this text appears (repeatable; the text itself is not shown), as llama-cli's -r and ollama's stop. Matched across token boundaries.", AllowMultipleArgumentsPerToken = false };
+        var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the most likely one (before temperature, as llama.cpp, whose default is 0.05); 0 = off." };
+        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalise tokens of the last --repeat-last-n (prompt and reply): a positive logit is divided by it, a negative one multiplied; 1 = off.", DefaultValueFactory = _ => 1f };
+        var repeatLastN = new Option<int>("--repeat-last-n") { Description = "How many recent tokens the penalties look at; -1 = the whole context, 0 = none.", DefaultValueFactory = _ => 64 };
+        var frequencyPenalty = new Option<float>("--frequency-penalty") { Description = "Subtracted from a recent token's logit once per occurrence; 0 = off." };
+        var presencePenalty = new Option<float>("--presence-penalty") { Description = "Subtracted once from the logit of every recent token; 0 = off." };
         var contextSize = new Option<int>("--ctx-size", "-c") { Description = "Tokens the context (KV cache) holds; default: the model's maximum, at most 2048. A chat that outgrows it drops its oldest turns." };
         var rebuildDemo = new Option<bool>("--rebuild-demo") { Description = "Train the demo model again even if its cache checks out." };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No party steps or evidence; a passed attestation is one summary line (a failed one is shown in full)." };
@@ -45,7 +55,7 @@ internal static class ChatCommand
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, seed, stop, noCc, mode, transcript, attack, raw, rebuildDemo, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, mode, transcript, attack, raw, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -58,6 +68,11 @@ internal static class ChatCommand
             TopP = r.GetValue(topP),
             TopK = r.GetValue(topK),
             Seed = r.GetValue(seed),
+            MinP = r.GetValue(minP),
+            RepeatPenalty = r.GetValue(repeatPenalty),
+            RepeatLastN = r.GetValue(repeatLastN),
+            FrequencyPenalty = r.GetValue(frequencyPenalty),
+            PresencePenalty = r.GetValue(presencePenalty),
             Stop = r.GetValue(stop) ?? [],
             NoCc = r.GetValue(noCc),
             Mode = r.GetValue(mode) == "eager" ? ExecutionMode.Eager : ExecutionMode.Graph,

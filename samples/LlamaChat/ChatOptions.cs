@@ -25,6 +25,16 @@ internal sealed record ChatOptions
 
     public ulong Seed { get; init; } = 42;
 
+    public float MinP { get; init; }
+
+    public float RepeatPenalty { get; init; } = 1f;
+
+    public int RepeatLastN { get; init; } = 64;
+
+    public float FrequencyPenalty { get; init; }
+
+    public float PresencePenalty { get; init; }
+
     /// <summary>Stop strings (--stop, repeatable).</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
 
@@ -44,5 +54,5 @@ internal sealed record ChatOptions
 
     public bool Verbose { get; init; }
 
-    public SamplingOptions Sampling => new(Temperature, TopK, TopP, Seed);
+    public SamplingOptions Sampling => new(Temperature, TopK, TopP, Seed, MinP, RepeatPenalty, RepeatLastN, FrequencyPenalty, PresencePenalty);
 }

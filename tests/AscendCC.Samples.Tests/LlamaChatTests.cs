@@ -195,8 +195,10 @@ public class LlamaChatTests
 
             // An empty turn format feeds the same tokens as raw mode, so the reply is the reference's
             // continuation; -n 4 is 4 reply tokens here, where raw mode refuses it (see the test above).
+            // The reply is cut by --max-tokens: it says so on stderr and exits with the truncation code.
             var (exit, stdout, stderr) = RunChat("--model", chat, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "4");
-            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(exit, Is.EqualTo(ChatApp.ExitTruncated), stderr);
+            Assert.That(Unwrap(stderr), Does.Contain("the reply was cut at --max-tokens 4"));
             string reply = stdout.TrimEnd('\n');
             Assert.That(full, Does.StartWith("Once upon a time" + reply));
             Assert.That(tokenizer.Encode("Once upon a time" + reply, addBos: true), Has.Count.EqualTo(5 + 4));
@@ -204,7 +206,7 @@ public class LlamaChatTests
             // A reply whose first token starts with a space ("Once upon a time," → " there ...") is printed
             // without it in chat mode, where stdout holds the reply alone.
             (exit, stdout, stderr) = RunChat("--model", chat, "--prompt", "Once upon a time,", "--temperature", "0", "--max-tokens", "3");
-            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(exit, Is.EqualTo(ChatApp.ExitTruncated), stderr);
             Assert.That(stdout, Does.StartWith("there was"));
             Assert.That(full, Does.StartWith("Once upon a time, " + stdout.TrimEnd('\n')));
 
@@ -444,14 +446,113 @@ public class LlamaChatTests
         Assert.That(sealedTokens, Has.Length.EqualTo(4));
         Assert.That(sealedTokens, Has.All.LessThanOrEqualTo(48 - 12), "the history sent never leaves less than a quarter of the context for the reply");
 
-        // A one-shot reply that runs into the end of a small context says so.
+        // A one-shot reply that runs into the end of a small context says so, and exits with the truncation code.
         (exit, _, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64", "--ctx-size", "12");
-        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(exit, Is.EqualTo(ChatApp.ExitTruncated), stderr);
         Assert.That(stderr, Does.Contain("the reply was cut at the end of the context (12 tokens)"));
 
         (exit, _, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--ctx-size", "4096");
         Assert.That(exit, Is.EqualTo(1));
         Assert.That(stderr, Does.Contain("--ctx-size 4096 is more than the 512 positions"));
+    }
+
+    [Test]
+    public void ARepeatPenaltyOnTheDeviceChangesTheGreedyStory()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string reference = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"));
+        var (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(reference, Does.StartWith(stdout.TrimEnd('\n')), "without penalties: llama2.c's greedy story");
+        (exit, stdout, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "64", "--repeat-penalty", "1.5", "--repeat-last-n", "-1");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stdout, Does.StartWith("Once upon a time"));
+        Assert.That(reference, Does.Not.StartWith(stdout.TrimEnd('\n')), "the penalty, sealed in the prompt and applied by the device, changes it");
+    }
+
+    [Test]
+    public void CtrlCStopsTheReplyAndTheChatGoesOnAtThePrompt()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        var interrupt = new LlamaChat.Ui.ReplyInterrupt();
+        // Presses Ctrl-C once the first reply has printed three pieces, as a user would mid-reply.
+        var stdout = new PressingWriter(interrupt, afterPieces: 3);
+        var stderr = new StringWriter();
+        int exit = ChatApp.Run(["--model", folder, "--temperature", "0", "--max-tokens", "200", "--ctx-size", "256"], stdout, stderr,
+            new StringReader("Once upon a time\nLily had a dog\n"), interrupt);
+        Assert.That(exit, Is.EqualTo(0), stdout + stderr.ToString());
+        string[] replies = System.Text.RegularExpressions.Regex.Matches(PlainText(stdout.ToString()), "llama>(.*)\n").Select(m => m.Groups[1].Value).ToArray();
+        Assert.That(replies, Has.Length.EqualTo(2), "the chat went on to the second turn");
+        Assert.That(Unwrap(stderr.ToString()), Does.Match(@"stopped by Ctrl-C after \d+ tokens; Ctrl-C at the prompt exits"));
+        Assert.That(replies[0].Length, Is.LessThan(replies[1].Length), "the first reply stopped early; the second ran to its budget");
+
+        // One-shot: the reply printed so far stays, and the exit code says it was interrupted.
+        interrupt = new LlamaChat.Ui.ReplyInterrupt();
+        stdout = new PressingWriter(interrupt, afterPieces: 8, marker: null);
+        exit = ChatApp.Run(["--model", folder, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "200"], stdout, new StringWriter(), new StringReader(""), interrupt);
+        Assert.That(exit, Is.EqualTo(ChatApp.ExitInterrupted));
+        Assert.That(stdout.ToString(), Does.StartWith("Once upon a time"));
+    }
+
+    [Test]
+    public void CtrlCAtThePromptOrTwiceInOneReplyExits()
+    {
+        var interrupt = new LlamaChat.Ui.ReplyInterrupt();
+        Assert.That(interrupt.Press(), Is.False, "at the prompt: the process ends");
+        interrupt.BeginReply();
+        Assert.That(interrupt.Press(), Is.True, "the first press stops the reply");
+        Assert.That(interrupt.Requested, Is.True);
+        Assert.That(interrupt.Press(), Is.False, "a second press in the same reply ends the process");
+        interrupt.EndReply();
+        interrupt.BeginReply();
+        Assert.That(interrupt.Requested, Is.False, "each reply starts uninterrupted");
+        Assert.That(interrupt.Press(), Is.True);
+    }
+
+    [Test]
+    public void ProgressOffATerminalIsPlainLinesNotASilentBar()
+    {
+        var output = new StringWriter();
+        var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings { Out = new Spectre.Console.AnsiConsoleOutput(output), Ansi = Spectre.Console.AnsiSupport.No });
+        var ui = new LlamaChat.Ui.ChatUi(console, console, TextWriter.Null, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance) { Terminal = false, PlainProgressInterval = TimeSpan.Zero };
+        int result = ui.Progress("training", 100, report =>
+        {
+            for (int step = 1; step <= 100; step++)
+            {
+                report(step, $"step {step}/100");
+            }
+            return 42;
+        });
+        Assert.That(result, Is.EqualTo(42));
+        string[] lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines[0], Is.EqualTo("training: started"));
+        Assert.That(lines[^1], Does.Match(@"^training: done in \d+\.\d s$"));
+        Assert.That(lines[1..^1], Has.Length.EqualTo(10).And.All.Match(@"^training: step \d+/100 \(\d+%, \d+ s\)$"), "one line per tenth of the work");
+        Assert.That(lines[1], Does.StartWith("training: step 10/100 (10%"));
+        Assert.That(output.ToString().Contains('\u001b', StringComparison.Ordinal), Is.False, "no escape codes");
+        Assert.That(output.ToString(), Does.Not.Contain("━"), "no bar");
+    }
+
+    /// <summary>
+    /// A stdout that presses Ctrl-C once <c>afterPieces</c> pieces were written after the first
+    /// <c>marker</c> (the chat's reply prompt), or from the start when there is none (one-shot).
+    /// </summary>
+    private sealed class PressingWriter(LlamaChat.Ui.ReplyInterrupt interrupt, int afterPieces, string? marker = "llama>") : StringWriter
+    {
+        private int _pieces = marker is null ? 0 : -1;
+
+        public override void Write(string? value)
+        {
+            base.Write(value);
+            if (marker is not null && value is not null && value.Contains(marker, StringComparison.Ordinal) && _pieces < 0)
+            {
+                _pieces = 0;
+            }
+            else if (_pieces >= 0 && !string.IsNullOrEmpty(value) && ++_pieces == afterPieces)
+            {
+                interrupt.Press();
+            }
+        }
     }
 
     [Test]
@@ -506,6 +607,13 @@ public class LlamaChatTests
     [Test]
     public void BadSamplingOptionsAreRefused()
     {
+        foreach ((string option, string value) in new[] { ("--min-p", "2"), ("--repeat-penalty", "0"), ("--repeat-last-n", "-2"), ("--frequency-penalty", "NaN") })
+        {
+            var (exit, stdout, stderr) = RunChat("--prompt", "x", option, value);
+            Assert.That(exit, Is.EqualTo(1), option);
+            Assert.That(Unwrap(stderr), Does.Contain(option), option);
+            Assert.That(stdout, Is.Empty, option);
+        }
         Assert.That(RunChat("--prompt", "x", "--top-p", "1.5").Exit, Is.EqualTo(1));
         Assert.That(RunChat("--prompt", "x", "--max-tokens", "0").Exit, Is.EqualTo(1));
         Assert.That(RunChat("--prompt", "x", "--mode", "turbo").Exit, Is.Not.EqualTo(0));

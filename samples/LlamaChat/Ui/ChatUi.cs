@@ -35,6 +35,18 @@ internal sealed class ChatUi
     /// </summary>
     public bool Quiet { get; init; }
 
+    /// <summary>
+    /// Whether the console is a terminal. Off a terminal (a pipe, a file, CI) a progress bar renders
+    /// nothing until it ends, so <see cref="Progress{T}"/> writes plain lines instead.
+    /// </summary>
+    public bool Terminal { get; init; } = true;
+
+    /// <summary>Least time between two progress lines off a terminal.</summary>
+    public TimeSpan PlainProgressInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Ctrl-C presses: the reply loop stops when one arrives.</summary>
+    public ReplyInterrupt Interrupt { get; init; } = new();
+
     public IAnsiConsole Console => _console;
 
     /// <summary>A party starts a step.</summary>
@@ -99,6 +111,10 @@ internal sealed class ChatUi
     public T Progress<T>(string label, double total, Func<Action<double, string?>, T> work)
     {
         ArgumentNullException.ThrowIfNull(work);
+        if (!Terminal)
+        {
+            return PlainProgress(label, total, work);
+        }
         T result = default!;
         _console.Progress()
             .AutoClear(false)
@@ -117,6 +133,32 @@ internal sealed class ChatUi
                 });
                 task.Value = task.MaxValue;
             });
+        return result;
+    }
+
+    /// <summary>
+    /// Progress as lines: one when the work starts, then at most one per tenth of the work and at least
+    /// <see cref="PlainProgressInterval"/> apart, then one when it ends — so a log shows a long first run is working, without a line
+    /// per step.
+    /// </summary>
+    private T PlainProgress<T>(string label, double total, Func<Action<double, string?>, T> work)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        _console.WriteLine($"{label}: started");
+        TimeSpan last = TimeSpan.Zero;
+        double lastDone = 0;
+        double max = Math.Max(1, total);
+        T result = work((done, description) =>
+        {
+            TimeSpan now = clock.Elapsed;
+            if (done - lastDone >= max / 10 && now - last >= PlainProgressInterval)
+            {
+                last = now;
+                lastDone = done;
+                _console.WriteLine($"{label}: {description ?? $"{done:F0}/{max:F0}"} ({100 * done / max:F0}%, {now.TotalSeconds:F0} s)");
+            }
+        });
+        _console.WriteLine($"{label}: done in {clock.Elapsed.TotalSeconds:F1} s");
         return result;
     }
 
