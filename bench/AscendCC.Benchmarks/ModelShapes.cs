@@ -43,8 +43,14 @@ internal sealed class ModelShape : IDisposable
         return new ModelShape("stories260K", checkpoint.Config, checkpoint.RopeConvention, checkpoint);
     }
 
-    /// <summary>A Llama-2 style 110M (llama2.c's stories110M shape).</summary>
-    public static ModelShape Llama110M(int maxPositions) => Random("110M", 768, 12, 12, 12, 2048, tied: false, maxPositions);
+    /// <summary>
+    /// A Llama-2 style 110M (llama2.c's stories110M shape); a smaller <paramref name="vocabSize"/> lets
+    /// a smaller tokenizer's ids fit (the serve suite uses stories260K's 512).
+    /// </summary>
+    public static ModelShape Llama110M(int maxPositions, int vocabSize) => Random("110M", 768, 12, 12, 12, 2048, tied: false, maxPositions, vocabSize);
+
+    /// <summary>A Llama-2 style 110M with Llama 2's 32000-token vocabulary (a method group for the suites' shape factories).</summary>
+    public static ModelShape Llama110M(int maxPositions) => Llama110M(maxPositions, 32000);
 
     /// <summary>
     /// TinyLlama 1.1B's shape. Tied embeddings (TinyLlama has a separate lm_head): a confidential
@@ -81,7 +87,7 @@ internal sealed class ModelShape : IDisposable
         return new ModelShape("GPT-Neo 125M", config, RopeConvention.Half, null);
     }
 
-    private static ModelShape Random(string name, int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions)
+    private static ModelShape Random(string name, int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions, int vocabSize = 32000)
     {
         var config = new LlamaConfig
         {
@@ -92,7 +98,7 @@ internal sealed class ModelShape : IDisposable
             NumHiddenLayers = layers,
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
-            VocabSize = 32000,
+            VocabSize = vocabSize,
             MaxPositionEmbeddings = maxPositions,
             RmsNormEps = 1e-5,
             TieWordEmbeddings = tied,
@@ -221,7 +227,8 @@ internal sealed class ModelShape : IDisposable
         return h;
     }
 
-    private static string? FindSharedModel(string name)
+    /// <summary>The folder of a shared model (../shared/models beside the repository, or $ASCENDCC_MODELS), or null when it is not there.</summary>
+    public static string? FindSharedModel(string name)
     {
         string? env = Environment.GetEnvironmentVariable("ASCENDCC_MODELS");
         if (env is not null && Directory.Exists(Path.Combine(env, name)))

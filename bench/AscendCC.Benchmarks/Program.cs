@@ -18,6 +18,7 @@ internal static class Program
         new CcOverheadSuite("ccoverhead-gptneo", "GPT-Neo 125M bf16 (no TorchSharp baseline)", ModelShape.GptNeo125M, torchBaseline: false),
         new DemoSuite(),
         new DecodeStepsSuite(),
+        new ServeSuite(),
     ];
 
     private static int Main(string[] args)
@@ -50,8 +51,9 @@ internal static class Program
             Console.WriteLine(markdown);
             string fileName = suite is IReportingSuite r ? r.ReportFileName : suite.Name.ToLowerInvariant() + ".md";
             string path = Path.Combine(ResultTable.ResultsDirectory(), fileName);
-            // A filtered run is a probe, not a result worth keeping.
-            if (filter is null)
+            // A filtered run is a probe, not a result worth keeping; an empty report is a skipped suite,
+            // which must not overwrite the last real result.
+            if (filter is null && markdown.Length > 0)
             {
                 File.WriteAllText(path, markdown);
                 Console.WriteLine($"written to {path}");
