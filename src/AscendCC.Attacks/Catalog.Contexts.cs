@@ -250,6 +250,54 @@ public static partial class AttackCatalog
                     ? All([.. requests.Select(r => Refused(r.Entry, r.What))])
                     : AttackResult.NotBlocked(string.Join("; ", wrong.Select(r => $"{r.What}: {MaliciousHost.Describe(r.Entry)}")));
             }));
+        yield return new Attack("Context_StepRequestMalformed", "Context", "does not exist",
+            "In the middle of the victim's conversation the host asks prompt_open for passes that are malformed: an unknown mode, sessions that cannot exist (0, 2^31) and the largest that can, the model provider's key-release session as a data owner's, a staged prompt record whose header claims more bytes than its region; then, as a data owner itself, a prompt longer than the context, a first chunk longer than its prompt and a chunk past its prompt's end. Each must be refused by its own check (a later check refusing it means the first is not doing its job) and none may disturb the victim's session.",
+            bed => OnVictimConversation(bed, 3, (llama, victim, session, position) =>
+            {
+                int capacity = bed.Options.MaxContext;
+                // A decode step of the victim's: it must still run after every refused request.
+                (string, CompletionEntry, string) VictimStep(string after)
+                {
+                    CompletionEntry e = Step(bed, llama, session, StepBlock.ModeDecode, position++, 1);
+                    return ($"the victim's next decode after {after}", e, "");
+                }
+                byte[] overclaiming = new byte[64];
+                BinaryPrimitives.WriteUInt32BigEndian(overclaiming.AsSpan(16), uint.MaxValue - 64);
+                var requests = new List<(string What, CompletionEntry Entry, string Expected)>
+                {
+                    ("mode 3", Step(bed, llama, session, 3, position, 1), "is not 0 (decode), 1 (open) or 2 (continue)"),
+                    ("session 0", Step(bed, llama, 0, StepBlock.ModeDecode, position, 1), "session 0 does not exist"),
+                    ("session 2^31", Step(bed, llama, 1L << 31, StepBlock.ModeDecode, position, 1), "session 2147483648 does not exist"),
+                    // The largest id a session can have passes the range check and is refused as not the context's.
+                    ("session 2^31 - 1", Step(bed, llama, int.MaxValue, StepBlock.ModeDecode, position, 1), "not session 2147483647"),
+                    // The session opened just before the victim's is the provider's key-release channel.
+                    ("the model provider's session as a data owner's", Step(bed, llama, session - 1, StepBlock.ModeOpenPrompt, 0, 1), $"session {session - 1} is not an open data-owner session"),
+                    ("a staged record claiming more bytes than its region", Step(bed, llama, session, StepBlock.ModeOpenPrompt, 0, 1, overclaiming), "the staged prompt record is truncated"),
+                };
+                requests.Add(VictimStep("the requests above"));
+                (DataOwnerSession host, int hostSession) = bed.OpenDataOwner();
+                using (host)
+                {
+                    int[] tooLong = [.. Enumerable.Range(1, capacity + 1)];
+                    requests.Add(("the host's prompt one token longer than the context", Step(bed, llama, hostSession, StepBlock.ModeOpenPrompt, 0, 1, host.EncryptPrompt(tooLong)), $"the prompt has {capacity + 1} tokens; the context holds 1..{capacity}"));
+                    requests.Add(VictimStep("the host's over-long prompt"));
+                    requests.Add(("a first chunk of 4 tokens of the host's 3-token prompt", Step(bed, llama, hostSession, StepBlock.ModeOpenPrompt, 0, 4, host.EncryptPrompt([1, 2, 3])), "tokens 0..3 are not in the opened prompt of 3 tokens"));
+                    requests.Add(VictimStep("the host's over-long first chunk"));
+                    // Last: a successful open of the host's prompt makes the host's session the context's.
+                    CompletionEntry opened = Step(bed, llama, hostSession, StepBlock.ModeOpenPrompt, 0, 2, host.EncryptPrompt([1, 2, 3]));
+                    if (!opened.Succeeded)
+                    {
+                        return AttackResult.NotBlocked($"setup: the host's legitimate open of its own 3-token prompt failed: {MaliciousHost.Describe(opened)}");
+                    }
+                    requests.Add(("a chunk of 2 tokens from position 2 of the host's 3-token prompt", Step(bed, llama, hostSession, StepBlock.ModeContinuePrompt, 2, 2), "tokens 2..3 are not in the opened prompt of 3 tokens"));
+                }
+                var wrong = requests.Where(r => r.Expected.Length == 0
+                    ? !r.Entry.Succeeded
+                    : r.Entry.Succeeded || !MaliciousHost.Describe(r.Entry).Contains(r.Expected, StringComparison.Ordinal)).ToArray();
+                return wrong.Length == 0
+                    ? All([.. requests.Where(r => r.Expected.Length > 0).Select(r => Refused(r.Entry, r.What))])
+                    : AttackResult.NotBlocked(string.Join("; ", wrong.Select(r => $"{r.What}: {MaliciousHost.Describe(r.Entry)}")));
+            }));
         yield return new Attack("Context_ModelSwapAfterAttestation", "Context", "context:",
             "A data owner attested the device and requires the provider's model. The host loads a package of its own (its own weights, the same deployment and model name) and answers the data owner's prompts with it: a fresh session's, one already bound to the provider's model, and the next prompt of a session that named no model but whose first prompt the provider's model answered.",
             bed =>
@@ -472,7 +520,7 @@ public static partial class AttackCatalog
         return bed.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
     }
 
-    private static byte[] Params(int session, int mode, int start, int seq, bool biased)
+    private static byte[] Params(long session, int mode, int start, int seq, bool biased)
     {
         var p = new byte[StepBlock.Bytes];
         void Slot(int slot, long value) => BinaryPrimitives.WriteInt64LittleEndian(p.AsSpan(slot * 8), value);
@@ -494,7 +542,7 @@ public static partial class AttackCatalog
         bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, Params(session, mode, start, seq, biased: false));
 
     /// <summary>One step of the victim's loaded program with host-chosen parameters (graph mode).</summary>
-    private static CompletionEntry Step(Testbed bed, CausalLM llama, int session, int mode, int start, int seq, byte[]? promptRecord = null, bool biased = false)
+    private static CompletionEntry Step(Testbed bed, CausalLM llama, long session, int mode, int start, int seq, byte[]? promptRecord = null, bool biased = false)
     {
         if (promptRecord is not null)
         {

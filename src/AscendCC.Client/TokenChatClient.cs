@@ -49,6 +49,26 @@ public abstract class TokenChatClient : IChatClient
     /// </summary>
     protected abstract IAsyncEnumerable<int> GenerateAsync(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The token-level API under the chat: at most <paramref name="maxTokens"/> ids after
+    /// <paramref name="prompt"/>, each as it is decoded, for a caller that keeps its own token context
+    /// (its own template, history and context management). Stop ids are not applied here: the caller
+    /// stops reading where it wants, and disposing the enumeration releases the session.
+    /// </summary>
+    /// <exception cref="ArgumentException">An empty prompt, fewer than one token asked for, or a sampling setting out of range.</exception>
+    public IAsyncEnumerable<int> GenerateTokensAsync(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions? sampling = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (prompt.Count == 0)
+        {
+            throw new ArgumentException("the prompt needs at least one token", nameof(prompt));
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 1);
+        sampling ??= SamplingOptions.Greedy;
+        sampling.Validate();
+        return GenerateAsync(prompt, maxTokens, sampling, cancellationToken);
+    }
+
     /// <summary>Adds what a subclass reports with every response (e.g. the attestation).</summary>
     protected virtual void Describe(ChatResponse response)
     {

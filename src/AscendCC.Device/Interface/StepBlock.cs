@@ -41,29 +41,23 @@ public static class StepBlock
     /// <summary>Confidential: <see cref="ModeDecode"/>, <see cref="ModeOpenPrompt"/> or <see cref="ModeContinuePrompt"/>.</summary>
     public const int Mode = 9;
 
-    /// <summary>Position after the pass (Start + Seq).</summary>
-    public const int Position = 10;
-
-    /// <summary>Confidential: 1 when the pass seals a token for the data owner.</summary>
-    public const int Emit = 11;
-
     /// <summary>Min-p (a double's bits; 0 = off).</summary>
-    public const int MinP = 12;
+    public const int MinP = 10;
 
     /// <summary>Repetition penalty (a double's bits; 1 = off, and 0, so that a block left zero samples without penalties).</summary>
-    public const int RepeatPenalty = 13;
+    public const int RepeatPenalty = 11;
 
     /// <summary>How many of the most recent tokens the penalties look at (−1 = the whole context, 0 = none).</summary>
-    public const int RepeatLastN = 14;
+    public const int RepeatLastN = 12;
 
     /// <summary>Frequency penalty (a double's bits; 0 = off).</summary>
-    public const int FrequencyPenalty = 15;
+    public const int FrequencyPenalty = 13;
 
     /// <summary>Presence penalty (a double's bits; 0 = off).</summary>
-    public const int PresencePenalty = 16;
+    public const int PresencePenalty = 14;
 
     /// <summary>Number of slots.</summary>
-    public const int Count = 17;
+    public const int Count = 15;
 
     /// <summary>Bytes of the block.</summary>
     public const int Bytes = Count * 8;

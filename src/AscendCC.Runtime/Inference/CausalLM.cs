@@ -418,7 +418,7 @@ public sealed class CausalLM : IDisposable
         {
             throw new ArgumentException("the prompt needs at least one token", nameof(prompt));
         }
-        if (prompt.Count >= MaxContext)
+        if (prompt.Count > MaxContext)
         {
             throw new ArgumentException($"the prompt has {prompt.Count} tokens but the context holds {MaxContext}; shorten it", nameof(prompt));
         }
@@ -467,9 +467,10 @@ public sealed class CausalLM : IDisposable
         {
             throw new InvalidOperationException("this model runs with confidential computing off: it takes token ids (Generate(prompt, ...)), not sealed prompt records");
         }
-        if (promptTokens < 1 || promptTokens >= MaxContext)
+        // A prompt may fill the context: its answer is then the one token sampled at the last position.
+        if (promptTokens < 1 || promptTokens > MaxContext)
         {
-            throw new ArgumentOutOfRangeException(nameof(promptTokens), $"the prompt has {promptTokens} tokens; the context holds {MaxContext}, so it must be 1..{MaxContext - 1}");
+            throw new ArgumentOutOfRangeException(nameof(promptTokens), $"the prompt has {promptTokens} tokens; the context holds {MaxContext}, so it must be 1..{MaxContext}");
         }
         if (promptRecord.Length > _binding[_layout.PromptRecord!].Bytes)
         {

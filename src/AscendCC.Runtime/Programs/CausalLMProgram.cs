@@ -22,7 +22,7 @@ public sealed class CausalLMProgram
         ParamTemperature = StepBlock.Temperature, ParamTopK = StepBlock.TopK, ParamTopP = StepBlock.TopP,
         ParamMinP = StepBlock.MinP, ParamRepeatPenalty = StepBlock.RepeatPenalty, ParamRepeatLastN = StepBlock.RepeatLastN,
         ParamFrequencyPenalty = StepBlock.FrequencyPenalty, ParamPresencePenalty = StepBlock.PresencePenalty,
-        ParamSession = StepBlock.Session, ParamMode = StepBlock.Mode, ParamPosition = StepBlock.Position, ParamEmit = StepBlock.Emit, ParamCount = StepBlock.Count;
+        ParamSession = StepBlock.Session, ParamMode = StepBlock.Mode, ParamCount = StepBlock.Count;
 
     /// <summary>prompt_open modes: decode (feed back the sampled token), open the prompt record, continue the opened prompt.</summary>
     public const int ModeDecode = StepBlock.ModeDecode, ModeOpenPrompt = StepBlock.ModeOpenPrompt, ModeContinuePrompt = StepBlock.ModeContinuePrompt;

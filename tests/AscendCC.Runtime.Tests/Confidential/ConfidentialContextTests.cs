@@ -62,6 +62,42 @@ public class ConfidentialContextTests
     }
 
     [Test]
+    public void ADataOwnerWhoseSessionIsTheDevicesFirstIsServed()
+    {
+        // Session ids start at 1: a data owner may attest and open its channel before any model
+        // provider has released a key, and is served once the model is loaded.
+        using var bed = Testbed.CreateTiny();
+        (DataOwnerSession first, int session) = bed.OpenDataOwner();
+        using (first)
+        {
+            Assert.That(session, Is.EqualTo(1));
+            using CausalLM llama = bed.Load();
+            int[] tokens = llama.Generate(session, first.EncryptPrompt(PromptA), PromptA.Length, 4).Select(r => first.DecryptToken(r).TokenId).ToArray();
+            Assert.That(tokens, Is.EqualTo(bed.Generate(llama, PromptA, 4)));
+        }
+    }
+
+    [Test]
+    public void APromptThatFillsTheWholeContextIsOpenedAndAnswered()
+    {
+        // The last position of the context holds the prompt's last token; its answer is the one token
+        // the context has room to sample (the next step would be position MaxContext).
+        using var bed = Testbed.CreateTiny();
+        using CausalLM llama = bed.Load();
+        int[] full = [.. Enumerable.Range(0, bed.Options.MaxContext).Select(i => 1 + (i % 50))];
+        int[] reply = bed.Generate(llama, full, 1);
+        Assert.That(reply, Has.Length.EqualTo(1));
+        using var clear = Testbed.CreateTiny(new TestbedOptions { CcMode = CcMode.Off });
+        using CausalLM plain = clear.LoadPlaintext();
+        int last = 0;
+        for (int pos = 0; pos < full.Length; pos += bed.Options.MaxBatchTokens)
+        {
+            last = plain.Forward(full.AsSpan(pos, Math.Min(bed.Options.MaxBatchTokens, full.Length - pos)), pos);
+        }
+        Assert.That(reply[0], Is.EqualTo(last), "the same token as the plain device at the last position");
+    }
+
+    [Test]
     public void AResetForgetsTheDataProfile()
     {
         using var bed = Testbed.CreateTiny(new TestbedOptions { CcMode = CcMode.Off });

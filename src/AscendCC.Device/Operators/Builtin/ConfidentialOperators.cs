@@ -142,7 +142,7 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
         int capacity = prompt.Length;
         if (mode is < StepBlock.ModeDecode or > StepBlock.ModeContinuePrompt)
         {
-            throw new KernelArgumentException($"{Name}: mode {mode} is not 0 (decode), 1 (open) or 2 (continue)");
+            throw new ConfidentialOperatorException($"mode {mode} is not 0 (decode), 1 (open) or 2 (continue)");
         }
         if (seq < 1 || start < 0 || start + seq > capacity || seq > c.Bytes(4).Length / 4)
         {
@@ -184,8 +184,6 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
         step[StepBlock.PresencePenalty] = BitConverter.DoubleToInt64Bits(state.Sampling.PresencePenalty);
         step[StepBlock.Session] = session;
         step[StepBlock.Mode] = mode;
-        step[StepBlock.Position] = start + seq;
-        step[StepBlock.Emit] = emit ? 1 : 0;
         context.Pending = new PendingStep(state, (int)start, (int)seq, emit);
     }
 

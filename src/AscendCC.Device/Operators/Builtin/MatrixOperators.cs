@@ -28,7 +28,7 @@ internal sealed class BatchMatMulOperator() : OperatorBase("batch_matmul", "a:f3
 }
 
 /// <summary>y = x·Wᵀ + b, W in f32, f16 or bf16.</summary>
-internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] w:dtype[n,k] bias?:f32[n] -> y:f32[m,n] | m k n dtype", ["x", "weight", "bias", "y"], [3], 4)
+internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weight:dtype[n,k] bias?:f32[n] -> y:f32[m,n] | m k n dtype", ["x", "weight", "bias", "y"], [3], 4)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
