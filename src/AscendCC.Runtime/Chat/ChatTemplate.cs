@@ -54,7 +54,7 @@ public sealed class ChatTemplate
     public IReadOnlyList<string> EndOfTurnTokens { get; }
 
     /// <summary>The clock <c>strftime_now</c> reads (local time, as Python's datetime.now()); tests inject a fixed one.</summary>
-    public TimeProvider Clock { get; init; } = TimeProvider.System;
+    public TimeProvider Clock { get; set; } = TimeProvider.System;
 
     /// <summary>A template from its text and the model's special tokens; <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="ChatTemplateException">The template has a syntax error, an unknown filter or an unknown test.</exception>

@@ -135,7 +135,7 @@ internal static class JinjaFilters
             case "indent":
                 return JinjaMethods.Indent(Str(value), JinjaValue.ToLong(Opt(0, "width", 4L)), JinjaValue.Truthy(Opt(1, "first", false)), JinjaValue.Truthy(Opt(2, "blank", false)));
             case "abs":
-                return value is double ad ? Math.Abs(ad) : Math.Abs(JinjaValue.ToLong(value));
+                return value is double ad ? Math.Abs(ad) : (object)Math.Abs(JinjaValue.ToLong(value));
             case "round":
                 return Math.Round(JinjaValue.ToDouble(value), (int)JinjaValue.ToLong(Opt(0, "precision", 0L)), MidpointRounding.ToEven);
             case "safe":
@@ -185,7 +185,7 @@ internal static class JinjaFilters
             case "sum":
             {
                 var items = JinjaValue.Iterate(value);
-                return items.Any(x => x is double) ? items.Sum(JinjaValue.ToDouble) : items.Sum(JinjaValue.ToLong);
+                return items.Any(x => x is double) ? items.Sum(JinjaValue.ToDouble) : (object)items.Sum(JinjaValue.ToLong);
             }
             case "wordcount":
                 return (long)Str(value).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Length;

@@ -526,7 +526,8 @@ internal sealed class JinjaParser
             else if (token.IsOperator("("))
             {
                 _i++;
-                node = new CallExpr(node, ParseArguments(), token.Line, token.Column);
+                // A call is reported where its callee starts: raise_exception(...) at 'raise_exception'.
+                node = new CallExpr(node, ParseArguments(), node.Line, node.Column);
             }
             else
             {

@@ -340,12 +340,12 @@ internal sealed class JinjaRenderer
                     "not" => !JinjaValue.Truthy(operand),
                     "-" => operand switch
                     {
-                        double d => -d,
+                        double d => (object)(-d),
                         long or bool => -JinjaValue.ToLong(operand),
                         JinjaUndefined u => throw new JinjaError(u.Description),
                         _ => throw new JinjaError($"bad operand type for unary -: '{JinjaValue.TypeName(operand)}'"),
                     },
-                    _ => JinjaValue.IsNumber(operand) ? operand is double ? operand : JinjaValue.ToLong(operand)
+                    _ => JinjaValue.IsNumber(operand) ? operand is double ? operand : (object)JinjaValue.ToLong(operand)
                         : throw new JinjaError(operand is JinjaUndefined u ? u.Description : $"bad operand type for unary +: '{JinjaValue.TypeName(operand)}'"),
                 };
             }
@@ -431,9 +431,9 @@ internal sealed class JinjaRenderer
         bool floating = left is double || right is double;
         switch (op)
         {
-            case "+": return floating ? JinjaValue.ToDouble(left) + JinjaValue.ToDouble(right) : JinjaValue.ToLong(left) + JinjaValue.ToLong(right);
-            case "-": return floating ? JinjaValue.ToDouble(left) - JinjaValue.ToDouble(right) : JinjaValue.ToLong(left) - JinjaValue.ToLong(right);
-            case "*": return floating ? JinjaValue.ToDouble(left) * JinjaValue.ToDouble(right) : JinjaValue.ToLong(left) * JinjaValue.ToLong(right);
+            case "+": return floating ? JinjaValue.ToDouble(left) + JinjaValue.ToDouble(right) : (object)(JinjaValue.ToLong(left) + JinjaValue.ToLong(right));
+            case "-": return floating ? JinjaValue.ToDouble(left) - JinjaValue.ToDouble(right) : (object)(JinjaValue.ToLong(left) - JinjaValue.ToLong(right));
+            case "*": return floating ? JinjaValue.ToDouble(left) * JinjaValue.ToDouble(right) : (object)(JinjaValue.ToLong(left) * JinjaValue.ToLong(right));
             case "/":
                 return JinjaValue.ToDouble(right) == 0 ? throw new JinjaError("division by zero") : JinjaValue.ToDouble(left) / JinjaValue.ToDouble(right);
             case "//":
@@ -450,7 +450,7 @@ internal sealed class JinjaRenderer
                 if (floating)
                 {
                     double a = JinjaValue.ToDouble(left), b = JinjaValue.ToDouble(right);
-                    return a - (b * Math.Floor(a / b));
+                    return (object)(a - (b * Math.Floor(a / b)));
                 }
                 long x = JinjaValue.ToLong(left), y = JinjaValue.ToLong(right);
                 return x - (y * FloorDiv(x, y));
