@@ -1,5 +1,6 @@
 using System.Text.Json;
 using AscendCC.Runtime.Chat.Jinja;
+using AscendCC.Runtime.Tokenizers;
 
 namespace AscendCC.Runtime.Chat;
 
@@ -165,6 +166,40 @@ public sealed class ChatTemplate
     {
         ArgumentNullException.ThrowIfNull(rendered);
         return BosToken is not null && rendered.StartsWith(BosToken, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Renders <paramref name="messages"/> and encodes the prompt with <paramref name="tokenizer"/>:
+    /// the special tokens the template writes become their single ids, and a BOS is put first only
+    /// when the tokenizer uses one and the template did not already write it (Llama 2's and Llama 3's
+    /// templates do; a second BOS would change what the model reads).
+    /// </summary>
+    public IReadOnlyList<int> Encode(TextTokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        string rendered = Render(messages, addGenerationPrompt);
+        return tokenizer.Encode(rendered, addBos: tokenizer.HasBos && !StartsWithBos(rendered), parseSpecialTokens: true);
+    }
+
+    /// <summary>
+    /// The ids of <see cref="EndOfTurnTokens"/> in <paramref name="tokenizer"/>: each that is one of its
+    /// special tokens or encodes to a single id. Generation stops at any of them.
+    /// </summary>
+    public IReadOnlyList<int> EndOfTurnTokenIds(TextTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var ids = new List<int>();
+        foreach (string token in EndOfTurnTokens)
+        {
+            if (tokenizer.SpecialTokens.TryGetValue(token, out int id) || tokenizer.Encode(token, addBos: false, parseSpecialTokens: true) is [int single] && (id = single) >= 0)
+            {
+                if (!ids.Contains(id))
+                {
+                    ids.Add(id);
+                }
+            }
+        }
+        return ids;
     }
 
     private static (string? Bos, string? Eos) SpecialTokens(string path)
