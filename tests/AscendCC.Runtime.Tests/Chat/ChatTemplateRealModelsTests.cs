@@ -28,6 +28,7 @@ public class ChatTemplateRealModelsTests
     [TestCase("Mistral-7B-Instruct-v0.3", "<s>[INST] Hello[/INST] Hi there!</s>[INST] You are a helpful assistant.\n\nWho are you?[/INST]")]
     [TestCase("OpenHermes-2.5-Mistral-7B", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Qwen2-7B-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
+    [TestCase("Qwen2.5-7B-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("SmolLM2-135M-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("zephyr-7b-beta", "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello</s>\n<|assistant|>\nHi there!</s>\n<|user|>\nWho are you?</s>\n<|assistant|>\n")]
     [TestCase("TinyLlama-1.1B-Chat-v1.0", "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello</s>\n<|assistant|>\nHi there!</s>\n<|user|>\nWho are you?</s>\n<|assistant|>\n")]
@@ -43,6 +44,7 @@ public class ChatTemplateRealModelsTests
     [TestCase("gemma-7b-it", "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\nHi there!<end_of_turn>\n<start_of_turn>user\nWho are you?<end_of_turn>\n<start_of_turn>model\n")]
     [TestCase("SmolLM2-135M-Instruct", "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Qwen2-7B-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
+    [TestCase("Qwen2.5-7B-Instruct", "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Llama-3.1-8B-Instruct", "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi there!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho are you?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")]
     public void WithoutASystemMessageRendersTheDocumentedPrompt(string model, string expected)
     {
@@ -56,6 +58,18 @@ public class ChatTemplateRealModelsTests
         Assert.That(Load("OpenHermes-2.5-Mistral-7B").Render(chat, addGenerationPrompt: false), Is.EqualTo("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n"));
         Assert.That(Load("Meta-Llama-3-8B-Instruct").Render(chat, addGenerationPrompt: false), Does.EndWith("Hi there!<|eot_id|>"));
         Assert.That(Load("zephyr-7b-beta").Render(chat, addGenerationPrompt: false), Is.EqualTo("<|user|>\nHello</s>\n<|assistant|>\nHi there!</s>\n"));
+    }
+
+    [Test]
+    public void ToolResultsFollowTheTemplatesToolPath()
+    {
+        ChatTurn[] chat = [ChatTurn.User("Weather?"), new ChatTurn("tool", "sunny"), new ChatTurn("tool", "22C"), ChatTurn.User("Thanks")];
+        Assert.That(Load("Qwen2.5-7B-Instruct").Render(chat, true), Is.EqualTo(
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWeather?<|im_end|>\n"
+            + "<|im_start|>user\n<tool_response>\nsunny\n</tool_response>\n<tool_response>\n22C\n</tool_response><|im_end|>\n<|im_start|>user\nThanks<|im_end|>\n<|im_start|>assistant\n"));
+        // Llama 3.1's `content is mapping or content is iterable` holds for a string too, so a text result goes out as JSON, quotes included (as transformers renders it).
+        Assert.That(Load("Llama-3.1-8B-Instruct").Render([ChatTurn.User("Weather?"), new ChatTurn("tool", "sunny")], true),
+            Does.EndWith("<|start_header_id|>user<|end_header_id|>\n\nWeather?<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\n\"sunny\"<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"));
     }
 
     [Test]
