@@ -56,7 +56,8 @@ internal sealed class Conversation
     {
         if (_template is not null)
         {
-            _beforeTurn = _messages.Count > 0 && _messages[^1].Role != "system" ? Encode(_messages, addGenerationPrompt: false).Count : 0;
+            // TurnStart and TurnTextTokens serve raw completion's echo and -n; a templated turn has neither.
+            _beforeTurn = 0;
             _messages.Add(ChatTurn.User(text));
             try
             {
@@ -187,6 +188,13 @@ internal sealed class Conversation
 
     private void Render()
     {
+        if (_messages.All(m => m.Role == "system"))
+        {
+            // Nothing to answer yet; templates index messages[0] and may fail on a chat without a turn.
+            _tokens.Clear();
+            RenderedPrompt = null;
+            return;
+        }
         RenderedPrompt = _template!.Render(_messages, addGenerationPrompt: true);
         _tokens.Clear();
         _tokens.AddRange(_tokenizer.Encode(RenderedPrompt, addBos: _tokenizer.HasBos && !_template.StartsWithBos(RenderedPrompt), parseSpecialTokens: true));

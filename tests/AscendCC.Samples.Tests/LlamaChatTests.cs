@@ -264,6 +264,12 @@ public class LlamaChatTests
             Assert.That(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1], Is.EqualTo($"error: {bad}: line 1, column 4: the template refused the conversation: System role not supported"));
             Assert.That(stderr, Does.Not.Contain("ready in"), "refused before the NPU boots");
 
+            // In an interactive chat the refused turn is a warning and leaves no trace; the chat goes on.
+            (exit, stdout, _) = RunChatWithInput("Hello\n/exit\n", "--model", chat, "--chat-template", bad, "--system", "s", "-t", "0", "-n", "2");
+            Assert.That(exit, Is.EqualTo(0));
+            Assert.That(Unwrap(stdout), Does.Contain("the template refused the conversation: System role not supported"));
+            Assert.That(PlainText(stdout), Does.Not.Contain("llama>"));
+
             (exit, _, stderr) = RunChat("--model", chat, "--system", "s", "--prompt", "Hello");
             Assert.That(exit, Is.EqualTo(1));
             Assert.That(Unwrap(stderr), Does.Contain("--system needs a chat template"));
