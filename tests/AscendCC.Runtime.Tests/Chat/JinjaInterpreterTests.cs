@@ -98,7 +98,17 @@ public class JinjaInterpreterTests
         Assert.That(Render("a\n{%- if true -%}\n  b  \n{%- endif %}\nc"), Is.EqualTo("abc"));
         // '+' keeps the indentation lstrip_blocks would drop; a comment is trimmed like a block.
         Assert.That(Render("  {%+ if true %}x{% endif %}\n  {# note #}\ny"), Is.EqualTo("  xy"));
-        Assert.That(Render("{% raw %}{{ not rendered }}{% endraw %}"), Is.EqualTo("{{ not rendered }}"));
+        Assert.That(Render("{% raw %}\n{{ not rendered }}\n{% endraw %}"), Is.EqualTo("\n{{ not rendered }}\n"), "raw text is kept as written");
+        // keep_trailing_newline is off: one newline ending the template is dropped.
+        Assert.That(Render("{{ 'x' }}\n{{ 'y' }}\n"), Is.EqualTo("x\ny"));
+    }
+
+    [Test]
+    public void JsonValuesKeepTheirPythonTypes()
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse("""{"n": 1, "f": 1.5, "l": [true, null, "s"]}""");
+        Assert.That(Render("{{ d.n }} {{ d.f }} {{ d.l }} {{ d.n is integer }} {{ d | tojson }}", Vars(("d", doc.RootElement.Clone()))),
+            Is.EqualTo("1 1.5 [True, None, 's'] True {\"n\": 1, \"f\": 1.5, \"l\": [true, null, \"s\"]}"));
     }
 
     [Test]

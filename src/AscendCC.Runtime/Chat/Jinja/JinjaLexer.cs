@@ -22,7 +22,8 @@ internal sealed class JinjaLexer
 
     private JinjaLexer(string text, string source)
     {
-        _text = text;
+        // Jinja's keep_trailing_newline is off (Hugging Face leaves it so): one newline ending the template is dropped.
+        _text = text.EndsWith("\r\n", StringComparison.Ordinal) ? text[..^2] : text.EndsWith('\n') ? text[..^1] : text;
         _source = source;
         var starts = new List<int> { 0 };
         for (int i = 0; i < text.Length; i++)
@@ -223,10 +224,6 @@ internal sealed class JinjaLexer
                     {
                         start++;
                     }
-                }
-                else if (start < end && _text[start] == '\n')
-                {
-                    start++;
                 }
                 string body = _text[start..end];
                 body = stripBefore ? body.TrimEnd() : LstripBlock(body, start);

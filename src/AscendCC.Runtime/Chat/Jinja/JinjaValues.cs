@@ -105,7 +105,7 @@ internal static class JinjaValue
         JsonValueKind.True => true,
         JsonValueKind.False => false,
         JsonValueKind.Null or JsonValueKind.Undefined => null,
-        JsonValueKind.Number => json.TryGetInt64(out long l) ? l : json.GetDouble(),
+        JsonValueKind.Number => json.TryGetInt64(out long l) ? (object)l : json.GetDouble(),
         JsonValueKind.Array => json.EnumerateArray().Select(FromJson).ToList(),
         _ => json.EnumerateObject().ToDictionary(p => p.Name, p => FromJson(p.Value), StringComparer.Ordinal),
     };
