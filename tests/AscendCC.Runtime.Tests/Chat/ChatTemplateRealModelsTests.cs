@@ -80,6 +80,23 @@ public class ChatTemplateRealModelsTests
     }
 
     [Test]
+    public void Llama32DatesTheSystemHeaderWithStrftimeNowOnTheTemplatesClock()
+    {
+        ChatTemplate template = Load("Llama-3.2-1B-Instruct");
+        template.Clock = new FixedClock(new DateTimeOffset(2026, 3, 5, 9, 30, 0, TimeSpan.Zero));
+        Assert.That(template.Render([ChatTurn.System("Be brief."), ChatTurn.User("Hi")], true), Is.EqualTo(
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 05 Mar 2026\n\nBe brief.<|eot_id|>"
+            + "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"));
+    }
+
+    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+
+        public override TimeZoneInfo LocalTimeZone => TimeZoneInfo.Utc;
+    }
+
+    [Test]
     public void GemmaRefusesASystemMessageAndBrokenAlternationWithItsOwnWords()
     {
         ChatTemplate gemma = Load("gemma-7b-it");
