@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using AscendCC.Protocol.Attestation;
+using AscendCC.Runtime.Chat;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
@@ -144,7 +145,7 @@ public static class ChatApp
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or CheckpointFormatException or NotSupportedException
             or FormatException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
             or AscendCC.Runtime.Confidential.FirmwareMailboxException or AscendCC.Runtime.Trusted.Verification.AttestationFailedException
-            or AscendCC.Runtime.Driver.NpuException or ChatInputException)
+            or AscendCC.Runtime.Driver.NpuException or ChatInputException or ChatTemplateException)
         {
             ui.Error(e.Message);
             ui.Logger.LogDebug(e, "details");
@@ -195,6 +196,12 @@ public static class ChatApp
     private static int Chat(ChatUi ui, ChatOptions options, TextReader stdin)
     {
         (string modelPath, string modelName) = ResolveModel(ui, options);
+        // Before anything is opened or booted: a template that does not parse is the user's to fix.
+        ChatTemplate? template = LoadChatTemplate(options, modelPath);
+        if (options.System is not null && template is null)
+        {
+            throw new ChatInputException($"--system needs a chat template, and {modelName} has none (no chat_template in its tokenizer_config.json{(options.Raw ? ", or --raw was given" : "")}); pass --chat-template FILE");
+        }
         var clock = Stopwatch.StartNew();
         using ModelCheckpoint checkpoint = ModelCheckpoint.Open(modelPath);
         TextTokenizer tokenizer = LoadTokenizer(modelPath, options.Tokenizer, checkpoint);
@@ -203,9 +210,8 @@ public static class ChatApp
         {
             throw new ChatInputException($"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}; pass the tokenizer that belongs to {modelPath}");
         }
-        ChatFormat? format = options.Raw ? null : ChatFormat.TryLoad(modelPath);
-        // Without a turn format the model just continues text, so the chat behaves like llama2.c's run.c.
-        bool completion = format is null;
+        // Without a chat template the model just continues text, so the chat behaves like llama2.c's run.c.
+        bool completion = template is null;
         ui.Logger.LogDebug("{Mode} mode: --max-tokens {MaxTokens} bounds {Bound}", completion ? "raw completion" : "chat", options.MaxTokens,
             completion ? "the prompt's tokens after BOS plus the new tokens" : "the reply's tokens");
         ui.Evidence("model", $"{modelName}: {checkpoint.Config.Family}, {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.KeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
@@ -216,8 +222,14 @@ public static class ChatApp
             throw new ChatInputException($"--ctx-size {options.ContextSize} is more than the {modelContext} positions {modelName} was trained for; pass at most {modelContext}");
         }
         int maxContext = options.ContextSize > 0 ? options.ContextSize : Math.Min(modelContext, ContextCap);
-        IReadOnlyCollection<int> stop = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
-        var conversation = new Conversation(tokenizer, format, stop);
+        IReadOnlyCollection<int> eos = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
+        // An instruction-tuned model ends its turn with the template's end-of-turn token (Llama 3's <|eot_id|>), not always with EOS.
+        IReadOnlyCollection<int> stop = [.. eos.Union(template?.EndOfTurnTokenIds(tokenizer) ?? [])];
+        if (template is not null)
+        {
+            ui.Logger.LogDebug("chat template {Source}: bos {Bos}, eos {Eos}; a reply ends at token ids {Stop}", template.Source, template.BosToken ?? "(none)", template.EosToken ?? "(none)", string.Join(", ", stop));
+        }
+        var conversation = new Conversation(tokenizer, template, stop, options.System);
         if (options.Prompt is { } oneShot)
         {
             // Refuse a prompt that cannot be answered before booting and loading anything.
@@ -259,9 +271,9 @@ public static class ChatApp
         }
 
         ui.Line("[bold]Chat[/] [grey](end a line with \\ to continue it; /reset starts over; /help lists the commands; /exit quits)[/]");
-        if (format is not null)
+        if (template is not null)
         {
-            ui.Info($"this model was trained on turns written as \"{format.UserPrefix}<your text>{format.AssistantPrefix.Replace("\n", "\\n", StringComparison.Ordinal)}\"; the chat adds them for you");
+            ui.Info($"chat template from {template.Source}: your turns{(options.System is null ? "" : " and the --system message")} are formatted with it; --raw feeds your text as is");
         }
         while (true)
         {
@@ -292,7 +304,17 @@ public static class ChatApp
             {
                 continue;
             }
-            IReadOnlyList<int> context = conversation.AddUserTurn(input);
+            IReadOnlyList<int> context;
+            try
+            {
+                context = conversation.AddUserTurn(input);
+            }
+            catch (ChatTemplateException e)
+            {
+                // The template refused the history with this turn (e.g. roles that do not alternate): the turn is not taken.
+                ui.Warning(e.Message);
+                continue;
+            }
             // Room for a reply: the turn must leave at least a quarter of the context (or --max-tokens, if less).
             int room = Math.Max(1, Math.Min(options.MaxTokens, engine.MaxContext / 4));
             if (conversation.LatestTurnAlone > engine.MaxContext - room)
@@ -353,6 +375,11 @@ public static class ChatApp
     {
         IReadOnlyList<int> context = conversation.Tokens;
         int promptTokens = context.Count;
+        if (conversation.RenderedPrompt is { } rendered)
+        {
+            // The diagnostic hook for what the model reads: the template's text, on one line.
+            ui.Logger.LogDebug("chat template rendered the prompt ({Tokens} tokens): {Prompt}", promptTokens, rendered.Replace("\n", "\\n", StringComparison.Ordinal));
+        }
         int budget = Math.Min(completion ? options.MaxTokens - conversation.TurnTextTokens : options.MaxTokens, engine.MaxContext - promptTokens);
         TextStreamDecoder stream;
         if (echoTurn)
@@ -517,6 +544,23 @@ public static class ChatApp
             ? $"cached at {result.Folder}"
             : $"trained in {result.Elapsed.TotalSeconds:F0} s, final loss {result.FinalLoss:F3}, saved to {result.Folder}");
         return (result.Folder, "llamachat-demo");
+    }
+
+    /// <summary>
+    /// The chat template: --chat-template FILE (a .jinja file, whose special tokens come from the model
+    /// folder's tokenizer_config.json, or a tokenizer_config.json), else the model folder's own; none
+    /// with --raw or for a base model.
+    /// </summary>
+    private static ChatTemplate? LoadChatTemplate(ChatOptions options, string modelPath)
+    {
+        string folder = Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
+        if (options.ChatTemplate is { } file)
+        {
+            return options.Raw
+                ? throw new ChatInputException("--raw feeds your text without a chat template, so it cannot be combined with --chat-template")
+                : ChatTemplate.Load(file, specialTokensFrom: folder);
+        }
+        return options.Raw ? null : ChatTemplate.TryLoadFromModel(folder);
     }
 
     private static TextTokenizer LoadTokenizer(string modelPath, string? tokenizerPath, ModelCheckpoint checkpoint)

@@ -18,6 +18,8 @@ internal static class ChatCommand
                                                             a GPT-Neo, one summary line per attestation
           LlamaChat -m MODEL --no-cc                        the same device with confidential computing off
           LlamaChat -m MODEL -p "Q: 2+2?" --stop "Q:"       end the reply where the model starts a new question
+          LlamaChat -m MODEL --system "Answer briefly."    a system message, through the model's chat template
+          LlamaChat -m MODEL --chat-template chatml.jinja  format turns with another template (.jinja or tokenizer_config.json)
           LlamaChat --attack list                           the malicious-host attacks; --attack NAME runs one
           LlamaChat -m MODEL --repeat-penalty 1.1 --min-p 0.05   llama.cpp's sampling, applied on the device
 
@@ -31,7 +33,7 @@ internal static class ChatCommand
         var model = new Option<string?>("--model", "-m") { Description = "Hugging Face model folder, or a llama2.c .bin (with --tokenizer). Default: the demo Llama, trained on first run and cached." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (tokenizer.json, tokenizer.model or llama2.c tok*.bin) when it is not in the model folder." };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "One-shot: answer this prompt and exit. stdout gets the reply (chat mode) or, in raw completion mode, the prompt followed by its continuation, as llama2.c prints it." };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Chat mode (a model folder with a turn format, e.g. the demo): most tokens of the reply. Raw completion mode (a base model without one, or --raw): most tokens of text, counting the prompt's tokens after BOS plus the new ones, like llama2.c's -n; the prompt must be shorter.", DefaultValueFactory = _ => 128 };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Chat mode (a model with a chat template: the model folder's tokenizer_config.json chat_template, e.g. the demo's, or --chat-template): most tokens of the reply. Raw completion mode (a base model without one, or --raw): most tokens of text, counting the prompt's tokens after BOS plus the new ones, like llama2.c's -n; the prompt must be shorter.", DefaultValueFactory = _ => 128 };
         var temperature = new Option<float>("--temperature", "-t") { Description = "Sampling temperature; 0 = greedy.", DefaultValueFactory = _ => 0.8f };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold; 1 = off.", DefaultValueFactory = _ => 0.9f };
         var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens; 0 = off.", DefaultValueFactory = _ => 0 };
@@ -41,7 +43,9 @@ internal static class ChatCommand
         mode.AcceptOnlyFromAmong("eager", "graph");
         var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };
         var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
-        var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the turn format a model folder's llamachat.json asks for (e.g. to continue a story with the demo model); a model without a turn format is always in this mode." };
+        var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the model's chat template (e.g. to continue a story with the demo model); a model without a chat template is always in this mode." };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "Format the chat with this Hugging Face chat template instead of the model folder's: a .jinja file (bos/eos tokens from the model's tokenizer_config.json) or a tokenizer_config.json. A template that does not parse is refused before anything boots, naming the file, line and column." };
+        var system = new Option<string?>("--system") { Description = "A system message, given to the chat template first (needs a model with a chat template, or --chat-template). It stays when old turns are dropped to fit the context." };
         var stop = new Option<string[]>("--stop") { Description = "End the reply where this text appears (repeatable; the text itself is not shown), as llama-cli's -r and ollama's stop. Matched across token boundaries.", AllowMultipleArgumentsPerToken = false };
         var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the most likely one (before temperature, as llama.cpp, whose default is 0.05); 0 = off." };
         var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "Penalise tokens of the last --repeat-last-n (prompt and reply): a positive logit is divided by it, a negative one multiplied; 1 = off.", DefaultValueFactory = _ => 1f };
@@ -51,11 +55,11 @@ internal static class ChatCommand
         var contextSize = new Option<int>("--ctx-size", "-c") { Description = "Tokens the context (KV cache) holds; default: the model's maximum, at most 2048. A chat that outgrows it drops its oldest turns." };
         var rebuildDemo = new Option<bool>("--rebuild-demo") { Description = "Train the demo model again even if its cache checks out." };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No party steps or evidence; a passed attestation is one summary line (a failed one is shown in full)." };
-        var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic log on stderr: boot, attestation checks, key release, package load phases and each generation's prefill/decode, with timings." };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Diagnostic log on stderr: boot, attestation checks, key release, package load phases, the prompt the chat template rendered and each generation's prefill/decode, with timings." };
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, mode, transcript, attack, raw, rebuildDemo, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, mode, transcript, attack, raw, chatTemplate, system, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -79,6 +83,8 @@ internal static class ChatCommand
             Transcript = r.GetValue(transcript),
             Attack = r.GetValue(attack),
             Raw = r.GetValue(raw),
+            ChatTemplate = r.GetValue(chatTemplate),
+            System = r.GetValue(system),
             RebuildDemo = r.GetValue(rebuildDemo),
             Quiet = r.GetValue(quiet),
             Verbose = r.GetValue(verbose),

@@ -48,6 +48,12 @@ internal sealed record ChatOptions
 
     public bool Raw { get; init; }
 
+    /// <summary>--chat-template: a .jinja file or a tokenizer_config.json whose template replaces the model folder's.</summary>
+    public string? ChatTemplate { get; init; }
+
+    /// <summary>--system: the system message put first in the chat template's messages.</summary>
+    public string? System { get; init; }
+
     public bool RebuildDemo { get; init; }
 
     public bool Quiet { get; init; }

@@ -7,7 +7,7 @@ namespace AscendCC.Client;
 
 /// <summary>
 /// An <see cref="IChatClient"/> over a model that generates token ids: renders the chat with the
-/// options' template, tokenizes it, and decodes the generated ids into text as they arrive, ending at
+/// options' chat template (or text template), tokenizes it, and decodes the generated ids into text as they arrive, ending at
 /// an end-of-sequence id or one of <see cref="ChatOptions.StopSequences"/> (matched across token
 /// boundaries, never shown). Where the ids come from is the subclass's one job:
 /// <see cref="ConfidentialChatClient"/> seals the prompt for a remote NPU and decrypts the sealed
@@ -26,6 +26,11 @@ public abstract class TokenChatClient : IChatClient
         Tokenizer = tokenizer;
         _options = options;
         _stopIds = [.. options.StopTokenIds];
+        if (options.ChatTemplate is { } template)
+        {
+            // <|eot_id|>, <|im_end|>, <end_of_turn>…: an instruction-tuned model ends its turn with these, not always with EOS.
+            _stopIds.UnionWith(template.EndOfTurnTokenIds(tokenizer));
+        }
         if (SafeEos(tokenizer) is { } eos)
         {
             _stopIds.Add(eos);
@@ -104,7 +109,9 @@ public abstract class TokenChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         IReadOnlyList<ChatMessage> chat = [.. messages];
-        IReadOnlyList<int> prompt = Tokenizer.Encode(_options.Template(chat), addBos: Tokenizer.HasBos);
+        IReadOnlyList<int> prompt = _options.ChatTemplate is { } template
+            ? template.Encode(Tokenizer, TokenChatClientOptions.ToChatTurns(chat), addGenerationPrompt: true)
+            : Tokenizer.Encode(_options.Template(chat), addBos: Tokenizer.HasBos);
         if (prompt.Count == 0)
         {
             throw new ArgumentException("the chat renders to no tokens; give a message with text", nameof(messages));

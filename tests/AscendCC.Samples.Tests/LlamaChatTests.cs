@@ -181,7 +181,7 @@ public class LlamaChatTests
     public void ChatModePrintsOnlyTheReplyAndMaxTokensCountsTheReplysTokens()
     {
         string folder = TestData.RequireModel("stories260K");
-        // stories260K with a turn format: chat mode without training the demo model.
+        // stories260K with a chat template: chat mode without training the demo model.
         string chat = Directory.CreateTempSubdirectory("llamachat-format-").FullName;
         try
         {
@@ -189,11 +189,11 @@ public class LlamaChatTests
             {
                 File.Copy(Path.Combine(folder, file), Path.Combine(chat, file));
             }
-            File.WriteAllText(Path.Combine(chat, "llamachat.json"), """{"UserPrefix":"","AssistantPrefix":""}""");
+            File.WriteAllText(Path.Combine(chat, "tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"}""");
             TextTokenizer tokenizer = TextTokenizer.Load(folder);
             string full = File.ReadAllText(Path.Combine(folder, "reference", "once_upon_a_time.text.txt"));
 
-            // An empty turn format feeds the same tokens as raw mode, so the reply is the reference's
+            // A template that writes the turn's text alone feeds the same tokens as raw mode, so the reply is the reference's
             // continuation; -n 4 is 4 reply tokens here, where raw mode refuses it (see the test above).
             // The reply is cut by --max-tokens: it says so on stderr and exits with the truncation code.
             var (exit, stdout, stderr) = RunChat("--model", chat, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "4");
@@ -214,6 +214,120 @@ public class LlamaChatTests
             (exit, stdout, stderr) = RunChat("--model", chat, "--raw", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "8");
             Assert.That(exit, Is.EqualTo(0), stderr);
             Assert.That(stdout.TrimEnd('\n'), Is.EqualTo("Once upon a time" + reply));
+        }
+        finally
+        {
+            Directory.Delete(chat, recursive: true);
+        }
+    }
+
+    /// <summary>A copy of stories260K whose tokenizer_config.json carries <paramref name="template"/>; null for none.</summary>
+    private static string Stories260KWithTemplate(string? template)
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string chat = Directory.CreateTempSubdirectory("llamachat-template-").FullName;
+        foreach (string file in new[] { "config.json", "model.safetensors", "tokenizer.model" })
+        {
+            File.Copy(Path.Combine(folder, file), Path.Combine(chat, file));
+        }
+        if (template is not null)
+        {
+            File.WriteAllText(Path.Combine(chat, "tokenizer_config.json"), System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
+            {
+                ["bos_token"] = "<s>",
+                ["eos_token"] = "</s>",
+                ["chat_template"] = template,
+            }));
+        }
+        return chat;
+    }
+
+    private const string RoleTemplate = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+
+    [Test]
+    public void AMalformedChatTemplateIsOneErrorLineNamingTheFileAndPositionBeforeAnythingBoots()
+    {
+        string chat = Stories260KWithTemplate(null);
+        try
+        {
+            string bad = Path.Combine(chat, "bad.jinja");
+            File.WriteAllText(bad, "{% for m in messages %}\n  {{ m.content | shout }}\n{% endfor %}");
+            var (exit, stdout, stderr) = RunChat("--model", chat, "--chat-template", bad, "--prompt", "Hello");
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stdout, Is.Empty);
+            string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.That(lines, Has.Length.EqualTo(1), stderr);
+            Assert.That(lines[0], Is.EqualTo($"error: {bad}: line 2, column 18: unknown filter 'shout'"));
+
+            // A template the conversation makes raise_exception is refused with the template's words, also before booting.
+            File.WriteAllText(bad, "{{ raise_exception('System role not supported') if messages[0].role == 'system' }}");
+            (exit, _, stderr) = RunChat("--model", chat, "--chat-template", bad, "--system", "s", "--prompt", "Hello");
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1], Is.EqualTo($"error: {bad}: line 1, column 4: the template refused the conversation: System role not supported"));
+            Assert.That(stderr, Does.Not.Contain("ready in"), "refused before the NPU boots");
+
+            // In an interactive chat the refused turn is a warning and leaves no trace; the chat goes on.
+            (exit, stdout, _) = RunChatWithInput("Hello\n/exit\n", "--model", chat, "--chat-template", bad, "--system", "s", "-t", "0", "-n", "2");
+            Assert.That(exit, Is.EqualTo(0));
+            Assert.That(Unwrap(stdout), Does.Contain("the template refused the conversation: System role not supported"));
+            Assert.That(PlainText(stdout), Does.Not.Contain("llama>"));
+
+            (exit, _, stderr) = RunChat("--model", chat, "--system", "s", "--prompt", "Hello");
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(Unwrap(stderr), Does.Contain("--system needs a chat template"));
+        }
+        finally
+        {
+            Directory.Delete(chat, recursive: true);
+        }
+    }
+
+    [Test]
+    public void SystemReachesThePromptThroughTheModelsTemplateAndChatTemplateOverridesIt()
+    {
+        string chat = Stories260KWithTemplate(RoleTemplate);
+        try
+        {
+            TextTokenizer tokenizer = TextTokenizer.Load(chat);
+            var (exit, stdout, stderr) = RunChat("--model", chat, "--system", "Be brief.", "--prompt", "Hello", "-t", "0", "-n", "4", "--verbose");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            const string rendered = "system: Be brief.\nuser: Hello\nassistant:";
+            int tokens = tokenizer.Encode(rendered, addBos: true).Count;
+            Assert.That(stderr, Does.Contain($"chat template rendered the prompt ({tokens} tokens): {rendered.Replace("\n", "\\n", StringComparison.Ordinal)}"));
+            Assert.That(stderr, Does.Contain($"data owner sealed {tokens} prompt tokens"));
+            Assert.That(stdout, Is.Not.Empty);
+
+            // --chat-template FILE (.jinja) replaces the folder's template; its bos/eos still come from the folder.
+            string jinja = Path.Combine(chat, "other.jinja");
+            File.WriteAllText(jinja, "{{ bos_token }}[{{ messages[-1].content }}]");
+            (exit, _, stderr) = RunChat("--model", chat, "--chat-template", jinja, "--prompt", "Hello", "-t", "0", "-n", "2", "--verbose");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stderr, Does.Contain("chat template rendered the prompt (").And.Contain("tokens): <s>[Hello]"));
+            Assert.That(stderr, Does.Contain($"data owner sealed {tokenizer.Encode("[Hello]", addBos: true).Count} prompt tokens"), "the template's <s> is the one BOS");
+        }
+        finally
+        {
+            Directory.Delete(chat, recursive: true);
+        }
+    }
+
+    [Test]
+    public void ATemplatedChatThatOutgrowsTheContextDropsOldTurnsAndKeepsTheSystemMessage()
+    {
+        string chat = Stories260KWithTemplate(RoleTemplate);
+        try
+        {
+            const string script = "Once upon a time\nLily had a dog\nThe sun was hot\nTom went home\n";
+            var (exit, stdout, stderr) = RunChatWithInput(script, "--model", chat, "--system", "Tell stories.", "-t", "0", "-n", "8", "--ctx-size", "100", "--verbose");
+            Assert.That(exit, Is.EqualTo(0), stdout + stderr);
+            Assert.That(System.Text.RegularExpressions.Regex.Count(PlainText(stdout), "llama>"), Is.EqualTo(4), "every turn is answered");
+            Assert.That(stderr, Does.Match(@"the context is full: dropped the oldest \d+ turns? \(\d+ tokens\) to fit 100"));
+            string[] prompts = System.Text.RegularExpressions.Regex.Matches(stderr, @"chat template rendered the prompt \((\d+) tokens\): (.*)").Select(m => m.Groups[2].Value).ToArray();
+            Assert.That(prompts, Has.Length.EqualTo(4));
+            Assert.That(prompts, Has.All.StartWith("system: Tell stories.\\nuser: "), "the system message survives every drop");
+            Assert.That(prompts[^1], Does.Not.Contain("Once upon a time"), "the oldest turn was dropped");
+            Assert.That(prompts[^1], Does.EndWith("user: Tom went home\\nassistant:"));
+            Assert.That(prompts.Any(p => System.Text.RegularExpressions.Regex.IsMatch(p, @"\\nassistant: \S[^\\]*\\nuser: ")), "a reply went back into the history as the assistant's message");
         }
         finally
         {
@@ -642,6 +756,14 @@ public class LlamaChatTests
             Assert.That(ids, Has.Count.EqualTo(text.Length + 1), "one token per character");
             Assert.That(tokenizer.Decode(ids), Is.EqualTo(text));
             Assert.That(tokenizer.Decode(tokenizer.Encode("naïve ☃", addBos: false)), Is.EqualTo("naïve ☃"), "characters outside the corpus go through byte fallback");
+
+            // The chat template renders a Q/A exchange as exactly the training document: BOS, Q, A, EOS.
+            AscendCC.Runtime.Chat.ChatTemplate template = AscendCC.Runtime.Chat.ChatTemplate.TryLoadFromModel(folder)!;
+            Assert.That(template.Render([AscendCC.Runtime.Chat.ChatTurn.User("What does the cow say?")], addGenerationPrompt: true), Is.EqualTo("<s>Q: What does the cow say?\nA:"));
+            IReadOnlyList<int> exchange = template.Encode(tokenizer, [AscendCC.Runtime.Chat.ChatTurn.User("What does the cow say?"), AscendCC.Runtime.Chat.ChatTurn.Assistant("The cow says moo.")], addGenerationPrompt: false);
+            Assert.That(exchange, Is.EqualTo(ids.Append(DemoTokenizer.Eos)));
+            Assert.That(template.EndOfTurnTokenIds(tokenizer), Is.EqualTo(new[] { DemoTokenizer.Eos }));
+            Assert.That(File.Exists(Path.Combine(folder, "llamachat.json")), Is.False, "the turn format now lives in the chat template");
 
             // Same settings, same bytes: the cache key (the settings' hash) names one model.
             string again = Directory.CreateTempSubdirectory("llamachat-demo-smoke-").FullName;

@@ -20,6 +20,19 @@ public static class DemoCorpus
     /// <summary>What follows a user turn; the model writes the answer after it.</summary>
     public const string AnswerPrefix = "\nA:";
 
+    /// <summary>
+    /// The demo's chat format as a Hugging Face chat template: each question opens a document of its
+    /// own (BOS, "Q: ", the question), each answer follows "\nA: " and ends with EOS — exactly the
+    /// token stream of a Q/A training document. System messages are not part of what the demo learnt
+    /// and are left out.
+    /// </summary>
+    public const string ChatTemplate =
+        "{% for message in messages %}"
+        + "{% if message['role'] == 'user' %}{{ bos_token + '" + QuestionPrefix + "' + message['content'] }}"
+        + "{% elif message['role'] == 'assistant' %}{{ '\\nA: ' + message['content'] + eos_token }}{% endif %}"
+        + "{% endfor %}"
+        + "{% if add_generation_prompt %}{{ '\\nA:' }}{% endif %}";
+
     private static readonly string[] Names = ["Lily", "Tom", "Mia", "Ben", "Sara", "Max", "Anna", "Leo", "Emma", "Sam", "Zoe", "Jack"];
     private static readonly string[] Adjectives = ["little", "happy", "brave", "kind", "small", "curious", "shy", "funny"];
     private static readonly string[] Places = ["park", "garden", "forest", "house", "school", "beach", "farm", "river"];

@@ -47,7 +47,8 @@ public sealed record DemoTrainingSettings(
     int Threads = 2)
 {
     /// <summary>Bumped whenever the trainer's code changes what it produces, so old caches are not reused.</summary>
-    public const int TrainerVersion = 4;
+    /// <remarks>5: the chat format is a Hugging Face chat template in tokenizer_config.json (was llamachat.json).</remarks>
+    public const int TrainerVersion = 5;
 
     /// <summary>The default demo.</summary>
     public static DemoTrainingSettings Default { get; } = new();
@@ -101,8 +102,10 @@ public sealed record DemoModelResult(string Folder, bool FromCache, TimeSpan Ela
 /// </summary>
 public static class DemoTrainer
 {
-    /// <summary>Marker file the chat reads to wrap user turns in the format the demo was trained on.</summary>
-    public const string ChatFormatFile = "llamachat.json";
+    /// <summary>The file holding the demo's chat template and special tokens, as a Hugging Face model folder has it.</summary>
+    public const string TokenizerConfigFile = "tokenizer_config.json";
+
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
 
     /// <summary>The default cache root: $XDG_CACHE_HOME or ~/.cache, then ascendcc/llamachat-demo.</summary>
     public static string DefaultCacheRoot =>
@@ -237,21 +240,13 @@ public static class DemoTrainer
             TorchDtype = "float32",
         };
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
-        File.WriteAllText(Path.Combine(folder, ChatFormatFile), JsonSerializer.Serialize(new ChatFormat(DemoCorpus.QuestionPrefix, DemoCorpus.AnswerPrefix)));
+        File.WriteAllText(Path.Combine(folder, TokenizerConfigFile), JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["bos_token"] = "<s>",
+            ["eos_token"] = "</s>",
+            ["chat_template"] = DemoCorpus.ChatTemplate,
+        }, IndentedJson));
         File.WriteAllText(Path.Combine(folder, "training.json"), JsonSerializer.Serialize(new { settings, trainerVersion = DemoTrainingSettings.TrainerVersion, cacheKey = settings.CacheKey(), seconds = clock.Elapsed.TotalSeconds, finalLoss = tail / Math.Max(1, tailCount) }));
         return (clock.Elapsed, tail / Math.Max(1, tailCount));
-    }
-}
-
-/// <summary>How the chat wraps a user turn for a model trained on a turn format.</summary>
-/// <param name="UserPrefix">Text before the user's words.</param>
-/// <param name="AssistantPrefix">Text after them, after which the model answers.</param>
-public sealed record ChatFormat(string UserPrefix, string AssistantPrefix)
-{
-    /// <summary>Reads <see cref="DemoTrainer.ChatFormatFile"/> from a model folder, or null when it has none.</summary>
-    public static ChatFormat? TryLoad(string modelPath)
-    {
-        string file = Path.Combine(Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!, DemoTrainer.ChatFormatFile);
-        return File.Exists(file) ? JsonSerializer.Deserialize<ChatFormat>(File.ReadAllText(file)) : null;
     }
 }

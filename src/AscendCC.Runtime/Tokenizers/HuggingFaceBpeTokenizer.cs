@@ -162,16 +162,24 @@ internal sealed class HuggingFaceBpeTokenizer : TokenizerJsonModel
         }
     }
 
-    public override IReadOnlyList<int> Encode(string text, bool addBos = true)
+    public override IReadOnlyDictionary<string, int> SpecialTokens =>
+        _addedTokens.Where(a => _specialIds.Contains(a.Id)).GroupBy(a => a.Content).ToDictionary(g => g.Key, g => g.First().Id, StringComparer.Ordinal);
+
+    /// <summary>Hugging Face's default: every added token in the text, special or not, is its id.</summary>
+    public override IReadOnlyList<int> Encode(string text, bool addBos = true) => Encode(text, addBos, parseSpecialTokens: true);
+
+    /// <summary>Without <paramref name="parseSpecialTokens"/> only the added tokens not marked special are cut out of the text (split_special_tokens=True).</summary>
+    public override IReadOnlyList<int> Encode(string text, bool addBos, bool parseSpecialTokens)
     {
         ArgumentNullException.ThrowIfNull(text);
+        List<(string Content, int Id)> added = parseSpecialTokens ? _addedTokens : _addedTokens.Where(a => !_specialIds.Contains(a.Id)).ToList();
         var ids = new List<int>();
         if (addBos)
         {
             ids.Add(BosId);
         }
         bool first = true;
-        foreach (var (segment, addedId) in SplitAddedTokens(text, _addedTokens))
+        foreach (var (segment, addedId) in SplitAddedTokens(text, added))
         {
             if (addedId is { } id)
             {

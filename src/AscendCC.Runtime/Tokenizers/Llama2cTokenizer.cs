@@ -37,6 +37,9 @@ internal sealed class Llama2cTokenizer : TextTokenizer
 
     public override int EosId => Eos;
 
+    /// <summary>llama2.c's vocabulary spells BOS and EOS "\n&lt;s&gt;\n" and "\n&lt;/s&gt;\n"; a rendered template writes them as Llama's "&lt;s&gt;" and "&lt;/s&gt;".</summary>
+    public override IReadOnlyDictionary<string, int> SpecialTokens { get; } = new Dictionary<string, int>(StringComparer.Ordinal) { ["<s>"] = Bos, ["</s>"] = Eos };
+
     public static Llama2cTokenizer LoadFile(string path)
     {
         using var reader = new BinaryReader(File.OpenRead(path));

@@ -12,6 +12,13 @@ internal sealed class SentencePieceTextTokenizer(LlamaTokenizer tokenizer) : Tex
 
     public override int EosId => tokenizer.EndOfSentenceId;
 
+    public override IReadOnlyDictionary<string, int> SpecialTokens { get; } = new Dictionary<string, int>(StringComparer.Ordinal)
+    {
+        [tokenizer.BeginningOfSentenceToken] = tokenizer.BeginningOfSentenceId,
+        [tokenizer.EndOfSentenceToken] = tokenizer.EndOfSentenceId,
+        [tokenizer.UnknownToken] = tokenizer.UnknownId,
+    };
+
     public override IReadOnlyList<int> Encode(string text, bool addBos = true)
     {
         ArgumentNullException.ThrowIfNull(text);

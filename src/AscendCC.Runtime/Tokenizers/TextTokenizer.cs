@@ -29,8 +29,56 @@ public abstract class TextTokenizer
     /// <summary>End-of-sequence id.</summary>
     public abstract int EosId { get; }
 
-    /// <summary>Encodes <paramref name="text"/>, with BOS first when <paramref name="addBos"/>.</summary>
+    /// <summary>
+    /// Encodes <paramref name="text"/>, with BOS first when <paramref name="addBos"/>. Special tokens
+    /// written in the text are read as the tokenizer file reads them by default: a tokenizer.json's
+    /// added tokens become their ids, a SentencePiece or llama2.c tokenizer spells "&lt;s&gt;" as
+    /// characters. For a rendered chat template use <see cref="Encode(string, bool, bool)"/>.
+    /// </summary>
     public abstract IReadOnlyList<int> Encode(string text, bool addBos = true);
+
+    /// <summary>
+    /// Encodes <paramref name="text"/> choosing how special tokens written in it are read. With
+    /// <paramref name="parseSpecialTokens"/> each special token's text (<c>&lt;s&gt;</c>,
+    /// <c>&lt;|eot_id|&gt;</c>, <c>&lt;|im_end|&gt;</c>…, see <see cref="SpecialTokens"/>) becomes its
+    /// single id and the text between them is encoded as usual — what a rendered chat template needs
+    /// (Hugging Face's default, split_special_tokens=False); without it they are spelled as ordinary
+    /// characters, so user text can never forge a control token.
+    /// </summary>
+    public virtual IReadOnlyList<int> Encode(string text, bool addBos, bool parseSpecialTokens)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (!parseSpecialTokens || SpecialTokens.Count == 0)
+        {
+            return Encode(text, addBos);
+        }
+        var ids = new List<int>();
+        if (addBos)
+        {
+            ids.Add(BosId);
+        }
+        var specials = SpecialTokens.Select(kv => (kv.Key, kv.Value)).OrderByDescending(t => t.Key.Length).ToList();
+        foreach (var (segment, special) in HuggingFaceBpeTokenizer.SplitAddedTokens(text, specials))
+        {
+            if (special is { } id)
+            {
+                ids.Add(id);
+            }
+            else if (segment.Length > 0)
+            {
+                // Each stretch between special tokens is encoded as a text of its own, as Hugging Face's
+                // (legacy) Llama tokenizer does: after "<s>", "[INST]" starts with the dummy-prefix space.
+                ids.AddRange(Encode(segment, addBos: false));
+            }
+        }
+        return ids;
+    }
+
+    /// <summary>
+    /// The tokenizer's special tokens, text to id: a tokenizer.json's added tokens marked special, a
+    /// SentencePiece model's &lt;s&gt;, &lt;/s&gt; and &lt;unk&gt;, llama2.c's &lt;s&gt; and &lt;/s&gt;.
+    /// </summary>
+    public virtual IReadOnlyDictionary<string, int> SpecialTokens => new Dictionary<string, int>();
 
     /// <summary>Decodes ids to text: special tokens are dropped, byte pieces (&lt;0xNN&gt; byte fallback, or
     /// byte-level tokens) are joined into UTF-8, and the leading space the encoder prepends is removed.</summary>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using AscendCC.Client;
+using AscendCC.Runtime.Chat;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Tokenizers;
 
@@ -20,14 +21,20 @@ internal sealed class DeviceChatClient : TokenChatClient
         _fleet = fleet;
     }
 
-    /// <summary>The chat client of a CC-off fleet (its configured model's tokenizer and end-of-sequence ids).</summary>
+    /// <summary>
+    /// The chat client of a CC-off fleet: its configured model's tokenizer, end-of-sequence ids and,
+    /// when the model folder has one, its chat template.
+    /// </summary>
     public static DeviceChatClient Create(NpuFleet fleet)
     {
         if (fleet.Options.Confidential || fleet.Devices[0].Loaded is not { } model)
         {
             throw new InvalidOperationException("the plaintext chat endpoint exists only on a CC-off host (Npu:Confidential=false with Npu:Model)");
         }
-        return new DeviceChatClient(fleet, TextTokenizer.Load(fleet.Options.Model!), new TokenChatClientOptions
+        string folder = fleet.Options.Model!;
+        ChatTemplate? template = Directory.Exists(folder) ? ChatTemplate.TryLoadFromModel(folder) : null;
+        TokenChatClientOptions options = template is null ? new TokenChatClientOptions() : TokenChatClientOptions.FromChatTemplate(template);
+        return new DeviceChatClient(fleet, TextTokenizer.Load(folder), options with
         {
             StopTokenIds = model.Config.EosTokenIds,
             ModelId = fleet.PlainModelId,
