@@ -290,7 +290,7 @@ public class LlamaChatTests
         {
             TextTokenizer tokenizer = TextTokenizer.Load(chat);
             var (exit, stdout, stderr) = RunChat("--model", chat, "--system", "Be brief.", "--prompt", "Hello", "-t", "0", "-n", "4", "--verbose");
-            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(exit, Is.EqualTo(ChatApp.ExitTruncated), stderr); // a chat reply cut by -n
             const string rendered = "system: Be brief.\nuser: Hello\nassistant:";
             int tokens = tokenizer.Encode(rendered, addBos: true).Count;
             Assert.That(stderr, Does.Contain($"chat template rendered the prompt ({tokens} tokens): {rendered.Replace("\n", "\\n", StringComparison.Ordinal)}"));
@@ -301,7 +301,7 @@ public class LlamaChatTests
             string jinja = Path.Combine(chat, "other.jinja");
             File.WriteAllText(jinja, "{{ bos_token }}[{{ messages[-1].content }}]");
             (exit, _, stderr) = RunChat("--model", chat, "--chat-template", jinja, "--prompt", "Hello", "-t", "0", "-n", "2", "--verbose");
-            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(exit, Is.EqualTo(ChatApp.ExitTruncated), stderr); // a chat reply cut by -n
             Assert.That(stderr, Does.Contain("chat template rendered the prompt (").And.Contain("tokens): <s>[Hello]"));
             Assert.That(stderr, Does.Contain($"data owner sealed {tokenizer.Encode("[Hello]", addBos: true).Count} prompt tokens"), "the template's <s> is the one BOS");
         }
