@@ -145,7 +145,8 @@ public static class ChatApp
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or CheckpointFormatException or NotSupportedException
             or FormatException or ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
             or AscendCC.Runtime.Confidential.FirmwareMailboxException or AscendCC.Runtime.Trusted.Verification.AttestationFailedException
-            or AscendCC.Runtime.Driver.NpuException or ChatInputException or ChatTemplateException)
+            or AscendCC.Runtime.Driver.NpuException or ChatInputException or ChatTemplateException
+            or AscendCC.Client.RemoteNpuException or HttpRequestException or AscendCC.Protocol.Channels.SecureChannelException)
         {
             ui.Error(e.Message);
             ui.Logger.LogDebug(e, "details");
@@ -164,7 +165,32 @@ public static class ChatApp
         : o.RepeatLastN < -1 ? "--repeat-last-n must be -1 (the whole context), 0 (none) or positive."
         : !float.IsFinite(o.FrequencyPenalty) ? "--frequency-penalty must be a finite number (0 = off)."
         : !float.IsFinite(o.PresencePenalty) ? "--presence-penalty must be a finite number (0 = off)."
-        : null;
+        : ServerProblem(o);
+
+    /// <summary>What is missing or contradictory about --server and its companions.</summary>
+    private static string? ServerProblem(ChatOptions o)
+    {
+        if (o.Server is null)
+        {
+            return o.Manufacturer is not null || o.RequireModel is not null || o.Package is not null || o.Device != 0
+                ? "--manufacturer, --require-model, --device and --package go with --server URL."
+                : null;
+        }
+        if (!Uri.TryCreate(o.Server, UriKind.Absolute, out Uri? url) || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
+        {
+            return $"--server must be an http:// or https:// URL, not '{o.Server}'.";
+        }
+        return o.Model is null ? "--server needs --model: the model's folder (config.json, the tokenizer and its chat template; no weights) on this machine."
+            : o.Manufacturer is null ? "--server needs --manufacturer: the folder of the manufacturer's public files the data owner trusts (docs/deployment.md)."
+            : o.RequireModel is null ? "--server needs --require-model: the model's graph measurement its provider published (ascendcc-provider deploy prints it)."
+            : !IsHex(o.RequireModel, 48) ? $"--require-model must be the model's 48-byte graph measurement as 96 hex digits; '{o.RequireModel}' is not."
+            : o.NoCc ? "--no-cc cannot go with --server: the server's NPUs run with confidential computing on."
+            : o.Transcript is not null ? "--transcript records the bytes the local host handles; with --server the host is remote (capture its traffic instead)."
+            : o.Device < 0 ? "--device must be 0 or more."
+            : null;
+    }
+
+    private static bool IsHex(string text, int bytes) => text.Length == 2 * bytes && text.All(Uri.IsHexDigit);
 
     private static int RunAttack(ChatUi ui, string name)
     {
@@ -203,26 +229,29 @@ public static class ChatApp
             throw new ChatInputException($"--system needs a chat template, and {modelName} has none (no chat_template in its tokenizer_config.json{(options.Raw ? ", or --raw was given" : "")}); pass --chat-template FILE");
         }
         var clock = Stopwatch.StartNew();
-        using ModelCheckpoint checkpoint = ModelCheckpoint.Open(modelPath);
-        TextTokenizer tokenizer = LoadTokenizer(modelPath, options.Tokenizer, checkpoint);
-        ui.Logger.LogDebug("opened {Layout} checkpoint {Path} and its tokenizer ({Vocab} tokens) in {Milliseconds} ms", checkpoint.Layout, modelPath, tokenizer.VocabSize, clock.ElapsedMilliseconds);
-        if (tokenizer.VocabSize > checkpoint.Config.VocabSize)
+        // With --server the weights are on the server: the data owner needs only the configuration,
+        // the tokenizer and the template.
+        using ModelCheckpoint? checkpoint = options.Server is null ? ModelCheckpoint.Open(modelPath) : null;
+        ModelConfig config = checkpoint?.Config ?? ModelConfig.Load(Path.Combine(modelPath, "config.json"));
+        TextTokenizer tokenizer = checkpoint is not null ? LoadTokenizer(modelPath, options.Tokenizer, checkpoint) : TextTokenizer.Load(options.Tokenizer ?? modelPath);
+        ui.Logger.LogDebug("opened {Layout} model {Path} and its tokenizer ({Vocab} tokens) in {Milliseconds} ms", checkpoint?.Layout.ToString() ?? "config-only", modelPath, tokenizer.VocabSize, clock.ElapsedMilliseconds);
+        if (tokenizer.VocabSize > config.VocabSize)
         {
-            throw new ChatInputException($"the tokenizer has {tokenizer.VocabSize} tokens but the model only {checkpoint.Config.VocabSize}; pass the tokenizer that belongs to {modelPath}");
+            throw new ChatInputException($"the tokenizer has {tokenizer.VocabSize} tokens but the model only {config.VocabSize}; pass the tokenizer that belongs to {modelPath}");
         }
         // Without a chat template the model just continues text, so the chat behaves like llama2.c's run.c.
         bool completion = template is null;
         ui.Logger.LogDebug("{Mode} mode: --max-tokens {MaxTokens} bounds {Bound}", completion ? "raw completion" : "chat", options.MaxTokens,
             completion ? "the prompt's tokens after BOS plus the new tokens" : "the reply's tokens");
-        ui.Evidence("model", $"{modelName}: {checkpoint.Config.Family}, {checkpoint.Config.NumHiddenLayers} layers, hidden {checkpoint.Config.HiddenSize}, heads {checkpoint.Config.NumAttentionHeads}/{checkpoint.Config.KeyValueHeads} kv, vocab {checkpoint.Config.VocabSize}");
+        ui.Evidence("model", $"{modelName}: {config.Family}, {config.NumHiddenLayers} layers, hidden {config.HiddenSize}, heads {config.NumAttentionHeads}/{config.KeyValueHeads} kv, vocab {config.VocabSize}");
 
-        int modelContext = checkpoint.Config.MaxPositionEmbeddings;
+        int modelContext = config.MaxPositionEmbeddings;
         if (options.ContextSize > modelContext)
         {
             throw new ChatInputException($"--ctx-size {options.ContextSize} is more than the {modelContext} positions {modelName} was trained for; pass at most {modelContext}");
         }
         int maxContext = options.ContextSize > 0 ? options.ContextSize : Math.Min(modelContext, ContextCap);
-        IReadOnlyCollection<int> eos = checkpoint.Config.EosTokenIds.Count > 0 ? checkpoint.Config.EosTokenIds : [tokenizer.EosId];
+        IReadOnlyCollection<int> eos = config.EosTokenIds.Count > 0 ? config.EosTokenIds : [tokenizer.EosId];
         // An instruction-tuned model ends its turn with the template's end-of-turn token (Llama 3's <|eot_id|>), not always with EOS.
         IReadOnlyCollection<int> stop = [.. eos.Union(template?.EndOfTurnTokenIds(tokenizer) ?? [])];
         if (template is not null)
@@ -251,12 +280,11 @@ public static class ChatApp
 
         using ITranscriptWriter? transcript = options.Transcript is null ? null : TranscriptFiles.Open(options.Transcript);
         var load = Stopwatch.StartNew();
-        using var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
-        using IChatEngine engine = options.NoCc
-            ? new PlainEngine(ui, npu, checkpoint, options.Mode, maxContext, MaxBatchTokens)
-            : new ConfidentialEngine(ui, npu, checkpoint, modelName, options.Mode, maxContext, MaxBatchTokens);
+        using IChatEngine engine = CreateEngine(ui, options, checkpoint, modelName, tokenizer, maxContext, transcript);
         // As llama.cpp reports its load time: here booting the NPU, every attestation, the key release and the load.
-        ui.Info($"ready in {load.Elapsed.TotalSeconds:F2} s (boot, {(options.NoCc ? "weight upload" : "attestation, key release, package unlock")} and program load); context {engine.MaxContext} tokens");
+        ui.Info(options.Server is not null
+            ? $"ready in {load.Elapsed.TotalSeconds:F2} s (the manufacturer's files read; each reply attests the remote NPU); context {engine.MaxContext} tokens"
+            : $"ready in {load.Elapsed.TotalSeconds:F2} s (boot, {(options.NoCc ? "weight upload" : "attestation, key release, package unlock")} and program load); context {engine.MaxContext} tokens");
 
         if (options.Prompt is not null)
         {
@@ -343,6 +371,43 @@ public static class ChatApp
         }
         ReportTranscript(ui, transcript);
         return 0;
+    }
+
+    /// <summary>Every party here (a simulated NPU, CC on or off), or only the data owner against --server.</summary>
+    private static IChatEngine CreateEngine(ChatUi ui, ChatOptions options, ModelCheckpoint? checkpoint, string modelName, TextTokenizer tokenizer, int maxContext, ITranscriptWriter? transcript)
+    {
+        if (options.Server is { } server)
+        {
+            return new RemoteEngine(ui, new Uri(server), options.Manufacturer!, options.Device, options.Package, Convert.FromHexString(options.RequireModel!), tokenizer, maxContext);
+        }
+        var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
+        try
+        {
+            IChatEngine engine = options.NoCc
+                ? new PlainEngine(ui, npu, checkpoint!, options.Mode, maxContext, MaxBatchTokens)
+                : new ConfidentialEngine(ui, npu, checkpoint!, modelName, options.Mode, maxContext, MaxBatchTokens);
+            return new OwningEngine(engine, npu);
+        }
+        catch
+        {
+            npu.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>An engine together with the simulated NPU it runs on, disposed engine first.</summary>
+    private sealed class OwningEngine(IChatEngine engine, IDisposable npu) : IChatEngine
+    {
+        public int MaxContext => engine.MaxContext;
+
+        public IEnumerable<int> Generate(IReadOnlyList<int> context, int maxTokens, SamplingOptions sampling, IReadOnlyCollection<int> stopTokens) =>
+            engine.Generate(context, maxTokens, sampling, stopTokens);
+
+        public void Dispose()
+        {
+            engine.Dispose();
+            npu.Dispose();
+        }
     }
 
     /// <summary>

@@ -22,6 +22,8 @@ internal static class ChatCommand
           LlamaChat -m MODEL --chat-template chatml.jinja  format turns with another template (.jinja or tokenizer_config.json)
           LlamaChat --attack list                           the malicious-host attacks; --attack NAME runs one
           LlamaChat -m MODEL --repeat-penalty 1.1 --min-p 0.05   llama.cpp's sampling, applied on the device
+          LlamaChat -m ./stories260K --server http://npu-host:5080 --manufacturer ./manufacturer --require-model HEX
+                                                            the data owner's side only, against a remote server (docs/deployment.md)
 
         In a chat, Ctrl-C stops the reply and returns to the prompt; Ctrl-C at the prompt exits.
         Exit codes: 0 done; 1 bad input or a refused step; one-shot (-p) only: 3 the reply was cut by
@@ -45,6 +47,11 @@ internal static class ChatCommand
         var attack = new Option<string?>("--attack") { Description = "Run a malicious-host attack by name, or 'list' to list them." };
         var raw = new Option<bool>("--raw") { Description = "Raw completion mode: feed your text as is, without the model's chat template (e.g. to continue a story with the demo model); a model without a chat template is always in this mode." };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Format the chat with this Hugging Face chat template instead of the model folder's: a .jinja file (bos/eos tokens from the model's tokenizer_config.json) or a tokenizer_config.json. A template that does not parse is refused before anything boots, naming the file, line and column." };
+        var server = new Option<string?>("--server") { Description = "Chat with a model deployed on a remote AscendCC server (URL): only the data owner's side runs here — attestation, sealing and decryption; --model is then the model's folder for its config, tokenizer and template (no weights needed). Needs --manufacturer and --require-model." };
+        var manufacturer = new Option<string?>("--manufacturer") { Description = "With --server: the folder of the manufacturer's public files (root.pem, reference-measurements.p7, tcb-recovery.p7, revocations.crl) the data owner trusts." };
+        var requireModel = new Option<string?>("--require-model") { Description = "With --server: the model's graph measurement (96 hex digits) its provider published; the device answers only with that model." };
+        var device = new Option<int>("--device") { Description = "With --server: the NPU's index on the server (default 0)." };
+        var package = new Option<string?>("--package") { Description = "With --server: let the server place the chat on an NPU that has this package loaded (instead of --device)." };
         var system = new Option<string?>("--system") { Description = "A system message, given to the chat template first (needs a model with a chat template, or --chat-template). It stays when old turns are dropped to fit the context." };
         var stop = new Option<string[]>("--stop") { Description = "End the reply where this text appears (repeatable; the text itself is not shown), as llama-cli's -r and ollama's stop. Matched across token boundaries.", AllowMultipleArgumentsPerToken = false };
         var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the most likely one (before temperature, as llama.cpp, whose default is 0.05); 0 = off." };
@@ -59,7 +66,7 @@ internal static class ChatCommand
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, mode, transcript, attack, raw, chatTemplate, system, rebuildDemo, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, mode, transcript, attack, raw, chatTemplate, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -85,6 +92,11 @@ internal static class ChatCommand
             Raw = r.GetValue(raw),
             ChatTemplate = r.GetValue(chatTemplate),
             System = r.GetValue(system),
+            Server = r.GetValue(server),
+            Manufacturer = r.GetValue(manufacturer),
+            RequireModel = r.GetValue(requireModel),
+            Device = r.GetValue(device),
+            Package = r.GetValue(package),
             RebuildDemo = r.GetValue(rebuildDemo),
             Quiet = r.GetValue(quiet),
             Verbose = r.GetValue(verbose),

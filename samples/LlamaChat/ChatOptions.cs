@@ -54,6 +54,21 @@ internal sealed record ChatOptions
     /// <summary>--system: the system message put first in the chat template's messages.</summary>
     public string? System { get; init; }
 
+    /// <summary>--server: the remote AscendCC server's URL; null runs every party here.</summary>
+    public string? Server { get; init; }
+
+    /// <summary>--manufacturer: the folder of the manufacturer's public files (with --server).</summary>
+    public string? Manufacturer { get; init; }
+
+    /// <summary>--require-model: the model's graph measurement in hex (with --server).</summary>
+    public string? RequireModel { get; init; }
+
+    /// <summary>--device: the server's NPU index (with --server).</summary>
+    public int Device { get; init; }
+
+    /// <summary>--package: the package to be placed with (with --server).</summary>
+    public string? Package { get; init; }
+
     public bool RebuildDemo { get; init; }
 
     public bool Quiet { get; init; }
