@@ -284,7 +284,7 @@ internal sealed class ServeSuite : IBenchmarkSuite, IReportingSuite
         sb.AppendLine(string.Create(inv, $"{rounds} round{(rounds > 1 ? "s" : "")}; in each round every configuration runs once, in a new random order, after a full GC and a 300 ms pause, with {requests}. ") +
             "tokens/s = all tokens of a configuration ÷ the summed wall time of its batches (first request sent to last reply ended). " +
             "TTFT = time to first token, from the client starting the request (CC on: before attesting) to its first streamed text, so it includes queueing behind other clients. " +
-            "ITL = inter-token latency, the gap between consecutive streamed chunks of a reply (a chunk is one token's text; a token that completes no character travels with the next, identically on every path). p50/p95 over all requests (TTFT) and all gaps (ITL). " +
+            "ITL = inter-token latency, the gap between consecutive streamed chunks of a reply (a chunk is one token's text; a token that completes no character travels with the next, identically on every path). p50/p95/p99 over all requests (TTFT) and all gaps (ITL). " +
             "TPOT = time per output token of a reply after its first: (last chunk − first chunk) ÷ (tokens − 1), p50 over requests; the ratios use it rather than ITL p50, " +
             "because a client starved of CPU reads several chunks at once and its ITL p50 then collapses towards 0.");
         foreach (ModelResult r in results)
@@ -294,11 +294,11 @@ internal sealed class ServeSuite : IBenchmarkSuite, IReportingSuite
             sb.AppendLine();
             sb.AppendLine(inv, $"Reply: {r.Reference.Tokens} tokens in {r.Reference.Chunks} chunks. Setup: {string.Join("; ", r.Setup)}.");
             sb.AppendLine();
-            sb.AppendLine("| NPUs | clients | path | requests | tokens | tokens/s | TTFT p50 ms | TTFT p95 ms | ITL p50 ms | ITL p95 ms | TPOT p50 ms |");
-            sb.AppendLine("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+            sb.AppendLine("| NPUs | clients | path | requests | tokens | tokens/s | TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | ITL p50 ms | ITL p95 ms | ITL p99 ms | TPOT p50 ms |");
+            sb.AppendLine("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             foreach (var (c, s) in r.Stats.OrderBy(kv => kv.Key.Npus).ThenBy(kv => kv.Key.Clients).ThenBy(kv => Array.IndexOf(Paths, kv.Key.Path)))
             {
-                sb.AppendLine(inv, $"| {c.Npus} | {c.Clients} | {c.Path} | {s.Requests} | {s.Tokens} | {s.TokensPerSecond:F1} | {Quantile(s.Ttft, 0.5):F1} | {Quantile(s.Ttft, 0.95):F1} | {Quantile(s.Gaps, 0.5):F2} | {Quantile(s.Gaps, 0.95):F2} | {Quantile(s.Tpot, 0.5):F2} |");
+                sb.AppendLine(inv, $"| {c.Npus} | {c.Clients} | {c.Path} | {s.Requests} | {s.Tokens} | {s.TokensPerSecond:F1} | {Quantile(s.Ttft, 0.5):F1} | {Quantile(s.Ttft, 0.95):F1} | {Quantile(s.Ttft, 0.99):F1} | {Quantile(s.Gaps, 0.5):F2} | {Quantile(s.Gaps, 0.95):F2} | {Quantile(s.Gaps, 0.99):F2} | {Quantile(s.Tpot, 0.5):F2} |");
             }
             sb.AppendLine();
             sb.AppendLine("Ratios in the same run (tokens/s: < 1 means the first is slower; TTFT and ITL: > 1 means the first takes longer):");
