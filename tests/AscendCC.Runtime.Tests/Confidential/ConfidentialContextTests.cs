@@ -61,6 +61,25 @@ public class ConfidentialContextTests
         Assert.That(sampled, Is.Not.EqualTo(greedy), "the tiny model's distribution is wide enough that sampling differs from greedy");
     }
 
+    [TestCase(ExecutionMode.Graph)]
+    [TestCase(ExecutionMode.Eager)]
+    public void TheDataOwnersSealedPenaltiesMatchThePlainDevice(ExecutionMode mode)
+    {
+        int[] prompt = [1, 7, 11, 7, 11, 13];
+        var sampling = new SamplingOptions(Temperature: 0.8f, Seed: 5, MinP: 0.05f, RepeatPenalty: 1.8f, RepeatLastN: 16, FrequencyPenalty: 0.3f, PresencePenalty: 0.2f);
+        int[] plain, plainWithout;
+        using (var clear = Testbed.CreateTiny(new TestbedOptions { CcMode = CcMode.Off, Mode = mode }))
+        using (CausalLM model = clear.LoadPlaintext())
+        {
+            plain = model.Generate(prompt, 12, sampling, stopTokens: []).ToArray();
+            plainWithout = model.Generate(prompt, 12, sampling with { MinP = 0f, RepeatPenalty = 1f, FrequencyPenalty = 0f, PresencePenalty = 0f }, stopTokens: []).ToArray();
+        }
+        using var bed = Testbed.CreateTiny(new TestbedOptions { Mode = mode });
+        using CausalLM llama = bed.Load();
+        Assert.That(bed.Generate(llama, prompt, 12, sampling), Is.EqualTo(plain), "the device applies the penalties sealed in the prompt");
+        Assert.That(plain, Is.Not.EqualTo(plainWithout), "the penalties change this reply (else the test shows nothing)");
+    }
+
     [Test]
     public void ADataOwnerWhoseSessionIsTheDevicesFirstIsServed()
     {
