@@ -18,6 +18,7 @@ internal static class Program
         new CcOverheadSuite("ccoverhead-gptneo", "GPT-Neo 125M bf16 (no TorchSharp baseline)", ModelShape.GptNeo125M, torchBaseline: false),
         new DemoSuite(),
         new DecodeStepsSuite(),
+        new SamplingSuite(),
         new ServeSuite(),
     ];
 
