@@ -22,10 +22,11 @@ public sealed record GgufValue(GgufValueType Type, object Value)
         _ => null,
     };
 
-    /// <summary>The value as a double when it is a number of any type; null otherwise.</summary>
+    /// <summary>The value as a double when it is a number of any type; null otherwise. A float32 becomes the
+    /// double of its shortest decimal (1e-5f → 1e-5), the value its writer meant, not its binary widening.</summary>
     public double? AsDouble() => Value switch
     {
-        float v => v,
+        float v => double.Parse(v.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),
         double v => v,
         _ => AsInt64(),
     };
