@@ -9,7 +9,7 @@ namespace AscendCC.Runtime.Tokenizers;
 /// Text to token ids and back for Llama-family models, whatever file the tokenizer came in:
 /// SentencePiece <c>tokenizer.model</c>, Hugging Face <c>tokenizer.json</c> (SentencePiece-style BPE with
 /// byte fallback as in Llama 2 / Mistral, or byte-level BPE as in Llama 3 / GPT-2 / Qwen), llama2.c <c>tok*.bin</c>
-/// or a GGUF model's <c>tokenizer.ggml.*</c> metadata (SentencePiece-style, "llama").
+/// or a GGUF model's <c>tokenizer.ggml.*</c> metadata (SentencePiece-style "llama" or byte-level BPE "gpt2").
 /// </summary>
 public abstract class TextTokenizer
 {
@@ -138,10 +138,13 @@ public abstract class TextTokenizer
     public static TextTokenizer FromGguf(GgufVocabulary vocabulary, string source = "gguf")
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
-        return vocabulary.Model == "llama"
-            ? Llama2cTokenizer.FromSentencePiece(vocabulary)
-            : throw new CheckpointFormatException(source, null, $"has tokenizer.ggml.model '{vocabulary.Model}'; only SentencePiece-style vocabularies ('llama') are read from GGUF yet.",
-                "Pass the model's tokenizer.json or tokenizer.model with --tokenizer / TextTokenizer.Load.");
+        return vocabulary.Model switch
+        {
+            "llama" => Llama2cTokenizer.FromSentencePiece(vocabulary),
+            "gpt2" => GgufByteLevelTokenizer.Create(vocabulary, source),
+            _ => throw new CheckpointFormatException(source, null, $"has tokenizer.ggml.model '{vocabulary.Model}'; GGUF tokenizers read: 'llama' (SentencePiece-style) and 'gpt2' (byte-level BPE).",
+                "Pass the model's tokenizer.json or tokenizer.model with --tokenizer / TextTokenizer.Load."),
+        };
     }
 
     /// <summary>Loads a SentencePiece BPE model (Llama 2's tokenizer.model); <paramref name="source"/> names it in errors.</summary>

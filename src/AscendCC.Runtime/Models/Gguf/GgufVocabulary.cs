@@ -13,6 +13,15 @@ namespace AscendCC.Runtime.Models.Gguf;
 /// <param name="UnknownId"><c>tokenizer.ggml.unknown_token_id</c>, or null.</param>
 public sealed record GgufVocabulary(string Model, IReadOnlyList<string> Tokens, IReadOnlyList<float>? Scores, IReadOnlyList<GgufTokenType>? TokenTypes, int BosId, int EosId, int? UnknownId)
 {
+    /// <summary><c>tokenizer.ggml.merges</c> ("left right", byte-level spelling) of a byte-level BPE vocabulary; null otherwise.</summary>
+    public IReadOnlyList<string>? Merges { get; init; }
+
+    /// <summary><c>tokenizer.ggml.pre</c>: llama.cpp's name of a byte-level BPE pre-tokenizer ("llama-bpe", "qwen2", "gpt-2"…); null when absent.</summary>
+    public string? PreTokenizer { get; init; }
+
+    /// <summary><c>tokenizer.ggml.add_bos_token</c>: whether a sequence starts with BOS (true when absent).</summary>
+    public bool AddBos { get; init; } = true;
+
     /// <summary>The type of token <paramref name="id"/> (<see cref="GgufTokenType.Normal"/> when the file gives none).</summary>
     public GgufTokenType TypeOf(int id) => TokenTypes is null ? GgufTokenType.Normal : TokenTypes[id];
 
@@ -53,6 +62,18 @@ public sealed record GgufVocabulary(string Model, IReadOnlyList<string> Tokens, 
             return id >= 0 && id < n ? id : throw new CheckpointFormatException(file.Path, null, $"{key} is {id}, outside the {n}-token vocabulary.", "The GGUF's tokenizer is malformed; convert the model again.");
         }
         int? unk = m.Contains("tokenizer.ggml.unknown_token_id") ? Id("tokenizer.ggml.unknown_token_id", 0) : null;
-        return new GgufVocabulary(model, (string[])tokens.Values, scores, types, Id("tokenizer.ggml.bos_token_id", 1), Id("tokenizer.ggml.eos_token_id", 2), unk);
+        string[]? merges = null;
+        if (m.GetArray("tokenizer.ggml.merges") is { } me)
+        {
+            merges = me.ElementType == GgufValueType.String ? (string[])me.Values
+                : throw new CheckpointFormatException(file.Path, null, $"tokenizer.ggml.merges is {me}, expected strings.", "The GGUF's tokenizer is malformed; convert the model again.");
+        }
+        bool addBos = m.Find("tokenizer.ggml.add_bos_token") is not { Value: bool b } || b;
+        return new GgufVocabulary(model, (string[])tokens.Values, scores, types, Id("tokenizer.ggml.bos_token_id", 1), Id("tokenizer.ggml.eos_token_id", 2), unk)
+        {
+            Merges = merges,
+            PreTokenizer = m.GetString("tokenizer.ggml.pre"),
+            AddBos = addBos,
+        };
     }
 }
