@@ -32,7 +32,7 @@ internal static class ChatCommand
 
     public static RootCommand Create(Func<ChatOptions, int> run)
     {
-        var model = new Option<string?>("--model", "-m") { Description = "Hugging Face model folder, or a llama2.c .bin (with --tokenizer). Default: the demo Llama, trained on first run and cached." };
+        var model = new Option<string?>("--model", "-m") { Description = "Hugging Face model folder, a llama.cpp .gguf (its tokenizer inside), or a llama2.c .bin (with --tokenizer). Default: the demo Llama, trained on first run and cached." };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file (tokenizer.json, tokenizer.model or llama2.c tok*.bin) when it is not in the model folder." };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "One-shot: answer this prompt and exit. stdout gets the reply (chat mode) or, in raw completion mode, the prompt followed by its continuation, as llama2.c prints it." };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Chat mode (a model with a chat template: the model folder's tokenizer_config.json chat_template, e.g. the demo's, or --chat-template): most tokens of the reply. Raw completion mode (a base model without one, or --raw): most tokens of text, counting the prompt's tokens after BOS plus the new ones, like llama2.c's -n; the prompt must be shorter.", DefaultValueFactory = _ => 128 };

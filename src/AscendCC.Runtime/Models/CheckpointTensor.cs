@@ -1,4 +1,5 @@
 using Microsoft.Win32.SafeHandles;
+using AscendCC.Runtime.Models.Gguf;
 
 namespace AscendCC.Runtime.Models;
 
@@ -10,6 +11,8 @@ namespace AscendCC.Runtime.Models;
 public sealed class CheckpointTensor
 {
     private readonly SafeFileHandle _file;
+    private readonly GgufTensorType? _quantized;
+    private readonly long _storedByteLength;
 
     internal CheckpointTensor(string name, TensorDType dtype, long[] shape, string filePath, SafeFileHandle file, long fileOffset)
     {
@@ -26,7 +29,29 @@ public sealed class CheckpointTensor
         FilePath = filePath;
         FileOffset = fileOffset;
         _file = file;
+        _storedByteLength = ByteLength;
     }
+
+    /// <summary>A GGUF tensor: plain types are exposed as stored, block-quantized ones dequantized to F32 when read.</summary>
+    internal CheckpointTensor(string name, GgufTensorInfo info, SafeFileHandle file, string filePath)
+        : this(name, ToDType(info.Type), info.Shape, filePath, file, info.FileOffset)
+    {
+        if (GgufTensorTypes.IsQuantized(info.Type))
+        {
+            _quantized = info.Type;
+        }
+        _storedByteLength = info.ByteLength;
+    }
+
+    /// <summary>Bytes the tensor occupies in the file: <see cref="ByteLength"/>, or fewer for a block-quantized GGUF tensor.</summary>
+    public long StoredByteLength => _storedByteLength;
+
+    private static TensorDType ToDType(GgufTensorType type) => type switch
+    {
+        GgufTensorType.F16 => TensorDType.F16,
+        GgufTensorType.BF16 => TensorDType.BF16,
+        _ => TensorDType.F32,
+    };
 
     /// <summary>Tensor name as stored (Hugging Face names for both layouts).</summary>
     public string Name { get; }
@@ -46,15 +71,21 @@ public sealed class CheckpointTensor
     /// <summary>The file holding the bytes.</summary>
     public string FilePath { get; }
 
-    /// <summary>Absolute offset of the first byte in <see cref="FilePath"/>.</summary>
+    /// <summary>Absolute offset of the first stored byte in <see cref="FilePath"/>.</summary>
     public long FileOffset { get; }
 
-    /// <summary>Reads the raw little-endian bytes into <paramref name="destination"/> (exactly <see cref="ByteLength"/> long).</summary>
+    /// <summary>Reads the raw little-endian bytes into <paramref name="destination"/> (exactly <see cref="ByteLength"/> long);
+    /// a block-quantized GGUF tensor is dequantized into them as float32.</summary>
     public void ReadBytes(Span<byte> destination)
     {
         if (destination.Length != ByteLength)
         {
             throw new ArgumentException($"Tensor '{Name}' has {ByteLength} bytes; the destination holds {destination.Length}. Allocate ByteLength bytes.", nameof(destination));
+        }
+        if (_quantized is { } type)
+        {
+            GgufTensorReader.ReadFloat32Bytes(_file, FilePath, Name, type, FileOffset, _storedByteLength, destination);
+            return;
         }
         long offset = FileOffset;
         while (!destination.IsEmpty)

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Microsoft.Win32.SafeHandles;
 using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Models.Gguf;
 
 namespace AscendCC.Runtime.Models;
 
@@ -42,8 +43,8 @@ public sealed class ModelCheckpoint : IDisposable
     public ModelConfig Config { get; }
 
     /// <summary>The RoPE pairing of q_proj/k_proj rows: <see cref="RopeConvention.Half"/> for Hugging Face,
-    /// <see cref="RopeConvention.Interleaved"/> for llama2.c.</summary>
-    public RopeConvention RopeConvention => Layout == CheckpointLayout.Llama2c ? RopeConvention.Interleaved : RopeConvention.Half;
+    /// <see cref="RopeConvention.Interleaved"/> for llama2.c and GGUF (llama.cpp's converter permutes q/k into Meta's order).</summary>
+    public RopeConvention RopeConvention => Layout is CheckpointLayout.Llama2c or CheckpointLayout.Gguf ? RopeConvention.Interleaved : RopeConvention.Half;
 
     /// <summary>Names of all tensors (Hugging Face names).</summary>
     public IReadOnlyList<string> TensorNames { get; }
@@ -63,7 +64,8 @@ public sealed class ModelCheckpoint : IDisposable
 
     /// <summary>
     /// Opens a checkpoint: a Hugging Face folder (config.json with model.safetensors or
-    /// model.safetensors.index.json), a .safetensors file or index beside its config.json, or a llama2.c .bin file.
+    /// model.safetensors.index.json), a .safetensors file or index beside its config.json, a llama2.c .bin file,
+    /// or a GGUF file (<c>.gguf</c>: a llama.cpp Llama; block-quantized tensors are read as float32).
     /// Checks that every tensor the config needs is present with the right shape.
     /// </summary>
     public static ModelCheckpoint Open(string path)
@@ -83,6 +85,10 @@ public sealed class ModelCheckpoint : IDisposable
         {
             return OpenLlama2c(path);
         }
+        if (fileName.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            return OpenGguf(path);
+        }
         if (fileName.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || fileName.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase))
         {
             return OpenHuggingFace(Path.GetDirectoryName(path)!, path);
@@ -91,7 +97,7 @@ public sealed class ModelCheckpoint : IDisposable
         {
             return OpenHuggingFace(Path.GetDirectoryName(path)!, null);
         }
-        throw new CheckpointFormatException(path, null, "is neither a folder, a .safetensors file, a safetensors index nor a llama2.c .bin file.", "Pass a Hugging Face model folder or a llama2.c .bin file.");
+        throw new CheckpointFormatException(path, null, "is neither a folder, a .safetensors file, a safetensors index, a llama2.c .bin file nor a .gguf file.", "Pass a Hugging Face model folder, a llama2.c .bin file or a .gguf file.");
     }
 
     private static ModelCheckpoint OpenHuggingFace(string folder, string? weightsPath)
@@ -265,6 +271,29 @@ public sealed class ModelCheckpoint : IDisposable
         catch
         {
             file.Dispose();
+            throw;
+        }
+    }
+
+    private static ModelCheckpoint OpenGguf(string path)
+    {
+        var gguf = GgufFile.Open(path);
+        try
+        {
+            LlamaConfig config = GgufLlamaLayout.ReadConfig(gguf);
+            var tensors = new Dictionary<string, CheckpointTensor>(StringComparer.Ordinal);
+            foreach (GgufTensorInfo info in gguf.Tensors)
+            {
+                // Tensors the runtime has no name for stay under their GGUF names, as extra safetensors entries do.
+                string name = GgufLlamaLayout.ToRuntimeName(info.Name) ?? info.Name;
+                tensors.Add(name, new CheckpointTensor(name, info, gguf.Handle, path));
+            }
+            CheckAgainstConfig(path, config, tensors);
+            return new ModelCheckpoint(path, CheckpointLayout.Gguf, config, tensors, gguf);
+        }
+        catch
+        {
+            gguf.Dispose();
             throw;
         }
     }

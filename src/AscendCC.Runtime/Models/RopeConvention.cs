@@ -26,4 +26,7 @@ public enum CheckpointLayout
 
     /// <summary>A llama2.c legacy (version 0) <c>.bin</c> file: 7 int32 header, then float32 arrays.</summary>
     Llama2c,
+
+    /// <summary>A GGUF file (llama.cpp): metadata, tensor infos and aligned tensor data; q/k rows interleaved.</summary>
+    Gguf,
 }

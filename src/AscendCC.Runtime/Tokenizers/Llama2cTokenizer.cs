@@ -1,6 +1,7 @@
 using System.Text;
 using Microsoft.ML.Tokenizers;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Models.Gguf;
 
 namespace AscendCC.Runtime.Tokenizers;
 
@@ -18,27 +19,105 @@ internal sealed class Llama2cTokenizer : TextTokenizer
     private readonly byte[][] _vocab;
     private readonly float[] _scores;
     private readonly Dictionary<string, int> _lookup;
+    private readonly int _bos;
+    private readonly int _eos;
+    private readonly int _unk;
+    private readonly int[] _byteIds;
+    private readonly bool[] _skipOnDecode;
+    private readonly GgufVocabulary? _gguf;
 
     private Llama2cTokenizer(byte[][] vocab, float[] scores)
+        : this(vocab, scores, Bos, Eos, 0, Enumerable.Range(ByteOffset, 256).ToArray(), id => id is 0 or Bos or Eos, null,
+            new Dictionary<string, int>(StringComparer.Ordinal) { ["<s>"] = Bos, ["</s>"] = Eos })
+    {
+    }
+
+    private Llama2cTokenizer(byte[][] vocab, float[] scores, int bos, int eos, int unk, int[] byteIds, Func<int, bool> special, GgufVocabulary? gguf, Dictionary<string, int> specialTokens)
     {
         _vocab = vocab;
         _scores = scores;
+        _bos = bos;
+        _eos = eos;
+        _unk = unk;
+        _byteIds = byteIds;
+        _gguf = gguf;
+        SpecialTokens = specialTokens;
+        _skipOnDecode = new bool[vocab.Length];
         // Pieces are byte strings; Latin-1 maps each byte to one char so lookups stay byte-exact.
         _lookup = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < vocab.Length; i++)
         {
-            _lookup.TryAdd(Encoding.Latin1.GetString(vocab[i]), i);
+            _skipOnDecode[i] = special(i);
+            // Control and unknown pieces are never produced from text (SentencePiece and llama.cpp alike).
+            if (gguf is null || !_skipOnDecode[i])
+            {
+                _lookup.TryAdd(Encoding.Latin1.GetString(vocab[i]), i);
+            }
         }
+    }
+
+    /// <summary>
+    /// The same encoder over a SentencePiece-style vocabulary from GGUF metadata (tokenizer.ggml.model
+    /// "llama"): "▁" in pieces is the space, &lt;0xNN&gt; pieces are the byte fallback, control, unknown
+    /// and unused pieces are neither matched in text nor decoded.
+    /// </summary>
+    public static Llama2cTokenizer FromSentencePiece(GgufVocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        int n = vocabulary.Tokens.Count;
+        var vocab = new byte[n][];
+        var byteIds = new int[256];
+        Array.Fill(byteIds, -1);
+        var specialTokens = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < n; i++)
+        {
+            string piece = vocabulary.Tokens[i];
+            vocab[i] = Encoding.UTF8.GetBytes(piece.Replace('\u2581', ' '));
+            if (TryParseBytePiece(piece, out byte b) && byteIds[b] < 0)
+            {
+                byteIds[b] = i;
+            }
+            if (vocabulary.TypeOf(i) is GgufTokenType.Control or GgufTokenType.Unknown)
+            {
+                specialTokens.TryAdd(piece, i);
+            }
+        }
+        float[] scores = vocabulary.Scores?.ToArray() ?? new float[n];
+        return new Llama2cTokenizer(vocab, scores, vocabulary.BosId, vocabulary.EosId, vocabulary.UnknownId ?? 0, byteIds,
+            id => vocabulary.TypeOf(id) is GgufTokenType.Control or GgufTokenType.Unknown or GgufTokenType.Unused, vocabulary, specialTokens);
     }
 
     public override int VocabSize => _vocab.Length;
 
-    public override int BosId => Bos;
+    public override int BosId => _bos;
 
-    public override int EosId => Eos;
+    public override int EosId => _eos;
 
-    /// <summary>llama2.c's vocabulary spells BOS and EOS "\n&lt;s&gt;\n" and "\n&lt;/s&gt;\n"; a rendered template writes them as Llama's "&lt;s&gt;" and "&lt;/s&gt;".</summary>
-    public override IReadOnlyDictionary<string, int> SpecialTokens { get; } = new Dictionary<string, int>(StringComparer.Ordinal) { ["<s>"] = Bos, ["</s>"] = Eos };
+    /// <summary>llama2.c's vocabulary spells BOS and EOS "\n&lt;s&gt;\n" and "\n&lt;/s&gt;\n"; a rendered template writes them as Llama's "&lt;s&gt;" and "&lt;/s&gt;".
+    /// From GGUF: the control and unknown pieces as written.</summary>
+    public override IReadOnlyDictionary<string, int> SpecialTokens { get; }
+
+    /// <summary>The vocabulary as GGUF's tokenizer.ggml.* metadata holds it (pieces with "▁", scores, types).</summary>
+    internal override GgufVocabulary ToGgufVocabulary()
+    {
+        if (_gguf is not null)
+        {
+            return _gguf;
+        }
+        var tokens = new string[_vocab.Length];
+        var types = new GgufTokenType[_vocab.Length];
+        for (int i = 0; i < _vocab.Length; i++)
+        {
+            string piece = Encoding.UTF8.GetString(_vocab[i]);
+            // llama2.c's export wrote BOS/EOS as "\n<s>\n" and "\n</s>\n" and the SentencePiece space as ' '.
+            tokens[i] = i == Bos || i == Eos ? piece.Trim('\n') : piece.Replace(' ', '\u2581');
+            types[i] = i == 0 ? GgufTokenType.Unknown
+                : i == Bos || i == Eos ? GgufTokenType.Control
+                : TryParseBytePiece(piece, out _) ? GgufTokenType.Byte
+                : GgufTokenType.Normal;
+        }
+        return new GgufVocabulary("llama", tokens, _scores.ToArray(), types, Bos, Eos, 0);
+    }
 
     public static Llama2cTokenizer LoadFile(string path)
     {
@@ -79,7 +158,7 @@ internal sealed class Llama2cTokenizer : TextTokenizer
         var tokens = new List<int>();
         if (addBos)
         {
-            tokens.Add(Bos);
+            tokens.Add(_bos);
         }
         if (text.Length > 0 && _lookup.TryGetValue(" ", out int space))
         {
@@ -97,7 +176,8 @@ internal sealed class Llama2cTokenizer : TextTokenizer
             {
                 for (int i = 0; i < n; i++)
                 {
-                    tokens.Add(utf8[i] + ByteOffset);
+                    int byteId = _byteIds[utf8[i]];
+                    tokens.Add(byteId >= 0 ? byteId : _unk);
                 }
             }
         }
@@ -137,7 +217,7 @@ internal sealed class Llama2cTokenizer : TextTokenizer
             {
                 throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} is outside the vocabulary [0, {_vocab.Length}).");
             }
-            if (id is Bos or Eos || id == 0)
+            if (_skipOnDecode[id])
             {
                 continue;
             }

@@ -1,10 +1,12 @@
 using System.Text;
+using Google.Protobuf;
 using Microsoft.ML.Tokenizers;
+using AscendCC.Runtime.Models.Gguf;
 
 namespace AscendCC.Runtime.Tokenizers;
 
 /// <summary>SentencePiece through Microsoft.ML.Tokenizers' LlamaTokenizer.</summary>
-internal sealed class SentencePieceTextTokenizer(LlamaTokenizer tokenizer) : TextTokenizer
+internal sealed class SentencePieceTextTokenizer(LlamaTokenizer tokenizer, byte[] model) : TextTokenizer
 {
     public override int VocabSize => tokenizer.Vocabulary.Count;
 
@@ -29,5 +31,45 @@ internal sealed class SentencePieceTextTokenizer(LlamaTokenizer tokenizer) : Tex
     {
         ArgumentNullException.ThrowIfNull(ids);
         return tokenizer.Decode(ids, considerSpecialTokens: false);
+    }
+
+    /// <summary>
+    /// The pieces, scores and types of the SentencePiece ModelProto (field 1, repeated SentencePiece
+    /// {1 piece, 2 score, 3 type}), as llama.cpp's converter copies them into GGUF.
+    /// </summary>
+    internal override GgufVocabulary ToGgufVocabulary()
+    {
+        var tokens = new List<string>();
+        var scores = new List<float>();
+        var types = new List<GgufTokenType>();
+        var input = new CodedInputStream(model);
+        uint tag;
+        while ((tag = input.ReadTag()) != 0)
+        {
+            if (WireFormat.GetTagFieldNumber(tag) != 1 || WireFormat.GetTagWireType(tag) != WireFormat.WireType.LengthDelimited)
+            {
+                input.SkipLastField();
+                continue;
+            }
+            var piece = new CodedInputStream(input.ReadBytes().ToByteArray());
+            string text = "";
+            float score = 0;
+            var type = GgufTokenType.Normal;
+            uint t;
+            while ((t = piece.ReadTag()) != 0)
+            {
+                switch (WireFormat.GetTagFieldNumber(t))
+                {
+                    case 1: text = piece.ReadString(); break;
+                    case 2: score = piece.ReadFloat(); break;
+                    case 3: type = (GgufTokenType)piece.ReadEnum(); break;
+                    default: piece.SkipLastField(); break;
+                }
+            }
+            tokens.Add(text);
+            scores.Add(score);
+            types.Add(type);
+        }
+        return new GgufVocabulary("llama", tokens, scores, types, BosId, EosId, tokenizer.UnknownId);
     }
 }

@@ -1,13 +1,15 @@
 using System.Text;
 using Microsoft.ML.Tokenizers;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Models.Gguf;
 
 namespace AscendCC.Runtime.Tokenizers;
 
 /// <summary>
 /// Text to token ids and back for Llama-family models, whatever file the tokenizer came in:
 /// SentencePiece <c>tokenizer.model</c>, Hugging Face <c>tokenizer.json</c> (SentencePiece-style BPE with
-/// byte fallback as in Llama 2 / Mistral, or byte-level BPE as in Llama 3 / GPT-2 / Qwen) or llama2.c <c>tok*.bin</c>.
+/// byte fallback as in Llama 2 / Mistral, or byte-level BPE as in Llama 3 / GPT-2 / Qwen), llama2.c <c>tok*.bin</c>
+/// or a GGUF model's <c>tokenizer.ggml.*</c> metadata (SentencePiece-style "llama" or byte-level BPE "gpt2").
 /// </summary>
 public abstract class TextTokenizer
 {
@@ -80,13 +82,18 @@ public abstract class TextTokenizer
     /// </summary>
     public virtual IReadOnlyDictionary<string, int> SpecialTokens => new Dictionary<string, int>();
 
+    /// <summary>The vocabulary as GGUF metadata would hold it, for <see cref="GgufWriter"/>; null when the
+    /// tokenizer is not SentencePiece-style.</summary>
+    internal virtual GgufVocabulary? ToGgufVocabulary() => null;
+
     /// <summary>Decodes ids to text: special tokens are dropped, byte pieces (&lt;0xNN&gt; byte fallback, or
     /// byte-level tokens) are joined into UTF-8, and the leading space the encoder prepends is removed.</summary>
     public abstract string Decode(IEnumerable<int> ids);
 
     /// <summary>
     /// Loads a tokenizer from a file or a model folder. A folder is searched for tokenizer.json, then
-    /// tokenizer.model, then tokenizer.bin / tok*.bin; a file is recognised by its name (.json, .model, .bin).
+    /// tokenizer.model, then tokenizer.bin / tok*.bin; a file is recognised by its name (.json, .model, .bin,
+    /// .gguf: the tokenizer in a GGUF model's metadata).
     /// </summary>
     public static TextTokenizer Load(string path)
     {
@@ -119,7 +126,25 @@ public abstract class TextTokenizer
         {
             return Llama2cTokenizer.LoadFile(path);
         }
-        throw new CheckpointFormatException(path, null, "is not a recognised tokenizer file.", "Pass tokenizer.json (Hugging Face), tokenizer.model (SentencePiece) or tok*.bin (llama2.c).");
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            using var gguf = GgufFile.Open(path);
+            return FromGguf(GgufVocabulary.Read(gguf), path);
+        }
+        throw new CheckpointFormatException(path, null, "is not a recognised tokenizer file.", "Pass tokenizer.json (Hugging Face), tokenizer.model (SentencePiece), tok*.bin (llama2.c) or a .gguf model.");
+    }
+
+    /// <summary>The tokenizer a GGUF vocabulary describes; <paramref name="source"/> names it in errors.</summary>
+    public static TextTokenizer FromGguf(GgufVocabulary vocabulary, string source = "gguf")
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        return vocabulary.Model switch
+        {
+            "llama" => Llama2cTokenizer.FromSentencePiece(vocabulary),
+            "gpt2" => GgufByteLevelTokenizer.Create(vocabulary, source),
+            _ => throw new CheckpointFormatException(source, null, $"has tokenizer.ggml.model '{vocabulary.Model}'; GGUF tokenizers read: 'llama' (SentencePiece-style) and 'gpt2' (byte-level BPE).",
+                "Pass the model's tokenizer.json or tokenizer.model with --tokenizer / TextTokenizer.Load."),
+        };
     }
 
     /// <summary>Loads a SentencePiece BPE model (Llama 2's tokenizer.model); <paramref name="source"/> names it in errors.</summary>
@@ -127,15 +152,22 @@ public abstract class TextTokenizer
     {
         ArgumentNullException.ThrowIfNull(modelStream);
         LlamaTokenizer tokenizer;
+        byte[] model;
         try
         {
-            tokenizer = LlamaTokenizer.Create(modelStream, addBeginOfSentence: true, addEndOfSentence: false);
+            // Kept to read the pieces' scores and types, which LlamaTokenizer does not expose (GgufWriter needs them).
+            using (var copy = new MemoryStream())
+            {
+                modelStream.CopyTo(copy);
+                model = copy.ToArray();
+            }
+            tokenizer = LlamaTokenizer.Create(new MemoryStream(model, writable: false), addBeginOfSentence: true, addEndOfSentence: false);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or IOException or Google.Protobuf.InvalidProtocolBufferException)
         {
             throw new CheckpointFormatException(source, null, $"is not a SentencePiece BPE model ({e.Message}).", "Pass the tokenizer.model that came with the checkpoint.", e);
         }
-        return new SentencePieceTextTokenizer(tokenizer);
+        return new SentencePieceTextTokenizer(tokenizer, model);
     }
 
     /// <summary>Parses "&lt;0xNN&gt;" byte-fallback pieces.</summary>

@@ -19,7 +19,7 @@ public class ByteLevelTokenizerTests
     /// <summary>GPT-2's bytes_to_unicode, transcribed from its Python reference (not shared with the code under test).</summary>
     private static readonly Dictionary<byte, char> ByteChars = BuildByteChars();
 
-    private static readonly string[] RoundTripTexts =
+    internal static readonly string[] RoundTripTexts =
     [
         "",
         "Hello, world!",
@@ -207,7 +207,7 @@ public class ByteLevelTokenizerTests
     }
 
     /// <summary>The tokenizer.json and every id by token (byte tokens by their spelling, added tokens by content).</summary>
-    private static (Dictionary<string, object?> Root, Dictionary<string, int> Ids) Build(Style style)
+    internal static (Dictionary<string, object?> Root, Dictionary<string, int> Ids) Build(Style style)
     {
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         // Single bytes first, in bytes_to_unicode order as GPT-2's vocabulary has them.

@@ -1,0 +1,364 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using AscendCC.Runtime.Llama;
+using AscendCC.Runtime.Tokenizers;
+
+namespace AscendCC.Runtime.Models.Gguf;
+
+/// <summary>
+/// Writes GGUF v3 files: metadata of any GGUF type and tensors in F32, F16, BF16 or Q8_0 (quantized
+/// as ggml does), aligned as llama.cpp expects. <see cref="WriteLlama"/> exports a Llama checkpoint
+/// with its llama metadata and SentencePiece-style tokenizer, so llama.cpp (and LLamaSharp) can load
+/// the same weights the runtime runs.
+/// </summary>
+/// <remarks>
+/// Tensor values are produced one tensor at a time while writing, so a model is never held in memory
+/// as a whole. Shapes are given outermost first (PyTorch order) and stored as ggml's ne (reversed).
+/// </remarks>
+public sealed class GgufWriter
+{
+    private readonly List<(string Key, GgufValue Value)> _metadata = [];
+    private readonly List<PendingTensor> _tensors = [];
+
+    private sealed record PendingTensor(string Name, long[] Dimensions, GgufTensorType Type, long ByteLength, Func<ReadOnlyMemory<byte>> Bytes);
+
+    /// <summary>Creates a writer whose data section and tensors are aligned to <paramref name="alignment"/> bytes (a power of two).</summary>
+    public GgufWriter(int alignment = GgufFile.DefaultAlignment)
+    {
+        if (alignment <= 0 || (alignment & (alignment - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(alignment), alignment, "The GGUF alignment must be a positive power of two.");
+        }
+        Alignment = alignment;
+        if (alignment != GgufFile.DefaultAlignment)
+        {
+            Add("general.alignment", new GgufValue(GgufValueType.UInt32, (uint)alignment));
+        }
+    }
+
+    /// <summary>The alignment of the data section and of every tensor.</summary>
+    public int Alignment { get; }
+
+    /// <summary>Adds a metadata key/value (in file order); a key may appear once.</summary>
+    public GgufWriter Add(string key, GgufValue value)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        ArgumentNullException.ThrowIfNull(value);
+        if (_metadata.Any(m => m.Key == key))
+        {
+            throw new ArgumentException($"Metadata key '{key}' was already added.", nameof(key));
+        }
+        _metadata.Add((key, value));
+        return this;
+    }
+
+    /// <summary>Adds a string value.</summary>
+    public GgufWriter Add(string key, string value) => Add(key, new GgufValue(GgufValueType.String, value));
+
+    /// <summary>Adds a u32 value.</summary>
+    public GgufWriter Add(string key, uint value) => Add(key, new GgufValue(GgufValueType.UInt32, value));
+
+    /// <summary>Adds a f32 value.</summary>
+    public GgufWriter Add(string key, float value) => Add(key, new GgufValue(GgufValueType.Float32, value));
+
+    /// <summary>Adds a bool value.</summary>
+    public GgufWriter Add(string key, bool value) => Add(key, new GgufValue(GgufValueType.Bool, value));
+
+    /// <summary>
+    /// Adds a tensor of <paramref name="shape"/> (outermost first) stored as <paramref name="type"/>
+    /// (F32, F16, BF16 or Q8_0); <paramref name="values"/> is called once, while writing.
+    /// </summary>
+    public GgufWriter AddTensor(string name, IReadOnlyList<long> shape, GgufTensorType type, Func<float[]> values)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(values);
+        if (type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 or GgufTensorType.Q8_0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16 and Q8_0, not {GgufTensorTypes.Name(type)}.");
+        }
+        long[] ne = shape.Reverse().ToArray();
+        return AddRaw(name, ne, type, () => Encode(name, type, values()));
+    }
+
+    /// <summary>Adds a tensor as raw stored bytes with ggml dimensions <paramref name="dimensions"/> (innermost first), for any type.</summary>
+    public GgufWriter AddRawTensor(string name, IReadOnlyList<long> dimensions, GgufTensorType type, ReadOnlyMemory<byte> bytes)
+    {
+        ArgumentNullException.ThrowIfNull(dimensions);
+        _tensors.Add(new PendingTensor(name, dimensions.ToArray(), type, bytes.Length, () => bytes));
+        return this;
+    }
+
+    private GgufWriter AddRaw(string name, long[] ne, GgufTensorType type, Func<ReadOnlyMemory<byte>> bytes)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (_tensors.Any(t => t.Name == name))
+        {
+            throw new ArgumentException($"Tensor '{name}' was already added.", nameof(name));
+        }
+        if (ne.Length is 0 or > 4 || ne.Any(d => d < 0))
+        {
+            throw new ArgumentException($"Tensor '{name}': GGUF tensors have 1 to 4 non-negative dimensions, got [{string.Join(", ", ne)}].", nameof(ne));
+        }
+        int blockSize = GgufTensorTypes.BlockSize(type);
+        if (ne[0] % blockSize != 0)
+        {
+            throw new ArgumentException($"Tensor '{name}': rows of {ne[0]} values are not whole {type} blocks of {blockSize}; store it as F32 or F16.", nameof(ne));
+        }
+        long elements = ne.Aggregate(1L, (p, d) => checked(p * d));
+        _tensors.Add(new PendingTensor(name, ne, type, elements / blockSize * GgufTensorTypes.BlockBytes(type), bytes));
+        return this;
+    }
+
+    /// <summary>Writes the file to <paramref name="path"/>, replacing it.</summary>
+    public void Write(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
+        Write(stream);
+    }
+
+    /// <summary>Writes the file to <paramref name="stream"/> from its current position.</summary>
+    public void Write(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
+        w.Write(GgufFile.Magic);
+        w.Write(3u);
+        w.Write((ulong)_tensors.Count);
+        w.Write((ulong)_metadata.Count);
+        foreach (var (key, value) in _metadata)
+        {
+            WriteString(w, key);
+            w.Write((uint)value.Type);
+            WriteValue(w, value.Type, value.Value);
+        }
+        long offset = 0;
+        foreach (var t in _tensors)
+        {
+            WriteString(w, t.Name);
+            w.Write((uint)t.Dimensions.Length);
+            foreach (long d in t.Dimensions)
+            {
+                w.Write((ulong)d);
+            }
+            w.Write((uint)t.Type);
+            w.Write((ulong)offset);
+            offset = GgufFile.AlignUp(offset + t.ByteLength, Alignment);
+        }
+        long written = 0;
+        Pad(w, ref written, GgufFile.AlignUp(stream.Position, Alignment) - stream.Position);
+        written = 0;
+        foreach (var t in _tensors)
+        {
+            ReadOnlyMemory<byte> bytes = t.Bytes();
+            if (bytes.Length != t.ByteLength)
+            {
+                throw new InvalidOperationException($"Tensor '{t.Name}' produced {bytes.Length} bytes, its {t.Type} dimensions [{string.Join(", ", t.Dimensions)}] need {t.ByteLength}.");
+            }
+            w.Write(bytes.Span);
+            written += bytes.Length;
+            Pad(w, ref written, GgufFile.AlignUp(written, Alignment) - written);
+        }
+        w.Flush();
+    }
+
+    /// <summary>
+    /// Writes a Llama <paramref name="checkpoint"/> as GGUF v3 the way llama.cpp's converter does:
+    /// llama metadata, the tokenizer's pieces/scores/types, GGUF tensor names, q/k rows in Meta's
+    /// interleaved order (permuted from a Hugging Face checkpoint's rotate_half order), 1-D tensors in
+    /// F32 and matrices in <paramref name="matrixType"/> (F32, F16, BF16 or Q8_0; a matrix whose rows
+    /// are not whole Q8_0 blocks stays F32).
+    /// </summary>
+    /// <param name="path">The .gguf file to write.</param>
+    /// <param name="checkpoint">A Llama checkpoint of any layout.</param>
+    /// <param name="tokenizer">Its SentencePiece-style tokenizer (tokenizer.model, tok*.bin or GGUF).</param>
+    /// <param name="matrixType">The stored type of the weight matrices.</param>
+    /// <param name="name">general.name; the file name when null.</param>
+    public static void WriteLlama(string path, ModelCheckpoint checkpoint, TextTokenizer tokenizer, GgufTensorType matrixType = GgufTensorType.F32, string? name = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (checkpoint.Config is not LlamaConfig config)
+        {
+            throw new ArgumentException($"{checkpoint.SourcePath} is a {checkpoint.Config.Family} model; GgufWriter.WriteLlama exports Llama models only.", nameof(checkpoint));
+        }
+        if (config.RopeScaling is not null)
+        {
+            throw new ArgumentException($"{checkpoint.SourcePath} uses RoPE scaling, which GgufWriter.WriteLlama does not write yet.", nameof(checkpoint));
+        }
+        GgufVocabulary vocabulary = tokenizer.ToGgufVocabulary()
+            ?? throw new ArgumentException("GgufWriter.WriteLlama writes SentencePiece-style tokenizers (tokenizer.model, tok*.bin, GGUF 'llama'); this tokenizer is byte-level BPE.", nameof(tokenizer));
+        if (vocabulary.Tokens.Count != config.VocabSize)
+        {
+            throw new ArgumentException($"The tokenizer has {vocabulary.Tokens.Count} tokens, the model's vocabulary {config.VocabSize}; pass the tokenizer that came with the checkpoint.", nameof(tokenizer));
+        }
+        var writer = new GgufWriter();
+        writer.Add("general.architecture", "llama");
+        writer.Add("general.name", name ?? Path.GetFileNameWithoutExtension(path));
+        writer.Add("general.file_type", matrixType switch
+        {
+            GgufTensorType.F16 => 1u,
+            GgufTensorType.Q8_0 => 7u,
+            GgufTensorType.BF16 => 32u,
+            _ => 0u,
+        });
+        writer.Add("llama.context_length", (uint)config.MaxPositionEmbeddings);
+        writer.Add("llama.embedding_length", (uint)config.HiddenSize);
+        writer.Add("llama.block_count", (uint)config.NumHiddenLayers);
+        writer.Add("llama.feed_forward_length", (uint)config.IntermediateSize);
+        writer.Add("llama.rope.dimension_count", (uint)config.HeadDim);
+        writer.Add("llama.attention.head_count", (uint)config.NumAttentionHeads);
+        writer.Add("llama.attention.head_count_kv", (uint)config.NumKeyValueHeads);
+        if (config.ExplicitHeadDim is { } headDim)
+        {
+            writer.Add("llama.attention.key_length", (uint)headDim);
+            writer.Add("llama.attention.value_length", (uint)headDim);
+        }
+        writer.Add("llama.attention.layer_norm_rms_epsilon", (float)config.RmsNormEps);
+        writer.Add("llama.rope.freq_base", (float)config.RopeTheta);
+        writer.Add("llama.vocab_size", (uint)config.VocabSize);
+        writer.Add("tokenizer.ggml.model", vocabulary.Model);
+        writer.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.String, vocabulary.Tokens.ToArray())));
+        writer.Add("tokenizer.ggml.scores", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Float32, (vocabulary.Scores ?? new float[vocabulary.Tokens.Count]).ToArray())));
+        writer.Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Int32,
+            Enumerable.Range(0, vocabulary.Tokens.Count).Select(i => (int)vocabulary.TypeOf(i)).ToArray())));
+        writer.Add("tokenizer.ggml.bos_token_id", (uint)vocabulary.BosId);
+        writer.Add("tokenizer.ggml.eos_token_id", (uint)vocabulary.EosId);
+        if (vocabulary.UnknownId is { } unk)
+        {
+            writer.Add("tokenizer.ggml.unknown_token_id", (uint)unk);
+        }
+        writer.Add("tokenizer.ggml.add_bos_token", true);
+        writer.Add("tokenizer.ggml.add_eos_token", false);
+
+        bool permute = checkpoint.RopeConvention == RopeConvention.Half;
+        foreach (var (runtimeName, shape) in config.ExpectedTensors())
+        {
+            string ggufName = GgufLlamaLayout.ToGgufName(runtimeName, config.NumHiddenLayers)
+                ?? throw new InvalidOperationException($"Llama tensor '{runtimeName}' has no GGUF name.");
+            CheckpointTensor tensor = checkpoint.GetTensor(runtimeName);
+            int heads = runtimeName.EndsWith("q_proj.weight", StringComparison.Ordinal) ? config.NumAttentionHeads
+                : runtimeName.EndsWith("k_proj.weight", StringComparison.Ordinal) ? config.NumKeyValueHeads
+                : 0;
+            GgufTensorType type = shape.Length == 1 || (matrixType == GgufTensorType.Q8_0 && shape[^1] % 32 != 0) ? GgufTensorType.F32 : matrixType;
+            writer.AddTensor(ggufName, shape, type, () =>
+            {
+                float[] values = tensor.ReadFloat32();
+                return permute && heads > 0 ? ToInterleaved(values, heads, (int)shape[1]) : values;
+            });
+        }
+        writer.Write(path);
+    }
+
+    /// <summary>
+    /// Reorders q/k rows from Hugging Face's rotate_half pairing (i, i + d/2) to Meta's interleaved
+    /// pairing (2i, 2i + 1) within each head, as llama.cpp's converter does.
+    /// </summary>
+    internal static float[] ToInterleaved(float[] rows, int heads, int columns)
+    {
+        int headDim = rows.Length / columns / heads;
+        int half = headDim / 2;
+        var result = new float[rows.Length];
+        for (int h = 0; h < heads; h++)
+        {
+            for (int i = 0; i < half; i++)
+            {
+                for (int j = 0; j < 2; j++)
+                {
+                    int from = h * headDim + j * half + i;
+                    int to = h * headDim + 2 * i + j;
+                    Array.Copy(rows, (long)from * columns, result, (long)to * columns, columns);
+                }
+            }
+        }
+        return result;
+    }
+
+    private static byte[] Encode(string name, GgufTensorType type, float[] values)
+    {
+        switch (type)
+        {
+            case GgufTensorType.F32:
+                return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+            case GgufTensorType.F16:
+            {
+                var bytes = new byte[values.Length * 2];
+                for (int i = 0; i < values.Length; i++)
+                {
+                    BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(i * 2), (Half)values[i]);
+                }
+                return bytes;
+            }
+            case GgufTensorType.BF16:
+            {
+                var bytes = new byte[values.Length * 2];
+                for (int i = 0; i < values.Length; i++)
+                {
+                    // Round to nearest even, as torch and ggml's fp32_to_bf16 do (NaN kept quiet).
+                    uint bits = BitConverter.SingleToUInt32Bits(values[i]);
+                    ushort bf = float.IsNaN(values[i]) ? (ushort)((bits >> 16) | 0x40) : (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+                    BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(i * 2), bf);
+                }
+                return bytes;
+            }
+            case GgufTensorType.Q8_0:
+            {
+                var bytes = new byte[values.Length / 32 * GgufTensorTypes.Q8_0BlockBytes];
+                GgufQuantization.QuantizeQ8_0(values, bytes);
+                return bytes;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16 and Q8_0.");
+        }
+    }
+
+    private static void Pad(BinaryWriter w, ref long written, long count)
+    {
+        for (long i = 0; i < count; i++)
+        {
+            w.Write((byte)0);
+        }
+        written += count;
+    }
+
+    private static void WriteString(BinaryWriter w, string s)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(s);
+        w.Write((ulong)bytes.Length);
+        w.Write(bytes);
+    }
+
+    private static void WriteValue(BinaryWriter w, GgufValueType type, object value)
+    {
+        switch (type)
+        {
+            case GgufValueType.UInt8: w.Write((byte)value); break;
+            case GgufValueType.Int8: w.Write((sbyte)value); break;
+            case GgufValueType.UInt16: w.Write((ushort)value); break;
+            case GgufValueType.Int16: w.Write((short)value); break;
+            case GgufValueType.UInt32: w.Write((uint)value); break;
+            case GgufValueType.Int32: w.Write((int)value); break;
+            case GgufValueType.Float32: w.Write((float)value); break;
+            case GgufValueType.Bool: w.Write((bool)value ? (byte)1 : (byte)0); break;
+            case GgufValueType.String: WriteString(w, (string)value); break;
+            case GgufValueType.UInt64: w.Write((ulong)value); break;
+            case GgufValueType.Int64: w.Write((long)value); break;
+            case GgufValueType.Float64: w.Write((double)value); break;
+            case GgufValueType.Array:
+            {
+                var array = (GgufArray)value;
+                w.Write((uint)array.ElementType);
+                w.Write((ulong)array.Count);
+                foreach (object? element in array.Values)
+                {
+                    WriteValue(w, array.ElementType, element!);
+                }
+                break;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, "Not a GGUF value type.");
+        }
+    }
+}
