@@ -346,6 +346,41 @@ public static partial class AttackCatalog
                 CompletionEntry reordered = Launch(bed, list[3]);
                 return All(Refused(repeated, $"'{list[1].Operator}' launched twice"), Refused(reordered, $"'{list[3].Operator}' before '{list[2].Operator}'"));
             })) { Options = Eager };
+        yield return new Attack("Context_EagerCachedLaunchWithAnOperandChanged", "Context", "R4:",
+            "Eager mode: the device remembers the exact operands of each list task it has already matched, so a repeated launch skips re-measuring. At the list's first residual add of a decode step (matched and remembered in the victim's earlier steps), the host launches it with its two inputs swapped, with one input a float short, with its length read from another slot, and as a different operator of the same shape (mul): each must miss the memory, be measured and be refused; the unchanged launch then runs.",
+            bed => OnVictimConversation(bed, 2, (llama, victim, session, position) =>
+            {
+                List<LaunchSpec> list = TaskList(bed, llama);
+                int add = list.FindIndex(l => l.Operator == "add");
+                WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
+                // The host's own launches up to and including the add, so the device remembers exactly
+                // these operands; then the list's first launch again, which abandons that pass and
+                // begins a new one, and the launches up to the add.
+                foreach (int i in Enumerable.Range(0, add + 1).Concat(Enumerable.Range(0, add)))
+                {
+                    CompletionEntry e = Launch(bed, list[i]);
+                    if (!e.Succeeded)
+                    {
+                        return AttackResult.NotBlocked($"setup: the legitimate launch {i} ('{list[i].Operator}') failed: {MaliciousHost.Describe(e)}");
+                    }
+                }
+                LaunchSpec original = list[add];
+                KernelArgument[] swapped = [original.Args[1], original.Args[0], .. original.Args[2..]];
+                KernelArgument[] shorter = [new(original.Args[0].Address, original.Args[0].Bytes - 4), .. original.Args[1..]];
+                KernelScalar[] otherSlot = [.. original.Scalars.Select(sc => sc.Source == ScalarSource.DeviceMemory ? KernelScalar.FromDevice(sc.Value + 8) : sc)];
+                ulong mul = bed.Runtime.LoadOperator("mul");
+                AttackResult result = All(
+                    Refused(Launch(bed, original with { Args = swapped }), "the cached add with its inputs swapped"),
+                    Refused(Launch(bed, original with { Args = shorter }), "the cached add with its first input one float short"),
+                    Refused(Launch(bed, original with { Scalars = otherSlot }), "the cached add with its length read from the next step-block slot"),
+                    Refused(Launch(bed, original with { Handle = mul }), "mul in place of the cached add"));
+                if (!result.IsBlocked)
+                {
+                    return result;
+                }
+                CompletionEntry unchanged = Launch(bed, original);
+                return unchanged.Succeeded ? result : AttackResult.NotBlocked($"setup: the unchanged add was refused after the variants: {MaliciousHost.Describe(unchanged)}");
+            })) { Options = Eager };
         yield return new Attack("Context_EagerLaunchAfterARefusedOpen", "Context", "R4:",
             "Eager mode: prompt_open is refused (the host asks for a position the session is not at); the host goes on with the list's next launch, hoping the pass counts as begun and the layers rerun on the last step's state.",
             bed => OnVictimConversation(bed, 2, (llama, victim, session, position) =>
