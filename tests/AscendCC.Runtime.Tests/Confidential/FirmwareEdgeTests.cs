@@ -1,0 +1,110 @@
+using System.Buffers.Binary;
+using AscendCC.Attacks;
+using AscendCC.Device;
+using AscendCC.Protocol.Firmware;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Trusted.DataOwners;
+using NUnit.Framework;
+
+namespace AscendCC.Runtime.Tests.Confidential;
+
+/// <summary>
+/// Edges of the confidential firmware that its mutation run found untested: a closed session stays
+/// closed, each egress refusal says which rule the copy broke, the host's own (unlocked) memory stays
+/// the host's in CC mode, and a package must be staged in input staging but may lie anywhere inside it.
+/// </summary>
+public class FirmwareEdgeTests
+{
+    private static readonly int[] Prompt = [1, 7, 11, 13, 17];
+
+    [Test]
+    public void AClosedSessionCanNoLongerBeAnswered()
+    {
+        using var bed = Testbed.CreateTiny();
+        using CausalLM llama = bed.Load();
+        (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+        using (owner)
+        {
+            Assert.That(llama.Generate(session, owner.EncryptPrompt(Prompt), Prompt.Length, 2).Count(), Is.EqualTo(2));
+            bed.Mailbox.CloseSession(session);
+            // The data owner's next record, sealed with keys the device must have destroyed.
+            byte[] next = owner.EncryptPrompt(Prompt);
+            var ex = Assert.Catch(() => llama.Generate(session, next, Prompt.Length, 2).ToArray())!;
+            Assert.That(ex.Message, Does.Contain($"session {session} is not an open data-owner session"));
+        }
+    }
+
+    [Test]
+    public void EveryEgressRefusalSaysWhichRuleTheCopyBroke()
+    {
+        using var bed = Testbed.CreateTiny();
+        using CausalLM llama = bed.Load();
+        (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+        using (owner)
+        {
+            _ = llama.Generate(session, owner.EncryptPrompt(Prompt), Prompt.Length, 1).ToArray();
+        }
+        MaliciousHost host = bed.Attacker;
+        ulong staging = host.Alloc(256, RegionTag.OutputStaging).Result;
+        ulong record = llama.Region(llama.Layout.TokenRecord!).Address;
+        ulong input = llama.Region(llama.Layout.PromptRecord!).Address;
+        string Refusal(ulong address, long bytes)
+        {
+            (CompletionEntry e, _) = host.ReadDevice(address, bytes);
+            Assert.That(e.Succeeded, Is.False, $"0x{address:x}+{bytes}");
+            return MaliciousHost.Describe(e);
+        }
+        Assert.Multiple(() =>
+        {
+            Assert.That(Refusal(0x7_0000_0000, 16), Does.Contain("is not inside one allocated region"));
+            Assert.That(Refusal(input, 16), Does.Contain("is in a InputStaging region"));
+            Assert.That(Refusal(staging, 256), Does.Contain("is in an output staging region that holds no sealed record"));
+            Assert.That(Refusal(record, 8), Does.Contain("is not the whole sealed record"));
+            Assert.That(host.ReadDevice(record, AscendCC.Runtime.Programs.CausalLMProgram.TokenRecordBytes).Entry.Succeeded, Is.True, "the whole sealed record is what may leave");
+        });
+    }
+
+    [Test]
+    public void TheHostsOwnUnlockedMemoryStaysTheHostsInCcMode()
+    {
+        using var bed = Testbed.CreateTiny();
+        MaliciousHost host = bed.Attacker;
+        ulong a = host.Alloc(128, RegionTag.InputStaging).Result, b = host.Alloc(128, RegionTag.InputStaging).Result;
+        Assert.Multiple(() =>
+        {
+            Assert.That(host.WriteDevice(a, [.. Enumerable.Range(0, 128).Select(i => (byte)i)]).Succeeded, Is.True, "write");
+            Assert.That(host.CopyOnDevice(a, b, 128).Succeeded, Is.True, "a copy between the host's own regions");
+            Assert.That(host.Memset(a, 64, 0xAB).Succeeded, Is.True, "a memset of the host's own region");
+            Assert.That(host.SetDmaAccess(b, DmaAccess.Read).Succeeded, Is.True, "DMA access of the host's own region");
+        });
+    }
+
+    [Test]
+    public void APackageMustBeStagedInInputStagingButMayLieAnywhereInsideIt()
+    {
+        using var bed = Testbed.CreateTiny();
+        byte[] digest = bed.ReleaseKey();
+        MaliciousHost host = bed.Attacker;
+        (MailboxStatus Status, string Text) Open(ulong address)
+        {
+            var request = new byte[16 + digest.Length];
+            BinaryPrimitives.WriteUInt64LittleEndian(request, address);
+            BinaryPrimitives.WriteInt64LittleEndian(request.AsSpan(8), bed.Package.Length);
+            digest.CopyTo(request, 16);
+            (MailboxStatus status, _, string text) = host.Mailbox(MailboxCommand.OpenPackage, request);
+            return (status, text);
+        }
+        ulong output = host.Alloc(bed.Package.Length, RegionTag.OutputStaging).Result;
+        host.WriteDevice(output, bed.Package);
+        (MailboxStatus status, string text) = Open(output);
+        Assert.That(status, Is.EqualTo(MailboxStatus.BadRequest));
+        Assert.That(text, Does.Contain("the package must be staged inside one InputStaging region"));
+
+        // 4 KiB into a larger input staging region: the device reads the package where it lies.
+        ulong larger = host.Alloc(bed.Package.Length + 8192, RegionTag.InputStaging).Result;
+        host.WriteDevice(larger + 4096, bed.Package);
+        (status, text) = Open(larger + 4096);
+        Assert.That(status, Is.EqualTo(MailboxStatus.Ok), text);
+    }
+}
