@@ -138,6 +138,8 @@ public static class ChatApp
             ui.Error(problem);
             return 1;
         }
+        // A run that fails leaves no transcript behind (one it did not create is left alone).
+        bool transcriptExisted = options.Transcript is not null && File.Exists(options.Transcript);
         try
         {
             return Chat(ui, options, stdin);
@@ -150,7 +152,23 @@ public static class ChatApp
         {
             ui.Error(e.Message);
             ui.Logger.LogDebug(e, "details");
+            if (options.Transcript is { } path && !transcriptExisted)
+            {
+                DeleteQuietly(path);
+            }
             return 1;
+        }
+    }
+
+    private static void DeleteQuietly(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The error already reported is what matters; a file that cannot be removed stays.
         }
     }
 

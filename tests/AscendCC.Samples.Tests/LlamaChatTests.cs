@@ -609,6 +609,51 @@ public class LlamaChatTests
     }
 
     [Test]
+    [NonParallelizable]
+    public void ARunThatFailsAfterItsTranscriptOpenedLeavesNoTranscript()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string path = Path.Combine(Path.GetTempPath(), "llamachat-transcript-" + Guid.NewGuid().ToString("N") + ".bin");
+        Func<string, LlamaChat.Hosting.ITranscriptWriter> open = LlamaChat.Hosting.TranscriptFiles.Open;
+        // The disk fills after the first few records: the run fails mid-way, as any later failure would.
+        LlamaChat.Hosting.TranscriptFiles.Open = p => new FailingTranscript(open(p), after: 5);
+        try
+        {
+            var (exit, _, stderr) = RunChat("--model", folder, "--prompt", "Once upon a time", "-t", "0", "-n", "8", "--transcript", path);
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stderr, Does.Contain("No space left on device"));
+            Assert.That(File.Exists(path), Is.False, "a failed run leaves no transcript");
+        }
+        finally
+        {
+            LlamaChat.Hosting.TranscriptFiles.Open = open;
+            File.Delete(path);
+        }
+    }
+
+    private sealed class FailingTranscript(LlamaChat.Hosting.ITranscriptWriter inner, int after) : LlamaChat.Hosting.ITranscriptWriter
+    {
+        private int _records;
+
+        public long Records => inner.Records;
+
+        public long Bytes => inner.Bytes;
+
+        public void Record(AscendCC.Runtime.Driver.TranscriptChannel channel, ReadOnlySpan<byte> bytes)
+        {
+            if (++_records > after)
+            {
+                throw new IOException("No space left on device");
+            }
+            inner.Record(channel, bytes);
+        }
+
+        public void RecordCompletion(in AscendCC.Device.CompletionEntry entry) => inner.RecordCompletion(entry);
+
+        public void Dispose() => inner.Dispose();
+    }
+
+    [Test]
     public void CtrlCAtThePromptOrTwiceInOneReplyExits()
     {
         var interrupt = new LlamaChat.Ui.ReplyInterrupt();
