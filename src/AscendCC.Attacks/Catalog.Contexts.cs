@@ -347,7 +347,7 @@ public static partial class AttackCatalog
                 return All(Refused(repeated, $"'{list[1].Operator}' launched twice"), Refused(reordered, $"'{list[3].Operator}' before '{list[2].Operator}'"));
             })) { Options = Eager };
         yield return new Attack("Context_EagerCachedLaunchWithAnOperandChanged", "Context", "R4:",
-            "Eager mode: the device remembers the exact operands of each list task it has already matched, so a repeated launch skips re-measuring. At the list's first residual add of a decode step (matched and remembered in the victim's earlier steps), the host launches it with its two inputs swapped, with one input a float short, with its length read from another slot, and as a different operator of the same shape (mul): each must miss the memory, be measured and be refused; the unchanged launch then runs.",
+            "Eager mode: the device remembers the exact operands of each list task it has already matched, so a repeated launch skips re-measuring. At the list's first residual add of a decode step (matched and remembered in the victim's earlier steps), the host launches it with its two inputs swapped, with one input a float short, with its length read from another slot or given as an immediate, and as a different operator of the same shape (mul): each must miss the memory, be measured and be refused; the unchanged launch then runs.",
             bed => OnVictimConversation(bed, 2, (llama, victim, session, position) =>
             {
                 List<LaunchSpec> list = TaskList(bed, llama);
@@ -368,11 +368,14 @@ public static partial class AttackCatalog
                 KernelArgument[] swapped = [original.Args[1], original.Args[0], .. original.Args[2..]];
                 KernelArgument[] shorter = [new(original.Args[0].Address, original.Args[0].Bytes - 4), .. original.Args[1..]];
                 KernelScalar[] otherSlot = [.. original.Scalars.Select(sc => sc.Source == ScalarSource.DeviceMemory ? KernelScalar.FromDevice(sc.Value + 8) : sc)];
+                // The same 8 bytes as an immediate: the host, not the step block, would choose the length.
+                KernelScalar[] immediate = [.. original.Scalars.Select(sc => sc.Source == ScalarSource.DeviceMemory ? new KernelScalar(ScalarSource.Immediate, sc.Value) : sc)];
                 ulong mul = bed.Runtime.LoadOperator("mul");
                 AttackResult result = All(
                     Refused(Launch(bed, original with { Args = swapped }), "the cached add with its inputs swapped"),
                     Refused(Launch(bed, original with { Args = shorter }), "the cached add with its first input one float short"),
                     Refused(Launch(bed, original with { Scalars = otherSlot }), "the cached add with its length read from the next step-block slot"),
+                    Refused(Launch(bed, original with { Scalars = immediate }), "the cached add with its length an immediate instead of a step-block read"),
                     Refused(Launch(bed, original with { Handle = mul }), "mul in place of the cached add"));
                 if (!result.IsBlocked)
                 {

@@ -109,7 +109,7 @@ public static partial class AttackCatalog
                 args[^1] = new KernelArgument(kv.Address, Math.Min(kv.Bytes, args[^1].Bytes));
                 return Refused(bed.Attacker.Launch(head.Handle, args, head.Scalars), "eager linear → k_cache.0");
             });
-        yield return new Attack("R4_EagerMemsetOverwritesWeights", "R4", "R4:",
+        yield return new Attack("R4_EagerMemsetOverwritesWeights", "R4", "R4: in confidential mode a memset of locked memory must be the next task",
             "In eager mode, memset a locked weight region (the provider's weights replaced by the host's).",
             bed =>
             {
@@ -117,7 +117,7 @@ public static partial class AttackCatalog
                 var w0 = llama.Region(Buffer(llama, "model.norm.weight"));
                 return Refused(bed.Attacker.Memset(w0.Address, w0.Bytes, 0), "eager memset of model.norm.weight");
             });
-        yield return new Attack("R4_EagerCopyIntoLockedRegion", "R4", "R4:",
+        yield return new Attack("R4_EagerCopyIntoLockedRegion", "R4", "R4: in confidential mode a copy into locked memory must be the next task",
             "In eager mode, copy host-chosen bytes (via a general region) and another locked tensor into a weight region.",
             bed =>
             {
