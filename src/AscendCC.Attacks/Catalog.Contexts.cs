@@ -26,7 +26,7 @@ public static partial class AttackCatalog
 
     private static IEnumerable<Attack> Contexts()
     {
-        yield return new Attack("Context_HostPackageBindsVictimWeights", "Context", "context:",
+        yield return new Attack("Context_HostPackageBindsVictimWeights", "Context", "which were unlocked from package 1 ('",
             "The host signs a package of its own whose expected measurement is a task list it wrote: prompt_open on its own session, a copy of the victim provider's unlocked embedding into its output staging region, token_seal. Its key is released into the same NPU; it loads the list and copies the region out.",
             bed => HostProgram(bed, "host list over the victim's weights", victimRequiresModel: false, RegionTag.Activations, CausalLMProgram.TokenRecordBytes,
                 beforeSeal: null,

@@ -27,7 +27,7 @@ public static partial class AttackCatalog
                 int handle = bed.Device.RegisterHostBuffer(sink);
                 return Encode(list, (w, id) => w.CopyDeviceToHost(id, w0.Address, handle, 0, w0.Bytes));
             }, "task list + D2H of weights"));
-        yield return new Attack("R4_InjectedKernelLaunch", "R4", "R4:",
+        yield return new Attack("R4_InjectedKernelLaunch", "R4", "R4: the task list of model 2 is not the one the model provider attested: expected ",
             "Load the model's task list with an extra launch (the lm-head linear again, writing a host-allocated region).",
             bed => Edited(bed, (list, llama, host) =>
             {
@@ -86,7 +86,7 @@ public static partial class AttackCatalog
                 }
                 return Encode(list);
             }, "model.norm.weight rebound to host-written weights"));
-        yield return new Attack("R4_EagerUnattestedOperator", "R4", "R4:",
+        yield return new Attack("R4_EagerUnattestedOperator", "R4", "argmax with these bindings is not the next task of any (model 1 expects task 0 of ",
             "In eager mode, launch an operator the attested model never uses, on the weights.",
             bed =>
             {
