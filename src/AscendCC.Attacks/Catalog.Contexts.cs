@@ -232,6 +232,16 @@ public static partial class AttackCatalog
                           Refused(early, $"decode at 2 with the prompt of {Prompt.Length} tokens fed up to 2"))
                     : AttackResult.NotBlocked($"the legitimate partial open was refused: {MaliciousHost.Describe(part)}");
             }));
+        yield return new Attack("Context_HostWritesTheTokenHistory", "Context", "not mapped for host DMA",
+            "In the middle of the victim's conversation the host writes its own token ids into the history the device's sampler keeps of the context (the tokens the data owner's repetition penalties look at), hoping to steer the victim's sampling, and reads it back hoping for the victim's tokens: the history is the context's locked memory, so both DMAs must be refused.",
+            bed => OnVictimConversation(bed, 3, (llama, victim, session, position) =>
+            {
+                ProgramBuffer history = llama.Layout.Program.Buffers.Single(b => b.Name == "history");
+                ulong address = llama.Region(history).Address;
+                CompletionEntry write = bed.Attacker.WriteDevice(address, new byte[64]);
+                (CompletionEntry read, _) = bed.Attacker.ReadDevice(address, 64);
+                return All(Refused(write, "a DMA write into the token history"), Refused(read, "a DMA read of the token history"));
+            }));
         yield return new Attack("Context_StepRequestOutOfBounds", "Context", "does not fit",
             "The host asks for passes that do not fit the program: no tokens, a negative start, a decode at the end of the context and a pass longer than the token buffer — each must be refused by prompt_open's bounds check itself, before any session state is read.",
             bed => OnVictimConversation(bed, 3, (llama, victim, session, position) =>
