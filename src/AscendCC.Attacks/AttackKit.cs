@@ -1,7 +1,10 @@
+using System.Text.RegularExpressions;
 using AscendCC.Device;
+using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Programs;
+using AscendCC.Runtime.Trusted.ModelProviders;
 
 namespace AscendCC.Attacks;
 
@@ -119,4 +122,48 @@ public static class AttackKit
     /// <summary>One step: blocked when the completion failed.</summary>
     public static AttackResult Refused(in CompletionEntry e, string what) =>
         e.Succeeded ? AttackResult.NotBlocked($"{what}: {MaliciousHost.Describe(e)}") : AttackResult.Blocked($"{what}: {MaliciousHost.Describe(e)}");
+
+    /// <summary>
+    /// Gets the host's own task list attested: it loads the list once to learn its measurement (the
+    /// device's refusal names it), signs a package expecting exactly that, has its key released into the
+    /// NPU, opens it and loads the list again. Returns the model id, or null and the device's refusal.
+    /// </summary>
+    public static (int? Model, string Evidence) AttestAsProvider(Testbed bed, byte[] list)
+    {
+        MaliciousHost host = bed.Attacker;
+        CompletionEntry load = host.LoadModel(list);
+        CompletionEntry probe = host.ExecuteModel((int)load.Result);
+        Match measured = Regex.Match(probe.Detail ?? "", "measured ([0-9A-F]{96})");
+        if (!measured.Success)
+        {
+            return (null, $"measuring the host's list: {MaliciousHost.Describe(probe)}");
+        }
+        using ModelProvider hostProvider = ModelProvider.CreateDeterministic("the host, playing a model provider, 32+ bytes"u8);
+        var builder = new ModelPackageBuilder("host-model") { ExpectedGraphMeasurement = Convert.FromHexString(measured.Groups[1].Value) };
+        builder.AddTensor("host.unused", "F32", [4], new byte[16]);
+        using var stream = new MemoryStream();
+        using ProtectedModel package = hostProvider.BuildPackage(builder, bed.Policy, stream);
+        byte[] digest = ReleaseHostKey(bed, hostProvider, package);
+        byte[] bytes = stream.ToArray();
+        ulong staging = host.Alloc(bytes.Length, RegionTag.InputStaging).Result;
+        host.WriteDevice(staging, bytes);
+        bed.Mailbox.OpenPackage(staging, bytes.Length, digest);
+        CompletionEntry attested = host.LoadModel(list);
+        string how = $"signed its own package expecting the list's measurement, key released, list loaded as model {attested.Result}";
+        // The verdict shows at executeModel: run the list once with empty parameters (its prompt_open
+        // refuses session 0 when the list was verified; R4 refuses the list itself when it was not).
+        CompletionEntry dry = host.ExecuteModel((int)attested.Result);
+        return dry.Detail?.Contains("R4: the task list", StringComparison.Ordinal) == true
+            ? (null, $"{how}; executeModel {MaliciousHost.Describe(dry)}")
+            : ((int)attested.Result, $"{how} (dry run: {MaliciousHost.Describe(dry)})");
+    }
+
+    /// <summary>The host, as a model provider, attests the NPU and releases its own package's key into it.</summary>
+    public static byte[] ReleaseHostKey(Testbed bed, ModelProvider provider, ProtectedModel model)
+    {
+        using KeyReleaseSession release = provider.BeginKeyRelease(model, bed.Verifier);
+        byte[] open = release.Attest(bed.Mailbox.GetHello(release.Nonce.Span));
+        (int session, byte[] accept) = bed.Mailbox.AcceptChannel(open);
+        return bed.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
+    }
 }

@@ -404,6 +404,20 @@ public static partial class AttackCatalog
                 CompletionEntry next = Launch(bed, list[1]);
                 return All(Refused(open, $"prompt_open at position {position + 5}"), Refused(next, $"'{list[1].Operator}' after the refused prompt_open"));
             })) { Options = Eager };
+        yield return new Attack("Context_EagerPassResumedAcrossAGraphPass", "Context", "expects task 0 of",
+            "Eager mode: the host begins a decode step of the victim's session eagerly (prompt_open, the embedding), runs the attested list whole with executeModel in between, then resumes its eager pass at the list's third launch, so the layers would run on what the graph pass left behind.",
+            bed => OnVictimConversation(bed, 2, (llama, victim, session, position) =>
+            {
+                List<LaunchSpec> list = TaskList(bed, llama);
+                WriteParams(bed, llama, session, StepBlock.ModeDecode, position, 1);
+                CompletionEntry open = Launch(bed, list[0]), embedding = Launch(bed, list[1]);
+                if (!open.Succeeded || !embedding.Succeeded)
+                {
+                    return AttackResult.NotBlocked($"setup: the legitimate first launches were refused: {MaliciousHost.Describe(open)}; {MaliciousHost.Describe(embedding)}");
+                }
+                CompletionEntry graph = bed.Attacker.ExecuteModel(llama.Model.Id);
+                return Refused(Launch(bed, list[2]), $"'{list[2].Operator}' after an executeModel ({MaliciousHost.Describe(graph)}) interrupted the eager pass");
+            })) { Options = Eager };
         yield return new Attack("Context_HostBiasesSampling", "Context", "data owner's settings",
             "The data owner asks for greedy decoding; the host writes temperature 1, top-p 1 and a seed of its choice into every step's parameter block.",
             bed =>
@@ -524,49 +538,6 @@ public static partial class AttackCatalog
         }
     }
 
-    /// <summary>
-    /// Gets the host's own task list attested: it loads the list once to learn its measurement (the
-    /// device's refusal names it), signs a package expecting exactly that, has its key released into the
-    /// NPU, opens it and loads the list again. Returns the model id, or null and the device's refusal.
-    /// </summary>
-    private static (int? Model, string Evidence) AttestAsProvider(Testbed bed, byte[] list)
-    {
-        MaliciousHost host = bed.Attacker;
-        CompletionEntry load = host.LoadModel(list);
-        CompletionEntry probe = host.ExecuteModel((int)load.Result);
-        Match measured = Regex.Match(probe.Detail ?? "", "measured ([0-9A-F]{96})");
-        if (!measured.Success)
-        {
-            return (null, $"measuring the host's list: {MaliciousHost.Describe(probe)}");
-        }
-        using ModelProvider hostProvider = ModelProvider.CreateDeterministic("the host, playing a model provider, 32+ bytes"u8);
-        var builder = new ModelPackageBuilder("host-model") { ExpectedGraphMeasurement = Convert.FromHexString(measured.Groups[1].Value) };
-        builder.AddTensor("host.unused", "F32", [4], new byte[16]);
-        using var stream = new MemoryStream();
-        using ProtectedModel package = hostProvider.BuildPackage(builder, bed.Policy, stream);
-        byte[] digest = ReleaseHostKey(bed, hostProvider, package);
-        byte[] bytes = stream.ToArray();
-        ulong staging = host.Alloc(bytes.Length, RegionTag.InputStaging).Result;
-        host.WriteDevice(staging, bytes);
-        bed.Mailbox.OpenPackage(staging, bytes.Length, digest);
-        CompletionEntry attested = host.LoadModel(list);
-        string how = $"signed its own package expecting the list's measurement, key released, list loaded as model {attested.Result}";
-        // The verdict shows at executeModel: run the list once with empty parameters (its prompt_open
-        // refuses session 0 when the list was verified; R4 refuses the list itself when it was not).
-        CompletionEntry dry = host.ExecuteModel((int)attested.Result);
-        return dry.Detail?.Contains("R4: the task list", StringComparison.Ordinal) == true
-            ? (null, $"{how}; executeModel {MaliciousHost.Describe(dry)}")
-            : ((int)attested.Result, $"{how} (dry run: {MaliciousHost.Describe(dry)})");
-    }
-
-    /// <summary>The host, as a model provider, attests the NPU and releases its own package's key into it.</summary>
-    private static byte[] ReleaseHostKey(Testbed bed, ModelProvider provider, ProtectedModel model)
-    {
-        using KeyReleaseSession release = provider.BeginKeyRelease(model, bed.Verifier);
-        byte[] open = release.Attest(bed.Mailbox.GetHello(release.Nonce.Span));
-        (int session, byte[] accept) = bed.Mailbox.AcceptChannel(open);
-        return bed.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
-    }
 
     private static byte[] Params(long session, int mode, int start, int seq, bool biased)
     {

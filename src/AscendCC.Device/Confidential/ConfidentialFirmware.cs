@@ -293,34 +293,11 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             }
         }
         byte[] measurement = m.Finish();
-        ConfidentialContext? context = null;
-        string? expected = null;
         HashSet<HbmRegion> regions = RegionsBoundBy(model);
+        ConfidentialContext? context = null;
         if (problem is null)
         {
-            foreach (ConfidentialContext c in _contexts.Values)
-            {
-                expected ??= Convert.ToHexString(c.ExpectedMeasurement);
-                if (!CryptographicOperations.FixedTimeEquals(c.ExpectedMeasurement, measurement))
-                {
-                    continue;
-                }
-                expected = Convert.ToHexString(c.ExpectedMeasurement);
-                problem = OwnershipProblem(c, regions);
-                if (problem is null)
-                {
-                    context = c;
-                    break;
-                }
-            }
-            if (context is not null)
-            {
-                problem = null;
-            }
-            else if (problem is null && expected is null)
-            {
-                problem = "no model package is open, so there is no signed measurement to compare with";
-            }
+            (context, problem) = ContextFor(measurement, regions);
         }
         if (context is not null)
         {
@@ -335,7 +312,34 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
                 r.PinCount++;
             }
         }
-        model.Attestation = new ModelAttestation(context is not null, measurement, expected, problem, m.Ordinals.ToDictionary(), digests.ToArray(), context is null ? [] : regions.ToArray(), context);
+        model.Attestation = new ModelAttestation(context is not null, measurement, problem, m.Ordinals.ToDictionary(), digests.ToArray(), [.. regions], context);
+    }
+
+    /// <summary>
+    /// The context whose provider signed <paramref name="measurement"/> as its expected measurement and
+    /// which may run a list binding <paramref name="regions"/>; else null and why not (every signed
+    /// measurement it was compared with, or why a context that signed it may not bind these regions).
+    /// </summary>
+    private (ConfidentialContext? Context, string? Problem) ContextFor(byte[] measurement, HashSet<HbmRegion> regions)
+    {
+        string measured = Convert.ToHexString(measurement);
+        if (_contexts.Count == 0)
+        {
+            return (null, $"no model package was opened since the device booted, so there is no signed measurement to compare with; measured {measured}");
+        }
+        string? ownership = null;
+        foreach (ConfidentialContext c in _contexts.Values)
+        {
+            if (CryptographicOperations.FixedTimeEquals(c.ExpectedMeasurement, measurement))
+            {
+                ownership = OwnershipProblem(c, regions);
+                if (ownership is null)
+                {
+                    return (c, null);
+                }
+            }
+        }
+        return (null, ownership ?? $"expected {string.Join(" or ", _contexts.Values.Select(c => $"{Convert.ToHexString(c.ExpectedMeasurement)} (package {c.Id})"))}, measured {measured}");
     }
 
     /// <summary>
@@ -442,9 +446,9 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
             }
             return null;
         }
-        string actual = a is null ? "(not measured)" : Convert.ToHexString(a.Measurement);
-        string why = a?.Problem ?? $"expected {a?.Expected ?? "(none)"}, measured {actual}";
-        return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"R4: the task list of model {model.Id} is not the one the model provider attested: {why}");
+        // A model is measured when it is loaded; one with no measurement was loaded while the rules did not
+        // apply, which a device reset (the only way into CC mode) makes impossible.
+        return TaskOutcome.Fail(CompletionStatus.AccessDenied, $"R4: the task list of model {model.Id} is not the one the model provider attested: {a?.Problem ?? "it was never measured"}");
     }
 
     /// <summary>Handles one mailbox request; never throws for bad input.</summary>
@@ -605,7 +609,6 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
 internal sealed record ModelAttestation(
     bool Verified,
     byte[] Measurement,
-    string? Expected,
     string? Problem,
     Dictionary<ulong, int> Ordinals,
     byte[][] TaskDigests,

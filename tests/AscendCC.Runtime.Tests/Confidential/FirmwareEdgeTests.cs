@@ -81,6 +81,29 @@ public class FirmwareEdgeTests
     }
 
     [Test]
+    public void AWholeStagedPackageUnlocksEveryItemUpToItsLastByte()
+    {
+        using var bed = Testbed.CreateTiny();
+        byte[] digest = bed.ReleaseKey();
+        MaliciousHost host = bed.Attacker;
+        ulong staging = host.Alloc(bed.Package.Length, RegionTag.InputStaging).Result;
+        host.WriteDevice(staging, bed.Package);
+        int handle = bed.Mailbox.OpenPackage(staging, bed.Package.Length, digest);
+        var items = PackageFile.ReadManifest(bed.Package).Items;
+        ulong unlock = bed.Runtime.LoadOperator("package_unlock");
+        Assert.Multiple(() =>
+        {
+            // The last item's ciphertext ends where the package ends: the bound is inclusive.
+            foreach (int index in new[] { 0, items.Count - 1 })
+            {
+                ulong region = host.Alloc(items[index].ByteLength, RegionTag.Weights).Result;
+                CompletionEntry e = host.Launch(unlock, [new KernelArgument(region, items[index].ByteLength), KernelArgument.None], [KernelScalar.Of(handle), KernelScalar.Of(index)]);
+                Assert.That(e.Succeeded, Is.True, $"item {index} ('{items[index].Name}'): {MaliciousHost.Describe(e)}");
+            }
+        });
+    }
+
+    [Test]
     public void APackageMustBeStagedInInputStagingButMayLieAnywhereInsideIt()
     {
         using var bed = Testbed.CreateTiny();

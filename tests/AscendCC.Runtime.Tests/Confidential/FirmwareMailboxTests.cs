@@ -91,5 +91,28 @@ public class FirmwareMailboxTests
         Assert.That(text, Does.Contain("R5: changing CC mode from On to Off requires a device reset"));
     }
 
+    [Test]
+    public void ARequestTheEngineRefusesSaysWhetherTheDeviceIsBooted()
+    {
+        using var bed = Testbed.CreateTiny();
+        // Booted: a key release into a session that does not exist is refused by the engine.
+        Assert.That(Raw(bed, (ushort)MailboxCommand.ReleaseModelKey, 7, 0, 0, 0).Status, Is.EqualTo(MailboxStatus.Refused));
+        // A channel record that does not parse is a bad request, not an engine refusal or a crash.
+        (MailboxStatus garbled, _, string text) = Raw(bed, (ushort)MailboxCommand.AcceptChannel, 1, 2, 3);
+        Assert.That(garbled, Is.EqualTo(MailboxStatus.BadRequest), text);
+
+        // A reset with firmware the boot ROM refuses leaves the device unbooted: the same requests say so.
+        byte[] tampered = [.. bed.SignedFirmware];
+        tampered[^1] ^= 0x01;
+        Assert.That(bed.Device.Reset(new DeviceBootOptions(tampered, Protocol.Attestation.CcMode.On)).Status, Is.Not.EqualTo(MailboxStatus.Ok));
+        Assert.That(Raw(bed, (ushort)MailboxCommand.GetHello, new byte[32]).Status, Is.EqualTo(MailboxStatus.NotBooted));
+        Assert.That(Raw(bed, (ushort)MailboxCommand.ReleaseModelKey, 7, 0, 0, 0).Status, Is.EqualTo(MailboxStatus.NotBooted));
+        (MailboxStatus status, byte[] s, _) = Raw(bed, (ushort)MailboxCommand.GetStatus);
+        Assert.That(status, Is.EqualTo(MailboxStatus.Ok));
+        Assert.That(s[0], Is.Not.EqualTo(1), "not booted");
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(s.AsSpan(3)), Is.Zero, "no firmware version while unbooted");
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(s.AsSpan(7)), Is.Zero, "no security version while unbooted");
+    }
+
     private static (MailboxStatus, string) Pick((MailboxStatus Status, byte[] Payload, string Text) r) => (r.Status, r.Text);
 }
