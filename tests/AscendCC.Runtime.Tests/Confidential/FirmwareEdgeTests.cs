@@ -81,6 +81,30 @@ public class FirmwareEdgeTests
     }
 
     [Test]
+    public void TasksNamingAddressesOutsideEveryRegionAreRefusedForWhatTheyAre()
+    {
+        using var bed = Testbed.CreateTiny();
+        MaliciousHost host = bed.Attacker;
+        const ulong Nowhere = 0x7_0000_0000;
+        ulong locked = host.Alloc(128, RegionTag.Activations).Result, mine = host.Alloc(128, RegionTag.InputStaging).Result;
+        CompletionEntry access = host.SetDmaAccess(Nowhere, DmaAccess.Read);
+        CompletionEntry fromNowhere = host.CopyOnDevice(Nowhere, mine, 64);
+        CompletionEntry lockedToNowhere = host.CopyOnDevice(locked, Nowhere, 64);
+        CompletionEntry memsetNowhere = host.Memset(Nowhere, 64, 0);
+        Assert.Multiple(() =>
+        {
+            Assert.That(access.Succeeded, Is.False);
+            Assert.That(fromNowhere.Succeeded, Is.False);
+            Assert.That(memsetNowhere.Succeeded, Is.False);
+            Assert.That(access.Status, Is.Not.EqualTo(CompletionStatus.AccessDenied), MaliciousHost.Describe(access));
+            Assert.That(fromNowhere.Status, Is.Not.EqualTo(CompletionStatus.AccessDenied), MaliciousHost.Describe(fromNowhere));
+            Assert.That(memsetNowhere.Status, Is.Not.EqualTo(CompletionStatus.AccessDenied), MaliciousHost.Describe(memsetNowhere));
+            // Plaintext leaving locked memory for anywhere unlocked, even an address no region holds, is R3's.
+            Assert.That(MaliciousHost.Describe(lockedToNowhere), Does.Contain("R3: a copy from locked Activations memory may only go to locked memory"));
+        });
+    }
+
+    [Test]
     public void AWholeStagedPackageUnlocksEveryItemUpToItsLastByte()
     {
         using var bed = Testbed.CreateTiny();
