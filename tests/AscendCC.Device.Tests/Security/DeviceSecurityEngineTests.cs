@@ -174,7 +174,7 @@ public sealed class DeviceSecurityEngineTests : IDisposable
         return engine;
     }
 
-    private static (int Session, SecureChannel Party) Connect(DeviceSecurityEngine engine, ChannelRole role)
+    internal static (int Session, SecureChannel Party) Connect(DeviceSecurityEngine engine, ChannelRole role)
     {
         AttestationReport report = AttestationReport.Parse(DeviceHello.Parse(engine.CreateHello(RandomNumberGenerator.GetBytes(32))).Report.Span);
         using var initiator = ChannelInitiator.Start(role, report);
