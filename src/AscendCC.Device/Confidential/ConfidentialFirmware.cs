@@ -231,7 +231,10 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
         Scheduler.TaskScheduler scheduler = Scheduler!;
         foreach (LoadedModel model in scheduler.Models.Values)
         {
-            if (model.Attestation is not { Verified: true } a)
+            // Not a pattern variable: stryker's mutants of a negated pattern leave it unassigned, and the
+            // compile error takes every mutant of this method out of the run.
+            ModelAttestation? a = model.Attestation;
+            if (a is not { Verified: true })
             {
                 continue;
             }

@@ -112,8 +112,15 @@ public class FirmwareEdgeTests
         MaliciousHost host = bed.Attacker;
         ulong staging = host.Alloc(bed.Package.Length, RegionTag.InputStaging).Result;
         host.WriteDevice(staging, bed.Package);
-        int handle = bed.Mailbox.OpenPackage(staging, bed.Package.Length, digest);
         var items = PackageFile.ReadManifest(bed.Package).Items;
+        var request = new byte[16 + digest.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(request, staging);
+        BinaryPrimitives.WriteInt64LittleEndian(request.AsSpan(8), bed.Package.Length);
+        digest.CopyTo(request, 16);
+        (MailboxStatus status, byte[] reply, string text) = host.Mailbox(MailboxCommand.OpenPackage, request);
+        Assert.That(status, Is.EqualTo(MailboxStatus.Ok), text);
+        int handle = BinaryPrimitives.ReadInt32LittleEndian(reply);
+        Assert.That(BinaryPrimitives.ReadInt32LittleEndian(reply.AsSpan(4)), Is.EqualTo(items.Count), "the reply names the package's item count");
         ulong unlock = bed.Runtime.LoadOperator("package_unlock");
         Assert.Multiple(() =>
         {
@@ -142,6 +149,20 @@ public class FirmwareEdgeTests
             (MailboxStatus status, _, string text) = host.Mailbox(MailboxCommand.OpenPackage, request);
             return (status, text);
         }
+        // An empty or negative length names no staged bytes at all, even at a staging region's start.
+        ulong input = host.Alloc(bed.Package.Length, RegionTag.InputStaging).Result;
+        host.WriteDevice(input, bed.Package);
+        foreach (long bad in new long[] { 0, -1 })
+        {
+            var empty = new byte[16 + digest.Length];
+            BinaryPrimitives.WriteUInt64LittleEndian(empty, input);
+            BinaryPrimitives.WriteInt64LittleEndian(empty.AsSpan(8), bad);
+            digest.CopyTo(empty, 16);
+            (MailboxStatus s, _, string t) = host.Mailbox(MailboxCommand.OpenPackage, empty);
+            Assert.That(s, Is.EqualTo(MailboxStatus.BadRequest), $"length {bad}");
+            Assert.That(t, Does.Contain($"the package must be staged inside one InputStaging region; 0x{input:x}+{bad} is not"));
+        }
+
         ulong output = host.Alloc(bed.Package.Length, RegionTag.OutputStaging).Result;
         host.WriteDevice(output, bed.Package);
         (MailboxStatus status, string text) = Open(output);

@@ -100,6 +100,9 @@ public class FirmwareMailboxTests
         // A channel record that does not parse is a bad request, not an engine refusal or a crash.
         (MailboxStatus garbled, _, string text) = Raw(bed, (ushort)MailboxCommand.AcceptChannel, 1, 2, 3);
         Assert.That(garbled, Is.EqualTo(MailboxStatus.BadRequest), text);
+        (MailboxStatus shortNonce, _, text) = Raw(bed, (ushort)MailboxCommand.GetHello, 1, 2, 3);
+        Assert.That(shortNonce, Is.EqualTo(MailboxStatus.BadRequest), text);
+        Assert.That(text, Does.Contain("The verifier nonce is 32 bytes."));
 
         // A reset with firmware the boot ROM refuses leaves the device unbooted: the same requests say so.
         byte[] tampered = [.. bed.SignedFirmware];

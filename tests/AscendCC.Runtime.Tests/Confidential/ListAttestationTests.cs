@@ -94,7 +94,10 @@ public class ListAttestationTests
         using CausalLM llama = bed.Load();
         MaliciousHost host = bed.Attacker;
         ulong Alloc() => host.Alloc(64, RegionTag.Activations).Result;
-        ulong x = Alloc(), y = Alloc(), z = Alloc(), length = Alloc(), from = Alloc(), to = Alloc(), cleared = Alloc();
+        ulong x = Alloc(), y = Alloc(), z = Alloc(), from = Alloc(), to = Alloc(), cleared = Alloc();
+        // The add's element count, in memory the host may write (as a step block is).
+        ulong length = host.Alloc(64, RegionTag.InputStaging).Result;
+        host.WriteDevice(length, BitConverter.GetBytes(16L));
         var w = new TaskWriter();
         // The length scalar is read from a region no buffer argument names; the copy's and the memset's
         // regions are named by those tasks alone.
@@ -113,6 +116,21 @@ public class ListAttestationTests
                 Assert.That(MaliciousHost.Describe(free), Does.Contain($"R4: region 0x{address:x} is bound by a loaded confidential model"), role);
             }
         });
+
+        // Eagerly, the list's copy and memset write locked memory only as its next tasks: out of order each
+        // is refused, naming the address it would have written; in order (after its launch) each runs.
+        CompletionEntry earlyCopy = host.CopyOnDevice(from, to, 64), earlyMemset = host.Memset(cleared, 64, 0);
+        Assert.Multiple(() =>
+        {
+            Assert.That(MaliciousHost.Describe(earlyCopy), Does.Contain("R4: in confidential mode a copy into locked memory must be the next task of an attested model's list; this MemcpyDeviceToDevice is not"));
+            Assert.That(earlyCopy.FaultAddress, Is.EqualTo(to), "a refused copy names its destination");
+            Assert.That(MaliciousHost.Describe(earlyMemset), Does.Contain("R4: in confidential mode a memset of locked memory must be the next task of an attested model's list; this Memset is not"));
+            Assert.That(earlyMemset.FaultAddress, Is.EqualTo(cleared), "a refused memset names its region");
+        });
+        CompletionEntry launch = host.Launch(bed.Runtime.LoadOperator("add"), [new(x, 64), new(y, 64), new(z, 64)], [KernelScalar.FromDevice(length)]);
+        Assert.That(launch.Succeeded, Is.True, MaliciousHost.Describe(launch));
+        Assert.That(host.CopyOnDevice(from, to, 64).Succeeded, Is.True, "the list's copy, next");
+        Assert.That(host.Memset(cleared, 64, 0).Succeeded, Is.True, "the list's memset, next");
 
         // Two attested lists now (the provider's and the host's own): an eager launch that is the next
         // task of neither is refused with where each list stands.
