@@ -46,6 +46,24 @@ public sealed class CheckpointTensor
     /// <summary>Bytes the tensor occupies in the file: <see cref="ByteLength"/>, or fewer for a block-quantized GGUF tensor.</summary>
     public long StoredByteLength => _storedByteLength;
 
+    /// <summary>
+    /// True for a GGUF Q8_0 tensor: <see cref="ReadStoredBytes"/> gives its blocks as llama.cpp wrote
+    /// them (<see cref="TensorDType.Q8_0"/>), which a Q8_0 device keeps without requantizing.
+    /// </summary>
+    public bool IsStoredAsQ8_0 => _quantized == GgufTensorType.Q8_0;
+
+    /// <summary>The tensor's bytes exactly as the file stores them (<see cref="StoredByteLength"/> of them; for a quantized GGUF tensor, its blocks).</summary>
+    public byte[] ReadStoredBytes()
+    {
+        if (_storedByteLength > Array.MaxLength)
+        {
+            throw new InvalidOperationException($"Tensor '{Name}' stores {_storedByteLength} bytes, more than one array can hold.");
+        }
+        var bytes = new byte[_storedByteLength];
+        GgufTensorReader.ReadExactly(_file, FilePath, Name, bytes, FileOffset);
+        return bytes;
+    }
+
     private static TensorDType ToDType(GgufTensorType type) => type switch
     {
         GgufTensorType.F16 => TensorDType.F16,

@@ -276,9 +276,28 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>A slot of the step block (CC) or the host's parameter block.</summary>
     public ScalarRef Param(int slot) => ScalarRef.Slot(_stepParams, slot);
 
-    /// <summary>A weight matrix [rows × cols] kept in the deployment's precision (read by matmul and embedding kernels).</summary>
-    public ProgramBuffer Matrix(string name, long rows, long cols) =>
-        Weight(name, rows * cols * (Precision == WeightPrecision.F32 ? 4 : 2), Precision);
+    /// <summary>
+    /// A weight matrix [rows × cols] kept in the deployment's precision (read by matmul and embedding
+    /// kernels). Q8_0 cuts each row into blocks of 32, so a width that is not a multiple of 32 is
+    /// refused here, before anything is uploaded, naming the tensor.
+    /// </summary>
+    public ProgramBuffer Matrix(string name, long rows, long cols) => Weight(name, MatrixBytes(name, rows, cols, Precision), Precision);
+
+    /// <summary>Bytes of a [rows × cols] matrix in <paramref name="precision"/> as the device keeps it.</summary>
+    internal static long MatrixBytes(string name, long rows, long cols, WeightPrecision precision)
+    {
+        if (precision != WeightPrecision.Q8_0)
+        {
+            return rows * cols * (precision == WeightPrecision.F32 ? 4 : 2);
+        }
+        if (cols % 32 != 0)
+        {
+            throw new ArgumentException(
+                $"tensor '{name}' has rows of {cols} weights (its input width), not whole Q8_0 blocks of 32, so this model cannot be kept in Q8_0; load it with WeightPrecision.BF16 (or F16, F32).");
+        }
+        // One int8 a weight and one f16 scale a block of 32: 34 bytes per 32 weights, as GGUF.
+        return (rows * cols) + (rows * (cols / 32) * 2);
+    }
 
     /// <summary>A weight kept in f32 whatever the precision: a norm's scale, a bias, or a table read as f32 rows.</summary>
     public ProgramBuffer Float32(string name, long floats) => Weight(name, floats * 4, WeightPrecision.F32);
