@@ -9,8 +9,8 @@ internal static class Embedding
 {
     /// <summary>
     /// y[t, :] = table[ids[t], :] for each token. Every id is checked before anything is written, so a bad
-    /// id leaves y untouched. Tables may be F32, F16 or BF16 (little-endian, row-major), or Q8_0
-    /// (<see cref="Q8_0Matrix"/>, rows widened exactly to d·q) when the table is also a tied classifier.
+    /// id leaves y untouched. Tables may be F32, F16 or BF16 (little-endian, row-major), or Q8_0 or Q4_0
+    /// (<see cref="BlockMatrix{TFormat}"/>, rows widened exactly to d·q) when the table is also a tied classifier.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void EmbeddingGather(ReadOnlySpan<byte> table, ElementType tableType, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim)
@@ -29,7 +29,12 @@ internal static class Embedding
         }
         if (tableType == ElementType.Q8_0)
         {
-            GatherQ8_0(table, ids, y, vocab, dim);
+            GatherBlocks<Q8_0Format>(table, ids, y, vocab, dim);
+            return;
+        }
+        if (tableType == ElementType.Q4_0)
+        {
+            GatherBlocks<Q4_0Format>(table, ids, y, vocab, dim);
             return;
         }
         int size = ElementTypes.SizeOf(tableType);
@@ -54,14 +59,14 @@ internal static class Embedding
         }
     }
 
-    private static unsafe void GatherQ8_0(ReadOnlySpan<byte> table, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim)
+    private static unsafe void GatherBlocks<TF>(ReadOnlySpan<byte> table, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim) where TF : struct, IBlockFormat
     {
         fixed (byte* pt = table)
         fixed (float* py = y)
         {
             for (int t = 0; t < ids.Length; t++)
             {
-                Q8_0Matrix.DequantizeRow(pt, vocab, dim, ids[t], py + ((nint)t * dim));
+                BlockMatrix<TF>.DequantizeRow(pt, vocab, dim, ids[t], py + ((nint)t * dim));
             }
         }
     }

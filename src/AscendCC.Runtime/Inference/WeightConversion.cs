@@ -61,7 +61,7 @@ public static class WeightConversion
     }
 
     /// <summary>
-    /// A [rows, cols] matrix as the device keeps Q8_0 (the device's Kernels/MatMul/Q8_0Matrix, which
+    /// A [rows, cols] matrix as the device keeps Q8_0 (the device's Kernels/MatMul/BlockMatrix, which
     /// must agree): first every weight's int8 q, row-major, then every block's f16 scale d,
     /// row-major, cols/32 per row; the value is d·q. A Q8_0 tensor (a GGUF file's blocks) only has
     /// its bytes moved into that order, bit for bit; any other is quantized per block of 32 exactly

@@ -9,8 +9,8 @@ namespace AscendCC.Device.Kernels;
 /// torch.nn.functional.linear on the AI Cores: y[m,n] = x[m,k] · W[n,k]^T (+ bias). Decode-sized
 /// inputs (m ≤ <see cref="GemvMaxRows"/>) are bandwidth bound, so W is streamed exactly once from
 /// memory in its stored precision and widened in registers; larger inputs (prefill) go through the
-/// blocked GEMM, which widens W to f32 while packing it. Q8_0 weights go to <see cref="Q8_0Linear"/>,
-/// which multiplies in int8.
+/// blocked GEMM, which widens W to f32 while packing it. Q8_0 and Q4_0 weights go to
+/// <see cref="QuantizedLinear"/>, which multiplies in int8.
 /// </summary>
 internal static unsafe class LinearKernel
 {
@@ -25,13 +25,13 @@ internal static unsafe class LinearKernel
         => Linear(grid, x, w, wType, bias, y, m, k, n, Gemm.DefaultIsa);
 
     internal static void Linear(AiCoreGrid grid, ReadOnlySpan<float> x, ReadOnlySpan<byte> w, ElementType wType, ReadOnlySpan<float> bias, Span<float> y, int m, int k, int n, GemmIsa isa)
-        => Linear(grid, x, w, wType, bias, y, m, k, n, isa, Q8_0Dot.DefaultIsa);
+        => Linear(grid, x, w, wType, bias, y, m, k, n, isa, Int8Dot.DefaultIsa);
 
-    /// <summary>As above, with the int8 dot-product form of Q8_0 weights chosen (tests run every form the machine has).</summary>
-    internal static void Linear(AiCoreGrid grid, ReadOnlySpan<float> x, ReadOnlySpan<byte> w, ElementType wType, ReadOnlySpan<float> bias, Span<float> y, int m, int k, int n, GemmIsa isa, Q8_0Isa q8Isa)
+    /// <summary>As above, with the int8 dot-product form of block-quantized weights chosen (tests run every form the machine has).</summary>
+    internal static void Linear(AiCoreGrid grid, ReadOnlySpan<float> x, ReadOnlySpan<byte> w, ElementType wType, ReadOnlySpan<float> bias, Span<float> y, int m, int k, int n, GemmIsa isa, Int8DotIsa int8Isa)
     {
         ArgumentNullException.ThrowIfNull(grid);
-        RequireWeightType(wType, k, q8Isa);
+        RequireWeightType(wType, k, int8Isa);
         KernelArguments.RequireDimensions(m, k, n);
         KernelArguments.RequireLength(x.Length, (long)m * k, nameof(x));
         KernelArguments.RequireLength(w.Length, ElementTypes.MatrixBytes(wType, n, k), nameof(w));
@@ -47,9 +47,9 @@ internal static unsafe class LinearKernel
             KernelArguments.RequireDisjoint(py, y.Length * 4L, pw, w.Length, nameof(w));
             KernelArguments.RequireDisjoint(py, y.Length * 4L, pbias, bias.Length * 4L, nameof(bias));
             float* biasOrNull = bias.IsEmpty ? null : pbias;
-            if (wType == ElementType.Q8_0)
+            if (ElementTypes.IsBlockQuantized(wType))
             {
-                Q8_0Linear.Linear(grid, px, pw, biasOrNull, py, m, k, n, q8Isa);
+                QuantizedLinear.Linear(grid, px, pw, wType, biasOrNull, py, m, k, n, int8Isa);
                 return;
             }
             if (m == 0 || n == 0)
@@ -83,14 +83,14 @@ internal static unsafe class LinearKernel
 
     internal static void LinearFused(AiCoreGrid grid, ReadOnlySpan<float> x, ElementType wType, int m, int k,
         ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2, GemmIsa isa)
-        => LinearFused(grid, x, wType, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa, Q8_0Dot.DefaultIsa);
+        => LinearFused(grid, x, wType, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa, Int8Dot.DefaultIsa);
 
-    /// <summary>As above, with the int8 dot-product form of Q8_0 weights chosen.</summary>
+    /// <summary>As above, with the int8 dot-product form of block-quantized weights chosen.</summary>
     internal static void LinearFused(AiCoreGrid grid, ReadOnlySpan<float> x, ElementType wType, int m, int k,
-        ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2, GemmIsa isa, Q8_0Isa q8Isa)
+        ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2, GemmIsa isa, Int8DotIsa int8Isa)
     {
         ArgumentNullException.ThrowIfNull(grid);
-        if (wType != ElementType.Q8_0 && (m > GemvMaxRows || k == 0))
+        if (!ElementTypes.IsBlockQuantized(wType) && (m > GemvMaxRows || k == 0))
         {
             Linear(grid, x, w0, wType, default, y0, m, k, n0, isa);
             Linear(grid, x, w1, wType, default, y1, m, k, n1, isa);
@@ -100,7 +100,7 @@ internal static unsafe class LinearKernel
             }
             return;
         }
-        RequireWeightType(wType, k, q8Isa);
+        RequireWeightType(wType, k, int8Isa);
         KernelArguments.RequireDimensions(m, k, n0);
         KernelArguments.RequireDimensions(m, k, n1);
         KernelArguments.RequireDimensions(m, k, n2);
@@ -121,9 +121,9 @@ internal static unsafe class LinearKernel
             KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py1, y1.Length * 4L, nameof(y1));
             KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py2, y2.Length * 4L, nameof(y2));
             KernelArguments.RequireDisjoint(py1, y1.Length * 4L, py2, y2.Length * 4L, nameof(y2));
-            if (wType == ElementType.Q8_0)
+            if (ElementTypes.IsBlockQuantized(wType))
             {
-                Q8_0Linear.LinearFused(grid, px, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, q8Isa);
+                QuantizedLinear.LinearFused(grid, px, wType, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, int8Isa);
                 return;
             }
             int rowsPerBlock = GemvRowsPerBlock(grid, n0 + n1 + n2);
@@ -144,21 +144,21 @@ internal static unsafe class LinearKernel
     }
 
     /// <summary>
-    /// The weight types the kernels read; a Q8_0 weight's rows must be whole blocks of 32, and the
-    /// chosen int8 form must exist on this machine.
+    /// The weight types the kernels read; a block-quantized weight's rows must be whole blocks of 32,
+    /// and the chosen int8 form must exist on this machine.
     /// </summary>
-    private static void RequireWeightType(ElementType wType, int k, Q8_0Isa q8Isa)
+    private static void RequireWeightType(ElementType wType, int k, Int8DotIsa int8Isa)
     {
-        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0))
+        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0))
         {
-            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16 or Q8_0.");
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0 or Q4_0.");
         }
-        if (wType == ElementType.Q8_0)
+        if (ElementTypes.IsBlockQuantized(wType))
         {
-            Q8_0Matrix.RequireWholeBlocks(k, "the Q8_0 weight");
-            if (!Q8_0Dot.IsSupported(q8Isa))
+            BlockMatrix.RequireWholeBlocks(k, $"the {wType} weight");
+            if (!Int8Dot.IsSupported(int8Isa))
             {
-                throw new PlatformNotSupportedException($"This CPU has no {q8Isa}; use Q8_0Dot.DefaultIsa ({Q8_0Dot.DefaultIsa}).");
+                throw new PlatformNotSupportedException($"This CPU has no {int8Isa}; use Int8Dot.DefaultIsa ({Int8Dot.DefaultIsa}).");
             }
         }
     }

@@ -4,8 +4,8 @@ using System.Runtime.Intrinsics;
 namespace AscendCC.Device.Kernels;
 
 /// <summary>
-/// Activations quantized for the Q8_0 integer dot products, as llama.cpp quantizes the other operand
-/// of its Q8_0×Q8_0 vec_dot: per block of 32 values, d = max|x| / 127 and q = x / d rounded to
+/// Activations quantized for the int8 dot products with Q8_0 and Q4_0 weights, as llama.cpp
+/// quantizes the other operand of its Q8_0×Q8_0 and Q4_0×Q8_0 vec_dot: per block of 32 values, d = max|x| / 127 and q = x / d rounded to
 /// nearest (ties to even, as its vectorised quantize_row_q8_0 rounds), so |q| ≤ 127. Unlike llama.cpp,
 /// d stays f32 rather than being rounded to f16: it is never stored in HBM, and the f32 scale keeps
 /// the product's only quantization error the rounding of q.
@@ -20,7 +20,7 @@ internal static unsafe class Q8_0Activations
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeRows(float* x, int k, int firstRow, int endRow, sbyte* q, float* d, bool offsetBinary)
     {
-        int blocks = k / Q8_0Matrix.BlockSize;
+        int blocks = k / BlockMatrix.BlockSize;
         for (int r = firstRow; r < endRow; r++)
         {
             float* xr = x + (nint)r * k;
@@ -28,7 +28,7 @@ internal static unsafe class Q8_0Activations
             float* dr = d + (nint)r * blocks;
             for (int b = 0; b < blocks; b++)
             {
-                dr[b] = QuantizeBlock(xr + b * Q8_0Matrix.BlockSize, qr + b * Q8_0Matrix.BlockSize, offsetBinary);
+                dr[b] = QuantizeBlock(xr + b * BlockMatrix.BlockSize, qr + b * BlockMatrix.BlockSize, offsetBinary);
             }
         }
     }

@@ -27,7 +27,7 @@ internal sealed class BatchMatMulOperator() : OperatorBase("batch_matmul", "a:f3
     }
 }
 
-/// <summary>y = x·Wᵀ + b, W in f32, f16, bf16 or q8_0.</summary>
+/// <summary>y = x·Wᵀ + b, W in f32, f16, bf16, q8_0 or q4_0.</summary>
 internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weight:dtype[n,k] bias?:f32[n] -> y:f32[m,n] | m k n dtype", ["x", "weight", "bias", "y"], [3], 4)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -40,12 +40,12 @@ internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weig
             bias, c.Buffer<float>(3, (long)m * n), m, k, n);
     }
 
-    /// <summary>The weight operand's bytes; a Q8_0 weight whose rows are not whole blocks is a bad launch, named as such.</summary>
+    /// <summary>The weight operand's bytes; a block-quantized weight whose rows are not whole blocks is a bad launch, named as such.</summary>
     internal static long WeightBytes(ElementType wType, int n, int k)
     {
-        if (wType == ElementType.Q8_0 && k % Q8_0Matrix.BlockSize != 0)
+        if (ElementTypes.IsBlockQuantized(wType) && k % BlockMatrix.BlockSize != 0)
         {
-            throw new KernelArgumentException($"k = {k} is not a multiple of {Q8_0Matrix.BlockSize}, so the Q8_0 weight's rows are not whole blocks; keep this weight in f32, f16 or bf16");
+            throw new KernelArgumentException($"k = {k} is not a multiple of {BlockMatrix.BlockSize}, so the {wType} weight's rows are not whole blocks; keep this weight in f32, f16 or bf16");
         }
         return ElementTypes.MatrixBytes(wType, n, k);
     }

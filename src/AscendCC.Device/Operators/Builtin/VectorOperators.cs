@@ -127,7 +127,7 @@ internal sealed class RopeOperator(string name) : OperatorBase(name,
     }
 }
 
-/// <summary>Embedding lookup from an f32/f16/bf16/q8_0 table.</summary>
+/// <summary>Embedding lookup from an f32/f16/bf16/q8_0/q4_0 table.</summary>
 internal sealed class EmbeddingOperator() : OperatorBase("embedding", "table:dtype[vocab,dim] ids:i32[count] -> y:f32[count,dim] | count vocab dim dtype", ["table", "ids", "y"], [2], 4)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

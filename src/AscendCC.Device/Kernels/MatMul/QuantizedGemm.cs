@@ -6,20 +6,21 @@ using AscendCC.Device.AiCore;
 namespace AscendCC.Device.Kernels;
 
 /// <summary>
-/// C[m,n] = A[m,k] · W[n,k]ᵀ (+ bias) for prefill with Q8_0 weights, on AVX-VNNI: the blocked shape
+/// C[m,n] = A[m,k] · W[n,k]ᵀ (+ bias) for prefill with block-quantized weights (Q8_0, Q4_0), on AVX-VNNI: the blocked shape
 /// of <see cref="Gemm"/> with int8 tiles. A (activations) arrives quantized as unsigned bytes
 /// a + 128 (<see cref="Q8_0Activations"/>), because vpdpbusd multiplies unsigned by signed bytes; the
 /// 128·Σw that this adds to every block's sum is known per weight column once W is packed, so each
 /// int32 accumulator starts at −128·Σw and ends at the exact Σ a·w of the block. Then, per block,
 /// the tile is scaled by d_a·d_w and accumulated in f32.
 /// <para>
-/// Packing, per KC-deep slice and 16-column panel, per block of 32: the weights in vpdpbusd order
+/// Packing, per KC-deep slice and 16-column panel, per block of 32: the weights as int8 (Q4_0's
+/// nibbles unpacked here, once per launch, so the tile loop is the same for every format) in vpdpbusd order
 /// (for each group of 4 k, the 16 columns' 4 bytes side by side, so one load feeds 8 columns of 4
 /// products each), then the 16 columns' −128·Σw and their f32 scales. A broadcast of 4 bytes of an
 /// A row multiplies two such loads: a 6×16 tile is 12 int32 accumulators and three more registers.
 /// </para>
 /// </summary>
-internal static unsafe class Q8_0Gemm
+internal static unsafe class QuantizedGemm
 {
     private const int MR = 6;
     private const int NR = 16;
@@ -38,11 +39,11 @@ internal static unsafe class Q8_0Gemm
 
     /// <summary>Runs the product on every core of <paramref name="grid"/>; needs AVX-VNNI.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run(AiCoreGrid grid, sbyte* aq, float* ad, byte* w, float* bias, float* c, int m, int k, int n)
+    public static void Run<TF>(AiCoreGrid grid, sbyte* aq, float* ad, byte* w, float* bias, float* c, int m, int k, int n) where TF : struct, IBlockFormat
     {
         if (!AvxVnni.IsSupported)
         {
-            throw new PlatformNotSupportedException("The Q8_0 GEMM needs AVX-VNNI; Q8_0Linear uses the strip kernel elsewhere.");
+            throw new PlatformNotSupportedException("The quantized GEMM needs AVX-VNNI; QuantizedLinear uses the strip kernel elsewhere.");
         }
         if (m == 0 || n == 0 || k == 0)
         {
@@ -50,7 +51,7 @@ internal static unsafe class Q8_0Gemm
         }
         var problem = new Problem
         {
-            Aq = (byte*)aq, Ad = ad, Wq = Q8_0Matrix.Quants(w), Wd = Q8_0Matrix.Scales(w, n, k), Bias = bias, C = c, M = m, K = k, N = n,
+            Aq = (byte*)aq, Ad = ad, Wq = BlockMatrix<TF>.Quants(w), Wd = BlockMatrix<TF>.Scales(w, n, k), Bias = bias, C = c, M = m, K = k, N = n,
             Packed = (byte*)KernelScratch.PackB,
         };
         // The packed slice is at most NCMax/16 panels × 8 blocks × 640 bytes = 1.3 MiB, inside PackB's 4 MiB.
@@ -63,7 +64,7 @@ internal static unsafe class Q8_0Gemm
             {
                 int kc = Math.Min(KC, k - pc);
                 var slice = new Slice { P = problem, Jc = jc, Nc = nc, Pc = pc, Kc = kc };
-                var pack = new PackKernel { S = slice, PanelsPerBlock = Math.Max(1, panels / (4 * grid.CoreCount)), Panels = panels };
+                var pack = new PackKernel<TF> { S = slice, PanelsPerBlock = Math.Max(1, panels / (4 * grid.CoreCount)), Panels = panels };
                 grid.Launch((panels + pack.PanelsPerBlock - 1) / pack.PanelsPerBlock, ref pack);
                 var compute = new ComputeKernel { S = slice, Mc = mc, RowBlocks = rowBlocks, PanelsPerSlice = panelsPerSlice, Panels = panels };
                 grid.Launch(rowBlocks * slices, ref compute);
@@ -90,9 +91,8 @@ internal static unsafe class Q8_0Gemm
 
     private struct Problem
     {
-        public byte* Aq, Packed;
+        public byte* Aq, Packed, Wq;
         public float* Ad, Bias, C;
-        public sbyte* Wq;
         public ushort* Wd;
         public int M, K, N;
     }
@@ -103,7 +103,7 @@ internal static unsafe class Q8_0Gemm
         public int Jc, Nc, Pc, Kc;
     }
 
-    private struct PackKernel : IBlockKernel
+    private struct PackKernel<TF> : IBlockKernel where TF : struct, IBlockFormat
     {
         public Slice S;
         public int PanelsPerBlock, Panels;
@@ -114,17 +114,18 @@ internal static unsafe class Q8_0Gemm
             int end = Math.Min(Panels, first + PanelsPerBlock);
             for (int panel = first; panel < end; panel++)
             {
-                PackPanel(S, panel);
+                PackPanel<TF>(S, panel);
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackPanel(in Slice s, int panel)
+    private static void PackPanel<TF>(in Slice s, int panel) where TF : struct, IBlockFormat
     {
-        int blocks = s.Kc / Q8_0Matrix.BlockSize;
-        int rowBlocks = s.P.K / Q8_0Matrix.BlockSize;
-        int firstBlock = s.Pc / Q8_0Matrix.BlockSize;
+        int blocks = s.Kc / BlockMatrix.BlockSize;
+        int rowBlocks = s.P.K / BlockMatrix.BlockSize;
+        int firstBlock = s.Pc / BlockMatrix.BlockSize;
+        nint rowBytes = (nint)rowBlocks * TF.QuantBytes;
         int j0 = s.Jc + (panel * NR);
         int cols = Math.Min(NR, s.Jc + s.Nc - j0);
         byte* dst = s.P.Packed + ((nint)panel * blocks * PackedBlockBytes);
@@ -146,12 +147,13 @@ internal static unsafe class Q8_0Gemm
                     scales[col] = 0f;
                     continue;
                 }
-                sbyte* src = s.P.Wq + ((nint)(j0 + col) * s.P.K) + s.Pc + (b * Q8_0Matrix.BlockSize);
+                Vector256<sbyte> q = TF.Load(s.P.Wq + ((j0 + col) * rowBytes) + ((nint)(firstBlock + b) * TF.QuantBytes));
+                Vector256<int> quads = q.AsInt32();
                 for (int g = 0; g < 8; g++)
                 {
-                    groups[(g * NR) + col] = *(int*)(src + (4 * g));
+                    groups[(g * NR) + col] = quads.GetElement(g);
                 }
-                Vector256<short> lo = Vector256.WidenLower(Vector256.Load(src)), hi = Vector256.WidenUpper(Vector256.Load(src));
+                (Vector256<short> lo, Vector256<short> hi) = Vector256.Widen(q);
                 correction[col] = -128 * Vector256.Sum(lo + hi);
                 scales[col] = ElementTypes.F16ToSingle(s.P.Wd[((nint)(j0 + col) * rowBlocks) + firstBlock + b]);
             }
@@ -170,7 +172,7 @@ internal static unsafe class Q8_0Gemm
             int i1 = Math.Min(S.P.M, i0 + Mc);
             int firstPanel = (block / RowBlocks) * PanelsPerSlice;
             int endPanel = Math.Min(Panels, firstPanel + PanelsPerSlice);
-            int blocks = S.Kc / Q8_0Matrix.BlockSize;
+            int blocks = S.Kc / BlockMatrix.BlockSize;
             bool first = S.Pc == 0, last = S.Pc + S.Kc == S.P.K;
             float* tile = stackalloc float[MR * NR];
             for (int panel = firstPanel; panel < endPanel; panel++)
@@ -189,8 +191,25 @@ internal static unsafe class Q8_0Gemm
         }
     }
 
+    /// <summary>The tile's running sums: zero for the first k slice, else C's partial sums (vector copies for whole tiles).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void LoadTile(float* tile, float* c, int ldc, int ir, int rows, int j0, int cols, bool zero)
     {
+        if (zero)
+        {
+            new Span<float>(tile, MR * NR).Clear();
+            return;
+        }
+        if (rows == MR && cols == NR)
+        {
+            for (int r = 0; r < MR; r++)
+            {
+                float* cr = c + ((nint)(ir + r) * ldc) + j0;
+                Vector256.Load(cr).Store(tile + (r * NR));
+                Vector256.Load(cr + 8).Store(tile + (r * NR) + 8);
+            }
+            return;
+        }
         for (int r = 0; r < MR; r++)
         {
             for (int j = 0; j < NR; j++)
@@ -200,8 +219,20 @@ internal static unsafe class Q8_0Gemm
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreTile(float* tile, float* c, int ldc, int ir, int rows, int j0, int cols, float* bias)
     {
+        if (rows == MR && cols == NR)
+        {
+            Vector256<float> b0 = bias != null ? Vector256.Load(bias + j0) : default, b1 = bias != null ? Vector256.Load(bias + j0 + 8) : default;
+            for (int r = 0; r < MR; r++)
+            {
+                float* cr = c + ((nint)(ir + r) * ldc) + j0;
+                (Vector256.Load(tile + (r * NR)) + b0).Store(cr);
+                (Vector256.Load(tile + (r * NR) + 8) + b1).Store(cr + 8);
+            }
+            return;
+        }
         for (int r = 0; r < rows; r++)
         {
             float* cr = c + ((nint)(ir + r) * ldc) + j0;
@@ -216,20 +247,20 @@ internal static unsafe class Q8_0Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile(in Problem p, int ir, int rows, int pc, int blocks, byte* packed, float* tile)
     {
-        int rowBlocks = p.K / Q8_0Matrix.BlockSize;
+        int rowBlocks = p.K / BlockMatrix.BlockSize;
         // Rows past the edge repeat the last real row: their sums land in tile rows never stored.
         byte* a0 = RowA(p, ir, 0, rows) + pc, a1 = RowA(p, ir, 1, rows) + pc, a2 = RowA(p, ir, 2, rows) + pc;
         byte* a3 = RowA(p, ir, 3, rows) + pc, a4 = RowA(p, ir, 4, rows) + pc, a5 = RowA(p, ir, 5, rows) + pc;
-        float* d0 = RowD(p, ir, 0, rows, rowBlocks) + (pc / Q8_0Matrix.BlockSize), d1 = RowD(p, ir, 1, rows, rowBlocks) + (pc / Q8_0Matrix.BlockSize);
-        float* d2 = RowD(p, ir, 2, rows, rowBlocks) + (pc / Q8_0Matrix.BlockSize), d3 = RowD(p, ir, 3, rows, rowBlocks) + (pc / Q8_0Matrix.BlockSize);
-        float* d4 = RowD(p, ir, 4, rows, rowBlocks) + (pc / Q8_0Matrix.BlockSize), d5 = RowD(p, ir, 5, rows, rowBlocks) + (pc / Q8_0Matrix.BlockSize);
+        float* d0 = RowD(p, ir, 0, rows, rowBlocks) + (pc / BlockMatrix.BlockSize), d1 = RowD(p, ir, 1, rows, rowBlocks) + (pc / BlockMatrix.BlockSize);
+        float* d2 = RowD(p, ir, 2, rows, rowBlocks) + (pc / BlockMatrix.BlockSize), d3 = RowD(p, ir, 3, rows, rowBlocks) + (pc / BlockMatrix.BlockSize);
+        float* d4 = RowD(p, ir, 4, rows, rowBlocks) + (pc / BlockMatrix.BlockSize), d5 = RowD(p, ir, 5, rows, rowBlocks) + (pc / BlockMatrix.BlockSize);
         for (int b = 0; b < blocks; b++, packed += PackedBlockBytes)
         {
             Vector256<int> n0 = Vector256.Load((int*)(packed + CorrectionOffset));
             Vector256<int> n1 = Vector256.Load((int*)(packed + CorrectionOffset) + 8);
             Vector256<int> c00 = n0, c01 = n1, c10 = n0, c11 = n1, c20 = n0, c21 = n1;
             Vector256<int> c30 = n0, c31 = n1, c40 = n0, c41 = n1, c50 = n0, c51 = n1;
-            nint at = (nint)b * Q8_0Matrix.BlockSize;
+            nint at = (nint)b * BlockMatrix.BlockSize;
             for (int g = 0; g < 8; g++, at += 4)
             {
                 Vector256<sbyte> b0 = Vector256.Load((sbyte*)(packed + (g * NR * 4)));

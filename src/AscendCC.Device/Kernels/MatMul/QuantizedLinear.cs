@@ -6,19 +6,49 @@ using AscendCC.Device.AiCore;
 namespace AscendCC.Device.Kernels;
 
 /// <summary>
-/// torch.nn.functional.linear with Q8_0 weights (<see cref="Q8_0Matrix"/>), in integer arithmetic
-/// as llama.cpp's Q8_0×Q8_0 vec_dot: x is quantized per block of 32 (<see cref="Q8_0Activations"/>),
-/// each block's Σ q_w·q_x is formed exactly in int32 (<see cref="IQ8_0BlockDot"/>), and only then
-/// scaled by d_w·d_x and accumulated in f32:
+/// torch.nn.functional.linear with block-quantized weights (Q8_0 or Q4_0, see
+/// <see cref="BlockMatrix{TFormat}"/>), in integer arithmetic as llama.cpp's Q8_0×Q8_0 and
+/// Q4_0×Q8_0 vec_dot: x is quantized per block of 32 (<see cref="Q8_0Activations"/>), each block's
+/// Σ q_w·q_x is formed exactly in int32 (<see cref="IInt8BlockDot"/>), and only then scaled by
+/// d_w·d_x and accumulated in f32:
 /// <code>y[t, j] = Σ_b (d_w[j, b] · d_x[t, b]) · Σ_{i in b} q_w[j, i] · q_x[t, i]  (+ bias[j])</code>
-/// Decode (m ≤ <see cref="LinearKernel.GemvMaxRows"/>) streams W once in 4-row strips, 8.5 bits a
-/// weight instead of bf16's 16, which is what makes it faster: decode is bound by that stream.
-/// Prefill runs <see cref="Q8_0Gemm"/> on VNNI machines; elsewhere the strip kernel serves every m.
+/// Decode (m ≤ <see cref="LinearKernel.GemvMaxRows"/>) streams W once in 4-row strips, 8.5 (Q8_0)
+/// or 4.5 (Q4_0) bits a weight instead of bf16's 16, which is what makes it faster: decode is bound
+/// by that stream. Prefill runs <see cref="QuantizedGemm"/> on VNNI machines; elsewhere the strip
+/// kernel serves every m.
 /// </summary>
-internal static unsafe class Q8_0Linear
+internal static unsafe class QuantizedLinear
 {
-    /// <summary>y[m,n] = x[m,k] · W[n,k]ᵀ (+ bias); pointers valid and checked by the caller, k a multiple of 32.</summary>
-    public static void Linear(AiCoreGrid grid, float* x, byte* w, float* bias, float* y, int m, int k, int n, Q8_0Isa isa)
+    /// <summary>y[m,n] = x[m,k] · W[n,k]ᵀ (+ bias) for W of <paramref name="wType"/> (Q8_0 or Q4_0); pointers valid and checked by the caller, k a multiple of 32.</summary>
+    public static void Linear(AiCoreGrid grid, float* x, byte* w, ElementType wType, float* bias, float* y, int m, int k, int n, Int8DotIsa isa)
+    {
+        if (wType == ElementType.Q4_0)
+        {
+            Linear<Q4_0Format>(grid, x, w, bias, y, m, k, n, isa);
+        }
+        else
+        {
+            Linear<Q8_0Format>(grid, x, w, bias, y, m, k, n, isa);
+        }
+    }
+
+    /// <summary>
+    /// Up to three bias-free linears over one x (see <see cref="LinearKernel.LinearFused(AiCoreGrid, ReadOnlySpan{float}, ElementType, int, int, ReadOnlySpan{byte}, Span{float}, int, ReadOnlySpan{byte}, Span{float}, int, ReadOnlySpan{byte}, Span{float}, int)"/>):
+    /// x is quantized once for all of them.
+    /// </summary>
+    public static void LinearFused(AiCoreGrid grid, float* x, ElementType wType, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, Int8DotIsa isa)
+    {
+        if (wType == ElementType.Q4_0)
+        {
+            LinearFused<Q4_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+        }
+        else
+        {
+            LinearFused<Q8_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+        }
+    }
+
+    private static void Linear<TF>(AiCoreGrid grid, float* x, byte* w, float* bias, float* y, int m, int k, int n, Int8DotIsa isa) where TF : struct, IBlockFormat
     {
         if (m == 0 || n == 0)
         {
@@ -33,29 +63,26 @@ internal static unsafe class Q8_0Linear
         Activations a = Quantize(grid, x, m, k, offsetBinary: gemm);
         if (gemm)
         {
-            Q8_0Gemm.Run(grid, a.Q, a.D, w, bias, y, m, k, n);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, w, bias, y, m, k, n);
             return;
         }
         int rowsPerBlock = RowsPerBlock(grid, n);
         switch (isa)
         {
-            case Q8_0Isa.AvxVnni:
-                LaunchGemv<Q8_0Dot.AvxVnniDot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
+            case Int8DotIsa.AvxVnni:
+                LaunchGemv<TF, Int8Dot.AvxVnniDot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
                 break;
-            case Q8_0Isa.Avx2:
-                LaunchGemv<Q8_0Dot.Avx2Dot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
+            case Int8DotIsa.Avx2:
+                LaunchGemv<TF, Int8Dot.Avx2Dot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
                 break;
             default:
-                LaunchGemv<Q8_0Dot.PortableDot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
+                LaunchGemv<TF, Int8Dot.PortableDot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
                 break;
         }
     }
 
-    /// <summary>
-    /// Up to three bias-free linears over one x (see <see cref="LinearKernel.LinearFused(AiCoreGrid, ReadOnlySpan{float}, ElementType, int, int, ReadOnlySpan{byte}, Span{float}, int, ReadOnlySpan{byte}, Span{float}, int, ReadOnlySpan{byte}, Span{float}, int)"/>):
-    /// x is quantized once for all of them.
-    /// </summary>
-    public static void LinearFused(AiCoreGrid grid, float* x, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, Q8_0Isa isa)
+    private static void LinearFused<TF>(AiCoreGrid grid, float* x, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, Int8DotIsa isa)
+        where TF : struct, IBlockFormat
     {
         if (m == 0)
         {
@@ -72,25 +99,25 @@ internal static unsafe class Q8_0Linear
         Activations a = Quantize(grid, x, m, k, offsetBinary: gemm);
         if (gemm)
         {
-            Q8_0Gemm.Run(grid, a.Q, a.D, w0, null, y0, m, k, n0);
-            Q8_0Gemm.Run(grid, a.Q, a.D, w1, null, y1, m, k, n1);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, w0, null, y0, m, k, n0);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, w1, null, y1, m, k, n1);
             if (n2 > 0)
             {
-                Q8_0Gemm.Run(grid, a.Q, a.D, w2, null, y2, m, k, n2);
+                QuantizedGemm.Run<TF>(grid, a.Q, a.D, w2, null, y2, m, k, n2);
             }
             return;
         }
         int rowsPerBlock = RowsPerBlock(grid, n0 + n1 + n2);
         switch (isa)
         {
-            case Q8_0Isa.AvxVnni:
-                LaunchFused<Q8_0Dot.AvxVnniDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
+            case Int8DotIsa.AvxVnni:
+                LaunchFused<TF, Int8Dot.AvxVnniDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
                 break;
-            case Q8_0Isa.Avx2:
-                LaunchFused<Q8_0Dot.Avx2Dot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
+            case Int8DotIsa.Avx2:
+                LaunchFused<TF, Int8Dot.Avx2Dot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
                 break;
             default:
-                LaunchFused<Q8_0Dot.PortableDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
+                LaunchFused<TF, Int8Dot.PortableDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
                 break;
         }
     }
@@ -99,7 +126,7 @@ internal static unsafe class Q8_0Linear
     /// Prefill-sized inputs on VNNI hardware: there a packed, register-tiled product reuses each
     /// weight across many rows. Without VNNI the strip kernel serves every m (correct, not tuned).
     /// </summary>
-    internal static bool UsesGemm(int m, Q8_0Isa isa) => m > LinearKernel.GemvMaxRows && isa == Q8_0Isa.AvxVnni;
+    internal static bool UsesGemm(int m, Int8DotIsa isa) => m > LinearKernel.GemvMaxRows && isa == Int8DotIsa.AvxVnni;
 
     /// <summary>Quantized activations: q[m, k] and d[m, k/32], in the launching thread's scratch.</summary>
     private readonly struct Activations(sbyte* q, float* d)
@@ -111,7 +138,7 @@ internal static unsafe class Q8_0Linear
     private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool offsetBinary)
     {
         long quantBytes = ((long)m * k + 63) & ~63L;
-        byte* scratch = KernelScratch.QuantizedActivations(quantBytes + ((long)m * (k / Q8_0Matrix.BlockSize) * sizeof(float)));
+        byte* scratch = KernelScratch.QuantizedActivations(quantBytes + ((long)m * (k / BlockMatrix.BlockSize) * sizeof(float)));
         var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes));
         // Decode rows are a few microseconds of work: a launch would cost more than it saves.
         if (m <= LinearKernel.GemvMaxRows)
@@ -161,26 +188,31 @@ internal static unsafe class Q8_0Linear
     private static int RowsPerBlock(AiCoreGrid grid, int rows) =>
         Math.Max(4, ((rows + 8 * grid.CoreCount - 1) / (8 * grid.CoreCount) + 3) & ~3);
 
-    private static GemvKernel<TDot> Part<TDot>(Activations a, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock) where TDot : struct, IQ8_0BlockDot => new()
+    private static GemvKernel<TF, TDot> Part<TF, TDot>(Activations a, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock)
+        where TF : struct, IBlockFormat
+        where TDot : struct, IInt8BlockDot => new()
     {
-        Xq = a.Q, Xd = a.D, Wq = Q8_0Matrix.Quants(w), Wd = Q8_0Matrix.Scales(w, n, k), Bias = bias, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock,
+        Xq = a.Q, Xd = a.D, Wq = BlockMatrix<TF>.Quants(w), Wd = BlockMatrix<TF>.Scales(w, n, k), Bias = bias, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock,
     };
 
-    private static void LaunchGemv<TDot>(AiCoreGrid grid, Activations a, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock) where TDot : struct, IQ8_0BlockDot
+    private static void LaunchGemv<TF, TDot>(AiCoreGrid grid, Activations a, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock)
+        where TF : struct, IBlockFormat
+        where TDot : struct, IInt8BlockDot
     {
-        GemvKernel<TDot> kernel = Part<TDot>(a, w, bias, y, m, k, n, rowsPerBlock);
+        GemvKernel<TF, TDot> kernel = Part<TF, TDot>(a, w, bias, y, m, k, n, rowsPerBlock);
         grid.Launch((n + rowsPerBlock - 1) / rowsPerBlock, ref kernel);
     }
 
-    private static void LaunchFused<TDot>(AiCoreGrid grid, Activations a, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, int rowsPerBlock)
-        where TDot : struct, IQ8_0BlockDot
+    private static void LaunchFused<TF, TDot>(AiCoreGrid grid, Activations a, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, int rowsPerBlock)
+        where TF : struct, IBlockFormat
+        where TDot : struct, IInt8BlockDot
     {
         int blocks0 = (n0 + rowsPerBlock - 1) / rowsPerBlock, blocks1 = (n1 + rowsPerBlock - 1) / rowsPerBlock, blocks2 = (n2 + rowsPerBlock - 1) / rowsPerBlock;
-        var kernel = new FusedGemvKernel<TDot>
+        var kernel = new FusedGemvKernel<TF, TDot>
         {
-            Part0 = Part<TDot>(a, w0, null, y0, m, k, n0, rowsPerBlock),
-            Part1 = Part<TDot>(a, w1, null, y1, m, k, n1, rowsPerBlock),
-            Part2 = Part<TDot>(a, w2, null, y2, m, k, n2, rowsPerBlock),
+            Part0 = Part<TF, TDot>(a, w0, null, y0, m, k, n0, rowsPerBlock),
+            Part1 = Part<TF, TDot>(a, w1, null, y1, m, k, n1, rowsPerBlock),
+            Part2 = Part<TF, TDot>(a, w2, null, y2, m, k, n2, rowsPerBlock),
             End0 = blocks0,
             End1 = blocks0 + blocks1,
         };
@@ -188,9 +220,11 @@ internal static unsafe class Q8_0Linear
     }
 
     /// <summary>The blocks of up to three GEMVs in one launch: block numbers run through each part's blocks in turn.</summary>
-    private struct FusedGemvKernel<TDot> : IBlockKernel where TDot : struct, IQ8_0BlockDot
+    private struct FusedGemvKernel<TF, TDot> : IBlockKernel
+        where TF : struct, IBlockFormat
+        where TDot : struct, IInt8BlockDot
     {
-        public GemvKernel<TDot> Part0, Part1, Part2;
+        public GemvKernel<TF, TDot> Part0, Part1, Part2;
         public int End0, End1;
 
         public readonly void Execute(int block)
@@ -215,9 +249,12 @@ internal static unsafe class Q8_0Linear
     /// the prefetchers busy, and each token's quantized x block is loaded once for the four rows.
     /// Tokens after the first re-read the strip from cache, so memory still sees W once.
     /// </summary>
-    private struct GemvKernel<TDot> : IBlockKernel where TDot : struct, IQ8_0BlockDot
+    private struct GemvKernel<TF, TDot> : IBlockKernel
+        where TF : struct, IBlockFormat
+        where TDot : struct, IInt8BlockDot
     {
-        public sbyte* Xq, Wq;
+        public sbyte* Xq;
+        public byte* Wq;
         public float* Xd, Bias, Y;
         public ushort* Wd;
         public int M, K, N, RowsPerBlock;
@@ -227,18 +264,19 @@ internal static unsafe class Q8_0Linear
         {
             int j0 = block * RowsPerBlock;
             int j1 = Math.Min(N, j0 + RowsPerBlock);
-            int blocks = K / Q8_0Matrix.BlockSize;
+            int blocks = K / BlockMatrix.BlockSize;
+            nint rowBytes = (nint)blocks * TF.QuantBytes;
             // The combined scales d_w·d_x of eight blocks for each of the four rows.
             float* scales = stackalloc float[4 * 8];
             float* sums = stackalloc float[4];
             int j = j0;
             for (; j + 4 <= j1; j += 4)
             {
-                sbyte* w = Wq + (nint)j * K;
+                byte* w = Wq + j * rowBytes;
                 ushort* d = Wd + (nint)j * blocks;
                 for (int t = 0; t < M; t++)
                 {
-                    Dot4(Xq + (nint)t * K, Xd + (nint)t * blocks, w, d, K, blocks, scales, sums);
+                    Dot4(Xq + (nint)t * K, Xd + (nint)t * blocks, w, d, rowBytes, blocks, scales, sums);
                     float* yt = Y + (nint)t * N + j;
                     for (int r = 0; r < 4; r++)
                     {
@@ -250,7 +288,7 @@ internal static unsafe class Q8_0Linear
             {
                 for (int t = 0; t < M; t++)
                 {
-                    float s = Dot1(Xq + (nint)t * K, Xd + (nint)t * blocks, Wq + (nint)j * K, Wd + (nint)j * blocks, blocks, scales);
+                    float s = Dot1(Xq + (nint)t * K, Xd + (nint)t * blocks, Wq + j * rowBytes, Wd + (nint)j * blocks, blocks, scales);
                     Y[(nint)t * N + j] = Bias != null ? s + Bias[j] : s;
                 }
             }
@@ -258,14 +296,14 @@ internal static unsafe class Q8_0Linear
 
         /// <summary>sums[r] = x · row r for the four rows from <paramref name="w"/> (scales from <paramref name="d"/>).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4(sbyte* x, float* xd, sbyte* w, ushort* d, int k, int blocks, float* scales, float* sums)
+        private static void Dot4(sbyte* x, float* xd, byte* w, ushort* d, nint rowBytes, int blocks, float* scales, float* sums)
         {
-            sbyte* w1 = w + k, w2 = w1 + k, w3 = w2 + k;
+            byte* w1 = w + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
             ushort* d1 = d + blocks, d2 = d1 + blocks, d3 = d2 + blocks;
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             // The next strip's rows at the same offset, as the f32/bf16 GEMV prefetches: rows of a
             // few KiB restart the hardware prefetchers at every 4 KiB page.
-            sbyte* ahead = w + (4 * (nint)k);
+            byte* ahead = w + (4 * rowBytes);
             for (int g = 0; g < blocks; g += 8)
             {
                 int count = Math.Min(8, blocks - g);
@@ -275,18 +313,20 @@ internal static unsafe class Q8_0Linear
                 CombineScales(d3 + g, xd + g, count, scales + 24);
                 for (int b = 0; b < count; b++)
                 {
-                    nint at = (nint)(g + b) * Q8_0Matrix.BlockSize;
-                    if (Sse.IsSupported && (b & 1) == 0)
+                    nint at = (nint)(g + b) * TF.QuantBytes;
+                    // One prefetch per 64-byte line of each row.
+                    if (Sse.IsSupported && ((g + b) * TF.QuantBytes & 63) == 0)
                     {
                         Sse.Prefetch0(ahead + at);
-                        Sse.Prefetch0(ahead + k + at);
-                        Sse.Prefetch0(ahead + (2 * (nint)k) + at);
-                        Sse.Prefetch0(ahead + (3 * (nint)k) + at);
+                        Sse.Prefetch0(ahead + rowBytes + at);
+                        Sse.Prefetch0(ahead + (2 * rowBytes) + at);
+                        Sse.Prefetch0(ahead + (3 * rowBytes) + at);
                     }
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(w + at, x + at)), Vector256.Create(scales[b]), a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(w1 + at, x + at)), Vector256.Create(scales[8 + b]), a1);
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(w2 + at, x + at)), Vector256.Create(scales[16 + b]), a2);
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(w3 + at, x + at)), Vector256.Create(scales[24 + b]), a3);
+                    Vector256<sbyte> xb = Vector256.Load(x + ((nint)(g + b) * BlockMatrix.BlockSize));
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w + at), xb)), Vector256.Create(scales[b]), a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w1 + at), xb)), Vector256.Create(scales[8 + b]), a1);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w2 + at), xb)), Vector256.Create(scales[16 + b]), a2);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w3 + at), xb)), Vector256.Create(scales[24 + b]), a3);
                 }
             }
             sums[0] = SumLanes(a0);
@@ -296,7 +336,7 @@ internal static unsafe class Q8_0Linear
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot1(sbyte* x, float* xd, sbyte* w, ushort* d, int blocks, float* scales)
+        private static float Dot1(sbyte* x, float* xd, byte* w, ushort* d, int blocks, float* scales)
         {
             Vector256<float> a = default;
             for (int g = 0; g < blocks; g += 8)
@@ -305,8 +345,8 @@ internal static unsafe class Q8_0Linear
                 CombineScales(d + g, xd + g, count, scales);
                 for (int b = 0; b < count; b++)
                 {
-                    nint at = (nint)(g + b) * Q8_0Matrix.BlockSize;
-                    a = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(w + at, x + at)), Vector256.Create(scales[b]), a);
+                    Vector256<sbyte> xb = Vector256.Load(x + ((nint)(g + b) * BlockMatrix.BlockSize));
+                    a = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w + ((nint)(g + b) * TF.QuantBytes)), xb)), Vector256.Create(scales[b]), a);
                 }
             }
             return SumLanes(a);

@@ -7,8 +7,8 @@ using static TorchSharp.torch;
 namespace AscendCC.Device.Tests.Kernels;
 
 /// <summary>
-/// linear with Q8_0 weights. The reference is the kernel's own arithmetic done exactly: weights
-/// quantized by the test as llama.cpp's quantize_row_q8_0_ref does, activations quantized by the
+/// linear with Q8_0 and Q4_0 weights. The reference is the kernel's own arithmetic done exactly: weights
+/// quantized by the test as llama.cpp's quantize_row_q8_0_ref / quantize_row_q4_0_ref do, activations quantized by the
 /// rule the kernel documents (d = max|x|/127 in f32, q = round half to even of x·(1/d)), and
 /// y = Σ_b d_w·d_x·(Σ q_w·q_x) in float64 with exact integer block sums. Everything the kernel
 /// does past the integers is f32 rounding of a sum of nb = k/32 scaled block sums: each block's
@@ -22,7 +22,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// </summary>
 [Category(KernelTestData.Category)]
 [TestFixture]
-public sealed unsafe class Q8_0LinearTests : IDisposable
+public sealed unsafe class QuantizedLinearTests : IDisposable
 {
     private const double U = 1.0 / (1 << 24);
     private readonly AiCoreGrid _twoCores = new(2);
@@ -35,7 +35,9 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
         _oneCore.Dispose();
     }
 
-    private static Q8_0Isa[] SupportedIsas() => [.. Enum.GetValues<Q8_0Isa>().Where(Q8_0Dot.IsSupported)];
+    private static Int8DotIsa[] SupportedIsas() => [.. Enum.GetValues<Int8DotIsa>().Where(Int8Dot.IsSupported)];
+
+    private static readonly ElementType[] Formats = [ElementType.Q8_0, ElementType.Q4_0];
 
     private static IEnumerable<TestCaseData> Shapes()
     {
@@ -48,31 +50,35 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
             [1, 32, 1], [1, 768, 2048], [2, 96, 37], [3, 288, 7], [4, 64, 130], [5, 32, 17], [7, 800, 33],
             [13, 288, 4099], [33, 64, 16], [127, 256, 129], [3, 0, 5],
         ];
-        foreach (int[] s in shapes)
+        foreach (ElementType format in Formats)
         {
-            foreach (bool withBias in new[] { false, true })
+            foreach (int[] s in shapes)
             {
-                yield return new TestCaseData(s[0], s[1], s[2], withBias).SetArgDisplayNames($"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias");
+                foreach (bool withBias in new[] { false, true })
+                {
+                    yield return new TestCaseData(format.ToString(), s[0], s[1], s[2], withBias).SetArgDisplayNames(format.ToString(), $"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias");
+                }
             }
         }
     }
 
     [TestCaseSource(nameof(Shapes))]
-    public void LinearMatchesTheExactIntegerReferenceAndTorch(int m, int k, int n, bool withBias)
+    public void LinearMatchesTheExactIntegerReferenceAndTorch(string formatName, int m, int k, int n, bool withBias)
     {
+        ElementType format = Enum.Parse<ElementType>(formatName);
         float[] x = KernelTestData.Normal(m * k, seed: (m * 7) + k);
         float[] w = Weights(n * k, seed: n + (3 * k));
         float[] bias = withBias ? KernelTestData.Normal(n, seed: n + 1) : [];
-        byte[] matrix = Q8_0Reference.QuantizeMatrix(w, n, k);
-        (double[] expected, double[] bound) = Q8_0Reference.Linear(x, matrix, bias, m, k, n);
-        (double[] torch, double[] activationBound) = TorchLinear(x, matrix, bias, m, k, n);
+        byte[] matrix = BlockReference.QuantizeMatrix(format, w, n, k);
+        (double[] expected, double[] bound) = BlockReference.Linear(format, x, matrix, bias, m, k, n);
+        (double[] torch, double[] activationBound) = TorchLinear(format, x, matrix, bias, m, k, n);
 
-        foreach (Q8_0Isa isa in SupportedIsas())
+        foreach (Int8DotIsa isa in SupportedIsas())
         {
             foreach (AiCoreGrid grid in (long)m * k * n <= 1L << 20 ? new[] { _twoCores, _oneCore } : [_twoCores])
             {
                 float[] y = Enumerable.Repeat(float.NaN, m * n).ToArray();
-                LinearKernel.Linear(grid, x, matrix, ElementType.Q8_0, bias, y, m, k, n, Gemm.DefaultIsa, isa);
+                LinearKernel.Linear(grid, x, matrix, format, bias, y, m, k, n, Gemm.DefaultIsa, isa);
                 string what = $"{isa} on {grid.CoreCount} cores";
                 AssertWithin(y, expected, bound, what + " vs the exact integer reference");
                 AssertWithin(y, torch, [.. bound.Zip(activationBound, (a, b) => a + b)], what + " vs torch on the dequantized weights");
@@ -85,19 +91,22 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
     /// so the forms' outputs are the same bits wherever they run the same kernel (the strip kernel;
     /// only AvxVnni has the prefill GEMM, which is held to the reference above instead).
     /// </summary>
-    [TestCase(1, 768, 260)]
-    [TestCase(4, 288, 37)]
-    [TestCase(9, 96, 19)]
-    public void EveryInt8FormGivesTheSameBits(int m, int k, int n)
+    [TestCase("Q8_0", 1, 768, 260)]
+    [TestCase("Q8_0", 4, 288, 37)]
+    [TestCase("Q8_0", 9, 96, 19)]
+    [TestCase("Q4_0", 1, 768, 260)]
+    [TestCase("Q4_0", 9, 96, 19)]
+    public void EveryInt8FormGivesTheSameBits(string formatName, int m, int k, int n)
     {
+        ElementType format = Enum.Parse<ElementType>(formatName);
         float[] x = KernelTestData.Normal(m * k, seed: 5);
-        byte[] matrix = Q8_0Reference.QuantizeMatrix(Weights(n * k, seed: 6), n, k);
+        byte[] matrix = BlockReference.QuantizeMatrix(format, Weights(n * k, seed: 6), n, k);
         float[]? first = null;
-        Q8_0Isa firstIsa = default;
-        foreach (Q8_0Isa isa in SupportedIsas().Where(i => !Q8_0Linear.UsesGemm(m, i)))
+        Int8DotIsa firstIsa = default;
+        foreach (Int8DotIsa isa in SupportedIsas().Where(i => !QuantizedLinear.UsesGemm(m, i)))
         {
             float[] y = new float[m * n];
-            LinearKernel.Linear(_twoCores, x, matrix, ElementType.Q8_0, [], y, m, k, n, Gemm.DefaultIsa, isa);
+            LinearKernel.Linear(_twoCores, x, matrix, format, [], y, m, k, n, Gemm.DefaultIsa, isa);
             if (first is null)
             {
                 (first, firstIsa) = (y, isa);
@@ -145,18 +154,17 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
             {
                 exact += w[i] * x[i];
             }
-            fixed (sbyte* pw = w, px = x)
+            var wv = System.Runtime.Intrinsics.Vector256.Create(w);
+            var xv = System.Runtime.Intrinsics.Vector256.Create(x);
+            foreach (Int8DotIsa isa in SupportedIsas())
             {
-                foreach (Q8_0Isa isa in SupportedIsas())
+                int sum = isa switch
                 {
-                    int sum = isa switch
-                    {
-                        Q8_0Isa.AvxVnni => Q8_0Dot.BlockSum<Q8_0Dot.AvxVnniDot>(pw, px),
-                        Q8_0Isa.Avx2 => Q8_0Dot.BlockSum<Q8_0Dot.Avx2Dot>(pw, px),
-                        _ => Q8_0Dot.BlockSum<Q8_0Dot.PortableDot>(pw, px),
-                    };
-                    Assert.That(sum, Is.EqualTo(exact), $"{isa}, trial {trial}");
-                }
+                    Int8DotIsa.AvxVnni => Int8Dot.BlockSum<Int8Dot.AvxVnniDot>(wv, xv),
+                    Int8DotIsa.Avx2 => Int8Dot.BlockSum<Int8Dot.Avx2Dot>(wv, xv),
+                    _ => Int8Dot.BlockSum<Int8Dot.PortableDot>(wv, xv),
+                };
+                Assert.That(sum, Is.EqualTo(exact), $"{isa}, trial {trial}");
             }
         }
     }
@@ -180,7 +188,7 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
             Q8_0Activations.QuantizeRows(px, k, 0, rows, pq, pd, offsetBinary: false);
             Q8_0Activations.QuantizeRows(px, k, 0, rows, pqo, pdo, offsetBinary: true);
         }
-        (sbyte[] expectedQ, float[] expectedD) = Q8_0Reference.QuantizeActivations(x, rows, k);
+        (sbyte[] expectedQ, float[] expectedD) = BlockReference.QuantizeActivations(x, rows, k);
         Assert.That(d, Is.EqualTo(expectedD));
         Assert.That(q, Is.EqualTo(expectedQ));
         Assert.That(dOffset, Is.EqualTo(expectedD));
@@ -192,63 +200,73 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
 
     private static IEnumerable<TestCaseData> FusedShapes()
     {
-        yield return new TestCaseData(1, 64, 64, 16, 16);
-        yield return new TestCaseData(2, 96, 37, 5, 11);
-        yield return new TestCaseData(4, 128, 172, 172, 0);
-        yield return new TestCaseData(7, 96, 48, 24, 24);
+        foreach (string format in new[] { "Q8_0", "Q4_0" })
+        {
+            yield return new TestCaseData(format, 1, 64, 64, 16, 16);
+            yield return new TestCaseData(format, 2, 96, 37, 5, 11);
+            yield return new TestCaseData(format, 4, 128, 172, 172, 0);
+            yield return new TestCaseData(format, 7, 96, 48, 24, 24);
+        }
     }
 
     /// <summary>The fused launch runs the same per-weight kernel over one quantized x: each part equals its own linear bit for bit.</summary>
     [TestCaseSource(nameof(FusedShapes))]
-    public void LinearFusedEqualsEachLinear(int m, int k, int n0, int n1, int n2)
+    public void LinearFusedEqualsEachLinear(string formatName, int m, int k, int n0, int n1, int n2)
     {
+        ElementType format = Enum.Parse<ElementType>(formatName);
         float[] x = KernelTestData.Normal(m * k, seed: 21 + m);
         int[] ns = [n0, n1, n2];
-        byte[][] w = [.. ns.Select((n, i) => Q8_0Reference.QuantizeMatrix(Weights(n * k, seed: 30 + i), n, k))];
-        foreach (Q8_0Isa isa in SupportedIsas())
+        byte[][] w = [.. ns.Select((n, i) => BlockReference.QuantizeMatrix(format, Weights(n * k, seed: 30 + i), n, k))];
+        foreach (Int8DotIsa isa in SupportedIsas())
         {
             float[][] y = [.. ns.Select(n => Enumerable.Repeat(float.NaN, m * n).ToArray())];
-            LinearKernel.LinearFused(_twoCores, x, ElementType.Q8_0, m, k, w[0], y[0], n0, w[1], y[1], n1, w[2], y[2], n2, Gemm.DefaultIsa, isa);
+            LinearKernel.LinearFused(_twoCores, x, format, m, k, w[0], y[0], n0, w[1], y[1], n1, w[2], y[2], n2, Gemm.DefaultIsa, isa);
             for (int i = 0; i < 3; i++)
             {
                 float[] single = new float[m * ns[i]];
-                LinearKernel.Linear(_twoCores, x, w[i], ElementType.Q8_0, [], single, m, k, ns[i], Gemm.DefaultIsa, isa);
+                LinearKernel.Linear(_twoCores, x, w[i], format, [], single, m, k, ns[i], Gemm.DefaultIsa, isa);
                 Assert.That(y[i], Is.EqualTo(single), $"{isa} part {i}");
             }
         }
     }
 
-    [Test]
-    public void AWidthThatIsNotWholeBlocksIsRefusedNamingItAndWhatToDo()
+    [TestCase("Q8_0")]
+    [TestCase("Q4_0")]
+    public void AWidthThatIsNotWholeBlocksIsRefusedNamingItAndWhatToDo(string formatName)
     {
+        ElementType format = Enum.Parse<ElementType>(formatName);
         const int m = 1, k = 48, n = 2;
         var ex = Assert.Throws<ArgumentException>(() =>
-            LinearKernel.Linear(_twoCores, new float[m * k], new byte[n * k * 2], ElementType.Q8_0, [], new float[m * n], m, k, n));
-        Assert.That(ex!.Message, Does.Contain("rows of 48 weights").And.Contain("blocks of 32").And.Contain("F32, F16 or BF16"));
-        Assert.Throws<ArgumentException>(() => ElementTypes.MatrixBytes(ElementType.Q8_0, n, k));
+            LinearKernel.Linear(_twoCores, new float[m * k], new byte[n * k * 2], format, [], new float[m * n], m, k, n));
+        Assert.That(ex!.Message, Does.Contain($"the {format} weight has rows of 48 weights").And.Contain("blocks of 32").And.Contain("F32, F16 or BF16"));
+        Assert.Throws<ArgumentException>(() => ElementTypes.MatrixBytes(format, n, k));
     }
 
-    [Test]
-    public void MisSizedWeightsAreRefused()
+    [TestCase("Q8_0", 32)]
+    [TestCase("Q4_0", 16)]
+    public void MisSizedWeightsAreRefused(string formatName, int quantBytesPerBlock)
     {
+        ElementType format = Enum.Parse<ElementType>(formatName);
         const int m = 1, k = 64, n = 3;
-        long bytes = ElementTypes.MatrixBytes(ElementType.Q8_0, n, k);
-        Assert.That(bytes, Is.EqualTo((n * k) + (n * 2 * 2)), "one byte a weight and two a block");
+        long bytes = ElementTypes.MatrixBytes(format, n, k);
+        Assert.That(bytes, Is.EqualTo((n * 2 * quantBytesPerBlock) + (n * 2 * 2)), "the quant plane and two bytes a block");
         var ex = Assert.Throws<ArgumentException>(() =>
-            LinearKernel.Linear(_twoCores, new float[m * k], new byte[bytes - 1], ElementType.Q8_0, [], new float[m * n], m, k, n));
+            LinearKernel.Linear(_twoCores, new float[m * k], new byte[bytes - 1], format, [], new float[m * n], m, k, n));
         Assert.That(ex!.ParamName, Is.EqualTo("w"));
     }
 
-    [Test]
-    public void EmbeddingRowsOfAQ8_0TableAreTheDequantizedRows()
+    [TestCase("Q8_0")]
+    [TestCase("Q4_0")]
+    public void EmbeddingRowsOfABlockQuantizedTableAreTheDequantizedRows(string formatName)
     {
+        ElementType format = Enum.Parse<ElementType>(formatName);
         const int vocab = 5, dim = 64;
         float[] table = Weights(vocab * dim, seed: 4);
-        byte[] matrix = Q8_0Reference.QuantizeMatrix(table, vocab, dim);
-        double[] dequantized = Q8_0Reference.Dequantize(matrix, vocab, dim);
+        byte[] matrix = BlockReference.QuantizeMatrix(format, table, vocab, dim);
+        double[] dequantized = BlockReference.Dequantize(format, matrix, vocab, dim);
         int[] ids = [3, 0, 4, 3];
         float[] y = new float[ids.Length * dim];
-        Embedding.EmbeddingGather(matrix, ElementType.Q8_0, ids, y, vocab, dim);
+        Embedding.EmbeddingGather(matrix, format, ids, y, vocab, dim);
         for (int t = 0; t < ids.Length; t++)
         {
             for (int i = 0; i < dim; i++)
@@ -269,17 +287,17 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
         return w;
     }
 
-    private static (double[] Expected, double[] Bound) TorchLinear(float[] x, byte[] matrix, float[] bias, int m, int k, int n)
+    private static (double[] Expected, double[] Bound) TorchLinear(ElementType format, float[] x, byte[] matrix, float[] bias, int m, int k, int n)
     {
         using var scope = NewDisposeScope();
-        double[] dequantized = Q8_0Reference.Dequantize(matrix, n, k);
+        double[] dequantized = BlockReference.Dequantize(format, matrix, n, k);
         Tensor tx = tensor(x, m, k).to(float64);
         Tensor tw = tensor(dequantized, n, k);
         Tensor? tb = bias.Length > 0 ? tensor(bias).to(float64) : null;
         double[] expected = nn.functional.linear(tx, tw, tb).data<double>().ToArray();
         // The activations' rounding: |x − d_x·q_x| ≤ d_x·(1/2 + 2^-16) (the half step, and x·(1/d)
         // rounded twice in f32 before it is rounded to an integer), times |w| summed per block.
-        (_, float[] dx) = Q8_0Reference.QuantizeActivations(x, m, k);
+        (_, float[] dx) = BlockReference.QuantizeActivations(x, m, k);
         double[] bound = new double[m * n];
         for (int t = 0; t < m; t++)
         {
@@ -318,43 +336,73 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
             $"{what}: element {worst} is {actual[Math.Max(worst, 0)]:r}, expected {expected[Math.Max(worst, 0)]:r} ± {bound[Math.Max(worst, 0)]:g3}");
     }
 
-    /// <summary>The test's own Q8_0: llama.cpp's reference rounding and the planar layout of <see cref="Q8_0Matrix"/>.</summary>
-    internal static class Q8_0Reference
+    /// <summary>The test's own block formats: llama.cpp's reference rounding and the planar layout of <see cref="BlockMatrix{TFormat}"/>.</summary>
+    internal static class BlockReference
     {
-        /// <summary>quantize_row_q8_0_ref per row: d = amax/127 (stored f16), q = roundf(x·(1/d)) (half away from zero), laid out in planes.</summary>
-        public static byte[] QuantizeMatrix(float[] w, int rows, int cols)
+        private static int QuantBytes(ElementType format) => format == ElementType.Q4_0 ? 16 : 32;
+
+        /// <summary>
+        /// Per row, laid out in planes: quantize_row_q8_0_ref (d = amax/127 stored f16, q = roundf(x·(1/d)),
+        /// halves away from zero) or quantize_row_q4_0_ref (d = −max/8 of the signed value of largest
+        /// magnitude, n = min(15, (int)(x·(1/d) + 8.5)), byte j = n_j | n_{j+16} &lt;&lt; 4).
+        /// </summary>
+        public static byte[] QuantizeMatrix(ElementType format, float[] w, int rows, int cols)
         {
-            int blocks = cols / 32;
-            byte[] matrix = new byte[(rows * cols) + (rows * blocks * 2)];
+            int blocks = cols / 32, quantBytes = QuantBytes(format), rowBytes = blocks * quantBytes;
+            byte[] matrix = new byte[(rows * rowBytes) + (rows * blocks * 2)];
             for (int r = 0; r < rows; r++)
             {
                 for (int b = 0; b < blocks; b++)
                 {
-                    float amax = 0;
-                    for (int i = 0; i < 32; i++)
+                    ReadOnlySpan<float> v = w.AsSpan((r * cols) + (b * 32), 32);
+                    Span<byte> q = matrix.AsSpan((r * rowBytes) + (b * quantBytes), quantBytes);
+                    float amax = 0, max = 0;
+                    foreach (float value in v)
                     {
-                        amax = MathF.Max(amax, MathF.Abs(w[(r * cols) + (b * 32) + i]));
+                        if (amax < MathF.Abs(value))
+                        {
+                            (amax, max) = (MathF.Abs(value), value);
+                        }
                     }
-                    float d = amax / 127f;
+                    float d = format == ElementType.Q4_0 ? max / -8f : amax / 127f;
                     float id = d != 0 ? 1f / d : 0f;
-                    BinaryPrimitives.WriteHalfLittleEndian(matrix.AsSpan((rows * cols) + (((r * blocks) + b) * 2)), (Half)d);
+                    BinaryPrimitives.WriteHalfLittleEndian(matrix.AsSpan((rows * rowBytes) + (((r * blocks) + b) * 2)), (Half)d);
                     for (int i = 0; i < 32; i++)
                     {
-                        matrix[(r * cols) + (b * 32) + i] = unchecked((byte)(sbyte)MathF.Round(w[(r * cols) + (b * 32) + i] * id, MidpointRounding.AwayFromZero));
+                        if (format == ElementType.Q4_0)
+                        {
+                            int nibble = Math.Min(15, (int)((v[i] * id) + 8.5f));
+                            q[i % 16] |= (byte)(i < 16 ? nibble : nibble << 4);
+                        }
+                        else
+                        {
+                            q[i] = unchecked((byte)(sbyte)MathF.Round(v[i] * id, MidpointRounding.AwayFromZero));
+                        }
                     }
                 }
             }
             return matrix;
         }
 
-        public static double[] Dequantize(byte[] matrix, int rows, int cols)
+        public static int Quant(ElementType format, byte[] matrix, int cols, int r, int i)
+        {
+            int rowBytes = cols / 32 * QuantBytes(format);
+            if (format == ElementType.Q4_0)
+            {
+                byte packed = matrix[(r * rowBytes) + (i / 32 * 16) + (i % 16)];
+                return (i % 32 < 16 ? packed & 0x0F : packed >> 4) - 8;
+            }
+            return (sbyte)matrix[(r * rowBytes) + i];
+        }
+
+        public static double[] Dequantize(ElementType format, byte[] matrix, int rows, int cols)
         {
             double[] w = new double[rows * cols];
             for (int r = 0; r < rows; r++)
             {
                 for (int i = 0; i < cols; i++)
                 {
-                    w[(r * cols) + i] = (sbyte)matrix[(r * cols) + i] * Scale(matrix, rows, cols, r, i / 32);
+                    w[(r * cols) + i] = Quant(format, matrix, cols, r, i) * Scale(format, matrix, rows, cols, r, i / 32);
                 }
             }
             return w;
@@ -382,7 +430,7 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
         }
 
         /// <summary>y = Σ_b d_w·d_x·(exact Σ q_w·q_x) (+ bias) in float64, and the f32 rounding bound of the class comment.</summary>
-        public static (double[] Y, double[] Bound) Linear(float[] x, byte[] matrix, float[] bias, int m, int k, int n)
+        public static (double[] Y, double[] Bound) Linear(ElementType format, float[] x, byte[] matrix, float[] bias, int m, int k, int n)
         {
             (sbyte[] qx, float[] dx) = QuantizeActivations(x, m, k);
             int blocks = k / 32;
@@ -397,11 +445,11 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
                         long dot = 0, absDot = 0;
                         for (int i = b * 32; i < (b + 1) * 32; i++)
                         {
-                            int p = (sbyte)matrix[((long)j * k) + i] * qx[(t * k) + i];
+                            int p = Quant(format, matrix, k, j, i) * qx[(t * k) + i];
                             dot += p;
                             absDot += Math.Abs(p);
                         }
-                        double scale = Scale(matrix, n, k, j, b) * dx[(t * blocks) + b];
+                        double scale = Scale(format, matrix, n, k, j, b) * dx[(t * blocks) + b];
                         sum += scale * dot;
                         magnitude += Math.Abs(scale) * absDot;
                     }
@@ -413,7 +461,7 @@ public sealed unsafe class Q8_0LinearTests : IDisposable
             return (y, bound);
         }
 
-        private static double Scale(byte[] matrix, int rows, int cols, int r, int b) =>
-            (double)BinaryPrimitives.ReadHalfLittleEndian(matrix.AsSpan((rows * cols) + (((r * (cols / 32)) + b) * 2)));
+        private static double Scale(ElementType format, byte[] matrix, int rows, int cols, int r, int b) =>
+            (double)BinaryPrimitives.ReadHalfLittleEndian(matrix.AsSpan((rows * (cols / 32) * QuantBytes(format)) + (((r * (cols / 32)) + b) * 2)));
     }
 }
