@@ -33,4 +33,12 @@ public enum WeightPrecision
     /// the classifier included); norms and biases stay F32.
     /// </summary>
     Q8_0 = 3,
+    /// <summary>
+    /// llama.cpp's Q4_0 for the layers' matrices: blocks of 32 weights, one f16 scale and 32 4-bit
+    /// integers each (4.5 bits a weight), multiplied on the device in int8 like Q8_0. The token
+    /// embedding and the classifier are kept in Q8_0, as llama.cpp keeps its output matrix in a
+    /// 6-bit or wider type: one 4-bit step of the classifier moves every logit. Quantized on load with
+    /// llama.cpp's rounding, or kept as stored from GGUF Q4_0 tensors; widths must be multiples of 32.
+    /// </summary>
+    Q4_0 = 4,
 }

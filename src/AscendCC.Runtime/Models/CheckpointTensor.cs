@@ -52,6 +52,17 @@ public sealed class CheckpointTensor
     /// </summary>
     public bool IsStoredAsQ8_0 => _quantized == GgufTensorType.Q8_0;
 
+    /// <summary>
+    /// <see cref="TensorDType.Q8_0"/> or <see cref="TensorDType.Q4_0"/> for a GGUF tensor stored in
+    /// that block format (its <see cref="ReadStoredBytes"/> are those blocks); null otherwise.
+    /// </summary>
+    public TensorDType? StoredBlockDType => _quantized switch
+    {
+        GgufTensorType.Q8_0 => TensorDType.Q8_0,
+        GgufTensorType.Q4_0 => TensorDType.Q4_0,
+        _ => null,
+    };
+
     /// <summary>The tensor's bytes exactly as the file stores them (<see cref="StoredByteLength"/> of them; for a quantized GGUF tensor, its blocks).</summary>
     public byte[] ReadStoredBytes()
     {

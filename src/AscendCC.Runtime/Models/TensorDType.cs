@@ -15,25 +15,45 @@ public enum TensorDType
     /// as stored; not a safetensors type.
     /// </summary>
     Q8_0,
+    /// <summary>
+    /// llama.cpp's block_q4_0 as GGUF stores it: blocks of 32 values along the innermost dimension,
+    /// 18 bytes each (an f16 scale d, then 16 bytes whose low nibbles are values 0..15 and high
+    /// nibbles 16..31; the value is d·(nibble − 8)). Read from GGUF Q4_0 tensors as stored.
+    /// </summary>
+    Q4_0,
 }
 
 /// <summary>Sizes and conversions for <see cref="TensorDType"/>.</summary>
 public static class TensorDTypes
 {
-    /// <summary>Bytes per element of the per-element types; Q8_0 has none (see <see cref="ByteCount"/>).</summary>
+    /// <summary>Bytes per element of the per-element types; the block types have none (see <see cref="ByteCount"/>).</summary>
     public static int SizeOf(TensorDType dtype) => dtype switch
     {
         TensorDType.F32 => 4,
         TensorDType.F16 or TensorDType.BF16 => 2,
-        TensorDType.Q8_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Q8_0 is stored in blocks of 32 values (34 bytes each); size it with TensorDTypes.ByteCount."),
+        TensorDType.Q8_0 or TensorDType.Q4_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"{dtype} is stored in blocks of 32 values ({BlockBytes(dtype)} bytes each); size it with TensorDTypes.ByteCount."),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown tensor dtype."),
     };
 
     /// <summary>Bytes per Q8_0 block of 32 values: an f16 scale and 32 int8.</summary>
     public const int Q8_0BlockBytes = 34;
 
+    /// <summary>Bytes per Q4_0 block of 32 values: an f16 scale and 32 nibbles.</summary>
+    public const int Q4_0BlockBytes = 18;
+
+    /// <summary>True for the llama.cpp block types (Q8_0, Q4_0).</summary>
+    public static bool IsBlockQuantized(TensorDType dtype) => dtype is TensorDType.Q8_0 or TensorDType.Q4_0;
+
+    /// <summary>Bytes per block of 32 values of a block type.</summary>
+    public static int BlockBytes(TensorDType dtype) => dtype switch
+    {
+        TensorDType.Q8_0 => Q8_0BlockBytes,
+        TensorDType.Q4_0 => Q4_0BlockBytes,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a block type"),
+    };
+
     /// <summary>
-    /// Bytes of a tensor of <paramref name="shape"/> in <paramref name="dtype"/>; a Q8_0 tensor's
+    /// Bytes of a tensor of <paramref name="shape"/> in <paramref name="dtype"/>; a block-quantized tensor's
     /// innermost dimension must be whole blocks of 32 (refused here, naming the width, otherwise).
     /// </summary>
     public static long ByteCount(TensorDType dtype, IReadOnlyList<long> shape)
@@ -44,16 +64,16 @@ public static class TensorDTypes
         {
             count = checked(count * d);
         }
-        if (dtype != TensorDType.Q8_0)
+        if (!IsBlockQuantized(dtype))
         {
             return checked(count * SizeOf(dtype));
         }
         long innermost = shape.Count == 0 ? 1 : shape[^1];
         if (innermost % 32 != 0)
         {
-            throw new ArgumentException($"A Q8_0 tensor's innermost dimension must be whole blocks of 32 values; [{string.Join(", ", shape)}] has rows of {innermost}.", nameof(shape));
+            throw new ArgumentException($"A {dtype} tensor's innermost dimension must be whole blocks of 32 values; [{string.Join(", ", shape)}] has rows of {innermost}.", nameof(shape));
         }
-        return count / 32 * Q8_0BlockBytes;
+        return count / 32 * BlockBytes(dtype);
     }
 
     /// <summary>The safetensors spelling of a dtype.</summary>
@@ -62,7 +82,7 @@ public static class TensorDTypes
         TensorDType.F32 => "F32",
         TensorDType.F16 => "F16",
         TensorDType.BF16 => "BF16",
-        TensorDType.Q8_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "safetensors has no Q8_0 type; convert the tensor to F32, F16 or BF16 (TensorData.ToFloat32) before writing it."),
+        TensorDType.Q8_0 or TensorDType.Q4_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"safetensors has no {dtype} type; convert the tensor to F32, F16 or BF16 (TensorData.ToFloat32) before writing it."),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown tensor dtype."),
     };
 
@@ -78,19 +98,20 @@ public static class TensorDTypes
         }
     }
 
-    /// <summary>Widens little-endian raw elements to float32; every supported dtype converts exactly (Q8_0 to d·q, as ggml dequantizes it).</summary>
+    /// <summary>Widens little-endian raw elements to float32; every supported dtype converts exactly (the block types as ggml dequantizes them).</summary>
     /// <param name="dtype">Element type of <paramref name="source"/>.</param>
-    /// <param name="source">Raw little-endian bytes, a whole number of elements (of Q8_0 blocks).</param>
-    /// <param name="destination">Receives source.Length / SizeOf(dtype) values (32 per Q8_0 block).</param>
+    /// <param name="source">Raw little-endian bytes, a whole number of elements (of blocks).</param>
+    /// <param name="destination">Receives source.Length / SizeOf(dtype) values (32 per block).</param>
     public static void ToFloat32(TensorDType dtype, ReadOnlySpan<byte> source, Span<float> destination)
     {
-        if (dtype == TensorDType.Q8_0)
+        if (IsBlockQuantized(dtype))
         {
-            if (source.Length % Q8_0BlockBytes != 0 || destination.Length < source.Length / Q8_0BlockBytes * 32)
+            int blockBytes = BlockBytes(dtype);
+            if (source.Length % blockBytes != 0 || destination.Length < source.Length / blockBytes * 32)
             {
-                throw new ArgumentException($"{source.Length} bytes of Q8_0 are not whole {Q8_0BlockBytes}-byte blocks fitting {destination.Length} floats.", nameof(destination));
+                throw new ArgumentException($"{source.Length} bytes of {dtype} are not whole {blockBytes}-byte blocks fitting {destination.Length} floats.", nameof(destination));
             }
-            Gguf.GgufQuantization.Dequantize(Gguf.GgufTensorType.Q8_0, source, destination[..(source.Length / Q8_0BlockBytes * 32)]);
+            Gguf.GgufQuantization.Dequantize(dtype == TensorDType.Q8_0 ? Gguf.GgufTensorType.Q8_0 : Gguf.GgufTensorType.Q4_0, source, destination[..(source.Length / blockBytes * 32)]);
             return;
         }
         int size = SizeOf(dtype);

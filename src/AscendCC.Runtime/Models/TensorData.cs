@@ -16,9 +16,9 @@ public sealed class TensorData
             ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
             count = checked(count * d);
         }
-        if (dtype == TensorDType.Q8_0 && shape.Count > 0 && shape[^1] % 32 != 0)
+        if (TensorDTypes.IsBlockQuantized(dtype) && shape.Count > 0 && shape[^1] % 32 != 0)
         {
-            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] cannot be Q8_0: its rows of {shape[^1]} values are not whole blocks of 32", nameof(shape));
+            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] cannot be {dtype}: its rows of {shape[^1]} values are not whole blocks of 32", nameof(shape));
         }
         long needed = TensorDTypes.ByteCount(dtype, shape);
         if (bytes.Length != needed)
@@ -48,15 +48,15 @@ public sealed class TensorData
     public ReadOnlyMemory<byte> Bytes { get; }
 
     /// <summary>
-    /// Reads a checkpoint tensor into memory: as stored for F32, F16, BF16 and GGUF Q8_0 (whose
-    /// blocks then reach a Q8_0 device without a dequantize/requantize round trip), other GGUF block
-    /// types dequantized to F32.
+    /// Reads a checkpoint tensor into memory: as stored for F32, F16, BF16 and GGUF Q8_0 and Q4_0
+    /// (whose blocks then reach a device of their precision without a dequantize/requantize round
+    /// trip), the other GGUF block types dequantized to F32.
     /// </summary>
     public static TensorData FromCheckpoint(CheckpointTensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        return tensor.IsStoredAsQ8_0
-            ? new TensorData(tensor.Name, TensorDType.Q8_0, tensor.Shape, tensor.ReadStoredBytes())
+        return tensor.StoredBlockDType is { } blocks
+            ? new TensorData(tensor.Name, blocks, tensor.Shape, tensor.ReadStoredBytes())
             : new TensorData(tensor.Name, tensor.DType, tensor.Shape, tensor.ReadBytes());
     }
 

@@ -14,10 +14,10 @@ using NUnit.Framework;
 namespace AscendCC.Runtime.Tests.Models;
 
 /// <summary>
-/// Getting weights into the device's Q8_0: quantizing on load with llama.cpp's rounding, keeping a
-/// GGUF file's Q8_0 blocks as they are, the layout the device reads, and what is refused.
+/// Getting weights into the device's Q8_0 and Q4_0: quantizing on load with llama.cpp's rounding,
+/// keeping a GGUF file's blocks as they are, the layout the device reads, and what is refused.
 /// </summary>
-public class Q8_0LoadingTests
+public class QuantizedLoadingTests
 {
     /// <summary>
     /// quantize_row_q8_0_ref, written out independently: per 32 values d = max|x|/127 stored as f16,
@@ -45,6 +45,60 @@ public class Q8_0LoadingTests
             }
         }
         return planes;
+    }
+
+    /// <summary>
+    /// quantize_row_q4_0_ref, written out independently: the value m of largest magnitude (sign
+    /// kept) gives d = m/−8 stored as f16, each value the nibble min(15, trunc(x·(1/d) + 8.5)); byte j
+    /// of a block holds value j low and value j + 16 high; returned as the device's planes.
+    /// </summary>
+    private static byte[] ReferenceQ4_0Planes(float[] values, int rows, int cols)
+    {
+        int blocks = cols / 32;
+        var planes = new byte[(rows * blocks * 16) + (rows * blocks * 2)];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                float amax = 0, max = 0;
+                for (int i = 0; i < 32; i++)
+                {
+                    float v = values[(r * cols) + (b * 32) + i];
+                    if (amax < MathF.Abs(v))
+                    {
+                        (amax, max) = (MathF.Abs(v), v);
+                    }
+                }
+                float d = max / -8f;
+                float id = d != 0f ? 1f / d : 0f;
+                BinaryPrimitives.WriteHalfLittleEndian(planes.AsSpan((rows * blocks * 16) + (((r * blocks) + b) * 2)), (Half)d);
+                for (int i = 0; i < 32; i++)
+                {
+                    int nibble = Math.Min(15, (int)MathF.Truncate((values[(r * cols) + (b * 32) + i] * id) + 8.5f));
+                    planes[(((r * blocks) + b) * 16) + (i % 16)] |= (byte)(i < 16 ? nibble : nibble << 4);
+                }
+            }
+        }
+        return planes;
+    }
+
+    [TestCase(TensorDType.F32)]
+    [TestCase(TensorDType.BF16)]
+    public void QuantizingOnLoadToQ4_0RoundsAsLlamaCppsReference(TensorDType dtype)
+    {
+        const int rows = 5, cols = 96;
+        var rng = new Random(8);
+        float[] values = [.. Enumerable.Range(0, rows * cols).Select(_ => (float)((rng.NextDouble() - 0.5) * 0.2))];
+        // The largest magnitude negative, so d > 0; and an all-zero block (d = 0, every nibble 8).
+        values[5] = -1.5f;
+        Array.Clear(values, 32, 32);
+        TensorData f32 = TensorData.FromFloat32("w", [rows, cols], values);
+        TensorData tensor = dtype == TensorDType.F32 ? f32 : new TensorData("w", dtype, [rows, cols], WeightConversion.Convert(f32, WeightPrecision.BF16));
+
+        byte[] planes = WeightConversion.Convert(tensor, WeightPrecision.Q4_0);
+        Assert.That(planes, Is.EqualTo(ReferenceQ4_0Planes(tensor.ToFloat32(), rows, cols)));
+        Assert.That(planes.Skip(16).Take(16), Is.All.EqualTo(0x88), "the zero block's nibbles are all 8 (value 0)");
+        Assert.That(planes.Length, Is.EqualTo(rows * cols / 32 * 18), "18 bytes per 32 weights, as GGUF");
     }
 
     [TestCase(TensorDType.F32)]
@@ -75,7 +129,7 @@ public class Q8_0LoadingTests
     /// into planes: every byte of every block is where the device reads it, including q = −128
     /// (which no quantizer writes but block_q8_0 holds) and a subnormal scale, and nothing is
     /// dequantized and quantized again. (That GGUF Q8_0 tensors load as such blocks is checked on
-    /// llama.cpp's own file in <see cref="Q8_0LlamaCppTests"/>.)
+    /// llama.cpp's own file in <see cref="QuantizedLlamaCppTests"/>.)
     /// </summary>
     [Test]
     public void Q8_0BlocksAreKeptBitForBitInTheDevicesPlanes()
@@ -118,6 +172,8 @@ public class Q8_0LoadingTests
         var ex = Assert.Throws<ArgumentException>(() => CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 64, WeightPrecision = WeightPrecision.Q8_0 }));
         Assert.That(ex!.Message, Does.Contain("model.layers.0.mlp.down_proj.weight").And.Contain("172").And.Contain("blocks of 32").And.Contain("WeightPrecision.BF16"));
         Assert.That(runtime.MemoryInfo.Allocated, Is.EqualTo(before), "refused before anything was allocated");
+        ex = Assert.Throws<ArgumentException>(() => CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 64, WeightPrecision = WeightPrecision.Q4_0 }));
+        Assert.That(ex!.Message, Does.Contain("model.layers.0.mlp.down_proj.weight").And.Contain("172").And.Contain("Q4_0").And.Contain("WeightPrecision.BF16"));
 
         ex = Assert.Throws<ArgumentException>(() => WeightConversion.Convert(TensorData.FromFloat32("w", [2, 48], new float[96]), WeightPrecision.Q8_0));
         Assert.That(ex!.Message, Does.Contain("'w'").And.Contain("48").And.Contain("WeightPrecision.BF16"));
@@ -147,5 +203,13 @@ public class Q8_0LoadingTests
         Assert.That(down.Sha256.ToArray(), Is.EqualTo(System.Security.Cryptography.SHA256.HashData(WeightConversion.Convert(weights[down.Name], WeightPrecision.Q8_0))));
         Assert.That(q8Model.Manifest.Tensors.Single(t => t.Name == "model.norm.weight").ElementType, Is.EqualTo("F32"), "norms stay f32");
         Assert.That(q8Model.Manifest.ExpectedGraphMeasurement.ToArray(), Is.Not.EqualTo(bf16Model.Manifest.ExpectedGraphMeasurement.ToArray()));
+
+        // Q4_0: the layers' matrices in Q4_0 (18 bytes per 32), the tied embedding and classifier in Q8_0.
+        var q4 = q8 with { Precision = WeightPrecision.Q4_0 };
+        using ProtectedModel q4Model = ModelPackageExporter.Export(provider, q4, n => weights[n], policy, new MemoryStream());
+        PackageItem q4Down = q4Model.Manifest.Tensors.Single(t => t.Name == down.Name);
+        Assert.That((q4Down.ElementType, q4Down.ByteLength), Is.EqualTo(("Q4_0", 64L * 192 / 32 * 18)));
+        Assert.That(q4Model.Manifest.Tensors.Single(t => t.Name == "model.embed_tokens.weight").ElementType, Is.EqualTo("Q8_0"));
+        Assert.That(q4Model.Manifest.ExpectedGraphMeasurement.ToArray(), Is.Not.EqualTo(q8Model.Manifest.ExpectedGraphMeasurement.ToArray()));
     }
 }
