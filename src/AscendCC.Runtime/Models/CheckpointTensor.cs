@@ -47,14 +47,9 @@ public sealed class CheckpointTensor
     public long StoredByteLength => _storedByteLength;
 
     /// <summary>
-    /// True for a GGUF Q8_0 tensor: <see cref="ReadStoredBytes"/> gives its blocks as llama.cpp wrote
-    /// them (<see cref="TensorDType.Q8_0"/>), which a Q8_0 device keeps without requantizing.
-    /// </summary>
-    public bool IsStoredAsQ8_0 => _quantized == GgufTensorType.Q8_0;
-
-    /// <summary>
     /// <see cref="TensorDType.Q8_0"/> or <see cref="TensorDType.Q4_0"/> for a GGUF tensor stored in
-    /// that block format (its <see cref="ReadStoredBytes"/> are those blocks); null otherwise.
+    /// that block format: its <see cref="ReadStoredBytes"/> are those blocks as llama.cpp wrote them,
+    /// which a device of that precision keeps without requantizing. Null otherwise.
     /// </summary>
     public TensorDType? StoredBlockDType => _quantized switch
     {
