@@ -8,7 +8,7 @@ namespace AscendCC.Benchmarks;
 
 /// <summary>
 /// Square f32 GEMM against torch.mm, and decode-shaped GEMV (one token through a K×N Linear) with
-/// F32/BF16/F16 weights against TorchSharp's f32 linear: the case that decides decode speed, where
+/// F32/BF16/F16/Q8_0 weights against TorchSharp's f32 linear: the case that decides decode speed, where
 /// narrower weights should win by moving fewer bytes.
 /// </summary>
 internal sealed class MatMulSuite : IBenchmarkSuite
@@ -29,12 +29,21 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         }
         foreach (int size in new[] { 4096, 8192 })
         {
-            foreach (ElementType type in new[] { ElementType.F32, ElementType.BF16, ElementType.F16 })
+            foreach (ElementType type in new[] { ElementType.F32, ElementType.BF16, ElementType.F16, ElementType.Q8_0 })
             {
-                RunGemv(grid, size, type, options, budgetMs, table);
+                RunGemv(grid, size, size, type, options, budgetMs, table);
+            }
+        }
+        // The 110M shape's classifier (768 → 32000) and MLP down projection (2048 → 768), bf16 vs Q8_0.
+        foreach ((int k, int n) in new[] { (768, 32000), (2048, 768) })
+        {
+            foreach (ElementType type in new[] { ElementType.BF16, ElementType.Q8_0 })
+            {
+                RunGemv(grid, k, n, type, options, budgetMs, table);
             }
         }
         RunPrefill(grid, 512, 4096, 4096, ElementType.BF16, options, budgetMs, table);
+        RunPrefill(grid, 512, 4096, 4096, ElementType.Q8_0, options, budgetMs, table);
         // Decode projections that share their input, three launches vs one (linear_fused), bf16.
         RunFusedGemv(grid, "110M q/k/v", 768, 768, 768, 768, options, budgetMs, table);
         RunFusedGemv(grid, "110M gate/up", 768, 2048, 2048, 0, options, budgetMs, table);
@@ -54,7 +63,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         int[] ns = [n0, n1, n2];
         float[] x = Random(k, 5);
         float[][] w = [.. ns.Select((n, i) => Random(n * k, 6 + i))];
-        byte[][] wBytes = [.. w.Select(v => Encode(v, ElementType.BF16))];
+        byte[][] wBytes = [.. w.Select((v, i) => Encode(v, ElementType.BF16, ns[i], k))];
         float[][] y = [.. ns.Select(n => new float[n])];
         using Tensor tx = tensor(x, 1, k);
         Tensor[] tw = [.. ns.Where(n => n > 0).Select((n, i) => tensor(w[i], n, k))];
@@ -100,7 +109,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         }
         float[] x = Random(m * k, 5);
         float[] w = Random(n * k, 6);
-        byte[] wBytes = Encode(w, type);
+        byte[] wBytes = Encode(w, type, n, k);
         float[] y = new float[m * n];
         using Tensor tx = tensor(x, m, k);
         using Tensor tw = tensor(w, n, k);
@@ -142,9 +151,8 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         table.Add(new ResultRow(name, ours, torchTime, flops, "GFLOPS"));
     }
 
-    private static void RunGemv(AiCoreGrid grid, int size, ElementType type, BenchmarkOptions options, double budgetMs, ResultTable table)
+    private static void RunGemv(AiCoreGrid grid, int k, int n, ElementType type, BenchmarkOptions options, double budgetMs, ResultTable table)
     {
-        int k = size, n = size;
         string name = $"GEMV 1×{k}·{k}×{n} {type} W (torch f32 W)";
         if (!options.Includes(name))
         {
@@ -152,7 +160,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         }
         float[] x = Random(k, 3);
         float[] w = Random(n * k, 4);
-        byte[] wBytes = Encode(w, type);
+        byte[] wBytes = Encode(w, type, n, k);
         float[] y = new float[n];
         using Tensor tx = tensor(x, 1, k);
         using Tensor tw = tensor(w, n, k);
@@ -182,8 +190,12 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         return values;
     }
 
-    private static byte[] Encode(float[] values, ElementType type)
+    private static byte[] Encode(float[] values, ElementType type, int rows, int cols)
     {
+        if (type == ElementType.Q8_0)
+        {
+            return Runtime.Inference.WeightConversion.Convert(Runtime.Models.TensorData.FromFloat32("w", [rows, cols], values), Runtime.Inference.WeightPrecision.Q8_0);
+        }
         if (type == ElementType.F32)
         {
             return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();

@@ -20,6 +20,7 @@ internal static class Program
         new DecodeStepsSuite(),
         new SamplingSuite(),
         new ServeSuite(),
+        new QuantizedSuite(),
     ];
 
     private static int Main(string[] args)

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Kernels;
 
-/// <summary>Element types the AI Cores read. Activations are always F32; weights may be half precision.</summary>
+/// <summary>Element types the AI Cores read. Activations are always F32; weights may be half precision or Q8_0.</summary>
 internal enum ElementType : byte
 {
     /// <summary>IEEE-754 binary32.</summary>
@@ -11,13 +11,39 @@ internal enum ElementType : byte
     F16 = 1,
     /// <summary>bfloat16: the upper 16 bits of a binary32.</summary>
     BF16 = 2,
+    /// <summary>
+    /// llama.cpp's block_q8_0 in meaning (blocks of 32 weights along a row, w = d·q with an f16 d and
+    /// int8 q), stored as two planes: see <see cref="BlockMatrix{TFormat}"/>. Matrices only, rows a whole number of blocks.
+    /// </summary>
+    Q8_0 = 3,
+    /// <summary>llama.cpp's block_q4_0 in meaning (w = d·(n − 8), n a 4-bit nibble), in the same two planes (<see cref="Q4_0Format"/>).</summary>
+    Q4_0 = 4,
 }
 
 /// <summary>Scalar conversions; vectorised forms live beside the kernels that need them.</summary>
 internal static class ElementTypes
 {
-    /// <summary>Bytes per element.</summary>
-    public static int SizeOf(ElementType type) => type == ElementType.F32 ? 4 : 2;
+    /// <summary>Bytes per element of the per-element types; the block formats have none (see <see cref="MatrixBytes"/>).</summary>
+    public static int SizeOf(ElementType type) => type switch
+    {
+        ElementType.F32 => 4,
+        ElementType.F16 or ElementType.BF16 => 2,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, $"{type} is stored in blocks of 32 with a scale each; size the matrix with ElementTypes.MatrixBytes."),
+    };
+
+    /// <summary>
+    /// Bytes of a row-major [rows, cols] matrix of <paramref name="type"/>. A block-quantized matrix whose
+    /// rows are not whole blocks of 32 has no size: that is refused here, naming the width.
+    /// </summary>
+    public static long MatrixBytes(ElementType type, long rows, long cols) => type switch
+    {
+        ElementType.Q8_0 => BlockMatrix<Q8_0Format>.Bytes(rows, cols),
+        ElementType.Q4_0 => BlockMatrix<Q4_0Format>.Bytes(rows, cols),
+        _ => rows * cols * SizeOf(type),
+    };
+
+    /// <summary>True for the llama.cpp block formats, which the quantized kernels multiply in int8.</summary>
+    public static bool IsBlockQuantized(ElementType type) => type is ElementType.Q8_0 or ElementType.Q4_0;
 
     /// <summary>bf16 bits to float: exact.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -9,15 +9,15 @@ internal static class Embedding
 {
     /// <summary>
     /// y[t, :] = table[ids[t], :] for each token. Every id is checked before anything is written, so a bad
-    /// id leaves y untouched. Tables may be F32, F16 or BF16 (little-endian, row-major).
+    /// id leaves y untouched. Tables may be F32, F16 or BF16 (little-endian, row-major), or Q8_0 or Q4_0
+    /// (<see cref="BlockMatrix{TFormat}"/>, rows widened exactly to d·q) when the table is also a tied classifier.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void EmbeddingGather(ReadOnlySpan<byte> table, ElementType tableType, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim)
     {
         KernelArgs.RequireAtLeast(vocab, 1, nameof(vocab));
         KernelArgs.RequireAtLeast(dim, 1, nameof(dim));
-        int size = ElementTypes.SizeOf(tableType);
-        KernelArgs.RequireLength(table.Length, (long)vocab * dim * size, nameof(table));
+        KernelArgs.RequireLength(table.Length, ElementTypes.MatrixBytes(tableType, vocab, dim), nameof(table));
         KernelArgs.RequireLength(y.Length, (long)ids.Length * dim, nameof(y));
         for (int t = 0; t < ids.Length; t++)
         {
@@ -27,6 +27,17 @@ internal static class Embedding
                 throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id {id} at index {t} is outside [0, {vocab}).");
             }
         }
+        if (tableType == ElementType.Q8_0)
+        {
+            GatherBlocks<Q8_0Format>(table, ids, y, vocab, dim);
+            return;
+        }
+        if (tableType == ElementType.Q4_0)
+        {
+            GatherBlocks<Q4_0Format>(table, ids, y, vocab, dim);
+            return;
+        }
+        int size = ElementTypes.SizeOf(tableType);
         for (int t = 0; t < ids.Length; t++)
         {
             var src = table.Slice(ids[t] * dim * size, dim * size);
@@ -44,6 +55,18 @@ internal static class Embedding
                     break;
                 default:
                     throw new ArgumentOutOfRangeException(nameof(tableType), tableType, "Unsupported embedding table element type.");
+            }
+        }
+    }
+
+    private static unsafe void GatherBlocks<TF>(ReadOnlySpan<byte> table, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim) where TF : struct, IBlockFormat
+    {
+        fixed (byte* pt = table)
+        fixed (float* py = y)
+        {
+            for (int t = 0; t < ids.Length; t++)
+            {
+                BlockMatrix<TF>.DequantizeRow(pt, vocab, dim, ids[t], py + ((nint)t * dim));
             }
         }
     }

@@ -34,11 +34,11 @@ internal static class GptNeoProgram
         long dt = b.Dt;
         float eps = (float)config.LayerNormEpsilon;
 
-        ProgramBuffer wte = b.Matrix(GptNeoTensorNames.TokenEmbedding, vocab, dim);
+        ProgramBuffer wte = b.Table(GptNeoTensorNames.TokenEmbedding, vocab, dim);
         // Read as f32 rows by slice_rows at the pass's start position, whatever the matrices' precision.
         ProgramBuffer wpe = b.Float32(GptNeoTensorNames.PositionEmbedding, (long)config.MaxPositionEmbeddings * dim);
         ProgramBuffer lnF = b.Float32(GptNeoTensorNames.FinalNormWeight, dim), lnFBias = b.Float32(GptNeoTensorNames.FinalNormBias, dim);
-        b.Classifier = config.TieWordEmbeddings ? wte : b.Matrix(GptNeoTensorNames.LmHead, vocab, dim);
+        b.Classifier = config.TieWordEmbeddings ? wte : b.Table(GptNeoTensorNames.LmHead, vocab, dim);
         b.FinalNorm = (input, output, rows) => p.Launch("layer_norm", [input, lnF, lnFBias, output], rows, I(dim), F(eps));
 
         ProgramBuffer x = b.X, xb = b.Xb, xb2 = b.Act("xb2", (long)T * dim), pos = b.Act("pos", (long)T * dim);
@@ -46,7 +46,7 @@ internal static class GptNeoProgram
         ProgramBuffer hb = b.Act("hb", (long)T * inner);
         ScalarRef seq = b.Seq, start = b.Start;
 
-        p.Launch("embedding", [wte, b.Tokens, x], seq, I(vocab), I(dim), I(dt));
+        p.Launch("embedding", [wte, b.Tokens, x], seq, I(vocab), I(dim), I(b.TableDt));
         p.Launch("slice_rows", [wpe, pos], start, seq, I(dim));
         p.Launch("add", [x, pos, x], b.SeqDim);
         for (int l = 0; l < config.NumHiddenLayers; l++)

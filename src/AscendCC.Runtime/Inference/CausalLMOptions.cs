@@ -25,4 +25,20 @@ public enum WeightPrecision
     F16 = 1,
     /// <summary>bfloat16, DaVinci's native half precision.</summary>
     BF16 = 2,
+    /// <summary>
+    /// llama.cpp's Q8_0: blocks of 32 weights along each row, one f16 scale and 32 int8 each (8.5
+    /// bits a weight); the device multiplies it with activations quantized on the fly in int8. F32,
+    /// F16 and BF16 checkpoints are quantized on load with llama.cpp's rounding; GGUF Q8_0 tensors
+    /// are kept as stored. Every matrix's input width must be a multiple of 32 (the embedding and
+    /// the classifier included); norms and biases stay F32.
+    /// </summary>
+    Q8_0 = 3,
+    /// <summary>
+    /// llama.cpp's Q4_0 for the layers' matrices: blocks of 32 weights, one f16 scale and 32 4-bit
+    /// integers each (4.5 bits a weight), multiplied on the device in int8 like Q8_0. The token
+    /// embedding and the classifier are kept in Q8_0, as llama.cpp keeps its output matrix in a
+    /// 6-bit or wider type: one 4-bit step of the classifier moves every logit. Quantized on load with
+    /// llama.cpp's rounding, or kept as stored from GGUF Q4_0 tensors; widths must be multiples of 32.
+    /// </summary>
+    Q4_0 = 4,
 }

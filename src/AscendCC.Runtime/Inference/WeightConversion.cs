@@ -1,15 +1,28 @@
 using System.Runtime.InteropServices;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Models.Gguf;
 
 namespace AscendCC.Runtime.Inference;
 
-/// <summary>Converts checkpoint tensors to the precision kept in HBM (round to nearest even).</summary>
+/// <summary>
+/// Converts checkpoint tensors to the precision kept in HBM: F16 and BF16 round to nearest even;
+/// Q8_0 and Q4_0 are quantized as llama.cpp's reference quantizers do (or kept, when the tensor
+/// already is in that format) and laid out as the device reads them (see <see cref="ToQ8_0"/>).
+/// </summary>
 public static class WeightConversion
 {
     /// <summary>The tensor's values as little-endian bytes of <paramref name="precision"/>.</summary>
     public static byte[] Convert(TensorData tensor, WeightPrecision precision)
     {
         ArgumentNullException.ThrowIfNull(tensor);
+        if (precision == WeightPrecision.Q8_0)
+        {
+            return ToQ8_0(tensor);
+        }
+        if (precision == WeightPrecision.Q4_0)
+        {
+            return ToQ4_0(tensor);
+        }
         if ((precision == WeightPrecision.F32 && tensor.DType == TensorDType.F32)
             || (precision == WeightPrecision.F16 && tensor.DType == TensorDType.F16)
             || (precision == WeightPrecision.BF16 && tensor.DType == TensorDType.BF16))
@@ -44,9 +57,81 @@ public static class WeightConversion
                 }
                 return MemoryMarshal.AsBytes(half.AsSpan()).ToArray();
             }
+            case WeightPrecision.Q8_0 or WeightPrecision.Q4_0:
+                throw new ArgumentException($"{precision} blocks run along a matrix's rows, so it needs the shape: use Convert(TensorData, WeightPrecision.{precision}).", nameof(precision));
             default:
                 throw new ArgumentOutOfRangeException(nameof(precision), precision, "unknown weight precision");
         }
+    }
+
+    /// <summary>
+    /// A [rows, cols] matrix as the device keeps Q8_0 (the device's Kernels/MatMul/BlockMatrix, which
+    /// must agree): first every block's 32 int8 q, row-major, then every block's f16 scale d,
+    /// row-major, cols/32 per row; the value is d·q. A Q8_0 tensor (a GGUF file's blocks) only has
+    /// its bytes moved into that order, bit for bit; any other is quantized per block of 32 exactly
+    /// as llama.cpp's quantize_row_q8_0_ref: d = max|x|/127 (stored as f16), q = round(x·(1/d)) with
+    /// halves away from zero (<see cref="GgufQuantization.QuantizeQ8_0"/>).
+    /// </summary>
+    public static byte[] ToQ8_0(TensorData tensor) => ToPlanes(tensor, TensorDType.Q8_0);
+
+    /// <summary>
+    /// A [rows, cols] matrix as the device keeps Q4_0: the same two planes as <see cref="ToQ8_0"/>,
+    /// each block's 16 bytes of nibbles in GGUF's order (byte j: value j low, value j + 16 high). A
+    /// Q4_0 tensor is moved bit for bit; any other is quantized as llama.cpp's quantize_row_q4_0_ref
+    /// (<see cref="GgufQuantization.QuantizeQ4_0"/>).
+    /// </summary>
+    public static byte[] ToQ4_0(TensorData tensor) => ToPlanes(tensor, TensorDType.Q4_0);
+
+    private static byte[] ToPlanes(TensorData tensor, TensorDType format)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (tensor.Shape.Count != 2)
+        {
+            throw new ArgumentException($"tensor '{tensor.Name}' has shape [{string.Join(", ", tensor.Shape)}]; {format} keeps matrices only (norms and biases stay F32).", nameof(tensor));
+        }
+        long rows = tensor.Shape[0], cols = tensor.Shape[1];
+        if (cols % 32 != 0)
+        {
+            throw new ArgumentException(
+                $"tensor '{tensor.Name}' has rows of {cols} weights, not whole {format} blocks of 32, so it cannot be kept in {format}; load this model with WeightPrecision.BF16 (or F16, F32).",
+                nameof(tensor));
+        }
+        int blocksPerRow = (int)(cols / 32), blockBytes = TensorDTypes.BlockBytes(format), quantBytes = blockBytes - 2;
+        long rowQuantBytes = (long)blocksPerRow * quantBytes;
+        var planes = new byte[checked((rows * rowQuantBytes) + (rows * blocksPerRow * 2))];
+        Span<byte> quants = planes.AsSpan(0, (int)(rows * rowQuantBytes));
+        Span<byte> scales = planes.AsSpan((int)(rows * rowQuantBytes));
+        byte[] rowBlocks = new byte[blocksPerRow * blockBytes];
+        ReadOnlySpan<byte> stored = tensor.DType == format ? tensor.Bytes.Span : default;
+        float[]? values = tensor.DType == format ? null : tensor.ToFloat32();
+        for (long r = 0; r < rows; r++)
+        {
+            ReadOnlySpan<byte> blocks;
+            if (values is null)
+            {
+                blocks = stored.Slice((int)(r * rowBlocks.Length), rowBlocks.Length);
+            }
+            else
+            {
+                ReadOnlySpan<float> row = values.AsSpan((int)(r * cols), (int)cols);
+                if (format == TensorDType.Q8_0)
+                {
+                    GgufQuantization.QuantizeQ8_0(row, rowBlocks);
+                }
+                else
+                {
+                    GgufQuantization.QuantizeQ4_0(row, rowBlocks);
+                }
+                blocks = rowBlocks;
+            }
+            for (int b = 0; b < blocksPerRow; b++)
+            {
+                ReadOnlySpan<byte> block = blocks.Slice(b * blockBytes, blockBytes);
+                block[..2].CopyTo(scales.Slice((int)((r * blocksPerRow) + b) * 2, 2));
+                block[2..].CopyTo(quants.Slice((int)((r * rowQuantBytes) + (b * quantBytes)), quantBytes));
+            }
+        }
+        return planes;
     }
 
     /// <summary>float to bfloat16 bits, round to nearest even; NaN stays NaN.</summary>

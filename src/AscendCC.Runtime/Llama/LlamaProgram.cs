@@ -26,9 +26,9 @@ internal static class LlamaProgram
         int headDim = config.HeadDim, qDim = heads * headDim, kvDim = kvHeads * headDim, vocab = config.VocabSize, T = b.MaxBatchTokens, maxContext = b.MaxContext;
         long dt = b.Dt;
 
-        ProgramBuffer embedding = b.Matrix(LlamaTensorNames.Embedding, vocab, dim);
+        ProgramBuffer embedding = b.Table(LlamaTensorNames.Embedding, vocab, dim);
         ProgramBuffer finalNorm = b.Float32(LlamaTensorNames.FinalNorm, dim);
-        b.Classifier = config.TieWordEmbeddings ? embedding : b.Matrix(LlamaTensorNames.LmHead, vocab, dim);
+        b.Classifier = config.TieWordEmbeddings ? embedding : b.Table(LlamaTensorNames.LmHead, vocab, dim);
         float eps = (float)config.RmsNormEps, theta = (float)config.RopeTheta;
         b.FinalNorm = (input, output, rows) => p.Launch("rms_norm", [input, finalNorm, output], rows, I(dim), F(eps));
 
@@ -48,7 +48,7 @@ internal static class LlamaProgram
         int window = config.SlidingWindow ?? 0;
         ScalarRef seq = b.Seq, start = b.Start;
 
-        p.Launch("embedding", [embedding, b.Tokens, x], seq, I(vocab), I(dim), I(dt));
+        p.Launch("embedding", [embedding, b.Tokens, x], seq, I(vocab), I(dim), I(b.TableDt));
         for (int l = 0; l < config.NumHiddenLayers; l++)
         {
             ProgramBuffer attnNorm = b.Float32(LlamaTensorNames.InputLayerNorm(l), dim);

@@ -46,6 +46,30 @@ public sealed class CheckpointTensor
     /// <summary>Bytes the tensor occupies in the file: <see cref="ByteLength"/>, or fewer for a block-quantized GGUF tensor.</summary>
     public long StoredByteLength => _storedByteLength;
 
+    /// <summary>
+    /// <see cref="TensorDType.Q8_0"/> or <see cref="TensorDType.Q4_0"/> for a GGUF tensor stored in
+    /// that block format: its <see cref="ReadStoredBytes"/> are those blocks as llama.cpp wrote them,
+    /// which a device of that precision keeps without requantizing. Null otherwise.
+    /// </summary>
+    public TensorDType? StoredBlockDType => _quantized switch
+    {
+        GgufTensorType.Q8_0 => TensorDType.Q8_0,
+        GgufTensorType.Q4_0 => TensorDType.Q4_0,
+        _ => null,
+    };
+
+    /// <summary>The tensor's bytes exactly as the file stores them (<see cref="StoredByteLength"/> of them; for a quantized GGUF tensor, its blocks).</summary>
+    public byte[] ReadStoredBytes()
+    {
+        if (_storedByteLength > Array.MaxLength)
+        {
+            throw new InvalidOperationException($"Tensor '{Name}' stores {_storedByteLength} bytes, more than one array can hold.");
+        }
+        var bytes = new byte[_storedByteLength];
+        GgufTensorReader.ReadExactly(_file, FilePath, Name, bytes, FileOffset);
+        return bytes;
+    }
+
     private static TensorDType ToDType(GgufTensorType type) => type switch
     {
         GgufTensorType.F16 => TensorDType.F16,

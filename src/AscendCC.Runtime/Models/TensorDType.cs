@@ -9,18 +9,72 @@ public enum TensorDType
     F16,
     /// <summary>bfloat16, the upper half of a binary32 (safetensors "BF16").</summary>
     BF16,
+    /// <summary>
+    /// llama.cpp's block_q8_0 as GGUF stores it: the innermost dimension in blocks of 32 values, each
+    /// block 34 bytes (an f16 scale d, then 32 int8 q; the value is d·q). Read from GGUF Q8_0 tensors
+    /// as stored; not a safetensors type.
+    /// </summary>
+    Q8_0,
+    /// <summary>
+    /// llama.cpp's block_q4_0 as GGUF stores it: blocks of 32 values along the innermost dimension,
+    /// 18 bytes each (an f16 scale d, then 16 bytes whose low nibbles are values 0..15 and high
+    /// nibbles 16..31; the value is d·(nibble − 8)). Read from GGUF Q4_0 tensors as stored.
+    /// </summary>
+    Q4_0,
 }
 
 /// <summary>Sizes and conversions for <see cref="TensorDType"/>.</summary>
 public static class TensorDTypes
 {
-    /// <summary>Bytes per element.</summary>
+    /// <summary>Bytes per element of the per-element types; the block types have none (see <see cref="ByteCount"/>).</summary>
     public static int SizeOf(TensorDType dtype) => dtype switch
     {
         TensorDType.F32 => 4,
         TensorDType.F16 or TensorDType.BF16 => 2,
+        TensorDType.Q8_0 or TensorDType.Q4_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"{dtype} is stored in blocks of 32 values ({BlockBytes(dtype)} bytes each); size it with TensorDTypes.ByteCount."),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown tensor dtype."),
     };
+
+    /// <summary>Bytes per Q8_0 block of 32 values: an f16 scale and 32 int8.</summary>
+    public const int Q8_0BlockBytes = 34;
+
+    /// <summary>Bytes per Q4_0 block of 32 values: an f16 scale and 32 nibbles.</summary>
+    public const int Q4_0BlockBytes = 18;
+
+    /// <summary>True for the llama.cpp block types (Q8_0, Q4_0).</summary>
+    public static bool IsBlockQuantized(TensorDType dtype) => dtype is TensorDType.Q8_0 or TensorDType.Q4_0;
+
+    /// <summary>Bytes per block of 32 values of a block type.</summary>
+    public static int BlockBytes(TensorDType dtype) => dtype switch
+    {
+        TensorDType.Q8_0 => Q8_0BlockBytes,
+        TensorDType.Q4_0 => Q4_0BlockBytes,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a block type"),
+    };
+
+    /// <summary>
+    /// Bytes of a tensor of <paramref name="shape"/> in <paramref name="dtype"/>; a block-quantized tensor's
+    /// innermost dimension must be whole blocks of 32 (refused here, naming the width, otherwise).
+    /// </summary>
+    public static long ByteCount(TensorDType dtype, IReadOnlyList<long> shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        long count = 1;
+        foreach (long d in shape)
+        {
+            count = checked(count * d);
+        }
+        if (!IsBlockQuantized(dtype))
+        {
+            return checked(count * SizeOf(dtype));
+        }
+        long innermost = shape.Count == 0 ? 1 : shape[^1];
+        if (innermost % 32 != 0)
+        {
+            throw new ArgumentException($"A {dtype} tensor's innermost dimension must be whole blocks of 32 values; [{string.Join(", ", shape)}] has rows of {innermost}.", nameof(shape));
+        }
+        return count / 32 * BlockBytes(dtype);
+    }
 
     /// <summary>The safetensors spelling of a dtype.</summary>
     public static string ToSafetensorsName(TensorDType dtype) => dtype switch
@@ -28,6 +82,7 @@ public static class TensorDTypes
         TensorDType.F32 => "F32",
         TensorDType.F16 => "F16",
         TensorDType.BF16 => "BF16",
+        TensorDType.Q8_0 or TensorDType.Q4_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"safetensors has no {dtype} type; convert the tensor to F32, F16 or BF16 (TensorData.ToFloat32) before writing it."),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown tensor dtype."),
     };
 
@@ -43,12 +98,22 @@ public static class TensorDTypes
         }
     }
 
-    /// <summary>Widens little-endian raw elements to float32; every supported dtype converts exactly.</summary>
+    /// <summary>Widens little-endian raw elements to float32; every supported dtype converts exactly (the block types as ggml dequantizes them).</summary>
     /// <param name="dtype">Element type of <paramref name="source"/>.</param>
-    /// <param name="source">Raw little-endian bytes, a whole number of elements.</param>
-    /// <param name="destination">Receives source.Length / SizeOf(dtype) values.</param>
+    /// <param name="source">Raw little-endian bytes, a whole number of elements (of blocks).</param>
+    /// <param name="destination">Receives source.Length / SizeOf(dtype) values (32 per block).</param>
     public static void ToFloat32(TensorDType dtype, ReadOnlySpan<byte> source, Span<float> destination)
     {
+        if (IsBlockQuantized(dtype))
+        {
+            int blockBytes = BlockBytes(dtype);
+            if (source.Length % blockBytes != 0 || destination.Length < source.Length / blockBytes * 32)
+            {
+                throw new ArgumentException($"{source.Length} bytes of {dtype} are not whole {blockBytes}-byte blocks fitting {destination.Length} floats.", nameof(destination));
+            }
+            Gguf.GgufQuantization.Dequantize(dtype == TensorDType.Q8_0 ? Gguf.GgufTensorType.Q8_0 : Gguf.GgufTensorType.Q4_0, source, destination[..(source.Length / blockBytes * 32)]);
+            return;
+        }
         int size = SizeOf(dtype);
         int n = source.Length / size;
         if (source.Length % size != 0 || destination.Length < n)

@@ -16,15 +16,24 @@ public sealed class TensorData
             ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
             count = checked(count * d);
         }
-        if (bytes.Length != count * TensorDTypes.SizeOf(dtype))
+        if (TensorDTypes.IsBlockQuantized(dtype) && shape.Count > 0 && shape[^1] % 32 != 0)
         {
-            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] in {dtype} needs {count * TensorDTypes.SizeOf(dtype)} bytes, got {bytes.Length}", nameof(bytes));
+            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] cannot be {dtype}: its rows of {shape[^1]} values are not whole blocks of 32", nameof(shape));
         }
+        long needed = TensorDTypes.ByteCount(dtype, shape);
+        if (bytes.Length != needed)
+        {
+            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] in {dtype} needs {needed} bytes, got {bytes.Length}", nameof(bytes));
+        }
+        ElementCount = count;
         Name = name;
         DType = dtype;
         Shape = shape.ToArray();
         Bytes = bytes;
     }
+
+    /// <summary>Number of values: the product of <see cref="Shape"/>.</summary>
+    public long ElementCount { get; }
 
     /// <summary>Tensor name (Hugging Face naming for Llama weights).</summary>
     public string Name { get; }
@@ -38,11 +47,17 @@ public sealed class TensorData
     /// <summary>The values, little-endian.</summary>
     public ReadOnlyMemory<byte> Bytes { get; }
 
-    /// <summary>Reads a checkpoint tensor into memory.</summary>
+    /// <summary>
+    /// Reads a checkpoint tensor into memory: as stored for F32, F16, BF16 and GGUF Q8_0 and Q4_0
+    /// (whose blocks then reach a device of their precision without a dequantize/requantize round
+    /// trip), the other GGUF block types dequantized to F32.
+    /// </summary>
     public static TensorData FromCheckpoint(CheckpointTensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        return new TensorData(tensor.Name, tensor.DType, tensor.Shape, tensor.ReadBytes());
+        return tensor.StoredBlockDType is { } blocks
+            ? new TensorData(tensor.Name, blocks, tensor.Shape, tensor.ReadStoredBytes())
+            : new TensorData(tensor.Name, tensor.DType, tensor.Shape, tensor.ReadBytes());
     }
 
     /// <summary>A float32 tensor from values.</summary>
@@ -52,7 +67,7 @@ public sealed class TensorData
     /// <summary>The values widened to float32.</summary>
     public float[] ToFloat32()
     {
-        var values = new float[Bytes.Length / TensorDTypes.SizeOf(DType)];
+        var values = new float[ElementCount];
         TensorDTypes.ToFloat32(DType, Bytes.Span, values);
         return values;
     }

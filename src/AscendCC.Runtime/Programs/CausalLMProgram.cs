@@ -81,8 +81,9 @@ public sealed class CausalLMProgram
 
     /// <summary>
     /// The element type each weight is kept in on the device: the deployment's precision for the
-    /// matrices the matmul kernels read, F32 for the vectors (norms, biases) and tables read as rows
-    /// of f32 (GPT-Neo's learned positions). Loaders and the package exporter convert by it.
+    /// matrices the matmul kernels read (Q8_0 for the token embedding and the classifier of a Q4_0
+    /// deployment), F32 for the vectors (norms, biases) and tables read as rows of f32 (GPT-Neo's
+    /// learned positions). Loaders and the package exporter convert by it.
     /// </summary>
     public IReadOnlyDictionary<string, WeightPrecision> WeightPrecisions { get; private init; } = null!;
 
@@ -160,7 +161,7 @@ public sealed class CausalLMProgram
             // to the generation program's logits buffer so "the last pass's logits" stays true.
             allLogits = b.Act("all_logits", (long)T * vocab, RegionTag.OutputStaging);
             b.FinalNorm(b.X, b.Xb, b.Seq);
-            p.Launch("linear", [b.Xb, b.Classifier, BufferRef.None, allLogits], b.Seq, I(dim), I(vocab), I(b.Dt));
+            p.Launch("linear", [b.Xb, b.Classifier, BufferRef.None, allLogits], b.Seq, I(dim), I(vocab), I(b.TableDt));
             p.Launch("slice_rows", [allLogits, logits], b.Param(ParamLast), I(1), I(vocab));
         }
         else
@@ -169,7 +170,7 @@ public sealed class CausalLMProgram
             ProgramBuffer last = b.Act("last", dim), lastNorm = b.Act("last_norm", dim);
             p.Launch("slice_rows", [b.X, last], b.Param(ParamLast), I(1), I(dim));
             b.FinalNorm(last, lastNorm, I(1));
-            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], I(1), I(dim), I(vocab), I(b.Dt));
+            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], I(1), I(dim), I(vocab), I(b.TableDt));
             p.Launch("sample", [logits, rng, probs, tokens, history, next], I(vocab), b.Param(ParamTemperature), b.Param(ParamTopK), b.Param(ParamTopP),
                 b.Param(ParamMinP), b.Param(ParamRepeatPenalty), b.Param(ParamRepeatLastN), b.Param(ParamFrequencyPenalty), b.Param(ParamPresencePenalty),
                 b.Param(ParamSeq), b.Param(ParamStart), I(maxContext));
@@ -276,9 +277,41 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>A slot of the step block (CC) or the host's parameter block.</summary>
     public ScalarRef Param(int slot) => ScalarRef.Slot(_stepParams, slot);
 
-    /// <summary>A weight matrix [rows × cols] kept in the deployment's precision (read by matmul and embedding kernels).</summary>
-    public ProgramBuffer Matrix(string name, long rows, long cols) =>
-        Weight(name, rows * cols * (Precision == WeightPrecision.F32 ? 4 : 2), Precision);
+    /// <summary>
+    /// A weight matrix [rows × cols] kept in the deployment's precision (read by matmul and embedding
+    /// kernels). Q8_0 cuts each row into blocks of 32, so a width that is not a multiple of 32 is
+    /// refused here, before anything is uploaded, naming the tensor.
+    /// </summary>
+    public ProgramBuffer Matrix(string name, long rows, long cols) => Weight(name, MatrixBytes(name, rows, cols, Precision), Precision);
+
+    /// <summary>
+    /// The token embedding and the classifier: in the deployment's precision, except under Q4_0,
+    /// where they are kept in Q8_0 (as llama.cpp keeps its output matrix wider than 4 bits: a 4-bit
+    /// step in the classifier moves every logit, and the embedding is the tied classifier's matrix).
+    /// </summary>
+    public ProgramBuffer Table(string name, long rows, long cols) => Weight(name, MatrixBytes(name, rows, cols, TablePrecision), TablePrecision);
+
+    /// <summary>The precision of <see cref="Table"/>s.</summary>
+    public WeightPrecision TablePrecision => Precision == WeightPrecision.Q4_0 ? WeightPrecision.Q8_0 : Precision;
+
+    /// <summary><see cref="TablePrecision"/> as the kernels' dtype scalar.</summary>
+    public long TableDt => (long)TablePrecision;
+
+    /// <summary>Bytes of a [rows × cols] matrix in <paramref name="precision"/> as the device keeps it.</summary>
+    internal static long MatrixBytes(string name, long rows, long cols, WeightPrecision precision)
+    {
+        if (precision is not (WeightPrecision.Q8_0 or WeightPrecision.Q4_0))
+        {
+            return rows * cols * (precision == WeightPrecision.F32 ? 4 : 2);
+        }
+        if (cols % 32 != 0)
+        {
+            throw new ArgumentException(
+                $"tensor '{name}' has rows of {cols} weights (its input width), not whole {precision} blocks of 32, so this model cannot be kept in {precision}; load it with WeightPrecision.BF16 (or F16, F32).");
+        }
+        // Per block of 32: 32 int8 (Q8_0) or 16 bytes of nibbles (Q4_0), and one f16 scale, as GGUF.
+        return (rows * cols / (precision == WeightPrecision.Q8_0 ? 1 : 2)) + (rows * (cols / 32) * 2);
+    }
 
     /// <summary>A weight kept in f32 whatever the precision: a norm's scale, a bias, or a table read as f32 rows.</summary>
     public ProgramBuffer Float32(string name, long floats) => Weight(name, floats * 4, WeightPrecision.F32);

@@ -197,6 +197,10 @@ public sealed class NpuCausalLM : NpuModule
                 {
                     WeightPrecision.F16 => 5e-2,
                     WeightPrecision.BF16 => 0.25,
+                    // Q8_0 rounds weights to about bf16's step and quantizes the activations too.
+                    WeightPrecision.Q8_0 => 0.5,
+                    // Q4_0's step is a sixteenth of a block's range.
+                    WeightPrecision.Q4_0 => 2.0,
                     _ => 1e-3,
                 };
                 compiled.RunSelfCheck(module, options, tolerance);

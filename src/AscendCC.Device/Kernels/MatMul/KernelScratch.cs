@@ -25,6 +25,7 @@ internal static unsafe class KernelScratch
     [ThreadStatic] private static NativeFloats? t_packA;
     [ThreadStatic] private static NativeFloats? t_packB;
     [ThreadStatic] private static NativeFloats? t_small;
+    [ThreadStatic] private static NativeFloats? t_quantized;
 
     /// <summary>MCMax × KC floats for a packed block of A.</summary>
     public static float* PackA => (t_packA ??= new NativeFloats(MCMax * KC)).Pointer;
@@ -35,12 +36,32 @@ internal static unsafe class KernelScratch
     /// <summary>An edge tile followed by a KC-float row buffer for converting half-precision weights.</summary>
     public static float* Small => (t_small ??= new NativeFloats(EdgeTileFloats + KC)).Pointer;
 
+    /// <summary>
+    /// At least <paramref name="bytes"/> bytes for the activations a launch quantizes before its blocks
+    /// run (Q8_0 linear). Only the launching thread fills it, and the launch waits for its blocks, so
+    /// the workers may read it. It grows to the largest launch seen and is then reused, so steady-state
+    /// launches allocate nothing.
+    /// </summary>
+    public static byte* QuantizedActivations(long bytes)
+    {
+        long floats = (bytes + 3) / 4;
+        if (t_quantized is not { } buffer || buffer.Count < floats)
+        {
+            t_quantized = null;
+            buffer = t_quantized = new NativeFloats(checked((int)Math.Max(floats, 4096)));
+        }
+        return (byte*)buffer.Pointer;
+    }
+
     private sealed class NativeFloats
     {
         public NativeFloats(int count)
         {
             Pointer = (float*)NativeMemory.AlignedAlloc((nuint)count * sizeof(float), 64);
+            Count = count;
         }
+
+        public int Count { get; }
 
         public float* Pointer { get; }
 

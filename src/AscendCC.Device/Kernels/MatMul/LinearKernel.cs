@@ -9,7 +9,8 @@ namespace AscendCC.Device.Kernels;
 /// torch.nn.functional.linear on the AI Cores: y[m,n] = x[m,k] · W[n,k]^T (+ bias). Decode-sized
 /// inputs (m ≤ <see cref="GemvMaxRows"/>) are bandwidth bound, so W is streamed exactly once from
 /// memory in its stored precision and widened in registers; larger inputs (prefill) go through the
-/// blocked GEMM, which widens W to f32 while packing it.
+/// blocked GEMM, which widens W to f32 while packing it. Q8_0 and Q4_0 weights go to
+/// <see cref="QuantizedLinear"/>, which multiplies in int8.
 /// </summary>
 internal static unsafe class LinearKernel
 {
@@ -24,15 +25,16 @@ internal static unsafe class LinearKernel
         => Linear(grid, x, w, wType, bias, y, m, k, n, Gemm.DefaultIsa);
 
     internal static void Linear(AiCoreGrid grid, ReadOnlySpan<float> x, ReadOnlySpan<byte> w, ElementType wType, ReadOnlySpan<float> bias, Span<float> y, int m, int k, int n, GemmIsa isa)
+        => Linear(grid, x, w, wType, bias, y, m, k, n, isa, Int8Dot.DefaultIsa);
+
+    /// <summary>As above, with the int8 dot-product form of block-quantized weights chosen (tests run every form the machine has).</summary>
+    internal static void Linear(AiCoreGrid grid, ReadOnlySpan<float> x, ReadOnlySpan<byte> w, ElementType wType, ReadOnlySpan<float> bias, Span<float> y, int m, int k, int n, GemmIsa isa, Int8DotIsa int8Isa)
     {
         ArgumentNullException.ThrowIfNull(grid);
-        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16))
-        {
-            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16 or BF16.");
-        }
+        RequireWeightType(wType, k, int8Isa);
         KernelArguments.RequireDimensions(m, k, n);
         KernelArguments.RequireLength(x.Length, (long)m * k, nameof(x));
-        KernelArguments.RequireLength(w.Length, (long)n * k * ElementTypes.SizeOf(wType), nameof(w));
+        KernelArguments.RequireLength(w.Length, ElementTypes.MatrixBytes(wType, n, k), nameof(w));
         if (!bias.IsEmpty)
         {
             KernelArguments.RequireLength(bias.Length, n, nameof(bias));
@@ -45,6 +47,11 @@ internal static unsafe class LinearKernel
             KernelArguments.RequireDisjoint(py, y.Length * 4L, pw, w.Length, nameof(w));
             KernelArguments.RequireDisjoint(py, y.Length * 4L, pbias, bias.Length * 4L, nameof(bias));
             float* biasOrNull = bias.IsEmpty ? null : pbias;
+            if (ElementTypes.IsBlockQuantized(wType))
+            {
+                QuantizedLinear.Linear(grid, px, pw, wType, biasOrNull, py, m, k, n, int8Isa);
+                return;
+            }
             if (m == 0 || n == 0)
             {
                 return;
@@ -76,9 +83,14 @@ internal static unsafe class LinearKernel
 
     internal static void LinearFused(AiCoreGrid grid, ReadOnlySpan<float> x, ElementType wType, int m, int k,
         ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2, GemmIsa isa)
+        => LinearFused(grid, x, wType, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa, Int8Dot.DefaultIsa);
+
+    /// <summary>As above, with the int8 dot-product form of block-quantized weights chosen.</summary>
+    internal static void LinearFused(AiCoreGrid grid, ReadOnlySpan<float> x, ElementType wType, int m, int k,
+        ReadOnlySpan<byte> w0, Span<float> y0, int n0, ReadOnlySpan<byte> w1, Span<float> y1, int n1, ReadOnlySpan<byte> w2, Span<float> y2, int n2, GemmIsa isa, Int8DotIsa int8Isa)
     {
         ArgumentNullException.ThrowIfNull(grid);
-        if (m > GemvMaxRows || k == 0)
+        if (!ElementTypes.IsBlockQuantized(wType) && (m > GemvMaxRows || k == 0))
         {
             Linear(grid, x, w0, wType, default, y0, m, k, n0, isa);
             Linear(grid, x, w1, wType, default, y1, m, k, n1, isa);
@@ -88,17 +100,14 @@ internal static unsafe class LinearKernel
             }
             return;
         }
-        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16))
-        {
-            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16 or BF16.");
-        }
+        RequireWeightType(wType, k, int8Isa);
         KernelArguments.RequireDimensions(m, k, n0);
         KernelArguments.RequireDimensions(m, k, n1);
+        KernelArguments.RequireDimensions(m, k, n2);
         KernelArguments.RequireLength(x.Length, (long)m * k, nameof(x));
-        int size = ElementTypes.SizeOf(wType);
-        KernelArguments.RequireLength(w0.Length, (long)n0 * k * size, nameof(w0));
-        KernelArguments.RequireLength(w1.Length, (long)n1 * k * size, nameof(w1));
-        KernelArguments.RequireLength(w2.Length, (long)n2 * k * size, nameof(w2));
+        KernelArguments.RequireLength(w0.Length, ElementTypes.MatrixBytes(wType, n0, k), nameof(w0));
+        KernelArguments.RequireLength(w1.Length, ElementTypes.MatrixBytes(wType, n1, k), nameof(w1));
+        KernelArguments.RequireLength(w2.Length, ElementTypes.MatrixBytes(wType, n2, k), nameof(w2));
         KernelArguments.RequireLength(y0.Length, (long)m * n0, nameof(y0));
         KernelArguments.RequireLength(y1.Length, (long)m * n1, nameof(y1));
         KernelArguments.RequireLength(y2.Length, (long)m * n2, nameof(y2));
@@ -112,6 +121,11 @@ internal static unsafe class LinearKernel
             KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py1, y1.Length * 4L, nameof(y1));
             KernelArguments.RequireDisjoint(py0, y0.Length * 4L, py2, y2.Length * 4L, nameof(y2));
             KernelArguments.RequireDisjoint(py1, y1.Length * 4L, py2, y2.Length * 4L, nameof(y2));
+            if (ElementTypes.IsBlockQuantized(wType))
+            {
+                QuantizedLinear.LinearFused(grid, px, wType, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, int8Isa);
+                return;
+            }
             int rowsPerBlock = GemvRowsPerBlock(grid, n0 + n1 + n2);
             bool wide = isa == GemmIsa.Vector512;
             switch (wType)
@@ -125,6 +139,26 @@ internal static unsafe class LinearKernel
                 default:
                     LaunchFused<F16Weights>(grid, px, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, rowsPerBlock, wide);
                     break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The weight types the kernels read; a block-quantized weight's rows must be whole blocks of 32,
+    /// and the chosen int8 form must exist on this machine.
+    /// </summary>
+    private static void RequireWeightType(ElementType wType, int k, Int8DotIsa int8Isa)
+    {
+        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0 or Q4_0.");
+        }
+        if (ElementTypes.IsBlockQuantized(wType))
+        {
+            BlockMatrix.RequireWholeBlocks(k, $"the {wType} weight");
+            if (!Int8Dot.IsSupported(int8Isa))
+            {
+                throw new PlatformNotSupportedException($"This CPU has no {int8Isa}; use Int8Dot.DefaultIsa ({Int8Dot.DefaultIsa}).");
             }
         }
     }

@@ -27,7 +27,7 @@ internal sealed class BatchMatMulOperator() : OperatorBase("batch_matmul", "a:f3
     }
 }
 
-/// <summary>y = x·Wᵀ + b, W in f32, f16 or bf16.</summary>
+/// <summary>y = x·Wᵀ + b, W in f32, f16, bf16, q8_0 or q4_0.</summary>
 internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weight:dtype[n,k] bias?:f32[n] -> y:f32[m,n] | m k n dtype", ["x", "weight", "bias", "y"], [3], 4)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -36,8 +36,18 @@ internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weig
         int m = c.Int(0, "m", 1), k = c.Int(1, "k", 1), n = c.Int(2, "n", 1);
         ElementType wType = ElementTypeOf(ref c, 3);
         ReadOnlySpan<float> bias = c.IsNone(2) ? default : c.Buffer<float>(2, n);
-        LinearKernel.Linear(c.Grid, c.Buffer<float>(0, (long)m * k), c.Buffer<byte>(1, (long)n * k * ElementTypes.SizeOf(wType)), wType,
+        LinearKernel.Linear(c.Grid, c.Buffer<float>(0, (long)m * k), c.Buffer<byte>(1, WeightBytes(wType, n, k)), wType,
             bias, c.Buffer<float>(3, (long)m * n), m, k, n);
+    }
+
+    /// <summary>The weight operand's bytes; a block-quantized weight whose rows are not whole blocks is a bad launch, named as such.</summary>
+    internal static long WeightBytes(ElementType wType, int n, int k)
+    {
+        if (ElementTypes.IsBlockQuantized(wType) && k % BlockMatrix.BlockSize != 0)
+        {
+            throw new KernelArgumentException($"k = {k} is not a multiple of {BlockMatrix.BlockSize}, so the {wType} weight's rows are not whole blocks; keep this weight in f32, f16 or bf16");
+        }
+        return ElementTypes.MatrixBytes(wType, n, k);
     }
 }
 
@@ -54,14 +64,13 @@ internal sealed class LinearFusedOperator() : OperatorBase("linear_fused",
     {
         int m = c.Int(0, "m", 1), k = c.Int(1, "k", 1), n0 = c.Int(2, "n0", 1), n1 = c.Int(3, "n1", 1), n2 = c.Int(4, "n2", 0);
         ElementType wType = ElementTypeOf(ref c, 5);
-        int size = ElementTypes.SizeOf(wType);
         if (n2 == 0 && !(c.IsNone(3) && c.IsNone(6)))
         {
             throw new KernelArgumentException($"{Name}: n2 = 0 means no third weight and output; pass none for 'w2' and 'y2'");
         }
         LinearKernel.LinearFused(c.Grid, c.Buffer<float>(0, (long)m * k), wType, m, k,
-            c.Buffer<byte>(1, (long)n0 * k * size), c.Buffer<float>(4, (long)m * n0), n0,
-            c.Buffer<byte>(2, (long)n1 * k * size), c.Buffer<float>(5, (long)m * n1), n1,
-            n2 == 0 ? default : c.Buffer<byte>(3, (long)n2 * k * size), n2 == 0 ? default : c.Buffer<float>(6, (long)m * n2), n2);
+            c.Buffer<byte>(1, LinearOperator.WeightBytes(wType, n0, k)), c.Buffer<float>(4, (long)m * n0), n0,
+            c.Buffer<byte>(2, LinearOperator.WeightBytes(wType, n1, k)), c.Buffer<float>(5, (long)m * n1), n1,
+            n2 == 0 ? default : c.Buffer<byte>(3, LinearOperator.WeightBytes(wType, n2, k)), n2 == 0 ? default : c.Buffer<float>(6, (long)m * n2), n2);
     }
 }

@@ -127,7 +127,7 @@ internal sealed class RopeOperator(string name) : OperatorBase(name,
     }
 }
 
-/// <summary>Embedding lookup from an f32/f16/bf16 table.</summary>
+/// <summary>Embedding lookup from an f32/f16/bf16/q8_0/q4_0 table.</summary>
 internal sealed class EmbeddingOperator() : OperatorBase("embedding", "table:dtype[vocab,dim] ids:i32[count] -> y:f32[count,dim] | count vocab dim dtype", ["table", "ids", "y"], [2], 4)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -135,7 +135,7 @@ internal sealed class EmbeddingOperator() : OperatorBase("embedding", "table:dty
     {
         int count = c.Int(0, "count", 1), vocab = c.Int(1, "vocab", 1), dim = c.Int(2, "dim", 1);
         ElementType type = ElementTypeOf(ref c, 3);
-        Embedding.EmbeddingGather(c.Buffer<byte>(0, (long)vocab * dim * ElementTypes.SizeOf(type)), type, c.Buffer<int>(1, count),
+        Embedding.EmbeddingGather(c.Buffer<byte>(0, ElementTypes.MatrixBytes(type, vocab, dim)), type, c.Buffer<int>(1, count),
             c.Buffer<float>(2, (long)count * dim), vocab, dim);
     }
 }

@@ -77,6 +77,43 @@ public static class GgufQuantization
         }
     }
 
+    /// <summary>
+    /// Quantizes whole blocks of 32 values to Q4_0 as ggml's quantize_row_q4_0_ref: the value of
+    /// largest magnitude m (its sign kept) gives d = m / −8 stored as f16, and each value becomes the
+    /// nibble min(15, (int)(x·(1/d) + 8.5)), truncated toward zero as C's cast does; byte j holds
+    /// value j in its low nibble and value j + 16 in its high one.
+    /// </summary>
+    public static void QuantizeQ4_0(ReadOnlySpan<float> source, Span<byte> destination)
+    {
+        if (source.Length % 32 != 0 || destination.Length != source.Length / 32 * GgufTensorTypes.Q4_0BlockBytes)
+        {
+            throw new ArgumentException($"{source.Length} values do not make whole Q4_0 blocks of 32 filling {destination.Length} bytes; pass a multiple of 32 values and {GgufTensorTypes.Q4_0BlockBytes} bytes per block.", nameof(destination));
+        }
+        for (int b = 0; b < source.Length / 32; b++)
+        {
+            ReadOnlySpan<float> x = source.Slice(b * 32, 32);
+            Span<byte> block = destination.Slice(b * GgufTensorTypes.Q4_0BlockBytes, GgufTensorTypes.Q4_0BlockBytes);
+            float amax = 0, max = 0;
+            foreach (float v in x)
+            {
+                if (amax < MathF.Abs(v))
+                {
+                    amax = MathF.Abs(v);
+                    max = v;
+                }
+            }
+            float d = max / -8f;
+            float id = d != 0 ? 1f / d : 0f;
+            BinaryPrimitives.WriteHalfLittleEndian(block, (Half)d);
+            for (int j = 0; j < 16; j++)
+            {
+                int low = Math.Min(15, (int)((x[j] * id) + 8.5f));
+                int high = Math.Min(15, (int)((x[j + 16] * id) + 8.5f));
+                block[2 + j] = (byte)(low | (high << 4));
+            }
+        }
+    }
+
     private static float Half16(ReadOnlySpan<byte> bytes) => (float)BinaryPrimitives.ReadHalfLittleEndian(bytes);
 
     private static void DequantizeQ8_0(ReadOnlySpan<byte> source, Span<float> destination)

@@ -1,0 +1,84 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace AscendCC.Device.Kernels;
+
+/// <summary>How the quantized kernels form int8 dot products; chosen from the hardware, overridable for tests.</summary>
+internal enum Int8DotIsa
+{
+    /// <summary>
+    /// AVX-VNNI's vpdpbusd on 256-bit vectors: 32 int8 products summed by fours into int32 in one
+    /// instruction. (.NET 10 exposes the 512-bit form only with AVX10.2, so AVX-512 machines use this too.)
+    /// </summary>
+    AvxVnni,
+    /// <summary>AVX2's vpmaddubsw then vpmaddwd: the same sums in two instructions, for CPUs without VNNI.</summary>
+    Avx2,
+    /// <summary>Plain integer arithmetic per block; runs anywhere.</summary>
+    Portable,
+}
+
+/// <summary>
+/// One block's int8 dot product as eight exact int32 lanes, lane i the sum of products 4i..4i+3.
+/// Every implementation returns the same lanes, so the float arithmetic after it, and so the
+/// kernel's result, is the same bit for bit whichever one runs.
+/// </summary>
+internal interface IInt8BlockDot
+{
+    /// <summary>Lanes of Σ w_j·x_j over the 32 int8 values of <paramref name="w"/> and <paramref name="x"/> (x in −127..127).</summary>
+    static abstract Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x);
+}
+
+/// <summary>
+/// The int8 products. vpdpbusd and vpmaddubsw multiply an unsigned byte by a signed one, so the
+/// sign moves across as llama.cpp does it, but onto the activation: |w| (0..128, an exact unsigned
+/// byte even for w = −128) times x with w's sign (|x| ≤ 127, so negating it never overflows). For
+/// vpmaddubsw's int16 pair sums that is at most 2·128·127 = 32512, below saturation; the lanes are
+/// exact in every form.
+/// </summary>
+internal static class Int8Dot
+{
+    /// <summary>The fastest form this machine runs.</summary>
+    public static Int8DotIsa DefaultIsa { get; } = AvxVnni.IsSupported ? Int8DotIsa.AvxVnni : Avx2.IsSupported ? Int8DotIsa.Avx2 : Int8DotIsa.Portable;
+
+    /// <summary>True when <paramref name="isa"/> runs on this machine.</summary>
+    public static bool IsSupported(Int8DotIsa isa) => isa switch
+    {
+        Int8DotIsa.AvxVnni => AvxVnni.IsSupported,
+        Int8DotIsa.Avx2 => Avx2.IsSupported,
+        _ => true,
+    };
+
+    /// <summary>The whole block's sum, for tests that compare the forms' integers.</summary>
+    public static int BlockSum<TDot>(Vector256<sbyte> w, Vector256<sbyte> x) where TDot : struct, IInt8BlockDot => Vector256.Sum(TDot.Dot(w, x));
+
+    internal readonly struct AvxVnniDot : IInt8BlockDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x) =>
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(w), Avx2.Sign(x, w));
+    }
+
+    internal readonly struct Avx2Dot : IInt8BlockDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x) =>
+            Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), Vector256<short>.One);
+    }
+
+    internal readonly struct PortableDot : IInt8BlockDot
+    {
+        /// <summary>Products widened to int16 (|w·x| ≤ 128·127 fits), then each lane's four summed in int32.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x)
+        {
+            (Vector256<short> wLow, Vector256<short> wHigh) = Vector256.Widen(w);
+            (Vector256<short> xLow, Vector256<short> xHigh) = Vector256.Widen(x);
+            (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(wLow * xLow);
+            (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(wHigh * xHigh);
+            return Vector256.Create(
+                Vector128.Sum(p0.GetLower()), Vector128.Sum(p0.GetUpper()), Vector128.Sum(p1.GetLower()), Vector128.Sum(p1.GetUpper()),
+                Vector128.Sum(p2.GetLower()), Vector128.Sum(p2.GetUpper()), Vector128.Sum(p3.GetLower()), Vector128.Sum(p3.GetUpper()));
+        }
+    }
+}
