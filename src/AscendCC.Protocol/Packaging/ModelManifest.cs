@@ -20,6 +20,7 @@ public sealed class ModelManifest
     public const int KeyCommitmentSize = 32;
 
     private const int MaxItems = 1 << 20;
+    private const long MaxTotalBytes = long.MaxValue / 2;
     private const int MaxRank = 8;
     private const int MaxNameBytes = 512;
 
@@ -134,6 +135,9 @@ public sealed class ModelManifest
         }
         var items = new List<PackageItem>((int)count);
         var names = new HashSet<string>(StringComparer.Ordinal);
+        // The items' ciphertext and tags together, so that no offset a reader derives from the
+        // manifest can overflow: a manifest is signed by whoever built the package, the host included.
+        long total = 0;
         for (int i = 0; i < count; i++)
         {
             PackageItemKind kind = reader.ReadEnum<PackageItemKind>("item.kind");
@@ -164,10 +168,20 @@ public sealed class ModelManifest
             }
             byte[] digest = reader.ReadFixed(SHA256.HashSizeInBytes, "item.sha256").ToArray();
             uint chunks = reader.ReadUInt32("item.chunkCount");
+            if (length > (ulong)int.MaxValue * chunkSize)
+            {
+                throw reader.Fail("item.byteLength", $"of '{name}' needs more than {int.MaxValue} chunks of {chunkSize} bytes");
+            }
             if (chunks != (uint)PackageItem.ChunkCountFor((long)length, (int)chunkSize))
             {
                 throw reader.Fail("item.chunkCount", $"of '{name}' disagrees with its length and the chunk size");
             }
+            long encrypted = (long)length + ((long)chunks * PackageCrypto.TagSize);
+            if (encrypted > MaxTotalBytes - total)
+            {
+                throw reader.Fail("item.byteLength", $"of '{name}' makes the items together larger than {MaxTotalBytes} bytes");
+            }
+            total += encrypted;
             items.Add(new PackageItem(kind, name, elementType, shape, (long)length, digest, (int)chunks));
         }
         ReleasePolicy policy = ReleasePolicy.ReadFrom(ref reader);

@@ -88,6 +88,14 @@ public class ListAttestationTests
     }
 
     [Test]
+    public void AListOverAnotherPackagesWeightsIsRefusedNamingTheWeightsAndTheirPackage()
+    {
+        AttackResult result = AttackCatalog.Run(AttackCatalog.All.Single(a => a.Name == "Context_HostPackageBindsVictimWeights"));
+        Assert.That(result.IsBlocked, Is.True, result.Evidence);
+        Assert.That(result.Evidence, Does.Match("context: the list binds weights 'model\\.embed_tokens\\.weight' at 0x[0-9a-f]+, which were unlocked from package 1 \\('"));
+    }
+
+    [Test]
     public void EveryRegionAnAttestedListNamesIsPinnedAndAnEagerRefusalNamesEveryListItMayFollow()
     {
         using var bed = Testbed.CreateTiny();

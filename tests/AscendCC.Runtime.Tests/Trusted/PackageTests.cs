@@ -135,6 +135,29 @@ public sealed class PackageTests : IDisposable
     }
 
     [Test]
+    public void ManifestDecodingRejectsLengthsWhoseOffsetsCouldOverflow()
+    {
+        // An item of more chunks than an int counts: its chunk count cannot even be checked.
+        byte[] encoded = _manifest.Encoded.ToArray();
+        int nameAt = encoded.AsSpan().IndexOf("layers.0.bias"u8);
+        int lengthAt = nameAt + "layers.0.bias".Length + 2 + "float16".Length + 1 + 16;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(encoded.AsSpan(lengthAt), ((ulong)int.MaxValue * Chunk) + 1);
+        var tooLong = Assert.Throws<ProtocolFormatException>(() => ModelManifest.Decode(encoded))!;
+        Assert.That(tooLong.Field, Is.EqualTo("item.byteLength"));
+        Assert.That(tooLong.Message, Does.Contain($"'layers.0.bias' needs more than {int.MaxValue} chunks of {Chunk} bytes"));
+
+        // Items each of the most chunks of the largest size, signed as any provider (the host too) can:
+        // together they pass 2^62 bytes, and a reader's offsets into the package would overflow.
+        const int Largest = 16 << 20;
+        long most = (long)int.MaxValue * Largest;
+        var items = Enumerable.Range(0, 200).Select(i => new PackageItem(PackageItemKind.Tensor, $"t{i}", "uint8", [most], most, new byte[32], int.MaxValue)).ToList();
+        var huge = new ModelManifest("huge", new byte[ModelManifest.SaltSize], Largest, new byte[ModelManifest.KeyCommitmentSize], new byte[48], items, Policy());
+        var tooMuch = Assert.Throws<ProtocolFormatException>(() => ModelManifest.Decode(huge.Encoded.Span))!;
+        Assert.That(tooMuch.Field, Is.EqualTo("item.byteLength"));
+        Assert.That(tooMuch.Message, Does.Contain("'t127' makes the items together larger than"));
+    }
+
+    [Test]
     public void ManifestDecodingRejectsInconsistentChunkCounts()
     {
         byte[] encoded = _manifest.Encoded.ToArray();
