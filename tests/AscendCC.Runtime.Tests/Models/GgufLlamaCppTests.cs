@@ -49,29 +49,7 @@ public class GgufLlamaCppTests
         Assert.That(theirPrompt, Is.EqualTo(ourPrompt), "llama.cpp's tokenization of the prompt");
         Assert.That(ourPrompt, Is.EqualTo(ReferenceOutputs.Load(folder, reference).PromptTokens));
 
-        var theirs = new List<int>();
-        var batch = new LLamaBatch();
-        for (int i = 0; i < theirPrompt.Length; i++)
-        {
-            batch.Add(theirPrompt[i], i, LLamaSeqId.Zero, i == theirPrompt.Length - 1);
-        }
-        int position = theirPrompt.Length;
-        for (int step = 0; step < steps; step++)
-        {
-            Assert.That(context.Decode(batch), Is.EqualTo(DecodeResult.Ok), $"llama_decode at step {step}");
-            Span<float> logits = context.NativeHandle.GetLogitsIth(batch.TokenCount - 1);
-            int next = 0;
-            for (int v = 1; v < logits.Length; v++)
-            {
-                if (logits[v] > logits[next])
-                {
-                    next = v;
-                }
-            }
-            theirs.Add(next);
-            batch.Clear();
-            batch.Add(next, position++, LLamaSeqId.Zero, true);
-        }
+        List<int> theirs = LlamaCppGreedy.Generate(context, theirPrompt, steps);
         Assert.That(ours, Is.EqualTo(theirs), "greedy tokens: runtime vs llama.cpp on the same GGUF");
         Assert.That(theirs, Is.EqualTo(ReferenceOutputs.Load(folder, reference).GeneratedTokens.Take(steps)), "llama.cpp vs llama2.c's reference");
     }

@@ -103,32 +103,10 @@ public class QuantizedLlamaCppTests
         var parameters = new ModelParams(quantized) { ContextSize = 128, BatchSize = 128, GpuLayerCount = 0, Threads = 2 };
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var context = weights.CreateContext(parameters);
-        var theirs = new List<int>();
         var gaps = new List<float>();
-        var batch = new LLamaBatch();
-        for (int i = 0; i < promptTokens.Length; i++)
-        {
-            batch.Add(promptTokens[i], i, LLamaSeqId.Zero, i == promptTokens.Length - 1);
-        }
-        int position = promptTokens.Length;
-        for (int step = 0; step < Steps; step++)
-        {
-            Assert.That(context.Decode(batch), Is.EqualTo(DecodeResult.Ok), $"llama_decode at step {step}");
-            Span<float> logits = context.NativeHandle.GetLogitsIth(batch.TokenCount - 1);
-            int next = 0;
-            for (int v = 1; v < logits.Length; v++)
-            {
-                if (logits[v] > logits[next])
-                {
-                    next = v;
-                }
-            }
-            theirs.Add(next);
-            // How much llama.cpp prefers its pick over the device's, at the same position.
-            gaps.Add(step < ours.Length ? logits[next] - logits[ours[step]] : 0f);
-            batch.Clear();
-            batch.Add(next, position++, LLamaSeqId.Zero, true);
-        }
+        // How much llama.cpp prefers its pick over the device's, at the same position.
+        List<int> theirs = LlamaCppGreedy.Generate(context, promptTokens, Steps, (step, logits, picked) =>
+            gaps.Add(step < ours.Length ? logits[picked] - logits[ours[step]] : 0f));
         int agree = ours.Zip(theirs).TakeWhile(p => p.First == p.Second).Count();
         TestContext.Out.WriteLine($"device:    {string.Join(' ', ours)}\nllama.cpp: {string.Join(' ', theirs)}\nequal for {agree} of {Steps}");
         Assert.That(agree, Is.EqualTo(expectedAgreement), "greedy tokens before the first difference: the device vs llama.cpp on the same Q8_0 GGUF");

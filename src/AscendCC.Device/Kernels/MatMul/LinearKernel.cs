@@ -176,35 +176,12 @@ internal static unsafe class LinearKernel
     {
         GemvKernel<TW> Part(byte* w, float* y, int n) => new() { X = x, W = w, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock, Wide = wide };
         int blocks0 = (n0 + rowsPerBlock - 1) / rowsPerBlock, blocks1 = (n1 + rowsPerBlock - 1) / rowsPerBlock, blocks2 = (n2 + rowsPerBlock - 1) / rowsPerBlock;
-        var kernel = new FusedGemvKernel<TW>
+        var kernel = new FusedBlocks<GemvKernel<TW>>
         {
             Part0 = Part(w0, y0, n0), Part1 = Part(w1, y1, n1), Part2 = Part(w2, y2, n2),
             End0 = blocks0, End1 = blocks0 + blocks1,
         };
         grid.Launch(blocks0 + blocks1 + blocks2, ref kernel);
-    }
-
-    /// <summary>The blocks of up to three GEMVs in one launch: block numbers run through each part's blocks in turn.</summary>
-    private struct FusedGemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
-    {
-        public GemvKernel<TW> Part0, Part1, Part2;
-        public int End0, End1;
-
-        public readonly void Execute(int block)
-        {
-            if (block < End0)
-            {
-                Part0.Execute(block);
-            }
-            else if (block < End1)
-            {
-                Part1.Execute(block - End0);
-            }
-            else
-            {
-                Part2.Execute(block - End1);
-            }
-        }
     }
 
     private static void Gemv(AiCoreGrid grid, float* x, byte* w, ElementType wType, float* bias, float* y, int m, int k, int n, GemmIsa isa)

@@ -208,7 +208,7 @@ internal static unsafe class QuantizedLinear
         where TDot : struct, IInt8BlockDot
     {
         int blocks0 = (n0 + rowsPerBlock - 1) / rowsPerBlock, blocks1 = (n1 + rowsPerBlock - 1) / rowsPerBlock, blocks2 = (n2 + rowsPerBlock - 1) / rowsPerBlock;
-        var kernel = new FusedGemvKernel<TF, TDot>
+        var kernel = new FusedBlocks<GemvKernel<TF, TDot>>
         {
             Part0 = Part<TF, TDot>(a, w0, null, y0, m, k, n0, rowsPerBlock),
             Part1 = Part<TF, TDot>(a, w1, null, y1, m, k, n1, rowsPerBlock),
@@ -217,31 +217,6 @@ internal static unsafe class QuantizedLinear
             End1 = blocks0 + blocks1,
         };
         grid.Launch(blocks0 + blocks1 + blocks2, ref kernel);
-    }
-
-    /// <summary>The blocks of up to three GEMVs in one launch: block numbers run through each part's blocks in turn.</summary>
-    private struct FusedGemvKernel<TF, TDot> : IBlockKernel
-        where TF : struct, IBlockFormat
-        where TDot : struct, IInt8BlockDot
-    {
-        public GemvKernel<TF, TDot> Part0, Part1, Part2;
-        public int End0, End1;
-
-        public readonly void Execute(int block)
-        {
-            if (block < End0)
-            {
-                Part0.Execute(block);
-            }
-            else if (block < End1)
-            {
-                Part1.Execute(block - End0);
-            }
-            else
-            {
-                Part2.Execute(block - End1);
-            }
-        }
     }
 
     /// <summary>
