@@ -23,7 +23,7 @@ public sealed record CausalLMOptions
     public KvCachePrecision KvCachePrecision { get; init; } = DefaultKvCachePrecision;
 
     /// <summary>The default <see cref="KvCachePrecision"/> (see docs/architecture.md, "KV cache precision", for the measurements behind it).</summary>
-    public const KvCachePrecision DefaultKvCachePrecision = KvCachePrecision.F32;
+    public const KvCachePrecision DefaultKvCachePrecision = KvCachePrecision.F16;
 }
 
 /// <summary>Precision of the weight matrices in HBM; activations and accumulation are always fp32.</summary>
