@@ -30,6 +30,9 @@ public sealed class NpuCausalLM : NpuModule
     /// <summary>Most tokens one forward pass takes.</summary>
     public int MaxBatchTokens => _model.MaxBatchTokens;
 
+    /// <summary>Element type of the device KV cache (<see cref="NpuCompileOptions.KvCachePrecision"/>).</summary>
+    public KvCachePrecision KvCachePrecision => _model.Options.KvCachePrecision;
+
     /// <inheritdoc />
     public override IReadOnlyList<string> Operators => _model.Program.Ops.Select(o => o.Operator).ToArray();
 
