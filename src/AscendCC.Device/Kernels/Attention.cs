@@ -196,8 +196,9 @@ internal static unsafe class Attention
         }
 
         // Scores are computed transposed, S^T[j, r] = K[j] · Q[r], with queries across the 32 lanes: the
-        // query tile is transposed once per block, keys are broadcast straight from the cache, and the
-        // running max/sum updates are lane-wise over queries — no horizontal reductions in the loop.
+        // query tile is transposed once per block, keys are broadcast straight from an f32 cache (a half
+        // cache's tile is widened first, see Tile), and the running max/sum updates are lane-wise over
+        // queries — no horizontal reductions in the loop.
         private readonly void TiledRows(Scratch scratch, int head, int q0, int rows, byte* k, byte* v)
         {
             int hd = HeadDim;
