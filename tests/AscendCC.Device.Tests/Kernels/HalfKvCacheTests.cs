@@ -107,6 +107,53 @@ public class HalfKvCacheTests
         }
     }
 
+    /// <summary>
+    /// Decode steps over a half cache (the write, then attention over every key so far) allocate nothing.
+    /// Measured process-wide, since attention runs on the AI Cores' threads; a core allocates its scratch
+    /// the first time it runs attention, which a warm-up cannot force on every core, and other threads of
+    /// the test process allocate now and then, so of ten windows of 20 steps one must allocate nothing (an
+    /// allocating hot loop would allocate in all of them).
+    /// </summary>
+    [TestCase((int)ElementType.F16, TestName = "Half cache decode allocates nothing (F16)")]
+    [TestCase((int)ElementType.BF16, TestName = "Half cache decode allocates nothing (BF16)")]
+    public void DecodeStepsAllocateNothing(int typeCode)
+    {
+        var type = (ElementType)typeCode;
+        const int nHeads = 8, nKvHeads = 4, headDim = 64, maxSeq = 512, prefill = 100;
+        int kvDim = nKvHeads * headDim;
+        float[] kRows = Normal(prefill * kvDim, 1), vRows = Normal(prefill * kvDim, 2);
+        float[] q = Normal(prefill * nHeads * headDim, 3), output = new float[q.Length];
+        var kCache = new byte[nKvHeads * maxSeq * headDim * 2];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(kRows, vRows, kCache, vCache, type, prefill, 0, nKvHeads, headDim, maxSeq);
+        // Warm-up: a prefill (the tiled path) and decode steps (the single-row path) on every core.
+        Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, type, output, prefill, 0, nHeads, nKvHeads, headDim, maxSeq, 0.125f);
+        float[] kStep = kRows[..kvDim], vStep = vRows[..kvDim], qStep = q[..(nHeads * headDim)], oStep = new float[nHeads * headDim];
+        void Step(int pos)
+        {
+            KvCache.KvCacheWrite(kStep, vStep, kCache, vCache, type, 1, pos, nKvHeads, headDim, maxSeq);
+            Attention.CausalAttention(AiCoreGrid.Shared, qStep, kCache, vCache, type, oStep, 1, pos, nHeads, nKvHeads, headDim, maxSeq, 0.125f);
+        }
+        for (int pos = prefill; pos < prefill + 20; pos++)
+        {
+            Step(pos);
+        }
+        // Earlier fixtures' torch tensors are finalized on another thread, which allocates: let that finish first.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        var windows = new List<long>();
+        for (int window = 0, pos = prefill + 20; window < 10 && !windows.Contains(0); window++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            for (int end = pos + 20; pos < end; pos++)
+            {
+                Step(pos);
+            }
+            windows.Add(GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
+        Assert.That(windows, Does.Contain(0L), $"bytes allocated by each window of 20 decode steps: {string.Join(", ", windows)}");
+    }
+
     [Test]
     public void CacheSizedForF32IsRefusedForAHalfType()
     {
