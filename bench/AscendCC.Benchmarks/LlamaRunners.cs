@@ -128,21 +128,25 @@ internal sealed class DeviceRunner : IClockedRunner, ISteppedRunner
 
     private readonly NpuDevice _device;
 
-    public DeviceRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
+    public DeviceRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch, KvCachePrecision? kvPrecision = null)
     {
         _device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 16L << 30 });
         _runtime = new NpuRuntime(_device, ownsDevice: true);
         try
         {
             _model = CausalLM.Load(_runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
-                new CausalLMOptions { Mode = mode, MaxContext = maxContext, MaxBatchTokens = maxBatch, WeightPrecision = precision });
+                new CausalLMOptions
+                {
+                    Mode = mode, MaxContext = maxContext, MaxBatchTokens = maxBatch, WeightPrecision = precision,
+                    KvCachePrecision = kvPrecision ?? CausalLMOptions.DefaultKvCachePrecision,
+                });
         }
         catch
         {
             _runtime.Dispose();
             throw;
         }
-        Name = $"CC off {precision} {mode}";
+        Name = kvPrecision is { } kv ? $"CC off {precision} {mode} KV {kv}" : $"CC off {precision} {mode}";
         WeightBytes = precision == WeightPrecision.F32 ? 4 : 2;
     }
 

@@ -126,9 +126,9 @@ public static partial class AttackCatalog
                 w.KernelLaunch(0, bed.Runtime.LoadOperator("prompt_open"),
                     [new(promptRecord, recordBytes), new(prompt, maxContext * 4L), new(next, 8), new(request, StepBlock.Bytes), new(tokens, 8 * 4), new(step, StepBlock.Bytes), new(rng, 8)],
                     [KernelScalar.Of((long)bed.Config.HiddenSize), KernelScalar.Of((long)bed.Config.IntermediateSize)]);
-                // One head of width one: the cache is the list of token ids fed so far, by position.
+                // One f32 head of width one (kv_dtype 0): the cache is the list of token ids fed so far, by position.
                 w.KernelLaunch(1, bed.Runtime.LoadOperator("kv_cache_write"), [new(tokens, 8 * 4), new(tokens, 8 * 4), new(kCache, maxContext * 4L), new(vCache, maxContext * 4L)],
-                    [KernelScalar.FromDevice(step + StepBlock.Seq * 8), KernelScalar.FromDevice(step + StepBlock.Start * 8), KernelScalar.Of(1L), KernelScalar.Of(1L), KernelScalar.Of((long)maxContext)]);
+                    [KernelScalar.FromDevice(step + StepBlock.Seq * 8), KernelScalar.FromDevice(step + StepBlock.Start * 8), KernelScalar.Of(1L), KernelScalar.Of(1L), KernelScalar.Of((long)maxContext), KernelScalar.Of(0L)]);
                 w.CopyDeviceToDevice(2, kCache + 4, next, 4);
                 w.KernelLaunch(3, bed.Runtime.LoadOperator("token_seal"), [new(next, 4), new(record, CausalLMProgram.TokenRecordBytes)], []);
                 (int? model, string attested) = AttestAsProvider(bed, w.Written.ToArray());

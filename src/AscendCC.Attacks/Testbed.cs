@@ -34,6 +34,9 @@ public sealed record TestbedOptions
     /// <summary>Weight matrix precision. Default F32.</summary>
     public WeightPrecision Precision { get; init; } = WeightPrecision.F32;
 
+    /// <summary>KV cache precision of the deployment. Default <see cref="CausalLMOptions.DefaultKvCachePrecision"/>.</summary>
+    public KvCachePrecision KvPrecision { get; init; } = CausalLMOptions.DefaultKvCachePrecision;
+
     /// <summary>Receives every byte the host handles (driver and mailbox relay), or null.</summary>
     public IHostTranscript? Transcript { get; init; }
 
@@ -94,7 +97,7 @@ public sealed class Testbed : IDisposable
             Config = config;
             Rope = rope;
             Weights = weights;
-            Deployment = new ModelDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision);
+            Deployment = new ModelDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision, Options.KvPrecision);
             Provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
             Policy = new ReleasePolicy(Options.FirmwareSvn, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
             using var package = new MemoryStream();
@@ -214,7 +217,8 @@ public sealed class Testbed : IDisposable
 
     /// <summary>CC off only: the host loads the plaintext weights itself (the baseline an audit must catch).</summary>
     public CausalLM LoadPlaintext() => CausalLM.Load(Runtime, Config, Rope, Weights,
-        new CausalLMOptions { Mode = Options.Mode, MaxContext = Options.MaxContext, MaxBatchTokens = Options.MaxBatchTokens, WeightPrecision = Options.Precision });
+        new CausalLMOptions { Mode = Options.Mode, MaxContext = Options.MaxContext, MaxBatchTokens = Options.MaxBatchTokens, WeightPrecision = Options.Precision,
+            KvCachePrecision = Options.KvPrecision });
 
     /// <summary>
     /// The data owner attests the device and opens a session with it. By default the session requires

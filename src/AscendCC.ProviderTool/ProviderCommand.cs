@@ -38,17 +38,20 @@ internal static class ProviderCommand
         var batch = new Option<int>("--batch-tokens") { Description = "Most prompt tokens per pass.", DefaultValueFactory = _ => 64 };
         var precision = new Option<string>("--precision") { Description = "Weight precision on the device: f32, f16 or bf16.", DefaultValueFactory = _ => "f32" };
         precision.AcceptOnlyFromAmong("f32", "f16", "bf16");
+        var kvCache = new Option<string>("--kv-cache") { Description = "KV cache precision on the device: f32, f16 or bf16 (default f16; it is part of the measurement).", DefaultValueFactory = _ => CausalLMOptions.DefaultKvCachePrecision.ToString().ToLowerInvariant() };
+        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16");
 
         var deploy = new Command("deploy", "Encrypt the model here, upload it, attest the NPU(s), release the key into each and load it.")
         {
-            model, server, manufacturer, name, device, contextSize, batch, precision,
+            model, server, manufacturer, name, device, contextSize, batch, precision, kvCache,
         };
         deploy.SetAction(async (r, cancel) =>
         {
             try
             {
                 await DeployAsync(new DeployRequest(r.GetValue(model)!, ServerUri(r.GetValue(server)!), r.GetValue(manufacturer)!, r.GetValue(name), r.GetValue(device)!,
-                    r.GetValue(contextSize), r.GetValue(batch), Enum.Parse<WeightPrecision>(r.GetValue(precision)!, ignoreCase: true)), stdout, stderr, cancel);
+                    r.GetValue(contextSize), r.GetValue(batch), Enum.Parse<WeightPrecision>(r.GetValue(precision)!, ignoreCase: true),
+                    Enum.Parse<KvCachePrecision>(r.GetValue(kvCache)!, ignoreCase: true)), stdout, stderr, cancel);
                 return 0;
             }
             catch (Exception e) when (e is AttestationFailedException)
@@ -76,7 +79,8 @@ internal static class ProviderCommand
             ? uri
             : throw new ArgumentException($"--server '{text}' is not an http(s) URL; give the server's address, e.g. http://npu-host:8080");
 
-    private sealed record DeployRequest(string Model, Uri Server, string Manufacturer, string? Name, string Device, int ContextSize, int BatchTokens, WeightPrecision Precision);
+    private sealed record DeployRequest(string Model, Uri Server, string Manufacturer, string? Name, string Device, int ContextSize, int BatchTokens, WeightPrecision Precision,
+        KvCachePrecision KvPrecision);
 
     private static async Task DeployAsync(DeployRequest request, TextWriter stdout, TextWriter stderr, CancellationToken cancel)
     {
@@ -93,7 +97,7 @@ internal static class ProviderCommand
         {
             throw new ArgumentException($"--ctx-size {context} is more than the model's {checkpoint.Config.MaxPositionEmbeddings} positions (max_position_embeddings)");
         }
-        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision);
+        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision, request.KvPrecision);
 
         // The package is written to a temporary file next to nothing secret: it is ciphertext with a
         // public signed manifest. The key stays in this process and dies with it.
@@ -109,7 +113,7 @@ internal static class ProviderCommand
             }
             using (model)
             {
-                await stderr.WriteLineAsync($"encrypted {name} ({new FileInfo(packagePath).Length} bytes, {checkpoint.Config.GetType().Name}, context {context}, {request.Precision}) in {clock.ElapsedMilliseconds} ms");
+                await stderr.WriteLineAsync($"encrypted {name} ({new FileInfo(packagePath).Length} bytes, {checkpoint.Config.GetType().Name}, context {context}, {request.Precision}, KV {request.KvPrecision}) in {clock.ElapsedMilliseconds} ms");
                 clock.Restart();
                 await using (FileStream upload = File.OpenRead(packagePath))
                 {

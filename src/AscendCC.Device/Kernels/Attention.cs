@@ -27,16 +27,27 @@ internal static unsafe class Attention
     /// <summary>
     /// output[i, h] = softmax_j(scale · q[i, h] · K[h / group, j]) · V[h / group, j] over cache positions
     /// j ≤ startPos + i (and j &gt; startPos + i − window when window &gt; 0), where group = nHeads / nKvHeads.
-    /// q and output are [seq, nHeads * headDim]; the caches are [nKvHeads, maxSeq, headDim] and must already
+    /// q and output are [seq, nHeads * headDim]; the caches are f32 [nKvHeads, maxSeq, headDim] and must already
     /// hold positions 0 .. startPos + seq - 1 (the cache stays full-length under a window).
     /// output may alias q exactly. window 0 means no window.
     /// </summary>
     public static void CausalAttention(
         AiCoreGrid grid, ReadOnlySpan<float> q, ReadOnlySpan<float> kCache, ReadOnlySpan<float> vCache, Span<float> output,
+        int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window = 0) =>
+        CausalAttention(grid, q, MemoryMarshal.AsBytes(kCache), MemoryMarshal.AsBytes(vCache), ElementType.F32, output,
+            seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+
+    /// <summary>
+    /// As <see cref="CausalAttention(AiCoreGrid, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, int, int, int, int, int, int, float, int)"/>
+    /// over caches of <paramref name="cacheType"/> (F32, F16 or BF16). Half-precision keys and values are
+    /// widened to f32 as they are read; scores, the softmax and the weighted sum stay f32.
+    /// </summary>
+    public static void CausalAttention(
+        AiCoreGrid grid, ReadOnlySpan<float> q, ReadOnlySpan<byte> kCache, ReadOnlySpan<byte> vCache, ElementType cacheType, Span<float> output,
         int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window = 0)
     {
         ArgumentNullException.ThrowIfNull(grid);
-        KvCache.ValidateCache(kCache, vCache, nKvHeads, headDim, maxSeq);
+        KvCache.ValidateCache(kCache, vCache, cacheType, nKvHeads, headDim, maxSeq);
         KvCache.ValidateWindow(seq, startPos, maxSeq);
         KernelArgs.RequireAtLeast(nHeads, 1, nameof(nHeads));
         KernelArgs.RequireAtLeast(window, 0, nameof(window));
@@ -53,26 +64,47 @@ internal static unsafe class Attention
             return;
         }
 
-        int qTiles = (seq + QueryTile - 1) / QueryTile;
-        fixed (float* pq = q, pk = kCache, pv = vCache, po = output)
+        fixed (float* pq = q, po = output)
+        fixed (byte* pk = kCache, pv = vCache)
         {
-            var kernel = new AttentionKernel
+            switch (cacheType)
             {
-                Q = pq, KCache = pk, VCache = pv, Output = po,
-                Seq = seq, StartPos = startPos, NHeads = nHeads, Group = nHeads / nKvHeads,
-                HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, QueryTiles = qTiles,
-                // A window at least as long as the context masks nothing: the plain causal path.
-                Window = window >= startPos + seq ? 0 : window,
-            };
-            grid.Launch(nHeads * qTiles, ref kernel);
+                case ElementType.BF16:
+                    Launch<LinearKernel.BF16Weights>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+                case ElementType.F16:
+                    Launch<LinearKernel.F16Weights>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+                default:
+                    Launch<LinearKernel.F32Weights>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+            }
         }
     }
 
-    private struct AttentionKernel : IBlockKernel
+    // The cache's elements are read by the same typed readers as the linear kernels' weights: one
+    // specialised kernel per element type, with the widening inlined into its loads.
+    private static void Launch<TC>(AiCoreGrid grid, float* q, byte* k, byte* v, float* output,
+        int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
+        where TC : struct, LinearKernel.IWeightReader
+    {
+        int qTiles = (seq + QueryTile - 1) / QueryTile;
+        var kernel = new AttentionKernel<TC>
+        {
+            Q = q, KCache = k, VCache = v, Output = output,
+            Seq = seq, StartPos = startPos, NHeads = nHeads, Group = nHeads / nKvHeads,
+            HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, QueryTiles = qTiles,
+            // A window at least as long as the context masks nothing: the plain causal path.
+            Window = window >= startPos + seq ? 0 : window,
+        };
+        grid.Launch(nHeads * qTiles, ref kernel);
+    }
+
+    private struct AttentionKernel<TC> : IBlockKernel where TC : struct, LinearKernel.IWeightReader
     {
         public float* Q;
-        public float* KCache;
-        public float* VCache;
+        public byte* KCache;
+        public byte* VCache;
         public float* Output;
         public int Seq;
         public int StartPos;
@@ -91,7 +123,7 @@ internal static unsafe class Attention
             int head = block % NHeads;
             int q0 = tile * QueryTile;
             int rows = Math.Min(QueryTile, Seq - q0);
-            nint kvOffset = (nint)(head / Group) * MaxSeq * HeadDim;
+            nint kvOffset = (nint)(head / Group) * MaxSeq * HeadDim * TC.ElementSize;
             var scratch = Scratch.For(HeadDim);
             if (rows >= MinRowsForTiled && Vector512.IsHardwareAccelerated)
             {
@@ -112,7 +144,7 @@ internal static unsafe class Attention
         // optimisation ran it 5-10% faster than a first-call full optimisation, and a prefill is
         // long enough for on-stack replacement and tiering to reach it.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private readonly void SingleRow(Scratch scratch, int head, int i, float* k, float* v)
+        private readonly void SingleRow(Scratch scratch, int head, int i, byte* k, byte* v)
         {
             int hd = HeadDim;
             nint rowOffset = (nint)i * NHeads * hd + (nint)head * hd;
@@ -132,25 +164,25 @@ internal static unsafe class Attention
             for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
             {
                 int kn = Math.Min(KeyTile, kEnd - kt0);
-                float* kt = k + (nint)kt0 * hd;
+                byte* kt = k + (nint)kt0 * hd * TC.ElementSize;
                 for (int j = 0; j < kn; j++)
                 {
-                    s[j] = Reductions.Dot(ref *qi, ref kt[(nint)j * hd], hd);
+                    s[j] = Dot<TC>(qi, kt + (nint)j * hd * TC.ElementSize, hd);
                 }
                 float mNew = MathF.Max(m, Reductions.Max(ref *s, kn));
                 float corr = MathF.Exp(m - mNew);
                 l = l * corr + Reductions.ExpShiftedSum(ref *s, ref *s, kn, mNew);
-                float* vt = v + (nint)kt0 * hd;
+                byte* vt = v + (nint)kt0 * hd * TC.ElementSize;
                 if (Vector512.IsHardwareAccelerated)
                 {
-                    AccumulatePV1(oi, s, 1, vt, kn, hd, corr);
+                    AccumulatePV1<TC>(oi, s, 1, vt, kn, hd, corr);
                 }
                 else
                 {
                     Reductions.ScaleInPlace(ref *oi, hd, corr);
                     for (int j = 0; j < kn; j++)
                     {
-                        Reductions.MultiplyAdd(ref *oi, ref vt[(nint)j * hd], hd, s[j]);
+                        MultiplyAdd<TC>(oi, vt + (nint)j * hd * TC.ElementSize, hd, s[j]);
                     }
                 }
                 m = mNew;
@@ -164,9 +196,10 @@ internal static unsafe class Attention
         }
 
         // Scores are computed transposed, S^T[j, r] = K[j] · Q[r], with queries across the 32 lanes: the
-        // query tile is transposed once per block, keys are broadcast straight from the cache, and the
-        // running max/sum updates are lane-wise over queries — no horizontal reductions in the loop.
-        private readonly void TiledRows(Scratch scratch, int head, int q0, int rows, float* k, float* v)
+        // query tile is transposed once per block, keys are broadcast straight from an f32 cache (a half
+        // cache's tile is widened first, see Tile), and the running max/sum updates are lane-wise over
+        // queries — no horizontal reductions in the loop.
+        private readonly void TiledRows(Scratch scratch, int head, int q0, int rows, byte* k, byte* v)
         {
             int hd = HeadDim;
             int qStride = NHeads * hd;
@@ -206,7 +239,7 @@ internal static unsafe class Attention
             for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
             {
                 int kn = Math.Min(KeyTile, kEnd - kt0);
-                float* kt = k + (nint)kt0 * hd;
+                float* kt = Tile(k, kt0, kn, scratch.KTile);
                 int j = 0;
                 for (; j + 4 <= kn; j += 4)
                 {
@@ -266,7 +299,7 @@ internal static unsafe class Attention
                 corrA.Store(corr);
                 corrB.Store(corr + Vector512<float>.Count);
 
-                float* vt = v + (nint)kt0 * hd;
+                float* vt = Tile(v, kt0, kn, scratch.VTile);
                 int r = 0;
                 for (; r + 2 <= rows; r += 2)
                 {
@@ -274,7 +307,7 @@ internal static unsafe class Attention
                 }
                 if (r < rows)
                 {
-                    AccumulatePV1(o + r * hd, s + r, QueryTile, vt, kn, hd, corr[r]);
+                    AccumulatePV1<LinearKernel.F32Weights>(o + r * hd, s + r, QueryTile, (byte*)vt, kn, hd, corr[r]);
                 }
             }
 
@@ -290,6 +323,21 @@ internal static unsafe class Attention
                     outRow[d] = orow[d] * inv;
                 }
             }
+        }
+
+        // A prefill tile reuses each key and value for up to 32 queries, so a half-precision tile is
+        // widened once into the core's scratch (it stays in L1) instead of on every reuse; an f32 tile
+        // is read where it lies.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly float* Tile(byte* cache, int kt0, int kn, float* scratch)
+        {
+            byte* tile = cache + (nint)kt0 * HeadDim * TC.ElementSize;
+            if (typeof(TC) == typeof(LinearKernel.F32Weights))
+            {
+                return (float*)tile;
+            }
+            Widen<TC>(tile, scratch, kn * HeadDim);
+            return scratch;
         }
     }
 
@@ -421,9 +469,13 @@ internal static unsafe class Attention
     }
 
     // O = corr · O + Σ_j p[j · pStride] · V[j] for one query, accumulating 64 columns in registers
-    // across the key loop instead of reloading and storing the output row once per key.
-    private static void AccumulatePV1(float* o, float* p, int pStride, float* v, int kn, int hd, float corr)
+    // across the key loop instead of reloading and storing the output row once per key. V's rows are
+    // of TC, widened to f32 in registers.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulatePV1<TC>(float* o, float* p, int pStride, byte* v, int kn, int hd, float corr)
+        where TC : struct, LinearKernel.IWeightReader
     {
+        nint rowBytes = (nint)hd * TC.ElementSize;
         int c = 0;
         for (; c + 64 <= hd; c += 64)
         {
@@ -433,12 +485,12 @@ internal static unsafe class Attention
             var a3 = Vector512.Load(o + c + 48) * corr;
             for (int j = 0; j < kn; j++)
             {
-                float* vj = v + (nint)j * hd + c;
+                byte* vj = v + j * rowBytes;
                 var w = Vector512.Create(p[j * pStride]);
-                a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj), a0);
-                a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 48), a3);
+                a0 = Vector512.FusedMultiplyAdd(w, TC.Load16(vj, c), a0);
+                a1 = Vector512.FusedMultiplyAdd(w, TC.Load16(vj, c + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(w, TC.Load16(vj, c + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(w, TC.Load16(vj, c + 48), a3);
             }
             a0.Store(o + c);
             a1.Store(o + c + 16);
@@ -450,7 +502,7 @@ internal static unsafe class Attention
             var a = Vector512.Load(o + c) * corr;
             for (int j = 0; j < kn; j++)
             {
-                a = Vector512.FusedMultiplyAdd(Vector512.Create(p[j * pStride]), Vector512.Load(v + (nint)j * hd + c), a);
+                a = Vector512.FusedMultiplyAdd(Vector512.Create(p[j * pStride]), TC.Load16(v + j * rowBytes, c), a);
             }
             a.Store(o + c);
         }
@@ -459,9 +511,79 @@ internal static unsafe class Attention
             float a = o[c] * corr;
             for (int j = 0; j < kn; j++)
             {
-                a = MathF.FusedMultiplyAdd(p[j * pStride], v[(nint)j * hd + c], a);
+                a = MathF.FusedMultiplyAdd(p[j * pStride], TC.Load(v + j * rowBytes, c), a);
             }
             o[c] = a;
+        }
+    }
+
+    // Σ q[d]·k[d] with k of TC widened in registers: the accumulation order of Reductions.Dot, so an
+    // f32 cache scores exactly as before.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot<TC>(float* q, byte* k, int n) where TC : struct, LinearKernel.IWeightReader
+    {
+        int i = 0;
+        float sum = 0f;
+        if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
+        {
+            var acc0 = Vector512<float>.Zero;
+            var acc1 = Vector512<float>.Zero;
+            for (; i <= n - 32; i += 32)
+            {
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(q + i), TC.Load16(k, i), acc0);
+                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(q + i + 16), TC.Load16(k, i + 16), acc1);
+            }
+            for (; i <= n - 16; i += 16)
+            {
+                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(q + i), TC.Load16(k, i), acc0);
+            }
+            sum = Vector512.Sum(acc0 + acc1);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
+        {
+            var acc = Vector256<float>.Zero;
+            for (; i <= n - 8; i += 8)
+            {
+                acc = Vector256.FusedMultiplyAdd(Vector256.Load(q + i), TC.Load8(k, i), acc);
+            }
+            sum = Vector256.Sum(acc);
+        }
+        for (; i < n; i++)
+        {
+            sum = MathF.FusedMultiplyAdd(q[i], TC.Load(k, i), sum);
+        }
+        return sum;
+    }
+
+    // y[i] += alpha · x[i] with x of TC: Reductions.MultiplyAdd's arithmetic, for machines without AVX-512.
+    private static void MultiplyAdd<TC>(float* y, byte* x, int n, float alpha) where TC : struct, LinearKernel.IWeightReader
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var a = Vector256.Create(alpha);
+            for (; i <= n - 8; i += 8)
+            {
+                Vector256.FusedMultiplyAdd(a, TC.Load8(x, i), Vector256.Load(y + i)).Store(y + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            y[i] = MathF.FusedMultiplyAdd(alpha, TC.Load(x, i), y[i]);
+        }
+    }
+
+    // dst[0..count) = src widened from TC (the prefill path only runs with Vector512).
+    private static void Widen<TC>(byte* src, float* dst, int count) where TC : struct, LinearKernel.IWeightReader
+    {
+        int i = 0;
+        for (; i <= count - 16; i += 16)
+        {
+            TC.Load16(src, i).Store(dst + i);
+        }
+        for (; i < count; i++)
+        {
+            dst[i] = TC.Load(src, i);
         }
     }
 
@@ -482,8 +604,9 @@ internal static unsafe class Attention
             int qt = headDim * QueryTile;
             int o = QueryTile * headDim;
             int s = KeyTile * QueryTile;
+            int tile = KeyTile * headDim;
             // +16 floats so the blocks can start on a 64-byte boundary.
-            _buffer = GC.AllocateUninitializedArray<float>(qt + o + s + QueryTile + 2 * headDim + 16, pinned: true);
+            _buffer = GC.AllocateUninitializedArray<float>(qt + o + s + QueryTile + 2 * headDim + 2 * tile + 16, pinned: true);
             float* p = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_buffer));
             p = (float*)(((nint)p + 63) & ~(nint)63);
             S = p;
@@ -492,6 +615,8 @@ internal static unsafe class Attention
             O = QT + qt;
             QRow = O + o;
             ORow = QRow + headDim;
+            KTile = ORow + headDim;
+            VTile = KTile + tile;
         }
 
         public int HeadDim { get; }
@@ -501,6 +626,12 @@ internal static unsafe class Attention
         public float* Corr { get; }
         public float* QRow { get; }
         public float* ORow { get; }
+
+        /// <summary>A half-precision cache's key tile widened to f32 (prefill only).</summary>
+        public float* KTile { get; }
+
+        /// <summary>A half-precision cache's value tile widened to f32 (prefill only).</summary>
+        public float* VTile { get; }
 
         public static Scratch For(int headDim)
         {

@@ -16,10 +16,12 @@ namespace AscendCC.Runtime.Confidential;
 /// <param name="MaxContext">KV cache length.</param>
 /// <param name="MaxBatchTokens">Most tokens per pass.</param>
 /// <param name="Precision">Precision of the weight matrices.</param>
-public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision)
+/// <param name="KvPrecision">Element type of the KV cache; it sizes the cache regions and is a scalar of every cache launch, so it is measured.</param>
+public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision,
+    KvCachePrecision KvPrecision = CausalLMOptions.DefaultKvCachePrecision)
 {
     /// <summary>The confidential program this deployment describes.</summary>
-    public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, confidential: true);
+    public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, KvPrecision, confidential: true);
 
     /// <summary>
     /// The graph measurement of this deployment's program over the weights of the package a provider
@@ -31,7 +33,7 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         BuildProgram().Program.Measure(Protocol.Packaging.PackageIdentity.Compute(providerKey, modelName));
 
     /// <summary>Serialises to JSON (config.json fields plus the layout).</summary>
-    public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString()), Options);
+    public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString(), KvPrecision.ToString()), Options);
 
     /// <summary>Reads the JSON written by <see cref="ToJson"/>; the family comes from the embedded config.json.</summary>
     /// <exception cref="FormatException">Malformed or incomplete.</exception>
@@ -51,10 +53,17 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         {
             throw new FormatException("the deployment descriptor needs config, rope (Interleaved|Half) and precision (F32|F16|BF16)");
         }
-        return new ModelDeployment(ModelConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision);
+        // Descriptors written before the KV cache had a precision were measured with an f32 cache.
+        KvCachePrecision kvPrecision = KvCachePrecision.F32;
+        if (dto.KvPrecision is not null
+            && !(Enum.TryParse(dto.KvPrecision, out kvPrecision) && kvPrecision is KvCachePrecision.F32 or KvCachePrecision.F16 or KvCachePrecision.BF16))
+        {
+            throw new FormatException($"the deployment descriptor's kvPrecision '{dto.KvPrecision}' is not a KV cache precision; use F32, F16 or BF16");
+        }
+        return new ModelDeployment(ModelConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision, kvPrecision);
     }
 
     private static readonly JsonSerializerOptions Options = new() { WriteIndented = true };
 
-    private sealed record Dto(string Config, string Rope, int MaxContext, int MaxBatchTokens, string Precision);
+    private sealed record Dto(string Config, string Rope, int MaxContext, int MaxBatchTokens, string Precision, string? KvPrecision = null);
 }

@@ -57,14 +57,14 @@ internal static class GptNeoProgram
             ProgramBuffer ln2 = b.Float32(GptNeoTensorNames.Ln2Weight(l), dim), ln2Bias = b.Float32(GptNeoTensorNames.Ln2Bias(l), dim);
             ProgramBuffer wFc = b.Matrix(GptNeoTensorNames.FcWeight(l), inner, dim), bFc = b.Float32(GptNeoTensorNames.FcBias(l), inner);
             ProgramBuffer wProj = b.Matrix(GptNeoTensorNames.ProjWeight(l), dim, inner), bProj = b.Float32(GptNeoTensorNames.ProjBias(l), dim);
-            ProgramBuffer kCache = b.Act($"k_cache.{l}", (long)heads * maxContext * headDim, RegionTag.KvCache);
-            ProgramBuffer vCache = b.Act($"v_cache.{l}", (long)heads * maxContext * headDim, RegionTag.KvCache);
+            ProgramBuffer kCache = b.KvCache($"k_cache.{l}", heads, headDim);
+            ProgramBuffer vCache = b.KvCache($"v_cache.{l}", heads, headDim);
 
             p.Launch("layer_norm", [x, ln1, ln1Bias, xb], seq, I(dim), F(eps));
             p.Launch("linear_fused", [xb, wq, wk, wv, q, k, v], seq, I(dim), I(dim), I(dim), I(dim), I(dt));
-            p.Launch("kv_cache_write", [k, v, kCache, vCache], seq, start, I(heads), I(headDim), I(maxContext));
+            p.Launch("kv_cache_write", [k, v, kCache, vCache], seq, start, I(heads), I(headDim), I(maxContext), I(b.KvDt));
             // Scale 1: GPT-Neo's attention scores are q·k, unscaled (its weights were trained that way).
-            p.Launch("attention", [q, kCache, vCache, att], seq, start, I(heads), I(heads), I(headDim), I(maxContext), F(1.0), I(config.WindowOf(l)));
+            p.Launch("attention", [q, kCache, vCache, att], seq, start, I(heads), I(heads), I(headDim), I(maxContext), F(1.0), I(config.WindowOf(l)), I(b.KvDt));
             p.Launch("linear", [att, wo, bo, xb2], seq, I(dim), I(dim), I(dt));
             p.Launch("add", [x, xb2, x], b.SeqDim);
 

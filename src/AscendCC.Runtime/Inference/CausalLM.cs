@@ -50,8 +50,8 @@ public sealed class CausalLM : IDisposable
         Options = options;
         MaxContext = options.MaxContext > 0 ? Math.Min(options.MaxContext, config.MaxPositionEmbeddings) : config.MaxPositionEmbeddings;
         MaxBatchTokens = options.MaxBatchTokens > 0 ? Math.Min(options.MaxBatchTokens, MaxContext) : MaxContext;
-        Deployment = new ModelDeployment(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision);
-        _layout = CausalLMProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision);
+        Deployment = new ModelDeployment(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision);
+        _layout = CausalLMProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision);
 
         var expected = config.ExpectedTensors().ToDictionary(e => e.Name, e => e.Shape);
         _binding = new ProgramBinding(runtime, _layout.Program);
@@ -86,7 +86,8 @@ public sealed class CausalLM : IDisposable
         Config = deployment.Config;
         MaxContext = deployment.MaxContext;
         MaxBatchTokens = deployment.MaxBatchTokens;
-        Options = new CausalLMOptions { Mode = mode, MaxContext = deployment.MaxContext, MaxBatchTokens = deployment.MaxBatchTokens, WeightPrecision = deployment.Precision };
+        Options = new CausalLMOptions { Mode = mode, MaxContext = deployment.MaxContext, MaxBatchTokens = deployment.MaxBatchTokens, WeightPrecision = deployment.Precision,
+            KvCachePrecision = deployment.KvPrecision };
         Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
         PackageLayout layout = PackageFile.ReadLayout(package.Span);
         ModelManifest manifest = layout.Manifest;
@@ -297,7 +298,7 @@ public sealed class CausalLM : IDisposable
     {
         if (_scoringLayout is null || _scoringBinding is null)
         {
-            CausalLMProgram layout = CausalLMProgram.Build(Config, Deployment.Rope, MaxContext, MaxBatchTokens, Options.WeightPrecision, allPositionLogits: true);
+            CausalLMProgram layout = CausalLMProgram.Build(Config, Deployment.Rope, MaxContext, MaxBatchTokens, Options.WeightPrecision, Options.KvCachePrecision, allPositionLogits: true);
             // Same names and sizes as the generation program (weights, KV cache, activations, the
             // parameter block): borrow those regions, so nothing is copied twice and a scoring pass
             // leaves the KV cache exactly as a generation pass would. Only all_logits is new.

@@ -14,6 +14,16 @@ public sealed record CausalLMOptions
 
     /// <summary>Element type the matrix weights are kept in on the device. Default F32.</summary>
     public WeightPrecision WeightPrecision { get; init; } = WeightPrecision.F32;
+
+    /// <summary>
+    /// Element type of the KV cache on the device. Default <see cref="DefaultKvCachePrecision"/>. A
+    /// confidential deployment carries its own (<see cref="Confidential.ModelDeployment.KvPrecision"/>),
+    /// and it is part of the program's measurement.
+    /// </summary>
+    public KvCachePrecision KvCachePrecision { get; init; } = DefaultKvCachePrecision;
+
+    /// <summary>The default <see cref="KvCachePrecision"/> (see docs/architecture.md, "KV cache precision", for the measurements behind it).</summary>
+    public const KvCachePrecision DefaultKvCachePrecision = KvCachePrecision.F16;
 }
 
 /// <summary>Precision of the weight matrices in HBM; activations and accumulation are always fp32.</summary>

@@ -56,16 +56,16 @@ internal static class LlamaProgram
             ProgramBuffer wo = b.Matrix(LlamaTensorNames.OProj(l), dim, qDim);
             ProgramBuffer ffnNorm = b.Float32(LlamaTensorNames.PostAttentionLayerNorm(l), dim);
             ProgramBuffer w1 = b.Matrix(LlamaTensorNames.GateProj(l), hidden, dim), w3 = b.Matrix(LlamaTensorNames.UpProj(l), hidden, dim), w2 = b.Matrix(LlamaTensorNames.DownProj(l), dim, hidden);
-            ProgramBuffer kCache = b.Act($"k_cache.{l}", (long)kvHeads * maxContext * headDim, Device.RegionTag.KvCache);
-            ProgramBuffer vCache = b.Act($"v_cache.{l}", (long)kvHeads * maxContext * headDim, Device.RegionTag.KvCache);
+            ProgramBuffer kCache = b.KvCache($"k_cache.{l}", kvHeads, headDim);
+            ProgramBuffer vCache = b.KvCache($"v_cache.{l}", kvHeads, headDim);
 
             p.Launch("rms_norm", [x, attnNorm, xb], seq, I(dim), F(eps));
             // q, k and v read the same xb: one launch (see LinearKernel.LinearFused).
             p.Launch("linear_fused", [xb, wq, wk, wv, q, k, v], seq, I(dim), I(qDim), I(kvDim), I(kvDim), I(dt));
             p.Launch(ropeOp, [q], [seq, I(heads), I(headDim), start, F(theta), .. ropeScaling]);
             p.Launch(ropeOp, [k], [seq, I(kvHeads), I(headDim), start, F(theta), .. ropeScaling]);
-            p.Launch("kv_cache_write", [k, v, kCache, vCache], seq, start, I(kvHeads), I(headDim), I(maxContext));
-            p.Launch("attention", [q, kCache, vCache, att], seq, start, I(heads), I(kvHeads), I(headDim), I(maxContext), F(1.0 / Math.Sqrt(headDim)), I(window));
+            p.Launch("kv_cache_write", [k, v, kCache, vCache], seq, start, I(kvHeads), I(headDim), I(maxContext), I(b.KvDt));
+            p.Launch("attention", [q, kCache, vCache, att], seq, start, I(heads), I(kvHeads), I(headDim), I(maxContext), F(1.0 / Math.Sqrt(headDim)), I(window), I(b.KvDt));
             p.Launch("linear", [att, wo, BufferRef.None, xb2], seq, I(qDim), I(dim), I(dt));
             p.Launch("add", [x, xb2, x], b.SeqDim);
 

@@ -100,6 +100,7 @@ public sealed class CausalLMProgram
     /// <param name="maxContext">KV cache length.</param>
     /// <param name="maxBatchTokens">Most tokens per pass.</param>
     /// <param name="precision">Precision of the weight matrices.</param>
+    /// <param name="kvPrecision">Element type of the KV cache (sizes its regions; the cache operators' kv_dtype scalar).</param>
     /// <param name="confidential">
     /// The confidential variant: tokens come from the data owner's sealed prompt (opened on the device
     /// by prompt_open into locked memory) and leave only as sealed records (token_seal); logits and the
@@ -112,10 +113,11 @@ public sealed class CausalLMProgram
     /// in the generation program, so a runtime can bind both over one set of weights and KV cache.
     /// Not available in the confidential variant, whose logits never leave the device.
     /// </param>
-    public static CausalLMProgram Build(ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision, bool confidential = false,
-        bool allPositionLogits = false)
+    public static CausalLMProgram Build(ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision,
+        KvCachePrecision kvPrecision = CausalLMOptions.DefaultKvCachePrecision, bool confidential = false, bool allPositionLogits = false)
     {
         ArgumentNullException.ThrowIfNull(config);
+        RequireSupported(kvPrecision, nameof(kvPrecision));
         if (confidential && allPositionLogits)
         {
             throw new ArgumentException("the confidential program keeps logits on the device; it has no all-position variant", nameof(allPositionLogits));
@@ -129,7 +131,7 @@ public sealed class CausalLMProgram
         // In CC mode every launch reads the step block prompt_open checked and wrote in locked memory:
         // the host cannot change a position or a length between the launches of one pass.
         ProgramBuffer? step = confidential ? p.Buffer(RegionTag.Activations, "step", ParamCount * 8) : null;
-        var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, tokens, step ?? parameters);
+        var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, kvPrecision, tokens, step ?? parameters);
         ProgramBuffer logits = b.Act("logits", vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
         ProgramBuffer probs = b.Act("probs", vocab, RegionTag.Workspace);
         ProgramBuffer next = p.Buffer(confidential ? RegionTag.Activations : RegionTag.OutputStaging, "next", 8);
@@ -199,6 +201,16 @@ public sealed class CausalLMProgram
     }
 
     private static ScalarRef I(long v) => ScalarRef.Of(v);
+
+    /// <summary>Throws, naming the option, unless <paramref name="kvPrecision"/> is a KV cache type the device has.</summary>
+    internal static void RequireSupported(KvCachePrecision kvPrecision, string paramName)
+    {
+        if (kvPrecision is not (KvCachePrecision.F32 or KvCachePrecision.F16 or KvCachePrecision.BF16))
+        {
+            throw new ArgumentOutOfRangeException(paramName, kvPrecision,
+                $"CausalLMOptions.KvCachePrecision = {(int)kvPrecision} is not a KV cache type the device has; use KvCachePrecision.F32, F16 or BF16");
+        }
+    }
 }
 
 /// <summary>
@@ -213,8 +225,9 @@ internal sealed class CausalLMProgramBuilder
     private readonly ProgramBuffer _stepParams;
 
     public CausalLMProgramBuilder(DeviceProgram program, ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision,
-        ProgramBuffer tokens, ProgramBuffer stepParams)
+        KvCachePrecision kvPrecision, ProgramBuffer tokens, ProgramBuffer stepParams)
     {
+        KvPrecision = kvPrecision;
         Program = program;
         Config = config;
         Rope = rope;
@@ -242,6 +255,19 @@ internal sealed class CausalLMProgramBuilder
 
     /// <summary>The matrices' element type as the kernels' dtype scalar.</summary>
     public long Dt => (long)Precision;
+
+    /// <summary>The KV cache's element type.</summary>
+    public KvCachePrecision KvPrecision { get; }
+
+    /// <summary><see cref="KvPrecision"/> as the cache operators' kv_dtype scalar (the device's element type codes: 0 F32, 1 F16, 2 BF16).</summary>
+    public long KvDt => (long)KvPrecision;
+
+    /// <summary>
+    /// One layer's K or V cache, [kvHeads, MaxContext, headDim] of <see cref="KvPrecision"/>, tagged
+    /// KvCache (so born locked in CC mode).
+    /// </summary>
+    public ProgramBuffer KvCache(string name, int kvHeads, int headDim) =>
+        Program.Buffer(RegionTag.KvCache, name, (long)kvHeads * MaxContext * headDim * (KvPrecision == KvCachePrecision.F32 ? 4 : 2));
 
     /// <summary>The pass's token ids (int32 × T), the family's embedding input.</summary>
     public ProgramBuffer Tokens { get; }

@@ -60,6 +60,15 @@ public sealed record NpuCompileOptions
     /// <summary>Language models: precision of the weight matrices in HBM; null keeps the parameters' dtype.</summary>
     public WeightPrecision? WeightPrecision { get; init; }
 
+    /// <summary>
+    /// Language models: element type of the device KV cache; null means F32. A compiled module answers
+    /// for the module's logits (the self-check compares them within the weights' tolerance), and an f16
+    /// cache's rounding moves logits by a few thousandths within a few positions, so unlike
+    /// <see cref="CausalLMOptions.DefaultKvCachePrecision"/> the half cache is asked for here, not
+    /// assumed; the self-check's default tolerance then widens by what the cache's rounding adds.
+    /// </summary>
+    public KvCachePrecision? KvCachePrecision { get; init; }
+
     /// <summary>Language models: number of probe token ids in the self-check. Default 6.</summary>
     public int ProbeTokens { get; init; } = 6;
 

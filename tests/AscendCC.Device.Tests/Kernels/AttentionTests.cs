@@ -118,7 +118,7 @@ public class AttentionTests
         return values;
     }
 
-    private static float[] TorchAttention(float[] q, float[] kCache, float[] vCache, int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
+    internal static float[] TorchAttention(float[] q, float[] kCache, float[] vCache, int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
     {
         using var scope = NewDisposeScope();
         int ctx = startPos + seq;

@@ -61,6 +61,23 @@ public class LlamaCompilerTests
         Assert.That(diff, Is.LessThan(1e-3));
     }
 
+    /// <summary>
+    /// The compiled model's cache is f32 unless asked; an f16 or bf16 cache passes the self-check with
+    /// its widened tolerance, and the device's KV precision is the one asked for.
+    /// </summary>
+    [TestCase(null, KvCachePrecision.F32)]
+    [TestCase(KvCachePrecision.F16, KvCachePrecision.F16)]
+    [TestCase(KvCachePrecision.BF16, KvCachePrecision.BF16)]
+    public void TheCompiledModelKeepsTheKvCachePrecisionItIsAskedFor(KvCachePrecision? asked, KvCachePrecision expected)
+    {
+        manual_seed(3);
+        LlamaConfig config = TinyConfig();
+        using var model = new TinyCausalLM(config);
+        using var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions { Config = config, MaxContext = 64, KvCachePrecision = asked });
+        Assert.That(compiled.KvCachePrecision, Is.EqualTo(expected));
+        Assert.That(compiled.SelfCheckMaxDifference, Is.LessThan(expected == KvCachePrecision.F32 ? 1e-3 : expected == KvCachePrecision.F16 ? 5e-2 : 0.5));
+    }
+
     [TestCaseSource(nameof(Modes))]
     public void ForwardOnTokenIdsReturnsEveryPositionsLogitsLikeTheModule(ExecutionMode mode)
     {

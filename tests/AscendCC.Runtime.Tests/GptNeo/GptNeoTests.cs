@@ -74,7 +74,7 @@ public class GptNeoTests
         using var checkpoint = ModelCheckpoint.Open(Folder);
         using NpuRuntime runtime = NewRuntime();
         // Chunks of 4: the prompt's prefill crosses chunk boundaries, and the 70+ positions cross the local window of 32.
-        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 4 });
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 4, KvCachePrecision = KvCachePrecision.F32 });
         int[] generated = model.Generate(reference.PromptTokens, reference.GeneratedTokens.Length, stopTokens: []).ToArray();
         Assert.That(generated, Is.EqualTo(reference.GeneratedTokens));
         Logits.AssertClose(model.ReadLogits(), reference.LastLogits, $"{prompt} {mode}: logits that chose the last token");
@@ -130,7 +130,7 @@ public class GptNeoTests
             expected = logits.contiguous().data<float>().ToArray();
         }
         using NpuRuntime runtime = NewRuntime();
-        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 16 });
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 16, KvCachePrecision = KvCachePrecision.F32 });
         int vocab = checkpoint.Config.VocabSize;
         var actual = new float[expected.Length];
         for (int pos = 0; pos < fed.Length; pos += 16)

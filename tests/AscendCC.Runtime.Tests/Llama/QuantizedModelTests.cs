@@ -30,7 +30,12 @@ public class QuantizedModelTests
         ExecutionMode mode = ExecutionMode.Graph, int maxBatchTokens = 0)
     {
         using var model = CausalLM.Load(runtime, config, RopeConvention.Half, n => weights[n],
-            new CausalLMOptions { MaxContext = 128, MaxBatchTokens = maxBatchTokens, WeightPrecision = precision, Mode = mode });
+            new CausalLMOptions
+            {
+                MaxContext = 128, MaxBatchTokens = maxBatchTokens, WeightPrecision = precision, Mode = mode,
+                // The weights' precision alone: an f16 cache would move these near ties too.
+                KvCachePrecision = KvCachePrecision.F32,
+            });
         return model.Generate(prompt, Tokens, stopTokens: []).ToArray();
     }
 

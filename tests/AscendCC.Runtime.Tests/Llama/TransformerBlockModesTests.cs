@@ -84,8 +84,8 @@ public class TransformerBlockModesTests
             p.Launch("linear", [xb, wv, BufferRef.None, v], P(SlotSeq), I(Dim), I(KvDim), f32);
             p.Launch("rope_half", [q], [P(SlotSeq), I(Heads), I(HeadDim), P(SlotStart), F(Theta), .. noScaling]);
             p.Launch("rope_half", [k], [P(SlotSeq), I(KvHeads), I(HeadDim), P(SlotStart), F(Theta), .. noScaling]);
-            p.Launch("kv_cache_write", [k, v, kCache, vCache], P(SlotSeq), P(SlotStart), I(KvHeads), I(HeadDim), I(MaxContext));
-            p.Launch("attention", [q, kCache, vCache, att], P(SlotSeq), P(SlotStart), I(Heads), I(KvHeads), I(HeadDim), I(MaxContext), F(1.0 / Math.Sqrt(HeadDim)), I(0));
+            p.Launch("kv_cache_write", [k, v, kCache, vCache], P(SlotSeq), P(SlotStart), I(KvHeads), I(HeadDim), I(MaxContext), I(0));
+            p.Launch("attention", [q, kCache, vCache, att], P(SlotSeq), P(SlotStart), I(Heads), I(KvHeads), I(HeadDim), I(MaxContext), F(1.0 / Math.Sqrt(HeadDim)), I(0), I(0));
             p.Launch("linear", [att, wo, BufferRef.None, xb2], P(SlotSeq), I(QDim), I(Dim), f32);
             p.Launch("add", [X, xb2, X], P(SlotSeqDim));
             p.Launch("rms_norm", [X, ffnNorm, xb], P(SlotSeq), I(Dim), F(Eps));

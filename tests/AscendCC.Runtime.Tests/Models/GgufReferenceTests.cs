@@ -51,7 +51,7 @@ public class GgufReferenceTests
             Assert.That(checkpoint.OutputWeight.Name, Is.EqualTo(LlamaTensorNames.Embedding));
         });
         using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
-        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = ExecutionMode.Graph, MaxContext = 128 });
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { Mode = ExecutionMode.Graph, MaxContext = 128, KvCachePrecision = KvCachePrecision.F32 });
         foreach (ReferenceStep step in reference.Steps.Take(8))
         {
             int next = model.Forward([step.Token], step.Pos);

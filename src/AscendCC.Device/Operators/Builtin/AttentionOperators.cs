@@ -3,17 +3,21 @@ using AscendCC.Device.Kernels;
 
 namespace AscendCC.Device.Operators.Builtin;
 
-/// <summary>Appends new keys and values to a layer's KV cache.</summary>
+/// <summary>
+/// Appends new keys and values to a layer's KV cache, whose element type is the kv_dtype scalar
+/// (0 F32, 1 F16, 2 BF16; half precision rounded to nearest even).
+/// </summary>
 internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
-    "k:f32[seq,kv_heads*head_dim] v:f32[seq,kv_heads*head_dim] -> k_cache:f32[kv_heads,max_seq,head_dim] v_cache | seq start_pos kv_heads head_dim max_seq",
-    ["k", "v", "k_cache", "v_cache"], [2, 3], 5)
+    "k:f32[seq,kv_heads*head_dim] v:f32[seq,kv_heads*head_dim] -> k_cache:kv_dtype[kv_heads,max_seq,head_dim] v_cache | seq start_pos kv_heads head_dim max_seq kv_dtype",
+    ["k", "v", "k_cache", "v_cache"], [2, 3], 6)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
     {
         int seq = c.Int(0, "seq", 1), startPos = c.Int(1, "start_pos"), kvHeads = c.Int(2, "kv_heads", 1), headDim = c.Int(3, "head_dim", 1), maxSeq = c.Int(4, "max_seq", 1);
-        long rows = (long)seq * kvHeads * headDim, cache = (long)kvHeads * maxSeq * headDim;
-        KvCache.KvCacheWrite(c.Buffer<float>(0, rows), c.Buffer<float>(1, rows), c.Buffer<float>(2, cache), c.Buffer<float>(3, cache),
+        ElementType kvType = KvCacheType.Of(ref c, 5);
+        long rows = (long)seq * kvHeads * headDim, cache = (long)kvHeads * maxSeq * headDim * ElementTypes.SizeOf(kvType);
+        KvCache.KvCacheWrite(c.Buffer<float>(0, rows), c.Buffer<float>(1, rows), c.Buffer<byte>(2, cache), c.Buffer<byte>(3, cache), kvType,
             seq, startPos, kvHeads, headDim, maxSeq);
     }
 }
@@ -21,10 +25,11 @@ internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
 /// <summary>
 /// Causal grouped-query attention over the KV cache (flash-style, O(tile) memory). window &gt; 0 is a
 /// sliding window (Mistral): position p sees keys p − window &lt; j ≤ p; 0 sees every earlier key.
+/// kv_dtype is the caches' element type, as kv_cache_write's.
 /// </summary>
 internal sealed class AttentionOperator() : OperatorBase("attention",
-    "q:f32[seq,heads*head_dim] k_cache v_cache -> out:f32[seq,heads*head_dim] | seq start_pos heads kv_heads head_dim max_seq scale window",
-    ["q", "k_cache", "v_cache", "out"], [3], 8)
+    "q:f32[seq,heads*head_dim] k_cache:kv_dtype[kv_heads,max_seq,head_dim] v_cache -> out:f32[seq,heads*head_dim] | seq start_pos heads kv_heads head_dim max_seq scale window kv_dtype",
+    ["q", "k_cache", "v_cache", "out"], [3], 9)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Execute(ref KernelContext c)
@@ -33,9 +38,24 @@ internal sealed class AttentionOperator() : OperatorBase("attention",
         int headDim = c.Int(4, "head_dim", 1), maxSeq = c.Int(5, "max_seq", 1);
         float scale = c.Float(6, "scale");
         int window = c.Int(7, "window");
-        long rows = (long)seq * heads * headDim, cache = (long)kvHeads * maxSeq * headDim;
-        Attention.CausalAttention(c.Grid, c.Buffer<float>(0, rows), c.Buffer<float>(1, cache), c.Buffer<float>(2, cache), c.Buffer<float>(3, rows),
+        ElementType kvType = KvCacheType.Of(ref c, 8);
+        long rows = (long)seq * heads * headDim, cache = (long)kvHeads * maxSeq * headDim * ElementTypes.SizeOf(kvType);
+        Attention.CausalAttention(c.Grid, c.Buffer<float>(0, rows), c.Buffer<byte>(1, cache), c.Buffer<byte>(2, cache), kvType, c.Buffer<float>(3, rows),
             seq, startPos, heads, kvHeads, headDim, maxSeq, scale, window);
+    }
+}
+
+/// <summary>The kv_dtype scalar of the cache operators.</summary>
+internal static class KvCacheType
+{
+    public static ElementType Of(ref KernelContext c, int i)
+    {
+        var type = (ElementType)c.Int(i, "kv_dtype", 0, (int)ElementType.Q4_0);
+        if (!KvCache.IsCacheType(type))
+        {
+            throw new KernelArgumentException($"scalar 'kv_dtype' = {(int)type} ({type}): a KV cache holds F32 (0), F16 (1) or BF16 (2) elements, not a block format");
+        }
+        return type;
     }
 }
 
