@@ -36,7 +36,7 @@ internal sealed class CcOverheadSuite(string name, string model, Func<int, Model
 
     public string Name => name;
 
-    public string Description => $"CC on vs off, {model}, runners interleaved round by round (paired overhead)";
+    public string Description => $"CC on vs off, {model}, KV cache {AscendCC.Runtime.Inference.CausalLMOptions.DefaultKvCachePrecision}, runners interleaved round by round (paired overhead)";
 
     public string ReportFileName => $"{name}.md";
 
