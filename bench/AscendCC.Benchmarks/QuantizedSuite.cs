@@ -244,15 +244,15 @@ internal sealed class QuantizedSuite : IBenchmarkSuite, IReportingSuite
         sb.Append(culture, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, AI Cores {AiCoreGrid.Shared.CoreCount}, llama.cpp threads 2; ")
             .Append(culture, $"{rounds} rounds; in each, every runner prefills the same {PromptTokens}-token prompt in turn (300 ms apart), then decodes {warmSteps} warm-up and {steps} timed steps ")
             .Append(culture, $"interleaved step by step (one step of each runner in a rotating order, {StepPause.TotalMilliseconds:F0} ms apart; context {PromptTokens}–{PromptTokens + warmSteps + steps}); a round's decode is its median step. ")
-            .Append(culture, $"Load average (1/5/15 min) at start {loadAtStart}, at end {loadAtEnd}: **the machine was shared with another engineer's long mutation-testing run**, so absolute ")
-            .AppendLine("times are noisy and slow; compare the ratios, which are taken within a round.");
+            .Append(culture, $"Load average (1/5/15 min) at start {loadAtStart}, at end {loadAtEnd} (above 2 on these 2 cores, other work shared the machine: absolute times are then noisy); ")
+            .AppendLine("compare the ratios, which are taken within a round.");
         sb.AppendLine();
         sb.AppendLine("Weights: llama2.c's 110M shape (768 wide, 12 layers, MLP 2048, untied 32000-row classifier), seeded uniform ±1/√in, written as an F32 GGUF and quantized by ")
             .AppendLine("llama.cpp's own quantizer to a Q8_0 file (every matrix Q8_0) and a Q4_0 file (" + q4Types + "). The device's BF16 and Q8_0 run the Q8_0 file (BF16: its values ")
             .AppendLine("rounded to bf16), its Q4_0 the Q4_0 file (the classifier's Q6_K dequantized and kept in Q8_0, the device's Q4_0 classifier format); llama.cpp mmaps each file. ")
             .AppendLine("The GB/s column counts the matrix bytes each runner streams per token (all but the gathered embedding).");
         sb.AppendLine();
-        sb.AppendLine("Over rounds: the median, and the fastest round (the least disturbed by the other run's load).");
+        sb.AppendLine("Over rounds: the median, and the fastest round (the least disturbed by other work).");
         sb.AppendLine();
         sb.AppendLine("| runner | MB streamed per token | prefill ms: median (fastest) | decode ms/token: median (fastest) | decode GB/s: median (fastest) |");
         sb.AppendLine("|---|---:|---:|---:|---:|");

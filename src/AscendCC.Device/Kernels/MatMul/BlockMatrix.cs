@@ -20,6 +20,16 @@ internal unsafe interface IBlockFormat
 
     /// <summary>q of element <paramref name="i"/> (0..31) of the block.</summary>
     static abstract int Quant(byte* quants, int i);
+
+    /// <summary>
+    /// True when q = n − 8 for an unsigned 4-bit n (Q4_0): the GEMV then multiplies n itself, an
+    /// unsigned operand vpdpbusd takes as it is, and starts each block's sums at −8·Σx instead of
+    /// moving signs and subtracting 8 for every weight row.
+    /// </summary>
+    static abstract bool OffsetBy8 { get; }
+
+    /// <summary>The block's 32 n (q + 8), in element order; only when <see cref="OffsetBy8"/>.</summary>
+    static abstract Vector256<byte> LoadOffset(byte* quants);
 }
 
 /// <summary>

@@ -27,6 +27,9 @@ internal interface IInt8BlockDot
 {
     /// <summary>Lanes of Σ w_j·x_j over the 32 int8 values of <paramref name="w"/> and <paramref name="x"/> (x in −127..127).</summary>
     static abstract Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x);
+
+    /// <summary><paramref name="init"/> plus the lanes of Σ n_j·x_j for unsigned <paramref name="n"/> ≤ 15 (x in −127..127).</summary>
+    static abstract Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x);
 }
 
 /// <summary>
@@ -57,6 +60,10 @@ internal static class Int8Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x) =>
             AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(w), Avx2.Sign(x, w));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x) =>
+            AvxVnni.MultiplyWideningAndAdd(init, n, x);
     }
 
     internal readonly struct Avx2Dot : IInt8BlockDot
@@ -64,6 +71,11 @@ internal static class Int8Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x) =>
             Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), Vector256<short>.One);
+
+        /// <summary>Pair sums of n·x are at most 2·15·127 = 3810: no saturation.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x) =>
+            init + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n, x), Vector256<short>.One);
     }
 
     internal readonly struct PortableDot : IInt8BlockDot
@@ -80,5 +92,8 @@ internal static class Int8Dot
                 Vector128.Sum(p0.GetLower()), Vector128.Sum(p0.GetUpper()), Vector128.Sum(p1.GetLower()), Vector128.Sum(p1.GetUpper()),
                 Vector128.Sum(p2.GetLower()), Vector128.Sum(p2.GetUpper()), Vector128.Sum(p3.GetLower()), Vector128.Sum(p3.GetUpper()));
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x) => init + Dot(n.AsSByte(), x);
     }
 }

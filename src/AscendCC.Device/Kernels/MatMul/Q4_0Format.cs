@@ -17,12 +17,16 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
     public static int QuantBytes => BlockMatrix.BlockSize / 2;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<sbyte> Load(byte* quants)
+    public static Vector256<sbyte> Load(byte* quants) => (LoadOffset(quants) - Vector256.Create((byte)8)).AsSByte();
+
+    public static bool OffsetBy8 => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> LoadOffset(byte* quants)
     {
         Vector128<byte> packed = Vector128.Load(quants);
         Vector128<byte> nibble = Vector128.Create((byte)0x0F);
-        Vector256<byte> n = Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed, 4) & nibble);
-        return (n - Vector256.Create((byte)8)).AsSByte();
+        return Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed, 4) & nibble);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

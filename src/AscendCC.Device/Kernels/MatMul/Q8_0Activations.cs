@@ -33,6 +33,26 @@ internal static unsafe class Q8_0Activations
         }
     }
 
+    /// <summary>
+    /// For weights stored as n = q + 8 (<see cref="IBlockFormat.OffsetBy8"/>): per block of rows
+    /// [<paramref name="firstRow"/>, <paramref name="endRow"/>) of q, the eight lanes −8·Σ q_j over
+    /// j = 4i..4i+3, into s[·, k/32, 8]. A block's int8 dot then starts from them, so its lanes are
+    /// Σ (n_j − 8)·q_j exactly as with signed weights, and the GEMV's result is the same bit for bit.
+    /// </summary>
+    public static void OffsetSums(sbyte* q, int k, int firstRow, int endRow, int* s)
+    {
+        int blocks = k / BlockMatrix.BlockSize;
+        for (int r = firstRow; r < endRow; r++)
+        {
+            sbyte* qr = q + (nint)r * k;
+            int* sr = s + ((nint)r * blocks * 8);
+            for (int i = 0; i < blocks * 8; i++)
+            {
+                sr[i] = -8 * (qr[4 * i] + qr[(4 * i) + 1] + qr[(4 * i) + 2] + qr[(4 * i) + 3]);
+            }
+        }
+    }
+
     /// <summary>Quantizes 32 values; returns their scale.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float QuantizeBlock(float* x, sbyte* q, bool offsetBinary)

@@ -18,4 +18,9 @@ internal readonly unsafe struct Q8_0Format : IBlockFormat
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Quant(byte* quants, int i) => ((sbyte*)quants)[i];
+
+    public static bool OffsetBy8 => false;
+
+    /// <summary>Never called: q is stored signed.</summary>
+    public static Vector256<byte> LoadOffset(byte* quants) => throw new NotSupportedException("Q8_0 quants are signed; use Load.");
 }

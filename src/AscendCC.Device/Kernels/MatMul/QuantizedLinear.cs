@@ -60,7 +60,7 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, offsetBinary: gemm);
+        Activations a = Quantize(grid, x, m, k, offsetBinary: gemm, offsetSums: TF.OffsetBy8 && !gemm);
         if (gemm)
         {
             QuantizedGemm.Run<TF>(grid, a.Q, a.D, w, bias, y, m, k, n);
@@ -96,7 +96,7 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, offsetBinary: gemm);
+        Activations a = Quantize(grid, x, m, k, offsetBinary: gemm, offsetSums: TF.OffsetBy8 && !gemm);
         if (gemm)
         {
             QuantizedGemm.Run<TF>(grid, a.Q, a.D, w0, null, y0, m, k, n0);
@@ -128,27 +128,39 @@ internal static unsafe class QuantizedLinear
     /// </summary>
     internal static bool UsesGemm(int m, Int8DotIsa isa) => m > LinearKernel.GemvMaxRows && isa == Int8DotIsa.AvxVnni;
 
-    /// <summary>Quantized activations: q[m, k] and d[m, k/32], in the launching thread's scratch.</summary>
-    private readonly struct Activations(sbyte* q, float* d)
+    /// <summary>Quantized activations: q[m, k], d[m, k/32] and, for Q4_0's GEMV, the offset sums s[m, k/32, 8], in the launching thread's scratch.</summary>
+    private readonly struct Activations(sbyte* q, float* d, int* s)
     {
         public readonly sbyte* Q = q;
         public readonly float* D = d;
+        public readonly int* S = s;
     }
 
-    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool offsetBinary)
+    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool offsetBinary, bool offsetSums)
     {
+        int blocks = k / BlockMatrix.BlockSize;
         long quantBytes = ((long)m * k + 63) & ~63L;
-        byte* scratch = KernelScratch.QuantizedActivations(quantBytes + ((long)m * (k / BlockMatrix.BlockSize) * sizeof(float)));
-        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes));
+        long scaleBytes = (((long)m * blocks * sizeof(float)) + 63) & ~63L;
+        long sumBytes = offsetSums ? (long)m * blocks * 8 * sizeof(int) : 0;
+        byte* scratch = KernelScratch.QuantizedActivations(quantBytes + scaleBytes + sumBytes);
+        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), offsetSums ? (int*)(scratch + quantBytes + scaleBytes) : null);
         // Decode rows are a few microseconds of work: a launch would cost more than it saves.
         if (m <= LinearKernel.GemvMaxRows)
         {
             Q8_0Activations.QuantizeRows(x, k, 0, m, a.Q, a.D, offsetBinary);
+            if (offsetSums)
+            {
+                Q8_0Activations.OffsetSums(a.Q, k, 0, m, a.S);
+            }
         }
         else
         {
             var kernel = new QuantizeKernel { X = x, K = k, M = m, Q = a.Q, D = a.D, OffsetBinary = offsetBinary, RowsPerBlock = Math.Max(1, m / (4 * grid.CoreCount)) };
             grid.Launch((m + kernel.RowsPerBlock - 1) / kernel.RowsPerBlock, ref kernel);
+        }
+        if (offsetSums && m > LinearKernel.GemvMaxRows)
+        {
+            Q8_0Activations.OffsetSums(a.Q, k, 0, m, a.S);
         }
         return a;
     }
@@ -192,7 +204,7 @@ internal static unsafe class QuantizedLinear
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot => new()
     {
-        Xq = a.Q, Xd = a.D, Wq = BlockMatrix<TF>.Quants(w), Wd = BlockMatrix<TF>.Scales(w, n, k), Bias = bias, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock,
+        Xq = a.Q, Xd = a.D, Xs = a.S, Wq = BlockMatrix<TF>.Quants(w), Wd = BlockMatrix<TF>.Scales(w, n, k), Bias = bias, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock,
     };
 
     private static void LaunchGemv<TF, TDot>(AiCoreGrid grid, Activations a, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock)
@@ -229,6 +241,7 @@ internal static unsafe class QuantizedLinear
         where TDot : struct, IInt8BlockDot
     {
         public sbyte* Xq;
+        public int* Xs;
         public byte* Wq;
         public float* Xd, Bias, Y;
         public ushort* Wd;
@@ -251,7 +264,7 @@ internal static unsafe class QuantizedLinear
                 ushort* d = Wd + (nint)j * blocks;
                 for (int t = 0; t < M; t++)
                 {
-                    Dot4(Xq + (nint)t * K, Xd + (nint)t * blocks, w, d, rowBytes, blocks, scales, sums);
+                    Dot4(Xq + (nint)t * K, Xd + (nint)t * blocks, Xs + ((nint)t * blocks * 8), w, d, rowBytes, blocks, scales, sums);
                     float* yt = Y + (nint)t * N + j;
                     for (int r = 0; r < 4; r++)
                     {
@@ -263,7 +276,7 @@ internal static unsafe class QuantizedLinear
             {
                 for (int t = 0; t < M; t++)
                 {
-                    float s = Dot1(Xq + (nint)t * K, Xd + (nint)t * blocks, Wq + j * rowBytes, Wd + (nint)j * blocks, blocks, scales);
+                    float s = Dot1(Xq + (nint)t * K, Xd + (nint)t * blocks, Xs + ((nint)t * blocks * 8), Wq + j * rowBytes, Wd + (nint)j * blocks, blocks, scales);
                     Y[(nint)t * N + j] = Bias != null ? s + Bias[j] : s;
                 }
             }
@@ -271,7 +284,7 @@ internal static unsafe class QuantizedLinear
 
         /// <summary>sums[r] = x · row r for the four rows from <paramref name="w"/> (scales from <paramref name="d"/>).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4(sbyte* x, float* xd, byte* w, ushort* d, nint rowBytes, int blocks, float* scales, float* sums)
+        private static void Dot4(sbyte* x, float* xd, int* xs, byte* w, ushort* d, nint rowBytes, int blocks, float* scales, float* sums)
         {
             byte* w1 = w + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
             ushort* d1 = d + blocks, d2 = d1 + blocks, d3 = d2 + blocks;
@@ -298,6 +311,15 @@ internal static unsafe class QuantizedLinear
                         Sse.Prefetch0(ahead + (3 * rowBytes) + at);
                     }
                     Vector256<sbyte> xb = Vector256.Load(x + ((nint)(g + b) * BlockMatrix.BlockSize));
+                    if (TF.OffsetBy8)
+                    {
+                        Vector256<int> c = Vector256.Load(xs + ((nint)(g + b) * 8));
+                        a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w + at), xb)), Vector256.Create(scales[b]), a0);
+                        a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w1 + at), xb)), Vector256.Create(scales[8 + b]), a1);
+                        a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w2 + at), xb)), Vector256.Create(scales[16 + b]), a2);
+                        a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w3 + at), xb)), Vector256.Create(scales[24 + b]), a3);
+                        continue;
+                    }
                     a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w + at), xb)), Vector256.Create(scales[b]), a0);
                     a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w1 + at), xb)), Vector256.Create(scales[8 + b]), a1);
                     a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w2 + at), xb)), Vector256.Create(scales[16 + b]), a2);
@@ -311,7 +333,7 @@ internal static unsafe class QuantizedLinear
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot1(sbyte* x, float* xd, byte* w, ushort* d, int blocks, float* scales)
+        private static float Dot1(sbyte* x, float* xd, int* xs, byte* w, ushort* d, int blocks, float* scales)
         {
             Vector256<float> a = default;
             for (int g = 0; g < blocks; g += 8)
@@ -321,7 +343,9 @@ internal static unsafe class QuantizedLinear
                 for (int b = 0; b < count; b++)
                 {
                     Vector256<sbyte> xb = Vector256.Load(x + ((nint)(g + b) * BlockMatrix.BlockSize));
-                    a = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w + ((nint)(g + b) * TF.QuantBytes)), xb)), Vector256.Create(scales[b]), a);
+                    byte* wb = w + ((nint)(g + b) * TF.QuantBytes);
+                    Vector256<int> lanes = TF.OffsetBy8 ? TDot.DotOffset(Vector256.Load(xs + ((nint)(g + b) * 8)), TF.LoadOffset(wb), xb) : TDot.Dot(TF.Load(wb), xb);
+                    a = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(lanes), Vector256.Create(scales[b]), a);
                 }
             }
             return SumLanes(a);
