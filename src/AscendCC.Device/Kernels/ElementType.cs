@@ -51,16 +51,7 @@ internal static class ElementTypes
 
     /// <summary>float to bf16 bits, round to nearest even (NaN stays NaN).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort SingleToBF16(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        if (float.IsNaN(value))
-        {
-            return (ushort)((bits >> 16) | 0x40);
-        }
-        uint rounding = 0x7FFF + ((bits >> 16) & 1);
-        return (ushort)((bits + rounding) >> 16);
-    }
+    public static ushort SingleToBF16(float value) => HalfRounding.BF16(BitConverter.SingleToUInt32Bits(value));
 
     /// <summary>fp16 bits to float: exact.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
