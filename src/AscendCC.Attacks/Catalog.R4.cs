@@ -117,6 +117,27 @@ public static partial class AttackCatalog
                 var w0 = llama.Region(Buffer(llama, "model.norm.weight"));
                 return Refused(bed.Attacker.Memset(w0.Address, w0.Bytes, 0), "eager memset of model.norm.weight");
             });
+        yield return new Attack("R4_EagerLaunchesFollowAnUnattestedList", "R4", "R4: in confidential mode a memset of locked memory must be the next task",
+            "Load a task list of the host's own that no package signed (so it is refused at executeModel) holding a memset of a locked weight region and an add writing the provider's KV cache, then launch each eagerly, hoping the device matches eager launches against any loaded list rather than only attested ones.",
+            bed =>
+            {
+                using CausalLM llama = LoadAndGenerate(bed);
+                var norm = llama.Region(Buffer(llama, "model.norm.weight"));
+                var cache = llama.Region(Buffer(llama, "k_cache.0"));
+                ulong add = bed.Runtime.LoadOperator("add");
+                KernelArgument[] args = [new(cache.Address, 64), new(cache.Address, 64), new(cache.Address, 64)];
+                var w = new TaskWriter();
+                w.Memset(1, norm.Address, norm.Bytes, 0);
+                w.KernelLaunch(2, add, args, [KernelScalar.Of(16L)]);
+                CompletionEntry load = bed.Attacker.LoadModel(w.Written);
+                CompletionEntry run = bed.Attacker.ExecuteModel((int)load.Result);
+                if (run.Succeeded)
+                {
+                    return AttackResult.NotBlocked($"the host's unsigned list ran whole: {MaliciousHost.Describe(run)}");
+                }
+                return All(Refused(bed.Attacker.Memset(norm.Address, norm.Bytes, 0), "eager memset of model.norm.weight, task 0 of the unattested list"),
+                           Refused(bed.Attacker.Launch(add, args, [KernelScalar.Of(16L)]), "eager add over k_cache.0 after it"));
+            });
         yield return new Attack("R4_EagerCopyIntoLockedRegion", "R4", "R4: in confidential mode a copy into locked memory must be the next task",
             "In eager mode, copy host-chosen bytes (via a general region) and another locked tensor into a weight region.",
             bed =>
