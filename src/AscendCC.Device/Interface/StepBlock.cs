@@ -56,8 +56,14 @@ public static class StepBlock
     /// <summary>Presence penalty (a double's bits; 0 = off).</summary>
     public const int PresencePenalty = 14;
 
+    /// <summary>
+    /// Batched programs: how many segments (sequences) the pass feeds, each with its own slot and
+    /// positions in the pass's segment table; <see cref="Seq"/> is then the rows of all of them.
+    /// </summary>
+    public const int Segments = 15;
+
     /// <summary>Number of slots.</summary>
-    public const int Count = 15;
+    public const int Count = 16;
 
     /// <summary>Bytes of the block.</summary>
     public const int Bytes = Count * 8;

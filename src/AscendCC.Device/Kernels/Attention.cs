@@ -82,6 +82,91 @@ internal static unsafe class Attention
         }
     }
 
+    /// <summary>
+    /// Batched causal attention: q and output are [rows, nHeads * headDim] with rows in the order of
+    /// <paramref name="segments"/>, and the caches are [slots, nKvHeads, maxSeq, headDim]; each
+    /// segment's rows attend, as <see cref="CausalAttention(AiCoreGrid, ReadOnlySpan{float}, ReadOnlySpan{byte}, ReadOnlySpan{byte}, ElementType, Span{float}, int, int, int, int, int, int, float, int)"/>
+    /// does, over their own slot's positions only (which must already hold the pass's rows). One grid
+    /// launch covers every segment's heads and query tiles, so a decode step of eight sequences keeps
+    /// every core busy as one of a single sequence does.
+    /// </summary>
+    public static void CausalAttention(
+        AiCoreGrid grid, ReadOnlySpan<float> q, ReadOnlySpan<byte> kCache, ReadOnlySpan<byte> vCache, ElementType cacheType, Span<float> output,
+        ReadOnlySpan<SequenceSegment> segments, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window = 0)
+    {
+        ArgumentNullException.ThrowIfNull(grid);
+        KernelArgs.RequireAtLeast(nHeads, 1, nameof(nHeads));
+        KernelArgs.RequireAtLeast(nKvHeads, 1, nameof(nKvHeads));
+        KernelArgs.RequireAtLeast(window, 0, nameof(window));
+        if (nHeads % nKvHeads != 0)
+        {
+            throw new ArgumentException($"{nameof(nHeads)} ({nHeads}) must be a multiple of {nameof(nKvHeads)} ({nKvHeads}).", nameof(nHeads));
+        }
+        long slotBytes = (long)nKvHeads * maxSeq * headDim * ElementTypes.SizeOf(cacheType);
+        int rows = 0, items = 0, slots = (int)(kCache.Length / slotBytes);
+        foreach (SequenceSegment s in segments)
+        {
+            KvCache.ValidateWindow(s.Length, s.Start, maxSeq);
+            if ((uint)s.Slot >= (uint)slots || kCache.Length != vCache.Length)
+            {
+                throw new ArgumentOutOfRangeException(nameof(segments), s.Slot, $"slot {s.Slot} is outside caches of {slots} slots of {slotBytes} bytes");
+            }
+            rows += s.Length;
+            items += (s.Length + QueryTile - 1) / QueryTile;
+        }
+        long rowsLength = (long)rows * nHeads * headDim;
+        KernelArgs.RequireLength(q.Length, rowsLength, nameof(q));
+        KernelArgs.RequireLength(output.Length, rowsLength, nameof(output));
+        KernelArgs.RequireSameOrDisjoint(q, output, nameof(q), nameof(output));
+        if (items == 0)
+        {
+            return;
+        }
+        // The work list: one item per (segment, query tile), the latest tiles of each segment first.
+        Span<WorkItem> work = items <= 256 ? stackalloc WorkItem[items] : new WorkItem[items];
+        int row = 0, n = 0;
+        foreach (SequenceSegment s in segments)
+        {
+            for (int tile = (s.Length + QueryTile - 1) / QueryTile - 1; tile >= 0; tile--)
+            {
+                work[n++] = new WorkItem(row, s.Start, s.Length, tile * QueryTile, s.Slot * (nint)slotBytes);
+            }
+            row += s.Length;
+        }
+        fixed (float* pq = q, po = output)
+        fixed (byte* pk = kCache, pv = vCache)
+        fixed (WorkItem* pw = work)
+        {
+            switch (cacheType)
+            {
+                case ElementType.BF16:
+                    LaunchItems<LinearKernel.BF16Weights>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+                case ElementType.F16:
+                    LaunchItems<LinearKernel.F16Weights>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+                default:
+                    LaunchItems<LinearKernel.F32Weights>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+            }
+        }
+    }
+
+    private static void LaunchItems<TC>(AiCoreGrid grid, float* q, byte* k, byte* v, float* output, WorkItem* work, int items,
+        int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
+        where TC : struct, LinearKernel.IWeightReader
+    {
+        var kernel = new AttentionKernel<TC>
+        {
+            Q = q, KCache = k, VCache = v, Output = output, Work = work,
+            NHeads = nHeads, Group = nHeads / nKvHeads, HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, Window = window,
+        };
+        grid.Launch(nHeads * items, ref kernel);
+    }
+
+    /// <summary>One query tile of one segment: its first row in q, its positions, and its slot's byte offset in the caches.</summary>
+    private readonly record struct WorkItem(int Row, int Start, int Seq, int Q0, nint KvBase);
+
     // The cache's elements are read by the same typed readers as the linear kernels' weights: one
     // specialised kernel per element type, with the widening inlined into its loads.
     private static void Launch<TC>(AiCoreGrid grid, float* q, byte* k, byte* v, float* output,
@@ -115,25 +200,44 @@ internal static unsafe class Attention
         public float Scale;
         public int QueryTiles;
         public int Window;
+        // Batched launches: the work list (block / NHeads indexes it); null for a single sequence.
+        public WorkItem* Work;
 
         public readonly void Execute(int block)
         {
-            // Latest query tiles see the most keys; handing them out first lets the short ones fill the gaps.
-            int tile = QueryTiles - 1 - block / NHeads;
             int head = block % NHeads;
-            int q0 = tile * QueryTile;
+            if (Work is null)
+            {
+                // Latest query tiles see the most keys; handing them out first lets the short ones fill the gaps.
+                Tile(head, (QueryTiles - 1 - block / NHeads) * QueryTile, KCache, VCache);
+                return;
+            }
+            // A batched launch: this tile's segment, seen as a single sequence of its own.
+            WorkItem item = Work[block / NHeads];
+            AttentionKernel<TC> segment = this;
+            nint rowOffset = (nint)item.Row * NHeads * HeadDim;
+            segment.Q = Q + rowOffset;
+            segment.Output = Output + rowOffset;
+            segment.StartPos = item.Start;
+            segment.Seq = item.Seq;
+            segment.Window = Window >= item.Start + item.Seq ? 0 : Window;
+            segment.Tile(head, item.Q0, KCache + item.KvBase, VCache + item.KvBase);
+        }
+
+        private readonly void Tile(int head, int q0, byte* kCache, byte* vCache)
+        {
             int rows = Math.Min(QueryTile, Seq - q0);
             nint kvOffset = (nint)(head / Group) * MaxSeq * HeadDim * TC.ElementSize;
             var scratch = Scratch.For(HeadDim);
             if (rows >= MinRowsForTiled && Vector512.IsHardwareAccelerated)
             {
-                TiledRows(scratch, head, q0, rows, KCache + kvOffset, VCache + kvOffset);
+                TiledRows(scratch, head, q0, rows, kCache + kvOffset, vCache + kvOffset);
             }
             else
             {
                 for (int r = 0; r < rows; r++)
                 {
-                    SingleRow(scratch, head, q0 + r, KCache + kvOffset, VCache + kvOffset);
+                    SingleRow(scratch, head, q0 + r, kCache + kvOffset, vCache + kvOffset);
                 }
             }
         }

@@ -56,6 +56,27 @@ internal static unsafe class KvCache
         }
     }
 
+    /// <summary>
+    /// Writes a batched pass's keys and values, f32 [rows, nKvHeads * headDim] with rows in segment order,
+    /// into caches of <paramref name="segments"/>' slots: each cache is [slots, nKvHeads, maxSeq, headDim]
+    /// (a slot is one sequence's cache laid out as the single-sequence one), and each segment's rows go
+    /// to its slot at its positions.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void KvCacheWrite(
+        ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<byte> kCache, Span<byte> vCache, ElementType cacheType,
+        ReadOnlySpan<SequenceSegment> segments, int nKvHeads, int headDim, int maxSeq)
+    {
+        int slotBytes = checked(nKvHeads * maxSeq * headDim * ElementTypes.SizeOf(cacheType)), kvDim = nKvHeads * headDim, row = 0;
+        foreach (SequenceSegment s in segments)
+        {
+            int rows = s.Length * kvDim;
+            KvCacheWrite(k.Slice(row * kvDim, rows), v.Slice(row * kvDim, rows), kCache.Slice(s.Slot * slotBytes, slotBytes), vCache.Slice(s.Slot * slotBytes, slotBytes), cacheType,
+                s.Length, s.Start, nKvHeads, headDim, maxSeq);
+            row += s.Length;
+        }
+    }
+
     private static void WriteRow(float* src, byte* dst, ElementType cacheType, int count)
     {
         if (cacheType == ElementType.F32)

@@ -44,10 +44,10 @@ internal static class GptNeoProgram
         ProgramBuffer x = b.X, xb = b.Xb, xb2 = b.Act("xb2", (long)T * dim), pos = b.Act("pos", (long)T * dim);
         ProgramBuffer q = b.Act("q", (long)T * dim), k = b.Act("k", (long)T * dim), v = b.Act("v", (long)T * dim), att = b.Act("att", (long)T * dim);
         ProgramBuffer hb = b.Act("hb", (long)T * inner);
-        ScalarRef seq = b.Seq, start = b.Start;
+        ScalarRef seq = b.Seq;
 
         p.Launch("embedding", [wte, b.Tokens, x], seq, I(vocab), I(dim), I(b.TableDt));
-        p.Launch("slice_rows", [wpe, pos], start, seq, I(dim));
+        b.PositionRows(wpe, pos, config.MaxPositionEmbeddings, dim);
         p.Launch("add", [x, pos, x], b.SeqDim);
         for (int l = 0; l < config.NumHiddenLayers; l++)
         {
@@ -62,9 +62,9 @@ internal static class GptNeoProgram
 
             p.Launch("layer_norm", [x, ln1, ln1Bias, xb], seq, I(dim), F(eps));
             p.Launch("linear_fused", [xb, wq, wk, wv, q, k, v], seq, I(dim), I(dim), I(dim), I(dim), I(dt));
-            p.Launch("kv_cache_write", [k, v, kCache, vCache], seq, start, I(heads), I(headDim), I(maxContext), I(b.KvDt));
+            b.KvCacheWrite(k, v, kCache, vCache, heads, headDim);
             // Scale 1: GPT-Neo's attention scores are q·k, unscaled (its weights were trained that way).
-            p.Launch("attention", [q, kCache, vCache, att], seq, start, I(heads), I(heads), I(headDim), I(maxContext), F(1.0), I(config.WindowOf(l)), I(b.KvDt));
+            b.Attention(q, kCache, vCache, att, heads, heads, headDim, 1.0, config.WindowOf(l));
             p.Launch("linear", [att, wo, bo, xb2], seq, I(dim), I(dim), I(dt));
             p.Launch("add", [x, xb2, x], b.SeqDim);
 

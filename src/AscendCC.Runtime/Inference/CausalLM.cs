@@ -38,6 +38,10 @@ public sealed class CausalLM : IDisposable
     private CausalLMProgram? _scoringLayout;
     private ProgramBinding? _scoringBinding;
     private ulong _seededWith = ulong.MaxValue;
+    // Batched programs: the pass's segment table and the slots' sampling settings, as the host writes them.
+    private readonly int[] _segments = [];
+    private readonly long[] _sampling = [];
+    private CausalLMBatch? _batch;
     // CC on: the package's signed header and its chunk tags in input staging.
     private readonly DeviceBuffer? _package;
     private readonly DeviceBuffer? _tags;
@@ -50,8 +54,14 @@ public sealed class CausalLM : IDisposable
         Options = options;
         MaxContext = options.MaxContext > 0 ? Math.Min(options.MaxContext, config.MaxPositionEmbeddings) : config.MaxPositionEmbeddings;
         MaxBatchTokens = options.MaxBatchTokens > 0 ? Math.Min(options.MaxBatchTokens, MaxContext) : MaxContext;
+        if (options.MaxSequences < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxSequences, "CausalLMOptions.MaxSequences must be at least 1");
+        }
         Deployment = new ModelDeployment(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision);
-        _layout = CausalLMProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision);
+        _layout = CausalLMProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision, sequences: options.MaxSequences);
+        _segments = new int[_layout.Sequences * 3];
+        _sampling = new long[_layout.Sequences * SamplingRow.Count];
 
         var expected = config.ExpectedTensors().ToDictionary(e => e.Name, e => e.Shape);
         _binding = new ProgramBinding(runtime, _layout.Program);
@@ -153,6 +163,21 @@ public sealed class CausalLM : IDisposable
 
     /// <summary>Most tokens one forward pass takes.</summary>
     public int MaxBatchTokens { get; }
+
+    /// <summary>Sequences the model holds at once (<see cref="CausalLMOptions.MaxSequences"/>).</summary>
+    public int MaxSequences => _layout.Sequences;
+
+    /// <summary>
+    /// CC off: the batch that decodes up to <see cref="MaxSequences"/> sequences together (continuous
+    /// batching). A model has one batch, created here on the first call; while it exists, the batch owns
+    /// the KV cache's slots, and the single-sequence calls (<see cref="Generate(IReadOnlyList{int}, int, SamplingOptions?, IReadOnlyCollection{int}?)"/>,
+    /// <see cref="Forward"/>) are refused.
+    /// </summary>
+    public CausalLMBatch CreateBatch()
+    {
+        RequirePlain();
+        return _batch ??= new CausalLMBatch(this);
+    }
 
     /// <summary>The device program.</summary>
     public DeviceProgram Program => _layout.Program;
@@ -257,6 +282,7 @@ public sealed class CausalLM : IDisposable
     public int Forward(ReadOnlySpan<int> tokens, int startPos, SamplingOptions? sampling = null)
     {
         RequirePlain();
+        RequireNoBatch();
         sampling ??= SamplingOptions.Greedy;
         sampling.Validate();
         SetParams(tokens, startPos, sampling);
@@ -280,6 +306,7 @@ public sealed class CausalLM : IDisposable
     public float[] ForwardAllLogits(ReadOnlySpan<int> tokens, int startPos)
     {
         RequirePlain();
+        RequireNoBatch();
         // No sampling settings: the scoring program picks no token, and the generator keeps its state.
         SetParams(tokens, startPos, sampling: null);
         (CausalLMProgram layout, ProgramBinding binding) = Scoring();
@@ -298,7 +325,8 @@ public sealed class CausalLM : IDisposable
     {
         if (_scoringLayout is null || _scoringBinding is null)
         {
-            CausalLMProgram layout = CausalLMProgram.Build(Config, Deployment.Rope, MaxContext, MaxBatchTokens, Options.WeightPrecision, Options.KvCachePrecision, allPositionLogits: true);
+            CausalLMProgram layout = CausalLMProgram.Build(Config, Deployment.Rope, MaxContext, MaxBatchTokens, Options.WeightPrecision, Options.KvCachePrecision, allPositionLogits: true,
+                sequences: MaxSequences);
             // Same names and sizes as the generation program (weights, KV cache, activations, the
             // parameter block): borrow those regions, so nothing is copied twice and a scoring pass
             // leaves the KV cache exactly as a generation pass would. Only all_logits is new.
@@ -339,14 +367,20 @@ public sealed class CausalLM : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary of {Config.VocabSize}");
             }
         }
-        _params[CausalLMProgram.ParamSeq] = tokens.Length;
+        SetRows(tokens.Length, segments: 1);
         _params[CausalLMProgram.ParamStart] = startPos;
-        _params[CausalLMProgram.ParamLast] = tokens.Length - 1;
-        _params[CausalLMProgram.ParamSeqDim] = (long)tokens.Length * Config.HiddenSize;
-        _params[CausalLMProgram.ParamSeqHidden] = (long)tokens.Length * Config.IntermediateSize;
+        // A batched program runs one sequence as one segment in slot 0.
+        if (_segments.Length > 0)
+        {
+            (_segments[0], _segments[1], _segments[2]) = (0, startPos, tokens.Length);
+        }
         if (sampling is null)
         {
             return;
+        }
+        if (_sampling.Length > 0)
+        {
+            WriteSamplingRow(_sampling.AsSpan(0, SamplingRow.Count), sampling);
         }
         if (sampling.Seed != _seededWith)
         {
@@ -362,12 +396,85 @@ public sealed class CausalLM : IDisposable
         _params[CausalLMProgram.ParamPresencePenalty] = BitConverter.DoubleToInt64Bits(sampling.PresencePenalty);
     }
 
+    /// <summary>The step block's row counts for a pass of <paramref name="rows"/> rows in <paramref name="segments"/> segments.</summary>
+    private void SetRows(int rows, int segments)
+    {
+        _params[CausalLMProgram.ParamSeq] = rows;
+        _params[CausalLMProgram.ParamLast] = rows - 1;
+        _params[CausalLMProgram.ParamSeqDim] = (long)rows * Config.HiddenSize;
+        _params[CausalLMProgram.ParamSeqHidden] = (long)rows * Config.IntermediateSize;
+        _params[CausalLMProgram.ParamSegments] = segments;
+    }
+
+    /// <summary>A slot's <see cref="SamplingRow"/>.</summary>
+    internal static void WriteSamplingRow(Span<long> row, SamplingOptions sampling)
+    {
+        row[SamplingRow.Temperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
+        row[SamplingRow.TopK] = sampling.TopK;
+        row[SamplingRow.TopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
+        row[SamplingRow.MinP] = BitConverter.DoubleToInt64Bits(sampling.MinP);
+        row[SamplingRow.RepeatPenalty] = BitConverter.DoubleToInt64Bits(sampling.RepeatPenalty);
+        row[SamplingRow.RepeatLastN] = sampling.RepeatLastN;
+        row[SamplingRow.FrequencyPenalty] = BitConverter.DoubleToInt64Bits(sampling.FrequencyPenalty);
+        row[SamplingRow.PresencePenalty] = BitConverter.DoubleToInt64Bits(sampling.PresencePenalty);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Submit(NpuRuntime.InferenceStep step, ProgramBinding binding, CausalLMProgram layout, ReadOnlySpan<int> tokens)
     {
         step.Input(tokens, binding[layout.Tokens].Address);
         step.Input<long>(_params, binding[layout.Params].Address);
+        if (layout.Segments is not null)
+        {
+            step.Input<int>(_segments.AsSpan(0, 3), binding[layout.Segments].Address);
+            step.Input<long>(_sampling.AsSpan(0, SamplingRow.Count), binding[layout.Sampling!].Address);
+        }
         Run(step, binding);
+    }
+
+    /// <summary>
+    /// A batched pass (<see cref="CausalLMBatch"/>): <paramref name="tokens"/> are the rows of
+    /// <paramref name="segments"/> (slot, start, length each) in order; writes each segment's chosen
+    /// token into <paramref name="next"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void ForwardSegments(ReadOnlySpan<int> tokens, ReadOnlySpan<int> segments, Span<int> next)
+    {
+        int count = segments.Length / 3;
+        SetRows(tokens.Length, count);
+        using NpuRuntime.InferenceStep step = _runtime.BeginStep();
+        step.Input(tokens, _binding[_layout.Tokens].Address);
+        step.Input<long>(_params, _binding[_layout.Params].Address);
+        step.Input(segments, _binding[_layout.Segments!].Address);
+        Run(step, _binding);
+        step.Finish(_binding[_layout.Next].Address, MemoryMarshal.AsBytes(next[..count]));
+    }
+
+    /// <summary>Batched programs: restarts slot <paramref name="slot"/>'s generator from the sampling seed and sets its sampling settings.</summary>
+    internal void PrepareSlot(int slot, SamplingOptions sampling)
+    {
+        Span<byte> state = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(state, sampling.Seed == 0 ? 0x9E3779B97F4A7C15UL : sampling.Seed);
+        _runtime.CopyToDevice(state, _binding[_layout.Rng], slot * 8L);
+        Span<long> row = _sampling.AsSpan(slot * SamplingRow.Count, SamplingRow.Count);
+        WriteSamplingRow(row, sampling);
+        _runtime.CopyToDevice(MemoryMarshal.AsBytes(row), _binding[_layout.Sampling!], slot * SamplingRow.Count * 8L);
+    }
+
+    /// <summary>Batched programs: the logits of the last pass's segment <paramref name="segment"/> (its sequence's last row).</summary>
+    internal float[] ReadLogits(int segment)
+    {
+        var logits = new float[Config.VocabSize];
+        _runtime.CopyToHost<float>(_binding[_layout.Logits], (long)segment * Config.VocabSize * 4, logits);
+        return logits;
+    }
+
+    private void RequireNoBatch()
+    {
+        if (_batch is not null)
+        {
+            throw new InvalidOperationException("this model's sequences are decoded by its batch (CreateBatch); add the prompt to the batch instead");
+        }
     }
 
     /// <summary>The program, eagerly (each launch on its own) or as the loaded task list.</summary>
@@ -415,6 +522,7 @@ public sealed class CausalLM : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompt);
         RequirePlain();
+        RequireNoBatch();
         if (prompt.Count == 0)
         {
             throw new ArgumentException("the prompt needs at least one token", nameof(prompt));

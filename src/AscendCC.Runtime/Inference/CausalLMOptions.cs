@@ -12,6 +12,13 @@ public sealed record CausalLMOptions
     /// <summary>Most tokens one forward pass takes (the prefill chunk); 0 means <see cref="MaxContext"/>.</summary>
     public int MaxBatchTokens { get; init; }
 
+    /// <summary>
+    /// Sequences the model holds at once (CC off): the KV cache gets one slot per sequence, and
+    /// <see cref="CausalLM.CreateBatch"/> decodes them together, each weight read once per step for all of
+    /// them (continuous batching). Default 1, the single-sequence program.
+    /// </summary>
+    public int MaxSequences { get; init; } = 1;
+
     /// <summary>Element type the matrix weights are kept in on the device. Default F32.</summary>
     public WeightPrecision WeightPrecision { get; init; } = WeightPrecision.F32;
 

@@ -23,7 +23,7 @@ internal static class LlamaProgram
         static ScalarRef F(double v) => ScalarRef.Of(v);
         Programs.DeviceProgram p = b.Program;
         int dim = config.HiddenSize, hidden = config.IntermediateSize, heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads;
-        int headDim = config.HeadDim, qDim = heads * headDim, kvDim = kvHeads * headDim, vocab = config.VocabSize, T = b.MaxBatchTokens, maxContext = b.MaxContext;
+        int headDim = config.HeadDim, qDim = heads * headDim, kvDim = kvHeads * headDim, vocab = config.VocabSize, T = b.MaxBatchTokens;
         long dt = b.Dt;
 
         ProgramBuffer embedding = b.Table(LlamaTensorNames.Embedding, vocab, dim);
@@ -46,7 +46,7 @@ internal static class LlamaProgram
         ];
         // Mistral's sliding window, 0 for none; the KV cache stays full-length either way.
         int window = config.SlidingWindow ?? 0;
-        ScalarRef seq = b.Seq, start = b.Start;
+        ScalarRef seq = b.Seq;
 
         p.Launch("embedding", [embedding, b.Tokens, x], seq, I(vocab), I(dim), I(b.TableDt));
         for (int l = 0; l < config.NumHiddenLayers; l++)
@@ -62,10 +62,10 @@ internal static class LlamaProgram
             p.Launch("rms_norm", [x, attnNorm, xb], seq, I(dim), F(eps));
             // q, k and v read the same xb: one launch (see LinearKernel.LinearFused).
             p.Launch("linear_fused", [xb, wq, wk, wv, q, k, v], seq, I(dim), I(qDim), I(kvDim), I(kvDim), I(dt));
-            p.Launch(ropeOp, [q], [seq, I(heads), I(headDim), start, F(theta), .. ropeScaling]);
-            p.Launch(ropeOp, [k], [seq, I(kvHeads), I(headDim), start, F(theta), .. ropeScaling]);
-            p.Launch("kv_cache_write", [k, v, kCache, vCache], seq, start, I(kvHeads), I(headDim), I(maxContext), I(b.KvDt));
-            p.Launch("attention", [q, kCache, vCache, att], seq, start, I(heads), I(kvHeads), I(headDim), I(maxContext), F(1.0 / Math.Sqrt(headDim)), I(window), I(b.KvDt));
+            b.Rotate(ropeOp, q, heads, headDim, theta, ropeScaling);
+            b.Rotate(ropeOp, k, kvHeads, headDim, theta, ropeScaling);
+            b.KvCacheWrite(k, v, kCache, vCache, kvHeads, headDim);
+            b.Attention(q, kCache, vCache, att, heads, kvHeads, headDim, 1.0 / Math.Sqrt(headDim), window);
             p.Launch("linear", [att, wo, BufferRef.None, xb2], seq, I(qDim), I(dim), I(dt));
             p.Launch("add", [x, xb2, x], b.SeqDim);
 

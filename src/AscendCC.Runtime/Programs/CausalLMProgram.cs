@@ -22,7 +22,7 @@ public sealed class CausalLMProgram
         ParamTemperature = StepBlock.Temperature, ParamTopK = StepBlock.TopK, ParamTopP = StepBlock.TopP,
         ParamMinP = StepBlock.MinP, ParamRepeatPenalty = StepBlock.RepeatPenalty, ParamRepeatLastN = StepBlock.RepeatLastN,
         ParamFrequencyPenalty = StepBlock.FrequencyPenalty, ParamPresencePenalty = StepBlock.PresencePenalty,
-        ParamSession = StepBlock.Session, ParamMode = StepBlock.Mode, ParamCount = StepBlock.Count;
+        ParamSession = StepBlock.Session, ParamMode = StepBlock.Mode, ParamSegments = StepBlock.Segments, ParamCount = StepBlock.Count;
 
     /// <summary>prompt_open modes: decode (feed back the sampled token), open the prompt record, continue the opened prompt.</summary>
     public const int ModeDecode = StepBlock.ModeDecode, ModeOpenPrompt = StepBlock.ModeOpenPrompt, ModeContinuePrompt = StepBlock.ModeContinuePrompt;
@@ -73,6 +73,18 @@ public sealed class CausalLMProgram
     /// <summary>Confidential programs: the sealed token record the host relays back.</summary>
     public ProgramBuffer? TokenRecord { get; private init; }
 
+    /// <summary>Sequences the program holds at once (KV-cache slots); 1 for the single-sequence program.</summary>
+    public int Sequences { get; private init; } = 1;
+
+    /// <summary>
+    /// Batched programs: the segment table the host writes per pass (int32 × 3 per segment: slot,
+    /// start, length; rows in this order); null otherwise.
+    /// </summary>
+    public ProgramBuffer? Segments { get; private init; }
+
+    /// <summary>Batched programs: each slot's sampling settings (<see cref="SamplingRow"/>, 8-byte slots); null otherwise.</summary>
+    public ProgramBuffer? Sampling { get; private init; }
+
     /// <summary>True for the confidential variant.</summary>
     public bool Confidential { get; private init; }
 
@@ -113,8 +125,13 @@ public sealed class CausalLMProgram
     /// in the generation program, so a runtime can bind both over one set of weights and KV cache.
     /// Not available in the confidential variant, whose logits never leave the device.
     /// </param>
+    /// <param name="sequences">
+    /// Sequences held at once (batched decode): the KV cache gets one slot per sequence, and a pass
+    /// feeds the rows of up to this many sequences, each at its own positions (<see cref="Segments"/>),
+    /// sampling one token per sequence from its last row. 1 builds the single-sequence program.
+    /// </param>
     public static CausalLMProgram Build(ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision,
-        KvCachePrecision kvPrecision = CausalLMOptions.DefaultKvCachePrecision, bool confidential = false, bool allPositionLogits = false)
+        KvCachePrecision kvPrecision = CausalLMOptions.DefaultKvCachePrecision, bool confidential = false, bool allPositionLogits = false, int sequences = 1)
     {
         ArgumentNullException.ThrowIfNull(config);
         RequireSupported(kvPrecision, nameof(kvPrecision));
@@ -124,23 +141,33 @@ public sealed class CausalLMProgram
         }
         ArgumentOutOfRangeException.ThrowIfLessThan(maxContext, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchTokens, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(sequences, 1);
+        if (confidential && sequences > 1)
+        {
+            throw new NotSupportedException($"a confidential program holds one data-owner session at a time; batched decode ({sequences} sequences) runs with confidential computing off only (CausalLMOptions.MaxSequences = 1 for a package)");
+        }
         var p = new DeviceProgram();
-        int dim = config.HiddenSize, vocab = config.VocabSize, T = maxBatchTokens;
+        int dim = config.HiddenSize, vocab = config.VocabSize, T = maxBatchTokens, S = sequences;
         ProgramBuffer tokens = p.Buffer(confidential ? RegionTag.Activations : RegionTag.InputStaging, "tokens", (long)T * 4);
         ProgramBuffer parameters = p.Buffer(RegionTag.InputStaging, "params", ParamCount * 8);
         // In CC mode every launch reads the step block prompt_open checked and wrote in locked memory:
         // the host cannot change a position or a length between the launches of one pass.
         ProgramBuffer? step = confidential ? p.Buffer(RegionTag.Activations, "step", ParamCount * 8) : null;
-        var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, kvPrecision, tokens, step ?? parameters);
-        ProgramBuffer logits = b.Act("logits", vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
+        // Batched: which rows belong to which sequence (slot) at which positions.
+        ProgramBuffer? segments = S > 1 ? p.Buffer(RegionTag.InputStaging, "segments", (long)S * 3 * 4) : null;
+        var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, kvPrecision, tokens, step ?? parameters, S, segments);
+        // Batched: one row per sequence of logits, chosen tokens, generator states and token histories.
+        ProgramBuffer logits = b.Act("logits", (long)S * vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
         ProgramBuffer probs = b.Act("probs", vocab, RegionTag.Workspace);
-        ProgramBuffer next = p.Buffer(confidential ? RegionTag.Activations : RegionTag.OutputStaging, "next", 8);
+        ProgramBuffer next = p.Buffer(confidential ? RegionTag.Activations : RegionTag.OutputStaging, "next", Math.Max(8, (long)S * 4));
         // In CC mode the data owner seeds the generator (the seed travels sealed in its prompt record),
         // so its state lives in locked memory with the rest of the session's state.
-        ProgramBuffer rng = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "rng", 8);
+        ProgramBuffer rng = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "rng", (long)S * 8);
         // Every token fed so far, at its position, for the repetition penalties: the context's own
         // plaintext in CC mode, so locked like the prompt.
-        ProgramBuffer history = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "history", (long)maxContext * 4);
+        ProgramBuffer history = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "history", (long)S * maxContext * 4);
+        // Batched: each sequence's sampling settings (SamplingRow), which the single-sequence program takes from the step block.
+        ProgramBuffer? sampling = S > 1 ? p.Buffer(RegionTag.InputStaging, "sampling", (long)S * SamplingRow.Count * 8) : null;
         ProgramBuffer? promptRecord = null;
         if (confidential)
         {
@@ -166,6 +193,15 @@ public sealed class CausalLMProgram
             p.Launch("linear", [b.Xb, b.Classifier, BufferRef.None, allLogits], b.Seq, I(dim), I(vocab), I(b.TableDt));
             p.Launch("slice_rows", [allLogits, logits], b.Param(ParamLast), I(1), I(vocab));
         }
+        else if (segments is not null)
+        {
+            // Each sequence's last row picks its next token; the classifier reads its weights once for all of them.
+            ProgramBuffer last = b.Act("last", (long)S * dim), lastNorm = b.Act("last_norm", (long)S * dim);
+            p.Launch("segment_last_rows", [b.X, segments, last], b.Seq, b.SegmentCount, I(dim));
+            b.FinalNorm(last, lastNorm, b.SegmentCount);
+            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], b.SegmentCount, I(dim), I(vocab), I(b.TableDt));
+            p.Launch("sample_segments", [logits, rng, probs, tokens, history, sampling!, segments, next], I(vocab), b.Seq, b.SegmentCount, I(S), I(maxContext));
+        }
         else
         {
             // Only the last position's logits are needed to pick the next token.
@@ -186,6 +222,9 @@ public sealed class CausalLMProgram
         return new CausalLMProgram(p, config)
         {
             Confidential = confidential,
+            Sequences = S,
+            Segments = segments,
+            Sampling = sampling,
             Tokens = tokens,
             Params = parameters,
             Step = step,
@@ -225,8 +264,14 @@ internal sealed class CausalLMProgramBuilder
     private readonly ProgramBuffer _stepParams;
 
     public CausalLMProgramBuilder(DeviceProgram program, ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision,
-        KvCachePrecision kvPrecision, ProgramBuffer tokens, ProgramBuffer stepParams)
+        KvCachePrecision kvPrecision, ProgramBuffer tokens, ProgramBuffer stepParams, int sequences = 1, ProgramBuffer? segments = null)
     {
+        if (sequences > 1 != segments is not null)
+        {
+            throw new ArgumentException("a batched program (more than one sequence) needs a segment table, and only it", nameof(segments));
+        }
+        Sequences = sequences;
+        Segments = segments;
         KvPrecision = kvPrecision;
         Program = program;
         Config = config;
@@ -262,12 +307,76 @@ internal sealed class CausalLMProgramBuilder
     /// <summary><see cref="KvPrecision"/> as the cache operators' kv_dtype scalar (the device's element type codes: 0 F32, 1 F16, 2 BF16).</summary>
     public long KvDt => (long)KvPrecision;
 
+    /// <summary>Sequences the program holds at once: KV-cache slots (1: the single-sequence program).</summary>
+    public int Sequences { get; }
+
+    /// <summary>Batched programs: the pass's segment table (int32 × 3 per segment: slot, start, length); null otherwise.</summary>
+    public ProgramBuffer? Segments { get; }
+
     /// <summary>
-    /// One layer's K or V cache, [kvHeads, MaxContext, headDim] of <see cref="KvPrecision"/>, tagged
-    /// KvCache (so born locked in CC mode).
+    /// One layer's K or V cache, [Sequences, kvHeads, MaxContext, headDim] of <see cref="KvPrecision"/>
+    /// (one slot per sequence), tagged KvCache (so born locked in CC mode).
     /// </summary>
     public ProgramBuffer KvCache(string name, int kvHeads, int headDim) =>
-        Program.Buffer(RegionTag.KvCache, name, (long)kvHeads * MaxContext * headDim * (KvPrecision == KvCachePrecision.F32 ? 4 : 2));
+        Program.Buffer(RegionTag.KvCache, name, (long)Sequences * kvHeads * MaxContext * headDim * (KvPrecision == KvCachePrecision.F32 ? 4 : 2));
+
+    /// <summary>Rotates the pass's rows of <paramref name="x"/> ([rows, heads, headDim]) by their positions.</summary>
+    public void Rotate(string op, ProgramBuffer x, int heads, int headDim, float theta, ScalarRef[] scaling)
+    {
+        if (Segments is null)
+        {
+            Program.Launch(op, [x], [Seq, ScalarRef.Of(heads), ScalarRef.Of(headDim), Start, ScalarRef.Of(theta), .. scaling]);
+        }
+        else
+        {
+            Program.Launch(op + "_segments", [x, Segments], [Seq, SegmentCount, ScalarRef.Of(MaxContext), ScalarRef.Of(heads), ScalarRef.Of(headDim), ScalarRef.Of(theta), .. scaling]);
+        }
+    }
+
+    /// <summary>Appends the pass's keys and values to a layer's caches, at each row's slot and position.</summary>
+    public void KvCacheWrite(ProgramBuffer k, ProgramBuffer v, ProgramBuffer kCache, ProgramBuffer vCache, int kvHeads, int headDim)
+    {
+        if (Segments is null)
+        {
+            Program.Launch("kv_cache_write", [k, v, kCache, vCache], Seq, Start, ScalarRef.Of(kvHeads), ScalarRef.Of(headDim), ScalarRef.Of(MaxContext), ScalarRef.Of(KvDt));
+        }
+        else
+        {
+            Program.Launch("kv_cache_write_segments", [k, v, Segments, kCache, vCache], Seq, SegmentCount, ScalarRef.Of(Sequences), ScalarRef.Of(kvHeads), ScalarRef.Of(headDim),
+                ScalarRef.Of(MaxContext), ScalarRef.Of(KvDt));
+        }
+    }
+
+    /// <summary>Causal attention of the pass's rows over their own sequence's cache (window 0: none).</summary>
+    public void Attention(ProgramBuffer q, ProgramBuffer kCache, ProgramBuffer vCache, ProgramBuffer output, int heads, int kvHeads, int headDim, double scale, int window)
+    {
+        if (Segments is null)
+        {
+            Program.Launch("attention", [q, kCache, vCache, output], Seq, Start, ScalarRef.Of(heads), ScalarRef.Of(kvHeads), ScalarRef.Of(headDim), ScalarRef.Of(MaxContext),
+                ScalarRef.Of(scale), ScalarRef.Of(window), ScalarRef.Of(KvDt));
+        }
+        else
+        {
+            Program.Launch("attention_segments", [q, kCache, vCache, Segments, output], Seq, SegmentCount, ScalarRef.Of(Sequences), ScalarRef.Of(heads), ScalarRef.Of(kvHeads),
+                ScalarRef.Of(headDim), ScalarRef.Of(MaxContext), ScalarRef.Of(scale), ScalarRef.Of(window), ScalarRef.Of(KvDt));
+        }
+    }
+
+    /// <summary>Learned positions: the rows of <paramref name="table"/> ([positions, cols], f32) at the pass's rows' positions into <paramref name="output"/>.</summary>
+    public void PositionRows(ProgramBuffer table, ProgramBuffer output, int positions, int cols)
+    {
+        if (Segments is null)
+        {
+            Program.Launch("slice_rows", [table, output], Start, Seq, ScalarRef.Of(cols));
+        }
+        else
+        {
+            Program.Launch("position_rows", [table, Segments, output], Seq, SegmentCount, ScalarRef.Of(positions), ScalarRef.Of(cols));
+        }
+    }
+
+    /// <summary>Batched programs: segments in the pass.</summary>
+    public ScalarRef SegmentCount => Param(CausalLMProgram.ParamSegments);
 
     /// <summary>The pass's token ids (int32 × T), the family's embedding input.</summary>
     public ProgramBuffer Tokens { get; }

@@ -127,6 +127,84 @@ internal sealed class RopeOperator(string name) : OperatorBase(name,
     }
 }
 
+/// <summary>
+/// Batched rotary embeddings: each row turns by its own position, its segment's start plus its
+/// offset in the segment (see <see cref="SequenceSegment"/>).
+/// </summary>
+internal sealed class RopeSegmentsOperator(string name) : OperatorBase(name,
+    "x:f32[seq,heads,head_dim] segments:i32[segments,3] -> x | seq segments max_seq heads head_dim theta scaling factor low_freq_factor high_freq_factor original_max_positions",
+    ["x", "segments"], [0], 11)
+{
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Execute(ref KernelContext c)
+    {
+        int seq = c.Int(0, "seq", 1), count = c.Int(1, "segments", 1), maxSeq = c.Int(2, "max_seq", 1), heads = c.Int(3, "heads", 1), headDim = c.Int(4, "head_dim", 2);
+        float theta = c.Float(5, "theta");
+        var scaling = new RopeFrequencyScaling((RopeScalingKind)c.Int(6, "scaling", 0, (int)RopeScalingKind.Llama3),
+            c.Double(7, "factor"), c.Double(8, "low_freq_factor"), c.Double(9, "high_freq_factor"), c.Int(10, "original_max_positions"));
+        ReadOnlySpan<SequenceSegment> segments = SequenceSegments.ReadRows(c.Buffer<int>(1, (long)count * SequenceSegment.Ints), count, seq, maxSeq);
+        Span<int> positions = seq <= 4096 ? stackalloc int[seq] : new int[seq];
+        int row = 0;
+        foreach (SequenceSegment s in segments)
+        {
+            for (int i = 0; i < s.Length; i++)
+            {
+                positions[row++] = s.Start + i;
+            }
+        }
+        Span<float> x = c.Buffer<float>(0, (long)seq * heads * headDim);
+        if (Name == "rope_interleaved_segments")
+        {
+            Rope.RopeInterleaved(c.Grid, x, seq, heads, headDim, positions, theta, scaling);
+        }
+        else
+        {
+            Rope.RopeHalf(c.Grid, x, seq, heads, headDim, positions, theta, scaling);
+        }
+    }
+}
+
+/// <summary>Gathers each segment's last row: y[i] = x[the last row of segment i] (the rows a batched pass samples from).</summary>
+internal sealed class SegmentLastRowsOperator() : OperatorBase("segment_last_rows", "x:f32[seq,cols] segments:i32[segments,3] -> y:f32[segments,cols] | seq segments cols",
+    ["x", "segments", "y"], [2], 3)
+{
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Execute(ref KernelContext c)
+    {
+        int seq = c.Int(0, "seq", 1), count = c.Int(1, "segments", 1), cols = c.Int(2, "cols", 1);
+        ReadOnlySpan<SequenceSegment> segments = SequenceSegments.ReadRows(c.Buffer<int>(1, (long)count * SequenceSegment.Ints), count, seq, int.MaxValue);
+        Span<float> x = c.Buffer<float>(0, (long)seq * cols), y = c.Buffer<float>(2, (long)count * cols);
+        int end = 0;
+        for (int i = 0; i < segments.Length; i++)
+        {
+            end += segments[i].Length;
+            x.Slice((end - 1) * cols, cols).CopyTo(y.Slice(i * cols, cols));
+        }
+    }
+}
+
+/// <summary>
+/// Batched learned positions: y[row] = table[the row's position] for every row of every segment (as
+/// slice_rows at the pass's start does for one sequence).
+/// </summary>
+internal sealed class PositionRowsOperator() : OperatorBase("position_rows", "table:f32[positions,cols] segments:i32[segments,3] -> y:f32[seq,cols] | seq segments positions cols",
+    ["table", "segments", "y"], [2], 4)
+{
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Execute(ref KernelContext c)
+    {
+        int seq = c.Int(0, "seq", 1), count = c.Int(1, "segments", 1), positions = c.Int(2, "positions", 1), cols = c.Int(3, "cols", 1);
+        ReadOnlySpan<SequenceSegment> segments = SequenceSegments.ReadRows(c.Buffer<int>(1, (long)count * SequenceSegment.Ints), count, seq, positions);
+        Span<float> table = c.Buffer<float>(0, (long)positions * cols), y = c.Buffer<float>(2, (long)seq * cols);
+        int row = 0;
+        foreach (SequenceSegment s in segments)
+        {
+            table.Slice(s.Start * cols, s.Length * cols).CopyTo(y.Slice(row * cols, s.Length * cols));
+            row += s.Length;
+        }
+    }
+}
+
 /// <summary>Embedding lookup from an f32/f16/bf16/q8_0/q4_0 table.</summary>
 internal sealed class EmbeddingOperator() : OperatorBase("embedding", "table:dtype[vocab,dim] ids:i32[count] -> y:f32[count,dim] | count vocab dim dtype", ["table", "ids", "y"], [2], 4)
 {

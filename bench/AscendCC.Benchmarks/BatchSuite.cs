@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using AscendCC.Device;
+using AscendCC.Runtime.Acl;
+using AscendCC.Runtime.Inference;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>
+/// Batched decode (continuous batching, CC off, graph mode): tokens per second of 1, 2, 4 and 8
+/// sequences decoding together in one model against one sequence in the single-sequence program, on
+/// the same weights. Each sequence has its own 128-token prompt; decode steps are timed after every
+/// prompt has been read. The configurations run interleaved, round by round in a rotating order, and
+/// the report compares within rounds (the machine's speed drifts by tens of percent over minutes).
+/// </summary>
+internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
+{
+    private const int PromptTokens = 128;
+    private static readonly int[] Sizes = [1, 2, 4, 8];
+    private readonly StringBuilder _report = new();
+
+    public string Name => "batch";
+
+    public string Description => "batched decode: tokens/s of 1, 2, 4, 8 sequences vs one sequence (110M and 1.1B, BF16 and Q8_0, CC off), interleaved";
+
+    public string ReportFileName => "batch.md";
+
+    public string Report => _report.ToString();
+
+    public void Run(BenchmarkOptions options, ResultTable table)
+    {
+        int steps = options.Quick ? 8 : 24;
+        _report.AppendLine(CultureInfo.InvariantCulture, $"# batch: {Description}");
+        _report.AppendLine();
+        _report.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}. Load average at start: {LlamaSuite.LoadAverage()}."));
+        _report.AppendLine();
+        _report.AppendLine(FormattableString.Invariant($"Each configuration adds its sequences (distinct {PromptTokens}-token prompts, greedy), steps until every prompt is read, then times {steps} decode steps (context {PromptTokens}–{PromptTokens + steps}); a step of n sequences produces n tokens. \"single\" is one sequence in the single-sequence program (MaxSequences 1); \"batch n\" is n sequences in a program of 8 slots. Per round every configuration runs once, in a rotating order; the ratio column is the median over rounds of (batch tokens/s ÷ single tokens/s) within the round, with its range."));
+        _report.AppendLine();
+        _report.AppendLine("| model | weights | configuration | step ms: median | tokens/s: median | × single: median of rounds | range |");
+        _report.AppendLine("|---|---|---|---:|---:|---:|---|");
+        var shapes = new List<(string Name, Func<ModelShape> Create, int Rounds)>
+        {
+            ("110M", () => ModelShape.Llama110M(PromptTokens + steps + 8), options.Quick ? 2 : 8),
+        };
+        if (!options.Quick)
+        {
+            shapes.Add(("1.1B", () => ModelShape.Llama1B(PromptTokens + steps + 8), 3));
+        }
+        foreach ((string shapeName, Func<ModelShape> create, int rounds) in shapes)
+        {
+            foreach (WeightPrecision precision in new[] { WeightPrecision.BF16, WeightPrecision.Q8_0 })
+            {
+                if (!options.Includes($"{shapeName} {precision}"))
+                {
+                    continue;
+                }
+                using ModelShape shape = create();
+                Measure(shape, precision, rounds, steps);
+            }
+        }
+        _report.AppendLine();
+        _report.AppendLine(CultureInfo.InvariantCulture, $"Load average at end: {LlamaSuite.LoadAverage()}.");
+    }
+
+    private void Measure(ModelShape shape, WeightPrecision precision, int rounds, int steps)
+    {
+        Console.WriteLine($"{shape.Name} {precision}: loading the single-sequence and the 8-slot models…");
+        int context = PromptTokens + steps + 8;
+        using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 24L << 30 }), ownsDevice: true);
+        using var single = CausalLM.Load(runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
+            new CausalLMOptions { MaxContext = context, MaxBatchTokens = PromptTokens, WeightPrecision = precision });
+        using var batched = CausalLM.Load(runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
+            new CausalLMOptions { MaxContext = context, MaxBatchTokens = PromptTokens, WeightPrecision = precision, MaxSequences = Sizes[^1] });
+        CausalLMBatch batch = batched.CreateBatch();
+        var random = new Random(5);
+        int[][] prompts = [.. Enumerable.Range(0, Sizes[^1]).Select(_ => (int[])[1, .. Enumerable.Range(0, PromptTokens - 1).Select(_ => random.Next(3, shape.Config.VocabSize))])];
+
+        string[] names = ["single", .. Sizes.Select(n => $"batch {n}")];
+        var stepMs = names.ToDictionary(n => n, _ => new List<double>());
+        var ratios = names.ToDictionary(n => n, _ => new List<double>());
+        // Warm-up: every code path once.
+        RunSingle(single, prompts[0], 2);
+        RunBatch(batch, prompts, Sizes[^1], 2);
+        for (int round = 0; round < rounds; round++)
+        {
+            var tokensPerSecond = new Dictionary<string, double>();
+            for (int k = 0; k < names.Length; k++)
+            {
+                string name = names[(k + round) % names.Length];
+                Thread.Sleep(200);
+                double ms = name == "single" ? RunSingle(single, prompts[0], steps) : RunBatch(batch, prompts, int.Parse(name["batch ".Length..], CultureInfo.InvariantCulture), steps);
+                int n = name == "single" ? 1 : int.Parse(name["batch ".Length..], CultureInfo.InvariantCulture);
+                stepMs[name].Add(ms);
+                tokensPerSecond[name] = n * 1000 / ms;
+            }
+            foreach (string name in names)
+            {
+                ratios[name].Add(tokensPerSecond[name] / tokensPerSecond["single"]);
+            }
+            Console.WriteLine($"  round {round + 1}/{rounds}: " + string.Join(", ", names.Select(n => FormattableString.Invariant($"{n} {stepMs[n][^1]:F1} ms"))));
+        }
+        foreach (string name in names)
+        {
+            int n = name == "single" ? 1 : int.Parse(name["batch ".Length..], CultureInfo.InvariantCulture);
+            double median = Median(stepMs[name]);
+            _report.AppendLine(FormattableString.Invariant(
+                $"| {shape.Name} | {precision} | {name} | {median:F2} | {n * 1000 / median:F1} | {Median(ratios[name]):F2}× | {ratios[name].Min():F2}× … {ratios[name].Max():F2}× |"));
+        }
+    }
+
+    /// <summary>Median ms of one decode step of one sequence in the single-sequence program.</summary>
+    private static double RunSingle(CausalLM model, int[] prompt, int steps)
+    {
+        int next = model.Forward(prompt, 0);
+        var times = new double[steps];
+        int[] one = new int[1];
+        for (int i = 0; i < steps; i++)
+        {
+            one[0] = next;
+            long start = Stopwatch.GetTimestamp();
+            next = model.Forward(one, prompt.Length + i);
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        return Median(times);
+    }
+
+    /// <summary>Median ms of one batch step of <paramref name="n"/> decoding sequences.</summary>
+    private static double RunBatch(CausalLMBatch batch, int[][] prompts, int n, int steps)
+    {
+        BatchSequence[] sequences = [.. prompts.Take(n).Select(p => batch.Add(p, steps + 2, stopTokens: []))];
+        // Prompts first (one per step at 128 rows a pass), untimed.
+        while (sequences.Any(s => s.Produced == 0))
+        {
+            batch.Step();
+        }
+        var times = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            IReadOnlyList<BatchToken> produced = batch.Step();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (produced.Count != n)
+            {
+                throw new InvalidOperationException($"a decode step of {n} sequences produced {produced.Count} tokens");
+            }
+        }
+        foreach (BatchSequence s in sequences)
+        {
+            batch.Remove(s);
+        }
+        return Median(times);
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        double[] sorted = [.. values.Order()];
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+}
