@@ -122,6 +122,17 @@ internal static class GgufModels
     {
         // LLamaQuantizer calls llama.cpp without running LLamaSharp's library selection; this does.
         NativeApi.llama_empty_call();
+        if (ftype == LLamaFtype.MOSTLY_BF16)
+        {
+            // LLamaQuantizer's own list of types leaves BF16 out ("not a valid type to perform
+            // quantization"); llama.cpp's llama_model_quantize writes it. The same parameters as below.
+            LLamaModelQuantizeParams parameters = LLamaModelQuantizeParams.Default();
+            parameters.ftype = ftype;
+            parameters.nthread = 2;
+            parameters.allow_requantize = false;
+            parameters.quantize_output_tensor = true;
+            return NativeApi.llama_model_quantize(f32, output, ref parameters) == 0;
+        }
         // quantizeOutputTensor: llama.cpp's own recipe for output.weight (Q8_0 in a Q8_0 file, Q6_K in a Q4_0 one) rather than leaving it F32.
         return LLamaQuantizer.Quantize(f32, output, ftype, nthread: 2, allowRequantize: false, quantizeOutputTensor: true);
     }
