@@ -21,6 +21,7 @@ internal static class Program
         new SamplingSuite(),
         new ServeSuite(),
         new QuantizedSuite(),
+        new LlamaCppSuite(),
     ];
 
     private static int Main(string[] args)
