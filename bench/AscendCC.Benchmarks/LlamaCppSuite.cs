@@ -160,7 +160,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                     string path = Path.Combine(folder, $"{plan.Shape}-{p.ToString().ToLowerInvariant()}-attempt.gguf");
                     bool ok = GgufModels.Quantize(f32, path, Ftype(p));
                     notes.Add($"{p}: no row: the MLP's input width {config.IntermediateSize} is not a multiple of 32, which the device's {p} needs; llama.cpp's quantizer "
-                        + (ok ? $"wrote a file ({GgufModels.DescribeTypes(path)})" : "refused the file (llama_model_quantize failed: \"Unsupported tensor size\")"));
+                        + (ok ? $"wrote a file ({GgufModels.DescribeTypes(path)})" : $"refused the file (llama_model_quantize: ffn_down's 172 columns are not divisible by 32, \"no tensor type fallback is defined for type {p.ToString().ToLowerInvariant()}\")"));
                     File.Delete(path);
                 }
             }
