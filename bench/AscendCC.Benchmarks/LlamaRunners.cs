@@ -236,7 +236,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
     private readonly FirmwareMailbox _mailbox;
     private readonly CausalLM _llama;
 
-    public ConfidentialRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch)
+    public ConfidentialRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch, string? name = null)
     {
         _manufacturer = Manufacturer.CreateDeterministic("AscendCC llama benchmark seed, 32+ bytes"u8);
         var firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);
@@ -274,7 +274,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
             byte[] digest = _mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
             _llama = CausalLM.LoadConfidential(_runtime, deployment, package, digest, mode);
         }
-        Name = $"CC on {precision} {mode}";
+        Name = name ?? $"CC on {precision} {mode}";
         WeightBytes = precision == WeightPrecision.F32 ? 4 : 2;
     }
 

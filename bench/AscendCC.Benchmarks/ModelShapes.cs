@@ -44,6 +44,16 @@ internal sealed class ModelShape : IDisposable
     }
 
     /// <summary>
+    /// A checkpoint (a folder, a llama2.c .bin or a GGUF file) as a shape whose weights are read from
+    /// it as stored (<see cref="TensorData.FromCheckpoint"/>: GGUF Q8_0 and Q4_0 blocks kept as they are).
+    /// </summary>
+    public static ModelShape Open(string name, string path)
+    {
+        ModelCheckpoint checkpoint = ModelCheckpoint.Open(path);
+        return new ModelShape(name, checkpoint.Config, checkpoint.RopeConvention, checkpoint);
+    }
+
+    /// <summary>
     /// A Llama-2 style 110M (llama2.c's stories110M shape); a smaller <paramref name="vocabSize"/> lets
     /// a smaller tokenizer's ids fit (the serve suite uses stories260K's 512).
     /// </summary>

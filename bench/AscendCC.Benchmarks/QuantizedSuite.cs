@@ -1,15 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using AscendCC.Device;
 using AscendCC.Device.AiCore;
-using AscendCC.Device.Scheduler;
-using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
-using AscendCC.Runtime.Models.Gguf;
-using LLama;
-using LLama.Common;
 using LLama.Native;
 
 namespace AscendCC.Benchmarks;
@@ -48,12 +41,10 @@ internal sealed class QuantizedSuite : IBenchmarkSuite, IReportingSuite
         {
             string f32 = Path.Combine(folder, "110m-f32.gguf"), q8File = Path.Combine(folder, "110m-q8_0.gguf"), q4File = Path.Combine(folder, "110m-q4_0.gguf");
             Console.WriteLine("writing the 110M shape as an F32 GGUF (seeded random weights), quantized to Q8_0 and Q4_0 by llama.cpp…");
-            LlamaConfig config = Write110M(f32);
-            NativeApi.llama_empty_call();
+            LlamaConfig config = GgufModels.WriteRandomLlama(f32, (LlamaConfig)ModelShape.Llama110M(MaxContext).Config);
             foreach ((string path, LLamaFtype ftype) in new[] { (q8File, LLamaFtype.MOSTLY_Q8_0), (q4File, LLamaFtype.MOSTLY_Q4_0) })
             {
-                // quantizeOutputTensor: llama.cpp's own recipe for output.weight (Q8_0 in a Q8_0 file, Q6_K in a Q4_0 one) rather than leaving it F32.
-                if (!LLamaQuantizer.Quantize(f32, path, ftype, nthread: 2, allowRequantize: false, quantizeOutputTensor: true))
+                if (!GgufModels.Quantize(f32, path, ftype))
                 {
                     throw new InvalidOperationException($"llama_model_quantize to {ftype} failed");
                 }
@@ -62,13 +53,13 @@ internal sealed class QuantizedSuite : IBenchmarkSuite, IReportingSuite
             var rng = new Random(11);
             int[] prompt = [1, .. Enumerable.Range(0, PromptTokens - 1).Select(_ => rng.Next(3, config.VocabSize))];
 
-            using var bf16 = new DeviceGgufRunner(q8File, WeightPrecision.BF16);
-            using var q8 = new DeviceGgufRunner(q8File, WeightPrecision.Q8_0);
-            using var q4 = new DeviceGgufRunner(q4File, WeightPrecision.Q4_0);
-            using var llamaQ8 = new LlamaCppRunner(q8File, "llama.cpp Q8_0");
-            using var llamaQ4 = new LlamaCppRunner(q4File, "llama.cpp Q4_0");
-            IQuantizedRunner[] runners = [bf16, q8, llamaQ8, q4, llamaQ4];
-            foreach (IQuantizedRunner runner in runners)
+            using var bf16 = new DeviceGgufRunner(q8File, WeightPrecision.BF16, MaxContext, PromptTokens);
+            using var q8 = new DeviceGgufRunner(q8File, WeightPrecision.Q8_0, MaxContext, PromptTokens);
+            using var q4 = new DeviceGgufRunner(q4File, WeightPrecision.Q4_0, MaxContext, PromptTokens);
+            using var llamaQ8 = new LlamaCppRunner(q8File, "llama.cpp Q8_0", MaxContext, PromptTokens);
+            using var llamaQ4 = new LlamaCppRunner(q4File, "llama.cpp Q4_0", MaxContext, PromptTokens);
+            ISteppedRunner[] runners = [bf16, q8, llamaQ8, q4, llamaQ4];
+            foreach (ISteppedRunner runner in runners)
             {
                 runner.Run(prompt[..16], 4);
             }
@@ -86,16 +77,16 @@ internal sealed class QuantizedSuite : IBenchmarkSuite, IReportingSuite
                 var prefill = new Dictionary<string, double>();
                 for (int i = 0; i < runners.Length; i++)
                 {
-                    IQuantizedRunner runner = runners[(i + round) % runners.Length];
+                    ISteppedRunner runner = runners[(i + round) % runners.Length];
                     Thread.Sleep(CoolDown);
-                    prefill[runner.Name] = runner.Begin(prompt);
+                    prefill[runner.Name] = runner.Begin(prompt, warmSteps + steps);
                 }
                 var decode = runners.ToDictionary(r => r.Name, _ => new List<double>());
                 for (int step = 0; step < warmSteps + steps; step++)
                 {
                     for (int i = 0; i < runners.Length; i++)
                     {
-                        IQuantizedRunner runner = runners[(i + step + round) % runners.Length];
+                        ISteppedRunner runner = runners[(i + step + round) % runners.Length];
                         Thread.Sleep(StepPause);
                         double ms = runner.Step();
                         if (step >= warmSteps)
@@ -104,8 +95,9 @@ internal sealed class QuantizedSuite : IBenchmarkSuite, IReportingSuite
                         }
                     }
                 }
-                foreach (IQuantizedRunner runner in runners)
+                foreach (ISteppedRunner runner in runners)
                 {
+                    runner.End();
                     results[runner.Name].Add((prefill[runner.Name], Median(decode[runner.Name])));
                     stepTimes[runner.Name].AddRange(decode[runner.Name]);
                 }
@@ -120,111 +112,18 @@ internal sealed class QuantizedSuite : IBenchmarkSuite, IReportingSuite
             }
             var bytes = new Dictionary<string, double>
             {
-                [bf16.Name] = StreamedBytes(config, WeightPrecision.BF16),
-                [q8.Name] = StreamedBytes(config, WeightPrecision.Q8_0),
-                [q4.Name] = StreamedBytes(config, WeightPrecision.Q4_0),
-                [llamaQ8.Name] = StreamedBytes(q8File, config),
-                [llamaQ4.Name] = StreamedBytes(q4File, config),
+                [bf16.Name] = GgufModels.StreamedBytes(config, WeightPrecision.BF16),
+                [q8.Name] = GgufModels.StreamedBytes(config, WeightPrecision.Q8_0),
+                [q4.Name] = GgufModels.StreamedBytes(config, WeightPrecision.Q4_0),
+                [llamaQ8.Name] = GgufModels.StreamedBytes(q8File),
+                [llamaQ4.Name] = GgufModels.StreamedBytes(q4File),
             };
-            _report = BuildReport(runners.Select(r => r.Name).ToArray(), results, stepTimes, bytes, rounds, steps, warmSteps, loadAtStart, LlamaSuite.LoadAverage(), operators, DescribeTypes(q4File));
+            _report = BuildReport(runners.Select(r => r.Name).ToArray(), results, stepTimes, bytes, rounds, steps, warmSteps, loadAtStart, LlamaSuite.LoadAverage(), operators, GgufModels.DescribeTypes(q4File));
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
         }
-    }
-
-    /// <summary>Matrix bytes a device decode step streams: the layers' matrices and the classifier (the untied embedding is only gathered).</summary>
-    private static double StreamedBytes(LlamaConfig config, WeightPrecision precision)
-    {
-        double Bits(WeightPrecision p) => p switch
-        {
-            WeightPrecision.BF16 => 16,
-            WeightPrecision.Q8_0 => 8.5,
-            WeightPrecision.Q4_0 => 4.5,
-            _ => 32,
-        };
-        WeightPrecision table = precision == WeightPrecision.Q4_0 ? WeightPrecision.Q8_0 : precision;
-        return config.ExpectedTensors().Where(t => t.Shape.Length == 2 && t.Name != config.EmbeddingTensorName)
-            .Sum(t => t.Shape[0] * t.Shape[1] * Bits(t.Name == config.LmHeadTensorName ? table : precision) / 8);
-    }
-
-    /// <summary>The same for llama.cpp: the stored bytes of every matrix but the token embedding.</summary>
-    private static double StreamedBytes(string gguf, LlamaConfig config)
-    {
-        using var file = GgufFile.Open(gguf);
-        return file.Tensors.Where(t => t.Shape.Length == 2 && t.Name != "token_embd.weight").Sum(t => (double)t.ByteLength);
-    }
-
-    private static string DescribeTypes(string gguf)
-    {
-        using var file = GgufFile.Open(gguf);
-        return string.Join(", ", file.Tensors.Where(t => t.Shape.Length == 2).GroupBy(t => t.Name.StartsWith("blk.", StringComparison.Ordinal) ? "layers" : t.Name)
-            .Select(g => $"{g.Key} {string.Join("/", g.Select(t => GgufTensorTypes.Name(t.Type)).Distinct())}"));
-    }
-
-    /// <summary>
-    /// llama2.c's 110M shape (as <see cref="ModelShape.Llama110M(int)"/>: 768 wide, 12 layers, MLP
-    /// 2048, an untied 32000 × 768 classifier) with uniform ±1/√in weights, all in F32, and a
-    /// SentencePiece-style vocabulary llama.cpp accepts.
-    /// </summary>
-    private static LlamaConfig Write110M(string path)
-    {
-        const int hidden = 768, layers = 12, heads = 12, ffn = 2048, vocab = 32000;
-        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
-        tokens.AddRange(Enumerable.Range(0, 256).Select(b => $"<0x{b:X2}>"));
-        tokens.AddRange(Enumerable.Range(0, vocab - tokens.Count).Select(i => "\u2581w" + i.ToString(CultureInfo.InvariantCulture)));
-        int[] types = [.. tokens.Select((_, i) => i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1)];
-        var writer = new GgufWriter()
-            .Add("general.architecture", "llama")
-            .Add("llama.context_length", (uint)MaxContext).Add("llama.embedding_length", (uint)hidden).Add("llama.block_count", (uint)layers)
-            .Add("llama.feed_forward_length", (uint)ffn).Add("llama.rope.dimension_count", (uint)(hidden / heads))
-            .Add("llama.attention.head_count", (uint)heads).Add("llama.attention.head_count_kv", (uint)heads)
-            .Add("llama.attention.layer_norm_rms_epsilon", 1e-5f).Add("llama.rope.freq_base", 10000f)
-            .Add("tokenizer.ggml.model", "llama")
-            .Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.String, tokens.ToArray())))
-            .Add("tokenizer.ggml.scores", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Float32, tokens.Select((_, i) => -(float)i).ToArray())))
-            .Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Int32, types)))
-            .Add("tokenizer.ggml.bos_token_id", 1u).Add("tokenizer.ggml.eos_token_id", 2u).Add("tokenizer.ggml.unknown_token_id", 0u);
-        void Matrix(string name, int rows, int cols) => writer.AddTensor(name, [rows, cols], GgufTensorType.F32, () => Uniform(name, (long)rows * cols, 1f / MathF.Sqrt(cols)));
-        void Norm(string name) => writer.AddTensor(name, [hidden], GgufTensorType.F32, () => Enumerable.Repeat(1f, hidden).ToArray());
-        Matrix("token_embd.weight", vocab, hidden);
-        for (int l = 0; l < layers; l++)
-        {
-            Norm($"blk.{l}.attn_norm.weight");
-            Matrix($"blk.{l}.attn_q.weight", hidden, hidden);
-            Matrix($"blk.{l}.attn_k.weight", hidden, hidden);
-            Matrix($"blk.{l}.attn_v.weight", hidden, hidden);
-            Matrix($"blk.{l}.attn_output.weight", hidden, hidden);
-            Norm($"blk.{l}.ffn_norm.weight");
-            Matrix($"blk.{l}.ffn_gate.weight", ffn, hidden);
-            Matrix($"blk.{l}.ffn_up.weight", ffn, hidden);
-            Matrix($"blk.{l}.ffn_down.weight", hidden, ffn);
-        }
-        Norm("output_norm.weight");
-        Matrix("output.weight", vocab, hidden);
-        writer.Write(path);
-        using var checkpoint = ModelCheckpoint.Open(path);
-        return (LlamaConfig)checkpoint.Config;
-    }
-
-    private static float[] Uniform(string name, long count, float scale)
-    {
-        var values = new float[count];
-        ulong s = 14695981039346656037UL;
-        foreach (char ch in name)
-        {
-            s = (s ^ ch) * 1099511628211UL;
-        }
-        s |= 1;
-        for (long i = 0; i < count; i++)
-        {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            values[i] = ((((s * 0x2545F4914F6CDD1DUL) >> 40) * (1f / (1 << 23))) - 1f) * scale;
-        }
-        return values;
     }
 
     private static double Median(IEnumerable<double> values)
@@ -295,169 +194,5 @@ internal sealed class QuantizedSuite : IBenchmarkSuite, IReportingSuite
             sb.Append(culture, $"| {r + 1} | ").AppendJoin(" | ", names.Select(n => string.Create(culture, $"{results[n][round].Decode:F2}; {results[n][round].Prefill:F0}"))).AppendLine(" |");
         }
         return sb.ToString();
-    }
-
-    private interface IQuantizedRunner : IDisposable
-    {
-        string Name { get; }
-
-        /// <summary>Prefills <paramref name="prompt"/> from position 0, then decodes greedily; returns the prefill's ms, then each step's.</summary>
-        double[] Run(int[] prompt, int decodeSteps)
-        {
-            var times = new double[1 + decodeSteps];
-            times[0] = Begin(prompt);
-            for (int i = 1; i <= decodeSteps; i++)
-            {
-                times[i] = Step();
-            }
-            return times;
-        }
-
-        /// <summary>Starts a generation: prefills <paramref name="prompt"/> from position 0; returns its ms.</summary>
-        double Begin(int[] prompt);
-
-        /// <summary>Decodes the next token greedily; returns its ms.</summary>
-        double Step();
-    }
-
-    /// <summary>The device with CC off, loading the GGUF in <paramref name="precision"/>.</summary>
-    private sealed class DeviceGgufRunner : IQuantizedRunner
-    {
-        private readonly NpuDevice _device;
-        private readonly NpuRuntime _runtime;
-        private readonly CausalLM _model;
-        private readonly int[] _one = new int[1];
-
-        public DeviceGgufRunner(string gguf, WeightPrecision precision)
-        {
-            _device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 4L << 30 });
-            _runtime = new NpuRuntime(_device, ownsDevice: true);
-            try
-            {
-                using var checkpoint = ModelCheckpoint.Open(gguf);
-                _model = CausalLM.Load(_runtime, checkpoint, new CausalLMOptions { MaxContext = MaxContext, MaxBatchTokens = PromptTokens, WeightPrecision = precision });
-            }
-            catch
-            {
-                _runtime.Dispose();
-                throw;
-            }
-            Name = $"device {precision}";
-        }
-
-        public string Name { get; }
-
-        /// <summary>A run whose timed decode steps are clocked per operator on the device.</summary>
-        public IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ClockedDecode(int[] prompt, int warmSteps, int steps)
-        {
-            int next = _model.Forward(prompt, 0);
-            for (int i = 0; i < warmSteps; i++)
-            {
-                _one[0] = next;
-                next = _model.Forward(_one, prompt.Length + i);
-            }
-            _device.OperatorClock.Reset();
-            _device.OperatorClock.Enabled = true;
-            for (int i = 0; i < steps; i++)
-            {
-                _one[0] = next;
-                next = _model.Forward(_one, prompt.Length + warmSteps + i);
-            }
-            _device.OperatorClock.Enabled = false;
-            return _device.OperatorClock.Read();
-        }
-
-        private int _next, _position;
-
-        public double Begin(int[] prompt)
-        {
-            long start = Stopwatch.GetTimestamp();
-            _next = _model.Forward(prompt, 0);
-            _position = prompt.Length;
-            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-
-        public double Step()
-        {
-            long start = Stopwatch.GetTimestamp();
-            _one[0] = _next;
-            _next = _model.Forward(_one, _position++);
-            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-
-        public void Dispose()
-        {
-            _model.Dispose();
-            _runtime.Dispose();
-        }
-    }
-
-    /// <summary>llama.cpp on the GGUF, CPU only, 2 threads for decode and prefill; greedy pick in C# (as the device's sampler picks on the device).</summary>
-    private sealed class LlamaCppRunner : IQuantizedRunner
-    {
-        private readonly LLamaWeights _weights;
-        private readonly LLamaContext _context;
-        private readonly LLamaBatch _batch = new();
-
-        public LlamaCppRunner(string gguf, string name)
-        {
-            Name = name;
-            // LLamaSharp picks its native library (the CPU backend package) on first use.
-            NativeApi.llama_empty_call();
-            var parameters = new ModelParams(gguf) { ContextSize = MaxContext, BatchSize = PromptTokens, GpuLayerCount = 0, Threads = 2, BatchThreads = 2 };
-            _weights = LLamaWeights.LoadFromFile(parameters);
-            _context = _weights.CreateContext(parameters);
-        }
-
-        public string Name { get; }
-
-        private int _next, _position;
-
-        public double Begin(int[] prompt)
-        {
-            _context.NativeHandle.MemoryClear();
-            _batch.Clear();
-            for (int i = 0; i < prompt.Length; i++)
-            {
-                _batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
-            }
-            long start = Stopwatch.GetTimestamp();
-            _next = Decode();
-            _position = prompt.Length;
-            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-
-        public double Step()
-        {
-            long start = Stopwatch.GetTimestamp();
-            _batch.Clear();
-            _batch.Add(_next, _position++, LLamaSeqId.Zero, true);
-            _next = Decode();
-            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-
-        private int Decode()
-        {
-            if (_context.Decode(_batch) != DecodeResult.Ok)
-            {
-                throw new InvalidOperationException("llama_decode failed");
-            }
-            Span<float> logits = _context.NativeHandle.GetLogitsIth(_batch.TokenCount - 1);
-            int best = 0;
-            for (int v = 1; v < logits.Length; v++)
-            {
-                if (logits[v] > logits[best])
-                {
-                    best = v;
-                }
-            }
-            return best;
-        }
-
-        public void Dispose()
-        {
-            _context.Dispose();
-            _weights.Dispose();
-        }
     }
 }

@@ -1,0 +1,531 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using AscendCC.Device.AiCore;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Models;
+using LLama.Native;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>
+/// The device against llama.cpp (LLamaSharp 0.30.0, 2 threads, mmap) on the same GGUF files:
+/// stories260K (its real weights, as llama.cpp's converter writes them) and the 110M and 1.1B shapes
+/// (seeded random weights), each written as an F32 GGUF from which llama.cpp's own quantizer writes
+/// the BF16, Q8_0 and Q4_0 files. At every precision llama.cpp, the device with CC off and the device
+/// with CC on (graph mode) run the same file: prefill of L = 512 and 2048 prompt tokens, decode with
+/// 512 and 2048 tokens in the KV cache. The machine's speed drifts by tens of percent over minutes, so
+/// all runners of a shape are loaded side by side and run in rounds (prefills one after another in a
+/// rotating order; decode step by step, one step of each runner in turn), and only ratios taken within
+/// a round are compared. The machine's read bandwidth is measured in every round too.
+/// </summary>
+internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
+{
+    private static readonly TimeSpan CoolDown = TimeSpan.FromMilliseconds(300);
+    private static readonly TimeSpan StepPause = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Context the random shapes' files declare (and stories260K's is raised to): above 2048 plus the decode steps.</summary>
+    private const int FileContext = 4096;
+
+    private const double DeviceTarget = 1.0, BestTarget = 1.3, BandwidthTarget = 0.80;
+
+    private readonly StringBuilder _report = new();
+
+    public string Name => "llamacpp";
+
+    public string Description => "the device vs llama.cpp on the same GGUF files (stories260K, 110M, 1.1B), BF16/Q8_0/Q4_0, CC on and off, prefill 512/2048, decode @512/@2048, interleaved";
+
+    public string ReportFileName => "llamacpp.md";
+
+    public string Report => _report.ToString();
+
+    /// <summary>One model: how its F32 GGUF is written, its rounds and lengths.</summary>
+    private sealed record Plan(string Shape, string Description, int Rounds, int QuickRounds, int[] QuickLengths, int QuickSteps, Func<string, LlamaConfig> WriteF32);
+
+    public void Run(BenchmarkOptions options, ResultTable table)
+    {
+        var wall = Stopwatch.StartNew();
+        string loadAtStart = LlamaSuite.LoadAverage();
+        var plans = new List<Plan>();
+        var skipped = new List<string>();
+        string? stories = ModelShape.FindSharedModel("stories260K");
+        if (stories is not null)
+        {
+            plans.Add(new Plan("stories260K", "stories260K's real weights (64 wide, 5 layers, 8 heads / 4 KV heads, MLP 172, tied 512-token vocabulary)", 10, 3, [512, 2048], 4,
+                path => GgufModels.WriteCheckpoint(path, stories, FileContext)));
+        }
+        else
+        {
+            skipped.Add("stories260K: ../shared/models/stories260K (or $ASCENDCC_MODELS) is not there");
+        }
+        plans.Add(new Plan("110M", "llama2.c's 110M shape (768 wide, 12 layers, 12 heads, MLP 2048, untied 32000-token classifier), seeded uniform ±1/√in", 8, 2, [512, 2048], 4,
+            path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Llama110M(FileContext).Config)));
+        plans.Add(new Plan("1.1B", "TinyLlama 1.1B's shape (2048 wide, 22 layers, 32 heads / 4 KV heads, MLP 5632, 32000-token vocabulary, tied classifier as in the other suites: a CC package is one managed array of at most 2 GiB), seeded uniform ±1/√in", 4, 1, [512], 2,
+            path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Llama1B(FileContext).Config)));
+
+        var results = new List<ShapeResult>();
+        var bandwidth = new ReadBandwidth();
+        foreach (Plan plan in plans)
+        {
+            WeightPrecision[] candidates = [WeightPrecision.F32, WeightPrecision.BF16, WeightPrecision.Q8_0, WeightPrecision.Q4_0];
+            if (!candidates.Any(p => options.Includes($"{plan.Shape} {p}")))
+            {
+                continue;
+            }
+            if (options.Quick && plan.Shape == "1.1B" && options.Filter is null)
+            {
+                skipped.Add("1.1B: not in a --quick run unless named (--filter 1.1B, or --filter \"1.1B Q4_0\" for one precision)");
+                continue;
+            }
+            results.Add(RunShape(plan, options, bandwidth));
+        }
+        _report.Append(BuildReport(results, skipped, options, loadAtStart, LlamaSuite.LoadAverage(), wall.Elapsed, bandwidth.Bytes));
+    }
+
+    private sealed class ShapeResult
+    {
+        public required string Shape { get; init; }
+        public required string Description { get; init; }
+        public required int[] Lengths { get; init; }
+        public required int Rounds { get; init; }
+        public required int WarmSteps { get; init; }
+        public required int Steps { get; init; }
+        public required List<RunnerInfo> Runners { get; init; }
+        public required List<string> Notes { get; init; }
+        public required List<double> Bandwidth { get; init; }
+        public required string LlamaSettings { get; init; }
+        public TimeSpan Elapsed { get; set; }
+
+        /// <summary>[runner][length] prefill ms per round.</summary>
+        public Dictionary<string, Dictionary<int, List<double>>> Prefill { get; } = [];
+
+        /// <summary>[runner][length] per round, the timed decode steps' ms.</summary>
+        public Dictionary<string, Dictionary<int, List<double[]>>> Decode { get; } = [];
+    }
+
+    /// <param name="Name">Runner name.</param>
+    /// <param name="Engine">"llama.cpp" or "device".</param>
+    /// <param name="Precision">Weight precision (the file's and the device's).</param>
+    /// <param name="Cc">"on", "off" or "—" for llama.cpp.</param>
+    /// <param name="StreamedBytes">Matrix bytes a decode step streams.</param>
+    /// <param name="LoadSeconds">Load time (CC on: package export, key release and load).</param>
+    private sealed record RunnerInfo(string Name, string Engine, WeightPrecision Precision, string Cc, double StreamedBytes, double LoadSeconds);
+
+    private static ShapeResult RunShape(Plan plan, BenchmarkOptions options, ReadBandwidth bandwidth)
+    {
+        var wall = Stopwatch.StartNew();
+        int rounds = options.Quick ? plan.QuickRounds : plan.Rounds;
+        int[] lengths = options.Quick ? plan.QuickLengths : [512, 2048];
+        int warmSteps = options.Quick ? 1 : 2, steps = options.Quick ? plan.QuickSteps : 16;
+        int context = lengths.Max() + warmSteps + steps + 8;
+        var notes = new List<string>();
+        string folder = Directory.CreateTempSubdirectory("ascendcc-llamacpp-").FullName;
+        var runners = new List<(ISteppedRunner Runner, RunnerInfo Info)>();
+        try
+        {
+            string f32 = Path.Combine(folder, $"{plan.Shape}-f32.gguf");
+            Console.WriteLine($"{plan.Shape}: writing the F32 GGUF in {folder} ({new DriveInfo(folder).AvailableFreeSpace / 1e9:F1} GB free)…");
+            var timer = Stopwatch.StartNew();
+            LlamaConfig config = plan.WriteF32(f32);
+            long f32Bytes = new FileInfo(f32).Length;
+            notes.Add(string.Create(CultureInfo.InvariantCulture, $"F32 file {Size(f32Bytes)}, written in {timer.Elapsed.TotalSeconds:F0} s"));
+
+            bool blocks = config.ExpectedTensors().Where(t => t.Shape.Length == 2).All(t => t.Shape[1] % 32 == 0);
+            WeightPrecision[] precisions = blocks ? [WeightPrecision.BF16, WeightPrecision.Q8_0, WeightPrecision.Q4_0] : [WeightPrecision.F32, WeightPrecision.BF16];
+            precisions = [.. precisions.Where(p => options.Includes($"{plan.Shape} {p}"))];
+            double quantizedBytes = precisions.Sum(p => p switch { WeightPrecision.BF16 => 0.5, WeightPrecision.Q8_0 => 0.27, WeightPrecision.Q4_0 => 0.16, _ => 0 }) * f32Bytes;
+            long free = new DriveInfo(folder).AvailableFreeSpace;
+            if (free < quantizedBytes + (1L << 30))
+            {
+                throw new IOException($"{folder}: {free / 1e9:F1} GB free, the quantized files need about {quantizedBytes / 1e9:F1} GB (+1 GB)");
+            }
+            var files = new Dictionary<WeightPrecision, string> { [WeightPrecision.F32] = f32 };
+            foreach (WeightPrecision p in precisions.Where(p => p != WeightPrecision.F32))
+            {
+                string path = Path.Combine(folder, $"{plan.Shape}-{p.ToString().ToLowerInvariant()}.gguf");
+                timer.Restart();
+                if (!GgufModels.Quantize(f32, path, Ftype(p)))
+                {
+                    throw new InvalidOperationException($"{plan.Shape}: llama.cpp's quantizer refused {p}");
+                }
+                files[p] = path;
+                notes.Add(string.Create(CultureInfo.InvariantCulture, $"{p} file {Size(new FileInfo(path).Length)} ({GgufModels.DescribeTypes(path)}), quantized in {timer.Elapsed.TotalSeconds:F0} s"));
+            }
+            if (!blocks)
+            {
+                // Widths that are not whole 32-value blocks: neither the device's Q8_0/Q4_0 nor (we
+                // check, it takes a moment) llama.cpp's quantizer can store them.
+                foreach (WeightPrecision p in new[] { WeightPrecision.Q8_0, WeightPrecision.Q4_0 })
+                {
+                    string path = Path.Combine(folder, $"{plan.Shape}-{p.ToString().ToLowerInvariant()}-attempt.gguf");
+                    bool ok = GgufModels.Quantize(f32, path, Ftype(p));
+                    notes.Add($"{p}: no row: the MLP's input width {config.IntermediateSize} is not a multiple of 32, which the device's {p} needs; llama.cpp's quantizer "
+                        + (ok ? $"wrote a file ({GgufModels.DescribeTypes(path)})" : $"refused the file (llama_model_quantize: ffn_down's 172 columns are not divisible by 32, \"no tensor type fallback is defined for type {p.ToString().ToLowerInvariant()}\")"));
+                    File.Delete(path);
+                }
+            }
+            if (!precisions.Contains(WeightPrecision.F32))
+            {
+                File.Delete(f32);
+            }
+
+            // Everything below stays resident together: llama.cpp's mapped file and two devices' copies of the weights per precision.
+            double resident = precisions.Sum(p => 3.0 * new FileInfo(files[p]).Length);
+            double available = MemAvailable();
+            notes.Add(string.Create(CultureInfo.InvariantCulture, $"memory: about {Size(resident)} resident for the runners; {Size(available)} available before loading"));
+            if (resident > available - (1.5 * (1L << 30)))
+            {
+                throw new InsufficientMemoryException(string.Create(CultureInfo.InvariantCulture,
+                    $"{plan.Shape}: the runners need about {resident / 1e9:F1} GB, {available / 1e9:F1} GB is available; run fewer precisions at once (--filter \"{plan.Shape} Q4_0\")"));
+            }
+
+            // CC on first (its package export holds the weights twice for a moment), while the least is resident.
+            foreach ((WeightPrecision p, string cc) in precisions.Select(p => (p, "on")).Concat(precisions.Select(p => (p, "off"))).Concat(precisions.Select(p => (p, "—"))))
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                timer.Restart();
+                ISteppedRunner runner;
+                string name;
+                if (cc == "on")
+                {
+                    name = $"device {p} CC on";
+                    using ModelShape shape = ModelShape.Open($"{plan.Shape} {p}", files[p]);
+                    runner = new ConfidentialRunner(shape, p, ExecutionMode.Graph, context, lengths.Max(), name);
+                }
+                else if (cc == "off")
+                {
+                    name = $"device {p} CC off";
+                    runner = new DeviceGgufRunner(files[p], p, context, lengths.Max(), name);
+                }
+                else
+                {
+                    name = $"llama.cpp {p}";
+                    runner = new LlamaCppRunner(files[p], name, context, lengths.Max());
+                }
+                double bytes = cc == "—" ? GgufModels.StreamedBytes(files[p]) : GgufModels.StreamedBytes(config, p);
+                runners.Add((runner, new RunnerInfo(name, cc == "—" ? "llama.cpp" : "device", p, cc, bytes, timer.Elapsed.TotalSeconds)));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{plan.Shape}: loaded {name} in {timer.Elapsed.TotalSeconds:F1} s"));
+            }
+            // Compared runners side by side: per precision llama.cpp, CC off, CC on.
+            runners = [.. precisions.SelectMany(p => runners.Where(r => r.Info.Precision == p).OrderBy(r => r.Info.Cc switch { "—" => 0, "off" => 1, _ => 2 }))];
+            string llamaSettings = runners.Select(r => r.Runner).OfType<LlamaCppRunner>().Select(r =>
+                string.Create(CultureInfo.InvariantCulture, $"n_ctx {r.Parameters.ContextSize}, n_batch {r.Parameters.BatchSize}, n_ubatch {r.Parameters.UBatchSize}, flash attention {r.Parameters.FlashAttention?.ToString() ?? "default (auto)"}, KV cache {r.Parameters.TypeK?.ToString() ?? "default (f16)"}")).FirstOrDefault() ?? "";
+
+            var rng = new Random(11);
+            int[] pool = [1, .. Enumerable.Range(0, lengths.Max() - 1).Select(_ => rng.Next(3, config.VocabSize))];
+            foreach ((ISteppedRunner runner, _) in runners)
+            {
+                runner.Run(pool[..16], 2);
+            }
+
+            var result = new ShapeResult
+            {
+                Shape = plan.Shape, Description = plan.Description, Lengths = lengths, Rounds = rounds, WarmSteps = warmSteps, Steps = steps,
+                Runners = [.. runners.Select(r => r.Info)], Notes = notes, Bandwidth = [], LlamaSettings = llamaSettings,
+            };
+            foreach ((_, RunnerInfo info) in runners)
+            {
+                result.Prefill[info.Name] = lengths.ToDictionary(l => l, _ => new List<double>());
+                result.Decode[info.Name] = lengths.ToDictionary(l => l, _ => new List<double[]>());
+            }
+            int n = runners.Count;
+            for (int round = 0; round < rounds; round++)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                Thread.Sleep(CoolDown);
+                result.Bandwidth.Add(bandwidth.Measure());
+                foreach (int length in lengths)
+                {
+                    int[] prompt = pool[..length];
+                    for (int i = 0; i < n; i++)
+                    {
+                        (ISteppedRunner runner, RunnerInfo info) = runners[(i + round) % n];
+                        // Finalizers too: a CC run leaves the data owner's crypto objects behind.
+                        GC.Collect();
+                        GC.WaitForPendingFinalizers();
+                        Thread.Sleep(CoolDown);
+                        result.Prefill[info.Name][length].Add(runner.Begin(prompt, warmSteps + steps));
+                    }
+                    var times = runners.ToDictionary(r => r.Info.Name, _ => new double[steps]);
+                    for (int step = 0; step < warmSteps + steps; step++)
+                    {
+                        for (int i = 0; i < n; i++)
+                        {
+                            (ISteppedRunner runner, RunnerInfo info) = runners[(i + step + round) % n];
+                            Thread.Sleep(StepPause);
+                            double ms = runner.Step();
+                            if (step >= warmSteps)
+                            {
+                                times[info.Name][step - warmSteps] = ms;
+                            }
+                        }
+                    }
+                    foreach ((ISteppedRunner runner, RunnerInfo info) in runners)
+                    {
+                        runner.End();
+                        result.Decode[info.Name][length].Add(times[info.Name]);
+                    }
+                }
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{plan.Shape} round {round + 1}/{rounds} ({wall.Elapsed.TotalMinutes:F1} min; read bandwidth {result.Bandwidth[^1]:F1} GB/s; load {LlamaSuite.LoadAverage()}): ")
+                    + string.Join(", ", runners.Select(r => string.Create(CultureInfo.InvariantCulture, $"{r.Info.Name} {Median(result.Decode[r.Info.Name][lengths[0]][^1]):F2}"))) + $" ms/token @{lengths[0]}");
+            }
+            result.Elapsed = wall.Elapsed;
+            return result;
+        }
+        finally
+        {
+            foreach ((ISteppedRunner runner, _) in runners)
+            {
+                runner.Dispose();
+            }
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>MemAvailable from /proc/meminfo, in bytes (infinity where there is none).</summary>
+    private static double MemAvailable()
+    {
+        try
+        {
+            string? line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemAvailable:", StringComparison.Ordinal));
+            return line is null ? double.PositiveInfinity : double.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException)
+        {
+            return double.PositiveInfinity;
+        }
+    }
+
+    private static LLamaFtype Ftype(WeightPrecision precision) => precision switch
+    {
+        WeightPrecision.BF16 => LLamaFtype.MOSTLY_BF16,
+        WeightPrecision.Q8_0 => LLamaFtype.MOSTLY_Q8_0,
+        WeightPrecision.Q4_0 => LLamaFtype.MOSTLY_Q4_0,
+        _ => throw new ArgumentOutOfRangeException(nameof(precision), precision, "llama.cpp writes the other precisions from the F32 file"),
+    };
+
+    private static double Median(IEnumerable<double> values)
+    {
+        double[] sorted = [.. values.Order()];
+        return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    /// <summary>A runner's decode at <paramref name="length"/>: the median over rounds of each round's median step.</summary>
+    private static double DecodeMs(ShapeResult s, string runner, int length) => Median(s.Decode[runner][length].Select(Median));
+
+    /// <summary>
+    /// <paramref name="other"/> ÷ <paramref name="ours"/> in decode at <paramref name="length"/>: per
+    /// pair of interleaved steps (the two runners' i-th steps of a round), the median and quartiles.
+    /// </summary>
+    private static (double Median, double Low, double High) DecodeRatio(ShapeResult s, string other, string ours, int length)
+    {
+        double[] r = [.. s.Decode[other][length].Zip(s.Decode[ours][length]).SelectMany(p => p.First.Zip(p.Second, (o, q) => o / q)).Order()];
+        return (Median(r), r[r.Length / 4], r[Math.Min(r.Length - 1, r.Length * 3 / 4)]);
+    }
+
+    /// <summary>The same for prefill, per round: the median and the range.</summary>
+    private static (double Median, double Low, double High) PrefillRatio(ShapeResult s, string other, string ours, int length)
+    {
+        double[] r = [.. s.Prefill[other][length].Zip(s.Prefill[ours][length], (o, q) => o / q)];
+        return (Median(r), r.Min(), r.Max());
+    }
+
+    private static string Size(double bytes) => bytes >= 1e9 ? string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e9:F2} GB") : string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:F1} MB");
+
+    /// <summary>A share as a whole percent, rounded down (so that a row shown at 80 % has reached 80 %).</summary>
+    private static string Percent(double share) => string.Create(CultureInfo.InvariantCulture, $"{Math.Floor(share * 100):F0} %");
+
+    private static string Mark(double value, double target) => value >= target ? "✓" : "✗";
+
+    private static string BuildReport(List<ShapeResult> results, List<string> skipped, BenchmarkOptions options, string loadAtStart, string loadAtEnd, TimeSpan elapsed, long bandwidthBytes)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("# llamacpp: the device vs llama.cpp on the same GGUF files, BF16 / Q8_0 / Q4_0, CC on and off (interleaved)");
+        sb.AppendLine();
+        sb.Append(c, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? " (--quick)" : "")}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, AI Cores {AiCoreGrid.Shared.CoreCount}, ")
+            .Append(c, $"llama.cpp via LLamaSharp 0.30.0 (CPU backend, 2 threads for decode and prefill, the file memory-mapped, greedy pick in C#). ")
+            .Append(c, $"Load average (1/5/15 min) at start {loadAtStart}, at end {loadAtEnd} (above 2 on these 2 cores, other work shared the machine); the whole run took {elapsed.TotalMinutes:F1} min. ")
+            .AppendLine("The machine's speed drifts by tens of percent over minutes, so compare the ratios, which are taken within a round.");
+        sb.AppendLine();
+        sb.AppendLine("Method: per shape, an F32 GGUF is written (stories260K as llama.cpp's converter writes it, context_length raised from 512 to 4096 so that both engines take")
+            .AppendLine("2048-token prompts; the random shapes with seeded uniform ±1/√in weights), llama.cpp's quantizer (llama_model_quantize, its default recipe) writes the")
+            .AppendLine("BF16, Q8_0 and Q4_0 files from it, and each file is run by llama.cpp, the device with CC off (the GGUF loaded directly, `ModelCheckpoint.Open`) and the device")
+            .AppendLine("with CC on (the model provider exports the same tensors as an encrypted package, releases its key to the attested device; the data owner seals each prompt),")
+            .AppendLine("both in graph mode, KV cache f16. All runners of a shape are loaded side by side. A round: the read bandwidth (below), then for each L every runner's prefill")
+            .AppendLine("of the same L-token prompt from position 0 to its greedy next token, one after another in an order rotated each round (300 ms apart), then the decode steps")
+            .AppendLine("interleaved step by step (one step of each runner in a rotating order, 20 ms apart; context L to L + warm-up + steps). CC on times are the host's: from")
+            .AppendLine("staging the sealed prompt to the first sealed token record, then from record to record. Decode = the median over rounds of each round's median step.")
+            .AppendLine(c, $"Read bandwidth: 2 threads summing a {bandwidthBytes >> 20} MiB buffer (far above the 32 MiB L3) with vector loads, the best of 3 passes, at the start of every round;")
+            .AppendLine("GB/s = matrix bytes a decode step streams (layers and classifier; an untied embedding is only gathered; the device's Q4_0 keeps its classifier in Q8_0,")
+            .AppendLine("llama.cpp's Q4_0 file has it in Q6_K) ÷ the decode time, which also reads the KV cache (L × the per-token KV bytes) and the activations; % bw = that ÷ the")
+            .AppendLine("median of the rounds' bandwidth.");
+        foreach (string s in skipped)
+        {
+            sb.AppendLine().AppendLine("Not run: " + s + ".");
+        }
+        sb.AppendLine();
+
+        // The targets, all shapes together.
+        sb.AppendLine("## Targets");
+        sb.AppendLine();
+        sb.AppendLine("| target | shape | result |");
+        sb.AppendLine("|---|---|---|");
+        foreach (ShapeResult s in results)
+        {
+            var cells = new List<(string What, double Value)>();
+            foreach (WeightPrecision p in s.Runners.Select(r => r.Precision).Distinct())
+            {
+                string llama = $"llama.cpp {p}", on = $"device {p} CC on";
+                if (!s.Decode.ContainsKey(llama) || !s.Decode.ContainsKey(on))
+                {
+                    continue;
+                }
+                foreach (int l in s.Lengths)
+                {
+                    cells.Add(($"{p} prefill {l}", PrefillRatio(s, llama, on, l).Median));
+                    cells.Add(($"{p} decode @{l}", DecodeRatio(s, llama, on, l).Median));
+                }
+            }
+            if (cells.Count > 0)
+            {
+                var failed = cells.Where(x => x.Value < DeviceTarget).ToList();
+                sb.Append(c, $"| device CC on ≥ {DeviceTarget:F1}× llama.cpp at every matching precision, prefill and decode | {s.Shape} | {cells.Count - failed.Count} of {cells.Count} ✓ (lowest {cells.Min(x => x.Value):F2}×)")
+                    .Append(failed.Count > 0 ? "; ✗ " + string.Join(", ", failed.Select(x => string.Create(c, $"{x.What} {x.Value:F2}×"))) : "").AppendLine(" |");
+            }
+            foreach (int l in s.Lengths)
+            {
+                if (Best(s, l) is { } best)
+                {
+                    (double m, _, _) = DecodeRatio(s, best.Llama, best.Device, l);
+                    sb.AppendLine(c, $"| device's best decode ≥ {BestTarget:F1}× llama.cpp's best{(s.Shape == "1.1B" ? "" : " (the target is at 1.1B)")} | {s.Shape} @{l} | {best.Llama} ÷ {best.Device}: {m:F2}× {Mark(m, BestTarget)} |");
+                }
+            }
+            double bw = Median(s.Bandwidth);
+            var shares = s.Runners.Where(r => r.Engine == "device").SelectMany(r => s.Lengths.Select(l => (r.Name, l, Share: r.StreamedBytes / (DecodeMs(s, r.Name, l) * 1e-3) / 1e9 / bw))).ToList();
+            if (shares.Count > 0)
+            {
+                var top = shares.MaxBy(x => x.Share);
+                sb.AppendLine(c, $"| device decode streams weights at ≥ {Percent(BandwidthTarget)} of the read bandwidth ({bw:F1} GB/s) | {s.Shape} | {shares.Count(x => x.Share >= BandwidthTarget)} of {shares.Count} rows ✓; best {top.Name} @{top.l} {Percent(top.Share)}, lowest {Percent(shares.Min(x => x.Share))}{(s.Shape == "stories260K" ? " (its 1 MB of weights sit in L2: not a memory-bound decode)" : "")} |");
+            }
+        }
+        sb.AppendLine();
+
+        foreach (ShapeResult s in results)
+        {
+            sb.AppendLine(c, $"## {s.Shape}");
+            sb.AppendLine();
+            sb.AppendLine(c, $"{s.Description}. {s.Rounds} round{(s.Rounds == 1 ? "" : "s")}, {s.WarmSteps} warm-up and {s.Steps} timed decode steps per runner and length; {s.Elapsed.TotalMinutes:F1} min with loading. llama.cpp: {s.LlamaSettings}.");
+            sb.AppendLine();
+            foreach (string note in s.Notes)
+            {
+                sb.AppendLine("- " + note + ".");
+            }
+            double bw = Median(s.Bandwidth);
+            sb.AppendLine(c, $"- Read bandwidth: median of rounds {bw:F1} GB/s (rounds {s.Bandwidth.Min():F1}–{s.Bandwidth.Max():F1}).");
+            sb.AppendLine();
+            sb.Append("| runner | precision | CC | MB / token | load s |");
+            sb.Append(string.Concat(s.Lengths.Select(l => $" prefill {l} ms |")));
+            sb.Append(string.Concat(s.Lengths.Select(l => $" decode @{l} ms/token |")));
+            sb.AppendLine(string.Concat(s.Lengths.Select(l => $" GB/s @{l} | % bw @{l} |")));
+            sb.AppendLine("|---|---|---|---:|---:|" + string.Concat(Enumerable.Repeat("---:|", s.Lengths.Length * 4)));
+            foreach (RunnerInfo r in s.Runners)
+            {
+                sb.Append(c, $"| {r.Engine} | {r.Precision} | {r.Cc} | {r.StreamedBytes / 1e6:F1} | {r.LoadSeconds:F1} |");
+                foreach (int l in s.Lengths)
+                {
+                    sb.Append(c, $" {Median(s.Prefill[r.Name][l]):F1} |");
+                }
+                foreach (int l in s.Lengths)
+                {
+                    sb.Append(c, $" {DecodeMs(s, r.Name, l):F2} |");
+                }
+                foreach (int l in s.Lengths)
+                {
+                    double gbs = r.StreamedBytes / (DecodeMs(s, r.Name, l) * 1e-3) / 1e9;
+                    sb.Append(c, $" {gbs:F1} | {Percent(gbs / bw)}{(r.Engine == "device" ? " " + Mark(gbs / bw, BandwidthTarget) : "")} |");
+                }
+                sb.AppendLine();
+            }
+            sb.AppendLine();
+            sb.AppendLine("Ratios, llama.cpp ÷ the device (> 1: the device is faster). Prefill: per round, the median (and the range over rounds); decode: per pair of")
+                .AppendLine("interleaved steps (the two runners' i-th steps of a round), the median (and the middle half of the pairs). Target: CC on ≥ 1.0×; CC off for comparison.");
+            sb.AppendLine();
+            sb.Append("| ratio |");
+            sb.Append(string.Concat(s.Lengths.Select(l => $" prefill {l} |")));
+            sb.AppendLine(string.Concat(s.Lengths.Select(l => $" decode @{l} |")));
+            sb.AppendLine("|---|" + string.Concat(Enumerable.Repeat("---:|", s.Lengths.Length * 2)));
+            foreach (WeightPrecision p in s.Runners.Select(r => r.Precision).Distinct())
+            {
+                foreach (string cc in new[] { "on", "off" })
+                {
+                    string llama = $"llama.cpp {p}", device = $"device {p} CC {cc}";
+                    if (!s.Decode.ContainsKey(llama) || !s.Decode.ContainsKey(device))
+                    {
+                        continue;
+                    }
+                    sb.Append(c, $"| {llama} ÷ {device} |");
+                    foreach (int l in s.Lengths)
+                    {
+                        var (m, lo, hi) = PrefillRatio(s, llama, device, l);
+                        sb.Append(c, $" {m:F2}× ({lo:F2}–{hi:F2}){(cc == "on" ? " " + Mark(m, DeviceTarget) : "")} |");
+                    }
+                    foreach (int l in s.Lengths)
+                    {
+                        var (m, lo, hi) = DecodeRatio(s, llama, device, l);
+                        sb.Append(c, $" {m:F2}× ({lo:F2}–{hi:F2}){(cc == "on" ? " " + Mark(m, DeviceTarget) : "")} |");
+                    }
+                    sb.AppendLine();
+                }
+            }
+            // The best of each side (by median decode at each length): the target is the device's best ≥ 1.3× llama.cpp's best at 1.1B.
+            foreach (string which in new[] { "any", "on" })
+            {
+                var best = s.Lengths.Select(l => (l, Best: Best(s, l, which == "on"))).Where(x => x.Best is not null).ToList();
+                if (best.Count == 0)
+                {
+                    continue;
+                }
+                sb.Append(c, $"| llama.cpp's best ÷ the device's best{(which == "on" ? " with CC on" : "")}: {string.Join("; ", best.Select(x => $"@{x.l} {x.Best!.Value.Llama} ÷ {x.Best.Value.Device}"))} |");
+                sb.Append(string.Concat(s.Lengths.Select(_ => " |")));
+                foreach (int l in s.Lengths)
+                {
+                    if (Best(s, l, which == "on") is { } b)
+                    {
+                        var (m, lo, hi) = DecodeRatio(s, b.Llama, b.Device, l);
+                        sb.Append(c, $" {m:F2}× ({lo:F2}–{hi:F2}) {Mark(m, BestTarget)} |");
+                    }
+                    else
+                    {
+                        sb.Append(" |");
+                    }
+                }
+                sb.AppendLine();
+            }
+            sb.AppendLine();
+            int first = s.Lengths[0];
+            sb.AppendLine(c, $"Per round: read bandwidth GB/s, then each runner's decode @{first} ms/token (the round's median step):");
+            sb.AppendLine();
+            sb.AppendLine("| round | GB/s | " + string.Join(" | ", s.Runners.Select(r => r.Name)) + " |");
+            sb.AppendLine("|---:|---:|" + string.Concat(s.Runners.Select(_ => "---:|")));
+            for (int round = 0; round < s.Rounds; round++)
+            {
+                sb.Append(c, $"| {round + 1} | {s.Bandwidth[round]:F1} | ");
+                sb.AppendJoin(" | ", s.Runners.Select(r => Median(s.Decode[r.Name][first][round]).ToString("F2", c)));
+                sb.AppendLine(" |");
+            }
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>llama.cpp's and the device's fastest runners in decode at <paramref name="length"/> (the device's with CC on only, if asked).</summary>
+    private static (string Llama, string Device)? Best(ShapeResult s, int length, bool ccOnOnly = false)
+    {
+        RunnerInfo? llama = s.Runners.Where(r => r.Engine == "llama.cpp").MinBy(r => DecodeMs(s, r.Name, length));
+        RunnerInfo? device = s.Runners.Where(r => r.Engine == "device" && (!ccOnOnly || r.Cc == "on")).MinBy(r => DecodeMs(s, r.Name, length));
+        return llama is null || device is null ? null : (llama.Name, device.Name);
+    }
+}

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>
+/// The machine's read bandwidth as a decode step can use it: <c>threads</c> threads (the device's
+/// AI Cores and llama.cpp both run 2) each sum their share of a buffer far larger than the last-level
+/// cache with wide vector loads, started together; the best of a few repetitions.
+/// </summary>
+internal sealed class ReadBandwidth
+{
+    private readonly byte[] _buffer;
+
+    public ReadBandwidth(int bytes = 1 << 30)
+    {
+        _buffer = GC.AllocateUninitializedArray<byte>(bytes);
+        // Touch every page, so that the timed passes read memory rather than fault it in.
+        _buffer.AsSpan().Fill(1);
+    }
+
+    public long Bytes => _buffer.Length;
+
+    /// <summary>The best of <paramref name="repetitions"/> passes over the whole buffer, in GB/s.</summary>
+    public double Measure(int threads = 2, int repetitions = 3)
+    {
+        double best = 0;
+        int share = _buffer.Length / threads / 256 * 256;
+        var sums = new ulong[threads];
+        for (int rep = 0; rep < repetitions; rep++)
+        {
+            using var barrier = new Barrier(threads + 1);
+            var workers = new Thread[threads];
+            for (int t = 0; t < threads; t++)
+            {
+                int index = t;
+                workers[t] = new Thread(() =>
+                {
+                    barrier.SignalAndWait();
+                    sums[index] = Sum(_buffer.AsSpan(index * share, share));
+                }) { IsBackground = true };
+                workers[t].Start();
+            }
+            barrier.SignalAndWait();
+            long start = Stopwatch.GetTimestamp();
+            foreach (Thread worker in workers)
+            {
+                worker.Join();
+            }
+            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            best = Math.Max(best, (double)share * threads / seconds / 1e9);
+        }
+        // The sums are what the loads were for; a buffer of ones sums to its length.
+        if (sums.Any(s => s == 0))
+        {
+            throw new InvalidOperationException("bandwidth probe: a sum came out 0");
+        }
+        return best;
+    }
+
+    private static ulong Sum(ReadOnlySpan<byte> bytes)
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            ReadOnlySpan<Vector512<ulong>> v = MemoryMarshal.Cast<byte, Vector512<ulong>>(bytes);
+            Vector512<ulong> a = default, b = default, c = default, d = default;
+            int i = 0;
+            for (; i + 4 <= v.Length; i += 4)
+            {
+                a += v[i];
+                b += v[i + 1];
+                c += v[i + 2];
+                d += v[i + 3];
+            }
+            for (; i < v.Length; i++)
+            {
+                a += v[i];
+            }
+            return Vector512.Sum(a + b + c + d);
+        }
+        else
+        {
+            ReadOnlySpan<Vector256<ulong>> v = MemoryMarshal.Cast<byte, Vector256<ulong>>(bytes);
+            Vector256<ulong> a = default, b = default, c = default, d = default;
+            int i = 0;
+            for (; i + 4 <= v.Length; i += 4)
+            {
+                a += v[i];
+                b += v[i + 1];
+                c += v[i + 2];
+                d += v[i + 3];
+            }
+            for (; i < v.Length; i++)
+            {
+                a += v[i];
+            }
+            return Vector256.Sum(a + b + c + d);
+        }
+    }
+}
