@@ -17,8 +17,11 @@ namespace AscendCC.Benchmarks;
 internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
 {
     private const int PromptTokens = 128;
+    // Tokens a sequence may decode while the batch's later prompts are read.
+    private const int Headroom = 24;
     private static readonly int[] Sizes = [1, 2, 4, 8];
     private readonly StringBuilder _report = new();
+    private readonly StringBuilder _operators = new();
 
     public string Name => "batch";
 
@@ -35,17 +38,17 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         _report.AppendLine();
         _report.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}. Load average at start: {LlamaSuite.LoadAverage()}."));
         _report.AppendLine();
-        _report.AppendLine(FormattableString.Invariant($"Each configuration adds its sequences (distinct {PromptTokens}-token prompts, greedy), steps until every prompt is read, then times {steps} decode steps (context {PromptTokens}–{PromptTokens + steps}); a step of n sequences produces n tokens. \"single\" is one sequence in the single-sequence program (MaxSequences 1); \"batch n\" is n sequences in a program of 8 slots. Per round every configuration runs once, in a rotating order; the ratio column is the median over rounds of (batch tokens/s ÷ single tokens/s) within the round, with its range."));
+        _report.AppendLine(FormattableString.Invariant($"Each configuration adds its sequences (distinct {PromptTokens}-token prompts, greedy), steps until every prompt is read, then times {steps} decode steps (context {PromptTokens}–{PromptTokens + steps + Headroom}); a step of n sequences produces n tokens. \"single\" is one sequence in the single-sequence program (MaxSequences 1); \"batch n\" is n sequences in a program of 8 slots. Per round every configuration runs once, in a rotating order; the ratio column is the median over rounds of (batch tokens/s ÷ single tokens/s) within the round, with its range."));
         _report.AppendLine();
         _report.AppendLine("| model | weights | configuration | step ms: median | tokens/s: median | × single: median of rounds | range |");
         _report.AppendLine("|---|---|---|---:|---:|---:|---|");
         var shapes = new List<(string Name, Func<ModelShape> Create, int Rounds)>
         {
-            ("110M", () => ModelShape.Llama110M(PromptTokens + steps + 8), options.Quick ? 2 : 8),
+            ("110M", () => ModelShape.Llama110M(PromptTokens + steps + Headroom + 8), options.Quick ? 2 : 8),
         };
         if (!options.Quick)
         {
-            shapes.Add(("1.1B", () => ModelShape.Llama1B(PromptTokens + steps + 8), 3));
+            shapes.Add(("1.1B", () => ModelShape.Llama1B(PromptTokens + steps + Headroom + 8), 3));
         }
         foreach ((string shapeName, Func<ModelShape> create, int rounds) in shapes)
         {
@@ -60,14 +63,21 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
             }
         }
         _report.AppendLine();
+        _report.AppendLine("Operators of one decode step of 8 sequences, ms by the device's operator clock (busiest first; in brackets one step of the single-sequence program; a batched operator is compared with its single-sequence form where it has one):");
+        _report.AppendLine();
+        _report.AppendLine("| model | weights | operators |");
+        _report.AppendLine("|---|---|---|");
+        _report.Append(_operators.Replace("_segments", ""));
+        _report.AppendLine();
         _report.AppendLine(CultureInfo.InvariantCulture, $"Load average at end: {LlamaSuite.LoadAverage()}.");
     }
 
     private void Measure(ModelShape shape, WeightPrecision precision, int rounds, int steps)
     {
         Console.WriteLine($"{shape.Name} {precision}: loading the single-sequence and the 8-slot models…");
-        int context = PromptTokens + steps + 8;
-        using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 24L << 30 }), ownsDevice: true);
+        int context = PromptTokens + steps + Headroom + 8;
+        var device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 24L << 30 });
+        using var runtime = new NpuRuntime(device, ownsDevice: true);
         using var single = CausalLM.Load(runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
             new CausalLMOptions { MaxContext = context, MaxBatchTokens = PromptTokens, WeightPrecision = precision });
         using var batched = CausalLM.Load(runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
@@ -100,6 +110,17 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
             }
             Console.WriteLine($"  round {round + 1}/{rounds}: " + string.Join(", ", names.Select(n => FormattableString.Invariant($"{n} {stepMs[n][^1]:F1} ms"))));
         }
+        // Where a step's time goes, by the device's operator clock: single vs the largest batch.
+        var clock = device.OperatorClock;
+        clock.Enabled = true;
+        RunSingle(single, prompts[0], steps, clock);
+        var singleOps = clock.Read();
+        RunBatch(batch, prompts, Sizes[^1], steps, clock);
+        var batchOps = clock.Read();
+        clock.Enabled = false;
+        _operators.AppendLine(FormattableString.Invariant($"| {shape.Name} | {precision} | ") + string.Join(", ",
+            batchOps.OrderByDescending(o => o.Value.Milliseconds).Take(6).Select(o =>
+                FormattableString.Invariant($"{o.Key} {o.Value.Milliseconds / steps:F2} (single {(singleOps.TryGetValue(o.Key.Replace("_segments", "", StringComparison.Ordinal), out var s1) ? s1.Milliseconds / steps : 0):F2})"))) + " |");
         foreach (string name in names)
         {
             int n = name == "single" ? 1 : int.Parse(name["batch ".Length..], CultureInfo.InvariantCulture);
@@ -110,9 +131,10 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
     }
 
     /// <summary>Median ms of one decode step of one sequence in the single-sequence program.</summary>
-    private static double RunSingle(CausalLM model, int[] prompt, int steps)
+    private static double RunSingle(CausalLM model, int[] prompt, int steps, AscendCC.Device.Scheduler.OperatorClock? clock = null)
     {
         int next = model.Forward(prompt, 0);
+        clock?.Reset();
         var times = new double[steps];
         int[] one = new int[1];
         for (int i = 0; i < steps; i++)
@@ -126,14 +148,17 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
     }
 
     /// <summary>Median ms of one batch step of <paramref name="n"/> decoding sequences.</summary>
-    private static double RunBatch(CausalLMBatch batch, int[][] prompts, int n, int steps)
+    private static double RunBatch(CausalLMBatch batch, int[][] prompts, int n, int steps, AscendCC.Device.Scheduler.OperatorClock? clock = null)
     {
-        BatchSequence[] sequences = [.. prompts.Take(n).Select(p => batch.Add(p, steps + 2, stopTokens: []))];
-        // Prompts first (one per step at 128 rows a pass), untimed.
+        // The first sequences decode while the later ones read their prompts (about two steps each,
+        // decode rows taking their share of a pass): their budget covers that and the timed steps.
+        BatchSequence[] sequences = [.. prompts.Take(n).Select(p => batch.Add(p, steps + Headroom, stopTokens: []))];
+        // Prompts first, untimed.
         while (sequences.Any(s => s.Produced == 0))
         {
             batch.Step();
         }
+        clock?.Reset();
         var times = new double[steps];
         for (int i = 0; i < steps; i++)
         {

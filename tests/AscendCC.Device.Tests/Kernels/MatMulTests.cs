@@ -103,10 +103,13 @@ public sealed class MatMulTests : IDisposable
 
     private static IEnumerable<TestCaseData> LinearShapes()
     {
-        // m ≤ 4 runs the streaming GEMV, larger m the packed GEMM.
+        // m ≤ 8 (LinearKernel.GemvMaxRows; a batched decode step) runs the streaming GEMV — eight
+        // tokens, four, two and one at a time, so m = 5..8 take every path and their tails in k and n —
+        // and larger m the packed GEMM.
         int[][] shapes =
         [
             [1, 1, 1], [1, 768, 2048], [3, 13, 7], [4, 33, 65], [2, 1000, 37], [4, 512, 36], [5, 13, 7],
+            [6, 33, 9], [7, 100, 21], [8, 45, 13], [8, 768, 130], [9, 40, 12],
             [33, 65, 17], [127, 255, 129], [2048, 256, 256], [3, 0, 5],
         ];
         foreach (int[] s in shapes)
@@ -164,6 +167,7 @@ public sealed class MatMulTests : IDisposable
             yield return new TestCaseData(2, 96, 37, 5, 11, t);
             yield return new TestCaseData(4, 128, 172, 172, 0, t);
             yield return new TestCaseData(7, 80, 48, 24, 24, t);
+            yield return new TestCaseData(8, 96, 40, 8, 9, t);
         }
     }
 

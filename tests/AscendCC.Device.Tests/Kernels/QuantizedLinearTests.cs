@@ -41,13 +41,13 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
 
     private static IEnumerable<TestCaseData> Shapes()
     {
-        // m ≤ 4: the strip GEMV; m > 4: the VNNI GEMM (AvxVnni) or the strip kernel. Row counts that
+        // m ≤ 8: the strip GEMV; m > 8: the VNNI GEMM (AvxVnni) or the strip kernel. Row counts that
         // are not multiples of the 4-row strip, the 6-row or 16-column GEMM tile or the 4096-column
         // slice; k of one block, of a scale group of 8 blocks plus one (288), and past the GEMM's
         // 256-deep slice (800 = 3 slices + 32).
         int[][] shapes =
         [
-            [1, 32, 1], [1, 768, 2048], [2, 96, 37], [3, 288, 7], [4, 64, 130], [5, 32, 17], [7, 800, 33],
+            [1, 32, 1], [1, 768, 2048], [2, 96, 37], [3, 288, 7], [4, 64, 130], [5, 32, 17], [7, 800, 33], [8, 96, 21],
             [13, 288, 4099], [33, 64, 16], [127, 256, 129], [3, 0, 5],
         ];
         foreach (ElementType format in Formats)
