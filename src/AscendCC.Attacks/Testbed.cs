@@ -37,6 +37,9 @@ public sealed record TestbedOptions
     /// <summary>KV cache precision of the deployment. Default <see cref="CausalLMOptions.DefaultKvCachePrecision"/>.</summary>
     public KvCachePrecision KvPrecision { get; init; } = CausalLMOptions.DefaultKvCachePrecision;
 
+    /// <summary>Data owners' sequences the deployment decodes together (batched decode). Default 1.</summary>
+    public int MaxSequences { get; init; } = 1;
+
     /// <summary>Receives every byte the host handles (driver and mailbox relay), or null.</summary>
     public IHostTranscript? Transcript { get; init; }
 
@@ -97,7 +100,7 @@ public sealed class Testbed : IDisposable
             Config = config;
             Rope = rope;
             Weights = weights;
-            Deployment = new ModelDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision, Options.KvPrecision);
+            Deployment = new ModelDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision, Options.KvPrecision, Options.MaxSequences);
             Provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
             Policy = new ReleasePolicy(Options.FirmwareSvn, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
             using var package = new MemoryStream();

@@ -50,6 +50,41 @@ internal sealed class ConfidentialContext
     /// <summary>The pass in progress: set by prompt_open, committed by token_seal; null between passes.</summary>
     public PendingStep? Pending { get; set; }
 
+    /// <summary>
+    /// Batched programs: the session each KV-cache slot holds (null: free), sized by the first batched
+    /// pass; null for a single-sequence context, which holds <see cref="Active"/> instead.
+    /// </summary>
+    public DataSessionState?[]? Slots { get; set; }
+
+    /// <summary>Batched programs: the regions laid out one slice per slot (prompt, history, generator, settings, last token), with the slice's bytes.</summary>
+    public List<(HbmRegion Region, long SliceBytes)> SlotRegions { get; } = new();
+
+    /// <summary>Batched programs: the pass in progress, one entry per segment in table order (set by prompt_open_segments, committed by token_seal_segments).</summary>
+    public PendingStep[]? PendingSegments { get; set; }
+
+    /// <summary>
+    /// Zeroes slot <paramref name="slot"/> of a batched program: its slice of every KV-cache region of
+    /// the context and of every <see cref="SlotRegions"/> entry, so nothing of the session that held the
+    /// slot reaches the next one (the other slots' sessions are untouched).
+    /// </summary>
+    public void ScrubSlot(int slot)
+    {
+        int slots = Slots!.Length;
+        foreach (HbmRegion r in _regions)
+        {
+            if (r.Tag == Device.RegionTag.KvCache && r.Size % slots == 0)
+            {
+                Clear(r, slot * (r.Size / slots), r.Size / slots);
+            }
+        }
+        foreach ((HbmRegion r, long slice) in SlotRegions)
+        {
+            Clear(r, slot * slice, slice);
+        }
+
+        static unsafe void Clear(HbmRegion r, long offset, long bytes) => System.Runtime.InteropServices.NativeMemory.Clear(r.Data + offset, (nuint)bytes);
+    }
+
     /// <summary>Regions owned by this context.</summary>
     public IReadOnlyList<HbmRegion> Regions => _regions;
 
@@ -77,6 +112,7 @@ internal sealed class ConfidentialContext
             }
         }
         Pending = null;
+        PendingSegments = null;
     }
 
     /// <summary>Closes the package (the regions stay owned until freed).</summary>
@@ -110,6 +146,9 @@ internal sealed class DataSessionState
 
     /// <summary>The next position the session's context continues from.</summary>
     public int Position { get; set; }
+
+    /// <summary>Batched programs: the KV-cache slot it holds in its context, or −1 (none: its next prompt must be opened).</summary>
+    public int Slot { get; set; } = -1;
 
     /// <summary>The data owner's sampling settings, from its sealed prompt.</summary>
     public Protocol.Messages.PromptSampling Sampling { get; set; }

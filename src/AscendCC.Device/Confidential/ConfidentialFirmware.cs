@@ -582,10 +582,25 @@ internal sealed class ConfidentialFirmware : ITaskGuard, IDisposable
     private void CloseSession(int id)
     {
         _engine.CloseSession(id);
-        if (_sessions.Remove(id, out DataSessionState? state) && state.Context is { } c && c.Active == state)
+        if (_sessions.Remove(id, out DataSessionState? state) && state.Context is { } c)
         {
-            c.ScrubSessionState();
-            c.Active = null;
+            if (c.Active == state)
+            {
+                c.ScrubSessionState();
+                c.Active = null;
+            }
+            // A batched context: only the session's slot is scrubbed and freed; the other slots'
+            // sessions go on. A pass in progress that feeds the session is abandoned.
+            if (c.Slots is { } slots && state.Slot >= 0 && slots[state.Slot] == state)
+            {
+                if (c.PendingSegments is { } pending && Array.Exists(pending, p => p.Session == state))
+                {
+                    c.PendingSegments = null;
+                }
+                c.ScrubSlot(state.Slot);
+                slots[state.Slot] = null;
+                state.Slot = -1;
+            }
         }
     }
 

@@ -40,5 +40,7 @@ internal static class BuiltinOperators
         new PackageUnlockOperator(),
         new PromptOpenOperator(),
         new TokenSealOperator(),
+        new PromptOpenSegmentsOperator(),
+        new TokenSealSegmentsOperator(),
     ];
 }

@@ -17,11 +17,16 @@ namespace AscendCC.Runtime.Confidential;
 /// <param name="MaxBatchTokens">Most tokens per pass.</param>
 /// <param name="Precision">Precision of the weight matrices.</param>
 /// <param name="KvPrecision">Element type of the KV cache; it sizes the cache regions and is a scalar of every cache launch, so it is measured.</param>
+/// <param name="MaxSequences">
+/// Data owners' sequences decoded together (batched decode): the KV cache gets a slot per sequence and
+/// the program begins and ends with the batched prologue and epilogue; 1, the default, is the
+/// single-session program. Measured like the rest of the layout.
+/// </param>
 public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision,
-    KvCachePrecision KvPrecision = CausalLMOptions.DefaultKvCachePrecision)
+    KvCachePrecision KvPrecision = CausalLMOptions.DefaultKvCachePrecision, int MaxSequences = 1)
 {
     /// <summary>The confidential program this deployment describes.</summary>
-    public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, KvPrecision, confidential: true);
+    public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, KvPrecision, confidential: true, sequences: MaxSequences);
 
     /// <summary>
     /// The graph measurement of this deployment's program over the weights of the package a provider
@@ -33,7 +38,8 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         BuildProgram().Program.Measure(Protocol.Packaging.PackageIdentity.Compute(providerKey, modelName));
 
     /// <summary>Serialises to JSON (config.json fields plus the layout).</summary>
-    public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString(), KvPrecision.ToString()), Options);
+    public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString(), KvPrecision.ToString(),
+        MaxSequences == 1 ? null : MaxSequences), Options);
 
     /// <summary>Reads the JSON written by <see cref="ToJson"/>; the family comes from the embedded config.json.</summary>
     /// <exception cref="FormatException">Malformed or incomplete.</exception>
@@ -60,10 +66,16 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         {
             throw new FormatException($"the deployment descriptor's kvPrecision '{dto.KvPrecision}' is not a KV cache precision; use F32, F16 or BF16");
         }
-        return new ModelDeployment(ModelConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision, kvPrecision);
+        // Descriptors without the field describe the single-session program.
+        int sequences = dto.MaxSequences ?? 1;
+        if (sequences is < 1 or > 1024)
+        {
+            throw new FormatException($"the deployment descriptor's maxSequences {sequences} is not 1..1024");
+        }
+        return new ModelDeployment(ModelConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision, kvPrecision, sequences);
     }
 
-    private static readonly JsonSerializerOptions Options = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Options = new() { WriteIndented = true, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
-    private sealed record Dto(string Config, string Rope, int MaxContext, int MaxBatchTokens, string Precision, string? KvPrecision = null);
+    private sealed record Dto(string Config, string Rope, int MaxContext, int MaxBatchTokens, string Precision, string? KvPrecision = null, int? MaxSequences = null);
 }

@@ -96,7 +96,7 @@ public sealed class CausalLM : IDisposable
         Config = deployment.Config;
         MaxContext = deployment.MaxContext;
         MaxBatchTokens = deployment.MaxBatchTokens;
-        Options = new CausalLMOptions { Mode = mode, MaxContext = deployment.MaxContext, MaxBatchTokens = deployment.MaxBatchTokens, WeightPrecision = deployment.Precision,
+        Options = new CausalLMOptions { Mode = mode, MaxContext = deployment.MaxContext, MaxBatchTokens = deployment.MaxBatchTokens, WeightPrecision = deployment.Precision, MaxSequences = deployment.MaxSequences,
             KvCachePrecision = deployment.KvPrecision };
         Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
         PackageLayout layout = PackageFile.ReadLayout(package.Span);
@@ -435,7 +435,7 @@ public sealed class CausalLM : IDisposable
     /// <summary>
     /// A batched pass (<see cref="CausalLMBatch"/>): <paramref name="tokens"/> are the rows of
     /// <paramref name="segments"/> (slot, start, length each) in order; writes each segment's chosen
-    /// token into <paramref name="next"/>.
+    /// token into its slot of <paramref name="next"/> (one entry per slot).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void ForwardSegments(ReadOnlySpan<int> tokens, ReadOnlySpan<int> segments, Span<int> next)
@@ -447,7 +447,7 @@ public sealed class CausalLM : IDisposable
         step.Input<long>(_params, _binding[_layout.Params].Address);
         step.Input(segments, _binding[_layout.Segments!].Address);
         Run(step, _binding);
-        step.Finish(_binding[_layout.Next].Address, MemoryMarshal.AsBytes(next[..count]));
+        step.Finish(_binding[_layout.Next].Address, MemoryMarshal.AsBytes(next[.._layout.Sequences]));
     }
 
     /// <summary>Batched programs: restarts slot <paramref name="slot"/>'s generator from the sampling seed and sets its sampling settings.</summary>
@@ -467,6 +467,51 @@ public sealed class CausalLM : IDisposable
         var logits = new float[Config.VocabSize];
         _runtime.CopyToHost<float>(_binding[_layout.Logits], (long)segment * Config.VocabSize * 4, logits);
         return logits;
+    }
+
+    /// <summary>
+    /// CC on, a deployment of several sequences (<see cref="ModelDeployment.MaxSequences"/>): the batch
+    /// that answers up to <see cref="MaxSequences"/> data owners' sessions together, one sealed record
+    /// per token for its own session. A model has one; created on the first call.
+    /// </summary>
+    public SealedBatch CreateSealedBatch()
+    {
+        if (!Confidential || _layout.Requests is null)
+        {
+            throw new InvalidOperationException(Confidential
+                ? "this confidential model was deployed for one session at a time (ModelDeployment.MaxSequences = 1); answer it with Generate(session, ...)"
+                : "this model runs with confidential computing off: decode several sequences with CreateBatch");
+        }
+        return _sealedBatch ??= new SealedBatch(this);
+    }
+
+    private SealedBatch? _sealedBatch;
+
+    /// <summary>Bytes of one staged prompt record slot (CC on).</summary>
+    internal long PromptRecordSlotBytes => _binding[_layout.PromptRecord!].Bytes / _layout.Sequences;
+
+    /// <summary>
+    /// CC on, batched: one pass of <paramref name="count"/> segments as the host requests them
+    /// (<paramref name="requests"/>: <see cref="SegmentRequest"/> rows), with the prompt records to open
+    /// staged at their segments' indexes; reads the pass's sealed records (one slot per segment) into
+    /// <paramref name="records"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void SealedSegmentsStep(ReadOnlySpan<long> requests, int count, IReadOnlyList<(int Index, byte[] Record)> opens, Span<byte> records)
+    {
+        Array.Clear(_params);
+        _params[CausalLMProgram.ParamSegments] = count;
+        ulong staging = _binding[_layout.PromptRecord!].Address;
+        long slot = PromptRecordSlotBytes;
+        using NpuRuntime.InferenceStep step = _runtime.BeginStep();
+        foreach ((int index, byte[] record) in opens)
+        {
+            step.Input(record, staging + (ulong)(index * slot));
+        }
+        step.Input(requests[..(count * SegmentRequest.Count)], _binding[_layout.Requests!].Address);
+        step.Input<long>(_params, _binding[_layout.Params].Address);
+        Run(step, _binding);
+        step.Finish(_binding[_layout.TokenRecord!].Address, records);
     }
 
     private void RequireNoBatch()
@@ -575,6 +620,10 @@ public sealed class CausalLM : IDisposable
         if (!Confidential)
         {
             throw new InvalidOperationException("this model runs with confidential computing off: it takes token ids (Generate(prompt, ...)), not sealed prompt records");
+        }
+        if (_layout.Requests is not null)
+        {
+            throw new InvalidOperationException($"this confidential model was deployed for {MaxSequences} sessions at once; answer them with CreateSealedBatch()");
         }
         // A prompt may fill the context: its answer is then the one token sampled at the last position.
         if (promptTokens < 1 || promptTokens > MaxContext)

@@ -138,10 +138,11 @@ public sealed class CausalLMBatch
                 continue;
             }
             s.Reading = false;
-            s.Accept(_next[i]);
-            _produced.Add(new BatchToken(s, _next[i]));
+            int token = _next[s.Slot];
+            s.Accept(token);
+            _produced.Add(new BatchToken(s, token));
             BatchFinishReason? done = s.Produced >= s.MaxTokens ? BatchFinishReason.Length
-                : s.StopTokens.Contains(_next[i]) ? BatchFinishReason.Stop
+                : s.StopTokens.Contains(token) ? BatchFinishReason.Stop
                 : s.Position >= _model.MaxContext ? BatchFinishReason.ContextFull
                 : null;
             if (done is { } reason)

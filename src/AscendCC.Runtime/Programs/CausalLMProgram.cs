@@ -67,10 +67,13 @@ public sealed class CausalLMProgram
     /// <summary>The sampler's generator state (u64).</summary>
     public ProgramBuffer Rng { get; private init; } = null!;
 
-    /// <summary>Confidential programs: the data owner's prompt record (its token ids, sampling settings and required model), staged by the host.</summary>
+    /// <summary>Confidential programs: the data owner's prompt record (its token ids, sampling settings and required model), staged by the host (batched: one record slot per segment, at its index).</summary>
     public ProgramBuffer? PromptRecord { get; private init; }
 
-    /// <summary>Confidential programs: the sealed token record the host relays back.</summary>
+    /// <summary>Confidential batched programs: the host's request table (<see cref="SegmentRequest"/> rows, one per segment); null otherwise.</summary>
+    public ProgramBuffer? Requests { get; private init; }
+
+    /// <summary>Confidential programs: the sealed token record the host relays back (batched: one record per segment, at its index).</summary>
     public ProgramBuffer? TokenRecord { get; private init; }
 
     /// <summary>Sequences the program holds at once (KV-cache slots); 1 for the single-sequence program.</summary>
@@ -142,9 +145,9 @@ public sealed class CausalLMProgram
         ArgumentOutOfRangeException.ThrowIfLessThan(maxContext, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchTokens, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(sequences, 1);
-        if (confidential && sequences > 1)
+        if (sequences > 1024)
         {
-            throw new NotSupportedException($"a confidential program holds one data-owner session at a time; batched decode ({sequences} sequences) runs with confidential computing off only (CausalLMOptions.MaxSequences = 1 for a package)");
+            throw new ArgumentOutOfRangeException(nameof(sequences), sequences, "a program holds at most 1024 sequences");
         }
         var p = new DeviceProgram();
         int dim = config.HiddenSize, vocab = config.VocabSize, T = maxBatchTokens, S = sequences;
@@ -153,8 +156,9 @@ public sealed class CausalLMProgram
         // In CC mode every launch reads the step block prompt_open checked and wrote in locked memory:
         // the host cannot change a position or a length between the launches of one pass.
         ProgramBuffer? step = confidential ? p.Buffer(RegionTag.Activations, "step", ParamCount * 8) : null;
-        // Batched: which rows belong to which sequence (slot) at which positions.
-        ProgramBuffer? segments = S > 1 ? p.Buffer(RegionTag.InputStaging, "segments", (long)S * 3 * 4) : null;
+        // Batched: which rows belong to which sequence (slot) at which positions; in CC mode computed by
+        // prompt_open_segments from the host's request table, in locked memory.
+        ProgramBuffer? segments = S > 1 ? p.Buffer(confidential ? RegionTag.Activations : RegionTag.InputStaging, "segments", (long)S * 3 * 4) : null;
         var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, kvPrecision, tokens, step ?? parameters, S, segments);
         // Batched: one row per sequence of logits, chosen tokens, generator states and token histories.
         ProgramBuffer logits = b.Act("logits", (long)S * vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
@@ -166,10 +170,20 @@ public sealed class CausalLMProgram
         // Every token fed so far, at its position, for the repetition penalties: the context's own
         // plaintext in CC mode, so locked like the prompt.
         ProgramBuffer history = p.Buffer(confidential ? RegionTag.Activations : RegionTag.Workspace, "history", (long)S * maxContext * 4);
-        // Batched: each sequence's sampling settings (SamplingRow), which the single-sequence program takes from the step block.
-        ProgramBuffer? sampling = S > 1 ? p.Buffer(RegionTag.InputStaging, "sampling", (long)S * SamplingRow.Count * 8) : null;
-        ProgramBuffer? promptRecord = null;
-        if (confidential)
+        // Batched: each sequence's sampling settings (SamplingRow), which the single-sequence program takes
+        // from the step block; in CC mode written by the device from each data owner's sealed prompt.
+        ProgramBuffer? sampling = S > 1 ? p.Buffer(confidential ? RegionTag.Activations : RegionTag.InputStaging, "sampling", (long)S * SamplingRow.Count * 8) : null;
+        ProgramBuffer? promptRecord = null, requests = null;
+        if (confidential && S > 1)
+        {
+            // One staged record and one request row per segment; one prompt per slot.
+            promptRecord = p.Buffer(RegionTag.InputStaging, "prompt_records", S * PromptRecordBytes(maxContext));
+            requests = p.Buffer(RegionTag.InputStaging, "requests", (long)S * SegmentRequest.Count * 8);
+            ProgramBuffer prompt = p.Buffer(RegionTag.Activations, "prompt", (long)S * maxContext * 4);
+            p.Launch("prompt_open_segments", [promptRecord, prompt, next, requests, parameters, history, tokens, step!, segments!, rng, sampling!],
+                I(dim), I(config.IntermediateSize), I(S));
+        }
+        else if (confidential)
         {
             promptRecord = p.Buffer(RegionTag.InputStaging, "prompt_record", PromptRecordBytes(maxContext));
             ProgramBuffer prompt = p.Buffer(RegionTag.Activations, "prompt", (long)maxContext * 4);
@@ -214,7 +228,13 @@ public sealed class CausalLMProgram
                 b.Param(ParamSeq), b.Param(ParamStart), I(maxContext));
         }
         ProgramBuffer? tokenRecord = null;
-        if (confidential)
+        if (confidential && S > 1)
+        {
+            // One record per segment, at the segment's index.
+            tokenRecord = p.Buffer(RegionTag.OutputStaging, "token_records", (long)S * TokenRecordBytes);
+            p.Launch("token_seal_segments", [next, tokenRecord]);
+        }
+        else if (confidential)
         {
             tokenRecord = p.Buffer(RegionTag.OutputStaging, "token_record", TokenRecordBytes);
             p.Launch("token_seal", [next, tokenRecord]);
@@ -234,6 +254,7 @@ public sealed class CausalLMProgram
             Rng = rng,
             PromptRecord = promptRecord,
             TokenRecord = tokenRecord,
+            Requests = requests,
             Weights = b.Weights,
             WeightPrecisions = b.WeightPrecisions,
         };

@@ -166,10 +166,10 @@ internal readonly record struct SamplingSettings(float Temperature, int TopK, fl
 /// Batched sampling: for each segment of the pass, samples the next token of its sequence from its
 /// row of logits, with its slot's settings (<see cref="SamplingRow"/>), generator state and token
 /// history, after writing the segment's fed tokens into that history (as <c>sample</c> does for one
-/// sequence).
+/// sequence), into its slot of <c>next</c>.
 /// </summary>
 internal sealed class SampleSegmentsOperator() : OperatorBase("sample_segments",
-    "logits:f32[segments,n] rng:u64[slots] scratch:f32[n] tokens:i32[seq] history:i32[slots,max_seq] settings:i64[slots,sampling] segments:i32[segments,3] -> next:i32[segments] | n seq segments slots max_seq",
+    "logits:f32[segments,n] rng:u64[slots] scratch:f32[n] tokens:i32[seq] history:i32[slots,max_seq] settings:i64[slots,sampling] segments:i32[segments,3] -> next:i32[slots] | n seq segments slots max_seq",
     ["logits", "rng", "scratch", "tokens", "history", "settings", "segments", "next"], [1, 2, 4, 7], 5)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -179,7 +179,7 @@ internal sealed class SampleSegmentsOperator() : OperatorBase("sample_segments",
         ReadOnlySpan<SequenceSegment> segments = SequenceSegments.Read(c.Buffer<int>(6, (long)count * SequenceSegment.Ints), count, seq, slots, maxSeq);
         Span<float> logits = c.Buffer<float>(0, (long)count * n), scratch = c.Buffer<float>(2, n);
         Span<ulong> rng = c.Buffer<ulong>(1, slots);
-        Span<int> tokens = c.Buffer<int>(3, seq), history = c.Buffer<int>(4, (long)slots * maxSeq), next = c.Buffer<int>(7, count);
+        Span<int> tokens = c.Buffer<int>(3, seq), history = c.Buffer<int>(4, (long)slots * maxSeq), next = c.Buffer<int>(7, slots);
         Span<long> table = c.Buffer<long>(5, (long)slots * SamplingRow.Count);
         int row = 0;
         for (int i = 0; i < segments.Length; i++)
@@ -188,7 +188,7 @@ internal sealed class SampleSegmentsOperator() : OperatorBase("sample_segments",
             Span<long> r = table.Slice(s.Slot * SamplingRow.Count, SamplingRow.Count);
             var settings = new SamplingSettings(Real(r[SamplingRow.Temperature]), (int)Math.Clamp(r[SamplingRow.TopK], 0, int.MaxValue), Real(r[SamplingRow.TopP]), Real(r[SamplingRow.MinP]),
                 Real(r[SamplingRow.RepeatPenalty]), (int)Math.Clamp(r[SamplingRow.RepeatLastN], -1, int.MaxValue), Real(r[SamplingRow.FrequencyPenalty]), Real(r[SamplingRow.PresencePenalty]));
-            next[i] = settings.Sample(logits.Slice(i * n, n), ref rng[s.Slot], scratch, history.Slice(s.Slot * maxSeq, maxSeq), tokens.Slice(row, s.Length), s.Start);
+            next[s.Slot] = settings.Sample(logits.Slice(i * n, n), ref rng[s.Slot], scratch, history.Slice(s.Slot * maxSeq, maxSeq), tokens.Slice(row, s.Length), s.Start);
             row += s.Length;
         }
 

@@ -193,6 +193,51 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
         {
             throw new ConfidentialOperatorException($"position: a prompt is opened at position 0, not {start}");
         }
+        PromptRequest request = OpenRecord(fw, context, c.Bytes(0), session, prompt.Length, seq);
+        int[] ids = request.Tokens;
+        try
+        {
+            // Every check has passed: only now does the session become the context's. If another
+            // session holds it, that session's activations, KV cache and workspace are scrubbed first;
+            // a context no session holds is already clean (new regions are zeroed, and closing the
+            // last session scrubbed it), so the first prompt after a close pays no scrub.
+            DataSessionState state = fw.Session(session);
+            if (context.Active != state)
+            {
+                if (context.Active is not null)
+                {
+                    context.ScrubSessionState();
+                }
+                context.Active = state;
+            }
+            state.Context = context;
+            state.PromptLength = ids.Length;
+            state.Position = 0;
+            state.Sampling = request.Sampling;
+            prompt.Clear();
+            ids.CopyTo(prompt);
+            c.Buffer<ulong>(6, 1)[0] = Seed(request.Sampling);
+            return state;
+        }
+        finally
+        {
+            Array.Clear(ids);
+        }
+    }
+
+    /// <summary>The generator's first state for the data owner's seed (xorshift state must be nonzero).</summary>
+    internal static ulong Seed(PromptSampling sampling) => sampling.Seed == 0 ? DefaultSeed : sampling.Seed;
+
+    /// <summary>
+    /// Opens data-owner session <paramref name="session"/>'s sealed prompt record staged in
+    /// <paramref name="staged"/> for <paramref name="context"/>: the session must be open and bound to no
+    /// other context, the record must decrypt to a well-formed prompt of 1..<paramref name="capacity"/>
+    /// tokens that requires this context's model (if it requires one) and holds the
+    /// <paramref name="seq"/> tokens the pass feeds first. Nothing is changed but the record consumed;
+    /// the caller clears the returned token ids when done with them.
+    /// </summary>
+    internal static PromptRequest OpenRecord(ConfidentialFirmware fw, ConfidentialContext context, ReadOnlySpan<byte> staged, int session, int capacity, int seq)
+    {
         if (!fw.Engine.IsDataOwnerSession(session))
         {
             throw new ConfidentialOperatorException($"session {session} is not an open data-owner session");
@@ -203,7 +248,6 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
         {
             throw new ConfidentialOperatorException($"context: session {session} is bound to package {bound.Id} ('{bound.ModelName}') for its lifetime; package {context.Id} ('{context.ModelName}') may not open its prompts");
         }
-        ReadOnlySpan<byte> staged = c.Bytes(0);
         // The staging buffer is sized for the deployment's largest prompt bucket, and a shorter
         // prompt's record fills only its start: take the record's declared length from its header
         // (bytes 16..20, as SecureChannel writes it; authenticated by OpenPrompt) instead of
@@ -234,39 +278,20 @@ internal sealed class PromptOpenOperator() : OperatorBase("prompt_open",
             {
                 throw new ConfidentialOperatorException($"context: the data owner of session {session} requires another model than package {context.Id} ('{context.ModelName}') runs");
             }
-            if (ids.Length == 0 || ids.Length > prompt.Length)
+            if (ids.Length == 0 || ids.Length > capacity)
             {
-                throw new ConfidentialOperatorException($"the prompt has {ids.Length} tokens; the context holds 1..{prompt.Length}");
+                throw new ConfidentialOperatorException($"the prompt has {ids.Length} tokens; the context holds 1..{capacity}");
             }
             if (seq > ids.Length)
             {
                 throw new ConfidentialOperatorException($"tokens 0..{seq - 1} are not in the opened prompt of {ids.Length} tokens");
             }
-            // Every check has passed: only now does the session become the context's. If another
-            // session holds it, that session's activations, KV cache and workspace are scrubbed first;
-            // a context no session holds is already clean (new regions are zeroed, and closing the
-            // last session scrubbed it), so the first prompt after a close pays no scrub.
-            DataSessionState state = fw.Session(session);
-            if (context.Active != state)
-            {
-                if (context.Active is not null)
-                {
-                    context.ScrubSessionState();
-                }
-                context.Active = state;
-            }
-            state.Context = context;
-            state.PromptLength = ids.Length;
-            state.Position = 0;
-            state.Sampling = request.Sampling;
-            prompt.Clear();
-            ids.CopyTo(prompt);
-            c.Buffer<ulong>(6, 1)[0] = request.Sampling.Seed == 0 ? DefaultSeed : request.Sampling.Seed;
-            return state;
+            return request;
         }
-        finally
+        catch
         {
             Array.Clear(ids);
+            throw;
         }
     }
 

@@ -1,0 +1,208 @@
+using AscendCC.Device;
+
+namespace AscendCC.Runtime.Inference;
+
+/// <summary>
+/// Continuous batching with confidential computing on: up to <see cref="CausalLM.MaxSequences"/>
+/// data owners' sessions answered together, each in its own KV-cache slot, every weight read once per
+/// step for all of them. The host schedules (which sessions join a pass, how prompts are chunked,
+/// which slot a newcomer takes) and relays bytes; the device checks every request against each
+/// session's own state, opens each sealed prompt for its own session only, and seals each token for
+/// its own session (see docs/architecture.md, "Batched decode"). The host never sees a token: a
+/// sequence runs until its token budget or the context is used up, or until the host is told (by its
+/// data owner) to <see cref="Remove"/> it.
+/// </summary>
+/// <remarks>Not thread-safe: one loop drives it.</remarks>
+public sealed class SealedBatch
+{
+    private readonly CausalLM _model;
+    private readonly SealedSequence?[] _slots;
+    private readonly long[] _requests;
+    private readonly byte[] _records;
+    private readonly SealedSequence[] _fed;
+    private readonly bool[] _emits;
+    private readonly List<(int, byte[])> _opens = [];
+    private readonly List<SealedToken> _produced = [];
+
+    internal SealedBatch(CausalLM model)
+    {
+        _model = model;
+        int slots = model.MaxSequences;
+        _slots = new SealedSequence?[slots];
+        _requests = new long[slots * SegmentRequest.Count];
+        _records = new byte[slots * Programs.CausalLMProgram.TokenRecordBytes];
+        _fed = new SealedSequence[slots];
+        _emits = new bool[slots];
+    }
+
+    /// <summary>Sessions the batch can hold.</summary>
+    public int Capacity => _slots.Length;
+
+    /// <summary>Sessions in the batch.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>
+    /// Adds data-owner session <paramref name="session"/>'s sealed prompt of <paramref name="promptTokens"/>
+    /// tokens (a count the data owner reveals); it is opened on the device at the next <see cref="Step"/>,
+    /// in a free slot, and answered with up to <paramref name="maxTokens"/> sealed records.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Every slot is taken.</exception>
+    public SealedSequence Add(int session, byte[] promptRecord, int promptTokens, int maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(promptRecord);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 1);
+        if (promptTokens < 1 || promptTokens > _model.MaxContext)
+        {
+            throw new ArgumentOutOfRangeException(nameof(promptTokens), $"the prompt has {promptTokens} tokens; the context holds {_model.MaxContext}, so it must be 1..{_model.MaxContext}");
+        }
+        if (promptRecord.Length > _model.PromptRecordSlotBytes)
+        {
+            throw new ArgumentException($"the sealed prompt is {promptRecord.Length} bytes; this deployment stages at most {_model.PromptRecordSlotBytes} per session", nameof(promptRecord));
+        }
+        int slot = Array.IndexOf(_slots, null);
+        if (slot < 0)
+        {
+            throw new InvalidOperationException($"all {Capacity} sessions of the batch are in use; step until one finishes (or remove one), or deploy the model with a larger ModelDeployment.MaxSequences");
+        }
+        var sequence = new SealedSequence(this, session, slot, promptRecord, promptTokens, maxTokens);
+        _slots[slot] = sequence;
+        Count++;
+        return sequence;
+    }
+
+    /// <summary>
+    /// Takes <paramref name="sequence"/> out of the batch (its data owner saw an end of sequence, or went
+    /// away). The device keeps its slot until another session's prompt is opened there or the session is
+    /// closed (closing scrubs the slot).
+    /// </summary>
+    public void Remove(SealedSequence sequence)
+    {
+        ArgumentNullException.ThrowIfNull(sequence);
+        if (sequence.Batch != this)
+        {
+            throw new ArgumentException("the sequence belongs to another batch", nameof(sequence));
+        }
+        if (_slots[sequence.Slot] == sequence)
+        {
+            _slots[sequence.Slot] = null;
+            Count--;
+        }
+        sequence.IsFinished = true;
+    }
+
+    /// <summary>
+    /// One pass over every session in the batch: returns the sealed records it produced, one per session
+    /// that decoded or finished reading its prompt (valid until the next step), each to be relayed to
+    /// its own data owner. Sessions whose budget or context is used up leave the batch here.
+    /// </summary>
+    public IReadOnlyList<SealedToken> Step()
+    {
+        _produced.Clear();
+        _opens.Clear();
+        int rows = 0, count = 0, budget = _model.MaxBatchTokens;
+        foreach (SealedSequence? s in _slots)
+        {
+            if (s is { Reading: false } && rows < budget)
+            {
+                Request(s, StepBlock.ModeDecode, 1, ref rows, ref count);
+            }
+        }
+        foreach (SealedSequence? s in _slots)
+        {
+            if (s is { Reading: true } && rows < budget)
+            {
+                int n = Math.Min(budget - rows, s.PromptTokens - s.Position);
+                if (s.Position == 0)
+                {
+                    _opens.Add((count, s.PromptRecord));
+                    Request(s, StepBlock.ModeOpenPrompt, n, ref rows, ref count);
+                }
+                else
+                {
+                    Request(s, StepBlock.ModeContinuePrompt, n, ref rows, ref count);
+                }
+            }
+        }
+        if (count == 0)
+        {
+            return _produced;
+        }
+        _model.SealedSegmentsStep(_requests, count, _opens, _records);
+        int recordBytes = Programs.CausalLMProgram.TokenRecordBytes;
+        for (int i = 0; i < count; i++)
+        {
+            SealedSequence s = _fed[i];
+            s.Position += (int)_requests[i * SegmentRequest.Count + SegmentRequest.Seq];
+            if (!_emits[i])
+            {
+                continue;
+            }
+            s.Reading = false;
+            s.Produced++;
+            _produced.Add(new SealedToken(s, _records.AsSpan(i * recordBytes, recordBytes).ToArray()));
+            if (s.Produced >= s.MaxTokens || s.Position >= _model.MaxContext)
+            {
+                Remove(s);
+            }
+        }
+        return _produced;
+    }
+
+    private void Request(SealedSequence s, int mode, int seq, ref int rows, ref int count)
+    {
+        Span<long> r = _requests.AsSpan(count * SegmentRequest.Count, SegmentRequest.Count);
+        r[SegmentRequest.Session] = s.Session;
+        r[SegmentRequest.Mode] = mode;
+        r[SegmentRequest.Slot] = s.Slot;
+        r[SegmentRequest.Start] = s.Position;
+        r[SegmentRequest.Seq] = seq;
+        _emits[count] = mode == StepBlock.ModeDecode || s.Position + seq == s.PromptTokens;
+        _fed[count++] = s;
+        rows += seq;
+    }
+}
+
+/// <summary>A data owner's session in a <see cref="SealedBatch"/>, as the host sees it: counts, never tokens.</summary>
+public sealed class SealedSequence
+{
+    internal SealedSequence(SealedBatch batch, int session, int slot, byte[] promptRecord, int promptTokens, int maxTokens)
+    {
+        Batch = batch;
+        Session = session;
+        Slot = slot;
+        PromptRecord = promptRecord;
+        PromptTokens = promptTokens;
+        MaxTokens = maxTokens;
+    }
+
+    internal SealedBatch Batch { get; }
+
+    /// <summary>The device session.</summary>
+    public int Session { get; }
+
+    /// <summary>The KV-cache slot the host gave it.</summary>
+    public int Slot { get; }
+
+    internal byte[] PromptRecord { get; }
+
+    /// <summary>Tokens in its prompt (revealed by its data owner).</summary>
+    public int PromptTokens { get; }
+
+    internal int MaxTokens { get; }
+
+    internal bool Reading { get; set; } = true;
+
+    /// <summary>Positions fed so far.</summary>
+    public int Position { get; internal set; }
+
+    /// <summary>Sealed records produced so far.</summary>
+    public int Produced { get; internal set; }
+
+    /// <summary>True once it has left the batch.</summary>
+    public bool IsFinished { get; internal set; }
+}
+
+/// <summary>A sealed token record a batch step produced, and the session it is for.</summary>
+/// <param name="Sequence">The session's sequence.</param>
+/// <param name="Record">The sealed record, to be relayed to that session's data owner.</param>
+public readonly record struct SealedToken(SealedSequence Sequence, byte[] Record);
