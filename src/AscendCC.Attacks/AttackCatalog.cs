@@ -7,7 +7,7 @@ namespace AscendCC.Attacks;
 public static partial class AttackCatalog
 {
     /// <summary>All attacks, R1 to R6, teardown, then the attacks on confidential contexts (the host also playing a party).</summary>
-    public static IReadOnlyList<Attack> All { get; } = [.. R1(), .. R2(), .. R3(), .. R4(), .. R5(), .. R6(), .. Teardown(), .. Contexts()];
+    public static IReadOnlyList<Attack> All { get; } = [.. R1(), .. R2(), .. R3(), .. R4(), .. R5(), .. R6(), .. Teardown(), .. Contexts(), .. Batch()];
 
     /// <summary>Creates the testbed an attack expects (tiny random model unless it says otherwise).</summary>
     public static Testbed CreateTestbed(Attack attack)

@@ -113,7 +113,8 @@ internal sealed class PromptOpenSegmentsOperator() : OperatorBase("prompt_open_s
                 continue;
             }
             DataSessionState? state = fw.FindSession((int)session);
-            if (state is null || state.Context != context || state.Slot != slot || context.Slots[slot] != state)
+            // The slot table is the context's own: a session holds a slot of it only if the table says so.
+            if (state is null || context.Slots[slot] != state)
             {
                 throw new ConfidentialOperatorException($"segment {i}: context: session {session} holds {(state?.Context != context ? "no slot of package " + context.Id : state.Slot < 0 ? "no slot (it was evicted or never opened)" : $"slot {state.Slot}")}, not slot {slot}; open its prompt first");
             }
