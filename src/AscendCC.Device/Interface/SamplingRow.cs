@@ -34,4 +34,18 @@ public static class SamplingRow
 
     /// <summary>Slots per row.</summary>
     public const int Count = 8;
+
+    /// <summary>Writes <paramref name="sampling"/> as a row (the host's, CC off, and the device's, from a sealed prompt, alike).</summary>
+    public static void Write(Span<long> row, Protocol.Messages.PromptSampling sampling)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(row.Length, Count, nameof(row));
+        row[Temperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
+        row[TopK] = sampling.TopK;
+        row[TopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
+        row[MinP] = BitConverter.DoubleToInt64Bits(sampling.MinP);
+        row[RepeatPenalty] = BitConverter.DoubleToInt64Bits(sampling.RepeatPenalty);
+        row[RepeatLastN] = sampling.RepeatLastN;
+        row[FrequencyPenalty] = BitConverter.DoubleToInt64Bits(sampling.FrequencyPenalty);
+        row[PresencePenalty] = BitConverter.DoubleToInt64Bits(sampling.PresencePenalty);
+    }
 }

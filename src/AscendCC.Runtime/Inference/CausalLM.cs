@@ -407,17 +407,7 @@ public sealed class CausalLM : IDisposable
     }
 
     /// <summary>A slot's <see cref="SamplingRow"/>.</summary>
-    internal static void WriteSamplingRow(Span<long> row, SamplingOptions sampling)
-    {
-        row[SamplingRow.Temperature] = BitConverter.DoubleToInt64Bits(sampling.Temperature);
-        row[SamplingRow.TopK] = sampling.TopK;
-        row[SamplingRow.TopP] = BitConverter.DoubleToInt64Bits(sampling.TopP);
-        row[SamplingRow.MinP] = BitConverter.DoubleToInt64Bits(sampling.MinP);
-        row[SamplingRow.RepeatPenalty] = BitConverter.DoubleToInt64Bits(sampling.RepeatPenalty);
-        row[SamplingRow.RepeatLastN] = sampling.RepeatLastN;
-        row[SamplingRow.FrequencyPenalty] = BitConverter.DoubleToInt64Bits(sampling.FrequencyPenalty);
-        row[SamplingRow.PresencePenalty] = BitConverter.DoubleToInt64Bits(sampling.PresencePenalty);
-    }
+    internal static void WriteSamplingRow(Span<long> row, SamplingOptions sampling) => SamplingRow.Write(row, sampling.ToPromptSampling());
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Submit(NpuRuntime.InferenceStep step, ProgramBinding binding, CausalLMProgram layout, ReadOnlySpan<int> tokens)

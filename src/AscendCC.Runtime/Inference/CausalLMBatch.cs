@@ -20,6 +20,7 @@ public sealed class CausalLMBatch
     private readonly int[] _segments;
     private readonly int[] _next;
     private readonly BatchSequence[] _fed;
+    private readonly int[] _lengths;
     private readonly List<BatchToken> _produced = [];
 
     internal CausalLMBatch(CausalLM model)
@@ -31,6 +32,7 @@ public sealed class CausalLMBatch
         _segments = new int[slots * 3];
         _next = new int[slots];
         _fed = new BatchSequence[slots];
+        _lengths = new int[slots];
     }
 
     /// <summary>Sequences the batch can hold.</summary>
@@ -103,25 +105,22 @@ public sealed class CausalLMBatch
     public IReadOnlyList<BatchToken> Step()
     {
         _produced.Clear();
-        int rows = 0, count = 0, budget = _tokens.Length;
-        // Decoding sequences first: one row each, their last token at their next position.
-        foreach (BatchSequence? s in _slots)
+        int count = PassPlanner.Plan(_slots, _tokens.Length, _fed, _lengths), rows = 0;
+        for (int i = 0; i < count; i++)
         {
-            if (s is { Reading: false } && rows < budget)
+            BatchSequence s = _fed[i];
+            int n = _lengths[i];
+            // A decode row feeds back the last token; a prompt chunk the prompt's next tokens.
+            if (s.Reading)
+            {
+                s.Prompt.AsSpan(s.Position, n).CopyTo(_tokens.AsSpan(rows));
+            }
+            else
             {
                 _tokens[rows] = s.Last;
-                Feed(s, s.Position, 1, ref rows, ref count);
             }
-        }
-        // Then prompt chunks in the rows left over.
-        foreach (BatchSequence? s in _slots)
-        {
-            if (s is { Reading: true } && rows < budget)
-            {
-                int n = Math.Min(budget - rows, s.Prompt.Length - s.Position);
-                s.Prompt.AsSpan(s.Position, n).CopyTo(_tokens.AsSpan(rows));
-                Feed(s, s.Position, n, ref rows, ref count);
-            }
+            (_segments[i * 3], _segments[i * 3 + 1], _segments[i * 3 + 2]) = (s.Slot, s.Position, n);
+            rows += n;
         }
         if (count == 0)
         {
@@ -165,18 +164,10 @@ public sealed class CausalLMBatch
         return _model.ReadLogits(Array.IndexOf(_fed, _produced[index].Sequence));
     }
 
-    private void Feed(BatchSequence s, int start, int length, ref int rows, ref int count)
-    {
-        _segments[count * 3] = s.Slot;
-        _segments[count * 3 + 1] = start;
-        _segments[count * 3 + 2] = length;
-        _fed[count++] = s;
-        rows += length;
-    }
 }
 
 /// <summary>One sequence of a <see cref="CausalLMBatch"/>.</summary>
-public sealed class BatchSequence
+public sealed class BatchSequence : IBatchMember
 {
     private readonly List<int> _tokens = [];
 
@@ -197,12 +188,15 @@ public sealed class BatchSequence
     /// <summary>Its prompt.</summary>
     internal int[] Prompt { get; }
 
+    /// <inheritdoc />
+    public int PromptTokens => Prompt.Length;
+
     internal int MaxTokens { get; }
 
     internal IReadOnlyCollection<int> StopTokens { get; }
 
     /// <summary>True while its prompt is still being read.</summary>
-    internal bool Reading { get; set; } = true;
+    public bool Reading { get; internal set; } = true;
 
     /// <summary>Positions in its KV cache so far (prompt and fed-back tokens).</summary>
     public int Position { get; internal set; }

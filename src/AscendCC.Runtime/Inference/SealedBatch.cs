@@ -20,6 +20,7 @@ public sealed class SealedBatch
     private readonly long[] _requests;
     private readonly byte[] _records;
     private readonly SealedSequence[] _fed;
+    private readonly int[] _lengths;
     private readonly bool[] _emits;
     private readonly List<(int, byte[])> _opens = [];
     private readonly List<SealedToken> _produced = [];
@@ -32,6 +33,7 @@ public sealed class SealedBatch
         _requests = new long[slots * SegmentRequest.Count];
         _records = new byte[slots * Programs.CausalLMProgram.TokenRecordBytes];
         _fed = new SealedSequence[slots];
+        _lengths = new int[slots];
         _emits = new bool[slots];
     }
 
@@ -99,29 +101,22 @@ public sealed class SealedBatch
     {
         _produced.Clear();
         _opens.Clear();
-        int rows = 0, count = 0, budget = _model.MaxBatchTokens;
-        foreach (SealedSequence? s in _slots)
+        int count = PassPlanner.Plan(_slots, _model.MaxBatchTokens, _fed, _lengths);
+        for (int i = 0; i < count; i++)
         {
-            if (s is { Reading: false } && rows < budget)
+            SealedSequence s = _fed[i];
+            int n = _lengths[i], mode = !s.Reading ? StepBlock.ModeDecode : s.Position == 0 ? StepBlock.ModeOpenPrompt : StepBlock.ModeContinuePrompt;
+            if (mode == StepBlock.ModeOpenPrompt)
             {
-                Request(s, StepBlock.ModeDecode, 1, ref rows, ref count);
+                _opens.Add((i, s.PromptRecord));
             }
-        }
-        foreach (SealedSequence? s in _slots)
-        {
-            if (s is { Reading: true } && rows < budget)
-            {
-                int n = Math.Min(budget - rows, s.PromptTokens - s.Position);
-                if (s.Position == 0)
-                {
-                    _opens.Add((count, s.PromptRecord));
-                    Request(s, StepBlock.ModeOpenPrompt, n, ref rows, ref count);
-                }
-                else
-                {
-                    Request(s, StepBlock.ModeContinuePrompt, n, ref rows, ref count);
-                }
-            }
+            Span<long> r = _requests.AsSpan(i * SegmentRequest.Count, SegmentRequest.Count);
+            r[SegmentRequest.Session] = s.Session;
+            r[SegmentRequest.Mode] = mode;
+            r[SegmentRequest.Slot] = s.Slot;
+            r[SegmentRequest.Start] = s.Position;
+            r[SegmentRequest.Seq] = n;
+            _emits[i] = mode == StepBlock.ModeDecode || s.Position + n == s.PromptTokens;
         }
         if (count == 0)
         {
@@ -148,22 +143,10 @@ public sealed class SealedBatch
         return _produced;
     }
 
-    private void Request(SealedSequence s, int mode, int seq, ref int rows, ref int count)
-    {
-        Span<long> r = _requests.AsSpan(count * SegmentRequest.Count, SegmentRequest.Count);
-        r[SegmentRequest.Session] = s.Session;
-        r[SegmentRequest.Mode] = mode;
-        r[SegmentRequest.Slot] = s.Slot;
-        r[SegmentRequest.Start] = s.Position;
-        r[SegmentRequest.Seq] = seq;
-        _emits[count] = mode == StepBlock.ModeDecode || s.Position + seq == s.PromptTokens;
-        _fed[count++] = s;
-        rows += seq;
-    }
 }
 
 /// <summary>A data owner's session in a <see cref="SealedBatch"/>, as the host sees it: counts, never tokens.</summary>
-public sealed class SealedSequence
+public sealed class SealedSequence : IBatchMember
 {
     internal SealedSequence(SealedBatch batch, int session, int slot, byte[] promptRecord, int promptTokens, int maxTokens)
     {
@@ -190,7 +173,8 @@ public sealed class SealedSequence
 
     internal int MaxTokens { get; }
 
-    internal bool Reading { get; set; } = true;
+    /// <summary>True while its prompt is still being read.</summary>
+    public bool Reading { get; internal set; } = true;
 
     /// <summary>Positions fed so far.</summary>
     public int Position { get; internal set; }

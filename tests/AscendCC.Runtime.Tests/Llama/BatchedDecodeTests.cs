@@ -220,14 +220,4 @@ public class BatchedDecodeTests
         Assert.That(batch.Count, Is.EqualTo(1));
         Assert.That(batch.Add([1, 37], 4).Slot, Is.EqualTo(first.Slot), "a removed sequence's slot is free again");
     }
-
-    [Test]
-    public void AConfidentialProgramIsNotBatchedAndSaysSo()
-    {
-        string folder = TestData.RequireModel("stories260K");
-        using var checkpoint = ModelCheckpoint.Open(folder);
-        var ex = Assert.Throws<NotSupportedException>(() => Programs.CausalLMProgram.Build(checkpoint.Config, checkpoint.RopeConvention, 64, 8, WeightPrecision.BF16,
-            confidential: true, sequences: 4));
-        Assert.That(ex!.Message, Does.Contain("confidential computing off only"));
-    }
 }

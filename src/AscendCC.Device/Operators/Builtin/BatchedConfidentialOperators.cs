@@ -168,7 +168,7 @@ internal sealed class PromptOpenSegmentsOperator() : OperatorBase("prompt_open_s
                 state.Sampling = request.Sampling;
                 ids.CopyTo(prompt.Slice((int)(slot * maxContext), ids.Length));
                 rng[slot] = PromptOpenOperator.Seed(request.Sampling);
-                WriteSettings(sampling.Slice(slot * SamplingRow.Count, SamplingRow.Count), request.Sampling);
+                SamplingRow.Write(sampling.Slice(slot * SamplingRow.Count, SamplingRow.Count), request.Sampling);
                 states[i] = state;
             }
             finally
@@ -208,18 +208,6 @@ internal sealed class PromptOpenSegmentsOperator() : OperatorBase("prompt_open_s
         step[StepBlock.SeqHidden] = rows * hidden;
         step[StepBlock.Segments] = count;
         context.PendingSegments = pending;
-    }
-
-    private static void WriteSettings(Span<long> row, PromptSampling s)
-    {
-        row[SamplingRow.Temperature] = BitConverter.DoubleToInt64Bits(s.Temperature);
-        row[SamplingRow.TopK] = s.TopK;
-        row[SamplingRow.TopP] = BitConverter.DoubleToInt64Bits(s.TopP);
-        row[SamplingRow.MinP] = BitConverter.DoubleToInt64Bits(s.MinP);
-        row[SamplingRow.RepeatPenalty] = BitConverter.DoubleToInt64Bits(s.RepeatPenalty);
-        row[SamplingRow.RepeatLastN] = s.RepeatLastN;
-        row[SamplingRow.FrequencyPenalty] = BitConverter.DoubleToInt64Bits(s.FrequencyPenalty);
-        row[SamplingRow.PresencePenalty] = BitConverter.DoubleToInt64Bits(s.PresencePenalty);
     }
 }
 
