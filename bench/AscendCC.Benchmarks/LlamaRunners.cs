@@ -236,7 +236,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
     private readonly FirmwareMailbox _mailbox;
     private readonly CausalLM _llama;
 
-    public ConfidentialRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch, string? name = null)
+    public ConfidentialRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch, string? name = null, int maxSequences = 1)
     {
         _manufacturer = Manufacturer.CreateDeterministic("AscendCC llama benchmark seed, 32+ bytes"u8);
         var firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);
@@ -251,7 +251,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
         _runtime = new NpuRuntime(_device);
         _mailbox = new FirmwareMailbox(_device);
 
-        var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision);
+        var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision, MaxSequences: maxSequences);
         using ModelProvider provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
         var policy = new ReleasePolicy(3, [ReferenceMeasurements.ExpectedFirmwareRegister(firmware.Encode())], ReleasePolicy.RootDigest(_manufacturer.RootCertificate));
         long estimate = (shape.StreamedMatrixParameters * (precision == WeightPrecision.F32 ? 4 : 2)) + (64L << 20);
@@ -354,6 +354,64 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
             _mailbox.CloseSession(session);
             SessionCloseMs = Stopwatch.GetElapsedTime(closeStart).TotalMilliseconds;
             return times;
+        }
+    }
+
+    private SealedBatch? _batch;
+
+    /// <summary>
+    /// A batched deployment: <paramref name="n"/> data owners (each attests the device and opens a
+    /// session) decode together; returns the median ms of one decode step as the host sees it (the
+    /// requests, the pass and the records out). Prompts are read first, untimed; the data owners open
+    /// their records outside the timed steps, and the host closes every session at the end.
+    /// </summary>
+    public double RunBatch(int[][] prompts, int n, int steps, int headroom)
+    {
+        SealedBatch batch = _batch ??= _llama.CreateSealedBatch();
+        var owners = new Dictionary<SealedSequence, DataOwnerSession>();
+        try
+        {
+            foreach (int[] prompt in prompts.Take(n))
+            {
+                var owner = new DataOwnerSession(_verifier);
+                byte[] hello = owner.Attest(_mailbox.GetHello(owner.Nonce.Span));
+                (int session, byte[] accept) = _mailbox.AcceptChannel(hello);
+                owner.Complete(accept);
+                owners[batch.Add(session, owner.EncryptPrompt(prompt), prompt.Length, steps + headroom)] = owner;
+            }
+            while (owners.Keys.Any(s => s.Produced == 0))
+            {
+                foreach ((SealedSequence s, byte[] record) in batch.Step())
+                {
+                    _ = owners[s].DecryptToken(record);
+                }
+            }
+            var times = new double[steps];
+            for (int i = 0; i < steps; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                IReadOnlyList<SealedToken> produced = batch.Step();
+                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                if (produced.Count != n)
+                {
+                    throw new InvalidOperationException($"a decode step of {n} sessions produced {produced.Count} records");
+                }
+                foreach ((SealedSequence s, byte[] record) in produced)
+                {
+                    _ = owners[s].DecryptToken(record);
+                }
+            }
+            Array.Sort(times);
+            return steps % 2 == 1 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2;
+        }
+        finally
+        {
+            foreach ((SealedSequence s, DataOwnerSession owner) in owners)
+            {
+                batch.Remove(s);
+                _mailbox.CloseSession(s.Session);
+                owner.Dispose();
+            }
         }
     }
 

@@ -40,10 +40,11 @@ internal static class ProviderCommand
         precision.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var kvCache = new Option<string>("--kv-cache") { Description = "KV cache precision on the device: f32, f16 or bf16 (default f16; it is part of the measurement).", DefaultValueFactory = _ => CausalLMOptions.DefaultKvCachePrecision.ToString().ToLowerInvariant() };
         kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16");
+        var sequences = new Option<int>("--sequences") { Description = "Data owners' sessions the NPU answers at once (batched decode; 1 = one at a time). Part of the measurement.", DefaultValueFactory = _ => 1 };
 
         var deploy = new Command("deploy", "Encrypt the model here, upload it, attest the NPU(s), release the key into each and load it.")
         {
-            model, server, manufacturer, name, device, contextSize, batch, precision, kvCache,
+            model, server, manufacturer, name, device, contextSize, batch, precision, kvCache, sequences,
         };
         deploy.SetAction(async (r, cancel) =>
         {
@@ -51,7 +52,7 @@ internal static class ProviderCommand
             {
                 await DeployAsync(new DeployRequest(r.GetValue(model)!, ServerUri(r.GetValue(server)!), r.GetValue(manufacturer)!, r.GetValue(name), r.GetValue(device)!,
                     r.GetValue(contextSize), r.GetValue(batch), Enum.Parse<WeightPrecision>(r.GetValue(precision)!, ignoreCase: true),
-                    Enum.Parse<KvCachePrecision>(r.GetValue(kvCache)!, ignoreCase: true)), stdout, stderr, cancel);
+                    Enum.Parse<KvCachePrecision>(r.GetValue(kvCache)!, ignoreCase: true), r.GetValue(sequences)), stdout, stderr, cancel);
                 return 0;
             }
             catch (Exception e) when (e is AttestationFailedException)
@@ -80,7 +81,7 @@ internal static class ProviderCommand
             : throw new ArgumentException($"--server '{text}' is not an http(s) URL; give the server's address, e.g. http://npu-host:8080");
 
     private sealed record DeployRequest(string Model, Uri Server, string Manufacturer, string? Name, string Device, int ContextSize, int BatchTokens, WeightPrecision Precision,
-        KvCachePrecision KvPrecision);
+        KvCachePrecision KvPrecision, int Sequences);
 
     private static async Task DeployAsync(DeployRequest request, TextWriter stdout, TextWriter stderr, CancellationToken cancel)
     {
@@ -97,7 +98,12 @@ internal static class ProviderCommand
         {
             throw new ArgumentException($"--ctx-size {context} is more than the model's {checkpoint.Config.MaxPositionEmbeddings} positions (max_position_embeddings)");
         }
-        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision, request.KvPrecision);
+        if (request.Sequences is < 1 or > 1024)
+        {
+            throw new ArgumentException($"--sequences {request.Sequences} is not 1..1024: the number of data owners' sessions the NPU answers at once");
+        }
+        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision, request.KvPrecision,
+            request.Sequences);
 
         // The package is written to a temporary file next to nothing secret: it is ciphertext with a
         // public signed manifest. The key stays in this process and dies with it.

@@ -150,6 +150,12 @@ public static partial class Endpoints
                 throw new UnknownResourceException($"package '{load.Package}' has no deployment descriptor; upload it with PUT /v1/packages/{load.Package}/deployment");
             }
             ModelDeployment deployment = ModelDeployment.FromJson(await File.ReadAllTextAsync(deploymentPath, cancel));
+            if (npu.Batch is { } previous)
+            {
+                // The old model's loop stops between steps (its generations fail saying why) before the model goes.
+                npu.Batch = null;
+                await previous.DisposeAsync();
+            }
             return await OnDevice(npu, () =>
             {
                 var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -161,6 +167,10 @@ public static partial class Endpoints
                 CausalLM llama = CausalLM.LoadConfidential(npu.Runtime, deployment, mapped.Memory, load.ManifestDigest, fleet.Options.Mode);
                 npu.Loaded = llama;
                 npu.LoadedPackage = load.Package;
+                if (llama.MaxSequences > 1)
+                {
+                    npu.Batch = new BatchLoop(npu, llama, log);
+                }
                 log.LogInformation("NPU {Device} loaded package {Package} ({UnlockedBytes} bytes unlocked) in {Milliseconds} ms", device, load.Package, llama.UnlockedBytes, clock.ElapsedMilliseconds);
                 return Results.Ok(new LoadResult(load.Package, llama.PackageHandle, llama.UnlockedBytes, llama.Manifest!.ExpectedGraphMeasurement.ToArray(), clock.ElapsedMilliseconds));
             }, cancel);
@@ -242,6 +252,11 @@ public static partial class Endpoints
         }
         byte[] prompt = await ReadRecordAsync(context.Request);
         CancellationToken cancel = context.RequestAborted;
+        if (npu.Batch is { } batch)
+        {
+            await GenerateBatchedAsync(npu, batch, session, prompt, promptTokens, maxTokens, context, log);
+            return;
+        }
         await npu.EnterAsync(cancel);
         int produced = 0;
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -289,6 +304,51 @@ public static partial class Endpoints
                 CloseQuietly(npu, session, log);
             }
             npu.Leave();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="GenerateAsync"/> on a batched model: the generation joins the NPU's batch loop and
+    /// its records are relayed as the loop's steps seal them. The first record (or the refusal of the
+    /// prompt) arrives before the response starts; a client that leaves is taken out of the batch by the
+    /// loop, which closes its session.
+    /// </summary>
+    private static async Task GenerateBatchedAsync(NpuSlot npu, BatchLoop batch, int session, byte[] prompt, int promptTokens, int maxTokens, HttpContext context, ILogger log)
+    {
+        CancellationToken cancel = context.RequestAborted;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        System.Threading.Channels.ChannelReader<byte[]> records = batch.Enqueue(session, prompt, promptTokens, maxTokens, cancel);
+        // A refused prompt completes the reader with the device's refusal: a problem-details error.
+        bool more = await records.WaitToReadAsync(cancel);
+        context.Response.ContentType = RecordStreamContentType;
+        context.Response.Headers.CacheControl = "no-store";
+        await context.Response.StartAsync(cancel);
+        byte[] prefix = new byte[4];
+        int produced = 0;
+        try
+        {
+            while (more)
+            {
+                while (records.TryRead(out byte[]? record))
+                {
+                    BinaryPrimitives.WriteInt32BigEndian(prefix, record.Length);
+                    await context.Response.Body.WriteAsync(prefix, cancel);
+                    await context.Response.Body.WriteAsync(record, cancel);
+                    produced++;
+                }
+                await context.Response.Body.FlushAsync(cancel);
+                more = await records.WaitToReadAsync(cancel);
+            }
+            log.LogInformation("NPU {Device} session {Session}: {Tokens} sealed token records relayed in {Milliseconds} ms (batched)", npu.Index, session, produced, clock.ElapsedMilliseconds);
+        }
+        catch (Exception e) when (e is OperationCanceledException || cancel.IsCancellationRequested)
+        {
+            log.LogInformation("NPU {Device} session {Session}: client left after {Tokens} records; the batch loop closes the session", npu.Index, session, produced);
+        }
+        catch (Exception e)
+        {
+            log.LogError(e, "NPU {Device} session {Session}: batched generation failed after {Tokens} records", npu.Index, session, produced);
+            context.Abort();
         }
     }
 

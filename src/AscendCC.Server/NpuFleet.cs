@@ -34,8 +34,9 @@ public sealed class NpuSlot : IDisposable
     public FirmwareMailbox Mailbox { get; }
 
     /// <summary>
-    /// One request at a time per device. A generation holds it for its whole stream: the loaded
-    /// model's context (KV cache) belongs to one session at a time, so sessions queue.
+    /// One request at a time per device. With a single-session model a generation holds it for its
+    /// whole stream: the loaded model's context (KV cache) belongs to one session at a time, so
+    /// sessions queue. A batched model's loop takes it for one step at a time (<see cref="BatchLoop"/>).
     /// </summary>
     private readonly SemaphoreSlim _gate = new(1, 1);
 
@@ -44,6 +45,9 @@ public sealed class NpuSlot : IDisposable
 
     /// <summary>The package the loaded model came from.</summary>
     internal string? LoadedPackage { get; set; }
+
+    /// <summary>A batched model's loop (its deployment answers several sessions at once), or null.</summary>
+    internal BatchLoop? Batch { get; set; }
 
     private int _queued;
 
@@ -113,6 +117,7 @@ public sealed class NpuSlot : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        Batch?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         Loaded?.Dispose();
         Runtime.Dispose();
         Device.Dispose();

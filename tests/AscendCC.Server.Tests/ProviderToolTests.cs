@@ -25,8 +25,9 @@ public sealed class ProviderToolTests
         return (exit, stdout.ToString(), stderr.ToString());
     }
 
-    [Test]
-    public async Task Deploy_releases_to_every_npu_and_prints_what_data_owners_require()
+    [TestCase(1)]
+    [TestCase(3, TestName = "{m}(batched: 3 sessions at once)")]
+    public async Task Deploy_releases_to_every_npu_and_prints_what_data_owners_require(int sequences)
     {
         string folder = TestData.RequireModel("stories260K");
         string store = Path.Combine(Path.GetTempPath(), "ascendcc-provider-tool-" + Guid.NewGuid().ToString("N"));
@@ -35,7 +36,7 @@ public sealed class ProviderToolTests
             using ServerProcess server = await ServerProcess.StartAsync("--Npu:Simulate=true", "--Npu:DeviceCount=2", $"--Npu:ModelStore={store}", $"--Npu:HbmCapacity={64L << 20}");
             string manufacturer = Path.Combine(store, "manufacturer");
             (int exit, string stdout, string stderr) = await RunAsync("deploy", folder, "--server", server.Address.ToString(), "--manufacturer", manufacturer,
-                "--device", "all", "--ctx-size", "128", "--batch-tokens", "16");
+                "--device", "all", "--ctx-size", "128", "--batch-tokens", "16", "--sequences", sequences.ToString(System.Globalization.CultureInfo.InvariantCulture));
             Assert.That(exit, Is.EqualTo(0), stderr);
             Assert.That(stderr, Does.Contain("NPU 0: attested, key released").And.Contain("NPU 1: attested, key released"));
             byte[] measurement = Convert.FromHexString(stdout.Trim());

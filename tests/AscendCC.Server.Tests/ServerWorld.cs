@@ -38,7 +38,7 @@ internal sealed class ServerWorld : IDisposable
     }
 
     /// <summary>A server to which the model provider exports <paramref name="config"/> with <paramref name="weights"/> as <paramref name="packageName"/>.</summary>
-    public ServerWorld(ModelConfig config, Func<string, TensorData> weights, RopeConvention rope, string packageName, int maxContext, int maxBatchTokens)
+    public ServerWorld(ModelConfig config, Func<string, TensorData> weights, RopeConvention rope, string packageName, int maxContext, int maxBatchTokens, int maxSequences = 1)
     {
         PackageFileName = packageName;
         Store = Path.Combine(Path.GetTempPath(), "ascendcc-server-tests-" + Guid.NewGuid().ToString("N"));
@@ -57,7 +57,7 @@ internal sealed class ServerWorld : IDisposable
 
         // The model provider's side: plaintext weights exist only here.
         Weights = weights;
-        Deployment = new ModelDeployment(config, rope, maxContext, maxBatchTokens, WeightPrecision.F32);
+        Deployment = new ModelDeployment(config, rope, maxContext, maxBatchTokens, WeightPrecision.F32, MaxSequences: maxSequences);
         Provider = ModelProvider.Create();
         var policy = new ReleasePolicy(Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
         using var package = new MemoryStream();

@@ -93,15 +93,36 @@ public sealed class SealedBatch
     }
 
     /// <summary>
-    /// One pass over every session in the batch: returns the sealed records it produced, one per session
-    /// that decoded or finished reading its prompt (valid until the next step), each to be relayed to
-    /// its own data owner. Sessions whose budget or context is used up leave the batch here.
+    /// One pass: returns the sealed records it produced, one per session that decoded or finished
+    /// reading its prompt (valid until the next step), each to be relayed to its own data owner.
+    /// Sessions whose budget or context is used up leave the batch here. A newcomer's prompt is opened
+    /// in a pass of its own (the others wait that one pass): a record the device refuses — malformed,
+    /// sealed for another session, requiring another model — then fails that session alone, which
+    /// leaves the batch with its <see cref="SealedSequence.Failure"/>, instead of every session of a pass.
     /// </summary>
     public IReadOnlyList<SealedToken> Step()
     {
         _produced.Clear();
         _opens.Clear();
-        int count = PassPlanner.Plan(_slots, _model.MaxBatchTokens, _fed, _lengths);
+        SealedSequence? newcomer = null;
+        foreach (SealedSequence? s in _slots)
+        {
+            if (s is { Reading: true, Position: 0 })
+            {
+                newcomer = s;
+                break;
+            }
+        }
+        int count;
+        if (newcomer is not null)
+        {
+            (_fed[0], _lengths[0]) = (newcomer, Math.Min(_model.MaxBatchTokens, newcomer.PromptTokens));
+            count = 1;
+        }
+        else
+        {
+            count = PassPlanner.Plan(_slots, _model.MaxBatchTokens, _fed, _lengths);
+        }
         for (int i = 0; i < count; i++)
         {
             SealedSequence s = _fed[i];
@@ -122,7 +143,16 @@ public sealed class SealedBatch
         {
             return _produced;
         }
-        _model.SealedSegmentsStep(_requests, count, _opens, _records);
+        try
+        {
+            _model.SealedSegmentsStep(_requests, count, _opens, _records);
+        }
+        catch (Driver.NpuException e) when (newcomer is not null)
+        {
+            newcomer.Failure = e;
+            Remove(newcomer);
+            return _produced;
+        }
         int recordBytes = Programs.CausalLMProgram.TokenRecordBytes;
         for (int i = 0; i < count; i++)
         {
@@ -142,7 +172,6 @@ public sealed class SealedBatch
         }
         return _produced;
     }
-
 }
 
 /// <summary>A data owner's session in a <see cref="SealedBatch"/>, as the host sees it: counts, never tokens.</summary>
@@ -184,6 +213,9 @@ public sealed class SealedSequence : IBatchMember
 
     /// <summary>True once it has left the batch.</summary>
     public bool IsFinished { get; internal set; }
+
+    /// <summary>The device's refusal to open its prompt (it then left the batch), or null.</summary>
+    public Driver.NpuException? Failure { get; internal set; }
 }
 
 /// <summary>A sealed token record a batch step produced, and the session it is for.</summary>

@@ -254,15 +254,31 @@ internal static unsafe class QuantizedLinear
             int j1 = Math.Min(N, j0 + RowsPerBlock);
             int blocks = K / BlockMatrix.BlockSize;
             nint rowBytes = (nint)blocks * TF.QuantBytes;
-            // The combined scales d_w·d_x of eight blocks for each of the four rows.
-            float* scales = stackalloc float[4 * 8];
-            float* sums = stackalloc float[4];
+            // The combined scales d_w·d_x of eight blocks for each of the four rows (and two tokens).
+            float* scales = stackalloc float[2 * 4 * 8];
+            float* sums = stackalloc float[8];
             int j = j0;
             for (; j + 4 <= j1; j += 4)
             {
                 byte* w = Wq + j * rowBytes;
                 ushort* d = Wd + (nint)j * blocks;
-                for (int t = 0; t < M; t++)
+                int t = 0;
+                // Two tokens per pass (a batched decode step): each block of the four rows is loaded
+                // (and for Q4_0 unpacked) once for both. Each token's sums take the same steps as alone,
+                // so the result is the single-token kernel's bit for bit.
+                for (; t + 2 <= M; t += 2)
+                {
+                    Dot4x2(Xq + (nint)t * K, Xd + (nint)t * blocks, Xs + ((nint)t * blocks * 8), K, blocks, w, d, rowBytes, scales, sums);
+                    for (int u = 0; u < 2; u++)
+                    {
+                        float* yt = Y + (nint)(t + u) * N + j;
+                        for (int r = 0; r < 4; r++)
+                        {
+                            yt[r] = Bias != null ? sums[4 * u + r] + Bias[j + r] : sums[4 * u + r];
+                        }
+                    }
+                }
+                for (; t < M; t++)
                 {
                     Dot4(Xq + (nint)t * K, Xd + (nint)t * blocks, Xs + ((nint)t * blocks * 8), w, d, rowBytes, blocks, scales, sums);
                     float* yt = Y + (nint)t * N + j;
@@ -280,6 +296,85 @@ internal static unsafe class QuantizedLinear
                     Y[(nint)t * N + j] = Bias != null ? s + Bias[j] : s;
                 }
             }
+        }
+
+        /// <summary>
+        /// sums[4u + r] = x_u · row r for two tokens (x, its block scales xd and offset sums xs; the
+        /// second token's k, blocks and 8·blocks further on) and the four rows from <paramref name="w"/>.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4x2(sbyte* x, float* xd, int* xs, int k, int blocks, byte* w, ushort* d, nint rowBytes, float* scales, float* sums)
+        {
+            sbyte* y = x + k;
+            float* yd = xd + blocks;
+            int* ys = xs + ((nint)blocks * 8);
+            byte* w1 = w + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+            ushort* d1 = d + blocks, d2 = d1 + blocks, d3 = d2 + blocks;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+            byte* ahead = w + (4 * rowBytes);
+            for (int g = 0; g < blocks; g += 8)
+            {
+                int count = Math.Min(8, blocks - g);
+                CombineScales(d + g, xd + g, count, scales);
+                CombineScales(d1 + g, xd + g, count, scales + 8);
+                CombineScales(d2 + g, xd + g, count, scales + 16);
+                CombineScales(d3 + g, xd + g, count, scales + 24);
+                CombineScales(d + g, yd + g, count, scales + 32);
+                CombineScales(d1 + g, yd + g, count, scales + 40);
+                CombineScales(d2 + g, yd + g, count, scales + 48);
+                CombineScales(d3 + g, yd + g, count, scales + 56);
+                for (int b = 0; b < count; b++)
+                {
+                    nint at = (nint)(g + b) * TF.QuantBytes;
+                    if (Sse.IsSupported && ((g + b) * TF.QuantBytes & 63) == 0)
+                    {
+                        Sse.Prefetch0(ahead + at);
+                        Sse.Prefetch0(ahead + rowBytes + at);
+                        Sse.Prefetch0(ahead + (2 * rowBytes) + at);
+                        Sse.Prefetch0(ahead + (3 * rowBytes) + at);
+                    }
+                    nint xi = (nint)(g + b) * BlockMatrix.BlockSize;
+                    Vector256<sbyte> xb = Vector256.Load(x + xi), yb = Vector256.Load(y + xi);
+                    if (TF.OffsetBy8)
+                    {
+                        Vector256<int> cx = Vector256.Load(xs + ((nint)(g + b) * 8)), cy = Vector256.Load(ys + ((nint)(g + b) * 8));
+                        Vector256<byte> n = TF.LoadOffset(w + at);
+                        a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[b]), a0);
+                        b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[32 + b]), b0);
+                        n = TF.LoadOffset(w1 + at);
+                        a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[8 + b]), a1);
+                        b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[40 + b]), b1);
+                        n = TF.LoadOffset(w2 + at);
+                        a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[16 + b]), a2);
+                        b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[48 + b]), b2);
+                        n = TF.LoadOffset(w3 + at);
+                        a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[24 + b]), a3);
+                        b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[56 + b]), b3);
+                        continue;
+                    }
+                    Vector256<sbyte> q = TF.Load(w + at);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[b]), a0);
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[32 + b]), b0);
+                    q = TF.Load(w1 + at);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[8 + b]), a1);
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[40 + b]), b1);
+                    q = TF.Load(w2 + at);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[16 + b]), a2);
+                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[48 + b]), b2);
+                    q = TF.Load(w3 + at);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[24 + b]), a3);
+                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[56 + b]), b3);
+                }
+            }
+            sums[0] = SumLanes(a0);
+            sums[1] = SumLanes(a1);
+            sums[2] = SumLanes(a2);
+            sums[3] = SumLanes(a3);
+            sums[4] = SumLanes(b0);
+            sums[5] = SumLanes(b1);
+            sums[6] = SumLanes(b2);
+            sums[7] = SumLanes(b3);
         }
 
         /// <summary>sums[r] = x · row r for the four rows from <paramref name="w"/> (scales from <paramref name="d"/>).</summary>

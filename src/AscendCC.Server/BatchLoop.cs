@@ -1,0 +1,197 @@
+using System.Threading.Channels;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Inference;
+
+namespace AscendCC.Server;
+
+/// <summary>
+/// One NPU's batched confidential model serving many data owners at once (a deployment with
+/// <see cref="ModelDeployment.MaxSequences"/> &gt; 1): generations join its <see cref="SealedBatch"/>
+/// between steps and leave when done, and each request's stream gets its own session's sealed
+/// records. Every step takes the device gate on its own, so session opens, key releases and loads
+/// interleave with the steps instead of waiting for whole generations.
+/// </summary>
+internal sealed class BatchLoop : IAsyncDisposable
+{
+    private readonly NpuSlot _npu;
+    private readonly SealedBatch _batch;
+    private readonly ILogger _log;
+    private readonly Channel<Request> _incoming = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Queue<Request> _waiting = new();
+    private readonly Dictionary<SealedSequence, Request> _running = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+
+    public BatchLoop(NpuSlot npu, CausalLM llama, ILogger log)
+    {
+        _npu = npu;
+        _batch = llama.CreateSealedBatch();
+        _log = log;
+        _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>Sessions the model answers at once.</summary>
+    public int Capacity => _batch.Capacity;
+
+    /// <summary>The most sessions a step has held so far (for the host's own monitoring and tests).</summary>
+    public int MostSessionsInOnePass { get; private set; }
+
+    /// <summary>
+    /// Queues a generation of up to <paramref name="maxTokens"/> sealed records for
+    /// <paramref name="session"/>; the reader yields them as they are sealed and completes with the
+    /// device's refusal if its prompt is refused. <paramref name="cancel"/> (the client leaving)
+    /// takes it out of the batch and closes its device session, which scrubs its slot.
+    /// </summary>
+    public ChannelReader<byte[]> Enqueue(int session, byte[] record, int promptTokens, int maxTokens, CancellationToken cancel)
+    {
+        var request = new Request(session, record, promptTokens, maxTokens, cancel);
+        if (!_incoming.Writer.TryWrite(request))
+        {
+            request.Records.Writer.TryComplete(new InvalidOperationException($"the model on NPU {_npu.Index} is being unloaded; send the prompt again once a model is loaded"));
+        }
+        return request.Records.Reader;
+    }
+
+    private async Task RunAsync()
+    {
+        CancellationToken stop = _stop.Token;
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                if (_running.Count == 0 && _waiting.Count == 0 && !await _incoming.Reader.WaitToReadAsync(stop).ConfigureAwait(false))
+                {
+                    break;
+                }
+                while (_incoming.Reader.TryRead(out Request? request))
+                {
+                    _waiting.Enqueue(request);
+                }
+                await _npu.EnterAsync(stop).ConfigureAwait(false);
+                try
+                {
+                    Step();
+                }
+                finally
+                {
+                    _npu.Leave();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        var unloaded = new InvalidOperationException($"the model on NPU {_npu.Index} was unloaded mid-generation; send the prompt again once a model is loaded");
+        foreach (Request r in _running.Values.Concat(_waiting))
+        {
+            r.Records.Writer.TryComplete(unloaded);
+        }
+    }
+
+    /// <summary>One step, holding the device: leavers out, joiners in while slots are free, one pass.</summary>
+    private void Step()
+    {
+        foreach ((SealedSequence s, Request r) in _running.Where(p => p.Value.Cancel.IsCancellationRequested).ToList())
+        {
+            // The client left: out of the batch, and its device session closed (the device scrubs its slot).
+            _batch.Remove(s);
+            _running.Remove(s);
+            CloseSession(r.Session);
+            r.Records.Writer.TryComplete(new OperationCanceledException(r.Cancel));
+        }
+        while (_waiting.Count > 0 && _batch.Count < _batch.Capacity)
+        {
+            Request r = _waiting.Dequeue();
+            if (r.Cancel.IsCancellationRequested)
+            {
+                r.Records.Writer.TryComplete(new OperationCanceledException(r.Cancel));
+                continue;
+            }
+            try
+            {
+                _running[_batch.Add(r.Session, r.Record, r.PromptTokens, r.MaxTokens)] = r;
+            }
+            catch (ArgumentException e)
+            {
+                r.Records.Writer.TryComplete(e);
+            }
+        }
+        if (_batch.Count == 0)
+        {
+            return;
+        }
+        MostSessionsInOnePass = Math.Max(MostSessionsInOnePass, _batch.Count);
+        try
+        {
+            foreach ((SealedSequence s, byte[] record) in _batch.Step())
+            {
+                _running[s].Records.Writer.TryWrite(record);
+            }
+        }
+        catch (Exception e) when (e is Runtime.Driver.NpuException or InvalidOperationException)
+        {
+            // A pass the device failed (not one newcomer's refused prompt, which fails alone): every
+            // session of it fails and is closed, and the batch starts afresh.
+            _log.LogError(e, "NPU {Device}: a batched pass of {Sessions} sessions failed; closing them", _npu.Index, _running.Count);
+            foreach ((SealedSequence s, Request r) in _running)
+            {
+                _batch.Remove(s);
+                CloseSession(r.Session);
+                r.Records.Writer.TryComplete(e);
+            }
+            _running.Clear();
+            return;
+        }
+        foreach ((SealedSequence s, Request r) in _running.Where(p => p.Key.IsFinished).ToList())
+        {
+            _running.Remove(s);
+            if (s.Failure is { } refused)
+            {
+                r.Records.Writer.TryComplete(refused);
+            }
+            else
+            {
+                _log.LogInformation("NPU {Device} session {Session}: {Prompt} prompt tokens, {Tokens} sealed token records (batched, slot {Slot})",
+                    _npu.Index, r.Session, r.PromptTokens, s.Produced, s.Slot);
+                r.Records.Writer.TryComplete();
+            }
+        }
+    }
+
+    private void CloseSession(int session)
+    {
+        try
+        {
+            _npu.Mailbox.CloseSession(session);
+        }
+        catch (Runtime.Confidential.FirmwareMailboxException e)
+        {
+            _log.LogWarning("NPU {Device} session {Session}: close refused: {Reason}", _npu.Index, session, e.Message);
+        }
+        _npu.RemoveSession(session);
+    }
+
+    /// <summary>Stops the loop (between steps); generations in progress fail with a message saying why.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _incoming.Writer.TryComplete();
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    private sealed class Request(int session, byte[] record, int promptTokens, int maxTokens, CancellationToken cancel)
+    {
+        public int Session { get; } = session;
+
+        public byte[] Record { get; } = record;
+
+        public int PromptTokens { get; } = promptTokens;
+
+        public int MaxTokens { get; } = maxTokens;
+
+        public CancellationToken Cancel { get; } = cancel;
+
+        public Channel<byte[]> Records { get; } = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    }
+}
