@@ -18,6 +18,7 @@ internal sealed class BatchLoop : IAsyncDisposable
     private readonly ILogger _log;
     private readonly Channel<Request> _incoming = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Queue<Request> _waiting = new();
+    private readonly List<int> _leavers = [];
     private readonly Dictionary<SealedSequence, Request> _running = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
@@ -52,6 +53,13 @@ internal sealed class BatchLoop : IAsyncDisposable
         return request.Records.Reader;
     }
 
+    /// <summary>
+    /// The client of <paramref name="session"/> left before all its records were relayed: at the next
+    /// step the session is taken out of the batch if it is still in it, and closed (the device scrubs
+    /// its slot) — also when its generation had already ended on the device.
+    /// </summary>
+    public void Left(int session) => _incoming.Writer.TryWrite(new Request(session, [], 0, 0, CancellationToken.None) { Leave = true });
+
     private async Task RunAsync()
     {
         CancellationToken stop = _stop.Token;
@@ -59,13 +67,20 @@ internal sealed class BatchLoop : IAsyncDisposable
         {
             while (!stop.IsCancellationRequested)
             {
-                if (_running.Count == 0 && _waiting.Count == 0 && !await _incoming.Reader.WaitToReadAsync(stop).ConfigureAwait(false))
+                if (_running.Count == 0 && _waiting.Count == 0 && _leavers.Count == 0 && !await _incoming.Reader.WaitToReadAsync(stop).ConfigureAwait(false))
                 {
                     break;
                 }
                 while (_incoming.Reader.TryRead(out Request? request))
                 {
-                    _waiting.Enqueue(request);
+                    if (request.Leave)
+                    {
+                        _leavers.Add(request.Session);
+                    }
+                    else
+                    {
+                        _waiting.Enqueue(request);
+                    }
                 }
                 await _npu.EnterAsync(stop).ConfigureAwait(false);
                 try
@@ -91,6 +106,20 @@ internal sealed class BatchLoop : IAsyncDisposable
     /// <summary>One step, holding the device: leavers out, joiners in while slots are free, one pass.</summary>
     private void Step()
     {
+        foreach (int session in _leavers)
+        {
+            foreach ((SealedSequence s, Request r) in _running.Where(p => p.Value.Session == session).ToList())
+            {
+                _batch.Remove(s);
+                _running.Remove(s);
+                r.Records.Writer.TryComplete(new OperationCanceledException("the client left"));
+            }
+            if (_npu.HasSession(session))
+            {
+                CloseSession(session);
+            }
+        }
+        _leavers.Clear();
         foreach ((SealedSequence s, Request r) in _running.Where(p => p.Value.Cancel.IsCancellationRequested).ToList())
         {
             // The client left: out of the batch, and its device session closed (the device scrubs its slot).
@@ -193,5 +222,8 @@ internal sealed class BatchLoop : IAsyncDisposable
         public CancellationToken Cancel { get; } = cancel;
 
         public Channel<byte[]> Records { get; } = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+
+        /// <summary>Not a generation: its client left (<see cref="Left"/>).</summary>
+        public bool Leave { get; init; }
     }
 }

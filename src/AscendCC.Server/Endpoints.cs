@@ -344,6 +344,8 @@ public static partial class Endpoints
         catch (Exception e) when (e is OperationCanceledException || cancel.IsCancellationRequested)
         {
             log.LogInformation("NPU {Device} session {Session}: client left after {Tokens} records; the batch loop closes the session", npu.Index, session, produced);
+            // Also when the device had already sealed every record: the loop closes it at its next step.
+            batch.Left(session);
         }
         catch (Exception e)
         {

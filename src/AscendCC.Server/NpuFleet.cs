@@ -103,6 +103,14 @@ public sealed class NpuSlot : IDisposable
         }
     }
 
+    internal bool HasSession(int session)
+    {
+        lock (_sessions)
+        {
+            return _sessions.Contains(session);
+        }
+    }
+
     internal void RequireSession(int session)
     {
         lock (_sessions)

@@ -70,6 +70,9 @@ public sealed class BatchedServerTests : IDisposable
     public async Task A_client_that_leaves_is_taken_out_and_its_session_closed_while_the_others_finish()
     {
         (DataOwnerSession owner, int session) = await _world.OpenDataOwnerAsync();
+        // A slow network (50 ms a write), so that the server is still relaying when the client's
+        // departure reaches it (the in-memory transport would otherwise take every record at once).
+        _world.Recorder.ResponseWriteDelay = TimeSpan.FromMilliseconds(50);
         using (owner)
         {
             Task<int[]> other = _world.GenerateAsync(Prompts[2], 20);
@@ -87,6 +90,7 @@ public sealed class BatchedServerTests : IDisposable
                 }
             });
             Assert.That(await other, Is.EqualTo(ServerWorld.InProcess(Prompts[2], 20)), "the other data owner finishes");
+            _world.Recorder.ResponseWriteDelay = TimeSpan.Zero;
             // The server's batch loop notices between steps and closes the session (the device scrubs its slot);
             // watched on the host's own books, without touching the session.
             var deadline = System.Diagnostics.Stopwatch.StartNew();
