@@ -48,7 +48,7 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         };
         if (!options.Quick)
         {
-            shapes.Add(("1.1B", () => ModelShape.Llama1B(PromptTokens + steps + Headroom + 8), 3));
+            shapes.Add(("1.1B", () => ModelShape.Llama1B(PromptTokens + steps + Headroom + 8), 5));
         }
         foreach ((string shapeName, Func<ModelShape> create, int rounds) in shapes)
         {
