@@ -9,6 +9,8 @@
 #   channel    src/AscendCC.Protocol/Channels/SecureChannel.cs
 #   verifier   src/AscendCC.Runtime/Trusted/Verification/*.cs
 #   operators  src/AscendCC.Device/Operators/Builtin/ConfidentialOperators.cs
+#   batch      src/AscendCC.Device/Operators/Builtin/BatchedConfidentialOperators.cs and
+#              src/AscendCC.Device/Confidential/ConfidentialContext.cs (its slot table and slot scrub)
 #   firmware   src/AscendCC.Device/Confidential/{ConfidentialFirmware,ConfidentialContext,
 #              AcceptedTaskCache,TaskListMeasurer}.cs (scored per file too)
 #
@@ -33,7 +35,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-all=(channel verifier operators firmware)
+all=(channel verifier operators firmware batch)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
