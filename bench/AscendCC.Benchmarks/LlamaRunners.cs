@@ -385,6 +385,10 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
                 {
                     _ = owners[s].DecryptToken(record);
                 }
+                if (owners.Keys.FirstOrDefault(s => s.Failure is not null) is { } refused)
+                {
+                    throw new InvalidOperationException($"the device refused a data owner's prompt: {refused.Failure!.Message}", refused.Failure);
+                }
             }
             var times = new double[steps];
             for (int i = 0; i < steps; i++)

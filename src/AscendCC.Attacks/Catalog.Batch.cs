@@ -91,6 +91,11 @@ public static partial class AttackCatalog
                 {
                     (s == v ? victim : host).DecryptToken(record);
                 }
+                // A refused open leaves the batch instead of throwing: the setup failed.
+                if ((v.Failure ?? h.Failure) is { } refused)
+                {
+                    throw new InvalidOperationException($"setup: the legitimate batch was refused: {refused.Message}", refused);
+                }
             }
             return attack(llama, new BatchParty(victimSession, v.Slot, v.Position, victim.EncryptPrompt(Prompt), victim.EncryptPrompt(Prompt)),
                 new BatchParty(hostSession, h.Slot, h.Position, host.EncryptPrompt(Prompt), host.EncryptPrompt(Prompt)));
