@@ -15,7 +15,7 @@ namespace AscendCC.Runtime.Inference;
 public sealed class CausalLMBatch
 {
     private readonly CausalLM _model;
-    private readonly BatchSequence?[] _slots;
+    private readonly SlotTable<BatchSequence> _slots;
     private readonly int[] _tokens;
     private readonly int[] _segments;
     private readonly int[] _next;
@@ -27,7 +27,7 @@ public sealed class CausalLMBatch
     {
         _model = model;
         int slots = model.MaxSequences;
-        _slots = new BatchSequence?[slots];
+        _slots = new SlotTable<BatchSequence>(slots);
         _tokens = new int[model.MaxBatchTokens];
         _segments = new int[slots * 3];
         _next = new int[slots];
@@ -36,10 +36,10 @@ public sealed class CausalLMBatch
     }
 
     /// <summary>Sequences the batch can hold.</summary>
-    public int Capacity => _slots.Length;
+    public int Capacity => _slots.Items.Length;
 
     /// <summary>Sequences in the batch (reading their prompt or decoding).</summary>
-    public int Count { get; private set; }
+    public int Count => _slots.Count;
 
     /// <summary>
     /// Adds a sequence that generates up to <paramref name="maxTokens"/> tokens after
@@ -67,7 +67,7 @@ public sealed class CausalLMBatch
         }
         sampling ??= SamplingOptions.Greedy;
         sampling.Validate();
-        int slot = Array.IndexOf(_slots, null);
+        int slot = _slots.FreeSlot();
         if (slot < 0)
         {
             throw new InvalidOperationException($"all {Capacity} sequences of the batch are in use; step until one finishes (or remove one), or load the model with a larger CausalLMOptions.MaxSequences");
@@ -75,8 +75,7 @@ public sealed class CausalLMBatch
         // Each sequence starts its generator afresh, so a seed names one reproducible sample, as in CausalLM.Generate.
         _model.PrepareSlot(slot, sampling);
         var sequence = new BatchSequence(this, slot, prompt.ToArray(), maxTokens, stopTokens ?? _model.Config.EosTokenIds);
-        _slots[slot] = sequence;
-        Count++;
+        _slots.Put(slot, sequence);
         return sequence;
     }
 
@@ -88,11 +87,7 @@ public sealed class CausalLMBatch
         {
             throw new ArgumentException("the sequence belongs to another batch", nameof(sequence));
         }
-        if (_slots[sequence.Slot] == sequence)
-        {
-            _slots[sequence.Slot] = null;
-            Count--;
-        }
+        _slots.Release(sequence.Slot, sequence);
         sequence.Finish(sequence.FinishReason ?? BatchFinishReason.Removed);
     }
 
@@ -105,7 +100,7 @@ public sealed class CausalLMBatch
     public IReadOnlyList<BatchToken> Step()
     {
         _produced.Clear();
-        int count = PassPlanner.Plan(_slots, _tokens.Length, _fed, _lengths), rows = 0;
+        int count = PassPlanner.Plan(_slots.Items, _tokens.Length, _fed, _lengths), rows = 0;
         for (int i = 0; i < count; i++)
         {
             BatchSequence s = _fed[i];
@@ -146,8 +141,7 @@ public sealed class CausalLMBatch
                 : null;
             if (done is { } reason)
             {
-                _slots[s.Slot] = null;
-                Count--;
+                _slots.Release(s.Slot, s);
                 s.Finish(reason);
             }
         }

@@ -50,3 +50,33 @@ internal static class PassPlanner
         return count;
     }
 }
+
+/// <summary>A batch's slots: which member holds each KV-cache slot (null: free), for both batches.</summary>
+internal sealed class SlotTable<T>(int capacity) where T : class
+{
+    /// <summary>The members by slot.</summary>
+    public T?[] Items { get; } = new T?[capacity];
+
+    /// <summary>Slots held.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>A free slot, or −1.</summary>
+    public int FreeSlot() => Array.IndexOf(Items, null);
+
+    /// <summary>Gives <paramref name="slot"/> (free) to <paramref name="member"/>.</summary>
+    public void Put(int slot, T member)
+    {
+        Items[slot] = member;
+        Count++;
+    }
+
+    /// <summary>Frees <paramref name="slot"/> if <paramref name="member"/> holds it.</summary>
+    public void Release(int slot, T member)
+    {
+        if (Items[slot] == member)
+        {
+            Items[slot] = null;
+            Count--;
+        }
+    }
+}

@@ -16,7 +16,7 @@ namespace AscendCC.Runtime.Inference;
 public sealed class SealedBatch
 {
     private readonly CausalLM _model;
-    private readonly SealedSequence?[] _slots;
+    private readonly SlotTable<SealedSequence> _slots;
     private readonly long[] _requests;
     private readonly byte[] _records;
     private readonly SealedSequence[] _fed;
@@ -29,7 +29,7 @@ public sealed class SealedBatch
     {
         _model = model;
         int slots = model.MaxSequences;
-        _slots = new SealedSequence?[slots];
+        _slots = new SlotTable<SealedSequence>(slots);
         _requests = new long[slots * SegmentRequest.Count];
         _records = new byte[slots * Programs.CausalLMProgram.TokenRecordBytes];
         _fed = new SealedSequence[slots];
@@ -38,10 +38,10 @@ public sealed class SealedBatch
     }
 
     /// <summary>Sessions the batch can hold.</summary>
-    public int Capacity => _slots.Length;
+    public int Capacity => _slots.Items.Length;
 
     /// <summary>Sessions in the batch.</summary>
-    public int Count { get; private set; }
+    public int Count => _slots.Count;
 
     /// <summary>
     /// Adds data-owner session <paramref name="session"/>'s sealed prompt of <paramref name="promptTokens"/>
@@ -61,14 +61,13 @@ public sealed class SealedBatch
         {
             throw new ArgumentException($"the sealed prompt is {promptRecord.Length} bytes; this deployment stages at most {_model.PromptRecordSlotBytes} per session", nameof(promptRecord));
         }
-        int slot = Array.IndexOf(_slots, null);
+        int slot = _slots.FreeSlot();
         if (slot < 0)
         {
             throw new InvalidOperationException($"all {Capacity} sessions of the batch are in use; step until one finishes (or remove one), or deploy the model with a larger ModelDeployment.MaxSequences");
         }
         var sequence = new SealedSequence(this, session, slot, promptRecord, promptTokens, maxTokens);
-        _slots[slot] = sequence;
-        Count++;
+        _slots.Put(slot, sequence);
         return sequence;
     }
 
@@ -84,11 +83,7 @@ public sealed class SealedBatch
         {
             throw new ArgumentException("the sequence belongs to another batch", nameof(sequence));
         }
-        if (_slots[sequence.Slot] == sequence)
-        {
-            _slots[sequence.Slot] = null;
-            Count--;
-        }
+        _slots.Release(sequence.Slot, sequence);
         sequence.IsFinished = true;
     }
 
@@ -105,7 +100,7 @@ public sealed class SealedBatch
         _produced.Clear();
         _opens.Clear();
         SealedSequence? newcomer = null;
-        foreach (SealedSequence? s in _slots)
+        foreach (SealedSequence? s in _slots.Items)
         {
             if (s is { Reading: true, Position: 0 })
             {
@@ -121,7 +116,7 @@ public sealed class SealedBatch
         }
         else
         {
-            count = PassPlanner.Plan(_slots, _model.MaxBatchTokens, _fed, _lengths);
+            count = PassPlanner.Plan(_slots.Items, _model.MaxBatchTokens, _fed, _lengths);
         }
         for (int i = 0; i < count; i++)
         {
