@@ -101,6 +101,9 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
 
         /// <summary>[runner][length] per round, the timed decode steps' ms.</summary>
         public Dictionary<string, Dictionary<int, List<double[]>>> Decode { get; } = [];
+
+        /// <summary>[CC-off device runner] its decode step at the first length by operator (device clock): ms and launches per step.</summary>
+        public Dictionary<string, Dictionary<string, (double Ms, double Launches)>> Profiles { get; } = [];
     }
 
     /// <param name="Name">Runner name.</param>
@@ -270,6 +273,17 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                 }
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{plan.Shape} round {round + 1}/{rounds} ({wall.Elapsed.TotalMinutes:F1} min; read bandwidth {result.Bandwidth[^1]:F1} GB/s; load {LlamaSuite.LoadAverage()}): ")
                     + string.Join(", ", runners.Select(r => string.Create(CultureInfo.InvariantCulture, $"{r.Info.Name} {Median(result.Decode[r.Info.Name][lengths[0]][^1]):F2}"))) + $" ms/token @{lengths[0]}");
+            }
+            // Where a CC-off decode step's time goes, by the device's operator clock (after the timed
+            // rounds, so the clock's bookkeeping never touches them).
+            foreach ((ISteppedRunner runner, RunnerInfo info) in runners)
+            {
+                if (runner is DeviceGgufRunner device)
+                {
+                    const int profiled = 8;
+                    IReadOnlyDictionary<string, (double Milliseconds, long Launches)> ops = device.ClockedDecode(pool[..lengths[0]], 2, profiled);
+                    result.Profiles[info.Name] = ops.ToDictionary(o => o.Key, o => (o.Value.Milliseconds / profiled, (double)o.Value.Launches / profiled));
+                }
             }
             result.Elapsed = wall.Elapsed;
             return result;
@@ -450,6 +464,23 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                 sb.AppendLine();
             }
             sb.AppendLine();
+            if (s.Profiles.Count > 0)
+            {
+                sb.AppendLine(c, $"Device decode step @{s.Lengths[0]} by operator (CC off, the device's operator clock over 8 steps after the timed rounds; ms per step, the eight largest, then the rest). The linears are `linear`/`linear_fused`; the decode table's wall time per step less the clocked total is the host's share (task writing, launches, waits).");
+                sb.AppendLine();
+                string[] names = [.. s.Profiles.Keys];
+                sb.AppendLine("| operator |" + string.Concat(names.Select(n => $" {n} |")));
+                sb.AppendLine("|---|" + string.Concat(names.Select(_ => "---:|")));
+                var order = s.Profiles.Values.SelectMany(p => p).GroupBy(o => o.Key).OrderByDescending(g => g.Max(o => o.Value.Ms)).Select(g => g.Key).ToList();
+                foreach (string op in order.Take(8))
+                {
+                    sb.AppendLine(c, $"| {op} |" + string.Concat(names.Select(n => s.Profiles[n].TryGetValue(op, out var v) ? string.Create(c, $" {v.Ms:F2} |") : " – |")));
+                }
+                sb.AppendLine(c, $"| (the rest) |" + string.Concat(names.Select(n => string.Create(c, $" {s.Profiles[n].Where(o => !order.Take(8).Contains(o.Key)).Sum(o => o.Value.Ms):F2} |"))));
+                sb.AppendLine(c, $"| **clocked total** |" + string.Concat(names.Select(n => string.Create(c, $" **{s.Profiles[n].Sum(o => o.Value.Ms):F2}** |"))));
+                sb.AppendLine(c, $"| decode wall (table above) |" + string.Concat(names.Select(n => string.Create(c, $" {DecodeMs(s, n, s.Lengths[0]):F2} |"))));
+                sb.AppendLine();
+            }
             sb.AppendLine("Ratios, llama.cpp ÷ the device (> 1: the device is faster). Prefill: per round, the median (and the range over rounds); decode: per pair of")
                 .AppendLine("interleaved steps (the two runners' i-th steps of a round), the median (and the middle half of the pairs). Target: CC on ≥ 1.0×; CC off for comparison.");
             sb.AppendLine();

@@ -23,6 +23,7 @@ internal static class Program
         new QuantizedSuite(),
         new BatchSuite(),
         new LlamaCppSuite(),
+        new DecodeGemvSuite(),
     ];
 
     private static int Main(string[] args)

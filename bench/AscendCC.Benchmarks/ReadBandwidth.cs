@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -59,6 +60,8 @@ internal sealed class ReadBandwidth
         return best;
     }
 
+    // Fully optimised from the first call: a probe run a few times would otherwise time tier-0 or OSR code.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static ulong Sum(ReadOnlySpan<byte> bytes)
     {
         if (Vector512.IsHardwareAccelerated)

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using AscendCC.Device;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Models.Gguf;
 
@@ -65,19 +66,17 @@ public static class WeightConversion
     }
 
     /// <summary>
-    /// A [rows, cols] matrix as the device keeps Q8_0 (the device's Kernels/MatMul/BlockMatrix, which
-    /// must agree): first every block's 32 int8 q, row-major, then every block's f16 scale d,
-    /// row-major, cols/32 per row; the value is d·q. A Q8_0 tensor (a GGUF file's blocks) only has
-    /// its bytes moved into that order, bit for bit; any other is quantized per block of 32 exactly
+    /// A [rows, cols] matrix as the device keeps Q8_0 (<see cref="QuantizedWeightLayout"/>: strips of
+    /// eight rows laid out for int8 dot products, then the scales); the value is d·q. A Q8_0 tensor (a
+    /// GGUF file's blocks) only has its blocks moved into that form, exactly; any other is quantized per block of 32 exactly
     /// as llama.cpp's quantize_row_q8_0_ref: d = max|x|/127 (stored as f16), q = round(x·(1/d)) with
     /// halves away from zero (<see cref="GgufQuantization.QuantizeQ8_0"/>).
     /// </summary>
     public static byte[] ToQ8_0(TensorData tensor) => ToPlanes(tensor, TensorDType.Q8_0);
 
     /// <summary>
-    /// A [rows, cols] matrix as the device keeps Q4_0: the same two planes as <see cref="ToQ8_0"/>,
-    /// each block's 16 bytes of nibbles in GGUF's order (byte j: value j low, value j + 16 high). A
-    /// Q4_0 tensor is moved bit for bit; any other is quantized as llama.cpp's quantize_row_q4_0_ref
+    /// A [rows, cols] matrix as the device keeps Q4_0 (<see cref="QuantizedWeightLayout"/>). A Q4_0
+    /// tensor's blocks are moved exactly; any other is quantized as llama.cpp's quantize_row_q4_0_ref
     /// (<see cref="GgufQuantization.QuantizeQ4_0"/>).
     /// </summary>
     public static byte[] ToQ4_0(TensorData tensor) => ToPlanes(tensor, TensorDType.Q4_0);
@@ -96,24 +95,16 @@ public static class WeightConversion
                 $"tensor '{tensor.Name}' has rows of {cols} weights, not whole {format} blocks of 32, so it cannot be kept in {format}; load this model with WeightPrecision.BF16 (or F16, F32).",
                 nameof(tensor));
         }
-        int blocksPerRow = (int)(cols / 32), blockBytes = TensorDTypes.BlockBytes(format), quantBytes = blockBytes - 2;
-        long rowQuantBytes = (long)blocksPerRow * quantBytes;
-        var planes = new byte[checked((rows * rowQuantBytes) + (rows * blocksPerRow * 2))];
-        Span<byte> quants = planes.AsSpan(0, (int)(rows * rowQuantBytes));
-        Span<byte> scales = planes.AsSpan((int)(rows * rowQuantBytes));
-        byte[] rowBlocks = new byte[blocksPerRow * blockBytes];
-        ReadOnlySpan<byte> stored = tensor.DType == format ? tensor.Bytes.Span : default;
-        float[]? values = tensor.DType == format ? null : tensor.ToFloat32();
-        for (long r = 0; r < rows; r++)
+        int blocksPerRow = (int)(cols / 32), blockBytes = TensorDTypes.BlockBytes(format);
+        ReadOnlyMemory<byte> blocks = tensor.Bytes;
+        if (tensor.DType != format)
         {
-            ReadOnlySpan<byte> blocks;
-            if (values is null)
-            {
-                blocks = stored.Slice((int)(r * rowBlocks.Length), rowBlocks.Length);
-            }
-            else
+            float[] values = tensor.ToFloat32();
+            byte[] quantized = new byte[checked(rows * blocksPerRow * blockBytes)];
+            for (long r = 0; r < rows; r++)
             {
                 ReadOnlySpan<float> row = values.AsSpan((int)(r * cols), (int)cols);
+                Span<byte> rowBlocks = quantized.AsSpan((int)(r * blocksPerRow * blockBytes), blocksPerRow * blockBytes);
                 if (format == TensorDType.Q8_0)
                 {
                     GgufQuantization.QuantizeQ8_0(row, rowBlocks);
@@ -122,16 +113,12 @@ public static class WeightConversion
                 {
                     GgufQuantization.QuantizeQ4_0(row, rowBlocks);
                 }
-                blocks = rowBlocks;
             }
-            for (int b = 0; b < blocksPerRow; b++)
-            {
-                ReadOnlySpan<byte> block = blocks.Slice(b * blockBytes, blockBytes);
-                block[..2].CopyTo(scales.Slice((int)((r * blocksPerRow) + b) * 2, 2));
-                block[2..].CopyTo(quants.Slice((int)((r * rowQuantBytes) + (b * quantBytes)), quantBytes));
-            }
+            blocks = quantized;
         }
-        return planes;
+        return format == TensorDType.Q8_0
+            ? QuantizedWeightLayout.Q8_0FromGguf(blocks.Span, rows, cols)
+            : QuantizedWeightLayout.Q4_0FromGguf(blocks.Span, rows, cols);
     }
 
     /// <summary>float to bfloat16 bits, round to nearest even; NaN stays NaN.</summary>

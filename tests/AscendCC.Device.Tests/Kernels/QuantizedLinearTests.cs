@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.Intrinsics;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Kernels;
 using NUnit.Framework;
@@ -165,6 +166,108 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
                     _ => Int8Dot.BlockSum<Int8Dot.PortableDot>(wv, xv),
                 };
                 Assert.That(sum, Is.EqualTo(exact), $"{isa}, trial {trial}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// The strip kernel's products: unsigned weights up to 255 (Q8_0's q + 128) against activations of
+    /// ±127, from a starting value, are exact in every form — vpmaddubsw's int16 pair sums would
+    /// saturate at 2·255·127 if the AVX2 form took u whole.
+    /// </summary>
+    [Test]
+    public void EveryInt8FormSumsUnsignedProductsExactly()
+    {
+        var rng = new Random(12);
+        for (int trial = 0; trial < 200; trial++)
+        {
+            byte[] u = new byte[32];
+            sbyte[] x = new sbyte[32];
+            int[] init = new int[8];
+            for (int i = 0; i < 32; i++)
+            {
+                u[i] = trial switch { 0 => 255, 1 => 128, 2 => 0, _ => (byte)rng.Next(256) };
+                x[i] = trial switch { 0 => 127, 1 => -127, _ => (sbyte)rng.Next(-127, 128) };
+            }
+            for (int lane = 0; lane < 8; lane++)
+            {
+                init[lane] = rng.Next(-100000, 100000);
+            }
+            var uv = System.Runtime.Intrinsics.Vector256.Create(u);
+            var xv = System.Runtime.Intrinsics.Vector256.Create(x);
+            var iv = System.Runtime.Intrinsics.Vector256.Create(init);
+            foreach (Int8DotIsa isa in SupportedIsas())
+            {
+                var lanes = isa switch
+                {
+                    Int8DotIsa.AvxVnni => Int8Dot.UnsignedLanes<Int8Dot.AvxVnniDot>(iv, uv, xv),
+                    Int8DotIsa.Avx2 => Int8Dot.UnsignedLanes<Int8Dot.Avx2Dot>(iv, uv, xv),
+                    _ => Int8Dot.UnsignedLanes<Int8Dot.PortableDot>(iv, uv, xv),
+                };
+                for (int lane = 0; lane < 8; lane++)
+                {
+                    int exact = init[lane];
+                    for (int i = 4 * lane; i < (4 * lane) + 4; i++)
+                    {
+                        exact += u[i] * x[i];
+                    }
+                    Assert.That(lanes.GetElement(lane), Is.EqualTo(exact), $"{isa}, trial {trial}, lane {lane}");
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The layout the host gets from <see cref="QuantizedWeightLayout"/> is the documented one (the
+    /// test's own, which the kernels are held to above): two whole strips and three tail rows.
+    /// </summary>
+    [TestCase("Q8_0")]
+    [TestCase("Q4_0")]
+    public void TheHostsLayoutIsTheDocumentedOne(string formatName)
+    {
+        ElementType format = Enum.Parse<ElementType>(formatName);
+        const int rows = 19, cols = 96;
+        byte[] gguf = BlockReference.GgufBlocks(format, Weights(rows * cols, seed: 17), rows, cols);
+        byte[] device = format == ElementType.Q8_0 ? QuantizedWeightLayout.Q8_0FromGguf(gguf, rows, cols) : QuantizedWeightLayout.Q4_0FromGguf(gguf, rows, cols);
+        Assert.That(device, Is.EqualTo(BlockReference.Layout(format, gguf, rows, cols)));
+        Assert.That(device, Has.Length.EqualTo(gguf.Length), "the size is GGUF's");
+        var ex = Assert.Throws<ArgumentException>(() => QuantizedWeightLayout.Q8_0FromGguf(gguf.AsSpan(1).ToArray(), rows, cols));
+        Assert.That(ex!.Message, Does.Contain($"[{rows}, {cols}] Q8_0 matrix").And.Contain("whole data"));
+    }
+
+    /// <summary>
+    /// Every (token, row) sum takes the same steps in the strip GEMV (any m ≤ 8) and the VNNI GEMM
+    /// (prefill): the exact block sum, converted, times d_w·d_x, accumulated in block order. So a
+    /// token's logits do not depend on whether it was decoded alone, in a batch, or in a prompt.
+    /// </summary>
+    [TestCase("Q8_0", 37)]
+    [TestCase("Q4_0", 37)]
+    [TestCase("Q4_0", 64)]
+    public void DecodeBatchAndPrefillGiveTheSameBits(string formatName, int n)
+    {
+        if (!Int8Dot.IsSupported(Int8DotIsa.AvxVnni))
+        {
+            Assert.Ignore("The quantized GEMM runs on AVX-VNNI only; this machine has none.");
+        }
+        ElementType format = Enum.Parse<ElementType>(formatName);
+        const int m = 12, k = 800;
+        float[] x = KernelTestData.Normal(m * k, seed: 23);
+        byte[] matrix = BlockReference.QuantizeMatrix(format, Weights(n * k, seed: 24), n, k);
+        float[] bias = KernelTestData.Normal(n, seed: 25);
+        float[] prefill = new float[m * n], batch = new float[8 * n];
+        LinearKernel.Linear(_twoCores, x, matrix, format, bias, prefill, m, k, n);
+        LinearKernel.Linear(_twoCores, x.AsSpan(0, 8 * k), matrix, format, bias, batch, 8, k, n);
+        for (int t = 0; t < m; t++)
+        {
+            float[] alone = new float[n];
+            LinearKernel.Linear(_twoCores, x.AsSpan(t * k, k), matrix, format, bias, alone, 1, k, n);
+            for (int j = 0; j < n; j++)
+            {
+                Assert.That(BitConverter.SingleToInt32Bits(prefill[(t * n) + j]), Is.EqualTo(BitConverter.SingleToInt32Bits(alone[j])), $"token {t} row {j}: prefill vs alone");
+                if (t < 8)
+                {
+                    Assert.That(BitConverter.SingleToInt32Bits(batch[(t * n) + j]), Is.EqualTo(BitConverter.SingleToInt32Bits(alone[j])), $"token {t} row {j}: batch vs alone");
+                }
             }
         }
     }
@@ -336,26 +439,32 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
             $"{what}: element {worst} is {actual[Math.Max(worst, 0)]:r}, expected {expected[Math.Max(worst, 0)]:r} ± {bound[Math.Max(worst, 0)]:g3}");
     }
 
-    /// <summary>The test's own block formats: llama.cpp's reference rounding and the planar layout of <see cref="BlockMatrix{TFormat}"/>.</summary>
+    /// <summary>
+    /// The test's own block formats: llama.cpp's reference rounding into GGUF blocks, and the device's
+    /// layout written out from its documented rule (<see cref="BlockMatrix{TFormat}"/>): rows in strips
+    /// of eight, a strip block holding its eight rows' quants four elements at a time (Q8_0 as q + 128;
+    /// Q4_0 as GGUF's bytes), the rows past the last whole strip in GGUF's row form; then the scales,
+    /// eight per strip block, then the tail rows'.
+    /// </summary>
     internal static class BlockReference
     {
         private static int QuantBytes(ElementType format) => format == ElementType.Q4_0 ? 16 : 32;
 
         /// <summary>
-        /// Per row, laid out in planes: quantize_row_q8_0_ref (d = amax/127 stored f16, q = roundf(x·(1/d)),
+        /// Per row, GGUF blocks: quantize_row_q8_0_ref (d = amax/127 stored f16, q = roundf(x·(1/d)),
         /// halves away from zero) or quantize_row_q4_0_ref (d = −max/8 of the signed value of largest
-        /// magnitude, n = min(15, (int)(x·(1/d) + 8.5)), byte j = n_j | n_{j+16} &lt;&lt; 4).
+        /// magnitude, n = min(15, (int)(x·(1/d) + 8.5)), byte j = n_j | n_{j+16} &lt;&lt; 4): d, then the quants.
         /// </summary>
-        public static byte[] QuantizeMatrix(ElementType format, float[] w, int rows, int cols)
+        public static byte[] GgufBlocks(ElementType format, float[] w, int rows, int cols)
         {
-            int blocks = cols / 32, quantBytes = QuantBytes(format), rowBytes = blocks * quantBytes;
-            byte[] matrix = new byte[(rows * rowBytes) + (rows * blocks * 2)];
+            int blocks = cols / 32, blockBytes = 2 + QuantBytes(format);
+            byte[] gguf = new byte[rows * blocks * blockBytes];
             for (int r = 0; r < rows; r++)
             {
                 for (int b = 0; b < blocks; b++)
                 {
                     ReadOnlySpan<float> v = w.AsSpan((r * cols) + (b * 32), 32);
-                    Span<byte> q = matrix.AsSpan((r * rowBytes) + (b * quantBytes), quantBytes);
+                    Span<byte> block = gguf.AsSpan(((r * blocks) + b) * blockBytes, blockBytes);
                     float amax = 0, max = 0;
                     foreach (float value in v)
                     {
@@ -366,17 +475,52 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
                     }
                     float d = format == ElementType.Q4_0 ? max / -8f : amax / 127f;
                     float id = d != 0 ? 1f / d : 0f;
-                    BinaryPrimitives.WriteHalfLittleEndian(matrix.AsSpan((rows * rowBytes) + (((r * blocks) + b) * 2)), (Half)d);
+                    BinaryPrimitives.WriteHalfLittleEndian(block, (Half)d);
                     for (int i = 0; i < 32; i++)
                     {
                         if (format == ElementType.Q4_0)
                         {
                             int nibble = Math.Min(15, (int)((v[i] * id) + 8.5f));
-                            q[i % 16] |= (byte)(i < 16 ? nibble : nibble << 4);
+                            block[2 + (i % 16)] |= (byte)(i < 16 ? nibble : nibble << 4);
                         }
                         else
                         {
-                            q[i] = unchecked((byte)(sbyte)MathF.Round(v[i] * id, MidpointRounding.AwayFromZero));
+                            block[2 + i] = unchecked((byte)(sbyte)MathF.Round(v[i] * id, MidpointRounding.AwayFromZero));
+                        }
+                    }
+                }
+            }
+            return gguf;
+        }
+
+        /// <summary>Quantized as <see cref="GgufBlocks"/> and laid out as the device keeps it.</summary>
+        public static byte[] QuantizeMatrix(ElementType format, float[] w, int rows, int cols) => Layout(format, GgufBlocks(format, w, rows, cols), rows, cols);
+
+        /// <summary>GGUF blocks in the device's layout, by the documented rule.</summary>
+        public static byte[] Layout(ElementType format, byte[] gguf, int rows, int cols)
+        {
+            int blocks = cols / 32, quantBytes = QuantBytes(format), blockBytes = 2 + quantBytes;
+            byte[] matrix = new byte[rows * blocks * blockBytes];
+            for (int r = 0; r < rows; r++)
+            {
+                for (int b = 0; b < blocks; b++)
+                {
+                    ReadOnlySpan<byte> block = gguf.AsSpan(((r * blocks) + b) * blockBytes, blockBytes);
+                    (int quants, int scale, int stripRow) = Locate(format, rows, cols, r, b);
+                    block[..2].CopyTo(matrix.AsSpan(scale));
+                    for (int j = 0; j < quantBytes; j++)
+                    {
+                        if (stripRow < 0)
+                        {
+                            matrix[quants + j] = block[2 + j];
+                        }
+                        else if (format == ElementType.Q4_0)
+                        {
+                            matrix[quants + (j / 4 * 32) + (stripRow * 4) + (j % 4)] = block[2 + j];
+                        }
+                        else
+                        {
+                            matrix[quants + (j / 4 * 32) + (stripRow * 4) + (j % 4)] = (byte)(block[2 + j] ^ 0x80);
                         }
                     }
                 }
@@ -384,15 +528,30 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
             return matrix;
         }
 
-        public static int Quant(ElementType format, byte[] matrix, int cols, int r, int i)
+        /// <summary>Byte offsets of row r's block b: its quants (a strip block's start, or the row-form block), its scale, and its row in the strip (−1 in row form).</summary>
+        private static (int Quants, int Scale, int StripRow) Locate(ElementType format, int rows, int cols, int r, int b)
         {
-            int rowBytes = cols / 32 * QuantBytes(format);
+            int blocks = cols / 32, quantBytes = QuantBytes(format), stripped = rows / 8 * 8, scales = rows * blocks * quantBytes;
+            if (r < stripped)
+            {
+                int stripBlock = ((r / 8) * blocks) + b;
+                return (stripBlock * 8 * quantBytes, scales + (((stripBlock * 8) + (r % 8)) * 2), r % 8);
+            }
+            int tailBlock = ((r - stripped) * blocks) + b;
+            return ((stripped * blocks * quantBytes) + (tailBlock * quantBytes), scales + (((stripped * blocks) + tailBlock) * 2), -1);
+        }
+
+        public static int Quant(ElementType format, byte[] matrix, int rows, int cols, int r, int i)
+        {
+            (int quants, _, int stripRow) = Locate(format, rows, cols, r, i / 32);
+            int e = i % 32;
             if (format == ElementType.Q4_0)
             {
-                byte packed = matrix[(r * rowBytes) + (i / 32 * 16) + (i % 16)];
-                return (i % 32 < 16 ? packed & 0x0F : packed >> 4) - 8;
+                int j = e % 16;
+                byte packed = stripRow < 0 ? matrix[quants + j] : matrix[quants + (j / 4 * 32) + (stripRow * 4) + (j % 4)];
+                return (e < 16 ? packed & 0x0F : packed >> 4) - 8;
             }
-            return (sbyte)matrix[(r * rowBytes) + i];
+            return stripRow < 0 ? (sbyte)matrix[quants + e] : (sbyte)(matrix[quants + (e / 4 * 32) + (stripRow * 4) + (e % 4)] ^ 0x80);
         }
 
         public static double[] Dequantize(ElementType format, byte[] matrix, int rows, int cols)
@@ -402,7 +561,7 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
             {
                 for (int i = 0; i < cols; i++)
                 {
-                    w[(r * cols) + i] = Quant(format, matrix, cols, r, i) * Scale(format, matrix, rows, cols, r, i / 32);
+                    w[(r * cols) + i] = Quant(format, matrix, rows, cols, r, i) * Scale(format, matrix, rows, cols, r, i / 32);
                 }
             }
             return w;
@@ -445,7 +604,7 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
                         long dot = 0, absDot = 0;
                         for (int i = b * 32; i < (b + 1) * 32; i++)
                         {
-                            int p = Quant(format, matrix, k, j, i) * qx[(t * k) + i];
+                            int p = Quant(format, matrix, n, k, j, i) * qx[(t * k) + i];
                             dot += p;
                             absDot += Math.Abs(p);
                         }
@@ -462,6 +621,6 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
         }
 
         private static double Scale(ElementType format, byte[] matrix, int rows, int cols, int r, int b) =>
-            (double)BinaryPrimitives.ReadHalfLittleEndian(matrix.AsSpan((rows * (cols / 32) * QuantBytes(format)) + (((r * (cols / 32)) + b) * 2)));
+            (double)BinaryPrimitives.ReadHalfLittleEndian(matrix.AsSpan(Locate(format, rows, cols, r, b).Scale));
     }
 }

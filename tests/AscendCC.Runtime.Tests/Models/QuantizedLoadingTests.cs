@@ -21,11 +21,11 @@ public class QuantizedLoadingTests
 {
     /// <summary>
     /// quantize_row_q8_0_ref, written out independently: per 32 values d = max|x|/127 stored as f16,
-    /// q = roundf(x·(1/d)) (halves away from zero); returned as the device's planes (all q, then all d).
+    /// q = roundf(x·(1/d)) (halves away from zero); returned as GGUF's blocks (d, then 32 q).
     /// </summary>
-    private static byte[] ReferencePlanes(float[] values, int rows, int cols)
+    private static byte[] ReferenceQ8_0Blocks(float[] values, int rows, int cols)
     {
-        var planes = new byte[(rows * cols) + (rows * cols / 32 * 2)];
+        var blocks = new byte[rows * cols / 32 * 34];
         for (int r = 0; r < rows; r++)
         {
             for (int b = 0; b < cols / 32; b++)
@@ -37,25 +37,26 @@ public class QuantizedLoadingTests
                 }
                 float d = amax / 127f;
                 float id = d != 0f ? 1f / d : 0f;
-                BinaryPrimitives.WriteHalfLittleEndian(planes.AsSpan((rows * cols) + ((r * cols / 32) + b) * 2), (Half)d);
+                int block = ((r * cols / 32) + b) * 34;
+                BinaryPrimitives.WriteHalfLittleEndian(blocks.AsSpan(block), (Half)d);
                 for (int i = 0; i < 32; i++)
                 {
-                    planes[(r * cols) + (b * 32) + i] = unchecked((byte)(sbyte)MathF.Round(values[(r * cols) + (b * 32) + i] * id, MidpointRounding.AwayFromZero));
+                    blocks[block + 2 + i] = unchecked((byte)(sbyte)MathF.Round(values[(r * cols) + (b * 32) + i] * id, MidpointRounding.AwayFromZero));
                 }
             }
         }
-        return planes;
+        return blocks;
     }
 
     /// <summary>
     /// quantize_row_q4_0_ref, written out independently: the value m of largest magnitude (sign
     /// kept) gives d = m/−8 stored as f16, each value the nibble min(15, trunc(x·(1/d) + 8.5)); byte j
-    /// of a block holds value j low and value j + 16 high; returned as the device's planes.
+    /// of a block holds value j low and value j + 16 high; returned as GGUF's blocks (d, then 16 bytes).
     /// </summary>
-    private static byte[] ReferenceQ4_0Planes(float[] values, int rows, int cols)
+    private static byte[] ReferenceQ4_0Blocks(float[] values, int rows, int cols)
     {
         int blocks = cols / 32;
-        var planes = new byte[(rows * blocks * 16) + (rows * blocks * 2)];
+        var gguf = new byte[rows * blocks * 18];
         for (int r = 0; r < rows; r++)
         {
             for (int b = 0; b < blocks; b++)
@@ -71,22 +72,24 @@ public class QuantizedLoadingTests
                 }
                 float d = max / -8f;
                 float id = d != 0f ? 1f / d : 0f;
-                BinaryPrimitives.WriteHalfLittleEndian(planes.AsSpan((rows * blocks * 16) + (((r * blocks) + b) * 2)), (Half)d);
+                int block = ((r * blocks) + b) * 18;
+                BinaryPrimitives.WriteHalfLittleEndian(gguf.AsSpan(block), (Half)d);
                 for (int i = 0; i < 32; i++)
                 {
                     int nibble = Math.Min(15, (int)MathF.Truncate((values[(r * cols) + (b * 32) + i] * id) + 8.5f));
-                    planes[(((r * blocks) + b) * 16) + (i % 16)] |= (byte)(i < 16 ? nibble : nibble << 4);
+                    gguf[block + 2 + (i % 16)] |= (byte)(i < 16 ? nibble : nibble << 4);
                 }
             }
         }
-        return planes;
+        return gguf;
     }
 
     [TestCase(TensorDType.F32)]
     [TestCase(TensorDType.BF16)]
     public void QuantizingOnLoadToQ4_0RoundsAsLlamaCppsReference(TensorDType dtype)
     {
-        const int rows = 5, cols = 96;
+        // Rows past one whole strip of eight, so both of the device's forms hold some.
+        const int rows = 11, cols = 96;
         var rng = new Random(8);
         float[] values = [.. Enumerable.Range(0, rows * cols).Select(_ => (float)((rng.NextDouble() - 0.5) * 0.2))];
         // The largest magnitude negative, so d > 0; and an all-zero block (d = 0, every nibble 8).
@@ -96,8 +99,9 @@ public class QuantizedLoadingTests
         TensorData tensor = dtype == TensorDType.F32 ? f32 : new TensorData("w", dtype, [rows, cols], WeightConversion.Convert(f32, WeightPrecision.BF16));
 
         byte[] planes = WeightConversion.Convert(tensor, WeightPrecision.Q4_0);
-        Assert.That(planes, Is.EqualTo(ReferenceQ4_0Planes(tensor.ToFloat32(), rows, cols)));
-        Assert.That(planes.Skip(16).Take(16), Is.All.EqualTo(0x88), "the zero block's nibbles are all 8 (value 0)");
+        byte[] reference = ReferenceQ4_0Blocks(tensor.ToFloat32(), rows, cols);
+        Assert.That(planes, Is.EqualTo(QuantizedWeightLayout.Q4_0FromGguf(reference, rows, cols)), "llama.cpp's blocks, in the device's layout");
+        Assert.That(reference.Skip(18 + 2).Take(16), Is.All.EqualTo(0x88), "the zero block's nibbles are all 8 (value 0)");
         Assert.That(planes.Length, Is.EqualTo(rows * cols / 32 * 18), "18 bytes per 32 weights, as GGUF");
     }
 
@@ -106,7 +110,7 @@ public class QuantizedLoadingTests
     [TestCase(TensorDType.BF16)]
     public void QuantizingOnLoadRoundsAsLlamaCppsReference(TensorDType dtype)
     {
-        const int rows = 5, cols = 96;
+        const int rows = 11, cols = 96;
         var rng = new Random(7);
         float[] values = [.. Enumerable.Range(0, rows * cols).Select(_ => (float)((rng.NextDouble() - 0.5) * 0.2))];
         // An exact tie: amax 127 makes d = 1, so 2.5 must round away from zero to 3 (not to even 2).
@@ -119,22 +123,23 @@ public class QuantizedLoadingTests
         TensorData tensor = dtype == TensorDType.F32 ? f32 : new TensorData("w", dtype, [rows, cols], WeightConversion.Convert(f32, dtype == TensorDType.F16 ? WeightPrecision.F16 : WeightPrecision.BF16));
 
         byte[] planes = WeightConversion.Convert(tensor, WeightPrecision.Q8_0);
-        Assert.That(planes, Is.EqualTo(ReferencePlanes(tensor.ToFloat32(), rows, cols)));
-        Assert.That((sbyte)planes[1], Is.EqualTo(3));
-        Assert.That((sbyte)planes[2], Is.EqualTo(-3));
+        byte[] reference = ReferenceQ8_0Blocks(tensor.ToFloat32(), rows, cols);
+        Assert.That(planes, Is.EqualTo(QuantizedWeightLayout.Q8_0FromGguf(reference, rows, cols)), "llama.cpp's blocks, in the device's layout");
+        Assert.That((sbyte)reference[2 + 1], Is.EqualTo(3));
+        Assert.That((sbyte)reference[2 + 2], Is.EqualTo(-3));
     }
 
     /// <summary>
     /// A Q8_0 tensor (a GGUF file's blocks) reaches the device as its own blocks, only rearranged
-    /// into planes: every byte of every block is where the device reads it, including q = −128
-    /// (which no quantizer writes but block_q8_0 holds) and a subnormal scale, and nothing is
-    /// dequantized and quantized again. (That GGUF Q8_0 tensors load as such blocks is checked on
-    /// llama.cpp's own file in <see cref="QuantizedLlamaCppTests"/>.)
+    /// into the device's layout (whose placement of every byte the device's kernel tests hold to its
+    /// documented rule), including q = −128 (which no quantizer writes but block_q8_0 holds) and a
+    /// subnormal scale, and nothing is dequantized and quantized again. (That GGUF Q8_0 tensors load
+    /// as such blocks is checked on llama.cpp's own file in <see cref="QuantizedLlamaCppTests"/>.)
     /// </summary>
     [Test]
-    public void Q8_0BlocksAreKeptBitForBitInTheDevicesPlanes()
+    public void Q8_0BlocksAreKeptBitForBitInTheDevicesLayout()
     {
-        const int rows = 3, cols = 64, perRow = cols / 32;
+        const int rows = 11, cols = 64, perRow = cols / 32;
         var rng = new Random(9);
         byte[] blocks = new byte[rows * perRow * 34];
         rng.NextBytes(blocks);
@@ -149,15 +154,7 @@ public class QuantizedLoadingTests
 
         byte[] planes = WeightConversion.Convert(tensor, WeightPrecision.Q8_0);
         Assert.That(planes, Has.Length.EqualTo(blocks.Length));
-        for (int r = 0; r < rows; r++)
-        {
-            for (int b = 0; b < perRow; b++)
-            {
-                int block = ((r * perRow) + b) * 34;
-                Assert.That(planes.AsSpan((rows * cols) + (((r * perRow) + b) * 2), 2).ToArray(), Is.EqualTo(blocks.AsSpan(block, 2).ToArray()), $"d of row {r} block {b}");
-                Assert.That(planes.AsSpan((r * cols) + (b * 32), 32).ToArray(), Is.EqualTo(blocks.AsSpan(block + 2, 32).ToArray()), $"q of row {r} block {b}");
-            }
-        }
+        Assert.That(planes, Is.EqualTo(QuantizedWeightLayout.Q8_0FromGguf(blocks, rows, cols)));
         float[] values = tensor.ToFloat32();
         Assert.That(values[0], Is.EqualTo(-128 * (float)BitConverter.UInt16BitsToHalf(1)), "d·q with q = -128 and the smallest subnormal d");
         Assert.That(WeightConversion.Convert(tensor, WeightPrecision.F32), Is.EqualTo(WeightConversion.FromFloat32(values, WeightPrecision.F32)), "other precisions dequantize");

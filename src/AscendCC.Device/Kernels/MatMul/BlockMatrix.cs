@@ -12,40 +12,55 @@ internal unsafe interface IBlockFormat
     /// <summary>The element type the launches name it by.</summary>
     static abstract ElementType Type { get; }
 
-    /// <summary>Bytes of one block's q in the quant plane.</summary>
+    /// <summary>Bytes of one block's q.</summary>
     static abstract int QuantBytes { get; }
 
-    /// <summary>The block's 32 q as int8, in element order.</summary>
+    /// <summary>
+    /// What the strip form stores on top of q, so that the unsigned × signed int8 products take it
+    /// as it is: 128 (Q8_0's q + 128) or 8 (Q4_0's nibble n = q + 8). A block's products with x are
+    /// then Σ (q + offset)·x, and start from −offset·Σx to come out exact.
+    /// </summary>
+    static abstract int Offset { get; }
+
+    /// <summary>A row-form block's 32 q as int8, in element order (GGUF's bytes, as the tail rows keep them).</summary>
     static abstract Vector256<sbyte> Load(byte* quants);
 
-    /// <summary>q of element <paramref name="i"/> (0..31) of the block.</summary>
+    /// <summary>q of element <paramref name="i"/> (0..31) of a row-form block.</summary>
     static abstract int Quant(byte* quants, int i);
 
     /// <summary>
-    /// True when q = n − 8 for an unsigned 4-bit n (Q4_0): the GEMV then multiplies n itself, an
-    /// unsigned operand vpdpbusd takes as it is, and starts each block's sums at −8·Σx instead of
-    /// moving signs and subtracting 8 for every weight row.
+    /// Group <paramref name="g"/> (0..7) of a strip block as unsigned q + <see cref="Offset"/>: for row
+    /// r = 0..7, elements 4g..4g+3 at bytes 4r..4r+3.
     /// </summary>
-    static abstract bool OffsetBy8 { get; }
+    static abstract Vector256<byte> StripGroup(byte* stripBlock, int g);
 
-    /// <summary>The block's 32 n (q + 8), in element order; only when <see cref="OffsetBy8"/>.</summary>
-    static abstract Vector256<byte> LoadOffset(byte* quants);
+    /// <summary>q of element <paramref name="i"/> of row <paramref name="r"/> (0..7) of a strip block.</summary>
+    static abstract int StripQuant(byte* stripBlock, int r, int i);
+
+    /// <summary>Writes row <paramref name="r"/>'s block from its GGUF quants (QuantBytes, as a GGUF block stores them after d) into a strip block.</summary>
+    static abstract void WriteStripRow(byte* stripBlock, int r, byte* ggufQuants);
 }
 
 /// <summary>
-/// A block-quantized [rows, cols] matrix in HBM, as two planes:
+/// A block-quantized [rows, cols] matrix in HBM, as a quant plane and a scale plane:
 /// <code>
-/// [ q: rows × (cols/32) blocks of QuantBytes, row-major ][ d: rows × (cols/32) binary16, row-major ]
+/// quants: [ strip 0: block 0 | block 1 | … ][ strip 1 … ] … [ tail rows: row-major blocks ]
+/// scales: [ strip 0: block 0: 8 × f16 | block 1 … ] …       [ tail rows: row-major f16 ]
 /// </code>
-/// Why not GGUF's interleaving of whole blocks (d, then q): there a block is 34 (Q8_0) or 18 (Q4_0)
-/// bytes, so its quants sit two bytes off every vector boundary, every other Q8_0 block straddles
-/// a 64-byte cache line, and the scales are scattered one per block among the data the vector loads
-/// stream over. In planes each block's quants are one aligned load, a row's quants are one unbroken
-/// stream for the hardware prefetchers, and eight consecutive scales of a row are one 16-byte load
-/// widened to f32 together. The size is GGUF's, and converting GGUF blocks to planes moves bytes
-/// only, so a file's values reach HBM bit for bit. Blocks run along the input dimension, so a
-/// permutation of whole rows (as llama.cpp's converter applies to q/k) permutes whole rows of blocks.
-/// The host writes this layout in <c>AscendCC.Runtime.Inference.WeightConversion</c>; the two must agree.
+/// Rows go in strips of eight (<see cref="BlockMatrix.StripRows"/>); a strip block is the same block
+/// of its eight rows, 8·QuantBytes bytes, laid out so that one 32-byte vector holds four consecutive
+/// weights of each of the eight rows (see <see cref="IBlockFormat.StripGroup"/>). That is the shape
+/// of the unsigned × signed int8 dot products (vpdpbusd): a broadcast of four activations times one
+/// such vector gives each row's partial sum in its own int32 lane, eight products deep into a whole
+/// block's exact sum per row, which is then scaled once by d_w·d_x, the eight rows' scales one load.
+/// No lane ever needs summing across, the scales need no broadcast, and a decode step reads every
+/// strip as one sequential stream — which is what lets the GEMV run at the memory's speed, and many
+/// tokens reuse one unpacking (<see cref="QuantizedLinear"/>). The last rows % 8 rows keep the row
+/// form (each block's quants as GGUF stores them). The size is GGUF's; converting GGUF blocks moves
+/// quants and scales only (Q8_0's q gains an offset of 128, a bijection), so a file's values reach
+/// HBM exactly. Blocks run along the input dimension, so a permutation of whole rows (llama.cpp's
+/// converter permutes q/k rows) happens before the conversion. The host writes this layout through
+/// <see cref="QuantizedWeightLayout"/>.
 /// </summary>
 internal static unsafe class BlockMatrix<TFormat> where TFormat : IBlockFormat
 {
@@ -56,39 +71,113 @@ internal static unsafe class BlockMatrix<TFormat> where TFormat : IBlockFormat
         return rows * RowQuantBytes(cols) + rows * (cols / BlockMatrix.BlockSize) * 2;
     }
 
-    /// <summary>Bytes of one row in the quant plane.</summary>
+    /// <summary>Quant bytes of one row (also of one strip block's share per row).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long RowQuantBytes(long cols) => cols / BlockMatrix.BlockSize * TFormat.QuantBytes;
 
-    /// <summary>The quant plane: row r starts at <c>Quants(m) + r·RowQuantBytes(cols)</c>.</summary>
+    /// <summary>Bytes of one strip block's quants: the same block of eight rows.</summary>
+    public static int StripBlockBytes => BlockMatrix.StripRows * TFormat.QuantBytes;
+
+    /// <summary>The quant plane; strip s's block b at <c>Quants(m) + (s·blocks + b)·StripBlockBytes</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* Quants(byte* matrix) => matrix;
 
-    /// <summary>The scale plane of a [rows, cols] matrix: row r's scales start at <c>Scales(m, rows, cols) + r·cols/32</c>.</summary>
+    /// <summary>The scale plane of a [rows, cols] matrix: strip s's block b's eight scales at <c>Scales(…) + (s·blocks + b)·8</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort* Scales(byte* matrix, long rows, long cols) => (ushort*)(matrix + rows * RowQuantBytes(cols));
+
+    /// <summary>Where row <paramref name="row"/>'s block <paramref name="block"/> is.</summary>
+    public static BlockLocation Locate(byte* matrix, long rows, long cols, long row, long block)
+    {
+        long blocks = cols / BlockMatrix.BlockSize;
+        byte* quants = Quants(matrix);
+        ushort* scales = Scales(matrix, rows, cols);
+        long stripped = rows / BlockMatrix.StripRows * BlockMatrix.StripRows;
+        if (row < stripped)
+        {
+            long at = (row / BlockMatrix.StripRows * blocks) + block;
+            int r = (int)(row % BlockMatrix.StripRows);
+            return new BlockLocation(quants + (at * StripBlockBytes), scales + (at * BlockMatrix.StripRows) + r, r);
+        }
+        long tailBlock = ((row - stripped) * blocks) + block;
+        return new BlockLocation(quants + (stripped * RowQuantBytes(cols)) + (tailBlock * TFormat.QuantBytes), scales + (stripped * blocks) + tailBlock, -1);
+    }
+
+    /// <summary>q of every element of row <paramref name="row"/>'s block <paramref name="block"/>, as int8 in element order.</summary>
+    public static Vector256<sbyte> LoadRowBlock(byte* matrix, long rows, long cols, long row, long block)
+    {
+        BlockLocation at = Locate(matrix, rows, cols, row, block);
+        if (at.StripRow < 0)
+        {
+            return TFormat.Load(at.Quants);
+        }
+        sbyte* q = stackalloc sbyte[BlockMatrix.BlockSize];
+        for (int i = 0; i < BlockMatrix.BlockSize; i++)
+        {
+            q[i] = (sbyte)TFormat.StripQuant(at.Quants, at.StripRow, i);
+        }
+        return Vector256.Load(q);
+    }
 
     /// <summary>Row <paramref name="row"/> widened to f32: d·q, exact (an 11-bit significand times an integer of at most 8 bits).</summary>
     public static void DequantizeRow(byte* matrix, long rows, long cols, long row, float* destination)
     {
-        byte* q = Quants(matrix) + row * RowQuantBytes(cols);
-        ushort* d = Scales(matrix, rows, cols) + row * (cols / BlockMatrix.BlockSize);
         for (long b = 0; b < cols / BlockMatrix.BlockSize; b++)
         {
-            float scale = ElementTypes.F16ToSingle(d[b]);
+            BlockLocation at = Locate(matrix, rows, cols, row, b);
+            float d = ElementTypes.F16ToSingle(*at.Scale);
             for (int i = 0; i < BlockMatrix.BlockSize; i++)
             {
-                destination[b * BlockMatrix.BlockSize + i] = TFormat.Quant(q + b * TFormat.QuantBytes, i) * scale;
+                destination[b * BlockMatrix.BlockSize + i] = (at.StripRow < 0 ? TFormat.Quant(at.Quants, i) : TFormat.StripQuant(at.Quants, at.StripRow, i)) * d;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Lays out a [rows, cols] matrix given as GGUF blocks (row-major; each block its f16 d, then its
+    /// quants) into <paramref name="destination"/> (<see cref="Bytes"/> long).
+    /// </summary>
+    public static void FromGgufBlocks(byte* gguf, long rows, long cols, byte* destination)
+    {
+        long blocks = cols / BlockMatrix.BlockSize;
+        int ggufBlockBytes = 2 + TFormat.QuantBytes;
+        new Span<byte>(destination, checked((int)Bytes(rows, cols))).Clear();
+        for (long row = 0; row < rows; row++)
+        {
+            for (long b = 0; b < blocks; b++)
+            {
+                byte* source = gguf + (((row * blocks) + b) * ggufBlockBytes);
+                BlockLocation at = Locate(destination, rows, cols, row, b);
+                *at.Scale = *(ushort*)source;
+                if (at.StripRow < 0)
+                {
+                    Buffer.MemoryCopy(source + 2, at.Quants, TFormat.QuantBytes, TFormat.QuantBytes);
+                }
+                else
+                {
+                    TFormat.WriteStripRow(at.Quants, at.StripRow, source + 2);
+                }
             }
         }
     }
 }
 
-/// <summary>What every block format shares: the block length, and the refusal of widths that are not whole blocks.</summary>
+/// <summary>Where one row's block is in a <see cref="BlockMatrix{TFormat}"/>: its quants (a strip block, or a row-form block), its scale, and its row within the strip (−1 for a row-form tail row).</summary>
+internal readonly unsafe struct BlockLocation(byte* quants, ushort* scale, int stripRow)
+{
+    public readonly byte* Quants = quants;
+    public readonly ushort* Scale = scale;
+    public readonly int StripRow = stripRow;
+}
+
+/// <summary>What every block format shares: the block length, the strip height, and the refusal of widths that are not whole blocks.</summary>
 internal static class BlockMatrix
 {
     /// <summary>Weights per block (ggml's QK8_0 and QK4_0).</summary>
     public const int BlockSize = 32;
+
+    /// <summary>Rows per strip: one int32 lane per row in a 256-bit vector.</summary>
+    public const int StripRows = 8;
 
     /// <summary>Throws unless rows of <paramref name="cols"/> weights are whole blocks.</summary>
     public static void RequireWholeBlocks(long cols, string what)

@@ -28,8 +28,8 @@ internal interface IInt8BlockDot
     /// <summary>Lanes of Σ w_j·x_j over the 32 int8 values of <paramref name="w"/> and <paramref name="x"/> (x in −127..127).</summary>
     static abstract Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x);
 
-    /// <summary><paramref name="init"/> plus the lanes of Σ n_j·x_j for unsigned <paramref name="n"/> ≤ 15 (x in −127..127).</summary>
-    static abstract Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x);
+    /// <summary><paramref name="init"/> plus the lanes of Σ u_j·x_j for unsigned <paramref name="u"/> (0..255) and x in −127..127: vpdpbusd's meaning, exact.</summary>
+    static abstract Vector256<int> DotUnsigned(Vector256<int> init, Vector256<byte> u, Vector256<sbyte> x);
 }
 
 /// <summary>
@@ -55,6 +55,9 @@ internal static class Int8Dot
     /// <summary>The whole block's sum, for tests that compare the forms' integers.</summary>
     public static int BlockSum<TDot>(Vector256<sbyte> w, Vector256<sbyte> x) where TDot : struct, IInt8BlockDot => Vector256.Sum(TDot.Dot(w, x));
 
+    /// <summary>The lanes of <see cref="IInt8BlockDot.DotUnsigned"/>, for tests that compare the forms' integers.</summary>
+    public static Vector256<int> UnsignedLanes<TDot>(Vector256<int> init, Vector256<byte> u, Vector256<sbyte> x) where TDot : struct, IInt8BlockDot => TDot.DotUnsigned(init, u, x);
+
     internal readonly struct AvxVnniDot : IInt8BlockDot
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -62,8 +65,8 @@ internal static class Int8Dot
             AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(w), Avx2.Sign(x, w));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x) =>
-            AvxVnni.MultiplyWideningAndAdd(init, n, x);
+        public static Vector256<int> DotUnsigned(Vector256<int> init, Vector256<byte> u, Vector256<sbyte> x) =>
+            AvxVnni.MultiplyWideningAndAdd(init, u, x);
     }
 
     internal readonly struct Avx2Dot : IInt8BlockDot
@@ -72,10 +75,15 @@ internal static class Int8Dot
         public static Vector256<int> Dot(Vector256<sbyte> w, Vector256<sbyte> x) =>
             Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), Vector256<short>.One);
 
-        /// <summary>Pair sums of n·x are at most 2·15·127 = 3810: no saturation.</summary>
+        /// <summary>
+        /// vpmaddubsw's int16 pair sums would saturate for u up to 255 (2·255·127 > 32767), so u goes
+        /// in two parts, u &amp; 127 and u &amp; 128, whose pair sums stay within 2·128·127 = 32512.
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x) =>
-            init + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n, x), Vector256<short>.One);
+        public static Vector256<int> DotUnsigned(Vector256<int> init, Vector256<byte> u, Vector256<sbyte> x) =>
+            init
+            + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u & Vector256.Create((byte)0x7F), x), Vector256<short>.One)
+            + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u & Vector256.Create((byte)0x80), x), Vector256<short>.One);
     }
 
     internal readonly struct PortableDot : IInt8BlockDot
@@ -93,7 +101,17 @@ internal static class Int8Dot
                 Vector128.Sum(p2.GetLower()), Vector128.Sum(p2.GetUpper()), Vector128.Sum(p3.GetLower()), Vector128.Sum(p3.GetUpper()));
         }
 
+        /// <summary>As <see cref="Dot"/> with u widened unsigned: |u·x| ≤ 255·127 fits int16.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> DotOffset(Vector256<int> init, Vector256<byte> n, Vector256<sbyte> x) => init + Dot(n.AsSByte(), x);
+        public static Vector256<int> DotUnsigned(Vector256<int> init, Vector256<byte> u, Vector256<sbyte> x)
+        {
+            (Vector256<ushort> uLow, Vector256<ushort> uHigh) = Vector256.Widen(u);
+            (Vector256<short> xLow, Vector256<short> xHigh) = Vector256.Widen(x);
+            (Vector256<int> p0, Vector256<int> p1) = Vector256.Widen(uLow.AsInt16() * xLow);
+            (Vector256<int> p2, Vector256<int> p3) = Vector256.Widen(uHigh.AsInt16() * xHigh);
+            return init + Vector256.Create(
+                Vector128.Sum(p0.GetLower()), Vector128.Sum(p0.GetUpper()), Vector128.Sum(p1.GetLower()), Vector128.Sum(p1.GetUpper()),
+                Vector128.Sum(p2.GetLower()), Vector128.Sum(p2.GetUpper()), Vector128.Sum(p3.GetLower()), Vector128.Sum(p3.GetUpper()));
+        }
     }
 }

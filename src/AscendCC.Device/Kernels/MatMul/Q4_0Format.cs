@@ -5,10 +5,10 @@ namespace AscendCC.Device.Kernels;
 
 /// <summary>
 /// llama.cpp's block_q4_0 in meaning: 32 weights d·(n − 8) with an f16 d and n a 4-bit unsigned
-/// nibble, 4.5 bits a weight. In the quant plane of <see cref="BlockMatrix{TFormat}"/> a block's 16
-/// bytes keep GGUF's order: byte j holds element j in its low nibble and element j + 16 in its high
-/// one. That order is what makes the unpacking cheap: the low nibbles of one 16-byte load are
-/// elements 0..15 and the high nibbles 16..31, the two halves of a 32-byte vector in element order.
+/// nibble, 4.5 bits a weight. A row-form block's 16 bytes keep GGUF's order: byte j holds element j
+/// in its low nibble and element j + 16 in its high one. A strip block is the eight rows' GGUF bytes
+/// four at a time: byte 32h + 4r + c is row r's GGUF byte 4h + c, so one 32-byte load masked gives
+/// group h (elements 4h..4h+3 of every row) and shifted gives group h + 4 (elements 16 + 4h…).
 /// </summary>
 internal readonly unsafe struct Q4_0Format : IBlockFormat
 {
@@ -16,19 +16,38 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
 
     public static int QuantBytes => BlockMatrix.BlockSize / 2;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<sbyte> Load(byte* quants) => (LoadOffset(quants) - Vector256.Create((byte)8)).AsSByte();
-
-    public static bool OffsetBy8 => true;
+    public static int Offset => 8;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<byte> LoadOffset(byte* quants)
+    public static Vector256<sbyte> Load(byte* quants)
     {
         Vector128<byte> packed = Vector128.Load(quants);
         Vector128<byte> nibble = Vector128.Create((byte)0x0F);
-        return Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed, 4) & nibble);
+        return (Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed, 4) & nibble) - Vector256.Create((byte)8)).AsSByte();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Quant(byte* quants, int i) => (i < 16 ? quants[i] & 0x0F : quants[i - 16] >> 4) - 8;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> StripGroup(byte* stripBlock, int g)
+    {
+        Vector256<byte> packed = Vector256.Load(stripBlock + (32 * (g & 3)));
+        return (g < 4 ? packed : Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
+    }
+
+    public static int StripQuant(byte* stripBlock, int r, int i)
+    {
+        int j = i % 16;
+        byte packed = stripBlock[(j / 4 * 32) + (r * 4) + (j % 4)];
+        return (i < 16 ? packed & 0x0F : packed >> 4) - 8;
+    }
+
+    public static void WriteStripRow(byte* stripBlock, int r, byte* ggufQuants)
+    {
+        for (int j = 0; j < 16; j++)
+        {
+            stripBlock[(j / 4 * 32) + (r * 4) + (j % 4)] = ggufQuants[j];
+        }
+    }
 }

@@ -34,21 +34,21 @@ internal static unsafe class Q8_0Activations
     }
 
     /// <summary>
-    /// For weights stored as n = q + 8 (<see cref="IBlockFormat.OffsetBy8"/>): per block of rows
-    /// [<paramref name="firstRow"/>, <paramref name="endRow"/>) of q, the eight lanes −8·Σ q_j over
-    /// j = 4i..4i+3, into s[·, k/32, 8]. A block's int8 dot then starts from them, so its lanes are
-    /// Σ (n_j − 8)·q_j exactly as with signed weights, and the GEMV's result is the same bit for bit.
+    /// Per block of rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of q, Σ q over its 32
+    /// values, into s[·, k/32]. The strip GEMV starts each block's sums at −offset·Σq (see
+    /// <see cref="IBlockFormat.Offset"/>), which makes its products with q + offset exact.
     /// </summary>
-    public static void OffsetSums(sbyte* q, int k, int firstRow, int endRow, int* s)
+    public static void BlockSums(sbyte* q, int k, int firstRow, int endRow, int* s)
     {
         int blocks = k / BlockMatrix.BlockSize;
         for (int r = firstRow; r < endRow; r++)
         {
             sbyte* qr = q + (nint)r * k;
-            int* sr = s + ((nint)r * blocks * 8);
-            for (int i = 0; i < blocks * 8; i++)
+            int* sr = s + ((nint)r * blocks);
+            for (int b = 0; b < blocks; b++)
             {
-                sr[i] = -8 * (qr[4 * i] + qr[(4 * i) + 1] + qr[(4 * i) + 2] + qr[(4 * i) + 3]);
+                (Vector256<short> lo, Vector256<short> hi) = Vector256.Widen(Vector256.Load(qr + (b * BlockMatrix.BlockSize)));
+                sr[b] = Vector256.Sum(lo + hi);
             }
         }
     }

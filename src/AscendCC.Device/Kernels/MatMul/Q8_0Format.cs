@@ -5,7 +5,9 @@ namespace AscendCC.Device.Kernels;
 
 /// <summary>
 /// llama.cpp's block_q8_0 in meaning: 32 weights d·q with an f16 d and q an int8, 8.5 bits a weight.
-/// In the quant plane of <see cref="BlockMatrix{TFormat}"/> a block's q are its 32 bytes as stored.
+/// A row-form block's q are its 32 bytes as GGUF stores them. A strip block stores q + 128 (q's bits
+/// with the sign bit flipped), the unsigned operand of vpdpbusd: byte 32g + 4r + c is row r's
+/// element 4g + c.
 /// </summary>
 internal readonly unsafe struct Q8_0Format : IBlockFormat
 {
@@ -13,14 +15,26 @@ internal readonly unsafe struct Q8_0Format : IBlockFormat
 
     public static int QuantBytes => BlockMatrix.BlockSize;
 
+    public static int Offset => 128;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<sbyte> Load(byte* quants) => Vector256.Load((sbyte*)quants);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Quant(byte* quants, int i) => ((sbyte*)quants)[i];
 
-    public static bool OffsetBy8 => false;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> StripGroup(byte* stripBlock, int g) => Vector256.Load(stripBlock + (32 * g));
 
-    /// <summary>Never called: q is stored signed.</summary>
-    public static Vector256<byte> LoadOffset(byte* quants) => throw new NotSupportedException("Q8_0 quants are signed; use Load.");
+    public static int StripQuant(byte* stripBlock, int r, int i) => (sbyte)(stripBlock[At(r, i)] ^ 0x80);
+
+    public static void WriteStripRow(byte* stripBlock, int r, byte* ggufQuants)
+    {
+        for (int i = 0; i < BlockMatrix.BlockSize; i++)
+        {
+            stripBlock[At(r, i)] = (byte)(ggufQuants[i] ^ 0x80);
+        }
+    }
+
+    private static int At(int r, int i) => (i / 4 * 32) + (r * 4) + (i % 4);
 }

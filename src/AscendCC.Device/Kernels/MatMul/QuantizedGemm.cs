@@ -51,7 +51,7 @@ internal static unsafe class QuantizedGemm
         }
         var problem = new Problem
         {
-            Aq = (byte*)aq, Ad = ad, Wq = BlockMatrix<TF>.Quants(w), Wd = BlockMatrix<TF>.Scales(w, n, k), Bias = bias, C = c, M = m, K = k, N = n,
+            Aq = (byte*)aq, Ad = ad, Wq = w, Bias = bias, C = c, M = m, K = k, N = n,
             Packed = (byte*)KernelScratch.PackB,
         };
         // The packed slice is at most NCMax/16 panels × 8 blocks × 640 bytes = 1.3 MiB, inside PackB's 4 MiB.
@@ -91,9 +91,10 @@ internal static unsafe class QuantizedGemm
 
     private struct Problem
     {
-        public byte* Aq, Packed, Wq;
+        /// <summary>The weight matrix (<see cref="BlockMatrix{TFormat}"/>, N rows of K).</summary>
+        public byte* Wq;
+        public byte* Aq, Packed;
         public float* Ad, Bias, C;
-        public ushort* Wd;
         public int M, K, N;
     }
 
@@ -125,12 +126,19 @@ internal static unsafe class QuantizedGemm
         int blocks = s.Kc / BlockMatrix.BlockSize;
         int rowBlocks = s.P.K / BlockMatrix.BlockSize;
         int firstBlock = s.Pc / BlockMatrix.BlockSize;
-        nint rowBytes = (nint)rowBlocks * TF.QuantBytes;
         int j0 = s.Jc + (panel * NR);
         int cols = Math.Min(NR, s.Jc + s.Nc - j0);
+        int stripped = s.P.N / BlockMatrix.StripRows * BlockMatrix.StripRows;
         byte* dst = s.P.Packed + ((nint)panel * blocks * PackedBlockBytes);
         for (int b = 0; b < blocks; b++, dst += PackedBlockBytes)
         {
+            if (j0 + NR <= stripped)
+            {
+                // Two whole strips: their groups are already the panel's order, eight columns at a time.
+                PackStrip<TF>(s.P, j0 / BlockMatrix.StripRows, rowBlocks, firstBlock + b, dst, 0);
+                PackStrip<TF>(s.P, (j0 / BlockMatrix.StripRows) + 1, rowBlocks, firstBlock + b, dst, BlockMatrix.StripRows);
+                continue;
+            }
             int* groups = (int*)dst;
             int* correction = (int*)(dst + CorrectionOffset);
             float* scales = (float*)(dst + ScaleOffset);
@@ -147,7 +155,7 @@ internal static unsafe class QuantizedGemm
                     scales[col] = 0f;
                     continue;
                 }
-                Vector256<sbyte> q = TF.Load(s.P.Wq + ((j0 + col) * rowBytes) + ((nint)(firstBlock + b) * TF.QuantBytes));
+                Vector256<sbyte> q = BlockMatrix<TF>.LoadRowBlock(s.P.Wq, s.P.N, s.P.K, j0 + col, firstBlock + b);
                 Vector256<int> quads = q.AsInt32();
                 for (int g = 0; g < 8; g++)
                 {
@@ -155,9 +163,32 @@ internal static unsafe class QuantizedGemm
                 }
                 (Vector256<short> lo, Vector256<short> hi) = Vector256.Widen(q);
                 correction[col] = -128 * Vector256.Sum(lo + hi);
-                scales[col] = ElementTypes.F16ToSingle(s.P.Wd[((nint)(j0 + col) * rowBlocks) + firstBlock + b]);
+                scales[col] = ElementTypes.F16ToSingle(*BlockMatrix<TF>.Locate(s.P.Wq, s.P.N, s.P.K, j0 + col, firstBlock + b).Scale);
             }
         }
+    }
+
+    /// <summary>
+    /// Columns <paramref name="col0"/>..+7 of a packed block from strip <paramref name="strip"/>'s block
+    /// <paramref name="block"/>: each group as signed q (the stored q + offset, less the offset), the
+    /// per-column −128·Σq, and the eight scales widened.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PackStrip<TF>(in Problem p, int strip, int rowBlocks, int block, byte* dst, int col0) where TF : struct, IBlockFormat
+    {
+        nint at = ((nint)strip * rowBlocks) + block;
+        byte* stripBlock = BlockMatrix<TF>.Quants(p.Wq) + (at * BlockMatrix<TF>.StripBlockBytes);
+        Vector256<byte> offset = Vector256.Create((byte)TF.Offset);
+        Vector256<int> sums = Vector256<int>.Zero;
+        for (int group = 0; group < 8; group++)
+        {
+            Vector256<sbyte> q = (TF.StripGroup(stripBlock, group) - offset).AsSByte();
+            q.Store((sbyte*)(dst + (group * NR * 4) + (col0 * 4)));
+            sums = AvxVnni.MultiplyWideningAndAdd(sums, Vector256<byte>.One, q);
+        }
+        (sums * -128).Store((int*)(dst + CorrectionOffset) + col0);
+        ushort* d = BlockMatrix<TF>.Scales(p.Wq, p.N, p.K) + (at * BlockMatrix.StripRows);
+        WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load(d).ToVector256())).Store((float*)(dst + ScaleOffset) + col0);
     }
 
     private struct ComputeKernel : IBlockKernel

@@ -12,10 +12,12 @@ namespace AscendCC.Device.Kernels;
 /// Σ q_w·q_x is formed exactly in int32 (<see cref="IInt8BlockDot"/>), and only then scaled by
 /// d_w·d_x and accumulated in f32:
 /// <code>y[t, j] = Σ_b (d_w[j, b] · d_x[t, b]) · Σ_{i in b} q_w[j, i] · q_x[t, i]  (+ bias[j])</code>
-/// Decode (m ≤ <see cref="LinearKernel.GemvMaxRows"/>) streams W once in 4-row strips, 8.5 (Q8_0)
-/// or 4.5 (Q4_0) bits a weight instead of bf16's 16, which is what makes it faster: decode is bound
-/// by that stream. Prefill runs <see cref="QuantizedGemm"/> on VNNI machines; elsewhere the strip
-/// kernel serves every m.
+/// Decode (m ≤ <see cref="LinearKernel.GemvMaxRows"/>) streams W once, strip by strip (eight rows,
+/// see <see cref="BlockMatrix{TFormat}"/>), 8.5 (Q8_0) or 4.5 (Q4_0) bits a weight instead of bf16's
+/// 16, which is what makes it faster: decode is bound by that stream. Each (token, row) sum takes
+/// the same steps as the GEMM's — the block's exact int32 sum, converted, times d_w·d_x, added in
+/// block order — so decode and prefill agree bit for bit, and so do one token and a batch. Prefill
+/// runs <see cref="QuantizedGemm"/> on VNNI machines; elsewhere the strip kernel serves every m.
 /// </summary>
 internal static unsafe class QuantizedLinear
 {
@@ -60,23 +62,23 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, offsetBinary: gemm, offsetSums: TF.OffsetBy8 && !gemm);
+        Activations a = Quantize(grid, x, m, k, gemm);
         if (gemm)
         {
             QuantizedGemm.Run<TF>(grid, a.Q, a.D, w, bias, y, m, k, n);
             return;
         }
-        int rowsPerBlock = RowsPerBlock(grid, n);
+        int stripsPerBlock = StripsPerBlock(grid, n);
         switch (isa)
         {
             case Int8DotIsa.AvxVnni:
-                LaunchGemv<TF, Int8Dot.AvxVnniDot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
+                LaunchGemv<TF, Int8Dot.AvxVnniDot>(grid, a, w, bias, y, m, k, n, stripsPerBlock);
                 break;
             case Int8DotIsa.Avx2:
-                LaunchGemv<TF, Int8Dot.Avx2Dot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
+                LaunchGemv<TF, Int8Dot.Avx2Dot>(grid, a, w, bias, y, m, k, n, stripsPerBlock);
                 break;
             default:
-                LaunchGemv<TF, Int8Dot.PortableDot>(grid, a, w, bias, y, m, k, n, rowsPerBlock);
+                LaunchGemv<TF, Int8Dot.PortableDot>(grid, a, w, bias, y, m, k, n, stripsPerBlock);
                 break;
         }
     }
@@ -96,7 +98,7 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, offsetBinary: gemm, offsetSums: TF.OffsetBy8 && !gemm);
+        Activations a = Quantize(grid, x, m, k, gemm);
         if (gemm)
         {
             QuantizedGemm.Run<TF>(grid, a.Q, a.D, w0, null, y0, m, k, n0);
@@ -107,17 +109,17 @@ internal static unsafe class QuantizedLinear
             }
             return;
         }
-        int rowsPerBlock = RowsPerBlock(grid, n0 + n1 + n2);
+        int stripsPerBlock = StripsPerBlock(grid, n0 + n1 + n2);
         switch (isa)
         {
             case Int8DotIsa.AvxVnni:
-                LaunchFused<TF, Int8Dot.AvxVnniDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
+                LaunchFused<TF, Int8Dot.AvxVnniDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, stripsPerBlock);
                 break;
             case Int8DotIsa.Avx2:
-                LaunchFused<TF, Int8Dot.Avx2Dot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
+                LaunchFused<TF, Int8Dot.Avx2Dot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, stripsPerBlock);
                 break;
             default:
-                LaunchFused<TF, Int8Dot.PortableDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, rowsPerBlock);
+                LaunchFused<TF, Int8Dot.PortableDot>(grid, a, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, stripsPerBlock);
                 break;
         }
     }
@@ -128,7 +130,7 @@ internal static unsafe class QuantizedLinear
     /// </summary>
     internal static bool UsesGemm(int m, Int8DotIsa isa) => m > LinearKernel.GemvMaxRows && isa == Int8DotIsa.AvxVnni;
 
-    /// <summary>Quantized activations: q[m, k], d[m, k/32] and, for Q4_0's GEMV, the offset sums s[m, k/32, 8], in the launching thread's scratch.</summary>
+    /// <summary>Quantized activations: q[m, k], d[m, k/32] and, for the GEMV, the block sums s[m, k/32], in the launching thread's scratch.</summary>
     private readonly struct Activations(sbyte* q, float* d, int* s)
     {
         public readonly sbyte* Q = q;
@@ -136,31 +138,27 @@ internal static unsafe class QuantizedLinear
         public readonly int* S = s;
     }
 
-    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool offsetBinary, bool offsetSums)
+    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool gemm)
     {
         int blocks = k / BlockMatrix.BlockSize;
         long quantBytes = ((long)m * k + 63) & ~63L;
         long scaleBytes = (((long)m * blocks * sizeof(float)) + 63) & ~63L;
-        long sumBytes = offsetSums ? (long)m * blocks * 8 * sizeof(int) : 0;
+        long sumBytes = gemm ? 0 : (long)m * blocks * sizeof(int);
         byte* scratch = KernelScratch.QuantizedActivations(quantBytes + scaleBytes + sumBytes);
-        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), offsetSums ? (int*)(scratch + quantBytes + scaleBytes) : null);
+        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), gemm ? null : (int*)(scratch + quantBytes + scaleBytes));
         // Decode rows are a few microseconds of work: a launch would cost more than it saves.
         if (m <= LinearKernel.GemvMaxRows)
         {
-            Q8_0Activations.QuantizeRows(x, k, 0, m, a.Q, a.D, offsetBinary);
-            if (offsetSums)
-            {
-                Q8_0Activations.OffsetSums(a.Q, k, 0, m, a.S);
-            }
+            Q8_0Activations.QuantizeRows(x, k, 0, m, a.Q, a.D, offsetBinary: gemm);
         }
         else
         {
-            var kernel = new QuantizeKernel { X = x, K = k, M = m, Q = a.Q, D = a.D, OffsetBinary = offsetBinary, RowsPerBlock = Math.Max(1, m / (4 * grid.CoreCount)) };
+            var kernel = new QuantizeKernel { X = x, K = k, M = m, Q = a.Q, D = a.D, OffsetBinary = gemm, RowsPerBlock = Math.Max(1, m / (4 * grid.CoreCount)) };
             grid.Launch((m + kernel.RowsPerBlock - 1) / kernel.RowsPerBlock, ref kernel);
         }
-        if (offsetSums && m > LinearKernel.GemvMaxRows)
+        if (!gemm)
         {
-            Q8_0Activations.OffsetSums(a.Q, k, 0, m, a.S);
+            Q8_0Activations.BlockSums(a.Q, k, 0, m, a.S);
         }
         return a;
     }
@@ -196,35 +194,39 @@ internal static unsafe class QuantizedLinear
         }
     }
 
-    /// <summary>As the f32/bf16 GEMV: several blocks per core so the atomic hand-out evens out late starters; a multiple of the 4-row strip.</summary>
-    private static int RowsPerBlock(AiCoreGrid grid, int rows) =>
-        Math.Max(4, ((rows + 8 * grid.CoreCount - 1) / (8 * grid.CoreCount) + 3) & ~3);
+    /// <summary>As the f32/bf16 GEMV: several blocks per core so the atomic hand-out evens out late starters.</summary>
+    private static int StripsPerBlock(AiCoreGrid grid, int rows) =>
+        Math.Max(1, (rows / BlockMatrix.StripRows + (8 * grid.CoreCount) - 1) / (8 * grid.CoreCount));
 
-    private static GemvKernel<TF, TDot> Part<TF, TDot>(Activations a, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock)
+    /// <summary>Work blocks of one matrix: its strips in runs of <paramref name="stripsPerBlock"/>, and one more for the tail rows if any.</summary>
+    private static int WorkBlocks(int n, int stripsPerBlock) =>
+        ((n / BlockMatrix.StripRows) + stripsPerBlock - 1) / stripsPerBlock + (n % BlockMatrix.StripRows != 0 ? 1 : 0);
+
+    private static GemvKernel<TF, TDot> Part<TF, TDot>(Activations a, byte* w, float* bias, float* y, int m, int k, int n, int stripsPerBlock)
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot => new()
     {
-        Xq = a.Q, Xd = a.D, Xs = a.S, Wq = BlockMatrix<TF>.Quants(w), Wd = BlockMatrix<TF>.Scales(w, n, k), Bias = bias, Y = y, M = m, K = k, N = n, RowsPerBlock = rowsPerBlock,
+        Xq = a.Q, Xd = a.D, Xs = a.S, W = w, Bias = bias, Y = y, M = m, K = k, N = n, StripsPerBlock = stripsPerBlock,
     };
 
-    private static void LaunchGemv<TF, TDot>(AiCoreGrid grid, Activations a, byte* w, float* bias, float* y, int m, int k, int n, int rowsPerBlock)
+    private static void LaunchGemv<TF, TDot>(AiCoreGrid grid, Activations a, byte* w, float* bias, float* y, int m, int k, int n, int stripsPerBlock)
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot
     {
-        GemvKernel<TF, TDot> kernel = Part<TF, TDot>(a, w, bias, y, m, k, n, rowsPerBlock);
-        grid.Launch((n + rowsPerBlock - 1) / rowsPerBlock, ref kernel);
+        GemvKernel<TF, TDot> kernel = Part<TF, TDot>(a, w, bias, y, m, k, n, stripsPerBlock);
+        grid.Launch(WorkBlocks(n, stripsPerBlock), ref kernel);
     }
 
-    private static void LaunchFused<TF, TDot>(AiCoreGrid grid, Activations a, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, int rowsPerBlock)
+    private static void LaunchFused<TF, TDot>(AiCoreGrid grid, Activations a, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, int stripsPerBlock)
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot
     {
-        int blocks0 = (n0 + rowsPerBlock - 1) / rowsPerBlock, blocks1 = (n1 + rowsPerBlock - 1) / rowsPerBlock, blocks2 = (n2 + rowsPerBlock - 1) / rowsPerBlock;
+        int blocks0 = WorkBlocks(n0, stripsPerBlock), blocks1 = WorkBlocks(n1, stripsPerBlock), blocks2 = WorkBlocks(n2, stripsPerBlock);
         var kernel = new FusedBlocks<GemvKernel<TF, TDot>>
         {
-            Part0 = Part<TF, TDot>(a, w0, null, y0, m, k, n0, rowsPerBlock),
-            Part1 = Part<TF, TDot>(a, w1, null, y1, m, k, n1, rowsPerBlock),
-            Part2 = Part<TF, TDot>(a, w2, null, y2, m, k, n2, rowsPerBlock),
+            Part0 = Part<TF, TDot>(a, w0, null, y0, m, k, n0, stripsPerBlock),
+            Part1 = Part<TF, TDot>(a, w1, null, y1, m, k, n1, stripsPerBlock),
+            Part2 = Part<TF, TDot>(a, w2, null, y2, m, k, n2, stripsPerBlock),
             End0 = blocks0,
             End1 = blocks0 + blocks1,
         };
@@ -232,243 +234,174 @@ internal static unsafe class QuantizedLinear
     }
 
     /// <summary>
-    /// Each block owns a run of output rows, taken four at a time: four sequential quant streams keep
-    /// the prefetchers busy, and each token's quantized x block is loaded once for the four rows.
-    /// Tokens after the first re-read the strip from cache, so memory still sees W once.
+    /// Each work block owns a run of strips (or the tail rows). Per strip block: the eight rows'
+    /// scales in one load, the quants unpacked once (Q4_0) for every token, then per token eight
+    /// vpdpbusd of a broadcast of four activations against a group, so each int32 lane ends as one
+    /// row's exact block sum. A run of strips is one sequential stream.
     /// </summary>
     private struct GemvKernel<TF, TDot> : IBlockKernel
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot
     {
+        /// <summary>How far ahead of the strip block being read the next lines are requested: rows end every few KiB, and the hardware prefetchers restart at every 4 KiB page.</summary>
+        private const int PrefetchDistance = 2048;
+
         public sbyte* Xq;
         public int* Xs;
-        public byte* Wq;
+        public byte* W;
         public float* Xd, Bias, Y;
-        public ushort* Wd;
-        public int M, K, N, RowsPerBlock;
+        public int M, K, N, StripsPerBlock;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
         {
-            int j0 = block * RowsPerBlock;
-            int j1 = Math.Min(N, j0 + RowsPerBlock);
-            int blocks = K / BlockMatrix.BlockSize;
-            nint rowBytes = (nint)blocks * TF.QuantBytes;
-            // The combined scales d_w·d_x of eight blocks for each of the four rows (and two tokens).
-            float* scales = stackalloc float[2 * 4 * 8];
-            float* sums = stackalloc float[8];
-            int j = j0;
-            for (; j + 4 <= j1; j += 4)
+            int strips = N / BlockMatrix.StripRows;
+            int s0 = block * StripsPerBlock;
+            if (s0 >= strips)
             {
-                byte* w = Wq + j * rowBytes;
-                ushort* d = Wd + (nint)j * blocks;
-                int t = 0;
-                // Two tokens per pass (a batched decode step): each block of the four rows is loaded
-                // (and for Q4_0 unpacked) once for both. Each token's sums take the same steps as alone,
-                // so the result is the single-token kernel's bit for bit.
-                for (; t + 2 <= M; t += 2)
+                TailRows(strips * BlockMatrix.StripRows);
+                return;
+            }
+            int s1 = Math.Min(strips, s0 + StripsPerBlock);
+            Vector256<float>* sums = stackalloc Vector256<float>[LinearKernel.GemvMaxRows];
+            for (int s = s0; s < s1; s++)
+            {
+                // Tokens in groups of at most GemvMaxRows (more only without VNNI, where this kernel also serves prefill).
+                for (int t0 = 0; t0 < M; t0 += LinearKernel.GemvMaxRows)
                 {
-                    Dot4x2(Xq + (nint)t * K, Xd + (nint)t * blocks, Xs + ((nint)t * blocks * 8), K, blocks, w, d, rowBytes, scales, sums);
-                    for (int u = 0; u < 2; u++)
+                    int tokens = Math.Min(LinearKernel.GemvMaxRows, M - t0);
+                    if (tokens == 1)
                     {
-                        float* yt = Y + (nint)(t + u) * N + j;
-                        for (int r = 0; r < 4; r++)
-                        {
-                            yt[r] = Bias != null ? sums[4 * u + r] + Bias[j + r] : sums[4 * u + r];
-                        }
+                        Vector256<float> sum = StripOneToken(s, t0);
+                        Store(sum, t0, s);
+                        continue;
                     }
-                }
-                for (; t < M; t++)
-                {
-                    Dot4(Xq + (nint)t * K, Xd + (nint)t * blocks, Xs + ((nint)t * blocks * 8), w, d, rowBytes, blocks, scales, sums);
-                    float* yt = Y + (nint)t * N + j;
-                    for (int r = 0; r < 4; r++)
+                    StripTokens(s, t0, tokens, sums);
+                    for (int t = 0; t < tokens; t++)
                     {
-                        yt[r] = Bias != null ? sums[r] + Bias[j + r] : sums[r];
+                        Store(sums[t], t0 + t, s);
                     }
                 }
             }
-            for (; j < j1; j++)
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly Vector256<float> StripOneToken(int s, int t)
+        {
+            int blocks = K / BlockMatrix.BlockSize;
+            byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
+            ushort* scales = BlockMatrix<TF>.Scales(W, N, K) + ((nint)s * blocks * BlockMatrix.StripRows);
+            sbyte* x = Xq + ((nint)t * K);
+            float* xd = Xd + ((nint)t * blocks);
+            int* xs = Xs + ((nint)t * blocks);
+            Vector256<float> sum = default;
+            for (int b = 0; b < blocks; b++)
             {
-                for (int t = 0; t < M; t++)
+                byte* wb = quants + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
+                Prefetch(wb);
+                Vector256<float> dw = Scales(scales + ((nint)b * BlockMatrix.StripRows));
+                Vector256<int> p = BlockProducts(
+                    TF.StripGroup(wb, 0), TF.StripGroup(wb, 1), TF.StripGroup(wb, 2), TF.StripGroup(wb, 3),
+                    TF.StripGroup(wb, 4), TF.StripGroup(wb, 5), TF.StripGroup(wb, 6), TF.StripGroup(wb, 7),
+                    x + ((nint)b * BlockMatrix.BlockSize), -TF.Offset * xs[b]);
+                sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p), dw * Vector256.Create(xd[b]), sum);
+            }
+            return sum;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly void StripTokens(int s, int t0, int tokens, Vector256<float>* sums)
+        {
+            int blocks = K / BlockMatrix.BlockSize;
+            byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
+            ushort* scales = BlockMatrix<TF>.Scales(W, N, K) + ((nint)s * blocks * BlockMatrix.StripRows);
+            for (int t = 0; t < tokens; t++)
+            {
+                sums[t] = default;
+            }
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* wb = quants + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
+                Prefetch(wb);
+                Vector256<float> dw = Scales(scales + ((nint)b * BlockMatrix.StripRows));
+                // The block's groups stay in registers for every token.
+                Vector256<byte> g0 = TF.StripGroup(wb, 0), g1 = TF.StripGroup(wb, 1), g2 = TF.StripGroup(wb, 2), g3 = TF.StripGroup(wb, 3);
+                Vector256<byte> g4 = TF.StripGroup(wb, 4), g5 = TF.StripGroup(wb, 5), g6 = TF.StripGroup(wb, 6), g7 = TF.StripGroup(wb, 7);
+                for (int t = 0; t < tokens; t++)
                 {
-                    float s = Dot1(Xq + (nint)t * K, Xd + (nint)t * blocks, Xs + ((nint)t * blocks * 8), Wq + j * rowBytes, Wd + (nint)j * blocks, blocks, scales);
-                    Y[(nint)t * N + j] = Bias != null ? s + Bias[j] : s;
+                    nint row = t0 + t;
+                    Vector256<int> p = BlockProducts(g0, g1, g2, g3, g4, g5, g6, g7, Xq + (row * K) + ((nint)b * BlockMatrix.BlockSize), -TF.Offset * Xs[(row * blocks) + b]);
+                    sums[t] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p), dw * Vector256.Create(Xd[(row * blocks) + b]), sums[t]);
                 }
             }
         }
 
         /// <summary>
-        /// sums[4u + r] = x_u · row r for two tokens (x, its block scales xd and offset sums xs; the
-        /// second token's k, blocks and 8·blocks further on) and the four rows from <paramref name="w"/>.
+        /// Each lane r: <paramref name="init"/> + Σ over the block of row r's (q + offset)·x, exact —
+        /// with init = −offset·Σx, row r's Σ q·x. Two chains of four so consecutive products overlap.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4x2(sbyte* x, float* xd, int* xs, int k, int blocks, byte* w, ushort* d, nint rowBytes, float* scales, float* sums)
+        private static Vector256<int> BlockProducts(
+            Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, sbyte* x, int init)
         {
-            sbyte* y = x + k;
-            float* yd = xd + blocks;
-            int* ys = xs + ((nint)blocks * 8);
-            byte* w1 = w + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
-            ushort* d1 = d + blocks, d2 = d1 + blocks, d3 = d2 + blocks;
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
-            byte* ahead = w + (4 * rowBytes);
-            for (int g = 0; g < blocks; g += 8)
-            {
-                int count = Math.Min(8, blocks - g);
-                CombineScales(d + g, xd + g, count, scales);
-                CombineScales(d1 + g, xd + g, count, scales + 8);
-                CombineScales(d2 + g, xd + g, count, scales + 16);
-                CombineScales(d3 + g, xd + g, count, scales + 24);
-                CombineScales(d + g, yd + g, count, scales + 32);
-                CombineScales(d1 + g, yd + g, count, scales + 40);
-                CombineScales(d2 + g, yd + g, count, scales + 48);
-                CombineScales(d3 + g, yd + g, count, scales + 56);
-                for (int b = 0; b < count; b++)
-                {
-                    nint at = (nint)(g + b) * TF.QuantBytes;
-                    if (Sse.IsSupported && ((g + b) * TF.QuantBytes & 63) == 0)
-                    {
-                        Sse.Prefetch0(ahead + at);
-                        Sse.Prefetch0(ahead + rowBytes + at);
-                        Sse.Prefetch0(ahead + (2 * rowBytes) + at);
-                        Sse.Prefetch0(ahead + (3 * rowBytes) + at);
-                    }
-                    nint xi = (nint)(g + b) * BlockMatrix.BlockSize;
-                    Vector256<sbyte> xb = Vector256.Load(x + xi), yb = Vector256.Load(y + xi);
-                    if (TF.OffsetBy8)
-                    {
-                        Vector256<int> cx = Vector256.Load(xs + ((nint)(g + b) * 8)), cy = Vector256.Load(ys + ((nint)(g + b) * 8));
-                        Vector256<byte> n = TF.LoadOffset(w + at);
-                        a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[b]), a0);
-                        b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[32 + b]), b0);
-                        n = TF.LoadOffset(w1 + at);
-                        a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[8 + b]), a1);
-                        b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[40 + b]), b1);
-                        n = TF.LoadOffset(w2 + at);
-                        a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[16 + b]), a2);
-                        b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[48 + b]), b2);
-                        n = TF.LoadOffset(w3 + at);
-                        a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cx, n, xb)), Vector256.Create(scales[24 + b]), a3);
-                        b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(cy, n, yb)), Vector256.Create(scales[56 + b]), b3);
-                        continue;
-                    }
-                    Vector256<sbyte> q = TF.Load(w + at);
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[b]), a0);
-                    b0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[32 + b]), b0);
-                    q = TF.Load(w1 + at);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[8 + b]), a1);
-                    b1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[40 + b]), b1);
-                    q = TF.Load(w2 + at);
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[16 + b]), a2);
-                    b2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[48 + b]), b2);
-                    q = TF.Load(w3 + at);
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, xb)), Vector256.Create(scales[24 + b]), a3);
-                    b3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(q, yb)), Vector256.Create(scales[56 + b]), b3);
-                }
-            }
-            sums[0] = SumLanes(a0);
-            sums[1] = SumLanes(a1);
-            sums[2] = SumLanes(a2);
-            sums[3] = SumLanes(a3);
-            sums[4] = SumLanes(b0);
-            sums[5] = SumLanes(b1);
-            sums[6] = SumLanes(b2);
-            sums[7] = SumLanes(b3);
+            Vector256<int> even = Vector256.Create(init), odd = Vector256<int>.Zero;
+            even = TDot.DotUnsigned(even, g0, Vector256.Create(*(int*)x).AsSByte());
+            odd = TDot.DotUnsigned(odd, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
+            even = TDot.DotUnsigned(even, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
+            odd = TDot.DotUnsigned(odd, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
+            even = TDot.DotUnsigned(even, g4, Vector256.Create(*(int*)(x + 16)).AsSByte());
+            odd = TDot.DotUnsigned(odd, g5, Vector256.Create(*(int*)(x + 20)).AsSByte());
+            even = TDot.DotUnsigned(even, g6, Vector256.Create(*(int*)(x + 24)).AsSByte());
+            odd = TDot.DotUnsigned(odd, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
+            return even + odd;
         }
 
-        /// <summary>sums[r] = x · row r for the four rows from <paramref name="w"/> (scales from <paramref name="d"/>).</summary>
+        /// <summary>The eight rows' f16 scales of a strip block, widened.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4(sbyte* x, float* xd, int* xs, byte* w, ushort* d, nint rowBytes, int blocks, float* scales, float* sums)
+        private static Vector256<float> Scales(ushort* d) => WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load(d).ToVector256()));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Prefetch(byte* stripBlock)
         {
-            byte* w1 = w + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
-            ushort* d1 = d + blocks, d2 = d1 + blocks, d3 = d2 + blocks;
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            // The next strip's rows at the same offset, as the f32/bf16 GEMV prefetches: rows of a
-            // few KiB restart the hardware prefetchers at every 4 KiB page.
-            byte* ahead = w + (4 * rowBytes);
-            for (int g = 0; g < blocks; g += 8)
+            if (Sse.IsSupported)
             {
-                int count = Math.Min(8, blocks - g);
-                CombineScales(d + g, xd + g, count, scales);
-                CombineScales(d1 + g, xd + g, count, scales + 8);
-                CombineScales(d2 + g, xd + g, count, scales + 16);
-                CombineScales(d3 + g, xd + g, count, scales + 24);
-                for (int b = 0; b < count; b++)
+                for (int line = 0; line < BlockMatrix<TF>.StripBlockBytes; line += 64)
                 {
-                    nint at = (nint)(g + b) * TF.QuantBytes;
-                    // One prefetch per 64-byte line of each row.
-                    if (Sse.IsSupported && ((g + b) * TF.QuantBytes & 63) == 0)
-                    {
-                        Sse.Prefetch0(ahead + at);
-                        Sse.Prefetch0(ahead + rowBytes + at);
-                        Sse.Prefetch0(ahead + (2 * rowBytes) + at);
-                        Sse.Prefetch0(ahead + (3 * rowBytes) + at);
-                    }
-                    Vector256<sbyte> xb = Vector256.Load(x + ((nint)(g + b) * BlockMatrix.BlockSize));
-                    if (TF.OffsetBy8)
-                    {
-                        Vector256<int> c = Vector256.Load(xs + ((nint)(g + b) * 8));
-                        a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w + at), xb)), Vector256.Create(scales[b]), a0);
-                        a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w1 + at), xb)), Vector256.Create(scales[8 + b]), a1);
-                        a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w2 + at), xb)), Vector256.Create(scales[16 + b]), a2);
-                        a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.DotOffset(c, TF.LoadOffset(w3 + at), xb)), Vector256.Create(scales[24 + b]), a3);
-                        continue;
-                    }
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w + at), xb)), Vector256.Create(scales[b]), a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w1 + at), xb)), Vector256.Create(scales[8 + b]), a1);
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w2 + at), xb)), Vector256.Create(scales[16 + b]), a2);
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(TDot.Dot(TF.Load(w3 + at), xb)), Vector256.Create(scales[24 + b]), a3);
+                    Sse.Prefetch0(stripBlock + PrefetchDistance + line);
                 }
             }
-            sums[0] = SumLanes(a0);
-            sums[1] = SumLanes(a1);
-            sums[2] = SumLanes(a2);
-            sums[3] = SumLanes(a3);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot1(sbyte* x, float* xd, int* xs, byte* w, ushort* d, int blocks, float* scales)
+        private readonly void Store(Vector256<float> sum, int t, int s)
         {
-            Vector256<float> a = default;
-            for (int g = 0; g < blocks; g += 8)
+            int j = s * BlockMatrix.StripRows;
+            if (Bias != null)
             {
-                int count = Math.Min(8, blocks - g);
-                CombineScales(d + g, xd + g, count, scales);
-                for (int b = 0; b < count; b++)
+                sum += Vector256.Load(Bias + j);
+            }
+            sum.Store(Y + ((nint)t * N) + j);
+        }
+
+        /// <summary>Rows past the last whole strip, in row form: per block the exact sum of the signed products, then the same scaling.</summary>
+        private readonly void TailRows(int firstRow)
+        {
+            int blocks = K / BlockMatrix.BlockSize;
+            for (int j = firstRow; j < N; j++)
+            {
+                for (int t = 0; t < M; t++)
                 {
-                    Vector256<sbyte> xb = Vector256.Load(x + ((nint)(g + b) * BlockMatrix.BlockSize));
-                    byte* wb = w + ((nint)(g + b) * TF.QuantBytes);
-                    Vector256<int> lanes = TF.OffsetBy8 ? TDot.DotOffset(Vector256.Load(xs + ((nint)(g + b) * 8)), TF.LoadOffset(wb), xb) : TDot.Dot(TF.Load(wb), xb);
-                    a = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(lanes), Vector256.Create(scales[b]), a);
+                    float sum = 0f;
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        BlockLocation at = BlockMatrix<TF>.Locate(W, N, K, j, b);
+                        int p = Vector256.Sum(TDot.Dot(TF.Load(at.Quants), Vector256.Load(Xq + ((nint)t * K) + ((nint)b * BlockMatrix.BlockSize))));
+                        float d = ElementTypes.F16ToSingle(*at.Scale) * Xd[((nint)t * blocks) + b];
+                        sum = MathF.FusedMultiplyAdd(p, d, sum);
+                    }
+                    Y[((nint)t * N) + j] = Bias != null ? sum + Bias[j] : sum;
                 }
             }
-            return SumLanes(a);
         }
     }
-
-    /// <summary>
-    /// dst[i] = d_w[i] · d_x[i] for <paramref name="count"/> ≤ 8 blocks: eight f16 scales widened in one
-    /// vector when a whole group is there. Both routes round the same single product, so which one a
-    /// block takes never changes the result.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void CombineScales(ushort* dw, float* dx, int count, float* dst)
-    {
-        if (count == 8)
-        {
-            Vector256<float> w = WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load(dw).ToVector256()));
-            (w * Vector256.Load(dx)).Store(dst);
-            return;
-        }
-        for (int i = 0; i < count; i++)
-        {
-            dst[i] = ElementTypes.F16ToSingle(dw[i]) * dx[i];
-        }
-    }
-
-    /// <summary>The eight lanes summed in a fixed order, so the hardware and software vector paths agree bit for bit.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static float SumLanes(Vector256<float> v) =>
-        ((v.GetElement(0) + v.GetElement(1)) + (v.GetElement(2) + v.GetElement(3))) + ((v.GetElement(4) + v.GetElement(5)) + (v.GetElement(6) + v.GetElement(7)));
 }

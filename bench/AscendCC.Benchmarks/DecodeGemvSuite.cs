@@ -1,0 +1,239 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using AscendCC.Device.AiCore;
+using AscendCC.Device.Kernels;
+
+namespace AscendCC.Benchmarks;
+
+/// <summary>
+/// The linears of one 1.1B (TinyLlama-shaped) decode step and nothing else: every layer's fused
+/// q/k/v, o, fused gate/up and down projection and the classifier, each layer's weights a buffer of
+/// its own (2.1 GB in BF16, so nothing is served from cache), at BF16, Q8_0 and Q4_0, for 1 and 8
+/// tokens. Rounds interleave the precisions; each round also measures the machine's read bandwidth,
+/// so the GEMV kernels' share of it is a ratio within a round. This isolates the kernels from the
+/// rest of the step (attention, norms, launches), which <c>bench -- llamacpp</c> measures whole.
+/// </summary>
+internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
+{
+    private const int Dim = 2048, KvDim = 256, Hidden = 5632, Vocab = 32000, Layers = 22;
+
+    private string _report = "";
+
+    public string Name => "gemv";
+
+    public string Description => "1.1B decode step's linears only: BF16/Q8_0/Q4_0 at 1 and 8 tokens, GB/s against the read bandwidth";
+
+    public string ReportFileName => "gemv.md";
+
+    public string Report => _report;
+
+    public void Run(BenchmarkOptions options, ResultTable table)
+    {
+        int rounds = options.Quick ? 2 : 7;
+        AiCoreGrid grid = AiCoreGrid.Shared;
+        var bandwidth = new ReadBandwidth();
+        ElementType[] types = [ElementType.BF16, ElementType.Q8_0, ElementType.Q4_0];
+        int[] widths = [1, 8];
+        var steps = types.Select(t => new StepWeights(t)).ToArray();
+        try
+        {
+            float* x = (float*)NativeMemory.AlignedAlloc((nuint)(8 * Hidden * sizeof(float)), 64);
+            float* y = (float*)NativeMemory.AlignedAlloc((nuint)(8 * (Vocab + 2 * Hidden) * sizeof(float)), 64);
+            try
+            {
+                var random = new Random(3);
+                for (int i = 0; i < 8 * Hidden; i++)
+                {
+                    x[i] = (float)(random.NextDouble() * 2 - 1);
+                }
+                var times = new Dictionary<(ElementType, int), List<double>>();
+                var bandwidths = new List<double>();
+                foreach (StepWeights step in steps)
+                {
+                    foreach (int m in widths)
+                    {
+                        step.Run(grid, x, y, m);
+                        times[(step.Type, m)] = [];
+                    }
+                }
+                for (int round = 0; round < rounds; round++)
+                {
+                    bandwidths.Add(bandwidth.Measure(grid.CoreCount));
+                    for (int i = 0; i < steps.Length; i++)
+                    {
+                        StepWeights step = steps[(i + round) % steps.Length];
+                        foreach (int m in widths)
+                        {
+                            double best = double.MaxValue;
+                            for (int rep = 0; rep < 3; rep++)
+                            {
+                                long start = Stopwatch.GetTimestamp();
+                                step.Run(grid, x, y, m);
+                                best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                            }
+                            times[(step.Type, m)].Add(best);
+                        }
+                    }
+                }
+                _report = Format(steps, widths, times, bandwidths);
+                Console.WriteLine(_report);
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(x);
+                NativeMemory.AlignedFree(y);
+            }
+        }
+        finally
+        {
+            foreach (StepWeights step in steps)
+            {
+                step.Dispose();
+            }
+        }
+    }
+
+    private static string Format(StepWeights[] steps, int[] widths, Dictionary<(ElementType, int), List<double>> times, List<double> bandwidths)
+    {
+        double gbs = Median(bandwidths);
+        var text = new System.Text.StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"Read bandwidth (2 threads, 1 GiB): median {gbs:F1} GB/s (rounds: {string.Join(", ", bandwidths.Select(b => b.ToString("F1", CultureInfo.InvariantCulture)))})");
+        text.AppendLine();
+        text.AppendLine("| weights | bytes | tokens | ms (median of rounds) | GB/s | % of read bandwidth | tokens/s ÷ 1 token |");
+        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+        foreach (StepWeights step in steps)
+        {
+            double one = Median(times[(step.Type, 1)]);
+            foreach (int m in widths)
+            {
+                double ms = Median(times[(step.Type, m)]);
+                double rate = step.Bytes / (ms * 1e-3) / 1e9;
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {step.Type} | {step.Bytes / 1e9:F2} GB | {m} | {ms:F1} | {rate:F1} | {100 * rate / gbs:F0} % | {m * one / ms:F2}× |");
+            }
+        }
+        return text.ToString();
+    }
+
+    private static double Median(List<double> values)
+    {
+        double[] sorted = [.. values.Order()];
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    /// <summary>One precision's weights for every layer, in native memory, filled with plausible random values.</summary>
+    private sealed class StepWeights : IDisposable
+    {
+        private readonly List<nint> _buffers = [];
+        private readonly (nint Qkv, nint O, nint GateUp, nint Down)[] _layers;
+        private readonly nint _classifier;
+
+        public StepWeights(ElementType type)
+        {
+            Type = type;
+            _layers = new (nint, nint, nint, nint)[Layers];
+            var random = new Random((int)type);
+            for (int l = 0; l < Layers; l++)
+            {
+                _layers[l] = (Matrix(random, Dim + (2 * KvDim), Dim), Matrix(random, Dim, Dim), Matrix(random, 2 * Hidden, Dim), Matrix(random, Dim, Hidden));
+            }
+            _classifier = Matrix(random, Vocab, Dim);
+        }
+
+        public ElementType Type { get; }
+
+        public long Bytes { get; private set; }
+
+        /// <summary>The step's linears for <paramref name="m"/> tokens, as the Llama program issues them.</summary>
+        public void Run(AiCoreGrid grid, float* x, float* y, int m)
+        {
+            var xs = new ReadOnlySpan<float>(x, m * Hidden);
+            foreach ((nint qkv, nint o, nint gateUp, nint down) in _layers)
+            {
+                // q, k and v as three matrices of one buffer, as the fused launch takes them.
+                long q = ElementTypes.MatrixBytes(Type, Dim, Dim), kv = ElementTypes.MatrixBytes(Type, KvDim, Dim);
+                byte* pq = (byte*)qkv;
+                LinearKernel.LinearFused(grid, xs[..(m * Dim)], Type, m, Dim,
+                    new ReadOnlySpan<byte>(pq, (int)q), new Span<float>(y, m * Dim), Dim,
+                    new ReadOnlySpan<byte>(pq + q, (int)kv), new Span<float>(y + (m * Dim), m * KvDim), KvDim,
+                    new ReadOnlySpan<byte>(pq + q + kv, (int)kv), new Span<float>(y + (m * (Dim + KvDim)), m * KvDim), KvDim);
+                LinearKernel.Linear(grid, xs[..(m * Dim)], new ReadOnlySpan<byte>((byte*)o, (int)ElementTypes.MatrixBytes(Type, Dim, Dim)), Type, [], new Span<float>(y, m * Dim), m, Dim, Dim);
+                long h = ElementTypes.MatrixBytes(Type, Hidden, Dim);
+                byte* pg = (byte*)gateUp;
+                LinearKernel.LinearFused(grid, xs[..(m * Dim)], Type, m, Dim,
+                    new ReadOnlySpan<byte>(pg, (int)h), new Span<float>(y, m * Hidden), Hidden,
+                    new ReadOnlySpan<byte>(pg + h, (int)h), new Span<float>(y + (m * Hidden), m * Hidden), Hidden,
+                    [], [], 0);
+                LinearKernel.Linear(grid, xs, new ReadOnlySpan<byte>((byte*)down, (int)ElementTypes.MatrixBytes(Type, Dim, Hidden)), Type, [], new Span<float>(y, m * Dim), m, Hidden, Dim);
+            }
+            LinearKernel.Linear(grid, xs[..(m * Dim)], new ReadOnlySpan<byte>((byte*)_classifier, (int)ElementTypes.MatrixBytes(Type, Vocab, Dim)), Type, [], new Span<float>(y, m * Vocab), m, Dim, Vocab);
+        }
+
+        public void Dispose()
+        {
+            foreach (nint buffer in _buffers)
+            {
+                NativeMemory.AlignedFree((void*)buffer);
+            }
+            _buffers.Clear();
+        }
+
+        /// <summary>
+        /// A [rows, cols] matrix of <see cref="Type"/> (for the fused launches, the concatenation of
+        /// its parts, which have the same layout one after another since every part is whole rows).
+        /// Values: bf16 of magnitude about 2⁻⁷, random quants with f16 scales about 2⁻⁹.
+        /// </summary>
+        private nint Matrix(Random random, int rows, int cols)
+        {
+            // The fused buffers hold several matrices' planes back to back: sized as the parts are.
+            long bytes = rows switch
+            {
+                Dim + (2 * KvDim) => ElementTypes.MatrixBytes(Type, Dim, cols) + (2 * ElementTypes.MatrixBytes(Type, KvDim, cols)),
+                2 * Hidden => 2 * ElementTypes.MatrixBytes(Type, Hidden, cols),
+                _ => ElementTypes.MatrixBytes(Type, rows, cols),
+            };
+            byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+            _buffers.Add((nint)p);
+            Bytes += bytes;
+            var span = new Span<byte>(p, (int)bytes);
+            random.NextBytes(span);
+            if (Type == ElementType.BF16)
+            {
+                var halves = MemoryMarshal.Cast<byte, ushort>(span);
+                for (int i = 0; i < halves.Length; i++)
+                {
+                    // Sign and 7 mantissa bits random; exponent 2⁻⁸…2⁻⁶.
+                    halves[i] = (ushort)((halves[i] & 0x807F) | ((0x77 + (halves[i] >> 7 & 1)) << 7));
+                }
+            }
+            else
+            {
+                // Quant bytes stay random; each part's scale plane gets plausible f16 scales.
+                foreach ((long offset, int partRows) in Parts(rows))
+                {
+                    long quantBytes = partRows * (long)(cols / BlockMatrix.BlockSize) * (Type == ElementType.Q8_0 ? 32 : 16);
+                    var scales = MemoryMarshal.Cast<byte, ushort>(span.Slice((int)(offset + quantBytes), partRows * (cols / BlockMatrix.BlockSize) * 2));
+                    for (int i = 0; i < scales.Length; i++)
+                    {
+                        scales[i] = (ushort)(0x1800 | (scales[i] & 0x03FF));
+                    }
+                }
+            }
+            return (nint)p;
+        }
+
+        private IEnumerable<(long Offset, int Rows)> Parts(int rows)
+        {
+            switch (rows)
+            {
+                case Dim + (2 * KvDim):
+                    long q = ElementTypes.MatrixBytes(Type, Dim, Dim), kv = ElementTypes.MatrixBytes(Type, KvDim, Dim);
+                    return [(0, Dim), (q, KvDim), (q + kv, KvDim)];
+                case 2 * Hidden:
+                    return [(0, Hidden), (ElementTypes.MatrixBytes(Type, Hidden, Dim), Hidden)];
+                default:
+                    return [(0, rows)];
+            }
+        }
+    }
+}

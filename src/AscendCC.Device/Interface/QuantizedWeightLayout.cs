@@ -1,0 +1,47 @@
+using AscendCC.Device.Kernels;
+
+namespace AscendCC.Device;
+
+/// <summary>
+/// The device's in-HBM form of block-quantized (Q8_0, Q4_0) weight matrices, for whoever prepares
+/// weights for it — the model provider's tooling, the runtime loading a checkpoint — as an NPU
+/// vendor's SDK converts tensors to the device's native formats. The kernels read only this form; its
+/// definition (strips of eight rows laid out for int8 dot products, a scale plane) is on the
+/// device's <c>Kernels/MatMul/BlockMatrix.cs</c>. Sizes equal GGUF's, and the conversion is exact.
+/// </summary>
+public static unsafe class QuantizedWeightLayout
+{
+    /// <summary>GGUF bytes of one Q8_0 block: an f16 d and 32 int8 q.</summary>
+    public const int Q8_0BlockBytes = 34;
+
+    /// <summary>GGUF bytes of one Q4_0 block: an f16 d and 16 bytes of nibbles.</summary>
+    public const int Q4_0BlockBytes = 18;
+
+    /// <summary>A [rows, cols] matrix of GGUF Q8_0 blocks (row-major, cols/32 blocks a row) in the device's form.</summary>
+    /// <exception cref="ArgumentException">cols is not a multiple of 32, or <paramref name="blocks"/> is not rows·cols/32 blocks.</exception>
+    public static byte[] Q8_0FromGguf(ReadOnlySpan<byte> blocks, long rows, long cols) => FromGguf<Q8_0Format>(blocks, rows, cols, Q8_0BlockBytes);
+
+    /// <summary>A [rows, cols] matrix of GGUF Q4_0 blocks (row-major, cols/32 blocks a row) in the device's form.</summary>
+    /// <exception cref="ArgumentException">cols is not a multiple of 32, or <paramref name="blocks"/> is not rows·cols/32 blocks.</exception>
+    public static byte[] Q4_0FromGguf(ReadOnlySpan<byte> blocks, long rows, long cols) => FromGguf<Q4_0Format>(blocks, rows, cols, Q4_0BlockBytes);
+
+    private static byte[] FromGguf<TF>(ReadOnlySpan<byte> blocks, long rows, long cols, int blockBytes) where TF : struct, IBlockFormat
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(cols);
+        BlockMatrix.RequireWholeBlocks(cols, $"a {TF.Type} matrix");
+        long expected = rows * (cols / BlockMatrix.BlockSize) * blockBytes;
+        if (blocks.Length != expected)
+        {
+            throw new ArgumentException(
+                $"a [{rows}, {cols}] {TF.Type} matrix is {expected} bytes of GGUF blocks ({blockBytes} a block of 32), but {blocks.Length} were given; pass the tensor's whole data.",
+                nameof(blocks));
+        }
+        byte[] device = new byte[checked((int)BlockMatrix<TF>.Bytes(rows, cols))];
+        fixed (byte* source = blocks, destination = device)
+        {
+            BlockMatrix<TF>.FromGgufBlocks(source, rows, cols, destination);
+        }
+        return device;
+    }
+}
