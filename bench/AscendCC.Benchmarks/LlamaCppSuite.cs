@@ -474,11 +474,11 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                 var order = s.Profiles.Values.SelectMany(p => p).GroupBy(o => o.Key).OrderByDescending(g => g.Max(o => o.Value.Ms)).Select(g => g.Key).ToList();
                 foreach (string op in order.Take(8))
                 {
-                    sb.AppendLine(c, $"| {op} |" + string.Concat(names.Select(n => s.Profiles[n].TryGetValue(op, out var v) ? string.Create(c, $" {v.Ms:F2} |") : " – |")));
+                    sb.AppendLine($"| {op} |" + string.Concat(names.Select(n => s.Profiles[n].TryGetValue(op, out var v) ? string.Create(c, $" {v.Ms:F2} |") : " – |")));
                 }
-                sb.AppendLine(c, $"| (the rest) |" + string.Concat(names.Select(n => string.Create(c, $" {s.Profiles[n].Where(o => !order.Take(8).Contains(o.Key)).Sum(o => o.Value.Ms):F2} |"))));
-                sb.AppendLine(c, $"| **clocked total** |" + string.Concat(names.Select(n => string.Create(c, $" **{s.Profiles[n].Sum(o => o.Value.Ms):F2}** |"))));
-                sb.AppendLine(c, $"| decode wall (table above) |" + string.Concat(names.Select(n => string.Create(c, $" {DecodeMs(s, n, s.Lengths[0]):F2} |"))));
+                sb.AppendLine($"| (the rest) |" + string.Concat(names.Select(n => string.Create(c, $" {s.Profiles[n].Where(o => !order.Take(8).Contains(o.Key)).Sum(o => o.Value.Ms):F2} |"))));
+                sb.AppendLine($"| **clocked total** |" + string.Concat(names.Select(n => string.Create(c, $" **{s.Profiles[n].Sum(o => o.Value.Ms):F2}** |"))));
+                sb.AppendLine($"| decode wall (table above) |" + string.Concat(names.Select(n => string.Create(c, $" {DecodeMs(s, n, s.Lengths[0]):F2} |"))));
                 sb.AppendLine();
             }
             sb.AppendLine("Ratios, llama.cpp ÷ the device (> 1: the device is faster). Prefill: per round, the median (and the range over rounds); decode: per pair of")

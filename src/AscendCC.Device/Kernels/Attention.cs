@@ -156,12 +156,31 @@ internal static unsafe class Attention
         int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
         where TC : struct, LinearKernel.IWeightReader
     {
+        int headsPerBlock = HeadsPerBlock(nHeads, nHeads / nKvHeads, grid.CoreCount);
         var kernel = new AttentionKernel<TC>
         {
             Q = q, KCache = k, VCache = v, Output = output, Work = work,
-            NHeads = nHeads, Group = nHeads / nKvHeads, HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, Window = window,
+            NHeads = nHeads, Group = nHeads / nKvHeads, HeadsPerBlock = headsPerBlock, HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, Window = window,
         };
-        grid.Launch(nHeads * items, ref kernel);
+        grid.Launch(nHeads / headsPerBlock * items, ref kernel);
+    }
+
+    /// <summary>
+    /// Query heads per block: heads that share a KV head (grouped-query attention) go together, so
+    /// a decode row widens and reads each key and value once for all of them instead of once per
+    /// head — the group's largest divisor that still leaves at least four blocks per core of a
+    /// single query tile, so a decode step keeps every core busy.
+    /// </summary>
+    private static int HeadsPerBlock(int nHeads, int group, int cores)
+    {
+        for (int heads = group; heads > 1; heads--)
+        {
+            if (group % heads == 0 && nHeads / heads >= 4 * cores)
+            {
+                return heads;
+            }
+        }
+        return 1;
     }
 
     /// <summary>One query tile of one segment: its first row in q, its positions, and its slot's byte offset in the caches.</summary>
@@ -174,15 +193,16 @@ internal static unsafe class Attention
         where TC : struct, LinearKernel.IWeightReader
     {
         int qTiles = (seq + QueryTile - 1) / QueryTile;
+        int headsPerBlock = HeadsPerBlock(nHeads, nHeads / nKvHeads, grid.CoreCount);
         var kernel = new AttentionKernel<TC>
         {
             Q = q, KCache = k, VCache = v, Output = output,
-            Seq = seq, StartPos = startPos, NHeads = nHeads, Group = nHeads / nKvHeads,
+            Seq = seq, StartPos = startPos, NHeads = nHeads, Group = nHeads / nKvHeads, HeadsPerBlock = headsPerBlock,
             HeadDim = headDim, MaxSeq = maxSeq, Scale = scale, QueryTiles = qTiles,
             // A window at least as long as the context masks nothing: the plain causal path.
             Window = window >= startPos + seq ? 0 : window,
         };
-        grid.Launch(nHeads * qTiles, ref kernel);
+        grid.Launch(nHeads / headsPerBlock * qTiles, ref kernel);
     }
 
     private struct AttentionKernel<TC> : IBlockKernel where TC : struct, LinearKernel.IWeightReader
@@ -195,6 +215,7 @@ internal static unsafe class Attention
         public int StartPos;
         public int NHeads;
         public int Group;
+        public int HeadsPerBlock;
         public int HeadDim;
         public int MaxSeq;
         public float Scale;
@@ -205,15 +226,16 @@ internal static unsafe class Attention
 
         public readonly void Execute(int block)
         {
-            int head = block % NHeads;
+            int blocksPerTile = NHeads / HeadsPerBlock;
+            int head = block % blocksPerTile * HeadsPerBlock;
             if (Work is null)
             {
                 // Latest query tiles see the most keys; handing them out first lets the short ones fill the gaps.
-                Tile(head, (QueryTiles - 1 - block / NHeads) * QueryTile, KCache, VCache);
+                Tile(head, (QueryTiles - 1 - block / blocksPerTile) * QueryTile, KCache, VCache);
                 return;
             }
             // A batched launch: this tile's segment, seen as a single sequence of its own.
-            WorkItem item = Work[block / NHeads];
+            WorkItem item = Work[block / blocksPerTile];
             AttentionKernel<TC> segment = this;
             nint rowOffset = (nint)item.Row * NHeads * HeadDim;
             segment.Q = Q + rowOffset;
@@ -224,6 +246,7 @@ internal static unsafe class Attention
             segment.Tile(head, item.Q0, KCache + item.KvBase, VCache + item.KvBase);
         }
 
+        /// <summary>Heads [<paramref name="head"/>, +HeadsPerBlock) (one KV head's, or part of them) for the query tile at <paramref name="q0"/>.</summary>
         private readonly void Tile(int head, int q0, byte* kCache, byte* vCache)
         {
             int rows = Math.Min(QueryTile, Seq - q0);
@@ -231,13 +254,87 @@ internal static unsafe class Attention
             var scratch = Scratch.For(HeadDim);
             if (rows >= MinRowsForTiled && Vector512.IsHardwareAccelerated)
             {
-                TiledRows(scratch, head, q0, rows, kCache + kvOffset, vCache + kvOffset);
+                for (int h = head; h < head + HeadsPerBlock; h++)
+                {
+                    TiledRows(scratch, h, q0, rows, kCache + kvOffset, vCache + kvOffset);
+                }
             }
-            else
+            else if (Vector512.IsHardwareAccelerated)
             {
                 for (int r = 0; r < rows; r++)
                 {
-                    SingleRow(scratch, head, q0 + r, kCache + kvOffset, vCache + kvOffset);
+                    GroupRow(scratch, head, q0 + r, kCache + kvOffset, vCache + kvOffset);
+                }
+            }
+            else
+            {
+                for (int h = head; h < head + HeadsPerBlock; h++)
+                {
+                    for (int r = 0; r < rows; r++)
+                    {
+                        SingleRow(scratch, h, q0 + r, kCache + kvOffset, vCache + kvOffset);
+                    }
+                }
+            }
+        }
+
+        /// <summary>
+        /// Query row <paramref name="i"/> of heads [<paramref name="head"/>, +HeadsPerBlock), which share
+        /// one KV head: each key and value tile is widened (half caches) and read from L1 once for all
+        /// of them. Per head, the arithmetic is <see cref="SingleRow"/>'s step for step (the same dot
+        /// products, softmax updates and weighted sums on the same widened values), so the results
+        /// are the same bits.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private readonly void GroupRow(Scratch scratch, int head, int i, byte* k, byte* v)
+        {
+            int hd = HeadDim, heads = HeadsPerBlock;
+            nint rowOffset = (nint)i * NHeads * hd + (nint)head * hd;
+            // Per head: its scaled query and running output (QueryTile × hd each: heads ≤ 32), scores of a key tile, m and l.
+            float* q = scratch.QT;
+            float* o = scratch.O;
+            float* s = scratch.S;
+            float* m = stackalloc float[heads];
+            float* l = stackalloc float[heads];
+            for (int h = 0; h < heads; h++)
+            {
+                for (int d = 0; d < hd; d++)
+                {
+                    q[(h * hd) + d] = Scale * Q[rowOffset + (h * hd) + d];
+                    o[(h * hd) + d] = 0f;
+                }
+                m[h] = float.NegativeInfinity;
+                l[h] = 0f;
+            }
+            int kEnd = StartPos + i + 1;
+            int kStart = Window > 0 ? Math.Max(0, kEnd - Window) : 0;
+            for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
+            {
+                int kn = Math.Min(KeyTile, kEnd - kt0);
+                float* kt = Tile(k, kt0, kn, scratch.KTile);
+                float* vt = Tile(v, kt0, kn, scratch.VTile);
+                for (int h = 0; h < heads; h++)
+                {
+                    float* qh = q + (h * hd);
+                    float* sh = s + (h * KeyTile);
+                    for (int j = 0; j < kn; j++)
+                    {
+                        sh[j] = Dot<LinearKernel.F32Weights>(qh, (byte*)(kt + ((nint)j * hd)), hd);
+                    }
+                    float mNew = MathF.Max(m[h], Reductions.Max(ref *sh, kn));
+                    float corr = MathF.Exp(m[h] - mNew);
+                    l[h] = l[h] * corr + Reductions.ExpShiftedSum(ref *sh, ref *sh, kn, mNew);
+                    AccumulatePV1<LinearKernel.F32Weights>(o + (h * hd), sh, 1, (byte*)vt, kn, hd, corr);
+                    m[h] = mNew;
+                }
+            }
+            for (int h = 0; h < heads; h++)
+            {
+                float inv = 1f / l[h];
+                float* outRow = Output + rowOffset + (h * hd);
+                for (int d = 0; d < hd; d++)
+                {
+                    outRow[d] = o[(h * hd) + d] * inv;
                 }
             }
         }
@@ -429,9 +526,9 @@ internal static unsafe class Attention
             }
         }
 
-        // A prefill tile reuses each key and value for up to 32 queries, so a half-precision tile is
-        // widened once into the core's scratch (it stays in L1) instead of on every reuse; an f32 tile
-        // is read where it lies.
+        // A prefill tile reuses each key and value for up to 32 queries, and a decode row for every head
+        // of its group, so a half-precision tile is widened once into the core's scratch (it stays in
+        // L1) instead of on every reuse; an f32 tile is read where it lies.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private readonly float* Tile(byte* cache, int kt0, int kn, float* scratch)
         {
@@ -677,7 +774,7 @@ internal static unsafe class Attention
         }
     }
 
-    // dst[0..count) = src widened from TC (the prefill path only runs with Vector512).
+    // dst[0..count) = src widened from TC (the tiled and grouped paths only run with Vector512).
     private static void Widen<TC>(byte* src, float* dst, int count) where TC : struct, LinearKernel.IWeightReader
     {
         int i = 0;
@@ -731,10 +828,10 @@ internal static unsafe class Attention
         public float* QRow { get; }
         public float* ORow { get; }
 
-        /// <summary>A half-precision cache's key tile widened to f32 (prefill only).</summary>
+        /// <summary>A half-precision cache's key tile widened to f32.</summary>
         public float* KTile { get; }
 
-        /// <summary>A half-precision cache's value tile widened to f32 (prefill only).</summary>
+        /// <summary>A half-precision cache's value tile widened to f32.</summary>
         public float* VTile { get; }
 
         public static Scratch For(int headDim)

@@ -23,6 +23,8 @@ public class AttentionTests
     [TestCase(1, 0, 4, 4, 64, TestName = "First token")]
     [TestCase(1, 511, 8, 8, 64, TestName = "Decode at context 512")]
     [TestCase(1, 300, 8, 1, 128, TestName = "Decode, GQA 8, headDim 128")]
+    [TestCase(1, 511, 32, 4, 64, TestName = "Decode at 512, 32 heads on 4 KV heads (heads of a group share a block)")]
+    [TestCase(1, 100, 64, 1, 32, TestName = "Decode, 64 heads on 1 KV head")]
     [TestCase(3, 17, 4, 2, 8, TestName = "Three tokens after 17, GQA 2, headDim 8")]
     [TestCase(17, 5, 8, 2, 64, TestName = "17 tokens after 5, GQA 4")]
     [TestCase(40, 0, 2, 1, 8, TestName = "Prefill 40, headDim 8")]
@@ -51,6 +53,7 @@ public class AttentionTests
     [TestCase(3, 17, 4, 2, 8, 4, TestName = "Window 4, three tokens after 17")]
     [TestCase(1, 511, 8, 8, 64, 128, TestName = "Window 128, decode at 512")]
     [TestCase(1, 300, 8, 1, 128, 5, TestName = "Window 5, decode, GQA 8, headDim 128")]
+    [TestCase(1, 300, 32, 4, 64, 70, TestName = "Window 70, decode, 32 heads on 4 KV heads")]
     [TestCase(1, 4, 4, 2, 16, 5, TestName = "Window 5, decode at the window's edge")]
     public void SlidingWindowMatchesTorchWithAnExplicitMask(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window)
     {
