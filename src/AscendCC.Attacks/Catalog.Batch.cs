@@ -61,6 +61,50 @@ public static partial class AttackCatalog
                 }
                 return Refused(BatchStep(bed, llama, (victim.Session, StepBlock.ModeDecode, victim.Slot, victim.Position, 1)), "the evicted victim's decode");
             }));
+
+        // The request rows' own checks, each made before any record is opened (the host writes the rows).
+        yield return BatchAttack("Batch_MoreSegmentsThanSlots", "Context", "segments, not 4",
+            "The host's step block claims four segments for a program of three slots, so that the device would read request rows past the table and feed more sequences than the context has slots.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, [(victim.Session, StepBlock.ModeDecode, victim.Slot, victim.Position, 1)], [], count: 4), "a pass of four segments")));
+        yield return BatchAttack("Batch_EmptyPass", "Context", "segments, not 0",
+            "The host runs the program with no segment at all: the pass would seal the previous pass's tokens again from state it did not refresh.",
+            bed => OnBatch(bed, (llama, victim, host) => Refused(BatchStep(bed, llama, [], [], count: 0), "a pass of no segment")));
+        yield return BatchAttack("Batch_SessionThatDoesNotExist", "Context", "does not exist",
+            "A request row names session 0 (no session has it), hoping that a missing session reads as a fresh one in the victim's slot.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, (0, StepBlock.ModeDecode, victim.Slot, victim.Position, 1)), "session 0")));
+        yield return BatchAttack("Batch_UnknownMode", "Context", "is not 0 (decode)",
+            "A request row with mode 3, neither decode, open nor continue: a mode no rule covers would skip every rule.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, (host.Session, 3, host.Slot, host.Position, 1)), "mode 3")));
+        yield return BatchAttack("Batch_SlotOutsideTheProgram", "Context", "not one of the program's",
+            "The host's own session decodes in slot 3 of a three-slot program: the slot's slices of the KV cache, history and sampler would lie past the regions, in whatever follows them.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, (host.Session, StepBlock.ModeDecode, 3, host.Position, 1)), "slot 3")));
+        yield return BatchAttack("Batch_SegmentPastTheContext", "Context", "do not fit the context",
+            "The host's own session decodes at the last position plus one (and with zero tokens): rows past a slot's context are the next slot's, the victim's.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+            {
+                AttackResult past = Refused(BatchStep(bed, llama, (host.Session, StepBlock.ModeDecode, host.Slot, llama.MaxContext, 1)), "a decode past the context");
+                return past.IsBlocked ? Refused(BatchStep(bed, llama, (host.Session, StepBlock.ModeDecode, host.Slot, host.Position, 0)), "a segment of no token") : past;
+            }));
+        yield return BatchAttack("Batch_PassLongerThanItHolds", "Context", "tokens a pass holds",
+            "The host opens a prompt of its own session as one segment of nine tokens in a program whose passes hold eight: the rows past the pass's buffers would be read from and written to the neighbouring regions.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, [(host.Session, StepBlock.ModeOpenPrompt, host.Slot, 0, 9)], [host.Record]), "a nine-token pass")));
+        yield return BatchAttack("Batch_OpenNotAtPositionZero", "Context", "opened at position 0",
+            "The host opens its own prompt at position 1 of its slot, so that position 0 keeps the keys and values left there by whoever held the slot before.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, [(host.Session, StepBlock.ModeOpenPrompt, host.Slot, 1, Prompt.Length)], [host.Record]), "an open at position 1")));
+        yield return BatchAttack("Batch_ContinuePastTheOpenedPrompt", "Context", "not in the opened prompt",
+            "The host's own session, its prompt read, asks to continue the prompt past its end: the rows would feed tokens the data owner never sealed (the slot's stale prompt buffer) as if they were its prompt.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, (host.Session, StepBlock.ModeContinuePrompt, host.Slot, host.Position, 1)), "a continue past the prompt")));
+        yield return BatchAttack("Batch_DecodeOfTwoTokens", "Context", "feeds one token",
+            "The host asks for two decode rows of the victim in one segment: the second row's input would be a token the device never sampled.",
+            bed => OnBatch(bed, (llama, victim, host) =>
+                Refused(BatchStep(bed, llama, (victim.Session, StepBlock.ModeDecode, victim.Slot, victim.Position, 2)), "a decode of two tokens")));
     }
 
     private static Attack BatchAttack(string name, string requirement, string evidence, string description, Func<Testbed, AttackResult> body) =>
@@ -105,8 +149,11 @@ public static partial class AttackCatalog
     private static CompletionEntry BatchStep(Testbed bed, CausalLM llama, params (int Session, int Mode, int Slot, int Start, int Seq)[] segments) =>
         BatchStep(bed, llama, segments, []);
 
-    /// <summary>One pass of the loaded batched program with host-written requests and staged records (graph mode).</summary>
-    private static CompletionEntry BatchStep(Testbed bed, CausalLM llama, (int Session, int Mode, int Slot, int Start, int Seq)[] segments, byte[][] records)
+    /// <summary>
+    /// One pass of the loaded batched program with host-written requests and staged records (graph
+    /// mode); the step block's segment count is <paramref name="count"/> when given, else the rows'.
+    /// </summary>
+    private static CompletionEntry BatchStep(Testbed bed, CausalLM llama, (int Session, int Mode, int Slot, int Start, int Seq)[] segments, byte[][] records, int? count = null)
     {
         long recordSlot = llama.Region(llama.Layout.PromptRecord!).Bytes / llama.MaxSequences;
         for (int i = 0; i < records.Length; i++)
@@ -125,7 +172,7 @@ public static partial class AttackCatalog
         }
         bed.Attacker.WriteDevice(llama.Region(llama.Layout.Requests!).Address, requests);
         var parameters = new byte[StepBlock.Bytes];
-        BinaryPrimitives.WriteInt64LittleEndian(parameters.AsSpan(StepBlock.Segments * 8), segments.Length);
+        BinaryPrimitives.WriteInt64LittleEndian(parameters.AsSpan(StepBlock.Segments * 8), count ?? segments.Length);
         bed.Attacker.WriteDevice(llama.Region(llama.Layout.Params).Address, parameters);
         return bed.Attacker.ExecuteModel(llama.Model.Id);
     }

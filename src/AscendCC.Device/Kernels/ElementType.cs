@@ -13,10 +13,10 @@ internal enum ElementType : byte
     BF16 = 2,
     /// <summary>
     /// llama.cpp's block_q8_0 in meaning (blocks of 32 weights along a row, w = d·q with an f16 d and
-    /// int8 q), stored as two planes: see <see cref="BlockMatrix{TFormat}"/>. Matrices only, rows a whole number of blocks.
+    /// int8 q), stored as a quant plane in strips of eight rows and a scale plane: see <see cref="BlockMatrix{TFormat}"/>. Matrices only, rows a whole number of blocks.
     /// </summary>
     Q8_0 = 3,
-    /// <summary>llama.cpp's block_q4_0 in meaning (w = d·(n − 8), n a 4-bit nibble), in the same two planes (<see cref="Q4_0Format"/>).</summary>
+    /// <summary>llama.cpp's block_q4_0 in meaning (w = d·(n − 8), n a 4-bit nibble), in the same layout (<see cref="Q4_0Format"/>).</summary>
     Q4_0 = 4,
 }
 

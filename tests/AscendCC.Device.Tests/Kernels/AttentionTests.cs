@@ -60,6 +60,39 @@ public class AttentionTests
         Check(seq, startPos, nHeads, nKvHeads, headDim, 1f / MathF.Sqrt(headDim), aliasOutput: false, window);
     }
 
+    /// <summary>
+    /// In decode the query heads that share a KV head run in one block over one widening of each key
+    /// and value tile; per head the arithmetic is the same as alone, so each KV head's group, run as
+    /// its own single-KV-head attention (where a block holds fewer heads), gives the same bits.
+    /// Half caches too, where the shared widening happens.
+    /// </summary>
+    [TestCase((int)ElementType.F32, TestName = "{m}(F32)")]
+    [TestCase((int)ElementType.F16, TestName = "{m}(F16)")]
+    [TestCase((int)ElementType.BF16, TestName = "{m}(BF16)")]
+    public void GroupedDecodeGivesEachHeadTheBitsItGetsAlone(int typeCode)
+    {
+        var type = (ElementType)typeCode;
+        const int nHeads = 32, nKvHeads = 4, headDim = 64, startPos = 300, maxSeq = 320, group = nHeads / nKvHeads;
+        int size = ElementTypes.SizeOf(type);
+        float[] q = Normal(nHeads * headDim, 41);
+        float[] keys = Normal(nKvHeads * maxSeq * headDim, 42), values = Normal(nKvHeads * maxSeq * headDim, 43);
+        byte[] kCache = new byte[keys.Length * size], vCache = new byte[values.Length * size];
+        KvCache.KvCacheWrite(keys, values, kCache, vCache, type, maxSeq, 0, nKvHeads, headDim, maxSeq);
+        float[] grouped = new float[q.Length];
+        Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, type, grouped, 1, startPos, nHeads, nKvHeads, headDim, maxSeq, 0.125f);
+        int kvBytes = maxSeq * headDim * size;
+        for (int g = 0; g < nKvHeads; g++)
+        {
+            float[] alone = new float[group * headDim];
+            Attention.CausalAttention(AiCoreGrid.Shared, q.AsSpan(g * group * headDim, group * headDim), kCache.AsSpan(g * kvBytes, kvBytes), vCache.AsSpan(g * kvBytes, kvBytes),
+                type, alone, 1, startPos, group, 1, headDim, maxSeq, 0.125f);
+            for (int i = 0; i < alone.Length; i++)
+            {
+                Assert.That(BitConverter.SingleToInt32Bits(grouped[(g * group * headDim) + i]), Is.EqualTo(BitConverter.SingleToInt32Bits(alone[i])), $"KV head {g}, element {i}");
+            }
+        }
+    }
+
     [Test]
     public void NegativeWindowThrows()
     {

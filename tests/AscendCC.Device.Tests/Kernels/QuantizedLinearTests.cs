@@ -43,13 +43,14 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
     private static IEnumerable<TestCaseData> Shapes()
     {
         // m ≤ 8: the strip GEMV; m > 8: the VNNI GEMM (AvxVnni) or the strip kernel. Row counts that
-        // are not multiples of the 4-row strip, the 6-row or 16-column GEMM tile or the 4096-column
-        // slice; k of one block, of a scale group of 8 blocks plus one (288), and past the GEMM's
+        // are not multiples of the 8-row strip (tail rows), of the 6-row or 16-column GEMM tile or the
+        // 4096-column slice, and (27, 45) whose last whole strip shares a 16-column GEMM panel with
+        // tail rows; k of one block, of a scale group of 8 blocks plus one (288), and past the GEMM's
         // 256-deep slice (800 = 3 slices + 32).
         int[][] shapes =
         [
             [1, 32, 1], [1, 768, 2048], [2, 96, 37], [3, 288, 7], [4, 64, 130], [5, 32, 17], [7, 800, 33], [8, 96, 21],
-            [13, 288, 4099], [33, 64, 16], [127, 256, 129], [3, 0, 5],
+            [13, 288, 4099], [33, 64, 16], [127, 256, 129], [3, 0, 5], [9, 96, 27], [20, 288, 45],
         ];
         foreach (ElementType format in Formats)
         {
@@ -243,6 +244,7 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
     [TestCase("Q8_0", 37)]
     [TestCase("Q4_0", 37)]
     [TestCase("Q4_0", 64)]
+    [TestCase("Q8_0", 27)]
     public void DecodeBatchAndPrefillGiveTheSameBits(string formatName, int n)
     {
         if (!Int8Dot.IsSupported(Int8DotIsa.AvxVnni))
@@ -363,11 +365,12 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
     public void EmbeddingRowsOfABlockQuantizedTableAreTheDequantizedRows(string formatName)
     {
         ElementType format = Enum.Parse<ElementType>(formatName);
-        const int vocab = 5, dim = 64;
+        // A whole strip of eight rows and five tail rows.
+        const int vocab = 13, dim = 64;
         float[] table = Weights(vocab * dim, seed: 4);
         byte[] matrix = BlockReference.QuantizeMatrix(format, table, vocab, dim);
         double[] dequantized = BlockReference.Dequantize(format, matrix, vocab, dim);
-        int[] ids = [3, 0, 4, 3];
+        int[] ids = [3, 0, 12, 7, 8, 3];
         float[] y = new float[ids.Length * dim];
         Embedding.EmbeddingGather(matrix, format, ids, y, vocab, dim);
         for (int t = 0; t < ids.Length; t++)
