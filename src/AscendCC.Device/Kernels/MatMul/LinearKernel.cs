@@ -9,7 +9,7 @@ namespace AscendCC.Device.Kernels;
 /// torch.nn.functional.linear on the AI Cores: y[m,n] = x[m,k] · W[n,k]^T (+ bias). Decode-sized
 /// inputs (m ≤ <see cref="GemvMaxRows"/>) are bandwidth bound, so W is streamed exactly once from
 /// memory in its stored precision and widened in registers; larger inputs (prefill) go through the
-/// blocked GEMM, which widens W to f32 while packing it. Q8_0 and Q4_0 weights go to
+/// blocked GEMM, which widens W to f32 while packing it. Q8_0, Q4_0 and Q4_K weights go to
 /// <see cref="QuantizedLinear"/>, which multiplies in int8.
 /// </summary>
 internal static unsafe class LinearKernel
@@ -150,13 +150,17 @@ internal static unsafe class LinearKernel
     /// </summary>
     private static void RequireWeightType(ElementType wType, int k, Int8DotIsa int8Isa)
     {
-        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0))
+        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K))
         {
-            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0 or Q4_0.");
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0, Q4_0 or Q4_K.");
         }
         if (ElementTypes.IsBlockQuantized(wType))
         {
             BlockMatrix.RequireWholeBlocks(k, $"the {wType} weight");
+            if (wType == ElementType.Q4_K)
+            {
+                Q4_KMatrix.RequireWholeSuperBlocks(k, "the Q4_K weight");
+            }
             if (!Int8Dot.IsSupported(int8Isa))
             {
                 throw new PlatformNotSupportedException($"This CPU has no {int8Isa}; use Int8Dot.DefaultIsa ({Int8Dot.DefaultIsa}).");
@@ -290,9 +294,10 @@ internal static unsafe class LinearKernel
 
     /// <summary>
     /// Each block owns a run of output features (rows of W). Four rows are reduced together with two
-    /// accumulators each (two rows × tokens when tokens are paired): eight independent FMA chains hide
-    /// FMA latency, and four sequential streams keep the hardware prefetchers saturating DRAM. For
-    /// m &gt; 2 the same 4-row strip is re-read from cache per token pair, so DRAM still sees W once.
+    /// accumulators each (one accumulator per row and token when tokens are grouped in fours or
+    /// pairs): eight or more independent FMA chains hide FMA latency, and four sequential streams
+    /// keep the hardware prefetchers saturating DRAM. For m &gt; 4 the same 4-row strip is re-read
+    /// from cache per group of tokens, so DRAM still sees W once.
     /// </summary>
     private struct GemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
     {
@@ -309,31 +314,19 @@ internal static unsafe class LinearKernel
             int j1 = Math.Min(N, j0 + RowsPerBlock);
             nint rowBytes = (nint)K * TW.ElementSize;
             int j = j0;
-            float* sums = stackalloc float[32];
+            float* sums = stackalloc float[16];
             for (; j + 4 <= j1; j += 4)
             {
                 byte* r0 = W + j * rowBytes;
                 int t = 0;
                 if (Wide)
                 {
-                    // Eight tokens per pass (a batched decode step of eight sequences), two rows at a
-                    // time: each widened weight vector feeds eight FMAs, and the widening (two uops on
-                    // the FMA ports per 16 weights) is paid once for all eight tokens.
-                    for (; t + 8 <= M; t += 8)
-                    {
-                        Dot2x512Oct(X + (nint)t * K, K, r0, sums);
-                        Dot2x512Oct(X + (nint)t * K, K, r0 + 2 * rowBytes, sums + 16);
-                        for (int u = 0; u < 8; u++)
-                        {
-                            float* yu = Y + (nint)(t + u) * N + j;
-                            for (int r = 0; r < 2; r++)
-                            {
-                                yu[r] = Bias != null ? sums[2 * u + r] + Bias[j + r] : sums[2 * u + r];
-                                yu[r + 2] = Bias != null ? sums[16 + 2 * u + r] + Bias[j + r + 2] : sums[16 + 2 * u + r];
-                            }
-                        }
-                    }
-                    // Four tokens per pass: each widened weight vector feeds sixteen FMAs.
+                    // Four tokens per pass: each widened weight vector feeds sixteen FMAs. Eight
+                    // tokens (a batched decode step of eight sequences) are two such passes over the
+                    // strip, the second reading it from cache: measured on the 1.1B step's linears
+                    // (bench -- gemv), 8 tokens 81–89 → 63–65 ms, against 55–60 ms for one token, where
+                    // one pass of eight tokens two rows at a time kept all eight x rows streaming
+                    // through L1 (64 KiB of them at k = 2048, past its 48 KiB) on every weight vector.
                     for (; t + 4 <= M; t += 4)
                     {
                         Dot4x512Quad(X + (nint)t * K, K, r0, rowBytes, sums);
@@ -386,70 +379,6 @@ internal static unsafe class LinearKernel
             }
         }
 
-        /// <summary>sums[2t + r] = x_t · row r, for the eight tokens from x (rows k apart) and two rows from r0.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot2x512Oct(float* x, int k, byte* r0, float* sums)
-        {
-            byte* r1 = r0 + ((nint)k * TW.ElementSize);
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-            // (rows are k elements long: the caller's W is [n, k])
-            Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default, b4 = default, b5 = default, b6 = default, b7 = default;
-            nint i = 0;
-            // The next strip's same two rows, as Dot4x512 prefetches: with sixteen FMAs per weight
-            // vector the core is busy long enough for the hardware prefetchers to fall behind, and W
-            // comes from DRAM (measured on the 768×32000 classifier at m = 8: 5.3 ms without).
-            nint rowBytes = (nint)k * TW.ElementSize;
-            byte* ahead = r0 + (4 * rowBytes);
-            for (; i <= k - 16; i += 16)
-            {
-                if (Sse.IsSupported)
-                {
-                    Sse.Prefetch0(ahead + (i * TW.ElementSize));
-                    Sse.Prefetch0(ahead + rowBytes + (i * TW.ElementSize));
-                }
-                Vector512<float> w = TW.Load16(r0, i), v = TW.Load16(r1, i);
-                Vector512<float> u = Vector512.Load(x + i);
-                a0 = Vector512.FusedMultiplyAdd(w, u, a0);
-                b0 = Vector512.FusedMultiplyAdd(v, u, b0);
-                u = Vector512.Load(x + k + i);
-                a1 = Vector512.FusedMultiplyAdd(w, u, a1);
-                b1 = Vector512.FusedMultiplyAdd(v, u, b1);
-                u = Vector512.Load(x + (2 * (nint)k) + i);
-                a2 = Vector512.FusedMultiplyAdd(w, u, a2);
-                b2 = Vector512.FusedMultiplyAdd(v, u, b2);
-                u = Vector512.Load(x + (3 * (nint)k) + i);
-                a3 = Vector512.FusedMultiplyAdd(w, u, a3);
-                b3 = Vector512.FusedMultiplyAdd(v, u, b3);
-                u = Vector512.Load(x + (4 * (nint)k) + i);
-                a4 = Vector512.FusedMultiplyAdd(w, u, a4);
-                b4 = Vector512.FusedMultiplyAdd(v, u, b4);
-                u = Vector512.Load(x + (5 * (nint)k) + i);
-                a5 = Vector512.FusedMultiplyAdd(w, u, a5);
-                b5 = Vector512.FusedMultiplyAdd(v, u, b5);
-                u = Vector512.Load(x + (6 * (nint)k) + i);
-                a6 = Vector512.FusedMultiplyAdd(w, u, a6);
-                b6 = Vector512.FusedMultiplyAdd(v, u, b6);
-                u = Vector512.Load(x + (7 * (nint)k) + i);
-                a7 = Vector512.FusedMultiplyAdd(w, u, a7);
-                b7 = Vector512.FusedMultiplyAdd(v, u, b7);
-            }
-            float* s = sums;
-            s[0] = Vector512.Sum(a0); s[1] = Vector512.Sum(b0); s[2] = Vector512.Sum(a1); s[3] = Vector512.Sum(b1);
-            s[4] = Vector512.Sum(a2); s[5] = Vector512.Sum(b2); s[6] = Vector512.Sum(a3); s[7] = Vector512.Sum(b3);
-            s[8] = Vector512.Sum(a4); s[9] = Vector512.Sum(b4); s[10] = Vector512.Sum(a5); s[11] = Vector512.Sum(b5);
-            s[12] = Vector512.Sum(a6); s[13] = Vector512.Sum(b6); s[14] = Vector512.Sum(a7); s[15] = Vector512.Sum(b7);
-            for (; i < k; i++)
-            {
-                float w0 = TW.Load(r0, i), w1 = TW.Load(r1, i);
-                for (int t = 0; t < 8; t++)
-                {
-                    float xt = x[(t * (nint)k) + i];
-                    s[2 * t] = MathF.FusedMultiplyAdd(w0, xt, s[2 * t]);
-                    s[2 * t + 1] = MathF.FusedMultiplyAdd(w1, xt, s[2 * t + 1]);
-                }
-            }
-        }
-
         /// <summary>sums[4t + r] = x_t · row r, for the four tokens from x (rows k apart) and four rows from r0.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Dot4x512Quad(float* x, int k, byte* r0, nint rowBytes, float* sums)
@@ -466,7 +395,7 @@ internal static unsafe class LinearKernel
             {
                 if (Sse.IsSupported)
                 {
-                    // The next strip, as Dot2x512Oct prefetches it.
+                    // The next strip, as Dot4x512 prefetches it.
                     nint at = i * TW.ElementSize;
                     Sse.Prefetch0(ahead + at);
                     Sse.Prefetch0(ahead + rowBytes + at);
@@ -527,7 +456,7 @@ internal static unsafe class LinearKernel
             {
                 if (Sse.IsSupported)
                 {
-                    // The next strip, as Dot2x512Oct prefetches it.
+                    // The next strip, as Dot4x512 prefetches it.
                     nint at = i * TW.ElementSize;
                     Sse.Prefetch0(ahead + at);
                     Sse.Prefetch0(ahead + rowBytes + at);
