@@ -5,6 +5,7 @@ using AscendCC.Runtime.Confidential;
 using Microsoft.Extensions.Options;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
+using AscendCC.Server.Plain;
 
 namespace AscendCC.Server;
 
@@ -48,6 +49,9 @@ public sealed class NpuSlot : IDisposable
 
     /// <summary>A batched model's loop (its deployment answers several sessions at once), or null.</summary>
     internal BatchLoop? Batch { get; set; }
+
+    /// <summary>CC off, a model of several sequences: the loop that batches the OpenAI requests' replies, or null.</summary>
+    internal PlainBatchLoop? PlainBatch { get; set; }
 
     private int _queued;
 
@@ -126,6 +130,7 @@ public sealed class NpuSlot : IDisposable
     public void Dispose()
     {
         Batch?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        PlainBatch?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         Loaded?.Dispose();
         Runtime.Dispose();
         Device.Dispose();
@@ -159,6 +164,10 @@ public sealed class NpuFleet : IDisposable
         if (!o.Confidential && string.IsNullOrEmpty(o.Model))
         {
             throw new InvalidOperationException("Npu:Confidential is false but Npu:Model is not set: a CC-off host serves one plaintext model; set Npu:Model to a Hugging Face model folder");
+        }
+        if (!o.Confidential && o.MaxSequences < 1)
+        {
+            throw new InvalidOperationException($"Npu:MaxSequences is {o.MaxSequences}; it is how many replies each NPU decodes together: 1 or more (1 answers one request at a time)");
         }
         Options = o;
         Directory.CreateDirectory(o.ModelStore);
@@ -208,9 +217,14 @@ public sealed class NpuFleet : IDisposable
         foreach (NpuSlot slot in slots)
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            slot.Loaded = CausalLM.Load(slot.Runtime, checkpoint, new CausalLMOptions { Mode = o.Mode, MaxContext = o.MaxContext > 0 ? o.MaxContext : 2048 });
+            slot.Loaded = CausalLM.Load(slot.Runtime, checkpoint, new CausalLMOptions { Mode = o.Mode, MaxContext = o.MaxContext > 0 ? o.MaxContext : 2048, MaxSequences = o.MaxSequences });
             slot.LoadedPackage = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
-            logger.LogInformation("NPU {Device} loaded {Model} in plaintext (CC off, context {Context}) in {Milliseconds} ms", slot.Index, folder, slot.Loaded.MaxContext, clock.ElapsedMilliseconds);
+            if (slot.Loaded.MaxSequences > 1)
+            {
+                slot.PlainBatch = new PlainBatchLoop(slot, slot.Loaded, logger);
+            }
+            logger.LogInformation("NPU {Device} loaded {Model} in plaintext (CC off, context {Context}, {Sequences} sequences at once) in {Milliseconds} ms",
+                slot.Index, folder, slot.Loaded.MaxContext, slot.Loaded.MaxSequences, clock.ElapsedMilliseconds);
         }
         PlainModelId = o.ModelId ?? slots[0].LoadedPackage;
     }

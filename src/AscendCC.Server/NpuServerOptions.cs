@@ -40,4 +40,11 @@ public sealed class NpuServerOptions
 
     /// <summary>CC off only: tokens of context per NPU; 0 for the model's maximum (at most 2048).</summary>
     public int MaxContext { get; set; }
+
+    /// <summary>
+    /// CC off only: replies each NPU decodes together (continuous batching: requests join and leave
+    /// between steps, and each step reads every weight once for all of them); each has a KV cache of
+    /// <see cref="MaxContext"/> tokens in HBM. 1 answers one request at a time. Default 4.
+    /// </summary>
+    public int MaxSequences { get; set; } = 4;
 }

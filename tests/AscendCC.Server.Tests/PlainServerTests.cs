@@ -1,6 +1,10 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Tokenizers;
+using AscendCC.Server.Plain;
 using AscendCC.Tests;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
@@ -39,6 +43,7 @@ public sealed class PlainServerTests : IDisposable
             b.UseSetting("Npu:Model", folder);
             b.UseSetting("Npu:MaxContext", "128");
             b.UseSetting("Npu:DeviceCount", "2");
+            b.UseSetting("Npu:MaxSequences", "3");
             b.UseSetting("Npu:ModelStore", _store);
             b.UseSetting("Npu:HbmCapacity", (64L << 20).ToString(System.Globalization.CultureInfo.InvariantCulture));
             b.ConfigureServices(s => s.AddSingleton(recorder.Filter()));
@@ -111,6 +116,106 @@ public sealed class PlainServerTests : IDisposable
         }
         string[] replies = await Task.WhenAll(Stream(), Stream(), Stream());
         Assert.That(replies, Is.All.EqualTo(_continuation));
+    }
+
+    private NpuFleet Fleet => _factory!.Services.GetRequiredService<NpuFleet>();
+
+    private async Task<(string Text, string Finish)> Complete(string json)
+    {
+        using HttpResponseMessage response = await _http.PostAsync("/v1/chat/completions", Body(json));
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), body);
+        using JsonDocument completion = JsonDocument.Parse(body);
+        JsonElement choice = completion.RootElement.GetProperty("choices")[0];
+        return (choice.GetProperty("message").GetProperty("content").GetString()!, choice.GetProperty("finish_reason").GetString()!);
+    }
+
+    [Test]
+    public async Task Concurrent_requests_share_each_npus_steps_and_join_and_leave_between_them()
+    {
+        // Each reply alone first: the reference for the same request in a shared batch.
+        string Request(string prompt, int maxTokens) =>
+            JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = prompt } }, temperature = 0, max_tokens = maxTokens });
+        (string Prompt, int MaxTokens)[] requests = [(Prompt, 60), ("Lily had a", 48), (Prompt, 5), ("The dog", 30), ("Lily had a", 3), (Prompt, 60)];
+        var alone = new List<(string, string)>();
+        foreach ((string prompt, int maxTokens) in requests)
+        {
+            alone.Add(await Complete(Request(prompt, maxTokens)));
+        }
+        Assert.That(alone[0].Item1, Is.EqualTo(_continuation));
+
+        (string, string)[] together = await Task.WhenAll(requests.Select(r => Complete(Request(r.Prompt, r.MaxTokens))));
+
+        Assert.That(together, Is.EqualTo(alone), "each reply, decoded in a batch with the others, is its reply alone");
+        Assert.That(together[2].Item2, Is.EqualTo("length"), "a 5-token reply leaves the batch before the 60-token ones end");
+        Assert.That(Fleet.Devices.Max(d => d.PlainBatch!.MostSequencesInOneStep), Is.GreaterThan(1), "requests shared a step");
+        Assert.That(Fleet.Devices.Select(d => d.PlainBatch!.Capacity), Is.All.EqualTo(3), "Npu:MaxSequences");
+        await WaitUntilIdle();
+    }
+
+    [Test]
+    public async Task A_reply_that_ends_on_a_stop_sequence_is_cut_there_and_the_batch_empties()
+    {
+        // The chat client stops reading at " named" (the story's 8th word) and takes the sequence out
+        // of the batch then; a model this small may have decoded its budget already, so the leaving
+        // itself is held to account below, where the client goes before the first step.
+        string json = JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = Prompt } }, temperature = 0, max_tokens = 120, stop = new[] { " named" } });
+        (string text, string finish) = await Complete(json);
+        Assert.That(finish, Is.EqualTo("stop"));
+        Assert.That(text, Is.EqualTo(_continuation[.._continuation.IndexOf(" named", StringComparison.Ordinal)]));
+        await WaitUntilIdle();
+    }
+
+    /// <summary>
+    /// A reader that leaves before its request joins the batch (still queued), or after the step that
+    /// read its prompt (decoding). The test holds the NPU's gate to pin the loop between steps: the
+    /// loop waits for the gate with the request in hand, gets it for one step, and the test, queued
+    /// behind it (the gate is first come, first served), has it again before the next.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task A_request_whose_reader_leaves_is_taken_out_of_the_batch_unfinished(bool afterOneStep)
+    {
+        NpuSlot npu = Fleet.Devices[0];
+        PlainBatchLoop loop = npu.PlainBatch!;
+        int before = loop.Abandoned;
+        int[] prompt = [.. TextTokenizer.Load(TestData.RequireModel("stories260K")).Encode(Prompt)];
+        using var leave = new CancellationTokenSource();
+        await npu.EnterAsync(CancellationToken.None);
+        ChannelReader<int> tokens = loop.Enqueue(prompt, 120, SamplingOptions.Greedy, [], leave.Token);
+        if (afterOneStep)
+        {
+            for (int i = 0; i < 2000 && npu.Queued < 2; i++)
+            {
+                await Task.Delay(1);
+            }
+            Assert.That(npu.Queued, Is.EqualTo(2), "the loop waits for the NPU with the request");
+            npu.Leave();
+            await npu.EnterAsync(CancellationToken.None);
+        }
+        await leave.CancelAsync();
+        npu.Leave();
+        var received = new List<int>();
+        Assert.CatchAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (int token in tokens.ReadAllAsync())
+            {
+                received.Add(token);
+            }
+        });
+        Assert.That(received, Has.Count.EqualTo(afterOneStep ? 1 : 0), "tokens of the steps it was in: none, or the one after its prompt");
+        Assert.That(loop.Abandoned, Is.EqualTo(before + 1));
+        await WaitUntilIdle();
+    }
+
+    /// <summary>Every NPU's batch empties: nothing a finished or abandoned request started keeps decoding.</summary>
+    private async Task WaitUntilIdle()
+    {
+        for (int i = 0; i < 200 && Fleet.Devices.Any(d => d.PlainBatch!.Active > 0); i++)
+        {
+            await Task.Delay(25);
+        }
+        Assert.That(Fleet.Devices.Select(d => d.PlainBatch!.Active), Is.All.EqualTo(0), "requests still queued or decoding");
     }
 
     [Test]

@@ -8,8 +8,10 @@ namespace AscendCC.Server.Plain;
 
 /// <summary>
 /// CC off: the host's own chat client over its NPUs, behind the OpenAI endpoints. The host tokenizes
-/// and sees everything here, which is what CC off means; each request goes to the NPU with the fewest
-/// requests queued and holds it for its whole reply (first come, first served).
+/// and sees everything here, which is what CC off means. Each request goes to the NPU with the fewest
+/// requests queued; there it joins the NPU's continuous batch (<see cref="PlainBatchLoop"/>, a model
+/// of several sequences) or, with <see cref="NpuServerOptions.MaxSequences"/> = 1, holds the NPU for
+/// its whole reply (first come, first served).
 /// </summary>
 internal sealed class DeviceChatClient : TokenChatClient
 {
@@ -44,12 +46,30 @@ internal sealed class DeviceChatClient : TokenChatClient
     protected override async IAsyncEnumerable<int> GenerateAsync(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        NpuSlot npu = _fleet.Devices.MinBy(d => d.Queued)!;
+        NpuSlot npu = _fleet.Devices.MinBy(d => d.PlainBatch?.Active ?? d.Queued)!;
         CausalLM model = npu.Loaded!;
         // Refused before the wait: a prompt the context cannot hold is the caller's error, not a reason to queue.
         if (prompt.Count >= model.MaxContext)
         {
             throw new ArgumentException($"the prompt has {prompt.Count} tokens but the context holds {model.MaxContext}; shorten it (or start the server with a larger Npu:MaxContext)", nameof(prompt));
+        }
+        if (npu.PlainBatch is { } batch)
+        {
+            // Also cancelled when the caller stops reading early (a stop sequence, a client gone), so
+            // the reply leaves the batch at the next step instead of decoding to its budget.
+            using var leave = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            try
+            {
+                await foreach (int token in batch.Enqueue(prompt, maxTokens, sampling, StopIds, leave.Token).ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    yield return token;
+                }
+            }
+            finally
+            {
+                await leave.CancelAsync().ConfigureAwait(false);
+            }
+            yield break;
         }
         await npu.EnterAsync(cancellationToken).ConfigureAwait(false);
         try
