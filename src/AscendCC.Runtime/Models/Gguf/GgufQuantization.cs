@@ -4,7 +4,7 @@ namespace AscendCC.Runtime.Models.Gguf;
 
 /// <summary>
 /// ggml's block formats to float32 and back, bit for bit as ggml-quants.c's reference rows
-/// (dequantize_row_q8_0, _q4_0, _q4_K, _q6_K; quantize_row_q8_0_ref). Allocation-free.
+/// (dequantize_row_q8_0, _q4_0, _q4_K, _q6_K; quantize_row_q8_0_ref, _q4_0_ref, _q4_K_ref). Allocation-free.
 /// </summary>
 public static class GgufQuantization
 {
@@ -112,6 +112,221 @@ public static class GgufQuantization
                 block[2 + j] = (byte)(low | (high << 4));
             }
         }
+    }
+
+    /// <summary>
+    /// Quantizes whole super-blocks of 256 values to Q4_K byte for byte as ggml's
+    /// quantize_row_q4_K_ref, which llama.cpp's quantizer (llama_model_quantize) uses for Q4_K
+    /// tensors when it has no importance matrix: so a Q4_K file made here from f32 weights is the one
+    /// llama-quantize writes. Each block of 144 bytes is f16 d, f16 dmin, 12 bytes of packed 6-bit
+    /// scales and mins (the inverse of get_scale_min_k4), then 128 bytes of nibbles.
+    /// </summary>
+    /// <remarks>
+    /// Per sub-block of 32, make_qkx2_quants(32, 15, x, av_x + |x|, …, −1, 0.1, 20) fits a scale and
+    /// a min by weighted least squares over 21 trial grids (av_x = √(Σx²/32)); the eight scales and
+    /// mins become 6-bit multiples of d = max scale / 63 and dmin = max min / 63 (stored as f16), and
+    /// every value is then requantized to min(15, max(0, round((x + dmin·m) / (d·sc)))) against those
+    /// rounded scales; a sub-block whose d·sc is zero keeps the fit's own quants, as ggml does. Byte j
+    /// of each 32-byte group g holds element 64g + j in its low nibble and 64g + 32 + j in its high one.
+    /// All arithmetic is float, in ggml's order, with no fused multiply-adds: the x86-64 builds of
+    /// ggml-base (LLamaSharp 0.30.0's noavx, avx, avx2 and avx512 libggml-base.so alike) compile this
+    /// code for baseline SSE2 and contain no FMA instruction, so a·b + c rounds twice there as here.
+    /// Fusing any of the fit's trial error, its Σw·l·x, its determinant or Σx² makes a few of the
+    /// 5760 super-blocks in Q4_KLlamaCppTests differ from llama.cpp's; the unfused form matches all.
+    /// (A build that contracts to FMA, as GCC may on aarch64, can differ from both in rare ties.)
+    /// </remarks>
+    public static void QuantizeQ4_K(ReadOnlySpan<float> source, Span<byte> destination)
+    {
+        const int blockBytes = GgufTensorTypes.Q4_KBlockBytes;
+        if (source.Length % 256 != 0 || destination.Length != source.Length / 256 * blockBytes)
+        {
+            throw new ArgumentException($"{source.Length} values do not make whole Q4_K super-blocks of 256 filling {destination.Length} bytes; pass a multiple of 256 values and {blockBytes} bytes per super-block.", nameof(destination));
+        }
+        Span<byte> quants = stackalloc byte[256];
+        Span<byte> trial = stackalloc byte[32];
+        Span<float> weights = stackalloc float[32];
+        Span<float> scales = stackalloc float[8];
+        Span<float> mins = stackalloc float[8];
+        for (int b = 0; b < source.Length / 256; b++)
+        {
+            ReadOnlySpan<float> x = source.Slice(b * 256, 256);
+            Span<byte> block = destination.Slice(b * blockBytes, blockBytes);
+            float maxScale = 0, maxMin = 0;
+            for (int j = 0; j < 8; j++)
+            {
+                ReadOnlySpan<float> xj = x.Slice(32 * j, 32);
+                float sumX2 = 0;
+                for (int l = 0; l < 32; l++)
+                {
+                    sumX2 += xj[l] * xj[l];
+                }
+                float avX = MathF.Sqrt(sumX2 / 32);
+                for (int l = 0; l < 32; l++)
+                {
+                    weights[l] = avX + MathF.Abs(xj[l]);
+                }
+                scales[j] = MakeQkx2Quants(15, xj, weights, quants.Slice(32 * j, 32), out mins[j], trial, -1f, 0.1f, 20);
+                if (scales[j] > maxScale)
+                {
+                    maxScale = scales[j];
+                }
+                if (mins[j] > maxMin)
+                {
+                    maxMin = mins[j];
+                }
+            }
+
+            float invScale = maxScale > 0 ? 63f / maxScale : 0f;
+            float invMin = maxMin > 0 ? 63f / maxMin : 0f;
+            Span<byte> packed = block.Slice(4, 12);
+            for (int j = 0; j < 8; j++)
+            {
+                // uint8_t ls = nearest_int(…): C keeps the low byte before MIN(63, ·).
+                int ls = Math.Min(63, (int)unchecked((byte)NearestInt(invScale * scales[j])));
+                int lm = Math.Min(63, (int)unchecked((byte)NearestInt(invMin * mins[j])));
+                if (j < 4)
+                {
+                    packed[j] = (byte)ls;
+                    packed[j + 4] = (byte)lm;
+                }
+                else
+                {
+                    packed[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                    packed[j - 4] |= (byte)((ls >> 4) << 6);
+                    packed[j] |= (byte)((lm >> 4) << 6);
+                }
+            }
+            var d16 = (Half)(maxScale / 63f);
+            var dmin16 = (Half)(maxMin / 63f);
+            BinaryPrimitives.WriteHalfLittleEndian(block, d16);
+            BinaryPrimitives.WriteHalfLittleEndian(block.Slice(2), dmin16);
+
+            float dAll = (float)d16, dminAll = (float)dmin16;
+            for (int j = 0; j < 8; j++)
+            {
+                ScaleMinK4(j, packed, out int sc, out int m);
+                float d = dAll * sc;
+                if (d == 0)
+                {
+                    continue;
+                }
+                float dm = dminAll * m;
+                for (int l = 0; l < 32; l++)
+                {
+                    quants[32 * j + l] = (byte)Math.Clamp(NearestInt((x[32 * j + l] + dm) / d), 0, 15);
+                }
+            }
+
+            Span<byte> q = block.Slice(16, 128);
+            for (int j = 0; j < 256; j += 64)
+            {
+                for (int l = 0; l < 32; l++)
+                {
+                    q[j / 2 + l] = (byte)(quants[j + l] | (quants[j + l + 32] << 4));
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// ggml's nearest_int: round to nearest, ties to even, by adding 1.5·2^23 and reading the
+    /// mantissa. Exact for |fval| ≤ 2^22 − 1; beyond that (ggml only asserts in debug builds) it
+    /// returns the same meaningless value ggml does, which the callers' clamps then bound.
+    /// </summary>
+    private static int NearestInt(float fval)
+    {
+        float val = fval + 12582912f;
+        return (BitConverter.SingleToInt32Bits(val) & 0x007FFFFF) - 0x00400000;
+    }
+
+    /// <summary>
+    /// ggml's make_qkx2_quants with use_mad false: quants <paramref name="l"/> in [0, nmax] and the
+    /// scale (returned) and min (<paramref name="theMin"/>, as a non-negative offset) minimising the
+    /// weighted squared error, over the grid from the range and <paramref name="nstep"/> + 1 trial
+    /// grids of (nmax + rmin + rdelta·is) steps, each refitted by least squares.
+    /// </summary>
+    private static float MakeQkx2Quants(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, Span<byte> l, out float theMin, Span<byte> laux, float rmin, float rdelta, int nstep)
+    {
+        int n = x.Length;
+        float min = x[0];
+        float max = x[0];
+        float sumW = weights[0];
+        float sumX = sumW * x[0];
+        for (int i = 1; i < n; i++)
+        {
+            if (x[i] < min)
+            {
+                min = x[i];
+            }
+            if (x[i] > max)
+            {
+                max = x[i];
+            }
+            float w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0)
+        {
+            min = 0;
+        }
+        if (max == min)
+        {
+            l.Slice(0, n).Clear();
+            theMin = -min;
+            return 0f;
+        }
+        float iscale = nmax / (max - min);
+        float scale = 1 / iscale;
+        float bestError = 0;
+        for (int i = 0; i < n; i++)
+        {
+            l[i] = (byte)Math.Max(0, Math.Min(nmax, NearestInt(iscale * (x[i] - min))));
+            float diff = scale * l[i] + min - x[i];
+            diff *= diff;
+            bestError += weights[i] * diff;
+        }
+        for (int step = 0; step <= nstep; step++)
+        {
+            iscale = (rmin + rdelta * step + nmax) / (max - min);
+            float sumL = 0, sumL2 = 0, sumXL = 0;
+            for (int i = 0; i < n; i++)
+            {
+                int q = Math.Max(0, Math.Min(nmax, NearestInt(iscale * (x[i] - min))));
+                laux[i] = (byte)q;
+                float w = weights[i];
+                sumL += w * q;
+                sumL2 += w * q * q;
+                sumXL += w * q * x[i];
+            }
+            float det = sumW * sumL2 - sumL * sumL;
+            if (det > 0)
+            {
+                float thisScale = (sumW * sumXL - sumX * sumL) / det;
+                float thisMin = (sumL2 * sumX - sumL * sumXL) / det;
+                if (thisMin > 0)
+                {
+                    thisMin = 0;
+                    thisScale = sumXL / sumL2;
+                }
+                float curError = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    float diff = thisScale * laux[i] + thisMin - x[i];
+                    diff *= diff;
+                    curError += weights[i] * diff;
+                }
+                if (curError < bestError)
+                {
+                    laux.Slice(0, n).CopyTo(l);
+                    bestError = curError;
+                    scale = thisScale;
+                    min = thisMin;
+                }
+            }
+        }
+        theMin = -min;
+        return scale;
     }
 
     private static float Half16(ReadOnlySpan<byte> bytes) => (float)BinaryPrimitives.ReadHalfLittleEndian(bytes);
