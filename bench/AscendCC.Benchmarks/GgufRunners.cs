@@ -139,7 +139,7 @@ internal static class GgufModels
 
     /// <summary>
     /// Matrix bytes a device decode step streams: the layers' matrices and the classifier (an untied
-    /// embedding is only gathered; a tied one is the classifier). Q4_0 keeps the classifier in Q8_0.
+    /// embedding is only gathered; a tied one is the classifier). Q4_0 and Q4_K keep the classifier in Q8_0.
     /// </summary>
     public static double StreamedBytes(LlamaConfig config, WeightPrecision precision)
     {
@@ -148,9 +148,11 @@ internal static class GgufModels
             WeightPrecision.BF16 or WeightPrecision.F16 => 16,
             WeightPrecision.Q8_0 => 8.5,
             WeightPrecision.Q4_0 => 4.5,
+            // The device keeps Q4_K's scales and mins unpacked per strip: 4.75 bits where GGUF has 4.5.
+            WeightPrecision.Q4_K => 4.75,
             _ => 32,
         };
-        WeightPrecision table = precision == WeightPrecision.Q4_0 ? WeightPrecision.Q8_0 : precision;
+        WeightPrecision table = precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : precision;
         bool IsClassifier(string name) => name == config.LmHeadTensorName || (config.TieWordEmbeddings && name == config.EmbeddingTensorName);
         return config.ExpectedTensors().Where(t => t.Shape.Length == 2 && (config.TieWordEmbeddings || t.Name != config.EmbeddingTensorName))
             .Sum(t => t.Shape[0] * t.Shape[1] * Bits(IsClassifier(t.Name) ? table : precision) / 8);

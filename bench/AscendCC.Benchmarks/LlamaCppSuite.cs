@@ -12,7 +12,7 @@ namespace AscendCC.Benchmarks;
 /// The device against llama.cpp (LLamaSharp 0.30.0, 2 threads, mmap) on the same GGUF files:
 /// stories260K (its real weights, as llama.cpp's converter writes them) and the 110M and 1.1B shapes
 /// (seeded random weights), each written as an F32 GGUF from which llama.cpp's own quantizer writes
-/// the BF16, Q8_0 and Q4_0 files. At every precision llama.cpp, the device with CC off and the device
+/// the BF16, Q8_0, Q4_0 and Q4_K_M files (Q4_K_M where every width is whole 256-blocks). At every precision llama.cpp, the device with CC off and the device
 /// with CC on (graph mode) run the same file: prefill of L = 512 and 2048 prompt tokens, decode with
 /// 512 and 2048 tokens in the KV cache. The machine's speed drifts by tens of percent over minutes, so
 /// all runners of a shape are loaded side by side and run in rounds (prefills one after another in a
@@ -33,7 +33,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
 
     public string Name => "llamacpp";
 
-    public string Description => "the device vs llama.cpp on the same GGUF files (stories260K, 110M, 1.1B), BF16/Q8_0/Q4_0, CC on and off, prefill 512/2048, decode @512/@2048, interleaved";
+    public string Description => "the device vs llama.cpp on the same GGUF files (stories260K, 110M, 1.1B), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved";
 
     public string ReportFileName => "llamacpp.md";
 
@@ -134,9 +134,15 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             notes.Add(string.Create(CultureInfo.InvariantCulture, $"F32 file {Size(f32Bytes)}, written in {timer.Elapsed.TotalSeconds:F0} s"));
 
             bool blocks = config.ExpectedTensors().Where(t => t.Shape.Length == 2).All(t => t.Shape[1] % 32 == 0);
+            // Q4_K (llama.cpp's Q4_K_M file, the common download) where every width is whole 256-value super-blocks.
+            bool superBlocks = config.ExpectedTensors().Where(t => t.Shape.Length == 2).All(t => t.Shape[1] % 256 == 0);
             WeightPrecision[] precisions = blocks ? [WeightPrecision.BF16, WeightPrecision.Q8_0, WeightPrecision.Q4_0] : [WeightPrecision.F32, WeightPrecision.BF16];
+            if (superBlocks)
+            {
+                precisions = [.. precisions, WeightPrecision.Q4_K];
+            }
             precisions = [.. precisions.Where(p => options.Includes($"{plan.Shape} {p}"))];
-            double quantizedBytes = precisions.Sum(p => p switch { WeightPrecision.BF16 => 0.5, WeightPrecision.Q8_0 => 0.27, WeightPrecision.Q4_0 => 0.16, _ => 0 }) * f32Bytes;
+            double quantizedBytes = precisions.Sum(p => p switch { WeightPrecision.BF16 => 0.5, WeightPrecision.Q8_0 => 0.27, WeightPrecision.Q4_0 or WeightPrecision.Q4_K => 0.16, _ => 0 }) * f32Bytes;
             long free = new DriveInfo(folder).AvailableFreeSpace;
             if (free < quantizedBytes + (1L << 30))
             {
@@ -317,6 +323,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         WeightPrecision.BF16 => LLamaFtype.MOSTLY_BF16,
         WeightPrecision.Q8_0 => LLamaFtype.MOSTLY_Q8_0,
         WeightPrecision.Q4_0 => LLamaFtype.MOSTLY_Q4_0,
+        WeightPrecision.Q4_K => LLamaFtype.MOSTLY_Q4_K_M,
         _ => throw new ArgumentOutOfRangeException(nameof(precision), precision, "llama.cpp writes the other precisions from the F32 file"),
     };
 
@@ -357,7 +364,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
     {
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.AppendLine("# llamacpp: the device vs llama.cpp on the same GGUF files, BF16 / Q8_0 / Q4_0, CC on and off (interleaved)");
+        sb.AppendLine("# llamacpp: the device vs llama.cpp on the same GGUF files, BF16 / Q8_0 / Q4_0 / Q4_K(_M), CC on and off (interleaved)");
         sb.AppendLine();
         sb.Append(c, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? " (--quick)" : "")}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, AI Cores {AiCoreGrid.Shared.CoreCount}, ")
             .Append(c, $"llama.cpp via LLamaSharp 0.30.0 (CPU backend, 2 threads for decode and prefill, the file memory-mapped, greedy pick in C#). ")
@@ -366,15 +373,16 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         sb.AppendLine();
         sb.AppendLine("Method: per shape, an F32 GGUF is written (stories260K as llama.cpp's converter writes it, context_length raised from 512 to 4096 so that both engines take")
             .AppendLine("2048-token prompts; the random shapes with seeded uniform ±1/√in weights), llama.cpp's quantizer (llama_model_quantize, its default recipe) writes the")
-            .AppendLine("BF16, Q8_0 and Q4_0 files from it, and each file is run by llama.cpp, the device with CC off (the GGUF loaded directly, `ModelCheckpoint.Open`) and the device")
+            .AppendLine("BF16, Q8_0, Q4_0 and (where every width is whole 256-blocks) Q4_K_M files from it — the Q4_K_M file's Q6_K matrices the device requantizes to its Q4_K —")
+            .AppendLine("and each file is run by llama.cpp, the device with CC off (the GGUF loaded directly, `ModelCheckpoint.Open`) and the device")
             .AppendLine("with CC on (the model provider exports the same tensors as an encrypted package, releases its key to the attested device; the data owner seals each prompt),")
             .AppendLine("both in graph mode, KV cache f16. All runners of a shape are loaded side by side. A round: the read bandwidth (below), then for each L every runner's prefill")
             .AppendLine("of the same L-token prompt from position 0 to its greedy next token, one after another in an order rotated each round (300 ms apart), then the decode steps")
             .AppendLine("interleaved step by step (one step of each runner in a rotating order, 20 ms apart; context L to L + warm-up + steps). CC on times are the host's: from")
             .AppendLine("staging the sealed prompt to the first sealed token record, then from record to record. Decode = the median over rounds of each round's median step.")
             .AppendLine(c, $"Read bandwidth: 2 threads summing a {bandwidthBytes >> 20} MiB buffer (far above the 32 MiB L3) with vector loads, the best of 3 passes, at the start of every round;")
-            .AppendLine("GB/s = matrix bytes a decode step streams (layers and classifier; an untied embedding is only gathered; the device's Q4_0 keeps its classifier in Q8_0,")
-            .AppendLine("llama.cpp's Q4_0 file has it in Q6_K) ÷ the decode time, which also reads the KV cache (L × the per-token KV bytes) and the activations; % bw = that ÷ the")
+            .AppendLine("GB/s = matrix bytes a decode step streams (layers and classifier; an untied embedding is only gathered; the device's Q4_0 and Q4_K keep the classifier in Q8_0,")
+            .AppendLine("llama.cpp's Q4_0 and Q4_K_M files have it in Q6_K; the device's Q4_K is 4.75 bits a weight) ÷ the decode time, which also reads the KV cache (L × the per-token KV bytes) and the activations; % bw = that ÷ the")
             .AppendLine("median of the rounds' bandwidth.");
         foreach (string s in skipped)
         {

@@ -3,11 +3,11 @@ using AscendCC.Device.Kernels;
 namespace AscendCC.Device;
 
 /// <summary>
-/// The device's in-HBM form of block-quantized (Q8_0, Q4_0) weight matrices, for whoever prepares
+/// The device's in-HBM form of block-quantized (Q8_0, Q4_0, Q4_K) weight matrices, for whoever prepares
 /// weights for it — the model provider's tooling, the runtime loading a checkpoint — as an NPU
 /// vendor's SDK converts tensors to the device's native formats. The kernels read only this form; its
 /// definition (strips of eight rows laid out for int8 dot products, a scale plane) is on the
-/// device's <c>Kernels/MatMul/BlockMatrix.cs</c>. Sizes equal GGUF's, and the conversion is exact.
+/// device's <c>Kernels/MatMul/BlockMatrix.cs</c>. Sizes equal GGUF's (Q4_K's are a quarter bit a weight larger), and the conversion is exact.
 /// </summary>
 public static unsafe class QuantizedWeightLayout
 {
@@ -24,6 +24,39 @@ public static unsafe class QuantizedWeightLayout
     /// <summary>A [rows, cols] matrix of GGUF Q4_0 blocks (row-major, cols/32 blocks a row) in the device's form.</summary>
     /// <exception cref="ArgumentException">cols is not a multiple of 32, or <paramref name="blocks"/> is not rows·cols/32 blocks.</exception>
     public static byte[] Q4_0FromGguf(ReadOnlySpan<byte> blocks, long rows, long cols) => FromGguf<Q4_0Format>(blocks, rows, cols, Q4_0BlockBytes);
+
+    /// <summary>GGUF bytes of one Q4_K super-block of 256: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles.</summary>
+    public const int Q4_KBlockBytes = Q4_KMatrix.GgufBlockBytes;
+
+    /// <summary>
+    /// A [rows, cols] matrix of GGUF Q4_K super-blocks (row-major, cols/256 a row) in the device's form:
+    /// the values exactly, in strips of eight rows (the last padded) with the scales and mins unpacked
+    /// per strip (4.75 bits a weight; see the device's <c>Kernels/MatMul/Q4_KFormat.cs</c>).
+    /// </summary>
+    /// <exception cref="ArgumentException">cols is not a multiple of 256, or <paramref name="blocks"/> is not rows·cols/256 super-blocks.</exception>
+    public static byte[] Q4_KFromGguf(ReadOnlySpan<byte> blocks, long rows, long cols)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(cols);
+        Q4_KMatrix.RequireWholeSuperBlocks(cols, "a Q4_K matrix");
+        long expected = rows * (cols / Q4_KMatrix.SuperBlockSize) * Q4_KBlockBytes;
+        if (blocks.Length != expected)
+        {
+            throw new ArgumentException(
+                $"a [{rows}, {cols}] Q4_K matrix is {expected} bytes of GGUF super-blocks ({Q4_KBlockBytes} a super-block of 256), but {blocks.Length} were given; pass the tensor's whole data.",
+                nameof(blocks));
+        }
+        byte[] device = new byte[checked((int)Q4_KMatrix.Bytes(rows, cols))];
+        fixed (byte* source = blocks, destination = device)
+        {
+            Q4_KMatrix.FromGgufBlocks(source, rows, cols, destination);
+        }
+        return device;
+    }
+
+    /// <summary>Bytes of a [rows, cols] Q4_K matrix in the device's form (see <see cref="Q4_KFromGguf"/>).</summary>
+    /// <exception cref="ArgumentException">cols is not a multiple of 256.</exception>
+    public static long Q4_KMatrixBytes(long rows, long cols) => Q4_KMatrix.Bytes(rows, cols);
 
     private static byte[] FromGguf<TF>(ReadOnlySpan<byte> blocks, long rows, long cols, int blockBytes) where TF : struct, IBlockFormat
     {

@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 
 namespace AscendCC.Device.Kernels;
 
-/// <summary>Element types the AI Cores read. Activations are always F32; weights may be half precision or Q8_0.</summary>
+/// <summary>Element types the AI Cores read. Activations are always F32; weights may be half precision or block-quantized (Q8_0, Q4_0, Q4_K).</summary>
 internal enum ElementType : byte
 {
     /// <summary>IEEE-754 binary32.</summary>
@@ -18,6 +18,12 @@ internal enum ElementType : byte
     Q8_0 = 3,
     /// <summary>llama.cpp's block_q4_0 in meaning (w = d·(n − 8), n a 4-bit nibble), in the same layout (<see cref="Q4_0Format"/>).</summary>
     Q4_0 = 4,
+    /// <summary>
+    /// llama.cpp's block_q4_K in meaning (super-blocks of 256: w = d·sc·q − dmin·m with 6-bit sc and m
+    /// per block of 32), in strips of eight rows with per-strip super-block records (<see cref="Q4_KMatrix"/>).
+    /// Rows must be whole super-blocks of 256.
+    /// </summary>
+    Q4_K = 5,
 }
 
 /// <summary>Scalar conversions; vectorised forms live beside the kernels that need them.</summary>
@@ -39,11 +45,12 @@ internal static class ElementTypes
     {
         ElementType.Q8_0 => BlockMatrix<Q8_0Format>.Bytes(rows, cols),
         ElementType.Q4_0 => BlockMatrix<Q4_0Format>.Bytes(rows, cols),
+        ElementType.Q4_K => Q4_KMatrix.Bytes(rows, cols),
         _ => rows * cols * SizeOf(type),
     };
 
     /// <summary>True for the llama.cpp block formats, which the quantized kernels multiply in int8.</summary>
-    public static bool IsBlockQuantized(ElementType type) => type is ElementType.Q8_0 or ElementType.Q4_0;
+    public static bool IsBlockQuantized(ElementType type) => type is ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K;
 
     /// <summary>bf16 bits to float: exact.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -9,8 +9,8 @@ internal static class Embedding
 {
     /// <summary>
     /// y[t, :] = table[ids[t], :] for each token. Every id is checked before anything is written, so a bad
-    /// id leaves y untouched. Tables may be F32, F16 or BF16 (little-endian, row-major), or Q8_0 or Q4_0
-    /// (<see cref="BlockMatrix{TFormat}"/>, rows widened exactly to d·q) when the table is also a tied classifier.
+    /// id leaves y untouched. Tables may be F32, F16 or BF16 (little-endian, row-major), or Q8_0, Q4_0 or Q4_K
+    /// (<see cref="BlockMatrix{TFormat}"/>, <see cref="Q4_KMatrix"/>; rows widened as ggml dequantizes them) when the table is also a tied classifier.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void EmbeddingGather(ReadOnlySpan<byte> table, ElementType tableType, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim)
@@ -35,6 +35,11 @@ internal static class Embedding
         if (tableType == ElementType.Q4_0)
         {
             GatherBlocks<Q4_0Format>(table, ids, y, vocab, dim);
+            return;
+        }
+        if (tableType == ElementType.Q4_K)
+        {
+            GatherQ4_K(table, ids, y, vocab, dim);
             return;
         }
         int size = ElementTypes.SizeOf(tableType);
@@ -67,6 +72,18 @@ internal static class Embedding
             for (int t = 0; t < ids.Length; t++)
             {
                 BlockMatrix<TF>.DequantizeRow(pt, vocab, dim, ids[t], py + ((nint)t * dim));
+            }
+        }
+    }
+
+    private static unsafe void GatherQ4_K(ReadOnlySpan<byte> table, ReadOnlySpan<int> ids, Span<float> y, int vocab, int dim)
+    {
+        fixed (byte* pt = table)
+        fixed (float* py = y)
+        {
+            for (int t = 0; t < ids.Length; t++)
+            {
+                Q4_KMatrix.DequantizeRow(pt, vocab, dim, ids[t], py + ((nint)t * dim));
             }
         }
     }

@@ -7,7 +7,7 @@ namespace AscendCC.Runtime.Inference;
 
 /// <summary>
 /// Converts checkpoint tensors to the precision kept in HBM: F16 and BF16 round to nearest even;
-/// Q8_0 and Q4_0 are quantized as llama.cpp's reference quantizers do (or kept, when the tensor
+/// Q8_0, Q4_0 and Q4_K are quantized as llama.cpp's reference quantizers do (or kept, when the tensor
 /// already is in that format) and laid out as the device reads them (see <see cref="ToQ8_0"/>).
 /// </summary>
 public static class WeightConversion
@@ -23,6 +23,10 @@ public static class WeightConversion
         if (precision == WeightPrecision.Q4_0)
         {
             return ToQ4_0(tensor);
+        }
+        if (precision == WeightPrecision.Q4_K)
+        {
+            return ToQ4_K(tensor);
         }
         if ((precision == WeightPrecision.F32 && tensor.DType == TensorDType.F32)
             || (precision == WeightPrecision.F16 && tensor.DType == TensorDType.F16)
@@ -58,7 +62,7 @@ public static class WeightConversion
                 }
                 return MemoryMarshal.AsBytes(half.AsSpan()).ToArray();
             }
-            case WeightPrecision.Q8_0 or WeightPrecision.Q4_0:
+            case WeightPrecision.Q8_0 or WeightPrecision.Q4_0 or WeightPrecision.Q4_K:
                 throw new ArgumentException($"{precision} blocks run along a matrix's rows, so it needs the shape: use Convert(TensorData, WeightPrecision.{precision}).", nameof(precision));
             default:
                 throw new ArgumentOutOfRangeException(nameof(precision), precision, "unknown weight precision");
@@ -81,6 +85,13 @@ public static class WeightConversion
     /// </summary>
     public static byte[] ToQ4_0(TensorData tensor) => ToPlanes(tensor, TensorDType.Q4_0);
 
+    /// <summary>
+    /// A [rows, cols] matrix as the device keeps Q4_K (<see cref="QuantizedWeightLayout.Q4_KFromGguf"/>).
+    /// A Q4_K tensor's super-blocks are moved exactly; any other (Q6_K included) is quantized as
+    /// llama.cpp's quantize_row_q4_K_ref (<see cref="GgufQuantization.QuantizeQ4_K"/>).
+    /// </summary>
+    public static byte[] ToQ4_K(TensorData tensor) => ToPlanes(tensor, TensorDType.Q4_K);
+
     private static byte[] ToPlanes(TensorData tensor, TensorDType format)
     {
         ArgumentNullException.ThrowIfNull(tensor);
@@ -89,13 +100,14 @@ public static class WeightConversion
             throw new ArgumentException($"tensor '{tensor.Name}' has shape [{string.Join(", ", tensor.Shape)}]; {format} keeps matrices only (norms and biases stay F32).", nameof(tensor));
         }
         long rows = tensor.Shape[0], cols = tensor.Shape[1];
-        if (cols % 32 != 0)
+        int blockValues = TensorDTypes.BlockValues(format);
+        if (cols % blockValues != 0)
         {
             throw new ArgumentException(
-                $"tensor '{tensor.Name}' has rows of {cols} weights, not whole {format} blocks of 32, so it cannot be kept in {format}; load this model with WeightPrecision.BF16 (or F16, F32).",
+                $"tensor '{tensor.Name}' has rows of {cols} weights, not whole {format} blocks of {blockValues}, so it cannot be kept in {format}; load this model with {(format == TensorDType.Q4_K ? "WeightPrecision.Q8_0 or Q4_0 (blocks of 32), or " : "")}WeightPrecision.BF16 (or F16, F32).",
                 nameof(tensor));
         }
-        int blocksPerRow = (int)(cols / 32), blockBytes = TensorDTypes.BlockBytes(format);
+        int blocksPerRow = (int)(cols / blockValues), blockBytes = TensorDTypes.BlockBytes(format);
         ReadOnlyMemory<byte> blocks = tensor.Bytes;
         if (tensor.DType != format)
         {
@@ -105,20 +117,27 @@ public static class WeightConversion
             {
                 ReadOnlySpan<float> row = values.AsSpan((int)(r * cols), (int)cols);
                 Span<byte> rowBlocks = quantized.AsSpan((int)(r * blocksPerRow * blockBytes), blocksPerRow * blockBytes);
-                if (format == TensorDType.Q8_0)
+                switch (format)
                 {
-                    GgufQuantization.QuantizeQ8_0(row, rowBlocks);
-                }
-                else
-                {
-                    GgufQuantization.QuantizeQ4_0(row, rowBlocks);
+                    case TensorDType.Q8_0:
+                        GgufQuantization.QuantizeQ8_0(row, rowBlocks);
+                        break;
+                    case TensorDType.Q4_0:
+                        GgufQuantization.QuantizeQ4_0(row, rowBlocks);
+                        break;
+                    default:
+                        GgufQuantization.QuantizeQ4_K(row, rowBlocks);
+                        break;
                 }
             }
             blocks = quantized;
         }
-        return format == TensorDType.Q8_0
-            ? QuantizedWeightLayout.Q8_0FromGguf(blocks.Span, rows, cols)
-            : QuantizedWeightLayout.Q4_0FromGguf(blocks.Span, rows, cols);
+        return format switch
+        {
+            TensorDType.Q8_0 => QuantizedWeightLayout.Q8_0FromGguf(blocks.Span, rows, cols),
+            TensorDType.Q4_0 => QuantizedWeightLayout.Q4_0FromGguf(blocks.Span, rows, cols),
+            _ => QuantizedWeightLayout.Q4_KFromGguf(blocks.Span, rows, cols),
+        };
     }
 
     /// <summary>float to bfloat16 bits, round to nearest even; NaN stays NaN.</summary>

@@ -47,7 +47,7 @@ public sealed class CheckpointTensor
     public long StoredByteLength => _storedByteLength;
 
     /// <summary>
-    /// <see cref="TensorDType.Q8_0"/> or <see cref="TensorDType.Q4_0"/> for a GGUF tensor stored in
+    /// <see cref="TensorDType.Q8_0"/>, <see cref="TensorDType.Q4_0"/> or <see cref="TensorDType.Q4_K"/> for a GGUF tensor stored in
     /// that block format: its <see cref="ReadStoredBytes"/> are those blocks as llama.cpp wrote them,
     /// which a device of that precision keeps without requantizing. Null otherwise.
     /// </summary>
@@ -55,6 +55,7 @@ public sealed class CheckpointTensor
     {
         GgufTensorType.Q8_0 => TensorDType.Q8_0,
         GgufTensorType.Q4_0 => TensorDType.Q4_0,
+        GgufTensorType.Q4_K => TensorDType.Q4_K,
         _ => null,
     };
 

@@ -21,6 +21,13 @@ public enum TensorDType
     /// nibbles 16..31; the value is d·(nibble − 8)). Read from GGUF Q4_0 tensors as stored.
     /// </summary>
     Q4_0,
+    /// <summary>
+    /// llama.cpp's block_q4_K as GGUF stores it: super-blocks of 256 values along the innermost
+    /// dimension, 144 bytes each (f16 d and dmin, 12 bytes of 6-bit scales and mins for its eight
+    /// blocks of 32, 128 bytes of nibbles; the value is d·sc·q − dmin·m). Read from GGUF Q4_K tensors
+    /// as stored.
+    /// </summary>
+    Q4_K,
 }
 
 /// <summary>Sizes and conversions for <see cref="TensorDType"/>.</summary>
@@ -31,7 +38,7 @@ public static class TensorDTypes
     {
         TensorDType.F32 => 4,
         TensorDType.F16 or TensorDType.BF16 => 2,
-        TensorDType.Q8_0 or TensorDType.Q4_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"{dtype} is stored in blocks of 32 values ({BlockBytes(dtype)} bytes each); size it with TensorDTypes.ByteCount."),
+        TensorDType.Q8_0 or TensorDType.Q4_0 or TensorDType.Q4_K => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"{dtype} is stored in blocks of {BlockValues(dtype)} values ({BlockBytes(dtype)} bytes each); size it with TensorDTypes.ByteCount."),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown tensor dtype."),
     };
 
@@ -41,14 +48,26 @@ public static class TensorDTypes
     /// <summary>Bytes per Q4_0 block of 32 values: an f16 scale and 32 nibbles.</summary>
     public const int Q4_0BlockBytes = 18;
 
-    /// <summary>True for the llama.cpp block types (Q8_0, Q4_0).</summary>
-    public static bool IsBlockQuantized(TensorDType dtype) => dtype is TensorDType.Q8_0 or TensorDType.Q4_0;
+    /// <summary>Bytes per Q4_K super-block of 256 values.</summary>
+    public const int Q4_KBlockBytes = 144;
 
-    /// <summary>Bytes per block of 32 values of a block type.</summary>
+    /// <summary>True for the llama.cpp block types (Q8_0, Q4_0, Q4_K).</summary>
+    public static bool IsBlockQuantized(TensorDType dtype) => dtype is TensorDType.Q8_0 or TensorDType.Q4_0 or TensorDType.Q4_K;
+
+    /// <summary>Bytes per block of a block type (<see cref="BlockValues"/> values).</summary>
     public static int BlockBytes(TensorDType dtype) => dtype switch
     {
         TensorDType.Q8_0 => Q8_0BlockBytes,
         TensorDType.Q4_0 => Q4_0BlockBytes,
+        TensorDType.Q4_K => Q4_KBlockBytes,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a block type"),
+    };
+
+    /// <summary>Values per block of a block type: 32, or 256 for Q4_K's super-blocks.</summary>
+    public static int BlockValues(TensorDType dtype) => dtype switch
+    {
+        TensorDType.Q8_0 or TensorDType.Q4_0 => 32,
+        TensorDType.Q4_K => 256,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a block type"),
     };
 
@@ -69,11 +88,12 @@ public static class TensorDTypes
             return checked(count * SizeOf(dtype));
         }
         long innermost = shape.Count == 0 ? 1 : shape[^1];
-        if (innermost % 32 != 0)
+        int values = BlockValues(dtype);
+        if (innermost % values != 0)
         {
-            throw new ArgumentException($"A {dtype} tensor's innermost dimension must be whole blocks of 32 values; [{string.Join(", ", shape)}] has rows of {innermost}.", nameof(shape));
+            throw new ArgumentException($"A {dtype} tensor's innermost dimension must be whole blocks of {values} values; [{string.Join(", ", shape)}] has rows of {innermost}.", nameof(shape));
         }
-        return count / 32 * BlockBytes(dtype);
+        return count / values * BlockBytes(dtype);
     }
 
     /// <summary>The safetensors spelling of a dtype.</summary>
@@ -82,7 +102,7 @@ public static class TensorDTypes
         TensorDType.F32 => "F32",
         TensorDType.F16 => "F16",
         TensorDType.BF16 => "BF16",
-        TensorDType.Q8_0 or TensorDType.Q4_0 => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"safetensors has no {dtype} type; convert the tensor to F32, F16 or BF16 (TensorData.ToFloat32) before writing it."),
+        TensorDType.Q8_0 or TensorDType.Q4_0 or TensorDType.Q4_K => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, $"safetensors has no {dtype} type; convert the tensor to F32, F16 or BF16 (TensorData.ToFloat32) before writing it."),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Unknown tensor dtype."),
     };
 
@@ -106,12 +126,18 @@ public static class TensorDTypes
     {
         if (IsBlockQuantized(dtype))
         {
-            int blockBytes = BlockBytes(dtype);
-            if (source.Length % blockBytes != 0 || destination.Length < source.Length / blockBytes * 32)
+            int blockBytes = BlockBytes(dtype), values = BlockValues(dtype);
+            if (source.Length % blockBytes != 0 || destination.Length < source.Length / blockBytes * values)
             {
                 throw new ArgumentException($"{source.Length} bytes of {dtype} are not whole {blockBytes}-byte blocks fitting {destination.Length} floats.", nameof(destination));
             }
-            Gguf.GgufQuantization.Dequantize(dtype == TensorDType.Q8_0 ? Gguf.GgufTensorType.Q8_0 : Gguf.GgufTensorType.Q4_0, source, destination[..(source.Length / blockBytes * 32)]);
+            Gguf.GgufTensorType type = dtype switch
+            {
+                TensorDType.Q8_0 => Gguf.GgufTensorType.Q8_0,
+                TensorDType.Q4_0 => Gguf.GgufTensorType.Q4_0,
+                _ => Gguf.GgufTensorType.Q4_K,
+            };
+            Gguf.GgufQuantization.Dequantize(type, source, destination[..(source.Length / blockBytes * values)]);
             return;
         }
         int size = SizeOf(dtype);

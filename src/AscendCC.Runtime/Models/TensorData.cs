@@ -16,9 +16,9 @@ public sealed class TensorData
             ArgumentOutOfRangeException.ThrowIfNegative(d, nameof(shape));
             count = checked(count * d);
         }
-        if (TensorDTypes.IsBlockQuantized(dtype) && shape.Count > 0 && shape[^1] % 32 != 0)
+        if (TensorDTypes.IsBlockQuantized(dtype) && shape.Count > 0 && shape[^1] % TensorDTypes.BlockValues(dtype) != 0)
         {
-            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] cannot be {dtype}: its rows of {shape[^1]} values are not whole blocks of 32", nameof(shape));
+            throw new ArgumentException($"tensor '{name}' of shape [{string.Join(", ", shape)}] cannot be {dtype}: its rows of {shape[^1]} values are not whole blocks of {TensorDTypes.BlockValues(dtype)}", nameof(shape));
         }
         long needed = TensorDTypes.ByteCount(dtype, shape);
         if (bytes.Length != needed)
@@ -48,9 +48,9 @@ public sealed class TensorData
     public ReadOnlyMemory<byte> Bytes { get; }
 
     /// <summary>
-    /// Reads a checkpoint tensor into memory: as stored for F32, F16, BF16 and GGUF Q8_0 and Q4_0
+    /// Reads a checkpoint tensor into memory: as stored for F32, F16, BF16 and GGUF Q8_0, Q4_0 and Q4_K
     /// (whose blocks then reach a device of their precision without a dequantize/requantize round
-    /// trip), the other GGUF block types dequantized to F32.
+    /// trip), the other GGUF block types (Q6_K) dequantized to F32.
     /// </summary>
     public static TensorData FromCheckpoint(CheckpointTensor tensor)
     {

@@ -441,14 +441,14 @@ internal sealed class CausalLMProgramBuilder
     public ProgramBuffer Matrix(string name, long rows, long cols) => Weight(name, MatrixBytes(name, rows, cols, Precision), Precision);
 
     /// <summary>
-    /// The token embedding and the classifier: in the deployment's precision, except under Q4_0,
+    /// The token embedding and the classifier: in the deployment's precision, except under Q4_0 and Q4_K,
     /// where they are kept in Q8_0 (as llama.cpp keeps its output matrix wider than 4 bits: a 4-bit
     /// step in the classifier moves every logit, and the embedding is the tied classifier's matrix).
     /// </summary>
     public ProgramBuffer Table(string name, long rows, long cols) => Weight(name, MatrixBytes(name, rows, cols, TablePrecision), TablePrecision);
 
     /// <summary>The precision of <see cref="Table"/>s.</summary>
-    public WeightPrecision TablePrecision => Precision == WeightPrecision.Q4_0 ? WeightPrecision.Q8_0 : Precision;
+    public WeightPrecision TablePrecision => Precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : Precision;
 
     /// <summary><see cref="TablePrecision"/> as the kernels' dtype scalar.</summary>
     public long TableDt => (long)TablePrecision;
@@ -456,9 +456,18 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>Bytes of a [rows × cols] matrix in <paramref name="precision"/> as the device keeps it.</summary>
     internal static long MatrixBytes(string name, long rows, long cols, WeightPrecision precision)
     {
-        if (precision is not (WeightPrecision.Q8_0 or WeightPrecision.Q4_0))
+        if (precision is not (WeightPrecision.Q8_0 or WeightPrecision.Q4_0 or WeightPrecision.Q4_K))
         {
             return rows * cols * (precision == WeightPrecision.F32 ? 4 : 2);
+        }
+        if (precision == WeightPrecision.Q4_K)
+        {
+            if (cols % 256 != 0)
+            {
+                throw new ArgumentException(
+                    $"tensor '{name}' has rows of {cols} weights (its input width), not whole Q4_K super-blocks of 256, so this model cannot be kept in Q4_K; load it with WeightPrecision.Q8_0 or Q4_0 (blocks of 32), or BF16.");
+            }
+            return QuantizedWeightLayout.Q4_KMatrixBytes(rows, cols);
         }
         if (cols % 32 != 0)
         {

@@ -206,8 +206,8 @@ public sealed class NpuCausalLM : NpuModule
                     WeightPrecision.BF16 => 0.25,
                     // Q8_0 rounds weights to about bf16's step and quantizes the activations too.
                     WeightPrecision.Q8_0 => 0.5,
-                    // Q4_0's step is a sixteenth of a block's range.
-                    WeightPrecision.Q4_0 => 2.0,
+                    // Q4_0's step is a sixteenth of a block's range; Q4_K's too, with a finer scale per block.
+                    WeightPrecision.Q4_0 or WeightPrecision.Q4_K => 2.0,
                     _ => 1e-3,
                 } + kvPrecision switch
                 {

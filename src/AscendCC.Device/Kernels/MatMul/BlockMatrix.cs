@@ -39,6 +39,24 @@ internal unsafe interface IBlockFormat
 
     /// <summary>Writes row <paramref name="r"/>'s block from its GGUF quants (QuantBytes, as a GGUF block stores them after d) into a strip block.</summary>
     static abstract void WriteStripRow(byte* stripBlock, int r, byte* ggufQuants);
+
+    /// <summary>True when a block's weights are d·q − m (Q4_K's mins), so every block's product also takes −m·Σx.</summary>
+    static abstract bool HasMins { get; }
+
+    /// <summary>
+    /// True when every row is in a strip, the last strip padded with zero rows (Q4_K); false when the
+    /// last rows % 8 rows keep the row form (Q8_0, Q4_0, whose size is GGUF's).
+    /// </summary>
+    static abstract bool PadsToWholeStrips { get; }
+
+    /// <summary>Where a [rows, cols] matrix's scales start.</summary>
+    static abstract byte* ScalePlane(byte* matrix, long rows, long cols);
+
+    /// <summary>The eight rows' scales of strip <paramref name="strip"/>'s block <paramref name="block"/> (rows of <paramref name="blocks"/> blocks), as f32.</summary>
+    static abstract Vector256<float> StripScales(byte* plane, nint strip, int blocks, int block);
+
+    /// <summary>As <see cref="StripScales"/> for the mins (only formats with <see cref="HasMins"/>).</summary>
+    static abstract Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block);
 }
 
 /// <summary>
@@ -178,6 +196,11 @@ internal static class BlockMatrix
 
     /// <summary>Rows per strip: one int32 lane per row in a 256-bit vector.</summary>
     public const int StripRows = 8;
+
+    /// <summary>The eight f16 scales of a strip block of an f16 scale plane (<see cref="BlockMatrix{TFormat}"/>), widened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> F16StripScales(byte* plane, nint strip, int blocks, int block) =>
+        WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load((ushort*)plane + ((((strip * blocks) + block)) * StripRows)).ToVector256()));
 
     /// <summary>Throws unless rows of <paramref name="cols"/> weights are whole blocks.</summary>
     public static void RequireWholeBlocks(long cols, string what)

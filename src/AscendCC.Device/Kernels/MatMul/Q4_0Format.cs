@@ -50,4 +50,16 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
             stripBlock[(j / 4 * 32) + (r * 4) + (j % 4)] = ggufQuants[j];
         }
     }
+
+    public static bool HasMins => false;
+
+    public static bool PadsToWholeStrips => false;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* ScalePlane(byte* matrix, long rows, long cols) => (byte*)BlockMatrix<Q4_0Format>.Scales(matrix, rows, cols);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> StripScales(byte* plane, nint strip, int blocks, int block) => BlockMatrix.F16StripScales(plane, strip, blocks, block);
+
+    public static Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block) => Vector256<float>.Zero;
 }

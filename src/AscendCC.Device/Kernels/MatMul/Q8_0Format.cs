@@ -36,5 +36,17 @@ internal readonly unsafe struct Q8_0Format : IBlockFormat
         }
     }
 
+    public static bool HasMins => false;
+
+    public static bool PadsToWholeStrips => false;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* ScalePlane(byte* matrix, long rows, long cols) => (byte*)BlockMatrix<Q8_0Format>.Scales(matrix, rows, cols);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> StripScales(byte* plane, nint strip, int blocks, int block) => BlockMatrix.F16StripScales(plane, strip, blocks, block);
+
+    public static Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block) => Vector256<float>.Zero;
+
     private static int At(int r, int i) => (i / 4 * 32) + (r * 4) + (i % 4);
 }

@@ -31,15 +31,19 @@ internal static unsafe class QuantizedGemm
     /// <summary>Largest row block of one work unit (a multiple of MR): its A slice, MC·KC bytes, stays in L2.</summary>
     private const int MCMax = 192;
 
-    /// <summary>Packed bytes of one block of one panel: 8 groups × 16 columns × 4 bytes, 16 int32 corrections, 16 f32 scales.</summary>
-    private const int PackedBlockBytes = (8 * NR * 4) + (NR * 4) + (NR * 4);
+    /// <summary>Packed bytes of one block of one panel: 8 groups × 16 columns × 4 bytes, 16 int32 corrections, 16 f32 scales, 16 f32 mins (Q4_K; else unused).</summary>
+    private const int PackedBlockBytes = (8 * NR * 4) + (NR * 4) + (NR * 4) + (NR * 4);
 
     private const int CorrectionOffset = 8 * NR * 4;
     private const int ScaleOffset = CorrectionOffset + (NR * 4);
+    private const int MinOffset = ScaleOffset + (NR * 4);
 
-    /// <summary>Runs the product on every core of <paramref name="grid"/>; needs AVX-VNNI.</summary>
+    /// <summary>
+    /// Runs the product on every core of <paramref name="grid"/>; needs AVX-VNNI. <paramref name="asums"/>
+    /// are A's block sums Σq (<see cref="Q8_0Activations.BlockSums"/>), needed only by formats with mins.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run<TF>(AiCoreGrid grid, sbyte* aq, float* ad, byte* w, float* bias, float* c, int m, int k, int n) where TF : struct, IBlockFormat
+    public static void Run<TF>(AiCoreGrid grid, sbyte* aq, float* ad, int* asums, byte* w, float* bias, float* c, int m, int k, int n) where TF : struct, IBlockFormat
     {
         if (!AvxVnni.IsSupported)
         {
@@ -51,8 +55,8 @@ internal static unsafe class QuantizedGemm
         }
         var problem = new Problem
         {
-            Aq = (byte*)aq, Ad = ad, Wq = w, Bias = bias, C = c, M = m, K = k, N = n,
-            Packed = (byte*)KernelScratch.PackB,
+            Aq = (byte*)aq, Ad = ad, As = asums, Wq = w, Bias = bias, C = c, M = m, K = k, N = n,
+            Packed = (byte*)KernelScratch.PackB, HasMins = TF.HasMins,
         };
         // The packed slice is at most NCMax/16 panels × 8 blocks × 640 bytes = 1.3 MiB, inside PackB's 4 MiB.
         for (int jc = 0; jc < n; jc += KernelScratch.NCMax)
@@ -95,7 +99,9 @@ internal static unsafe class QuantizedGemm
         public byte* Wq;
         public byte* Aq, Packed;
         public float* Ad, Bias, C;
+        public int* As;
         public int M, K, N;
+        public bool HasMins;
     }
 
     private struct Slice
@@ -128,10 +134,19 @@ internal static unsafe class QuantizedGemm
         int firstBlock = s.Pc / BlockMatrix.BlockSize;
         int j0 = s.Jc + (panel * NR);
         int cols = Math.Min(NR, s.Jc + s.Nc - j0);
-        int stripped = s.P.N / BlockMatrix.StripRows * BlockMatrix.StripRows;
+        int stripped = TF.PadsToWholeStrips
+            ? (s.P.N + BlockMatrix.StripRows - 1) / BlockMatrix.StripRows * BlockMatrix.StripRows
+            : s.P.N / BlockMatrix.StripRows * BlockMatrix.StripRows;
         byte* dst = s.P.Packed + ((nint)panel * blocks * PackedBlockBytes);
         for (int b = 0; b < blocks; b++, dst += PackedBlockBytes)
         {
+            if (TF.PadsToWholeStrips && j0 + NR > stripped)
+            {
+                // The padded format's last panel: its one strip, and zero columns for the strip past the end.
+                PackStrip<TF>(s.P, j0 / BlockMatrix.StripRows, rowBlocks, firstBlock + b, dst, 0);
+                ZeroColumns(dst, BlockMatrix.StripRows, NR);
+                continue;
+            }
             if (j0 + NR <= stripped)
             {
                 // Two whole strips: their groups are already the panel's order, eight columns at a time.
@@ -153,6 +168,7 @@ internal static unsafe class QuantizedGemm
                     }
                     correction[col] = 0;
                     scales[col] = 0f;
+                    ((float*)(dst + MinOffset))[col] = 0f;
                     continue;
                 }
                 Vector256<sbyte> q = BlockMatrix<TF>.LoadRowBlock(s.P.Wq, s.P.N, s.P.K, j0 + col, firstBlock + b);
@@ -187,8 +203,27 @@ internal static unsafe class QuantizedGemm
             sums = AvxVnni.MultiplyWideningAndAdd(sums, Vector256<byte>.One, q);
         }
         (sums * -128).Store((int*)(dst + CorrectionOffset) + col0);
-        ushort* d = BlockMatrix<TF>.Scales(p.Wq, p.N, p.K) + (at * BlockMatrix.StripRows);
-        WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load(d).ToVector256())).Store((float*)(dst + ScaleOffset) + col0);
+        byte* plane = TF.ScalePlane(p.Wq, p.N, p.K);
+        TF.StripScales(plane, strip, rowBlocks, block).Store((float*)(dst + ScaleOffset) + col0);
+        if (TF.HasMins)
+        {
+            TF.StripMins(plane, strip, rowBlocks, block).Store((float*)(dst + MinOffset) + col0);
+        }
+    }
+
+    /// <summary>Columns [<paramref name="from"/>, <paramref name="to"/>) of a packed block as zero weights, corrections, scales and mins: they add nothing and are never stored.</summary>
+    private static void ZeroColumns(byte* dst, int from, int to)
+    {
+        for (int col = from; col < to; col++)
+        {
+            for (int g = 0; g < 8; g++)
+            {
+                ((int*)dst)[(g * NR) + col] = 0;
+            }
+            ((int*)(dst + CorrectionOffset))[col] = 0;
+            ((float*)(dst + ScaleOffset))[col] = 0f;
+            ((float*)(dst + MinOffset))[col] = 0f;
+        }
     }
 
     private struct ComputeKernel : IBlockKernel
@@ -323,7 +358,28 @@ internal static unsafe class QuantizedGemm
             Accumulate(tile + (3 * NR), c30, c31, w0, w1, d3[b]);
             Accumulate(tile + (4 * NR), c40, c41, w0, w1, d4[b]);
             Accumulate(tile + (5 * NR), c50, c51, w0, w1, d5[b]);
+            if (p.HasMins)
+            {
+                Vector256<float> m0 = Vector256.Load((float*)(packed + MinOffset));
+                Vector256<float> m1 = Vector256.Load((float*)(packed + MinOffset) + 8);
+                int sb = (pc / BlockMatrix.BlockSize) + b;
+                for (int r = 0; r < MR; r++)
+                {
+                    int row = ir + Math.Min(r, rows - 1);
+                    float term = QuantizedLinear.MinTerm(p.Ad[((nint)row * rowBlocks) + sb], p.As[((nint)row * rowBlocks) + sb]);
+                    AccumulateMins(tile + (r * NR), m0, m1, term);
+                }
+            }
         }
+    }
+
+    /// <summary>One tile row: t[0..16) += m_w · (−d_a·Σq_a), the blocks' mins, as the GEMV adds them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AccumulateMins(float* t, Vector256<float> m0, Vector256<float> m1, float term)
+    {
+        Vector256<float> s = Vector256.Create(term);
+        Vector256.FusedMultiplyAdd(m0, s, Vector256.Load(t)).Store(t);
+        Vector256.FusedMultiplyAdd(m1, s, Vector256.Load(t + 8)).Store(t + 8);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -24,13 +24,17 @@ internal static unsafe class QuantizedLinear
     /// <summary>y[m,n] = x[m,k] · W[n,k]ᵀ (+ bias) for W of <paramref name="wType"/> (Q8_0 or Q4_0); pointers valid and checked by the caller, k a multiple of 32.</summary>
     public static void Linear(AiCoreGrid grid, float* x, byte* w, ElementType wType, float* bias, float* y, int m, int k, int n, Int8DotIsa isa)
     {
-        if (wType == ElementType.Q4_0)
+        switch (wType)
         {
-            Linear<Q4_0Format>(grid, x, w, bias, y, m, k, n, isa);
-        }
-        else
-        {
-            Linear<Q8_0Format>(grid, x, w, bias, y, m, k, n, isa);
+            case ElementType.Q4_0:
+                Linear<Q4_0Format>(grid, x, w, bias, y, m, k, n, isa);
+                break;
+            case ElementType.Q4_K:
+                Linear<Q4_KFormat>(grid, x, w, bias, y, m, k, n, isa);
+                break;
+            default:
+                Linear<Q8_0Format>(grid, x, w, bias, y, m, k, n, isa);
+                break;
         }
     }
 
@@ -40,13 +44,17 @@ internal static unsafe class QuantizedLinear
     /// </summary>
     public static void LinearFused(AiCoreGrid grid, float* x, ElementType wType, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, Int8DotIsa isa)
     {
-        if (wType == ElementType.Q4_0)
+        switch (wType)
         {
-            LinearFused<Q4_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
-        }
-        else
-        {
-            LinearFused<Q8_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+            case ElementType.Q4_0:
+                LinearFused<Q4_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+                break;
+            case ElementType.Q4_K:
+                LinearFused<Q4_KFormat>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+                break;
+            default:
+                LinearFused<Q8_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+                break;
         }
     }
 
@@ -62,10 +70,10 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, gemm);
+        Activations a = Quantize(grid, x, m, k, gemm, sums: !gemm || TF.HasMins);
         if (gemm)
         {
-            QuantizedGemm.Run<TF>(grid, a.Q, a.D, w, bias, y, m, k, n);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w, bias, y, m, k, n);
             return;
         }
         int stripsPerBlock = StripsPerBlock(grid, n);
@@ -98,14 +106,14 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, gemm);
+        Activations a = Quantize(grid, x, m, k, gemm, sums: !gemm || TF.HasMins);
         if (gemm)
         {
-            QuantizedGemm.Run<TF>(grid, a.Q, a.D, w0, null, y0, m, k, n0);
-            QuantizedGemm.Run<TF>(grid, a.Q, a.D, w1, null, y1, m, k, n1);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w0, null, y0, m, k, n0);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w1, null, y1, m, k, n1);
             if (n2 > 0)
             {
-                QuantizedGemm.Run<TF>(grid, a.Q, a.D, w2, null, y2, m, k, n2);
+                QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w2, null, y2, m, k, n2);
             }
             return;
         }
@@ -130,7 +138,15 @@ internal static unsafe class QuantizedLinear
     /// </summary>
     internal static bool UsesGemm(int m, Int8DotIsa isa) => m > LinearKernel.GemvMaxRows && isa == Int8DotIsa.AvxVnni;
 
-    /// <summary>Quantized activations: q[m, k], d[m, k/32] and, for the GEMV, the block sums s[m, k/32], in the launching thread's scratch.</summary>
+    /// <summary>
+    /// A block's min term's activation factor, −d_x·Σq_x (the block's activation sum, negated): a block
+    /// with mins adds m_w·(−d_x·Σq_x). Formed by this one expression in the GEMV and the GEMM alike, so
+    /// both round it the same.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float MinTerm(float d, int sum) => -(d * sum);
+
+    /// <summary>Quantized activations: q[m, k], d[m, k/32] and, for the GEMV and formats with mins, the block sums s[m, k/32], in the launching thread's scratch.</summary>
     private readonly struct Activations(sbyte* q, float* d, int* s)
     {
         public readonly sbyte* Q = q;
@@ -138,14 +154,14 @@ internal static unsafe class QuantizedLinear
         public readonly int* S = s;
     }
 
-    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool gemm)
+    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool gemm, bool sums)
     {
         int blocks = k / BlockMatrix.BlockSize;
         long quantBytes = ((long)m * k + 63) & ~63L;
         long scaleBytes = (((long)m * blocks * sizeof(float)) + 63) & ~63L;
-        long sumBytes = gemm ? 0 : (long)m * blocks * sizeof(int);
+        long sumBytes = sums ? (long)m * blocks * sizeof(int) : 0;
         byte* scratch = KernelScratch.QuantizedActivations(quantBytes + scaleBytes + sumBytes);
-        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), gemm ? null : (int*)(scratch + quantBytes + scaleBytes));
+        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), sums ? (int*)(scratch + quantBytes + scaleBytes) : null);
         // Decode rows are a few microseconds of work: a launch would cost more than it saves.
         if (m <= LinearKernel.GemvMaxRows)
         {
@@ -156,9 +172,9 @@ internal static unsafe class QuantizedLinear
             var kernel = new QuantizeKernel { X = x, K = k, M = m, Q = a.Q, D = a.D, OffsetBinary = gemm, RowsPerBlock = Math.Max(1, m / (4 * grid.CoreCount)) };
             grid.Launch((m + kernel.RowsPerBlock - 1) / kernel.RowsPerBlock, ref kernel);
         }
-        if (!gemm)
+        if (sums)
         {
-            Q8_0Activations.BlockSums(a.Q, k, 0, m, a.S);
+            Q8_0Activations.BlockSums(a.Q, k, 0, m, a.S, offsetBinary: gemm);
         }
         return a;
     }
@@ -198,9 +214,14 @@ internal static unsafe class QuantizedLinear
     private static int StripsPerBlock(AiCoreGrid grid, int rows) =>
         Math.Max(1, (rows / BlockMatrix.StripRows + (8 * grid.CoreCount) - 1) / (8 * grid.CoreCount));
 
-    /// <summary>Work blocks of one matrix: its strips in runs of <paramref name="stripsPerBlock"/>, and one more for the tail rows if any.</summary>
-    private static int WorkBlocks(int n, int stripsPerBlock) =>
-        ((n / BlockMatrix.StripRows) + stripsPerBlock - 1) / stripsPerBlock + (n % BlockMatrix.StripRows != 0 ? 1 : 0);
+    /// <summary>Strips of an n-row matrix (the last one padded when the format pads).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Strips<TF>(int n) where TF : struct, IBlockFormat =>
+        TF.PadsToWholeStrips ? (n + BlockMatrix.StripRows - 1) / BlockMatrix.StripRows : n / BlockMatrix.StripRows;
+
+    /// <summary>Work blocks of one matrix: its strips in runs of <paramref name="stripsPerBlock"/>, and one more for row-form tail rows if any.</summary>
+    private static int WorkBlocks<TF>(int n, int stripsPerBlock) where TF : struct, IBlockFormat =>
+        (Strips<TF>(n) + stripsPerBlock - 1) / stripsPerBlock + (!TF.PadsToWholeStrips && n % BlockMatrix.StripRows != 0 ? 1 : 0);
 
     private static GemvKernel<TF, TDot> Part<TF, TDot>(Activations a, byte* w, float* bias, float* y, int m, int k, int n, int stripsPerBlock)
         where TF : struct, IBlockFormat
@@ -214,14 +235,14 @@ internal static unsafe class QuantizedLinear
         where TDot : struct, IInt8BlockDot
     {
         GemvKernel<TF, TDot> kernel = Part<TF, TDot>(a, w, bias, y, m, k, n, stripsPerBlock);
-        grid.Launch(WorkBlocks(n, stripsPerBlock), ref kernel);
+        grid.Launch(WorkBlocks<TF>(n, stripsPerBlock), ref kernel);
     }
 
     private static void LaunchFused<TF, TDot>(AiCoreGrid grid, Activations a, int m, int k, byte* w0, float* y0, int n0, byte* w1, float* y1, int n1, byte* w2, float* y2, int n2, int stripsPerBlock)
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot
     {
-        int blocks0 = WorkBlocks(n0, stripsPerBlock), blocks1 = WorkBlocks(n1, stripsPerBlock), blocks2 = WorkBlocks(n2, stripsPerBlock);
+        int blocks0 = WorkBlocks<TF>(n0, stripsPerBlock), blocks1 = WorkBlocks<TF>(n1, stripsPerBlock), blocks2 = WorkBlocks<TF>(n2, stripsPerBlock);
         var kernel = new FusedBlocks<GemvKernel<TF, TDot>>
         {
             Part0 = Part<TF, TDot>(a, w0, null, y0, m, k, n0, stripsPerBlock),
@@ -255,7 +276,7 @@ internal static unsafe class QuantizedLinear
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
         {
-            int strips = N / BlockMatrix.StripRows;
+            int strips = Strips<TF>(N);
             int s0 = block * StripsPerBlock;
             if (s0 >= strips)
             {
@@ -290,7 +311,7 @@ internal static unsafe class QuantizedLinear
         {
             int blocks = K / BlockMatrix.BlockSize;
             byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
-            ushort* scales = BlockMatrix<TF>.Scales(W, N, K) + ((nint)s * blocks * BlockMatrix.StripRows);
+            byte* plane = TF.ScalePlane(W, N, K);
             sbyte* x = Xq + ((nint)t * K);
             float* xd = Xd + ((nint)t * blocks);
             int* xs = Xs + ((nint)t * blocks);
@@ -299,12 +320,16 @@ internal static unsafe class QuantizedLinear
             {
                 byte* wb = quants + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
                 Prefetch(wb);
-                Vector256<float> dw = Scales(scales + ((nint)b * BlockMatrix.StripRows));
+                Vector256<float> dw = TF.StripScales(plane, s, blocks, b);
                 Vector256<int> p = BlockProducts(
                     TF.StripGroup(wb, 0), TF.StripGroup(wb, 1), TF.StripGroup(wb, 2), TF.StripGroup(wb, 3),
                     TF.StripGroup(wb, 4), TF.StripGroup(wb, 5), TF.StripGroup(wb, 6), TF.StripGroup(wb, 7),
                     x + ((nint)b * BlockMatrix.BlockSize), -TF.Offset * xs[b]);
                 sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p), dw * Vector256.Create(xd[b]), sum);
+                if (TF.HasMins)
+                {
+                    sum = Vector256.FusedMultiplyAdd(TF.StripMins(plane, s, blocks, b), Vector256.Create(MinTerm(xd[b], xs[b])), sum);
+                }
             }
             return sum;
         }
@@ -314,7 +339,7 @@ internal static unsafe class QuantizedLinear
         {
             int blocks = K / BlockMatrix.BlockSize;
             byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
-            ushort* scales = BlockMatrix<TF>.Scales(W, N, K) + ((nint)s * blocks * BlockMatrix.StripRows);
+            byte* plane = TF.ScalePlane(W, N, K);
             for (int t = 0; t < tokens; t++)
             {
                 sums[t] = default;
@@ -323,7 +348,8 @@ internal static unsafe class QuantizedLinear
             {
                 byte* wb = quants + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
                 Prefetch(wb);
-                Vector256<float> dw = Scales(scales + ((nint)b * BlockMatrix.StripRows));
+                Vector256<float> dw = TF.StripScales(plane, s, blocks, b);
+                Vector256<float> mw = TF.HasMins ? TF.StripMins(plane, s, blocks, b) : default;
                 // The block's groups stay in registers for every token.
                 Vector256<byte> g0 = TF.StripGroup(wb, 0), g1 = TF.StripGroup(wb, 1), g2 = TF.StripGroup(wb, 2), g3 = TF.StripGroup(wb, 3);
                 Vector256<byte> g4 = TF.StripGroup(wb, 4), g5 = TF.StripGroup(wb, 5), g6 = TF.StripGroup(wb, 6), g7 = TF.StripGroup(wb, 7);
@@ -332,6 +358,10 @@ internal static unsafe class QuantizedLinear
                     nint row = t0 + t;
                     Vector256<int> p = BlockProducts(g0, g1, g2, g3, g4, g5, g6, g7, Xq + (row * K) + ((nint)b * BlockMatrix.BlockSize), -TF.Offset * Xs[(row * blocks) + b]);
                     sums[t] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p), dw * Vector256.Create(Xd[(row * blocks) + b]), sums[t]);
+                    if (TF.HasMins)
+                    {
+                        sums[t] = Vector256.FusedMultiplyAdd(mw, Vector256.Create(MinTerm(Xd[(row * blocks) + b], Xs[(row * blocks) + b])), sums[t]);
+                    }
                 }
             }
         }
@@ -356,9 +386,6 @@ internal static unsafe class QuantizedLinear
             return even + odd;
         }
 
-        /// <summary>The eight rows' f16 scales of a strip block, widened.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Scales(ushort* d) => WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load(d).ToVector256()));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Prefetch(byte* stripBlock)
@@ -376,6 +403,15 @@ internal static unsafe class QuantizedLinear
         private readonly void Store(Vector256<float> sum, int t, int s)
         {
             int j = s * BlockMatrix.StripRows;
+            if (TF.PadsToWholeStrips && j + BlockMatrix.StripRows > N)
+            {
+                // The padded last strip: only its real rows exist in y.
+                for (int r = 0; j + r < N; r++)
+                {
+                    Y[((nint)t * N) + j + r] = Bias != null ? sum.GetElement(r) + Bias[j + r] : sum.GetElement(r);
+                }
+                return;
+            }
             if (Bias != null)
             {
                 sum += Vector256.Load(Bias + j);

@@ -89,7 +89,7 @@ internal static class KvCacheType
 {
     public static ElementType Of(ref KernelContext c, int i)
     {
-        var type = (ElementType)c.Int(i, "kv_dtype", 0, (int)ElementType.Q4_0);
+        var type = (ElementType)c.Int(i, "kv_dtype", 0, (int)ElementType.Q4_K);
         if (!KvCache.IsCacheType(type))
         {
             throw new KernelArgumentException($"scalar 'kv_dtype' = {(int)type} ({type}): a KV cache holds F32 (0), F16 (1) or BF16 (2) elements, not a block format");

@@ -27,7 +27,7 @@ internal sealed class BatchMatMulOperator() : OperatorBase("batch_matmul", "a:f3
     }
 }
 
-/// <summary>y = x·Wᵀ + b, W in f32, f16, bf16, q8_0 or q4_0.</summary>
+/// <summary>y = x·Wᵀ + b, W in f32, f16, bf16, q8_0, q4_0 or q4_k.</summary>
 internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weight:dtype[n,k] bias?:f32[n] -> y:f32[m,n] | m k n dtype", ["x", "weight", "bias", "y"], [3], 4)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -46,6 +46,10 @@ internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weig
         if (ElementTypes.IsBlockQuantized(wType) && k % BlockMatrix.BlockSize != 0)
         {
             throw new KernelArgumentException($"k = {k} is not a multiple of {BlockMatrix.BlockSize}, so the {wType} weight's rows are not whole blocks; keep this weight in f32, f16 or bf16");
+        }
+        if (wType == ElementType.Q4_K && k % Q4_KMatrix.SuperBlockSize != 0)
+        {
+            throw new KernelArgumentException($"k = {k} is not a multiple of {Q4_KMatrix.SuperBlockSize}, so the Q4_K weight's rows are not whole super-blocks; keep this weight in q8_0, q4_0, f16 or bf16");
         }
         return ElementTypes.MatrixBytes(wType, n, k);
     }

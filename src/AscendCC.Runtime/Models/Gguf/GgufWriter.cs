@@ -67,15 +67,15 @@ public sealed class GgufWriter
 
     /// <summary>
     /// Adds a tensor of <paramref name="shape"/> (outermost first) stored as <paramref name="type"/>
-    /// (F32, F16, BF16 or Q8_0); <paramref name="values"/> is called once, while writing.
+    /// (F32, F16, BF16, Q8_0 or Q4_K); <paramref name="values"/> is called once, while writing.
     /// </summary>
     public GgufWriter AddTensor(string name, IReadOnlyList<long> shape, GgufTensorType type, Func<float[]> values)
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(values);
-        if (type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 or GgufTensorType.Q8_0))
+        if (type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 or GgufTensorType.Q8_0 or GgufTensorType.Q4_K))
         {
-            throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16 and Q8_0, not {GgufTensorTypes.Name(type)}.");
+            throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16, Q8_0 and Q4_K, not {GgufTensorTypes.Name(type)}.");
         }
         long[] ne = shape.Reverse().ToArray();
         return AddRaw(name, ne, type, () => Encode(name, type, values()));
@@ -167,8 +167,11 @@ public sealed class GgufWriter
     /// Writes a Llama <paramref name="checkpoint"/> as GGUF v3 the way llama.cpp's converter does:
     /// llama metadata, the tokenizer's pieces/scores/types, GGUF tensor names, q/k rows in Meta's
     /// interleaved order (permuted from a Hugging Face checkpoint's rotate_half order), 1-D tensors in
-    /// F32 and matrices in <paramref name="matrixType"/> (F32, F16, BF16 or Q8_0; a matrix whose rows
-    /// are not whole Q8_0 blocks stays F32).
+    /// F32 and matrices in <paramref name="matrixType"/> (F32, F16, BF16, Q8_0 or Q4_K; a matrix whose rows
+    /// are not whole Q8_0 blocks stays F32). Q4_K is for the layers' matrices, as llama.cpp's "mostly
+    /// Q4_K" files (with its reference quantizer, no importance matrix): the token embedding and the
+    /// output matrix, and any matrix whose rows are not whole super-blocks of 256, go in Q8_0 (F32 if
+    /// not whole blocks of 32) — the widths a device of <c>WeightPrecision.Q4_K</c> keeps them in.
     /// </summary>
     /// <param name="path">The .gguf file to write.</param>
     /// <param name="checkpoint">A Llama checkpoint of any layout.</param>
@@ -201,6 +204,7 @@ public sealed class GgufWriter
         {
             GgufTensorType.F16 => 1u,
             GgufTensorType.Q8_0 => 7u,
+            GgufTensorType.Q4_K => 14u,
             GgufTensorType.BF16 => 32u,
             _ => 0u,
         });
@@ -242,7 +246,7 @@ public sealed class GgufWriter
             int heads = runtimeName.EndsWith("q_proj.weight", StringComparison.Ordinal) ? config.NumAttentionHeads
                 : runtimeName.EndsWith("k_proj.weight", StringComparison.Ordinal) ? config.NumKeyValueHeads
                 : 0;
-            GgufTensorType type = shape.Length == 1 || (matrixType == GgufTensorType.Q8_0 && shape[^1] % 32 != 0) ? GgufTensorType.F32 : matrixType;
+            GgufTensorType type = MatrixType(matrixType, runtimeName, shape);
             writer.AddTensor(ggufName, shape, type, () =>
             {
                 float[] values = tensor.ReadFloat32();
@@ -250,6 +254,22 @@ public sealed class GgufWriter
             });
         }
         writer.Write(path);
+    }
+
+    /// <summary>The stored type of one tensor of a <see cref="WriteLlama"/> file of <paramref name="matrixType"/>.</summary>
+    private static GgufTensorType MatrixType(GgufTensorType matrixType, string runtimeName, long[] shape)
+    {
+        if (shape.Length == 1)
+        {
+            return GgufTensorType.F32;
+        }
+        GgufTensorType type = matrixType;
+        if (type == GgufTensorType.Q4_K
+            && (shape[^1] % 256 != 0 || runtimeName is Llama.LlamaTensorNames.Embedding or Llama.LlamaTensorNames.LmHead))
+        {
+            type = GgufTensorType.Q8_0;
+        }
+        return type == GgufTensorType.Q8_0 && shape[^1] % 32 != 0 ? GgufTensorType.F32 : type;
     }
 
     /// <summary>
@@ -309,8 +329,14 @@ public sealed class GgufWriter
                 GgufQuantization.QuantizeQ8_0(values, bytes);
                 return bytes;
             }
+            case GgufTensorType.Q4_K:
+            {
+                var bytes = new byte[values.Length / 256 * GgufTensorTypes.Q4_KBlockBytes];
+                GgufQuantization.QuantizeQ4_K(values, bytes);
+                return bytes;
+            }
             default:
-                throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16 and Q8_0.");
+                throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16, Q8_0 and Q4_K.");
         }
     }
 
