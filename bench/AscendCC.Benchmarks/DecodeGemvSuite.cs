@@ -9,7 +9,7 @@ namespace AscendCC.Benchmarks;
 /// <summary>
 /// The linears of one 1.1B (TinyLlama-shaped) decode step and nothing else: every layer's fused
 /// q/k/v, o, fused gate/up and down projection and the classifier, each layer's weights a buffer of
-/// its own (2.1 GB in BF16, so nothing is served from cache), at BF16, Q8_0 and Q4_0, for 1, 4
+/// its own (2.1 GB in BF16, so nothing is served from cache), at BF16, Q8_0, Q4_0 and Q4_K, for 1, 4
 /// and 8 tokens. Rounds interleave the precisions; each round also measures the machine's read bandwidth,
 /// so the GEMV kernels' share of it is a ratio within a round. This isolates the kernels from the
 /// rest of the step (attention, norms, launches), which <c>bench -- llamacpp</c> measures whole.
@@ -22,7 +22,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
 
     public string Name => "gemv";
 
-    public string Description => "1.1B decode step's linears only: BF16/Q8_0/Q4_0 at 1, 4 and 8 tokens, GB/s against the read bandwidth";
+    public string Description => "1.1B decode step's linears only: BF16/Q8_0/Q4_0/Q4_K at 1, 4 and 8 tokens, GB/s against the read bandwidth";
 
     public string ReportFileName => "gemv.md";
 
@@ -34,7 +34,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
         AiCoreGrid grid = AiCoreGrid.Shared;
         var bandwidth = new ReadBandwidth();
         // --filter picks precisions by name ("BF16|Q4_0").
-        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.Q8_0, ElementType.Q4_0 }.Where(t => options.Includes(t.ToString()))];
+        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_K }.Where(t => options.Includes(t.ToString()))];
         int[] widths = [1, 4, 8];
         var steps = types.Select(t => new StepWeights(t)).ToArray();
         try
@@ -205,6 +205,23 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
                 {
                     // Sign and 7 mantissa bits random; exponent 2⁻⁸…2⁻⁶.
                     halves[i] = (ushort)((halves[i] & 0x807F) | ((0x77 + (halves[i] >> 7 & 1)) << 7));
+                }
+            }
+            else if (Type == ElementType.Q4_K)
+            {
+                // Quant bytes stay random; each part's records get plausible f32 d and dmin (sc and m random bytes).
+                foreach ((long offset, int partRows) in Parts(rows))
+                {
+                    long strips = (partRows + 7) / 8;
+                    long records = offset + (strips * (cols / BlockMatrix.BlockSize) * 128);
+                    for (long r = 0; r < strips * (cols / 256); r++)
+                    {
+                        var dd = MemoryMarshal.Cast<byte, float>(span.Slice((int)(records + (r * 192)), 64));
+                        for (int i = 0; i < 16; i++)
+                        {
+                            dd[i] = (float)((0.5 + random.NextDouble()) / (i < 8 ? 4096 : 2048));
+                        }
+                    }
                 }
             }
             else

@@ -39,11 +39,11 @@ internal static unsafe class QuantizedGemm
     private const int MinOffset = ScaleOffset + (NR * 4);
 
     /// <summary>
-    /// Runs the product on every core of <paramref name="grid"/>; needs AVX-VNNI. <paramref name="asums"/>
-    /// are A's block sums Σq (<see cref="Q8_0Activations.BlockSums"/>), needed only by formats with mins.
+    /// Runs the product on every core of <paramref name="grid"/>; needs AVX-VNNI. <paramref name="amins"/>
+    /// are A's blocks' min terms (<see cref="QuantizedLinear.MinTerm"/>), needed only by formats with mins.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run<TF>(AiCoreGrid grid, sbyte* aq, float* ad, int* asums, byte* w, float* bias, float* c, int m, int k, int n) where TF : struct, IBlockFormat
+    public static void Run<TF>(AiCoreGrid grid, sbyte* aq, float* ad, float* amins, byte* w, float* bias, float* c, int m, int k, int n) where TF : struct, IBlockFormat
     {
         if (!AvxVnni.IsSupported)
         {
@@ -55,7 +55,7 @@ internal static unsafe class QuantizedGemm
         }
         var problem = new Problem
         {
-            Aq = (byte*)aq, Ad = ad, As = asums, Wq = w, Bias = bias, C = c, M = m, K = k, N = n,
+            Aq = (byte*)aq, Ad = ad, Am = amins, Wq = w, Bias = bias, C = c, M = m, K = k, N = n,
             Packed = (byte*)KernelScratch.PackB, HasMins = TF.HasMins,
         };
         // The packed slice is at most NCMax/16 panels × 8 blocks × 640 bytes = 1.3 MiB, inside PackB's 4 MiB.
@@ -98,8 +98,7 @@ internal static unsafe class QuantizedGemm
         /// <summary>The weight matrix (<see cref="BlockMatrix{TFormat}"/>, N rows of K).</summary>
         public byte* Wq;
         public byte* Aq, Packed;
-        public float* Ad, Bias, C;
-        public int* As;
+        public float* Ad, Am, Bias, C;
         public int M, K, N;
         public bool HasMins;
     }
@@ -366,8 +365,7 @@ internal static unsafe class QuantizedGemm
                 for (int r = 0; r < MR; r++)
                 {
                     int row = ir + Math.Min(r, rows - 1);
-                    float term = QuantizedLinear.MinTerm(p.Ad[((nint)row * rowBlocks) + sb], p.As[((nint)row * rowBlocks) + sb]);
-                    AccumulateMins(tile + (r * NR), m0, m1, term);
+                    AccumulateMins(tile + (r * NR), m0, m1, p.Am[((nint)row * rowBlocks) + sb]);
                 }
             }
         }

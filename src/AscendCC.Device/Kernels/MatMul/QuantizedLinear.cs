@@ -70,10 +70,10 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, gemm, sums: !gemm || TF.HasMins);
+        Activations a = Quantize(grid, x, m, k, gemm, sums: !gemm || TF.HasMins, mins: TF.HasMins);
         if (gemm)
         {
-            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w, bias, y, m, k, n);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.M, w, bias, y, m, k, n);
             return;
         }
         int stripsPerBlock = StripsPerBlock(grid, n);
@@ -106,14 +106,14 @@ internal static unsafe class QuantizedLinear
             return;
         }
         bool gemm = UsesGemm(m, isa);
-        Activations a = Quantize(grid, x, m, k, gemm, sums: !gemm || TF.HasMins);
+        Activations a = Quantize(grid, x, m, k, gemm, sums: !gemm || TF.HasMins, mins: TF.HasMins);
         if (gemm)
         {
-            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w0, null, y0, m, k, n0);
-            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w1, null, y1, m, k, n1);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.M, w0, null, y0, m, k, n0);
+            QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.M, w1, null, y1, m, k, n1);
             if (n2 > 0)
             {
-                QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.S, w2, null, y2, m, k, n2);
+                QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.M, w2, null, y2, m, k, n2);
             }
             return;
         }
@@ -146,22 +146,29 @@ internal static unsafe class QuantizedLinear
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float MinTerm(float d, int sum) => -(d * sum);
 
-    /// <summary>Quantized activations: q[m, k], d[m, k/32] and, for the GEMV and formats with mins, the block sums s[m, k/32], in the launching thread's scratch.</summary>
-    private readonly struct Activations(sbyte* q, float* d, int* s)
+    /// <summary>
+    /// Quantized activations in the launching thread's scratch: q[m, k], d[m, k/32], for the GEMV and
+    /// formats with mins the block sums s[m, k/32], and for formats with mins the blocks' min terms
+    /// <see cref="MinTerm"/>[m, k/32], formed once here for every row and strip that uses them.
+    /// </summary>
+    private readonly struct Activations(sbyte* q, float* d, int* s, float* mins)
     {
         public readonly sbyte* Q = q;
         public readonly float* D = d;
         public readonly int* S = s;
+        public readonly float* M = mins;
     }
 
-    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool gemm, bool sums)
+    private static Activations Quantize(AiCoreGrid grid, float* x, int m, int k, bool gemm, bool sums, bool mins)
     {
         int blocks = k / BlockMatrix.BlockSize;
         long quantBytes = ((long)m * k + 63) & ~63L;
         long scaleBytes = (((long)m * blocks * sizeof(float)) + 63) & ~63L;
-        long sumBytes = sums ? (long)m * blocks * sizeof(int) : 0;
-        byte* scratch = KernelScratch.QuantizedActivations(quantBytes + scaleBytes + sumBytes);
-        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), sums ? (int*)(scratch + quantBytes + scaleBytes) : null);
+        long sumBytes = sums ? (((long)m * blocks * sizeof(int)) + 63) & ~63L : 0;
+        long minBytes = mins ? (long)m * blocks * sizeof(float) : 0;
+        byte* scratch = KernelScratch.QuantizedActivations(quantBytes + scaleBytes + sumBytes + minBytes);
+        var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), sums ? (int*)(scratch + quantBytes + scaleBytes) : null,
+            mins ? (float*)(scratch + quantBytes + scaleBytes + sumBytes) : null);
         // Decode rows are a few microseconds of work: a launch would cost more than it saves.
         if (m <= LinearKernel.GemvMaxRows)
         {
@@ -175,6 +182,13 @@ internal static unsafe class QuantizedLinear
         if (sums)
         {
             Q8_0Activations.BlockSums(a.Q, k, 0, m, a.S, offsetBinary: gemm);
+        }
+        if (mins)
+        {
+            for (long i = 0; i < (long)m * blocks; i++)
+            {
+                a.M[i] = MinTerm(a.D[i], a.S[i]);
+            }
         }
         return a;
     }
@@ -227,7 +241,7 @@ internal static unsafe class QuantizedLinear
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot => new()
     {
-        Xq = a.Q, Xd = a.D, Xs = a.S, W = w, Bias = bias, Y = y, M = m, K = k, N = n, StripsPerBlock = stripsPerBlock,
+        Xq = a.Q, Xd = a.D, Xs = a.S, Xm = a.M, W = w, Bias = bias, Y = y, M = m, K = k, N = n, StripsPerBlock = stripsPerBlock,
     };
 
     private static void LaunchGemv<TF, TDot>(AiCoreGrid grid, Activations a, byte* w, float* bias, float* y, int m, int k, int n, int stripsPerBlock)
@@ -269,6 +283,7 @@ internal static unsafe class QuantizedLinear
 
         public sbyte* Xq;
         public int* Xs;
+        public float* Xm;
         public byte* W;
         public float* Xd, Bias, Y;
         public int M, K, N, StripsPerBlock;
@@ -315,6 +330,7 @@ internal static unsafe class QuantizedLinear
             sbyte* x = Xq + ((nint)t * K);
             float* xd = Xd + ((nint)t * blocks);
             int* xs = Xs + ((nint)t * blocks);
+            float* xm = Xm + ((nint)t * blocks);
             Vector256<float> sum = default;
             for (int b = 0; b < blocks; b++)
             {
@@ -328,7 +344,7 @@ internal static unsafe class QuantizedLinear
                 sum = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p), dw * Vector256.Create(xd[b]), sum);
                 if (TF.HasMins)
                 {
-                    sum = Vector256.FusedMultiplyAdd(TF.StripMins(plane, s, blocks, b), Vector256.Create(MinTerm(xd[b], xs[b])), sum);
+                    sum = Vector256.FusedMultiplyAdd(TF.StripMins(plane, s, blocks, b), Vector256.Create(xm[b]), sum);
                 }
             }
             return sum;
@@ -360,7 +376,7 @@ internal static unsafe class QuantizedLinear
                     sums[t] = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p), dw * Vector256.Create(Xd[(row * blocks) + b]), sums[t]);
                     if (TF.HasMins)
                     {
-                        sums[t] = Vector256.FusedMultiplyAdd(mw, Vector256.Create(MinTerm(Xd[(row * blocks) + b], Xs[(row * blocks) + b])), sums[t]);
+                        sums[t] = Vector256.FusedMultiplyAdd(mw, Vector256.Create(Xm[(row * blocks) + b]), sums[t]);
                     }
                 }
             }
