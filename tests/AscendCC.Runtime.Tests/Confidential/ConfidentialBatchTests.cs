@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using AscendCC.Attacks;
+using AscendCC.Device;
 using AscendCC.Protocol.Messages;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Inference;
@@ -115,5 +116,93 @@ public class ConfidentialBatchTests
         batch.Add(2, [], 1, 1);
         var full = Assert.Throws<InvalidOperationException>(() => batch.Add(3, [], 1, 1));
         Assert.That(full!.Message, Does.Contain("all 2 sessions").And.Contain("MaxSequences"));
+    }
+
+    /// <summary>
+    /// The runtime opens one newcomer per pass, but the device must not depend on it: a host may open
+    /// several prompts in one pass, in any segment order and any slots, and decode its sessions in any
+    /// order. Here three data owners' prompts open in one pass (segments 0, 1, 2 in slots 2, 0, 1, each
+    /// record staged at its segment's index), then decode in rotating segment orders, and one session
+    /// opens a new prompt in another session's slot beside a decode: every data owner still gets
+    /// llama2.c's tokens at its positions, the moved session's old slot is no longer its own, and the
+    /// evicted session's is no longer its own either.
+    /// </summary>
+    [Test]
+    public void OpensOfSeveralPromptsInOnePassAndDecodesInAnyOrderGiveEachItsOwnTokens()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        ReferenceOutputs once = ReferenceOutputs.Load(folder, "once_upon_a_time"), lily = ReferenceOutputs.Load(folder, "lily_had_a");
+        using Testbed bed = Testbed.FromCheckpoint(folder, new TestbedOptions { MaxContext = 96, MaxBatchTokens = 16, MaxSequences = 3, KvPrecision = KvCachePrecision.F32 });
+        using CausalLM llama = bed.Load();
+        var parties = new List<(DataOwnerSession Owner, int Session, ReferenceOutputs Reference)>();
+        foreach (ReferenceOutputs reference in new[] { lily, once, once })
+        {
+            (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+            parties.Add((owner, session, reference));
+        }
+        try
+        {
+            int recordBytes = Programs.CausalLMProgram.TokenRecordBytes;
+            int[] slots = [2, 0, 1], positions = new int[3], produced = new int[3];
+            byte[] records = new byte[3 * recordBytes];
+            void Pass((int Party, int Mode, int Seq)[] segments, List<(int, byte[])> opens)
+            {
+                long[] requests = new long[segments.Length * SegmentRequest.Count];
+                for (int i = 0; i < segments.Length; i++)
+                {
+                    (int party, int mode, int seq) = segments[i];
+                    Span<long> r = requests.AsSpan(i * SegmentRequest.Count, SegmentRequest.Count);
+                    (r[SegmentRequest.Session], r[SegmentRequest.Mode], r[SegmentRequest.Slot], r[SegmentRequest.Start], r[SegmentRequest.Seq]) =
+                        (parties[party].Session, mode, slots[party], positions[party], seq);
+                }
+                llama.SealedSegmentsStep(requests, segments.Length, opens, records);
+                for (int i = 0; i < segments.Length; i++)
+                {
+                    (int party, _, int seq) = segments[i];
+                    positions[party] += seq;
+                    TokenMessage got = parties[party].Owner.DecryptToken(records.AsSpan(i * recordBytes, recordBytes).ToArray());
+                    ReferenceOutputs reference = parties[party].Reference;
+                    Assert.That((got.TokenId, got.Position), Is.EqualTo((reference.GeneratedTokens[produced[party]], reference.PromptTokens.Length + produced[party])),
+                        $"party {party} (session {parties[party].Session}, slot {slots[party]}), token {produced[party]}, segment {i}");
+                    produced[party]++;
+                }
+            }
+            (int, int, int) Open(int party) => (party, StepBlock.ModeOpenPrompt, parties[party].Reference.PromptTokens.Length);
+            byte[] Record(int party) => parties[party].Owner.EncryptPrompt(parties[party].Reference.PromptTokens);
+
+            Pass([Open(0), Open(1), Open(2)], [(0, Record(0)), (1, Record(1)), (2, Record(2))]);
+            for (int step = 0; step < 6; step++)
+            {
+                int[] order = [step % 3, (step + 1) % 3, (step + 2) % 3];
+                Pass([.. order.Select(p => (p, StepBlock.ModeDecode, 1))], []);
+            }
+
+            // Party 1 opens a new prompt (lily's) in party 0's slot, beside a decode of party 2.
+            int oldSlot = slots[1];
+            parties[1] = (parties[1].Owner, parties[1].Session, lily);
+            (slots[1], positions[1], produced[1]) = (slots[0], 0, 0);
+            Pass([(2, StepBlock.ModeDecode, 1), Open(1)], [(1, Record(1))]);
+            for (int step = 0; step < 3; step++)
+            {
+                Pass([(1, StepBlock.ModeDecode, 1), (2, StepBlock.ModeDecode, 1)], []);
+            }
+            long[] Decode(int session, int slot, int start) => [session, StepBlock.ModeDecode, slot, start, 1];
+            var moved = Assert.Throws<Driver.NpuException>(() => llama.SealedSegmentsStep(Decode(parties[1].Session, oldSlot, positions[1]), 1, [], records));
+            Assert.That(moved!.Message, Does.Contain($"not slot {oldSlot}"), "the moved session's old slot");
+            var evicted = Assert.Throws<Driver.NpuException>(() => llama.SealedSegmentsStep(Decode(parties[0].Session, slots[0], positions[0]), 1, [], records));
+            Assert.That(evicted!.Message, Does.Contain("no slot"), "the evicted session");
+            // A session fed twice, its second segment third in the pass and in another slot.
+            long[] twice = [.. Decode(parties[2].Session, slots[2], positions[2]), .. Decode(parties[1].Session, slots[1], positions[1]), .. Decode(parties[1].Session, oldSlot, positions[1])];
+            var fedTwice = Assert.Throws<Driver.NpuException>(() => llama.SealedSegmentsStep(twice, 3, [], records));
+            Assert.That(fedTwice!.Message, Does.Contain($"segment 2: session {parties[1].Session} is fed twice in one pass"));
+            Pass([(2, StepBlock.ModeDecode, 1), (1, StepBlock.ModeDecode, 1)], []);
+        }
+        finally
+        {
+            foreach (var party in parties)
+            {
+                party.Owner.Dispose();
+            }
+        }
     }
 }
