@@ -11,24 +11,20 @@ namespace AscendCC.Server;
 /// records. Every step takes the device gate on its own, so session opens, key releases and loads
 /// interleave with the steps instead of waiting for whole generations.
 /// </summary>
-internal sealed class BatchLoop : IAsyncDisposable
+internal sealed class BatchLoop : StepLoop<BatchLoop.Request>
 {
-    private readonly NpuSlot _npu;
     private readonly SealedBatch _batch;
     private readonly ILogger _log;
-    private readonly Channel<Request> _incoming = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Queue<Request> _waiting = new();
     private readonly List<int> _leavers = [];
     private readonly Dictionary<SealedSequence, Request> _running = new();
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _loop;
 
     public BatchLoop(NpuSlot npu, CausalLM llama, ILogger log)
+        : base(npu)
     {
-        _npu = npu;
         _batch = llama.CreateSealedBatch();
         _log = log;
-        _loop = Task.Run(RunAsync);
+        Start();
     }
 
     /// <summary>Sessions the model answers at once.</summary>
@@ -46,9 +42,9 @@ internal sealed class BatchLoop : IAsyncDisposable
     public ChannelReader<byte[]> Enqueue(int session, byte[] record, int promptTokens, int maxTokens, CancellationToken cancel)
     {
         var request = new Request(session, record, promptTokens, maxTokens, cancel);
-        if (!_incoming.Writer.TryWrite(request))
+        if (!TryQueue(request))
         {
-            request.Records.Writer.TryComplete(new InvalidOperationException($"the model on NPU {_npu.Index} is being unloaded; send the prompt again once a model is loaded"));
+            request.Records.Writer.TryComplete(new InvalidOperationException($"the model on NPU {Npu.Index} is being unloaded; send the prompt again once a model is loaded"));
         }
         return request.Records.Reader;
     }
@@ -58,45 +54,25 @@ internal sealed class BatchLoop : IAsyncDisposable
     /// step the session is taken out of the batch if it is still in it, and closed (the device scrubs
     /// its slot) — also when its generation had already ended on the device.
     /// </summary>
-    public void Left(int session) => _incoming.Writer.TryWrite(new Request(session, [], 0, 0, CancellationToken.None) { Leave = true });
+    public void Left(int session) => TryQueue(new Request(session, [], 0, 0, CancellationToken.None) { Leave = true });
 
-    private async Task RunAsync()
+    protected override bool HasWork => _running.Count > 0 || _waiting.Count > 0 || _leavers.Count > 0;
+
+    protected override void Accept(Request request)
     {
-        CancellationToken stop = _stop.Token;
-        try
+        if (request.Leave)
         {
-            while (!stop.IsCancellationRequested)
-            {
-                if (_running.Count == 0 && _waiting.Count == 0 && _leavers.Count == 0 && !await _incoming.Reader.WaitToReadAsync(stop).ConfigureAwait(false))
-                {
-                    break;
-                }
-                while (_incoming.Reader.TryRead(out Request? request))
-                {
-                    if (request.Leave)
-                    {
-                        _leavers.Add(request.Session);
-                    }
-                    else
-                    {
-                        _waiting.Enqueue(request);
-                    }
-                }
-                await _npu.EnterAsync(stop).ConfigureAwait(false);
-                try
-                {
-                    Step();
-                }
-                finally
-                {
-                    _npu.Leave();
-                }
-            }
+            _leavers.Add(request.Session);
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        else
         {
+            _waiting.Enqueue(request);
         }
-        var unloaded = new InvalidOperationException($"the model on NPU {_npu.Index} was unloaded mid-generation; send the prompt again once a model is loaded");
+    }
+
+    protected override void FailAll()
+    {
+        var unloaded = new InvalidOperationException($"the model on NPU {Npu.Index} was unloaded mid-generation; send the prompt again once a model is loaded");
         foreach (Request r in _running.Values.Concat(_waiting))
         {
             r.Records.Writer.TryComplete(unloaded);
@@ -104,7 +80,7 @@ internal sealed class BatchLoop : IAsyncDisposable
     }
 
     /// <summary>One step, holding the device: leavers out, joiners in while slots are free, one pass.</summary>
-    private void Step()
+    protected override void Step()
     {
         foreach (int session in _leavers)
         {
@@ -114,7 +90,7 @@ internal sealed class BatchLoop : IAsyncDisposable
                 _running.Remove(s);
                 r.Records.Writer.TryComplete(new OperationCanceledException("the client left"));
             }
-            if (_npu.HasSession(session))
+            if (Npu.HasSession(session))
             {
                 CloseSession(session);
             }
@@ -161,7 +137,7 @@ internal sealed class BatchLoop : IAsyncDisposable
         {
             // A pass the device failed (not one newcomer's refused prompt, which fails alone): every
             // session of it fails and is closed, and the batch starts afresh.
-            _log.LogError(e, "NPU {Device}: a batched pass of {Sessions} sessions failed; closing them", _npu.Index, _running.Count);
+            _log.LogError(e, "NPU {Device}: a batched pass of {Sessions} sessions failed; closing them", Npu.Index, _running.Count);
             foreach ((SealedSequence s, Request r) in _running)
             {
                 _batch.Remove(s);
@@ -181,7 +157,7 @@ internal sealed class BatchLoop : IAsyncDisposable
             else
             {
                 _log.LogInformation("NPU {Device} session {Session}: {Prompt} prompt tokens, {Tokens} sealed token records (batched, slot {Slot})",
-                    _npu.Index, r.Session, r.PromptTokens, s.Produced, s.Slot);
+                    Npu.Index, r.Session, r.PromptTokens, s.Produced, s.Slot);
                 r.Records.Writer.TryComplete();
             }
         }
@@ -191,25 +167,16 @@ internal sealed class BatchLoop : IAsyncDisposable
     {
         try
         {
-            _npu.Mailbox.CloseSession(session);
+            Npu.Mailbox.CloseSession(session);
         }
         catch (Runtime.Confidential.FirmwareMailboxException e)
         {
-            _log.LogWarning("NPU {Device} session {Session}: close refused: {Reason}", _npu.Index, session, e.Message);
+            _log.LogWarning("NPU {Device} session {Session}: close refused: {Reason}", Npu.Index, session, e.Message);
         }
-        _npu.RemoveSession(session);
+        Npu.RemoveSession(session);
     }
 
-    /// <summary>Stops the loop (between steps); generations in progress fail with a message saying why.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        _incoming.Writer.TryComplete();
-        await _stop.CancelAsync().ConfigureAwait(false);
-        await _loop.ConfigureAwait(false);
-        _stop.Dispose();
-    }
-
-    private sealed class Request(int session, byte[] record, int promptTokens, int maxTokens, CancellationToken cancel)
+    internal sealed class Request(int session, byte[] record, int promptTokens, int maxTokens, CancellationToken cancel)
     {
         public int Session { get; } = session;
 

@@ -10,25 +10,21 @@ namespace AscendCC.Server.Plain;
 /// client goes, so every step reads each weight once for all the replies in progress. Each step takes
 /// the device gate on its own.
 /// </summary>
-internal sealed class PlainBatchLoop : IAsyncDisposable
+internal sealed class PlainBatchLoop : StepLoop<PlainBatchLoop.Request>
 {
-    private readonly NpuSlot _npu;
     private readonly CausalLMBatch _batch;
     private readonly ILogger _log;
-    private readonly Channel<Request> _incoming = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Queue<Request> _waiting = new();
     private readonly Dictionary<BatchSequence, Request> _running = new();
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _loop;
     private int _active;
     private int _abandoned;
 
     public PlainBatchLoop(NpuSlot npu, CausalLM model, ILogger log)
+        : base(npu)
     {
-        _npu = npu;
         _batch = model.CreateBatch();
         _log = log;
-        _loop = Task.Run(RunAsync);
+        Start();
     }
 
     /// <summary>Replies the model decodes at once.</summary>
@@ -53,55 +49,28 @@ internal sealed class PlainBatchLoop : IAsyncDisposable
     {
         var request = new Request(prompt, maxTokens, sampling, stopTokens, cancel);
         Interlocked.Increment(ref _active);
-        if (!_incoming.Writer.TryWrite(request))
+        if (!TryQueue(request))
         {
-            Complete(request, new InvalidOperationException($"the model on NPU {_npu.Index} is shutting down; send the request again"));
+            Complete(request, new InvalidOperationException($"the model on NPU {Npu.Index} is shutting down; send the request again"));
         }
         return request.Tokens.Reader;
     }
 
-    private async Task RunAsync()
+    protected override bool HasWork => _running.Count > 0 || _waiting.Count > 0;
+
+    protected override void Accept(Request request) => _waiting.Enqueue(request);
+
+    protected override void FailAll()
     {
-        CancellationToken stop = _stop.Token;
-        try
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                if (_running.Count == 0 && _waiting.Count == 0 && !await _incoming.Reader.WaitToReadAsync(stop).ConfigureAwait(false))
-                {
-                    break;
-                }
-                while (_incoming.Reader.TryRead(out Request? request))
-                {
-                    _waiting.Enqueue(request);
-                }
-                await _npu.EnterAsync(stop).ConfigureAwait(false);
-                try
-                {
-                    Step();
-                }
-                finally
-                {
-                    _npu.Leave();
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
-        {
-        }
-        var shutdown = new InvalidOperationException($"the model on NPU {_npu.Index} was shut down mid-generation; send the request again");
+        var shutdown = new InvalidOperationException($"the model on NPU {Npu.Index} was shut down mid-generation; send the request again");
         foreach (Request r in _running.Values.Concat(_waiting))
         {
             Complete(r, shutdown);
         }
-        while (_incoming.Reader.TryRead(out Request? late))
-        {
-            Complete(late, shutdown);
-        }
     }
 
     /// <summary>One step, holding the device: leavers out, joiners in while slots are free, one pass.</summary>
-    private void Step()
+    protected override void Step()
     {
         foreach ((BatchSequence s, Request r) in _running.Where(p => p.Value.Cancel.IsCancellationRequested).ToList())
         {
@@ -144,7 +113,7 @@ internal sealed class PlainBatchLoop : IAsyncDisposable
         catch (Exception e) when (e is Runtime.Driver.NpuException or InvalidOperationException)
         {
             // A step the device failed: every reply of it fails, and the batch starts afresh.
-            _log.LogError(e, "NPU {Device}: a batched step of {Sequences} sequences failed", _npu.Index, _running.Count);
+            _log.LogError(e, "NPU {Device}: a batched step of {Sequences} sequences failed", Npu.Index, _running.Count);
             foreach ((BatchSequence s, Request r) in _running)
             {
                 _batch.Remove(s);
@@ -157,7 +126,7 @@ internal sealed class PlainBatchLoop : IAsyncDisposable
         {
             _running.Remove(s);
             _log.LogInformation("NPU {Device}: {Prompt} prompt tokens, {Tokens} tokens, {Reason} (batched, slot {Slot})",
-                _npu.Index, s.PromptTokens, s.Produced, s.FinishReason, s.Slot);
+                Npu.Index, s.PromptTokens, s.Produced, s.FinishReason, s.Slot);
             Complete(r, null);
         }
     }
@@ -170,16 +139,7 @@ internal sealed class PlainBatchLoop : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops the loop (between steps); generations in progress fail with a message saying why.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        _incoming.Writer.TryComplete();
-        await _stop.CancelAsync().ConfigureAwait(false);
-        await _loop.ConfigureAwait(false);
-        _stop.Dispose();
-    }
-
-    private sealed class Request(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling, IReadOnlyCollection<int> stopTokens, CancellationToken cancel)
+    internal sealed class Request(IReadOnlyList<int> prompt, int maxTokens, SamplingOptions sampling, IReadOnlyCollection<int> stopTokens, CancellationToken cancel)
     {
         public IReadOnlyList<int> Prompt { get; } = prompt;
 

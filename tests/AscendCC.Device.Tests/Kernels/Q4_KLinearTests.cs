@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Kernels;
 using NUnit.Framework;
-using static TorchSharp.torch;
 
 namespace AscendCC.Device.Tests.Kernels;
 
@@ -192,52 +191,10 @@ public sealed unsafe class Q4_KLinearTests : IDisposable
             LinearKernel.Linear(_twoCores, new float[cols], new byte[bytes - 1], ElementType.Q4_K, [], new float[rows], 1, cols, rows));
     }
 
-    private static (double[] Expected, double[] Bound) TorchLinear(float[] x, byte[] gguf, float[] bias, int m, int k, int n)
-    {
-        using var scope = NewDisposeScope();
-        float[] dequantized = K4Reference.Dequantize(gguf, n, k);
-        Tensor tx = tensor(x, m, k).to(float64);
-        Tensor tw = tensor(dequantized, n, k).to(float64);
-        Tensor? tb = bias.Length > 0 ? tensor(bias).to(float64) : null;
-        double[] expected = nn.functional.linear(tx, tw, tb).data<double>().ToArray();
-        (_, float[] dx) = QuantizedLinearTests.BlockReference.QuantizeActivations(x, m, k);
-        double[] bound = new double[m * n];
-        for (int t = 0; t < m; t++)
-        {
-            for (int j = 0; j < n; j++)
-            {
-                double sum = 0;
-                for (int b = 0; b < k / 32; b++)
-                {
-                    double absW = 0;
-                    for (int i = b * 32; i < (b + 1) * 32; i++)
-                    {
-                        absW += Math.Abs(dequantized[((long)j * k) + i]);
-                    }
-                    sum += dx[(t * (k / 32)) + b] * (0.5 + Math.Pow(2, -16)) * absW;
-                }
-                bound[(t * n) + j] = sum;
-            }
-        }
-        return (expected, bound);
-    }
+    private static (double[] Expected, double[] Bound) TorchLinear(float[] x, byte[] gguf, float[] bias, int m, int k, int n) =>
+        QuantizedLinearTests.TorchLinear([.. K4Reference.Dequantize(gguf, n, k).Select(w => (double)w)], x, bias, m, k, n);
 
-    private static void AssertWithin(float[] actual, double[] expected, double[] bound, string what)
-    {
-        int worst = -1;
-        double worstRatio = 0;
-        for (int i = 0; i < actual.Length; i++)
-        {
-            double err = Math.Abs(actual[i] - expected[i]);
-            double ratio = double.IsNaN(actual[i]) ? double.PositiveInfinity : err / (bound[i] + 1e-30);
-            if (ratio > worstRatio)
-            {
-                (worstRatio, worst) = (ratio, i);
-            }
-        }
-        Assert.That(worstRatio, Is.LessThanOrEqualTo(1.0),
-            $"{what}: element {worst} is {actual[Math.Max(worst, 0)]:r}, expected {expected[Math.Max(worst, 0)]:r} ± {bound[Math.Max(worst, 0)]:g3}");
-    }
+    private static void AssertWithin(float[] actual, double[] expected, double[] bound, string what) => QuantizedLinearTests.AssertWithin(actual, expected, bound, what);
 
     /// <summary>GGUF Q4_K as ggml defines block_q4_K, written and read by the test itself.</summary>
     internal static class K4Reference

@@ -393,10 +393,16 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
         return w;
     }
 
-    private static (double[] Expected, double[] Bound) TorchLinear(ElementType format, float[] x, byte[] matrix, float[] bias, int m, int k, int n)
+    private static (double[] Expected, double[] Bound) TorchLinear(ElementType format, float[] x, byte[] matrix, float[] bias, int m, int k, int n) =>
+        TorchLinear(BlockReference.Dequantize(format, matrix, n, k), x, bias, m, k, n);
+
+    /// <summary>
+    /// TorchSharp's float64 linear of the unquantized x with <paramref name="dequantized"/> weights
+    /// [n, k], and how far the kernel may be from it by the activations' rounding alone.
+    /// </summary>
+    internal static (double[] Expected, double[] Bound) TorchLinear(double[] dequantized, float[] x, float[] bias, int m, int k, int n)
     {
         using var scope = NewDisposeScope();
-        double[] dequantized = BlockReference.Dequantize(format, matrix, n, k);
         Tensor tx = tensor(x, m, k).to(float64);
         Tensor tw = tensor(dequantized, n, k);
         Tensor? tb = bias.Length > 0 ? tensor(bias).to(float64) : null;
@@ -425,7 +431,7 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
         return (expected, bound);
     }
 
-    private static void AssertWithin(float[] actual, double[] expected, double[] bound, string what)
+    internal static void AssertWithin(float[] actual, double[] expected, double[] bound, string what)
     {
         int worst = -1;
         double worstRatio = 0;
