@@ -19,13 +19,15 @@ namespace AscendCC.Runtime.Tests.Confidential;
 /// </summary>
 public class ConfidentialBatchTests
 {
-    [TestCase(ExecutionMode.Graph)]
-    [TestCase(ExecutionMode.Eager)]
-    public void EveryDataOwnerGetsLlama2csTokensFromRecordsOnlyItCanOpen(ExecutionMode mode)
+    /// <remarks>With passes of two tokens, every prompt is opened in one pass and continued in others, its last chunk ending exactly at the prompt's end.</remarks>
+    [TestCase(ExecutionMode.Graph, 6)]
+    [TestCase(ExecutionMode.Eager, 6)]
+    [TestCase(ExecutionMode.Graph, 2)]
+    public void EveryDataOwnerGetsLlama2csTokensFromRecordsOnlyItCanOpen(ExecutionMode mode, int maxBatchTokens)
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs once = ReferenceOutputs.Load(folder, "once_upon_a_time"), lily = ReferenceOutputs.Load(folder, "lily_had_a");
-        using Testbed bed = Testbed.FromCheckpoint(folder, new TestbedOptions { Mode = mode, MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvPrecision = KvCachePrecision.F32 });
+        using Testbed bed = Testbed.FromCheckpoint(folder, new TestbedOptions { Mode = mode, MaxContext = 96, MaxBatchTokens = maxBatchTokens, MaxSequences = 2, KvPrecision = KvCachePrecision.F32 });
         using CausalLM llama = bed.Load();
         SealedBatch batch = llama.CreateSealedBatch();
         var owners = new Dictionary<SealedSequence, (DataOwnerSession Owner, ReferenceOutputs Reference, List<TokenMessage> Got)>();
