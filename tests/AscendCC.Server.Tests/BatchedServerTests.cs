@@ -112,4 +112,46 @@ public sealed class BatchedServerTests : IDisposable
             Assert.That(gone!.Status, Is.EqualTo(HttpStatusCode.NotFound));
         }
     }
+
+    /// <summary>
+    /// A client gone before its first record was relayed (its token cancelled, the endpoint never
+    /// calling <see cref="BatchLoop.Left"/>): the loop takes its request out at the next step and closes
+    /// its session, so the device scrubs its slot. The test holds the NPU's gate to let the loop run
+    /// exactly one step (the open) before the cancellation.
+    /// </summary>
+    [Test, Order(4)]
+    public async Task A_request_cancelled_after_its_open_has_its_session_closed()
+    {
+        (DataOwnerSession owner, int session) = await _world.OpenDataOwnerAsync();
+        using (owner)
+        {
+            NpuSlot npu = _world.Fleet[0];
+            using var cancel = new CancellationTokenSource();
+            await npu.EnterAsync(CancellationToken.None);
+            System.Threading.Channels.ChannelReader<byte[]> records = npu.Batch!.Enqueue(session, owner.EncryptPrompt(Prompts[2]), Prompts[2].Length, MaxTokens, cancel.Token);
+            for (int i = 0; i < 2000 && npu.Queued < 2; i++)
+            {
+                await Task.Delay(1);
+            }
+            Assert.That(npu.Queued, Is.EqualTo(2), "the loop waits for the NPU with the request");
+            npu.Leave();
+            await npu.EnterAsync(CancellationToken.None);
+            await cancel.CancelAsync();
+            npu.Leave();
+            int relayed = 0;
+            Assert.CatchAsync<OperationCanceledException>(async () =>
+            {
+                await foreach (byte[] _ in records.ReadAllAsync())
+                {
+                    relayed++;
+                }
+            });
+            Assert.That(relayed, Is.EqualTo(1), "the open's record, then nothing");
+            for (int i = 0; i < 500 && npu.HasSession(session); i++)
+            {
+                await Task.Delay(10);
+            }
+            Assert.That(npu.HasSession(session), Is.False, "its session was closed");
+        }
+    }
 }
