@@ -7,7 +7,7 @@ namespace AscendCC.Benchmarks;
 
 /// <summary>
 /// Causal attention: a 2K-token prefill (every query against its prefix) and one decode step at
-/// context 512, against TorchSharp's fused scaled_dot_product_attention on the same tensors.
+/// context 512 (and 2048 over an f16 cache), against TorchSharp's fused scaled_dot_product_attention on the same tensors.
 /// </summary>
 internal sealed class AttentionSuite : IBenchmarkSuite
 {
@@ -24,9 +24,15 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         RunCase(grid, "prefill 2048, 32 heads / 4 kv × 64", seq: 2048, startPos: 0, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table);
         RunCase(grid, "decode at 512, 12 heads × 64", seq: 1, startPos: 511, heads: 12, kvHeads: 12, headDim: 64, options, budgetMs, table);
         RunCase(grid, "decode at 512, 32 heads / 4 kv × 64", seq: 1, startPos: 511, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table);
+        // The models' default cache is f16: keys and values are widened as attention reads them.
+        RunCase(grid, "decode at 512, 12 heads × 64, f16 cache", seq: 1, startPos: 511, heads: 12, kvHeads: 12, headDim: 64, options, budgetMs, table, ElementType.F16);
+        RunCase(grid, "decode at 2048, 12 heads × 64, f16 cache", seq: 1, startPos: 2047, heads: 12, kvHeads: 12, headDim: 64, options, budgetMs, table, ElementType.F16);
+        RunCase(grid, "decode at 512, 32 heads / 4 kv × 64, f16 cache", seq: 1, startPos: 511, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table, ElementType.F16);
+        RunCase(grid, "decode at 2048, 32 heads / 4 kv × 64, f16 cache", seq: 1, startPos: 2047, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table, ElementType.F16);
     }
 
-    private static void RunCase(AiCoreGrid grid, string name, int seq, int startPos, int heads, int kvHeads, int headDim, BenchmarkOptions options, double budgetMs, ResultTable table)
+    private static void RunCase(AiCoreGrid grid, string name, int seq, int startPos, int heads, int kvHeads, int headDim, BenchmarkOptions options, double budgetMs, ResultTable table,
+        ElementType cacheType = ElementType.F32)
     {
         if (!options.Includes(name))
         {
@@ -38,6 +44,9 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         float[] kCache = Enumerable.Range(0, kvHeads * maxSeq * headDim).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
         float[] vCache = Enumerable.Range(0, kvHeads * maxSeq * headDim).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
         float[] output = new float[q.Length];
+        // An f16 cache holds the values rounded to f16; TorchSharp gets the same rounded values in f32.
+        byte[] kHalf = cacheType == ElementType.F16 ? ToHalfBytes(kCache) : [];
+        byte[] vHalf = cacheType == ElementType.F16 ? ToHalfBytes(vCache) : [];
         float scale = 1f / MathF.Sqrt(headDim);
 
         // Torch layout: [1, heads, seq, d] queries against [1, heads, context, d] keys (GQA expanded,
@@ -50,7 +59,17 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         // Prefill from position 0 is plain causal; a decode query sees the whole prefix.
         bool causal = seq > 1;
 
-        void Ours() => Attention.CausalAttention(grid, q, kCache, vCache, output, seq, startPos, heads, kvHeads, headDim, maxSeq, scale);
+        void Ours()
+        {
+            if (cacheType == ElementType.F16)
+            {
+                Attention.CausalAttention(grid, q, kHalf, vHalf, ElementType.F16, output, seq, startPos, heads, kvHeads, headDim, maxSeq, scale);
+            }
+            else
+            {
+                Attention.CausalAttention(grid, q, kCache, vCache, output, seq, startPos, heads, kvHeads, headDim, maxSeq, scale);
+            }
+        }
         void Torch()
         {
             using Tensor r = nn.functional.scaled_dot_product_attention(tq, tk, tv, is_casual: causal);
@@ -61,5 +80,18 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         int reps = Measure.RepetitionsFor(Math.Max(0.05, flops / 50e9 * 1e3), budgetMs);
         (Timing ours, Timing theirs) = Measure.Compare(Ours, Torch, warmup: 2, reps);
         table.Add(new ResultRow(name, ours, theirs, flops, "GFLOPS"));
+    }
+
+    // Rounds the values in place to f16 and returns their f16 bytes.
+    private static byte[] ToHalfBytes(float[] values)
+    {
+        byte[] bytes = new byte[values.Length * 2];
+        for (int i = 0; i < values.Length; i++)
+        {
+            Half h = (Half)values[i];
+            BitConverter.TryWriteBytes(bytes.AsSpan(i * 2), h);
+            values[i] = (float)h;
+        }
+        return bytes;
     }
 }

@@ -104,11 +104,11 @@ public sealed class MatMulTests : IDisposable
     private static IEnumerable<TestCaseData> LinearShapes()
     {
         // m ≤ 8 (LinearKernel.GemvMaxRows; a batched decode step) runs the streaming GEMV — eight
-        // tokens, four, two and one at a time, so m = 5..8 take every path and their tails in k and n —
-        // and larger m the packed GEMM.
+        // tokens, four, two and one at a time, so m = 5..8 take every path and their tails in k and n;
+        // one token alone reads row after row (tails in k: 45, 100) — and larger m the packed GEMM.
         int[][] shapes =
         [
-            [1, 1, 1], [1, 768, 2048], [3, 13, 7], [4, 33, 65], [2, 1000, 37], [4, 512, 36], [5, 13, 7],
+            [1, 1, 1], [1, 768, 2048], [1, 45, 13], [1, 100, 37], [3, 13, 7], [4, 33, 65], [2, 1000, 37], [4, 512, 36], [5, 13, 7],
             [6, 33, 9], [7, 100, 21], [8, 45, 13], [8, 768, 130], [9, 40, 12],
             [33, 65, 17], [127, 255, 129], [2048, 256, 256], [3, 0, 5],
         ];

@@ -86,6 +86,56 @@ public class ConfidentialBatchTests
         }
     }
 
+    /// <summary>
+    /// The edges a batched pass may reach are legal: a pass of exactly as many tokens as it holds
+    /// (a five-token prompt opened alone, then a decode beside a four-token prompt), and a session
+    /// decoding at its context's last position. Both data owners run until their context is full and
+    /// get llama2.c's tokens up to there.
+    /// </summary>
+    [Test]
+    public void PassesFilledToCapacityAndSessionsRunToTheContextsEndAreAnswered()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        ReferenceOutputs once = ReferenceOutputs.Load(folder, "once_upon_a_time"), lily = ReferenceOutputs.Load(folder, "lily_had_a");
+        const int maxContext = 16;
+        Assert.That((once.PromptTokens.Length, lily.PromptTokens.Length), Is.EqualTo((5, 4)), "the passes below are sized for these prompts");
+        using Testbed bed = Testbed.FromCheckpoint(folder, new TestbedOptions { MaxContext = maxContext, MaxBatchTokens = 5, MaxSequences = 2, KvPrecision = KvCachePrecision.F32 });
+        using CausalLM llama = bed.Load();
+        SealedBatch batch = llama.CreateSealedBatch();
+        var owners = new List<(SealedSequence Sequence, DataOwnerSession Owner, ReferenceOutputs Reference, List<TokenMessage> Got)>();
+        try
+        {
+            foreach (ReferenceOutputs reference in new[] { once, lily })
+            {
+                (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+                owners.Add((batch.Add(session, owner.EncryptPrompt(reference.PromptTokens), reference.PromptTokens.Length, 1000), owner, reference, []));
+            }
+            int steps = 0;
+            while (batch.Count > 0)
+            {
+                foreach ((SealedSequence s, byte[] record) in batch.Step())
+                {
+                    var party = owners.Single(o => o.Sequence == s);
+                    party.Got.Add(party.Owner.DecryptToken(record));
+                }
+                Assert.That(++steps, Is.LessThan(100));
+            }
+            foreach (var party in owners)
+            {
+                int prompt = party.Reference.PromptTokens.Length, produced = maxContext - prompt + 1;
+                Assert.That(party.Got.Select(t => t.TokenId), Is.EqualTo(party.Reference.GeneratedTokens[..produced]), $"session {party.Sequence.Session}: the open's token and one per position up to {maxContext - 1}");
+                Assert.That(party.Got.Select(t => t.Position), Is.EqualTo(Enumerable.Range(prompt, produced)));
+            }
+        }
+        finally
+        {
+            foreach (var party in owners)
+            {
+                party.Owner.Dispose();
+            }
+        }
+    }
+
     [Test]
     public void TheDeploymentsSlotCountIsMeasuredAndTravelsInItsDescriptor()
     {

@@ -293,11 +293,12 @@ internal static unsafe class LinearKernel
         : Vector256.WidenLower(Vector128.Load(p).ToVector256());
 
     /// <summary>
-    /// Each block owns a run of output features (rows of W). Four rows are reduced together with two
-    /// accumulators each (one accumulator per row and token when tokens are grouped in fours or
-    /// pairs): eight or more independent FMA chains hide FMA latency, and four sequential streams
-    /// keep the hardware prefetchers saturating DRAM. For m &gt; 4 the same 4-row strip is re-read
-    /// from cache per group of tokens, so DRAM still sees W once.
+    /// Each block owns a run of output features (rows of W). One token reads the rows one after
+    /// another (<see cref="DotRow"/>): memory-bound, it wants one sequential stream. Two or more
+    /// tokens reduce four rows together with one accumulator per row and token, so each x vector
+    /// loaded serves four rows: sixteen independent FMA chains per weight vector, compute-bound at
+    /// eight tokens. For m &gt; 4 the same 4-row strip is re-read from cache per group of tokens, so
+    /// DRAM still sees W once.
     /// </summary>
     private struct GemvKernel<TW> : IBlockKernel where TW : struct, IWeightReader
     {
@@ -315,6 +316,16 @@ internal static unsafe class LinearKernel
             nint rowBytes = (nint)K * TW.ElementSize;
             int j = j0;
             float* sums = stackalloc float[16];
+            if (Wide && M == 1)
+            {
+                // One token: the block's rows one after another, a single sequential stream (below).
+                for (; j < j1; j++)
+                {
+                    float s = DotRow(X, W + j * rowBytes, K);
+                    Y[j] = Bias != null ? s + Bias[j] : s;
+                }
+                return;
+            }
             for (; j + 4 <= j1; j += 4)
             {
                 byte* r0 = W + j * rowBytes;
@@ -554,6 +565,42 @@ internal static unsafe class LinearKernel
                 s2 = MathF.FusedMultiplyAdd(TW.Load(r2, i), xi, s2);
                 s3 = MathF.FusedMultiplyAdd(TW.Load(r3, i), xi, s3);
             }
+        }
+
+        /// <summary>
+        /// x · row for one token, reading the row front to back with a software prefetch 4 KiB ahead in
+        /// the same stream (the next row, where this one ends). A block's rows are contiguous, so a
+        /// core reads one sequential stream: measured on the 1.1B step's BF16 linears (bench -- gemv,
+        /// variants alternated twice) 38.1–38.3 → 28.6–29.1 ms, 97 % of the read bandwidth, where four
+        /// rows at a time (four 4 KiB streams, the next strip prefetched) reached 74 %; a prefetch 2, 8
+        /// or 16 KiB ahead was 91–99 %. Per row the FMA order is Dot4x512's (two accumulators, i and i + 16).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static float DotRow(float* x, byte* row, int k)
+        {
+            const int Ahead = 4096;
+            Vector512<float> a = default, b = default;
+            nint i = 0;
+            for (; i <= k - 32; i += 32)
+            {
+                if (Sse.IsSupported)
+                {
+                    nint at = i * TW.ElementSize;
+                    Sse.Prefetch0(row + at + Ahead);
+                    if (TW.ElementSize == 4)
+                    {
+                        Sse.Prefetch0(row + at + Ahead + 64);
+                    }
+                }
+                a = Vector512.FusedMultiplyAdd(TW.Load16(row, i), Vector512.Load(x + i), a);
+                b = Vector512.FusedMultiplyAdd(TW.Load16(row, i + 16), Vector512.Load(x + i + 16), b);
+            }
+            float s = Vector512.Sum(a + b);
+            for (; i < k; i++)
+            {
+                s = MathF.FusedMultiplyAdd(TW.Load(row, i), x[i], s);
+            }
+            return s;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
