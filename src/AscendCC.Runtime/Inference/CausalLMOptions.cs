@@ -63,8 +63,8 @@ public enum WeightPrecision
     /// min, and a 6-bit scale and min per block of 32 (4.5 bits a weight in GGUF; 4.75 on the device,
     /// which keeps the scales unpacked), multiplied in int8 like Q4_0. The token embedding and the
     /// classifier are kept in Q8_0, as with <see cref="Q4_0"/>. GGUF Q4_K tensors (Q4_K_M and Q4_K_S
-    /// files) are kept as stored; anything else — F32, F16, BF16, and the Q6_K matrices a Q4_K_M file
-    /// keeps for some layers — is quantized on load with llama.cpp's rounding
+    /// files) are kept as stored; anything else — F32, F16, BF16, and the Q6_K and Q5_K matrices Q4_K_M
+    /// and Q4_K_S files keep for some layers — is quantized on load with llama.cpp's rounding
     /// (quantize_row_q4_K_ref). Every layer matrix's input width must be a multiple of 256.
     /// </summary>
     Q4_K = 5,

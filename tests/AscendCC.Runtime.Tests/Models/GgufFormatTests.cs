@@ -245,9 +245,9 @@ public class GgufFormatTests
     public void UnsupportedTensorTypeIsRefusedNamingTensorTypeAndTheSupportedOnes()
     {
         using var temp = new TempFolder();
-        string path = temp.File("q5.gguf");
-        new GgufWriter().AddRawTensor("blk.0.attn_q.weight", [256, 1], GgufTensorType.Q5_K, new byte[176]).Write(path);
-        var e = Refused(path, "Q5_K", "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
+        string path = temp.File("q3.gguf");
+        new GgufWriter().AddRawTensor("blk.0.attn_q.weight", [256, 1], GgufTensorType.Q3_K, new byte[110]).Write(path);
+        var e = Refused(path, "Q3_K", "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K");
         Assert.That(e.TensorName, Is.EqualTo("blk.0.attn_q.weight"));
         new GgufWriter().AddRawTensor("x", [1], (GgufTensorType)99, new byte[4]).Write(path);
         Refused(path, "type 99");

@@ -103,6 +103,37 @@ public class GgufQuantizationTests
         return y;
     }
 
+    // ggml's dequantize_row_q5_K, transcribed: block_q5_K is d, dmin, scales[12], qh[32], qs[128].
+    private static float[] RefQ5_K(byte[] x)
+    {
+        int nb = x.Length / 176;
+        var y = new float[nb * 256];
+        int yp = 0;
+        for (int i = 0; i < nb; i++)
+        {
+            int b = i * 176;
+            int ql = b + 48, qh = b + 16;
+            float d = Fp16ToFp32(U16(x, b));
+            float min = Fp16ToFp32(U16(x, b + 2));
+            int isc = 0;
+            byte u1 = 1, u2 = 2;
+            for (int j = 0; j < 256; j += 64)
+            {
+                GetScaleMinK4(isc + 0, x, b + 4, out byte sc, out byte m);
+                float d1 = d * sc, m1 = min * m;
+                GetScaleMinK4(isc + 1, x, b + 4, out sc, out m);
+                float d2 = d * sc, m2 = min * m;
+                for (int l = 0; l < 32; ++l) y[yp++] = d1 * ((x[ql + l] & 0xF) + ((x[qh + l] & u1) != 0 ? 16 : 0)) - m1;
+                for (int l = 0; l < 32; ++l) y[yp++] = d2 * ((x[ql + l] >> 4) + ((x[qh + l] & u2) != 0 ? 16 : 0)) - m2;
+                ql += 32;
+                isc += 2;
+                u1 <<= 2;
+                u2 <<= 2;
+            }
+        }
+        return y;
+    }
+
     private static float[] RefQ6_K(byte[] x)
     {
         int nb = x.Length / 210;
@@ -232,6 +263,13 @@ public class GgufQuantizationTests
     }
 
     [Test]
+    public void Q5_KMatchesGgml()
+    {
+        byte[] blocks = RandomKBlocks(176, [0, 2], 13);
+        AssertBitEqual(Dequantize(GgufTensorType.Q5_K, blocks), RefQ5_K(blocks));
+    }
+
+    [Test]
     public void Q6_KMatchesGgml()
     {
         byte[] blocks = RandomKBlocks(210, [208], 14);
@@ -323,15 +361,16 @@ public class GgufQuantizationTests
     {
         using var temp = new TempFolder();
         string path = temp.File("q.gguf");
-        byte[] q8 = Q8Blocks(), q4 = Q4Blocks(), q4k = RandomKBlocks(144, [0, 2], 1), q6k = RandomKBlocks(210, [208], 2);
+        byte[] q8 = Q8Blocks(), q4 = Q4Blocks(), q4k = RandomKBlocks(144, [0, 2], 1), q6k = RandomKBlocks(210, [208], 2), q5k = RandomKBlocks(176, [0, 2], 3);
         new GgufWriter()
             .AddRawTensor("a", [32, Scales.Length], GgufTensorType.Q8_0, q8)
             .AddRawTensor("b", [32, Scales.Length], GgufTensorType.Q4_0, q4)
             .AddRawTensor("c", [256, Scales.Length], GgufTensorType.Q4_K, q4k)
             .AddRawTensor("d", [256, Scales.Length], GgufTensorType.Q6_K, q6k)
+            .AddRawTensor("e", [256, Scales.Length], GgufTensorType.Q5_K, q5k)
             .Write(path);
         using var file = GgufFile.Open(path);
-        foreach (var (name, expected) in new[] { ("a", RefQ8_0(q8)), ("b", RefQ4_0(q4)), ("c", RefQ4_K(q4k)), ("d", RefQ6_K(q6k)) })
+        foreach (var (name, expected) in new[] { ("a", RefQ8_0(q8)), ("b", RefQ4_0(q4)), ("c", RefQ4_K(q4k)), ("d", RefQ6_K(q6k)), ("e", RefQ5_K(q5k)) })
         {
             GgufTensorInfo info = file.FindTensor(name)!;
             var y = new float[info.ElementCount];

@@ -16,7 +16,7 @@ namespace AscendCC.Runtime.Tests.Models;
 /// test-only): a random-weight Llama (<see cref="RandomLlamaCheckpoint"/>, every matrix width whole
 /// 256-blocks, edge cases in each matrix) written as an F32 GGUF and quantized to Q4_K_M by
 /// llama_model_quantize, which without an importance matrix writes its Q4_K tensors with
-/// quantize_row_q4_K_ref.
+/// quantize_row_q4_K_ref; and the Q5_K tensors of its Q5_K_M, which the runtime reads (dequantized).
 /// </summary>
 [NonParallelizable]
 public class Q4_KLlamaCppTests
@@ -132,6 +132,49 @@ public class Q4_KLlamaCppTests
         }
         float[] theirs = LlamaCppLogits(quantizedPath, prompt);
         Assert.That(ours, Is.All.Matches<float>(float.IsFinite));
+        Assert.That(Array.IndexOf(ours, ours.Max()), Is.EqualTo(Array.IndexOf(theirs, theirs.Max())), "the next token");
+    }
+
+    /// <summary>
+    /// llama.cpp's Q5_K_M of the same checkpoint (Q5_K matrices, Q6_K for some; what its Q4_K_S files also
+    /// use): every Q5_K tensor reads back within 5-bit rounding of the F32 weights it was quantized from
+    /// (a misplaced fifth bit moves a weight by 16 steps of its block), and the file runs on an F32
+    /// device from those dequantized weights and picks llama.cpp's next token on the same file.
+    /// </summary>
+    [Test]
+    public void Q5_KTensorsReadAsLlamaCppWroteThemAndTheFileRuns()
+    {
+        using var temp = new TempFolder();
+        (_, string f32Path, _) = WriteFiles(temp);
+        string q5Path = temp.File("random-q5_k_m.gguf");
+        Assert.That(LLamaQuantizer.Quantize(f32Path, q5Path, LLamaFtype.MOSTLY_Q5_K_M, nthread: 2), Is.True, "llama_model_quantize");
+        int compared = 0;
+        using (var f32File = GgufFile.Open(f32Path))
+        using (var q5File = GgufFile.Open(q5Path))
+        {
+            foreach (GgufTensorInfo tensor in q5File.Tensors.Where(t => t.Type == GgufTensorType.Q5_K))
+            {
+                GgufTensorInfo source = f32File.FindTensor(tensor.Name)!;
+                float[] original = new float[source.ElementCount], read = new float[tensor.ElementCount];
+                f32File.ReadFloat32(source, original);
+                q5File.ReadFloat32(tensor, read);
+                double error = Math.Sqrt(original.Zip(read).Average(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+                double rms = Math.Sqrt(original.Average(v => (double)v * v));
+                Assert.That(error, Is.LessThan(0.05 * rms), $"{tensor.Name}: RMS error of the Q5_K weights against the F32 ones");
+                compared++;
+            }
+        }
+        Assert.That(compared, Is.GreaterThanOrEqualTo(8), "Q5_K tensors in llama.cpp's Q5_K_M file");
+
+        int[] prompt = [.. TextTokenizer.Load(q5Path).Encode("Once upon a time")];
+        float[] ours;
+        using (var q5 = ModelCheckpoint.Open(q5Path))
+        using (var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true))
+        using (var model = CausalLM.Load(runtime, q5, new CausalLMOptions { MaxContext = 128, WeightPrecision = WeightPrecision.F32 }))
+        {
+            ours = model.ForwardAllLogits(prompt, 0)[^model.Config.VocabSize..];
+        }
+        float[] theirs = LlamaCppLogits(q5Path, prompt);
         Assert.That(Array.IndexOf(ours, ours.Max()), Is.EqualTo(Array.IndexOf(theirs, theirs.Max())), "the next token");
     }
 

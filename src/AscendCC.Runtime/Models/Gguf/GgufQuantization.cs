@@ -40,6 +40,9 @@ public static class GgufQuantization
             case GgufTensorType.Q4_K:
                 DequantizeQ4_K(source, destination);
                 break;
+            case GgufTensorType.Q5_K:
+                DequantizeQ5_K(source, destination);
+                break;
             case GgufTensorType.Q6_K:
                 DequantizeQ6_K(source, destination);
                 break;
@@ -380,6 +383,34 @@ public static class GgufQuantization
                 {
                     y[j + l] = d1 * (qq[l] & 0xF) - dm1;
                     y[j + 32 + l] = d2 * (qq[l] >> 4) - dm2;
+                }
+            }
+        }
+    }
+
+    // ggml's dequantize_row_q5_K: Q4_K's arithmetic on a 5-bit q, its fifth bit from qh (bit 2i for the
+    // low nibbles of the i-th 64-weight group, bit 2i + 1 for the high ones).
+    private static void DequantizeQ5_K(ReadOnlySpan<byte> source, Span<float> destination)
+    {
+        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.Q5_KBlockBytes, o += 256)
+        {
+            float d = Half16(source.Slice(b, 2));
+            float min = Half16(source.Slice(b + 2, 2));
+            ReadOnlySpan<byte> scales = source.Slice(b + 4, 12);
+            ReadOnlySpan<byte> qh = source.Slice(b + 16, 32);
+            ReadOnlySpan<byte> q = source.Slice(b + 48, 128);
+            Span<float> y = destination.Slice(o, 256);
+            for (int j = 0, isc = 0; j < 256; j += 64, isc += 2)
+            {
+                ScaleMinK4(isc, scales, out int sc1, out int m1);
+                ScaleMinK4(isc + 1, scales, out int sc2, out int m2);
+                float d1 = d * sc1, dm1 = min * m1, d2 = d * sc2, dm2 = min * m2;
+                ReadOnlySpan<byte> qq = q.Slice(j / 2, 32);
+                int low = 1 << isc, high = 2 << isc;
+                for (int l = 0; l < 32; l++)
+                {
+                    y[j + l] = d1 * ((qq[l] & 0xF) + ((qh[l] & low) != 0 ? 16 : 0)) - dm1;
+                    y[j + 32 + l] = d2 * ((qq[l] >> 4) + ((qh[l] & high) != 0 ? 16 : 0)) - dm2;
                 }
             }
         }

@@ -28,7 +28,7 @@ public enum GgufTensorType : uint
     Q3_K = 11,
     /// <summary>4-bit K-quant, super-blocks of 256.</summary>
     Q4_K = 12,
-    /// <summary>5-bit K-quant (not read).</summary>
+    /// <summary>5-bit K-quant, super-blocks of 256 (Q4_K's scales and mins, a fifth bit per weight).</summary>
     Q5_K = 13,
     /// <summary>6-bit K-quant, super-blocks of 256.</summary>
     Q6_K = 14,
@@ -60,12 +60,15 @@ public static class GgufTensorTypes
     /// <summary>Bytes of one Q4_K super-block: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles.</summary>
     public const int Q4_KBlockBytes = 2 + 2 + 12 + 128;
 
+    /// <summary>Bytes of one Q5_K super-block: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 32 bytes of fifth bits, 128 bytes of nibbles.</summary>
+    public const int Q5_KBlockBytes = 2 + 2 + 12 + 32 + 128;
+
     /// <summary>Bytes of one Q6_K super-block: 128 bytes low nibbles, 64 bytes high bits, 16 int8 scales, f16 d.</summary>
     public const int Q6_KBlockBytes = 128 + 64 + 16 + 2;
 
     /// <summary>The types <see cref="GgufFile"/> reads (dequantizing the quantized ones to float32).</summary>
     public static IReadOnlyList<GgufTensorType> Supported { get; } =
-        [GgufTensorType.F32, GgufTensorType.F16, GgufTensorType.BF16, GgufTensorType.Q8_0, GgufTensorType.Q4_0, GgufTensorType.Q4_K, GgufTensorType.Q6_K];
+        [GgufTensorType.F32, GgufTensorType.F16, GgufTensorType.BF16, GgufTensorType.Q8_0, GgufTensorType.Q4_0, GgufTensorType.Q4_K, GgufTensorType.Q5_K, GgufTensorType.Q6_K];
 
     /// <summary>True when this runtime reads tensors of <paramref name="type"/>.</summary>
     public static bool IsSupported(GgufTensorType type) => Supported.Contains(type);
@@ -75,7 +78,7 @@ public static class GgufTensorTypes
     {
         GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 => 1,
         GgufTensorType.Q8_0 or GgufTensorType.Q4_0 => 32,
-        GgufTensorType.Q4_K or GgufTensorType.Q6_K => 256,
+        GgufTensorType.Q4_K or GgufTensorType.Q5_K or GgufTensorType.Q6_K => 256,
         _ => throw Unsupported(type),
     };
 
@@ -87,6 +90,7 @@ public static class GgufTensorTypes
         GgufTensorType.Q8_0 => Q8_0BlockBytes,
         GgufTensorType.Q4_0 => Q4_0BlockBytes,
         GgufTensorType.Q4_K => Q4_KBlockBytes,
+        GgufTensorType.Q5_K => Q5_KBlockBytes,
         GgufTensorType.Q6_K => Q6_KBlockBytes,
         _ => throw Unsupported(type),
     };
