@@ -38,10 +38,10 @@ public static class GgufQuantization
                 DequantizeQ4_0(source, destination);
                 break;
             case GgufTensorType.Q4_K:
-                DequantizeQ4_K(source, destination);
+                DequantizeK4(source, destination, fifthBit: false);
                 break;
             case GgufTensorType.Q5_K:
-                DequantizeQ5_K(source, destination);
+                DequantizeK4(source, destination, fifthBit: true);
                 break;
             case GgufTensorType.Q6_K:
                 DequantizeQ6_K(source, destination);
@@ -364,41 +364,19 @@ public static class GgufQuantization
         }
     }
 
-    private static void DequantizeQ4_K(ReadOnlySpan<byte> source, Span<float> destination)
+    // ggml's dequantize_row_q4_K and dequantize_row_q5_K: y = d·sc·q − dmin·m per 32 weights, q the
+    // nibble, and for Q5_K plus 16 where its fifth bit is set (qh bit 2i for the low nibbles of the
+    // i-th 64-weight group, bit 2i + 1 for the high ones).
+    private static void DequantizeK4(ReadOnlySpan<byte> source, Span<float> destination, bool fifthBit)
     {
-        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.Q4_KBlockBytes, o += 256)
+        int blockBytes = fifthBit ? GgufTensorTypes.Q5_KBlockBytes : GgufTensorTypes.Q4_KBlockBytes;
+        for (int b = 0, o = 0; b < source.Length; b += blockBytes, o += 256)
         {
             float d = Half16(source.Slice(b, 2));
             float min = Half16(source.Slice(b + 2, 2));
             ReadOnlySpan<byte> scales = source.Slice(b + 4, 12);
-            ReadOnlySpan<byte> q = source.Slice(b + 16, 128);
-            Span<float> y = destination.Slice(o, 256);
-            for (int j = 0, isc = 0; j < 256; j += 64, isc += 2)
-            {
-                ScaleMinK4(isc, scales, out int sc1, out int m1);
-                ScaleMinK4(isc + 1, scales, out int sc2, out int m2);
-                float d1 = d * sc1, dm1 = min * m1, d2 = d * sc2, dm2 = min * m2;
-                ReadOnlySpan<byte> qq = q.Slice(j / 2, 32);
-                for (int l = 0; l < 32; l++)
-                {
-                    y[j + l] = d1 * (qq[l] & 0xF) - dm1;
-                    y[j + 32 + l] = d2 * (qq[l] >> 4) - dm2;
-                }
-            }
-        }
-    }
-
-    // ggml's dequantize_row_q5_K: Q4_K's arithmetic on a 5-bit q, its fifth bit from qh (bit 2i for the
-    // low nibbles of the i-th 64-weight group, bit 2i + 1 for the high ones).
-    private static void DequantizeQ5_K(ReadOnlySpan<byte> source, Span<float> destination)
-    {
-        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.Q5_KBlockBytes, o += 256)
-        {
-            float d = Half16(source.Slice(b, 2));
-            float min = Half16(source.Slice(b + 2, 2));
-            ReadOnlySpan<byte> scales = source.Slice(b + 4, 12);
-            ReadOnlySpan<byte> qh = source.Slice(b + 16, 32);
-            ReadOnlySpan<byte> q = source.Slice(b + 48, 128);
+            ReadOnlySpan<byte> qh = fifthBit ? source.Slice(b + 16, 32) : default;
+            ReadOnlySpan<byte> q = source.Slice(b + (fifthBit ? 48 : 16), 128);
             Span<float> y = destination.Slice(o, 256);
             for (int j = 0, isc = 0; j < 256; j += 64, isc += 2)
             {
@@ -409,8 +387,9 @@ public static class GgufQuantization
                 int low = 1 << isc, high = 2 << isc;
                 for (int l = 0; l < 32; l++)
                 {
-                    y[j + l] = d1 * ((qq[l] & 0xF) + ((qh[l] & low) != 0 ? 16 : 0)) - dm1;
-                    y[j + 32 + l] = d2 * ((qq[l] >> 4) + ((qh[l] & high) != 0 ? 16 : 0)) - dm2;
+                    int h1 = fifthBit && (qh[l] & low) != 0 ? 16 : 0, h2 = fifthBit && (qh[l] & high) != 0 ? 16 : 0;
+                    y[j + l] = d1 * ((qq[l] & 0xF) + h1) - dm1;
+                    y[j + 32 + l] = d2 * ((qq[l] >> 4) + h2) - dm2;
                 }
             }
         }
