@@ -294,7 +294,7 @@ internal static unsafe class LinearKernel
 
     /// <summary>
     /// Each block owns a run of output features (rows of W). One token reads the rows one after
-    /// another (<see cref="DotRow"/>): memory-bound, it wants one sequential stream. Two or more
+    /// another (<see cref="Dot1"/>): memory-bound, it wants one sequential stream. Two or more
     /// tokens reduce four rows together with one accumulator per row and token, so each x vector
     /// loaded serves four rows: sixteen independent FMA chains per weight vector, compute-bound at
     /// eight tokens. For m &gt; 4 the same 4-row strip is re-read from cache per group of tokens, so
@@ -318,10 +318,10 @@ internal static unsafe class LinearKernel
             float* sums = stackalloc float[16];
             if (Wide && M == 1)
             {
-                // One token: the block's rows one after another, a single sequential stream (below).
+                // One token: the block's rows one after another, a single sequential stream (Dot1).
                 for (; j < j1; j++)
                 {
-                    float s = DotRow(X, W + j * rowBytes, K);
+                    float s = Dot1(X, W + j * rowBytes, K, wide: true);
                     Y[j] = Bias != null ? s + Bias[j] : s;
                 }
                 return;
@@ -567,42 +567,6 @@ internal static unsafe class LinearKernel
             }
         }
 
-        /// <summary>
-        /// x · row for one token, reading the row front to back with a software prefetch 4 KiB ahead in
-        /// the same stream (the next row, where this one ends). A block's rows are contiguous, so a
-        /// core reads one sequential stream: measured on the 1.1B step's BF16 linears (bench -- gemv,
-        /// variants alternated twice) 38.1–38.3 → 28.6–29.1 ms, 97 % of the read bandwidth, where four
-        /// rows at a time (four 4 KiB streams, the next strip prefetched) reached 74 %; a prefetch 2, 8
-        /// or 16 KiB ahead was 91–99 %. Per row the FMA order is Dot4x512's (two accumulators, i and i + 16).
-        /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float DotRow(float* x, byte* row, int k)
-        {
-            const int Ahead = 4096;
-            Vector512<float> a = default, b = default;
-            nint i = 0;
-            for (; i <= k - 32; i += 32)
-            {
-                if (Sse.IsSupported)
-                {
-                    nint at = i * TW.ElementSize;
-                    Sse.Prefetch0(row + at + Ahead);
-                    if (TW.ElementSize == 4)
-                    {
-                        Sse.Prefetch0(row + at + Ahead + 64);
-                    }
-                }
-                a = Vector512.FusedMultiplyAdd(TW.Load16(row, i), Vector512.Load(x + i), a);
-                b = Vector512.FusedMultiplyAdd(TW.Load16(row, i + 16), Vector512.Load(x + i + 16), b);
-            }
-            float s = Vector512.Sum(a + b);
-            for (; i < k; i++)
-            {
-                s = MathF.FusedMultiplyAdd(TW.Load(row, i), x[i], s);
-            }
-            return s;
-        }
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Dot4x256(float* x, byte* r0, nint rowBytes, int k, out float s0, out float s1, out float s2, out float s3)
         {
@@ -637,7 +601,18 @@ internal static unsafe class LinearKernel
             }
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        /// <summary>
+        /// How far ahead <see cref="Dot1"/> prefetches in the row's own stream (the next row, where this
+        /// one ends). A block's rows are contiguous, so one token's GEMV is one sequential stream a core:
+        /// measured on the 1.1B step's BF16 linears (bench -- gemv, variants alternated twice) 38.1–38.3
+        /// → 28.6–29.1 ms, 97 % of the read bandwidth, where four rows at a time (four 4 KiB streams,
+        /// the next strip prefetched) reached 74 %; 2, 8 or 16 KiB ahead was 91–99 %.
+        /// </summary>
+        private const int RowPrefetchAhead = 4096;
+
+        /// <summary>x · row, front to back; on the wide path the FMA order is Dot4x512's (two accumulators, i and i + 16).</summary>
+        // Inlined: one token calls it once a row, inside the block's loop.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static float Dot1(float* x, byte* row, int k, bool wide)
         {
             nint i = 0;
@@ -647,6 +622,15 @@ internal static unsafe class LinearKernel
                 Vector512<float> a = default, b = default;
                 for (; i <= k - 32; i += 32)
                 {
+                    if (Sse.IsSupported)
+                    {
+                        nint at = i * TW.ElementSize;
+                        Sse.Prefetch0(row + at + RowPrefetchAhead);
+                        if (TW.ElementSize == 4)
+                        {
+                            Sse.Prefetch0(row + at + RowPrefetchAhead + 64);
+                        }
+                    }
                     a = Vector512.FusedMultiplyAdd(TW.Load16(row, i), Vector512.Load(x + i), a);
                     b = Vector512.FusedMultiplyAdd(TW.Load16(row, i + 16), Vector512.Load(x + i + 16), b);
                 }
