@@ -22,10 +22,11 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
     private static readonly int[] Sizes = [1, 2, 4, 8];
     private readonly StringBuilder _report = new();
     private readonly StringBuilder _operators = new();
+    private readonly StringBuilder _ceiling = new();
 
     public string Name => "batch";
 
-    public string Description => "batched decode: tokens/s of 1, 2, 4, 8 sequences vs one sequence (110M and 1.1B, BF16 and Q8_0; CC off, and CC on for BF16), interleaved";
+    public string Description => "batched decode: tokens/s of 1, 2, 4, 8 sequences vs one sequence (110M and 1.1B, BF16, Q8_0, Q4_0 and Q4_K; CC off, and CC on for BF16), interleaved, and the ceiling the machine's multiply-add rate sets";
 
     public string ReportFileName => "batch.md";
 
@@ -52,7 +53,7 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         }
         foreach ((string shapeName, Func<ModelShape> create, int rounds) in shapes)
         {
-            foreach (WeightPrecision precision in new[] { WeightPrecision.BF16, WeightPrecision.Q8_0 })
+            foreach (WeightPrecision precision in new[] { WeightPrecision.BF16, WeightPrecision.Q8_0, WeightPrecision.Q4_0, WeightPrecision.Q4_K })
             {
                 if (!options.Includes($"{shapeName} {precision}"))
                 {
@@ -68,6 +69,12 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         _report.AppendLine("| model | weights | operators |");
         _report.AppendLine("|---|---|---|");
         _report.Append(_operators.Replace("_segments", ""));
+        _report.AppendLine();
+        _report.AppendLine("Compute ceiling. At eight tokens a step's linears are bound by the multiply-add rate, not by the weight stream. The peak is measured on 2 threads started together, right after each configuration's rounds (bench/AscendCC.Benchmarks/ComputePeak.cs): chains of the instruction the linear kernel's inner loop is made of, nothing else in the loop — 512-bit f32 FMA for BF16, 256-bit vpdpbusd for Q8_0, 512-bit vpmaddubsw for Q4_0 and Q4_K on AVX-512BW machines (.NET 10 exposes neither 512-bit VNNI nor AVX512-BF16's dot product on this CPU). \"Batch 8 at peak\" is the ratio the step would reach if its linears ran at that peak and everything else took what it took (step median less the linears' operator-clock time): no kernel built from these instructions gets past it.");
+        _report.AppendLine();
+        _report.AppendLine("| model | weights | linear MACs per step of 8 | peak, both cores | linears, batch 8 (operator clock) | at peak | rest of the step | single step | batch 8 at peak |");
+        _report.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        _report.Append(_ceiling);
         _report.AppendLine();
         _report.AppendLine(CultureInfo.InvariantCulture, $"Load average at end: {LlamaSuite.LoadAverage()}.");
     }
@@ -126,6 +133,19 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         RunBatch(batch, prompts, Sizes[^1], steps, clock);
         var batchOps = clock.Read();
         clock.Enabled = false;
+        double peak = precision switch
+        {
+            WeightPrecision.BF16 => ComputePeak.F32MacsPerSecond(),
+            WeightPrecision.Q4_0 or WeightPrecision.Q4_K when AscendCC.Device.Kernels.Int8Dot.DefaultIsa == AscendCC.Device.Kernels.Int8DotIsa.Avx512Bw => ComputePeak.NibbleMacsPerSecond(),
+            _ => ComputePeak.Int8MacsPerSecond(),
+        };
+        double macs = 8.0 * shape.StreamedMatrixParameters;
+        double linearsMs = batchOps.Where(o => o.Key.StartsWith("linear", StringComparison.Ordinal)).Sum(o => o.Value.Milliseconds) / steps;
+        double atPeakMs = macs / peak * 1000;
+        double restMs = Median(stepMs["batch 8"]) - linearsMs;
+        double singleMs = Median(stepMs["single"]);
+        _ceiling.AppendLine(FormattableString.Invariant(
+            $"| {shape.Name} | {precision} | {macs / 1e9:F2} G | {peak / 1e9:F0} GMAC/s | {linearsMs:F2} ms ({macs / linearsMs / 1e6:F0} GMAC/s, {macs / linearsMs / 1e6 / (peak / 1e9):P0} of peak) | {atPeakMs:F2} ms | {restMs:F2} ms | {singleMs:F2} ms | {8 * singleMs / (restMs + atPeakMs):F2}× |"));
         _operators.AppendLine(FormattableString.Invariant($"| {shape.Name} | {precision} | ") + string.Join(", ",
             batchOps.OrderByDescending(o => o.Value.Milliseconds).Take(6).Select(o =>
                 FormattableString.Invariant($"{o.Key} {o.Value.Milliseconds / steps:F2} (single {(singleOps.TryGetValue(o.Key.Replace("_segments", "", StringComparison.Ordinal), out var s1) ? s1.Milliseconds / steps : 0):F2})"))) + " |");

@@ -124,6 +124,42 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
     }
 
     /// <summary>
+    /// On AVX-512BW the 4-bit GEMV adds a block's eight vpmaddubsw pair sums in int16 before widening
+    /// them. At the extremes — every nibble 15 against activations of +127 or −127 — a lane's sum is
+    /// ±8·2·15·127 = ±30480, just inside int16: every form must still give the exact integer
+    /// reference's result there, and the same bits as the others. Four strips: two pairs per work block
+    /// on one core, one pair each on two.
+    /// </summary>
+    [TestCase(1.0f)]
+    [TestCase(-1.0f)]
+    public void FourBitExtremesStayExactInEveryForm(float value)
+    {
+        const int m = 8, k = 256, n = 32, blockBytes = 18;
+        byte[] gguf = new byte[n * (k / 32) * blockBytes];
+        for (int block = 0; block < n * (k / 32); block++)
+        {
+            BitConverter.TryWriteBytes(gguf.AsSpan(block * blockBytes), (Half)1.0f);
+            gguf.AsSpan((block * blockBytes) + 2, 16).Fill(0xFF);
+        }
+        byte[] matrix = BlockReference.Layout(ElementType.Q4_0, gguf, n, k);
+        float[] x = Enumerable.Repeat(value, m * k).ToArray();
+        (double[] expected, double[] bound) = BlockReference.Linear(ElementType.Q4_0, x, matrix, [], m, k, n);
+        Assert.That(expected, Is.All.EqualTo(value * 7 * 32 * (k / 32)).Within(1e-3), "q = 15 − 8 = 7 against x quantized to ±127 with d = 1/127");
+        float[]? first = null;
+        foreach (Int8DotIsa isa in SupportedIsas())
+        {
+            foreach (AiCoreGrid grid in new[] { _twoCores, _oneCore })
+            {
+                float[] y = new float[m * n];
+                LinearKernel.Linear(grid, x, matrix, ElementType.Q4_0, [], y, m, k, n, Gemm.DefaultIsa, isa);
+                AssertWithin(y, expected, bound, $"{isa} on {grid.CoreCount} cores");
+                first ??= y;
+                Assert.That(y, Is.EqualTo(first), $"{isa} on {grid.CoreCount} cores: the same bits as the first form");
+            }
+        }
+    }
+
+    /// <summary>
     /// The block dot products are exact integers in every form, including the format's extremes: a
     /// weight of −128 (which llama.cpp's quantizer never writes but its block_q8_0 can hold, and
     /// which the sign trick must not negate) against activations of ±127.

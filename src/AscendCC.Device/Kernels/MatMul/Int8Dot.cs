@@ -8,6 +8,14 @@ namespace AscendCC.Device.Kernels;
 internal enum Int8DotIsa
 {
     /// <summary>
+    /// <see cref="AvxVnni"/>, and for 4-bit weights (Q4_0, Q4_K) in the GEMV two strips at once on
+    /// 512-bit vectors with AVX-512BW's vpmaddubsw: 64 products a instruction into int16 pair sums,
+    /// a block's eight groups added in int16 (a nibble is at most 15 and |x| at most 127, so the eight
+    /// pair sums of a lane stay within 8·2·15·127 = 30480, below saturation), then one vpmaddwd to
+    /// int32. The lanes are the same exact integers as the other forms', so the results are the same bits.
+    /// </summary>
+    Avx512Bw,
+    /// <summary>
     /// AVX-VNNI's vpdpbusd on 256-bit vectors: 32 int8 products summed by fours into int32 in one
     /// instruction. (.NET 10 exposes the 512-bit form only with AVX10.2, so AVX-512 machines use this too.)
     /// </summary>
@@ -42,11 +50,13 @@ internal interface IInt8BlockDot
 internal static class Int8Dot
 {
     /// <summary>The fastest form this machine runs.</summary>
-    public static Int8DotIsa DefaultIsa { get; } = AvxVnni.IsSupported ? Int8DotIsa.AvxVnni : Avx2.IsSupported ? Int8DotIsa.Avx2 : Int8DotIsa.Portable;
+    public static Int8DotIsa DefaultIsa { get; } =
+        IsSupported(Int8DotIsa.Avx512Bw) ? Int8DotIsa.Avx512Bw : AvxVnni.IsSupported ? Int8DotIsa.AvxVnni : Avx2.IsSupported ? Int8DotIsa.Avx2 : Int8DotIsa.Portable;
 
     /// <summary>True when <paramref name="isa"/> runs on this machine.</summary>
     public static bool IsSupported(Int8DotIsa isa) => isa switch
     {
+        Int8DotIsa.Avx512Bw => Avx512BW.IsSupported && AvxVnni.IsSupported,
         Int8DotIsa.AvxVnni => AvxVnni.IsSupported,
         Int8DotIsa.Avx2 => Avx2.IsSupported,
         _ => true,
