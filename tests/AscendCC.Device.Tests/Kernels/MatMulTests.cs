@@ -105,10 +105,10 @@ public sealed class MatMulTests : IDisposable
     {
         // m ≤ 8 (LinearKernel.GemvMaxRows; a batched decode step) runs the streaming GEMV — eight
         // tokens, four, two and one at a time, so m = 5..8 take every path and their tails in k and n;
-        // one token alone reads row after row (tails in k: 45, 100) — and larger m the packed GEMM.
+        // one token alone, and two, read row after row (tails in k: 45, 100, 1000) — and larger m the packed GEMM.
         int[][] shapes =
         [
-            [1, 1, 1], [1, 768, 2048], [1, 45, 13], [1, 100, 37], [3, 13, 7], [4, 33, 65], [2, 1000, 37], [4, 512, 36], [5, 13, 7],
+            [1, 1, 1], [1, 768, 2048], [1, 45, 13], [1, 100, 37], [3, 13, 7], [4, 33, 65], [2, 1000, 37], [2, 45, 13], [4, 512, 36], [5, 13, 7],
             [6, 33, 9], [7, 100, 21], [8, 45, 13], [8, 768, 130], [9, 40, 12],
             [33, 65, 17], [127, 255, 129], [2048, 256, 256], [3, 0, 5],
         ];
@@ -214,6 +214,28 @@ public sealed class MatMulTests : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Two tokens read each row once for both (Dot1x2) with one token's arithmetic per token, so a
+    /// sequence's logits do not change when a second one joins its batch: the same bits as two
+    /// one-token calls, including the tail past the last 32 elements (k = 1000, 45).
+    /// </summary>
+    [TestCase("BF16", 1000, 37)]
+    [TestCase("F16", 45, 13)]
+    [TestCase("F32", 768, 130)]
+    public void TwoTokensGiveEachTheBitsOfOneToken(string wTypeName, int k, int n)
+    {
+        ElementType wType = Enum.Parse<ElementType>(wTypeName);
+        float[] x = RandomValues(2 * k, seed: 17);
+        byte[] w = Encode(RandomValues(n * k, seed: 18), wType);
+        float[] bias = RandomValues(n, seed: 19);
+        float[] two = new float[2 * n], first = new float[n], second = new float[n];
+        LinearKernel.Linear(_twoCores, x, w, wType, bias, two, 2, k, n);
+        LinearKernel.Linear(_twoCores, x.AsSpan(0, k), w, wType, bias, first, 1, k, n);
+        LinearKernel.Linear(_oneCore, x.AsSpan(k, k), w, wType, bias, second, 1, k, n);
+        Assert.That(two.AsSpan(0, n).ToArray(), Is.EqualTo(first), "the first token");
+        Assert.That(two.AsSpan(n, n).ToArray(), Is.EqualTo(second), "the second token");
     }
 
     [Test]

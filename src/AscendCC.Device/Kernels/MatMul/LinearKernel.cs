@@ -294,7 +294,8 @@ internal static unsafe class LinearKernel
 
     /// <summary>
     /// Each block owns a run of output features (rows of W). One token reads the rows one after
-    /// another (<see cref="Dot1"/>): memory-bound, it wants one sequential stream. Two or more
+    /// another (<see cref="Dot1"/>): memory-bound, it wants one sequential stream; so do two
+    /// (<see cref="Dot1x2"/>, one token's arithmetic for each). Three or more
     /// tokens reduce four rows together with one accumulator per row and token, so each x vector
     /// loaded serves four rows: sixteen independent FMA chains per weight vector, compute-bound at
     /// eight tokens. For m &gt; 4 the same 4-row strip is re-read from cache per group of tokens, so
@@ -316,6 +317,21 @@ internal static unsafe class LinearKernel
             nint rowBytes = (nint)K * TW.ElementSize;
             int j = j0;
             float* sums = stackalloc float[16];
+            if (Wide && M == 2)
+            {
+                // Two tokens: also one row after another, each weight vector widened once for both
+                // (Dot1x2). Measured on the 1.1B step's linears (bench -- gemv, alternated three times):
+                // 40.4 → 35.0 ms with one token at 28.4–28.6, and 55.0–56.2 → 47.1–47.4 in the hours
+                // memory is slower, against four rows at a time (Dot4x512Pair). Three tokens this way
+                // (then one more Dot1 per row) were slower than Pair and a four-row pass: 50–57 against 37–50.
+                for (; j < j1; j++)
+                {
+                    Dot1x2(X, X + K, W + j * rowBytes, K, out float s0, out float s1);
+                    Y[j] = Bias != null ? s0 + Bias[j] : s0;
+                    Y[N + j] = Bias != null ? s1 + Bias[j] : s1;
+                }
+                return;
+            }
             if (Wide && M == 1)
             {
                 // One token: the block's rows one after another, a single sequential stream (Dot1).
@@ -609,6 +625,39 @@ internal static unsafe class LinearKernel
         /// the next strip prefetched) reached 74 %; 2, 8 or 16 KiB ahead was 91–99 %.
         /// </summary>
         private const int RowPrefetchAhead = 4096;
+
+        /// <summary><see cref="Dot1"/> (wide) for two tokens at once: x0 · row and x1 · row, each widened weight vector used for both.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot1x2(float* x0, float* x1, byte* row, int k, out float s0, out float s1)
+        {
+            nint i = 0;
+            Vector512<float> a = default, b = default, c = default, d = default;
+            for (; i <= k - 32; i += 32)
+            {
+                if (Sse.IsSupported)
+                {
+                    nint at = i * TW.ElementSize;
+                    Sse.Prefetch0(row + at + RowPrefetchAhead);
+                    if (TW.ElementSize == 4)
+                    {
+                        Sse.Prefetch0(row + at + RowPrefetchAhead + 64);
+                    }
+                }
+                Vector512<float> w0 = TW.Load16(row, i), w1 = TW.Load16(row, i + 16);
+                a = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x0 + i), a);
+                b = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x0 + i + 16), b);
+                c = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x1 + i), c);
+                d = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x1 + i + 16), d);
+            }
+            s0 = Vector512.Sum(a + b);
+            s1 = Vector512.Sum(c + d);
+            for (; i < k; i++)
+            {
+                float w = TW.Load(row, i);
+                s0 = MathF.FusedMultiplyAdd(w, x0[i], s0);
+                s1 = MathF.FusedMultiplyAdd(w, x1[i], s1);
+            }
+        }
 
         /// <summary>x · row, front to back; on the wide path the FMA order is Dot4x512's (two accumulators, i and i + 16).</summary>
         // Inlined: one token calls it once a row, inside the block's loop.
