@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -36,25 +35,7 @@ internal static class ComputePeak
         var results = new float[threads];
         for (int rep = 0; rep < repetitions; rep++)
         {
-            using var barrier = new Barrier(threads + 1);
-            var workers = new Thread[threads];
-            for (int t = 0; t < threads; t++)
-            {
-                int index = t;
-                workers[t] = new Thread(() =>
-                {
-                    barrier.SignalAndWait();
-                    results[index] = work();
-                }) { IsBackground = true };
-                workers[t].Start();
-            }
-            barrier.SignalAndWait();
-            long start = Stopwatch.GetTimestamp();
-            foreach (Thread worker in workers)
-            {
-                worker.Join();
-            }
-            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            double seconds = Together.Seconds(threads, index => results[index] = work());
             best = Math.Max(best, (double)macsPerThread * threads / seconds);
         }
         // The chains' results are what the instructions were for; they are never NaN for these inputs.

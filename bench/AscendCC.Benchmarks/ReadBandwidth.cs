@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -31,25 +30,7 @@ internal sealed class ReadBandwidth
         var sums = new ulong[threads];
         for (int rep = 0; rep < repetitions; rep++)
         {
-            using var barrier = new Barrier(threads + 1);
-            var workers = new Thread[threads];
-            for (int t = 0; t < threads; t++)
-            {
-                int index = t;
-                workers[t] = new Thread(() =>
-                {
-                    barrier.SignalAndWait();
-                    sums[index] = Sum(_buffer.AsSpan(index * share, share));
-                }) { IsBackground = true };
-                workers[t].Start();
-            }
-            barrier.SignalAndWait();
-            long start = Stopwatch.GetTimestamp();
-            foreach (Thread worker in workers)
-            {
-                worker.Join();
-            }
-            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            double seconds = Together.Seconds(threads, index => sums[index] = Sum(_buffer.AsSpan(index * share, share)));
             best = Math.Max(best, (double)share * threads / seconds / 1e9);
         }
         // The sums are what the loads were for; a buffer of ones sums to its length.

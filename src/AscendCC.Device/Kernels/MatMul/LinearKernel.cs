@@ -626,6 +626,21 @@ internal static unsafe class LinearKernel
         /// </summary>
         private const int RowPrefetchAhead = 4096;
 
+        /// <summary>The lines <see cref="RowPrefetchAhead"/> past element <paramref name="i"/>'s 32 elements of <paramref name="row"/> (one line of bf16/f16, two of f32).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void PrefetchRowAhead(byte* row, nint i)
+        {
+            if (Sse.IsSupported)
+            {
+                nint at = i * TW.ElementSize;
+                Sse.Prefetch0(row + at + RowPrefetchAhead);
+                if (TW.ElementSize == 4)
+                {
+                    Sse.Prefetch0(row + at + RowPrefetchAhead + 64);
+                }
+            }
+        }
+
         /// <summary><see cref="Dot1"/> (wide) for two tokens at once: x0 · row and x1 · row, each widened weight vector used for both.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Dot1x2(float* x0, float* x1, byte* row, int k, out float s0, out float s1)
@@ -634,15 +649,7 @@ internal static unsafe class LinearKernel
             Vector512<float> a = default, b = default, c = default, d = default;
             for (; i <= k - 32; i += 32)
             {
-                if (Sse.IsSupported)
-                {
-                    nint at = i * TW.ElementSize;
-                    Sse.Prefetch0(row + at + RowPrefetchAhead);
-                    if (TW.ElementSize == 4)
-                    {
-                        Sse.Prefetch0(row + at + RowPrefetchAhead + 64);
-                    }
-                }
+                PrefetchRowAhead(row, i);
                 Vector512<float> w0 = TW.Load16(row, i), w1 = TW.Load16(row, i + 16);
                 a = Vector512.FusedMultiplyAdd(w0, Vector512.Load(x0 + i), a);
                 b = Vector512.FusedMultiplyAdd(w1, Vector512.Load(x0 + i + 16), b);
@@ -671,15 +678,7 @@ internal static unsafe class LinearKernel
                 Vector512<float> a = default, b = default;
                 for (; i <= k - 32; i += 32)
                 {
-                    if (Sse.IsSupported)
-                    {
-                        nint at = i * TW.ElementSize;
-                        Sse.Prefetch0(row + at + RowPrefetchAhead);
-                        if (TW.ElementSize == 4)
-                        {
-                            Sse.Prefetch0(row + at + RowPrefetchAhead + 64);
-                        }
-                    }
+                    PrefetchRowAhead(row, i);
                     a = Vector512.FusedMultiplyAdd(TW.Load16(row, i), Vector512.Load(x + i), a);
                     b = Vector512.FusedMultiplyAdd(TW.Load16(row, i + 16), Vector512.Load(x + i + 16), b);
                 }
