@@ -36,6 +36,17 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
         return (g < 4 ? packed : Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
     }
 
+    /// <summary>
+    /// Group <paramref name="g"/> of two strip blocks side by side in one 512-bit vector (<paramref name="first"/>'s
+    /// eight rows in the lower half): <see cref="StripGroup"/> of each, with one mask or shift for both.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<byte> StripGroupPair(byte* first, byte* second, int g)
+    {
+        Vector512<byte> packed = Vector512.Create(Vector256.Load(first + (32 * (g & 3))), Vector256.Load(second + (32 * (g & 3))));
+        return (g < 4 ? packed : Vector512.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector512.Create((byte)0x0F);
+    }
+
     public static int StripQuant(byte* stripBlock, int r, int i)
     {
         int j = i % 16;

@@ -474,8 +474,7 @@ internal static unsafe class QuantizedLinear
         /// <summary>
         /// Strips <paramref name="s"/> and s + 1 of a 4-bit format for tokens t0..t0+tokens, lanes 0..7
         /// the first strip's rows and 8..15 the second's. Per block: the two strip blocks side by side
-        /// in 512-bit vectors, unpacked once for every token (a 32-byte load masked is group h, shifted
-        /// group h + 4, as <see cref="Q4_0Format"/> lays them out); per token, eight vpmaddubsw of a
+        /// in 512-bit vectors, unpacked once for every token (<see cref="Q4_0Format.StripGroupPair"/>); per token, eight vpmaddubsw of a
         /// broadcast of four activations against a group, their int16 pair sums added in int16 (at most
         /// 8·2·15·127 = 30480), one vpmaddwd to int32, and from there <see cref="StripTokens"/>'s steps
         /// lane for lane: the same exact block sums, so the same bits, with half the multiply
@@ -493,7 +492,6 @@ internal static unsafe class QuantizedLinear
             {
                 sums[t] = default;
             }
-            Vector512<byte> nibble = Vector512.Create((byte)0x0F);
             for (int b = 0; b < blocks; b++)
             {
                 byte* wb0 = quants0 + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
@@ -502,13 +500,11 @@ internal static unsafe class QuantizedLinear
                 Prefetch(wb1);
                 Vector512<float> dw = Vector512.Create(TF.StripScales(plane, s, blocks, b), TF.StripScales(plane, s + 1, blocks, b));
                 Vector512<float> mw = TF.HasMins ? Vector512.Create(TF.StripMins(plane, s, blocks, b), TF.StripMins(plane, s + 1, blocks, b)) : default;
-                Vector512<byte> z0 = Vector512.Create(Vector256.Load(wb0), Vector256.Load(wb1));
-                Vector512<byte> z1 = Vector512.Create(Vector256.Load(wb0 + 32), Vector256.Load(wb1 + 32));
-                Vector512<byte> z2 = Vector512.Create(Vector256.Load(wb0 + 64), Vector256.Load(wb1 + 64));
-                Vector512<byte> z3 = Vector512.Create(Vector256.Load(wb0 + 96), Vector256.Load(wb1 + 96));
-                Vector512<byte> g0 = z0 & nibble, g1 = z1 & nibble, g2 = z2 & nibble, g3 = z3 & nibble;
-                Vector512<byte> g4 = (z0.AsUInt16() >> 4).AsByte() & nibble, g5 = (z1.AsUInt16() >> 4).AsByte() & nibble;
-                Vector512<byte> g6 = (z2.AsUInt16() >> 4).AsByte() & nibble, g7 = (z3.AsUInt16() >> 4).AsByte() & nibble;
+                // Q4_K keeps Q4_0's nibble layout (Q4_KFormat.StripGroup is Q4_0Format's).
+                Vector512<byte> g0 = Q4_0Format.StripGroupPair(wb0, wb1, 0), g1 = Q4_0Format.StripGroupPair(wb0, wb1, 1);
+                Vector512<byte> g2 = Q4_0Format.StripGroupPair(wb0, wb1, 2), g3 = Q4_0Format.StripGroupPair(wb0, wb1, 3);
+                Vector512<byte> g4 = Q4_0Format.StripGroupPair(wb0, wb1, 4), g5 = Q4_0Format.StripGroupPair(wb0, wb1, 5);
+                Vector512<byte> g6 = Q4_0Format.StripGroupPair(wb0, wb1, 6), g7 = Q4_0Format.StripGroupPair(wb0, wb1, 7);
                 for (int t = 0; t < tokens; t++)
                 {
                     nint row = t0 + t;
