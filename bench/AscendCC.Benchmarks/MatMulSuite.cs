@@ -44,6 +44,15 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         }
         RunPrefill(grid, 512, 4096, 4096, ElementType.BF16, options, budgetMs, table);
         RunPrefill(grid, 512, 4096, 4096, ElementType.Q8_0, options, budgetMs, table);
+        // A batched decode step's linear (the 1.1B gate projection, 2048 → 5632) for two and eight
+        // sequences: the two-token row-stream path and the multi-token strip kernels.
+        foreach (int m in new[] { 2, 8 })
+        {
+            foreach (ElementType type in new[] { ElementType.BF16, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_K })
+            {
+                RunPrefill(grid, m, 2048, 5632, type, options, budgetMs, table);
+            }
+        }
         // Decode projections that share their input, three launches vs one (linear_fused), bf16.
         RunFusedGemv(grid, "110M q/k/v", 768, 768, 768, 768, options, budgetMs, table);
         RunFusedGemv(grid, "110M gate/up", 768, 2048, 2048, 0, options, budgetMs, table);
@@ -99,7 +108,7 @@ internal sealed class MatMulSuite : IBenchmarkSuite
         }
     }
 
-    /// <summary>A prefill-shaped Linear: the GEMM path, widening bf16 weights while packing them.</summary>
+    /// <summary>A Linear of <paramref name="m"/> rows: prefill-sized m runs the GEMM (bf16 weights widened while packed), m ≤ 8 the GEMV's multi-token paths; torch runs f32 weights.</summary>
     private static void RunPrefill(AiCoreGrid grid, int m, int k, int n, ElementType type, BenchmarkOptions options, double budgetMs, ResultTable table)
     {
         string name = $"Linear {m}×{k}·({n}×{k})ᵀ {type} W (torch f32 W)";
@@ -192,9 +201,15 @@ internal sealed class MatMulSuite : IBenchmarkSuite
 
     private static byte[] Encode(float[] values, ElementType type, int rows, int cols)
     {
-        if (type == ElementType.Q8_0)
+        if (type is ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K)
         {
-            return Runtime.Inference.WeightConversion.Convert(Runtime.Models.TensorData.FromFloat32("w", [rows, cols], values), Runtime.Inference.WeightPrecision.Q8_0);
+            var precision = type switch
+            {
+                ElementType.Q4_0 => Runtime.Inference.WeightPrecision.Q4_0,
+                ElementType.Q4_K => Runtime.Inference.WeightPrecision.Q4_K,
+                _ => Runtime.Inference.WeightPrecision.Q8_0,
+            };
+            return Runtime.Inference.WeightConversion.Convert(Runtime.Models.TensorData.FromFloat32("w", [rows, cols], values), precision);
         }
         if (type == ElementType.F32)
         {
