@@ -16,9 +16,9 @@ namespace AscendCC.Benchmarks;
 /// </summary>
 internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
 {
-    private const int PromptTokens = 128;
+    internal const int PromptTokens = 128;
     // Tokens a sequence may decode while the batch's later prompts are read.
-    private const int Headroom = 24;
+    internal const int Headroom = 24;
     private static readonly int[] Sizes = [1, 2, 4, 8];
     private readonly StringBuilder _report = new();
     private readonly StringBuilder _operators = new();
@@ -179,7 +179,7 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
     }
 
     /// <summary>Median ms of one batch step of <paramref name="n"/> decoding sequences.</summary>
-    private static double RunBatch(CausalLMBatch batch, int[][] prompts, int n, int steps, AscendCC.Device.Scheduler.OperatorClock? clock = null)
+    internal static double RunBatch(CausalLMBatch batch, int[][] prompts, int n, int steps, AscendCC.Device.Scheduler.OperatorClock? clock = null)
     {
         // The first sequences decode while the later ones read their prompts (about two steps each,
         // decode rows taking their share of a pass): their budget covers that and the timed steps.
@@ -208,7 +208,7 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         return Median(times);
     }
 
-    private static double Median(IEnumerable<double> values)
+    internal static double Median(IEnumerable<double> values)
     {
         double[] sorted = [.. values.Order()];
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;

@@ -22,6 +22,7 @@ internal static class Program
         new ServeSuite(),
         new QuantizedSuite(),
         new BatchSuite(),
+        new BatchLlamaCppSuite(),
         new LlamaCppSuite(),
         new DecodeGemvSuite(),
     ];
