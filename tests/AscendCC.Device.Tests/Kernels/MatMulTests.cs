@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Kernels;
 using NUnit.Framework;
@@ -318,16 +319,29 @@ public sealed class MatMulTests : IDisposable
                 WeightConversion.ToSingle(src, type, dst, bits.Length);
             }
         }
+        AssertWidened(bits, widened, type, "512-bit");
+        // The 256-bit form (machines without AVX-512, and the GEMV's 256-bit path) on every encoding too.
+        float[] narrow = new float[bits.Length];
+        for (int i = 0; i < bits.Length; i += 8)
+        {
+            Vector256<uint> h = Vector256.Create((uint)bits[i], bits[i + 1], bits[i + 2], bits[i + 3], bits[i + 4], bits[i + 5], bits[i + 6], bits[i + 7]);
+            (type == ElementType.BF16 ? WeightConversion.BF16ToSingle(h) : WeightConversion.F16ToSingle(h)).CopyTo(narrow, i);
+        }
+        AssertWidened(bits, narrow, type, "256-bit");
+    }
+
+    private static void AssertWidened(ushort[] bits, float[] widened, ElementType type, string form)
+    {
         for (int i = 0; i < bits.Length; i++)
         {
             float expected = type == ElementType.BF16 ? ElementTypes.BF16ToSingle(bits[i]) : ElementTypes.F16ToSingle(bits[i]);
             if (float.IsNaN(expected))
             {
-                Assert.That(float.IsNaN(widened[i]), $"0x{i:X4} should widen to NaN");
+                Assert.That(float.IsNaN(widened[i]), $"{form}: 0x{i:X4} should widen to NaN");
             }
             else if (BitConverter.SingleToUInt32Bits(widened[i]) != BitConverter.SingleToUInt32Bits(expected))
             {
-                Assert.Fail($"0x{i:X4} widened to {widened[i]:R}, expected {expected:R}");
+                Assert.Fail($"{form}: 0x{i:X4} widened to {widened[i]:R}, expected {expected:R}");
             }
         }
     }

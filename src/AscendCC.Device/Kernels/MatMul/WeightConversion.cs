@@ -6,16 +6,22 @@ namespace AscendCC.Device.Kernels;
 /// <summary>
 /// Vectorised widening of weights to f32, in the form the matrix kernels consume them. bf16 is the
 /// upper half of a binary32, so widening is a zero-extend and a shift. .NET exposes no vcvtph2ps, so
-/// fp16 is rebuilt with integer ops: shifting exponent+mantissa into binary32 position and multiplying
-/// by 2^112 rebiases normals and renormalises subnormals in one exact multiply; inf/NaN (exponent all
-/// ones) are patched with a select.
+/// fp16 is rebuilt with integer ops: the half moved to the top of the lane and shifted back by 3
+/// arithmetically puts sign, exponent and mantissa in binary32 position at once (the sign's copies
+/// masked off), and multiplying by 2^112 rebiases normals and renormalises subnormals in one exact
+/// multiply, the sign riding along; inf/NaN (exponent all ones) are patched with a select. Eight
+/// operations a vector where masking sign and exponent+mantissa apart took nine: fp16 KV caches
+/// widen every key and value they are read with (bench -- attention, f16 cache, 12 heads, alternated
+/// three times: decode at 2048 0.183–0.185 → 0.171–0.172 ms, at 512 0.048–0.058 → 0.043–0.045).
 /// </summary>
 internal static unsafe class WeightConversion
 {
-    private const uint F16ExpMantMask = 0x7FFF;
-    private const uint F16SignMask = 0x8000;
+    // After (h << 16) >> 3 (arithmetic): the sign at bit 31, its copies at 30..28, exponent and mantissa at 27..13.
+    private const uint F16PlacedMask = 0x8FFFE000;
+    private const uint AbsMask = 0x7FFFFFFF;
     private const uint F16InfShifted = 0x7C00u << 13;
-    private const uint F32ExpMask = 0x7F800000;
+    // The three exponent bits the placement leaves clear: with the five above them set, all ones.
+    private const uint F32ExpTopBits = 0x70000000;
     // 2^112 as bits: a constant (not a static readonly float) so the JIT hoists it instead of
     // re-checking class initialisation inside the GEMV loop.
     private const uint RebiasBits = (127 + 112) << 23;
@@ -29,23 +35,19 @@ internal static unsafe class WeightConversion
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> F16ToSingle(Vector512<uint> h)
     {
-        Vector512<uint> expMant = (h & Vector512.Create(F16ExpMantMask)) << 13;
-        Vector512<uint> sign = (h & Vector512.Create(F16SignMask)) << 16;
-        Vector512<uint> finite = (expMant.AsSingle() * Vector512.Create(RebiasBits).AsSingle()).AsUInt32();
-        Vector512<uint> special = expMant | Vector512.Create(F32ExpMask);
-        Vector512<uint> isSpecial = Vector512.GreaterThanOrEqual(expMant, Vector512.Create(F16InfShifted));
-        return (Vector512.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+        Vector512<uint> placed = Vector512.ShiftRightArithmetic((h << 16).AsInt32(), 3).AsUInt32() & Vector512.Create(F16PlacedMask);
+        Vector512<uint> finite = (placed.AsSingle() * Vector512.Create(RebiasBits).AsSingle()).AsUInt32();
+        Vector512<uint> isSpecial = Vector512.GreaterThanOrEqual(placed & Vector512.Create(AbsMask), Vector512.Create(F16InfShifted));
+        return Vector512.ConditionalSelect(isSpecial, placed | Vector512.Create(F32ExpTopBits), finite).AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> F16ToSingle(Vector256<uint> h)
     {
-        Vector256<uint> expMant = (h & Vector256.Create(F16ExpMantMask)) << 13;
-        Vector256<uint> sign = (h & Vector256.Create(F16SignMask)) << 16;
-        Vector256<uint> finite = (expMant.AsSingle() * Vector256.Create(RebiasBits).AsSingle()).AsUInt32();
-        Vector256<uint> special = expMant | Vector256.Create(F32ExpMask);
-        Vector256<uint> isSpecial = Vector256.GreaterThanOrEqual(expMant, Vector256.Create(F16InfShifted));
-        return (Vector256.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+        Vector256<uint> placed = Vector256.ShiftRightArithmetic((h << 16).AsInt32(), 3).AsUInt32() & Vector256.Create(F16PlacedMask);
+        Vector256<uint> finite = (placed.AsSingle() * Vector256.Create(RebiasBits).AsSingle()).AsUInt32();
+        Vector256<uint> isSpecial = Vector256.GreaterThanOrEqual(placed & Vector256.Create(AbsMask), Vector256.Create(F16InfShifted));
+        return Vector256.ConditionalSelect(isSpecial, placed | Vector256.Create(F32ExpTopBits), finite).AsSingle();
     }
 
     /// <summary>Widens <paramref name="count"/> elements of <paramref name="type"/> at <paramref name="src"/> to f32.</summary>
