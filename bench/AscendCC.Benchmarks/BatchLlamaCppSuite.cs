@@ -112,32 +112,18 @@ internal sealed class BatchLlamaCppSuite : IBenchmarkSuite, IReportingSuite
             var random = new Random(5);
             int[][] prompts = [.. Enumerable.Range(0, Sequences).Select(_ => (int[])[1, .. Enumerable.Range(0, BatchSuite.PromptTokens - 1).Select(_ => random.Next(3, vocab))])];
             string[] names = ["device 1", "device 8", "llama.cpp 1", "llama.cpp 8"];
-            var stepMs = names.ToDictionary(n => n, _ => new List<double>());
-            var perRound = new List<Dictionary<string, double>>();
             // Warm-up: every path once.
             BatchSuite.RunBatch(batch, prompts, Sequences, 2);
             llama.Run(prompts, Sequences, 2);
-            for (int round = 0; round < rounds; round++)
-            {
-                var tokensPerSecond = new Dictionary<string, double>();
-                for (int k = 0; k < names.Length; k++)
-                {
-                    string name = names[(k + round) % names.Length];
-                    Thread.Sleep(200);
-                    int n = name.EndsWith(" 8", StringComparison.Ordinal) ? Sequences : 1;
-                    double ms = name.StartsWith("device", StringComparison.Ordinal) ? BatchSuite.RunBatch(batch, prompts, n, steps) : llama.Run(prompts, n, steps);
-                    stepMs[name].Add(ms);
-                    tokensPerSecond[name] = n * 1000 / ms;
-                }
-                perRound.Add(tokensPerSecond);
-                Console.WriteLine($"  round {round + 1}/{rounds}: " + string.Join(", ", names.Select(n => FormattableString.Invariant($"{n} {stepMs[n][^1]:F1} ms"))));
-            }
+            static int Width(string name) => name.EndsWith(" 8", StringComparison.Ordinal) ? Sequences : 1;
+            (Dictionary<string, List<double>> stepMs, List<Dictionary<string, double>> perRound) = RotatingRounds.Run(names, rounds, Width, name =>
+                name.StartsWith("device", StringComparison.Ordinal) ? BatchSuite.RunBatch(batch, prompts, Width(name), steps) : llama.Run(prompts, Width(name), steps));
             string Ratio(string a, string b)
             {
                 double[] r = [.. perRound.Select(t => t[a] / t[b])];
                 return FormattableString.Invariant($"{BatchSuite.Median(r):F2}× ({r.Min():F2}–{r.Max():F2})");
             }
-            string Rate(string name) => FormattableString.Invariant($"{1000 * (name.EndsWith(" 8", StringComparison.Ordinal) ? Sequences : 1) / BatchSuite.Median(stepMs[name]):F1}");
+            string Rate(string name) => FormattableString.Invariant($"{1000 * Width(name) / BatchSuite.Median(stepMs[name]):F1}");
             _report.AppendLine(FormattableString.Invariant(
                 $"| {shapeName} | {precision} | {Rate("device 1")} | {Rate("device 8")} | {Rate("llama.cpp 1")} | {Rate("llama.cpp 8")} | {Ratio("device 8", "device 1")} | {Ratio("llama.cpp 8", "llama.cpp 1")} | {Ratio("device 1", "llama.cpp 1")} | {Ratio("device 8", "llama.cpp 8")} |"));
         }

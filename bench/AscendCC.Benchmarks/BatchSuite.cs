@@ -100,31 +100,14 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         int[][] prompts = [.. Enumerable.Range(0, Sizes[^1]).Select(_ => (int[])[1, .. Enumerable.Range(0, PromptTokens - 1).Select(_ => random.Next(3, shape.Config.VocabSize))])];
 
         string[] names = ["single", .. Sizes.Select(n => $"batch {n}"), .. confidential is null ? Array.Empty<string>() : Sizes.Select(n => $"CC on batch {n}")];
-        var stepMs = names.ToDictionary(n => n, _ => new List<double>());
-        var ratios = names.ToDictionary(n => n, _ => new List<double>());
         // Warm-up: every code path once.
         RunSingle(single, prompts[0], 2);
         RunBatch(batch, prompts, Sizes[^1], 2);
-        for (int round = 0; round < rounds; round++)
-        {
-            var tokensPerSecond = new Dictionary<string, double>();
-            for (int k = 0; k < names.Length; k++)
-            {
-                string name = names[(k + round) % names.Length];
-                Thread.Sleep(200);
-                int n = Sequences(name);
-                double ms = name == "single" ? RunSingle(single, prompts[0], steps)
-                    : name.StartsWith("CC on", StringComparison.Ordinal) ? confidential!.RunBatch(prompts, n, steps, Headroom)
-                    : RunBatch(batch, prompts, n, steps);
-                stepMs[name].Add(ms);
-                tokensPerSecond[name] = n * 1000 / ms;
-            }
-            foreach (string name in names)
-            {
-                ratios[name].Add(tokensPerSecond[name] / tokensPerSecond["single"]);
-            }
-            Console.WriteLine($"  round {round + 1}/{rounds}: " + string.Join(", ", names.Select(n => FormattableString.Invariant($"{n} {stepMs[n][^1]:F1} ms"))));
-        }
+        (Dictionary<string, List<double>> stepMs, List<Dictionary<string, double>> perRound) = RotatingRounds.Run(names, rounds, Sequences, name =>
+            name == "single" ? RunSingle(single, prompts[0], steps)
+            : name.StartsWith("CC on", StringComparison.Ordinal) ? confidential!.RunBatch(prompts, Sequences(name), steps, Headroom)
+            : RunBatch(batch, prompts, Sequences(name), steps));
+        var ratios = names.ToDictionary(n => n, n => perRound.Select(r => r[n] / r["single"]).ToList());
         // Where a step's time goes, by the device's operator clock: single vs the largest batch.
         var clock = device.OperatorClock;
         clock.Enabled = true;
