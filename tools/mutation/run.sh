@@ -13,6 +13,9 @@
 #              src/AscendCC.Device/Confidential/ConfidentialContext.cs (its slot table and slot scrub)
 #   firmware   src/AscendCC.Device/Confidential/{ConfidentialFirmware,ConfidentialContext,
 #              AcceptedTaskCache,TaskListMeasurer}.cs (scored per file too)
+#   kernels    not a security target and not in the default run: the eight-token GEMV pass, its
+#              sixteen-sum reduction and the fp16 widening (character spans of LinearKernel.cs and
+#              WeightConversion.cs), against the matrix kernels' tests (tests/DeviceKernels)
 #
 # Settings common to the configs: mutation level Standard; no mutants inside exception constructors
 # ("ignore-methods": ["*Exception.ctor"]): an exception's message text is diagnostics, the defence is
