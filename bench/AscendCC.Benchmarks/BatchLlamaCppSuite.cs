@@ -35,7 +35,7 @@ internal sealed class BatchLlamaCppSuite : IBenchmarkSuite, IReportingSuite
     public void Run(BenchmarkOptions options, ResultTable table)
     {
         int steps = options.Quick ? 8 : 24;
-        int context = BatchSuite.PromptTokens + steps + BatchSuite.Headroom + 8;
+        int context = BatchSuite.Context(steps);
         _report.AppendLine(CultureInfo.InvariantCulture, $"# batchcpp: {Description}");
         _report.AppendLine();
         _report.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}. Load average at start: {LlamaSuite.LoadAverage()}."));
@@ -108,9 +108,7 @@ internal sealed class BatchLlamaCppSuite : IBenchmarkSuite, IReportingSuite
         using (var llama = new LlamaCppBatchRunner(gguf, context, Sequences))
         {
             CausalLMBatch batch = model.CreateBatch();
-            int vocab = model.Config.VocabSize;
-            var random = new Random(5);
-            int[][] prompts = [.. Enumerable.Range(0, Sequences).Select(_ => (int[])[1, .. Enumerable.Range(0, BatchSuite.PromptTokens - 1).Select(_ => random.Next(3, vocab))])];
+            int[][] prompts = BatchSuite.Prompts(Sequences, model.Config.VocabSize);
             string[] names = ["device 1", "device 8", "llama.cpp 1", "llama.cpp 8"];
             // Warm-up: every path once.
             BatchSuite.RunBatch(batch, prompts, Sequences, 2);

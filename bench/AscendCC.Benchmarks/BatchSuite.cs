@@ -45,11 +45,11 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         _report.AppendLine("|---|---|---|---:|---:|---:|---|");
         var shapes = new List<(string Name, Func<ModelShape> Create, int Rounds)>
         {
-            ("110M", () => ModelShape.Llama110M(PromptTokens + steps + Headroom + 8), options.Quick ? 2 : 8),
+            ("110M", () => ModelShape.Llama110M(Context(steps)), options.Quick ? 2 : 8),
         };
         if (!options.Quick)
         {
-            shapes.Add(("1.1B", () => ModelShape.Llama1B(PromptTokens + steps + Headroom + 8), 5));
+            shapes.Add(("1.1B", () => ModelShape.Llama1B(Context(steps)), 5));
         }
         foreach ((string shapeName, Func<ModelShape> create, int rounds) in shapes)
         {
@@ -82,7 +82,7 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
     private void Measure(ModelShape shape, WeightPrecision precision, int rounds, int steps)
     {
         Console.WriteLine($"{shape.Name} {precision}: loading the single-sequence and the 8-slot models…");
-        int context = PromptTokens + steps + Headroom + 8;
+        int context = Context(steps);
         var device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 24L << 30 });
         using var runtime = new NpuRuntime(device, ownsDevice: true);
         using var single = CausalLM.Load(runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
@@ -96,8 +96,7 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         using ConfidentialRunner? confidential = precision == WeightPrecision.BF16
             ? new ConfidentialRunner(shape, precision, ExecutionMode.Graph, context, PromptTokens, "CC on", maxSequences: Sizes[^1])
             : null;
-        var random = new Random(5);
-        int[][] prompts = [.. Enumerable.Range(0, Sizes[^1]).Select(_ => (int[])[1, .. Enumerable.Range(0, PromptTokens - 1).Select(_ => random.Next(3, shape.Config.VocabSize))])];
+        int[][] prompts = Prompts(Sizes[^1], shape.Config.VocabSize);
 
         string[] names = ["single", .. Sizes.Select(n => $"batch {n}"), .. confidential is null ? Array.Empty<string>() : Sizes.Select(n => $"CC on batch {n}")];
         // Warm-up: every code path once.
@@ -159,6 +158,16 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
             times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
         return Median(times);
+    }
+
+    /// <summary>The context a sequence needs: its prompt, the timed steps, the headroom, and a margin of 8.</summary>
+    internal static int Context(int steps) => PromptTokens + steps + Headroom + 8;
+
+    /// <summary><paramref name="count"/> distinct seeded prompts of <see cref="PromptTokens"/> tokens (BOS, then random ids from 3 up).</summary>
+    internal static int[][] Prompts(int count, int vocab)
+    {
+        var random = new Random(5);
+        return [.. Enumerable.Range(0, count).Select(_ => (int[])[1, .. Enumerable.Range(0, PromptTokens - 1).Select(_ => random.Next(3, vocab))])];
     }
 
     /// <summary>Median ms of one batch step of <paramref name="n"/> decoding sequences.</summary>
