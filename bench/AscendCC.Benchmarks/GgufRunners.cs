@@ -139,9 +139,10 @@ internal static class GgufModels
 
     /// <summary>
     /// Matrix bytes a device decode step streams: the layers' matrices and the classifier (an untied
-    /// embedding is only gathered; a tied one is the classifier). Q4_0 and Q4_K keep the classifier in Q8_0.
+    /// embedding is only gathered; a tied one is the classifier). Q4_0 and Q4_K keep the classifier in Q8_0;
+    /// <paramref name="matrices"/> are a mixed deployment's other types (a Q4_K_M file's Q6_K matrices in Q8_0).
     /// </summary>
-    public static double StreamedBytes(LlamaConfig config, WeightPrecision precision)
+    public static double StreamedBytes(LlamaConfig config, WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision>? matrices = null)
     {
         static double Bits(WeightPrecision p) => p switch
         {
@@ -155,7 +156,7 @@ internal static class GgufModels
         WeightPrecision table = precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : precision;
         bool IsClassifier(string name) => name == config.LmHeadTensorName || (config.TieWordEmbeddings && name == config.EmbeddingTensorName);
         return config.ExpectedTensors().Where(t => t.Shape.Length == 2 && (config.TieWordEmbeddings || t.Name != config.EmbeddingTensorName))
-            .Sum(t => t.Shape[0] * t.Shape[1] * Bits(IsClassifier(t.Name) ? table : precision) / 8);
+            .Sum(t => t.Shape[0] * t.Shape[1] * Bits(matrices?.GetValueOrDefault(t.Name) ?? (IsClassifier(t.Name) ? table : precision)) / 8);
     }
 
     /// <summary>The same for llama.cpp: the stored bytes of every matrix but an untied token embedding.</summary>
@@ -164,6 +165,13 @@ internal static class GgufModels
         using var file = GgufFile.Open(gguf);
         bool tied = !file.Tensors.Any(t => t.Name == "output.weight");
         return file.Tensors.Where(t => t.Shape.Length == 2 && (tied || t.Name != "token_embd.weight")).Sum(t => (double)t.ByteLength);
+    }
+
+    /// <summary>The matrices a device of <paramref name="precision"/> keeps wider than it, as <see cref="CausalLM.Load(NpuRuntime, ModelCheckpoint, CausalLMOptions)"/> does.</summary>
+    public static IReadOnlyDictionary<string, WeightPrecision> KeptWider(string gguf, WeightPrecision precision)
+    {
+        using var checkpoint = ModelCheckpoint.Open(gguf);
+        return CheckpointPrecisions.For(checkpoint, precision);
     }
 
     /// <summary>The stored types of a file's matrices: the layers' and each other matrix's.</summary>

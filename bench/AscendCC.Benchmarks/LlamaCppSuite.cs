@@ -212,7 +212,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                     name = $"llama.cpp {p}";
                     runner = new LlamaCppRunner(files[p], name, context, lengths.Max());
                 }
-                double bytes = cc == "—" ? GgufModels.StreamedBytes(files[p]) : GgufModels.StreamedBytes(config, p);
+                double bytes = cc == "—" ? GgufModels.StreamedBytes(files[p]) : GgufModels.StreamedBytes(config, p, GgufModels.KeptWider(files[p], p));
                 runners.Add((runner, new RunnerInfo(name, cc == "—" ? "llama.cpp" : "device", p, cc, bytes, timer.Elapsed.TotalSeconds)));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{plan.Shape}: loaded {name} in {timer.Elapsed.TotalSeconds:F1} s"));
             }
@@ -373,7 +373,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         sb.AppendLine();
         sb.AppendLine("Method: per shape, an F32 GGUF is written (stories260K as llama.cpp's converter writes it, context_length raised from 512 to 4096 so that both engines take")
             .AppendLine("2048-token prompts; the random shapes with seeded uniform ±1/√in weights), llama.cpp's quantizer (llama_model_quantize, its default recipe) writes the")
-            .AppendLine("BF16, Q8_0, Q4_0 and (where every width is whole 256-blocks) Q4_K_M files from it — the Q4_K_M file's Q6_K matrices the device requantizes to its Q4_K —")
+            .AppendLine("BF16, Q8_0, Q4_0 and (where every width is whole 256-blocks) Q4_K_M files from it — the Q4_K_M file's Q6_K matrices the device keeps in Q8_0 (CheckpointPrecisions) —")
             .AppendLine("and each file is run by llama.cpp, the device with CC off (the GGUF loaded directly, `ModelCheckpoint.Open`) and the device")
             .AppendLine("with CC on (the model provider exports the same tensors as an encrypted package, releases its key to the attested device; the data owner seals each prompt),")
             .AppendLine("both in graph mode, KV cache f16. All runners of a shape are loaded side by side. A round: the read bandwidth (below), then for each L every runner's prefill")

@@ -137,7 +137,7 @@ internal sealed class DeviceRunner : IClockedRunner, ISteppedRunner
             _model = CausalLM.Load(_runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
                 new CausalLMOptions
                 {
-                    Mode = mode, MaxContext = maxContext, MaxBatchTokens = maxBatch, WeightPrecision = precision,
+                    Mode = mode, MaxContext = maxContext, MaxBatchTokens = maxBatch, WeightPrecision = precision, MatrixPrecisions = shape.MatrixPrecisions(precision),
                     KvCachePrecision = kvPrecision ?? CausalLMOptions.DefaultKvCachePrecision,
                 });
         }
@@ -251,7 +251,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
         _runtime = new NpuRuntime(_device);
         _mailbox = new FirmwareMailbox(_device);
 
-        var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision, MaxSequences: maxSequences);
+        var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision, MaxSequences: maxSequences, MatrixPrecisions: shape.MatrixPrecisions(precision));
         using ModelProvider provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
         var policy = new ReleasePolicy(3, [ReferenceMeasurements.ExpectedFirmwareRegister(firmware.Encode())], ReleasePolicy.RootDigest(_manufacturer.RootCertificate));
         long estimate = (shape.StreamedMatrixParameters * (precision == WeightPrecision.F32 ? 4 : 2)) + (64L << 20);

@@ -153,6 +153,14 @@ internal sealed class ModelShape : IDisposable
     }
 
     /// <summary>Weights by Hugging Face name, in <paramref name="precision"/> (vectors stay f32).</summary>
+    /// <summary>
+    /// A checkpoint's matrices a device of <paramref name="precision"/> keeps wider, as
+    /// <see cref="CausalLM.Load(AscendCC.Runtime.Acl.NpuRuntime, ModelCheckpoint, CausalLMOptions)"/> keeps them
+    /// (<see cref="CheckpointPrecisions.For"/>); null for random weights or when there are none.
+    /// </summary>
+    public IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions(WeightPrecision precision) =>
+        _checkpoint is not null && CheckpointPrecisions.For(_checkpoint, precision) is { Count: > 0 } wider ? wider : null;
+
     public TensorData Weight(string name, WeightPrecision precision)
     {
         if (_checkpoint is not null)

@@ -37,6 +37,9 @@ public sealed record TestbedOptions
     /// <summary>KV cache precision of the deployment. Default <see cref="CausalLMOptions.DefaultKvCachePrecision"/>.</summary>
     public KvCachePrecision KvPrecision { get; init; } = CausalLMOptions.DefaultKvCachePrecision;
 
+    /// <summary>A mixed deployment's matrices kept in another precision than <see cref="Precision"/> (<see cref="ModelDeployment.MatrixPrecisions"/>). Default none.</summary>
+    public IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions { get; init; }
+
     /// <summary>Data owners' sequences the deployment decodes together (batched decode). Default 1.</summary>
     public int MaxSequences { get; init; } = 1;
 
@@ -100,7 +103,7 @@ public sealed class Testbed : IDisposable
             Config = config;
             Rope = rope;
             Weights = weights;
-            Deployment = new ModelDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision, Options.KvPrecision, Options.MaxSequences);
+            Deployment = new ModelDeployment(config, rope, Options.MaxContext, Options.MaxBatchTokens, Options.Precision, Options.KvPrecision, Options.MaxSequences, Options.MatrixPrecisions);
             Provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
             Policy = new ReleasePolicy(Options.FirmwareSvn, [ReferenceMeasurements.ExpectedFirmwareRegister(Firmware.Encode())], ReleasePolicy.RootDigest(Manufacturer.RootCertificate));
             using var package = new MemoryStream();
@@ -221,7 +224,7 @@ public sealed class Testbed : IDisposable
     /// <summary>CC off only: the host loads the plaintext weights itself (the baseline an audit must catch).</summary>
     public CausalLM LoadPlaintext() => CausalLM.Load(Runtime, Config, Rope, Weights,
         new CausalLMOptions { Mode = Options.Mode, MaxContext = Options.MaxContext, MaxBatchTokens = Options.MaxBatchTokens, WeightPrecision = Options.Precision,
-            KvCachePrecision = Options.KvPrecision });
+            KvCachePrecision = Options.KvPrecision, MatrixPrecisions = Options.MatrixPrecisions });
 
     /// <summary>
     /// The data owner attests the device and opens a session with it. By default the session requires

@@ -102,8 +102,9 @@ internal static class ProviderCommand
         {
             throw new ArgumentException($"--sequences {request.Sequences} is not 1..1024: the number of data owners' sessions the NPU answers at once");
         }
+        // The matrices the file stores wider than a 4-bit deployment (a Q4_K_M's Q6_K) stay wider, as CausalLM.Load keeps them.
         var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision, request.KvPrecision,
-            request.Sequences);
+            request.Sequences, CheckpointPrecisions.For(checkpoint, request.Precision) is { Count: > 0 } mixed ? mixed : null);
 
         // The package is written to a temporary file next to nothing secret: it is ciphertext with a
         // public signed manifest. The key stays in this process and dies with it.
@@ -119,7 +120,7 @@ internal static class ProviderCommand
             }
             using (model)
             {
-                await stderr.WriteLineAsync($"encrypted {name} ({new FileInfo(packagePath).Length} bytes, {checkpoint.Config.GetType().Name}, context {context}, {request.Precision}, KV {request.KvPrecision}) in {clock.ElapsedMilliseconds} ms");
+                await stderr.WriteLineAsync($"encrypted {name} ({new FileInfo(packagePath).Length} bytes, {checkpoint.Config.GetType().Name}, context {context}, {request.Precision}{(deployment.MatrixPrecisions is { } kept ? $" ({kept.Count} matrices kept in Q8_0, which the file stores wider than 4 bits)" : "")}, KV {request.KvPrecision}) in {clock.ElapsedMilliseconds} ms");
                 clock.Restart();
                 await using (FileStream upload = File.OpenRead(packagePath))
                 {

@@ -22,11 +22,30 @@ namespace AscendCC.Runtime.Confidential;
 /// the program begins and ends with the batched prologue and epilogue; 1, the default, is the
 /// single-session program. Measured like the rest of the layout.
 /// </param>
+/// <param name="MatrixPrecisions">
+/// A mixed deployment: matrices kept in another precision than <paramref name="Precision"/> gives them
+/// (<see cref="CausalLMOptions.MatrixPrecisions"/>, <see cref="CheckpointPrecisions.For"/>). Each is
+/// in the program as its buffer's size and its launches' element type, so measured: a host that
+/// rewrites the map to have a matrix's bytes read as another type changes the measurement.
+/// </param>
 public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision,
-    KvCachePrecision KvPrecision = CausalLMOptions.DefaultKvCachePrecision, int MaxSequences = 1)
+    KvCachePrecision KvPrecision = CausalLMOptions.DefaultKvCachePrecision, int MaxSequences = 1, IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions = null)
 {
     /// <summary>The confidential program this deployment describes.</summary>
-    public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, KvPrecision, confidential: true, sequences: MaxSequences);
+    public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, KvPrecision, confidential: true, sequences: MaxSequences,
+        matrixPrecisions: MatrixPrecisions);
+
+    /// <summary>
+    /// Equal when their descriptors are (<see cref="ToJson"/>): the configuration compared as its
+    /// config.json (its token lists by content), the matrix precisions by content, null and empty alike.
+    /// </summary>
+    public bool Equals(ModelDeployment? other) => other is not null && ToJson() == other.ToJson();
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => StringComparer.Ordinal.GetHashCode(ToJson());
+
+    private static IEnumerable<KeyValuePair<string, WeightPrecision>> SortedPrecisions(IReadOnlyDictionary<string, WeightPrecision>? map) =>
+        (map ?? new Dictionary<string, WeightPrecision>()).OrderBy(e => e.Key, StringComparer.Ordinal);
 
     /// <summary>
     /// The graph measurement of this deployment's program over the weights of the package a provider
@@ -39,7 +58,8 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
 
     /// <summary>Serialises to JSON (config.json fields plus the layout).</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString(), KvPrecision.ToString(),
-        MaxSequences == 1 ? null : MaxSequences), Options);
+        MaxSequences == 1 ? null : MaxSequences,
+        MatrixPrecisions is { Count: > 0 } mixed ? SortedPrecisions(mixed).ToDictionary(e => e.Key, e => e.Value.ToString(), StringComparer.Ordinal) : null), Options);
 
     /// <summary>Reads the JSON written by <see cref="ToJson"/>; the family comes from the embedded config.json.</summary>
     /// <exception cref="FormatException">Malformed or incomplete.</exception>
@@ -57,7 +77,7 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         }
         if (dto.Config is null || !Enum.TryParse(dto.Rope, out RopeConvention rope) || !Enum.TryParse(dto.Precision, out WeightPrecision precision))
         {
-            throw new FormatException("the deployment descriptor needs config, rope (Interleaved|Half) and precision (F32|F16|BF16)");
+            throw new FormatException("the deployment descriptor needs config, rope (Interleaved|Half) and precision (F32|F16|BF16|Q8_0|Q4_0|Q4_K)");
         }
         // Descriptors written before the KV cache had a precision were measured with an f32 cache.
         KvCachePrecision kvPrecision = KvCachePrecision.F32;
@@ -72,10 +92,24 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         {
             throw new FormatException($"the deployment descriptor's maxSequences {sequences} is not 1..1024");
         }
-        return new ModelDeployment(ModelConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision, kvPrecision, sequences);
+        Dictionary<string, WeightPrecision>? matrices = null;
+        if (dto.MatrixPrecisions is { Count: > 0 })
+        {
+            matrices = new Dictionary<string, WeightPrecision>(StringComparer.Ordinal);
+            foreach ((string name, string value) in dto.MatrixPrecisions)
+            {
+                if (!Enum.TryParse(value, out WeightPrecision p) || !Enum.IsDefined(p) || int.TryParse(value, out _))
+                {
+                    throw new FormatException($"the deployment descriptor's matrixPrecisions gives '{name}' the precision '{value}'; use F32, F16, BF16, Q8_0, Q4_0 or Q4_K");
+                }
+                matrices[name] = p;
+            }
+        }
+        return new ModelDeployment(ModelConfig.Parse(dto.Config, "deployment descriptor"), rope, dto.MaxContext, dto.MaxBatchTokens, precision, kvPrecision, sequences, matrices);
     }
 
     private static readonly JsonSerializerOptions Options = new() { WriteIndented = true, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
-    private sealed record Dto(string Config, string Rope, int MaxContext, int MaxBatchTokens, string Precision, string? KvPrecision = null, int? MaxSequences = null);
+    private sealed record Dto(string Config, string Rope, int MaxContext, int MaxBatchTokens, string Precision, string? KvPrecision = null, int? MaxSequences = null,
+        Dictionary<string, string>? MatrixPrecisions = null);
 }

@@ -31,7 +31,6 @@ internal static class GptNeoProgram
             throw new ArgumentException(
                 $"GPT-Neo learns {config.MaxPositionEmbeddings} positions (max_position_embeddings); a context of {maxContext} has positions with no embedding: use a MaxContext of at most {config.MaxPositionEmbeddings}", nameof(b));
         }
-        long dt = b.Dt;
         float eps = (float)config.LayerNormEpsilon;
 
         ProgramBuffer wte = b.Table(GptNeoTensorNames.TokenEmbedding, vocab, dim);
@@ -46,7 +45,7 @@ internal static class GptNeoProgram
         ProgramBuffer hb = b.Act("hb", (long)T * inner);
         ScalarRef seq = b.Seq;
 
-        p.Launch("embedding", [wte, b.Tokens, x], seq, I(vocab), I(dim), I(b.TableDt));
+        p.Launch("embedding", [wte, b.Tokens, x], seq, I(vocab), I(dim), I(b.DtOf(wte)));
         b.PositionRows(wpe, pos, config.MaxPositionEmbeddings, dim);
         p.Launch("add", [x, pos, x], b.SeqDim);
         for (int l = 0; l < config.NumHiddenLayers; l++)
@@ -61,17 +60,17 @@ internal static class GptNeoProgram
             ProgramBuffer vCache = b.KvCache($"v_cache.{l}", heads, headDim);
 
             p.Launch("layer_norm", [x, ln1, ln1Bias, xb], seq, I(dim), F(eps));
-            p.Launch("linear_fused", [xb, wq, wk, wv, q, k, v], seq, I(dim), I(dim), I(dim), I(dim), I(dt));
+            b.Linears(xb, seq, dim, (wq, q, dim), (wk, k, dim), (wv, v, dim));
             b.KvCacheWrite(k, v, kCache, vCache, heads, headDim);
             // Scale 1: GPT-Neo's attention scores are q·k, unscaled (its weights were trained that way).
             b.Attention(q, kCache, vCache, att, heads, heads, headDim, 1.0, config.WindowOf(l));
-            p.Launch("linear", [att, wo, bo, xb2], seq, I(dim), I(dim), I(dt));
+            p.Launch("linear", [att, wo, bo, xb2], seq, I(dim), I(dim), I(b.DtOf(wo)));
             p.Launch("add", [x, xb2, x], b.SeqDim);
 
             p.Launch("layer_norm", [x, ln2, ln2Bias, xb], seq, I(dim), F(eps));
-            p.Launch("linear", [xb, wFc, bFc, hb], seq, I(dim), I(inner), I(dt));
+            p.Launch("linear", [xb, wFc, bFc, hb], seq, I(dim), I(inner), I(b.DtOf(wFc)));
             p.Launch("gelu_tanh", [hb, hb], b.SeqHidden);
-            p.Launch("linear", [hb, wProj, bProj, xb2], seq, I(inner), I(dim), I(dt));
+            p.Launch("linear", [hb, wProj, bProj, xb2], seq, I(inner), I(dim), I(b.DtOf(wProj)));
             p.Launch("add", [x, xb2, x], b.SeqDim);
         }
     }

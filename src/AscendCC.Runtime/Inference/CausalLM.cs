@@ -58,8 +58,10 @@ public sealed class CausalLM : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxSequences, "CausalLMOptions.MaxSequences must be at least 1");
         }
-        Deployment = new ModelDeployment(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision);
-        _layout = CausalLMProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision, sequences: options.MaxSequences);
+        Deployment = new ModelDeployment(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision, options.MaxSequences,
+            options.MatrixPrecisions is { Count: > 0 } mixed ? mixed : null);
+        _layout = CausalLMProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision, sequences: options.MaxSequences,
+            matrixPrecisions: options.MatrixPrecisions);
         _segments = new int[_layout.Sequences * 3];
         _sampling = new long[_layout.Sequences * SamplingRow.Count];
 
@@ -97,7 +99,7 @@ public sealed class CausalLM : IDisposable
         MaxContext = deployment.MaxContext;
         MaxBatchTokens = deployment.MaxBatchTokens;
         Options = new CausalLMOptions { Mode = mode, MaxContext = deployment.MaxContext, MaxBatchTokens = deployment.MaxBatchTokens, WeightPrecision = deployment.Precision, MaxSequences = deployment.MaxSequences,
-            KvCachePrecision = deployment.KvPrecision };
+            KvCachePrecision = deployment.KvPrecision, MatrixPrecisions = deployment.MatrixPrecisions };
         Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
         PackageLayout layout = PackageFile.ReadLayout(package.Span);
         ModelManifest manifest = layout.Manifest;
@@ -217,8 +219,10 @@ public sealed class CausalLM : IDisposable
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(checkpoint);
-        return new CausalLM(runtime, checkpoint.Config, checkpoint.RopeConvention, options ?? new CausalLMOptions(),
-            name => TensorData.FromCheckpoint(checkpoint.GetTensor(name)));
+        options ??= new CausalLMOptions();
+        // Unless told otherwise, the matrices the file stores wider than a 4-bit deployment stay wider.
+        options = options.MatrixPrecisions is null ? options with { MatrixPrecisions = CheckpointPrecisions.For(checkpoint, options.WeightPrecision) } : options;
+        return new CausalLM(runtime, checkpoint.Config, checkpoint.RopeConvention, options, name => TensorData.FromCheckpoint(checkpoint.GetTensor(name)));
     }
 
     /// <summary>
@@ -326,7 +330,7 @@ public sealed class CausalLM : IDisposable
         if (_scoringLayout is null || _scoringBinding is null)
         {
             CausalLMProgram layout = CausalLMProgram.Build(Config, Deployment.Rope, MaxContext, MaxBatchTokens, Options.WeightPrecision, Options.KvCachePrecision, allPositionLogits: true,
-                sequences: MaxSequences);
+                sequences: MaxSequences, matrixPrecisions: Options.MatrixPrecisions);
             // Same names and sizes as the generation program (weights, KV cache, activations, the
             // parameter block): borrow those regions, so nothing is copied twice and a scoring pass
             // leaves the KV cache exactly as a generation pass would. Only all_logits is new.

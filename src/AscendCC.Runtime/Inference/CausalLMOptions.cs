@@ -23,6 +23,16 @@ public sealed record CausalLMOptions
     public WeightPrecision WeightPrecision { get; init; } = WeightPrecision.F32;
 
     /// <summary>
+    /// A mixed deployment: weight matrices, by tensor name (as <see cref="Models.ModelConfig.ExpectedTensors"/>
+    /// names them), kept in another precision than <see cref="WeightPrecision"/> gives them. Null, the
+    /// default: <see cref="CausalLM.Load(Acl.NpuRuntime, Models.ModelCheckpoint, CausalLMOptions?)"/>
+    /// takes what the checkpoint's storage asks for (<see cref="CheckpointPrecisions.For"/>: the Q6_K and
+    /// Q5_K matrices of a Q4_K_M or Q4_K_S file kept in Q8_0 under a 4-bit deployment), and a load
+    /// from named tensors uses none. An empty map: every matrix in <see cref="WeightPrecision"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions { get; init; }
+
+    /// <summary>
     /// Element type of the KV cache on the device. Default <see cref="DefaultKvCachePrecision"/>. A
     /// confidential deployment carries its own (<see cref="Confidential.ModelDeployment.KvPrecision"/>),
     /// and it is part of the program's measurement.

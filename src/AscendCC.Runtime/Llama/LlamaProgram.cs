@@ -24,7 +24,6 @@ internal static class LlamaProgram
         Programs.DeviceProgram p = b.Program;
         int dim = config.HiddenSize, hidden = config.IntermediateSize, heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads;
         int headDim = config.HeadDim, qDim = heads * headDim, kvDim = kvHeads * headDim, vocab = config.VocabSize, T = b.MaxBatchTokens;
-        long dt = b.Dt;
 
         ProgramBuffer embedding = b.Table(LlamaTensorNames.Embedding, vocab, dim);
         ProgramBuffer finalNorm = b.Float32(LlamaTensorNames.FinalNorm, dim);
@@ -48,7 +47,7 @@ internal static class LlamaProgram
         int window = config.SlidingWindow ?? 0;
         ScalarRef seq = b.Seq;
 
-        p.Launch("embedding", [embedding, b.Tokens, x], seq, I(vocab), I(dim), I(b.TableDt));
+        p.Launch("embedding", [embedding, b.Tokens, x], seq, I(vocab), I(dim), I(b.DtOf(embedding)));
         for (int l = 0; l < config.NumHiddenLayers; l++)
         {
             ProgramBuffer attnNorm = b.Float32(LlamaTensorNames.InputLayerNorm(l), dim);
@@ -60,19 +59,19 @@ internal static class LlamaProgram
             ProgramBuffer vCache = b.KvCache($"v_cache.{l}", kvHeads, headDim);
 
             p.Launch("rms_norm", [x, attnNorm, xb], seq, I(dim), F(eps));
-            // q, k and v read the same xb: one launch (see LinearKernel.LinearFused).
-            p.Launch("linear_fused", [xb, wq, wk, wv, q, k, v], seq, I(dim), I(qDim), I(kvDim), I(kvDim), I(dt));
+            // q, k and v read the same xb: one launch (see LinearKernel.LinearFused) unless their types differ.
+            b.Linears(xb, seq, dim, (wq, q, qDim), (wk, k, kvDim), (wv, v, kvDim));
             b.Rotate(ropeOp, q, heads, headDim, theta, ropeScaling);
             b.Rotate(ropeOp, k, kvHeads, headDim, theta, ropeScaling);
             b.KvCacheWrite(k, v, kCache, vCache, kvHeads, headDim);
             b.Attention(q, kCache, vCache, att, heads, kvHeads, headDim, 1.0 / Math.Sqrt(headDim), window);
-            p.Launch("linear", [att, wo, BufferRef.None, xb2], seq, I(qDim), I(dim), I(dt));
+            b.Linears(att, seq, qDim, (wo, xb2, dim));
             p.Launch("add", [x, xb2, x], b.SeqDim);
 
             p.Launch("rms_norm", [x, ffnNorm, xb], seq, I(dim), F(eps));
-            p.Launch("linear_fused", [xb, w1, w3, BufferRef.None, hb, hb2, BufferRef.None], seq, I(dim), I(hidden), I(hidden), I(0), I(dt));
+            b.Linears(xb, seq, dim, (w1, hb, hidden), (w3, hb2, hidden));
             p.Launch("silu_mul", [hb, hb2, hb], b.SeqHidden);
-            p.Launch("linear", [hb, w2, BufferRef.None, xb2], seq, I(hidden), I(dim), I(dt));
+            b.Linears(hb, seq, hidden, (w2, xb2, dim));
             p.Launch("add", [x, xb2, x], b.SeqDim);
         }
     }

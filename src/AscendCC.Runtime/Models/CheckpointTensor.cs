@@ -59,6 +59,9 @@ public sealed class CheckpointTensor
         _ => null,
     };
 
+    /// <summary>The GGUF block type the file stores this tensor in (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K); null for plain types and other formats.</summary>
+    public GgufTensorType? StoredGgufType => _quantized;
+
     /// <summary>The tensor's bytes exactly as the file stores them (<see cref="StoredByteLength"/> of them; for a quantized GGUF tensor, its blocks).</summary>
     public byte[] ReadStoredBytes()
     {

@@ -133,11 +133,23 @@ public sealed class CausalLMProgram
     /// feeds the rows of up to this many sequences, each at its own positions (<see cref="Segments"/>),
     /// sampling one token per sequence from its last row. 1 builds the single-sequence program.
     /// </param>
+    /// <param name="matrixPrecisions">
+    /// A mixed deployment: weight matrices (by tensor name) kept in another precision than
+    /// <paramref name="precision"/> gives them, e.g. the Q6_K matrices of a Q4_K_M file kept in Q8_0
+    /// (<see cref="CheckpointPrecisions.For"/>). Each launch that reads such a matrix carries its
+    /// element type, so the map is part of the program and of its measurement. Null or empty: none.
+    /// </param>
     public static CausalLMProgram Build(ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision,
-        KvCachePrecision kvPrecision = CausalLMOptions.DefaultKvCachePrecision, bool confidential = false, bool allPositionLogits = false, int sequences = 1)
+        KvCachePrecision kvPrecision = CausalLMOptions.DefaultKvCachePrecision, bool confidential = false, bool allPositionLogits = false, int sequences = 1,
+        IReadOnlyDictionary<string, WeightPrecision>? matrixPrecisions = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         RequireSupported(kvPrecision, nameof(kvPrecision));
+        RequireSupported(precision, nameof(precision));
+        foreach ((string name, WeightPrecision kept) in matrixPrecisions ?? new Dictionary<string, WeightPrecision>())
+        {
+            RequireSupported(kept, $"{nameof(matrixPrecisions)}[{name}]");
+        }
         if (confidential && allPositionLogits)
         {
             throw new ArgumentException("the confidential program keeps logits on the device; it has no all-position variant", nameof(allPositionLogits));
@@ -159,7 +171,7 @@ public sealed class CausalLMProgram
         // Batched: which rows belong to which sequence (slot) at which positions; in CC mode computed by
         // prompt_open_segments from the host's request table, in locked memory.
         ProgramBuffer? segments = S > 1 ? p.Buffer(confidential ? RegionTag.Activations : RegionTag.InputStaging, "segments", (long)S * 3 * 4) : null;
-        var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, kvPrecision, tokens, step ?? parameters, S, segments);
+        var b = new CausalLMProgramBuilder(p, config, rope, maxContext, T, precision, kvPrecision, tokens, step ?? parameters, S, segments, matrixPrecisions);
         // Batched: one row per sequence of logits, chosen tokens, generator states and token histories.
         ProgramBuffer logits = b.Act("logits", (long)S * vocab, confidential ? RegionTag.Workspace : RegionTag.OutputStaging);
         ProgramBuffer probs = b.Act("probs", vocab, RegionTag.Workspace);
@@ -196,6 +208,8 @@ public sealed class CausalLMProgram
         {
             throw new InvalidOperationException($"the {config.Family} program builder set no classifier or final norm");
         }
+        b.RequireEveryOverrideUsed();
+        long classifierDt = b.DtOf(b.Classifier);
 
         ProgramBuffer? allLogits = null;
         if (allPositionLogits)
@@ -204,7 +218,7 @@ public sealed class CausalLMProgram
             // to the generation program's logits buffer so "the last pass's logits" stays true.
             allLogits = b.Act("all_logits", (long)T * vocab, RegionTag.OutputStaging);
             b.FinalNorm(b.X, b.Xb, b.Seq);
-            p.Launch("linear", [b.Xb, b.Classifier, BufferRef.None, allLogits], b.Seq, I(dim), I(vocab), I(b.TableDt));
+            p.Launch("linear", [b.Xb, b.Classifier, BufferRef.None, allLogits], b.Seq, I(dim), I(vocab), I(classifierDt));
             p.Launch("slice_rows", [allLogits, logits], b.Param(ParamLast), I(1), I(vocab));
         }
         else if (segments is not null)
@@ -213,7 +227,7 @@ public sealed class CausalLMProgram
             ProgramBuffer last = b.Act("last", (long)S * dim), lastNorm = b.Act("last_norm", (long)S * dim);
             p.Launch("segment_last_rows", [b.X, segments, last], b.Seq, b.SegmentCount, I(dim));
             b.FinalNorm(last, lastNorm, b.SegmentCount);
-            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], b.SegmentCount, I(dim), I(vocab), I(b.TableDt));
+            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], b.SegmentCount, I(dim), I(vocab), I(classifierDt));
             p.Launch("sample_segments", [logits, rng, probs, tokens, history, sampling!, segments, next], I(vocab), b.Seq, b.SegmentCount, I(S), I(maxContext));
         }
         else
@@ -222,7 +236,7 @@ public sealed class CausalLMProgram
             ProgramBuffer last = b.Act("last", dim), lastNorm = b.Act("last_norm", dim);
             p.Launch("slice_rows", [b.X, last], b.Param(ParamLast), I(1), I(dim));
             b.FinalNorm(last, lastNorm, I(1));
-            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], I(1), I(dim), I(vocab), I(b.TableDt));
+            p.Launch("linear", [lastNorm, b.Classifier, BufferRef.None, logits], I(1), I(dim), I(vocab), I(classifierDt));
             p.Launch("sample", [logits, rng, probs, tokens, history, next], I(vocab), b.Param(ParamTemperature), b.Param(ParamTopK), b.Param(ParamTopP),
                 b.Param(ParamMinP), b.Param(ParamRepeatPenalty), b.Param(ParamRepeatLastN), b.Param(ParamFrequencyPenalty), b.Param(ParamPresencePenalty),
                 b.Param(ParamSeq), b.Param(ParamStart), I(maxContext));
@@ -262,6 +276,16 @@ public sealed class CausalLMProgram
 
     private static ScalarRef I(long v) => ScalarRef.Of(v);
 
+    /// <summary>Throws, naming the option, unless <paramref name="precision"/> is a weight type the device has.</summary>
+    internal static void RequireSupported(WeightPrecision precision, string paramName)
+    {
+        if (!Enum.IsDefined(precision))
+        {
+            throw new ArgumentOutOfRangeException(paramName, precision,
+                $"{paramName} = {(int)precision} is not a weight precision the device has; use WeightPrecision.F32, F16, BF16, Q8_0, Q4_0 or Q4_K");
+        }
+    }
+
     /// <summary>Throws, naming the option, unless <paramref name="kvPrecision"/> is a KV cache type the device has.</summary>
     internal static void RequireSupported(KvCachePrecision kvPrecision, string paramName)
     {
@@ -282,11 +306,16 @@ internal sealed class CausalLMProgramBuilder
 {
     private readonly Dictionary<string, ProgramBuffer> _weights = new(StringComparer.Ordinal);
     private readonly Dictionary<string, WeightPrecision> _precisions = new(StringComparer.Ordinal);
+    private readonly IReadOnlyDictionary<string, WeightPrecision> _overrides;
+    // Names declared by Matrix or Table: the weights a matrix precision may name.
+    private readonly HashSet<string> _matrices = new(StringComparer.Ordinal);
     private readonly ProgramBuffer _stepParams;
 
     public CausalLMProgramBuilder(DeviceProgram program, ModelConfig config, RopeConvention rope, int maxContext, int maxBatchTokens, WeightPrecision precision,
-        KvCachePrecision kvPrecision, ProgramBuffer tokens, ProgramBuffer stepParams, int sequences = 1, ProgramBuffer? segments = null)
+        KvCachePrecision kvPrecision, ProgramBuffer tokens, ProgramBuffer stepParams, int sequences = 1, ProgramBuffer? segments = null,
+        IReadOnlyDictionary<string, WeightPrecision>? matrixPrecisions = null)
     {
+        _overrides = matrixPrecisions ?? new Dictionary<string, WeightPrecision>();
         if (sequences > 1 != segments is not null)
         {
             throw new ArgumentException("a batched program (more than one sequence) needs a segment table, and only it", nameof(segments));
@@ -317,10 +346,11 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>T: most tokens per pass; activations hold T rows.</summary>
     public int MaxBatchTokens { get; }
 
+    /// <summary>The deployment's precision: the layer matrices' unless <see cref="Matrix"/> is told otherwise by the program's matrix precisions.</summary>
     public WeightPrecision Precision { get; }
 
-    /// <summary>The matrices' element type as the kernels' dtype scalar.</summary>
-    public long Dt => (long)Precision;
+    /// <summary>The element type <paramref name="weight"/> is kept in, as the kernels' dtype scalar.</summary>
+    public long DtOf(ProgramBuffer weight) => (long)_precisions[weight.Name];
 
     /// <summary>The KV cache's element type.</summary>
     public KvCachePrecision KvPrecision { get; }
@@ -438,20 +468,59 @@ internal sealed class CausalLMProgramBuilder
     /// kernels). Q8_0 cuts each row into blocks of 32, so a width that is not a multiple of 32 is
     /// refused here, before anything is uploaded, naming the tensor.
     /// </summary>
-    public ProgramBuffer Matrix(string name, long rows, long cols) => Weight(name, MatrixBytes(name, rows, cols, Precision), Precision);
+    public ProgramBuffer Matrix(string name, long rows, long cols) => MatrixIn(name, rows, cols, Precision);
 
     /// <summary>
     /// The token embedding and the classifier: in the deployment's precision, except under Q4_0 and Q4_K,
     /// where they are kept in Q8_0 (as llama.cpp keeps its output matrix wider than 4 bits: a 4-bit
     /// step in the classifier moves every logit, and the embedding is the tied classifier's matrix).
     /// </summary>
-    public ProgramBuffer Table(string name, long rows, long cols) => Weight(name, MatrixBytes(name, rows, cols, TablePrecision), TablePrecision);
+    public ProgramBuffer Table(string name, long rows, long cols) =>
+        MatrixIn(name, rows, cols, Precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : Precision);
 
-    /// <summary>The precision of <see cref="Table"/>s.</summary>
-    public WeightPrecision TablePrecision => Precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : Precision;
+    private ProgramBuffer MatrixIn(string name, long rows, long cols, WeightPrecision precision)
+    {
+        precision = _overrides.GetValueOrDefault(name, precision);
+        _matrices.Add(name);
+        return Weight(name, MatrixBytes(name, rows, cols, precision), precision);
+    }
 
-    /// <summary><see cref="TablePrecision"/> as the kernels' dtype scalar.</summary>
-    public long TableDt => (long)TablePrecision;
+    /// <summary>
+    /// <c>y_i = x·W_iᵀ</c> for up to three matrices reading the same <paramref name="x"/> (rows × k):
+    /// one linear_fused launch for those kept in the same element type (the common case: q, k and v
+    /// of one precision), a launch per type otherwise (a mixed deployment's Q8_0 v beside Q4_K q and k).
+    /// </summary>
+    public void Linears(ProgramBuffer x, ScalarRef rows, int k, params (ProgramBuffer W, ProgramBuffer Y, int N)[] outputs)
+    {
+        foreach (IGrouping<long, (ProgramBuffer W, ProgramBuffer Y, int N)> group in outputs.GroupBy(o => DtOf(o.W)))
+        {
+            (ProgramBuffer W, ProgramBuffer Y, int N)[] same = [.. group];
+            if (same.Length == 1)
+            {
+                Program.Launch("linear", [x, same[0].W, BufferRef.None, same[0].Y], rows, ScalarRef.Of(k), ScalarRef.Of(same[0].N), ScalarRef.Of(group.Key));
+                continue;
+            }
+            BufferRef W(int i) => i < same.Length ? same[i].W : BufferRef.None;
+            BufferRef Y(int i) => i < same.Length ? same[i].Y : BufferRef.None;
+            long N(int i) => i < same.Length ? same[i].N : 0;
+            Program.Launch("linear_fused", [x, W(0), W(1), W(2), Y(0), Y(1), Y(2)], rows, ScalarRef.Of(k), ScalarRef.Of(N(0)), ScalarRef.Of(N(1)), ScalarRef.Of(N(2)),
+                ScalarRef.Of(group.Key));
+        }
+    }
+
+    /// <summary>Throws unless every name in the program's matrix precisions named a matrix this family declared.</summary>
+    public void RequireEveryOverrideUsed()
+    {
+        foreach (string name in _overrides.Keys)
+        {
+            if (!_matrices.Contains(name))
+            {
+                throw new ArgumentException(
+                    $"matrixPrecisions names '{name}', which is not a weight matrix of this {Config.Family} model; name its matrices as ModelConfig.ExpectedTensors() does (norms, biases and learned positions stay F32)",
+                    "matrixPrecisions");
+            }
+        }
+    }
 
     /// <summary>Bytes of a [rows × cols] matrix in <paramref name="precision"/> as the device keeps it.</summary>
     internal static long MatrixBytes(string name, long rows, long cols, WeightPrecision precision)
