@@ -37,13 +37,15 @@ public sealed unsafe class Q4_KLinearTests : IDisposable
 
     private static IEnumerable<TestCaseData> Shapes()
     {
-        // m ≤ 8: the strip GEMV; m > 8: the VNNI GEMM (or the strip kernel). Rows that fill whole strips
+        // m ≤ 8: the strip GEMV, every token count of it (each has its own sum in registers; 130 and 69
+        // rows give a work block several strips, so 4-bit strips also go in pairs); m > 8: the
+        // VNNI GEMM (or the strip kernel). Rows that fill whole strips
         // (8, 16), that pad the last strip (1, 7, 9, 37), whose padded strip is alone in a 16-column GEMM
         // panel (9, 37: 5 strips) or shares it (21: 3 strips); k of one super-block, two, and past the
         // GEMM's 256-deep slices (1280 = 5 slices).
         int[][] shapes =
         [
-            [1, 256, 1], [1, 768, 130], [2, 512, 37], [3, 256, 7], [4, 1280, 16], [5, 256, 9], [8, 512, 21],
+            [1, 256, 1], [1, 768, 130], [2, 512, 37], [3, 256, 7], [4, 1280, 16], [5, 256, 9], [6, 256, 130], [7, 256, 69], [8, 512, 21],
             [9, 256, 37], [13, 1280, 40], [33, 512, 8], [20, 768, 17], [3, 0, 5],
         ];
         foreach (int[] s in shapes)

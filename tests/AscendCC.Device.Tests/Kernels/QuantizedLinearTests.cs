@@ -42,14 +42,16 @@ public sealed unsafe class QuantizedLinearTests : IDisposable
 
     private static IEnumerable<TestCaseData> Shapes()
     {
-        // m ≤ 8: the strip GEMV; m > 8: the VNNI GEMM (AvxVnni) or the strip kernel. Row counts that
+        // m ≤ 8: the strip GEMV, every token count of it (each has its own sum in registers; 130 rows give
+        // a work block several strips, so 4-bit strips also go in pairs); m > 8: the
+        // VNNI GEMM (AvxVnni) or the strip kernel. Row counts that
         // are not multiples of the 8-row strip (tail rows), of the 6-row or 16-column GEMM tile or the
         // 4096-column slice, and (27, 45) whose last whole strip shares a 16-column GEMM panel with
         // tail rows; k of one block, of a scale group of 8 blocks plus one (288), and past the GEMM's
         // 256-deep slice (800 = 3 slices + 32).
         int[][] shapes =
         [
-            [1, 32, 1], [1, 768, 2048], [2, 96, 37], [3, 288, 7], [4, 64, 130], [5, 32, 17], [7, 800, 33], [8, 96, 21],
+            [1, 32, 1], [1, 768, 2048], [2, 96, 37], [3, 288, 7], [4, 64, 130], [5, 32, 17], [6, 128, 130], [7, 800, 33], [8, 96, 21],
             [13, 288, 4099], [33, 64, 16], [127, 256, 129], [3, 0, 5], [9, 96, 27], [20, 288, 45],
         ];
         foreach (ElementType format in Formats)

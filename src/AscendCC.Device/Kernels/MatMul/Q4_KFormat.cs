@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AscendCC.Device.Kernels;
 
@@ -42,14 +43,14 @@ internal readonly unsafe struct Q4_KFormat : IBlockFormat
     public static Vector256<float> StripScales(byte* plane, nint strip, int blocks, int block)
     {
         byte* record = Q4_KMatrix.Record(plane, strip, blocks, block);
-        return Vector256.Load((float*)record) * Q4_KMatrix.Widen(record + Q4_KMatrix.ScalesAt + ((block % Q4_KMatrix.BlocksPerSuper) * BlockMatrix.StripRows));
+        return Vector256.Load((float*)record) * Q4_KMatrix.Widen(record + Q4_KMatrix.ScalesAt + ((uint)block % Q4_KMatrix.BlocksPerSuper * BlockMatrix.StripRows));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block)
     {
         byte* record = Q4_KMatrix.Record(plane, strip, blocks, block);
-        return Vector256.Load((float*)record + BlockMatrix.StripRows) * Q4_KMatrix.Widen(record + Q4_KMatrix.MinsAt + ((block % Q4_KMatrix.BlocksPerSuper) * BlockMatrix.StripRows));
+        return Vector256.Load((float*)record + BlockMatrix.StripRows) * Q4_KMatrix.Widen(record + Q4_KMatrix.MinsAt + ((uint)block % Q4_KMatrix.BlocksPerSuper * BlockMatrix.StripRows));
     }
 }
 
@@ -110,14 +111,16 @@ internal static unsafe class Q4_KMatrix
     public static byte* ScalePlane(byte* matrix, long rows, long cols) => matrix + (Strips(rows) * (cols / BlockMatrix.BlockSize) * BlockMatrix<Q4_KFormat>.StripBlockBytes);
 
     /// <summary>The record holding block <paramref name="block"/> of strip <paramref name="strip"/> (<paramref name="blocks"/> blocks of 32 a row).</summary>
+    /// <remarks>Counts are never negative; dividing them as unsigned makes each division one shift (signed division by 8 takes four instructions, and the kernels do this every block).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* Record(byte* plane, nint strip, int blocks, int block) =>
-        plane + ((((strip * (blocks / BlocksPerSuper)) + (block / BlocksPerSuper))) * RecordBytes);
+        plane + (((strip * (nint)((uint)blocks / BlocksPerSuper)) + (nint)((uint)block / BlocksPerSuper)) * RecordBytes);
 
     /// <summary>Eight unsigned bytes as f32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Widen(byte* eight) =>
-        Vector256.ConvertToSingle(Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)eight).AsByte()).ToVector256()).AsInt32());
+    public static Vector256<float> Widen(byte* eight) => Avx2.IsSupported
+        ? Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(eight))
+        : Vector256.ConvertToSingle(Vector256.WidenLower(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)eight).AsByte()).ToVector256()).AsInt32());
 
     /// <summary>Row <paramref name="row"/> widened to f32: d·sc·q − dmin·m, as ggml's dequantize_row_q4_K rounds it.</summary>
     public static void DequantizeRow(byte* matrix, long rows, long cols, long row, float* destination)
