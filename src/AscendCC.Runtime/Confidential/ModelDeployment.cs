@@ -31,6 +31,14 @@ namespace AscendCC.Runtime.Confidential;
 public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, int MaxContext, int MaxBatchTokens, WeightPrecision Precision,
     KvCachePrecision KvPrecision = CausalLMOptions.DefaultKvCachePrecision, int MaxSequences = 1, IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions = null)
 {
+    private readonly IReadOnlyDictionary<string, WeightPrecision>? _matrixPrecisions = Freeze(MatrixPrecisions);
+
+    /// <summary>The matrices kept in another precision (a copy taken when set: changing the caller's dictionary later changes nothing); null for none.</summary>
+    public IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions { get => _matrixPrecisions; init => _matrixPrecisions = Freeze(value); }
+
+    private static System.Collections.ObjectModel.ReadOnlyDictionary<string, WeightPrecision>? Freeze(IReadOnlyDictionary<string, WeightPrecision>? map) =>
+        map is null ? null : new Dictionary<string, WeightPrecision>(map, StringComparer.Ordinal).AsReadOnly();
+
     /// <summary>The confidential program this deployment describes.</summary>
     public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, KvPrecision, confidential: true, sequences: MaxSequences,
         matrixPrecisions: MatrixPrecisions);

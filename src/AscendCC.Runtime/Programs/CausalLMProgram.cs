@@ -464,7 +464,7 @@ internal sealed class CausalLMProgramBuilder
     public ScalarRef Param(int slot) => ScalarRef.Slot(_stepParams, slot);
 
     /// <summary>
-    /// A weight matrix [rows × cols] kept in the deployment's precision (read by matmul and embedding
+    /// A weight matrix [rows × cols] kept in the deployment's precision, or the one the program's matrix precisions give it (read by matmul and embedding
     /// kernels). Q8_0 cuts each row into blocks of 32, so a width that is not a multiple of 32 is
     /// refused here, before anything is uploaded, naming the tensor.
     /// </summary>
@@ -473,7 +473,8 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>
     /// The token embedding and the classifier: in the deployment's precision, except under Q4_0 and Q4_K,
     /// where they are kept in Q8_0 (as llama.cpp keeps its output matrix wider than 4 bits: a 4-bit
-    /// step in the classifier moves every logit, and the embedding is the tied classifier's matrix).
+    /// step in the classifier moves every logit, and the embedding is the tied classifier's matrix);
+    /// the program's matrix precisions may name them too.
     /// </summary>
     public ProgramBuffer Table(string name, long rows, long cols) =>
         MatrixIn(name, rows, cols, Precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : Precision);

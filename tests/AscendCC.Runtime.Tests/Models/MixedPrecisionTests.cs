@@ -149,6 +149,13 @@ public class MixedPrecisionTests
             Is.Not.EqualTo(deployment));
         Assert.That((deployment with { MatrixPrecisions = null }).ToJson(), Does.Not.Contain("MatrixPrecisions"), "a plain deployment's descriptor is as before");
 
+        // The deployment keeps its own copy of the map.
+        var mine = new Dictionary<string, WeightPrecision>(Mixed);
+        var copied = deployment with { MatrixPrecisions = mine };
+        mine[V1] = WeightPrecision.BF16;
+        Assert.That(copied.MatrixPrecisions![V1], Is.EqualTo(WeightPrecision.F16));
+        Assert.That(copied, Is.EqualTo(deployment));
+
         string bad = deployment.ToJson().Replace("\"BF16\"", "\"Q5_K\"", StringComparison.Ordinal);
         var ex = Assert.Throws<FormatException>(() => ModelDeployment.FromJson(bad));
         Assert.That(ex!.Message, Does.Contain(Down1).And.Contain("Q5_K").And.Contain("Q4_K"));

@@ -309,9 +309,12 @@ internal static unsafe class QuantizedLinear
         /// gemv, alternated): Q4_0 one token 12.9–13.0 → 16.2–16.7 ms paired, two 14.4 → 16.5–17.0;
         /// three 18.4–18.5 → 17.1–18.2, four 21.9–22.8 → 18.0–19.4, eight 34.5–36.5 → 25.0–27.1; Q4_K
         /// one 13.9–14.2 → 20.3–20.6, two 20.7 → 20.3–20.6, three 26.4–27.6 → 23.1–23.2, four
-        /// 31.2–32.8 → 24.2–25.0, eight 52.5–54.9 → 38.5–40.2.
+        /// 31.2–32.8 → 24.2–25.0, eight 52.5–54.9 → 38.5–40.2. With every token's sum in registers
+        /// (2026-12-04), single strips won at four tokens again (Q4_0 18.6–20.0 → 17.7–18.1 ms, Q4_K
+        /// 23.4–24.0 → 20.3–20.7) and pairs still win at eight (Q4_K 29.8–30.3 against 33.7–35.7 single,
+        /// Q4_0 25.4–28.7 against 27.7–28.8), so pairs start at five.
         /// </summary>
-        private const int PairedMinTokens = 3;
+        private const int PairedMinTokens = 5;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
