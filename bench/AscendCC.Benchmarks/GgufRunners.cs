@@ -156,7 +156,7 @@ internal static class GgufModels
         WeightPrecision table = precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : precision;
         bool IsClassifier(string name) => name == config.LmHeadTensorName || (config.TieWordEmbeddings && name == config.EmbeddingTensorName);
         return config.ExpectedTensors().Where(t => t.Shape.Length == 2 && (config.TieWordEmbeddings || t.Name != config.EmbeddingTensorName))
-            .Sum(t => t.Shape[0] * t.Shape[1] * Bits(matrices?.GetValueOrDefault(t.Name) ?? (IsClassifier(t.Name) ? table : precision)) / 8);
+            .Sum(t => t.Shape[0] * t.Shape[1] * Bits(matrices is not null && matrices.TryGetValue(t.Name, out WeightPrecision kept) ? kept : IsClassifier(t.Name) ? table : precision) / 8);
     }
 
     /// <summary>The same for llama.cpp: the stored bytes of every matrix but an untied token embedding.</summary>
