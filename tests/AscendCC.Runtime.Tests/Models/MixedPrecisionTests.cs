@@ -69,6 +69,12 @@ public class MixedPrecisionTests
         Assert.That(Measure(WeightPrecision.F16), Is.EqualTo(Measure(WeightPrecision.F16)), "deterministic");
     }
 
+    /// <summary>
+    /// The device reads each matrix as its own type: the mixed model's greedy tokens are those of an F32
+    /// model holding the values each type keeps (the only other difference, the Q8_0 matrices' int8
+    /// activations, moves this tiny model's logits far less than its top-two margins). Reading the F16
+    /// v projection as BF16 (same size) changes them: see the hand check in docs/mutation-testing.md.
+    /// </summary>
     [Test]
     public void AMixedDeploymentGeneratesWhatItsMatricesDequantizedGive()
     {

@@ -524,8 +524,8 @@ internal static unsafe class QuantizedLinear
         /// instructions of two 256-bit strips. The sums stay in registers (a token past
         /// <paramref name="tokens"/> is skipped by a branch every block takes the same way): kept in memory,
         /// each puts a store and a load in every block's chain of FMAs, two with Q4_K's mins. Measured on the
-        /// 1.1B step's linears (bench -- gemv, alternated twice): eight tokens Q4_K 44.0–44.1 → 33.6–34.2 ms,
-        /// Q4_0 28.0–28.4 → 27.4–28.0.
+        /// 1.1B step's linears (bench -- gemv, alternated twice): eight tokens Q4_K 44.0–45.3 → 31.7–34.2 ms,
+        /// Q4_0 27.9–28.4 → 24.7–27.4 (and Q8_0's single strips, <see cref="StripTokens"/>, 41.6–42.9 → 32.7–34.7).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private readonly void StripPairTokens(int s, int t0, int tokens, Vector512<float>* sums)
