@@ -638,8 +638,11 @@ internal sealed class ServeSuite : IBenchmarkSuite, IReportingSuite
                 using (var encrypted = new MemoryStream())
                 {
                     verifier = publications.CreateVerifier();
-                    // MaxBatchTokens = the context, as the CC-off server and the in-process model lay it out.
-                    var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, Context, Context, WeightPrecision.F32);
+                    // MaxBatchTokens = the context, as the CC-off server and the in-process model lay it out; as many
+                    // sessions decoded together as the CC-off server decodes replies (its Npu:MaxSequences default), so
+                    // CC on and off are compared as the same kind of server.
+                    var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, Context, Context, WeightPrecision.F32,
+                        MaxSequences: new AscendCC.Server.NpuServerOptions().MaxSequences);
                     using ProtectedModel model = ModelPackageExporter.Export(provider, deployment, n => TensorData.FromCheckpoint(checkpoint.GetTensor(n)),
                         publications.CreateReleasePolicy(), encrypted, package);
                     encrypted.Position = 0;
