@@ -156,10 +156,10 @@ internal sealed class ModelShape : IDisposable
     /// <summary>
     /// A checkpoint's matrices a device of <paramref name="precision"/> keeps wider, as
     /// <see cref="CausalLM.Load(AscendCC.Runtime.Acl.NpuRuntime, ModelCheckpoint, CausalLMOptions)"/> keeps them
-    /// (<see cref="CheckpointPrecisions.For"/>); null for random weights or when there are none.
+    /// (<see cref="CheckpointPrecisions.For"/>); null for random weights.
     /// </summary>
     public IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions(WeightPrecision precision) =>
-        _checkpoint is not null && CheckpointPrecisions.For(_checkpoint, precision) is { Count: > 0 } wider ? wider : null;
+        _checkpoint is null ? null : CheckpointPrecisions.For(_checkpoint, precision);
 
     public TensorData Weight(string name, WeightPrecision precision)
     {

@@ -104,7 +104,7 @@ internal static class ProviderCommand
         }
         // The matrices the file stores wider than a 4-bit deployment (a Q4_K_M's Q6_K) stay wider, as CausalLM.Load keeps them.
         var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision, request.KvPrecision,
-            request.Sequences, CheckpointPrecisions.For(checkpoint, request.Precision) is { Count: > 0 } mixed ? mixed : null);
+            request.Sequences, CheckpointPrecisions.For(checkpoint, request.Precision));
 
         // The package is written to a temporary file next to nothing secret: it is ciphertext with a
         // public signed manifest. The key stays in this process and dies with it.

@@ -33,11 +33,11 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
 {
     private readonly IReadOnlyDictionary<string, WeightPrecision>? _matrixPrecisions = Freeze(MatrixPrecisions);
 
-    /// <summary>The matrices kept in another precision (a copy taken when set: changing the caller's dictionary later changes nothing); null for none.</summary>
+    /// <summary>The matrices kept in another precision (a copy taken when set: changing the caller's dictionary later changes nothing); null for none, an empty map included.</summary>
     public IReadOnlyDictionary<string, WeightPrecision>? MatrixPrecisions { get => _matrixPrecisions; init => _matrixPrecisions = Freeze(value); }
 
     private static System.Collections.ObjectModel.ReadOnlyDictionary<string, WeightPrecision>? Freeze(IReadOnlyDictionary<string, WeightPrecision>? map) =>
-        map is null ? null : new Dictionary<string, WeightPrecision>(map, StringComparer.Ordinal).AsReadOnly();
+        map is null || map.Count == 0 ? null : new Dictionary<string, WeightPrecision>(map, StringComparer.Ordinal).AsReadOnly();
 
     /// <summary>The confidential program this deployment describes.</summary>
     public CausalLMProgram BuildProgram() => CausalLMProgram.Build(Config, Rope, MaxContext, MaxBatchTokens, Precision, KvPrecision, confidential: true, sequences: MaxSequences,
@@ -67,7 +67,7 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
     /// <summary>Serialises to JSON (config.json fields plus the layout).</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dto(Config.ToJson(), Rope.ToString(), MaxContext, MaxBatchTokens, Precision.ToString(), KvPrecision.ToString(),
         MaxSequences == 1 ? null : MaxSequences,
-        MatrixPrecisions is { Count: > 0 } mixed ? SortedPrecisions(mixed).ToDictionary(e => e.Key, e => e.Value.ToString(), StringComparer.Ordinal) : null), Options);
+        MatrixPrecisions is { } mixed ? SortedPrecisions(mixed).ToDictionary(e => e.Key, e => e.Value.ToString(), StringComparer.Ordinal) : null), Options);
 
     /// <summary>Reads the JSON written by <see cref="ToJson"/>; the family comes from the embedded config.json.</summary>
     /// <exception cref="FormatException">Malformed or incomplete.</exception>

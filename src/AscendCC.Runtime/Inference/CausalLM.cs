@@ -59,7 +59,7 @@ public sealed class CausalLM : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxSequences, "CausalLMOptions.MaxSequences must be at least 1");
         }
         Deployment = new ModelDeployment(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision, options.MaxSequences,
-            options.MatrixPrecisions is { Count: > 0 } mixed ? mixed : null);
+            options.MatrixPrecisions);
         _layout = CausalLMProgram.Build(config, rope, MaxContext, MaxBatchTokens, options.WeightPrecision, options.KvCachePrecision, sequences: options.MaxSequences,
             matrixPrecisions: options.MatrixPrecisions);
         _segments = new int[_layout.Sequences * 3];

@@ -154,6 +154,7 @@ public class MixedPrecisionTests
         Assert.That(deployment with { MatrixPrecisions = new Dictionary<string, WeightPrecision> { [V1] = WeightPrecision.BF16, [Down1] = WeightPrecision.BF16 } },
             Is.Not.EqualTo(deployment));
         Assert.That((deployment with { MatrixPrecisions = null }).ToJson(), Does.Not.Contain("MatrixPrecisions"), "a plain deployment's descriptor is as before");
+        Assert.That((deployment with { MatrixPrecisions = new Dictionary<string, WeightPrecision>() }).MatrixPrecisions, Is.Null, "an empty map is no map");
 
         // The deployment keeps its own copy of the map.
         var mine = new Dictionary<string, WeightPrecision>(Mixed);
