@@ -328,6 +328,19 @@ public sealed class MatMulTests : IDisposable
             (type == ElementType.BF16 ? WeightConversion.BF16ToSingle(h) : WeightConversion.F16ToSingle(h)).CopyTo(narrow, i);
         }
         AssertWidened(bits, narrow, type, "256-bit");
+        // The weight readers' own loads, which the GEMV and attention inline (F16's sign-extends).
+        float[] loaded = new float[bits.Length];
+        unsafe
+        {
+            fixed (ushort* src = bits)
+            {
+                for (int i = 0; i < bits.Length; i += 16)
+                {
+                    (type == ElementType.BF16 ? LinearKernel.BF16Weights.Load16((byte*)src, i) : LinearKernel.F16Weights.Load16((byte*)src, i)).CopyTo(loaded, i);
+                }
+            }
+        }
+        AssertWidened(bits, loaded, type, "weight reader");
     }
 
     private static void AssertWidened(ushort[] bits, float[] widened, ElementType type, string form)

@@ -272,7 +272,9 @@ internal static unsafe class LinearKernel
         public static int ElementSize => 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load16(byte* row, nint i) => WeightConversion.F16ToSingle(WidenLoad16((ushort*)row + i));
+        public static Vector512<float> Load16(byte* row, nint i) => Avx512F.IsSupported
+            ? WeightConversion.F16ToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)row + i)))
+            : WeightConversion.F16ToSingle(WidenLoad16((ushort*)row + i));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load8(byte* row, nint i) => WeightConversion.F16ToSingle(WidenLoad8((ushort*)row + i));

@@ -13,22 +13,48 @@ namespace AscendCC.Device.Kernels;
 internal static unsafe class Q8_0Activations
 {
     /// <summary>
-    /// Rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of x[·, k] into q[·, k] (int8) and
-    /// d[·, k/32] (f32); k a multiple of 32. When <paramref name="offsetBinary"/> is set, q is stored
-    /// as the unsigned byte q + 128 (the GEMM's dpbusd operand).
+    /// Rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of x[·, k] into q (int8) and d (f32);
+    /// k a multiple of 32. Row-major, q[·, k] and d[·, k/32], when <paramref name="blockRows"/> is 0;
+    /// otherwise block-major over that many rows, q[k/32, blockRows, 32] and d[k/32, blockRows] (the
+    /// strip GEMV's layout). When <paramref name="offsetBinary"/> is set, q is stored as the unsigned
+    /// byte q + 128 (the GEMM's dpbusd operand).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void QuantizeRows(float* x, int k, int firstRow, int endRow, sbyte* q, float* d, bool offsetBinary)
+    public static void QuantizeRows(float* x, int k, int firstRow, int endRow, sbyte* q, float* d, bool offsetBinary, int blockRows = 0)
     {
         int blocks = k / BlockMatrix.BlockSize;
+        // Element offsets of block b of row r: q at b·qBlock + r·qRow, d at b·dBlock + r·dRow.
+        nint qBlock = blockRows == 0 ? BlockMatrix.BlockSize : (nint)blockRows * BlockMatrix.BlockSize, qRow = blockRows == 0 ? k : BlockMatrix.BlockSize;
+        nint dBlock = blockRows == 0 ? 1 : blockRows, dRow = blockRows == 0 ? blocks : 1;
         for (int r = firstRow; r < endRow; r++)
         {
             float* xr = x + (nint)r * k;
-            sbyte* qr = q + (nint)r * k;
-            float* dr = d + (nint)r * blocks;
+            sbyte* qr = q + (r * qRow);
+            float* dr = d + (r * dRow);
             for (int b = 0; b < blocks; b++)
             {
-                dr[b] = QuantizeBlock(xr + b * BlockMatrix.BlockSize, qr + b * BlockMatrix.BlockSize, offsetBinary);
+                dr[b * dBlock] = QuantizeBlock(xr + b * BlockMatrix.BlockSize, qr + (b * qBlock), offsetBinary);
+            }
+        }
+    }
+
+    /// <summary>
+    /// For the block-major q and d of <paramref name="rows"/> rows (see <see cref="QuantizeRows"/>), each
+    /// block's start for the strip GEMV, −<paramref name="offset"/>·Σq (its products with q + offset are
+    /// then exact), into s[k/32, rows], and when <paramref name="mins"/> is not null the block's min
+    /// term (<see cref="QuantizedLinear.MinTerm"/> of d and Σq) into mins[k/32, rows].
+    /// </summary>
+    public static void BlockStarts(sbyte* q, float* d, int k, int rows, int offset, int* s, float* mins)
+    {
+        long count = (long)k / BlockMatrix.BlockSize * rows;
+        for (long i = 0; i < count; i++)
+        {
+            (Vector256<short> lo, Vector256<short> hi) = Vector256.Widen(Vector256.Load(q + (i * BlockMatrix.BlockSize)));
+            int sum = Vector256.Sum(lo + hi);
+            s[i] = -offset * sum;
+            if (mins != null)
+            {
+                mins[i] = QuantizedLinear.MinTerm(d[i], sum);
             }
         }
     }

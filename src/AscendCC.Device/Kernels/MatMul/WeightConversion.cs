@@ -41,6 +41,20 @@ internal static unsafe class WeightConversion
         return Vector512.ConditionalSelect(isSpecial, placed | Vector512.Create(F32ExpTopBits), finite).AsSingle();
     }
 
+    /// <summary>
+    /// <see cref="F16ToSingle(Vector512{uint})"/> of halves loaded sign-extended (vpmovsxwd): shifted left
+    /// by 13 they are already in binary32 position with the sign's copies above, one shift where the
+    /// zero-extended form takes two.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> F16ToSingle(Vector512<int> signExtended)
+    {
+        Vector512<uint> placed = (signExtended << 13).AsUInt32() & Vector512.Create(F16PlacedMask);
+        Vector512<uint> finite = (placed.AsSingle() * Vector512.Create(RebiasBits).AsSingle()).AsUInt32();
+        Vector512<uint> isSpecial = Vector512.GreaterThanOrEqual(placed & Vector512.Create(AbsMask), Vector512.Create(F16InfShifted));
+        return Vector512.ConditionalSelect(isSpecial, placed | Vector512.Create(F32ExpTopBits), finite).AsSingle();
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> F16ToSingle(Vector256<uint> h)
     {
