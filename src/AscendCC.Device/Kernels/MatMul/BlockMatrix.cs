@@ -49,6 +49,18 @@ internal unsafe interface IBlockFormat
     /// </summary>
     static abstract bool PadsToWholeStrips { get; }
 
+    /// <summary>
+    /// Bytes of the scale plane a strip block takes (its share of a Q4_K record): strip s's scales start
+    /// s · blocks · this many bytes into the plane, and the plane is read front to back as one stream.
+    /// </summary>
+    static abstract int ScaleBytesPerBlock { get; }
+
+    /// <summary>
+    /// Whether the strip GEMV requests the scale plane's lines ahead of use itself (see
+    /// <c>QuantizedLinear</c>'s <c>PrefetchScales</c>): measured per format, as it helps one and costs the others.
+    /// </summary>
+    static abstract bool PrefetchesScalePlane { get; }
+
     /// <summary>Where a [rows, cols] matrix's scales start.</summary>
     static abstract byte* ScalePlane(byte* matrix, long rows, long cols);
 

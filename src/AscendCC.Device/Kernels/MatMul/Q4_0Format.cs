@@ -66,6 +66,10 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
 
     public static bool PadsToWholeStrips => false;
 
+    public static int ScaleBytesPerBlock => BlockMatrix.StripRows * sizeof(ushort);
+
+    public static bool PrefetchesScalePlane => true;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* ScalePlane(byte* matrix, long rows, long cols) => (byte*)BlockMatrix<Q4_0Format>.Scales(matrix, rows, cols);
 

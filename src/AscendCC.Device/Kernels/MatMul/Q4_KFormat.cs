@@ -23,6 +23,10 @@ internal readonly unsafe struct Q4_KFormat : IBlockFormat
 
     public static bool PadsToWholeStrips => true;
 
+    public static int ScaleBytesPerBlock => Q4_KMatrix.RecordBytes / Q4_KMatrix.BlocksPerSuper;
+
+    public static bool PrefetchesScalePlane => false;
+
     /// <summary>Not used: every row of a Q4_K matrix is in a strip (rows are padded to whole strips).</summary>
     public static Vector256<sbyte> Load(byte* quants) => throw new NotSupportedException("a Q4_K matrix has no row-form blocks");
 

@@ -40,6 +40,10 @@ internal readonly unsafe struct Q8_0Format : IBlockFormat
 
     public static bool PadsToWholeStrips => false;
 
+    public static int ScaleBytesPerBlock => BlockMatrix.StripRows * sizeof(ushort);
+
+    public static bool PrefetchesScalePlane => false;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* ScalePlane(byte* matrix, long rows, long cols) => (byte*)BlockMatrix<Q8_0Format>.Scales(matrix, rows, cols);
 
