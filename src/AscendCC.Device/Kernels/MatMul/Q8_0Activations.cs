@@ -60,25 +60,18 @@ internal static unsafe class Q8_0Activations
     }
 
     /// <summary>
-    /// Per block of rows [<paramref name="firstRow"/>, <paramref name="endRow"/>) of q, Σ q over its 32
-    /// values, into s[·, k/32]. The strip GEMV starts each block's sums at −offset·Σq (see
-    /// <see cref="IBlockFormat.Offset"/>), which makes its products with q + offset exact; blocks with
-    /// mins (Q4_K) take −d·Σq times the min. With <paramref name="offsetBinary"/>, q is stored as
-    /// <see cref="QuantizeRows"/> stores it for the GEMM, and the sums are still of q.
+    /// Per block of the GEMM's row-major q of <paramref name="rows"/> rows (stored offset-binary, q + 128,
+    /// see <see cref="QuantizeRows"/>), Σ q over its 32 values, into s[rows, k/32]: the blocks with mins
+    /// (Q4_K) take −d·Σq times the min.
     /// </summary>
-    public static void BlockSums(sbyte* q, int k, int firstRow, int endRow, int* s, bool offsetBinary = false)
+    public static void BlockSums(sbyte* q, int k, int rows, int* s)
     {
-        Vector256<sbyte> flip = offsetBinary ? Vector256.Create(unchecked((sbyte)0x80)) : Vector256<sbyte>.Zero;
-        int blocks = k / BlockMatrix.BlockSize;
-        for (int r = firstRow; r < endRow; r++)
+        Vector256<sbyte> flip = Vector256.Create(unchecked((sbyte)0x80));
+        long count = (long)k / BlockMatrix.BlockSize * rows;
+        for (long i = 0; i < count; i++)
         {
-            sbyte* qr = q + (nint)r * k;
-            int* sr = s + ((nint)r * blocks);
-            for (int b = 0; b < blocks; b++)
-            {
-                (Vector256<short> lo, Vector256<short> hi) = Vector256.Widen(Vector256.Load(qr + (b * BlockMatrix.BlockSize)) ^ flip);
-                sr[b] = Vector256.Sum(lo + hi);
-            }
+            (Vector256<short> lo, Vector256<short> hi) = Vector256.Widen(Vector256.Load(q + (i * BlockMatrix.BlockSize)) ^ flip);
+            s[i] = Vector256.Sum(lo + hi);
         }
     }
 

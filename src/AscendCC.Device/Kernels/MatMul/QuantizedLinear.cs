@@ -201,7 +201,7 @@ internal static unsafe class QuantizedLinear
         }
         if (sums)
         {
-            Q8_0Activations.BlockSums(a.Q, k, 0, m, a.S, offsetBinary: true);
+            Q8_0Activations.BlockSums(a.Q, k, m, a.S);
         }
         if (mins)
         {
@@ -393,7 +393,7 @@ internal static unsafe class QuantizedLinear
             byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
             byte* plane = TF.ScalePlane(W, N, K);
             // Token t's operands of block b, block-major (see Activations): one step of m a block.
-            nint m = M;
+            nint m = M, xStep = m * BlockMatrix.BlockSize;
             sbyte* x = Xq + ((nint)t * BlockMatrix.BlockSize);
             float* xd = Xd + t, xm = Xm + t;
             int* xs = Xs + t;
@@ -413,7 +413,7 @@ internal static unsafe class QuantizedLinear
                 {
                     sum = Vector256.FusedMultiplyAdd(TF.StripMins(plane, s, blocks, b), Vector256.Create(*xm), sum);
                 }
-                x += m * BlockMatrix.BlockSize;
+                x += xStep;
                 xd += m;
                 xs += m;
                 xm += m;
@@ -435,7 +435,7 @@ internal static unsafe class QuantizedLinear
             int blocks = K / BlockMatrix.BlockSize;
             byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
             byte* plane = TF.ScalePlane(W, N, K);
-            nint m = M;
+            nint m = M, xStep = m * BlockMatrix.BlockSize;
             sbyte* x = Xq + ((nint)t0 * BlockMatrix.BlockSize);
             float* xd = Xd + t0, xm = Xm + t0;
             int* xs = Xs + t0;
@@ -459,7 +459,7 @@ internal static unsafe class QuantizedLinear
                     sum0 = Vector256.FusedMultiplyAdd(mw, Vector256.Create(xm[0]), sum0);
                     sum1 = Vector256.FusedMultiplyAdd(mw, Vector256.Create(xm[1]), sum1);
                 }
-                x += m * BlockMatrix.BlockSize;
+                x += xStep;
                 xd += m;
                 xs += m;
                 xm += m;
@@ -473,7 +473,7 @@ internal static unsafe class QuantizedLinear
             byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
             byte* plane = TF.ScalePlane(W, N, K);
             // Locals, not fields, and the sums in registers: see StripPairTokens.
-            nint m = M;
+            nint m = M, xStep = m * BlockMatrix.BlockSize;
             sbyte* xb = Xq + ((nint)t0 * BlockMatrix.BlockSize);
             float* xd = Xd + t0, xm = Xm + t0;
             int* xs = Xs + t0;
@@ -517,7 +517,7 @@ internal static unsafe class QuantizedLinear
                 {
                     sum7 = TokenBlock(sum7, g0, g1, g2, g3, g4, g5, g6, g7, xb + (7 * BlockMatrix.BlockSize), xs + 7, xd + 7, xm + 7, dw, mw);
                 }
-                xb += m * BlockMatrix.BlockSize;
+                xb += xStep;
                 xd += m;
                 xs += m;
                 xm += m;
@@ -564,7 +564,7 @@ internal static unsafe class QuantizedLinear
             byte* quants1 = quants0 + stripBytes;
             byte* plane = TF.ScalePlane(W, N, K);
             // Locals, not fields: the stores of the sums cannot move them, so they are not reloaded.
-            nint m = M;
+            nint m = M, xStep = m * BlockMatrix.BlockSize;
             sbyte* xb = Xq + ((nint)t0 * BlockMatrix.BlockSize);
             float* xd = Xd + t0, xm = Xm + t0;
             int* xs = Xs + t0;
@@ -613,7 +613,7 @@ internal static unsafe class QuantizedLinear
                 {
                     sum7 = TokenBlock(sum7, g0, g1, g2, g3, g4, g5, g6, g7, xb + (7 * BlockMatrix.BlockSize), xs + 7, xd + 7, xm + 7, dw, mw);
                 }
-                xb += m * BlockMatrix.BlockSize;
+                xb += xStep;
                 xd += m;
                 xs += m;
                 xm += m;
