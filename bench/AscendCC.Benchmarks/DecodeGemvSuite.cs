@@ -34,7 +34,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
         AiCoreGrid grid = AiCoreGrid.Shared;
         var bandwidth = new ReadBandwidth();
         // --filter picks precisions by name ("BF16|Q4_0").
-        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_K }.Where(t => options.Includes(t.ToString()))];
+        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.BF16Panels, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_K }.Where(t => options.Includes(t.ToString()))];
         int[] widths = [1, 2, 4, 8];
         var steps = types.Select(t => new StepWeights(t)).ToArray();
         try
@@ -222,8 +222,12 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
             {
                 _layers[l] = (Matrix(random, Dim + (2 * KvDim), Dim), Matrix(random, Dim, Dim), Matrix(random, 2 * Hidden, Dim), Matrix(random, Dim, Hidden));
             }
-            _classifier = Matrix(random, Vocab, Dim);
+            // A batched program keeps its layer matrices in panels but the classifier (the embedding's table) in rows.
+            _classifier = Matrix(random, Vocab, Dim, ClassifierType);
         }
+
+        /// <summary>The classifier's element type: the layers' but rows where they are in panels.</summary>
+        private ElementType ClassifierType => Type == ElementType.BF16Panels ? ElementType.BF16 : Type;
 
         public ElementType Type { get; }
 
@@ -251,7 +255,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
                     [], [], 0);
                 LinearKernel.Linear(grid, xs, new ReadOnlySpan<byte>((byte*)down, (int)ElementTypes.MatrixBytes(Type, Dim, Hidden)), Type, [], new Span<float>(y, m * Dim), m, Hidden, Dim);
             }
-            LinearKernel.Linear(grid, xs[..(m * Dim)], new ReadOnlySpan<byte>((byte*)_classifier, (int)ElementTypes.MatrixBytes(Type, Vocab, Dim)), Type, [], new Span<float>(y, m * Vocab), m, Dim, Vocab);
+            LinearKernel.Linear(grid, xs[..(m * Dim)], new ReadOnlySpan<byte>((byte*)_classifier, (int)ElementTypes.MatrixBytes(ClassifierType, Vocab, Dim)), ClassifierType, [], new Span<float>(y, m * Vocab), m, Dim, Vocab);
         }
 
         public void Dispose()
@@ -268,21 +272,23 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
         /// its parts, which have the same layout one after another since every part is whole rows).
         /// Values: bf16 of magnitude about 2⁻⁷, random quants with f16 scales about 2⁻⁹.
         /// </summary>
-        private nint Matrix(Random random, int rows, int cols)
+        private nint Matrix(Random random, int rows, int cols) => Matrix(random, rows, cols, Type);
+
+        private nint Matrix(Random random, int rows, int cols, ElementType type)
         {
             // The fused buffers hold several matrices' planes back to back: sized as the parts are.
             long bytes = rows switch
             {
-                Dim + (2 * KvDim) => ElementTypes.MatrixBytes(Type, Dim, cols) + (2 * ElementTypes.MatrixBytes(Type, KvDim, cols)),
-                2 * Hidden => 2 * ElementTypes.MatrixBytes(Type, Hidden, cols),
-                _ => ElementTypes.MatrixBytes(Type, rows, cols),
+                Dim + (2 * KvDim) => ElementTypes.MatrixBytes(type, Dim, cols) + (2 * ElementTypes.MatrixBytes(type, KvDim, cols)),
+                2 * Hidden => 2 * ElementTypes.MatrixBytes(type, Hidden, cols),
+                _ => ElementTypes.MatrixBytes(type, rows, cols),
             };
             byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
             _buffers.Add((nint)p);
             Bytes += bytes;
             var span = new Span<byte>(p, (int)bytes);
             random.NextBytes(span);
-            if (Type == ElementType.BF16)
+            if (type is ElementType.BF16 or ElementType.BF16Panels)
             {
                 var halves = MemoryMarshal.Cast<byte, ushort>(span);
                 for (int i = 0; i < halves.Length; i++)
@@ -291,7 +297,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
                     halves[i] = (ushort)((halves[i] & 0x807F) | ((0x77 + (halves[i] >> 7 & 1)) << 7));
                 }
             }
-            else if (Type == ElementType.Q4_K)
+            else if (type == ElementType.Q4_K)
             {
                 // Quant bytes stay random; each part's records get plausible f32 d and dmin (sc and m random bytes).
                 foreach ((long offset, int partRows) in Parts(rows))
@@ -313,7 +319,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
                 // Quant bytes stay random; each part's scale plane gets plausible f16 scales.
                 foreach ((long offset, int partRows) in Parts(rows))
                 {
-                    long quantBytes = partRows * (long)(cols / BlockMatrix.BlockSize) * (Type == ElementType.Q8_0 ? 32 : 16);
+                    long quantBytes = partRows * (long)(cols / BlockMatrix.BlockSize) * (type == ElementType.Q8_0 ? 32 : 16);
                     var scales = MemoryMarshal.Cast<byte, ushort>(span.Slice((int)(offset + quantBytes), partRows * (cols / BlockMatrix.BlockSize) * 2));
                     for (int i = 0; i < scales.Length; i++)
                     {

@@ -40,7 +40,12 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
     public string Report => _report.ToString();
 
     /// <summary>One model: how its F32 GGUF is written, its rounds and lengths.</summary>
-    private sealed record Plan(string Shape, string Description, int Rounds, int QuickRounds, int[] QuickLengths, int QuickSteps, Func<string, LlamaConfig> WriteF32);
+    /// <param name="ProbeEachStep">
+    /// Take a read-bandwidth probe (<see cref="ReadBandwidth.MeasureSlice"/>) before every decode step, for
+    /// the same-moment share of the bandwidth. Not for stories260K: its 1 MB of weights live in cache,
+    /// which the probe would empty before each step.
+    /// </param>
+    private sealed record Plan(string Shape, string Description, int Rounds, int QuickRounds, int[] QuickLengths, int QuickSteps, Func<string, LlamaConfig> WriteF32, bool ProbeEachStep = true);
 
     public void Run(BenchmarkOptions options, ResultTable table)
     {
@@ -52,7 +57,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         if (stories is not null)
         {
             plans.Add(new Plan("stories260K", "stories260K's real weights (64 wide, 5 layers, 8 heads / 4 KV heads, MLP 172, tied 512-token vocabulary)", 10, 3, [512, 2048], 4,
-                path => GgufModels.WriteCheckpoint(path, stories, FileContext)));
+                path => GgufModels.WriteCheckpoint(path, stories, FileContext), ProbeEachStep: false));
         }
         else
         {
@@ -101,6 +106,9 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
 
         /// <summary>[runner][length] per round, the timed decode steps' ms.</summary>
         public Dictionary<string, Dictionary<int, List<double[]>>> Decode { get; } = [];
+
+        /// <summary>[runner][length] per round, the read bandwidth (GB/s) probed right before each timed decode step; empty when the plan does not probe.</summary>
+        public Dictionary<string, Dictionary<int, List<double[]>>> StepBandwidth { get; } = [];
 
         /// <summary>[CC-off device runner] its decode step at the first length by operator (device clock): ms and launches per step.</summary>
         public Dictionary<string, Dictionary<string, (double Ms, double Launches)>> Profiles { get; } = [];
@@ -237,6 +245,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             {
                 result.Prefill[info.Name] = lengths.ToDictionary(l => l, _ => new List<double>());
                 result.Decode[info.Name] = lengths.ToDictionary(l => l, _ => new List<double[]>());
+                result.StepBandwidth[info.Name] = lengths.ToDictionary(l => l, _ => new List<double[]>());
             }
             int n = runners.Count;
             for (int round = 0; round < rounds; round++)
@@ -258,16 +267,22 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                         result.Prefill[info.Name][length].Add(runner.Begin(prompt, warmSteps + steps));
                     }
                     var times = runners.ToDictionary(r => r.Info.Name, _ => new double[steps]);
+                    var probes = runners.ToDictionary(r => r.Info.Name, _ => new double[steps]);
                     for (int step = 0; step < warmSteps + steps; step++)
                     {
                         for (int i = 0; i < n; i++)
                         {
                             (ISteppedRunner runner, RunnerInfo info) = runners[(i + step + round) % n];
+                            // The probe comes after the pause, right before the step, so it meets the memory
+                            // the step meets and none of the previous runner's wind-down (llama.cpp's workers
+                            // spin a while before they sleep).
                             Thread.Sleep(StepPause);
+                            double probe = plan.ProbeEachStep ? bandwidth.MeasureSlice() : double.NaN;
                             double ms = runner.Step();
                             if (step >= warmSteps)
                             {
                                 times[info.Name][step - warmSteps] = ms;
+                                probes[info.Name][step - warmSteps] = probe;
                             }
                         }
                     }
@@ -275,6 +290,10 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                     {
                         runner.End();
                         result.Decode[info.Name][length].Add(times[info.Name]);
+                        if (plan.ProbeEachStep)
+                        {
+                            result.StepBandwidth[info.Name][length].Add(probes[info.Name]);
+                        }
                     }
                 }
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{plan.Shape} round {round + 1}/{rounds} ({wall.Elapsed.TotalMinutes:F1} min; read bandwidth {result.Bandwidth[^1]:F1} GB/s; load {LlamaSuite.LoadAverage()}): ")
@@ -356,6 +375,22 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
     private static string Size(double bytes) => bytes >= 1e9 ? string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e9:F2} GB") : string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:F1} MB");
 
     /// <summary>A share as a whole percent, rounded down (so that a row shown at 80 % has reached 80 %).</summary>
+    /// <summary>
+    /// A runner's same-moment share of the read bandwidth at <paramref name="length"/>: per timed step, the
+    /// GB/s it streamed ÷ the bandwidth probed right before it; the median over every step of every
+    /// round (null where the shape was not probed).
+    /// </summary>
+    private static double? ProbedShare(ShapeResult s, RunnerInfo r, int length)
+    {
+        List<double[]> probes = s.StepBandwidth[r.Name][length];
+        return probes.Count == 0 ? null : Median(probes.Zip(s.Decode[r.Name][length])
+            .SelectMany(round => round.First.Zip(round.Second, (gbs, ms) => r.StreamedBytes / (ms * 1e-3) / 1e9 / gbs)));
+    }
+
+    /// <summary>Every read-bandwidth probe taken before a timed step of the shape, GB/s.</summary>
+    private static List<double> StepProbes(ShapeResult s) =>
+        [.. s.StepBandwidth.Values.SelectMany(byLength => byLength.Values).SelectMany(rounds => rounds).SelectMany(steps => steps)];
+
     private static string Percent(double share) => string.Create(CultureInfo.InvariantCulture, $"{Math.Floor(share * 100):F0} %");
 
     private static string Mark(double value, double target) => value >= target ? "✓" : "✗";
@@ -383,7 +418,9 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             .AppendLine(c, $"Read bandwidth: 2 threads summing a {bandwidthBytes >> 20} MiB buffer (far above the 32 MiB L3) with vector loads, the best of 3 passes, at the start of every round;")
             .AppendLine("GB/s = matrix bytes a decode step streams (layers and classifier; an untied embedding is only gathered; the device's Q4_0 and Q4_K keep the classifier in Q8_0,")
             .AppendLine("llama.cpp's Q4_0 and Q4_K_M files have it in Q6_K; the device's Q4_K is 4.75 bits a weight) ÷ the decode time, which also reads the KV cache (L × the per-token KV bytes) and the activations; % bw = that ÷ the")
-            .AppendLine("median of the rounds' bandwidth.");
+            .AppendLine("median of the rounds' bandwidth. For 110M and 1.1B a 256 MiB slice of the same buffer is also read (2 threads, one pass, a few ms) after")
+            .AppendLine("the 20 ms pause, right before every decode step: % bw probed = the median over steps of (the step's GB/s ÷ the probe before it), a share taken within milliseconds, where the")
+            .AppendLine("once-a-round figure can sit on the other side of one of the machine's minute-to-minute flips between about 40 and 70 GB/s.");
         foreach (string s in skipped)
         {
             sb.AppendLine().AppendLine("Not run: " + s + ".");
@@ -430,7 +467,13 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             if (shares.Count > 0)
             {
                 var top = shares.MaxBy(x => x.Share);
-                sb.AppendLine(c, $"| device decode streams weights at ≥ {Percent(BandwidthTarget)} of the read bandwidth ({bw:F1} GB/s) | {s.Shape} | {shares.Count(x => x.Share >= BandwidthTarget)} of {shares.Count} rows ✓; best {top.Name} @{top.l} {Percent(top.Share)}, lowest {Percent(shares.Min(x => x.Share))}{(s.Shape == "stories260K" ? " (its 1 MB of weights sit in L2: not a memory-bound decode)" : "")} |");
+                sb.AppendLine(c, $"| device decode streams weights at ≥ {Percent(BandwidthTarget)} of the read bandwidth (median of the rounds' probes, {bw:F1} GB/s) | {s.Shape} | {shares.Count(x => x.Share >= BandwidthTarget)} of {shares.Count} rows ✓; best {top.Name} @{top.l} {Percent(top.Share)}, lowest {Percent(shares.Min(x => x.Share))}{(s.Shape == "stories260K" ? " (its 1 MB of weights sit in L2: not a memory-bound decode)" : "")} |");
+                var probed = s.Runners.Where(r => r.Engine == "device").SelectMany(r => s.Lengths.Select(l => (r.Name, l, Share: ProbedShare(s, r, l)))).Where(x => x.Share is not null).Select(x => (x.Name, x.l, Share: x.Share!.Value)).ToList();
+                if (probed.Count > 0)
+                {
+                    var best = probed.MaxBy(x => x.Share);
+                    sb.AppendLine(c, $"| device decode streams weights at ≥ {Percent(BandwidthTarget)} of the read bandwidth probed right before each step (probes' median {Median(StepProbes(s)):F1} GB/s) | {s.Shape} | {probed.Count(x => x.Share >= BandwidthTarget)} of {probed.Count} rows ✓; best {best.Name} @{best.l} {Percent(best.Share)}, lowest {Percent(probed.Min(x => x.Share))} |");
+                }
             }
         }
         sb.AppendLine();
@@ -447,12 +490,19 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             }
             double bw = Median(s.Bandwidth);
             sb.AppendLine(c, $"- Read bandwidth: median of rounds {bw:F1} GB/s (rounds {s.Bandwidth.Min():F1}–{s.Bandwidth.Max():F1}).");
+            List<double> stepProbes = StepProbes(s);
+            bool probedShape = stepProbes.Count > 0;
+            if (probedShape)
+            {
+                stepProbes.Sort();
+                sb.AppendLine(c, $"- Read bandwidth probed right before each decode step: median {Median(stepProbes):F1} GB/s, tenth to ninetieth percentile {stepProbes[stepProbes.Count / 10]:F1}–{stepProbes[stepProbes.Count * 9 / 10]:F1} over {stepProbes.Count} probes.");
+            }
             sb.AppendLine();
             sb.Append("| runner | precision | CC | MB / token | load s |");
             sb.Append(string.Concat(s.Lengths.Select(l => $" prefill {l} ms |")));
             sb.Append(string.Concat(s.Lengths.Select(l => $" decode @{l} ms/token |")));
-            sb.AppendLine(string.Concat(s.Lengths.Select(l => $" GB/s @{l} | % bw @{l} |")));
-            sb.AppendLine("|---|---|---|---:|---:|" + string.Concat(Enumerable.Repeat("---:|", s.Lengths.Length * 4)));
+            sb.AppendLine(string.Concat(s.Lengths.Select(l => $" GB/s @{l} | % bw @{l} |" + (probedShape ? $" % bw probed @{l} |" : ""))));
+            sb.AppendLine("|---|---|---|---:|---:|" + string.Concat(Enumerable.Repeat("---:|", s.Lengths.Length * (probedShape ? 5 : 4))));
             foreach (RunnerInfo r in s.Runners)
             {
                 sb.Append(c, $"| {r.Engine} | {r.Precision} | {r.Cc} | {r.StreamedBytes / 1e6:F1} | {r.LoadSeconds:F1} |");
@@ -468,6 +518,10 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                 {
                     double gbs = r.StreamedBytes / (DecodeMs(s, r.Name, l) * 1e-3) / 1e9;
                     sb.Append(c, $" {gbs:F1} | {Percent(gbs / bw)}{(r.Engine == "device" ? " " + Mark(gbs / bw, BandwidthTarget) : "")} |");
+                    if (probedShape && ProbedShare(s, r, l) is { } share)
+                    {
+                        sb.Append(c, $" {Percent(share)}{(r.Engine == "device" ? " " + Mark(share, BandwidthTarget) : "")} |");
+                    }
                 }
                 sb.AppendLine();
             }

@@ -41,6 +41,29 @@ internal sealed class ReadBandwidth
         return best;
     }
 
+    private int _nextSlice;
+
+    /// <summary>
+    /// One pass of <paramref name="threads"/> threads over a <paramref name="bytes"/> slice of the buffer,
+    /// the next slice on each call (so none is read from cache), in GB/s: a few milliseconds, short enough
+    /// to take right before a timed step, in the memory state the step meets. This machine's bandwidth
+    /// flips between about 40 and 70 GB/s from minute to minute; a probe once per round (minutes
+    /// apart from most of its steps) can land on the other side of a flip.
+    /// </summary>
+    public double MeasureSlice(int bytes = 256 << 20, int threads = 2)
+    {
+        int slices = _buffer.Length / bytes;
+        int offset = _nextSlice++ % slices * bytes;
+        int share = bytes / threads / 256 * 256;
+        var sums = new ulong[threads];
+        double seconds = Together.Seconds(threads, index => sums[index] = Sum(_buffer.AsSpan(offset + (index * share), share)));
+        if (sums.Any(s => s == 0))
+        {
+            throw new InvalidOperationException("bandwidth probe: a sum came out 0");
+        }
+        return (double)share * threads / seconds / 1e9;
+    }
+
     // Fully optimised from the first call: a probe run a few times would otherwise time tier-0 or OSR code.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static ulong Sum(ReadOnlySpan<byte> bytes)

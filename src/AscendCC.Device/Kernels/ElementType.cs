@@ -24,6 +24,15 @@ internal enum ElementType : byte
     /// Rows must be whole super-blocks of 256.
     /// </summary>
     Q4_K = 5,
+    /// <summary>
+    /// bfloat16 matrices in panels of <see cref="PanelGemv.PanelRows"/> rows, each panel column-major
+    /// ([rows/32][cols][32]): input position i of a panel's 32 rows is 64 contiguous bytes. Eight
+    /// tokens multiply a panel with broadcast activations into 32-row output vectors
+    /// (<see cref="PanelGemv"/>: no horizontal sums, one sequential stream a core), and it is the
+    /// GEMM's packed B in bf16. Matrices only, whole panels of rows; what batched programs keep their
+    /// bf16 layer matrices in.
+    /// </summary>
+    BF16Panels = 6,
 }
 
 /// <summary>Scalar conversions; vectorised forms live beside the kernels that need them.</summary>
@@ -34,6 +43,7 @@ internal static class ElementTypes
     {
         ElementType.F32 => 4,
         ElementType.F16 or ElementType.BF16 => 2,
+        ElementType.BF16Panels => throw new ArgumentOutOfRangeException(nameof(type), type, "BF16Panels is a matrix layout (panels of 32 rows, column-major inside), not rows of elements; size the matrix with ElementTypes.MatrixBytes."),
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, $"{type} is stored in blocks of 32 with a scale each; size the matrix with ElementTypes.MatrixBytes."),
     };
 
@@ -46,6 +56,7 @@ internal static class ElementTypes
         ElementType.Q8_0 => BlockMatrix<Q8_0Format>.Bytes(rows, cols),
         ElementType.Q4_0 => BlockMatrix<Q4_0Format>.Bytes(rows, cols),
         ElementType.Q4_K => Q4_KMatrix.Bytes(rows, cols),
+        ElementType.BF16Panels => PanelGemv.Bytes(rows, cols),
         _ => rows * cols * SizeOf(type),
     };
 

@@ -76,7 +76,7 @@ public sealed class CausalLM : IDisposable
                 {
                     throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]; check config.json against the weights");
                 }
-                _runtime.CopyToDevice(WeightConversion.Convert(t, _layout.WeightPrecisions[name]), _binding[buffer]);
+                _runtime.CopyToDevice(_layout.DeviceBytes(name, t), _binding[buffer]);
             }
             if (options.Mode == ExecutionMode.Graph)
             {

@@ -70,6 +70,22 @@ public static class WeightConversion
     }
 
     /// <summary>
+    /// A [rows, cols] matrix in bf16 as the device's batched programs keep their layer matrices
+    /// (<see cref="PanelWeightLayout"/>: panels of 32 rows stored column by column); the values are
+    /// <see cref="Convert"/>'s BF16 ones.
+    /// </summary>
+    /// <exception cref="ArgumentException">The tensor is not a matrix, or its rows are not whole panels of 32.</exception>
+    public static byte[] ToBF16Panels(TensorData tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (tensor.Shape.Count != 2)
+        {
+            throw new ArgumentException($"a BF16 panel matrix needs a 2-d tensor, not shape [{string.Join(", ", tensor.Shape)}]", nameof(tensor));
+        }
+        return PanelWeightLayout.FromBF16Rows(Convert(tensor, WeightPrecision.BF16), checked((int)tensor.Shape[0]), checked((int)tensor.Shape[1]));
+    }
+
+    /// <summary>
     /// A [rows, cols] matrix as the device keeps Q8_0 (<see cref="QuantizedWeightLayout"/>: strips of
     /// eight rows laid out for int8 dot products, then the scales); the value is d·q. A Q8_0 tensor (a
     /// GGUF file's blocks) only has its blocks moved into that form, exactly; any other is quantized per block of 32 exactly

@@ -102,6 +102,21 @@ public sealed class CausalLMProgram
     /// </summary>
     public IReadOnlyDictionary<string, WeightPrecision> WeightPrecisions { get; private init; } = null!;
 
+    /// <summary>
+    /// The BF16 matrices a batched program keeps in panels of 32 rows (<see cref="PanelWeightLayout"/>)
+    /// rather than rows; empty in the single-sequence program.
+    /// </summary>
+    public IReadOnlySet<string> PanelMatrices { get; private init; } = null!;
+
+    /// <summary>
+    /// <paramref name="tensor"/>, the weight <paramref name="name"/>, as this program's device buffer
+    /// holds it: in its <see cref="WeightPrecisions"/> entry, and in panels when it is one of the
+    /// <see cref="PanelMatrices"/>. Loaders and the package exporter convert by it.
+    /// </summary>
+    public byte[] DeviceBytes(string name, TensorData tensor) => PanelMatrices.Contains(name)
+        ? WeightConversion.ToBF16Panels(tensor)
+        : WeightConversion.Convert(tensor, WeightPrecisions[name]);
+
     /// <summary>Bytes of the staged prompt record for a context of <paramref name="maxContext"/> tokens.</summary>
     public static long PromptRecordBytes(int maxContext) =>
         Protocol.Channels.SecureChannel.Overhead + Protocol.Messages.PromptMessage.EncodedSize(maxContext);
@@ -271,6 +286,7 @@ public sealed class CausalLMProgram
             Requests = requests,
             Weights = b.Weights,
             WeightPrecisions = b.WeightPrecisions,
+            PanelMatrices = b.PanelMatrices,
         };
     }
 
@@ -306,6 +322,7 @@ internal sealed class CausalLMProgramBuilder
 {
     private readonly Dictionary<string, ProgramBuffer> _weights = new(StringComparer.Ordinal);
     private readonly Dictionary<string, WeightPrecision> _precisions = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _panels = new(StringComparer.Ordinal);
     private readonly IReadOnlyDictionary<string, WeightPrecision> _overrides;
     // Names declared by Matrix or Table: the weights a matrix precision may name.
     private readonly HashSet<string> _matrices = new(StringComparer.Ordinal);
@@ -350,7 +367,7 @@ internal sealed class CausalLMProgramBuilder
     public WeightPrecision Precision { get; }
 
     /// <summary>The element type <paramref name="weight"/> is kept in, as the kernels' dtype scalar.</summary>
-    public long DtOf(ProgramBuffer weight) => (long)_precisions[weight.Name];
+    public long DtOf(ProgramBuffer weight) => _panels.Contains(weight.Name) ? PanelWeightLayout.ElementTypeCode : (long)_precisions[weight.Name];
 
     /// <summary>The KV cache's element type.</summary>
     public KvCachePrecision KvPrecision { get; }
@@ -460,15 +477,30 @@ internal sealed class CausalLMProgramBuilder
 
     public IReadOnlyDictionary<string, WeightPrecision> WeightPrecisions => _precisions;
 
+    /// <summary>The BF16 matrices kept in panels (see <see cref="Matrix"/>).</summary>
+    public IReadOnlySet<string> PanelMatrices => _panels;
+
     /// <summary>A slot of the step block (CC) or the host's parameter block.</summary>
     public ScalarRef Param(int slot) => ScalarRef.Slot(_stepParams, slot);
 
     /// <summary>
     /// A weight matrix [rows × cols] kept in the deployment's precision, or the one the program's matrix precisions give it (read by matmul and embedding
     /// kernels). Q8_0 cuts each row into blocks of 32, so a width that is not a multiple of 32 is
-    /// refused here, before anything is uploaded, naming the tensor.
+    /// refused here, before anything is uploaded, naming the tensor. A batched program keeps a BF16
+    /// matrix whose rows are whole panels of 32 in panels (<see cref="PanelWeightLayout"/>), which
+    /// several sequences' tokens multiply with each weight read and widened once for all of them
+    /// (docs/architecture.md, batched decode); the single-sequence program keeps rows, which one token
+    /// streams as fast.
     /// </summary>
-    public ProgramBuffer Matrix(string name, long rows, long cols) => MatrixIn(name, rows, cols, Precision);
+    public ProgramBuffer Matrix(string name, long rows, long cols)
+    {
+        ProgramBuffer buffer = MatrixIn(name, rows, cols, Precision);
+        if (Sequences > 1 && _precisions[name] == WeightPrecision.BF16 && rows % PanelWeightLayout.PanelRows == 0)
+        {
+            _panels.Add(name);
+        }
+        return buffer;
+    }
 
     /// <summary>
     /// The token embedding and the classifier: in the deployment's precision, except under Q4_0 and Q4_K,

@@ -217,6 +217,108 @@ public sealed class MatMulTests : IDisposable
         }
     }
 
+    private static IEnumerable<TestCaseData> PanelShapes()
+    {
+        // BF16Panels (rows in whole panels of 32): every token count of the panel GEMV (1..8), tails
+        // of nothing (panels have none along k), and the GEMM beyond eight rows, whose packing reads
+        // the panels directly; several panels per block and fewer panels than cores.
+        int[][] shapes =
+        [
+            [1, 1, 32], [1, 768, 64], [2, 45, 32], [3, 100, 96], [4, 33, 64], [5, 13, 32], [6, 64, 160], [7, 100, 32],
+            [8, 768, 128], [8, 45, 1024], [9, 40, 32], [33, 65, 64], [127, 255, 128], [300, 256, 96], [3, 0, 32],
+        ];
+        foreach (int[] s in shapes)
+        {
+            foreach (bool withBias in new[] { false, true })
+            {
+                yield return new TestCaseData(s[0], s[1], s[2], withBias).SetArgDisplayNames($"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias");
+            }
+        }
+    }
+
+    [TestCaseSource(nameof(PanelShapes))]
+    public void LinearWithPanelsMatchesTorchLinear(int m, int k, int n, bool withBias)
+    {
+        float[] x = RandomValues(m * k, seed: m + 3 * k);
+        float[] w = RandomValues(n * k, seed: n + 5 * k);
+        float[] bias = withBias ? RandomValues(n, seed: n) : [];
+        byte[] panels = EncodePanels(w, n, k);
+
+        using var scope = NewDisposeScope();
+        Tensor tx = tensor(x, m, k).to(float64);
+        Tensor tw = tensor(w, n, k).to(bfloat16).to(float64);
+        Tensor? tb = withBias ? tensor(bias).to(float64) : null;
+        double[] expected = nn.functional.linear(tx, tw, tb).data<double>().ToArray();
+        double[] magnitude = nn.functional.linear(tx.abs(), tw.abs(), tb?.abs()).data<double>().ToArray();
+
+        foreach (GemmIsa isa in Isas)
+        {
+            foreach (AiCoreGrid grid in new[] { _twoCores, _oneCore })
+            {
+                float[] y = new float[m * n];
+                y.AsSpan().Fill(float.NaN);
+                LinearKernel.Linear(grid, x, panels, ElementType.BF16Panels, bias, y, m, k, n, isa);
+                AssertClose(y, expected, magnitude, k, $"{isa}, {grid.CoreCount} core(s)");
+            }
+        }
+    }
+
+    [TestCase(1, 64, 64, 32, 32)]
+    [TestCase(4, 128, 96, 64, 0)]
+    [TestCase(8, 96, 64, 32, 32)]
+    [TestCase(12, 96, 64, 32, 32)]
+    public void LinearFusedWithPanelsMatchesTorchLinearPerWeight(int m, int k, int n0, int n1, int n2)
+    {
+        float[] x = RandomValues(m * k, seed: 11 + m);
+        int[] ns = [n0, n1, n2];
+        float[][] w = [.. ns.Select((n, i) => RandomValues(n * k, seed: 100 + i + n))];
+        byte[][] panels = [.. w.Select((v, i) => EncodePanels(v, ns[i], k))];
+
+        using var scope = NewDisposeScope();
+        Tensor tx = tensor(x, m, k).to(float64);
+        float[][] y = [.. ns.Select(n => Enumerable.Repeat(float.NaN, m * n).ToArray())];
+        LinearKernel.LinearFused(_twoCores, x, ElementType.BF16Panels, m, k, panels[0], y[0], n0, panels[1], y[1], n1, panels[2], y[2], n2);
+        for (int i = 0; i < 3; i++)
+        {
+            if (ns[i] == 0)
+            {
+                continue;
+            }
+            Tensor tw = tensor(w[i], ns[i], k).to(bfloat16).to(float64);
+            AssertClose(y[i], nn.functional.linear(tx, tw).data<double>().ToArray(), nn.functional.linear(tx.abs(), tw.abs()).data<double>().ToArray(), k, $"part {i}");
+        }
+    }
+
+    /// <summary>
+    /// A panel lane adds its products in input order whatever the number of tokens, so a sequence's
+    /// outputs do not change when others share its batch: each of eight tokens gets the bits it gets alone.
+    /// </summary>
+    [Test]
+    public void PanelsGiveEveryTokenOfABatchTheBitsOfOneToken()
+    {
+        const int m = 8, k = 300, n = 96;
+        float[] x = RandomValues(m * k, seed: 21);
+        byte[] panels = EncodePanels(RandomValues(n * k, seed: 22), n, k);
+        float[] bias = RandomValues(n, seed: 23);
+        float[] batch = new float[m * n];
+        LinearKernel.Linear(_twoCores, x, panels, ElementType.BF16Panels, bias, batch, m, k, n);
+        for (int t = 0; t < m; t++)
+        {
+            float[] one = new float[n];
+            LinearKernel.Linear(_oneCore, x.AsSpan(t * k, k), panels, ElementType.BF16Panels, bias, one, 1, k, n);
+            Assert.That(batch.AsSpan(t * n, n).ToArray(), Is.EqualTo(one), $"token {t}");
+        }
+    }
+
+    [Test]
+    public void PanelsRefuseRowsThatAreNotWholePanelsAndTablesThatAreNotRows()
+    {
+        var tooFew = Assert.Throws<ArgumentException>(() => LinearKernel.Linear(_twoCores, new float[8], new byte[2 * 8 * 40], ElementType.BF16Panels, [], new float[40], 1, 8, 40));
+        Assert.That(tooFew!.Message, Does.Contain("whole panels of 32 rows").And.Contain("40 rows"));
+        var table = Assert.Throws<ArgumentOutOfRangeException>(() => Embedding.EmbeddingGather(new byte[2 * 32 * 8], ElementType.BF16Panels, [1], new float[8], 32, 8));
+        Assert.That(table!.Message, Does.Contain("BF16Panels is a matrix layout"));
+    }
+
     /// <summary>
     /// Two tokens read each row once for both (Dot1x2) with one token's arithmetic per token, so a
     /// sequence's logits do not change when a second one joins its batch: the same bits as two
@@ -384,6 +486,15 @@ public sealed class MatMulTests : IDisposable
             values[i] = (float)(random.NextDouble() * 2 - 1);
         }
         return values;
+    }
+
+    /// <summary>A row-major [n, k] matrix rounded to bf16 and laid out in panels of 32 rows.</summary>
+    private static byte[] EncodePanels(float[] values, int n, int k)
+    {
+        ushort[] rows = MemoryMarshal.Cast<byte, ushort>(Encode(values, ElementType.BF16)).ToArray();
+        ushort[] panels = new ushort[rows.Length];
+        PanelGemv.FromRows(rows, panels, n, k);
+        return MemoryMarshal.AsBytes(panels.AsSpan()).ToArray();
     }
 
     private static byte[] Encode(float[] values, ElementType type)

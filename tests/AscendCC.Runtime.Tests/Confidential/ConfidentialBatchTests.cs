@@ -4,6 +4,8 @@ using AscendCC.Device;
 using AscendCC.Protocol.Messages;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Tests.Models;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Tests;
@@ -80,6 +82,74 @@ public class ConfidentialBatchTests
         finally
         {
             foreach (var party in owners.Values)
+            {
+                party.Owner.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// A BF16 batched deployment keeps its layer matrices in panels (PanelWeightLayout), and the model
+    /// provider's package carries them so: each data owner gets exactly the tokens the plaintext
+    /// batched model gives the same prompt (the same program over the same bytes; a panel lane's sums
+    /// do not depend on who else is in the pass).
+    /// </summary>
+    [Test]
+    public void BF16PanelPackageGivesEveryDataOwnerThePlaintextBatchedTokens()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        int[][] prompts = [[1, 403, 407, 261, 378], [1, 317, 381, 261]];
+        const int Tokens = 40;
+        using Testbed bed = Testbed.FromCheckpoint(folder, new TestbedOptions
+        {
+            MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvPrecision = KvCachePrecision.F32, Precision = WeightPrecision.BF16,
+        });
+        Assert.That(bed.Deployment.BuildProgram().PanelMatrices, Does.Contain("model.layers.0.self_attn.q_proj.weight"), "the batched BF16 program keeps its matrices in panels");
+
+        int[][] plain;
+        using (var checkpoint = ModelCheckpoint.Open(folder))
+        using (var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true))
+        using (var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions
+        {
+            MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvCachePrecision = KvCachePrecision.F32, WeightPrecision = WeightPrecision.BF16,
+        }))
+        {
+            CausalLMBatch batch = model.CreateBatch();
+            BatchSequence[] sequences = [.. prompts.Select(p => batch.Add(p, Tokens, stopTokens: []))];
+            while (batch.Count > 0)
+            {
+                batch.Step();
+            }
+            plain = [.. sequences.Select(s => s.Tokens.ToArray())];
+        }
+
+        using CausalLM llama = bed.Load();
+        SealedBatch sealedBatch = llama.CreateSealedBatch();
+        var owners = new List<(DataOwnerSession Owner, SealedSequence Sequence, List<int> Got)>();
+        try
+        {
+            foreach (int[] prompt in prompts)
+            {
+                (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+                owners.Add((owner, sealedBatch.Add(session, owner.EncryptPrompt(prompt), prompt.Length, Tokens), []));
+            }
+            while (sealedBatch.Count > 0)
+            {
+                foreach ((SealedSequence s, byte[] record) in sealedBatch.Step())
+                {
+                    var party = owners.Single(o => o.Sequence == s);
+                    party.Got.Add(party.Owner.DecryptToken(record).TokenId);
+                }
+            }
+            for (int i = 0; i < prompts.Length; i++)
+            {
+                Assert.That(owners[i].Got, Is.EqualTo(plain[i]), $"prompt {i}");
+                Assert.That(owners[i].Got, Has.Count.EqualTo(Tokens));
+            }
+        }
+        finally
+        {
+            foreach (var party in owners)
             {
                 party.Owner.Dispose();
             }

@@ -20,6 +20,8 @@ internal enum BLayout
     KN,
     /// <summary>Row-major [n,k], any <see cref="ElementType"/> (Linear's W, or bmm with B transposed).</summary>
     NK,
+    /// <summary><see cref="ElementType.BF16Panels"/>: [n/32][k][32] bf16, already the packed panels' order.</summary>
+    Panels,
 }
 
 /// <summary>One product C[m,n] = A[m,k] · B (+ bias[n]); raw pointers, pinned by the caller for the call.</summary>
@@ -164,6 +166,10 @@ internal static unsafe class Gemm
             {
                 PackPanelFromKN(p, pc, kc, j0, cols, nr, d);
             }
+            else if (p.Layout == BLayout.Panels)
+            {
+                PackPanelFromPanels(p, pc, kc, j0, cols, nr, d);
+            }
             else
             {
                 PackPanelFromNK(p, pc, kc, j0, cols, nr, d, rowBuffer);
@@ -198,6 +204,40 @@ internal static unsafe class Gemm
             for (; j < cols; j++)
             {
                 d[j] = src[j];
+            }
+            for (; j < nr; j++)
+            {
+                d[j] = 0f;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Columns j0..j0+cols of B from a <see cref="ElementType.BF16Panels"/> matrix: position kk of the
+    /// device panel holding them is 32 contiguous bf16, so a packed row is a widened slice of it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackPanelFromPanels(in GemmProblem p, int pc, int kc, int j0, int cols, int nr, float* d)
+    {
+        const int rows = PanelGemv.PanelRows;
+        ushort* src = (ushort*)p.B + ((nint)(j0 / rows) * p.Ldb * rows) + ((nint)pc * rows) + (j0 % rows);
+        if (cols == nr && nr % 16 == 0)
+        {
+            for (int kk = 0; kk < kc; kk++, src += rows, d += nr)
+            {
+                for (int j = 0; j < nr; j += 16)
+                {
+                    WeightConversion.BF16ToSingle(LinearKernel.WidenLoad16(src + j)).StoreAligned(d + j);
+                }
+            }
+            return;
+        }
+        for (int kk = 0; kk < kc; kk++, src += rows, d += nr)
+        {
+            int j = 0;
+            for (; j < cols; j++)
+            {
+                d[j] = ElementTypes.BF16ToSingle(src[j]);
             }
             for (; j < nr; j++)
             {

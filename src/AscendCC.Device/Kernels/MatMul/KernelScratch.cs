@@ -25,7 +25,7 @@ internal static unsafe class KernelScratch
     [ThreadStatic] private static NativeFloats? t_packA;
     [ThreadStatic] private static NativeFloats? t_packB;
     [ThreadStatic] private static NativeFloats? t_small;
-    [ThreadStatic] private static NativeFloats? t_quantized;
+    [ThreadStatic] private static NativeFloats? t_launch;
 
     /// <summary>MCMax × KC floats for a packed block of A.</summary>
     public static float* PackA => (t_packA ??= new NativeFloats(MCMax * KC)).Pointer;
@@ -37,18 +37,19 @@ internal static unsafe class KernelScratch
     public static float* Small => (t_small ??= new NativeFloats(EdgeTileFloats + KC)).Pointer;
 
     /// <summary>
-    /// At least <paramref name="bytes"/> bytes for the activations a launch quantizes before its blocks
-    /// run (Q8_0 linear). Only the launching thread fills it, and the launch waits for its blocks, so
-    /// the workers may read it. It grows to the largest launch seen and is then reused, so steady-state
-    /// launches allocate nothing.
+    /// At least <paramref name="bytes"/> bytes for what a launch prepares before its blocks run: the
+    /// quantized activations of a block-quantized linear, the token-minor activations of a
+    /// <see cref="PanelGemv"/>. Only the launching thread fills it, and the launch waits for its blocks,
+    /// so the workers may read it. It grows to the largest launch seen and is then reused, so
+    /// steady-state launches allocate nothing.
     /// </summary>
-    public static byte* QuantizedActivations(long bytes)
+    public static byte* LaunchScratch(long bytes)
     {
         long floats = (bytes + 3) / 4;
-        if (t_quantized is not { } buffer || buffer.Count < floats)
+        if (t_launch is not { } buffer || buffer.Count < floats)
         {
-            t_quantized = null;
-            buffer = t_quantized = new NativeFloats(checked((int)Math.Max(floats, 4096)));
+            t_launch = null;
+            buffer = t_launch = new NativeFloats(checked((int)Math.Max(floats, 4096)));
         }
         return (byte*)buffer.Pointer;
     }

@@ -59,12 +59,17 @@ internal static unsafe class LinearKernel
             }
             if (m <= GemvMaxRows && k > 0)
             {
+                if (wType == ElementType.BF16Panels)
+                {
+                    PanelGemv.Linear(grid, px, pw, biasOrNull, py, m, k, n);
+                    return;
+                }
                 Gemv(grid, px, pw, wType, biasOrNull, py, m, k, n, isa);
                 return;
             }
             var problem = new GemmProblem
             {
-                A = px, Lda = k, B = pw, Ldb = k, Layout = BLayout.NK, BType = wType,
+                A = px, Lda = k, B = pw, Ldb = k, Layout = wType == ElementType.BF16Panels ? BLayout.Panels : BLayout.NK, BType = wType,
                 C = py, Ldc = n, Bias = biasOrNull, M = m, N = n, K = k,
             };
             Gemm.Run(grid, problem, isa);
@@ -127,6 +132,11 @@ internal static unsafe class LinearKernel
                 QuantizedLinear.LinearFused(grid, px, wType, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2, int8Isa);
                 return;
             }
+            if (wType == ElementType.BF16Panels)
+            {
+                PanelGemv.LinearFused(grid, px, m, k, pw0, py0, n0, pw1, py1, n1, pw2, py2, n2);
+                return;
+            }
             int rowsPerBlock = GemvRowsPerBlock(grid, n0 + n1 + n2);
             bool wide = isa == GemmIsa.Vector512;
             switch (wType)
@@ -150,9 +160,9 @@ internal static unsafe class LinearKernel
     /// </summary>
     private static void RequireWeightType(ElementType wType, int k, Int8DotIsa int8Isa)
     {
-        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K))
+        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K or ElementType.BF16Panels))
         {
-            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0, Q4_0 or Q4_K.");
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K or BF16Panels.");
         }
         if (ElementTypes.IsBlockQuantized(wType))
         {
@@ -317,7 +327,7 @@ internal static unsafe class LinearKernel
 
     /// <summary>16 ushorts zero-extended to uint lanes: one vpmovzxwd straight from memory on AVX-512.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<uint> WidenLoad16(ushort* p) => Avx512F.IsSupported
+    internal static Vector512<uint> WidenLoad16(ushort* p) => Avx512F.IsSupported
         ? Avx512F.ConvertToVector512UInt32(Vector256.Load(p))
         : Vector512.WidenLower(Vector256.Load(p).ToVector512());
 

@@ -179,7 +179,7 @@ internal static unsafe class QuantizedLinear
         long scaleBytes = (((long)m * blocks * sizeof(float)) + 63) & ~63L;
         long sumBytes = sums ? (((long)m * blocks * sizeof(int)) + 63) & ~63L : 0;
         long minBytes = mins ? (long)m * blocks * sizeof(float) : 0;
-        byte* scratch = KernelScratch.QuantizedActivations(quantBytes + scaleBytes + sumBytes + minBytes);
+        byte* scratch = KernelScratch.LaunchScratch(quantBytes + scaleBytes + sumBytes + minBytes);
         var a = new Activations((sbyte*)scratch, (float*)(scratch + quantBytes), sums ? (int*)(scratch + quantBytes + scaleBytes) : null,
             mins ? (float*)(scratch + quantBytes + scaleBytes + sumBytes) : null);
         // The GEMV's operands are block-major (its blocks' rows side by side), the GEMM's row-major.

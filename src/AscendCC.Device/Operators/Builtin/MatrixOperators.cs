@@ -27,7 +27,7 @@ internal sealed class BatchMatMulOperator() : OperatorBase("batch_matmul", "a:f3
     }
 }
 
-/// <summary>y = x·Wᵀ + b, W in f32, f16, bf16, q8_0, q4_0 or q4_k.</summary>
+/// <summary>y = x·Wᵀ + b, W in f32, f16, bf16, q8_0, q4_0, q4_k or bf16 panels.</summary>
 internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weight:dtype[n,k] bias?:f32[n] -> y:f32[m,n] | m k n dtype", ["x", "weight", "bias", "y"], [3], 4)
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -50,6 +50,10 @@ internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weig
         if (wType == ElementType.Q4_K && k % Q4_KMatrix.SuperBlockSize != 0)
         {
             throw new KernelArgumentException($"k = {k} is not a multiple of {Q4_KMatrix.SuperBlockSize}, so the Q4_K weight's rows are not whole super-blocks; keep this weight in q8_0, q4_0, f16 or bf16");
+        }
+        if (wType == ElementType.BF16Panels && n % PanelGemv.PanelRows != 0)
+        {
+            throw new KernelArgumentException($"n = {n} is not a multiple of {PanelGemv.PanelRows}, so the weight is not whole BF16Panels panels; keep this weight in bf16");
         }
         return ElementTypes.MatrixBytes(wType, n, k);
     }

@@ -1,6 +1,5 @@
 using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
-using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Programs;
 
@@ -40,13 +39,12 @@ public static class ModelPackageExporter
             {
                 throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]");
             }
-            WeightPrecision precision = program.WeightPrecisions[name];
-            byte[] bytes = WeightConversion.Convert(t, precision);
+            byte[] bytes = program.DeviceBytes(name, t);
             if (bytes.Length != buffer.Bytes)
             {
                 throw new InvalidOperationException($"tensor '{name}' converts to {bytes.Length} bytes; the program binds {buffer.Bytes}");
             }
-            builder.AddTensor(name, precision.ToString(), t.Shape, bytes);
+            builder.AddTensor(name, program.PanelMatrices.Contains(name) ? "BF16Panels" : program.WeightPrecisions[name].ToString(), t.Shape, bytes);
         }
         return provider.BuildPackage(builder, policy, output);
     }
