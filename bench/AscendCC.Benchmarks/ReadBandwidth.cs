@@ -26,17 +26,9 @@ internal sealed class ReadBandwidth
     public double Measure(int threads = 2, int repetitions = 3)
     {
         double best = 0;
-        int share = _buffer.Length / threads / 256 * 256;
-        var sums = new ulong[threads];
         for (int rep = 0; rep < repetitions; rep++)
         {
-            double seconds = Together.Seconds(threads, index => sums[index] = Sum(_buffer.AsSpan(index * share, share)));
-            best = Math.Max(best, (double)share * threads / seconds / 1e9);
-        }
-        // The sums are what the loads were for; a buffer of ones sums to its length.
-        if (sums.Any(s => s == 0))
-        {
-            throw new InvalidOperationException("bandwidth probe: a sum came out 0");
+            best = Math.Max(best, Pass(0, _buffer.Length, threads));
         }
         return best;
     }
@@ -50,13 +42,15 @@ internal sealed class ReadBandwidth
     /// flips between about 40 and 70 GB/s from minute to minute; a probe once per round (minutes
     /// apart from most of its steps) can land on the other side of a flip.
     /// </summary>
-    public double MeasureSlice(int bytes = 256 << 20, int threads = 2)
+    public double MeasureSlice(int bytes = 256 << 20, int threads = 2) => Pass(_nextSlice++ % (_buffer.Length / bytes) * bytes, bytes, threads);
+
+    /// <summary>GB/s of <paramref name="threads"/> threads started together, each summing its share of <paramref name="bytes"/> from <paramref name="offset"/>.</summary>
+    private double Pass(int offset, int bytes, int threads)
     {
-        int slices = _buffer.Length / bytes;
-        int offset = _nextSlice++ % slices * bytes;
         int share = bytes / threads / 256 * 256;
         var sums = new ulong[threads];
         double seconds = Together.Seconds(threads, index => sums[index] = Sum(_buffer.AsSpan(offset + (index * share), share)));
+        // The sums are what the loads were for; a buffer of ones sums to its length.
         if (sums.Any(s => s == 0))
         {
             throw new InvalidOperationException("bandwidth probe: a sum came out 0");
