@@ -54,6 +54,37 @@ public static unsafe class QuantizedWeightLayout
         return device;
     }
 
+    /// <summary>Rows per panel of <see cref="Q4_0PanelsFromQ4_0"/>'s form; a matrix in panels has a whole number of them.</summary>
+    public const int Q4_0PanelRows = BlockMatrix.PanelRows;
+
+    /// <summary>The element-type code (the linear launches' dtype scalar) of a Q4_0 matrix in panels.</summary>
+    public const int Q4_0PanelsElementTypeCode = (int)ElementType.Q4_0Panels;
+
+    /// <summary>
+    /// A Q4_0 matrix in the device's form (<see cref="Q4_0FromGguf"/>) with its strips of eight rows in
+    /// pairs, panels of sixteen: a panel's block holds both strips' nibbles interleaved 32 bytes at a time,
+    /// so a group of all sixteen rows is one 64-byte load and a panel one stream, which is what lets eight
+    /// tokens share each weight read (see the device's <c>Kernels/MatMul/Q4Panels.cs</c>). Same size, same
+    /// values, same scales; only the order of the nibbles moves.
+    /// </summary>
+    /// <exception cref="ArgumentException">rows is not a multiple of <see cref="Q4_0PanelRows"/>, cols not of 32, or <paramref name="matrix"/> is not the [rows, cols] matrix's size.</exception>
+    public static byte[] Q4_0PanelsFromQ4_0(ReadOnlySpan<byte> matrix, long rows, long cols)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(cols);
+        long bytes = ElementTypes.MatrixBytes(ElementType.Q4_0Panels, rows, cols);
+        if (matrix.Length != bytes)
+        {
+            throw new ArgumentException($"a [{rows}, {cols}] Q4_0 matrix is {bytes} bytes in the device's form, but {matrix.Length} were given; pass the whole matrix.", nameof(matrix));
+        }
+        byte[] panels = new byte[bytes];
+        fixed (byte* source = matrix, destination = panels)
+        {
+            Q4Panels.FromStrips(source, bytes, rows, cols, destination);
+        }
+        return panels;
+    }
+
     /// <summary>Bytes of a [rows, cols] Q4_K matrix in the device's form (see <see cref="Q4_KFromGguf"/>).</summary>
     /// <exception cref="ArgumentException">cols is not a multiple of 256.</exception>
     public static long Q4_KMatrixBytes(long rows, long cols) => Q4_KMatrix.Bytes(rows, cols);

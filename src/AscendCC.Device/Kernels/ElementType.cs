@@ -33,6 +33,12 @@ internal enum ElementType : byte
     /// bf16 layer matrices in.
     /// </summary>
     BF16Panels = 6,
+    /// <summary>
+    /// <see cref="Q4_0"/> with its strips in pairs, panels of sixteen rows (<see cref="Q4Panels"/>): a group of
+    /// all sixteen rows is one 64-byte load and a panel one stream, which is how eight tokens share a read.
+    /// Matrices only, whole panels of rows; what batched programs keep their Q4_0 layer matrices in.
+    /// </summary>
+    Q4_0Panels = 7,
 }
 
 /// <summary>Scalar conversions; vectorised forms live beside the kernels that need them.</summary>
@@ -44,6 +50,7 @@ internal static class ElementTypes
         ElementType.F32 => 4,
         ElementType.F16 or ElementType.BF16 => 2,
         ElementType.BF16Panels => throw new ArgumentOutOfRangeException(nameof(type), type, "BF16Panels is a matrix layout (panels of 32 rows, column-major inside), not rows of elements; size the matrix with ElementTypes.MatrixBytes."),
+        ElementType.Q4_0Panels => throw new ArgumentOutOfRangeException(nameof(type), type, "Q4_0Panels is a matrix layout (Q4_0 blocks in panels of 16 rows), not rows of elements; keep tables in Q4_0 and size matrices with ElementTypes.MatrixBytes."),
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, $"{type} is stored in blocks of 32 with a scale each; size the matrix with ElementTypes.MatrixBytes."),
     };
 
@@ -56,12 +63,20 @@ internal static class ElementTypes
         ElementType.Q8_0 => BlockMatrix<Q8_0Format>.Bytes(rows, cols),
         ElementType.Q4_0 => BlockMatrix<Q4_0Format>.Bytes(rows, cols),
         ElementType.Q4_K => Q4_KMatrix.Bytes(rows, cols),
+        ElementType.Q4_0Panels => PanelBytes(BlockMatrix<Q4_0Format>.Bytes(rows, cols), rows),
         ElementType.BF16Panels => PanelGemv.Bytes(rows, cols),
         _ => rows * cols * SizeOf(type),
     };
 
-    /// <summary>True for the llama.cpp block formats, which the quantized kernels multiply in int8.</summary>
-    public static bool IsBlockQuantized(ElementType type) => type is ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K;
+    /// <summary>True for the llama.cpp block formats (and Q4_0's panel form), which the quantized kernels multiply in int8.</summary>
+    public static bool IsBlockQuantized(ElementType type) => type is ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K or ElementType.Q4_0Panels;
+
+    /// <summary>A panel form's size is its strip form's; its rows must be whole panels.</summary>
+    private static long PanelBytes(long stripBytes, long rows)
+    {
+        Q4Panels.RequireWholePanels(rows, "a Q4_0Panels matrix");
+        return stripBytes;
+    }
 
     /// <summary>bf16 bits to float: exact.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

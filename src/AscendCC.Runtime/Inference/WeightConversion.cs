@@ -102,6 +102,13 @@ public static class WeightConversion
     public static byte[] ToQ4_0(TensorData tensor) => ToPlanes(tensor, TensorDType.Q4_0);
 
     /// <summary>
+    /// <see cref="ToQ4_0"/> with the strips in pairs (<see cref="QuantizedWeightLayout.Q4_0PanelsFromQ4_0"/>):
+    /// what a batched program keeps its Q4_0 layer matrices in. The rows must be whole panels of 16.
+    /// </summary>
+    public static byte[] ToQ4_0Panels(TensorData tensor) =>
+        QuantizedWeightLayout.Q4_0PanelsFromQ4_0(ToQ4_0(tensor), tensor.Shape[0], tensor.Shape[1]);
+
+    /// <summary>
     /// A [rows, cols] matrix as the device keeps Q4_K (<see cref="QuantizedWeightLayout.Q4_KFromGguf"/>).
     /// A Q4_K tensor's super-blocks are moved exactly; any other (Q6_K included) is quantized as
     /// llama.cpp's quantize_row_q4_K_ref (<see cref="GgufQuantization.QuantizeQ4_K"/>).

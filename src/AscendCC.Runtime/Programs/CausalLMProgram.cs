@@ -103,8 +103,9 @@ public sealed class CausalLMProgram
     public IReadOnlyDictionary<string, WeightPrecision> WeightPrecisions { get; private init; } = null!;
 
     /// <summary>
-    /// The BF16 matrices a batched program keeps in panels of 32 rows (<see cref="PanelWeightLayout"/>)
-    /// rather than rows; empty in the single-sequence program.
+    /// The matrices a batched program keeps in panels rather than rows or strips: BF16 ones in panels of
+    /// 32 rows (<see cref="PanelWeightLayout"/>), Q4_0 ones in panels of 16
+    /// (<see cref="QuantizedWeightLayout.Q4_0PanelsFromQ4_0"/>); empty in the single-sequence program.
     /// </summary>
     public IReadOnlySet<string> PanelMatrices { get; private init; } = null!;
 
@@ -113,9 +114,14 @@ public sealed class CausalLMProgram
     /// holds it: in its <see cref="WeightPrecisions"/> entry, and in panels when it is one of the
     /// <see cref="PanelMatrices"/>. Loaders and the package exporter convert by it.
     /// </summary>
-    public byte[] DeviceBytes(string name, TensorData tensor) => PanelMatrices.Contains(name)
-        ? WeightConversion.ToBF16Panels(tensor)
-        : WeightConversion.Convert(tensor, WeightPrecisions[name]);
+    public byte[] DeviceBytes(string name, TensorData tensor) => !PanelMatrices.Contains(name)
+        ? WeightConversion.Convert(tensor, WeightPrecisions[name])
+        : WeightPrecisions[name] == WeightPrecision.Q4_0 ? WeightConversion.ToQ4_0Panels(tensor) : WeightConversion.ToBF16Panels(tensor);
+
+    /// <summary>The name a package gives the element type of weight <paramref name="name"/>'s bytes, as <see cref="DeviceBytes"/> makes them.</summary>
+    public string DeviceTypeName(string name) => !PanelMatrices.Contains(name)
+        ? WeightPrecisions[name].ToString()
+        : WeightPrecisions[name] == WeightPrecision.Q4_0 ? "Q4_0Panels" : "BF16Panels";
 
     /// <summary>Bytes of the staged prompt record for a context of <paramref name="maxContext"/> tokens.</summary>
     public static long PromptRecordBytes(int maxContext) =>
@@ -367,7 +373,9 @@ internal sealed class CausalLMProgramBuilder
     public WeightPrecision Precision { get; }
 
     /// <summary>The element type <paramref name="weight"/> is kept in, as the kernels' dtype scalar.</summary>
-    public long DtOf(ProgramBuffer weight) => _panels.Contains(weight.Name) ? PanelWeightLayout.ElementTypeCode : (long)_precisions[weight.Name];
+    public long DtOf(ProgramBuffer weight) => !_panels.Contains(weight.Name)
+        ? (long)_precisions[weight.Name]
+        : _precisions[weight.Name] == WeightPrecision.Q4_0 ? QuantizedWeightLayout.Q4_0PanelsElementTypeCode : PanelWeightLayout.ElementTypeCode;
 
     /// <summary>The KV cache's element type.</summary>
     public KvCachePrecision KvPrecision { get; }
@@ -488,14 +496,17 @@ internal sealed class CausalLMProgramBuilder
     /// kernels). Q8_0 cuts each row into blocks of 32, so a width that is not a multiple of 32 is
     /// refused here, before anything is uploaded, naming the tensor. A batched program keeps a BF16
     /// matrix whose rows are whole panels of 32 in panels (<see cref="PanelWeightLayout"/>), which
-    /// several sequences' tokens multiply with each weight read and widened once for all of them
-    /// (docs/architecture.md, batched decode); the single-sequence program keeps rows, which one token
-    /// streams as fast.
+    /// several sequences' tokens multiply with each weight read and widened once for all of them, and a
+    /// Q4_0 matrix whose rows are whole panels of 16 in Q4_0 panels (one 64-byte load a group of sixteen
+    /// rows, one stream a panel; docs/architecture.md, batched decode); the single-sequence program keeps
+    /// rows and strips, which one token streams as fast or faster. Q4_K stays in strips: in panels it read
+    /// eight tokens 12 % faster but one or two 15–25 % slower.
     /// </summary>
     public ProgramBuffer Matrix(string name, long rows, long cols)
     {
         ProgramBuffer buffer = MatrixIn(name, rows, cols, Precision);
-        if (Sequences > 1 && _precisions[name] == WeightPrecision.BF16 && rows % PanelWeightLayout.PanelRows == 0)
+        if (Sequences > 1 && ((_precisions[name] == WeightPrecision.BF16 && rows % PanelWeightLayout.PanelRows == 0)
+            || (_precisions[name] == WeightPrecision.Q4_0 && rows % QuantizedWeightLayout.Q4_0PanelRows == 0)))
         {
             _panels.Add(name);
         }

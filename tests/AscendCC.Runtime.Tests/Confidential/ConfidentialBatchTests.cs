@@ -89,29 +89,30 @@ public class ConfidentialBatchTests
     }
 
     /// <summary>
-    /// A BF16 batched deployment keeps its layer matrices in panels (PanelWeightLayout), and the model
-    /// provider's package carries them so: each data owner gets exactly the tokens the plaintext
-    /// batched model gives the same prompt (the same program over the same bytes; a panel lane's sums
-    /// do not depend on who else is in the pass).
+    /// A batched deployment keeps its BF16 layer matrices in panels of 32 (PanelWeightLayout) and its Q4_0
+    /// ones in panels of 16 (QuantizedWeightLayout.Q4_0PanelsFromQ4_0), and the model provider's package
+    /// carries them so: each data owner gets exactly the tokens the plaintext batched model gives the same
+    /// prompt (the same program over the same bytes; a panel lane's sums do not depend on who else is in
+    /// the pass). stories260K with its FFN padded to 192, so that every width is whole Q4_0 blocks.
     /// </summary>
-    [Test]
-    public void BF16PanelPackageGivesEveryDataOwnerThePlaintextBatchedTokens()
+    [TestCase(WeightPrecision.BF16)]
+    [TestCase(WeightPrecision.Q4_0)]
+    public void PanelPackageGivesEveryDataOwnerThePlaintextBatchedTokens(WeightPrecision precision)
     {
-        string folder = TestData.RequireModel("stories260K");
+        (LlamaConfig config, Dictionary<string, TensorData> weights) = Llama.PaddedStories260K.Build();
         int[][] prompts = [[1, 403, 407, 261, 378], [1, 317, 381, 261]];
         const int Tokens = 40;
-        using Testbed bed = Testbed.FromCheckpoint(folder, new TestbedOptions
+        using Testbed bed = Testbed.Create(config, RopeConvention.Half, n => weights[n], new TestbedOptions
         {
-            MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvPrecision = KvCachePrecision.F32, Precision = WeightPrecision.BF16,
+            MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvPrecision = KvCachePrecision.F32, Precision = precision,
         });
-        Assert.That(bed.Deployment.BuildProgram().PanelMatrices, Does.Contain("model.layers.0.self_attn.q_proj.weight"), "the batched BF16 program keeps its matrices in panels");
+        Assert.That(bed.Deployment.BuildProgram().PanelMatrices, Does.Contain("model.layers.0.mlp.down_proj.weight"), $"the batched {precision} program keeps its matrices in panels");
 
         int[][] plain;
-        using (var checkpoint = ModelCheckpoint.Open(folder))
         using (var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true))
-        using (var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions
+        using (var model = CausalLM.Load(runtime, config, RopeConvention.Half, n => weights[n], new CausalLMOptions
         {
-            MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvCachePrecision = KvCachePrecision.F32, WeightPrecision = WeightPrecision.BF16,
+            MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvCachePrecision = KvCachePrecision.F32, WeightPrecision = precision,
         }))
         {
             CausalLMBatch batch = model.CreateBatch();

@@ -148,6 +148,8 @@ public class BatchedDecodeTests
         }
         using var model = CausalLM.Load(runtime, config, RopeConvention.Half, n => weights[n],
             new CausalLMOptions { MaxContext = 128, WeightPrecision = precision, MaxSequences = 2 });
+        // The batched program keeps BF16 and Q4_0 layer matrices in panels, Q8_0 in strips.
+        Assert.That(model.Layout.PanelMatrices.Contains("model.layers.0.mlp.down_proj.weight"), Is.EqualTo(precision != WeightPrecision.Q8_0));
         CausalLMBatch batch = model.CreateBatch();
         BatchSequence a = batch.Add(once.PromptTokens, 64, stopTokens: []), b = batch.Add(lily.PromptTokens, 64, stopTokens: []);
         StepUntilEmpty(batch);

@@ -69,6 +69,21 @@ internal unsafe interface IBlockFormat
 
     /// <summary>As <see cref="StripScales"/> for the mins (only formats with <see cref="HasMins"/>).</summary>
     static abstract Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block);
+
+    /// <summary>
+    /// True for a panel form (<see cref="Q4_0PanelFormat"/>):
+    /// the quant plane keeps strips in pairs, a panel of sixteen rows whose block b is the two strip blocks
+    /// interleaved 32 bytes at a time (see <see cref="BlockMatrix{TFormat}.StripBlock"/>), so one 64-byte
+    /// load is a group of all sixteen rows and a panel is one sequential stream. The scale plane is the strip form's.
+    /// </summary>
+    static abstract bool InPanels { get; }
+
+    /// <summary>
+    /// Group <paramref name="g"/> of two strip blocks side by side in one 512-bit vector (<paramref name="first"/>'s
+    /// eight rows in the lower half), for the 4-bit formats: <see cref="StripGroup"/> of each. A panel form
+    /// reads it as one load from <paramref name="first"/>, the panel's block.
+    /// </summary>
+    static abstract Vector512<byte> StripGroupPair(byte* first, byte* second, int g);
 }
 
 /// <summary>
@@ -106,11 +121,33 @@ internal static unsafe class BlockMatrix<TFormat> where TFormat : IBlockFormat
     public static long RowQuantBytes(long cols) => cols / BlockMatrix.BlockSize * TFormat.QuantBytes;
 
     /// <summary>Bytes of one strip block's quants: the same block of eight rows.</summary>
-    public static int StripBlockBytes => BlockMatrix.StripRows * TFormat.QuantBytes;
+    public static int StripBlockBytes
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => BlockMatrix.StripRows * TFormat.QuantBytes;
+    }
 
-    /// <summary>The quant plane; strip s's block b at <c>Quants(m) + (s·blocks + b)·StripBlockBytes</c>.</summary>
+    /// <summary>The quant plane; strip s's block b at <c>Quants(m) + StripBlock(s, blocks, b)</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* Quants(byte* matrix) => matrix;
+
+    /// <summary>
+    /// Where strip <paramref name="strip"/>'s block <paramref name="block"/> starts in the quant plane
+    /// (rows of <paramref name="blocks"/> blocks): <c>(s·blocks + b)·StripBlockBytes</c>, or in a panel form
+    /// inside its panel's block, the odd strip 32 bytes after the even one, its groups
+    /// <see cref="BlockMatrix.PanelGroupStride"/> bytes apart.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint StripBlock(nint strip, int blocks, int block) => TFormat.InPanels
+        ? ((((strip >> 1) * blocks) + block) * BlockStride) + ((strip & 1) * (BlockMatrix.PanelGroupStride / 2))
+        : ((strip * blocks) + block) * StripBlockBytes;
+
+    /// <summary>Bytes from one block of a strip to its next: a strip block, or in a panel form a panel's block (two).</summary>
+    public static int BlockStride
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => TFormat.InPanels ? 2 * StripBlockBytes : StripBlockBytes;
+    }
 
     /// <summary>The scale plane of a [rows, cols] matrix: strip s's block b's eight scales at <c>Scales(…) + (s·blocks + b)·8</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -127,7 +164,7 @@ internal static unsafe class BlockMatrix<TFormat> where TFormat : IBlockFormat
         {
             long at = (row / BlockMatrix.StripRows * blocks) + block;
             int r = (int)(row % BlockMatrix.StripRows);
-            return new BlockLocation(quants + (at * StripBlockBytes), scales + (at * BlockMatrix.StripRows) + r, r);
+            return new BlockLocation(quants + StripBlock((nint)(row / BlockMatrix.StripRows), (int)blocks, (int)block), scales + (at * BlockMatrix.StripRows) + r, r);
         }
         long tailBlock = ((row - stripped) * blocks) + block;
         return new BlockLocation(quants + (stripped * RowQuantBytes(cols)) + (tailBlock * TFormat.QuantBytes), scales + (stripped * blocks) + tailBlock, -1);
@@ -208,6 +245,12 @@ internal static class BlockMatrix
 
     /// <summary>Rows per strip: one int32 lane per row in a 256-bit vector.</summary>
     public const int StripRows = 8;
+
+    /// <summary>Rows per panel of a panel form (<see cref="IBlockFormat.InPanels"/>): two strips, one int32 lane per row in a 512-bit vector.</summary>
+    public const int PanelRows = 2 * StripRows;
+
+    /// <summary>Bytes from one group of a panel form's block to the next: the two strips' 32 bytes each.</summary>
+    public const int PanelGroupStride = 64;
 
     /// <summary>The eight f16 scales of a strip block of an f16 scale plane (<see cref="BlockMatrix{TFormat}"/>), widened.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -160,9 +160,10 @@ internal static unsafe class LinearKernel
     /// </summary>
     private static void RequireWeightType(ElementType wType, int k, Int8DotIsa int8Isa)
     {
-        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K or ElementType.BF16Panels))
+        if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K or ElementType.BF16Panels
+            or ElementType.Q4_0Panels))
         {
-            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K or BF16Panels.");
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K, BF16Panels or Q4_0Panels.");
         }
         if (ElementTypes.IsBlockQuantized(wType))
         {

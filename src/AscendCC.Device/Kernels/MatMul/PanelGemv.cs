@@ -124,28 +124,6 @@ internal static unsafe class PanelGemv
         return xt;
     }
 
-    /// <summary>The number of tokens of a launch as a type, so each count gets a loop of its own with only its FMAs.</summary>
-    private interface ITokens
-    {
-        static abstract int Count { get; }
-    }
-
-    private struct One : ITokens { public static int Count => 1; }
-
-    private struct Two : ITokens { public static int Count => 2; }
-
-    private struct Three : ITokens { public static int Count => 3; }
-
-    private struct Four : ITokens { public static int Count => 4; }
-
-    private struct Five : ITokens { public static int Count => 5; }
-
-    private struct Six : ITokens { public static int Count => 6; }
-
-    private struct Seven : ITokens { public static int Count => 7; }
-
-    private struct Eight : ITokens { public static int Count => 8; }
-
     /// <summary>Each work block owns a run of panels; X is token-minor ([k, m]).</summary>
     private struct PanelKernel : IBlockKernel
     {
@@ -164,21 +142,21 @@ internal static unsafe class PanelGemv
             {
                 switch (M)
                 {
-                    case 1: Panel<One>(p); break;
-                    case 2: Panel<Two>(p); break;
-                    case 3: Panel<Three>(p); break;
-                    case 4: Panel<Four>(p); break;
-                    case 5: Panel<Five>(p); break;
-                    case 6: Panel<Six>(p); break;
-                    case 7: Panel<Seven>(p); break;
-                    default: Panel<Eight>(p); break;
+                    case 1: Panel<OneToken>(p); break;
+                    case 2: Panel<TwoTokens>(p); break;
+                    case 3: Panel<ThreeTokens>(p); break;
+                    case 4: Panel<FourTokens>(p); break;
+                    case 5: Panel<FiveTokens>(p); break;
+                    case 6: Panel<SixTokens>(p); break;
+                    case 7: Panel<SevenTokens>(p); break;
+                    default: Panel<EightTokens>(p); break;
                 }
             }
         }
 
         /// <summary>Panel <paramref name="p"/> for TM.Count tokens: per position two widened weight vectors, an FMA for each token and each.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private readonly void Panel<TM>(int p) where TM : struct, ITokens
+        private readonly void Panel<TM>(int p) where TM : struct, ITokenCount
         {
             int m = TM.Count;
             byte* w = W + ((nint)p * K * PanelRows * 2);

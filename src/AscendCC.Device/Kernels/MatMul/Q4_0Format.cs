@@ -30,37 +30,51 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
     public static int Quant(byte* quants, int i) => (i < 16 ? quants[i] & 0x0F : quants[i - 16] >> 4) - 8;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<byte> StripGroup(byte* stripBlock, int g)
-    {
-        Vector256<byte> packed = Vector256.Load(stripBlock + (32 * (g & 3)));
-        return (g < 4 ? packed : Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
-    }
+    public static Vector256<byte> StripGroup(byte* stripBlock, int g) => Nibbles(stripBlock, g, 32);
 
     /// <summary>
     /// Group <paramref name="g"/> of two strip blocks side by side in one 512-bit vector (<paramref name="first"/>'s
     /// eight rows in the lower half): <see cref="StripGroup"/> of each, with one mask or shift for both.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<byte> StripGroupPair(byte* first, byte* second, int g)
+    public static Vector512<byte> StripGroupPair(byte* first, byte* second, int g) =>
+        Nibbles(Vector512.Create(Vector256.Load(first + (32 * (g & 3))), Vector256.Load(second + (32 * (g & 3)))), g);
+
+    public static int StripQuant(byte* stripBlock, int r, int i) => Nibble(stripBlock, r, i, 32) - 8;
+
+    public static void WriteStripRow(byte* stripBlock, int r, byte* ggufQuants) => WriteNibbles(stripBlock, r, ggufQuants, 32);
+
+    /// <summary>Group <paramref name="g"/> of a strip block whose four 32-byte groups are <paramref name="groupStride"/> bytes apart: the low nibbles for g &lt; 4, the high ones after.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<byte> Nibbles(byte* stripBlock, int g, int groupStride)
     {
-        Vector512<byte> packed = Vector512.Create(Vector256.Load(first + (32 * (g & 3))), Vector256.Load(second + (32 * (g & 3))));
-        return (g < 4 ? packed : Vector512.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector512.Create((byte)0x0F);
+        Vector256<byte> packed = Vector256.Load(stripBlock + (groupStride * (g & 3)));
+        return (g < 4 ? packed : Vector256.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
     }
 
-    public static int StripQuant(byte* stripBlock, int r, int i)
+    /// <summary>The low (g &lt; 4) or high nibbles of 64 packed bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<byte> Nibbles(Vector512<byte> packed, int g) =>
+        (g < 4 ? packed : Vector512.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector512.Create((byte)0x0F);
+
+    /// <summary>Nibble n (0..15) of element <paramref name="i"/> of row <paramref name="r"/> of a strip block with groups <paramref name="groupStride"/> bytes apart.</summary>
+    internal static int Nibble(byte* stripBlock, int r, int i, int groupStride)
     {
         int j = i % 16;
-        byte packed = stripBlock[(j / 4 * 32) + (r * 4) + (j % 4)];
-        return (i < 16 ? packed & 0x0F : packed >> 4) - 8;
+        byte packed = stripBlock[(j / 4 * groupStride) + (r * 4) + (j % 4)];
+        return i < 16 ? packed & 0x0F : packed >> 4;
     }
 
-    public static void WriteStripRow(byte* stripBlock, int r, byte* ggufQuants)
+    /// <summary>Writes row <paramref name="r"/>'s 16 GGUF bytes into a strip block with groups <paramref name="groupStride"/> bytes apart.</summary>
+    internal static void WriteNibbles(byte* stripBlock, int r, byte* ggufQuants, int groupStride)
     {
         for (int j = 0; j < 16; j++)
         {
-            stripBlock[(j / 4 * 32) + (r * 4) + (j % 4)] = ggufQuants[j];
+            stripBlock[(j / 4 * groupStride) + (r * 4) + (j % 4)] = ggufQuants[j];
         }
     }
+
+    public static bool InPanels => false;
 
     public static bool HasMins => false;
 

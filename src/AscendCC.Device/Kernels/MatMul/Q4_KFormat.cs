@@ -40,6 +40,11 @@ internal readonly unsafe struct Q4_KFormat : IBlockFormat
 
     public static void WriteStripRow(byte* stripBlock, int r, byte* ggufQuants) => Q4_0Format.WriteStripRow(stripBlock, r, ggufQuants);
 
+    public static bool InPanels => false;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<byte> StripGroupPair(byte* first, byte* second, int g) => Q4_0Format.StripGroupPair(first, second, g);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* ScalePlane(byte* matrix, long rows, long cols) => Q4_KMatrix.ScalePlane(matrix, rows, cols);
 

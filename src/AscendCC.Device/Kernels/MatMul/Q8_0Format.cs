@@ -36,6 +36,11 @@ internal readonly unsafe struct Q8_0Format : IBlockFormat
         }
     }
 
+    public static bool InPanels => false;
+
+    /// <summary>Not used: Q8_0's unsigned q + 128 would saturate vpmaddubsw's int16 pair sums, so its strips are read one at a time.</summary>
+    public static Vector512<byte> StripGroupPair(byte* first, byte* second, int g) => throw new NotSupportedException("Q8_0 strips are not read in pairs");
+
     public static bool HasMins => false;
 
     public static bool PadsToWholeStrips => false;

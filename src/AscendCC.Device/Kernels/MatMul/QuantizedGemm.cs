@@ -191,8 +191,7 @@ internal static unsafe class QuantizedGemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PackStrip<TF>(in Problem p, int strip, int rowBlocks, int block, byte* dst, int col0) where TF : struct, IBlockFormat
     {
-        nint at = ((nint)strip * rowBlocks) + block;
-        byte* stripBlock = BlockMatrix<TF>.Quants(p.Wq) + (at * BlockMatrix<TF>.StripBlockBytes);
+        byte* stripBlock = BlockMatrix<TF>.Quants(p.Wq) + BlockMatrix<TF>.StripBlock(strip, rowBlocks, block);
         Vector256<byte> offset = Vector256.Create((byte)TF.Offset);
         Vector256<int> sums = Vector256<int>.Zero;
         for (int group = 0; group < 8; group++)

@@ -32,6 +32,10 @@ internal static unsafe class QuantizedLinear
             case ElementType.Q4_K:
                 Linear<Q4_KFormat>(grid, x, w, bias, y, m, k, n, isa);
                 break;
+            case ElementType.Q4_0Panels:
+                Linear<Q4_0PanelFormat>(grid, x, w, bias, y, m, k, n, isa);
+                break;
+
             default:
                 Linear<Q8_0Format>(grid, x, w, bias, y, m, k, n, isa);
                 break;
@@ -52,6 +56,10 @@ internal static unsafe class QuantizedLinear
             case ElementType.Q4_K:
                 LinearFused<Q4_KFormat>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
                 break;
+            case ElementType.Q4_0Panels:
+                LinearFused<Q4_0PanelFormat>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+                break;
+
             default:
                 LinearFused<Q8_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
                 break;
@@ -76,7 +84,7 @@ internal static unsafe class QuantizedLinear
             QuantizedGemm.Run<TF>(grid, a.Q, a.D, a.M, w, bias, y, m, k, n);
             return;
         }
-        int stripsPerBlock = StripsPerBlock(grid, n);
+        int stripsPerBlock = StripsPerBlock<TF>(grid, n);
         switch (isa)
         {
             case Int8DotIsa.Avx512Bw:
@@ -120,7 +128,7 @@ internal static unsafe class QuantizedLinear
             }
             return;
         }
-        int stripsPerBlock = StripsPerBlock(grid, n0 + n1 + n2);
+        int stripsPerBlock = StripsPerBlock<TF>(grid, n0 + n1 + n2);
         switch (isa)
         {
             case Int8DotIsa.Avx512Bw:
@@ -244,9 +252,15 @@ internal static unsafe class QuantizedLinear
         }
     }
 
-    /// <summary>As the f32/bf16 GEMV: several blocks per core so the atomic hand-out evens out late starters.</summary>
-    private static int StripsPerBlock(AiCoreGrid grid, int rows) =>
-        Math.Max(1, (rows / BlockMatrix.StripRows + (8 * grid.CoreCount) - 1) / (8 * grid.CoreCount));
+    /// <summary>
+    /// As the f32/bf16 GEMV: several blocks per core so the atomic hand-out evens out late starters; in a
+    /// panel form an even number, so that every work block starts at a panel.
+    /// </summary>
+    private static int StripsPerBlock<TF>(AiCoreGrid grid, int rows) where TF : struct, IBlockFormat
+    {
+        int strips = Math.Max(1, (rows / BlockMatrix.StripRows + (8 * grid.CoreCount) - 1) / (8 * grid.CoreCount));
+        return TF.InPanels ? (strips + 1) & ~1 : strips;
+    }
 
     /// <summary>Strips of an n-row matrix (the last one padded when the format pads).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -314,7 +328,7 @@ internal static unsafe class QuantizedLinear
         public float* Xd, Bias, Y;
         public int M, K, N, StripsPerBlock;
 
-        /// <summary>4-bit weights on AVX-512BW: strips two at a time (<see cref="StripPairTokens"/>) for <see cref="PairedMinTokens"/> or more tokens.</summary>
+        /// <summary>4-bit weights on AVX-512BW: strips two at a time (<see cref="StripPair{TM}"/>) for <see cref="PairedMinTokens"/> or more tokens.</summary>
         public bool NibblePairs;
 
         /// <summary>
@@ -330,6 +344,9 @@ internal static unsafe class QuantizedLinear
         /// </summary>
         private const int PairedMinTokens = 5;
 
+        /// <summary>A panel form's strips are one stream, read in pairs from this many tokens on.</summary>
+        private const int PanelPairedMinTokens = 1;
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
         {
@@ -342,19 +359,22 @@ internal static unsafe class QuantizedLinear
             }
             int s1 = Math.Min(strips, s0 + StripsPerBlock);
             Vector256<float>* sums = stackalloc Vector256<float>[LinearKernel.GemvMaxRows];
-            Vector512<float>* pairSums = stackalloc Vector512<float>[LinearKernel.GemvMaxRows];
             for (int s = s0; s < s1; s++)
             {
-                if (NibblePairs && Avx512BW.IsSupported && s + 1 < s1 && M >= PairedMinTokens)
+                if (NibblePairs && Avx512BW.IsSupported && s + 1 < s1 && M >= (TF.InPanels ? PanelPairedMinTokens : PairedMinTokens))
                 {
                     for (int t0 = 0; t0 < M; t0 += LinearKernel.GemvMaxRows)
                     {
-                        int tokens = Math.Min(LinearKernel.GemvMaxRows, M - t0);
-                        StripPairTokens(s, t0, tokens, pairSums);
-                        for (int t = 0; t < tokens; t++)
+                        switch (Math.Min(LinearKernel.GemvMaxRows, M - t0))
                         {
-                            Store(pairSums[t].GetLower(), t0 + t, s);
-                            Store(pairSums[t].GetUpper(), t0 + t, s + 1);
+                            case 1: StripPair<OneToken>(s, t0); break;
+                            case 2: StripPair<TwoTokens>(s, t0); break;
+                            case 3: StripPair<ThreeTokens>(s, t0); break;
+                            case 4: StripPair<FourTokens>(s, t0); break;
+                            case 5: StripPair<FiveTokens>(s, t0); break;
+                            case 6: StripPair<SixTokens>(s, t0); break;
+                            case 7: StripPair<SevenTokens>(s, t0); break;
+                            default: StripPair<EightTokens>(s, t0); break;
                         }
                     }
                     s++;
@@ -390,7 +410,7 @@ internal static unsafe class QuantizedLinear
         private readonly Vector256<float> StripOneToken(int s, int t)
         {
             int blocks = K / BlockMatrix.BlockSize;
-            byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
+            byte* quants = BlockMatrix<TF>.Quants(W) + BlockMatrix<TF>.StripBlock(s, blocks, 0);
             byte* plane = TF.ScalePlane(W, N, K);
             // Token t's operands of block b, block-major (see Activations): one step of m a block.
             nint m = M, xStep = m * BlockMatrix.BlockSize;
@@ -400,7 +420,7 @@ internal static unsafe class QuantizedLinear
             Vector256<float> sum = default;
             for (int b = 0; b < blocks; b++)
             {
-                byte* wb = quants + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
+                byte* wb = quants + ((nint)b * BlockMatrix<TF>.BlockStride);
                 Prefetch(wb);
                 PrefetchScales(plane, s, blocks, b);
                 Vector256<float> dw = TF.StripScales(plane, s, blocks, b);
@@ -433,7 +453,7 @@ internal static unsafe class QuantizedLinear
         private readonly void StripTwoTokens(int s, int t0, out Vector256<float> sum0, out Vector256<float> sum1)
         {
             int blocks = K / BlockMatrix.BlockSize;
-            byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
+            byte* quants = BlockMatrix<TF>.Quants(W) + BlockMatrix<TF>.StripBlock(s, blocks, 0);
             byte* plane = TF.ScalePlane(W, N, K);
             nint m = M, xStep = m * BlockMatrix.BlockSize;
             sbyte* x = Xq + ((nint)t0 * BlockMatrix.BlockSize);
@@ -443,7 +463,7 @@ internal static unsafe class QuantizedLinear
             sum1 = default;
             for (int b = 0; b < blocks; b++)
             {
-                byte* wb = quants + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
+                byte* wb = quants + ((nint)b * BlockMatrix<TF>.BlockStride);
                 Prefetch(wb);
                 PrefetchScales(plane, s, blocks, b);
                 Vector256<float> dw = TF.StripScales(plane, s, blocks, b);
@@ -470,9 +490,9 @@ internal static unsafe class QuantizedLinear
         private readonly void StripTokens(int s, int t0, int tokens, Vector256<float>* sums)
         {
             int blocks = K / BlockMatrix.BlockSize;
-            byte* quants = BlockMatrix<TF>.Quants(W) + ((nint)s * blocks * BlockMatrix<TF>.StripBlockBytes);
+            byte* quants = BlockMatrix<TF>.Quants(W) + BlockMatrix<TF>.StripBlock(s, blocks, 0);
             byte* plane = TF.ScalePlane(W, N, K);
-            // Locals, not fields, and the sums in registers: see StripPairTokens.
+            // Locals, not fields, and the sums in registers: see StripPair.
             nint m = M, xStep = m * BlockMatrix.BlockSize;
             sbyte* xb = Xq + ((nint)t0 * BlockMatrix.BlockSize);
             float* xd = Xd + t0, xm = Xm + t0;
@@ -480,7 +500,7 @@ internal static unsafe class QuantizedLinear
             Vector256<float> sum0 = default, sum1 = default, sum2 = default, sum3 = default, sum4 = default, sum5 = default, sum6 = default, sum7 = default;
             for (int b = 0; b < blocks; b++)
             {
-                byte* wb = quants + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
+                byte* wb = quants + ((nint)b * BlockMatrix<TF>.BlockStride);
                 Prefetch(wb);
                 PrefetchScales(plane, s, blocks, b);
                 Vector256<float> dw = TF.StripScales(plane, s, blocks, b);
@@ -543,25 +563,24 @@ internal static unsafe class QuantizedLinear
         }
 
         /// <summary>
-        /// Strips <paramref name="s"/> and s + 1 of a 4-bit format for tokens t0..t0+tokens (at most eight),
-        /// lanes 0..7 the first strip's rows and 8..15 the second's. Per block: the two strip blocks side
-        /// by side in 512-bit vectors, unpacked once for every token (<see cref="Q4_0Format.StripGroupPair"/>); per token, eight
-        /// vpmaddubsw of a broadcast of four activations against a group, their int16 pair sums added in
-        /// int16 (at most 8·2·15·127 = 30480), one vpmaddwd to int32, and from there <see cref="StripTokens"/>'s
-        /// steps lane for lane: the same exact block sums, so the same bits, with half the multiply
-        /// instructions of two 256-bit strips. The sums stay in registers (a token past
-        /// <paramref name="tokens"/> is skipped by a branch every block takes the same way): kept in memory,
-        /// each puts a store and a load in every block's chain of FMAs, two with Q4_K's mins. Measured on the
-        /// 1.1B step's linears (bench -- gemv, alternated twice): eight tokens Q4_K 44.0–45.3 → 31.7–34.2 ms,
-        /// Q4_0 27.9–28.4 → 24.7–27.4 (and Q8_0's single strips, <see cref="StripTokens"/>, 41.6–42.9 → 32.7–34.7).
+        /// Strips <paramref name="s"/> and s + 1 of a 4-bit format for tokens t0..t0 + TM.Count, lanes 0..7 the
+        /// first strip's rows and 8..15 the second's. Per block: the two strip blocks side by side in 512-bit
+        /// vectors, unpacked once for every token (<see cref="IBlockFormat.StripGroupPair"/>: one load a group in
+        /// a panel form, two and an insert in a strip form); per token, eight vpmaddubsw of a broadcast of four
+        /// activations against a group, their int16 pair sums added in int16 (at most 8·2·15·127 = 30480),
+        /// one vpmaddwd to int32, and from there <see cref="StripTokens"/>'s steps lane for lane: the same
+        /// exact block sums, so the same bits, with half the multiply instructions of two 256-bit strips.
+        /// The token count is a type, so each count's loop has only its tokens' products and keeps their
+        /// sums in registers; and not inlined, so the JIT allocates this loop's registers alone. Measured on
+        /// the 1.1B step's linears (a harness, alternated), eight tokens Q4_0 in panels: a run-time count
+        /// with a branch per token and the caller's stores, 21.7–24.0 ms, its sums spilled to the stack every block; this, TODO.
         /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private readonly void StripPairTokens(int s, int t0, int tokens, Vector512<float>* sums)
+        [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+        private readonly void StripPair<TM>(int s, int t0) where TM : struct, ITokenCount
         {
             int blocks = K / BlockMatrix.BlockSize;
-            nint stripBytes = (nint)blocks * BlockMatrix<TF>.StripBlockBytes;
-            byte* quants0 = BlockMatrix<TF>.Quants(W) + (s * stripBytes);
-            byte* quants1 = quants0 + stripBytes;
+            byte* quants0 = BlockMatrix<TF>.Quants(W) + BlockMatrix<TF>.StripBlock(s, blocks, 0);
+            byte* quants1 = BlockMatrix<TF>.Quants(W) + BlockMatrix<TF>.StripBlock(s + 1, blocks, 0);
             byte* plane = TF.ScalePlane(W, N, K);
             // Locals, not fields: the stores of the sums cannot move them, so they are not reloaded.
             nint m = M, xStep = m * BlockMatrix.BlockSize;
@@ -571,45 +590,49 @@ internal static unsafe class QuantizedLinear
             Vector512<float> sum0 = default, sum1 = default, sum2 = default, sum3 = default, sum4 = default, sum5 = default, sum6 = default, sum7 = default;
             for (int b = 0; b < blocks; b++)
             {
-                byte* wb0 = quants0 + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
-                byte* wb1 = quants1 + ((nint)b * BlockMatrix<TF>.StripBlockBytes);
+                byte* wb0 = quants0 + ((nint)b * BlockMatrix<TF>.BlockStride);
+                byte* wb1 = quants1 + ((nint)b * BlockMatrix<TF>.BlockStride);
                 Prefetch(wb0);
-                Prefetch(wb1);
+                if (!TF.InPanels)
+                {
+                    // A panel's block holds both strips' blocks, and Prefetch covers the whole of it.
+                    Prefetch(wb1);
+                }
                 PrefetchScales(plane, s, blocks, b);
                 PrefetchScales(plane, s + 1, blocks, b);
                 Vector512<float> dw = Vector512.Create(TF.StripScales(plane, s, blocks, b), TF.StripScales(plane, s + 1, blocks, b));
-                Vector512<byte> g0 = Q4_0Format.StripGroupPair(wb0, wb1, 0), g1 = Q4_0Format.StripGroupPair(wb0, wb1, 1);
-                Vector512<byte> g2 = Q4_0Format.StripGroupPair(wb0, wb1, 2), g3 = Q4_0Format.StripGroupPair(wb0, wb1, 3);
-                Vector512<byte> g4 = Q4_0Format.StripGroupPair(wb0, wb1, 4), g5 = Q4_0Format.StripGroupPair(wb0, wb1, 5);
-                Vector512<byte> g6 = Q4_0Format.StripGroupPair(wb0, wb1, 6), g7 = Q4_0Format.StripGroupPair(wb0, wb1, 7);
+                Vector512<byte> g0 = TF.StripGroupPair(wb0, wb1, 0), g1 = TF.StripGroupPair(wb0, wb1, 1);
+                Vector512<byte> g2 = TF.StripGroupPair(wb0, wb1, 2), g3 = TF.StripGroupPair(wb0, wb1, 3);
+                Vector512<byte> g4 = TF.StripGroupPair(wb0, wb1, 4), g5 = TF.StripGroupPair(wb0, wb1, 5);
+                Vector512<byte> g6 = TF.StripGroupPair(wb0, wb1, 6), g7 = TF.StripGroupPair(wb0, wb1, 7);
                 Vector512<float> mw = TF.HasMins ? Vector512.Create(TF.StripMins(plane, s, blocks, b), TF.StripMins(plane, s + 1, blocks, b)) : default;
                 // Token t's activations are at t·32 from the block's, its scalars at t.
                 sum0 = TokenBlock(sum0, g0, g1, g2, g3, g4, g5, g6, g7, xb, xs, xd, xm, dw, mw);
-                if (tokens > 1)
+                if (TM.Count > 1)
                 {
                     sum1 = TokenBlock(sum1, g0, g1, g2, g3, g4, g5, g6, g7, xb + BlockMatrix.BlockSize, xs + 1, xd + 1, xm + 1, dw, mw);
                 }
-                if (tokens > 2)
+                if (TM.Count > 2)
                 {
                     sum2 = TokenBlock(sum2, g0, g1, g2, g3, g4, g5, g6, g7, xb + (2 * BlockMatrix.BlockSize), xs + 2, xd + 2, xm + 2, dw, mw);
                 }
-                if (tokens > 3)
+                if (TM.Count > 3)
                 {
                     sum3 = TokenBlock(sum3, g0, g1, g2, g3, g4, g5, g6, g7, xb + (3 * BlockMatrix.BlockSize), xs + 3, xd + 3, xm + 3, dw, mw);
                 }
-                if (tokens > 4)
+                if (TM.Count > 4)
                 {
                     sum4 = TokenBlock(sum4, g0, g1, g2, g3, g4, g5, g6, g7, xb + (4 * BlockMatrix.BlockSize), xs + 4, xd + 4, xm + 4, dw, mw);
                 }
-                if (tokens > 5)
+                if (TM.Count > 5)
                 {
                     sum5 = TokenBlock(sum5, g0, g1, g2, g3, g4, g5, g6, g7, xb + (5 * BlockMatrix.BlockSize), xs + 5, xd + 5, xm + 5, dw, mw);
                 }
-                if (tokens > 6)
+                if (TM.Count > 6)
                 {
                     sum6 = TokenBlock(sum6, g0, g1, g2, g3, g4, g5, g6, g7, xb + (6 * BlockMatrix.BlockSize), xs + 6, xd + 6, xm + 6, dw, mw);
                 }
-                if (tokens > 7)
+                if (TM.Count > 7)
                 {
                     sum7 = TokenBlock(sum7, g0, g1, g2, g3, g4, g5, g6, g7, xb + (7 * BlockMatrix.BlockSize), xs + 7, xd + 7, xm + 7, dw, mw);
                 }
@@ -618,18 +641,47 @@ internal static unsafe class QuantizedLinear
                 xs += m;
                 xm += m;
             }
-            sums[0] = sum0;
-            sums[1] = sum1;
-            sums[2] = sum2;
-            sums[3] = sum3;
-            sums[4] = sum4;
-            sums[5] = sum5;
-            sums[6] = sum6;
-            sums[7] = sum7;
+            StorePair(sum0, t0, s);
+            if (TM.Count > 1)
+            {
+                StorePair(sum1, t0 + 1, s);
+            }
+            if (TM.Count > 2)
+            {
+                StorePair(sum2, t0 + 2, s);
+            }
+            if (TM.Count > 3)
+            {
+                StorePair(sum3, t0 + 3, s);
+            }
+            if (TM.Count > 4)
+            {
+                StorePair(sum4, t0 + 4, s);
+            }
+            if (TM.Count > 5)
+            {
+                StorePair(sum5, t0 + 5, s);
+            }
+            if (TM.Count > 6)
+            {
+                StorePair(sum6, t0 + 6, s);
+            }
+            if (TM.Count > 7)
+            {
+                StorePair(sum7, t0 + 7, s);
+            }
+        }
+
+        /// <summary>Token t's outputs of strips s (the lower lanes) and s + 1.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly void StorePair(Vector512<float> sum, int t, int s)
+        {
+            Store(sum.GetLower(), t, s);
+            Store(sum.GetUpper(), t, s + 1);
         }
 
         /// <summary>
-        /// One token's step of <see cref="StripPairTokens"/> for one block pair: its exact sums, converted,
+        /// One token's step of <see cref="StripPair{TM}"/> for one block pair: its exact sums, converted,
         /// times d_w·d_x, added to <paramref name="sum"/>, then (Q4_K) the mins' term.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -703,7 +755,7 @@ internal static unsafe class QuantizedLinear
         {
             if (Sse.IsSupported)
             {
-                for (int line = 0; line < BlockMatrix<TF>.StripBlockBytes; line += 64)
+                for (int line = 0; line < BlockMatrix<TF>.BlockStride; line += 64)
                 {
                     Sse.Prefetch0(stripBlock + PrefetchDistance + line);
                 }

@@ -51,6 +51,10 @@ internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weig
         {
             throw new KernelArgumentException($"k = {k} is not a multiple of {Q4_KMatrix.SuperBlockSize}, so the Q4_K weight's rows are not whole super-blocks; keep this weight in q8_0, q4_0, f16 or bf16");
         }
+        if (wType == ElementType.Q4_0Panels && n % BlockMatrix.PanelRows != 0)
+        {
+            throw new KernelArgumentException($"n = {n} is not a multiple of {BlockMatrix.PanelRows}, so the weight is not whole Q4_0Panels panels; keep this weight in q4_0");
+        }
         if (wType == ElementType.BF16Panels && n % PanelGemv.PanelRows != 0)
         {
             throw new KernelArgumentException($"n = {n} is not a multiple of {PanelGemv.PanelRows}, so the weight is not whole BF16Panels panels; keep this weight in bf16");

@@ -44,7 +44,7 @@ public static class ModelPackageExporter
             {
                 throw new InvalidOperationException($"tensor '{name}' converts to {bytes.Length} bytes; the program binds {buffer.Bytes}");
             }
-            builder.AddTensor(name, program.PanelMatrices.Contains(name) ? "BF16Panels" : program.WeightPrecisions[name].ToString(), t.Shape, bytes);
+            builder.AddTensor(name, program.DeviceTypeName(name), t.Shape, bytes);
         }
         return provider.BuildPackage(builder, policy, output);
     }
