@@ -9,7 +9,8 @@ namespace AscendCC.Benchmarks;
 /// <summary>
 /// The linears of one 1.1B (TinyLlama-shaped) decode step and nothing else: every layer's fused
 /// q/k/v, o, fused gate/up and down projection and the classifier, each layer's weights a buffer of
-/// its own (2.1 GB in BF16, so nothing is served from cache), at BF16, Q8_0, Q4_0 and Q4_K, for 1, 2, 4
+/// its own (2.1 GB in BF16, so nothing is served from cache), at BF16, Q8_0, Q4_0 and Q4_K (BF16 and Q4_0 also in
+/// the panels batched programs keep them in, the classifier in rows or strips as there), for 1, 2, 4
 /// and 8 tokens. Rounds interleave the precisions; each round also measures the machine's read bandwidth,
 /// so the GEMV kernels' share of it is a ratio within a round. This isolates the kernels from the
 /// rest of the step (attention, norms, launches), which <c>bench -- llamacpp</c> measures whole.
@@ -22,7 +23,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
 
     public string Name => "gemv";
 
-    public string Description => "1.1B decode step's linears only: BF16/Q8_0/Q4_0/Q4_K at 1, 2, 4 and 8 tokens, GB/s against the read bandwidth";
+    public string Description => "1.1B decode step's linears only: BF16/BF16Panels/Q8_0/Q4_0/Q4_0Panels/Q4_K at 1, 2, 4 and 8 tokens, GB/s against the read bandwidth";
 
     public string ReportFileName => "gemv.md";
 
@@ -34,7 +35,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
         AiCoreGrid grid = AiCoreGrid.Shared;
         var bandwidth = new ReadBandwidth();
         // --filter picks precisions by name ("BF16|Q4_0").
-        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.BF16Panels, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_K }.Where(t => options.Includes(t.ToString()))];
+        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.BF16Panels, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_0Panels, ElementType.Q4_K }.Where(t => options.Includes(t.ToString()))];
         int[] widths = [1, 2, 4, 8];
         var steps = types.Select(t => new StepWeights(t)).ToArray();
         try
@@ -227,7 +228,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
         }
 
         /// <summary>The classifier's element type: the layers' but rows where they are in panels.</summary>
-        private ElementType ClassifierType => Type == ElementType.BF16Panels ? ElementType.BF16 : Type;
+        private ElementType ClassifierType => Type switch { ElementType.BF16Panels => ElementType.BF16, ElementType.Q4_0Panels => ElementType.Q4_0, _ => Type };
 
         public ElementType Type { get; }
 

@@ -8,7 +8,7 @@ namespace AscendCC.Device.Tests.Kernels;
 /// <summary>
 /// linear with Q4_0 weights in panels of sixteen rows (<see cref="ElementType.Q4_0Panels"/>). The test
 /// lays the panels out itself from the documented rule (panel p's block b, group h: strip 2p's 32 bytes
-/// of group h, then strip 2p + 1's) from the strip form <see cref="QuantizedLinearTests.BlockReference"/>
+/// of group h, then strip 2p + 1's; the block's scales: strip 2p's eight, then 2p + 1's) from the strip form <see cref="QuantizedLinearTests.BlockReference"/>
 /// writes, and holds the kernel to the same exact integer reference and TorchSharp bound as strips —
 /// and to the strips' bits: the block sums are the same exact integers, scaled and added in the same order.
 /// </summary>
@@ -132,22 +132,26 @@ public sealed class Q4_0PanelTests : IDisposable
         Assert.That(table!.Message, Does.Contain("Q4_0Panels is a matrix layout"));
     }
 
-    /// <summary>The documented panel form of a Q4_0 strip-form matrix: each pair of strips' blocks interleaved 32 bytes at a time, the scales as they were.</summary>
+    /// <summary>
+    /// The documented panel form of a Q4_0 strip-form matrix: each pair of strips' blocks interleaved 32
+    /// bytes at a time, and in the scale plane each pair's eight f16 scales of a block side by side.
+    /// </summary>
     private static byte[] Panels(byte[] strips, int rows, int cols)
     {
-        int blocks = cols / 32;
-        byte[] panels = (byte[])strips.Clone();
+        int blocks = cols / 32, scalePlane = rows * blocks * 16;
+        byte[] panels = new byte[strips.Length];
         for (int p = 0; p < rows / 16; p++)
         {
             for (int b = 0; b < blocks; b++)
             {
-                for (int h = 0; h < 4; h++)
+                for (int half = 0; half < 2; half++)
                 {
-                    for (int half = 0; half < 2; half++)
+                    int strip = (2 * p) + half;
+                    for (int h = 0; h < 4; h++)
                     {
-                        int strip = (2 * p) + half;
                         strips.AsSpan((((strip * blocks) + b) * 128) + (32 * h), 32).CopyTo(panels.AsSpan((((p * blocks) + b) * 256) + (64 * h) + (32 * half)));
                     }
+                    strips.AsSpan(scalePlane + (((strip * blocks) + b) * 16), 16).CopyTo(panels.AsSpan(scalePlane + (((p * blocks) + b) * 32) + (16 * half)));
                 }
             }
         }

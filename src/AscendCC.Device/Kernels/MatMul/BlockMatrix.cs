@@ -70,6 +70,15 @@ internal unsafe interface IBlockFormat
     /// <summary>As <see cref="StripScales"/> for the mins (only formats with <see cref="HasMins"/>).</summary>
     static abstract Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block);
 
+    /// <summary>Where strip <paramref name="strip"/>'s block <paramref name="block"/>'s scales start in the scale plane, in bytes.</summary>
+    static abstract nint ScaleAt(nint strip, int blocks, int block);
+
+    /// <summary>
+    /// <see cref="StripScales"/> of strips <paramref name="strip"/> (lower lanes) and strip + 1, for the
+    /// 4-bit formats read in pairs; a panel form keeps them side by side and widens them in one go.
+    /// </summary>
+    static abstract Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block);
+
     /// <summary>
     /// True for a panel form (<see cref="Q4_0PanelFormat"/>):
     /// the quant plane keeps strips in pairs, a panel of sixteen rows whose block b is the two strip blocks
@@ -162,9 +171,9 @@ internal static unsafe class BlockMatrix<TFormat> where TFormat : IBlockFormat
         long stripped = rows / BlockMatrix.StripRows * BlockMatrix.StripRows;
         if (row < stripped)
         {
-            long at = (row / BlockMatrix.StripRows * blocks) + block;
             int r = (int)(row % BlockMatrix.StripRows);
-            return new BlockLocation(quants + StripBlock((nint)(row / BlockMatrix.StripRows), (int)blocks, (int)block), scales + (at * BlockMatrix.StripRows) + r, r);
+            nint strip = (nint)(row / BlockMatrix.StripRows);
+            return new BlockLocation(quants + StripBlock(strip, (int)blocks, (int)block), (ushort*)((byte*)scales + TFormat.ScaleAt(strip, (int)blocks, (int)block)) + r, r);
         }
         long tailBlock = ((row - stripped) * blocks) + block;
         return new BlockLocation(quants + (stripped * RowQuantBytes(cols)) + (tailBlock * TFormat.QuantBytes), scales + (stripped * blocks) + tailBlock, -1);
@@ -255,7 +264,15 @@ internal static class BlockMatrix
     /// <summary>The eight f16 scales of a strip block of an f16 scale plane (<see cref="BlockMatrix{TFormat}"/>), widened.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<float> F16StripScales(byte* plane, nint strip, int blocks, int block) =>
-        WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load((ushort*)plane + ((((strip * blocks) + block)) * StripRows)).ToVector256()));
+        F16Scales8((ushort*)plane + ((((strip * blocks) + block)) * StripRows));
+
+    /// <summary>Eight f16 scales widened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> F16Scales8(ushort* scales) => WeightConversion.F16ToSingle(Vector256.WidenLower(Vector128.Load(scales).ToVector256()));
+
+    /// <summary>Sixteen f16 scales widened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> F16Scales16(ushort* scales) => WeightConversion.F16ToSingle(Vector512.WidenLower(Vector256.Load(scales).ToVector512()));
 
     /// <summary>Throws unless rows of <paramref name="cols"/> weights are whole blocks.</summary>
     public static void RequireWholeBlocks(long cols, string what)

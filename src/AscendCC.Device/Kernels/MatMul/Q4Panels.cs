@@ -5,7 +5,7 @@ namespace AscendCC.Device.Kernels;
 
 /// <summary>
 /// <see cref="Q4_0Format"/> in panels of sixteen rows (<see cref="ElementType.Q4_0Panels"/>): the same
-/// nibbles and scale plane, the quant plane's strips in pairs (<see cref="Q4Panels"/>).
+/// nibbles and scales, the strips in pairs (<see cref="Q4Panels"/>).
 /// </summary>
 internal readonly unsafe struct Q4_0PanelFormat : IBlockFormat
 {
@@ -45,7 +45,15 @@ internal readonly unsafe struct Q4_0PanelFormat : IBlockFormat
     public static byte* ScalePlane(byte* matrix, long rows, long cols) => Q4_0Format.ScalePlane(matrix, rows, cols);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> StripScales(byte* plane, nint strip, int blocks, int block) => Q4_0Format.StripScales(plane, strip, blocks, block);
+    public static Vector256<float> StripScales(byte* plane, nint strip, int blocks, int block) => BlockMatrix.F16Scales8((ushort*)(plane + ScaleAt(strip, blocks, block)));
+
+    /// <summary>A panel's block b keeps its sixteen rows' scales together: strip 2p's eight, then strip 2p + 1's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint ScaleAt(nint strip, int blocks, int block) =>
+        ((((strip >> 1) * blocks) + block) * 2 * ScaleBytesPerBlock) + ((strip & 1) * ScaleBytesPerBlock);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block) => BlockMatrix.F16Scales16((ushort*)(plane + ScaleAt(strip, blocks, block)));
 
     public static Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block) => Vector256<float>.Zero;
 }
@@ -59,7 +67,9 @@ internal readonly unsafe struct Q4_0PanelFormat : IBlockFormat
 /// </code>
 /// So a group of all sixteen rows is one aligned 64-byte load, where two strips side by side cost two
 /// 32-byte loads and an insert into a 512-bit register, and a panel is one sequential stream where two
-/// strips are two. Bytes, scale plane and values are the strip form's; only the quant plane's order moves.
+/// strips are two. The scale plane pairs them the same way: a panel's block b has its sixteen f16 scales
+/// together (strip 2p's eight, then 2p + 1's), widened in one go where two strips' took two conversions
+/// from two places. Bytes and values are the strip form's; only their order moves.
 /// </summary>
 internal static unsafe class Q4Panels
 {
@@ -79,8 +89,8 @@ internal static unsafe class Q4Panels
     }
 
     /// <summary>
-    /// A Q4_0 matrix in strips (<paramref name="bytes"/> long, its quant plane the first
-    /// rows·blocks·16 bytes) rewritten into its panel form at <paramref name="destination"/>.
+    /// A Q4_0 matrix in strips (<paramref name="bytes"/> long: its quant plane the first
+    /// rows·blocks·16 bytes, then its scale plane) rewritten into its panel form at <paramref name="destination"/>.
     /// </summary>
     public static void FromStrips(byte* strips, long bytes, long rows, long cols, byte* destination)
     {
@@ -103,6 +113,19 @@ internal static unsafe class Q4Panels
             }
         }
         long quantPlane = rows * blocks * (BlockMatrix.BlockSize / 2);
-        Buffer.MemoryCopy(strips + quantPlane, destination + quantPlane, bytes - quantPlane, bytes - quantPlane);
+        const int scales = BlockMatrix.StripRows * sizeof(ushort);
+        if (bytes != quantPlane + (rows * blocks * sizeof(ushort)))
+        {
+            throw new ArgumentException($"a [{rows}, {cols}] Q4_0 matrix is {quantPlane + (rows * blocks * sizeof(ushort))} bytes, not {bytes}", nameof(bytes));
+        }
+        for (long p = 0; p < rows / BlockMatrix.PanelRows; p++)
+        {
+            for (long b = 0; b < blocks; b++)
+            {
+                byte* panel = destination + quantPlane + (((p * blocks) + b) * 2 * scales);
+                Buffer.MemoryCopy(strips + quantPlane + ((((2 * p) * blocks) + b) * scales), panel, scales, scales);
+                Buffer.MemoryCopy(strips + quantPlane + (((((2 * p) + 1) * blocks) + b) * scales), panel + scales, scales, scales);
+            }
+        }
     }
 }

@@ -91,4 +91,11 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
     public static Vector256<float> StripScales(byte* plane, nint strip, int blocks, int block) => BlockMatrix.F16StripScales(plane, strip, blocks, block);
 
     public static Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block) => Vector256<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint ScaleAt(nint strip, int blocks, int block) => ((strip * blocks) + block) * ScaleBytesPerBlock;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block) =>
+        Vector512.Create(StripScales(plane, strip, blocks, block), StripScales(plane, strip + 1, blocks, block));
 }

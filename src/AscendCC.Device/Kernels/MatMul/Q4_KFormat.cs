@@ -42,6 +42,14 @@ internal readonly unsafe struct Q4_KFormat : IBlockFormat
 
     public static bool InPanels => false;
 
+    /// <summary>Where the strip's share of its super-block record would start at this block's rate: used only to place prefetches, which Q4_K does not ask for (<see cref="PrefetchesScalePlane"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint ScaleAt(nint strip, int blocks, int block) => ((strip * blocks) + block) * ScaleBytesPerBlock;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block) =>
+        Vector512.Create(StripScales(plane, strip, blocks, block), StripScales(plane, strip + 1, blocks, block));
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<byte> StripGroupPair(byte* first, byte* second, int g) => Q4_0Format.StripGroupPair(first, second, g);
 

@@ -57,5 +57,11 @@ internal readonly unsafe struct Q8_0Format : IBlockFormat
 
     public static Vector256<float> StripMins(byte* plane, nint strip, int blocks, int block) => Vector256<float>.Zero;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static nint ScaleAt(nint strip, int blocks, int block) => ((strip * blocks) + block) * ScaleBytesPerBlock;
+
+    /// <summary>Not used: see <see cref="StripGroupPair"/>.</summary>
+    public static Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block) => throw new NotSupportedException("Q8_0 strips are not read in pairs");
+
     private static int At(int r, int i) => (i / 4 * 32) + (r * 4) + (i % 4);
 }

@@ -35,7 +35,6 @@ internal static unsafe class QuantizedLinear
             case ElementType.Q4_0Panels:
                 Linear<Q4_0PanelFormat>(grid, x, w, bias, y, m, k, n, isa);
                 break;
-
             default:
                 Linear<Q8_0Format>(grid, x, w, bias, y, m, k, n, isa);
                 break;
@@ -59,7 +58,6 @@ internal static unsafe class QuantizedLinear
             case ElementType.Q4_0Panels:
                 LinearFused<Q4_0PanelFormat>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
                 break;
-
             default:
                 LinearFused<Q8_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
                 break;
@@ -572,8 +570,10 @@ internal static unsafe class QuantizedLinear
         /// exact block sums, so the same bits, with half the multiply instructions of two 256-bit strips.
         /// The token count is a type, so each count's loop has only its tokens' products and keeps their
         /// sums in registers; and not inlined, so the JIT allocates this loop's registers alone. Measured on
-        /// the 1.1B step's linears (a harness, alternated), eight tokens Q4_0 in panels: a run-time count
-        /// with a branch per token and the caller's stores, 21.7–24.0 ms, its sums spilled to the stack every block; this, TODO.
+        /// the 1.1B step's linears (a harness over 546 MB of Q4_0 weights, strips and panels alternated,
+        /// 2026-12-04): panels against strips, one token 12.96 against 12.62 ms, two 13.47 / 12.68, four
+        /// 13.79 / 15.26, eight 17.49 / 25.53. Q4_K in panels (the same kernel) read eight tokens in 23.0
+        /// against 26.0 ms but one and two in 15.2–16.6 against 13.3, so Q4_K stays in strips.
         /// </summary>
         [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
         private readonly void StripPair<TM>(int s, int t0) where TM : struct, ITokenCount
@@ -599,8 +599,12 @@ internal static unsafe class QuantizedLinear
                     Prefetch(wb1);
                 }
                 PrefetchScales(plane, s, blocks, b);
-                PrefetchScales(plane, s + 1, blocks, b);
-                Vector512<float> dw = Vector512.Create(TF.StripScales(plane, s, blocks, b), TF.StripScales(plane, s + 1, blocks, b));
+                if (!TF.InPanels)
+                {
+                    // A panel's block keeps both strips' scales on one line.
+                    PrefetchScales(plane, s + 1, blocks, b);
+                }
+                Vector512<float> dw = TF.StripScalesPair(plane, s, blocks, b);
                 Vector512<byte> g0 = TF.StripGroupPair(wb0, wb1, 0), g1 = TF.StripGroupPair(wb0, wb1, 1);
                 Vector512<byte> g2 = TF.StripGroupPair(wb0, wb1, 2), g3 = TF.StripGroupPair(wb0, wb1, 3);
                 Vector512<byte> g4 = TF.StripGroupPair(wb0, wb1, 4), g5 = TF.StripGroupPair(wb0, wb1, 5);
@@ -741,7 +745,7 @@ internal static unsafe class QuantizedLinear
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void PrefetchScales(byte* plane, nint s, int blocks, int b)
         {
-            nint at = ((s * blocks) + b) * TF.ScaleBytesPerBlock;
+            nint at = TF.ScaleAt(s, blocks, b);
             // Only the block whose scales start a line asks: in a harness, asking on every block (four
             // requests a line) was as slow as not asking at all.
             if (TF.PrefetchesScalePlane && Sse.IsSupported && (at & 63) < TF.ScaleBytesPerBlock)
