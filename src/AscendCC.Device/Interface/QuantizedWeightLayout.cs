@@ -54,11 +54,14 @@ public static unsafe class QuantizedWeightLayout
         return device;
     }
 
-    /// <summary>Rows per panel of <see cref="Q4_0PanelsFromQ4_0"/>'s form; a matrix in panels has a whole number of them.</summary>
-    public const int Q4_0PanelRows = BlockMatrix.PanelRows;
+    /// <summary>Rows per panel of <see cref="Q4_0PanelsFromQ4_0"/>'s and <see cref="Q4_KPanelsFromQ4_K"/>'s forms; a matrix in panels has a whole number of them.</summary>
+    public const int PanelRows = BlockMatrix.PanelRows;
 
     /// <summary>The element-type code (the linear launches' dtype scalar) of a Q4_0 matrix in panels.</summary>
     public const int Q4_0PanelsElementTypeCode = (int)ElementType.Q4_0Panels;
+
+    /// <summary>The element-type code of a Q4_K matrix in panels.</summary>
+    public const int Q4_KPanelsElementTypeCode = (int)ElementType.Q4_KPanels;
 
     /// <summary>
     /// A Q4_0 matrix in the device's form (<see cref="Q4_0FromGguf"/>) with its strips of eight rows in
@@ -67,20 +70,30 @@ public static unsafe class QuantizedWeightLayout
     /// tokens share each weight read (see the device's <c>Kernels/MatMul/Q4Panels.cs</c>). Same size, same
     /// values, same scales; only the order of the nibbles moves.
     /// </summary>
-    /// <exception cref="ArgumentException">rows is not a multiple of <see cref="Q4_0PanelRows"/>, cols not of 32, or <paramref name="matrix"/> is not the [rows, cols] matrix's size.</exception>
-    public static byte[] Q4_0PanelsFromQ4_0(ReadOnlySpan<byte> matrix, long rows, long cols)
+    /// <exception cref="ArgumentException">rows is not a multiple of <see cref="PanelRows"/>, cols not of 32, or <paramref name="matrix"/> is not the [rows, cols] matrix's size.</exception>
+    public static byte[] Q4_0PanelsFromQ4_0(ReadOnlySpan<byte> matrix, long rows, long cols) => ToPanels(ElementType.Q4_0, ElementType.Q4_0Panels, matrix, rows, cols);
+
+    /// <summary>
+    /// A Q4_K matrix in the device's form (<see cref="Q4_KFromGguf"/>) in panels of sixteen rows, as
+    /// <see cref="Q4_0PanelsFromQ4_0"/> makes Q4_0's, each panel's two super-block records merged into one
+    /// of sixteen lanes. Same size, same values.
+    /// </summary>
+    /// <exception cref="ArgumentException">rows is not a multiple of <see cref="PanelRows"/>, cols not of 256, or <paramref name="matrix"/> is not the [rows, cols] matrix's size.</exception>
+    public static byte[] Q4_KPanelsFromQ4_K(ReadOnlySpan<byte> matrix, long rows, long cols) => ToPanels(ElementType.Q4_K, ElementType.Q4_KPanels, matrix, rows, cols);
+
+    private static byte[] ToPanels(ElementType stripType, ElementType panelType, ReadOnlySpan<byte> matrix, long rows, long cols)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
-        long bytes = ElementTypes.MatrixBytes(ElementType.Q4_0Panels, rows, cols);
+        long bytes = ElementTypes.MatrixBytes(panelType, rows, cols);
         if (matrix.Length != bytes)
         {
-            throw new ArgumentException($"a [{rows}, {cols}] Q4_0 matrix is {bytes} bytes in the device's form, but {matrix.Length} were given; pass the whole matrix.", nameof(matrix));
+            throw new ArgumentException($"a [{rows}, {cols}] {stripType} matrix is {bytes} bytes in the device's form, but {matrix.Length} were given; pass the whole matrix.", nameof(matrix));
         }
         byte[] panels = new byte[bytes];
         fixed (byte* source = matrix, destination = panels)
         {
-            Q4Panels.FromStrips(source, bytes, rows, cols, destination);
+            Q4Panels.FromStrips(stripType, source, bytes, rows, cols, destination);
         }
         return panels;
     }

@@ -39,6 +39,11 @@ internal enum ElementType : byte
     /// Matrices only, whole panels of rows; what batched programs keep their Q4_0 layer matrices in.
     /// </summary>
     Q4_0Panels = 7,
+    /// <summary>
+    /// <see cref="Q4_K"/> in panels of sixteen rows (<see cref="Q4_KPanelFormat"/>): the nibbles paired as
+    /// <see cref="Q4_0Panels"/> pairs them, each panel's super-block records merged into one of sixteen lanes.
+    /// </summary>
+    Q4_KPanels = 8,
 }
 
 /// <summary>Scalar conversions; vectorised forms live beside the kernels that need them.</summary>
@@ -50,7 +55,7 @@ internal static class ElementTypes
         ElementType.F32 => 4,
         ElementType.F16 or ElementType.BF16 => 2,
         ElementType.BF16Panels => throw new ArgumentOutOfRangeException(nameof(type), type, "BF16Panels is a matrix layout (panels of 32 rows, column-major inside), not rows of elements; size the matrix with ElementTypes.MatrixBytes."),
-        ElementType.Q4_0Panels => throw new ArgumentOutOfRangeException(nameof(type), type, "Q4_0Panels is a matrix layout (Q4_0 blocks in panels of 16 rows), not rows of elements; keep tables in Q4_0 and size matrices with ElementTypes.MatrixBytes."),
+        ElementType.Q4_0Panels or ElementType.Q4_KPanels => throw new ArgumentOutOfRangeException(nameof(type), type, $"{type} is a matrix layout (4-bit blocks in panels of 16 rows), not rows of elements; keep tables in Q4_0 or Q4_K and size matrices with ElementTypes.MatrixBytes."),
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, $"{type} is stored in blocks of 32 with a scale each; size the matrix with ElementTypes.MatrixBytes."),
     };
 
@@ -63,18 +68,22 @@ internal static class ElementTypes
         ElementType.Q8_0 => BlockMatrix<Q8_0Format>.Bytes(rows, cols),
         ElementType.Q4_0 => BlockMatrix<Q4_0Format>.Bytes(rows, cols),
         ElementType.Q4_K => Q4_KMatrix.Bytes(rows, cols),
-        ElementType.Q4_0Panels => PanelBytes(BlockMatrix<Q4_0Format>.Bytes(rows, cols), rows),
+        ElementType.Q4_0Panels => PanelBytes(BlockMatrix<Q4_0Format>.Bytes(rows, cols), rows, type),
+        ElementType.Q4_KPanels => PanelBytes(Q4_KMatrix.Bytes(rows, cols), rows, type),
         ElementType.BF16Panels => PanelGemv.Bytes(rows, cols),
         _ => rows * cols * SizeOf(type),
     };
 
-    /// <summary>True for the llama.cpp block formats (and Q4_0's panel form), which the quantized kernels multiply in int8.</summary>
-    public static bool IsBlockQuantized(ElementType type) => type is ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K or ElementType.Q4_0Panels;
+    /// <summary>True for the llama.cpp block formats (and their panel forms), which the quantized kernels multiply in int8.</summary>
+    public static bool IsBlockQuantized(ElementType type) => type is ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K or ElementType.Q4_0Panels or ElementType.Q4_KPanels;
+
+    /// <summary>True for Q4_K and its panel form, whose rows must be whole super-blocks of 256.</summary>
+    public static bool IsQ4_K(ElementType type) => type is ElementType.Q4_K or ElementType.Q4_KPanels;
 
     /// <summary>A panel form's size is its strip form's; its rows must be whole panels.</summary>
-    private static long PanelBytes(long stripBytes, long rows)
+    private static long PanelBytes(long stripBytes, long rows, ElementType type)
     {
-        Q4Panels.RequireWholePanels(rows, "a Q4_0Panels matrix");
+        Q4Panels.RequireWholePanels(rows, $"a {type} matrix");
         return stripBytes;
     }
 

@@ -32,5 +32,5 @@ internal abstract class OperatorBase : IOperator
 
     /// <summary>Reads an element-type scalar.</summary>
     protected static Kernels.ElementType ElementTypeOf(ref KernelContext c, int i) =>
-        (Kernels.ElementType)c.Int(i, "dtype", 0, (int)Kernels.ElementType.Q4_0Panels);
+        (Kernels.ElementType)c.Int(i, "dtype", 0, (int)Kernels.ElementType.Q4_KPanels);
 }

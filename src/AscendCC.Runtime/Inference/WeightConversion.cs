@@ -109,6 +109,13 @@ public static class WeightConversion
         QuantizedWeightLayout.Q4_0PanelsFromQ4_0(ToQ4_0(tensor), tensor.Shape[0], tensor.Shape[1]);
 
     /// <summary>
+    /// <see cref="ToQ4_K"/> in panels of 16 rows (<see cref="QuantizedWeightLayout.Q4_KPanelsFromQ4_K"/>):
+    /// what a batched program keeps its Q4_K layer matrices in. The rows must be whole panels of 16.
+    /// </summary>
+    public static byte[] ToQ4_KPanels(TensorData tensor) =>
+        QuantizedWeightLayout.Q4_KPanelsFromQ4_K(ToQ4_K(tensor), tensor.Shape[0], tensor.Shape[1]);
+
+    /// <summary>
     /// A [rows, cols] matrix as the device keeps Q4_K (<see cref="QuantizedWeightLayout.Q4_KFromGguf"/>).
     /// A Q4_K tensor's super-blocks are moved exactly; any other (Q6_K included) is quantized as
     /// llama.cpp's quantize_row_q4_K_ref (<see cref="GgufQuantization.QuantizeQ4_K"/>).

@@ -104,8 +104,9 @@ public sealed class CausalLMProgram
 
     /// <summary>
     /// The matrices a batched program keeps in panels rather than rows or strips: BF16 ones in panels of
-    /// 32 rows (<see cref="PanelWeightLayout"/>), Q4_0 ones in panels of 16
-    /// (<see cref="QuantizedWeightLayout.Q4_0PanelsFromQ4_0"/>); empty in the single-sequence program.
+    /// 32 rows (<see cref="PanelWeightLayout"/>), Q4_0 and Q4_K ones in panels of 16
+    /// (<see cref="QuantizedWeightLayout.Q4_0PanelsFromQ4_0"/>, <see cref="QuantizedWeightLayout.Q4_KPanelsFromQ4_K"/>);
+    /// empty in the single-sequence program.
     /// </summary>
     public IReadOnlySet<string> PanelMatrices { get; private init; } = null!;
 
@@ -116,12 +117,15 @@ public sealed class CausalLMProgram
     /// </summary>
     public byte[] DeviceBytes(string name, TensorData tensor) => !PanelMatrices.Contains(name)
         ? WeightConversion.Convert(tensor, WeightPrecisions[name])
-        : WeightPrecisions[name] == WeightPrecision.Q4_0 ? WeightConversion.ToQ4_0Panels(tensor) : WeightConversion.ToBF16Panels(tensor);
+        : WeightPrecisions[name] switch
+        {
+            WeightPrecision.Q4_0 => WeightConversion.ToQ4_0Panels(tensor),
+            WeightPrecision.Q4_K => WeightConversion.ToQ4_KPanels(tensor),
+            _ => WeightConversion.ToBF16Panels(tensor),
+        };
 
     /// <summary>The name a package gives the element type of weight <paramref name="name"/>'s bytes, as <see cref="DeviceBytes"/> makes them.</summary>
-    public string DeviceTypeName(string name) => !PanelMatrices.Contains(name)
-        ? WeightPrecisions[name].ToString()
-        : WeightPrecisions[name] == WeightPrecision.Q4_0 ? "Q4_0Panels" : "BF16Panels";
+    public string DeviceTypeName(string name) => PanelMatrices.Contains(name) ? $"{WeightPrecisions[name]}Panels" : WeightPrecisions[name].ToString();
 
     /// <summary>Bytes of the staged prompt record for a context of <paramref name="maxContext"/> tokens.</summary>
     public static long PromptRecordBytes(int maxContext) =>
@@ -375,7 +379,12 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>The element type <paramref name="weight"/> is kept in, as the kernels' dtype scalar.</summary>
     public long DtOf(ProgramBuffer weight) => !_panels.Contains(weight.Name)
         ? (long)_precisions[weight.Name]
-        : _precisions[weight.Name] == WeightPrecision.Q4_0 ? QuantizedWeightLayout.Q4_0PanelsElementTypeCode : PanelWeightLayout.ElementTypeCode;
+        : _precisions[weight.Name] switch
+        {
+            WeightPrecision.Q4_0 => QuantizedWeightLayout.Q4_0PanelsElementTypeCode,
+            WeightPrecision.Q4_K => QuantizedWeightLayout.Q4_KPanelsElementTypeCode,
+            _ => PanelWeightLayout.ElementTypeCode,
+        };
 
     /// <summary>The KV cache's element type.</summary>
     public KvCachePrecision KvPrecision { get; }
@@ -497,16 +506,15 @@ internal sealed class CausalLMProgramBuilder
     /// refused here, before anything is uploaded, naming the tensor. A batched program keeps a BF16
     /// matrix whose rows are whole panels of 32 in panels (<see cref="PanelWeightLayout"/>), which
     /// several sequences' tokens multiply with each weight read and widened once for all of them, and a
-    /// Q4_0 matrix whose rows are whole panels of 16 in Q4_0 panels (one 64-byte load a group of sixteen
-    /// rows, one stream a panel; docs/architecture.md, batched decode); the single-sequence program keeps
-    /// rows and strips, which one token streams as fast or faster. Q4_K stays in strips: in panels it read
-    /// eight tokens 12 % faster but one or two 15–25 % slower.
+    /// Q4_0 or Q4_K matrix whose rows are whole panels of 16 in panels (one 64-byte load a group of sixteen
+    /// rows, one stream a panel, a block's sixteen scales one widening; docs/architecture.md, batched
+    /// decode); the single-sequence program keeps rows and strips, which one token streams as fast.
     /// </summary>
     public ProgramBuffer Matrix(string name, long rows, long cols)
     {
         ProgramBuffer buffer = MatrixIn(name, rows, cols, Precision);
         if (Sequences > 1 && ((_precisions[name] == WeightPrecision.BF16 && rows % PanelWeightLayout.PanelRows == 0)
-            || (_precisions[name] == WeightPrecision.Q4_0 && rows % QuantizedWeightLayout.Q4_0PanelRows == 0)))
+            || (_precisions[name] is WeightPrecision.Q4_0 or WeightPrecision.Q4_K && rows % QuantizedWeightLayout.PanelRows == 0)))
         {
             _panels.Add(name);
         }

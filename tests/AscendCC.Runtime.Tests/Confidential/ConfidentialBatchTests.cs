@@ -90,16 +90,18 @@ public class ConfidentialBatchTests
 
     /// <summary>
     /// A batched deployment keeps its BF16 layer matrices in panels of 32 (PanelWeightLayout) and its Q4_0
-    /// ones in panels of 16 (QuantizedWeightLayout.Q4_0PanelsFromQ4_0), and the model provider's package
-    /// carries them so: each data owner gets exactly the tokens the plaintext batched model gives the same
-    /// prompt (the same program over the same bytes; a panel lane's sums do not depend on who else is in
-    /// the pass). stories260K with its FFN padded to 192, so that every width is whole Q4_0 blocks.
+    /// and Q4_K ones in panels of 16 (QuantizedWeightLayout.Q4_0PanelsFromQ4_0, Q4_KPanelsFromQ4_K), and the
+    /// model provider's package carries them so: each data owner gets exactly the tokens the plaintext
+    /// batched model gives the same prompt (the same program over the same bytes; a panel lane's sums do
+    /// not depend on who else is in the pass). stories260K with its FFN padded to 192, so that every width
+    /// is whole Q4_0 blocks; for Q4_K a random Llama whose widths are whole super-blocks of 256.
     /// </summary>
     [TestCase(WeightPrecision.BF16)]
     [TestCase(WeightPrecision.Q4_0)]
+    [TestCase(WeightPrecision.Q4_K)]
     public void PanelPackageGivesEveryDataOwnerThePlaintextBatchedTokens(WeightPrecision precision)
     {
-        (LlamaConfig config, Dictionary<string, TensorData> weights) = Llama.PaddedStories260K.Build();
+        (LlamaConfig config, Dictionary<string, TensorData> weights) = precision == WeightPrecision.Q4_K ? RandomModel() : Llama.PaddedStories260K.Build();
         int[][] prompts = [[1, 403, 407, 261, 378], [1, 317, 381, 261]];
         const int Tokens = 40;
         using Testbed bed = Testbed.Create(config, RopeConvention.Half, n => weights[n], new TestbedOptions
@@ -107,6 +109,7 @@ public class ConfidentialBatchTests
             MaxContext = 96, MaxBatchTokens = 6, MaxSequences = 2, KvPrecision = KvCachePrecision.F32, Precision = precision,
         });
         Assert.That(bed.Deployment.BuildProgram().PanelMatrices, Does.Contain("model.layers.0.mlp.down_proj.weight"), $"the batched {precision} program keeps its matrices in panels");
+        Assert.That(bed.Model.Manifest.Tensors.Single(t => t.Name == "model.layers.0.mlp.down_proj.weight").ElementType, Is.EqualTo($"{precision}Panels"), "the package says so");
 
         int[][] plain;
         using (var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true))
@@ -327,5 +330,14 @@ public class ConfidentialBatchTests
                 party.Owner.Dispose();
             }
         }
+    }
+
+    private static (LlamaConfig Config, Dictionary<string, TensorData> Weights) RandomModel()
+    {
+        using var temp = new TempFolder();
+        string folder = RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 77, edgeBlocks: false);
+        using var checkpoint = ModelCheckpoint.Open(folder);
+        var config = (LlamaConfig)checkpoint.Config;
+        return (config, config.ExpectedTensors().ToDictionary(t => t.Name, t => TensorData.FromCheckpoint(checkpoint.GetTensor(t.Name))));
     }
 }

@@ -51,6 +51,7 @@ public class Q4_KModelTests
 
         using var batched = CausalLM.Load(runtime, config, RopeConvention.Half, n => weights[n],
             new CausalLMOptions { MaxContext = 64, WeightPrecision = WeightPrecision.Q4_K, MaxSequences = 3 });
+        Assert.That(batched.Layout.PanelMatrices, Does.Contain("model.layers.0.mlp.down_proj.weight"), "the batched program keeps its Q4_K matrices in panels");
         CausalLMBatch batch = batched.CreateBatch();
         BatchSequence[] sequences = [batch.Add(Prompt, Tokens, stopTokens: []), batch.Add(Prompt[..5], Tokens, stopTokens: []), batch.Add(Prompt, Tokens, stopTokens: [])];
         while (batch.Count > 0)

@@ -79,6 +79,9 @@ internal unsafe interface IBlockFormat
     /// </summary>
     static abstract Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block);
 
+    /// <summary>As <see cref="StripScalesPair"/> for the mins (only formats with <see cref="HasMins"/>).</summary>
+    static abstract Vector512<float> StripMinsPair(byte* plane, nint strip, int blocks, int block);
+
     /// <summary>
     /// True for a panel form (<see cref="Q4_0PanelFormat"/>):
     /// the quant plane keeps strips in pairs, a panel of sixteen rows whose block b is the two strip blocks

@@ -161,16 +161,16 @@ internal static unsafe class LinearKernel
     private static void RequireWeightType(ElementType wType, int k, Int8DotIsa int8Isa)
     {
         if (wType is not (ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0 or ElementType.Q4_0 or ElementType.Q4_K or ElementType.BF16Panels
-            or ElementType.Q4_0Panels))
+            or ElementType.Q4_0Panels or ElementType.Q4_KPanels))
         {
-            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K, BF16Panels or Q4_0Panels.");
+            throw new ArgumentOutOfRangeException(nameof(wType), wType, "Weights must be F32, F16, BF16, Q8_0, Q4_0, Q4_K, BF16Panels, Q4_0Panels or Q4_KPanels.");
         }
         if (ElementTypes.IsBlockQuantized(wType))
         {
             BlockMatrix.RequireWholeBlocks(k, $"the {wType} weight");
-            if (wType == ElementType.Q4_K)
+            if (ElementTypes.IsQ4_K(wType))
             {
-                Q4_KMatrix.RequireWholeSuperBlocks(k, "the Q4_K weight");
+                Q4_KMatrix.RequireWholeSuperBlocks(k, $"the {wType} weight");
             }
             if (!Int8Dot.IsSupported(int8Isa))
             {

@@ -98,4 +98,6 @@ internal readonly unsafe struct Q4_0Format : IBlockFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block) =>
         Vector512.Create(StripScales(plane, strip, blocks, block), StripScales(plane, strip + 1, blocks, block));
+
+    public static Vector512<float> StripMinsPair(byte* plane, nint strip, int blocks, int block) => Vector512<float>.Zero;
 }

@@ -51,6 +51,10 @@ internal readonly unsafe struct Q4_KFormat : IBlockFormat
         Vector512.Create(StripScales(plane, strip, blocks, block), StripScales(plane, strip + 1, blocks, block));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> StripMinsPair(byte* plane, nint strip, int blocks, int block) =>
+        Vector512.Create(StripMins(plane, strip, blocks, block), StripMins(plane, strip + 1, blocks, block));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<byte> StripGroupPair(byte* first, byte* second, int g) => Q4_0Format.StripGroupPair(first, second, g);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

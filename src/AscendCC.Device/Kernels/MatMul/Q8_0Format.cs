@@ -63,5 +63,8 @@ internal readonly unsafe struct Q8_0Format : IBlockFormat
     /// <summary>Not used: see <see cref="StripGroupPair"/>.</summary>
     public static Vector512<float> StripScalesPair(byte* plane, nint strip, int blocks, int block) => throw new NotSupportedException("Q8_0 strips are not read in pairs");
 
+    /// <summary>Not used: see <see cref="StripGroupPair"/>.</summary>
+    public static Vector512<float> StripMinsPair(byte* plane, nint strip, int blocks, int block) => throw new NotSupportedException("Q8_0 strips are not read in pairs");
+
     private static int At(int r, int i) => (i / 4 * 32) + (r * 4) + (i % 4);
 }

@@ -35,6 +35,9 @@ internal static unsafe class QuantizedLinear
             case ElementType.Q4_0Panels:
                 Linear<Q4_0PanelFormat>(grid, x, w, bias, y, m, k, n, isa);
                 break;
+            case ElementType.Q4_KPanels:
+                Linear<Q4_KPanelFormat>(grid, x, w, bias, y, m, k, n, isa);
+                break;
             default:
                 Linear<Q8_0Format>(grid, x, w, bias, y, m, k, n, isa);
                 break;
@@ -57,6 +60,9 @@ internal static unsafe class QuantizedLinear
                 break;
             case ElementType.Q4_0Panels:
                 LinearFused<Q4_0PanelFormat>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
+                break;
+            case ElementType.Q4_KPanels:
+                LinearFused<Q4_KPanelFormat>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
                 break;
             default:
                 LinearFused<Q8_0Format>(grid, x, m, k, w0, y0, n0, w1, y1, n1, w2, y2, n2, isa);
@@ -609,7 +615,7 @@ internal static unsafe class QuantizedLinear
                 Vector512<byte> g2 = TF.StripGroupPair(wb0, wb1, 2), g3 = TF.StripGroupPair(wb0, wb1, 3);
                 Vector512<byte> g4 = TF.StripGroupPair(wb0, wb1, 4), g5 = TF.StripGroupPair(wb0, wb1, 5);
                 Vector512<byte> g6 = TF.StripGroupPair(wb0, wb1, 6), g7 = TF.StripGroupPair(wb0, wb1, 7);
-                Vector512<float> mw = TF.HasMins ? Vector512.Create(TF.StripMins(plane, s, blocks, b), TF.StripMins(plane, s + 1, blocks, b)) : default;
+                Vector512<float> mw = TF.HasMins ? TF.StripMinsPair(plane, s, blocks, b) : default;
                 // Token t's activations are at t·32 from the block's, its scalars at t.
                 sum0 = TokenBlock(sum0, g0, g1, g2, g3, g4, g5, g6, g7, xb, xs, xd, xm, dw, mw);
                 if (TM.Count > 1)

@@ -47,13 +47,13 @@ internal sealed class LinearOperator() : OperatorBase("linear", "x:f32[m,k] weig
         {
             throw new KernelArgumentException($"k = {k} is not a multiple of {BlockMatrix.BlockSize}, so the {wType} weight's rows are not whole blocks; keep this weight in f32, f16 or bf16");
         }
-        if (wType == ElementType.Q4_K && k % Q4_KMatrix.SuperBlockSize != 0)
+        if (ElementTypes.IsQ4_K(wType) && k % Q4_KMatrix.SuperBlockSize != 0)
         {
-            throw new KernelArgumentException($"k = {k} is not a multiple of {Q4_KMatrix.SuperBlockSize}, so the Q4_K weight's rows are not whole super-blocks; keep this weight in q8_0, q4_0, f16 or bf16");
+            throw new KernelArgumentException($"k = {k} is not a multiple of {Q4_KMatrix.SuperBlockSize}, so the {wType} weight's rows are not whole super-blocks; keep this weight in q8_0, q4_0, f16 or bf16");
         }
-        if (wType == ElementType.Q4_0Panels && n % BlockMatrix.PanelRows != 0)
+        if (wType is ElementType.Q4_0Panels or ElementType.Q4_KPanels && n % BlockMatrix.PanelRows != 0)
         {
-            throw new KernelArgumentException($"n = {n} is not a multiple of {BlockMatrix.PanelRows}, so the weight is not whole Q4_0Panels panels; keep this weight in q4_0");
+            throw new KernelArgumentException($"n = {n} is not a multiple of {BlockMatrix.PanelRows}, so the weight is not whole {wType} panels; keep this weight in strips ({(wType == ElementType.Q4_0Panels ? "q4_0" : "q4_k")})");
         }
         if (wType == ElementType.BF16Panels && n % PanelGemv.PanelRows != 0)
         {

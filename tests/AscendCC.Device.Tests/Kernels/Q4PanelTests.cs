@@ -6,15 +6,17 @@ using static AscendCC.Device.Tests.Kernels.QuantizedLinearTests;
 namespace AscendCC.Device.Tests.Kernels;
 
 /// <summary>
-/// linear with Q4_0 weights in panels of sixteen rows (<see cref="ElementType.Q4_0Panels"/>). The test
+/// linear with Q4_0 and Q4_K weights in panels of sixteen rows (<see cref="ElementType.Q4_0Panels"/>,
+/// <see cref="ElementType.Q4_KPanels"/>). The test
 /// lays the panels out itself from the documented rule (panel p's block b, group h: strip 2p's 32 bytes
 /// of group h, then strip 2p + 1's; the block's scales: strip 2p's eight, then 2p + 1's) from the strip form <see cref="QuantizedLinearTests.BlockReference"/>
 /// writes, and holds the kernel to the same exact integer reference and TorchSharp bound as strips —
 /// and to the strips' bits: the block sums are the same exact integers, scaled and added in the same order.
+/// Q4_K's panels likewise, their records merged by the documented rule, against <see cref="Q4_KLinearTests.K4Reference"/>.
 /// </summary>
 [Category(KernelTestData.Category)]
 [TestFixture]
-public sealed class Q4_0PanelTests : IDisposable
+public sealed class Q4PanelTests : IDisposable
 {
     private readonly AiCoreGrid _twoCores = new(2);
     private readonly AiCoreGrid _oneCore = new(1);
@@ -69,6 +71,51 @@ public sealed class Q4_0PanelTests : IDisposable
                 AssertWithin(y, torch, [.. bound.Zip(activationBound, (a, b) => a + b)], what + " vs torch on the dequantized weights");
                 float[] fromStrips = new float[m * n];
                 LinearKernel.Linear(grid, x, strips, ElementType.Q4_0, bias, fromStrips, m, k, n, Gemm.DefaultIsa, isa);
+                Assert.That(y, Is.EqualTo(fromStrips), what + ": the strips' bits");
+            }
+        }
+    }
+
+    private static IEnumerable<TestCaseData> KShapes()
+    {
+        // As Shapes, in whole super-blocks of 256 along k.
+        int[][] shapes =
+        [
+            [1, 256, 16], [1, 768, 144], [2, 512, 48], [3, 256, 16], [4, 1280, 32], [5, 256, 16], [6, 256, 160], [7, 256, 64], [8, 512, 2064],
+            [9, 256, 32], [13, 1280, 48], [33, 512, 16], [3, 0, 16],
+        ];
+        foreach (int[] s in shapes)
+        {
+            foreach (bool withBias in new[] { false, true })
+            {
+                yield return new TestCaseData(s[0], s[1], s[2], withBias).SetArgDisplayNames($"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias");
+            }
+        }
+    }
+
+    [TestCaseSource(nameof(KShapes))]
+    public void Q4_KPanelsMatchTheExactIntegerReferenceTorchAndTheStripsBits(int m, int k, int n, bool withBias)
+    {
+        float[] x = KernelTestData.Normal(m * k, seed: (m * 13) + k);
+        float[] bias = withBias ? KernelTestData.Normal(n, seed: n + 3) : [];
+        byte[] gguf = Q4_KLinearTests.K4Reference.RandomBlocks(n, k, seed: n + (5 * k));
+        byte[] strips = QuantizedWeightLayout.Q4_KFromGguf(gguf, n, k);
+        byte[] panels = KPanels(strips, n, k);
+        Assert.That(QuantizedWeightLayout.Q4_KPanelsFromQ4_K(strips, n, k), Is.EqualTo(panels), "the layout API writes the documented panels");
+        (double[] expected, double[] bound) = Q4_KLinearTests.K4Reference.Linear(x, gguf, bias, m, k, n);
+        (double[] torch, double[] activationBound) = TorchLinear([.. Q4_KLinearTests.K4Reference.Dequantize(gguf, n, k).Select(w => (double)w)], x, bias, m, k, n);
+
+        foreach (Int8DotIsa isa in SupportedIsas())
+        {
+            foreach (AiCoreGrid grid in new[] { _twoCores, _oneCore })
+            {
+                string what = $"{isa} on {grid.CoreCount} cores";
+                float[] y = Enumerable.Repeat(float.NaN, m * n).ToArray();
+                LinearKernel.Linear(grid, x, panels, ElementType.Q4_KPanels, bias, y, m, k, n, Gemm.DefaultIsa, isa);
+                AssertWithin(y, expected, bound, what + " vs the exact integer reference");
+                AssertWithin(y, torch, [.. bound.Zip(activationBound, (a, b) => a + b)], what + " vs torch on the dequantized weights");
+                float[] fromStrips = new float[m * n];
+                LinearKernel.Linear(grid, x, strips, ElementType.Q4_K, bias, fromStrips, m, k, n, Gemm.DefaultIsa, isa);
                 Assert.That(y, Is.EqualTo(fromStrips), what + ": the strips' bits");
             }
         }
@@ -130,6 +177,47 @@ public sealed class Q4_0PanelTests : IDisposable
         Assert.That(kernel!.Message, Does.Contain("24 rows").And.Contain("whole panels of 16"));
         var table = Assert.Throws<ArgumentOutOfRangeException>(() => Embedding.EmbeddingGather(new byte[n * 3 * 18], ElementType.Q4_0Panels, [1], new float[k], n, k));
         Assert.That(table!.Message, Does.Contain("Q4_0Panels is a matrix layout"));
+        var kRows = Assert.Throws<ArgumentException>(() => QuantizedWeightLayout.Q4_KPanelsFromQ4_K(new byte[QuantizedWeightLayout.Q4_KMatrixBytes(24, 256)], 24, 256));
+        Assert.That(kRows!.Message, Does.Contain("24 rows").And.Contain("whole panels of 16"));
+        var kTable = Assert.Throws<ArgumentOutOfRangeException>(() => Embedding.EmbeddingGather(new byte[QuantizedWeightLayout.Q4_KMatrixBytes(16, 256)], ElementType.Q4_KPanels, [1], new float[256], 16, 256));
+        Assert.That(kTable!.Message, Does.Contain("Q4_KPanels is a matrix layout"));
+    }
+
+    /// <summary>
+    /// The documented panel form of a Q4_K strip-form matrix: the nibbles paired as Q4_0's, and per panel
+    /// and super-block one 384-byte record merged from the two strips' 192-byte ones lane by lane:
+    /// d f32[16], dmin f32[16], sc u8[8 blocks][16 rows], m u8[8][16].
+    /// </summary>
+    private static byte[] KPanels(byte[] strips, int rows, int cols)
+    {
+        int blocks = cols / 32, supers = cols / 256, quantPlane = rows * blocks * 16;
+        byte[] panels = new byte[strips.Length];
+        for (int p = 0; p < rows / 16; p++)
+        {
+            for (int half = 0; half < 2; half++)
+            {
+                int strip = (2 * p) + half;
+                for (int b = 0; b < blocks; b++)
+                {
+                    for (int h = 0; h < 4; h++)
+                    {
+                        strips.AsSpan((((strip * blocks) + b) * 128) + (32 * h), 32).CopyTo(panels.AsSpan((((p * blocks) + b) * 256) + (64 * h) + (32 * half)));
+                    }
+                }
+                for (int sb = 0; sb < supers; sb++)
+                {
+                    int from = quantPlane + (((strip * supers) + sb) * 192), to = quantPlane + (((p * supers) + sb) * 384);
+                    strips.AsSpan(from, 32).CopyTo(panels.AsSpan(to + (32 * half)));
+                    strips.AsSpan(from + 32, 32).CopyTo(panels.AsSpan(to + 64 + (32 * half)));
+                    for (int j = 0; j < 8; j++)
+                    {
+                        strips.AsSpan(from + 64 + (8 * j), 8).CopyTo(panels.AsSpan(to + 128 + (16 * j) + (8 * half)));
+                        strips.AsSpan(from + 128 + (8 * j), 8).CopyTo(panels.AsSpan(to + 256 + (16 * j) + (8 * half)));
+                    }
+                }
+            }
+        }
+        return panels;
     }
 
     /// <summary>
