@@ -9,7 +9,7 @@ namespace AscendCC.Benchmarks;
 /// <summary>
 /// The linears of one 1.1B (TinyLlama-shaped) decode step and nothing else: every layer's fused
 /// q/k/v, o, fused gate/up and down projection and the classifier, each layer's weights a buffer of
-/// its own (2.1 GB in BF16, so nothing is served from cache), at BF16, Q8_0, Q4_0 and Q4_K (BF16 and Q4_0 also in
+/// its own (2.1 GB in BF16, so nothing is served from cache), at BF16, Q8_0, Q4_0 and Q4_K (BF16, Q4_0 and Q4_K also in
 /// the panels batched programs keep them in, the classifier in rows or strips as there), for 1, 2, 4
 /// and 8 tokens. Rounds interleave the precisions; each round also measures the machine's read bandwidth,
 /// so the GEMV kernels' share of it is a ratio within a round. This isolates the kernels from the
@@ -23,7 +23,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
 
     public string Name => "gemv";
 
-    public string Description => "1.1B decode step's linears only: BF16/BF16Panels/Q8_0/Q4_0/Q4_0Panels/Q4_K at 1, 2, 4 and 8 tokens, GB/s against the read bandwidth";
+    public string Description => "1.1B decode step's linears only: BF16/Q8_0/Q4_0/Q4_K, in rows or strips and in panels, at 1, 2, 4 and 8 tokens, GB/s against the read bandwidth";
 
     public string ReportFileName => "gemv.md";
 
@@ -35,7 +35,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
         AiCoreGrid grid = AiCoreGrid.Shared;
         var bandwidth = new ReadBandwidth();
         // --filter picks precisions by name ("BF16|Q4_0").
-        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.BF16Panels, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_0Panels, ElementType.Q4_K }.Where(t => options.Includes(t.ToString()))];
+        ElementType[] types = [.. new[] { ElementType.BF16, ElementType.BF16Panels, ElementType.Q8_0, ElementType.Q4_0, ElementType.Q4_0Panels, ElementType.Q4_K, ElementType.Q4_KPanels }.Where(t => options.Includes(t.ToString()))];
         int[] widths = [1, 2, 4, 8];
         var steps = types.Select(t => new StepWeights(t)).ToArray();
         try
@@ -228,7 +228,7 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
         }
 
         /// <summary>The classifier's element type: the layers' but rows where they are in panels.</summary>
-        private ElementType ClassifierType => Type switch { ElementType.BF16Panels => ElementType.BF16, ElementType.Q4_0Panels => ElementType.Q4_0, _ => Type };
+        private ElementType ClassifierType => Type switch { ElementType.BF16Panels => ElementType.BF16, ElementType.Q4_0Panels => ElementType.Q4_0, ElementType.Q4_KPanels => ElementType.Q4_K, _ => Type };
 
         public ElementType Type { get; }
 
@@ -298,19 +298,21 @@ internal sealed unsafe class DecodeGemvSuite : IBenchmarkSuite, IReportingSuite
                     halves[i] = (ushort)((halves[i] & 0x807F) | ((0x77 + (halves[i] >> 7 & 1)) << 7));
                 }
             }
-            else if (type == ElementType.Q4_K)
+            else if (type is ElementType.Q4_K or ElementType.Q4_KPanels)
             {
-                // Quant bytes stay random; each part's records get plausible f32 d and dmin (sc and m random bytes).
+                // Quant bytes stay random; each part's records get plausible f32 d and dmin (sc and m random
+                // bytes): per strip 8 of each in 192 bytes, per panel (two strips) 16 of each in 384.
+                int lanes = type == ElementType.Q4_K ? 8 : 16;
                 foreach ((long offset, int partRows) in Parts(rows))
                 {
                     long strips = (partRows + 7) / 8;
                     long records = offset + (strips * (cols / BlockMatrix.BlockSize) * 128);
-                    for (long r = 0; r < strips * (cols / 256); r++)
+                    for (long r = 0; r < strips * 8 / lanes * (cols / 256); r++)
                     {
-                        var dd = MemoryMarshal.Cast<byte, float>(span.Slice((int)(records + (r * 192)), 64));
-                        for (int i = 0; i < 16; i++)
+                        var dd = MemoryMarshal.Cast<byte, float>(span.Slice((int)(records + (r * 24 * lanes)), 8 * lanes));
+                        for (int i = 0; i < 2 * lanes; i++)
                         {
-                            dd[i] = (float)((0.5 + random.NextDouble()) / (i < 8 ? 4096 : 2048));
+                            dd[i] = (float)((0.5 + random.NextDouble()) / (i < lanes ? 4096 : 2048));
                         }
                     }
                 }

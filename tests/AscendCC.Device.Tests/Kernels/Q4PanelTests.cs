@@ -30,6 +30,11 @@ public sealed class Q4PanelTests : IDisposable
 
     private static Int8DotIsa[] SupportedIsas() => [.. Enum.GetValues<Int8DotIsa>().Where(Int8Dot.IsSupported)];
 
+    /// <summary>Each shape [m, k, n] with and without a bias.</summary>
+    private static IEnumerable<TestCaseData> Cases(int[][] shapes) =>
+        shapes.SelectMany(s => new[] { false, true }.Select(withBias =>
+            new TestCaseData(s[0], s[1], s[2], withBias).SetArgDisplayNames($"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias")));
+
     private static IEnumerable<TestCaseData> Shapes()
     {
         // Every token count of the GEMV (1..8, a loop each), the GEMM past eight (packing from panels);
@@ -40,13 +45,7 @@ public sealed class Q4PanelTests : IDisposable
             [1, 32, 16], [1, 768, 2064], [2, 96, 48], [3, 288, 16], [4, 64, 144], [5, 32, 32], [6, 128, 160], [7, 800, 48], [8, 96, 2064],
             [9, 96, 32], [13, 288, 64], [33, 64, 16], [127, 256, 144], [3, 0, 16],
         ];
-        foreach (int[] s in shapes)
-        {
-            foreach (bool withBias in new[] { false, true })
-            {
-                yield return new TestCaseData(s[0], s[1], s[2], withBias).SetArgDisplayNames($"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias");
-            }
-        }
+        return Cases(shapes);
     }
 
     [TestCaseSource(nameof(Shapes))]
@@ -84,13 +83,7 @@ public sealed class Q4PanelTests : IDisposable
             [1, 256, 16], [1, 768, 144], [2, 512, 48], [3, 256, 16], [4, 1280, 32], [5, 256, 16], [6, 256, 160], [7, 256, 64], [8, 512, 2064],
             [9, 256, 32], [13, 1280, 48], [33, 512, 16], [3, 0, 16],
         ];
-        foreach (int[] s in shapes)
-        {
-            foreach (bool withBias in new[] { false, true })
-            {
-                yield return new TestCaseData(s[0], s[1], s[2], withBias).SetArgDisplayNames($"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias");
-            }
-        }
+        return Cases(shapes);
     }
 
     [TestCaseSource(nameof(KShapes))]

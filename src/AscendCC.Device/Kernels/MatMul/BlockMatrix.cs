@@ -83,10 +83,11 @@ internal unsafe interface IBlockFormat
     static abstract Vector512<float> StripMinsPair(byte* plane, nint strip, int blocks, int block);
 
     /// <summary>
-    /// True for a panel form (<see cref="Q4_0PanelFormat"/>):
+    /// True for a panel form (<see cref="Q4_0PanelFormat"/>, <see cref="Q4_KPanelFormat"/>):
     /// the quant plane keeps strips in pairs, a panel of sixteen rows whose block b is the two strip blocks
     /// interleaved 32 bytes at a time (see <see cref="BlockMatrix{TFormat}.StripBlock"/>), so one 64-byte
-    /// load is a group of all sixteen rows and a panel is one sequential stream. The scale plane is the strip form's.
+    /// load is a group of all sixteen rows and a panel is one sequential stream; the scales pair the same
+    /// way (<see cref="ScaleAt"/>, <see cref="StripScalesPair"/>; <see cref="Q4Panels"/>).
     /// </summary>
     static abstract bool InPanels { get; }
 
@@ -161,7 +162,7 @@ internal static unsafe class BlockMatrix<TFormat> where TFormat : IBlockFormat
         get => TFormat.InPanels ? 2 * StripBlockBytes : StripBlockBytes;
     }
 
-    /// <summary>The scale plane of a [rows, cols] matrix: strip s's block b's eight scales at <c>Scales(…) + (s·blocks + b)·8</c>.</summary>
+    /// <summary>The scale plane of a [rows, cols] matrix: strip s's block b's eight scales at <c>Scales(…) + ScaleAt(s, blocks, b)</c> bytes (<c>(s·blocks + b)·16</c> in a strip form).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ushort* Scales(byte* matrix, long rows, long cols) => (ushort*)(matrix + rows * RowQuantBytes(cols));
 
