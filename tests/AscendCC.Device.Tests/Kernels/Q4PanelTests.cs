@@ -32,8 +32,10 @@ public sealed class Q4PanelTests : IDisposable
 
     /// <summary>Each shape [m, k, n] with and without a bias.</summary>
     private static IEnumerable<TestCaseData> Cases(int[][] shapes) =>
-        shapes.SelectMany(s => new[] { false, true }.Select(withBias =>
+        shapes.SelectMany(s => WithAndWithoutBias.Select(withBias =>
             new TestCaseData(s[0], s[1], s[2], withBias).SetArgDisplayNames($"{s[0]}x{s[1]}x{s[2]}", withBias ? "bias" : "no bias")));
+
+    private static readonly bool[] WithAndWithoutBias = [false, true];
 
     private static IEnumerable<TestCaseData> Shapes()
     {
