@@ -66,9 +66,9 @@ public static unsafe class QuantizedWeightLayout
     /// <summary>
     /// A Q4_0 matrix in the device's form (<see cref="Q4_0FromGguf"/>) with its strips of eight rows in
     /// pairs, panels of sixteen: a panel's block holds both strips' nibbles interleaved 32 bytes at a time,
-    /// so a group of all sixteen rows is one 64-byte load and a panel one stream, which is what lets eight
-    /// tokens share each weight read (see the device's <c>Kernels/MatMul/Q4Panels.cs</c>). Same size, same
-    /// values, same scales; only the order of the nibbles moves.
+    /// so a group of all sixteen rows is one 64-byte load and a panel one stream, and a block's sixteen
+    /// scales side by side, which is what lets eight tokens share each weight read (see the device's
+    /// <c>Kernels/MatMul/Q4Panels.cs</c>). Same size, same values; only the order of the bytes moves.
     /// </summary>
     /// <exception cref="ArgumentException">rows is not a multiple of <see cref="PanelRows"/>, cols not of 32, or <paramref name="matrix"/> is not the [rows, cols] matrix's size.</exception>
     public static byte[] Q4_0PanelsFromQ4_0(ReadOnlySpan<byte> matrix, long rows, long cols) => ToPanels(ElementType.Q4_0, ElementType.Q4_0Panels, matrix, rows, cols);
