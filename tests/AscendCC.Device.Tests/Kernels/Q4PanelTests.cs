@@ -139,6 +139,29 @@ public sealed class Q4PanelTests : IDisposable
         }
     }
 
+    [TestCase(1, 256, 64, 32, 32)]
+    [TestCase(5, 512, 2048, 256, 0)]
+    [TestCase(8, 256, 96, 16, 48)]
+    [TestCase(12, 256, 64, 32, 32)]
+    public void FusedQ4_KPanelsGiveEachWeightTheStripsBits(int m, int k, int n0, int n1, int n2)
+    {
+        float[] x = KernelTestData.Normal(m * k, seed: 71 + m);
+        int[] ns = [n0, n1, n2];
+        byte[][] strips = [.. ns.Select((n, i) => QuantizedWeightLayout.Q4_KFromGguf(Q4_KLinearTests.K4Reference.RandomBlocks(n, k, seed: 80 + i), n, k))];
+        byte[][] panels = [.. strips.Select((s, i) => KPanels(s, ns[i], k))];
+        foreach (Int8DotIsa isa in SupportedIsas())
+        {
+            float[][] y = [.. ns.Select(n => Enumerable.Repeat(float.NaN, m * n).ToArray())];
+            LinearKernel.LinearFused(_twoCores, x, ElementType.Q4_KPanels, m, k, panels[0], y[0], n0, panels[1], y[1], n1, panels[2], y[2], n2, Gemm.DefaultIsa, isa);
+            for (int i = 0; i < 3; i++)
+            {
+                float[] alone = new float[m * ns[i]];
+                LinearKernel.Linear(_oneCore, x, strips[i], ElementType.Q4_K, [], alone, m, k, ns[i], Gemm.DefaultIsa, isa);
+                Assert.That(y[i], Is.EqualTo(alone), $"{isa}, part {i}");
+            }
+        }
+    }
+
     /// <summary>A sequence's outputs do not change when others share its batch: each of eight tokens gets the bits it gets alone.</summary>
     [Test]
     public void PanelsGiveEveryTokenOfABatchTheBitsOfOneToken()
