@@ -69,14 +69,14 @@ internal static class Activations
     private readonly struct SiluOp : IUnaryOp
     {
         public float Invoke(float x) => x / (1f + MathF.Exp(-x));
-        public Vector512<float> Invoke(Vector512<float> x) => x / (Vector512<float>.One + Vector512.Exp(-x));
+        public Vector512<float> Invoke(Vector512<float> x) => x / (Vector512<float>.One + VectorExp.Exp(-x));
         public Vector256<float> Invoke(Vector256<float> x) => x / (Vector256<float>.One + Vector256.Exp(-x));
     }
 
     private readonly struct SiluMulOp : IBinaryOp
     {
         public float Invoke(float gate, float up) => gate / (1f + MathF.Exp(-gate)) * up;
-        public Vector512<float> Invoke(Vector512<float> gate, Vector512<float> up) => gate / (Vector512<float>.One + Vector512.Exp(-gate)) * up;
+        public Vector512<float> Invoke(Vector512<float> gate, Vector512<float> up) => gate / (Vector512<float>.One + VectorExp.Exp(-gate)) * up;
         public Vector256<float> Invoke(Vector256<float> gate, Vector256<float> up) => gate / (Vector256<float>.One + Vector256.Exp(-gate)) * up;
     }
 
@@ -95,7 +95,7 @@ internal static class Activations
         public Vector512<float> Invoke(Vector512<float> x)
         {
             var z = Sqrt2OverPi * (x + Cubic * x * x * x);
-            return x / (Vector512<float>.One + Vector512.Exp(z * -2f));
+            return x / (Vector512<float>.One + VectorExp.Exp(z * -2f));
         }
 
         public Vector256<float> Invoke(Vector256<float> x)
@@ -141,7 +141,7 @@ internal static class Activations
             poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(A3));
             poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(A2));
             poly = Vector512.FusedMultiplyAdd(poly, t, Vector512.Create(A1));
-            var erfc = poly * t * Vector512.Exp(-(a * a));
+            var erfc = poly * t * VectorExp.Exp(-(a * a));
             var onePlusErf = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(u, Vector512<float>.Zero), Vector512.Create(2f) - erfc, erfc);
             return 0.5f * x * onePlusErf;
         }
