@@ -87,6 +87,80 @@ public class SequenceSegmentsTests
         Assert.That(batched, Is.EqualTo(single));
     }
 
+    // A decode step: one row per sequence, at very different positions (so the cores' shares of the
+    // work are cut by keys, not by rows).
+    private static readonly SequenceSegment[] DecodeRows = [new(2, 95, 1), new(0, 3, 1), new(3, 60, 1), new(1, 17, 1)];
+
+    [TestCase(8, 8, (int)ElementType.F16, 0, 1, TestName = "{m}(8 heads, F16, 1 core)")]
+    [TestCase(8, 8, (int)ElementType.F16, 0, 2, TestName = "{m}(8 heads, F16, 2 cores)")]
+    [TestCase(8, 8, (int)ElementType.F16, 0, 3, TestName = "{m}(8 heads, F16, 3 cores)")]
+    [TestCase(8, 2, (int)ElementType.F16, 0, 3, TestName = "{m}(GQA 4, F16, 3 cores)")]
+    [TestCase(6, 6, (int)ElementType.BF16, 7, 2, TestName = "{m}(window 7, BF16, 2 cores)")]
+    [TestCase(4, 4, (int)ElementType.F32, 0, 3, TestName = "{m}(F32, 3 cores)")]
+    public void ADecodeStepSplitAcrossCoresGivesEveryRowItsSingleSequenceBits(int nHeads, int nKvHeads, int typeCode, int window, int cores)
+    {
+        // A decode step's blocks go to the cores as consecutive ranges of about equal keys (each core
+        // then knows its next block and requests its first lines early): every block must run exactly
+        // once, whatever the core count, and give what the single-sequence kernel gives.
+        var type = (ElementType)typeCode;
+        const int headDim = 64;
+        int size = ElementTypes.SizeOf(type), slotBytes = nKvHeads * MaxSeq * headDim * size, kvDim = nKvHeads * headDim;
+        var kCache = new byte[Slots * slotBytes];
+        var vCache = new byte[Slots * slotBytes];
+        foreach (SequenceSegment s in DecodeRows)
+        {
+            float[] keys = Normal((s.Start + 1) * kvDim, 50 + s.Slot), values = Normal((s.Start + 1) * kvDim, 60 + s.Slot);
+            KvCache.KvCacheWrite(keys, values, kCache.AsSpan(s.Slot * slotBytes, slotBytes), vCache.AsSpan(s.Slot * slotBytes, slotBytes), type, s.Start + 1, 0, nKvHeads, headDim, MaxSeq);
+        }
+        int rowFloats = nHeads * headDim;
+        float[] q = Normal(DecodeRows.Length * rowFloats, 70);
+        var batched = new float[q.Length];
+        batched.AsSpan().Fill(float.NaN);
+        using (var grid = new AiCoreGrid(cores))
+        {
+            Attention.CausalAttention(grid, q, kCache, vCache, type, batched, DecodeRows, nHeads, nKvHeads, headDim, MaxSeq, 0.125f, window);
+        }
+
+        var single = new float[q.Length];
+        for (int i = 0; i < DecodeRows.Length; i++)
+        {
+            SequenceSegment s = DecodeRows[i];
+            Attention.CausalAttention(AiCoreGrid.Shared, q.AsSpan(i * rowFloats, rowFloats), kCache.AsSpan(s.Slot * slotBytes, slotBytes), vCache.AsSpan(s.Slot * slotBytes, slotBytes),
+                type, single.AsSpan(i * rowFloats, rowFloats), 1, s.Start, nHeads, nKvHeads, headDim, MaxSeq, 0.125f, window);
+        }
+        Assert.That(batched, Is.EqualTo(single));
+    }
+
+    [TestCase(new long[] { 150, 150, 150, 150, 150, 150, 150, 150 }, 12, 2, TestName = "{m}(eight equal rows, 12 blocks each, 2 cores)")]
+    [TestCase(new long[] { 96, 4, 61, 18 }, 4, 3, TestName = "{m}(uneven rows, 3 cores)")]
+    [TestCase(new long[] { 2000, 10, 10, 10, 10 }, 2, 2, TestName = "{m}(one long row, 2 cores)")]
+    [TestCase(new long[] { 5 }, 1, 4, TestName = "{m}(fewer blocks than cores)")]
+    public void ADecodeStepsCoresGetConsecutiveRangesOfAboutEqualKeys(long[] keys, int blocksPerItem, int cores)
+    {
+        var bounds = new int[cores + 1];
+        Attention.Partition(keys, blocksPerItem, bounds);
+        int blocks = keys.Length * blocksPerItem;
+        long total = keys.Sum() * blocksPerItem, largest = keys.Max();
+        Assert.That(bounds[0], Is.EqualTo(0));
+        Assert.That(bounds[cores], Is.EqualTo(blocks), "every block is in a range");
+        long done = 0;
+        for (int p = 0; p < cores; p++)
+        {
+            Assert.That(bounds[p + 1], Is.GreaterThanOrEqualTo(bounds[p]), "ranges are consecutive");
+            for (int b = bounds[p]; b < bounds[p + 1]; b++)
+            {
+                done += keys[b / blocksPerItem];
+            }
+            // Each cut is the block boundary nearest to its share of the work: within half a block of it
+            // (blocks cannot be split), so a long row's blocks do not pull their neighbours along.
+            if (p + 1 < cores && bounds[p + 1] < blocks)
+            {
+                Assert.That(2 * Math.Abs((done * cores) - (total * (p + 1))), Is.LessThanOrEqualTo(largest * cores),
+                    $"cut {p + 1} after {done} keys of {total} over {cores} cores");
+            }
+        }
+    }
+
     [Test]
     public void BatchedWriteTouchesOnlyTheSegmentsRows()
     {
