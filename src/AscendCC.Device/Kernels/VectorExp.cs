@@ -12,11 +12,11 @@ namespace AscendCC.Device.Kernels;
 /// "Exponentials, and a decode row's own work").
 /// </summary>
 /// <remarks>
-/// Cody–Waite reduction x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 split in two so n·ln2_hi is exact), Cephes'
-/// expf polynomial for e^r (within 1 ulp of the correctly rounded result over the range, checked against double-precision exp in
-/// the tests), and the power of two applied by vscalefps, which rounds to denormals, 0 and +∞ as IEEE
-/// multiplication would. x is clamped to [−104, 89] first — beyond it e^x is 0 or +∞ in float either way —
-/// so −∞ gives 0 and +∞ gives +∞; NaN stays NaN.
+/// Cody–Waite reduction x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 split in two so n·ln2_hi is exact),
+/// Cephes' expf polynomial for e^r, and the power of two applied by vscalefps, which rounds to denormals,
+/// 0 and +∞ as IEEE multiplication would: within 1 ulp of the correctly rounded result over the whole range
+/// (checked against double-precision exp in the tests). x is clamped to [−104, 89] first — beyond it e^x is
+/// 0 or +∞ in float either way — so −∞ gives 0 and +∞ gives +∞; NaN stays NaN.
 /// </remarks>
 internal static class VectorExp
 {
