@@ -405,7 +405,7 @@ internal static unsafe class Attention
             float* corr = stackalloc float[heads];
             // The heads' queries are adjacent in the row: one scaled copy of heads·hd floats. (Scalar,
             // these loops and the output's were a fifth of a decode row over a cached 150-key context.)
-            Scaled(Q + rowOffset, q, heads * hd, Scale);
+            Elementwise.Scale(new ReadOnlySpan<float>(Q + rowOffset, heads * hd), Scale, new Span<float>(q, heads * hd));
             new Span<float>(o, heads * hd).Clear();
             for (int h = 0; h < heads; h++)
             {
@@ -464,26 +464,7 @@ internal static unsafe class Attention
             }
             for (int h = 0; h < heads; h++)
             {
-                Scaled(o + (h * hd), Output + rowOffset + (h * hd), hd, 1f / l[h]);
-            }
-        }
-
-        // dst[i] = src[i] · factor.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Scaled(float* src, float* dst, int n, float factor)
-        {
-            int i = 0;
-            if (Vector512.IsHardwareAccelerated)
-            {
-                var f = Vector512.Create(factor);
-                for (; i <= n - 16; i += 16)
-                {
-                    (Vector512.Load(src + i) * f).Store(dst + i);
-                }
-            }
-            for (; i < n; i++)
-            {
-                dst[i] = src[i] * factor;
+                Elementwise.Scale(new ReadOnlySpan<float>(o + (h * hd), hd), 1f / l[h], new Span<float>(Output + rowOffset + (h * hd), hd));
             }
         }
 
