@@ -174,17 +174,20 @@ internal static unsafe class Attention
             grid.Launch(blocks, ref kernel);
             return;
         }
-        // A decode row reads positions kStart .. Start: its block's work.
+        // A decode row reads positions FirstKey .. Start: its block's work.
         Span<long> keys = items <= 256 ? stackalloc long[items] : new long[items];
         for (int i = 0; i < items; i++)
         {
-            keys[i] = window > 0 ? Math.Min(window, work[i].Start + 1) : work[i].Start + 1;
+            keys[i] = work[i].Start + 1 - FirstKey(work[i].Start + 1, window);
         }
         int* bounds = stackalloc int[grid.CoreCount + 1];
         Partition(keys, blocksPerItem, new Span<int>(bounds, grid.CoreCount + 1));
         kernel.Ranges = bounds;
         grid.Launch(grid.CoreCount, ref kernel);
     }
+
+    // The first key a decode row whose keys end before kEnd reads: 0, or under a window of W the W-th last.
+    private static int FirstKey(int kEnd, int window) => window > 0 ? Math.Max(0, kEnd - window) : 0;
 
     /// <summary>
     /// A decode step's blocks (every segment one row) cut into bounds.Length − 1 consecutive ranges of
@@ -317,7 +320,7 @@ internal static unsafe class Attention
                         WorkItem next = Work[(b + 1) / blocksPerTile];
                         int nextHead = (b + 1) % blocksPerTile * HeadsPerBlock;
                         int kEnd = next.Start + 1;
-                        int kStart = Window > 0 ? Math.Max(0, kEnd - Window) : 0;
+                        int kStart = FirstKey(kEnd, Window);
                         nint first = next.KvBase + ((((nint)(nextHead / Group) * MaxSeq) + kStart) * HeadDim * TC.ElementSize);
                         known._nextKeys = KCache + first;
                         known._nextValues = VCache + first;
@@ -413,7 +416,7 @@ internal static unsafe class Attention
                 l[h] = 0f;
             }
             int kEnd = StartPos + i + 1;
-            int kStart = Window > 0 ? Math.Max(0, kEnd - Window) : 0;
+            int kStart = FirstKey(kEnd, Window);
             // A lone head reads each key and value once: widening them in registers as they are read
             // beats writing a widened tile and reading it back. Heads sharing a KV head widen once.
             bool inRegisters = heads == 1 && typeof(TC) != typeof(LinearKernel.F32Weights);
@@ -577,7 +580,7 @@ internal static unsafe class Attention
             float l = 0f;
             int kEnd = StartPos + i + 1;
             // Keys before the window are skipped, not masked: this query needs none of them.
-            int kStart = Window > 0 ? Math.Max(0, kEnd - Window) : 0;
+            int kStart = FirstKey(kEnd, Window);
             for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
             {
                 int kn = Math.Min(KeyTile, kEnd - kt0);
