@@ -11,7 +11,7 @@ public static class CheckpointPrecisions
 {
     /// <summary>
     /// Under a 4-bit deployment (<see cref="WeightPrecision.Q4_0"/>, <see cref="WeightPrecision.Q4_K"/>), the
-    /// layer matrices the file stores in a wider block type — Q5_K, Q6_K or Q8_0 — are kept in Q8_0
+    /// layer matrices the file stores in a wider block type — Q5_0, Q5_1, Q5_K, Q6_K or Q8_0 — are kept in Q8_0
     /// rather than requantized to 4 bits. llama.cpp's mixed files choose those types on purpose: a
     /// Q4_K_M keeps attn_v and ffn_down of about half the layers in Q6_K (its use_more_bits), a Q4_K_S
     /// some in Q5_K; requantizing them to 4 bits doubles their rounding error (a 6-bit step is a quarter
@@ -35,7 +35,7 @@ public static class CheckpointPrecisions
             {
                 continue;
             }
-            if (tensor.StoredGgufType is GgufTensorType.Q5_K or GgufTensorType.Q6_K or GgufTensorType.Q8_0)
+            if (tensor.StoredGgufType is GgufTensorType.Q5_0 or GgufTensorType.Q5_1 or GgufTensorType.Q5_K or GgufTensorType.Q6_K or GgufTensorType.Q8_0)
             {
                 kept[name] = WeightPrecision.Q8_0;
             }

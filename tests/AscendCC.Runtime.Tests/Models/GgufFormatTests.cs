@@ -245,9 +245,10 @@ public class GgufFormatTests
     public void UnsupportedTensorTypeIsRefusedNamingTensorTypeAndTheSupportedOnes()
     {
         using var temp = new TempFolder();
-        string path = temp.File("q3.gguf");
-        new GgufWriter().AddRawTensor("blk.0.attn_q.weight", [256, 1], GgufTensorType.Q3_K, new byte[110]).Write(path);
-        var e = Refused(path, "Q3_K", "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K");
+        string path = temp.File("iq2.gguf");
+        // IQ2_XXS: 2.06 bits a weight on an E8 lattice grid, an importance-matrix type this runtime does not read.
+        new GgufWriter().AddRawTensor("blk.0.attn_q.weight", [256, 1], GgufTensorType.IQ2_XXS, new byte[66]).Write(path);
+        var e = Refused(path, "IQ2_XXS", "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS");
         Assert.That(e.TensorName, Is.EqualTo("blk.0.attn_q.weight"));
         new GgufWriter().AddRawTensor("x", [1], (GgufTensorType)99, new byte[4]).Write(path);
         Refused(path, "type 99");

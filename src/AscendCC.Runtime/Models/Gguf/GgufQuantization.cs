@@ -4,7 +4,8 @@ namespace AscendCC.Runtime.Models.Gguf;
 
 /// <summary>
 /// ggml's block formats to float32 and back, bit for bit as ggml-quants.c's reference rows
-/// (dequantize_row_q8_0, _q4_0, _q4_K, _q6_K; quantize_row_q8_0_ref, _q4_0_ref, _q4_K_ref). Allocation-free.
+/// (dequantize_row_q8_0, _q4_0, _q4_1, _q5_0, _q5_1, _q2_K, _q3_K, _q4_K, _q5_K, _q6_K, _iq4_nl, _iq4_xs;
+/// quantize_row_q8_0_ref, _q4_0_ref, _q4_K_ref). Allocation-free.
 /// </summary>
 public static class GgufQuantization
 {
@@ -36,6 +37,27 @@ public static class GgufQuantization
                 break;
             case GgufTensorType.Q4_0:
                 DequantizeQ4_0(source, destination);
+                break;
+            case GgufTensorType.Q4_1:
+                DequantizeQ4_1(source, destination);
+                break;
+            case GgufTensorType.Q5_0:
+                DequantizeQ5(source, destination, withMin: false);
+                break;
+            case GgufTensorType.Q5_1:
+                DequantizeQ5(source, destination, withMin: true);
+                break;
+            case GgufTensorType.Q2_K:
+                DequantizeQ2_K(source, destination);
+                break;
+            case GgufTensorType.Q3_K:
+                DequantizeQ3_K(source, destination);
+                break;
+            case GgufTensorType.IQ4_NL:
+                DequantizeIQ4_NL(source, destination);
+                break;
+            case GgufTensorType.IQ4_XS:
+                DequantizeIQ4_XS(source, destination);
                 break;
             case GgufTensorType.Q4_K:
                 DequantizeK4(source, destination, fifthBit: false);
@@ -360,6 +382,163 @@ public static class GgufQuantization
             {
                 y[j] = ((qs[j] & 0x0F) - 8) * d;
                 y[j + 16] = ((qs[j] >> 4) - 8) * d;
+            }
+        }
+    }
+
+    // ggml's dequantize_row_q4_1: low nibbles are elements 0..15, high nibbles 16..31; y = q·d + m.
+    private static void DequantizeQ4_1(ReadOnlySpan<byte> source, Span<float> destination)
+    {
+        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.Q4_1BlockBytes, o += 32)
+        {
+            float d = Half16(source.Slice(b, 2));
+            float m = Half16(source.Slice(b + 2, 2));
+            ReadOnlySpan<byte> qs = source.Slice(b + 4, 16);
+            Span<float> y = destination.Slice(o, 32);
+            for (int j = 0; j < 16; j++)
+            {
+                y[j] = ((qs[j] & 0x0F) * d) + m;
+                y[j + 16] = ((qs[j] >> 4) * d) + m;
+            }
+        }
+    }
+
+    // ggml's dequantize_row_q5_0 and _q5_1: the nibbles as Q4_0/Q4_1 order them, each with a fifth bit
+    // from the block's 32-bit qh (bit j for element j); Q5_0's q is centred, (q − 16)·d, Q5_1's q·d + m.
+    private static void DequantizeQ5(ReadOnlySpan<byte> source, Span<float> destination, bool withMin)
+    {
+        int blockBytes = withMin ? GgufTensorTypes.Q5_1BlockBytes : GgufTensorTypes.Q5_0BlockBytes;
+        for (int b = 0, o = 0; b < source.Length; b += blockBytes, o += 32)
+        {
+            float d = Half16(source.Slice(b, 2));
+            float m = withMin ? Half16(source.Slice(b + 2, 2)) : 0f;
+            int at = b + (withMin ? 4 : 2);
+            uint qh = BinaryPrimitives.ReadUInt32LittleEndian(source.Slice(at, 4));
+            ReadOnlySpan<byte> qs = source.Slice(at + 4, 16);
+            Span<float> y = destination.Slice(o, 32);
+            for (int j = 0; j < 16; j++)
+            {
+                int x0 = (qs[j] & 0x0F) | (int)(((qh >> j) << 4) & 0x10);
+                int x1 = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+                if (withMin)
+                {
+                    y[j] = (x0 * d) + m;
+                    y[j + 16] = (x1 * d) + m;
+                }
+                else
+                {
+                    y[j] = (x0 - 16) * d;
+                    y[j + 16] = (x1 - 16) * d;
+                }
+            }
+        }
+    }
+
+    // ggml's dequantize_row_q2_K: per 128 weights, four 2-bit planes of the same 32 bytes (shift 0, 2,
+    // 4, 6), each plane two runs of 16 with their own byte of scale (low nibble) and min (high nibble):
+    // y = (d·sc)·q − dmin·m.
+    private static void DequantizeQ2_K(ReadOnlySpan<byte> source, Span<float> destination)
+    {
+        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.Q2_KBlockBytes, o += 256)
+        {
+            ReadOnlySpan<byte> scales = source.Slice(b, 16);
+            float d = Half16(source.Slice(b + 80, 2));
+            float min = Half16(source.Slice(b + 82, 2));
+            int y = o, isc = 0;
+            for (int n = 0; n < 2; n++)
+            {
+                ReadOnlySpan<byte> q = source.Slice(b + 16 + (n * 32), 32);
+                for (int shift = 0; shift < 8; shift += 2)
+                {
+                    for (int half = 0; half < 32; half += 16)
+                    {
+                        byte sc = scales[isc++];
+                        float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+                        for (int l = 0; l < 16; l++)
+                        {
+                            destination[y++] = (dl * ((q[half + l] >> shift) & 3)) - ml;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ggml's dequantize_row_q3_K: Q2_K's 2-bit planes, a third bit from hmask (clear means 4 less),
+    // sixteen 6-bit scales (low nibbles in bytes 0..7, their top two bits in bytes 8..11) less 32:
+    // y = (d·(sc − 32))·(q − 4·[bit clear]).
+    private static void DequantizeQ3_K(ReadOnlySpan<byte> source, Span<float> destination)
+    {
+        Span<sbyte> sc = stackalloc sbyte[16];
+        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.Q3_KBlockBytes, o += 256)
+        {
+            ReadOnlySpan<byte> hm = source.Slice(b, 32);
+            ReadOnlySpan<byte> packed = source.Slice(b + 96, 12);
+            float dAll = Half16(source.Slice(b + 108, 2));
+            for (int j = 0; j < 16; j++)
+            {
+                int low = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+                int high = (packed[8 + (j % 4)] >> (2 * (j / 4))) & 3;
+                sc[j] = (sbyte)((low | (high << 4)) - 32);
+            }
+            int y = o, isc = 0, m = 1;
+            for (int n = 0; n < 2; n++)
+            {
+                ReadOnlySpan<byte> q = source.Slice(b + 32 + (n * 32), 32);
+                for (int shift = 0; shift < 8; shift += 2, m <<= 1)
+                {
+                    for (int half = 0; half < 32; half += 16)
+                    {
+                        float dl = dAll * sc[isc++];
+                        for (int l = 0; l < 16; l++)
+                        {
+                            destination[y++] = dl * (((q[half + l] >> shift) & 3) - ((hm[half + l] & m) != 0 ? 0 : 4));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>ggml's kvalues_iq4nl: IQ4_NL's and IQ4_XS's sixteen levels, denser near zero.</summary>
+    private static ReadOnlySpan<sbyte> IQ4Levels => [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+    // ggml's dequantize_row_iq4_nl: Q4_0's nibble order, each nibble indexing IQ4Levels; y = d·level.
+    private static void DequantizeIQ4_NL(ReadOnlySpan<byte> source, Span<float> destination)
+    {
+        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.IQ4_NLBlockBytes, o += 32)
+        {
+            float d = Half16(source.Slice(b, 2));
+            ReadOnlySpan<byte> qs = source.Slice(b + 2, 16);
+            Span<float> y = destination.Slice(o, 32);
+            for (int j = 0; j < 16; j++)
+            {
+                y[j] = d * IQ4Levels[qs[j] & 0xF];
+                y[j + 16] = d * IQ4Levels[qs[j] >> 4];
+            }
+        }
+    }
+
+    // ggml's dequantize_row_iq4_xs: eight IQ4_NL-ordered blocks of 32, each with a 6-bit scale (low
+    // nibble from scales_l, top two bits from scales_h) less 32: y = (d·(ls − 32))·level.
+    private static void DequantizeIQ4_XS(ReadOnlySpan<byte> source, Span<float> destination)
+    {
+        for (int b = 0, o = 0; b < source.Length; b += GgufTensorTypes.IQ4_XSBlockBytes, o += 256)
+        {
+            float d = Half16(source.Slice(b, 2));
+            int scalesHigh = BinaryPrimitives.ReadUInt16LittleEndian(source.Slice(b + 2, 2));
+            ReadOnlySpan<byte> scalesLow = source.Slice(b + 4, 4);
+            for (int ib = 0; ib < 8; ib++)
+            {
+                int ls = ((scalesLow[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((scalesHigh >> (2 * ib)) & 3) << 4);
+                float dl = d * (ls - 32);
+                ReadOnlySpan<byte> qs = source.Slice(b + 8 + (ib * 16), 16);
+                Span<float> y = destination.Slice(o + (ib * 32), 32);
+                for (int j = 0; j < 16; j++)
+                {
+                    y[j] = dl * IQ4Levels[qs[j] & 0xF];
+                    y[j + 16] = dl * IQ4Levels[qs[j] >> 4];
+                }
             }
         }
     }
