@@ -203,6 +203,7 @@ public static class ChatApp
             : o.RequireModel is null ? "--server needs --require-model: the model's graph measurement its provider published (ascendcc-provider deploy prints it)."
             : !IsHex(o.RequireModel, 48) ? $"--require-model must be the model's 48-byte graph measurement as 96 hex digits; '{o.RequireModel}' is not."
             : o.NoCc ? "--no-cc cannot go with --server: the server's NPUs run with confidential computing on."
+            : o.Weights is not null ? "--weights cannot go with --server: the model's provider chose its precision when it deployed the package."
             : o.Transcript is not null ? "--transcript records the bytes the local host handles; with --server the host is remote (capture its traffic instead)."
             : o.Device < 0 ? "--device must be 0 or more."
             : null;
@@ -398,12 +399,16 @@ public static class ChatApp
         {
             return new RemoteEngine(ui, new Uri(server), options.Manufacturer!, options.Device, options.Package, Convert.FromHexString(options.RequireModel!), tokenizer, maxContext);
         }
+        WeightPrecision precision = options.Weights ?? CheckpointPrecisions.Stored(checkpoint!);
+        IReadOnlyDictionary<string, WeightPrecision> wider = CheckpointPrecisions.For(checkpoint!, precision);
+        ui.Evidence("weights", $"{precision}{(options.Weights is null ? " (as the checkpoint stores them; --weights to choose)" : "")}"
+            + (wider.Count > 0 ? $", {wider.Count} matrices the file stores wider kept in Q8_0" : ""));
         var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
         try
         {
             IChatEngine engine = options.NoCc
-                ? new PlainEngine(ui, npu, checkpoint!, options.Mode, maxContext, MaxBatchTokens)
-                : new ConfidentialEngine(ui, npu, checkpoint!, modelName, options.Mode, maxContext, MaxBatchTokens);
+                ? new PlainEngine(ui, npu, checkpoint!, options.Mode, maxContext, MaxBatchTokens, precision, wider)
+                : new ConfidentialEngine(ui, npu, checkpoint!, modelName, options.Mode, maxContext, MaxBatchTokens, precision, wider);
             return new OwningEngine(engine, npu);
         }
         catch

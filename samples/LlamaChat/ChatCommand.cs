@@ -17,6 +17,7 @@ internal static class ChatCommand
           LlamaChat -m ../shared/models/gptneo-shakespeare -p "ROMEO:" -t 0 -n 70 --quiet
                                                             a GPT-Neo, one summary line per attestation
           LlamaChat -m MODEL --no-cc                        the same device with confidential computing off
+          LlamaChat -m tinyllama.Q4_K_M.gguf --weights q8_0 a GGUF in another device precision than its own
           LlamaChat -m MODEL -p "Q: 2+2?" --stop "Q:"       end the reply where the model starts a new question
           LlamaChat -m MODEL --system "Answer briefly."    a system message, through the model's chat template
           LlamaChat -m MODEL --chat-template chatml.jinja  format turns with another template (.jinja or tokenizer_config.json)
@@ -41,6 +42,12 @@ internal static class ChatCommand
         var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens; 0 = off.", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the device's sampler.", DefaultValueFactory = _ => 42UL };
         var noCc = new Option<bool>("--no-cc") { Description = "Same device with confidential computing off: plaintext weights and tokens (for comparison)." };
+        var weights = new Option<string>("--weights", "-w")
+        {
+            Description = "Precision of the weight matrices on the device: auto (what the checkpoint stores: a Q4_K_M .gguf runs in Q4_K with its Q6_K matrices in Q8_0, a Q8_0 file in Q8_0, a BF16 folder in BF16, F32 otherwise), f32, f16, bf16, q8_0, q4_0 or q4_k.",
+            DefaultValueFactory = _ => "auto",
+        };
+        weights.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k");
         var mode = new Option<string>("--mode") { Description = "eager (op by op, each checked against the attested list) or graph (one attested task list).", DefaultValueFactory = _ => "graph" };
         mode.AcceptOnlyFromAmong("eager", "graph");
         var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };
@@ -66,7 +73,7 @@ internal static class ChatCommand
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, mode, transcript, attack, raw, chatTemplate, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, weights, mode, transcript, attack, raw, chatTemplate, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -86,6 +93,7 @@ internal static class ChatCommand
             PresencePenalty = r.GetValue(presencePenalty),
             Stop = r.GetValue(stop) ?? [],
             NoCc = r.GetValue(noCc),
+            Weights = r.GetValue(weights) is { } w && w != "auto" ? Enum.Parse<WeightPrecision>(w, ignoreCase: true) : null,
             Mode = r.GetValue(mode) == "eager" ? ExecutionMode.Eager : ExecutionMode.Graph,
             Transcript = r.GetValue(transcript),
             Attack = r.GetValue(attack),

@@ -40,6 +40,9 @@ internal sealed record ChatOptions
 
     public bool NoCc { get; init; }
 
+    /// <summary>--weights: the device precision of the weight matrices; null (auto) for what the checkpoint stores (<see cref="CheckpointPrecisions.Stored"/>).</summary>
+    public WeightPrecision? Weights { get; init; }
+
     public ExecutionMode Mode { get; init; } = ExecutionMode.Graph;
 
     public string? Transcript { get; init; }

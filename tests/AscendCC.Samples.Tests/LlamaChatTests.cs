@@ -108,6 +108,45 @@ public class LlamaChatTests
         Assert.That(stderr, Does.Not.Contain("info: ").And.Not.Contain("dbug: ").And.Not.Contain("generation: prefill"));
     }
 
+    /// <summary>
+    /// A quantized GGUF runs in the precision it stores (--weights auto): a Q4_K file in Q4_K, CC on and
+    /// off alike, the same tokens as --weights q4_k names it; --weights f32 widens it; an unknown
+    /// precision, or --weights with --server, is refused before anything boots.
+    /// </summary>
+    [Test]
+    public void AGgufRunsInThePrecisionItStoresUnlessWeightsNamesAnother()
+    {
+        using var temp = new AscendCC.Runtime.Tests.Models.TempFolder();
+        string folder = AscendCC.Runtime.Tests.Models.RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 4096, edgeBlocks: false);
+        string q4k = temp.File("random-q4_k.gguf");
+        using (var checkpoint = ModelCheckpoint.Open(folder))
+        {
+            AscendCC.Runtime.Models.Gguf.GgufWriter.WriteLlama(q4k, checkpoint, TextTokenizer.Load(folder), AscendCC.Runtime.Models.Gguf.GgufTensorType.Q4_K);
+        }
+        string[] args = ["--model", q4k, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "12"];
+        var (exit, stdout, stderr) = RunChat(args);
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(Unwrap(stderr), Does.Contain("weights: Q4_K (as the checkpoint stores them"));
+        Assert.That(stdout, Does.StartWith("Once upon a time"));
+        var plain = RunChat([.. args, "--no-cc"]);
+        Assert.That(plain.Exit, Is.EqualTo(0), plain.Stderr);
+        Assert.That(plain.Stdout, Is.EqualTo(stdout), "CC off: the same program, the same tokens");
+        var named = RunChat([.. args, "--weights", "q4_k"]);
+        Assert.That(named.Exit, Is.EqualTo(0), named.Stderr);
+        Assert.That(named.Stdout, Is.EqualTo(stdout));
+        Assert.That(Unwrap(named.Stderr), Does.Contain("weights: Q4_K").And.Not.Contain("as the checkpoint stores them"));
+        var wide = RunChat([.. args, "--weights", "f32", "--no-cc"]);
+        Assert.That(wide.Exit, Is.EqualTo(0), wide.Stderr);
+        Assert.That(Unwrap(wide.Stderr), Does.Contain("weights: F32"));
+
+        var unknown = RunChat([.. args, "--weights", "q5_k"]);
+        Assert.That(unknown.Exit, Is.Not.EqualTo(0));
+        Assert.That(unknown.Stderr, Does.Contain("q5_k"));
+        var remote = RunChat("--model", folder, "--server", "http://localhost:1", "--manufacturer", folder, "--require-model", new string('a', 96), "--weights", "q8_0", "--prompt", "x");
+        Assert.That(remote.Exit, Is.Not.EqualTo(0));
+        Assert.That(remote.Stderr, Does.Contain("--weights cannot go with --server"));
+    }
+
     [TestCase("Once upon a time", "once_upon_a_time")]
     [TestCase("Lily had a", "lily_had_a")]
     public void RawCompletionOneShotPrintsExactlyTheLlama2cReference(string prompt, string reference)

@@ -33,11 +33,12 @@ internal sealed class ConfidentialEngine : IChatEngine
     // prompts with this model and no other.
     private readonly byte[] _model = [];
 
-    public ConfidentialEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, string modelName, ExecutionMode mode, int maxContext, int maxBatchTokens)
+    public ConfidentialEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, string modelName, ExecutionMode mode, int maxContext, int maxBatchTokens,
+        WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision> matrixPrecisions)
     {
         _ui = ui;
         _npu = npu;
-        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, WeightPrecision.F32);
+        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, precision, MatrixPrecisions: matrixPrecisions);
         byte[] package;
         byte[] manifestDigest;
 

@@ -16,7 +16,8 @@ internal sealed class PlainEngine : IChatEngine
 {
     private readonly CausalLM _model;
 
-    public PlainEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, ExecutionMode mode, int maxContext, int maxBatchTokens)
+    public PlainEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, ExecutionMode mode, int maxContext, int maxBatchTokens,
+        WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision> matrixPrecisions)
     {
         ui.Step("host", "uploads plaintext weights (CC off: the host can read every byte)");
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -25,6 +26,8 @@ internal sealed class PlainEngine : IChatEngine
             Mode = mode,
             MaxContext = maxContext,
             MaxBatchTokens = maxBatchTokens,
+            WeightPrecision = precision,
+            MatrixPrecisions = matrixPrecisions,
         }));
         ui.Logger.LogInformation("load: plaintext weights uploaded and the {Mode} program loaded in {Milliseconds} ms", mode, clock.ElapsedMilliseconds);
         ui.Evidence("graph measurement (informational; nothing checks it with CC off)", Convert.ToHexStringLower(_model.Program.Measure()));

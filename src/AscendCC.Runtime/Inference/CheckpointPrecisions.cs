@@ -42,4 +42,72 @@ public static class CheckpointPrecisions
         }
         return kept;
     }
+
+    /// <summary>
+    /// The deployment precision a checkpoint's own storage suggests: what a llama.cpp user expects a
+    /// quantized file to run in. The layer matrices' stored types, weighted by their weights, pick it:
+    /// Q8_0, Q4_0 and Q4_K as stored; Q5_0, Q5_1, Q5_K and Q6_K → Q8_0 (the nearest device format that
+    /// keeps their bits); Q4_1, IQ4_NL, IQ4_XS, Q3_K and Q2_K → Q4_K (the device's 4-bit format with
+    /// scales and mins); plain F16 and BF16 as stored; F32 and anything else F32. While a matrix's input
+    /// width is not whole blocks of the pick (32 for Q8_0 and Q4_0 and for the embedding and classifier,
+    /// which 4-bit deployments keep in Q8_0; 256 for Q4_K's layer matrices) it steps wider, Q4_K → Q4_0 →
+    /// Q8_0 → F32. Pair it with <see cref="For"/> for the matrices a mixed file keeps wider.
+    /// </summary>
+    public static WeightPrecision Stored(ModelCheckpoint checkpoint)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ModelConfig config = checkpoint.Config;
+        var layers = new List<(long Cols, long Weights, WeightPrecision Suggests)>();
+        var tables = new List<long>();
+        foreach ((string name, long[] shape) in config.ExpectedTensors())
+        {
+            if (shape.Length != 2 || !checkpoint.Tensors.TryGetValue(name, out CheckpointTensor? tensor))
+            {
+                continue;
+            }
+            if (name == config.EmbeddingTensorName || name == config.LmHeadTensorName)
+            {
+                tables.Add(shape[1]);
+                continue;
+            }
+            layers.Add((shape[1], shape[0] * shape[1], Suggests(tensor)));
+        }
+        if (layers.Count == 0)
+        {
+            return WeightPrecision.F32;
+        }
+        WeightPrecision precision = layers.GroupBy(l => l.Suggests).MaxBy(g => g.Sum(l => l.Weights))!.Key;
+        while (!Fits(precision))
+        {
+            precision = precision switch
+            {
+                WeightPrecision.Q4_K => WeightPrecision.Q4_0,
+                WeightPrecision.Q4_0 => WeightPrecision.Q8_0,
+                _ => WeightPrecision.F32,
+            };
+        }
+        return precision;
+
+        bool Fits(WeightPrecision p) => p switch
+        {
+            WeightPrecision.Q8_0 or WeightPrecision.Q4_0 => layers.All(l => l.Cols % 32 == 0) && tables.All(c => c % 32 == 0),
+            WeightPrecision.Q4_K => layers.All(l => l.Cols % 256 == 0) && tables.All(c => c % 32 == 0),
+            _ => true,
+        };
+    }
+
+    private static WeightPrecision Suggests(CheckpointTensor tensor) => tensor.StoredGgufType switch
+    {
+        GgufTensorType.Q8_0 => WeightPrecision.Q8_0,
+        GgufTensorType.Q4_0 => WeightPrecision.Q4_0,
+        GgufTensorType.Q4_K => WeightPrecision.Q4_K,
+        GgufTensorType.Q5_0 or GgufTensorType.Q5_1 or GgufTensorType.Q5_K or GgufTensorType.Q6_K => WeightPrecision.Q8_0,
+        GgufTensorType.Q4_1 or GgufTensorType.IQ4_NL or GgufTensorType.IQ4_XS or GgufTensorType.Q3_K or GgufTensorType.Q2_K => WeightPrecision.Q4_K,
+        _ => tensor.DType switch
+        {
+            TensorDType.F16 => WeightPrecision.F16,
+            TensorDType.BF16 => WeightPrecision.BF16,
+            _ => WeightPrecision.F32,
+        },
+    };
 }
