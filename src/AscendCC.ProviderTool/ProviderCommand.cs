@@ -24,20 +24,26 @@ internal static class ProviderCommand
           ascendcc-provider deploy ./stories260K --server http://npu-host:8080 --manufacturer ./manufacturer
                                    encrypt, upload, attest NPU 0, release the key, load; prints the graph measurement
           ascendcc-provider deploy ./model --server URL --manufacturer DIR --device all --ctx-size 1024 --precision bf16
+          ascendcc-provider deploy ./tinyllama.Q4_K_M.gguf --server URL --manufacturer DIR
+                                   a GGUF deploys in the precision it stores (here Q4_K, its Q6_K matrices in Q8_0)
         """;
 
     /// <summary>The command line, writing results to <paramref name="stdout"/> and steps and errors to <paramref name="stderr"/>.</summary>
     public static RootCommand Create(TextWriter stdout, TextWriter stderr)
     {
-        var model = new Argument<string>("model") { Description = "Hugging Face model folder (config.json, *.safetensors)." };
+        var model = new Argument<string>("model") { Description = "Hugging Face model folder (config.json, *.safetensors) or a llama.cpp .gguf file." };
         var server = new Option<string>("--server", "-s") { Description = "The AscendCC server's URL (http or https).", Required = true };
         var manufacturer = new Option<string>("--manufacturer") { Description = "Folder of the manufacturer's publications (root.pem, reference-measurements.p7, tcb-recovery.p7, revocations.crl): the only trust anchor.", Required = true };
         var name = new Option<string?>("--name") { Description = "The package's name on the server. Default: the model folder's name." };
         var device = new Option<string>("--device", "-d") { Description = "NPU index, or 'all'.", DefaultValueFactory = _ => "0" };
         var contextSize = new Option<int>("--ctx-size", "-c") { Description = "Tokens of context the deployment provides; default: the model's maximum, at most 2048." };
         var batch = new Option<int>("--batch-tokens") { Description = "Most prompt tokens per pass.", DefaultValueFactory = _ => 64 };
-        var precision = new Option<string>("--precision") { Description = "Weight precision on the device: f32, f16 or bf16.", DefaultValueFactory = _ => "f32" };
-        precision.AcceptOnlyFromAmong("f32", "f16", "bf16");
+        var precision = new Option<string>("--precision")
+        {
+            Description = "Weight precision on the device: auto (what the checkpoint stores: a Q4_K_M .gguf deploys in Q4_K with its Q6_K matrices in Q8_0, a BF16 folder in BF16, an F32 one in F32), f32, f16, bf16, q8_0, q4_0 or q4_k. Part of the measurement.",
+            DefaultValueFactory = _ => "auto",
+        };
+        precision.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k");
         var kvCache = new Option<string>("--kv-cache") { Description = "KV cache precision on the device: f32, f16 or bf16 (default f16; it is part of the measurement).", DefaultValueFactory = _ => CausalLMOptions.DefaultKvCachePrecision.ToString().ToLowerInvariant() };
         kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var sequences = new Option<int>("--sequences") { Description = "Data owners' sessions the NPU answers at once (batched decode; 1 = one at a time). Part of the measurement.", DefaultValueFactory = _ => 1 };
@@ -51,7 +57,7 @@ internal static class ProviderCommand
             try
             {
                 await DeployAsync(new DeployRequest(r.GetValue(model)!, ServerUri(r.GetValue(server)!), r.GetValue(manufacturer)!, r.GetValue(name), r.GetValue(device)!,
-                    r.GetValue(contextSize), r.GetValue(batch), Enum.Parse<WeightPrecision>(r.GetValue(precision)!, ignoreCase: true),
+                    r.GetValue(contextSize), r.GetValue(batch), r.GetValue(precision) is { } p && p != "auto" ? Enum.Parse<WeightPrecision>(p, ignoreCase: true) : null,
                     Enum.Parse<KvCachePrecision>(r.GetValue(kvCache)!, ignoreCase: true), r.GetValue(sequences)), stdout, stderr, cancel);
                 return 0;
             }
@@ -80,7 +86,8 @@ internal static class ProviderCommand
             ? uri
             : throw new ArgumentException($"--server '{text}' is not an http(s) URL; give the server's address, e.g. http://npu-host:8080");
 
-    private sealed record DeployRequest(string Model, Uri Server, string Manufacturer, string? Name, string Device, int ContextSize, int BatchTokens, WeightPrecision Precision,
+    // Precision null: what the checkpoint stores (CheckpointPrecisions.Stored).
+    private sealed record DeployRequest(string Model, Uri Server, string Manufacturer, string? Name, string Device, int ContextSize, int BatchTokens, WeightPrecision? Precision,
         KvCachePrecision KvPrecision, int Sequences);
 
     private static async Task DeployAsync(DeployRequest request, TextWriter stdout, TextWriter stderr, CancellationToken cancel)
@@ -103,8 +110,9 @@ internal static class ProviderCommand
             throw new ArgumentException($"--sequences {request.Sequences} is not 1..1024: the number of data owners' sessions the NPU answers at once");
         }
         // The matrices the file stores wider than a 4-bit deployment (a Q4_K_M's Q6_K) stay wider, as CausalLM.Load keeps them.
-        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), request.Precision, request.KvPrecision,
-            request.Sequences, CheckpointPrecisions.For(checkpoint, request.Precision));
+        WeightPrecision precision = request.Precision ?? CheckpointPrecisions.Stored(checkpoint);
+        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), precision, request.KvPrecision,
+            request.Sequences, CheckpointPrecisions.For(checkpoint, precision));
 
         // The package is written to a temporary file next to nothing secret: it is ciphertext with a
         // public signed manifest. The key stays in this process and dies with it.
@@ -120,7 +128,7 @@ internal static class ProviderCommand
             }
             using (model)
             {
-                await stderr.WriteLineAsync($"encrypted {name} ({new FileInfo(packagePath).Length} bytes, {checkpoint.Config.GetType().Name}, context {context}, {request.Precision}{(deployment.MatrixPrecisions is { } kept ? $" ({kept.Count} matrices kept in Q8_0, which the file stores wider than 4 bits)" : "")}, KV {request.KvPrecision}) in {clock.ElapsedMilliseconds} ms");
+                await stderr.WriteLineAsync($"encrypted {name} ({new FileInfo(packagePath).Length} bytes, {checkpoint.Config.GetType().Name}, context {context}, {precision}{(request.Precision is null ? " as the checkpoint stores it" : "")}{(deployment.MatrixPrecisions is { } kept ? $" ({kept.Count} matrices kept in Q8_0, which the file stores wider than 4 bits)" : "")}, KV {request.KvPrecision}) in {clock.ElapsedMilliseconds} ms");
                 clock.Restart();
                 await using (FileStream upload = File.OpenRead(packagePath))
                 {

@@ -63,6 +63,54 @@ public sealed class ProviderToolTests
         }
     }
 
+    /// <summary>
+    /// A llama.cpp-style Q4_K GGUF deploys in the precision it stores by default (--precision auto): a
+    /// data owner requiring the printed measurement is answered; --precision f32 widens the same file.
+    /// </summary>
+    [Test]
+    public async Task Deploy_of_a_gguf_defaults_to_the_precision_the_file_stores()
+    {
+        using var temp = new AscendCC.Runtime.Tests.Models.TempFolder();
+        string folder = AscendCC.Runtime.Tests.Models.RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 4096, edgeBlocks: false);
+        string gguf = temp.File("random-q4_k.gguf");
+        using (var checkpoint = AscendCC.Runtime.Models.ModelCheckpoint.Open(folder))
+        {
+            AscendCC.Runtime.Models.Gguf.GgufWriter.WriteLlama(gguf, checkpoint, AscendCC.Runtime.Tokenizers.TextTokenizer.Load(folder), AscendCC.Runtime.Models.Gguf.GgufTensorType.Q4_K);
+        }
+        string store = Path.Combine(Path.GetTempPath(), "ascendcc-provider-tool-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using ServerProcess server = await ServerProcess.StartAsync("--Npu:Simulate=true", "--Npu:DeviceCount=1", $"--Npu:ModelStore={store}", $"--Npu:HbmCapacity={64L << 20}");
+            string manufacturer = Path.Combine(store, "manufacturer");
+            (int exit, string stdout, string stderr) = await RunAsync("deploy", gguf, "--server", server.Address.ToString(), "--manufacturer", manufacturer, "--ctx-size", "64");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stderr, Does.Contain("Q4_K as the checkpoint stores it"));
+            byte[] measurement = Convert.FromHexString(stdout.Trim());
+
+            using var http = new HttpClient { BaseAddress = server.Address };
+            var npu = new RemoteNpu(http, 0);
+            using ManufacturerPublications publications = ManufacturerPublications.Load(manufacturer);
+            using var owner = new DataOwnerSession(publications.CreateVerifier()) { RequiredModel = measurement };
+            RemoteSession session = await npu.AcceptChannelAsync(owner.Attest(await npu.GetHelloAsync(owner.Nonce)));
+            owner.Complete(session.Accept);
+            int[] prompt = [1, 403, 407, 261, 378];
+            var tokens = new List<int>();
+            await foreach (byte[] record in npu.GenerateAsync(session.Session, owner.EncryptPrompt(prompt), prompt.Length, 4))
+            {
+                tokens.Add(owner.DecryptToken(record).TokenId);
+            }
+            Assert.That(tokens, Has.Count.EqualTo(4));
+
+            (exit, _, stderr) = await RunAsync("deploy", gguf, "--server", server.Address.ToString(), "--manufacturer", manufacturer, "--ctx-size", "64", "--precision", "f32", "--name", "wide");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stderr, Does.Contain(", F32, ").And.Not.Contain("as the checkpoint stores it"));
+        }
+        finally
+        {
+            Directory.Delete(store, recursive: true);
+        }
+    }
+
     [Test]
     public async Task Deploy_refuses_without_publications_and_releases_nothing_to_another_manufacturers_npu()
     {
