@@ -49,28 +49,25 @@ public static class CheckpointPrecisions
     /// Q8_0, Q4_0 and Q4_K as stored; Q5_0, Q5_1, Q5_K and Q6_K → Q8_0 (the nearest device format that
     /// keeps their bits); Q4_1, IQ4_NL, IQ4_XS, Q3_K and Q2_K → Q4_K (the device's 4-bit format with
     /// scales and mins); plain F16 and BF16 as stored; F32 and anything else F32. While a matrix's input
-    /// width is not whole blocks of the pick (32 for Q8_0 and Q4_0 and for the embedding and classifier,
-    /// which 4-bit deployments keep in Q8_0; 256 for Q4_K's layer matrices) it steps wider, Q4_K → Q4_0 →
-    /// Q8_0 → F32. Pair it with <see cref="For"/> for the matrices a mixed file keeps wider.
+    /// width is not whole blocks of its format under the pick (<see cref="Misfit"/>, with <see cref="For"/>'s
+    /// wider matrices: a Q4_K file's narrow matrices stored in Q8_0 stay Q8_0) it steps wider, Q4_K → Q4_0
+    /// → Q8_0 → F32. Pair it with <see cref="For"/> for the matrices a mixed file keeps wider.
     /// </summary>
     public static WeightPrecision Stored(ModelCheckpoint checkpoint)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ModelConfig config = checkpoint.Config;
-        var layers = new List<(long Cols, long Weights, WeightPrecision Suggests)>();
-        var tables = new List<long>();
+        var layers = new List<(long Weights, WeightPrecision Suggests)>();
         foreach ((string name, long[] shape) in config.ExpectedTensors())
         {
             if (shape.Length != 2 || !checkpoint.Tensors.TryGetValue(name, out CheckpointTensor? tensor))
             {
                 continue;
             }
-            if (name == config.EmbeddingTensorName || name == config.LmHeadTensorName)
+            if (name != config.EmbeddingTensorName && name != config.LmHeadTensorName)
             {
-                tables.Add(shape[1]);
-                continue;
+                layers.Add((shape[0] * shape[1], Suggests(tensor)));
             }
-            layers.Add((shape[1], shape[0] * shape[1], Suggests(tensor)));
         }
         if (layers.Count == 0)
         {
@@ -88,12 +85,53 @@ public static class CheckpointPrecisions
         }
         return precision;
 
-        bool Fits(WeightPrecision p) => p switch
+        bool Fits(WeightPrecision p) => Misfit(config, p, For(checkpoint, p)) is null;
+    }
+
+    /// <summary>
+    /// The deployment precisions whose formats hold every matrix of <paramref name="checkpoint"/> (with
+    /// <see cref="For"/>'s wider matrices under a 4-bit one), narrowest first: what a tool can offer when
+    /// the one asked for does not fit (<see cref="Misfit"/>).
+    /// </summary>
+    public static IReadOnlyList<WeightPrecision> Fitting(ModelCheckpoint checkpoint)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        WeightPrecision[] narrowestFirst = [WeightPrecision.Q4_K, WeightPrecision.Q4_0, WeightPrecision.Q8_0, WeightPrecision.BF16, WeightPrecision.F16, WeightPrecision.F32];
+        return [.. narrowestFirst.Where(p => Misfit(checkpoint.Config, p, For(checkpoint, p)) is null)];
+    }
+
+    /// <summary>
+    /// The first weight matrix a deployment of <paramref name="precision"/> (with
+    /// <paramref name="matrixPrecisions"/> for the matrices it keeps in another) cannot hold because its
+    /// input width is not whole blocks of its format — with that width and the block — or null when
+    /// every matrix fits. Q8_0 and Q4_0 cut rows into blocks of 32, Q4_K into super-blocks of 256; the
+    /// embedding and the classifier are Q8_0 under a 4-bit deployment. A load would refuse the same matrix
+    /// later; this lets a tool refuse it before anything is read or booted.
+    /// </summary>
+    public static (string Tensor, long Width, int Block)? Misfit(ModelConfig config, WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision>? matrixPrecisions = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        foreach ((string name, long[] shape) in config.ExpectedTensors())
         {
-            WeightPrecision.Q8_0 or WeightPrecision.Q4_0 => layers.All(l => l.Cols % 32 == 0) && tables.All(c => c % 32 == 0),
-            WeightPrecision.Q4_K => layers.All(l => l.Cols % 256 == 0) && tables.All(c => c % 32 == 0),
-            _ => true,
-        };
+            if (shape.Length != 2)
+            {
+                continue;
+            }
+            bool table = name == config.EmbeddingTensorName || name == config.LmHeadTensorName;
+            WeightPrecision p = matrixPrecisions is not null && matrixPrecisions.TryGetValue(name, out WeightPrecision kept) ? kept
+                : table && precision is WeightPrecision.Q4_0 or WeightPrecision.Q4_K ? WeightPrecision.Q8_0 : precision;
+            int block = p switch
+            {
+                WeightPrecision.Q8_0 or WeightPrecision.Q4_0 => 32,
+                WeightPrecision.Q4_K => 256,
+                _ => 1,
+            };
+            if (shape[1] % block != 0)
+            {
+                return (name, shape[1], block);
+            }
+        }
+        return null;
     }
 
     private static WeightPrecision Suggests(CheckpointTensor tensor) => tensor.StoredGgufType switch

@@ -58,8 +58,9 @@ public class StoredPrecisionTests
     /// <summary>
     /// A pick steps wider while a matrix's rows are not whole blocks of it: stories260K written in Q8_0
     /// keeps its 172-wide w2 (down_proj) in F32 (<see cref="GgufWriter"/> cannot block it), and Q8_0 cannot
-    /// hold that matrix on the device either, so the file runs in F32; a Q4_K file of the random
-    /// checkpoint with an MLP of 96 (whole 32-blocks, not 256) steps from Q4_K to Q4_0. A BF16 file stays BF16.
+    /// hold that matrix on the device either, so the file runs in F32. A Q4_K file of the random
+    /// checkpoint with an MLP of 96 (whole 32-blocks, not 256) stores that down_proj in Q8_0, which a
+    /// Q4_K deployment keeps, so it stays Q4_K. A BF16 file stays BF16.
     /// </summary>
     [Test]
     public void APickThatAMatrixWidthCannotHoldStepsWider()
@@ -75,6 +76,10 @@ public class StoredPrecisionTests
         {
             Assert.That(file.GetTensor("model.layers.0.mlp.up_proj.weight").StoredGgufType, Is.EqualTo(GgufTensorType.Q8_0), "the premise: most of it is Q8_0");
             Assert.That(CheckpointPrecisions.Stored(file), Is.EqualTo(WeightPrecision.F32));
+            Assert.That(CheckpointPrecisions.Misfit(file.Config, WeightPrecision.Q8_0), Is.EqualTo(("model.layers.0.mlp.down_proj.weight", 172L, 32)));
+            Assert.That(CheckpointPrecisions.Misfit(file.Config, WeightPrecision.Q4_K), Is.EqualTo(("model.layers.0.self_attn.q_proj.weight", 64L, 256)));
+            Assert.That(CheckpointPrecisions.Misfit(file.Config, WeightPrecision.BF16), Is.Null);
+            Assert.That(CheckpointPrecisions.Fitting(file), Is.EqualTo(new[] { WeightPrecision.BF16, WeightPrecision.F16, WeightPrecision.F32 }));
         }
 
         // BF16 as stored (LLamaSharp's quantizer does not write BF16; the runtime's writer does).
@@ -106,7 +111,19 @@ public class StoredPrecisionTests
         using (var file = ModelCheckpoint.Open(q4k))
         {
             Assert.That(file.GetTensor("model.layers.0.self_attn.q_proj.weight").StoredGgufType, Is.EqualTo(GgufTensorType.Q4_K));
-            Assert.That(CheckpointPrecisions.Stored(file), Is.EqualTo(WeightPrecision.Q4_0));
+            Assert.That(file.GetTensor("model.layers.0.mlp.down_proj.weight").StoredGgufType, Is.EqualTo(GgufTensorType.Q8_0), "the writer keeps the 96-wide matrix in Q8_0");
+            // That matrix alone cannot be Q4_K, but the file keeps it wider, so the file runs in Q4_K.
+            Assert.That(CheckpointPrecisions.Misfit(file.Config, WeightPrecision.Q4_K), Is.EqualTo(("model.layers.0.mlp.down_proj.weight", 96L, 256)));
+            Assert.That(CheckpointPrecisions.Misfit(file.Config, WeightPrecision.Q4_K, CheckpointPrecisions.For(file, WeightPrecision.Q4_K)), Is.Null);
+            Assert.That(CheckpointPrecisions.Stored(file), Is.EqualTo(WeightPrecision.Q4_K));
+            Assert.That(CheckpointPrecisions.Fitting(file), Has.Count.EqualTo(6));
+            // And the loader agrees: the pick loads and runs.
+            using var runtime = new AscendCC.Runtime.Acl.NpuRuntime(new AscendCC.Device.NpuDevice(new AscendCC.Device.NpuDeviceOptions { HbmCapacity = 1L << 28 }), ownsDevice: true);
+            using var model = CausalLM.Load(runtime, file, new CausalLMOptions { MaxContext = 64, WeightPrecision = CheckpointPrecisions.Stored(file) });
+            Assert.That(model.Layout.WeightPrecisions["model.layers.0.mlp.down_proj.weight"], Is.EqualTo(WeightPrecision.Q8_0));
+            Assert.That(model.ForwardAllLogits([1, 403, 407], 0), Is.All.Matches<float>(float.IsFinite));
         }
+        // The untied classifier of a 4-bit deployment is Q8_0 (blocks of 32), whatever the layers need.
+        Assert.That(CheckpointPrecisions.Misfit(RandomLlamaCheckpoint.Config with { VocabSize = 512, HiddenSize = 256 }, WeightPrecision.Q4_K), Is.Null);
     }
 }
