@@ -25,6 +25,27 @@ public sealed class ProviderToolTests
         return (exit, stdout.ToString(), stderr.ToString());
     }
 
+    /// <summary>
+    /// A data owner on NPU <paramref name="device"/> that trusts <paramref name="manufacturer"/>'s
+    /// publications and requires <paramref name="measurement"/>: its tokens after a five-token prompt.
+    /// </summary>
+    private static async Task<List<int>> GenerateAsDataOwnerAsync(ServerProcess server, int device, string manufacturer, byte[] measurement, int count)
+    {
+        using var http = new HttpClient { BaseAddress = server.Address };
+        var npu = new RemoteNpu(http, device);
+        using ManufacturerPublications publications = ManufacturerPublications.Load(manufacturer);
+        using var owner = new DataOwnerSession(publications.CreateVerifier()) { RequiredModel = measurement };
+        RemoteSession session = await npu.AcceptChannelAsync(owner.Attest(await npu.GetHelloAsync(owner.Nonce)));
+        owner.Complete(session.Accept);
+        int[] prompt = [1, 403, 407, 261, 378];
+        var tokens = new List<int>();
+        await foreach (byte[] record in npu.GenerateAsync(session.Session, owner.EncryptPrompt(prompt), prompt.Length, count))
+        {
+            tokens.Add(owner.DecryptToken(record).TokenId);
+        }
+        return tokens;
+    }
+
     [TestCase(1)]
     [TestCase(3, TestName = "{m}(batched: 3 sessions at once)")]
     public async Task Deploy_releases_to_every_npu_and_prints_what_data_owners_require(int sequences)
@@ -43,18 +64,7 @@ public sealed class ProviderToolTests
             Assert.That(measurement, Has.Length.EqualTo(48));
 
             // A data owner on NPU 1, requiring that measurement, gets the reference story's first tokens.
-            using var http = new HttpClient { BaseAddress = server.Address };
-            var npu = new RemoteNpu(http, 1);
-            using ManufacturerPublications publications = ManufacturerPublications.Load(manufacturer);
-            using var owner = new DataOwnerSession(publications.CreateVerifier()) { RequiredModel = measurement };
-            RemoteSession session = await npu.AcceptChannelAsync(owner.Attest(await npu.GetHelloAsync(owner.Nonce)));
-            owner.Complete(session.Accept);
-            int[] prompt = [1, 403, 407, 261, 378];
-            var tokens = new List<int>();
-            await foreach (byte[] record in npu.GenerateAsync(session.Session, owner.EncryptPrompt(prompt), prompt.Length, 8))
-            {
-                tokens.Add(owner.DecryptToken(record).TokenId);
-            }
+            List<int> tokens = await GenerateAsDataOwnerAsync(server, 1, manufacturer, measurement, 8);
             Assert.That(tokens, Is.EqualTo(new[] { 432, 383, 286, 261, 376, 298, 315, 421 }));
         }
         finally
@@ -87,19 +97,7 @@ public sealed class ProviderToolTests
             Assert.That(stderr, Does.Contain("Q4_K as the checkpoint stores it"));
             byte[] measurement = Convert.FromHexString(stdout.Trim());
 
-            using var http = new HttpClient { BaseAddress = server.Address };
-            var npu = new RemoteNpu(http, 0);
-            using ManufacturerPublications publications = ManufacturerPublications.Load(manufacturer);
-            using var owner = new DataOwnerSession(publications.CreateVerifier()) { RequiredModel = measurement };
-            RemoteSession session = await npu.AcceptChannelAsync(owner.Attest(await npu.GetHelloAsync(owner.Nonce)));
-            owner.Complete(session.Accept);
-            int[] prompt = [1, 403, 407, 261, 378];
-            var tokens = new List<int>();
-            await foreach (byte[] record in npu.GenerateAsync(session.Session, owner.EncryptPrompt(prompt), prompt.Length, 4))
-            {
-                tokens.Add(owner.DecryptToken(record).TokenId);
-            }
-            Assert.That(tokens, Has.Count.EqualTo(4));
+            Assert.That(await GenerateAsDataOwnerAsync(server, 0, manufacturer, measurement, 4), Has.Count.EqualTo(4));
 
             (exit, _, stderr) = await RunAsync("deploy", gguf, "--server", server.Address.ToString(), "--manufacturer", manufacturer, "--ctx-size", "64", "--precision", "f32", "--name", "wide");
             Assert.That(exit, Is.EqualTo(0), stderr);

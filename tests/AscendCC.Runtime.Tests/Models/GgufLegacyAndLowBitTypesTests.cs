@@ -6,7 +6,6 @@ using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Models.Gguf;
 using AscendCC.Runtime.Tokenizers;
 using LLama;
-using LLama.Common;
 using LLama.Native;
 using NUnit.Framework;
 
@@ -182,19 +181,8 @@ public unsafe class GgufLegacyAndLowBitTypesTests
         {
             ours = model.ForwardAllLogits(prompt, 0)[^model.Config.VocabSize..];
         }
-        float[] theirs = LlamaCppLogits(quantizedPath, prompt);
+        float[] theirs = LlamaCppGreedy.LastLogits(quantizedPath, prompt);
         Assert.That(ours, Is.All.Matches<float>(float.IsFinite));
         Assert.That(Array.IndexOf(ours, ours.Max()), Is.EqualTo(Array.IndexOf(theirs, theirs.Max())), "the next token");
-    }
-
-    /// <summary>llama.cpp's last-position logits after <paramref name="prompt"/>.</summary>
-    private static float[] LlamaCppLogits(string path, int[] prompt)
-    {
-        var parameters = new ModelParams(path) { ContextSize = 128, BatchSize = 128, GpuLayerCount = 0, Threads = 2 };
-        using var weights = LLamaWeights.LoadFromFile(parameters);
-        using var context = weights.CreateContext(parameters);
-        float[] logits = [];
-        LlamaCppGreedy.Generate(context, prompt, 1, (_, l, _) => logits = l.ToArray());
-        return logits;
     }
 }

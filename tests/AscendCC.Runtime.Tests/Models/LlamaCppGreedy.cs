@@ -7,6 +7,20 @@ namespace AscendCC.Runtime.Tests.Models;
 /// <summary>llama.cpp's own greedy decoding (through LLamaSharp), the reference the device's tokens are compared with.</summary>
 internal static class LlamaCppGreedy
 {
+    /// <summary>
+    /// llama.cpp's last-position logits after <paramref name="prompt"/> on the GGUF at
+    /// <paramref name="path"/> (CPU, 2 threads, a 128-token context).
+    /// </summary>
+    public static float[] LastLogits(string path, int[] prompt)
+    {
+        var parameters = new LLama.Common.ModelParams(path) { ContextSize = 128, BatchSize = 128, GpuLayerCount = 0, Threads = 2 };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var context = weights.CreateContext(parameters);
+        float[] logits = [];
+        Generate(context, prompt, 1, (_, l, _) => logits = l.ToArray());
+        return logits;
+    }
+
     /// <summary>Sees one step's logits and the token picked from them.</summary>
     public delegate void ObserveStep(int step, ReadOnlySpan<float> logits, int picked);
 

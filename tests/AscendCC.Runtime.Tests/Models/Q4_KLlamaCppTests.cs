@@ -5,7 +5,6 @@ using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Models.Gguf;
 using AscendCC.Runtime.Tokenizers;
 using LLama;
-using LLama.Common;
 using LLama.Native;
 using NUnit.Framework;
 
@@ -130,7 +129,7 @@ public class Q4_KLlamaCppTests
         {
             ours = model.ForwardAllLogits(prompt, 0)[^model.Config.VocabSize..];
         }
-        float[] theirs = LlamaCppLogits(quantizedPath, prompt);
+        float[] theirs = LlamaCppGreedy.LastLogits(quantizedPath, prompt);
         Assert.That(ours, Is.All.Matches<float>(float.IsFinite));
         Assert.That(Array.IndexOf(ours, ours.Max()), Is.EqualTo(Array.IndexOf(theirs, theirs.Max())), "the next token");
     }
@@ -176,7 +175,7 @@ public class Q4_KLlamaCppTests
         Assert.That(mixedTypes["model.layers.1.self_attn.k_proj.weight"], Is.EqualTo(WeightPrecision.Q4_K));
 
         NativeApi.llama_empty_call();
-        float[] theirs = LlamaCppLogits(quantizedPath, prompt);
+        float[] theirs = LlamaCppGreedy.LastLogits(quantizedPath, prompt);
         double Rms(float[] a) => Math.Sqrt(a.Zip(theirs).Average(p => (double)(p.First - p.Second) * (p.First - p.Second)));
         double mixedRms = Rms(mixed), requantizedRms = Rms(requantized);
         TestContext.Out.WriteLine($"RMS distance from llama.cpp's logits on the file: Q6_K kept in Q8_0 {mixedRms:g4}, requantized to Q4_K {requantizedRms:g4}");
@@ -224,7 +223,7 @@ public class Q4_KLlamaCppTests
         {
             ours = model.ForwardAllLogits(prompt, 0)[^model.Config.VocabSize..];
         }
-        float[] theirs = LlamaCppLogits(q5Path, prompt);
+        float[] theirs = LlamaCppGreedy.LastLogits(q5Path, prompt);
         Assert.That(Array.IndexOf(ours, ours.Max()), Is.EqualTo(Array.IndexOf(theirs, theirs.Max())), "the next token");
     }
 
@@ -270,7 +269,7 @@ public class Q4_KLlamaCppTests
             ours = model.ForwardAllLogits(prompt, 0)[^model.Config.VocabSize..];
         }
         NativeApi.llama_empty_call();
-        float[] theirs = LlamaCppLogits(q4k, prompt), reference = LlamaCppLogits(exact, prompt);
+        float[] theirs = LlamaCppGreedy.LastLogits(q4k, prompt), reference = LlamaCppGreedy.LastLogits(exact, prompt);
         double mean = reference.Average(), spread = Math.Sqrt(reference.Average(v => (v - mean) * (v - mean)));
         double device = MaxDifference(ours, reference), llamaCpp = MaxDifference(theirs, reference);
         TestContext.Out.WriteLine($"{prompt.Length} tokens: device {device:g4} from exact, llama.cpp's Q4_K {llamaCpp:g4}; logits' spread {spread:g4}");
@@ -279,15 +278,4 @@ public class Q4_KLlamaCppTests
     }
 
     private static double MaxDifference(float[] a, float[] b) => a.Zip(b).Max(p => Math.Abs(p.First - p.Second));
-
-    /// <summary>llama.cpp's last-position logits after <paramref name="prompt"/>.</summary>
-    private static float[] LlamaCppLogits(string path, int[] prompt)
-    {
-        var parameters = new ModelParams(path) { ContextSize = 128, BatchSize = 128, GpuLayerCount = 0, Threads = 2 };
-        using var weights = LLamaWeights.LoadFromFile(parameters);
-        using var context = weights.CreateContext(parameters);
-        float[] logits = [];
-        LlamaCppGreedy.Generate(context, prompt, 1, (_, l, _) => logits = l.ToArray());
-        return logits;
-    }
 }
