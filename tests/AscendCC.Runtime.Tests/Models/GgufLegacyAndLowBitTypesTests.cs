@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using AscendCC.Device;
-using AscendCC.Runtime.Acl;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Models.Gguf;
@@ -138,24 +136,8 @@ public unsafe class GgufLegacyAndLowBitTypesTests
         }
         NativeApi.llama_empty_call();
         Assert.That(LLamaQuantizer.Quantize(f32Path, quantizedPath, ftype, nthread: 2), Is.True, "llama_model_quantize");
-        int compared = 0;
-        double worst = 0;
-        using (var f32File = GgufFile.Open(f32Path))
-        using (var file = GgufFile.Open(quantizedPath))
-        {
-            foreach (GgufTensorInfo tensor in file.Tensors.Where(t => t.Type == type))
-            {
-                GgufTensorInfo source = f32File.FindTensor(tensor.Name)!;
-                float[] original = new float[source.ElementCount], read = new float[tensor.ElementCount];
-                f32File.ReadFloat32(source, original);
-                file.ReadFloat32(tensor, read);
-                double error = Math.Sqrt(original.Zip(read).Average(p => (double)(p.First - p.Second) * (p.First - p.Second)));
-                double rms = Math.Sqrt(original.Average(v => (double)v * v));
-                worst = Math.Max(worst, error / rms);
-                compared++;
-            }
-            TestContext.Out.WriteLine($"{ftype}: {compared} {type} tensors, worst RMS error {worst:F4} of the weights' RMS; types in the file: {string.Join(", ", file.Tensors.GroupBy(t => t.Type).Select(g => $"{g.Key} ×{g.Count()}"))}");
-        }
+        (double worst, int compared) = GgufReadBack.Error(f32Path, quantizedPath, type);
+        TestContext.Out.WriteLine($"{ftype}: {compared} {type} tensors, worst RMS error {worst:F4} of the weights' RMS");
         Assert.That(worst, Is.LessThan(relativeError), $"the worst {type} tensor's RMS error against the F32 weights, relative to their RMS");
         Assert.That(compared, Is.GreaterThanOrEqualTo(4), $"{type} tensors in llama.cpp's {ftype} file");
 
@@ -174,13 +156,7 @@ public unsafe class GgufLegacyAndLowBitTypesTests
         }
 
         int[] prompt = [.. TextTokenizer.Load(quantizedPath).Encode("Once upon a time")];
-        float[] ours;
-        using (var checkpoint = ModelCheckpoint.Open(quantizedPath))
-        using (var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true))
-        using (var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 128, WeightPrecision = WeightPrecision.F32 }))
-        {
-            ours = model.ForwardAllLogits(prompt, 0)[^model.Config.VocabSize..];
-        }
+        float[] ours = GgufReadBack.DeviceLastLogits(quantizedPath, prompt, WeightPrecision.F32);
         float[] theirs = LlamaCppGreedy.LastLogits(quantizedPath, prompt);
         Assert.That(ours, Is.All.Matches<float>(float.IsFinite));
         Assert.That(Array.IndexOf(ours, ours.Max()), Is.EqualTo(Array.IndexOf(theirs, theirs.Max())), "the next token");
