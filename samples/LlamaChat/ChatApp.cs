@@ -204,6 +204,7 @@ public static class ChatApp
             : !IsHex(o.RequireModel, 48) ? $"--require-model must be the model's 48-byte graph measurement as 96 hex digits; '{o.RequireModel}' is not."
             : o.NoCc ? "--no-cc cannot go with --server: the server's NPUs run with confidential computing on."
             : o.Weights is not null ? "--weights cannot go with --server: the model's provider chose its precision when it deployed the package."
+            : o.KvCache != CausalLMOptions.DefaultKvCachePrecision ? "--kv-cache cannot go with --server: the model's provider chose the KV cache's type when it deployed the package."
             : o.Transcript is not null ? "--transcript records the bytes the local host handles; with --server the host is remote (capture its traffic instead)."
             : o.Device < 0 ? "--device must be 0 or more."
             : null;
@@ -407,13 +408,13 @@ public static class ChatApp
                 + $"pass --weights with one of: {string.Join(", ", CheckpointPrecisions.Fitting(checkpoint!).Select(f => f.ToString().ToLowerInvariant()))}");
         }
         ui.Evidence("weights", $"{precision}{(options.Weights is null ? " (as the checkpoint stores them; --weights to choose)" : "")}"
-            + (wider.Count > 0 ? $", {wider.Count} matrices the file stores wider kept in Q8_0" : ""));
+            + (wider.Count > 0 ? $", {wider.Count} matrices the file stores wider kept in Q8_0" : "") + $"; KV cache {options.KvCache}");
         var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
         try
         {
             IChatEngine engine = options.NoCc
-                ? new PlainEngine(ui, npu, checkpoint!, options.Mode, maxContext, MaxBatchTokens, precision, wider)
-                : new ConfidentialEngine(ui, npu, checkpoint!, modelName, options.Mode, maxContext, MaxBatchTokens, precision, wider);
+                ? new PlainEngine(ui, npu, checkpoint!, options.Mode, maxContext, MaxBatchTokens, precision, wider, options.KvCache)
+                : new ConfidentialEngine(ui, npu, checkpoint!, modelName, options.Mode, maxContext, MaxBatchTokens, precision, wider, options.KvCache);
             return new OwningEngine(engine, npu);
         }
         catch

@@ -48,6 +48,12 @@ internal static class ChatCommand
             DefaultValueFactory = _ => "auto",
         };
         weights.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k");
+        var kvCache = new Option<string>("--kv-cache")
+        {
+            Description = "Element type of the KV cache on the device: f32, f16 or bf16 (default f16; with CC on it is part of the measurement).",
+            DefaultValueFactory = _ => CausalLMOptions.DefaultKvCachePrecision.ToString().ToLowerInvariant(),
+        };
+        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var mode = new Option<string>("--mode") { Description = "eager (op by op, each checked against the attested list) or graph (one attested task list).", DefaultValueFactory = _ => "graph" };
         mode.AcceptOnlyFromAmong("eager", "graph");
         var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };
@@ -73,7 +79,7 @@ internal static class ChatCommand
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, weights, mode, transcript, attack, raw, chatTemplate, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, weights, kvCache, mode, transcript, attack, raw, chatTemplate, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -94,6 +100,7 @@ internal static class ChatCommand
             Stop = r.GetValue(stop) ?? [],
             NoCc = r.GetValue(noCc),
             Weights = r.GetValue(weights) is { } w && w != "auto" ? Enum.Parse<WeightPrecision>(w, ignoreCase: true) : null,
+            KvCache = Enum.Parse<KvCachePrecision>(r.GetValue(kvCache)!, ignoreCase: true),
             Mode = r.GetValue(mode) == "eager" ? ExecutionMode.Eager : ExecutionMode.Graph,
             Transcript = r.GetValue(transcript),
             Attack = r.GetValue(attack),

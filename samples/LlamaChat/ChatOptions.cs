@@ -43,6 +43,9 @@ internal sealed record ChatOptions
     /// <summary>--weights: the device precision of the weight matrices; null (auto) for what the checkpoint stores (<see cref="CheckpointPrecisions.Stored"/>).</summary>
     public WeightPrecision? Weights { get; init; }
 
+    /// <summary>--kv-cache: the KV cache's element type on the device.</summary>
+    public KvCachePrecision KvCache { get; init; } = CausalLMOptions.DefaultKvCachePrecision;
+
     public ExecutionMode Mode { get; init; } = ExecutionMode.Graph;
 
     public string? Transcript { get; init; }

@@ -110,8 +110,9 @@ public class LlamaChatTests
 
     /// <summary>
     /// A quantized GGUF runs in the precision it stores (--weights auto): a Q4_K file in Q4_K, CC on and
-    /// off alike, the same tokens as --weights q4_k names it; --weights f32 widens it; an unknown
-    /// precision, or --weights with --server, is refused before anything boots.
+    /// off alike, the same tokens as --weights q4_k names it; --weights f32 widens it (and --kv-cache
+    /// bf16 narrows the cache); an unknown precision, or --weights or --kv-cache with --server, is
+    /// refused before anything boots.
     /// </summary>
     [Test]
     public void AGgufRunsInThePrecisionItStoresUnlessWeightsNamesAnother()
@@ -135,9 +136,10 @@ public class LlamaChatTests
         Assert.That(named.Exit, Is.EqualTo(0), named.Stderr);
         Assert.That(named.Stdout, Is.EqualTo(stdout));
         Assert.That(Unwrap(named.Stderr), Does.Contain("weights: Q4_K").And.Not.Contain("as the checkpoint stores them"));
-        var wide = RunChat([.. args, "--weights", "f32", "--no-cc"]);
+        var wide = RunChat([.. args, "--weights", "f32", "--no-cc", "--kv-cache", "bf16"]);
         Assert.That(wide.Exit, Is.EqualTo(0), wide.Stderr);
-        Assert.That(Unwrap(wide.Stderr), Does.Contain("weights: F32"));
+        Assert.That(Unwrap(wide.Stderr), Does.Contain("weights: F32").And.Contain("KV cache BF16"));
+        Assert.That(Unwrap(stderr), Does.Contain("KV cache F16"), "the default");
 
         // A precision the model's widths cannot hold is refused before anything boots, with the ones that fit.
         var narrow = RunChat("--model", TestData.RequireModel("stories260K"), "--weights", "q4_k", "--prompt", "Once upon a time", "--temperature", "0");
@@ -151,6 +153,9 @@ public class LlamaChatTests
         var remote = RunChat("--model", folder, "--server", "http://localhost:1", "--manufacturer", folder, "--require-model", new string('a', 96), "--weights", "q8_0", "--prompt", "x");
         Assert.That(remote.Exit, Is.Not.EqualTo(0));
         Assert.That(remote.Stderr, Does.Contain("--weights cannot go with --server"));
+        remote = RunChat("--model", folder, "--server", "http://localhost:1", "--manufacturer", folder, "--require-model", new string('a', 96), "--kv-cache", "f32", "--prompt", "x");
+        Assert.That(remote.Exit, Is.Not.EqualTo(0));
+        Assert.That(remote.Stderr, Does.Contain("--kv-cache cannot go with --server"));
     }
 
     [TestCase("Once upon a time", "once_upon_a_time")]

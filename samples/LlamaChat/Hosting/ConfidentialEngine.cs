@@ -34,11 +34,11 @@ internal sealed class ConfidentialEngine : IChatEngine
     private readonly byte[] _model = [];
 
     public ConfidentialEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, string modelName, ExecutionMode mode, int maxContext, int maxBatchTokens,
-        WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision> matrixPrecisions)
+        WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision> matrixPrecisions, KvCachePrecision kvCache)
     {
         _ui = ui;
         _npu = npu;
-        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, precision, MatrixPrecisions: matrixPrecisions);
+        var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, precision, kvCache, MatrixPrecisions: matrixPrecisions);
         byte[] package;
         byte[] manifestDigest;
 

@@ -17,7 +17,7 @@ internal sealed class PlainEngine : IChatEngine
     private readonly CausalLM _model;
 
     public PlainEngine(ChatUi ui, SimulatedNpu npu, ModelCheckpoint checkpoint, ExecutionMode mode, int maxContext, int maxBatchTokens,
-        WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision> matrixPrecisions)
+        WeightPrecision precision, IReadOnlyDictionary<string, WeightPrecision> matrixPrecisions, KvCachePrecision kvCache)
     {
         ui.Step("host", "uploads plaintext weights (CC off: the host can read every byte)");
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -28,6 +28,7 @@ internal sealed class PlainEngine : IChatEngine
             MaxBatchTokens = maxBatchTokens,
             WeightPrecision = precision,
             MatrixPrecisions = matrixPrecisions,
+            KvCachePrecision = kvCache,
         }));
         ui.Logger.LogInformation("load: plaintext weights uploaded and the {Mode} program loaded in {Milliseconds} ms", mode, clock.ElapsedMilliseconds);
         ui.Evidence("graph measurement (informational; nothing checks it with CC off)", Convert.ToHexStringLower(_model.Program.Measure()));
