@@ -246,7 +246,7 @@ public static class ChatApp
         ChatTemplate? template = LoadChatTemplate(options, modelPath);
         if (options.System is not null && template is null)
         {
-            throw new ChatInputException($"--system needs a chat template, and {modelName} has none (no chat_template in its tokenizer_config.json{(options.Raw ? ", or --raw was given" : "")}); pass --chat-template FILE");
+            throw new ChatInputException($"--system needs a chat template, and {modelName} has none (no chat template in its folder or .gguf{(options.Raw ? ", or --raw was given" : "")}); pass --chat-template FILE");
         }
         var clock = Stopwatch.StartNew();
         // With --server the weights are on the server: the data owner needs only the configuration,
@@ -642,12 +642,13 @@ public static class ChatApp
 
     /// <summary>
     /// The chat template: --chat-template FILE (a .jinja file, whose special tokens come from the model
-    /// folder's tokenizer_config.json, or a tokenizer_config.json), else the model folder's own; none
-    /// with --raw or for a base model.
+    /// folder's tokenizer_config.json or the .gguf, or a tokenizer_config.json), else the model's own
+    /// (its folder's, or a .gguf's tokenizer.chat_template); none with --raw or for a base model.
     /// </summary>
     private static ChatTemplate? LoadChatTemplate(ChatOptions options, string modelPath)
     {
-        string folder = Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
+        // A .gguf carries its own template and special tokens (tokenizer.chat_template); a llama2.c .bin's are its folder's.
+        string folder = Directory.Exists(modelPath) || modelPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!;
         if (options.ChatTemplate is { } file)
         {
             return options.Raw

@@ -158,6 +158,35 @@ public class LlamaChatTests
         Assert.That(remote.Stderr, Does.Contain("--kv-cache cannot go with --server"));
     }
 
+    /// <summary>
+    /// A .gguf's own chat template (tokenizer.chat_template) formats the chat, with the file's BOS and EOS:
+    /// stories260K written to GGUF with a template replies exactly as its folder does with the same
+    /// template given by --chat-template.
+    /// </summary>
+    [Test]
+    public void AGgufsOwnChatTemplateFormatsTheChat()
+    {
+        using var temp = new AscendCC.Runtime.Tests.Models.TempFolder();
+        string stories = TestData.RequireModel("stories260K");
+        const string text = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}";
+        string jinja = temp.File("story.jinja"), gguf = temp.File("stories260K.gguf");
+        File.WriteAllText(jinja, text);
+        using (var checkpoint = ModelCheckpoint.Open(stories))
+        {
+            AscendCC.Runtime.Models.Gguf.GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(stories), chatTemplate: AscendCC.Runtime.Chat.ChatTemplate.FromText(text, "<s>", "</s>"));
+        }
+        var fromFile = RunChat("--model", gguf, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "24", "--verbose");
+        // Exit 3: a story model does not end its turn within 24 tokens, so --max-tokens cuts the reply.
+        Assert.That(fromFile.Exit, Is.EqualTo(3), fromFile.Stderr);
+        Assert.That(Unwrap(fromFile.Stderr), Does.Contain("(tokenizer.chat_template): bos <s>, eos </s>").And.Contain("rendered the prompt (5 tokens): <s>Once upon a time"));
+        var fromFolder = RunChat("--model", stories, "--chat-template", jinja, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "24", "--verbose");
+        Assert.That(fromFolder.Exit, Is.EqualTo(3), fromFolder.Stderr);
+        Assert.That(fromFile.Stdout, Is.EqualTo(fromFolder.Stdout));
+        Assert.That(fromFile.Stdout.Trim(), Is.Not.Empty);
+        string reference = File.ReadAllText(Path.Combine(stories, "reference", "once_upon_a_time.text.txt"));
+        Assert.That(reference, Does.StartWith("Once upon a time" + fromFile.Stdout.TrimEnd('\n')), "the template renders BOS and the text, as raw completion feeds them");
+    }
+
     [TestCase("Once upon a time", "once_upon_a_time")]
     [TestCase("Lily had a", "lily_had_a")]
     public void RawCompletionOneShotPrintsExactlyTheLlama2cReference(string prompt, string reference)

@@ -69,9 +69,9 @@ public sealed class ChatTemplate
     /// <summary>
     /// Loads a template from a model folder (its <c>chat_template.jinja</c>, else the
     /// <c>chat_template</c> of its <c>tokenizer_config.json</c>), from a <c>tokenizer_config.json</c>,
-    /// or from a template file (any other name, e.g. <c>.jinja</c>). A template file has no special
-    /// tokens of its own: they are read from <paramref name="specialTokensFrom"/> (a model folder or
-    /// a tokenizer_config.json) when given.
+    /// from a GGUF file (its <c>tokenizer.chat_template</c>), or from a template file (any other name,
+    /// e.g. <c>.jinja</c>). A template file has no special tokens of its own: they are read from
+    /// <paramref name="specialTokensFrom"/> (a model folder, a tokenizer_config.json or a GGUF file) when given.
     /// </summary>
     /// <exception cref="FileNotFoundException">Nothing at <paramref name="path"/>.</exception>
     /// <exception cref="ChatTemplateException">The file has no chat template, is not valid JSON, or the template does not parse.</exception>
@@ -85,7 +85,11 @@ public sealed class ChatTemplate
         }
         if (!File.Exists(full))
         {
-            throw new FileNotFoundException($"Chat template not found: {full}. Pass a .jinja file, a tokenizer_config.json or a model folder.", full);
+            throw new FileNotFoundException($"Chat template not found: {full}. Pass a .jinja file, a tokenizer_config.json, a .gguf or a model folder.", full);
+        }
+        if (IsGguf(full))
+        {
+            return TryLoadFromModel(full) ?? throw new ChatTemplateException($"{full}: the GGUF file has no tokenizer.chat_template (the model may be a base model without a chat format).");
         }
         if (Path.GetFileName(full).Equals("tokenizer_config.json", StringComparison.OrdinalIgnoreCase) || full.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
@@ -99,15 +103,20 @@ public sealed class ChatTemplate
     }
 
     /// <summary>
-    /// The model folder's chat template, or null when it has none (a base model): its
+    /// The model's chat template, or null when it has none (a base model): for a model folder its
     /// <c>chat_template.jinja</c> (newer transformers save the template there), else the
     /// <c>chat_template</c> of its <c>tokenizer_config.json</c> (a string, or a list of named templates
-    /// of which "default" is used).
+    /// of which "default" is used); for a GGUF file its <c>tokenizer.chat_template</c>, with bos_token
+    /// and eos_token the texts of its BOS and EOS ids.
     /// </summary>
     /// <exception cref="ChatTemplateException">tokenizer_config.json is not valid JSON, or the template does not parse.</exception>
     public static ChatTemplate? TryLoadFromModel(string folder)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
+        if (File.Exists(folder) && IsGguf(folder))
+        {
+            return FromGguf(folder);
+        }
         string config = Path.Combine(folder, "tokenizer_config.json");
         string jinja = Path.Combine(folder, "chat_template.jinja");
         var parsed = File.Exists(config) ? ReadConfig(config) : (Template: null, Bos: null, Eos: null);
@@ -202,8 +211,45 @@ public sealed class ChatTemplate
         return ids;
     }
 
+    /// <summary>True when <paramref name="path"/> is a file that starts with GGUF's magic.</summary>
+    private static bool IsGguf(string path)
+    {
+        Span<byte> magic = stackalloc byte[4];
+        using FileStream file = File.OpenRead(path);
+        return file.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
+    }
+
+    /// <summary>
+    /// A GGUF file's chat template, as llama.cpp's converter stores a model's: <c>tokenizer.chat_template</c>,
+    /// with the texts of <c>tokenizer.ggml.bos_token_id</c> and <c>eos_token_id</c> as bos_token and
+    /// eos_token; null when the file has none.
+    /// </summary>
+    private static ChatTemplate? FromGguf(string path)
+    {
+        using var file = Models.Gguf.GgufFile.Open(path);
+        if (file.Metadata.GetString("tokenizer.chat_template") is not { } text)
+        {
+            return null;
+        }
+        (string? bos, string? eos) = GgufSpecialTokens(file);
+        return new ChatTemplate(text, bos, eos, $"{path} (tokenizer.chat_template)");
+    }
+
+    private static (string? Bos, string? Eos) GgufSpecialTokens(Models.Gguf.GgufFile file)
+    {
+        string? Token(string key) => file.Metadata.GetInt32(key) is { } id && file.Metadata.GetArray("tokenizer.ggml.tokens")?.Values is string[] tokens && id >= 0 && id < tokens.Length
+            ? tokens[id]
+            : null;
+        return (Token("tokenizer.ggml.bos_token_id"), Token("tokenizer.ggml.eos_token_id"));
+    }
+
     private static (string? Bos, string? Eos) SpecialTokens(string path)
     {
+        if (File.Exists(path) && IsGguf(path))
+        {
+            using var file = Models.Gguf.GgufFile.Open(path);
+            return GgufSpecialTokens(file);
+        }
         string config = Directory.Exists(path) ? Path.Combine(path, "tokenizer_config.json") : path;
         if (!File.Exists(config))
         {

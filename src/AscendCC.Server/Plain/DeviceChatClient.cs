@@ -25,7 +25,7 @@ internal sealed class DeviceChatClient : TokenChatClient
 
     /// <summary>
     /// The chat client of a CC-off fleet: its configured model's tokenizer, end-of-sequence ids and,
-    /// when the model folder has one, its chat template.
+    /// when the model folder (or .gguf) has one, its chat template.
     /// </summary>
     public static DeviceChatClient Create(NpuFleet fleet)
     {
@@ -34,7 +34,7 @@ internal sealed class DeviceChatClient : TokenChatClient
             throw new InvalidOperationException("the plaintext chat endpoint exists only on a CC-off host (Npu:Confidential=false with Npu:Model)");
         }
         string folder = fleet.Options.Model!;
-        ChatTemplate? template = Directory.Exists(folder) ? ChatTemplate.TryLoadFromModel(folder) : null;
+        ChatTemplate? template = Directory.Exists(folder) || File.Exists(folder) ? ChatTemplate.TryLoadFromModel(folder) : null;
         TokenChatClientOptions options = template is null ? new TokenChatClientOptions() : TokenChatClientOptions.FromChatTemplate(template);
         return new DeviceChatClient(fleet, TextTokenizer.Load(folder), options with
         {

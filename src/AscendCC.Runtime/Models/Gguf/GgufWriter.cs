@@ -178,7 +178,9 @@ public sealed class GgufWriter
     /// <param name="tokenizer">Its SentencePiece-style tokenizer (tokenizer.model, tok*.bin or GGUF).</param>
     /// <param name="matrixType">The stored type of the weight matrices.</param>
     /// <param name="name">general.name; the file name when null.</param>
-    public static void WriteLlama(string path, ModelCheckpoint checkpoint, TextTokenizer tokenizer, GgufTensorType matrixType = GgufTensorType.F32, string? name = null)
+    /// <param name="chatTemplate">The model's chat template, written as <c>tokenizer.chat_template</c> (as llama.cpp's converter copies tokenizer_config.json's); none when null.</param>
+    public static void WriteLlama(string path, ModelCheckpoint checkpoint, TextTokenizer tokenizer, GgufTensorType matrixType = GgufTensorType.F32, string? name = null,
+        Chat.ChatTemplate? chatTemplate = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(checkpoint);
@@ -236,6 +238,10 @@ public sealed class GgufWriter
         }
         writer.Add("tokenizer.ggml.add_bos_token", true);
         writer.Add("tokenizer.ggml.add_eos_token", false);
+        if (chatTemplate is not null)
+        {
+            writer.Add("tokenizer.chat_template", chatTemplate.Text);
+        }
 
         bool permute = checkpoint.RopeConvention == RopeConvention.Half;
         foreach (var (runtimeName, shape) in config.ExpectedTensors())
