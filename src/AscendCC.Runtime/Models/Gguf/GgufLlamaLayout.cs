@@ -100,14 +100,10 @@ public static class GgufLlamaLayout
             throw new CheckpointFormatException(file.Path, null, $"is a GGUF model of architecture '{architecture}', which this runtime does not run; supported: {string.Join(", ", SupportedArchitectures)}.",
                 "Use a Llama-architecture GGUF (Llama 2, TinyLlama, Mistral converted as llama…), or the model's Hugging Face folder if its family is supported.");
         }
-        string scaling = m.GetString("llama.rope.scaling.type") ?? "none";
-        if (scaling != "none" || file.FindTensor("rope_freqs.weight") is not null)
-        {
-            throw new CheckpointFormatException(file.Path, null, $"uses RoPE scaling ('{scaling}'{(file.FindTensor("rope_freqs.weight") is null ? "" : ", rope_freqs.weight")}), which is not read from GGUF yet.",
-                "Load the model's Hugging Face folder instead (config.json rope_scaling is supported).");
-        }
         int hidden = m.RequireInt32("llama.embedding_length");
         int heads = m.RequireInt32("llama.attention.head_count");
+        double theta = m.GetDouble("llama.rope.freq_base") ?? 10000.0;
+        int rotaryDim = m.GetInt32("llama.rope.dimension_count") ?? m.GetInt32("llama.attention.key_length") ?? (heads > 0 ? hidden / heads : 0);
         int? keyLength = m.GetInt32("llama.attention.key_length");
         GgufArray? tokens = m.GetArray("tokenizer.ggml.tokens");
         int vocab = tokens?.Count
@@ -127,7 +123,8 @@ public static class GgufLlamaLayout
             VocabSize = vocab,
             MaxPositionEmbeddings = m.RequireInt32("llama.context_length"),
             RmsNormEps = m.GetDouble("llama.attention.layer_norm_rms_epsilon") ?? 1e-5,
-            RopeTheta = m.GetDouble("llama.rope.freq_base") ?? 10000.0,
+            RopeTheta = theta,
+            RopeScaling = GgufRopeScaling.Read(file, rotaryDim, theta),
             TieWordEmbeddings = file.FindTensor("output.weight") is null,
             BosTokenId = m.GetInt32("tokenizer.ggml.bos_token_id") ?? 1,
             EosTokenIds = [eos ?? 2],

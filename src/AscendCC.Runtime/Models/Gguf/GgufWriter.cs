@@ -171,7 +171,8 @@ public sealed class GgufWriter
     /// are not whole Q8_0 blocks stays F32). Q4_K is for the layers' matrices, as llama.cpp's "mostly
     /// Q4_K" files (with its reference quantizer, no importance matrix): the token embedding and the
     /// output matrix, and any matrix whose rows are not whole super-blocks of 256, go in Q8_0 (F32 if
-    /// not whole blocks of 32) — the widths a device of <c>WeightPrecision.Q4_K</c> keeps them in.
+    /// not whole blocks of 32) — the widths a device of <c>WeightPrecision.Q4_K</c> keeps them in. RoPE
+    /// scaling goes as the converter writes it: linear as metadata, llama3 as <c>rope_freqs.weight</c>.
     /// </summary>
     /// <param name="path">The .gguf file to write.</param>
     /// <param name="checkpoint">A Llama checkpoint of any layout.</param>
@@ -188,10 +189,6 @@ public sealed class GgufWriter
         if (checkpoint.Config is not LlamaConfig config)
         {
             throw new ArgumentException($"{checkpoint.SourcePath} is a {checkpoint.Config.Family} model; GgufWriter.WriteLlama exports Llama models only.", nameof(checkpoint));
-        }
-        if (config.RopeScaling is not null)
-        {
-            throw new ArgumentException($"{checkpoint.SourcePath} uses RoPE scaling, which GgufWriter.WriteLlama does not write yet.", nameof(checkpoint));
         }
         GgufVocabulary vocabulary = tokenizer.ToGgufVocabulary()
             ?? throw new ArgumentException("GgufWriter.WriteLlama writes SentencePiece-style tokenizers (tokenizer.model, tok*.bin, GGUF 'llama'); this tokenizer is byte-level BPE.", nameof(tokenizer));
@@ -224,6 +221,11 @@ public sealed class GgufWriter
         }
         writer.Add("llama.attention.layer_norm_rms_epsilon", (float)config.RmsNormEps);
         writer.Add("llama.rope.freq_base", (float)config.RopeTheta);
+        if (config.RopeScaling is { } scaling)
+        {
+            // As llama.cpp's converter: linear as metadata, llama3 as rope_freqs.weight.
+            GgufRopeScaling.Write(writer, scaling, config.HeadDim, config.RopeTheta);
+        }
         writer.Add("llama.vocab_size", (uint)config.VocabSize);
         writer.Add("tokenizer.ggml.model", vocabulary.Model);
         writer.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.String, vocabulary.Tokens.ToArray())));
