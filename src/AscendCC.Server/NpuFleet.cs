@@ -214,17 +214,26 @@ public sealed class NpuFleet : IDisposable
     {
         string folder = o.Model!;
         using ModelCheckpoint checkpoint = ModelCheckpoint.Open(folder);
+        WeightPrecision precision = o.Weights ?? CheckpointPrecisions.Stored(checkpoint);
+        if (CheckpointPrecisions.Misfit(checkpoint.Config, precision, CheckpointPrecisions.For(checkpoint, precision)) is { } misfit)
+        {
+            throw new InvalidOperationException($"Npu:Weights {precision}: '{misfit.Tensor}' of {folder} has rows of {misfit.Width} weights, not whole blocks of {misfit.Block}; "
+                + $"set Npu:Weights to one of: {string.Join(", ", CheckpointPrecisions.Fitting(checkpoint))}");
+        }
         foreach (NpuSlot slot in slots)
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            slot.Loaded = CausalLM.Load(slot.Runtime, checkpoint, new CausalLMOptions { Mode = o.Mode, MaxContext = o.MaxContext > 0 ? o.MaxContext : 2048, MaxSequences = o.MaxSequences });
+            slot.Loaded = CausalLM.Load(slot.Runtime, checkpoint, new CausalLMOptions
+            {
+                Mode = o.Mode, MaxContext = o.MaxContext > 0 ? o.MaxContext : 2048, MaxSequences = o.MaxSequences, WeightPrecision = precision,
+            });
             slot.LoadedPackage = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
             if (slot.Loaded.MaxSequences > 1)
             {
                 slot.PlainBatch = new PlainBatchLoop(slot, slot.Loaded, logger);
             }
-            logger.LogInformation("NPU {Device} loaded {Model} in plaintext (CC off, context {Context}, {Sequences} sequences at once) in {Milliseconds} ms",
-                slot.Index, folder, slot.Loaded.MaxContext, slot.Loaded.MaxSequences, clock.ElapsedMilliseconds);
+            logger.LogInformation("NPU {Device} loaded {Model} in plaintext (CC off, weights {Precision}, context {Context}, {Sequences} sequences at once) in {Milliseconds} ms",
+                slot.Index, folder, precision, slot.Loaded.MaxContext, slot.Loaded.MaxSequences, clock.ElapsedMilliseconds);
         }
         PlainModelId = o.ModelId ?? slots[0].LoadedPackage;
     }

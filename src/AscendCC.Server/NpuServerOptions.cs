@@ -32,8 +32,16 @@ public sealed class NpuServerOptions
     /// </summary>
     public bool Confidential { get; set; } = true;
 
-    /// <summary>CC off only: the Hugging Face model folder (config.json, safetensors, tokenizer) every NPU loads at startup.</summary>
+    /// <summary>CC off only: the model every NPU loads at startup: a Hugging Face folder (config.json, safetensors, tokenizer) or a llama.cpp .gguf.</summary>
     public string? Model { get; set; }
+
+    /// <summary>
+    /// CC off only: the precision of <see cref="Model"/>'s weight matrices on the device (F32, F16, BF16,
+    /// Q8_0, Q4_0, Q4_K); null (the default) for what the checkpoint stores
+    /// (<see cref="Runtime.Inference.CheckpointPrecisions.Stored"/>: a Q4_K_M .gguf in Q4_K). With CC on the
+    /// model provider chooses it in the package's deployment.
+    /// </summary>
+    public Runtime.Inference.WeightPrecision? Weights { get; set; }
 
     /// <summary>CC off only: the model id <c>/v1/models</c> reports. Default: the model folder's name.</summary>
     public string? ModelId { get; set; }

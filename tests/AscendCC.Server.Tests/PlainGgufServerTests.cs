@@ -1,0 +1,65 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Models.Gguf;
+using AscendCC.Runtime.Tests.Models;
+using AscendCC.Runtime.Tokenizers;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using NUnit.Framework;
+
+namespace AscendCC.Server.Tests;
+
+/// <summary>
+/// A CC-off host serving a llama.cpp-style .gguf (<c>Npu:Model</c>): by default its weights go to the NPUs
+/// in the precision the file stores (<c>Npu:Weights</c> unset), here Q4_K, which fits an HBM the same
+/// model in F32 does not; <c>Npu:Weights=F32</c> on that HBM fails at startup.
+/// </summary>
+[NonParallelizable]
+public sealed class PlainGgufServerTests
+{
+    private static WebApplicationFactory<Program> Start(string model, string store, string? weights) =>
+        new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseSetting("Npu:Simulate", "true");
+            b.UseSetting("Npu:Confidential", "false");
+            b.UseSetting("Npu:Model", model);
+            b.UseSetting("Npu:MaxContext", "64");
+            b.UseSetting("Npu:MaxSequences", "1");
+            b.UseSetting("Npu:ModelStore", store);
+            // 4 MiB: the random model's matrices are 7.3 MB in F32, 1.2 MB as Q4_K (embedding and output Q8_0).
+            b.UseSetting("Npu:HbmCapacity", (4L << 20).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (weights is not null)
+            {
+                b.UseSetting("Npu:Weights", weights);
+            }
+        });
+
+    [Test]
+    public async Task A_gguf_is_served_in_the_precision_it_stores()
+    {
+        using var temp = new TempFolder();
+        string folder = RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 4096, edgeBlocks: false);
+        string gguf = temp.File("random-q4_k.gguf");
+        using (var checkpoint = ModelCheckpoint.Open(folder))
+        {
+            GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(folder), GgufTensorType.Q4_K);
+        }
+        string store = temp.File("store");
+        using (WebApplicationFactory<Program> factory = Start(gguf, store, weights: null))
+        {
+            using HttpClient http = factory.CreateClient();
+            using var body = new StringContent("""{"model":"random-q4_k.gguf","messages":[{"role":"user","content":"Once upon a time"}],"temperature":0,"max_tokens":8}""", Encoding.UTF8, "application/json");
+            using HttpResponseMessage response = await http.PostAsync("/v1/chat/completions", body);
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+            using JsonDocument completion = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            Assert.That(completion.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), Is.GreaterThan(0));
+        }
+        using (WebApplicationFactory<Program> factory = Start(gguf, store, weights: "F32"))
+        {
+            Exception? e = Assert.Catch(() => factory.CreateClient(), "the same model in F32 does not fit the 4 MiB HBM");
+            Assert.That(e!.ToString(), Does.Contain("HBM exhausted"));
+        }
+    }
+}
