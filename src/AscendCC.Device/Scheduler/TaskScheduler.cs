@@ -299,7 +299,7 @@ internal sealed unsafe class TaskScheduler : IDisposable
         {
             DeviceMemoryInfo info = _hbm.Info;
             return TaskOutcome.Fail(CompletionStatus.OutOfMemory,
-                $"HBM exhausted: {size} bytes requested, {info.Allocated} of {info.Capacity} in use in {info.RegionCount} regions; free device memory or use a smaller model");
+                $"HBM exhausted: {size} bytes requested, {info.Allocated} of {info.Capacity} in use in {info.RegionCount} regions; free device memory, or use a smaller model or a narrower weight precision (BF16, Q8_0, Q4_K)");
         }
         return new TaskOutcome(CompletionStatus.Success, region.Address, 0, null);
     }
