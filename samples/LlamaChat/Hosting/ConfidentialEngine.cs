@@ -39,7 +39,7 @@ internal sealed class ConfidentialEngine : IChatEngine
         _ui = ui;
         _npu = npu;
         var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, precision, kvCache, MatrixPrecisions: matrixPrecisions);
-        byte[] package;
+        ReadOnlyMemory<byte> package;
         byte[] manifestDigest;
 
         // ---- model provider: plaintext weights exist only inside this block ----
@@ -47,8 +47,12 @@ internal sealed class ConfidentialEngine : IChatEngine
         {
             ui.Step("model provider", $"exports '{modelName}' as a confidential package (AES-256-GCM chunks, signed manifest)");
             var policy = new ReleasePolicy(npu.Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(npu.Firmware.Encode())], ReleasePolicy.RootDigest(npu.Manufacturer.RootCertificate));
-            int total = deployment.BuildProgram().Weights.Count;
-            using var output = new MemoryStream();
+            var buffers = deployment.BuildProgram().Weights;
+            int total = buffers.Count;
+            // Sized for the whole package (the weights' device bytes, and a margin for the chunks' tags and
+            // the manifest) so the stream is filled once instead of regrown and copied at every doubling.
+            long weightBytes = buffers.Sum(w => w.Value.Bytes);
+            using var output = new MemoryStream((int)Math.Min(Array.MaxLength, weightBytes + (weightBytes / 64) + (1 << 20)));
             var clock = System.Diagnostics.Stopwatch.StartNew();
             ProtectedModel model = ui.Progress("encrypting weights", total, report =>
             {
@@ -61,7 +65,8 @@ internal sealed class ConfidentialEngine : IChatEngine
             });
             using (model)
             {
-                package = output.ToArray();
+                // The stream's own buffer, not a copy of it.
+                package = output.GetBuffer().AsMemory(0, (int)output.Length);
                 ui.Logger.LogInformation("load: package exported, {Bytes} bytes in {Items} items, weights encrypted in {Milliseconds} ms", package.Length, model.Manifest.Items.Count, clock.ElapsedMilliseconds);
                 ui.Evidence("package", $"{package.Length:N0} bytes, {model.Manifest.Items.Count} items");
                 ui.Evidence("manifest digest", Convert.ToHexStringLower(model.Manifest.Digest.Span));
