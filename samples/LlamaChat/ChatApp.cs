@@ -402,10 +402,9 @@ public static class ChatApp
         }
         WeightPrecision precision = options.Weights ?? CheckpointPrecisions.Stored(checkpoint!);
         IReadOnlyDictionary<string, WeightPrecision> wider = CheckpointPrecisions.For(checkpoint!, precision);
-        if (CheckpointPrecisions.Misfit(checkpoint!.Config, precision, wider) is { } misfit)
+        if (CheckpointPrecisions.Refusal(checkpoint!, precision) is { } refusal)
         {
-            throw new ChatInputException($"--weights {precision.ToString().ToLowerInvariant()}: {modelName}'s '{misfit.Tensor}' has rows of {misfit.Width} weights, not whole blocks of {misfit.Block}; "
-                + $"pass --weights with one of: {string.Join(", ", CheckpointPrecisions.Fitting(checkpoint!).Select(f => f.ToString().ToLowerInvariant()))}");
+            throw new ChatInputException($"--weights {precision.ToString().ToLowerInvariant()}: {modelName}'s {refusal} (pass one to --weights)");
         }
         ui.Evidence("weights", $"{precision}{(options.Weights is null ? " (as the checkpoint stores them; --weights to choose)" : "")}"
             + (wider.Count > 0 ? $", {wider.Count} matrices the file stores wider kept in Q8_0" : "") + $"; KV cache {options.KvCache}");

@@ -111,10 +111,9 @@ internal static class ProviderCommand
         }
         // The matrices the file stores wider than a 4-bit deployment (a Q4_K_M's Q6_K) stay wider, as CausalLM.Load keeps them.
         WeightPrecision precision = request.Precision ?? CheckpointPrecisions.Stored(checkpoint);
-        if (CheckpointPrecisions.Misfit(checkpoint.Config, precision, CheckpointPrecisions.For(checkpoint, precision)) is { } misfit)
+        if (CheckpointPrecisions.Refusal(checkpoint, precision) is { } refusal)
         {
-            throw new ArgumentException($"--precision {precision.ToString().ToLowerInvariant()}: '{misfit.Tensor}' has rows of {misfit.Width} weights, not whole blocks of {misfit.Block}; "
-                + $"pass --precision with one of: {string.Join(", ", CheckpointPrecisions.Fitting(checkpoint).Select(f => f.ToString().ToLowerInvariant()))}");
+            throw new ArgumentException($"--precision {precision.ToString().ToLowerInvariant()}: {refusal} (pass one to --precision)");
         }
         var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, context, Math.Clamp(request.BatchTokens, 1, context), precision, request.KvPrecision,
             request.Sequences, CheckpointPrecisions.For(checkpoint, precision));

@@ -215,10 +215,9 @@ public sealed class NpuFleet : IDisposable
         string folder = o.Model!;
         using ModelCheckpoint checkpoint = ModelCheckpoint.Open(folder);
         WeightPrecision precision = o.Weights ?? CheckpointPrecisions.Stored(checkpoint);
-        if (CheckpointPrecisions.Misfit(checkpoint.Config, precision, CheckpointPrecisions.For(checkpoint, precision)) is { } misfit)
+        if (CheckpointPrecisions.Refusal(checkpoint, precision) is { } refusal)
         {
-            throw new InvalidOperationException($"Npu:Weights {precision}: '{misfit.Tensor}' of {folder} has rows of {misfit.Width} weights, not whole blocks of {misfit.Block}; "
-                + $"set Npu:Weights to one of: {string.Join(", ", CheckpointPrecisions.Fitting(checkpoint))}");
+            throw new InvalidOperationException($"Npu:Weights {precision}: {folder}'s {refusal} (set Npu:Weights to one)");
         }
         foreach (NpuSlot slot in slots)
         {

@@ -144,7 +144,7 @@ public class LlamaChatTests
         // A precision the model's widths cannot hold is refused before anything boots, with the ones that fit.
         var narrow = RunChat("--model", TestData.RequireModel("stories260K"), "--weights", "q4_k", "--prompt", "Once upon a time", "--temperature", "0");
         Assert.That(narrow.Exit, Is.EqualTo(1));
-        Assert.That(Unwrap(narrow.Stderr), Does.Contain("--weights q4_k: stories260K's 'model.layers.0.self_attn.q_proj.weight' has rows of 64 weights, not whole blocks of 256; pass --weights with one of: bf16, f16, f32"));
+        Assert.That(Unwrap(narrow.Stderr), Does.Contain("--weights q4_k: stories260K's 'model.layers.0.self_attn.q_proj.weight' has rows of 64 weights, not whole blocks of 256; the precisions that hold every matrix: bf16, f16, f32 (pass one to --weights)"));
         Assert.That(narrow.Stderr, Does.Not.Contain("powers on the NPU"));
 
         var unknown = RunChat([.. args, "--weights", "q5_k"]);

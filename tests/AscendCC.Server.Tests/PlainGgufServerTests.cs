@@ -61,5 +61,11 @@ public sealed class PlainGgufServerTests
             Exception? e = Assert.Catch(() => factory.CreateClient(), "the same model in F32 does not fit the 4 MiB HBM");
             Assert.That(e!.ToString(), Does.Contain("HBM exhausted"));
         }
+        // A precision stories260K's widths cannot hold stops the startup, naming the ones that fit.
+        using (WebApplicationFactory<Program> factory = Start(AscendCC.Tests.TestData.RequireModel("stories260K"), store, weights: "Q8_0"))
+        {
+            Exception? e = Assert.Catch(() => factory.CreateClient());
+            Assert.That(e!.ToString(), Does.Contain("Npu:Weights Q8_0").And.Contain("not whole blocks of 32; the precisions that hold every matrix: bf16, f16, f32"));
+        }
     }
 }

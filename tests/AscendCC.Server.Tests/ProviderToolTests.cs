@@ -122,6 +122,11 @@ public sealed class ProviderToolTests
             Assert.That(exit, Is.EqualTo(1));
             Assert.That(stderr, Does.Contain("has no root.pem"));
 
+            // A precision the model's widths cannot hold: refused before anything is encrypted, with the ones that fit.
+            (exit, _, stderr) = await RunAsync("deploy", folder, "--server", server.Address.ToString(), "--manufacturer", Path.Combine(store, "manufacturer"), "--precision", "q4_k");
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stderr, Does.Contain("--precision q4_k: 'model.layers.0.self_attn.q_proj.weight' has rows of 64 weights, not whole blocks of 256; the precisions that hold every matrix: bf16, f16, f32"));
+
             // The provider trusts another manufacturer (the server's NPUs are not under its root).
             Directory.CreateDirectory(other);
             using (var manufacturer = Manufacturer.Create())

@@ -101,6 +101,20 @@ public static class CheckpointPrecisions
     }
 
     /// <summary>
+    /// Why a deployment of <paramref name="precision"/> (with <see cref="For"/>'s wider matrices) cannot hold
+    /// <paramref name="checkpoint"/>, for a tool to put after its option's name — the first matrix that does
+    /// not fit, its width and block, and the precisions that hold every matrix — or null when it fits.
+    /// </summary>
+    public static string? Refusal(ModelCheckpoint checkpoint, WeightPrecision precision)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        return Misfit(checkpoint.Config, precision, For(checkpoint, precision)) is { } misfit
+            ? $"'{misfit.Tensor}' has rows of {misfit.Width} weights, not whole blocks of {misfit.Block}; the precisions that hold every matrix: "
+                + string.Join(", ", Fitting(checkpoint).Select(f => f.ToString().ToLowerInvariant()))
+            : null;
+    }
+
+    /// <summary>
     /// The first weight matrix a deployment of <paramref name="precision"/> (with
     /// <paramref name="matrixPrecisions"/> for the matrices it keeps in another) cannot hold because its
     /// input width is not whole blocks of its format — with that width and the block — or null when

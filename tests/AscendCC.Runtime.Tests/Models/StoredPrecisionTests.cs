@@ -80,6 +80,9 @@ public class StoredPrecisionTests
             Assert.That(CheckpointPrecisions.Misfit(file.Config, WeightPrecision.Q4_K), Is.EqualTo(("model.layers.0.self_attn.q_proj.weight", 64L, 256)));
             Assert.That(CheckpointPrecisions.Misfit(file.Config, WeightPrecision.BF16), Is.Null);
             Assert.That(CheckpointPrecisions.Fitting(file), Is.EqualTo(new[] { WeightPrecision.BF16, WeightPrecision.F16, WeightPrecision.F32 }));
+            Assert.That(CheckpointPrecisions.Refusal(file, WeightPrecision.Q8_0),
+                Is.EqualTo("'model.layers.0.mlp.down_proj.weight' has rows of 172 weights, not whole blocks of 32; the precisions that hold every matrix: bf16, f16, f32"));
+            Assert.That(CheckpointPrecisions.Refusal(file, WeightPrecision.BF16), Is.Null);
         }
 
         // BF16 as stored (LLamaSharp's quantizer does not write BF16; the runtime's writer does).
