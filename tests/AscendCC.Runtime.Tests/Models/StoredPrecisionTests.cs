@@ -126,7 +126,10 @@ public class StoredPrecisionTests
             Assert.That(model.Layout.WeightPrecisions["model.layers.0.mlp.down_proj.weight"], Is.EqualTo(WeightPrecision.Q8_0));
             Assert.That(model.ForwardAllLogits([1, 403, 407], 0), Is.All.Matches<float>(float.IsFinite));
         }
-        // The untied classifier of a 4-bit deployment is Q8_0 (blocks of 32), whatever the layers need.
-        Assert.That(CheckpointPrecisions.Misfit(RandomLlamaCheckpoint.Config with { VocabSize = 512, HiddenSize = 256 }, WeightPrecision.Q4_K), Is.Null);
+        // A 4-bit deployment keeps the embedding and the classifier in Q8_0 (blocks of 32): 288-wide rows fit
+        // them, so the first matrix a Q4_K deployment cannot hold is the first layer's q_proj, not the embedding.
+        LlamaConfig wide = RandomLlamaCheckpoint.Config with { HiddenSize = 288 };
+        Assert.That(CheckpointPrecisions.Misfit(wide, WeightPrecision.Q4_K), Is.EqualTo(("model.layers.0.self_attn.q_proj.weight", 288L, 256)));
+        Assert.That(CheckpointPrecisions.Misfit(wide, WeightPrecision.Q4_0), Is.Null);
     }
 }
