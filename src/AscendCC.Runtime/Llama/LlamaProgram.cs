@@ -4,12 +4,12 @@ using AscendCC.Runtime.Programs;
 namespace AscendCC.Runtime.Llama;
 
 /// <summary>
-/// The Llama family's program builder (Llama 2/3, Mistral): the forward pass that
+/// The Llama family's program builder (Llama 2/3, Mistral, Qwen2): the forward pass that
 /// <see cref="CausalLMProgram.Build"/> places between the shared prologue and the classifier, read
 /// top to bottom:
 /// <code>
 /// x = embedding[tokens]
-/// for each layer:  xb = rmsnorm(x)·w_attn;  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ;  rope(q, k);  cache ← k, v
+/// for each layer:  xb = rmsnorm(x)·w_attn;  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ (+ bq, bk, bv: Qwen2);  rope(q, k);  cache ← k, v
 ///                  att = softmax(q·Kᵀ/√d + causal [+ sliding window])·V;  x += att·Woᵀ
 ///                  xb = rmsnorm(x)·w_ffn;  hb = silu(xb·W1ᵀ) ⊙ (xb·W3ᵀ);  x += hb·W2ᵀ
 /// final norm: rmsnorm(·)·w_norm;  classifier: lm_head (or the embedding when tied)
@@ -59,8 +59,19 @@ internal static class LlamaProgram
             ProgramBuffer vCache = b.KvCache($"v_cache.{l}", kvHeads, headDim);
 
             p.Launch("rms_norm", [x, attnNorm, xb], seq, I(dim), F(eps));
-            // q, k and v read the same xb: one launch (see LinearKernel.LinearFused) unless their types differ.
-            b.Linears(xb, seq, dim, (wq, q, qDim), (wk, k, kvDim), (wv, v, kvDim));
+            if (config.QkvBias)
+            {
+                // Qwen2: each projection with its bias (linear adds it; the fused launch has none).
+                ProgramBuffer bq = b.Float32(LlamaTensorNames.QBias(l), qDim), bk = b.Float32(LlamaTensorNames.KBias(l), kvDim), bv = b.Float32(LlamaTensorNames.VBias(l), kvDim);
+                p.Launch("linear", [xb, wq, bq, q], seq, I(dim), I(qDim), I(b.DtOf(wq)));
+                p.Launch("linear", [xb, wk, bk, k], seq, I(dim), I(kvDim), I(b.DtOf(wk)));
+                p.Launch("linear", [xb, wv, bv, v], seq, I(dim), I(kvDim), I(b.DtOf(wv)));
+            }
+            else
+            {
+                // q, k and v read the same xb: one launch (see LinearKernel.LinearFused) unless their types differ.
+                b.Linears(xb, seq, dim, (wq, q, qDim), (wk, k, kvDim), (wv, v, kvDim));
+            }
             b.Rotate(ropeOp, q, heads, headDim, theta, ropeScaling);
             b.Rotate(ropeOp, k, kvHeads, headDim, theta, ropeScaling);
             b.KvCacheWrite(k, v, kCache, vCache, kvHeads, headDim);

@@ -29,6 +29,15 @@ public static class LlamaTensorNames
     /// <summary>wv [kv_heads*head_dim, hidden].</summary>
     public static string VProj(int layer) => $"model.layers.{layer}.self_attn.v_proj.weight";
 
+    /// <summary>Qwen2's q_proj bias [heads*head_dim].</summary>
+    public static string QBias(int layer) => $"model.layers.{layer}.self_attn.q_proj.bias";
+
+    /// <summary>Qwen2's k_proj bias [kv_heads*head_dim].</summary>
+    public static string KBias(int layer) => $"model.layers.{layer}.self_attn.k_proj.bias";
+
+    /// <summary>Qwen2's v_proj bias [kv_heads*head_dim].</summary>
+    public static string VBias(int layer) => $"model.layers.{layer}.self_attn.v_proj.bias";
+
     /// <summary>wo [hidden, heads*head_dim].</summary>
     public static string OProj(int layer) => $"model.layers.{layer}.self_attn.o_proj.weight";
 
@@ -54,6 +63,12 @@ public static class LlamaTensorNames
             yield return (QProj(l), [qDim, hidden]);
             yield return (KProj(l), [kvDim, hidden]);
             yield return (VProj(l), [kvDim, hidden]);
+            if (config.QkvBias)
+            {
+                yield return (QBias(l), [qDim]);
+                yield return (KBias(l), [kvDim]);
+                yield return (VBias(l), [kvDim]);
+            }
             yield return (OProj(l), [hidden, qDim]);
             yield return (PostAttentionLayerNorm(l), [hidden]);
             yield return (GateProj(l), [inter, hidden]);

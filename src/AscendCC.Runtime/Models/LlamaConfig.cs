@@ -5,17 +5,26 @@ using AscendCC.Runtime.Llama;
 namespace AscendCC.Runtime.Models;
 
 /// <summary>
-/// The hyperparameters of a Llama-family decoder (Llama 2/3, Mistral), as in a Hugging Face
+/// The hyperparameters of a Llama-family decoder (Llama 2/3, Mistral, Qwen2), as in a Hugging Face
 /// <c>config.json</c>. Names follow the Hugging Face fields; <see cref="ModelConfig.Validate"/> checks that they agree.
 /// Its program builder is <see cref="Llama.LlamaProgram"/>.
 /// </summary>
 public sealed record LlamaConfig : ModelConfig
 {
     /// <summary>Architectures of this family: all share the Llama decoder block.</summary>
-    public static new IReadOnlyList<string> SupportedArchitectures { get; } = ["LlamaForCausalLM", "MistralForCausalLM"];
+    public static new IReadOnlyList<string> SupportedArchitectures { get; } = ["LlamaForCausalLM", "MistralForCausalLM", Qwen2Architecture];
 
     /// <summary>model_type values matching <see cref="SupportedArchitectures"/>.</summary>
-    public static new IReadOnlyList<string> SupportedModelTypes { get; } = ["llama", "mistral"];
+    public static new IReadOnlyList<string> SupportedModelTypes { get; } = ["llama", "mistral", "qwen2"];
+
+    /// <summary>Qwen2 (Qwen2, Qwen2.5): the Llama block with biases on q_proj, k_proj and v_proj.</summary>
+    public const string Qwen2Architecture = "Qwen2ForCausalLM";
+
+    /// <summary>
+    /// Whether q_proj, k_proj and v_proj carry biases (<c>…q_proj.bias</c> and so on), added after the
+    /// projection: Qwen2's attention. Llama's own <c>attention_bias</c>, which biases o_proj too, is refused.
+    /// </summary>
+    public bool QkvBias { get; init; }
 
     /// <summary>n_kv_heads: key/value heads (grouped-query attention when fewer than query heads).</summary>
     public required int NumKeyValueHeads { get; init; }
@@ -96,8 +105,20 @@ public sealed record LlamaConfig : ModelConfig
             TorchDtype = ConfigJson.OptionalString(root, "torch_dtype", source) ?? ConfigJson.OptionalString(root, "dtype", source),
             ExplicitHeadDim = ConfigJson.OptionalInt(root, "head_dim", source),
             RopeScaling = RopeScaling.Parse(root, source),
-            SlidingWindow = ConfigJson.OptionalInt(root, "sliding_window", source),
+            // Qwen2 writes sliding_window even when use_sliding_window is false, which means no window.
+            SlidingWindow = architecture == Qwen2Architecture ? null : ConfigJson.OptionalInt(root, "sliding_window", source),
+            QkvBias = architecture == Qwen2Architecture,
         };
+        if (architecture == Qwen2Architecture && ConfigJson.OptionalBool(root, "use_sliding_window", source) == true)
+        {
+            throw new CheckpointFormatException(source, null, "use_sliding_window is true: Qwen2's per-layer sliding window (max_window_layers) is not applied by this runtime.",
+                "Use the model with use_sliding_window false (the Qwen2 and Qwen2.5 releases ship it so).");
+        }
+        if (architecture != Qwen2Architecture && (ConfigJson.OptionalBool(root, "attention_bias", source) == true || ConfigJson.OptionalBool(root, "mlp_bias", source) == true))
+        {
+            throw new CheckpointFormatException(source, null, "attention_bias or mlp_bias is true: this Llama has biases on its projections, which this runtime's Llama does not add.",
+                "Use a Llama without projection biases, or a Qwen2 config if it is one.");
+        }
         config.ValidateFrom(source);
         return config;
     }
@@ -105,7 +126,7 @@ public sealed record LlamaConfig : ModelConfig
     /// <inheritdoc />
     public override string ToJson()
     {
-        var o = CommonJson(Architecture == "MistralForCausalLM" ? "mistral" : "llama");
+        var o = CommonJson(Architecture switch { "MistralForCausalLM" => "mistral", Qwen2Architecture => "qwen2", _ => "llama" });
         o["hidden_size"] = HiddenSize;
         o["intermediate_size"] = IntermediateSize;
         o["num_hidden_layers"] = NumHiddenLayers;
@@ -120,6 +141,10 @@ public sealed record LlamaConfig : ModelConfig
         if (SlidingWindow is { } sw)
         {
             o["sliding_window"] = sw;
+        }
+        if (Architecture == Qwen2Architecture)
+        {
+            o["use_sliding_window"] = false;
         }
         if (RopeScaling is { } scaling)
         {
@@ -161,6 +186,10 @@ public sealed record LlamaConfig : ModelConfig
             throw new CheckpointFormatException(source, null, $"rope_theta = {RopeTheta.ToString(CultureInfo.InvariantCulture)}; it must be a positive finite number.", "Fix config.json.");
         }
         RopeScaling?.Validate(source);
+        if (QkvBias != (Architecture == Qwen2Architecture))
+        {
+            throw new CheckpointFormatException(source, null, $"q/k/v biases are {(QkvBias ? "on" : "off")} for architecture '{Architecture}'; only Qwen2 has them.", "Fix the configuration.");
+        }
         if (SlidingWindow is { } window && window < 0)
         {
             throw new CheckpointFormatException(source, null, $"sliding_window = {window}; it must be positive (or null/0 for none).", "Fix config.json.");

@@ -43,8 +43,13 @@ public sealed class ModelCheckpoint : IDisposable
     public ModelConfig Config { get; }
 
     /// <summary>The RoPE pairing of q_proj/k_proj rows: <see cref="RopeConvention.Half"/> for Hugging Face,
-    /// <see cref="RopeConvention.Interleaved"/> for llama2.c and GGUF (llama.cpp's converter permutes q/k into Meta's order).</summary>
-    public RopeConvention RopeConvention => Layout is CheckpointLayout.Llama2c or CheckpointLayout.Gguf ? RopeConvention.Interleaved : RopeConvention.Half;
+    /// <see cref="RopeConvention.Interleaved"/> for llama2.c and a Llama GGUF (llama.cpp's converter permutes q/k into Meta's order; a Qwen2 GGUF's stay Half).</summary>
+    public RopeConvention RopeConvention => Layout switch
+    {
+        CheckpointLayout.Llama2c => RopeConvention.Interleaved,
+        CheckpointLayout.Gguf => Gguf.GgufLlamaLayout.RopeConventionOf(Config.Architecture),
+        _ => RopeConvention.Half,
+    };
 
     /// <summary>Names of all tensors (Hugging Face names).</summary>
     public IReadOnlyList<string> TensorNames { get; }

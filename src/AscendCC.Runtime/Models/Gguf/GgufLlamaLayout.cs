@@ -3,7 +3,7 @@ using AscendCC.Runtime.Llama;
 namespace AscendCC.Runtime.Models.Gguf;
 
 /// <summary>
-/// How llama.cpp's "llama" architecture maps onto the runtime's Llama: metadata keys to
+/// How llama.cpp's "llama" and "qwen2" architectures map onto the runtime's Llama: metadata keys to
 /// <see cref="LlamaConfig"/>, GGUF tensor names to the Hugging Face names the program builder uses.
 /// </summary>
 /// <remarks>
@@ -13,7 +13,18 @@ namespace AscendCC.Runtime.Models.Gguf;
 public static class GgufLlamaLayout
 {
     /// <summary>The architectures read (<c>general.architecture</c>).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2"];
+
+    /// <summary>
+    /// How <paramref name="architecture"/>'s q/k rows are paired for RoPE in a GGUF file: llama.cpp's
+    /// converter permutes a Llama's into Meta's interleaved order, and leaves Qwen2's (NeoX-style
+    /// rotate_half) as they are.
+    /// </summary>
+    public static RopeConvention RopeConventionOf(string architecture) =>
+        architecture == LlamaConfig.Qwen2Architecture ? RopeConvention.Half : RopeConvention.Interleaved;
+
+    /// <summary>The GGUF <c>general.architecture</c> of a Llama-family configuration.</summary>
+    public static string ArchitectureOf(LlamaConfig config) => config.Architecture == LlamaConfig.Qwen2Architecture ? "qwen2" : "llama";
 
     private static readonly (string Gguf, string Runtime)[] GlobalNames =
     [
@@ -28,6 +39,9 @@ public static class GgufLlamaLayout
         ("attn_q.weight", LlamaTensorNames.QProj),
         ("attn_k.weight", LlamaTensorNames.KProj),
         ("attn_v.weight", LlamaTensorNames.VProj),
+        ("attn_q.bias", LlamaTensorNames.QBias),
+        ("attn_k.bias", LlamaTensorNames.KBias),
+        ("attn_v.bias", LlamaTensorNames.VBias),
         ("attn_output.weight", LlamaTensorNames.OProj),
         ("ffn_norm.weight", LlamaTensorNames.PostAttentionLayerNorm),
         ("ffn_gate.weight", LlamaTensorNames.GateProj),
@@ -98,33 +112,36 @@ public static class GgufLlamaLayout
         if (!SupportedArchitectures.Contains(architecture))
         {
             throw new CheckpointFormatException(file.Path, null, $"is a GGUF model of architecture '{architecture}', which this runtime does not run; supported: {string.Join(", ", SupportedArchitectures)}.",
-                "Use a Llama-architecture GGUF (Llama 2, TinyLlama, Mistral converted as llama…), or the model's Hugging Face folder if its family is supported.");
+                "Use a Llama- or Qwen2-architecture GGUF (Llama 2/3, TinyLlama, Mistral converted as llama, Qwen2/2.5…), or the model's Hugging Face folder if its family is supported.");
         }
-        int hidden = m.RequireInt32("llama.embedding_length");
-        int heads = m.RequireInt32("llama.attention.head_count");
-        double theta = m.GetDouble("llama.rope.freq_base") ?? 10000.0;
-        int rotaryDim = m.GetInt32("llama.rope.dimension_count") ?? m.GetInt32("llama.attention.key_length") ?? (heads > 0 ? hidden / heads : 0);
-        int? keyLength = m.GetInt32("llama.attention.key_length");
+        // The architecture's own metadata prefix: llama.embedding_length, qwen2.embedding_length…
+        string a = architecture;
+        int hidden = m.RequireInt32($"{a}.embedding_length");
+        int heads = m.RequireInt32($"{a}.attention.head_count");
+        double theta = m.GetDouble($"{a}.rope.freq_base") ?? 10000.0;
+        int rotaryDim = m.GetInt32($"{a}.rope.dimension_count") ?? m.GetInt32($"{a}.attention.key_length") ?? (heads > 0 ? hidden / heads : 0);
+        int? keyLength = m.GetInt32($"{a}.attention.key_length");
         GgufArray? tokens = m.GetArray("tokenizer.ggml.tokens");
         int vocab = tokens?.Count
-            ?? m.GetInt32("llama.vocab_size")
+            ?? m.GetInt32($"{a}.vocab_size")
             ?? (file.FindTensor("token_embd.weight") is { Dimensions.Count: 2 } embd ? (int)embd.Dimensions[1] : 0);
         int? eos = m.GetInt32("tokenizer.ggml.eos_token_id");
         var config = new LlamaConfig
         {
-            Architecture = "LlamaForCausalLM",
-            ModelType = "llama",
+            Architecture = architecture == "qwen2" ? LlamaConfig.Qwen2Architecture : "LlamaForCausalLM",
+            ModelType = architecture,
+            QkvBias = architecture == "qwen2",
             HiddenSize = hidden,
-            IntermediateSize = m.RequireInt32("llama.feed_forward_length"),
-            NumHiddenLayers = m.RequireInt32("llama.block_count"),
+            IntermediateSize = m.RequireInt32($"{a}.feed_forward_length"),
+            NumHiddenLayers = m.RequireInt32($"{a}.block_count"),
             NumAttentionHeads = heads,
-            NumKeyValueHeads = m.GetInt32("llama.attention.head_count_kv") ?? heads,
+            NumKeyValueHeads = m.GetInt32($"{a}.attention.head_count_kv") ?? heads,
             ExplicitHeadDim = keyLength is { } k && heads > 0 && k != hidden / heads ? k : null,
             VocabSize = vocab,
-            MaxPositionEmbeddings = m.RequireInt32("llama.context_length"),
-            RmsNormEps = m.GetDouble("llama.attention.layer_norm_rms_epsilon") ?? 1e-5,
+            MaxPositionEmbeddings = m.RequireInt32($"{a}.context_length"),
+            RmsNormEps = m.GetDouble($"{a}.attention.layer_norm_rms_epsilon") ?? 1e-5,
             RopeTheta = theta,
-            RopeScaling = GgufRopeScaling.Read(file, rotaryDim, theta),
+            RopeScaling = GgufRopeScaling.Read(file, a, rotaryDim, theta),
             TieWordEmbeddings = file.FindTensor("output.weight") is null,
             BosTokenId = m.GetInt32("tokenizer.ggml.bos_token_id") ?? 1,
             EosTokenIds = [eos ?? 2],

@@ -20,9 +20,9 @@ internal static class GgufRopeScaling
     /// base <paramref name="theta"/>: null for none; refused, naming what the file holds, for kinds this
     /// runtime does not apply (YaRN, LongRoPE) or divisors no llama3 parameters reproduce.
     /// </summary>
-    public static RopeScaling? Read(GgufFile file, int rotaryDim, double theta)
+    public static RopeScaling? Read(GgufFile file, string architecture, int rotaryDim, double theta)
     {
-        string type = file.Metadata.GetString("llama.rope.scaling.type") ?? "none";
+        string type = file.Metadata.GetString($"{architecture}.rope.scaling.type") ?? "none";
         GgufTensorInfo? freqs = file.FindTensor(FreqsTensor);
         if (freqs is null && type == "none")
         {
@@ -30,8 +30,8 @@ internal static class GgufRopeScaling
         }
         if (freqs is null && type == RopeScaling.LinearType)
         {
-            double factor = file.Metadata.GetDouble("llama.rope.scaling.factor")
-                ?? throw new CheckpointFormatException(file.Path, null, "declares linear RoPE scaling without llama.rope.scaling.factor.", "The file is malformed; convert it again.");
+            double factor = file.Metadata.GetDouble($"{architecture}.rope.scaling.factor")
+                ?? throw new CheckpointFormatException(file.Path, null, $"declares linear RoPE scaling without {architecture}.rope.scaling.factor.", "The file is malformed; convert it again.");
             return RopeScaling.Linear(factor);
         }
         if (freqs is null || type != "none")
@@ -56,12 +56,12 @@ internal static class GgufRopeScaling
     }
 
     /// <summary>What <see cref="GgufWriter.WriteLlama"/> writes for <paramref name="scaling"/>: metadata for linear, the divisors tensor for llama3.</summary>
-    public static void Write(GgufWriter writer, RopeScaling scaling, int rotaryDim, double theta)
+    public static void Write(GgufWriter writer, string architecture, RopeScaling scaling, int rotaryDim, double theta)
     {
         if (scaling.Type == RopeScaling.LinearType)
         {
-            writer.Add("llama.rope.scaling.type", RopeScaling.LinearType);
-            writer.Add("llama.rope.scaling.factor", (float)scaling.Factor);
+            writer.Add($"{architecture}.rope.scaling.type", RopeScaling.LinearType);
+            writer.Add($"{architecture}.rope.scaling.factor", (float)scaling.Factor);
             return;
         }
         float[] divisors = Llama3Divisors(scaling, rotaryDim, theta);

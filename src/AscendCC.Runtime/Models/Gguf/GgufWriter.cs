@@ -197,7 +197,9 @@ public sealed class GgufWriter
             throw new ArgumentException($"The tokenizer has {vocabulary.Tokens.Count} tokens, the model's vocabulary {config.VocabSize}; pass the tokenizer that came with the checkpoint.", nameof(tokenizer));
         }
         var writer = new GgufWriter();
-        writer.Add("general.architecture", "llama");
+        // Keys are under the architecture's own prefix (llama.*, qwen2.*), as llama.cpp reads them.
+        string arch = GgufLlamaLayout.ArchitectureOf(config);
+        writer.Add("general.architecture", arch);
         writer.Add("general.name", name ?? Path.GetFileNameWithoutExtension(path));
         writer.Add("general.file_type", matrixType switch
         {
@@ -207,26 +209,26 @@ public sealed class GgufWriter
             GgufTensorType.BF16 => 32u,
             _ => 0u,
         });
-        writer.Add("llama.context_length", (uint)config.MaxPositionEmbeddings);
-        writer.Add("llama.embedding_length", (uint)config.HiddenSize);
-        writer.Add("llama.block_count", (uint)config.NumHiddenLayers);
-        writer.Add("llama.feed_forward_length", (uint)config.IntermediateSize);
-        writer.Add("llama.rope.dimension_count", (uint)config.HeadDim);
-        writer.Add("llama.attention.head_count", (uint)config.NumAttentionHeads);
-        writer.Add("llama.attention.head_count_kv", (uint)config.NumKeyValueHeads);
+        writer.Add($"{arch}.context_length", (uint)config.MaxPositionEmbeddings);
+        writer.Add($"{arch}.embedding_length", (uint)config.HiddenSize);
+        writer.Add($"{arch}.block_count", (uint)config.NumHiddenLayers);
+        writer.Add($"{arch}.feed_forward_length", (uint)config.IntermediateSize);
+        writer.Add($"{arch}.rope.dimension_count", (uint)config.HeadDim);
+        writer.Add($"{arch}.attention.head_count", (uint)config.NumAttentionHeads);
+        writer.Add($"{arch}.attention.head_count_kv", (uint)config.NumKeyValueHeads);
         if (config.ExplicitHeadDim is { } headDim)
         {
-            writer.Add("llama.attention.key_length", (uint)headDim);
-            writer.Add("llama.attention.value_length", (uint)headDim);
+            writer.Add($"{arch}.attention.key_length", (uint)headDim);
+            writer.Add($"{arch}.attention.value_length", (uint)headDim);
         }
-        writer.Add("llama.attention.layer_norm_rms_epsilon", (float)config.RmsNormEps);
-        writer.Add("llama.rope.freq_base", (float)config.RopeTheta);
+        writer.Add($"{arch}.attention.layer_norm_rms_epsilon", (float)config.RmsNormEps);
+        writer.Add($"{arch}.rope.freq_base", (float)config.RopeTheta);
         if (config.RopeScaling is { } scaling)
         {
             // As llama.cpp's converter: linear as metadata, llama3 as rope_freqs.weight.
-            GgufRopeScaling.Write(writer, scaling, config.HeadDim, config.RopeTheta);
+            GgufRopeScaling.Write(writer, arch, scaling, config.HeadDim, config.RopeTheta);
         }
-        writer.Add("llama.vocab_size", (uint)config.VocabSize);
+        writer.Add($"{arch}.vocab_size", (uint)config.VocabSize);
         writer.Add("tokenizer.ggml.model", vocabulary.Model);
         writer.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.String, vocabulary.Tokens.ToArray())));
         writer.Add("tokenizer.ggml.scores", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Float32, (vocabulary.Scores ?? new float[vocabulary.Tokens.Count]).ToArray())));
@@ -245,7 +247,12 @@ public sealed class GgufWriter
             writer.Add("tokenizer.chat_template", chatTemplate.Text);
         }
 
-        bool permute = checkpoint.RopeConvention == RopeConvention.Half;
+        // llama.cpp's converter permutes a Llama's q/k rows into Meta's interleaved order and leaves Qwen2's in rotate_half order.
+        bool permute = checkpoint.RopeConvention == RopeConvention.Half && GgufLlamaLayout.RopeConventionOf(config.Architecture) == RopeConvention.Interleaved;
+        if (checkpoint.RopeConvention == RopeConvention.Interleaved && GgufLlamaLayout.RopeConventionOf(config.Architecture) == RopeConvention.Half)
+        {
+            throw new ArgumentException($"{checkpoint.SourcePath} holds {config.Architecture} q/k rows in the interleaved order, which a {arch} GGUF does not use.", nameof(checkpoint));
+        }
         foreach (var (runtimeName, shape) in config.ExpectedTensors())
         {
             string ggufName = GgufLlamaLayout.ToGgufName(runtimeName, config.NumHiddenLayers)
