@@ -64,13 +64,13 @@ internal static class GptNeoProgram
             b.KvCacheWrite(k, v, kCache, vCache, heads, headDim);
             // Scale 1: GPT-Neo's attention scores are q·k, unscaled (its weights were trained that way).
             b.Attention(q, kCache, vCache, att, heads, heads, headDim, 1.0, config.WindowOf(l));
-            p.Launch("linear", [att, wo, bo, xb2], seq, I(dim), I(dim), I(b.DtOf(wo)));
+            b.Linear(att, seq, dim, wo, bo, xb2, dim);
             p.Launch("add", [x, xb2, x], b.SeqDim);
 
             p.Launch("layer_norm", [x, ln2, ln2Bias, xb], seq, I(dim), F(eps));
-            p.Launch("linear", [xb, wFc, bFc, hb], seq, I(dim), I(inner), I(b.DtOf(wFc)));
+            b.Linear(xb, seq, dim, wFc, bFc, hb, inner);
             p.Launch("gelu_tanh", [hb, hb], b.SeqHidden);
-            p.Launch("linear", [hb, wProj, bProj, xb2], seq, I(inner), I(dim), I(b.DtOf(wProj)));
+            b.Linear(hb, seq, inner, wProj, bProj, xb2, dim);
             p.Launch("add", [x, xb2, x], b.SeqDim);
         }
     }

@@ -63,9 +63,9 @@ internal static class LlamaProgram
             {
                 // Qwen2: each projection with its bias (linear adds it; the fused launch has none).
                 ProgramBuffer bq = b.Float32(LlamaTensorNames.QBias(l), qDim), bk = b.Float32(LlamaTensorNames.KBias(l), kvDim), bv = b.Float32(LlamaTensorNames.VBias(l), kvDim);
-                p.Launch("linear", [xb, wq, bq, q], seq, I(dim), I(qDim), I(b.DtOf(wq)));
-                p.Launch("linear", [xb, wk, bk, k], seq, I(dim), I(kvDim), I(b.DtOf(wk)));
-                p.Launch("linear", [xb, wv, bv, v], seq, I(dim), I(kvDim), I(b.DtOf(wv)));
+                b.Linear(xb, seq, dim, wq, bq, q, qDim);
+                b.Linear(xb, seq, dim, wk, bk, k, kvDim);
+                b.Linear(xb, seq, dim, wv, bv, v, kvDim);
             }
             else
             {

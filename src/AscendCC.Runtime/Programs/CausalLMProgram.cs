@@ -537,6 +537,10 @@ internal sealed class CausalLMProgramBuilder
         return Weight(name, MatrixBytes(name, rows, cols, precision), precision);
     }
 
+    /// <summary><c>y = x·Wᵀ + bias</c> (rows × k in, n out): one linear launch in <paramref name="w"/>'s element type.</summary>
+    public void Linear(ProgramBuffer x, ScalarRef rows, int k, ProgramBuffer w, ProgramBuffer bias, ProgramBuffer y, int n) =>
+        Program.Launch("linear", [x, w, bias, y], rows, ScalarRef.Of(k), ScalarRef.Of(n), ScalarRef.Of(DtOf(w)));
+
     /// <summary>
     /// <c>y_i = x·W_iᵀ</c> for up to three matrices reading the same <paramref name="x"/> (rows × k):
     /// one linear_fused launch for those kept in the same element type (the common case: q, k and v
