@@ -122,9 +122,6 @@ public static class WeightConversion
     /// </summary>
     public static byte[] ToQ4_K(TensorData tensor) => ToPlanes(tensor, TensorDType.Q4_K);
 
-    /// <summary>Rows one worker quantizes at a time (<see cref="ToPlanes"/>).</summary>
-    private const int RowsPerRun = 64;
-
     private static byte[] ToPlanes(TensorData tensor, TensorDType format)
     {
         ArgumentNullException.ThrowIfNull(tensor);
@@ -146,29 +143,20 @@ public static class WeightConversion
         {
             float[] values = tensor.ToFloat32();
             byte[] quantized = new byte[checked(rows * blocksPerRow * blockBytes)];
-            // Rows quantize independently, so a matrix's row runs go to every core: Q4_K's reference
-            // search is slow (about 16 M weights a second a core here), and a model load waits on it.
-            long runs = (rows + RowsPerRun - 1) / RowsPerRun;
-            Parallel.For(0, runs, run =>
+            // Rows are whole blocks, so the matrix is one run of blocks, GGUF's row-major order (Q4_K
+            // spreads its slow reference search over every core itself).
+            switch (format)
             {
-                for (long r = run * RowsPerRun; r < Math.Min(rows, (run + 1) * RowsPerRun); r++)
-                {
-                    ReadOnlySpan<float> row = values.AsSpan((int)(r * cols), (int)cols);
-                    Span<byte> rowBlocks = quantized.AsSpan((int)(r * blocksPerRow * blockBytes), blocksPerRow * blockBytes);
-                    switch (format)
-                    {
-                        case TensorDType.Q8_0:
-                            GgufQuantization.QuantizeQ8_0(row, rowBlocks);
-                            break;
-                        case TensorDType.Q4_0:
-                            GgufQuantization.QuantizeQ4_0(row, rowBlocks);
-                            break;
-                        default:
-                            GgufQuantization.QuantizeQ4_K(row, rowBlocks);
-                            break;
-                    }
-                }
-            });
+                case TensorDType.Q8_0:
+                    GgufQuantization.QuantizeQ8_0(values, quantized);
+                    break;
+                case TensorDType.Q4_0:
+                    GgufQuantization.QuantizeQ4_0(values, quantized);
+                    break;
+                default:
+                    GgufQuantization.QuantizeQ4_K(values, quantized);
+                    break;
+            }
             blocks = quantized;
         }
         return format switch

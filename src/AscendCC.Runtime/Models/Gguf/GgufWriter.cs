@@ -347,15 +347,7 @@ public sealed class GgufWriter
             case GgufTensorType.Q4_K:
             {
                 var bytes = new byte[values.Length / 256 * GgufTensorTypes.Q4_KBlockBytes];
-                // Super-blocks quantize independently, so runs of them go to every core (the reference search
-                // is slow: a 1.1B model's matrices took 67 s on one core here).
-                const int superBlocksPerRun = 256;
-                int superBlocks = values.Length / 256;
-                Parallel.For(0, (superBlocks + superBlocksPerRun - 1) / superBlocksPerRun, run =>
-                {
-                    int first = run * superBlocksPerRun, count = Math.Min(superBlocksPerRun, superBlocks - first);
-                    GgufQuantization.QuantizeQ4_K(values.AsSpan(first * 256, count * 256), bytes.AsSpan(first * GgufTensorTypes.Q4_KBlockBytes, count * GgufTensorTypes.Q4_KBlockBytes));
-                });
+                GgufQuantization.QuantizeQ4_K(values, bytes);
                 return bytes;
             }
             default:
