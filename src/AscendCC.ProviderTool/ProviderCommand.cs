@@ -4,6 +4,8 @@ using AscendCC.Protocol.Packaging;
 using AscendCC.Runtime.Confidential;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Models.Gguf;
+using AscendCC.Runtime.Tokenizers;
 using AscendCC.Runtime.Trusted.ModelProviders;
 using AscendCC.Runtime.Trusted.Verification;
 
@@ -13,7 +15,8 @@ namespace AscendCC.ProviderTool;
 /// <c>ascendcc-provider deploy</c>: the model provider's whole remote deployment from its own machine.
 /// The plaintext weights and the model key never leave this process except as ciphertext and as a key
 /// record sealed to an NPU whose attestation passed; stdout gets the model's graph measurement (what
-/// data owners require), stderr the steps.
+/// data owners require), stderr the steps. <c>ascendcc-provider export-gguf</c>: the same checkpoint as a
+/// llama.cpp GGUF file on the provider's own disk, so the weights it deploys can be checked against llama.cpp.
 /// </summary>
 internal static class ProviderCommand
 {
@@ -26,6 +29,8 @@ internal static class ProviderCommand
           ascendcc-provider deploy ./model --server URL --manufacturer DIR --device all --ctx-size 1024 --precision bf16
           ascendcc-provider deploy ./tinyllama.Q4_K_M.gguf --server URL --manufacturer DIR
                                    a GGUF deploys in the precision it stores (here Q4_K, its Q6_K matrices in Q8_0)
+          ascendcc-provider export-gguf ./Llama-3.2-1B --out llama-3.2-1b.gguf --type q8_0
+                                   write the checkpoint as a llama.cpp GGUF (weights, tokenizer, chat template)
         """;
 
     /// <summary>The command line, writing results to <paramref name="stdout"/> and steps and errors to <paramref name="stderr"/>.</summary>
@@ -78,7 +83,77 @@ internal static class ProviderCommand
                 return 1;
             }
         });
-        return new RootCommand(Description) { deploy };
+        return new RootCommand(Description) { deploy, ExportGguf(stdout, stderr) };
+    }
+
+    private static Command ExportGguf(TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Argument<string>("model") { Description = "Hugging Face model folder (config.json, *.safetensors), llama2.c .bin or .gguf file of a Llama or Qwen2." };
+        var output = new Option<string>("--out", "-o") { Description = "The .gguf file to write.", Required = true };
+        var type = new Option<string>("--type")
+        {
+            Description = "Stored type of the weight matrices: auto (what the checkpoint stores: F32, F16, BF16, Q8_0 or Q4_K), f32, f16, bf16, q8_0 or q4_k (the layers' matrices in Q4_K, the embedding and output matrix in Q8_0). Norms are F32; a matrix whose rows are not whole blocks stays wider.",
+            DefaultValueFactory = _ => "auto",
+        };
+        type.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_k");
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "The tokenizer to write: tokenizer.model, a byte-level BPE tokenizer.json (GPT-2, Llama 3 or Qwen2 style), tok*.bin or a .gguf. Default: the model's own (a folder's tokenizer.model before its tokenizer.json, as llama.cpp's converter)." };
+        var name = new Option<string?>("--name") { Description = "general.name. Default: the output file's name." };
+        var command = new Command("export-gguf", "Write the checkpoint as a llama.cpp GGUF file (v3): metadata, weights, tokenizer and chat template.")
+        {
+            model, output, type, tokenizer, name,
+        };
+        command.SetAction(async (r, cancel) =>
+        {
+            try
+            {
+                string written = WriteGguf(r.GetValue(model)!, r.GetValue(output)!, r.GetValue(type)!, r.GetValue(tokenizer), r.GetValue(name), stderr);
+                await stdout.WriteLineAsync(written);
+                return 0;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException or CheckpointFormatException
+                or InvalidDataException or System.Text.Json.JsonException or Runtime.Chat.ChatTemplateException)
+            {
+                await stderr.WriteLineAsync($"error: {e.Message}");
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    private static string WriteGguf(string modelPath, string output, string type, string? tokenizerPath, string? name, TextWriter stderr)
+    {
+        string path = Path.GetFullPath(output);
+        if (string.Equals(path, Path.GetFullPath(modelPath), StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"--out {output} is the model itself; write the GGUF to another file");
+        }
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using ModelCheckpoint checkpoint = ModelCheckpoint.Open(modelPath);
+        GgufTensorType matrixType = type switch
+        {
+            "auto" => CheckpointPrecisions.Stored(checkpoint) switch
+            {
+                WeightPrecision.F32 => GgufTensorType.F32,
+                WeightPrecision.F16 => GgufTensorType.F16,
+                WeightPrecision.BF16 => GgufTensorType.BF16,
+                WeightPrecision.Q8_0 => GgufTensorType.Q8_0,
+                WeightPrecision.Q4_K => GgufTensorType.Q4_K,
+                var stored => throw new ArgumentException($"{modelPath} stores its matrices in {stored}, which export-gguf does not write; pass --type q8_0 or q4_k (or --type f32 and quantize with llama.cpp's llama-quantize)"),
+            },
+            _ => Enum.Parse<GgufTensorType>(type, ignoreCase: true),
+        };
+        // As llama.cpp's converter: a folder's SentencePiece model before its tokenizer.json (Llama 2 folders have both).
+        string tokenizerSource = tokenizerPath
+            ?? (Directory.Exists(modelPath) && File.Exists(Path.Combine(modelPath, "tokenizer.model")) ? Path.Combine(modelPath, "tokenizer.model") : modelPath);
+        if (tokenizerPath is null && !Directory.Exists(modelPath) && !modelPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException($"{modelPath} carries no tokenizer; pass it with --tokenizer (tokenizer.model, tokenizer.json or tok*.bin)");
+        }
+        TextTokenizer textTokenizer = TextTokenizer.Load(tokenizerSource);
+        Runtime.Chat.ChatTemplate? template = Runtime.Chat.ChatTemplate.TryLoadFromModel(modelPath);
+        GgufWriter.WriteLlama(path, checkpoint, textTokenizer, matrixType, name, template);
+        stderr.WriteLine($"wrote {path} ({new FileInfo(path).Length} bytes, {checkpoint.Config.Architecture}, matrices {matrixType}{(type == "auto" ? " as the checkpoint stores them" : "")}, tokenizer from {tokenizerSource}{(template is null ? "" : ", with its chat template")}) in {clock.ElapsedMilliseconds} ms");
+        return path;
     }
 
     private static Uri ServerUri(string text) =>

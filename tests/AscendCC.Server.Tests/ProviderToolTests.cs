@@ -1,6 +1,9 @@
 using AscendCC.Client;
 using AscendCC.Protocol.Firmware;
 using AscendCC.ProviderTool;
+using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Models.Gguf;
+using AscendCC.Runtime.Tokenizers;
 using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Runtime.Trusted.Manufacturing;
 using AscendCC.Runtime.Trusted.Verification;
@@ -44,6 +47,61 @@ public sealed class ProviderToolTests
             tokens.Add(owner.DecryptToken(record).TokenId);
         }
         return tokens;
+    }
+
+    /// <summary>
+    /// <c>export-gguf</c>: stories260K's folder as a GGUF in the type it stores (F32) or Q8_0, with its
+    /// tokenizer; what it cannot write is refused with exit code 1, and a refused export leaves a file
+    /// already at --out as it was.
+    /// </summary>
+    [Test]
+    public async Task Export_gguf_writes_the_checkpoint_with_its_tokenizer_and_refuses_what_it_cannot_write()
+    {
+        string folder = TestData.RequireModel("stories260K");
+        string dir = Directory.CreateTempSubdirectory("ascendcc-export-gguf-").FullName;
+        try
+        {
+            string gguf = Path.Combine(dir, "stories.gguf"), q8 = Path.Combine(dir, "stories-q8.gguf");
+            (int exit, string stdout, string stderr) = await RunAsync("export-gguf", folder, "--out", gguf);
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            Assert.That(stdout.Trim(), Is.EqualTo(gguf));
+            Assert.That(stderr, Does.Contain("matrices F32 as the checkpoint stores them"));
+            using (var written = ModelCheckpoint.Open(gguf))
+            using (var original = ModelCheckpoint.Open(folder))
+            {
+                var (w, o) = ((LlamaConfig)written.Config, (LlamaConfig)original.Config);
+                Assert.That((w.HiddenSize, w.IntermediateSize, w.NumHiddenLayers, w.NumAttentionHeads, w.NumKeyValueHeads, w.VocabSize, w.RopeTheta),
+                    Is.EqualTo((o.HiddenSize, o.IntermediateSize, o.NumHiddenLayers, o.NumAttentionHeads, o.NumKeyValueHeads, o.VocabSize, o.RopeTheta)));
+                foreach (string n in new[] { "model.embed_tokens.weight", "model.layers.4.mlp.down_proj.weight", "model.norm.weight" })
+                {
+                    Assert.That(written.GetTensor(n).ReadFloat32(), Is.EqualTo(original.GetTensor(n).ReadFloat32()), n);
+                }
+            }
+            Assert.That(TextTokenizer.Load(gguf).Encode("Once upon a time"), Is.EqualTo(new[] { 1, 403, 407, 261, 378 }), "the tokenizer inside");
+
+            (exit, _, stderr) = await RunAsync("export-gguf", folder, "-o", q8, "--type", "q8_0");
+            Assert.That(exit, Is.EqualTo(0), stderr);
+            using (var file = GgufFile.Open(q8))
+            {
+                Assert.That(file.FindTensor("blk.0.attn_q.weight")!.Type, Is.EqualTo(GgufTensorType.Q8_0));
+                Assert.That(file.FindTensor("blk.0.ffn_down.weight")!.Type, Is.EqualTo(GgufTensorType.F32), "172-wide rows are not whole Q8_0 blocks");
+            }
+
+            (exit, _, stderr) = await RunAsync("export-gguf", gguf, "--out", gguf);
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stderr, Does.Contain("is the model itself"));
+
+            string earlier = Path.Combine(dir, "earlier.gguf");
+            File.WriteAllText(earlier, "an earlier file");
+            (exit, _, stderr) = await RunAsync("export-gguf", folder, "--out", earlier, "--tokenizer", Path.Combine(TestData.RequireModel("llama2-tokenizer"), "tokenizer.model"));
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(stderr, Does.Contain("32000 tokens, more than the model's vocabulary of 512"));
+            Assert.That(File.ReadAllText(earlier), Is.EqualTo("an earlier file"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [TestCase(1)]

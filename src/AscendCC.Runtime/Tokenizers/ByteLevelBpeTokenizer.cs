@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
+using AscendCC.Runtime.Models.Gguf;
 
 namespace AscendCC.Runtime.Tokenizers;
 
@@ -27,6 +28,28 @@ internal sealed class ByteLevelBpeTokenizer : TokenizerJsonModel
     /// <summary>GPT-2's <c>\s</c>-aware split, used by a ByteLevel pre-tokenizer with use_regex (its default).</summary>
     internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
+    /// <summary>Llama 3's split, verbatim from its tokenizer.json.</summary>
+    internal const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    /// <summary>Qwen2's split: Llama 3's with single digits.</summary>
+    internal const string Qwen2Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    /// <summary>
+    /// llama.cpp's names (<c>tokenizer.ggml.pre</c>) of the byte-level pre-tokenizers read and written
+    /// here: the split regex each stands for and whether it takes a piece in the vocabulary whole
+    /// (<c>ignore_merges</c>). The first name of a split is the one written.
+    /// </summary>
+    internal static readonly (string Name, string Pattern, bool IgnoreMerges)[] GgufPreTokenizers =
+    [
+        ("gpt-2", Gpt2Pattern, false),
+        ("default", Gpt2Pattern, false),
+        ("gpt2", Gpt2Pattern, false),
+        ("llama-bpe", Llama3Pattern, true),
+        ("llama3", Llama3Pattern, true),
+        ("llama-v3", Llama3Pattern, true),
+        ("qwen2", Qwen2Pattern, false),
+    ];
+
     /// <summary>GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other 68 bytes for U+0100 onwards.</summary>
     internal static readonly char[] ByteToChar = BuildByteToChar();
 
@@ -41,6 +64,7 @@ internal sealed class ByteLevelBpeTokenizer : TokenizerJsonModel
     private readonly List<NormalizationForm> _normalizers = [];
     private readonly List<Regex> _splits = [];
     private readonly HashSet<int> _bpeIds;
+    private readonly List<string> _merges;
     private bool _addPrefixSpace;
     private readonly bool _ignoreMerges;
     private readonly int _vocabSize;
@@ -73,7 +97,7 @@ internal sealed class ByteLevelBpeTokenizer : TokenizerJsonModel
                 throw Format($"model.vocab has no token for byte 0x{b:X2} ('{ByteToChar[b]}', U+{(int)ByteToChar[b]:X4}); a byte-level vocabulary needs one token for each of the 256 bytes, spelled with GPT-2's byte-to-unicode alphabet.");
             }
         }
-        var merges = ReadMerges(model);
+        _merges = ReadMerges(model);
 
         _addedTokens = [];
         _addedById = [];
@@ -116,7 +140,7 @@ internal sealed class ByteLevelBpeTokenizer : TokenizerJsonModel
         _bpeIds = bpeVocab.Select(kv => kv.Value).ToHashSet();
         var options = new BpeOptions(bpeVocab)
         {
-            Merges = merges,
+            Merges = _merges,
             ByteLevel = true,
         };
         try
@@ -223,6 +247,57 @@ internal sealed class ByteLevelBpeTokenizer : TokenizerJsonModel
                 run.Clear();
             }
         }
+    }
+
+    /// <summary>
+    /// The vocabulary as llama.cpp's converter writes a byte-level BPE tokenizer (<c>tokenizer.ggml.model</c>
+    /// "gpt2"): tokens by id, special added tokens as control tokens and the others as user-defined ones,
+    /// ids no token has as "[PADn]" unused tokens, the merges, and the llama.cpp name of the split. A
+    /// normalizer is dropped, as the converter drops Qwen2's NFC: llama.cpp does not normalize.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The split has no llama.cpp name, or the file adds a prefix space, or it defines no end-of-sequence token.</exception>
+    internal override GgufVocabulary ToGgufVocabulary()
+    {
+        string[] splits = [.. _splits.Select(r => r.ToString())];
+        string pre = splits.Length == 1 && GgufPreTokenizers.FirstOrDefault(p => p.Pattern == splits[0] && p.IgnoreMerges == _ignoreMerges) is { Name: { } name }
+            ? name
+            : throw Unsupported($"writing GGUF of a pre-tokenizer that splits with [{string.Join(", ", splits.Select(r => $"'{r}'"))}]{(_ignoreMerges ? " and ignore_merges" : "")}",
+                "llama.cpp names its pre-tokenizers instead of storing their regex, and GgufWriter knows 'gpt-2' (GPT-2's split), 'llama-bpe' (Llama 3's, with ignore_merges) and 'qwen2' (Qwen2's); convert this model with llama.cpp's convert_hf_to_gguf.py, which knows more.");
+        if (_addPrefixSpace)
+        {
+            throw Unsupported("writing GGUF of a ByteLevel pre-tokenizer with add_prefix_space", "llama.cpp's byte-level tokenizer never prepends a space; such a GGUF would tokenize differently.");
+        }
+        if (_eosId < 0)
+        {
+            throw Unsupported("writing GGUF of a tokenizer without an end-of-sequence token", $"GGUF needs tokenizer.ggml.eos_token_id; add one of {string.Join(", ", EosNames)} as a special added token.");
+        }
+        var tokens = new string[_vocabSize];
+        var types = new GgufTokenType[_vocabSize];
+        foreach (var (token, id) in _modelVocab)
+        {
+            tokens[id] = token;
+            types[id] = GgufTokenType.Normal;
+        }
+        foreach (var (content, id) in _addedTokens)
+        {
+            tokens[id] = content;
+            types[id] = _specialIds.Contains(id) ? GgufTokenType.Control : GgufTokenType.UserDefined;
+        }
+        for (int id = 0; id < tokens.Length; id++)
+        {
+            if (tokens[id] is null)
+            {
+                tokens[id] = $"[PAD{id}]";
+                types[id] = GgufTokenType.Unused;
+            }
+        }
+        // A model without BOS (GPT-2, Qwen2) names its end-of-text token as BOS too, as the converter does; add_bos_token says it is not added.
+        return new GgufVocabulary("gpt2", tokens, null, types, _bosId >= 0 ? _bosId : _eosId, _eosId, null)
+        {
+            Merges = _merges,
+            PreTokenizer = pre,
+            AddBos = _bosId >= 0,
+        };
     }
 
     private void EncodePiece(string piece, List<int> ids)

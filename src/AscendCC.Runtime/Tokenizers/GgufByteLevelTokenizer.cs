@@ -16,11 +16,8 @@ namespace AscendCC.Runtime.Tokenizers;
 /// </remarks>
 internal sealed class GgufByteLevelTokenizer : TextTokenizer
 {
-    private const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-    private const string Qwen2Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
     /// <summary>The tokenizer.ggml.pre names read.</summary>
-    public static IReadOnlyList<string> SupportedPreTokenizers { get; } = ["default", "gpt-2", "gpt2", "llama-bpe", "llama3", "llama-v3", "qwen2"];
+    public static IReadOnlyList<string> SupportedPreTokenizers { get; } = [.. ByteLevelBpeTokenizer.GgufPreTokenizers.Select(p => p.Name)];
 
     private readonly TextTokenizer _inner;
     private readonly int _bos;
@@ -38,14 +35,10 @@ internal sealed class GgufByteLevelTokenizer : TextTokenizer
     public static TextTokenizer Create(GgufVocabulary vocabulary, string source)
     {
         string pre = vocabulary.PreTokenizer ?? "default";
-        (string? split, bool ignoreMerges) = pre switch
-        {
-            "default" or "gpt-2" or "gpt2" => ((string?)null, false),
-            "llama-bpe" or "llama3" or "llama-v3" => (Llama3Pattern, true),
-            "qwen2" => (Qwen2Pattern, false),
-            _ => throw new CheckpointFormatException(source, null, $"has tokenizer.ggml.pre '{pre}', a byte-level pre-tokenizer not read yet; read: {string.Join(", ", SupportedPreTokenizers)}.",
-                "Pass the model's tokenizer.json with --tokenizer / TextTokenizer.Load."),
-        };
+        (string split, bool ignoreMerges) = ByteLevelBpeTokenizer.GgufPreTokenizers.FirstOrDefault(p => p.Name == pre) is { Name: not null } known
+            ? (known.Pattern, known.IgnoreMerges)
+            : throw new CheckpointFormatException(source, null, $"has tokenizer.ggml.pre '{pre}', a byte-level pre-tokenizer not read yet; read: {string.Join(", ", SupportedPreTokenizers)}.",
+                "Pass the model's tokenizer.json with --tokenizer / TextTokenizer.Load.");
         if (vocabulary.Merges is null)
         {
             throw new CheckpointFormatException(source, null, "is a byte-level BPE GGUF without tokenizer.ggml.merges.", "The GGUF's tokenizer is incomplete; pass the model's tokenizer.json.");
@@ -89,27 +82,20 @@ internal sealed class GgufByteLevelTokenizer : TextTokenizer
             }
             w.WriteEndArray();
             w.WriteStartObject("pre_tokenizer");
-            if (split is null)
-            {
-                w.WriteString("type", "ByteLevel");
-            }
-            else
-            {
-                w.WriteString("type", "Sequence");
-                w.WriteStartArray("pretokenizers");
-                w.WriteStartObject();
-                w.WriteString("type", "Split");
-                w.WriteStartObject("pattern");
-                w.WriteString("Regex", split);
-                w.WriteEndObject();
-                w.WriteString("behavior", "Isolated");
-                w.WriteEndObject();
-                w.WriteStartObject();
-                w.WriteString("type", "ByteLevel");
-                w.WriteBoolean("use_regex", false);
-                w.WriteEndObject();
-                w.WriteEndArray();
-            }
+            w.WriteString("type", "Sequence");
+            w.WriteStartArray("pretokenizers");
+            w.WriteStartObject();
+            w.WriteString("type", "Split");
+            w.WriteStartObject("pattern");
+            w.WriteString("Regex", split);
+            w.WriteEndObject();
+            w.WriteString("behavior", "Isolated");
+            w.WriteEndObject();
+            w.WriteStartObject();
+            w.WriteString("type", "ByteLevel");
+            w.WriteBoolean("use_regex", false);
+            w.WriteEndObject();
+            w.WriteEndArray();
             w.WriteEndObject();
             w.WriteStartObject("decoder");
             w.WriteString("type", "ByteLevel");
@@ -147,4 +133,9 @@ internal sealed class GgufByteLevelTokenizer : TextTokenizer
     }
 
     public override string Decode(IEnumerable<int> ids) => _inner.Decode(ids);
+
+    /// <summary>The vocabulary it was read from, as its tokenizer.json would write it, with the GGUF's own BOS/EOS ids and add-BOS flag.</summary>
+    internal override GgufVocabulary? ToGgufVocabulary() => _inner.ToGgufVocabulary() is { } vocabulary
+        ? vocabulary with { BosId = _bos, EosId = _eos, AddBos = _addBos }
+        : null;
 }

@@ -16,6 +16,9 @@ public class ByteLevelTokenizerTests
     /// <summary>Llama 3's pre-tokenizer split, verbatim from its tokenizer.json.</summary>
     private const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+    /// <summary>Qwen2's pre-tokenizer split, verbatim from its tokenizer.json.</summary>
+    private const string Qwen2Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     /// <summary>GPT-2's bytes_to_unicode, transcribed from its Python reference (not shared with the code under test).</summary>
     private static readonly Dictionary<byte, char> ByteChars = BuildByteChars();
 
@@ -47,6 +50,9 @@ public class ByteLevelTokenizerTests
         Llama3,
         Gpt2,
         Gpt2PrefixSpace,
+
+        /// <summary>Qwen2's layout: its own split (single digits), NFC, no ignore_merges, no BOS, ChatML tokens.</summary>
+        Qwen2,
     }
 
     [TestCaseSource(nameof(Styles))]
@@ -284,6 +290,26 @@ public class ByteLevelTokenizerTests
             };
             model["ignore_merges"] = true;
             model["merges"] = merges.Select(m => $"{m.Left} {m.Right}").ToArray();
+        }
+        else if (style == Style.Qwen2)
+        {
+            Add("<|endoftext|>", special: true);
+            Add("<|im_start|>", special: true);
+            Add("<|im_end|>", special: true);
+            Add("[CUSTOM]", special: false);
+            root["normalizer"] = new { type = "NFC" };
+            root["pre_tokenizer"] = new
+            {
+                type = "Sequence",
+                pretokenizers = new object[]
+                {
+                    new { type = "Split", pattern = new { Regex = Qwen2Pattern }, behavior = "Isolated", invert = false },
+                    new { type = "ByteLevel", add_prefix_space = false, trim_offsets = false, use_regex = false },
+                },
+            };
+            root["post_processor"] = new { type = "ByteLevel", add_prefix_space = false, trim_offsets = false, use_regex = false };
+            model["ignore_merges"] = false;
+            model["merges"] = merges.Select(m => new[] { m.Left, m.Right }).ToArray();
         }
         else
         {

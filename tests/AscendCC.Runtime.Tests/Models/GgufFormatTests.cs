@@ -192,6 +192,26 @@ public class GgufFormatTests
     }
 
     [Test]
+    public void AWriteThatFailsHalfWayLeavesTheEarlierFileAndNoPartialOne()
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("model.gguf");
+        new GgufWriter().Add("general.name", "earlier").AddTensor("a", [32], GgufTensorType.F32, () => new float[32]).Write(path);
+        byte[] earlier = File.ReadAllBytes(path);
+
+        var failing = new GgufWriter().Add("general.name", "later")
+            .AddTensor("a", [32], GgufTensorType.F32, () => new float[32])
+            .AddTensor("b", [32], GgufTensorType.F32, () => throw new IOException("the checkpoint's shard went away"));
+        Assert.Throws<IOException>(() => failing.Write(path));
+        Assert.That(File.ReadAllBytes(path), Is.EqualTo(earlier), "the earlier file is untouched");
+        Assert.That(Directory.GetFiles(temp.Path), Is.EqualTo(new[] { path }), "no partial file is left");
+
+        new GgufWriter().Add("general.name", "later").AddTensor("a", [32], GgufTensorType.F32, () => new float[32]).Write(path);
+        using var file = GgufFile.Open(path);
+        Assert.That(file.Metadata.GetString("general.name"), Is.EqualTo("later"), "a whole write replaces it");
+    }
+
+    [Test]
     public void BadMagicIsRefused()
     {
         using var temp = new TempFolder();

@@ -110,12 +110,25 @@ public sealed class GgufWriter
         return this;
     }
 
-    /// <summary>Writes the file to <paramref name="path"/>, replacing it.</summary>
+    /// <summary>Writes the file to <paramref name="path"/>, replacing it only once the whole file is written.</summary>
     public void Write(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
-        Write(stream);
+        // Written beside the target and moved over it once whole: a failure half way (a tensor that does not
+        // read, a full disk) leaves neither a truncated GGUF nor a damaged earlier file of that name.
+        string partial = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.partial");
+        try
+        {
+            using (var stream = new FileStream(partial, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                Write(stream);
+            }
+            File.Move(partial, path, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(partial);
+        }
     }
 
     /// <summary>Writes the file to <paramref name="stream"/> from its current position.</summary>
@@ -176,7 +189,9 @@ public sealed class GgufWriter
     /// </summary>
     /// <param name="path">The .gguf file to write.</param>
     /// <param name="checkpoint">A Llama checkpoint of any layout.</param>
-    /// <param name="tokenizer">Its SentencePiece-style tokenizer (tokenizer.model, tok*.bin or GGUF).</param>
+    /// <param name="tokenizer">Its tokenizer: SentencePiece (tokenizer.model, tok*.bin, a GGUF's "llama") or byte-level BPE
+    /// (a GPT-2, Llama 3 or Qwen2 style tokenizer.json, a GGUF's "gpt2"; written with its merges and the llama.cpp name
+    /// of its split). A tokenizer shorter than the model's vocabulary is padded with unused "[PADn]" tokens.</param>
     /// <param name="matrixType">The stored type of the weight matrices.</param>
     /// <param name="name">general.name; the file name when null.</param>
     /// <param name="chatTemplate">The model's chat template, written as <c>tokenizer.chat_template</c> (as llama.cpp's converter copies tokenizer_config.json's); none when null.</param>
@@ -191,10 +206,21 @@ public sealed class GgufWriter
             throw new ArgumentException($"{checkpoint.SourcePath} is a {checkpoint.Config.Family} model; GgufWriter.WriteLlama exports Llama models only.", nameof(checkpoint));
         }
         GgufVocabulary vocabulary = tokenizer.ToGgufVocabulary()
-            ?? throw new ArgumentException("GgufWriter.WriteLlama writes SentencePiece-style tokenizers (tokenizer.model, tok*.bin, GGUF 'llama'); this tokenizer is byte-level BPE.", nameof(tokenizer));
-        if (vocabulary.Tokens.Count != config.VocabSize)
+            ?? throw new ArgumentException("GgufWriter.WriteLlama writes SentencePiece tokenizers (tokenizer.model, tok*.bin, GGUF 'llama') and byte-level BPE ones (a GPT-2, Llama 3 or Qwen2 style tokenizer.json, GGUF 'gpt2'); this is a SentencePiece-style tokenizer.json: pass the model's tokenizer.model instead.", nameof(tokenizer));
+        if (vocabulary.Tokens.Count > config.VocabSize)
         {
-            throw new ArgumentException($"The tokenizer has {vocabulary.Tokens.Count} tokens, the model's vocabulary {config.VocabSize}; pass the tokenizer that came with the checkpoint.", nameof(tokenizer));
+            throw new ArgumentException($"The tokenizer has {vocabulary.Tokens.Count} tokens, more than the model's vocabulary of {config.VocabSize}; pass the tokenizer that came with the checkpoint.", nameof(tokenizer));
+        }
+        if (vocabulary.Tokens.Count < config.VocabSize)
+        {
+            // Embedding rows past the tokenizer (Qwen2.5 pads 151665 tokens to 151936 rows): named and marked unused, as llama.cpp's converter does.
+            int n = vocabulary.Tokens.Count;
+            vocabulary = vocabulary with
+            {
+                Tokens = [.. vocabulary.Tokens, .. Enumerable.Range(n, config.VocabSize - n).Select(id => $"[PAD{id}]")],
+                Scores = vocabulary.Scores is { } scores ? [.. scores, .. new float[config.VocabSize - n]] : null,
+                TokenTypes = [.. Enumerable.Range(0, n).Select(vocabulary.TypeOf), .. Enumerable.Repeat(GgufTokenType.Unused, config.VocabSize - n)],
+            };
         }
         var writer = new GgufWriter();
         // Keys are under the architecture's own prefix (llama.*, qwen2.*), as llama.cpp reads them.
@@ -230,17 +256,29 @@ public sealed class GgufWriter
         }
         writer.Add($"{arch}.vocab_size", (uint)config.VocabSize);
         writer.Add("tokenizer.ggml.model", vocabulary.Model);
+        if (vocabulary.PreTokenizer is { } pre)
+        {
+            writer.Add("tokenizer.ggml.pre", pre);
+        }
         writer.Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.String, vocabulary.Tokens.ToArray())));
-        writer.Add("tokenizer.ggml.scores", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Float32, (vocabulary.Scores ?? new float[vocabulary.Tokens.Count]).ToArray())));
+        // A byte-level vocabulary has no scores (its merges rank the pairs); a SentencePiece one always has them.
+        if ((vocabulary.Scores ?? (vocabulary.Model == "llama" ? new float[vocabulary.Tokens.Count] : null)) is { } tokenScores)
+        {
+            writer.Add("tokenizer.ggml.scores", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Float32, tokenScores.ToArray())));
+        }
         writer.Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Int32,
             Enumerable.Range(0, vocabulary.Tokens.Count).Select(i => (int)vocabulary.TypeOf(i)).ToArray())));
+        if (vocabulary.Merges is { } merges)
+        {
+            writer.Add("tokenizer.ggml.merges", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.String, merges.ToArray())));
+        }
         writer.Add("tokenizer.ggml.bos_token_id", (uint)vocabulary.BosId);
         writer.Add("tokenizer.ggml.eos_token_id", (uint)vocabulary.EosId);
         if (vocabulary.UnknownId is { } unk)
         {
             writer.Add("tokenizer.ggml.unknown_token_id", (uint)unk);
         }
-        writer.Add("tokenizer.ggml.add_bos_token", true);
+        writer.Add("tokenizer.ggml.add_bos_token", vocabulary.AddBos);
         writer.Add("tokenizer.ggml.add_eos_token", false);
         if (chatTemplate is not null)
         {
