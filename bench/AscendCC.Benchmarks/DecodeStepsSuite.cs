@@ -97,22 +97,23 @@ internal sealed class DecodeStepsSuite : IBenchmarkSuite, IReportingSuite
         _report.AppendLine(CultureInfo.InvariantCulture, $"Load average at end: {LlamaSuite.LoadAverage()}. Band columns count steps whose time is at most the band's ms and above the previous band's.");
         if (options.Includes("110M KV"))
         {
-            RunKvPrecisions(options);
+            RunKvPrecisions(options, WeightPrecision.BF16);
+            RunKvPrecisions(options, WeightPrecision.Q4_0);
         }
     }
 
     /// <summary>
-    /// 110M with bf16 weights, graph mode, CC off, one runner per KV cache precision: each is prefilled
+    /// 110M with <paramref name="weights"/>, graph mode, CC off, one runner per KV cache precision: each is prefilled
     /// with the same 2048-token prompt, then all decode in rounds of one step each (the order rotating
     /// every round). Reports each runner's median step and the median over rounds of F32's step divided
     /// by the other's (with the middle half of those ratios).
     /// </summary>
-    private void RunKvPrecisions(BenchmarkOptions options)
+    private void RunKvPrecisions(BenchmarkOptions options, WeightPrecision weights)
     {
         const int position = 2048;
         int rounds = options.Quick ? 12 : 80;
         int context = position + rounds + 8;
-        KvCachePrecision[] precisions = [KvCachePrecision.F32, KvCachePrecision.F16, KvCachePrecision.BF16];
+        KvCachePrecision[] precisions = [KvCachePrecision.F32, KvCachePrecision.F16, KvCachePrecision.BF16, KvCachePrecision.Q8_0];
         using ModelShape shape = ModelShape.Llama110M(context);
         var prompt = new int[position];
         var random = new Random(11);
@@ -121,9 +122,9 @@ internal sealed class DecodeStepsSuite : IBenchmarkSuite, IReportingSuite
             prompt[i] = random.Next(3, shape.Config.VocabSize);
         }
         _report.AppendLine();
-        _report.AppendLine("## KV cache precision, 110M decode @2048");
+        _report.AppendLine(CultureInfo.InvariantCulture, $"## KV cache precision, 110M decode @2048, {weights} weights");
         _report.AppendLine();
-        _report.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC. bf16 weights, graph, CC off; each runner prefilled with the same {position}-token prompt (one pass), then {rounds} interleaved rounds of one decode step each (order rotating; the first 4 rounds not counted). KV bytes per step at @2048: {KvBytes(shape, position, 4) / 1e6:F0} MB in f32, {KvBytes(shape, position, 2) / 1e6:F0} MB in f16/bf16; bf16 weights streamed per token (all but the embedding) {CausalLMProgram.Build(shape.Config, shape.Rope, context, 1, WeightPrecision.BF16).Weights.Where(w => w.Key != shape.Config.EmbeddingTensorName).Sum(w => w.Value.Bytes) / 1e6:F0} MB."));
+        _report.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC. {weights} weights, graph, CC off; each runner prefilled with the same {position}-token prompt (one pass), then {rounds} interleaved rounds of one decode step each (order rotating; the first 4 rounds not counted). KV bytes per step at @2048: {KvBytes(shape, position, 4) / 1e6:F0} MB in f32, {KvBytes(shape, position, 2) / 1e6:F0} MB in f16/bf16, {KvBytes(shape, position, 36.0 / 32) / 1e6:F0} MB in q8_0; weights streamed per token (all but the embedding) {CausalLMProgram.Build(shape.Config, shape.Rope, context, 1, weights).Weights.Where(w => w.Key != shape.Config.EmbeddingTensorName).Sum(w => w.Value.Bytes) / 1e6:F0} MB."));
         _report.AppendLine(CultureInfo.InvariantCulture, $"Load average at start: {LlamaSuite.LoadAverage()}.");
         _report.AppendLine();
         var runners = new List<DeviceRunner>();
@@ -131,7 +132,7 @@ internal sealed class DecodeStepsSuite : IBenchmarkSuite, IReportingSuite
         {
             foreach (KvCachePrecision kv in precisions)
             {
-                var runner = new DeviceRunner(shape, WeightPrecision.BF16, ExecutionMode.Graph, context, position, kv);
+                var runner = new DeviceRunner(shape, weights, ExecutionMode.Graph, context, position, kv);
                 runners.Add(runner);
                 double prefill = runner.Begin(prompt, rounds);
                 Console.WriteLine(FormattableString.Invariant($"  {runner.Name}: prefill {position} tokens {prefill:F0} ms"));
@@ -173,7 +174,7 @@ internal sealed class DecodeStepsSuite : IBenchmarkSuite, IReportingSuite
         _report.AppendLine(CultureInfo.InvariantCulture, $"Load average at end: {LlamaSuite.LoadAverage()}.");
     }
 
-    private static double KvBytes(ModelShape shape, int positions, int elementBytes) =>
+    private static double KvBytes(ModelShape shape, int positions, double elementBytes) =>
         2.0 * shape.Config.NumHiddenLayers * shape.Config.KeyValueHeads * shape.Config.HeadDim * positions * elementBytes;
 
     private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];

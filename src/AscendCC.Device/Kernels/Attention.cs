@@ -40,8 +40,8 @@ internal static unsafe class Attention
 
     /// <summary>
     /// As <see cref="CausalAttention(AiCoreGrid, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, int, int, int, int, int, int, float, int)"/>
-    /// over caches of <paramref name="cacheType"/> (F32, F16 or BF16). Half-precision keys and values are
-    /// widened to f32 as they are read; scores, the softmax and the weighted sum stay f32.
+    /// over caches of <paramref name="cacheType"/> (F32, F16, BF16 or Q8_0Rows). Half-precision and quantized
+    /// keys and values are widened to f32 as they are read; scores, the softmax and the weighted sum stay f32.
     /// </summary>
     public static void CausalAttention(
         AiCoreGrid grid, ReadOnlySpan<float> q, ReadOnlySpan<byte> kCache, ReadOnlySpan<byte> vCache, ElementType cacheType, Span<float> output,
@@ -76,6 +76,9 @@ internal static unsafe class Attention
                 case ElementType.F16:
                     Launch<LinearKernel.F16Weights>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
                     break;
+                case ElementType.Q8_0Rows:
+                    Launch<KvCache.Q8_0RowReader>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
                 default:
                     Launch<LinearKernel.F32Weights>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
                     break;
@@ -103,7 +106,8 @@ internal static unsafe class Attention
         {
             throw new ArgumentException($"{nameof(nHeads)} ({nHeads}) must be a multiple of {nameof(nKvHeads)} ({nKvHeads}).", nameof(nHeads));
         }
-        long slotBytes = (long)nKvHeads * maxSeq * headDim * ElementTypes.SizeOf(cacheType);
+        KvCache.RequireWholeBlocks(cacheType, headDim);
+        long slotBytes = KvCache.Bytes(cacheType, (long)nKvHeads * maxSeq * headDim);
         int rows = 0, items = 0, slots = (int)(kCache.Length / slotBytes);
         foreach (SequenceSegment s in segments)
         {
@@ -146,6 +150,9 @@ internal static unsafe class Attention
                 case ElementType.F16:
                     LaunchItems<LinearKernel.F16Weights>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
                     break;
+                case ElementType.Q8_0Rows:
+                    LaunchItems<KvCache.Q8_0RowReader>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
                 default:
                     LaunchItems<LinearKernel.F32Weights>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
                     break;
@@ -155,7 +162,7 @@ internal static unsafe class Attention
 
     private static void LaunchItems<TC>(AiCoreGrid grid, float* q, byte* k, byte* v, float* output, WorkItem* work, int items,
         int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
-        where TC : struct, LinearKernel.IWeightReader
+        where TC : struct, KvCache.IRowReader
     {
         int headsPerBlock = HeadsPerBlock(nHeads, nHeads / nKvHeads, grid.CoreCount);
         var kernel = new AttentionKernel<TC>
@@ -259,7 +266,7 @@ internal static unsafe class Attention
     // specialised kernel per element type, with the widening inlined into its loads.
     private static void Launch<TC>(AiCoreGrid grid, float* q, byte* k, byte* v, float* output,
         int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
-        where TC : struct, LinearKernel.IWeightReader
+        where TC : struct, KvCache.IRowReader
     {
         int qTiles = (seq + QueryTile - 1) / QueryTile;
         int headsPerBlock = HeadsPerBlock(nHeads, nHeads / nKvHeads, grid.CoreCount);
@@ -274,7 +281,7 @@ internal static unsafe class Attention
         grid.Launch(nHeads / headsPerBlock * qTiles, ref kernel);
     }
 
-    private struct AttentionKernel<TC> : IBlockKernel where TC : struct, LinearKernel.IWeightReader
+    private struct AttentionKernel<TC> : IBlockKernel where TC : struct, KvCache.IRowReader
     {
         public float* Q;
         public byte* KCache;
@@ -321,10 +328,10 @@ internal static unsafe class Attention
                         int nextHead = (b + 1) % blocksPerTile * HeadsPerBlock;
                         int kEnd = next.Start + 1;
                         int kStart = FirstKey(kEnd, Window);
-                        nint first = next.KvBase + ((((nint)(nextHead / Group) * MaxSeq) + kStart) * HeadDim * TC.ElementSize);
+                        nint first = next.KvBase + TC.Bytes((((nint)(nextHead / Group) * MaxSeq) + kStart) * HeadDim);
                         known._nextKeys = KCache + first;
                         known._nextValues = VCache + first;
-                        known._nextBytes = (nint)Math.Min(KeyTile, kEnd - kStart) * HeadDim * TC.ElementSize;
+                        known._nextBytes = TC.Bytes((nint)Math.Min(KeyTile, kEnd - kStart) * HeadDim);
                     }
                     known.Item(b, blocksPerTile);
                 }
@@ -358,7 +365,7 @@ internal static unsafe class Attention
         private readonly void Tile(int head, int q0, byte* kCache, byte* vCache)
         {
             int rows = Math.Min(QueryTile, Seq - q0);
-            nint kvOffset = (nint)(head / Group) * MaxSeq * HeadDim * TC.ElementSize;
+            nint kvOffset = TC.Bytes((nint)(head / Group) * MaxSeq * HeadDim);
             var scratch = Scratch.For(HeadDim);
             if (rows >= MinRowsForTiled && Vector512.IsHardwareAccelerated)
             {
@@ -425,7 +432,7 @@ internal static unsafe class Attention
                 int kn = Math.Min(KeyTile, kEnd - kt0);
                 if (inRegisters)
                 {
-                    nint tileOffset = (nint)kt0 * hd * TC.ElementSize;
+                    nint tileOffset = TC.Bytes((nint)kt0 * hd);
                     if (_nextKeys != null && kt0 + KeyTile >= kEnd && Sse.IsSupported)
                     {
                         for (nint b = 0; b < _nextBytes; b += 64)
@@ -434,7 +441,7 @@ internal static unsafe class Attention
                             Sse.Prefetch0(_nextValues + b);
                         }
                     }
-                    float c = Softmax<TC>(q, s, ref m[0], ref l[0], k + tileOffset, kn, hd, k + tileOffset + (KeyTile * hd * TC.ElementSize), v + tileOffset);
+                    float c = Softmax<TC>(q, s, ref m[0], ref l[0], k + tileOffset, kn, hd, k + tileOffset + TC.Bytes((nint)KeyTile * hd), v + tileOffset);
                     AccumulatePV1<TC>(o, s, 1, v + tileOffset, kn, hd, c);
                     continue;
                 }
@@ -444,7 +451,7 @@ internal static unsafe class Attention
                 float* kt = Tile(k, kt0, kn, scratch.KTile, v);
                 // The last tile's values are widened while the next block's first keys are requested (Tile
                 // requests from ahead + the tile's offset, hence the offset taken off).
-                byte* ahead = _nextKeys != null && kt0 + KeyTile >= kEnd ? _nextKeys - ((nint)kt0 * hd * TC.ElementSize) : k + ((nint)KeyTile * hd * TC.ElementSize);
+                byte* ahead = _nextKeys != null && kt0 + KeyTile >= kEnd ? _nextKeys - TC.Bytes((nint)kt0 * hd) : k + TC.Bytes((nint)KeyTile * hd);
                 float* vt = Tile(v, kt0, kn, scratch.VTile, ahead);
                 for (int h = 0; h < heads; h++)
                 {
@@ -483,9 +490,9 @@ internal static unsafe class Attention
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static float Softmax<TR>(float* qh, float* sh, ref float m, ref float l, byte* kt, int kn, int hd, byte* nextKeys, byte* values)
-            where TR : struct, LinearKernel.IWeightReader
+            where TR : struct, KvCache.IRowReader
         {
-            nint rowBytes = (nint)hd * TR.ElementSize;
+            nint rowBytes = TR.Bytes(hd);
             int j = 0;
             if (Avx512F.IsSupported && hd % Vector512<float>.Count == 0)
             {
@@ -584,15 +591,15 @@ internal static unsafe class Attention
             for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
             {
                 int kn = Math.Min(KeyTile, kEnd - kt0);
-                byte* kt = k + (nint)kt0 * hd * TC.ElementSize;
+                byte* kt = k + TC.Bytes((nint)kt0 * hd);
                 for (int j = 0; j < kn; j++)
                 {
-                    s[j] = Dot<TC>(qi, kt + (nint)j * hd * TC.ElementSize, hd);
+                    s[j] = Dot<TC>(qi, kt + TC.Bytes((nint)j * hd), hd);
                 }
                 float mNew = MathF.Max(m, Reductions.Max(ref *s, kn));
                 float corr = MathF.Exp(m - mNew);
                 l = l * corr + Reductions.ExpShiftedSum(ref *s, ref *s, kn, mNew);
-                byte* vt = v + (nint)kt0 * hd * TC.ElementSize;
+                byte* vt = v + TC.Bytes((nint)kt0 * hd);
                 if (Vector512.IsHardwareAccelerated)
                 {
                     AccumulatePV1<TC>(oi, s, 1, vt, kn, hd, corr);
@@ -602,7 +609,7 @@ internal static unsafe class Attention
                     Reductions.ScaleInPlace(ref *oi, hd, corr);
                     for (int j = 0; j < kn; j++)
                     {
-                        MultiplyAdd<TC>(oi, vt + (nint)j * hd * TC.ElementSize, hd, s[j]);
+                        MultiplyAdd<TC>(oi, vt + TC.Bytes((nint)j * hd), hd, s[j]);
                     }
                 }
                 m = mNew;
@@ -751,7 +758,7 @@ internal static unsafe class Attention
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private readonly float* Tile(byte* cache, int kt0, int kn, float* scratch, byte* ahead)
         {
-            nint offset = (nint)kt0 * HeadDim * TC.ElementSize;
+            nint offset = TC.Bytes((nint)kt0 * HeadDim);
             byte* tile = cache + offset;
             if (typeof(TC) == typeof(LinearKernel.F32Weights))
             {
@@ -811,7 +818,7 @@ internal static unsafe class Attention
     // reduction per key cost more than the key's four FMAs.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Scores16<TR>(float* q, byte* k, nint rowBytes, int hd, float* s)
-        where TR : struct, LinearKernel.IWeightReader
+        where TR : struct, KvCache.IRowReader
     {
         var a0 = Vector512<float>.Zero;
         var a1 = Vector512<float>.Zero;
@@ -956,9 +963,9 @@ internal static unsafe class Attention
     // of TC, widened to f32 in registers.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void AccumulatePV1<TC>(float* o, float* p, int pStride, byte* v, int kn, int hd, float corr)
-        where TC : struct, LinearKernel.IWeightReader
+        where TC : struct, KvCache.IRowReader
     {
-        nint rowBytes = (nint)hd * TC.ElementSize;
+        nint rowBytes = TC.Bytes(hd);
         int c = 0;
         for (; c + 64 <= hd; c += 64)
         {
@@ -1003,7 +1010,7 @@ internal static unsafe class Attention
     // Σ q[d]·k[d] with k of TC widened in registers: the accumulation order of Reductions.Dot, so an
     // f32 cache scores exactly as before.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot<TC>(float* q, byte* k, int n) where TC : struct, LinearKernel.IWeightReader
+    private static float Dot<TC>(float* q, byte* k, int n) where TC : struct, KvCache.IRowReader
     {
         int i = 0;
         float sum = 0f;
@@ -1039,7 +1046,7 @@ internal static unsafe class Attention
     }
 
     // y[i] += alpha · x[i] with x of TC: Reductions.MultiplyAdd's arithmetic, for machines without AVX-512.
-    private static void MultiplyAdd<TC>(float* y, byte* x, int n, float alpha) where TC : struct, LinearKernel.IWeightReader
+    private static void MultiplyAdd<TC>(float* y, byte* x, int n, float alpha) where TC : struct, KvCache.IRowReader
     {
         int i = 0;
         if (Vector256.IsHardwareAccelerated)
@@ -1057,14 +1064,14 @@ internal static unsafe class Attention
     }
 
     // dst[0..count) = src widened from TC (the tiled and grouped paths only run with Vector512).
-    private static void Widen<TC>(byte* src, float* dst, int count, byte* ahead) where TC : struct, LinearKernel.IWeightReader
+    private static void Widen<TC>(byte* src, float* dst, int count, byte* ahead) where TC : struct, KvCache.IRowReader
     {
         int i = 0;
         for (; i <= count - 16; i += 16)
         {
             if (ahead != null && Sse.IsSupported && (i & 31) == 0)
             {
-                Sse.Prefetch0(ahead + ((nint)i * TC.ElementSize));
+                Sse.Prefetch0(ahead + TC.Bytes(i));
             }
             TC.Load16(src, i).Store(dst + i);
         }

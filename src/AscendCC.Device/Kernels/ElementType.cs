@@ -44,6 +44,12 @@ internal enum ElementType : byte
     /// <see cref="Q4_0Panels"/> pairs them, each panel's super-block records merged into one of sixteen lanes.
     /// </summary>
     Q4_KPanels = 8,
+    /// <summary>
+    /// A KV cache row in blocks of 32 values, each 32 int8 q followed by the block's f32 scale d (36 bytes;
+    /// x ≈ d·q with d = max|x|/127, llama.cpp's q8_0 rule with the scale kept in f32). KV caches only, rows
+    /// (head_dim) a whole number of blocks: 1.125 bytes a value where f16 takes 2.
+    /// </summary>
+    Q8_0Rows = 9,
 }
 
 /// <summary>Scalar conversions; vectorised forms live beside the kernels that need them.</summary>

@@ -1,18 +1,83 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AscendCC.Device.Kernels;
 
 /// <summary>
 /// The per-layer key/value cache: K and V each [nKvHeads, maxSeq, headDim] of one element type (F32,
-/// F16 or BF16), so one head's keys are contiguous and attention streams them without striding over
-/// other heads. Half-precision caches are written rounded to nearest even and widened back to f32 by
-/// attention as it reads them.
+/// F16, BF16 or Q8_0Rows), so one head's keys are contiguous and attention streams them without striding
+/// over other heads. Half-precision caches are written rounded to nearest even, Q8_0Rows ones quantized
+/// per block of 32 as llama.cpp's q8_0, and attention widens them back to f32 as it reads them.
 /// </summary>
 internal static unsafe class KvCache
 {
+    /// <summary>Q8_0Rows: values per block and bytes per block (32 int8, then the f32 scale).</summary>
+    public const int Q8Block = 32, Q8BlockBytes = 36;
+
     /// <summary>True for the element types a KV cache may hold.</summary>
-    public static bool IsCacheType(ElementType type) => type is ElementType.F32 or ElementType.F16 or ElementType.BF16;
+    public static bool IsCacheType(ElementType type) => type is ElementType.F32 or ElementType.F16 or ElementType.BF16 or ElementType.Q8_0Rows;
+
+    /// <summary>
+    /// Bytes of <paramref name="elements"/> consecutive cache values from a row start, and so the offset of
+    /// element <paramref name="elements"/> of a run of whole rows: Q8_0Rows rows are whole blocks, so a
+    /// run of them is blocks end to end.
+    /// </summary>
+    public static long Bytes(ElementType type, long elements) =>
+        type == ElementType.Q8_0Rows ? (elements / Q8Block * Q8BlockBytes) + (elements % Q8Block) : elements * ElementTypes.SizeOf(type);
+
+    /// <summary>How attention reads a cache of one element type: a run of rows as f32 values, 16, 8 or 1 at a time.</summary>
+    internal interface IRowReader
+    {
+        /// <summary>The byte offset of element <paramref name="elements"/> from the start of a row (of a run of rows).</summary>
+        static abstract nint Bytes(nint elements);
+
+        /// <summary>Elements [i, i+16) of the row.</summary>
+        static abstract Vector512<float> Load16(byte* row, nint i);
+
+        /// <summary>Elements [i, i+8) of the row.</summary>
+        static abstract Vector256<float> Load8(byte* row, nint i);
+
+        static abstract float Load(byte* row, nint i);
+    }
+
+    /// <summary>Q8_0Rows values: q·d, widened from int8 in registers (i a multiple of 8 or 16 in the vector loads, so never across a block).</summary>
+    internal readonly struct Q8_0RowReader : IRowReader
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static nint Bytes(nint elements) => ((elements >> 5) * Q8BlockBytes) + (elements & (Q8Block - 1));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(byte* row, nint i)
+        {
+            byte* block = row + ((i >> 5) * Q8BlockBytes);
+            var scale = Vector512.Create(*(float*)(block + Q8Block));
+            if (Avx512F.IsSupported)
+            {
+                return Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)block + (i & (Q8Block - 1))))) * scale;
+            }
+            return Vector512.Create(Load8(row, i), Load8(row, i + 8));
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load8(byte* row, nint i)
+        {
+            byte* block = row + ((i >> 5) * Q8BlockBytes);
+            sbyte* q = (sbyte*)block + (i & (Q8Block - 1));
+            Vector256<int> wide = Avx2.IsSupported
+                ? Avx2.ConvertToVector256Int32(q)
+                : Vector256.Create(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]);
+            return Vector256.ConvertToSingle(wide) * *(float*)(block + Q8Block);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(byte* row, nint i)
+        {
+            byte* block = row + ((i >> 5) * Q8BlockBytes);
+            return ((sbyte*)block)[i & (Q8Block - 1)] * *(float*)(block + Q8Block);
+        }
+    }
 
     /// <summary>
     /// Copies new keys and values, given as [seq, nKvHeads * headDim] (the Linear output layout), into an
@@ -39,7 +104,6 @@ internal static unsafe class KvCache
         KernelArgs.RequireLength(k.Length, rowsLength, nameof(k));
         KernelArgs.RequireLength(v.Length, rowsLength, nameof(v));
         int kvDim = nKvHeads * headDim;
-        int size = ElementTypes.SizeOf(cacheType);
         fixed (float* pk = k, pv = v)
         fixed (byte* pkc = kCache, pvc = vCache)
         {
@@ -48,7 +112,7 @@ internal static unsafe class KvCache
                 for (int s = 0; s < seq; s++)
                 {
                     nint src = (nint)s * kvDim + (nint)h * headDim;
-                    nint dst = ((nint)h * maxSeq + startPos + s) * headDim * size;
+                    nint dst = (nint)Bytes(cacheType, ((long)h * maxSeq + startPos + s) * headDim);
                     WriteRow(pk + src, pkc + dst, cacheType, headDim);
                     WriteRow(pv + src, pvc + dst, cacheType, headDim);
                 }
@@ -67,7 +131,7 @@ internal static unsafe class KvCache
         ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<byte> kCache, Span<byte> vCache, ElementType cacheType,
         ReadOnlySpan<SequenceSegment> segments, int nKvHeads, int headDim, int maxSeq)
     {
-        int slotBytes = checked(nKvHeads * maxSeq * headDim * ElementTypes.SizeOf(cacheType)), kvDim = nKvHeads * headDim, row = 0;
+        int slotBytes = checked((int)Bytes(cacheType, (long)nKvHeads * maxSeq * headDim)), kvDim = nKvHeads * headDim, row = 0;
         foreach (SequenceSegment s in segments)
         {
             int rows = s.Length * kvDim;
@@ -83,9 +147,40 @@ internal static unsafe class KvCache
         {
             Buffer.MemoryCopy(src, dst, (long)count * sizeof(float), (long)count * sizeof(float));
         }
+        else if (cacheType == ElementType.Q8_0Rows)
+        {
+            QuantizeRow(src, dst, count);
+        }
         else
         {
             HalfRounding.FromSingle(src, cacheType, (ushort*)dst, count);
+        }
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="count"/> values (whole blocks) as llama.cpp's quantize_row_q8_0_ref does —
+    /// d = max|x|/127, q = round(x/d) half away from zero — keeping d in f32 where ggml rounds it to f16. A
+    /// block holding an infinity or NaN gets a NaN or infinite d, so its values read back as non-finite, as
+    /// an f16 overflow reads back as infinite, instead of as numbers.
+    /// </summary>
+    internal static void QuantizeRow(float* src, byte* dst, int count)
+    {
+        for (int b = 0; b < count; b += Q8Block, src += Q8Block, dst += Q8BlockBytes)
+        {
+            float amax = 0f;
+            for (int j = 0; j < Q8Block; j++)
+            {
+                float a = MathF.Abs(src[j]);
+                amax = a > amax || float.IsNaN(a) ? a : amax;
+            }
+            float d = amax / 127f;
+            float id = d != 0f ? 1f / d : 0f;
+            sbyte* q = (sbyte*)dst;
+            for (int j = 0; j < Q8Block; j++)
+            {
+                q[j] = (sbyte)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero);
+            }
+            *(float*)(dst + Q8Block) = d;
         }
     }
 
@@ -94,14 +189,24 @@ internal static unsafe class KvCache
     {
         if (!IsCacheType(cacheType))
         {
-            throw new ArgumentOutOfRangeException(nameof(cacheType), cacheType, "A KV cache holds F32, F16 or BF16 elements.");
+            throw new ArgumentOutOfRangeException(nameof(cacheType), cacheType, "A KV cache holds F32, F16, BF16 or Q8_0Rows elements.");
         }
         KernelArgs.RequireAtLeast(nKvHeads, 1, nameof(nKvHeads));
         KernelArgs.RequireAtLeast(headDim, 1, nameof(headDim));
         KernelArgs.RequireAtLeast(maxSeq, 1, nameof(maxSeq));
-        long cacheBytes = (long)nKvHeads * maxSeq * headDim * ElementTypes.SizeOf(cacheType);
+        RequireWholeBlocks(cacheType, headDim);
+        long cacheBytes = Bytes(cacheType, (long)nKvHeads * maxSeq * headDim);
         KernelArgs.RequireLength(kCache.Length, cacheBytes, nameof(kCache));
         KernelArgs.RequireLength(vCache.Length, cacheBytes, nameof(vCache));
+    }
+
+    /// <summary>Throws unless a row of <paramref name="headDim"/> values is whole blocks of <paramref name="cacheType"/> (Q8_0Rows: of 32).</summary>
+    internal static void RequireWholeBlocks(ElementType cacheType, int headDim)
+    {
+        if (cacheType == ElementType.Q8_0Rows && headDim % Q8Block != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"A Q8_0Rows KV cache holds rows of whole blocks of {Q8Block}; head_dim {headDim} is not. Keep this model's cache in F16.");
+        }
     }
 
     /// <summary>Throws unless positions startPos .. startPos + seq - 1 fit in a cache of maxSeq positions.</summary>

@@ -90,9 +90,9 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         // Descriptors written before the KV cache had a precision were measured with an f32 cache.
         KvCachePrecision kvPrecision = KvCachePrecision.F32;
         if (dto.KvPrecision is not null
-            && !(Enum.TryParse(dto.KvPrecision, out kvPrecision) && kvPrecision is KvCachePrecision.F32 or KvCachePrecision.F16 or KvCachePrecision.BF16))
+            && !(Enum.TryParse(dto.KvPrecision, out kvPrecision) && Enum.IsDefined(kvPrecision) && !int.TryParse(dto.KvPrecision, out _)))
         {
-            throw new FormatException($"the deployment descriptor's kvPrecision '{dto.KvPrecision}' is not a KV cache precision; use F32, F16 or BF16");
+            throw new FormatException($"the deployment descriptor's kvPrecision '{dto.KvPrecision}' is not a KV cache precision; use F32, F16, BF16 or Q8_0");
         }
         // Descriptors without the field describe the single-session program.
         int sequences = dto.MaxSequences ?? 1;

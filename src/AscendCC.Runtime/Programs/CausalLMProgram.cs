@@ -315,10 +315,10 @@ public sealed class CausalLMProgram
     /// <summary>Throws, naming the option, unless <paramref name="kvPrecision"/> is a KV cache type the device has.</summary>
     internal static void RequireSupported(KvCachePrecision kvPrecision, string paramName)
     {
-        if (kvPrecision is not (KvCachePrecision.F32 or KvCachePrecision.F16 or KvCachePrecision.BF16))
+        if (!Enum.IsDefined(kvPrecision))
         {
             throw new ArgumentOutOfRangeException(paramName, kvPrecision,
-                $"CausalLMOptions.KvCachePrecision = {(int)kvPrecision} is not a KV cache type the device has; use KvCachePrecision.F32, F16 or BF16");
+                $"CausalLMOptions.KvCachePrecision = {(int)kvPrecision} is not a KV cache type the device has; use KvCachePrecision.F32, F16, BF16 or Q8_0");
         }
     }
 }
@@ -389,8 +389,8 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>The KV cache's element type.</summary>
     public KvCachePrecision KvPrecision { get; }
 
-    /// <summary><see cref="KvPrecision"/> as the cache operators' kv_dtype scalar (the device's element type codes: 0 F32, 1 F16, 2 BF16).</summary>
-    public long KvDt => (long)KvPrecision;
+    /// <summary><see cref="KvPrecision"/> as the cache operators' kv_dtype scalar (the device's element type codes: 0 F32, 1 F16, 2 BF16, 9 Q8_0Rows).</summary>
+    public long KvDt => KvCachePrecisions.DeviceCode(KvPrecision);
 
     /// <summary>Sequences the program holds at once: KV-cache slots (1: the single-sequence program).</summary>
     public int Sequences { get; }
@@ -403,7 +403,7 @@ internal sealed class CausalLMProgramBuilder
     /// (one slot per sequence), tagged KvCache (so born locked in CC mode).
     /// </summary>
     public ProgramBuffer KvCache(string name, int kvHeads, int headDim) =>
-        Program.Buffer(RegionTag.KvCache, name, (long)Sequences * kvHeads * MaxContext * headDim * (KvPrecision == KvCachePrecision.F32 ? 4 : 2));
+        Program.Buffer(RegionTag.KvCache, name, (long)Sequences * kvHeads * MaxContext * KvCachePrecisions.RowBytes(KvPrecision, headDim));
 
     /// <summary>Rotates the pass's rows of <paramref name="x"/> ([rows, heads, headDim]) by their positions.</summary>
     public void Rotate(string op, ProgramBuffer x, int heads, int headDim, float theta, ScalarRef[] scaling)

@@ -51,11 +51,12 @@ public class SequenceSegmentsTests
 
     [TestCase((int)ElementType.F16, TestName = "{m}(F16)")]
     [TestCase((int)ElementType.BF16, TestName = "{m}(BF16)")]
+    [TestCase((int)ElementType.Q8_0Rows, TestName = "{m}(Q8_0Rows)")]
     public void BatchedWriteThenAttentionOverAHalfCacheEqualsTheSingleSequenceKernelsBitForBit(int typeCode)
     {
         var type = (ElementType)typeCode;
         const int nHeads = 8, nKvHeads = 2, headDim = 64;
-        int rows = Mixed.Sum(s => s.Length), kvDim = nKvHeads * headDim, slotBytes = nKvHeads * MaxSeq * headDim * 2;
+        int rows = Mixed.Sum(s => s.Length), kvDim = nKvHeads * headDim, slotBytes = (int)KvCache.Bytes(type, nKvHeads * MaxSeq * headDim);
         float[] k = Normal(rows * kvDim, 21), v = Normal(rows * kvDim, 22), q = Normal(rows * nHeads * headDim, 23);
         // Earlier positions of each slot already hold keys; the pass writes its rows after them.
         var kCache = new byte[Slots * slotBytes];
@@ -97,6 +98,7 @@ public class SequenceSegmentsTests
     [TestCase(8, 2, (int)ElementType.F16, 0, 3, TestName = "{m}(GQA 4, F16, 3 cores)")]
     [TestCase(6, 6, (int)ElementType.BF16, 7, 2, TestName = "{m}(window 7, BF16, 2 cores)")]
     [TestCase(4, 4, (int)ElementType.F32, 0, 3, TestName = "{m}(F32, 3 cores)")]
+    [TestCase(8, 2, (int)ElementType.Q8_0Rows, 0, 3, TestName = "{m}(GQA 4, Q8_0Rows, 3 cores)")]
     public void ADecodeStepSplitAcrossCoresGivesEveryRowItsSingleSequenceBits(int nHeads, int nKvHeads, int typeCode, int window, int cores)
     {
         // A decode step's blocks go to the cores as consecutive ranges of about equal keys (each core
@@ -104,7 +106,7 @@ public class SequenceSegmentsTests
         // once, whatever the core count, and give what the single-sequence kernel gives.
         var type = (ElementType)typeCode;
         const int headDim = 64;
-        int size = ElementTypes.SizeOf(type), slotBytes = nKvHeads * MaxSeq * headDim * size, kvDim = nKvHeads * headDim;
+        int slotBytes = (int)KvCache.Bytes(type, nKvHeads * MaxSeq * headDim), kvDim = nKvHeads * headDim;
         var kCache = new byte[Slots * slotBytes];
         var vCache = new byte[Slots * slotBytes];
         foreach (SequenceSegment s in DecodeRows)

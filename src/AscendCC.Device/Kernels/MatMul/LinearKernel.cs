@@ -250,9 +250,11 @@ internal static unsafe class LinearKernel
         static abstract float Load(byte* row, nint i);
     }
 
-    internal readonly struct F32Weights : IWeightReader
+    internal readonly struct F32Weights : IWeightReader, KvCache.IRowReader
     {
         public static int ElementSize => 4;
+
+        public static nint Bytes(nint elements) => elements * 4;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(byte* row, nint i) => Vector512.Load((float*)row + i);
@@ -264,9 +266,11 @@ internal static unsafe class LinearKernel
         public static float Load(byte* row, nint i) => ((float*)row)[i];
     }
 
-    internal readonly struct BF16Weights : IWeightReader
+    internal readonly struct BF16Weights : IWeightReader, KvCache.IRowReader
     {
         public static int ElementSize => 2;
+
+        public static nint Bytes(nint elements) => elements * 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(byte* row, nint i) => WeightConversion.BF16ToSingle(WidenLoad16((ushort*)row + i));
@@ -278,9 +282,11 @@ internal static unsafe class LinearKernel
         public static float Load(byte* row, nint i) => ElementTypes.BF16ToSingle(((ushort*)row)[i]);
     }
 
-    internal readonly struct F16Weights : IWeightReader
+    internal readonly struct F16Weights : IWeightReader, KvCache.IRowReader
     {
         public static int ElementSize => 2;
+
+        public static nint Bytes(nint elements) => elements * 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load16(byte* row, nint i) => Avx512F.IsSupported

@@ -5,7 +5,7 @@ namespace AscendCC.Device.Operators.Builtin;
 
 /// <summary>
 /// Appends new keys and values to a layer's KV cache, whose element type is the kv_dtype scalar
-/// (0 F32, 1 F16, 2 BF16; half precision rounded to nearest even).
+/// (0 F32, 1 F16, 2 BF16, 9 Q8_0Rows; half precision rounded to nearest even, Q8_0Rows quantized per block of 32).
 /// </summary>
 internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
     "k:f32[seq,kv_heads*head_dim] v:f32[seq,kv_heads*head_dim] -> k_cache:kv_dtype[kv_heads,max_seq,head_dim] v_cache | seq start_pos kv_heads head_dim max_seq kv_dtype",
@@ -16,7 +16,7 @@ internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
     {
         int seq = c.Int(0, "seq", 1), startPos = c.Int(1, "start_pos"), kvHeads = c.Int(2, "kv_heads", 1), headDim = c.Int(3, "head_dim", 1), maxSeq = c.Int(4, "max_seq", 1);
         ElementType kvType = KvCacheType.Of(ref c, 5);
-        long rows = (long)seq * kvHeads * headDim, cache = (long)kvHeads * maxSeq * headDim * ElementTypes.SizeOf(kvType);
+        long rows = (long)seq * kvHeads * headDim, cache = KvCache.Bytes(kvType, (long)kvHeads * maxSeq * headDim);
         KvCache.KvCacheWrite(c.Buffer<float>(0, rows), c.Buffer<float>(1, rows), c.Buffer<byte>(2, cache), c.Buffer<byte>(3, cache), kvType,
             seq, startPos, kvHeads, headDim, maxSeq);
     }
@@ -39,7 +39,7 @@ internal sealed class AttentionOperator() : OperatorBase("attention",
         float scale = c.Float(6, "scale");
         int window = c.Int(7, "window");
         ElementType kvType = KvCacheType.Of(ref c, 8);
-        long rows = (long)seq * heads * headDim, cache = (long)kvHeads * maxSeq * headDim * ElementTypes.SizeOf(kvType);
+        long rows = (long)seq * heads * headDim, cache = KvCache.Bytes(kvType, (long)kvHeads * maxSeq * headDim);
         Attention.CausalAttention(c.Grid, c.Buffer<float>(0, rows), c.Buffer<byte>(1, cache), c.Buffer<byte>(2, cache), kvType, c.Buffer<float>(3, rows),
             seq, startPos, heads, kvHeads, headDim, maxSeq, scale, window);
     }
@@ -59,7 +59,7 @@ internal sealed class KvCacheWriteSegmentsOperator() : OperatorBase("kv_cache_wr
         int seq = c.Int(0, "seq", 1), count = c.Int(1, "segments", 1), slots = c.Int(2, "slots", 1), kvHeads = c.Int(3, "kv_heads", 1), headDim = c.Int(4, "head_dim", 1), maxSeq = c.Int(5, "max_seq", 1);
         ElementType kvType = KvCacheType.Of(ref c, 6);
         ReadOnlySpan<SequenceSegment> segments = SequenceSegments.Read(c.Buffer<int>(2, (long)count * SequenceSegment.Ints), count, seq, slots, maxSeq);
-        long rows = (long)seq * kvHeads * headDim, cache = (long)slots * kvHeads * maxSeq * headDim * ElementTypes.SizeOf(kvType);
+        long rows = (long)seq * kvHeads * headDim, cache = KvCache.Bytes(kvType, (long)slots * kvHeads * maxSeq * headDim);
         KvCache.KvCacheWrite(c.Buffer<float>(0, rows), c.Buffer<float>(1, rows), c.Buffer<byte>(3, cache), c.Buffer<byte>(4, cache), kvType, segments, kvHeads, headDim, maxSeq);
     }
 }
@@ -78,7 +78,7 @@ internal sealed class AttentionSegmentsOperator() : OperatorBase("attention_segm
         int window = c.Int(8, "window");
         ElementType kvType = KvCacheType.Of(ref c, 9);
         ReadOnlySpan<SequenceSegment> segments = SequenceSegments.Read(c.Buffer<int>(3, (long)count * SequenceSegment.Ints), count, seq, slots, maxSeq);
-        long rows = (long)seq * heads * headDim, cache = (long)slots * kvHeads * maxSeq * headDim * ElementTypes.SizeOf(kvType);
+        long rows = (long)seq * heads * headDim, cache = KvCache.Bytes(kvType, (long)slots * kvHeads * maxSeq * headDim);
         Attention.CausalAttention(c.Grid, c.Buffer<float>(0, rows), c.Buffer<byte>(1, cache), c.Buffer<byte>(2, cache), kvType, c.Buffer<float>(4, rows),
             segments, heads, kvHeads, headDim, maxSeq, scale, window);
     }
@@ -89,10 +89,10 @@ internal static class KvCacheType
 {
     public static ElementType Of(ref KernelContext c, int i)
     {
-        var type = (ElementType)c.Int(i, "kv_dtype", 0, (int)ElementType.Q4_K);
+        var type = (ElementType)c.Int(i, "kv_dtype", 0, (int)ElementType.Q8_0Rows);
         if (!KvCache.IsCacheType(type))
         {
-            throw new KernelArgumentException($"scalar 'kv_dtype' = {(int)type} ({type}): a KV cache holds F32 (0), F16 (1) or BF16 (2) elements, not a block format");
+            throw new KernelArgumentException($"scalar 'kv_dtype' = {(int)type} ({type}): a KV cache holds F32 (0), F16 (1), BF16 (2) or Q8_0Rows (9) elements, not a weight matrix format");
         }
         return type;
     }

@@ -1,0 +1,203 @@
+using System.Runtime.Intrinsics;
+using AscendCC.Device.AiCore;
+using AscendCC.Device.Kernels;
+using NUnit.Framework;
+using static AscendCC.Device.Tests.Kernels.KernelTestData;
+using static TorchSharp.torch;
+
+namespace AscendCC.Device.Tests.Kernels;
+
+/// <summary>
+/// The KV cache in Q8_0Rows (llama.cpp's q8_0 with an f32 scale). The write must be llama.cpp's
+/// quantize_row_q8_0_ref — d = max|x|/127, q = round(x·(1/d)) half away from zero — which torch computes
+/// here independently, block by block. Attention over the cache must be attention over its dequantized
+/// values q·d: the product is the only rounding and the rest is the f32 kernel's arithmetic in its order,
+/// so the output equals the f32 kernel's over the dequantized cache bit for bit, and sits within the f32
+/// tolerance of torch's float64 attention over those values.
+/// </summary>
+[Category(KernelTestData.Category)]
+public class Q8KvCacheTests
+{
+    private const ElementType Q8 = ElementType.Q8_0Rows;
+
+    [Test]
+    public void WriteQuantizesAsLlamaCppsQ8_0()
+    {
+        const int nKvHeads = 3, headDim = 96, maxSeq = 20, seq = 7, start = 5;
+        int kvDim = nKvHeads * headDim;
+        // Rows of very different scales, an all-zero block, a block with one spike, and a block of evenly spaced values (ties near x·(1/d) = ±63.5).
+        float[] k = Normal(seq * kvDim, 1, std: 3f), v = Normal(seq * kvDim, 2, std: 1e-3f);
+        Array.Clear(k, 0, 32);
+        Array.Clear(k, 32, 32);
+        k[40] = -1000f;
+        for (int j = 0; j < 32; j++)
+        {
+            k[64 + j] = (j - 16) * 0.25f;
+            // max|x| 127 makes d exactly 1, so these half-integers are exact ties: half away from zero, not to even.
+            k[96 + j] = j == 0 ? 127f : (j % 2 == 0 ? 1 : -1) * (j + 0.5f);
+        }
+        var kCache = new byte[KvCache.Bytes(Q8, (long)nKvHeads * maxSeq * headDim)];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(k, v, kCache, vCache, Q8, seq, start, nKvHeads, headDim, maxSeq);
+
+        using var scope = NewDisposeScope();
+        foreach ((float[] rows, byte[] cache, string what) in new[] { (k, kCache, "keys"), (v, vCache, "values") })
+        {
+            // [seq, heads, blocks, 32] → per block: amax, d = amax / 127 and q = round-half-away(x · (1 / d)) in float32, then rounded in float64.
+            var x = tensor(rows, [seq, nKvHeads, headDim / 32, 32]);
+            var d = x.abs().amax([-1], keepdim: true) / 127f;
+            var id = where(d.ne(0), 1f / d, zeros_like(d));
+            var y = (x * id).to_type(ScalarType.Float64);
+            var q = (y.sign() * (y.abs() + 0.5).floor()).to_type(ScalarType.Int8);
+            sbyte[] expectedQ = q.permute(1, 0, 2, 3).contiguous().data<sbyte>().ToArray();
+            float[] expectedD = ToFloats(d.permute(1, 0, 2, 3).contiguous());
+            int block = 0;
+            for (int h = 0; h < nKvHeads; h++)
+            {
+                for (int p = start; p < start + seq; p++)
+                {
+                    for (int b = 0; b < headDim / 32; b++, block++)
+                    {
+                        int at = (int)KvCache.Bytes(Q8, ((long)h * maxSeq + p) * headDim + (b * 32));
+                        sbyte[] written = cache.AsSpan(at, 32).ToArray().Select(x => (sbyte)x).ToArray();
+                        Assert.That(written, Is.EqualTo(expectedQ.AsSpan(block * 32, 32).ToArray()), $"{what}: head {h}, position {p}, block {b}");
+                        Assert.That(BitConverter.ToSingle(cache, at + 32), Is.EqualTo(expectedD[block]), $"{what}: scale of head {h}, position {p}, block {b}");
+                    }
+                }
+            }
+        }
+        // Positions the write did not touch stay as they were (zero bytes).
+        Assert.That(kCache.AsSpan(0, (int)KvCache.Bytes(Q8, (long)start * headDim)).ToArray(), Has.All.EqualTo((byte)0));
+    }
+
+    [Test]
+    public void ABlockHoldingAnInfinityOrNaNReadsBackNonFiniteNotAsNumbers()
+    {
+        const int headDim = 64;
+        float[] row = Normal(headDim, 3);
+        row[5] = float.PositiveInfinity;
+        row[40] = float.NaN;
+        var kCache = new byte[KvCache.Bytes(Q8, headDim)];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(row, row, kCache, vCache, Q8, 1, 0, 1, headDim, 1);
+        float[] back = Dequantize(kCache);
+        Assert.That(back.Take(32).Where(float.IsFinite), Is.Empty, "the block with the infinity");
+        Assert.That(back.Skip(32).Where(float.IsFinite), Is.Empty, "the block with the NaN");
+
+        var output = new float[headDim];
+        Attention.CausalAttention(AiCoreGrid.Shared, Normal(headDim, 4), kCache, vCache, Q8, output, 1, 0, 1, 1, headDim, 1, 0.125f);
+        Assert.That(output, Has.All.NaN);
+    }
+
+    // seq, startPos, nHeads, nKvHeads, headDim, window
+    [TestCase(1, 0, 4, 4, 64, 0, TestName = "Q8_0 cache: first token")]
+    [TestCase(1, 511, 12, 12, 64, 0, TestName = "Q8_0 cache: decode at context 512, 12 heads (one head a block, keys widened in registers)")]
+    [TestCase(1, 300, 8, 1, 128, 0, TestName = "Q8_0 cache: decode, GQA 8, headDim 128")]
+    [TestCase(1, 511, 32, 4, 64, 0, TestName = "Q8_0 cache: decode at 512, 32 heads on 4 KV heads")]
+    [TestCase(1, 300, 32, 4, 64, 100, TestName = "Q8_0 cache: decode, window 100")]
+    [TestCase(3, 17, 4, 2, 32, 0, TestName = "Q8_0 cache: three tokens after 17, headDim 32")]
+    [TestCase(17, 5, 8, 2, 64, 0, TestName = "Q8_0 cache: 17 tokens after 5, GQA 4")]
+    [TestCase(67, 100, 8, 4, 128, 0, TestName = "Q8_0 cache: 67 tokens after 100, headDim 128")]
+    [TestCase(300, 0, 8, 1, 64, 40, TestName = "Q8_0 cache: window 40, prefill 300, GQA 8")]
+    public void AttentionOverAQ8CacheIsAttentionOverItsDequantizedValues(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window)
+    {
+        int ctx = startPos + seq, maxSeq = ctx + 13, kvDim = nKvHeads * headDim;
+        float scale = 1f / MathF.Sqrt(headDim);
+        float[] q = Normal(seq * nHeads * headDim, seq + 3 * headDim + nHeads);
+        var kCache = new byte[KvCache.Bytes(Q8, (long)nKvHeads * maxSeq * headDim)];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(Normal(ctx * kvDim, 7 * seq + startPos, std: 2f), Normal(ctx * kvDim, 5 * seq + startPos + 1), kCache, vCache, Q8, ctx, 0, nKvHeads, headDim, maxSeq);
+        // Positions no row may read (past the context, before every row's window) get NaN scales, so reading one shows.
+        int unseen = window > 0 ? Math.Max(0, startPos - window + 1) : 0;
+        for (int h = 0; h < nKvHeads; h++)
+        {
+            for (int p = 0; p < maxSeq; p++)
+            {
+                if (p >= unseen && p < ctx)
+                {
+                    continue;
+                }
+                for (int b = 0; b < headDim / 32; b++)
+                {
+                    int at = (int)KvCache.Bytes(Q8, ((long)h * maxSeq + p) * headDim + (b * 32)) + 32;
+                    BitConverter.TryWriteBytes(kCache.AsSpan(at), float.NaN);
+                    BitConverter.TryWriteBytes(vCache.AsSpan(at), float.NaN);
+                }
+            }
+        }
+        float[] kWide = Dequantize(kCache), vWide = Dequantize(vCache);
+        string what = $"Q8_0 attention seq={seq} startPos={startPos} heads={nHeads}/{nKvHeads} headDim={headDim} window={window}";
+
+        var output = new float[q.Length];
+        Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, Q8, output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+        var f32Output = new float[q.Length];
+        Attention.CausalAttention(AiCoreGrid.Shared, q, kWide, vWide, f32Output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+        Assert.That(output, Is.EqualTo(f32Output), what + ": vs the f32 kernel over the dequantized cache");
+
+        float[] expected = AttentionTests.TorchAttention(q, kWide, vWide, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+        AssertClose(output, expected, 2e-5, 1e-4, what);
+    }
+
+    [Test]
+    public unsafe void TheReaderLoadsEveryValueAsQTimesDInEachWidth()
+    {
+        const int headDim = 128, positions = 3;
+        var cache = new byte[KvCache.Bytes(Q8, (long)positions * headDim)];
+        KvCache.KvCacheWrite(Normal(positions * headDim, 9, std: 5f), Normal(positions * headDim, 10), cache, new byte[cache.Length], Q8, positions, 0, 1, headDim, positions);
+        float[] expected = Dequantize(cache);
+        var by16 = new float[expected.Length];
+        var by8 = new float[expected.Length];
+        var by1 = new float[expected.Length];
+        fixed (byte* c = cache)
+        {
+            for (int p = 0; p < positions; p++)
+            {
+                byte* row = c + KvCache.Q8_0RowReader.Bytes((nint)p * headDim);
+                for (int i = 0; i < headDim; i += 16)
+                {
+                    KvCache.Q8_0RowReader.Load16(row, i).CopyTo(by16.AsSpan((p * headDim) + i));
+                }
+                for (int i = 0; i < headDim; i += 8)
+                {
+                    KvCache.Q8_0RowReader.Load8(row, i).CopyTo(by8.AsSpan((p * headDim) + i));
+                }
+                for (int i = 0; i < headDim; i++)
+                {
+                    by1[(p * headDim) + i] = KvCache.Q8_0RowReader.Load(row, i);
+                }
+            }
+        }
+        Assert.That(by16, Is.EqualTo(expected), "Load16");
+        Assert.That(by8, Is.EqualTo(expected), "Load8");
+        Assert.That(by1, Is.EqualTo(expected), "Load");
+    }
+
+    [Test]
+    public void RowsThatAreNotWholeBlocksAreRefused()
+    {
+        var cache = new byte[4096];
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            KvCache.KvCacheWrite(new float[80], new float[80], cache, cache, Q8, 1, 0, 1, 80, 4));
+        Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
+        ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            Attention.CausalAttention(AiCoreGrid.Shared, new float[2 * 8], cache, cache, Q8, new float[2 * 8], 1, 0, 2, 2, 8, 16, 1f));
+        Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
+        Assert.That(ex.Message, Does.Contain("F16"));
+    }
+
+    /// <summary>Every value of a head-major cache (maxSeq·headDim values a head, whole blocks) as q·d.</summary>
+    private static float[] Dequantize(byte[] cache)
+    {
+        int blocks = cache.Length / KvCache.Q8BlockBytes;
+        var values = new float[blocks * KvCache.Q8Block];
+        for (int b = 0; b < blocks; b++)
+        {
+            float d = BitConverter.ToSingle(cache, (b * KvCache.Q8BlockBytes) + KvCache.Q8Block);
+            for (int j = 0; j < KvCache.Q8Block; j++)
+            {
+                values[(b * KvCache.Q8Block) + j] = (sbyte)cache[(b * KvCache.Q8BlockBytes) + j] * d;
+            }
+        }
+        return values;
+    }
+}
