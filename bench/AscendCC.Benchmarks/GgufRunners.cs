@@ -215,14 +215,15 @@ internal sealed class DeviceGgufRunner : ISteppedRunner
     private readonly int[] _one = new int[1];
     private int _next, _position;
 
-    public DeviceGgufRunner(string gguf, WeightPrecision precision, int maxContext, int maxBatchTokens, string? name = null)
+    public DeviceGgufRunner(string gguf, WeightPrecision precision, int maxContext, int maxBatchTokens, string? name = null,
+        KvCachePrecision kvPrecision = CausalLMOptions.DefaultKvCachePrecision)
     {
         _device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 8L << 30 });
         _runtime = new NpuRuntime(_device, ownsDevice: true);
         try
         {
             using var checkpoint = ModelCheckpoint.Open(gguf);
-            _model = CausalLM.Load(_runtime, checkpoint, new CausalLMOptions { MaxContext = maxContext, MaxBatchTokens = maxBatchTokens, WeightPrecision = precision });
+            _model = CausalLM.Load(_runtime, checkpoint, new CausalLMOptions { MaxContext = maxContext, MaxBatchTokens = maxBatchTokens, WeightPrecision = precision, KvCachePrecision = kvPrecision });
         }
         catch
         {
@@ -303,7 +304,7 @@ internal sealed class LlamaCppRunner : ISteppedRunner
     private readonly LLamaBatch _batch = new();
     private int _next, _position;
 
-    public LlamaCppRunner(string gguf, string name, int contextSize, int maxBatchTokens)
+    public LlamaCppRunner(string gguf, string name, int contextSize, int maxBatchTokens, GGMLType? cacheType = null)
     {
         Name = name;
         // LLamaSharp picks its native library (the CPU backend package) on first use.
@@ -313,6 +314,12 @@ internal sealed class LlamaCppRunner : ISteppedRunner
             ContextSize = (uint)contextSize, BatchSize = (uint)maxBatchTokens, GpuLayerCount = 0, Threads = 2, BatchThreads = 2,
             LoadMode = LLamaLoadMode.MemoryMap,
         };
+        if (cacheType is { } type)
+        {
+            // A quantized V cache needs flash attention, which llama.cpp turns on by itself on the CPU (auto).
+            Parameters.TypeK = type;
+            Parameters.TypeV = type;
+        }
         _weights = LLamaWeights.LoadFromFile(Parameters);
         _context = _weights.CreateContext(Parameters);
     }

@@ -236,7 +236,8 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
     private readonly FirmwareMailbox _mailbox;
     private readonly CausalLM _llama;
 
-    public ConfidentialRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch, string? name = null, int maxSequences = 1)
+    public ConfidentialRunner(ModelShape shape, WeightPrecision precision, ExecutionMode mode, int maxContext, int maxBatch, string? name = null, int maxSequences = 1,
+        KvCachePrecision kvPrecision = CausalLMOptions.DefaultKvCachePrecision)
     {
         _manufacturer = Manufacturer.CreateDeterministic("AscendCC llama benchmark seed, 32+ bytes"u8);
         var firmware = new FirmwareImage(7, 3, "AscendCC", "NPU firmware 7"u8);
@@ -251,7 +252,7 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
         _runtime = new NpuRuntime(_device);
         _mailbox = new FirmwareMailbox(_device);
 
-        var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision, MaxSequences: maxSequences, MatrixPrecisions: shape.MatrixPrecisions(precision));
+        var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision, KvPrecision: kvPrecision, MaxSequences: maxSequences, MatrixPrecisions: shape.MatrixPrecisions(precision));
         using ModelProvider provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
         var policy = new ReleasePolicy(3, [ReferenceMeasurements.ExpectedFirmwareRegister(firmware.Encode())], ReleasePolicy.RootDigest(_manufacturer.RootCertificate));
         long estimate = (shape.StreamedMatrixParameters * (precision == WeightPrecision.F32 ? 4 : 2)) + (64L << 20);
