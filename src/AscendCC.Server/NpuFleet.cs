@@ -225,14 +225,15 @@ public sealed class NpuFleet : IDisposable
             slot.Loaded = CausalLM.Load(slot.Runtime, checkpoint, new CausalLMOptions
             {
                 Mode = o.Mode, MaxContext = o.MaxContext > 0 ? o.MaxContext : 2048, MaxSequences = o.MaxSequences, WeightPrecision = precision,
+                KvCachePrecision = o.KvCache,
             });
             slot.LoadedPackage = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
             if (slot.Loaded.MaxSequences > 1)
             {
                 slot.PlainBatch = new PlainBatchLoop(slot, slot.Loaded, logger);
             }
-            logger.LogInformation("NPU {Device} loaded {Model} in plaintext (CC off, weights {Precision}, context {Context}, {Sequences} sequences at once) in {Milliseconds} ms",
-                slot.Index, folder, precision, slot.Loaded.MaxContext, slot.Loaded.MaxSequences, clock.ElapsedMilliseconds);
+            logger.LogInformation("NPU {Device} loaded {Model} in plaintext (CC off, weights {Precision}, KV cache {KvCache}, context {Context}, {Sequences} sequences at once) in {Milliseconds} ms",
+                slot.Index, folder, precision, o.KvCache, slot.Loaded.MaxContext, slot.Loaded.MaxSequences, clock.ElapsedMilliseconds);
         }
         PlainModelId = o.ModelId ?? slots[0].LoadedPackage;
     }

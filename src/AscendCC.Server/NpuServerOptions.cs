@@ -43,6 +43,13 @@ public sealed class NpuServerOptions
     /// </summary>
     public Runtime.Inference.WeightPrecision? Weights { get; set; }
 
+    /// <summary>
+    /// CC off only: the KV cache's element type on the device (F32, F16, BF16 or Q8_0; default F16). Q8_0,
+    /// llama.cpp's <c>-ctk/-ctv q8_0</c>, needs a head dimension that is a multiple of 32. With CC on the
+    /// model provider chooses it in the package's deployment.
+    /// </summary>
+    public Runtime.Inference.KvCachePrecision KvCache { get; set; } = Runtime.Inference.CausalLMOptions.DefaultKvCachePrecision;
+
     /// <summary>CC off only: the model id <c>/v1/models</c> reports. Default: the model folder's name.</summary>
     public string? ModelId { get; set; }
 

@@ -19,7 +19,7 @@ namespace AscendCC.Server.Tests;
 [NonParallelizable]
 public sealed class PlainGgufServerTests
 {
-    private static WebApplicationFactory<Program> Start(string model, string store, string? weights) =>
+    private static WebApplicationFactory<Program> Start(string model, string store, string? weights, string? kvCache = null) =>
         new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
         {
             b.UseSetting("Npu:Simulate", "true");
@@ -34,7 +34,44 @@ public sealed class PlainGgufServerTests
             {
                 b.UseSetting("Npu:Weights", weights);
             }
+            if (kvCache is not null)
+            {
+                b.UseSetting("Npu:KvCache", kvCache);
+            }
         });
+
+    private static async Task<JsonDocument> CompleteAsync(HttpClient http)
+    {
+        using var body = new StringContent("""{"model":"random-q4_k.gguf","messages":[{"role":"user","content":"Once upon a time"}],"temperature":0,"max_tokens":8}""", Encoding.UTF8, "application/json");
+        using HttpResponseMessage response = await http.PostAsync("/v1/chat/completions", body);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
+        return JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Npu:KvCache=Q8_0 serves a model whose heads are whole 32-blocks, and stops the startup of one whose heads are not, naming the head dimension.</summary>
+    [Test]
+    public async Task A_q8_0_kv_cache_is_served_where_the_heads_are_whole_blocks()
+    {
+        using var temp = new TempFolder();
+        string folder = RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 4096, edgeBlocks: false);
+        string gguf = temp.File("random-q4_k.gguf");
+        using (var checkpoint = ModelCheckpoint.Open(folder))
+        {
+            GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(folder), GgufTensorType.Q4_K);
+        }
+        string store = temp.File("store");
+        using (WebApplicationFactory<Program> factory = Start(gguf, store, weights: null, kvCache: "Q8_0"))
+        {
+            using HttpClient http = factory.CreateClient();
+            using JsonDocument completion = await CompleteAsync(http);
+            Assert.That(completion.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), Is.GreaterThan(0));
+        }
+        using (WebApplicationFactory<Program> factory = Start(AscendCC.Tests.TestData.RequireModel("stories260K"), store, weights: null, kvCache: "Q8_0"))
+        {
+            Exception? e = Assert.Catch(() => factory.CreateClient());
+            Assert.That(e!.ToString(), Does.Contain("head dimension is 8").And.Contain("KvCachePrecision.F16"));
+        }
+    }
 
     [Test]
     public async Task A_gguf_is_served_in_the_precision_it_stores()
@@ -50,10 +87,7 @@ public sealed class PlainGgufServerTests
         using (WebApplicationFactory<Program> factory = Start(gguf, store, weights: null))
         {
             using HttpClient http = factory.CreateClient();
-            using var body = new StringContent("""{"model":"random-q4_k.gguf","messages":[{"role":"user","content":"Once upon a time"}],"temperature":0,"max_tokens":8}""", Encoding.UTF8, "application/json");
-            using HttpResponseMessage response = await http.PostAsync("/v1/chat/completions", body);
-            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), await response.Content.ReadAsStringAsync());
-            using JsonDocument completion = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            using JsonDocument completion = await CompleteAsync(http);
             Assert.That(completion.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), Is.GreaterThan(0));
         }
         using (WebApplicationFactory<Program> factory = Start(gguf, store, weights: "F32"))
