@@ -92,10 +92,10 @@ internal static class ProviderCommand
         var output = new Option<string>("--out", "-o") { Description = "The .gguf file to write.", Required = true };
         var type = new Option<string>("--type")
         {
-            Description = "Stored type of the weight matrices: auto (what the checkpoint stores: F32, F16, BF16, Q8_0 or Q4_K), f32, f16, bf16, q8_0 or q4_k (the layers' matrices in Q4_K, the embedding and output matrix in Q8_0). Norms are F32; a matrix whose rows are not whole blocks stays wider.",
+            Description = "Stored type of the weight matrices: auto (what the checkpoint stores: F32, F16, BF16, Q8_0, Q4_0 or Q4_K), f32, f16, bf16, q8_0, q4_0 or q4_k (for the 4-bit types the layers' matrices; the embedding and output matrix go in Q8_0). Norms are F32; a matrix whose rows are not whole blocks stays wider.",
             DefaultValueFactory = _ => "auto",
         };
-        type.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_k");
+        type.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k");
         var tokenizer = new Option<string?>("--tokenizer") { Description = "The tokenizer to write: tokenizer.model, a byte-level BPE tokenizer.json (GPT-2, Llama 3 or Qwen2 style), tok*.bin or a .gguf. Default: the model's own (a folder's tokenizer.model before its tokenizer.json, as llama.cpp's converter)." };
         var name = new Option<string?>("--name") { Description = "general.name. Default: the output file's name." };
         var command = new Command("export-gguf", "Write the checkpoint as a llama.cpp GGUF file (v3): metadata, weights, tokenizer and chat template.")
@@ -137,8 +137,9 @@ internal static class ProviderCommand
                 WeightPrecision.F16 => GgufTensorType.F16,
                 WeightPrecision.BF16 => GgufTensorType.BF16,
                 WeightPrecision.Q8_0 => GgufTensorType.Q8_0,
+                WeightPrecision.Q4_0 => GgufTensorType.Q4_0,
                 WeightPrecision.Q4_K => GgufTensorType.Q4_K,
-                var stored => throw new ArgumentException($"{modelPath} stores its matrices in {stored}, which export-gguf does not write; pass --type q8_0 or q4_k (or --type f32 and quantize with llama.cpp's llama-quantize)"),
+                var stored => throw new ArgumentOutOfRangeException(nameof(type), stored, "a weight precision export-gguf has no GGUF type for"),
             },
             _ => Enum.Parse<GgufTensorType>(type, ignoreCase: true),
         };

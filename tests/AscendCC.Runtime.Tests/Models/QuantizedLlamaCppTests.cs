@@ -73,6 +73,46 @@ public class QuantizedLlamaCppTests
     }
 
     /// <summary>
+    /// <c>GgufWriter.WriteLlama(…, Q4_0)</c> (and <c>ascendcc-provider export-gguf --type q4_0</c>) writes what
+    /// llama.cpp's quantizer writes from the same F32 file: every tensor of the same type (the tied
+    /// embedding in Q8_0, the norms F32) and the same bytes.
+    /// </summary>
+    [Test]
+    public void AQ4_0ExportIsLlamaCppsQ4_0FileTensorForTensor()
+    {
+        using var temp = new TempFolder();
+        (_, string theirs) = WriteFiles(temp, LLamaFtype.MOSTLY_Q4_0);
+        string ours = temp.File("padded-ours-q4_0.gguf");
+        string folder = temp.File("padded");
+        using (var checkpoint = ModelCheckpoint.Open(folder))
+        {
+            GgufWriter.WriteLlama(ours, checkpoint, TextTokenizer.Load(folder), GgufTensorType.Q4_0);
+        }
+        using var a = GgufFile.Open(ours);
+        using var b = GgufFile.Open(theirs);
+        Assert.That(a.Metadata.Find("general.file_type")!.Value, Is.EqualTo(2u), "MOSTLY_Q4_0");
+        Assert.That(a.Tensors.Select(t => t.Name).Order(), Is.EqualTo(b.Tensors.Select(t => t.Name).Order()));
+        int q4 = 0;
+        foreach (GgufTensorInfo t in a.Tensors)
+        {
+            GgufTensorInfo u = b.FindTensor(t.Name)!;
+            Assert.That(t.Type, Is.EqualTo(u.Type), t.Name);
+            Assert.That(ReadBytes(ours, t), Is.EqualTo(ReadBytes(theirs, u)), t.Name);
+            q4 += t.Type == GgufTensorType.Q4_0 ? 1 : 0;
+        }
+        Assert.That(q4, Is.EqualTo(5 * 7), "every layer's seven matrices");
+    }
+
+    private static byte[] ReadBytes(string path, GgufTensorInfo t)
+    {
+        using var stream = File.OpenRead(path);
+        var bytes = new byte[t.ByteLength];
+        stream.Position = t.FileOffset;
+        stream.ReadExactly(bytes);
+        return bytes;
+    }
+
+    /// <summary>
     /// The device runs llama.cpp's quantized file as stored and picks llama.cpp's greedy tokens. Both
     /// quantize the activations per block of 32 for every product with a quantized weight; llama.cpp
     /// rounds their scales to f16 and keeps its KV cache in f16 where the device keeps f32, so the

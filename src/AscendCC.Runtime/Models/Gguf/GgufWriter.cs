@@ -67,15 +67,15 @@ public sealed class GgufWriter
 
     /// <summary>
     /// Adds a tensor of <paramref name="shape"/> (outermost first) stored as <paramref name="type"/>
-    /// (F32, F16, BF16, Q8_0 or Q4_K); <paramref name="values"/> is called once, while writing.
+    /// (F32, F16, BF16, Q8_0, Q4_0 or Q4_K); <paramref name="values"/> is called once, while writing.
     /// </summary>
     public GgufWriter AddTensor(string name, IReadOnlyList<long> shape, GgufTensorType type, Func<float[]> values)
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(values);
-        if (type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 or GgufTensorType.Q8_0 or GgufTensorType.Q4_K))
+        if (type is not (GgufTensorType.F32 or GgufTensorType.F16 or GgufTensorType.BF16 or GgufTensorType.Q8_0 or GgufTensorType.Q4_0 or GgufTensorType.Q4_K))
         {
-            throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16, Q8_0 and Q4_K, not {GgufTensorTypes.Name(type)}.");
+            throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16, Q8_0, Q4_0 and Q4_K, not {GgufTensorTypes.Name(type)}.");
         }
         long[] ne = shape.Reverse().ToArray();
         return AddRaw(name, ne, type, () => Encode(name, type, values()));
@@ -180,11 +180,11 @@ public sealed class GgufWriter
     /// Writes a Llama <paramref name="checkpoint"/> as GGUF v3 the way llama.cpp's converter does:
     /// llama metadata, the tokenizer's pieces/scores/types, GGUF tensor names, q/k rows in Meta's
     /// interleaved order (permuted from a Hugging Face checkpoint's rotate_half order), 1-D tensors in
-    /// F32 and matrices in <paramref name="matrixType"/> (F32, F16, BF16, Q8_0 or Q4_K; a matrix whose rows
-    /// are not whole Q8_0 blocks stays F32). Q4_K is for the layers' matrices, as llama.cpp's "mostly
-    /// Q4_K" files (with its reference quantizer, no importance matrix): the token embedding and the
-    /// output matrix, and any matrix whose rows are not whole super-blocks of 256, go in Q8_0 (F32 if
-    /// not whole blocks of 32) — the widths a device of <c>WeightPrecision.Q4_K</c> keeps them in. RoPE
+    /// F32 and matrices in <paramref name="matrixType"/> (F32, F16, BF16, Q8_0, Q4_0 or Q4_K; a matrix whose
+    /// rows are not whole blocks of 32 stays F32). Q4_0 and Q4_K are for the layers' matrices, as llama.cpp's
+    /// "mostly Q4_0/Q4_K" files (with its reference quantizer, no importance matrix): the token embedding
+    /// and the output matrix, and under Q4_K any matrix whose rows are not whole super-blocks of 256, go in
+    /// Q8_0 — the widths a device of <c>WeightPrecision.Q4_0</c> or <c>Q4_K</c> keeps them in. RoPE
     /// scaling goes as the converter writes it: linear as metadata, llama3 as <c>rope_freqs.weight</c>.
     /// </summary>
     /// <param name="path">The .gguf file to write.</param>
@@ -231,6 +231,7 @@ public sealed class GgufWriter
         {
             GgufTensorType.F16 => 1u,
             GgufTensorType.Q8_0 => 7u,
+            GgufTensorType.Q4_0 => 2u,
             GgufTensorType.Q4_K => 14u,
             GgufTensorType.BF16 => 32u,
             _ => 0u,
@@ -317,12 +318,12 @@ public sealed class GgufWriter
             return GgufTensorType.F32;
         }
         GgufTensorType type = matrixType;
-        if (type == GgufTensorType.Q4_K
-            && (shape[^1] % 256 != 0 || runtimeName is Llama.LlamaTensorNames.Embedding or Llama.LlamaTensorNames.LmHead))
+        if ((type is GgufTensorType.Q4_K or GgufTensorType.Q4_0 && runtimeName is Llama.LlamaTensorNames.Embedding or Llama.LlamaTensorNames.LmHead)
+            || (type == GgufTensorType.Q4_K && shape[^1] % 256 != 0))
         {
             type = GgufTensorType.Q8_0;
         }
-        return type == GgufTensorType.Q8_0 && shape[^1] % 32 != 0 ? GgufTensorType.F32 : type;
+        return type is GgufTensorType.Q8_0 or GgufTensorType.Q4_0 && shape[^1] % 32 != 0 ? GgufTensorType.F32 : type;
     }
 
     /// <summary>
@@ -382,6 +383,12 @@ public sealed class GgufWriter
                 GgufQuantization.QuantizeQ8_0(values, bytes);
                 return bytes;
             }
+            case GgufTensorType.Q4_0:
+            {
+                var bytes = new byte[values.Length / 32 * GgufTensorTypes.Q4_0BlockBytes];
+                GgufQuantization.QuantizeQ4_0(values, bytes);
+                return bytes;
+            }
             case GgufTensorType.Q4_K:
             {
                 var bytes = new byte[values.Length / 256 * GgufTensorTypes.Q4_KBlockBytes];
@@ -389,7 +396,7 @@ public sealed class GgufWriter
                 return bytes;
             }
             default:
-                throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16, Q8_0 and Q4_K.");
+                throw new ArgumentOutOfRangeException(nameof(type), type, $"Tensor '{name}': GgufWriter writes F32, F16, BF16, Q8_0, Q4_0 and Q4_K.");
         }
     }
 
