@@ -111,8 +111,8 @@ public class LlamaChatTests
     /// <summary>
     /// A quantized GGUF runs in the precision it stores (--weights auto): a Q4_K file in Q4_K, CC on and
     /// off alike, the same tokens as --weights q4_k names it; --weights f32 widens it (and --kv-cache
-    /// bf16 narrows the cache); an unknown precision, or --weights or --kv-cache with --server, is
-    /// refused before anything boots.
+    /// bf16 or q8_0 narrows the cache); an unknown precision, a q8_0 cache for heads that are not whole
+    /// 32-blocks, or --weights or --kv-cache with --server, is refused before anything boots.
     /// </summary>
     [Test]
     public void AGgufRunsInThePrecisionItStoresUnlessWeightsNamesAnother()
@@ -140,12 +140,20 @@ public class LlamaChatTests
         Assert.That(wide.Exit, Is.EqualTo(0), wide.Stderr);
         Assert.That(Unwrap(wide.Stderr), Does.Contain("weights: F32").And.Contain("KV cache BF16"));
         Assert.That(Unwrap(stderr), Does.Contain("KV cache F16"), "the default");
+        var q8Cache = RunChat([.. args, "--kv-cache", "q8_0"]);
+        Assert.That(q8Cache.Exit, Is.EqualTo(0), q8Cache.Stderr);
+        Assert.That(Unwrap(q8Cache.Stderr), Does.Contain("KV cache Q8_0"));
+        Assert.That(q8Cache.Stdout, Does.StartWith("Once upon a time"));
 
         // A precision the model's widths cannot hold is refused before anything boots, with the ones that fit.
         var narrow = RunChat("--model", TestData.RequireModel("stories260K"), "--weights", "q4_k", "--prompt", "Once upon a time", "--temperature", "0");
         Assert.That(narrow.Exit, Is.EqualTo(1));
         Assert.That(Unwrap(narrow.Stderr), Does.Contain("--weights q4_k: stories260K's 'model.layers.0.self_attn.q_proj.weight' has rows of 64 weights, not whole blocks of 256; the precisions that hold every matrix: bf16, f16, f32 (pass one to --weights)"));
         Assert.That(narrow.Stderr, Does.Not.Contain("powers on the NPU"));
+        var q8Narrow = RunChat("--model", TestData.RequireModel("stories260K"), "--kv-cache", "q8_0", "--prompt", "Once upon a time", "--temperature", "0");
+        Assert.That(q8Narrow.Exit, Is.EqualTo(1));
+        Assert.That(Unwrap(q8Narrow.Stderr), Does.Contain("--kv-cache q8_0 keeps each head's row in whole blocks of 32 values; stories260K's head dimension is 8 (pass --kv-cache f16)"));
+        Assert.That(q8Narrow.Stderr, Does.Not.Contain("powers on the NPU"));
 
         var unknown = RunChat([.. args, "--weights", "q5_k"]);
         Assert.That(unknown.Exit, Is.Not.EqualTo(0));
