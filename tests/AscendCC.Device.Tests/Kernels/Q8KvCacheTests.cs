@@ -167,6 +167,14 @@ public class Q8KvCacheTests
                 }
             }
         }
+        // Bytes(i) is where element i's q lies, inside a block as at its start (the prefetches use offsets inside blocks).
+        for (int i = 0; i < expected.Length; i++)
+        {
+            long at = KvCache.Bytes(Q8, i);
+            Assert.That((long)KvCache.Q8_0RowReader.Bytes(i), Is.EqualTo(at), $"reader offset of element {i}");
+            float d = BitConverter.ToSingle(cache, (i / 32 * KvCache.Q8BlockBytes) + 32);
+            Assert.That((sbyte)cache[at] * d, Is.EqualTo(expected[i]), $"element {i} at byte {at}");
+        }
         Assert.That(by16, Is.EqualTo(expected), "Load16");
         Assert.That(by8, Is.EqualTo(expected), "Load8");
         Assert.That(by1, Is.EqualTo(expected), "Load");
