@@ -40,6 +40,18 @@ public sealed class PlainGgufServerTests
             }
         });
 
+    /// <summary>The random 256-wide Llama (heads of 64) as a Q4_K GGUF, "random-q4_k.gguf".</summary>
+    private static string WriteRandomQ4_K(TempFolder temp)
+    {
+        string folder = RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 4096, edgeBlocks: false);
+        string gguf = temp.File("random-q4_k.gguf");
+        using (var checkpoint = ModelCheckpoint.Open(folder))
+        {
+            GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(folder), GgufTensorType.Q4_K);
+        }
+        return gguf;
+    }
+
     private static async Task<JsonDocument> CompleteAsync(HttpClient http)
     {
         using var body = new StringContent("""{"model":"random-q4_k.gguf","messages":[{"role":"user","content":"Once upon a time"}],"temperature":0,"max_tokens":8}""", Encoding.UTF8, "application/json");
@@ -53,12 +65,7 @@ public sealed class PlainGgufServerTests
     public async Task A_q8_0_kv_cache_is_served_where_the_heads_are_whole_blocks()
     {
         using var temp = new TempFolder();
-        string folder = RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 4096, edgeBlocks: false);
-        string gguf = temp.File("random-q4_k.gguf");
-        using (var checkpoint = ModelCheckpoint.Open(folder))
-        {
-            GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(folder), GgufTensorType.Q4_K);
-        }
+        string gguf = WriteRandomQ4_K(temp);
         string store = temp.File("store");
         using (WebApplicationFactory<Program> factory = Start(gguf, store, weights: null, kvCache: "Q8_0"))
         {
@@ -77,12 +84,7 @@ public sealed class PlainGgufServerTests
     public async Task A_gguf_is_served_in_the_precision_it_stores()
     {
         using var temp = new TempFolder();
-        string folder = RandomLlamaCheckpoint.WriteFolder(temp.File("random"), seed: 4096, edgeBlocks: false);
-        string gguf = temp.File("random-q4_k.gguf");
-        using (var checkpoint = ModelCheckpoint.Open(folder))
-        {
-            GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(folder), GgufTensorType.Q4_K);
-        }
+        string gguf = WriteRandomQ4_K(temp);
         string store = temp.File("store");
         using (WebApplicationFactory<Program> factory = Start(gguf, store, weights: null))
         {

@@ -163,27 +163,37 @@ public class KvCachePrecisionTests
     {
         string folder = TestData.RequireModel("stories260K");
         ReferenceOutputs reference = ReferenceOutputs.Load(folder, "once_upon_a_time");
-        var options = new TestbedOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 3, KvPrecision = kv };
+        (int[] confidential, int[] plaintext, ProgramBuffer kCache, LlamaConfig config) = GenerateWithCcOnAndOff(folder,
+            new TestbedOptions { Mode = mode, MaxContext = 128, MaxBatchTokens = 3, KvPrecision = kv }, reference);
+        // Each layer's K and V: kvHeads × context × headDim elements of two bytes, tagged KvCache.
+        Assert.That(kCache.Tag, Is.EqualTo(RegionTag.KvCache));
+        Assert.That(kCache.Bytes, Is.EqualTo((long)config.NumKeyValueHeads * 128 * config.HeadDim * 2));
+        Assert.That(confidential, Is.EqualTo(plaintext));
+        Assert.That(confidential, Is.EqualTo(reference.GeneratedTokens));
+    }
+
+    /// <summary>
+    /// The tokens <paramref name="folder"/>'s model generates after <paramref name="reference"/>'s prompt with CC
+    /// on (a confidential package, sealed prompt and tokens) and with CC off, and the CC-on program's first K cache.
+    /// </summary>
+    private static (int[] Confidential, int[] Plaintext, ProgramBuffer KCache, LlamaConfig Config) GenerateWithCcOnAndOff(string folder, TestbedOptions options, ReferenceOutputs reference)
+    {
         int[] confidential;
+        ProgramBuffer kCache;
+        LlamaConfig config;
         using (Testbed bed = Testbed.FromCheckpoint(folder, options))
         {
-            Assert.That(bed.Deployment.KvPrecision, Is.EqualTo(kv));
+            Assert.That(bed.Deployment.KvPrecision, Is.EqualTo(options.KvPrecision));
             using CausalLM llama = bed.Load();
-            // Each layer's K and V: kvHeads × context × headDim elements of two bytes, tagged KvCache.
-            LlamaConfig config = (LlamaConfig)bed.Config;
-            ProgramBuffer kCache = llama.Layout.Program.Buffers.Single(b => b.Name == "k_cache.0");
-            Assert.That(kCache.Tag, Is.EqualTo(RegionTag.KvCache));
-            Assert.That(kCache.Bytes, Is.EqualTo((long)config.NumKeyValueHeads * 128 * config.HeadDim * 2));
+            config = (LlamaConfig)bed.Config;
+            kCache = llama.Layout.Program.Buffers.Single(b => b.Name == "k_cache.0");
             confidential = bed.Generate(llama, reference.PromptTokens, reference.GeneratedTokens.Length);
         }
-        int[] plaintext;
         using (Testbed bed = Testbed.FromCheckpoint(folder, options with { CcMode = CcMode.Off }))
         using (CausalLM llama = bed.LoadPlaintext())
         {
-            plaintext = llama.Generate(reference.PromptTokens, reference.GeneratedTokens.Length, stopTokens: []).ToArray();
+            return (confidential, llama.Generate(reference.PromptTokens, reference.GeneratedTokens.Length, stopTokens: []).ToArray(), kCache, config);
         }
-        Assert.That(confidential, Is.EqualTo(plaintext));
-        Assert.That(confidential, Is.EqualTo(reference.GeneratedTokens));
     }
 
     /// <summary>In CC mode the half-precision cache regions are locked like the f32 ones: the catalogue's KV-cache DMA attack stays blocked.</summary>
@@ -355,22 +365,10 @@ public class KvCachePrecisionTests
         using var temp = new TempFolder();
         string folder = WideHeadStories260K.WriteFolder(temp.File("wide"));
         ReferenceOutputs reference = ReferenceOutputs.Load(TestData.RequireModel("stories260K"), "once_upon_a_time");
-        var options = new TestbedOptions { MaxContext = 128, MaxBatchTokens = 3, KvPrecision = KvCachePrecision.Q8_0 };
-        int[] confidential;
-        using (Testbed bed = Testbed.FromCheckpoint(folder, options))
-        {
-            using CausalLM llama = bed.Load();
-            ProgramBuffer kCache = llama.Layout.Program.Buffers.Single(b => b.Name == "k_cache.0");
-            // Each layer's K: kvHeads × context rows of one 36-byte block (32 int8 and an f32 scale).
-            Assert.That(kCache.Bytes, Is.EqualTo((long)((LlamaConfig)bed.Config).NumKeyValueHeads * 128 * 36));
-            confidential = bed.Generate(llama, reference.PromptTokens, reference.GeneratedTokens.Length);
-        }
-        int[] plaintext;
-        using (Testbed bed = Testbed.FromCheckpoint(folder, options with { CcMode = CcMode.Off }))
-        using (CausalLM llama = bed.LoadPlaintext())
-        {
-            plaintext = llama.Generate(reference.PromptTokens, reference.GeneratedTokens.Length, stopTokens: []).ToArray();
-        }
+        (int[] confidential, int[] plaintext, ProgramBuffer kCache, LlamaConfig config) = GenerateWithCcOnAndOff(folder,
+            new TestbedOptions { MaxContext = 128, MaxBatchTokens = 3, KvPrecision = KvCachePrecision.Q8_0 }, reference);
+        // Each layer's K: kvHeads × context rows of one 36-byte block (32 int8 and an f32 scale).
+        Assert.That(kCache.Bytes, Is.EqualTo((long)config.NumKeyValueHeads * 128 * 36));
         Assert.That(confidential, Is.EqualTo(plaintext));
         Assert.That(confidential, Is.EqualTo(reference.GeneratedTokens));
 

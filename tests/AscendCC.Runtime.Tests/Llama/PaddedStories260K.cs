@@ -47,9 +47,12 @@ internal static class PaddedStories260K
     }
 
     /// <summary>Writes it as a Hugging Face folder (config.json, model.safetensors in F32, stories260K's tokenizer.model).</summary>
-    public static string WriteFolder(string folder)
+    public static string WriteFolder(string folder) => WriteFolder(folder, Build());
+
+    /// <summary>Writes a variant of stories260K (<paramref name="model"/>) as a Hugging Face folder with stories260K's tokenizer.model.</summary>
+    internal static string WriteFolder(string folder, (LlamaConfig Config, Dictionary<string, TensorData> Weights) model)
     {
-        (LlamaConfig config, Dictionary<string, TensorData> weights) = Build();
+        (LlamaConfig config, Dictionary<string, TensorData> weights) = model;
         Directory.CreateDirectory(folder);
         SafetensorsFile.Write(Path.Combine(folder, "model.safetensors"),
             weights.OrderBy(w => w.Key, StringComparer.Ordinal).Select(w => (w.Key, w.Value.DType, w.Value.Shape.ToArray(), w.Value.Bytes.ToArray())));

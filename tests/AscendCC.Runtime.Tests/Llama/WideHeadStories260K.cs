@@ -76,14 +76,5 @@ internal static class WideHeadStories260K
     }
 
     /// <summary>Writes it as a Hugging Face folder (config.json, model.safetensors in F32, stories260K's tokenizer.model).</summary>
-    public static string WriteFolder(string folder)
-    {
-        (LlamaConfig config, Dictionary<string, TensorData> weights) = Build();
-        Directory.CreateDirectory(folder);
-        SafetensorsFile.Write(Path.Combine(folder, "model.safetensors"),
-            weights.OrderBy(w => w.Key, StringComparer.Ordinal).Select(w => (w.Key, w.Value.DType, w.Value.Shape.ToArray(), w.Value.Bytes.ToArray())));
-        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
-        File.Copy(Path.Combine(TestData.RequireModel("stories260K"), "tokenizer.model"), Path.Combine(folder, "tokenizer.model"));
-        return folder;
-    }
+    public static string WriteFolder(string folder) => PaddedStories260K.WriteFolder(folder, Build());
 }
