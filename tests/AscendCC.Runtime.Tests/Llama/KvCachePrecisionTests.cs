@@ -86,19 +86,11 @@ public class KvCachePrecisionTests
     public void Stories260KF16CacheKeepsTheF32CachesTokensToTheEndOfTheContextUntilANearTie(string prompt, int expectedAgreement)
     {
         string folder = TestData.RequireModel("stories260K");
-        ReferenceOutputs reference = ReferenceOutputs.Load(folder, prompt);
-        int count = 512 - reference.PromptTokens.Length;
-        using var checkpoint = ModelCheckpoint.Open(folder);
-        using NpuRuntime runtime = NewRuntime();
-        using var f32 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = KvCachePrecision.F32 });
-        using var f16 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = KvCachePrecision.F16 });
-        int[] a = f32.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
-        int[] b = f16.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
-        int agree = Agreement(a, b);
+        (int agree, int count, float gap) = FirstDifferenceFromF32(folder, ReferenceOutputs.Load(folder, prompt), KvCachePrecision.F16);
         Assert.That(agree, Is.EqualTo(expectedAgreement), "f16-cache tokens equal to the f32 cache's before the first difference");
         if (agree < count)
         {
-            Assert.That(TopTwoGap(f32, reference.PromptTokens, a, agree), Is.LessThan(NearTie), $"the f32 model's top-two gap where the f16 cache's token {agree} differs");
+            Assert.That(gap, Is.LessThan(NearTie), $"the f32 model's top-two gap where the f16 cache's token {agree} differs");
         }
     }
 
@@ -111,17 +103,9 @@ public class KvCachePrecisionTests
     public void Stories260KBF16CacheFlipsAClearChoiceWithinTheContext()
     {
         string folder = TestData.RequireModel("stories260K");
-        ReferenceOutputs reference = ReferenceOutputs.Load(folder, "lily_had_a");
-        int count = 512 - reference.PromptTokens.Length;
-        using var checkpoint = ModelCheckpoint.Open(folder);
-        using NpuRuntime runtime = NewRuntime();
-        using var f32 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = KvCachePrecision.F32 });
-        using var bf16 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = KvCachePrecision.BF16 });
-        int[] a = f32.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
-        int[] b = bf16.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
-        int agree = Agreement(a, b);
+        (int agree, _, float gap) = FirstDifferenceFromF32(folder, ReferenceOutputs.Load(folder, "lily_had_a"), KvCachePrecision.BF16);
         Assert.That(agree, Is.EqualTo(179));
-        Assert.That(TopTwoGap(f32, reference.PromptTokens, a, agree), Is.GreaterThan(0.02f));
+        Assert.That(gap, Is.GreaterThan(0.02f));
     }
 
     [TestCase("romeo")]
@@ -335,17 +319,9 @@ public class KvCachePrecisionTests
     {
         using var temp = new TempFolder();
         string folder = WideHeadStories260K.WriteFolder(temp.File("wide"));
-        ReferenceOutputs reference = ReferenceOutputs.Load(TestData.RequireModel("stories260K"), prompt);
-        int count = 512 - reference.PromptTokens.Length;
-        using var checkpoint = ModelCheckpoint.Open(folder);
-        using NpuRuntime runtime = NewRuntime();
-        using var f32 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = KvCachePrecision.F32 });
-        using var q8 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = KvCachePrecision.Q8_0 });
-        int[] a = f32.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
-        int[] b = q8.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
-        int agree = Agreement(a, b);
+        (int agree, _, float gap) = FirstDifferenceFromF32(folder, ReferenceOutputs.Load(TestData.RequireModel("stories260K"), prompt), KvCachePrecision.Q8_0);
         Assert.That(agree, Is.EqualTo(expectedAgreement));
-        Assert.That(TopTwoGap(f32, reference.PromptTokens, a, agree), Is.GreaterThan(0.1f));
+        Assert.That(gap, Is.GreaterThan(0.1f));
     }
 
     [Test]
@@ -377,6 +353,24 @@ public class KvCachePrecisionTests
         using Testbed tiny = Testbed.Create(wide, RopeConvention.Half, TinyLlama.Weights(wide), new TestbedOptions { KvPrecision = KvCachePrecision.Q8_0 });
         AttackResult result = attack.Run(tiny);
         Assert.That(result.Outcome, Is.EqualTo(AttackOutcome.Blocked), result.Evidence);
+    }
+
+    /// <summary>
+    /// <paramref name="folder"/>'s model generating to the end of a 512-position context after the reference
+    /// prompt with an f32 cache and with <paramref name="kv"/>: how many tokens agree before the first
+    /// difference, how many were generated, and the f32 model's top-two logit gap at the first difference (0 when none).
+    /// </summary>
+    private static (int Agreement, int Count, float Gap) FirstDifferenceFromF32(string folder, ReferenceOutputs reference, KvCachePrecision kv)
+    {
+        int count = 512 - reference.PromptTokens.Length;
+        using var checkpoint = ModelCheckpoint.Open(folder);
+        using NpuRuntime runtime = NewRuntime();
+        using var f32 = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = KvCachePrecision.F32 });
+        using var other = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 512, MaxBatchTokens = 64, KvCachePrecision = kv });
+        int[] a = f32.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
+        int[] b = other.Generate(reference.PromptTokens, count, stopTokens: []).ToArray();
+        int agree = Agreement(a, b);
+        return (agree, count, agree < count ? TopTwoGap(f32, reference.PromptTokens, a, agree) : 0f);
     }
 
     private static int Agreement(int[] a, int[] b)
