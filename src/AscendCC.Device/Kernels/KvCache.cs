@@ -159,7 +159,7 @@ internal static unsafe class KvCache
 
     /// <summary>
     /// Quantizes <paramref name="count"/> values (whole blocks) as llama.cpp's quantize_row_q8_0_ref does —
-    /// d = max|x|/127, q = round(x/d) half away from zero — keeping d in f32 where ggml rounds it to f16. A
+    /// d = max|x|/127, q = round(x·(1/d)) half away from zero — keeping d in f32 where ggml rounds it to f16. A
     /// block holding an infinity or NaN gets a NaN or infinite d, so its values read back as non-finite, as
     /// an f16 overflow reads back as infinite, instead of as numbers.
     /// </summary>
