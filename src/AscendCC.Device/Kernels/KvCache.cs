@@ -165,6 +165,11 @@ internal static unsafe class KvCache
     /// </summary>
     internal static void QuantizeRow(float* src, byte* dst, int count)
     {
+        if (Avx512F.IsSupported)
+        {
+            QuantizeRow512(src, dst, count);
+            return;
+        }
         for (int b = 0; b < count; b += Q8Block, src += Q8Block, dst += Q8BlockBytes)
         {
             float amax = 0f;
@@ -181,6 +186,42 @@ internal static unsafe class KvCache
                 q[j] = (sbyte)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero);
             }
             *(float*)(dst + Q8Block) = d;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="QuantizeRow"/> a block in two vectors, the same values: the max, then x·(1/d) split into its
+    /// integer part and an exact fraction (y − trunc(y) is exact below 2^23), a unit away from zero added where
+    /// |fraction| ≥ ½ — MathF.Round's half away from zero without an addition that could round — converted
+    /// saturating as the scalar cast (NaN to 0) and narrowed to int8. The scalar loop took 0.36 of a 110M
+    /// decode step of eight sequences (kv_cache_write by the operator clock, Q8_0 cache).
+    /// </summary>
+    private static void QuantizeRow512(float* src, byte* dst, int count)
+    {
+        var half = Vector512.Create(0.5f);
+        for (int b = 0; b < count; b += Q8Block, src += Q8Block, dst += Q8BlockBytes)
+        {
+            var x0 = Vector512.Load(src);
+            var x1 = Vector512.Load(src + 16);
+            var max = Avx512F.Max(Vector512.Abs(x0), Vector512.Abs(x1));
+            var max8 = Avx.Max(max.GetLower(), max.GetUpper());
+            var max4 = Sse.Max(max8.GetLower(), max8.GetUpper());
+            max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b01_00_11_10));
+            max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b10_11_00_01));
+            // vmaxps drops a NaN; the scalar loop keeps it, so that the block's d is NaN.
+            float amax = Vector512.EqualsAll(x0, x0) && Vector512.EqualsAll(x1, x1) ? max4.ToScalar() : float.NaN;
+            float d = amax / 127f;
+            var id = Vector512.Create(d != 0f ? 1f / d : 0f);
+            Avx512F.ConvertToVector128SByteWithSaturation(Round(x0 * id)).Store((sbyte*)dst);
+            Avx512F.ConvertToVector128SByteWithSaturation(Round(x1 * id)).Store((sbyte*)dst + 16);
+            *(float*)(dst + Q8Block) = d;
+        }
+
+        Vector512<int> Round(Vector512<float> y)
+        {
+            var t = Vector512.Truncate(y);
+            var away = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(Vector512.Abs(y - t), half), Vector512.CopySign(Vector512<float>.One, y), Vector512<float>.Zero);
+            return Vector512.ConvertToInt32(t + away);
         }
     }
 
