@@ -20,6 +20,14 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
     // Tokens a sequence may decode while the batch's later prompts are read.
     internal const int Headroom = 24;
     private static readonly int[] Sizes = [1, 2, 4, 8];
+
+    /// <summary>
+    /// The KV cache of every CC-off program here: the runtime's default, or ASCENDCC_BENCH_KV_CACHE (F32, F16,
+    /// BF16, Q8_0) to see what a narrower cache does to a step of eight (it shortens their attention).
+    /// </summary>
+    private static readonly KvCachePrecision KvCache = Environment.GetEnvironmentVariable("ASCENDCC_BENCH_KV_CACHE") is { Length: > 0 } kv
+        ? Enum.Parse<KvCachePrecision>(kv, ignoreCase: true)
+        : CausalLMOptions.DefaultKvCachePrecision;
     private readonly StringBuilder _report = new();
     private readonly StringBuilder _operators = new();
     private readonly StringBuilder _ceiling = new();
@@ -37,7 +45,7 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         int steps = options.Quick ? 8 : 24;
         _report.AppendLine(CultureInfo.InvariantCulture, $"# batch: {Description}");
         _report.AppendLine();
-        _report.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}. Load average at start: {LlamaSuite.LoadAverage()}."));
+        _report.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}. Load average at start: {LlamaSuite.LoadAverage()}. KV cache (CC off): {KvCache}."));
         _report.AppendLine();
         _report.AppendLine(FormattableString.Invariant($"Each configuration adds its sequences (distinct {PromptTokens}-token prompts, greedy), steps until every prompt is read, then times {steps} decode steps (context {PromptTokens}–{PromptTokens + steps + Headroom}); a step of n sequences produces n tokens. \"single\" is one sequence in the single-sequence program (MaxSequences 1); \"batch n\" is n sequences in a program of 8 slots. Per round every configuration runs once, in a rotating order; the ratio column is the median over rounds of (batch tokens/s ÷ single tokens/s) within the round, with its range."));
         _report.AppendLine();
@@ -86,9 +94,9 @@ internal sealed class BatchSuite : IBenchmarkSuite, IReportingSuite
         var device = new NpuDevice(new NpuDeviceOptions { HbmCapacity = 24L << 30 });
         using var runtime = new NpuRuntime(device, ownsDevice: true);
         using var single = CausalLM.Load(runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
-            new CausalLMOptions { MaxContext = context, MaxBatchTokens = PromptTokens, WeightPrecision = precision });
+            new CausalLMOptions { MaxContext = context, MaxBatchTokens = PromptTokens, WeightPrecision = precision, KvCachePrecision = KvCache });
         using var batched = CausalLM.Load(runtime, shape.Config, shape.Rope, n => shape.Weight(n, precision),
-            new CausalLMOptions { MaxContext = context, MaxBatchTokens = PromptTokens, WeightPrecision = precision, MaxSequences = Sizes[^1] });
+            new CausalLMOptions { MaxContext = context, MaxBatchTokens = PromptTokens, WeightPrecision = precision, MaxSequences = Sizes[^1], KvCachePrecision = KvCache });
         CausalLMBatch batch = batched.CreateBatch();
         // CC on: the same weights in a batched confidential deployment (BF16 only: a CC package of the
         // 1.1B shape in Q8_0 is quantized by the exporter like the plain load, but one configuration
