@@ -544,11 +544,7 @@ internal static unsafe class Attention
                 // vmaxps: a NaN score may be dropped from the max, but its weight e^(NaN − m) is NaN either way.
                 max = Avx512F.Max(max, Vector512.Load(s + j));
             }
-            var max8 = Avx.Max(max.GetLower(), max.GetUpper());
-            var max4 = Sse.Max(max8.GetLower(), max8.GetUpper());
-            max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b01_00_11_10));
-            max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b10_11_00_01));
-            float mNew = MathF.Max(m, max4.ToScalar());
+            float mNew = MathF.Max(m, Reductions.MaxAcross(max));
             float corr = MathF.Exp(m - mNew);
             var shift = Vector512.Create(mNew);
             var sum = Vector512<float>.Zero;

@@ -203,13 +203,10 @@ internal static unsafe class KvCache
         {
             var x0 = Vector512.Load(src);
             var x1 = Vector512.Load(src + 16);
-            var max = Avx512F.Max(Vector512.Abs(x0), Vector512.Abs(x1));
-            var max8 = Avx.Max(max.GetLower(), max.GetUpper());
-            var max4 = Sse.Max(max8.GetLower(), max8.GetUpper());
-            max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b01_00_11_10));
-            max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b10_11_00_01));
             // vmaxps drops a NaN; the scalar loop keeps it, so that the block's d is NaN.
-            float amax = Vector512.EqualsAll(x0, x0) && Vector512.EqualsAll(x1, x1) ? max4.ToScalar() : float.NaN;
+            float amax = Vector512.EqualsAll(x0, x0) && Vector512.EqualsAll(x1, x1)
+                ? Reductions.MaxAcross(Avx512F.Max(Vector512.Abs(x0), Vector512.Abs(x1)))
+                : float.NaN;
             float d = amax / 127f;
             var id = Vector512.Create(d != 0f ? 1f / d : 0f);
             Avx512F.ConvertToVector128SByteWithSaturation(Round(x0 * id)).Store((sbyte*)dst);

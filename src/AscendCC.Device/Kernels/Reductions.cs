@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace AscendCC.Device.Kernels;
 
@@ -217,6 +218,20 @@ internal static class Reductions
         {
             Unsafe.Add(ref y, i) = MathF.FusedMultiplyAdd(alpha, Unsafe.Add(ref x, i), Unsafe.Add(ref y, i));
         }
+    }
+
+    /// <summary>
+    /// The largest lane of <paramref name="v"/> by vmaxps, halves then pairs then lanes (a NaN lane may be
+    /// dropped, as vmaxps drops it). For AVX-512 paths: it uses the 256- and 128-bit max directly.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float MaxAcross(Vector512<float> v)
+    {
+        var max8 = Avx.Max(v.GetLower(), v.GetUpper());
+        var max4 = Sse.Max(max8.GetLower(), max8.GetUpper());
+        max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b01_00_11_10));
+        max4 = Sse.Max(max4, Sse.Shuffle(max4, max4, 0b10_11_00_01));
+        return max4.ToScalar();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
