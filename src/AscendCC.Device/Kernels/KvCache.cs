@@ -168,8 +168,16 @@ internal static unsafe class KvCache
         if (Avx512F.IsSupported)
         {
             QuantizeRow512(src, dst, count);
-            return;
         }
+        else
+        {
+            QuantizeRowScalar(src, dst, count);
+        }
+    }
+
+    /// <summary><see cref="QuantizeRow"/> a value at a time: the definition, and the path without AVX-512.</summary>
+    internal static void QuantizeRowScalar(float* src, byte* dst, int count)
+    {
         for (int b = 0; b < count; b += Q8Block, src += Q8Block, dst += Q8BlockBytes)
         {
             float amax = 0f;

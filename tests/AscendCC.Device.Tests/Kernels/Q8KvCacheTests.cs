@@ -70,6 +70,45 @@ public class Q8KvCacheTests
         Assert.That(kCache.AsSpan(0, (int)KvCache.Bytes(Q8, (long)start * headDim)).ToArray(), Has.All.EqualTo((byte)0));
     }
 
+    /// <summary>
+    /// The AVX-512 write (the path on this machine) gives the scalar loop's bytes, ties, zero blocks, spikes and
+    /// non-finite blocks included — so the scalar path, which machines without AVX-512 take, is checked in-process too.
+    /// </summary>
+    [Test]
+    public unsafe void TheVectorWriteGivesTheScalarLoopsBytes()
+    {
+        float[] values = Normal(64 * 32, 21, std: 4f);
+        Array.Clear(values, 0, 32);
+        for (int j = 0; j < 32; j++)
+        {
+            values[32 + j] = j == 0 ? -127f : (j % 2 == 0 ? 1 : -1) * (j + 0.5f);
+            values[64 + j] = (j - 16) * 0.25f;
+        }
+        values[100] = 3e38f;
+        values[130] = 1e-39f;
+        values[160] = float.PositiveInfinity;
+        values[200] = float.NaN;
+        values[230] = float.NegativeInfinity;
+        var vector = new byte[values.Length / 32 * KvCache.Q8BlockBytes];
+        var scalar = new byte[vector.Length];
+        fixed (float* x = values)
+        fixed (byte* v = vector, s = scalar)
+        {
+            KvCache.QuantizeRow(x, v, values.Length);
+            KvCache.QuantizeRowScalar(x, s, values.Length);
+        }
+        for (int b = 0; b < values.Length / 32; b++)
+        {
+            int at = b * KvCache.Q8BlockBytes;
+            Assert.That(vector.AsSpan(at, 32).ToArray(), Is.EqualTo(scalar.AsSpan(at, 32).ToArray()), $"block {b}'s q");
+            float dv = BitConverter.ToSingle(vector, at + 32), ds = BitConverter.ToSingle(scalar, at + 32);
+            // A NaN scale is a NaN scale: its sign and payload carry nothing.
+            Assert.That(float.IsNaN(ds) ? float.IsNaN(dv) : BitConverter.SingleToInt32Bits(dv) == BitConverter.SingleToInt32Bits(ds), $"block {b}'s d: {dv} against {ds}");
+        }
+        Assert.That(BitConverter.ToSingle(scalar, (2 * KvCache.Q8BlockBytes) - 4), Is.EqualTo(1f), "the tie block's d is exactly 1");
+        Assert.That(scalar.AsSpan(KvCache.Q8BlockBytes, 32).ToArray().Select(b => (sbyte)b).Skip(1).Take(4), Is.EqualTo(new sbyte[] { -2, 3, -4, 5 }), "ties away from zero: -1.5, 2.5, -3.5, 4.5");
+    }
+
     [Test]
     public void ABlockHoldingAnInfinityOrNaNReadsBackNonFiniteNotAsNumbers()
     {
