@@ -89,8 +89,11 @@ public class Q8KvCacheTests
         values[160] = float.PositiveInfinity;
         values[200] = float.NaN;
         values[230] = float.NegativeInfinity;
-        var vector = new byte[values.Length / 32 * KvCache.Q8BlockBytes];
+        // One block's worth of guard bytes after each row: neither write may go past its count.
+        var vector = new byte[(values.Length / 32 * KvCache.Q8BlockBytes) + KvCache.Q8BlockBytes];
         var scalar = new byte[vector.Length];
+        vector.AsSpan(vector.Length - KvCache.Q8BlockBytes).Fill(0xA5);
+        scalar.AsSpan(scalar.Length - KvCache.Q8BlockBytes).Fill(0xA5);
         fixed (float* x = values)
         fixed (byte* v = vector, s = scalar)
         {
@@ -105,6 +108,8 @@ public class Q8KvCacheTests
             // A NaN scale is a NaN scale: its sign and payload carry nothing.
             Assert.That(float.IsNaN(ds) ? float.IsNaN(dv) : BitConverter.SingleToInt32Bits(dv) == BitConverter.SingleToInt32Bits(ds), $"block {b}'s d: {dv} against {ds}");
         }
+        Assert.That(vector.AsSpan(vector.Length - KvCache.Q8BlockBytes).ToArray(), Has.All.EqualTo((byte)0xA5), "nothing written past the row (vector)");
+        Assert.That(scalar.AsSpan(scalar.Length - KvCache.Q8BlockBytes).ToArray(), Has.All.EqualTo((byte)0xA5), "nothing written past the row (scalar)");
         Assert.That(BitConverter.ToSingle(scalar, (2 * KvCache.Q8BlockBytes) - 4), Is.EqualTo(1f), "the tie block's d is exactly 1");
         Assert.That(scalar.AsSpan(KvCache.Q8BlockBytes, 32).ToArray().Select(b => (sbyte)b).Skip(1).Take(4), Is.EqualTo(new sbyte[] { -2, 3, -4, 5 }), "ties away from zero: -1.5, 2.5, -3.5, 4.5");
     }
