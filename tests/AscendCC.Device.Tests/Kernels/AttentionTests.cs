@@ -154,6 +154,24 @@ public class AttentionTests
         return values;
     }
 
+    /// <summary>
+    /// Attention over a cache of <paramref name="type"/> is attention over its values widened to f32
+    /// (<paramref name="kWide"/>, <paramref name="vWide"/>): bit for bit the f32 kernel's output over them, and
+    /// within the f32 tolerance of torch's float64 attention over them.
+    /// </summary>
+    internal static void AssertIsAttentionOverWidenedValues(float[] q, byte[] kCache, byte[] vCache, ElementType type, float[] kWide, float[] vWide,
+        int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
+    {
+        string what = $"{type} attention seq={seq} startPos={startPos} heads={nHeads}/{nKvHeads} headDim={headDim} window={window}";
+        var output = new float[q.Length];
+        Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, type, output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+        var f32Output = new float[q.Length];
+        Attention.CausalAttention(AiCoreGrid.Shared, q, kWide, vWide, f32Output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+        Assert.That(output, Is.EqualTo(f32Output), what + ": vs the f32 kernel over the widened cache");
+        float[] expected = TorchAttention(q, kWide, vWide, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+        AssertClose(output, expected, 2e-5, 1e-4, what);
+    }
+
     internal static float[] TorchAttention(float[] q, float[] kCache, float[] vCache, int seq, int startPos, int nHeads, int nKvHeads, int headDim, int maxSeq, float scale, int window)
     {
         using var scope = NewDisposeScope();

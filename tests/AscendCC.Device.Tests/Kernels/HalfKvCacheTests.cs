@@ -95,17 +95,8 @@ public class HalfKvCacheTests
             float[] q = Normal(seq * nHeads * headDim, seq + 3 * headDim + nHeads);
             byte[] kCache = HalfCache(type, nKvHeads, maxSeq, headDim, unseen, ctx, 7 * seq + startPos);
             byte[] vCache = HalfCache(type, nKvHeads, maxSeq, headDim, unseen, ctx, 5 * seq + startPos + 1);
-            float[] kWide = Widen(kCache, type), vWide = Widen(vCache, type);
-            string what = $"{type} attention seq={seq} startPos={startPos} heads={nHeads}/{nKvHeads} headDim={headDim} window={window}";
-
-            var output = new float[q.Length];
-            Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, type, output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
-            var f32Output = new float[q.Length];
-            Attention.CausalAttention(AiCoreGrid.Shared, q, kWide, vWide, f32Output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
-            Assert.That(output, Is.EqualTo(f32Output), what + ": vs the f32 kernel over the widened cache");
-
-            float[] expected = AttentionTests.TorchAttention(q, kWide, vWide, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
-            AssertClose(output, expected, 2e-5, 1e-4, what);
+            AttentionTests.AssertIsAttentionOverWidenedValues(q, kCache, vCache, type, Widen(kCache, type), Widen(vCache, type),
+                seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
         }
     }
 

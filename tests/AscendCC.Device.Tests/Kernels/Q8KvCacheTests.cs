@@ -169,17 +169,8 @@ public class Q8KvCacheTests
                 }
             }
         }
-        float[] kWide = Dequantize(kCache), vWide = Dequantize(vCache);
-        string what = $"Q8_0 attention seq={seq} startPos={startPos} heads={nHeads}/{nKvHeads} headDim={headDim} window={window}";
-
-        var output = new float[q.Length];
-        Attention.CausalAttention(AiCoreGrid.Shared, q, kCache, vCache, Q8, output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
-        var f32Output = new float[q.Length];
-        Attention.CausalAttention(AiCoreGrid.Shared, q, kWide, vWide, f32Output, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
-        Assert.That(output, Is.EqualTo(f32Output), what + ": vs the f32 kernel over the dequantized cache");
-
-        float[] expected = AttentionTests.TorchAttention(q, kWide, vWide, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
-        AssertClose(output, expected, 2e-5, 1e-4, what);
+        AttentionTests.AssertIsAttentionOverWidenedValues(q, kCache, vCache, Q8, Dequantize(kCache), Dequantize(vCache),
+            seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
     }
 
     [Test]
