@@ -231,6 +231,27 @@ public class KvCachePrecisionTests
         Assert.That(bed.Generate(llama, [1, 5, 9], 4), Has.Length.EqualTo(4));
     }
 
+    /// <summary>
+    /// The same with the Q8_0 cache, on heads of 32: a host that relabels the provider's F16 cache as Q8_0 (its
+    /// regions shrink to 36 bytes a block) or the provider's Q8_0 cache as F16 is refused at its first run (R4).
+    /// </summary>
+    [TestCase(KvCachePrecision.F16, KvCachePrecision.Q8_0)]
+    [TestCase(KvCachePrecision.Q8_0, KvCachePrecision.F16)]
+    public void AHostThatRelabelsAQ8CacheIsRefused(KvCachePrecision attested, KvCachePrecision lie)
+    {
+        LlamaConfig wide = TinyLlama.Config(hidden: 64, heads: 2, kvHeads: 1);
+        using Testbed bed = Testbed.Create(wide, RopeConvention.Half, TinyLlama.Weights(wide), new TestbedOptions { KvPrecision = attested });
+        ModelDeployment forged = bed.Deployment with { KvPrecision = lie };
+        var ex = Assert.Catch<Exception>(() =>
+        {
+            using CausalLM model = CausalLM.LoadConfidential(bed.Runtime, forged, bed.Package, bed.ReleaseKey());
+            bed.Generate(model, [1, 5, 9], 4);
+        });
+        Assert.That(ex!.Message, Does.Contain("R4").And.Contain("not the one the model provider attested"));
+        using CausalLM llama = bed.Load();
+        Assert.That(bed.Generate(llama, [1, 5, 9], 4), Has.Length.EqualTo(4));
+    }
+
     [Test]
     public void TheDeploymentDescriptorCarriesTheKvPrecision()
     {
