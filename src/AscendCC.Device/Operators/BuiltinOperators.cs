@@ -21,6 +21,7 @@ internal static class BuiltinOperators
         new SiluMulOperator(),
         new SoftmaxOperator(),
         new RmsNormOperator(),
+        new RmsNormHeadsOperator(),
         new LayerNormOperator(),
         new RopeOperator("rope_interleaved"),
         new RopeOperator("rope_half"),

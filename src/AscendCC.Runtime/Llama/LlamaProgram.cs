@@ -4,12 +4,13 @@ using AscendCC.Runtime.Programs;
 namespace AscendCC.Runtime.Llama;
 
 /// <summary>
-/// The Llama family's program builder (Llama 2/3, Mistral, Qwen2): the forward pass that
+/// The Llama family's program builder (Llama 2/3, Mistral, Qwen2, Qwen3): the forward pass that
 /// <see cref="CausalLMProgram.Build"/> places between the shared prologue and the classifier, read
 /// top to bottom:
 /// <code>
 /// x = embedding[tokens]
-/// for each layer:  xb = rmsnorm(x)·w_attn;  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ (+ bq, bk, bv: Qwen2);  rope(q, k);  cache ← k, v
+/// for each layer:  xb = rmsnorm(x)·w_attn;  q,k,v = xb·Wqᵀ, xb·Wkᵀ, xb·Wvᵀ (+ bq, bk, bv: Qwen2)
+///                  (q, k = rmsnorm of each head·w_qnorm, ·w_knorm: Qwen3);  rope(q, k);  cache ← k, v
 ///                  att = softmax(q·Kᵀ/√d + causal [+ sliding window])·V;  x += att·Woᵀ
 ///                  xb = rmsnorm(x)·w_ffn;  hb = silu(xb·W1ᵀ) ⊙ (xb·W3ᵀ);  x += hb·W2ᵀ
 /// final norm: rmsnorm(·)·w_norm;  classifier: lm_head (or the embedding when tied)
@@ -71,6 +72,13 @@ internal static class LlamaProgram
             {
                 // q, k and v read the same xb: one launch (see LinearKernel.LinearFused) unless their types differ.
                 b.Linears(xb, seq, dim, (wq, q, qDim), (wk, k, kvDim), (wv, v, kvDim));
+            }
+            if (config.QkNorm)
+            {
+                // Qwen3: every head of q and k normalised on its own, in place, before it is rotated.
+                ProgramBuffer qNorm = b.Float32(LlamaTensorNames.QNorm(l), headDim), kNorm = b.Float32(LlamaTensorNames.KNorm(l), headDim);
+                p.Launch("rms_norm_heads", [q, qNorm, q], seq, I(heads), I(headDim), F(eps));
+                p.Launch("rms_norm_heads", [k, kNorm, k], seq, I(kvHeads), I(headDim), F(eps));
             }
             b.Rotate(ropeOp, q, heads, headDim, theta, ropeScaling);
             b.Rotate(ropeOp, k, kvHeads, headDim, theta, ropeScaling);

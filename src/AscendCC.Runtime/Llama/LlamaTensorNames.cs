@@ -38,6 +38,12 @@ public static class LlamaTensorNames
     /// <summary>Qwen2's v_proj bias [kv_heads*head_dim].</summary>
     public static string VBias(int layer) => $"model.layers.{layer}.self_attn.v_proj.bias";
 
+    /// <summary>Qwen3's q_norm weight [head_dim], shared by every query head.</summary>
+    public static string QNorm(int layer) => $"model.layers.{layer}.self_attn.q_norm.weight";
+
+    /// <summary>Qwen3's k_norm weight [head_dim], shared by every key head.</summary>
+    public static string KNorm(int layer) => $"model.layers.{layer}.self_attn.k_norm.weight";
+
     /// <summary>wo [hidden, heads*head_dim].</summary>
     public static string OProj(int layer) => $"model.layers.{layer}.self_attn.o_proj.weight";
 
@@ -68,6 +74,11 @@ public static class LlamaTensorNames
                 yield return (QBias(l), [qDim]);
                 yield return (KBias(l), [kvDim]);
                 yield return (VBias(l), [kvDim]);
+            }
+            if (config.QkNorm)
+            {
+                yield return (QNorm(l), [config.HeadDim]);
+                yield return (KNorm(l), [config.HeadDim]);
             }
             yield return (OProj(l), [hidden, qDim]);
             yield return (PostAttentionLayerNorm(l), [hidden]);

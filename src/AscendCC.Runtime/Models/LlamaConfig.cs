@@ -5,26 +5,36 @@ using AscendCC.Runtime.Llama;
 namespace AscendCC.Runtime.Models;
 
 /// <summary>
-/// The hyperparameters of a Llama-family decoder (Llama 2/3, Mistral, Qwen2), as in a Hugging Face
+/// The hyperparameters of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3), as in a Hugging Face
 /// <c>config.json</c>. Names follow the Hugging Face fields; <see cref="ModelConfig.Validate"/> checks that they agree.
 /// Its program builder is <see cref="Llama.LlamaProgram"/>.
 /// </summary>
 public sealed record LlamaConfig : ModelConfig
 {
     /// <summary>Architectures of this family: all share the Llama decoder block.</summary>
-    public static new IReadOnlyList<string> SupportedArchitectures { get; } = ["LlamaForCausalLM", "MistralForCausalLM", Qwen2Architecture];
+    public static new IReadOnlyList<string> SupportedArchitectures { get; } = ["LlamaForCausalLM", "MistralForCausalLM", Qwen2Architecture, Qwen3Architecture];
 
     /// <summary>model_type values matching <see cref="SupportedArchitectures"/>.</summary>
-    public static new IReadOnlyList<string> SupportedModelTypes { get; } = ["llama", "mistral", "qwen2"];
+    public static new IReadOnlyList<string> SupportedModelTypes { get; } = ["llama", "mistral", "qwen2", "qwen3"];
 
     /// <summary>Qwen2 (Qwen2, Qwen2.5): the Llama block with biases on q_proj, k_proj and v_proj.</summary>
     public const string Qwen2Architecture = "Qwen2ForCausalLM";
+
+    /// <summary>Qwen3 (dense): the Llama block with an RMSNorm on each head of q and of k before RoPE, and no biases.</summary>
+    public const string Qwen3Architecture = "Qwen3ForCausalLM";
 
     /// <summary>
     /// Whether q_proj, k_proj and v_proj carry biases (<c>…q_proj.bias</c> and so on), added after the
     /// projection: Qwen2's attention. Llama's own <c>attention_bias</c>, which biases o_proj too, is refused.
     /// </summary>
     public bool QkvBias { get; init; }
+
+    /// <summary>
+    /// Whether each head of q and of k is RMS-normalised (<c>…self_attn.q_norm.weight</c> and
+    /// <c>k_norm.weight</c>, head_dim wide, shared by the heads) after the projection and before RoPE:
+    /// Qwen3's attention.
+    /// </summary>
+    public bool QkNorm { get; init; }
 
     /// <summary>n_kv_heads: key/value heads (grouped-query attention when fewer than query heads).</summary>
     public required int NumKeyValueHeads { get; init; }
@@ -105,19 +115,21 @@ public sealed record LlamaConfig : ModelConfig
             TorchDtype = ConfigJson.OptionalString(root, "torch_dtype", source) ?? ConfigJson.OptionalString(root, "dtype", source),
             ExplicitHeadDim = ConfigJson.OptionalInt(root, "head_dim", source),
             RopeScaling = RopeScaling.Parse(root, source),
-            // Qwen2 writes sliding_window even when use_sliding_window is false, which means no window.
-            SlidingWindow = architecture == Qwen2Architecture ? null : ConfigJson.OptionalInt(root, "sliding_window", source),
+            // Qwen2 and Qwen3 write sliding_window even when use_sliding_window is false, which means no window.
+            SlidingWindow = IsQwen(architecture) ? null : ConfigJson.OptionalInt(root, "sliding_window", source),
             QkvBias = architecture == Qwen2Architecture,
+            QkNorm = architecture == Qwen3Architecture,
         };
-        if (architecture == Qwen2Architecture && ConfigJson.OptionalBool(root, "use_sliding_window", source) == true)
+        if (IsQwen(architecture) && ConfigJson.OptionalBool(root, "use_sliding_window", source) == true)
         {
-            throw new CheckpointFormatException(source, null, "use_sliding_window is true: Qwen2's per-layer sliding window (max_window_layers) is not applied by this runtime.",
-                "Use the model with use_sliding_window false (the Qwen2 and Qwen2.5 releases ship it so).");
+            throw new CheckpointFormatException(source, null, "use_sliding_window is true: Qwen's per-layer sliding window (max_window_layers) is not applied by this runtime.",
+                "Use the model with use_sliding_window false (the Qwen2, Qwen2.5 and Qwen3 releases ship it so).");
         }
         if (architecture != Qwen2Architecture && (ConfigJson.OptionalBool(root, "attention_bias", source) == true || ConfigJson.OptionalBool(root, "mlp_bias", source) == true))
         {
-            throw new CheckpointFormatException(source, null, "attention_bias or mlp_bias is true: this Llama has biases on its projections, which this runtime's Llama does not add.",
-                "Use a Llama without projection biases, or a Qwen2 config if it is one.");
+            // Llama's and Qwen3's attention_bias biases o_proj too; only Qwen2's fixed q/k/v biases are added.
+            throw new CheckpointFormatException(source, null, "attention_bias or mlp_bias is true: this model has biases on its projections, which this runtime's Llama does not add.",
+                "Use a model without projection biases, or a Qwen2 config if it is one.");
         }
         config.ValidateFrom(source);
         return config;
@@ -126,7 +138,7 @@ public sealed record LlamaConfig : ModelConfig
     /// <inheritdoc />
     public override string ToJson()
     {
-        var o = CommonJson(Architecture switch { "MistralForCausalLM" => "mistral", Qwen2Architecture => "qwen2", _ => "llama" });
+        var o = CommonJson(Architecture switch { "MistralForCausalLM" => "mistral", Qwen2Architecture => "qwen2", Qwen3Architecture => "qwen3", _ => "llama" });
         o["hidden_size"] = HiddenSize;
         o["intermediate_size"] = IntermediateSize;
         o["num_hidden_layers"] = NumHiddenLayers;
@@ -142,7 +154,7 @@ public sealed record LlamaConfig : ModelConfig
         {
             o["sliding_window"] = sw;
         }
-        if (Architecture == Qwen2Architecture)
+        if (IsQwen(Architecture))
         {
             o["use_sliding_window"] = false;
         }
@@ -152,6 +164,8 @@ public sealed record LlamaConfig : ModelConfig
         }
         return o.ToJsonString(Indented);
     }
+
+    private static bool IsQwen(string architecture) => architecture is Qwen2Architecture or Qwen3Architecture;
 
     private protected override void ValidateFrom(string source)
     {
@@ -189,6 +203,10 @@ public sealed record LlamaConfig : ModelConfig
         if (QkvBias != (Architecture == Qwen2Architecture))
         {
             throw new CheckpointFormatException(source, null, $"q/k/v biases are {(QkvBias ? "on" : "off")} for architecture '{Architecture}'; only Qwen2 has them.", "Fix the configuration.");
+        }
+        if (QkNorm != (Architecture == Qwen3Architecture))
+        {
+            throw new CheckpointFormatException(source, null, $"q/k norms are {(QkNorm ? "on" : "off")} for architecture '{Architecture}'; only Qwen3 has them.", "Fix the configuration.");
         }
         if (SlidingWindow is { } window && window < 0)
         {

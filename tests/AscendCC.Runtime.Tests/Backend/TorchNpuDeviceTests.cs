@@ -1,3 +1,4 @@
+using AscendCC.Device;
 using AscendCC.TorchSharpBackend;
 using NUnit.Framework;
 using TorchSharp;
@@ -109,6 +110,46 @@ public class TorchNpuDeviceTests
         Tensor ba = randn(2, 3, 4), bb = randn(2, 4, 5);
         using NpuTensor nba = ba.npu(), nbb = bb.npu();
         Check(torch_npu.matmul(nba, nbb), ba.matmul(bb), "batch matmul");
+    }
+
+    /// <summary>
+    /// The device's rms_norm_heads (Qwen3's q_norm/k_norm): RMSNorm over each head_dim-wide head of
+    /// [seq, heads, head_dim] with one shared weight, as torch computes x.view(seq, heads, head_dim)'s
+    /// RMSNorm; out of place and in place, a launch small enough to run on one core and one spread over
+    /// the cores; a buffer too small for seq·heads·head_dim is refused naming it.
+    /// </summary>
+    [TestCase(3, 4, 96)]
+    [TestCase(64, 16, 128)]
+    public void RmsNormOverEachHeadMatchesTorchSharp(int seq, int heads, int headDim)
+    {
+        using var scope = NewDisposeScope();
+        Tensor x = randn(seq, heads, headDim) * 3, w = randn(headDim) + 1;
+        Tensor expected = x * rsqrt(x.pow(2).mean([-1L], keepdim: true) + 1e-6) * w;
+        using NpuTensor nx = x.npu(), nw = w.npu(), ny = zeros(seq, heads, headDim).npu(), inPlace = x.npu();
+        KernelScalar[] scalars = [KernelScalar.Of(seq), KernelScalar.Of(heads), KernelScalar.Of(headDim), KernelScalar.Of(1e-6)];
+        nx.Context.Runtime.Execute("rms_norm_heads", [nx.Argument, nw.Argument, ny.Argument], scalars);
+        nx.Context.Runtime.Execute("rms_norm_heads", [inPlace.Argument, nw.Argument, inPlace.Argument], scalars);
+        using (Tensor outOfPlace = ny.cpu(), overwritten = inPlace.cpu())
+        {
+            Assert.That((outOfPlace - expected).abs().max().item<float>(), Is.LessThan(Tolerance * 10));
+            Assert.That(overwritten.equal(outOfPlace).all().item<bool>(), Is.True, "in place, the same bits");
+        }
+        KernelScalar[] oneHeadMore = [KernelScalar.Of(seq), KernelScalar.Of(heads + 1), KernelScalar.Of(headDim), KernelScalar.Of(1e-6)];
+        // A launch's error surfaces when its stream is next waited on: here, the read back.
+        var ex = Assert.Catch(() =>
+        {
+            nx.Context.Runtime.Execute("rms_norm_heads", [nx.Argument, nw.Argument, ny.Argument], oneHeadMore);
+            ny.cpu().Dispose();
+        });
+        Assert.That(ex!.ToString(), Does.Contain("rms_norm_heads").And.Contain("'x'"));
+        // seq·heads past int's range (2^32 rows) is refused, not wrapped into a small row count.
+        KernelScalar[] wrapping = [KernelScalar.Of(1 << 20), KernelScalar.Of(1 << 12), KernelScalar.Of(headDim), KernelScalar.Of(1e-6)];
+        ex = Assert.Catch(() =>
+        {
+            nx.Context.Runtime.Execute("rms_norm_heads", [nx.Argument, nw.Argument, ny.Argument], wrapping);
+            ny.cpu().Dispose();
+        });
+        Assert.That(ex!.ToString(), Does.Contain("rms_norm_heads").And.Contain("'x'"));
     }
 
     [Test]

@@ -87,6 +87,23 @@ internal sealed class RmsNormOperator() : OperatorBase("rms_norm", "x:f32[rows,d
     }
 }
 
+/// <summary>
+/// RMSNorm over each head of a row of heads: Qwen3's q_norm and k_norm, one head_dim-wide weight
+/// shared by every head, applied to q and k before RoPE. rms_norm over seq·heads rows of head_dim,
+/// with the row count formed here from the two scalars, so a pass's step block needs no entry of its own.
+/// </summary>
+internal sealed class RmsNormHeadsOperator() : OperatorBase("rms_norm_heads", "x:f32[seq,heads,head_dim] weight:f32[head_dim] -> y:f32[seq,heads,head_dim] | seq heads head_dim eps", ["x", "weight", "y"], [2], 4)
+{
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Execute(ref KernelContext c)
+    {
+        int seq = c.Int(0, "seq", 1), heads = c.Int(1, "heads", 1), headDim = c.Int(2, "head_dim", 1);
+        // seq·heads is formed in 64 bits: a product past int's range is refused by Buffer (no buffer holds it), never wrapped.
+        long rows = (long)seq * heads;
+        Norms.RmsNorm(c.Grid, c.Buffer<float>(0, rows * headDim), c.Buffer<float>(1, headDim), c.Buffer<float>(2, rows * headDim), (int)rows, headDim, c.Float(3, "eps"));
+    }
+}
+
 /// <summary>LayerNorm as torch computes it.</summary>
 internal sealed class LayerNormOperator() : OperatorBase("layer_norm", "x:f32[rows,dim] weight:f32[dim] bias:f32[dim] -> y:f32[rows,dim] | rows dim eps", ["x", "weight", "bias", "y"], [3], 3)
 {

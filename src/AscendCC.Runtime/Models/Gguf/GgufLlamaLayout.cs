@@ -3,7 +3,7 @@ using AscendCC.Runtime.Llama;
 namespace AscendCC.Runtime.Models.Gguf;
 
 /// <summary>
-/// How llama.cpp's "llama" and "qwen2" architectures map onto the runtime's Llama: metadata keys to
+/// How llama.cpp's "llama", "qwen2" and "qwen3" architectures map onto the runtime's Llama: metadata keys to
 /// <see cref="LlamaConfig"/>, GGUF tensor names to the Hugging Face names the program builder uses.
 /// </summary>
 /// <remarks>
@@ -13,18 +13,23 @@ namespace AscendCC.Runtime.Models.Gguf;
 public static class GgufLlamaLayout
 {
     /// <summary>The architectures read (<c>general.architecture</c>).</summary>
-    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2"];
+    public static IReadOnlyList<string> SupportedArchitectures { get; } = ["llama", "qwen2", "qwen3"];
 
     /// <summary>
     /// How <paramref name="architecture"/>'s q/k rows are paired for RoPE in a GGUF file: llama.cpp's
-    /// converter permutes a Llama's into Meta's interleaved order, and leaves Qwen2's (NeoX-style
-    /// rotate_half) as they are.
+    /// converter permutes a Llama's into Meta's interleaved order, and leaves Qwen2's and Qwen3's
+    /// (NeoX-style rotate_half) as they are.
     /// </summary>
     public static RopeConvention RopeConventionOf(string architecture) =>
-        architecture == LlamaConfig.Qwen2Architecture ? RopeConvention.Half : RopeConvention.Interleaved;
+        architecture is LlamaConfig.Qwen2Architecture or LlamaConfig.Qwen3Architecture ? RopeConvention.Half : RopeConvention.Interleaved;
 
     /// <summary>The GGUF <c>general.architecture</c> of a Llama-family configuration.</summary>
-    public static string ArchitectureOf(LlamaConfig config) => config.Architecture == LlamaConfig.Qwen2Architecture ? "qwen2" : "llama";
+    public static string ArchitectureOf(LlamaConfig config) => config.Architecture switch
+    {
+        LlamaConfig.Qwen2Architecture => "qwen2",
+        LlamaConfig.Qwen3Architecture => "qwen3",
+        _ => "llama",
+    };
 
     private static readonly (string Gguf, string Runtime)[] GlobalNames =
     [
@@ -42,6 +47,8 @@ public static class GgufLlamaLayout
         ("attn_q.bias", LlamaTensorNames.QBias),
         ("attn_k.bias", LlamaTensorNames.KBias),
         ("attn_v.bias", LlamaTensorNames.VBias),
+        ("attn_q_norm.weight", LlamaTensorNames.QNorm),
+        ("attn_k_norm.weight", LlamaTensorNames.KNorm),
         ("attn_output.weight", LlamaTensorNames.OProj),
         ("ffn_norm.weight", LlamaTensorNames.PostAttentionLayerNorm),
         ("ffn_gate.weight", LlamaTensorNames.GateProj),
@@ -112,7 +119,7 @@ public static class GgufLlamaLayout
         if (!SupportedArchitectures.Contains(architecture))
         {
             throw new CheckpointFormatException(file.Path, null, $"is a GGUF model of architecture '{architecture}', which this runtime does not run; supported: {string.Join(", ", SupportedArchitectures)}.",
-                "Use a Llama- or Qwen2-architecture GGUF (Llama 2/3, TinyLlama, Mistral converted as llama, Qwen2/2.5…), or the model's Hugging Face folder if its family is supported.");
+                "Use a Llama-, Qwen2- or Qwen3-architecture GGUF (Llama 2/3, TinyLlama, Mistral converted as llama, Qwen2/2.5, dense Qwen3…), or the model's Hugging Face folder if its family is supported.");
         }
         // The architecture's own metadata prefix: llama.embedding_length, qwen2.embedding_length…
         string a = architecture;
@@ -128,9 +135,10 @@ public static class GgufLlamaLayout
         int? eos = m.GetInt32("tokenizer.ggml.eos_token_id");
         var config = new LlamaConfig
         {
-            Architecture = architecture == "qwen2" ? LlamaConfig.Qwen2Architecture : "LlamaForCausalLM",
+            Architecture = architecture switch { "qwen2" => LlamaConfig.Qwen2Architecture, "qwen3" => LlamaConfig.Qwen3Architecture, _ => "LlamaForCausalLM" },
             ModelType = architecture,
             QkvBias = architecture == "qwen2",
+            QkNorm = architecture == "qwen3",
             HiddenSize = hidden,
             IntermediateSize = m.RequireInt32($"{a}.feed_forward_length"),
             NumHiddenLayers = m.RequireInt32($"{a}.block_count"),
