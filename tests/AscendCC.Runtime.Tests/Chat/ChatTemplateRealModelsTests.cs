@@ -29,6 +29,7 @@ public class ChatTemplateRealModelsTests
     [TestCase("OpenHermes-2.5-Mistral-7B", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Qwen2-7B-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Qwen2.5-7B-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
+    [TestCase("Qwen3-0.6B", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("SmolLM2-135M-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("zephyr-7b-beta", "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello</s>\n<|assistant|>\nHi there!</s>\n<|user|>\nWho are you?</s>\n<|assistant|>\n")]
     [TestCase("TinyLlama-1.1B-Chat-v1.0", "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello</s>\n<|assistant|>\nHi there!</s>\n<|user|>\nWho are you?</s>\n<|assistant|>\n")]
@@ -44,11 +45,32 @@ public class ChatTemplateRealModelsTests
     [TestCase("gemma-7b-it", "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\nHi there!<end_of_turn>\n<start_of_turn>user\nWho are you?<end_of_turn>\n<start_of_turn>model\n")]
     [TestCase("SmolLM2-135M-Instruct", "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Qwen2-7B-Instruct", "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
+    [TestCase("Qwen3-0.6B", "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Qwen2.5-7B-Instruct", "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")]
     [TestCase("Llama-3.1-8B-Instruct", "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi there!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWho are you?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")]
     public void WithoutASystemMessageRendersTheDocumentedPrompt(string model, string expected)
     {
         Assert.That(Load(model).Render(UserConversation, addGenerationPrompt: true), Is.EqualTo(expected));
+    }
+
+    /// <summary>
+    /// Qwen3's thinking: enable_thinking false closes an empty think block after the generation prompt
+    /// (its model card's "soft switch" off), undefined leaves the model to open one; an assistant turn
+    /// before the last user query loses its reasoning, the turn after it keeps it.
+    /// </summary>
+    [Test]
+    public void Qwen3RendersItsThinkingSwitchAndDropsEarlierReasoning()
+    {
+        ChatTemplate qwen3 = Load("Qwen3-0.6B");
+        ChatTurn[] ask = [ChatTurn.User("Hello")];
+        Assert.That(qwen3.Render(ask, addGenerationPrompt: true, new Dictionary<string, object?> { ["enable_thinking"] = false }),
+            Is.EqualTo("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+        Assert.That(qwen3.Render(ask, addGenerationPrompt: true, new Dictionary<string, object?> { ["enable_thinking"] = true }),
+            Is.EqualTo("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"));
+        ChatTurn[] chat = [ChatTurn.User("A"), ChatTurn.Assistant("<think>\nfirst\n</think>\n\nB"), ChatTurn.User("C"), ChatTurn.Assistant("<think>\nsecond\n</think>\n\nD")];
+        Assert.That(qwen3.Render(chat, addGenerationPrompt: false), Is.EqualTo(
+            "<|im_start|>user\nA<|im_end|>\n<|im_start|>assistant\nB<|im_end|>\n<|im_start|>user\nC<|im_end|>\n"
+            + "<|im_start|>assistant\n<think>\nsecond\n</think>\n\nD<|im_end|>\n"));
     }
 
     [Test]

@@ -164,6 +164,36 @@ public class Qwen3Tests
         }
     }
 
+    /// <summary>
+    /// Three Qwen3 sequences decoded together in one batched program (the head norms over every row of a
+    /// pass, whichever sequence it belongs to) each give the single-sequence program's greedy tokens.
+    /// </summary>
+    [Test]
+    public void Qwen3SequencesInOneBatchGiveTheSingleSequenceTokens()
+    {
+        using var temp = new TempFolder();
+        using var checkpoint = ModelCheckpoint.Open(WriteFolder(temp.File("qwen3"), Config));
+        using var runtime = new NpuRuntime(new NpuDevice(new NpuDeviceOptions { HbmCapacity = 1L << 30 }), ownsDevice: true);
+        int[][] prompts = [Prompt, [1, 17, 400, 33], [.. Prompt.Reverse()]];
+        int[][] expected;
+        using (var single = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 96, WeightPrecision = WeightPrecision.F32 }))
+        {
+            expected = [.. prompts.Select(p => single.Generate(p, 32, stopTokens: []).ToArray())];
+        }
+        using var model = CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 96, WeightPrecision = WeightPrecision.F32, MaxSequences = 3, MaxBatchTokens = 16 });
+        CausalLMBatch batch = model.CreateBatch();
+        BatchSequence[] together = [.. prompts.Select(p => batch.Add(p, 32, stopTokens: []))];
+        for (int steps = 0; batch.Count > 0; steps++)
+        {
+            batch.Step();
+            Assert.That(steps, Is.LessThan(1000), "the batch does not finish");
+        }
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.That(together[i].Tokens, Is.EqualTo(expected[i]), $"sequence {i}");
+        }
+    }
+
     [Test]
     public void ConfigurationsThisRuntimeDoesNotRunAreRefused()
     {
