@@ -25,43 +25,55 @@ internal static class GgufModels
     /// Writes <paramref name="config"/>'s shape with uniform ±1/√in weights (seeded by tensor name),
     /// all in F32, and a SentencePiece-style vocabulary llama.cpp accepts; context_length is the
     /// config's <see cref="ModelConfig.MaxPositionEmbeddings"/>. A tied config has no output.weight
-    /// (llama.cpp then uses token_embd as the classifier).
+    /// (llama.cpp then uses token_embd as the classifier). The architecture is the config's (llama, or
+    /// qwen3 with its per-head q/k norms, weights 1, and its head_dim as key_length).
     /// </summary>
     public static LlamaConfig WriteRandomLlama(string path, LlamaConfig config)
     {
         int hidden = config.HiddenSize, layers = config.NumHiddenLayers, heads = config.NumAttentionHeads, ffn = config.IntermediateSize, vocab = config.VocabSize;
-        int kvDim = config.NumKeyValueHeads * config.HeadDim;
+        int headDim = config.HeadDim, qDim = heads * headDim, kvDim = config.NumKeyValueHeads * headDim;
+        string a = GgufLlamaLayout.ArchitectureOf(config);
+        if (config.QkvBias)
+        {
+            throw new ArgumentException("random GGUFs are written without q/k/v biases; a qwen2 shape is not written here", nameof(config));
+        }
         var tokens = new List<string> { "<unk>", "<s>", "</s>" };
         tokens.AddRange(Enumerable.Range(0, 256).Select(b => $"<0x{b:X2}>"));
         tokens.AddRange(Enumerable.Range(0, vocab - tokens.Count).Select(i => "\u2581w" + i.ToString(CultureInfo.InvariantCulture)));
         int[] types = [.. tokens.Select((_, i) => i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1)];
         var writer = new GgufWriter()
-            .Add("general.architecture", "llama")
-            .Add("llama.context_length", (uint)config.MaxPositionEmbeddings).Add("llama.embedding_length", (uint)hidden).Add("llama.block_count", (uint)layers)
-            .Add("llama.feed_forward_length", (uint)ffn).Add("llama.rope.dimension_count", (uint)config.HeadDim)
-            .Add("llama.attention.head_count", (uint)heads).Add("llama.attention.head_count_kv", (uint)config.NumKeyValueHeads)
-            .Add("llama.attention.layer_norm_rms_epsilon", (float)config.RmsNormEps).Add("llama.rope.freq_base", (float)config.RopeTheta)
+            .Add("general.architecture", a)
+            .Add($"{a}.context_length", (uint)config.MaxPositionEmbeddings).Add($"{a}.embedding_length", (uint)hidden).Add($"{a}.block_count", (uint)layers)
+            .Add($"{a}.feed_forward_length", (uint)ffn).Add($"{a}.rope.dimension_count", (uint)headDim)
+            .Add($"{a}.attention.head_count", (uint)heads).Add($"{a}.attention.head_count_kv", (uint)config.NumKeyValueHeads)
+            .Add($"{a}.attention.key_length", (uint)headDim).Add($"{a}.attention.value_length", (uint)headDim)
+            .Add($"{a}.attention.layer_norm_rms_epsilon", (float)config.RmsNormEps).Add($"{a}.rope.freq_base", (float)config.RopeTheta)
             .Add("tokenizer.ggml.model", "llama")
             .Add("tokenizer.ggml.tokens", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.String, tokens.ToArray())))
             .Add("tokenizer.ggml.scores", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Float32, tokens.Select((_, i) => -(float)i).ToArray())))
             .Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Int32, types)))
             .Add("tokenizer.ggml.bos_token_id", 1u).Add("tokenizer.ggml.eos_token_id", 2u).Add("tokenizer.ggml.unknown_token_id", 0u);
         void Matrix(string name, int rows, int cols) => writer.AddTensor(name, [rows, cols], GgufTensorType.F32, () => Uniform(name, (long)rows * cols, 1f / MathF.Sqrt(cols)));
-        void Norm(string name) => writer.AddTensor(name, [hidden], GgufTensorType.F32, () => Enumerable.Repeat(1f, hidden).ToArray());
+        void Norm(string name, int width) => writer.AddTensor(name, [width], GgufTensorType.F32, () => Enumerable.Repeat(1f, width).ToArray());
         Matrix("token_embd.weight", vocab, hidden);
         for (int l = 0; l < layers; l++)
         {
-            Norm($"blk.{l}.attn_norm.weight");
-            Matrix($"blk.{l}.attn_q.weight", hidden, hidden);
+            Norm($"blk.{l}.attn_norm.weight", hidden);
+            Matrix($"blk.{l}.attn_q.weight", qDim, hidden);
             Matrix($"blk.{l}.attn_k.weight", kvDim, hidden);
             Matrix($"blk.{l}.attn_v.weight", kvDim, hidden);
-            Matrix($"blk.{l}.attn_output.weight", hidden, hidden);
-            Norm($"blk.{l}.ffn_norm.weight");
+            if (config.QkNorm)
+            {
+                Norm($"blk.{l}.attn_q_norm.weight", headDim);
+                Norm($"blk.{l}.attn_k_norm.weight", headDim);
+            }
+            Matrix($"blk.{l}.attn_output.weight", hidden, qDim);
+            Norm($"blk.{l}.ffn_norm.weight", hidden);
             Matrix($"blk.{l}.ffn_gate.weight", ffn, hidden);
             Matrix($"blk.{l}.ffn_up.weight", ffn, hidden);
             Matrix($"blk.{l}.ffn_down.weight", hidden, ffn);
         }
-        Norm("output_norm.weight");
+        Norm("output_norm.weight", hidden);
         if (!config.TieWordEmbeddings)
         {
             Matrix("output.weight", vocab, hidden);

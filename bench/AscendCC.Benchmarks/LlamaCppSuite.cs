@@ -31,11 +31,18 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
 
     private readonly StringBuilder _report = new();
 
-    public string Name => "llamacpp";
+    /// <summary>Runs the Llama shapes (stories260K, 110M, 1.1B), or with <paramref name="qwen3"/> the Qwen3 0.6B shape alone (suite <c>qwen3cpp</c>).</summary>
+    public LlamaCppSuite(bool qwen3 = false) => _qwen3 = qwen3;
 
-    public string Description => "the device vs llama.cpp on the same GGUF files (stories260K, 110M, 1.1B), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved";
+    private readonly bool _qwen3;
 
-    public string ReportFileName => "llamacpp.md";
+    public string Name => _qwen3 ? "qwen3cpp" : "llamacpp";
+
+    public string Description => _qwen3
+        ? "the device vs llama.cpp on the same Qwen3 0.6B-shaped GGUF files (architecture qwen3), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved"
+        : "the device vs llama.cpp on the same GGUF files (stories260K, 110M, 1.1B), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved";
+
+    public string ReportFileName => _qwen3 ? "llamacpp-qwen3.md" : "llamacpp.md";
 
     public string Report => _report.ToString();
 
@@ -54,7 +61,12 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         var plans = new List<Plan>();
         var skipped = new List<string>();
         string? stories = ModelShape.FindSharedModel("stories260K");
-        if (stories is not null)
+        if (_qwen3)
+        {
+            plans.Add(new Plan("Qwen3 0.6B", "Qwen3-0.6B's shape (1024 wide, 28 layers, 16 heads / 8 KV heads of head_dim 128, per-head q/k norms, MLP 3072, tied 151936-token vocabulary), seeded uniform ±1/√in", 4, 1, [512], 2,
+                path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Qwen3_0_6B(FileContext).Config)));
+        }
+        else if (stories is not null)
         {
             plans.Add(new Plan("stories260K", "stories260K's real weights (64 wide, 5 layers, 8 heads / 4 KV heads, MLP 172, tied 512-token vocabulary)", 10, 3, [512, 2048], 4,
                 path => GgufModels.WriteCheckpoint(path, stories, FileContext), ProbeEachStep: false));
@@ -63,10 +75,10 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         {
             skipped.Add("stories260K: ../shared/models/stories260K (or $ASCENDCC_MODELS) is not there");
         }
-        plans.Add(new Plan("110M", "llama2.c's 110M shape (768 wide, 12 layers, 12 heads, MLP 2048, untied 32000-token classifier), seeded uniform ±1/√in", 8, 2, [512, 2048], 4,
-            path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Llama110M(FileContext).Config)));
-        plans.Add(new Plan("1.1B", "TinyLlama 1.1B's shape (2048 wide, 22 layers, 32 heads / 4 KV heads, MLP 5632, 32000-token vocabulary, tied classifier as in the other suites: a CC package is one managed array of at most 2 GiB), seeded uniform ±1/√in", 4, 1, [512], 2,
-            path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Llama1B(FileContext).Config)));
+        if (!_qwen3)
+        {
+            AddLlamaPlans(plans);
+        }
 
         var results = new List<ShapeResult>();
         var bandwidth = new ReadBandwidth();
@@ -85,6 +97,15 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             results.Add(RunShape(plan, options, bandwidth));
         }
         _report.Append(BuildReport(results, skipped, options, loadAtStart, LlamaSuite.LoadAverage(), wall.Elapsed, bandwidth.Bytes));
+    }
+
+    private static void AddLlamaPlans(List<Plan> plans)
+    {
+        plans.Add(new Plan("110M", "llama2.c's 110M shape (768 wide, 12 layers, 12 heads, MLP 2048, untied 32000-token classifier), seeded uniform ±1/√in", 8, 2, [512, 2048], 4,
+            path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Llama110M(FileContext).Config)));
+        plans.Add(new Plan("1.1B", "TinyLlama 1.1B's shape (2048 wide, 22 layers, 32 heads / 4 KV heads, MLP 5632, 32000-token vocabulary, tied classifier as in the other suites: a CC package is one managed array of at most 2 GiB), seeded uniform ±1/√in", 4, 1, [512], 2,
+            path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Llama1B(FileContext).Config)));
+
     }
 
     private sealed class ShapeResult
@@ -406,11 +427,11 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
 
     private static string Mark(double value, double target) => value >= target ? "✓" : "✗";
 
-    private static string BuildReport(List<ShapeResult> results, List<string> skipped, BenchmarkOptions options, string loadAtStart, string loadAtEnd, TimeSpan elapsed, long bandwidthBytes)
+    private string BuildReport(List<ShapeResult> results, List<string> skipped, BenchmarkOptions options, string loadAtStart, string loadAtEnd, TimeSpan elapsed, long bandwidthBytes)
     {
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.AppendLine("# llamacpp: the device vs llama.cpp on the same GGUF files, BF16 / Q8_0 / Q4_0 / Q4_K(_M), CC on and off (interleaved)");
+        sb.AppendLine(c, $"# {Name}: the device vs llama.cpp on the same GGUF files{(_qwen3 ? " (architecture qwen3)" : "")}, BF16 / Q8_0 / Q4_0 / Q4_K(_M), CC on and off (interleaved)");
         sb.AppendLine();
         sb.Append(c, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? " (--quick)" : "")}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, AI Cores {AiCoreGrid.Shared.CoreCount}, ")
             .Append(c, $"llama.cpp via LLamaSharp 0.30.0 (CPU backend, 2 threads for decode and prefill, the file memory-mapped, greedy pick in C#). ")
@@ -429,7 +450,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             .AppendLine(c, $"Read bandwidth: 2 threads summing a {bandwidthBytes >> 20} MiB buffer (far above the 32 MiB L3) with vector loads, the best of 3 passes, at the start of every round;")
             .AppendLine("GB/s = matrix bytes a decode step streams (layers and classifier; an untied embedding is only gathered; the device's Q4_0 and Q4_K keep the classifier in Q8_0,")
             .AppendLine("llama.cpp's Q4_0 and Q4_K_M files have it in Q6_K; the device's Q4_K is 4.75 bits a weight) ÷ the decode time, which also reads the KV cache (L × the per-token KV bytes) and the activations; % bw = that ÷ the")
-            .AppendLine("median of the rounds' bandwidth. For 110M and 1.1B a 256 MiB slice of the same buffer is also read (2 threads, one pass, a few ms) after")
+            .AppendLine("median of the rounds' bandwidth. For the random shapes a 256 MiB slice of the same buffer is also read (2 threads, one pass, a few ms) after")
             .AppendLine("the 20 ms pause, right before every decode step: % bw probed = the median over steps of (the step's GB/s ÷ the probe before it), a share taken within milliseconds, where the")
             .AppendLine("once-a-round figure can sit on the other side of one of the machine's minute-to-minute flips between about 40 and 70 GB/s.")
             .AppendLine("% bw with KV = (the matrix bytes + the f16 KV cache the step reads: every layer's K and V at the timed steps' mean position) ÷ the decode time ÷ the")

@@ -71,6 +71,37 @@ internal sealed class ModelShape : IDisposable
     public static ModelShape Llama1B(int maxPositions) => Random("1.1B", 2048, 22, 32, 4, 5632, tied: true, maxPositions);
 
     /// <summary>
+    /// Qwen3-0.6B's shape (Qwen/Qwen3-0.6B: hidden 1024, 28 layers, 16 heads / 8 KV heads of head_dim 128 —
+    /// q is 2048 wide, twice the hidden size — MLP 3072, 151936-token vocabulary, tied classifier, per-head
+    /// q/k norms, RoPE theta 10⁶): the architecture's most downloaded size. Its classifier is a third of
+    /// the weights a decode step streams.
+    /// </summary>
+    public static ModelShape Qwen3_0_6B(int maxPositions)
+    {
+        var config = new LlamaConfig
+        {
+            Architecture = LlamaConfig.Qwen3Architecture,
+            ModelType = "qwen3",
+            QkNorm = true,
+            HiddenSize = 1024,
+            IntermediateSize = 3072,
+            NumHiddenLayers = 28,
+            NumAttentionHeads = 16,
+            NumKeyValueHeads = 8,
+            ExplicitHeadDim = 128,
+            VocabSize = 151936,
+            MaxPositionEmbeddings = maxPositions,
+            RmsNormEps = 1e-6,
+            RopeTheta = 1000000,
+            TieWordEmbeddings = true,
+            BosTokenId = 1,
+            EosTokenIds = [2],
+        };
+        config.Validate();
+        return new ModelShape("Qwen3 0.6B", config, RopeConvention.Half, null);
+    }
+
+    /// <summary>
     /// GPT-Neo 125M's shape (EleutherAI/gpt-neo-125M: hidden 768, 12 layers alternating global and
     /// local attention with a window of 256, 12 heads, MLP 3072, vocabulary 50257, tied classifier),
     /// the smallest model of the paper's evaluation.

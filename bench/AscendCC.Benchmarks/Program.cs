@@ -24,6 +24,7 @@ internal static class Program
         new BatchSuite(),
         new BatchLlamaCppSuite(),
         new LlamaCppSuite(),
+        new LlamaCppSuite(qwen3: true),
         new KvCacheLlamaCppSuite(),
         new DecodeGemvSuite(),
     ];

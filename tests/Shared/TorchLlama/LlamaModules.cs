@@ -117,6 +117,8 @@ public sealed class LlamaAttention : nn.Module<Tensor, Tensor>
     private readonly Linear k_proj;
     private readonly Linear v_proj;
     private readonly Linear o_proj;
+    private readonly RMSNorm? q_norm;
+    private readonly RMSNorm? k_norm;
     private readonly RotaryEmbedding _rope;
     private readonly int _nHeads;
     private readonly int _nKvHeads;
@@ -137,6 +139,12 @@ public sealed class LlamaAttention : nn.Module<Tensor, Tensor>
         k_proj = nn.Linear(config.HiddenSize, _nKvHeads * _headDim, hasBias: false);
         v_proj = nn.Linear(config.HiddenSize, _nKvHeads * _headDim, hasBias: false);
         o_proj = nn.Linear(_nHeads * _headDim, config.HiddenSize, hasBias: false);
+        if (config.QkNorm)
+        {
+            // Qwen3: an RMSNorm over each head of q and of k, one head_dim-wide weight shared by the heads.
+            q_norm = new RMSNorm(_headDim, config.RmsNormEps);
+            k_norm = new RMSNorm(_headDim, config.RmsNormEps);
+        }
         _rope = rope;
         RegisterComponents();
     }
@@ -160,8 +168,16 @@ public sealed class LlamaAttention : nn.Module<Tensor, Tensor>
         long b = x.shape[0], t = x.shape[1];
         long start = CachedPositions;
         using var scope = NewDisposeScope();
-        var q = _rope.Apply(q_proj.call(x).view(b, t, _nHeads, _headDim).transpose(1, 2), start);
-        var k = _rope.Apply(k_proj.call(x).view(b, t, _nKvHeads, _headDim).transpose(1, 2), start);
+        var q = q_proj.call(x).view(b, t, _nHeads, _headDim);
+        var k = k_proj.call(x).view(b, t, _nKvHeads, _headDim);
+        if (q_norm is not null)
+        {
+            // As transformers' Qwen3Attention: normalised per head, before RoPE.
+            q = q_norm.call(q);
+            k = k_norm!.call(k);
+        }
+        q = _rope.Apply(q.transpose(1, 2), start);
+        k = _rope.Apply(k.transpose(1, 2), start);
         var v = v_proj.call(x).view(b, t, _nKvHeads, _headDim).transpose(1, 2);
 
         if (_kCache is null || _kCache.shape[0] != b)
