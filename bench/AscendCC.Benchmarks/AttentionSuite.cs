@@ -29,6 +29,9 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         RunCase(grid, "decode at 2048, 12 heads × 64, f16 cache", seq: 1, startPos: 2047, heads: 12, kvHeads: 12, headDim: 64, options, budgetMs, table, ElementType.F16);
         RunCase(grid, "decode at 512, 32 heads / 4 kv × 64, f16 cache", seq: 1, startPos: 511, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table, ElementType.F16);
         RunCase(grid, "decode at 2048, 32 heads / 4 kv × 64, f16 cache", seq: 1, startPos: 2047, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table, ElementType.F16);
+        // Qwen3-0.6B's attention: head_dim 128, two query heads on each KV head.
+        RunCase(grid, "decode at 512, 16 heads / 8 kv × 128, f16 cache", seq: 1, startPos: 511, heads: 16, kvHeads: 8, headDim: 128, options, budgetMs, table, ElementType.F16);
+        RunCase(grid, "decode at 2048, 16 heads / 8 kv × 128, f16 cache", seq: 1, startPos: 2047, heads: 16, kvHeads: 8, headDim: 128, options, budgetMs, table, ElementType.F16);
     }
 
     private static void RunCase(AiCoreGrid grid, string name, int seq, int startPos, int heads, int kvHeads, int headDim, BenchmarkOptions options, double budgetMs, ResultTable table,

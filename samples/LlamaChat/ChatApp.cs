@@ -239,6 +239,24 @@ public static class ChatApp
         return outcome.Blocked ? 0 : 1;
     }
 
+    /// <summary>--chat-template-kwargs as template variables; null when not given.</summary>
+    private static IReadOnlyDictionary<string, object?>? ParseTemplateKwargs(string? json)
+    {
+        if (json is null)
+        {
+            return null;
+        }
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            return ChatTemplate.VariablesFromJson(document.RootElement);
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException)
+        {
+            throw new ChatInputException($"--chat-template-kwargs '{json}' is not a JSON object of strings, booleans, numbers and nulls ({e.Message}); write it as '{{\"enable_thinking\": false}}'");
+        }
+    }
+
     private static int Chat(ChatUi ui, ChatOptions options, TextReader stdin)
     {
         (string modelPath, string modelName) = ResolveModel(ui, options);
@@ -247,6 +265,11 @@ public static class ChatApp
         if (options.System is not null && template is null)
         {
             throw new ChatInputException($"--system needs a chat template, and {modelName} has none (no chat template in its folder or .gguf{(options.Raw ? ", or --raw was given" : "")}); pass --chat-template FILE");
+        }
+        IReadOnlyDictionary<string, object?>? templateVariables = ParseTemplateKwargs(options.ChatTemplateKwargs);
+        if (templateVariables is not null && template is null)
+        {
+            throw new ChatInputException($"--chat-template-kwargs needs a chat template, and {modelName} has none (no chat template in its folder or .gguf{(options.Raw ? ", or --raw was given" : "")}); pass --chat-template FILE");
         }
         var clock = Stopwatch.StartNew();
         // With --server the weights are on the server: the data owner needs only the configuration,
@@ -278,7 +301,7 @@ public static class ChatApp
         {
             ui.Logger.LogDebug("chat template {Source}: bos {Bos}, eos {Eos}; a reply ends at token ids {Stop}", template.Source, template.BosToken ?? "(none)", template.EosToken ?? "(none)", string.Join(", ", stop));
         }
-        var conversation = new Conversation(tokenizer, template, stop, options.System);
+        var conversation = new Conversation(tokenizer, template, stop, options.System, templateVariables);
         if (options.Prompt is { } oneShot)
         {
             // Refuse a prompt that cannot be answered before booting and loading anything.

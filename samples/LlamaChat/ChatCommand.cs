@@ -65,6 +65,7 @@ internal static class ChatCommand
         var requireModel = new Option<string?>("--require-model") { Description = "With --server: the model's graph measurement (96 hex digits) its provider published; the device answers only with that model." };
         var device = new Option<int>("--device") { Description = "With --server: the NPU's index on the server (default 0)." };
         var package = new Option<string?>("--package") { Description = "With --server: let the server place the chat on an NPU that has this package loaded (instead of --device)." };
+        var chatTemplateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "Extra variables for the chat template, a JSON object as llama.cpp's server takes them: '{\"enable_thinking\": false}' turns Qwen3's thinking off. Needs a chat template." };
         var system = new Option<string?>("--system") { Description = "A system message, given to the chat template first (needs a model with a chat template, or --chat-template). It stays when old turns are dropped to fit the context." };
         var stop = new Option<string[]>("--stop") { Description = "End the reply where this text appears (repeatable; the text itself is not shown), as llama-cli's -r and ollama's stop. Matched across token boundaries.", AllowMultipleArgumentsPerToken = false };
         var minP = new Option<float>("--min-p") { Description = "Drop tokens less likely than this fraction of the most likely one (before temperature, as llama.cpp, whose default is 0.05); 0 = off." };
@@ -79,7 +80,7 @@ internal static class ChatCommand
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, weights, kvCache, mode, transcript, attack, raw, chatTemplate, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, weights, kvCache, mode, transcript, attack, raw, chatTemplate, chatTemplateKwargs, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -106,6 +107,7 @@ internal static class ChatCommand
             Attack = r.GetValue(attack),
             Raw = r.GetValue(raw),
             ChatTemplate = r.GetValue(chatTemplate),
+            ChatTemplateKwargs = r.GetValue(chatTemplateKwargs),
             System = r.GetValue(system),
             Server = r.GetValue(server),
             Manufacturer = r.GetValue(manufacturer),

@@ -57,6 +57,9 @@ internal sealed record ChatOptions
     /// <summary>--chat-template: a .jinja file or a tokenizer_config.json whose template replaces the model folder's.</summary>
     public string? ChatTemplate { get; init; }
 
+    /// <summary>--chat-template-kwargs: a JSON object of extra chat-template variables (e.g. {"enable_thinking": false}), as llama.cpp's server takes them.</summary>
+    public string? ChatTemplateKwargs { get; init; }
+
     /// <summary>--system: the system message put first in the chat template's messages.</summary>
     public string? System { get; init; }
 

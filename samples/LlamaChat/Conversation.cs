@@ -15,6 +15,7 @@ internal sealed class Conversation
     private readonly TextTokenizer _tokenizer;
     private readonly ChatTemplate? _template;
     private readonly string? _system;
+    private readonly IReadOnlyDictionary<string, object?>? _templateVariables;
     private readonly IReadOnlyCollection<int> _stopTokens;
     private readonly List<int> _tokens = [];
     // Raw completion: where each user turn (with the BOS that opened its document, if any) starts in _tokens.
@@ -25,12 +26,13 @@ internal sealed class Conversation
     private bool _turnOpenedDocument;
     private bool _endedWithStop;
 
-    public Conversation(TextTokenizer tokenizer, ChatTemplate? template, IReadOnlyCollection<int> stopTokens, string? system = null)
+    public Conversation(TextTokenizer tokenizer, ChatTemplate? template, IReadOnlyCollection<int> stopTokens, string? system = null, IReadOnlyDictionary<string, object?>? templateVariables = null)
     {
         _tokenizer = tokenizer;
         _template = template;
         _stopTokens = stopTokens;
         _system = system;
+        _templateVariables = templateVariables;
         Reset();
     }
 
@@ -195,14 +197,14 @@ internal sealed class Conversation
             RenderedPrompt = null;
             return;
         }
-        RenderedPrompt = _template!.Render(_messages, addGenerationPrompt: true);
+        RenderedPrompt = _template!.Render(_messages, addGenerationPrompt: true, _templateVariables);
         _tokens.Clear();
         _tokens.AddRange(_tokenizer.Encode(RenderedPrompt, addBos: _tokenizer.HasBos && !_template.StartsWithBos(RenderedPrompt), parseSpecialTokens: true));
     }
 
     private IReadOnlyList<int> Encode(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt)
     {
-        string rendered = _template!.Render(messages, addGenerationPrompt);
+        string rendered = _template!.Render(messages, addGenerationPrompt, _templateVariables);
         return _tokenizer.Encode(rendered, addBos: _tokenizer.HasBos && !_template.StartsWithBos(rendered), parseSpecialTokens: true);
     }
 }

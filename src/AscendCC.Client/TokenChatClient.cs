@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using AscendCC.Runtime.Chat;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Tokenizers;
 using Microsoft.Extensions.AI;
@@ -109,8 +110,10 @@ public abstract class TokenChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         IReadOnlyList<ChatMessage> chat = [.. messages];
+        // Checked with or without a template, so a malformed value is refused the same everywhere.
+        IReadOnlyDictionary<string, object?>? variables = TemplateVariablesOf(options);
         IReadOnlyList<int> prompt = _options.ChatTemplate is { } template
-            ? template.Encode(Tokenizer, TokenChatClientOptions.ToChatTurns(chat), addGenerationPrompt: true)
+            ? template.Encode(Tokenizer, TokenChatClientOptions.ToChatTurns(chat), addGenerationPrompt: true, variables)
             : Tokenizer.Encode(_options.Template(chat), addBos: Tokenizer.HasBos);
         if (prompt.Count == 0)
         {
@@ -209,6 +212,44 @@ public abstract class TokenChatClient : IChatClient
             PresencePenalty: options?.PresencePenalty ?? 0f);
         sampling.Validate();
         return sampling;
+    }
+
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key whose value holds extra chat-template variables.</summary>
+    public const string ChatTemplateKwargs = "chat_template_kwargs";
+
+    /// <summary>
+    /// Extra chat-template variables from <see cref="ChatOptions.AdditionalProperties"/>'s
+    /// <c>chat_template_kwargs</c> (the name vLLM's and llama.cpp's servers give them, e.g.
+    /// <c>{ "enable_thinking": false }</c> for Qwen3): a dictionary of strings, booleans, numbers and
+    /// nulls, or a JSON object of them; null when there is none. A client without a
+    /// <see cref="TokenChatClientOptions.ChatTemplate"/> renders with its plain template function and ignores them.
+    /// </summary>
+    /// <exception cref="ArgumentException">The value is not such a dictionary, or one of its values is a list or an object.</exception>
+    public static IReadOnlyDictionary<string, object?>? TemplateVariablesOf(ChatOptions? options)
+    {
+        if (options?.AdditionalProperties is not { } extra || !extra.TryGetValue(ChatTemplateKwargs, out object? value) || value is null)
+        {
+            return null;
+        }
+        if (value is System.Text.Json.JsonElement json)
+        {
+            return ChatTemplate.VariablesFromJson(json);
+        }
+        if (value is not IEnumerable<KeyValuePair<string, object?>> pairs)
+        {
+            throw new ArgumentException($"chat option '{ChatTemplateKwargs}' must be an object of template variables (e.g. {{\"enable_thinking\": false}}), not '{value}'", nameof(options));
+        }
+        var variables = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach ((string name, object? v) in pairs)
+        {
+            variables[name] = v switch
+            {
+                null or string or bool or int or long or float or double => v,
+                System.Text.Json.JsonElement j => ChatTemplate.VariableFromJson(name, j),
+                _ => throw new ArgumentException($"chat template variable '{name}' is a {v.GetType().Name}; only strings, booleans, numbers and null are passed to the template", nameof(options)),
+            };
+        }
+        return variables;
     }
 
     private static float Extra(ChatOptions? options, string name, float otherwise)

@@ -61,6 +61,12 @@ public sealed record OpenAiChatRequest
 
     /// <summary>A stop string or a list of them.</summary>
     [JsonPropertyName("stop")] public JsonElement? Stop { get; init; }
+
+    /// <summary>
+    /// Extra chat-template variables (vLLM's and llama.cpp server's extension), e.g.
+    /// <c>{"enable_thinking": false}</c> for Qwen3; passed on as the chat option of the same name.
+    /// </summary>
+    [JsonPropertyName("chat_template_kwargs")] public JsonElement? ChatTemplateKwargs { get; init; }
 }
 
 /// <summary>
@@ -208,6 +214,10 @@ public static class OpenAiEndpoints
         if (request.RepeatLastN is { } repeatLastN)
         {
             extra["repeat_last_n"] = repeatLastN;
+        }
+        if (request.ChatTemplateKwargs is { ValueKind: not JsonValueKind.Null } kwargs)
+        {
+            extra["chat_template_kwargs"] = kwargs;
         }
         return extra.Count == 0 ? null : extra;
     }

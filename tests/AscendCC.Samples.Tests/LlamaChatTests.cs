@@ -398,6 +398,42 @@ public class LlamaChatTests
         }
     }
 
+    /// <summary>
+    /// --chat-template-kwargs (llama.cpp server's name): its variables reach the template (Qwen3's
+    /// enable_thinking is one); JSON that is not an object of scalars, or a model without a template, is
+    /// one error line before anything boots.
+    /// </summary>
+    [Test]
+    public void ChatTemplateKwargsReachTheTemplateAndBadOnesAreRefusedBeforeBooting()
+    {
+        string chat = Stories260KWithTemplate("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% if enable_thinking is defined and enable_thinking is false %} (no thinking){% endif %}{% endif %}");
+        try
+        {
+            var (exit, _, stderr) = RunChat("--model", chat, "--chat-template-kwargs", "{\"enable_thinking\": false}", "--prompt", "Hello", "-t", "0", "-n", "2", "--verbose");
+            Assert.That(exit, Is.EqualTo(ChatApp.ExitTruncated), stderr); // a chat reply cut by -n
+            Assert.That(stderr, Does.Contain("tokens): user: Hello\\nassistant: (no thinking)"));
+            (exit, _, stderr) = RunChat("--model", chat, "--prompt", "Hello", "-t", "0", "-n", "2", "--verbose");
+            Assert.That(exit, Is.EqualTo(ChatApp.ExitTruncated), stderr);
+            Assert.That(stderr, Does.Contain("tokens): user: Hello\\nassistant:").And.Not.Contain("(no thinking)"), "undefined without the option");
+
+            foreach ((string kwargs, string named) in new[] { ("{\"enable_thinking\": [false]}", "'enable_thinking' is a JSON array"), ("[1]", "not a JSON array"), ("{oops", "--chat-template-kwargs '{oops'") })
+            {
+                (exit, string stdout, stderr) = RunChat("--model", chat, "--chat-template-kwargs", kwargs, "--prompt", "Hello");
+                Assert.That(exit, Is.EqualTo(1), kwargs);
+                Assert.That(stdout, Is.Empty, kwargs);
+                Assert.That(Unwrap(stderr), Does.Contain(named), kwargs);
+                Assert.That(stderr, Does.Not.Contain("ready in"), "refused before the NPU boots");
+            }
+            (exit, _, stderr) = RunChat("--model", chat, "--raw", "--chat-template-kwargs", "{\"enable_thinking\": false}", "--prompt", "Hello");
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(Unwrap(stderr), Does.Contain("--chat-template-kwargs needs a chat template"));
+        }
+        finally
+        {
+            Directory.Delete(chat, recursive: true);
+        }
+    }
+
     [Test]
     public void ATemplatedChatThatOutgrowsTheContextDropsOldTurnsAndKeepsTheSystemMessage()
     {

@@ -267,5 +267,14 @@ public sealed class PlainServerTests : IDisposable
             using JsonDocument error = JsonDocument.Parse(await bad.Content.ReadAsStringAsync());
             Assert.That(error.RootElement.GetProperty("error").GetProperty("message").GetString(), Does.Contain(named), field);
         }
+        // chat_template_kwargs (vLLM's and llama.cpp server's extension) that are not an object of scalars.
+        foreach ((string kwargs, string named) in new[] { ("{\"enable_thinking\":[false]}", "'enable_thinking' is a JSON array"), ("5", "not a JSON number") })
+        {
+            string json = $$"""{"messages":[{"role":"user","content":"{{Prompt}}"}],"max_tokens":4,"chat_template_kwargs":{{kwargs}}}""";
+            using HttpResponseMessage bad = await _http.PostAsync("/v1/chat/completions", Body(json));
+            Assert.That(bad.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), kwargs);
+            using JsonDocument error = JsonDocument.Parse(await bad.Content.ReadAsStringAsync());
+            Assert.That(error.RootElement.GetProperty("error").GetProperty("message").GetString(), Does.Contain(named), kwargs);
+        }
     }
 }

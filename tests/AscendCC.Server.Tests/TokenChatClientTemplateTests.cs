@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json;
 using AscendCC.Client;
 using AscendCC.Runtime.Chat;
 using AscendCC.Runtime.Inference;
@@ -73,6 +74,39 @@ public class TokenChatClientTemplateTests
         Assert.That(async () => await gemma.GetResponseAsync([new ChatMessage(ChatRole.System, "s")]),
             Throws.InstanceOf<ChatTemplateRaisedException>().With.Property(nameof(ChatTemplateRaisedException.TemplateMessage)).EqualTo("System role not supported"));
         Assert.That(gemma.Prompt, Is.Empty);
+    }
+
+    /// <summary>
+    /// Qwen3's template with chat_template_kwargs {"enable_thinking": false} — given as a dictionary (a .NET
+    /// caller) or as the JSON object the OpenAI endpoint passes on — renders the empty think block that
+    /// turns thinking off; a value that is a list is refused naming the variable before anything is generated.
+    /// </summary>
+    [Test]
+    public async Task ChatTemplateKwargsReachTheTemplateAsADictionaryOrAsJson()
+    {
+        TextTokenizer tokenizer = Llama2Tokenizer();
+        ChatTemplate qwen3 = Load("Qwen3-0.6B");
+        ChatMessage[] ask = [new(ChatRole.User, "Hello")];
+        using var client = new ScriptedClient(tokenizer, TokenChatClientOptions.FromChatTemplate(qwen3), [tokenizer.EosId]);
+        var off = new Dictionary<string, object?> { ["enable_thinking"] = false };
+        IReadOnlyList<int> expected = qwen3.Encode(tokenizer, [ChatTurn.User("Hello")], addGenerationPrompt: true, off);
+        Assert.That(tokenizer.Decode(expected), Does.EndWith("assistant\n<think>\n\n</think>\n\n"), "the premise: the variable changes the prompt");
+
+        await client.GetResponseAsync(ask, new ChatOptions { AdditionalProperties = new() { [TokenChatClient.ChatTemplateKwargs] = off } });
+        Assert.That(client.Prompt, Is.EqualTo(expected), "a dictionary");
+        using (JsonDocument json = JsonDocument.Parse("{\"enable_thinking\": false}"))
+        {
+            await client.GetResponseAsync(ask, new ChatOptions { AdditionalProperties = new() { [TokenChatClient.ChatTemplateKwargs] = json.RootElement.Clone() } });
+        }
+        Assert.That(client.Prompt, Is.EqualTo(expected), "a JSON object");
+        await client.GetResponseAsync(ask);
+        Assert.That(client.Prompt, Is.EqualTo(qwen3.Encode(tokenizer, [ChatTurn.User("Hello")])), "none: the template's default");
+
+        using var refused = new ScriptedClient(tokenizer, TokenChatClientOptions.FromChatTemplate(qwen3), [tokenizer.EosId]);
+        using JsonDocument list = JsonDocument.Parse("{\"enable_thinking\": [false]}");
+        var e = Assert.ThrowsAsync<ArgumentException>(async () => await refused.GetResponseAsync(ask, new ChatOptions { AdditionalProperties = new() { [TokenChatClient.ChatTemplateKwargs] = list.RootElement.Clone() } }));
+        Assert.That(e!.Message, Does.Contain("'enable_thinking' is a JSON array"));
+        Assert.That(refused.Prompt, Is.Empty, "nothing was generated");
     }
 
     /// <summary>Generates a fixed list of ids and records the prompt it was given.</summary>

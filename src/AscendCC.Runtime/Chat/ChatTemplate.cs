@@ -170,6 +170,38 @@ public sealed class ChatTemplate
         return _template.Render(scope, Clock);
     }
 
+    /// <summary>
+    /// Template variables from a JSON object (transformers' apply_chat_template keyword arguments as
+    /// vLLM's and llama.cpp's servers take them, <c>chat_template_kwargs</c>, e.g. <c>{"enable_thinking": false}</c>):
+    /// strings, booleans, numbers (integral ones as long) and null.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="json"/> is not an object, or a value is a list or an object (named).</exception>
+    public static IReadOnlyDictionary<string, object?> VariablesFromJson(System.Text.Json.JsonElement json)
+    {
+        if (json.ValueKind != System.Text.Json.JsonValueKind.Object)
+        {
+            throw new ArgumentException($"chat template variables must be a JSON object such as {{\"enable_thinking\": false}}, not a JSON {json.ValueKind.ToString().ToLowerInvariant()}", nameof(json));
+        }
+        var variables = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (System.Text.Json.JsonProperty p in json.EnumerateObject())
+        {
+            variables[p.Name] = VariableFromJson(p.Name, p.Value);
+        }
+        return variables;
+    }
+
+    /// <summary>One template variable's value from JSON (see <see cref="VariablesFromJson"/>).</summary>
+    /// <exception cref="ArgumentException">The value is a list or an object.</exception>
+    public static object? VariableFromJson(string name, System.Text.Json.JsonElement value) => value.ValueKind switch
+    {
+        System.Text.Json.JsonValueKind.True => true,
+        System.Text.Json.JsonValueKind.False => false,
+        System.Text.Json.JsonValueKind.Null => null,
+        System.Text.Json.JsonValueKind.String => value.GetString(),
+        System.Text.Json.JsonValueKind.Number => value.TryGetInt64(out long l) ? l : value.GetDouble(),
+        _ => throw new ArgumentException($"chat template variable '{name}' is a JSON {value.ValueKind.ToString().ToLowerInvariant()}; only strings, booleans, numbers and null are passed to the template", nameof(value)),
+    };
+
     /// <summary>True when <paramref name="rendered"/> already starts with <see cref="BosToken"/>, so the tokenizer must not add another.</summary>
     public bool StartsWithBos(string rendered)
     {
@@ -181,12 +213,14 @@ public sealed class ChatTemplate
     /// Renders <paramref name="messages"/> and encodes the prompt with <paramref name="tokenizer"/>:
     /// the special tokens the template writes become their single ids, and a BOS is put first only
     /// when the tokenizer uses one and the template did not already write it (Llama 2's and Llama 3's
-    /// templates do; a second BOS would change what the model reads).
+    /// templates do; a second BOS would change what the model reads). <paramref name="variables"/> are
+    /// extra template variables, as <see cref="Render(IReadOnlyList{ChatTurn}, bool, IReadOnlyDictionary{string, object?})"/>
+    /// takes them (transformers' apply_chat_template keyword arguments, e.g. Qwen3's <c>enable_thinking</c>).
     /// </summary>
-    public IReadOnlyList<int> Encode(TextTokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true)
+    public IReadOnlyList<int> Encode(TextTokenizer tokenizer, IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true, IReadOnlyDictionary<string, object?>? variables = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
-        string rendered = Render(messages, addGenerationPrompt);
+        string rendered = Render(messages, addGenerationPrompt, variables);
         return tokenizer.Encode(rendered, addBos: tokenizer.HasBos && !StartsWithBos(rendered), parseSpecialTokens: true);
     }
 
