@@ -221,6 +221,9 @@ public sealed class Testbed : IDisposable
     /// <summary>Key release for <paramref name="model"/>, then the host loads <paramref name="package"/> (built for <see cref="Deployment"/>).</summary>
     public CausalLM Load(ProtectedModel model, byte[] package) => CausalLM.LoadConfidential(Runtime, Deployment, package, ReleaseKey(model), Options.Mode);
 
+    /// <summary>Key release for <paramref name="model"/>, then the host loads the package file at <paramref name="packagePath"/> (built for <see cref="Deployment"/>), read piece by piece.</summary>
+    public CausalLM LoadFile(ProtectedModel model, string packagePath) => CausalLM.LoadConfidential(Runtime, Deployment, packagePath, ReleaseKey(model), Options.Mode);
+
     /// <summary>CC off only: the host loads the plaintext weights itself (the baseline an audit must catch).</summary>
     public CausalLM LoadPlaintext() => CausalLM.Load(Runtime, Config, Rope, Weights,
         new CausalLMOptions { Mode = Options.Mode, MaxContext = Options.MaxContext, MaxBatchTokens = Options.MaxBatchTokens, WeightPrecision = Options.Precision,

@@ -162,9 +162,9 @@ public static partial class Endpoints
                 npu.Loaded?.Dispose();
                 npu.Loaded = null;
                 npu.LoadedPackage = null;
-                // The package is memory-mapped, never read whole into the server's heap.
-                using var mapped = new MappedPackage(packagePath);
-                CausalLM llama = CausalLM.LoadConfidential(npu.Runtime, deployment, mapped.Memory, load.ManifestDigest, fleet.Options.Mode);
+                // The file is read piece by piece as it is staged: never whole into the server's heap, and
+                // of any size (a 7B or 8B model's package is over 2 GiB).
+                CausalLM llama = CausalLM.LoadConfidential(npu.Runtime, deployment, packagePath, load.ManifestDigest, fleet.Options.Mode);
                 npu.Loaded = llama;
                 npu.LoadedPackage = load.Package;
                 if (llama.MaxSequences > 1)
@@ -218,9 +218,9 @@ public static partial class Endpoints
                 throw new FormatException($"the upload is truncated: Content-Length announced {declared} bytes and {written} arrived");
             }
             PackageInfo info;
-            using (var mapped = new MappedPackage(partial))
+            using (PackageSource source = PackageSource.OpenFile(partial))
             {
-                PackageLayout layout = PackageFile.ReadLayout(mapped.Memory.Span);
+                PackageLayout layout = PackageFile.ReadLayout(source);
                 info = new PackageInfo(name, written, layout.Manifest.ModelName, layout.Manifest.Digest.ToArray(), layout.Manifest.ExpectedGraphMeasurement.ToArray());
             }
             File.Move(partial, final, overwrite: true);

@@ -39,81 +39,87 @@ internal sealed class ConfidentialEngine : IChatEngine
         _ui = ui;
         _npu = npu;
         var deployment = new ModelDeployment(checkpoint.Config, checkpoint.RopeConvention, maxContext, maxBatchTokens, precision, kvCache, MatrixPrecisions: matrixPrecisions);
-        ReadOnlyMemory<byte> package;
+        // The provider's package is a file, as it is when a provider ships one to a cloud: the host stages
+        // it from there piece by piece, so it may be larger than 2 GiB (a 7B or 8B model's is).
+        string packagePath = Path.Combine(Path.GetTempPath(), $"ascendcc-{Environment.ProcessId}-{Guid.NewGuid():N}.ccpkg");
+        long packageBytes;
         byte[] manifestDigest;
-
-        // ---- model provider: plaintext weights exist only inside this block ----
-        using (var provider = ModelProvider.Create())
+        int weights = deployment.BuildProgram().Weights.Count;
+        try
         {
-            ui.Step("model provider", $"exports '{modelName}' as a confidential package (AES-256-GCM chunks, signed manifest)");
-            var policy = new ReleasePolicy(npu.Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(npu.Firmware.Encode())], ReleasePolicy.RootDigest(npu.Manufacturer.RootCertificate));
-            var buffers = deployment.BuildProgram().Weights;
-            int total = buffers.Count;
-            // Sized for the whole package (the weights' device bytes, and a margin for the chunks' tags and
-            // the manifest) so the stream is filled once instead of regrown and copied at every doubling.
-            long weightBytes = buffers.Sum(w => w.Value.Bytes);
-            using var output = new MemoryStream((int)Math.Min(Array.MaxLength, weightBytes + (weightBytes / 64) + (1 << 20)));
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            ProtectedModel model = ui.Progress("encrypting weights", total, report =>
+            // ---- model provider: plaintext weights exist only inside this block ----
+            using (var provider = ModelProvider.Create())
             {
-                int done = 0;
-                return ModelPackageExporter.Export(provider, deployment, name =>
+                ui.Step("model provider", $"exports '{modelName}' as a confidential package (AES-256-GCM chunks, signed manifest)");
+                var policy = new ReleasePolicy(npu.Firmware.SecurityVersion, [ReferenceMeasurements.ExpectedFirmwareRegister(npu.Firmware.Encode())], ReleasePolicy.RootDigest(npu.Manufacturer.RootCertificate));
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                ProtectedModel model;
+                using (var output = new FileStream(packagePath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
                 {
-                    report(++done, name);
-                    return TensorData.FromCheckpoint(checkpoint.GetTensor(name));
-                }, policy, output, modelName);
-            });
-            using (model)
-            {
-                // The stream's own buffer, not a copy of it.
-                package = output.GetBuffer().AsMemory(0, (int)output.Length);
-                ui.Logger.LogInformation("load: package exported, {Bytes} bytes in {Items} items, weights encrypted in {Milliseconds} ms", package.Length, model.Manifest.Items.Count, clock.ElapsedMilliseconds);
-                ui.Evidence("package", $"{package.Length:N0} bytes, {model.Manifest.Items.Count} items");
-                ui.Evidence("manifest digest", Convert.ToHexStringLower(model.Manifest.Digest.Span));
-                ui.Evidence("expected graph measurement (signed)", Convert.ToHexStringLower(model.Manifest.ExpectedGraphMeasurement.Span));
-                _model = model.Manifest.ExpectedGraphMeasurement.ToArray();
-                ui.Evidence("release policy", $"SVN >= {policy.MinimumSvn}, firmware pinned, manufacturer root pinned, CC on, debug locked");
+                    model = ui.Progress("encrypting weights", weights, report =>
+                    {
+                        int done = 0;
+                        return ModelPackageExporter.Export(provider, deployment, name =>
+                        {
+                            report(++done, name);
+                            return TensorData.FromCheckpoint(checkpoint.GetTensor(name));
+                        }, policy, output, modelName);
+                    });
+                    packageBytes = output.Length;
+                }
+                using (model)
+                {
+                    ui.Logger.LogInformation("load: package exported to {Path}, {Bytes} bytes in {Items} items, weights encrypted in {Milliseconds} ms", packagePath, packageBytes, model.Manifest.Items.Count, clock.ElapsedMilliseconds);
+                    ui.Evidence("package", $"{packageBytes:N0} bytes, {model.Manifest.Items.Count} items");
+                    ui.Evidence("manifest digest", Convert.ToHexStringLower(model.Manifest.Digest.Span));
+                    ui.Evidence("expected graph measurement (signed)", Convert.ToHexStringLower(model.Manifest.ExpectedGraphMeasurement.Span));
+                    _model = model.Manifest.ExpectedGraphMeasurement.ToArray();
+                    ui.Evidence("release policy", $"SVN >= {policy.MinimumSvn}, firmware pinned, manufacturer root pinned, CC on, debug locked");
 
-                ui.Step("model provider", "attests the NPU against the package's release policy and releases the model key into it");
-                clock.Restart();
-                using KeyReleaseSession release = provider.BeginKeyRelease(model, npu.Verifier);
-                byte[] open;
+                    ui.Step("model provider", "attests the NPU against the package's release policy and releases the model key into it");
+                    clock.Restart();
+                    using KeyReleaseSession release = provider.BeginKeyRelease(model, npu.Verifier);
+                    byte[] open;
+                    try
+                    {
+                        open = release.Attest(npu.Mailbox.GetHello(release.Nonce.Span));
+                    }
+                    finally
+                    {
+                        if (release.Result is { } r)
+                        {
+                            ShowAttestation("model provider", r);
+                        }
+                    }
+                    (int session, byte[] accept) = npu.Mailbox.AcceptChannel(open);
+                    manifestDigest = npu.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
+                    ui.Logger.LogInformation("key release: model key released into device session {Session} for manifest {Digest} in {Milliseconds} ms (attestation, channel, release)", session, Convert.ToHexStringLower(manifestDigest), clock.ElapsedMilliseconds);
+                    ui.Evidence("device confirms key for manifest", Convert.ToHexStringLower(manifestDigest));
+                }
+            }
+
+            // ---- host: stages ciphertext, has the device unlock it into locked HBM, loads the attested program ----
+            ui.Step("cloud host", $"stages the package in HBM; the NPU locks its regions, unlocks {weights} weights inside and attests the {mode} task list");
+            IHostTranscript? transcript = npu.Runtime.Driver.Transcript;
+            _llama = ui.Progress("unlocking weights in the NPU", weights, report =>
+            {
+                var counting = new CountingTranscript(transcript, n => report(Math.Min(n, weights), $"{Math.Min(n, weights)}/{weights}"));
+                npu.Runtime.Driver.Transcript = counting;
                 try
                 {
-                    open = release.Attest(npu.Mailbox.GetHello(release.Nonce.Span));
+                    return CausalLM.LoadConfidential(npu.Runtime, deployment, packagePath, manifestDigest, mode);
                 }
                 finally
                 {
-                    if (release.Result is { } r)
-                    {
-                        ShowAttestation("model provider", r);
-                    }
+                    counting.Muted = true;
+                    npu.Runtime.Driver.Transcript = transcript;
                 }
-                (int session, byte[] accept) = npu.Mailbox.AcceptChannel(open);
-                manifestDigest = npu.Mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
-                ui.Logger.LogInformation("key release: model key released into device session {Session} for manifest {Digest} in {Milliseconds} ms (attestation, channel, release)", session, Convert.ToHexStringLower(manifestDigest), clock.ElapsedMilliseconds);
-                ui.Evidence("device confirms key for manifest", Convert.ToHexStringLower(manifestDigest));
-            }
+            });
         }
-
-        // ---- host: stages ciphertext, has the device unlock it into locked HBM, loads the attested program ----
-        ui.Step("cloud host", $"stages the package in HBM; the NPU locks its regions, unlocks {deployment.BuildProgram().Weights.Count} weights inside and attests the {mode} task list");
-        int weights = deployment.BuildProgram().Weights.Count;
-        IHostTranscript? transcript = npu.Runtime.Driver.Transcript;
-        _llama = ui.Progress("unlocking weights in the NPU", weights, report =>
+        finally
         {
-            var counting = new CountingTranscript(transcript, n => report(Math.Min(n, weights), $"{Math.Min(n, weights)}/{weights}"));
-            npu.Runtime.Driver.Transcript = counting;
-            try
-            {
-                return CausalLM.LoadConfidential(npu.Runtime, deployment, package, manifestDigest, mode);
-            }
-            finally
-            {
-                counting.Muted = true;
-                npu.Runtime.Driver.Transcript = transcript;
-            }
-        });
+            File.Delete(packagePath);
+        }
         LoadTimings t = _llama.Timings!;
         ui.Logger.LogInformation("load: staged {Weights} weight regions in {StageMs:F1} ms, opened the package in {OpenMs:F1} ms, unlocked {Bytes} bytes in {UnlockMs:F1} ms, attested the {Mode} task list in {AttestMs:F1} ms",
             weights, t.Stage.TotalMilliseconds, t.Open.TotalMilliseconds, _llama.UnlockedBytes, t.Unlock.TotalMilliseconds, mode, t.Attest.TotalMilliseconds);

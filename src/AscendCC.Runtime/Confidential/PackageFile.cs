@@ -10,16 +10,40 @@ public static class PackageFile
     /// <exception cref="FormatException">Not a package, or truncated.</exception>
     public static ModelManifest ReadManifest(ReadOnlySpan<byte> package)
     {
+        if (package.IsEmpty)
+        {
+            throw Empty();
+        }
         if (package.Length < 12 || !package[..8].SequenceEqual("ACCMPK01"u8))
         {
-            throw new FormatException("not a confidential model package (magic ACCMPK01 missing); give the .ccpkg file the model provider exported");
+            throw NotAPackage();
         }
         uint length = BinaryPrimitives.ReadUInt32BigEndian(package[8..]);
         if (length > ModelManifest.MaxEncodedSize || 12L + length > package.Length)
         {
-            throw new FormatException($"the package is truncated: its manifest claims {length} bytes and {package.Length - 12} remain; copy the whole file again");
+            throw ManifestTruncated(length, package.Length);
         }
         return ModelManifest.Decode(package.Slice(12, (int)length));
+    }
+
+    /// <inheritdoc cref="ReadManifest(ReadOnlySpan{byte})"/>
+    public static ModelManifest ReadManifest(PackageSource package)
+    {
+        ArgumentNullException.ThrowIfNull(package);
+        if (package.Length == 0)
+        {
+            throw Empty();
+        }
+        if (package.Length < 12 || !package.Read(0, 8).SequenceEqual("ACCMPK01"u8))
+        {
+            throw NotAPackage();
+        }
+        uint length = BinaryPrimitives.ReadUInt32BigEndian(package.Read(8, 4));
+        if (length > ModelManifest.MaxEncodedSize || 12L + length > package.Length)
+        {
+            throw ManifestTruncated(length, package.Length);
+        }
+        return ModelManifest.Decode(package.Read(12, (int)length));
     }
 
     /// <summary>
@@ -27,14 +51,47 @@ public static class PackageFile
     /// manifest; nothing is decrypted or verified here — the device does that).
     /// </summary>
     /// <exception cref="FormatException">Not a package, or shorter than its manifest says.</exception>
-    public static PackageLayout ReadLayout(ReadOnlySpan<byte> package)
+    public static PackageLayout ReadLayout(ReadOnlySpan<byte> package) => CheckLength(PackageLayout.Of(ReadManifest(package)), package.Length);
+
+    /// <inheritdoc cref="ReadLayout(ReadOnlySpan{byte})"/>
+    public static PackageLayout ReadLayout(PackageSource package)
     {
-        ModelManifest manifest = ReadManifest(package);
-        var layout = PackageLayout.Of(manifest);
-        if (layout.TotalLength > package.Length)
-        {
-            throw new FormatException($"the package is truncated: its manifest describes {layout.TotalLength} bytes and the file has {package.Length}; copy the whole file again");
-        }
-        return layout;
+        ArgumentNullException.ThrowIfNull(package);
+        return CheckLength(PackageLayout.Of(ReadManifest(package)), package.Length);
     }
+
+    /// <summary>Every item's chunk tags, item after item (the layout <see cref="PackageLayout.GatherTags"/> gives), read from <paramref name="package"/>.</summary>
+    public static byte[] GatherTags(PackageLayout layout, PackageSource package)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(package);
+        var tags = new byte[layout.TagBytes];
+        int at = 0;
+        for (int i = 0; i < layout.Manifest.Items.Count; i++)
+        {
+            for (int chunk = 0; chunk < layout.Manifest.Items[i].ChunkCount; chunk++)
+            {
+                (long offset, int length, _) = layout.ChunkCiphertext(i, chunk);
+                package.Read(offset + length, TagSize).CopyTo(tags.AsSpan(at));
+                at += TagSize;
+            }
+        }
+        return tags;
+    }
+
+    // AES-GCM's tag after every chunk's ciphertext (the layout's chunk and tag offsets assume the same).
+    private const int TagSize = 16;
+
+    private static PackageLayout CheckLength(PackageLayout layout, long length) => layout.TotalLength <= length
+        ? layout
+        : throw new FormatException($"the package is truncated: its manifest describes {layout.TotalLength} bytes and the file has {length}; copy the whole file again");
+
+    private static FormatException Empty() =>
+        new("the package is empty: give the whole .ccpkg file the model provider exported");
+
+    private static FormatException NotAPackage() =>
+        new("not a confidential model package (magic ACCMPK01 missing); give the .ccpkg file the model provider exported");
+
+    private static FormatException ManifestTruncated(uint length, long available) =>
+        new($"the package is truncated: its manifest claims {length} bytes and {available - 12} remain; copy the whole file again");
 }

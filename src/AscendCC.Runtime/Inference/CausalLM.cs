@@ -18,7 +18,7 @@ namespace AscendCC.Runtime.Inference;
 /// <list type="bullet">
 /// <item><see cref="Load(NpuRuntime, ModelConfig, RopeConvention, Func{string, TensorData}, CausalLMOptions?)"/>:
 /// CC off. The host uploads plaintext weights, feeds token ids and reads the chosen token and the logits.</item>
-/// <item><see cref="LoadConfidential"/>: CC on. The host stages the provider's encrypted package, has
+/// <item><see cref="LoadConfidential(NpuRuntime, ModelDeployment, PackageSource, ReadOnlySpan{byte}, ExecutionMode)"/>: CC on. The host stages the provider's encrypted package, has
 /// the device unlock each weight into locked memory and attest the program; per step it stages the
 /// data owner's sealed prompt, runs the program and relays the sealed token record. It never holds a
 /// key and never sees a plaintext token, weight or logit.</item>
@@ -91,7 +91,7 @@ public sealed class CausalLM : IDisposable
     }
 
     /// <summary>CC on: stages and unlocks the package, then loads (and so attests) the program.</summary>
-    private CausalLM(NpuRuntime runtime, ModelDeployment deployment, ReadOnlyMemory<byte> package, ReadOnlySpan<byte> manifestDigest, ExecutionMode mode)
+    private CausalLM(NpuRuntime runtime, ModelDeployment deployment, PackageSource package, ReadOnlySpan<byte> manifestDigest, ExecutionMode mode)
     {
         _runtime = runtime;
         Deployment = deployment;
@@ -101,7 +101,7 @@ public sealed class CausalLM : IDisposable
         Options = new CausalLMOptions { Mode = mode, MaxContext = deployment.MaxContext, MaxBatchTokens = deployment.MaxBatchTokens, WeightPrecision = deployment.Precision, MaxSequences = deployment.MaxSequences,
             KvCachePrecision = deployment.KvPrecision, MatrixPrecisions = deployment.MatrixPrecisions };
         Mailbox = new FirmwareMailbox(runtime.Device) { Transcript = runtime.Driver.Transcript };
-        PackageLayout layout = PackageFile.ReadLayout(package.Span);
+        PackageLayout layout = PackageFile.ReadLayout(package);
         ModelManifest manifest = layout.Manifest;
         Manifest = manifest;
         _layout = deployment.BuildProgram();
@@ -112,13 +112,13 @@ public sealed class CausalLM : IDisposable
         var unlocks = new List<(DeviceBuffer Region, int Index)>();
         try
         {
-            runtime.CopyToDevice(package.Span[..layout.HeaderLength], _package);
+            runtime.CopyToDevice(package.Read(0, layout.HeaderLength), _package);
             _tags = runtime.Allocate(Math.Max(1, layout.TagBytes), RegionTag.InputStaging);
-            runtime.CopyToDevice(layout.GatherTags(package.Span), _tags);
+            runtime.CopyToDevice(PackageFile.GatherTags(layout, package), _tags);
             TimeSpan headerStaged = clock.Elapsed;
             PackageHandle = Mailbox.OpenPackage(_package.Address, layout.HeaderLength, manifestDigest);
             TimeSpan opened = clock.Elapsed;
-            _binding = new ProgramBinding(runtime, _layout.Program, b => b.Tag == RegionTag.Weights ? StageItem(layout, package.Span, b, unlocks) : null);
+            _binding = new ProgramBinding(runtime, _layout.Program, b => b.Tag == RegionTag.Weights ? StageItem(layout, package, b, unlocks) : null);
             TimeSpan staged = clock.Elapsed - opened + headerStaged;
             long beforeUnlock = System.Diagnostics.Stopwatch.GetTimestamp();
             foreach ((DeviceBuffer region, int index) in unlocks)
@@ -245,13 +245,34 @@ public sealed class CausalLM : IDisposable
     /// </summary>
     public static CausalLM LoadConfidential(NpuRuntime runtime, ModelDeployment deployment, ReadOnlyMemory<byte> package, ReadOnlySpan<byte> manifestDigest, ExecutionMode mode = ExecutionMode.Graph)
     {
+        using PackageSource source = PackageSource.FromMemory(package);
+        return LoadConfidential(runtime, deployment, source, manifestDigest, mode);
+    }
+
+    /// <summary>
+    /// CC on, from a package file: as <see cref="LoadConfidential(NpuRuntime, ModelDeployment, ReadOnlyMemory{byte}, ReadOnlySpan{byte}, ExecutionMode)"/>,
+    /// the file read piece by piece as it is staged, so it may exceed 2 GiB (a 7B or 8B model's package
+    /// does) and is never read whole into the heap.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No file at <paramref name="packagePath"/>.</exception>
+    /// <exception cref="FormatException">Not a package, or shorter than its manifest says.</exception>
+    public static CausalLM LoadConfidential(NpuRuntime runtime, ModelDeployment deployment, string packagePath, ReadOnlySpan<byte> manifestDigest, ExecutionMode mode = ExecutionMode.Graph)
+    {
+        using PackageSource source = PackageSource.OpenFile(packagePath);
+        return LoadConfidential(runtime, deployment, source, manifestDigest, mode);
+    }
+
+    /// <summary>CC on, from any <see cref="PackageSource"/> (it is read during the call only, and stays the caller's).</summary>
+    public static CausalLM LoadConfidential(NpuRuntime runtime, ModelDeployment deployment, PackageSource package, ReadOnlySpan<byte> manifestDigest, ExecutionMode mode = ExecutionMode.Graph)
+    {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(deployment);
+        ArgumentNullException.ThrowIfNull(package);
         return new CausalLM(runtime, deployment, package, manifestDigest, mode);
     }
 
     /// <summary>Allocates <paramref name="buffer"/>'s weight region and writes its tensor's chunk ciphertexts into it (tags left out).</summary>
-    private DeviceBuffer StageItem(PackageLayout layout, ReadOnlySpan<byte> package, ProgramBuffer buffer, List<(DeviceBuffer, int)> unlocks)
+    private DeviceBuffer StageItem(PackageLayout layout, PackageSource package, ProgramBuffer buffer, List<(DeviceBuffer, int)> unlocks)
     {
         int index = layout.Manifest.IndexOf(buffer.Name);
         if (index < 0)
@@ -265,7 +286,7 @@ public sealed class CausalLM : IDisposable
             for (int chunk = 0; chunk < item.ChunkCount; chunk++)
             {
                 (long from, int length, long to) = layout.ChunkCiphertext(index, chunk);
-                _runtime.CopyToDevice(package.Slice(checked((int)from), length), region, to);
+                _runtime.CopyToDevice(package.Read(from, length), region, to);
             }
         }
         catch

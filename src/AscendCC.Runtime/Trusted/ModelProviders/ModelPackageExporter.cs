@@ -21,16 +21,24 @@ public static class ModelPackageExporter
     /// <param name="output">Where the package goes.</param>
     /// <param name="modelName">Name recorded in the manifest.</param>
     /// <returns>The protected model (manifest and key; dispose when done releasing).</returns>
-    public static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, string modelName = "llama")
+    public static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, string modelName = "llama") =>
+        Export(provider, deployment, weights, policy, output, new ModelPackageBuilder(modelName));
+
+    /// <summary>
+    /// As the public <see cref="Export(ModelProvider, ModelDeployment, Func{string, TensorData}, ReleasePolicy, Stream, string)"/>,
+    /// into <paramref name="builder"/> (its model name; any items it already holds come first in the package).
+    /// </summary>
+    internal static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, ModelPackageBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(provider);
         ArgumentNullException.ThrowIfNull(deployment);
         ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(builder);
         CausalLMProgram program = deployment.BuildProgram();
         // The measurement names the weights as this provider's, under this model name: the device
         // measures them by the package they were unlocked from.
-        byte[] package = PackageIdentity.Compute(provider.VerificationKey, modelName);
-        var builder = new ModelPackageBuilder(modelName) { ExpectedGraphMeasurement = program.Program.Measure(package) };
+        byte[] package = PackageIdentity.Compute(provider.VerificationKey, builder.ModelName);
+        builder.ExpectedGraphMeasurement = program.Program.Measure(package);
         var expected = deployment.Config.ExpectedTensors().ToDictionary(e => e.Name, e => e.Shape);
         foreach ((string name, ProgramBuffer buffer) in program.Weights)
         {

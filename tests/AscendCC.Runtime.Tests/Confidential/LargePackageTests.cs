@@ -1,0 +1,116 @@
+using AscendCC.Attacks;
+using AscendCC.Protocol.Packaging;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Inference;
+using AscendCC.Runtime.Trusted.ModelProviders;
+using AscendCC.Runtime.Tests.Models;
+using AscendCC.Tests;
+using NUnit.Framework;
+
+namespace AscendCC.Runtime.Tests.Confidential;
+
+/// <summary>
+/// Packages the host stages from a file, piece by piece (<see cref="PackageSource.OpenFile"/>): larger than
+/// any .NET array or span — a 7B or 8B model's package is over 2 GiB — and checked for truncation
+/// before anything reaches the device.
+/// </summary>
+[NonParallelizable]
+public class LargePackageTests
+{
+    /// <summary>
+    /// A package whose weights all lie past 2 GiB: the provider puts 2.2 GB of operator binaries the
+    /// program never binds before the tiny model's tensors, so every offset the host stages a weight from
+    /// exceeds int.MaxValue (what a 7B model's later tensors meet) without 2 GiB of weights to compare.
+    /// Loaded from the file, the confidential model generates the plaintext model's tokens.
+    /// </summary>
+    [Test]
+    public void APackageWhoseWeightsLiePast2GiBLoadsFromItsFileAndGeneratesThePlaintextTokens()
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("large.ccpkg");
+        using Testbed bed = Testbed.CreateTiny(new TestbedOptions { MaxContext = 64 });
+        const int Padding = 1_100_000_000;
+        ProtectedModel model;
+        using (var output = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+        {
+            var builder = new ModelPackageBuilder("tiny-random-llama-padded");
+            byte[] padding = GC.AllocateUninitializedArray<byte>(Padding);
+            builder.AddOperatorBinary("padding-0", padding).AddOperatorBinary("padding-1", padding);
+            model = ModelPackageExporter.Export(bed.Provider, bed.Deployment, bed.Weights, bed.Policy, output, builder);
+        }
+        using (model)
+        {
+            using (PackageSource source = PackageSource.OpenFile(path))
+            {
+                PackageLayout layout = PackageFile.ReadLayout(source);
+                Assert.That(layout.TotalLength, Is.GreaterThan(2L * Padding), "the premise: a package larger than any span");
+                int firstWeight = layout.Manifest.IndexOf(layout.Manifest.Tensors.First().Name);
+                Assert.That(layout.EncryptedItem(firstWeight).Offset, Is.GreaterThan((long)int.MaxValue), "the premise: every weight lies past 2 GiB");
+            }
+            int[] prompt = [1, 5, 9, 13];
+            int[] confidential;
+            using (CausalLM llama = bed.LoadFile(model, path))
+            {
+                Assert.That(llama.UnlockedBytes, Is.EqualTo(bed.Model.Manifest.Tensors.Sum(t => t.ByteLength)), "the weights, not the padding, were unlocked");
+                confidential = bed.Generate(llama, prompt, 12);
+            }
+            using Testbed plain = Testbed.CreateTiny(new TestbedOptions { MaxContext = 64, CcMode = Protocol.Attestation.CcMode.Off });
+            using CausalLM reference = plain.LoadPlaintext();
+            Assert.That(confidential, Is.EqualTo(reference.Generate(prompt, 12, stopTokens: []).ToArray()));
+        }
+    }
+
+    /// <summary>
+    /// A package file cut short — inside its last item, or inside its manifest — is refused when it is
+    /// opened, naming the truncation, before the device is touched: the host has allocated nothing on it.
+    /// An empty file and a file that is not a package say so.
+    /// </summary>
+    [Test]
+    public void ATruncatedPackageFileIsRefusedBeforeTheDeviceIsTouched()
+    {
+        using var temp = new TempFolder();
+        using Testbed bed = Testbed.CreateTiny(new TestbedOptions { MaxContext = 64 });
+        DeviceMemoryInfoSnapshot before = new(bed.Runtime.MemoryInfo.Allocated, bed.Runtime.MemoryInfo.RegionCount);
+        foreach ((string name, int length, string named) in new[]
+        {
+            ("cut in the last item", bed.Package.Length - 1, "truncated"),
+            ("cut in the manifest", 40, "truncated"),
+            ("empty", 0, "the package is empty"),
+        })
+        {
+            string path = temp.File(name.Replace(' ', '-') + ".ccpkg");
+            File.WriteAllBytes(path, bed.Package.AsSpan(0, length).ToArray());
+            var e = Assert.Throws<FormatException>(() => bed.LoadFile(bed.Model, path).Dispose(), name);
+            Assert.That(e!.Message, Does.Contain(named), name);
+            Assert.That(new DeviceMemoryInfoSnapshot(bed.Runtime.MemoryInfo.Allocated, bed.Runtime.MemoryInfo.RegionCount), Is.EqualTo(before), $"{name}: nothing left on the device");
+        }
+        string notPackage = temp.File("model.safetensors");
+        File.WriteAllBytes(notPackage, new byte[64]);
+        Assert.That(Assert.Throws<FormatException>(() => bed.LoadFile(bed.Model, notPackage).Dispose())!.Message, Does.Contain("not a confidential model package"));
+        Assert.Throws<FileNotFoundException>(() => bed.LoadFile(bed.Model, temp.File("missing.ccpkg")).Dispose());
+    }
+
+    private readonly record struct DeviceMemoryInfoSnapshot(long Allocated, int Regions);
+
+    /// <summary>A file source reads what a memory source of the same bytes reads, and refuses a read past the end naming the offset.</summary>
+    [Test]
+    public void AFileSourceReadsWhatTheMemorySourceReads()
+    {
+        using var temp = new TempFolder();
+        byte[] bytes = new byte[3_000_000];
+        new Random(3).NextBytes(bytes);
+        string path = temp.File("bytes.bin");
+        File.WriteAllBytes(path, bytes);
+        using PackageSource file = PackageSource.OpenFile(path), memory = PackageSource.FromMemory(bytes);
+        Assert.That(file.Length, Is.EqualTo(memory.Length));
+        foreach ((long offset, int length) in new (long, int)[] { (0, 12), (1_048_579, 1 << 20), (bytes.Length - 16, 16), (7, 0), (100, 2_000_000) })
+        {
+            Assert.That(file.Read(offset, length).ToArray(), Is.EqualTo(memory.Read(offset, length).ToArray()), $"{length} at {offset}");
+        }
+        foreach (PackageSource source in new[] { file, memory })
+        {
+            var e = Assert.Throws<FormatException>(() => source.Read(bytes.Length - 15, 16));
+            Assert.That(e!.Message, Does.Contain($"offset {bytes.Length - 15}").And.Contain("truncated"));
+        }
+    }
+}
