@@ -69,7 +69,8 @@ internal sealed class ConfidentialEngine : IChatEngine
                 }
                 using (model)
                 {
-                    ui.Logger.LogInformation("load: package exported to {Path}, {Bytes} bytes in {Items} items, weights encrypted in {Milliseconds} ms", packagePath, packageBytes, model.Manifest.Items.Count, clock.ElapsedMilliseconds);
+                    ui.Logger.LogInformation("load: package exported, {Bytes} bytes in {Items} items, weights encrypted in {Milliseconds} ms", packageBytes, model.Manifest.Items.Count, clock.ElapsedMilliseconds);
+                    ui.Logger.LogDebug("load: the package is the file {Path} until the host has staged it", packagePath);
                     ui.Evidence("package", $"{packageBytes:N0} bytes, {model.Manifest.Items.Count} items");
                     ui.Evidence("manifest digest", Convert.ToHexStringLower(model.Manifest.Digest.Span));
                     ui.Evidence("expected graph measurement (signed)", Convert.ToHexStringLower(model.Manifest.ExpectedGraphMeasurement.Span));
