@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using AscendCC.Protocol.Attestation;
 using AscendCC.Runtime.Chat;
+using AscendCC.Runtime.Confidential;
+using AscendCC.Runtime.Driver;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Programs;
 using AscendCC.Runtime.Models;
@@ -260,7 +262,8 @@ public static class ChatApp
     private static int Chat(ChatUi ui, ChatOptions options, TextReader stdin)
     {
         (string modelPath, string modelName) = ResolveModel(ui, options);
-        // Before anything is opened or booted: a template that does not parse is the user's to fix.
+        // Before anything is opened or booted: a size or a template that does not parse is the user's to fix.
+        ParseHbm(options.Hbm);
         ChatTemplate? template = LoadChatTemplate(options, modelPath);
         if (options.System is not null && template is null)
         {
@@ -417,6 +420,45 @@ public static class ChatApp
     }
 
     /// <summary>Every party here (a simulated NPU, CC on or off), or only the data owner against --server.</summary>
+    /// <summary>
+    /// --hbm as bytes: "2GiB", "512MiB", "1.5GiB" or a plain number of GiB, between 1 MiB (the device's
+    /// smallest HBM) and 1 TiB.
+    /// </summary>
+    public static long ParseHbm(string text)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(text.Trim(), @"^(\d+(?:\.\d+)?)\s*(GiB|MiB|G|M)?$", System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+        if (!m.Success || !double.TryParse(m.Groups[1].Value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value))
+        {
+            throw new ChatInputException($"--hbm '{text}' is not a size; write it as 2GiB, 16GiB or 512MiB");
+        }
+        double bytes = value * (m.Groups[2].Value.StartsWith("M", StringComparison.OrdinalIgnoreCase) ? 1 << 20 : 1L << 30);
+        if (bytes < 1 << 20 || bytes > 1L << 40)
+        {
+            throw new ChatInputException($"--hbm {text} is outside 1MiB…1024GiB");
+        }
+        return (long)bytes;
+    }
+
+    /// <summary>
+    /// HBM a deployment's program takes: its regions (weights, KV cache, activations, staging), each
+    /// rounded up as the device places it (2 MiB for large regions, 64 bytes otherwise), plus 16 MiB for
+    /// what is staged beside the program (a package's header and tags, the runtime's scratch).
+    /// </summary>
+    private static long HbmNeeded(ModelDeployment deployment) =>
+        (16L << 20) + deployment.BuildProgram().Program.Buffers.Sum(b => b.Bytes >= 1 << 21 ? (b.Bytes + (1 << 21) - 1) & ~((1L << 21) - 1) : (b.Bytes + 63) & ~63L);
+
+    private static ChatInputException HbmTooSmall(string modelName, WeightPrecision precision, int maxContext, long needed, long hbm)
+    {
+        static string Size(long bytes) => bytes >= 1L << 30
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):0.##}GiB")
+            : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (double)(1 << 20):0.#}MiB");
+        // A round size above the need: whole GiB from 1 GiB on, else whole 64 MiB.
+        long step = needed >= 1L << 30 ? 1L << 30 : 64L << 20;
+        long suggest = (needed + step - 1) / step * step;
+        return new ChatInputException($"{modelName} in {precision} with a {maxContext}-token context needs about {Size(needed)} of HBM and the simulated NPU has {Size(hbm)}: "
+            + $"pass --hbm {Size(suggest)} (the host's memory backs it), or a smaller --weights or --ctx-size");
+    }
+
     private static IChatEngine CreateEngine(ChatUi ui, ChatOptions options, ModelCheckpoint? checkpoint, string modelName, TextTokenizer tokenizer, int maxContext, ITranscriptWriter? transcript)
     {
         if (options.Server is { } server)
@@ -435,13 +477,27 @@ public static class ChatApp
         }
         ui.Evidence("weights", $"{precision}{(options.Weights is null ? " (as the checkpoint stores them; --weights to choose)" : "")}"
             + (wider.Count > 0 ? $", {wider.Count} matrices the file stores wider kept in Q8_0" : "") + $"; KV cache {options.KvCache}");
-        var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript);
+        // Before anything boots: the program's regions (weights, KV cache, activations, staging) must fit the NPU's HBM.
+        long hbm = ParseHbm(options.Hbm);
+        var deployment = new ModelDeployment(checkpoint!.Config, checkpoint.RopeConvention, maxContext, MaxBatchTokens, precision, options.KvCache, MatrixPrecisions: wider);
+        long needed = HbmNeeded(deployment);
+        if (needed > hbm)
+        {
+            throw HbmTooSmall(modelName, precision, maxContext, needed, hbm);
+        }
+        var npu = new SimulatedNpu(ui, options.NoCc ? CcMode.Off : CcMode.On, transcript, hbm);
         try
         {
             IChatEngine engine = options.NoCc
-                ? new PlainEngine(ui, npu, checkpoint!, options.Mode, maxContext, MaxBatchTokens, precision, wider, options.KvCache)
-                : new ConfidentialEngine(ui, npu, checkpoint!, modelName, options.Mode, maxContext, MaxBatchTokens, precision, wider, options.KvCache);
+                ? new PlainEngine(ui, npu, checkpoint, options.Mode, maxContext, MaxBatchTokens, precision, wider, options.KvCache)
+                : new ConfidentialEngine(ui, npu, checkpoint, modelName, options.Mode, maxContext, MaxBatchTokens, precision, wider, options.KvCache);
             return new OwningEngine(engine, npu);
+        }
+        catch (NpuOutOfMemoryException)
+        {
+            // The estimate is a lower bound of what the regions take; should it fall short, the same advice.
+            npu.Dispose();
+            throw HbmTooSmall(modelName, precision, maxContext, Math.Max(needed, hbm + 1), hbm);
         }
         catch
         {

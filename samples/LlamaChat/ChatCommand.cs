@@ -73,6 +73,7 @@ internal static class ChatCommand
         var repeatLastN = new Option<int>("--repeat-last-n") { Description = "How many recent tokens the penalties look at; -1 = the whole context, 0 = none.", DefaultValueFactory = _ => 64 };
         var frequencyPenalty = new Option<float>("--frequency-penalty") { Description = "Subtracted from a recent token's logit once per occurrence; 0 = off." };
         var presencePenalty = new Option<float>("--presence-penalty") { Description = "Subtracted once from the logit of every recent token; 0 = off." };
+        var hbm = new Option<string>("--hbm") { Description = "HBM of the simulated NPU: 2GiB (the default), 16GiB, 512MiB… (a plain number is GiB). The model's weights, KV cache and buffers must fit; a model that does not is refused before anything boots, saying how much it needs.", DefaultValueFactory = _ => "2GiB" };
         var contextSize = new Option<int>("--ctx-size", "-c") { Description = "Tokens the context (KV cache) holds; default: the model's maximum, at most 2048. A chat that outgrows it drops its oldest turns." };
         var rebuildDemo = new Option<bool>("--rebuild-demo") { Description = "Train the demo model again even if its cache checks out." };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No party steps or evidence; a passed attestation is one summary line (a failed one is shown in full)." };
@@ -80,7 +81,7 @@ internal static class ChatCommand
 
         var root = new RootCommand(Description)
         {
-            model, tokenizer, prompt, maxTokens, contextSize, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, weights, kvCache, mode, transcript, attack, raw, chatTemplate, chatTemplateKwargs, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
+            model, tokenizer, prompt, maxTokens, contextSize, hbm, temperature, topP, topK, minP, repeatPenalty, repeatLastN, frequencyPenalty, presencePenalty, seed, stop, noCc, weights, kvCache, mode, transcript, attack, raw, chatTemplate, chatTemplateKwargs, system, server, manufacturer, requireModel, device, package, rebuildDemo, quiet, verbose,
         };
         root.SetAction(r => run(new ChatOptions
         {
@@ -89,6 +90,7 @@ internal static class ChatCommand
             Prompt = r.GetValue(prompt),
             MaxTokens = r.GetValue(maxTokens),
             ContextSize = r.GetValue(contextSize),
+            Hbm = r.GetValue(hbm)!,
             Temperature = r.GetValue(temperature),
             TopP = r.GetValue(topP),
             TopK = r.GetValue(topK),

@@ -17,6 +17,9 @@ internal sealed record ChatOptions
     /// <summary>--ctx-size: tokens the context holds; 0 for the default.</summary>
     public int ContextSize { get; init; }
 
+    /// <summary>--hbm: the simulated NPU's HBM, "2GiB", "512MiB" or a number of GiB (parsed by <see cref="ChatApp.ParseHbm"/>).</summary>
+    public string Hbm { get; init; } = "2GiB";
+
     public float Temperature { get; init; } = 0.8f;
 
     public float TopP { get; init; } = 0.9f;

@@ -434,6 +434,33 @@ public class LlamaChatTests
         }
     }
 
+    /// <summary>
+    /// --hbm sizes the simulated NPU's HBM; a model whose program does not fit is refused before anything
+    /// boots, saying how much it needs and what to pass; a size that does not parse is named.
+    /// </summary>
+    [Test]
+    public void HbmSizesTheNpuAndAModelThatDoesNotFitIsRefusedBeforeBooting()
+    {
+        string model = TestData.RequireModel("stories260K");
+        var (exit, stdout, stderr) = RunChat("--model", model, "--prompt", "Once upon a time", "-t", "0", "-n", "8", "--hbm", "64MiB", "--verbose");
+        Assert.That(exit, Is.EqualTo(0), stderr);
+        Assert.That(stderr, Does.Contain("powered on (64 MiB of HBM)"));
+        Assert.That(stdout, Is.Not.Empty);
+
+        (exit, stdout, stderr) = RunChat("--model", model, "--prompt", "Once upon a time", "--hbm", "1MiB");
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(stdout, Is.Empty);
+        Assert.That(Unwrap(stderr), Does.Match(@"stories260K in F32 with a 512-token context needs about [\d.]+MiB of HBM and the simulated NPU has 1MiB: pass --hbm 64MiB"));
+        Assert.That(stderr, Does.Not.Contain("ready in"), "refused before the NPU boots");
+
+        foreach (string bad in new[] { "2TB", "0.5MiB", "many" })
+        {
+            (exit, _, stderr) = RunChat("--model", model, "--prompt", "Once", "--hbm", bad);
+            Assert.That(exit, Is.EqualTo(1), bad);
+            Assert.That(Unwrap(stderr), Does.Contain($"--hbm {bad}").Or.Contain($"--hbm '{bad}'"), bad);
+        }
+    }
+
     [Test]
     public void ATemplatedChatThatOutgrowsTheContextDropsOldTurnsAndKeepsTheSystemMessage()
     {

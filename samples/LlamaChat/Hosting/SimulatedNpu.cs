@@ -20,7 +20,7 @@ namespace LlamaChat.Hosting;
 /// </summary>
 internal sealed class SimulatedNpu : IDisposable
 {
-    public SimulatedNpu(ChatUi ui, CcMode ccMode, IHostTranscript? transcript)
+    public SimulatedNpu(ChatUi ui, CcMode ccMode, IHostTranscript? transcript, long hbmBytes)
     {
         ui.Step("manufacturer", "creates its PKI, signs NPU firmware 7 (SVN 3), publishes reference measurements, a TCB recovery statement (minimum SVN 3) and its revocation list");
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -46,7 +46,7 @@ internal sealed class SimulatedNpu : IDisposable
         clock.Restart();
         Device = new NpuDevice(new NpuDeviceOptions
         {
-            HbmCapacity = 2L << 30,
+            HbmCapacity = hbmBytes,
             Fuses = fuses,
             Boot = new DeviceBootOptions(signedFirmware, ccMode),
         });
@@ -54,7 +54,7 @@ internal sealed class SimulatedNpu : IDisposable
         Runtime.Driver.Transcript = transcript;
         Mailbox = new FirmwareMailbox(Device) { Transcript = transcript };
         CcMode = ccMode;
-        ui.Logger.LogInformation("boot: NPU-CC-0001 powered on, firmware verified and measured (CC {CcMode}), runtime and mailbox up in {Milliseconds} ms", ccMode, clock.ElapsedMilliseconds);
+        ui.Logger.LogInformation("boot: NPU-CC-0001 powered on ({HbmMiB} MiB of HBM), firmware verified and measured (CC {CcMode}), runtime and mailbox up in {Milliseconds} ms", hbmBytes >> 20, ccMode, clock.ElapsedMilliseconds);
     }
 
     public Manufacturer Manufacturer { get; }
