@@ -26,9 +26,12 @@ internal static class GgufModels
     /// all in F32, and a SentencePiece-style vocabulary llama.cpp accepts; context_length is the
     /// config's <see cref="ModelConfig.MaxPositionEmbeddings"/>. A tied config has no output.weight
     /// (llama.cpp then uses token_embd as the classifier). The architecture is the config's (llama, or
-    /// qwen3 with its per-head q/k norms, weights 1, and its head_dim as key_length).
+    /// qwen3 with its per-head q/k norms, weights 1, and its head_dim as key_length). With
+    /// <paramref name="layerType"/> Q4_0 the layers' matrices are written in it and the embedding and
+    /// classifier in Q8_0 (the types a Q4_0 device keeps them in), quantized here from the same values:
+    /// for shapes whose F32 file would not fit the disk (an 8B's is 32 GB).
     /// </summary>
-    public static LlamaConfig WriteRandomLlama(string path, LlamaConfig config)
+    public static LlamaConfig WriteRandomLlama(string path, LlamaConfig config, GgufTensorType layerType = GgufTensorType.F32)
     {
         int hidden = config.HiddenSize, layers = config.NumHiddenLayers, heads = config.NumAttentionHeads, ffn = config.IntermediateSize, vocab = config.VocabSize;
         int headDim = config.HeadDim, qDim = heads * headDim, kvDim = config.NumKeyValueHeads * headDim;
@@ -53,7 +56,9 @@ internal static class GgufModels
             .Add("tokenizer.ggml.scores", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Float32, tokens.Select((_, i) => -(float)i).ToArray())))
             .Add("tokenizer.ggml.token_type", new GgufValue(GgufValueType.Array, new GgufArray(GgufValueType.Int32, types)))
             .Add("tokenizer.ggml.bos_token_id", 1u).Add("tokenizer.ggml.eos_token_id", 2u).Add("tokenizer.ggml.unknown_token_id", 0u);
-        void Matrix(string name, int rows, int cols) => writer.AddTensor(name, [rows, cols], GgufTensorType.F32, () => Uniform(name, (long)rows * cols, 1f / MathF.Sqrt(cols)));
+        GgufTensorType tableType = layerType == GgufTensorType.F32 ? GgufTensorType.F32 : GgufTensorType.Q8_0;
+        void Matrix(string name, int rows, int cols) => writer.AddTensor(name, [rows, cols], name.StartsWith("blk.", StringComparison.Ordinal) ? layerType : tableType,
+            () => Uniform(name, (long)rows * cols, 1f / MathF.Sqrt(cols)));
         void Norm(string name, int width) => writer.AddTensor(name, [width], GgufTensorType.F32, () => Enumerable.Repeat(1f, width).ToArray());
         Matrix("token_embd.weight", vocab, hidden);
         for (int l = 0; l < layers; l++)

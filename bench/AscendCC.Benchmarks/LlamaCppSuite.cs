@@ -4,6 +4,7 @@ using System.Text;
 using AscendCC.Device.AiCore;
 using AscendCC.Runtime.Inference;
 using AscendCC.Runtime.Models;
+using AscendCC.Runtime.Models.Gguf;
 using LLama.Native;
 
 namespace AscendCC.Benchmarks;
@@ -31,18 +32,34 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
 
     private readonly StringBuilder _report = new();
 
-    /// <summary>Runs the Llama shapes (stories260K, 110M, 1.1B), or with <paramref name="qwen3"/> the Qwen3 0.6B shape alone (suite <c>qwen3cpp</c>).</summary>
-    public LlamaCppSuite(bool qwen3 = false) => _qwen3 = qwen3;
+    /// <summary>The shapes a suite of this class runs.</summary>
+    public enum Shapes
+    {
+        /// <summary>stories260K, 110M and 1.1B (suite <c>llamacpp</c>).</summary>
+        Llama,
 
-    private readonly bool _qwen3;
+        /// <summary>Qwen3 0.6B (suite <c>qwen3cpp</c>).</summary>
+        Qwen3,
 
-    public string Name => _qwen3 ? "qwen3cpp" : "llamacpp";
+        /// <summary>Llama 3 8B in Q4_0, written directly (suite <c>llama8b</c>).</summary>
+        Llama8B,
+    }
 
-    public string Description => _qwen3
-        ? "the device vs llama.cpp on the same Qwen3 0.6B-shaped GGUF files (architecture qwen3), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved"
-        : "the device vs llama.cpp on the same GGUF files (stories260K, 110M, 1.1B), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved";
+    /// <summary>A suite of <paramref name="shapes"/>.</summary>
+    public LlamaCppSuite(Shapes shapes = Shapes.Llama) => _shapes = shapes;
 
-    public string ReportFileName => _qwen3 ? "llamacpp-qwen3.md" : "llamacpp.md";
+    private readonly Shapes _shapes;
+
+    public string Name => _shapes switch { Shapes.Qwen3 => "qwen3cpp", Shapes.Llama8B => "llama8b", _ => "llamacpp" };
+
+    public string Description => _shapes switch
+    {
+        Shapes.Qwen3 => "the device vs llama.cpp on the same Qwen3 0.6B-shaped GGUF files (architecture qwen3), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved",
+        Shapes.Llama8B => "the device vs llama.cpp on one Llama 3 8B-shaped Q4_0 GGUF (a confidential package of 4.6 GB), CC on and off, prefill 512, decode @512, interleaved",
+        _ => "the device vs llama.cpp on the same GGUF files (stories260K, 110M, 1.1B), BF16/Q8_0/Q4_0/Q4_K, CC on and off, prefill 512/2048, decode @512/@2048, interleaved",
+    };
+
+    public string ReportFileName => _shapes switch { Shapes.Qwen3 => "llamacpp-qwen3.md", Shapes.Llama8B => "llamacpp-8b.md", _ => "llamacpp.md" };
 
     public string Report => _report.ToString();
 
@@ -52,7 +69,13 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
     /// the same-moment share of the bandwidth. Not for stories260K: its 1 MB of weights live in cache,
     /// which the probe would empty before each step.
     /// </param>
-    private sealed record Plan(string Shape, string Description, int Rounds, int QuickRounds, int[] QuickLengths, int QuickSteps, Func<string, LlamaConfig> WriteF32, bool ProbeEachStep = true);
+    /// <param name="Written">
+    /// The precision <paramref name="WriteF32"/> writes the file in when it is not F32 (an 8B, whose F32
+    /// file would not fit the disk): that file is the only one run, with no quantizer pass.
+    /// </param>
+    /// <param name="Lengths">The prompt lengths of a full run (default 512 and 2048).</param>
+    private sealed record Plan(string Shape, string Description, int Rounds, int QuickRounds, int[] QuickLengths, int QuickSteps, Func<string, LlamaConfig> WriteF32, bool ProbeEachStep = true,
+        WeightPrecision? Written = null, int[]? Lengths = null);
 
     public void Run(BenchmarkOptions options, ResultTable table)
     {
@@ -61,7 +84,12 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         var plans = new List<Plan>();
         var skipped = new List<string>();
         string? stories = ModelShape.FindSharedModel("stories260K");
-        if (_qwen3)
+        if (_shapes == Shapes.Llama8B)
+        {
+            plans.Add(new Plan("8B", "Llama 3 8B's shape (4096 wide, 32 layers, 32 heads / 8 KV heads, MLP 14336, untied 128256-token vocabulary), seeded uniform ±1/√in, written directly as Q4_0 (embedding and classifier Q8_0: an F32 file would be 32 GB)", 3, 1, [512], 2,
+                path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Llama3_8B(FileContext).Config, GgufTensorType.Q4_0), Written: WeightPrecision.Q4_0, Lengths: [512]));
+        }
+        else if (_shapes == Shapes.Qwen3)
         {
             plans.Add(new Plan("Qwen3 0.6B", "Qwen3-0.6B's shape (1024 wide, 28 layers, 16 heads / 8 KV heads of head_dim 128, per-head q/k norms, MLP 3072, tied 151936-token vocabulary), seeded uniform ±1/√in", 4, 1, [512], 2,
                 path => GgufModels.WriteRandomLlama(path, (LlamaConfig)ModelShape.Qwen3_0_6B(FileContext).Config)));
@@ -75,7 +103,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         {
             skipped.Add("stories260K: ../shared/models/stories260K (or $ASCENDCC_MODELS) is not there");
         }
-        if (!_qwen3)
+        if (_shapes == Shapes.Llama)
         {
             AddLlamaPlans(plans);
         }
@@ -157,7 +185,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
     {
         var wall = Stopwatch.StartNew();
         int rounds = options.Quick ? plan.QuickRounds : plan.Rounds;
-        int[] lengths = options.Quick ? plan.QuickLengths : [512, 2048];
+        int[] lengths = options.Quick ? plan.QuickLengths : plan.Lengths ?? [512, 2048];
         int warmSteps = options.Quick ? 1 : 2, steps = options.Quick ? plan.QuickSteps : 16;
         int context = lengths.Max() + warmSteps + steps + 8;
         var notes = new List<string>();
@@ -165,12 +193,13 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
         var runners = new List<(ISteppedRunner Runner, RunnerInfo Info)>();
         try
         {
-            string f32 = Path.Combine(folder, $"{plan.Shape}-f32.gguf");
-            Console.WriteLine($"{plan.Shape}: writing the F32 GGUF in {folder} ({new DriveInfo(folder).AvailableFreeSpace / 1e9:F1} GB free)…");
+            string writtenName = (plan.Written ?? WeightPrecision.F32).ToString();
+            string f32 = Path.Combine(folder, $"{plan.Shape}-{writtenName.ToLowerInvariant()}.gguf");
+            Console.WriteLine($"{plan.Shape}: writing the {writtenName} GGUF in {folder} ({new DriveInfo(folder).AvailableFreeSpace / 1e9:F1} GB free)…");
             var timer = Stopwatch.StartNew();
             LlamaConfig config = plan.WriteF32(f32);
             long f32Bytes = new FileInfo(f32).Length;
-            notes.Add(string.Create(CultureInfo.InvariantCulture, $"F32 file {Size(f32Bytes)}, written in {timer.Elapsed.TotalSeconds:F0} s"));
+            notes.Add(string.Create(CultureInfo.InvariantCulture, $"{writtenName} file {Size(f32Bytes)}{(plan.Written is null ? "" : $" ({GgufModels.DescribeTypes(f32)})")}, written in {timer.Elapsed.TotalSeconds:F0} s"));
 
             bool blocks = config.ExpectedTensors().Where(t => t.Shape.Length == 2).All(t => t.Shape[1] % 32 == 0);
             // Q4_K (llama.cpp's Q4_K_M file, the common download) where every width is whole 256-value super-blocks.
@@ -180,6 +209,11 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             {
                 precisions = [.. precisions, WeightPrecision.Q4_K];
             }
+            if (plan.Written is { } written)
+            {
+                // The written file is the run: no quantizer pass (its F32 source never existed).
+                precisions = [written];
+            }
             precisions = [.. precisions.Where(p => options.Includes($"{plan.Shape} {p}"))];
             double quantizedBytes = precisions.Sum(p => p switch { WeightPrecision.BF16 => 0.5, WeightPrecision.Q8_0 => 0.27, WeightPrecision.Q4_0 or WeightPrecision.Q4_K => 0.16, _ => 0 }) * f32Bytes;
             long free = new DriveInfo(folder).AvailableFreeSpace;
@@ -187,8 +221,8 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
             {
                 throw new IOException($"{folder}: {free / 1e9:F1} GB free, the quantized files need about {quantizedBytes / 1e9:F1} GB (+1 GB)");
             }
-            var files = new Dictionary<WeightPrecision, string> { [WeightPrecision.F32] = f32 };
-            foreach (WeightPrecision p in precisions.Where(p => p != WeightPrecision.F32))
+            var files = new Dictionary<WeightPrecision, string> { [plan.Written ?? WeightPrecision.F32] = f32 };
+            foreach (WeightPrecision p in precisions.Where(p => !files.ContainsKey(p)))
             {
                 string path = Path.Combine(folder, $"{plan.Shape}-{p.ToString().ToLowerInvariant()}.gguf");
                 timer.Restart();
@@ -212,7 +246,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
                     File.Delete(path);
                 }
             }
-            if (!precisions.Contains(WeightPrecision.F32))
+            if (!precisions.Contains(plan.Written ?? WeightPrecision.F32))
             {
                 File.Delete(f32);
             }
@@ -431,7 +465,7 @@ internal sealed class LlamaCppSuite : IBenchmarkSuite, IReportingSuite
     {
         var c = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.AppendLine(c, $"# {Name}: the device vs llama.cpp on the same GGUF files{(_qwen3 ? " (architecture qwen3)" : "")}, BF16 / Q8_0 / Q4_0 / Q4_K(_M), CC on and off (interleaved)");
+        sb.AppendLine(c, $"# {Name}: the device vs llama.cpp on the same GGUF files{(_shapes == Shapes.Qwen3 ? " (architecture qwen3)" : "")}, BF16 / Q8_0 / Q4_0 / Q4_K(_M), CC on and off (interleaved)");
         sb.AppendLine();
         sb.Append(c, $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(options.Quick ? " (--quick)" : "")}, {Environment.ProcessorCount} cores, .NET {Environment.Version}, AI Cores {AiCoreGrid.Shared.CoreCount}, ")
             .Append(c, $"llama.cpp via LLamaSharp 0.30.0 (CPU backend, 2 threads for decode and prefill, the file memory-mapped, greedy pick in C#). ")

@@ -255,25 +255,28 @@ internal sealed class ConfidentialRunner : IClockedRunner, ISteppedRunner
         var deployment = new ModelDeployment(shape.Config, shape.Rope, maxContext, maxBatch, precision, KvPrecision: kvPrecision, MaxSequences: maxSequences, MatrixPrecisions: shape.MatrixPrecisions(precision));
         using ModelProvider provider = ModelProvider.CreateDeterministic("model provider signing seed, 32+ bytes"u8);
         var policy = new ReleasePolicy(3, [ReferenceMeasurements.ExpectedFirmwareRegister(firmware.Encode())], ReleasePolicy.RootDigest(_manufacturer.RootCertificate));
-        long estimate = (shape.StreamedMatrixParameters * (precision == WeightPrecision.F32 ? 4 : 2)) + (64L << 20);
-        if (estimate > Array.MaxLength)
+        // The package goes through a file, as a provider ships one: the host stages it from there, so
+        // it may be larger than 2 GiB (an 8B's is).
+        string package = Path.Combine(Path.GetTempPath(), $"ascendcc-bench-{Environment.ProcessId}-{Guid.NewGuid():N}.ccpkg");
+        try
         {
-            throw new NotSupportedException($"{shape.Name} {precision} needs a {estimate >> 20} MiB package; CausalLM takes one managed array of at most 2 GiB");
+            ProtectedModel model;
+            using (var stream = new FileStream(package, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                model = ModelPackageExporter.Export(provider, deployment, n => shape.Weight(n, precision), policy, stream, shape.Name);
+            }
+            using (model)
+            {
+                using KeyReleaseSession release = provider.BeginKeyRelease(model, _verifier);
+                byte[] open = release.Attest(_mailbox.GetHello(release.Nonce.Span));
+                (int session, byte[] accept) = _mailbox.AcceptChannel(open);
+                byte[] digest = _mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
+                _llama = CausalLM.LoadConfidential(_runtime, deployment, package, digest, mode);
+            }
         }
-        byte[] package;
-        ProtectedModel model;
-        using (var stream = new MemoryStream((int)estimate))
+        finally
         {
-            model = ModelPackageExporter.Export(provider, deployment, n => shape.Weight(n, precision), policy, stream, shape.Name);
-            package = stream.GetBuffer().AsMemory(0, (int)stream.Length).ToArray();
-        }
-        using (model)
-        {
-            using KeyReleaseSession release = provider.BeginKeyRelease(model, _verifier);
-            byte[] open = release.Attest(_mailbox.GetHello(release.Nonce.Span));
-            (int session, byte[] accept) = _mailbox.AcceptChannel(open);
-            byte[] digest = _mailbox.ReleaseModelKey(session, release.CompleteAndRelease(accept));
-            _llama = CausalLM.LoadConfidential(_runtime, deployment, package, digest, mode);
+            File.Delete(package);
         }
         Name = name ?? $"CC on {precision} {mode}";
         WeightBytes = precision == WeightPrecision.F32 ? 4 : 2;

@@ -64,8 +64,9 @@ internal sealed class ModelShape : IDisposable
 
     /// <summary>
     /// TinyLlama 1.1B's shape. Tied embeddings (TinyLlama has a separate lm_head): a confidential
-    /// package is one managed byte array, at most 2 GiB, and 1.1B bf16 weights with a separate
-    /// classifier are 2.2 GB. The classifier is still streamed once per token, so the work per token
+    /// package used to be one managed byte array, at most 2 GiB, and 1.1B bf16 weights with a separate
+    /// classifier are 2.2 GB; packages are staged from files now, and the shape stays tied so results
+    /// compare across runs. The classifier is still streamed once per token, so the work per token
     /// is the same; only 131 MB of storage is saved. Every runner uses the same tied shape.
     /// </summary>
     public static ModelShape Llama1B(int maxPositions) => Random("1.1B", 2048, 22, 32, 4, 5632, tied: true, maxPositions);
@@ -99,6 +100,33 @@ internal sealed class ModelShape : IDisposable
         };
         config.Validate();
         return new ModelShape("Qwen3 0.6B", config, RopeConvention.Half, null);
+    }
+
+    /// <summary>
+    /// Llama 3 8B's shape (meta-llama/Meta-Llama-3-8B: hidden 4096, 32 layers, 32 heads / 8 KV heads, MLP
+    /// 14336, untied 128256-token vocabulary, RoPE theta 500000): the size most people download as a GGUF.
+    /// </summary>
+    public static ModelShape Llama3_8B(int maxPositions)
+    {
+        var config = new LlamaConfig
+        {
+            Architecture = "LlamaForCausalLM",
+            ModelType = "llama",
+            HiddenSize = 4096,
+            IntermediateSize = 14336,
+            NumHiddenLayers = 32,
+            NumAttentionHeads = 32,
+            NumKeyValueHeads = 8,
+            VocabSize = 128256,
+            MaxPositionEmbeddings = maxPositions,
+            RmsNormEps = 1e-5,
+            RopeTheta = 500000,
+            TieWordEmbeddings = false,
+            BosTokenId = 1,
+            EosTokenIds = [2],
+        };
+        config.Validate();
+        return new ModelShape("8B", config, RopeConvention.Half, null);
     }
 
     /// <summary>

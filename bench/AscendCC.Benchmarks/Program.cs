@@ -24,7 +24,8 @@ internal static class Program
         new BatchSuite(),
         new BatchLlamaCppSuite(),
         new LlamaCppSuite(),
-        new LlamaCppSuite(qwen3: true),
+        new LlamaCppSuite(LlamaCppSuite.Shapes.Qwen3),
+        new LlamaCppSuite(LlamaCppSuite.Shapes.Llama8B),
         new KvCacheLlamaCppSuite(),
         new DecodeGemvSuite(),
     ];
