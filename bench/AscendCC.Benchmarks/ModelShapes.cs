@@ -77,57 +77,22 @@ internal sealed class ModelShape : IDisposable
     /// q/k norms, RoPE theta 10⁶): the architecture's most downloaded size. Its classifier is a third of
     /// the weights a decode step streams.
     /// </summary>
-    public static ModelShape Qwen3_0_6B(int maxPositions)
+    public static ModelShape Qwen3_0_6B(int maxPositions) => Shape("Qwen3 0.6B", LlamaShape(1024, 28, 16, 8, 3072, tied: true, maxPositions, 151936) with
     {
-        var config = new LlamaConfig
-        {
-            Architecture = LlamaConfig.Qwen3Architecture,
-            ModelType = "qwen3",
-            QkNorm = true,
-            HiddenSize = 1024,
-            IntermediateSize = 3072,
-            NumHiddenLayers = 28,
-            NumAttentionHeads = 16,
-            NumKeyValueHeads = 8,
-            ExplicitHeadDim = 128,
-            VocabSize = 151936,
-            MaxPositionEmbeddings = maxPositions,
-            RmsNormEps = 1e-6,
-            RopeTheta = 1000000,
-            TieWordEmbeddings = true,
-            BosTokenId = 1,
-            EosTokenIds = [2],
-        };
-        config.Validate();
-        return new ModelShape("Qwen3 0.6B", config, RopeConvention.Half, null);
-    }
+        Architecture = LlamaConfig.Qwen3Architecture,
+        ModelType = "qwen3",
+        QkNorm = true,
+        ExplicitHeadDim = 128,
+        RmsNormEps = 1e-6,
+        RopeTheta = 1000000,
+    });
 
     /// <summary>
     /// Llama 3 8B's shape (meta-llama/Meta-Llama-3-8B: hidden 4096, 32 layers, 32 heads / 8 KV heads, MLP
     /// 14336, untied 128256-token vocabulary, RoPE theta 500000): the size most people download as a GGUF.
     /// </summary>
-    public static ModelShape Llama3_8B(int maxPositions)
-    {
-        var config = new LlamaConfig
-        {
-            Architecture = "LlamaForCausalLM",
-            ModelType = "llama",
-            HiddenSize = 4096,
-            IntermediateSize = 14336,
-            NumHiddenLayers = 32,
-            NumAttentionHeads = 32,
-            NumKeyValueHeads = 8,
-            VocabSize = 128256,
-            MaxPositionEmbeddings = maxPositions,
-            RmsNormEps = 1e-5,
-            RopeTheta = 500000,
-            TieWordEmbeddings = false,
-            BosTokenId = 1,
-            EosTokenIds = [2],
-        };
-        config.Validate();
-        return new ModelShape("8B", config, RopeConvention.Half, null);
-    }
+    public static ModelShape Llama3_8B(int maxPositions) =>
+        Shape("8B", LlamaShape(4096, 32, 32, 8, 14336, tied: false, maxPositions, 128256) with { RopeTheta = 500000 });
 
     /// <summary>
     /// GPT-Neo 125M's shape (EleutherAI/gpt-neo-125M: hidden 768, 12 layers alternating global and
@@ -156,24 +121,30 @@ internal sealed class ModelShape : IDisposable
         return new ModelShape("GPT-Neo 125M", config, RopeConvention.Half, null);
     }
 
-    private static ModelShape Random(string name, int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions, int vocabSize = 32000)
+    private static ModelShape Random(string name, int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions, int vocabSize = 32000) =>
+        Shape(name, LlamaShape(hidden, layers, heads, kvHeads, intermediate, tied, maxPositions, vocabSize));
+
+    /// <summary>A Llama-2 style configuration of these sizes (RMSNorm eps 1e-5, RoPE theta 10⁴, BOS 1, EOS 2), for a shape to adjust.</summary>
+    private static LlamaConfig LlamaShape(int hidden, int layers, int heads, int kvHeads, int intermediate, bool tied, int maxPositions, int vocabSize) => new()
     {
-        var config = new LlamaConfig
-        {
-            Architecture = "LlamaForCausalLM",
-            ModelType = "llama",
-            HiddenSize = hidden,
-            IntermediateSize = intermediate,
-            NumHiddenLayers = layers,
-            NumAttentionHeads = heads,
-            NumKeyValueHeads = kvHeads,
-            VocabSize = vocabSize,
-            MaxPositionEmbeddings = maxPositions,
-            RmsNormEps = 1e-5,
-            TieWordEmbeddings = tied,
-            BosTokenId = 1,
-            EosTokenIds = [2],
-        };
+        Architecture = "LlamaForCausalLM",
+        ModelType = "llama",
+        HiddenSize = hidden,
+        IntermediateSize = intermediate,
+        NumHiddenLayers = layers,
+        NumAttentionHeads = heads,
+        NumKeyValueHeads = kvHeads,
+        VocabSize = vocabSize,
+        MaxPositionEmbeddings = maxPositions,
+        RmsNormEps = 1e-5,
+        TieWordEmbeddings = tied,
+        BosTokenId = 1,
+        EosTokenIds = [2],
+    };
+
+    /// <summary>A random-weight shape of <paramref name="config"/> (validated).</summary>
+    private static ModelShape Shape(string name, LlamaConfig config)
+    {
         config.Validate();
         return new ModelShape(name, config, RopeConvention.Half, null);
     }

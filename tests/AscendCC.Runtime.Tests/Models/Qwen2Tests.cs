@@ -31,18 +31,12 @@ public class Qwen2Tests
     private static string WriteFolder(string folder, float biasScale)
     {
         var rng = new Random(11);
-        Directory.CreateDirectory(folder);
-        var tensors = Config.ExpectedTensors().Select(e =>
+        return RandomLlamaCheckpoint.WriteFolder(folder, Config, (name, shape) =>
         {
-            int count = (int)e.Shape.Aggregate(1L, (x, y) => x * y);
-            bool bias = e.Name.EndsWith(".bias", StringComparison.Ordinal), norm = e.Shape.Length == 1 && !bias;
-            float[] values = [.. Enumerable.Range(0, count).Select(_ => norm ? 1f : (float)(RandomLlamaCheckpoint.Gaussian(rng) * (bias ? biasScale : 1 / Math.Sqrt(e.Shape[^1]))))];
-            return (e.Name, TensorDType.F32, e.Shape, TensorData.FromFloat32(e.Name, e.Shape, values).Bytes.ToArray());
+            int count = (int)shape.Aggregate(1L, (x, y) => x * y);
+            bool bias = name.EndsWith(".bias", StringComparison.Ordinal), norm = shape.Length == 1 && !bias;
+            return [.. Enumerable.Range(0, count).Select(_ => norm ? 1f : (float)(RandomLlamaCheckpoint.Gaussian(rng) * (bias ? biasScale : 1 / Math.Sqrt(shape[^1]))))];
         });
-        SafetensorsFile.Write(Path.Combine(folder, "model.safetensors"), tensors.OrderBy(t => t.Name, StringComparer.Ordinal));
-        File.WriteAllText(Path.Combine(folder, "config.json"), Config.ToJson());
-        File.Copy(Path.Combine(TestData.RequireModel("stories260K"), "tokenizer.model"), Path.Combine(folder, "tokenizer.model"));
-        return folder;
     }
 
     [Test]

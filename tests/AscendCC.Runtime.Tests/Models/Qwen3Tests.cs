@@ -44,25 +44,16 @@ public class Qwen3Tests
     /// Gaussian of spread 1/√fan-in, the layer norms 1, Qwen3's q/k norm weights 1 + 0.5·N(0, 1) (trained
     /// ones are far from 1, and equal weights would hide a head read with the wrong stride).
     /// </summary>
-    private static string WriteFolder(string folder, LlamaConfig config)
+    private static string WriteFolder(string folder, LlamaConfig config) => RandomLlamaCheckpoint.WriteFolder(folder, config, (name, shape) =>
     {
-        Directory.CreateDirectory(folder);
-        var tensors = config.ExpectedTensors().Select(e =>
-        {
-            var rng = new Random(e.Name.Aggregate(17, (h, c) => unchecked((h * 31) + c)));
-            int count = (int)e.Shape.Aggregate(1L, (x, y) => x * y);
-            bool headNorm = e.Name.EndsWith("q_norm.weight", StringComparison.Ordinal) || e.Name.EndsWith("k_norm.weight", StringComparison.Ordinal);
-            bool norm = e.Shape.Length == 1 && !headNorm;
-            float[] values = [.. Enumerable.Range(0, count).Select(_ => norm ? 1f
-                : headNorm ? (float)(1 + (0.5 * RandomLlamaCheckpoint.Gaussian(rng)))
-                : (float)(RandomLlamaCheckpoint.Gaussian(rng) / Math.Sqrt(e.Shape[^1])))];
-            return (e.Name, TensorDType.F32, e.Shape, TensorData.FromFloat32(e.Name, e.Shape, values).Bytes.ToArray());
-        });
-        SafetensorsFile.Write(Path.Combine(folder, "model.safetensors"), tensors.OrderBy(t => t.Name, StringComparer.Ordinal));
-        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
-        File.Copy(Path.Combine(TestData.RequireModel("stories260K"), "tokenizer.model"), Path.Combine(folder, "tokenizer.model"));
-        return folder;
-    }
+        var rng = new Random(name.Aggregate(17, (h, c) => unchecked((h * 31) + c)));
+        int count = (int)shape.Aggregate(1L, (x, y) => x * y);
+        bool headNorm = name.EndsWith("q_norm.weight", StringComparison.Ordinal) || name.EndsWith("k_norm.weight", StringComparison.Ordinal);
+        bool norm = shape.Length == 1 && !headNorm;
+        return [.. Enumerable.Range(0, count).Select(_ => norm ? 1f
+            : headNorm ? (float)(1 + (0.5 * RandomLlamaCheckpoint.Gaussian(rng)))
+            : (float)(RandomLlamaCheckpoint.Gaussian(rng) / Math.Sqrt(shape[^1])))];
+    });
 
     private static readonly int[] Prompt = [1, .. Enumerable.Range(0, 24).Select(i => 3 + (i * 37 % 500))];
 

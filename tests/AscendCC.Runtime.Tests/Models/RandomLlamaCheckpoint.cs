@@ -43,15 +43,24 @@ internal static class RandomLlamaCheckpoint
     public static string WriteFolder(string folder, int seed, bool edgeBlocks = true)
     {
         var rng = new Random(seed);
+        return WriteFolder(folder, Config, (_, shape) => shape.Length == 1 ? Norm(rng, (int)shape[0]) : Matrix(rng, (int)shape[0], (int)shape[1], edgeBlocks));
+    }
+
+    /// <summary>
+    /// Writes a Hugging Face folder of <paramref name="config"/> (any Llama-family architecture): config.json,
+    /// model.safetensors in F32 with each tensor's values from <paramref name="values"/> (asked in
+    /// <see cref="ModelConfig.ExpectedTensors"/> order), and stories260K's tokenizer.model.
+    /// </summary>
+    public static string WriteFolder(string folder, LlamaConfig config, Func<string, long[], float[]> values)
+    {
         var tensors = new List<(string, TensorDType, long[], byte[])>();
-        foreach ((string name, long[] shape) in Config.ExpectedTensors())
+        foreach ((string name, long[] shape) in config.ExpectedTensors())
         {
-            float[] values = shape.Length == 1 ? Norm(rng, (int)shape[0]) : Matrix(rng, (int)shape[0], (int)shape[1], edgeBlocks);
-            tensors.Add((name, TensorDType.F32, shape, TensorData.FromFloat32(name, shape, values).Bytes.ToArray()));
+            tensors.Add((name, TensorDType.F32, shape, TensorData.FromFloat32(name, shape, values(name, shape)).Bytes.ToArray()));
         }
         Directory.CreateDirectory(folder);
         SafetensorsFile.Write(Path.Combine(folder, "model.safetensors"), tensors.OrderBy(t => t.Item1, StringComparer.Ordinal));
-        File.WriteAllText(Path.Combine(folder, "config.json"), Config.ToJson());
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson());
         File.Copy(Path.Combine(TestData.RequireModel("stories260K"), "tokenizer.model"), Path.Combine(folder, "tokenizer.model"));
         return folder;
     }
