@@ -439,14 +439,6 @@ public static class ChatApp
         return (long)bytes;
     }
 
-    /// <summary>
-    /// HBM a deployment's program takes: its regions (weights, KV cache, activations, staging), each
-    /// rounded up as the device places it (2 MiB for large regions, 64 bytes otherwise), plus 16 MiB for
-    /// what is staged beside the program (a package's header and tags, the runtime's scratch).
-    /// </summary>
-    private static long HbmNeeded(ModelDeployment deployment) =>
-        (16L << 20) + deployment.BuildProgram().Program.Buffers.Sum(b => b.Bytes >= 1 << 21 ? (b.Bytes + (1 << 21) - 1) & ~((1L << 21) - 1) : (b.Bytes + 63) & ~63L);
-
     private static ChatInputException HbmTooSmall(string modelName, WeightPrecision precision, int maxContext, long needed, long hbm)
     {
         static string Size(long bytes) => bytes >= 1L << 30
@@ -455,7 +447,7 @@ public static class ChatApp
         // A round size above the need: whole GiB from 1 GiB on, else whole 64 MiB.
         long step = needed >= 1L << 30 ? 1L << 30 : 64L << 20;
         long suggest = (needed + step - 1) / step * step;
-        return new ChatInputException($"{modelName} in {precision} with a {maxContext}-token context needs about {Size(needed)} of HBM and the simulated NPU has {Size(hbm)}: "
+        return new ChatInputException($"{modelName} in {precision} with a {maxContext}-token context needs at least {Size(needed)} of HBM and the simulated NPU has {Size(hbm)}: "
             + $"pass --hbm {Size(suggest)} (the host's memory backs it), or a smaller --weights or --ctx-size");
     }
 
@@ -480,7 +472,7 @@ public static class ChatApp
         // Before anything boots: the program's regions (weights, KV cache, activations, staging) must fit the NPU's HBM.
         long hbm = ParseHbm(options.Hbm);
         var deployment = new ModelDeployment(checkpoint!.Config, checkpoint.RopeConvention, maxContext, MaxBatchTokens, precision, options.KvCache, MatrixPrecisions: wider);
-        long needed = HbmNeeded(deployment);
+        long needed = deployment.MinimumHbmBytes();
         if (needed > hbm)
         {
             throw HbmTooSmall(modelName, precision, maxContext, needed, hbm);

@@ -162,6 +162,14 @@ public static partial class Endpoints
                 npu.Loaded?.Dispose();
                 npu.Loaded = null;
                 npu.LoadedPackage = null;
+                // Refused up front, naming the sizes, rather than by an allocation failing halfway through staging.
+                AscendCC.Device.DeviceMemoryInfo memory = npu.Runtime.MemoryInfo;
+                long needed = deployment.MinimumHbmBytes(), free = memory.Capacity - memory.Allocated;
+                if (needed > free)
+                {
+                    throw new InsufficientHbmException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"package '{load.Package}' ({deployment.Precision} weights, a {deployment.MaxContext}-token context, {deployment.MaxSequences} sequence(s)) needs at least {needed / (double)(1 << 20):F1} MiB of HBM and NPU {device} has {free / (double)(1 << 20):F1} MiB free of {memory.Capacity / (double)(1 << 20):F1} MiB; raise Npu:HbmCapacity (the host's memory backs it), or deploy a smaller precision or context"));
+                }
                 // The file is read piece by piece as it is staged: never whole into the server's heap, and
                 // of any size (a 7B or 8B model's package is over 2 GiB).
                 CausalLM llama = CausalLM.LoadConfidential(npu.Runtime, deployment, packagePath, load.ManifestDigest, fleet.Options.Mode);

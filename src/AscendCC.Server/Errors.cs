@@ -43,6 +43,25 @@ public sealed class RequestTooLargeException : Exception
     }
 }
 
+/// <summary>A deployment does not fit the NPU's free HBM (507): the sizes are in the message.</summary>
+public sealed class InsufficientHbmException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public InsufficientHbmException(string message) : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public InsufficientHbmException()
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public InsufficientHbmException(string message, Exception inner) : base(message, inner)
+    {
+    }
+}
+
 /// <summary>
 /// Turns refusals into RFC 7807 problem details: the device's own refusals (NPU and firmware mailbox
 /// errors) and malformed input become 4xx carrying the device's message; anything else stays a 500.
@@ -55,6 +74,7 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems, I
         {
             UnknownResourceException => (StatusCodes.Status404NotFound, "not found"),
             RequestTooLargeException => (StatusCodes.Status413PayloadTooLarge, "request body too large"),
+            InsufficientHbmException => (StatusCodes.Status507InsufficientStorage, "the NPU's HBM is too small for this deployment"),
             FirmwareMailboxException => (StatusCodes.Status422UnprocessableEntity, "the NPU firmware refused the request"),
             NpuException => (StatusCodes.Status422UnprocessableEntity, "the NPU refused the request"),
             System.Security.Cryptography.CryptographicException => (StatusCodes.Status422UnprocessableEntity, "the NPU refused the package or record"),

@@ -327,6 +327,25 @@ public sealed class ServerTests : IDisposable
         Assert.That(devices, Does.Contain("\"ccMode\":\"On\"").And.Not.Contain("\"Off\""));
     }
 
+    /// <summary>
+    /// A deployment that does not fit the NPU's free HBM is refused before anything is staged, with a 507
+    /// naming the sizes and the setting to raise; the NPU stays usable (nothing was left on it).
+    /// </summary>
+    [Test]
+    public void A_deployment_larger_than_the_npus_hbm_is_a_507_naming_the_sizes()
+    {
+        // A random Llama of a few MiB (its F32 embedding alone is 2 MiB) on NPUs of 2 MiB.
+        var config = AscendCC.Attacks.TinyLlama.Config(hidden: 256, intermediate: 512, vocab: 2048);
+        using var small = new ServerWorld(config, AscendCC.Attacks.TinyLlama.Weights(config, ServerWorld.Seed), AscendCC.Runtime.Models.RopeConvention.Half, "small-llama",
+            maxContext: 32, maxBatchTokens: 4, hbmBytes: 2L << 20);
+        long before = small.Fleet.Devices[0].Runtime.MemoryInfo.Allocated;
+        var e = Assert.ThrowsAsync<RemoteNpuException>(() => small.DeployAsync())!;
+        Assert.That(e.Status, Is.EqualTo(HttpStatusCode.InsufficientStorage));
+        Assert.That(e.Detail, Does.Match(@"needs at least [\d.]+ MiB of HBM and NPU 0 has [\d.]+ MiB free of 2\.0 MiB; raise Npu:HbmCapacity"));
+        TestContext.Out.WriteLine(e.Detail);
+        Assert.That(small.Fleet.Devices[0].Runtime.MemoryInfo.Allocated, Is.EqualTo(before), "nothing was staged");
+    }
+
     [Test]
     public async Task Health_and_readiness()
     {

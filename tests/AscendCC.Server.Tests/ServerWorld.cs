@@ -32,13 +32,14 @@ internal sealed class ServerWorld : IDisposable
     private readonly WebApplicationFactory<Program> _factory;
     private readonly NpuHardware _hardware;
 
-    /// <summary>A server with the tiny random Llama deployed from <see cref="TinyLlama"/>.</summary>
-    public ServerWorld() : this(TinyLlama.Config(), TinyLlama.Weights(TinyLlama.Config(), Seed), RopeConvention.Half, PackageName, new TestbedOptions().MaxContext, new TestbedOptions().MaxBatchTokens)
+    /// <summary>A server (NPUs of <paramref name="hbmBytes"/> of HBM) with the tiny random Llama deployed from <see cref="TinyLlama"/>.</summary>
+    public ServerWorld(long hbmBytes = 256L << 20)
+        : this(TinyLlama.Config(), TinyLlama.Weights(TinyLlama.Config(), Seed), RopeConvention.Half, PackageName, new TestbedOptions().MaxContext, new TestbedOptions().MaxBatchTokens, hbmBytes: hbmBytes)
     {
     }
 
     /// <summary>A server to which the model provider exports <paramref name="config"/> with <paramref name="weights"/> as <paramref name="packageName"/>.</summary>
-    public ServerWorld(ModelConfig config, Func<string, TensorData> weights, RopeConvention rope, string packageName, int maxContext, int maxBatchTokens, int maxSequences = 1)
+    public ServerWorld(ModelConfig config, Func<string, TensorData> weights, RopeConvention rope, string packageName, int maxContext, int maxBatchTokens, int maxSequences = 1, long hbmBytes = 256L << 20)
     {
         PackageFileName = packageName;
         Store = Path.Combine(Path.GetTempPath(), "ascendcc-server-tests-" + Guid.NewGuid().ToString("N"));
@@ -68,7 +69,7 @@ internal sealed class ServerWorld : IDisposable
         {
             b.UseSetting("Npu:ModelStore", Store);
             b.UseSetting("Npu:DeviceCount", "2");
-            b.UseSetting("Npu:HbmCapacity", (256L << 20).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            b.UseSetting("Npu:HbmCapacity", hbmBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
             b.ConfigureServices(s =>
             {
                 s.AddSingleton(hardware);

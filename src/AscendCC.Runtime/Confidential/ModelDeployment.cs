@@ -44,6 +44,19 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         matrixPrecisions: MatrixPrecisions);
 
     /// <summary>
+    /// The HBM this deployment's program takes at the least: its regions (weights, KV cache, activations,
+    /// staging) rounded up as the device places them (2 MiB for regions of 2 MiB or more, 64 bytes
+    /// otherwise). A package's signed header and chunk tags come on top (kilobytes to a few MiB), and gaps
+    /// between regions can add more. For the check before a load: a deployment above this cannot fit and is
+    /// refused naming the sizes, rather than when an allocation fails halfway through staging.
+    /// </summary>
+    public long MinimumHbmBytes()
+    {
+        const long Large = 1 << 21;
+        return BuildProgram().Program.Buffers.Sum(b => b.Bytes >= Large ? (b.Bytes + Large - 1) / Large * Large : (b.Bytes + 63) / 64 * 64);
+    }
+
+    /// <summary>
     /// Equal when their descriptors are (<see cref="ToJson"/>): the configuration compared as its
     /// config.json (its token lists by content), the matrix precisions by content, null and empty alike.
     /// </summary>
