@@ -204,7 +204,8 @@ internal static class ProviderCommand
             var clock = System.Diagnostics.Stopwatch.StartNew();
             await using (FileStream file = File.Create(packagePath))
             {
-                model = ModelPackageExporter.Export(provider, deployment, n => TensorData.FromCheckpoint(checkpoint.GetTensor(n)), policy, file, name);
+                // Tensor by tensor (each converted twice): the provider's memory holds one tensor at a time, not the model.
+                model = ModelPackageExporter.Export(provider, deployment, n => TensorData.FromCheckpoint(checkpoint.GetTensor(n)), policy, file, name, streaming: true);
             }
             using (model)
             {

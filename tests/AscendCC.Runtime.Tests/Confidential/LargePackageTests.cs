@@ -92,6 +92,50 @@ public class LargePackageTests
 
     private readonly record struct DeviceMemoryInfoSnapshot(long Allocated, int Regions);
 
+    /// <summary>
+    /// A streaming export (each tensor converted twice, one at a time) asks for every weight exactly twice,
+    /// and its package loads and generates the eager export's tokens; a producer that gives other bytes the
+    /// second time is refused naming the tensor, since the manifest already names the first bytes.
+    /// </summary>
+    [Test]
+    public void AStreamingExportConvertsEachTensorTwiceAndItsPackageGeneratesTheSameTokens()
+    {
+        using Testbed bed = Testbed.CreateTiny(new TestbedOptions { MaxContext = 64 });
+        var calls = new Dictionary<string, int>(StringComparer.Ordinal);
+        ProtectedModel model;
+        byte[] package;
+        using (var output = new MemoryStream())
+        {
+            model = ModelPackageExporter.Export(bed.Provider, bed.Deployment, name =>
+            {
+                calls[name] = calls.GetValueOrDefault(name) + 1;
+                return bed.Weights(name);
+            }, bed.Policy, output, "tiny-random-llama", streaming: true);
+            package = output.ToArray();
+        }
+        using (model)
+        {
+            Assert.That(calls.Keys, Is.EquivalentTo(bed.WeightNames));
+            Assert.That(calls.Values, Has.All.EqualTo(2), "every weight converted once for the digests and once to encrypt");
+            Assert.That(model.Manifest.Tensors.Select(t => Convert.ToHexString(t.Sha256.Span)), Is.EqualTo(bed.Model.Manifest.Tensors.Select(t => Convert.ToHexString(t.Sha256.Span))),
+                "the same tensors as the eager export's");
+            int[] prompt = [1, 5, 9, 13];
+            int[] tokens;
+            using (CausalLM streamed = bed.Load(model, package))
+            {
+                tokens = bed.Generate(streamed, prompt, 12);
+            }
+            using CausalLM eager = bed.Load();
+            Assert.That(tokens, Is.EqualTo(bed.Generate(eager, prompt, 12)));
+        }
+
+        var builder = new ModelPackageBuilder("changing");
+        int made = 0;
+        builder.AddTensor("w", "F32", [4], () => new byte[] { 1, 2, 3, (byte)made++ });
+        var e = Assert.Throws<InvalidOperationException>(() => bed.Provider.BuildPackage(builder, bed.Policy, new MemoryStream()).Dispose());
+        Assert.That(e!.Message, Does.Contain("tensor 'w'").And.Contain("same bytes every call"));
+    }
+
     /// <summary>A file source reads what a memory source of the same bytes reads, and refuses a read past the end naming the offset.</summary>
     [Test]
     public void AFileSourceReadsWhatTheMemorySourceReads()

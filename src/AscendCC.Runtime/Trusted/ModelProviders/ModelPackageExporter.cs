@@ -20,15 +20,23 @@ public static class ModelPackageExporter
     /// <param name="policy">Which devices may receive the key.</param>
     /// <param name="output">Where the package goes.</param>
     /// <param name="modelName">Name recorded in the manifest.</param>
+    /// <param name="streaming">
+    /// Convert each tensor twice — once for the manifest's digests, once to encrypt it — instead of holding
+    /// every converted tensor at once: memory for the largest tensor rather than for the whole model, at
+    /// twice the conversion work (<paramref name="weights"/> is called twice for each name and must give the
+    /// same tensor both times). For models larger than the provider's memory.
+    /// </param>
     /// <returns>The protected model (manifest and key; dispose when done releasing).</returns>
-    public static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, string modelName = "llama") =>
-        Export(provider, deployment, weights, policy, output, new ModelPackageBuilder(modelName));
+    public static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, string modelName = "llama",
+        bool streaming = false) =>
+        Export(provider, deployment, weights, policy, output, new ModelPackageBuilder(modelName), streaming);
 
     /// <summary>
-    /// As the public <see cref="Export(ModelProvider, ModelDeployment, Func{string, TensorData}, ReleasePolicy, Stream, string)"/>,
+    /// As the public <see cref="Export(ModelProvider, ModelDeployment, Func{string, TensorData}, ReleasePolicy, Stream, string, bool)"/>,
     /// into <paramref name="builder"/> (its model name; any items it already holds come first in the package).
     /// </summary>
-    internal static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, ModelPackageBuilder builder)
+    internal static ProtectedModel Export(ModelProvider provider, ModelDeployment deployment, Func<string, TensorData> weights, ReleasePolicy policy, Stream output, ModelPackageBuilder builder,
+        bool streaming = false)
     {
         ArgumentNullException.ThrowIfNull(provider);
         ArgumentNullException.ThrowIfNull(deployment);
@@ -42,18 +50,30 @@ public static class ModelPackageExporter
         var expected = deployment.Config.ExpectedTensors().ToDictionary(e => e.Name, e => e.Shape);
         foreach ((string name, ProgramBuffer buffer) in program.Weights)
         {
-            TensorData t = weights(name) ?? throw new ArgumentException($"the weights have no tensor '{name}'");
-            if (expected.TryGetValue(name, out long[]? shape) && !t.Shape.SequenceEqual(shape))
+            if (streaming && expected.TryGetValue(name, out long[]? shape))
             {
-                throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]");
+                builder.AddTensor(name, program.DeviceTypeName(name), shape, () => DeviceBytes(program, weights, expected, name, buffer).Bytes);
+                continue;
             }
-            byte[] bytes = program.DeviceBytes(name, t);
-            if (bytes.Length != buffer.Bytes)
-            {
-                throw new InvalidOperationException($"tensor '{name}' converts to {bytes.Length} bytes; the program binds {buffer.Bytes}");
-            }
-            builder.AddTensor(name, program.DeviceTypeName(name), t.Shape, bytes);
+            (byte[] bytes, long[] tensorShape) = DeviceBytes(program, weights, expected, name, buffer);
+            builder.AddTensor(name, program.DeviceTypeName(name), tensorShape, bytes);
         }
         return provider.BuildPackage(builder, policy, output);
+    }
+
+    /// <summary>Weight <paramref name="name"/> as the program's buffer holds it, its shape checked against the configuration and its size against the buffer.</summary>
+    private static (byte[] Bytes, long[] Shape) DeviceBytes(CausalLMProgram program, Func<string, TensorData> weights, Dictionary<string, long[]> expected, string name, ProgramBuffer buffer)
+    {
+        TensorData t = weights(name) ?? throw new ArgumentException($"the weights have no tensor '{name}'");
+        if (expected.TryGetValue(name, out long[]? shape) && !t.Shape.SequenceEqual(shape))
+        {
+            throw new ArgumentException($"tensor '{name}' has shape [{string.Join(", ", t.Shape)}] but the configuration needs [{string.Join(", ", shape)}]");
+        }
+        byte[] bytes = program.DeviceBytes(name, t);
+        if (bytes.Length != buffer.Bytes)
+        {
+            throw new InvalidOperationException($"tensor '{name}' converts to {bytes.Length} bytes; the program binds {buffer.Bytes}");
+        }
+        return (bytes, [.. t.Shape]);
     }
 }
