@@ -56,14 +56,16 @@ internal sealed class ConfidentialEngine : IChatEngine
                 ProtectedModel model;
                 using (var output = new FileStream(packagePath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
                 {
-                    model = ui.Progress("encrypting weights", weights, report =>
+                    // Streamed: each weight is read and converted twice (digests, then encryption), one at a
+                    // time, so the provider's side never holds the whole model beside the NPU's copy.
+                    model = ui.Progress("hashing and encrypting weights", 2 * weights, report =>
                     {
                         int done = 0;
                         return ModelPackageExporter.Export(provider, deployment, name =>
                         {
                             report(++done, name);
                             return TensorData.FromCheckpoint(checkpoint.GetTensor(name));
-                        }, policy, output, modelName);
+                        }, policy, output, modelName, streaming: true);
                     });
                     packageBytes = output.Length;
                 }
