@@ -43,19 +43,23 @@ public class GgufByteLevelExportTests
         return folder;
     }
 
-    private static LlamaConfig ConfigFor(Style style, int vocabSize) => style == Style.Qwen2
+    private static LlamaConfig ConfigFor(Style style, int vocabSize, bool qwen3) => qwen3
+        ? RandomLlamaCheckpoint.Config with { Architecture = LlamaConfig.Qwen3Architecture, ModelType = "qwen3", QkNorm = true, ExplicitHeadDim = 128, VocabSize = vocabSize }
+        : style == Style.Qwen2
         ? RandomLlamaCheckpoint.Config with { Architecture = LlamaConfig.Qwen2Architecture, ModelType = "qwen2", QkvBias = true, VocabSize = vocabSize }
         : RandomLlamaCheckpoint.Config with { VocabSize = vocabSize };
 
-    [TestCase(Style.Llama3, "llama-bpe", 0)]
-    [TestCase(Style.Qwen2, "qwen2", 17)]
-    [TestCase(Style.Gpt2, "gpt-2", 0)]
-    public void AByteLevelModelsGgufTokenizesAndRunsInLlamaCppAsItsFolderDoes(Style style, string pre, int padding)
+    /// <remarks>The last case is a Qwen3 (GGUF architecture qwen3, head_dim 128 as Qwen3's) with Qwen's tokenizer, as its GGUF downloads come.</remarks>
+    [TestCase(Style.Llama3, "llama-bpe", 0, false)]
+    [TestCase(Style.Qwen2, "qwen2", 17, false)]
+    [TestCase(Style.Gpt2, "gpt-2", 0, false)]
+    [TestCase(Style.Qwen2, "qwen2", 17, true)]
+    public void AByteLevelModelsGgufTokenizesAndRunsInLlamaCppAsItsFolderDoes(Style style, string pre, int padding, bool qwen3)
     {
         using var temp = new TempFolder();
         var (root, ids) = ByteLevelTokenizerTests.Build(style);
         int tokens = ids.Values.Max() + 1;
-        string folder = WriteFolder(temp.File("model"), ConfigFor(style, tokens + padding), root);
+        string folder = WriteFolder(temp.File("model"), ConfigFor(style, tokens + padding, qwen3), root);
         string gguf = temp.File("model.gguf");
         TextTokenizer expected = TextTokenizer.Load(folder);
         using (var checkpoint = ModelCheckpoint.Open(folder))
@@ -68,6 +72,7 @@ public class GgufByteLevelExportTests
             var m = file.Metadata;
             Assert.Multiple(() =>
             {
+                Assert.That(m.GetString("general.architecture"), Is.EqualTo(qwen3 ? "qwen3" : style == Style.Qwen2 ? "qwen2" : "llama"));
                 Assert.That(m.GetString("tokenizer.ggml.model"), Is.EqualTo("gpt2"));
                 Assert.That(m.GetString("tokenizer.ggml.pre"), Is.EqualTo(pre));
                 Assert.That(m.GetArray("tokenizer.ggml.merges")!.Count, Is.EqualTo(JsonDocument.Parse(JsonSerializer.Serialize(root)).RootElement.GetProperty("model").GetProperty("merges").GetArrayLength()));
@@ -105,7 +110,7 @@ public class GgufByteLevelExportTests
         float[] theirs = LlamaCppGreedy.LastLogits(gguf, ids24);
         static double Distance(float[] a, float[] b) => a.Zip(b).Max(p => Math.Abs(p.First - p.Second));
         double spread = fromFile.Max() - fromFile.Min(), distance = Distance(fromFile, theirs);
-        TestContext.Out.WriteLine($"{style}: {ids24.Length} prompt tokens; device against llama.cpp {distance:g4} where the logits spread over {spread:g4}");
+        TestContext.Out.WriteLine($"{style}{(qwen3 ? " (qwen3)" : "")}: {ids24.Length} prompt tokens; device against llama.cpp {distance:g4} where the logits spread over {spread:g4}");
         Assert.That(Distance(fromFile, fromFolder), Is.LessThan(1e-3), "the GGUF's logits are the folder's");
         Assert.That(distance, Is.LessThan(0.01), "llama.cpp's logits on the file");
         Assert.That(Array.IndexOf(theirs, theirs.Max()), Is.EqualTo(Array.IndexOf(fromFile, fromFile.Max())), "the next token");
@@ -117,7 +122,7 @@ public class GgufByteLevelExportTests
         using var temp = new TempFolder();
         void Refused(string name, Dictionary<string, object?> root, int vocab, params string[] named)
         {
-            string folder = WriteFolder(temp.File(name), ConfigFor(Style.Llama3, vocab), root);
+            string folder = WriteFolder(temp.File(name), ConfigFor(Style.Llama3, vocab, qwen3: false), root);
             string gguf = temp.File($"{name}.gguf");
             using var checkpoint = ModelCheckpoint.Open(folder);
             var e = Assert.Throws<NotSupportedException>(() => GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(folder)), name);
@@ -155,7 +160,7 @@ public class GgufByteLevelExportTests
     {
         using var temp = new TempFolder();
         var (root, ids) = ByteLevelTokenizerTests.Build(Style.Qwen2);
-        string folder = WriteFolder(temp.File("model"), ConfigFor(Style.Qwen2, ids.Values.Max() + 1), root);
+        string folder = WriteFolder(temp.File("model"), ConfigFor(Style.Qwen2, ids.Values.Max() + 1, qwen3: false), root);
         string first = temp.File("first.gguf"), second = temp.File("second.gguf");
         using (var checkpoint = ModelCheckpoint.Open(folder))
         {

@@ -7,6 +7,7 @@ using AscendCC.Runtime.Llama;
 using AscendCC.Runtime.Models;
 using AscendCC.Runtime.Models.Gguf;
 using AscendCC.Runtime.Tokenizers;
+using AscendCC.Runtime.Trusted.DataOwners;
 using AscendCC.Tests;
 using LLama;
 using LLama.Native;
@@ -182,6 +183,58 @@ public class Qwen3Tests
         for (int i = 0; i < prompts.Length; i++)
         {
             Assert.That(together[i].Tokens, Is.EqualTo(expected[i]), $"sequence {i}");
+        }
+    }
+
+    /// <summary>
+    /// Two data owners decoded together in one confidential batched Qwen3 program (each in its own KV-cache
+    /// slot, the head norms over every row of a pass) each get, from records only they open, the tokens the
+    /// plaintext single-sequence program gives their prompt.
+    /// </summary>
+    [Test]
+    public void TwoDataOwnersInOneConfidentialQwen3BatchGetThePlaintextTokens()
+    {
+        using var temp = new TempFolder();
+        string folder = WriteFolder(temp.File("qwen3"), Config);
+        int[][] prompts = [Prompt, [1, 17, 400, 33]];
+        var options = new TestbedOptions { MaxContext = 96, MaxBatchTokens = 8, MaxSequences = 2 };
+        int[][] expected;
+        using (Testbed plain = Testbed.FromCheckpoint(folder, options with { CcMode = CcMode.Off, MaxSequences = 1 }))
+        using (CausalLM single = plain.LoadPlaintext())
+        {
+            expected = [.. prompts.Select(p => single.Generate(p, 16, stopTokens: []).ToArray())];
+        }
+        using Testbed bed = Testbed.FromCheckpoint(folder, options);
+        using CausalLM model = bed.Load();
+        SealedBatch batch = model.CreateSealedBatch();
+        var owners = new List<(DataOwnerSession Owner, SealedSequence Sequence, List<int> Got)>();
+        try
+        {
+            foreach (int[] prompt in prompts)
+            {
+                (DataOwnerSession owner, int session) = bed.OpenDataOwner();
+                owners.Add((owner, batch.Add(session, owner.EncryptPrompt(prompt), prompt.Length, 16), []));
+            }
+            for (int steps = 0; batch.Count > 0; steps++)
+            {
+                foreach ((SealedSequence s, byte[] record) in batch.Step())
+                {
+                    var party = owners.Single(o => o.Sequence == s);
+                    party.Got.Add(party.Owner.DecryptToken(record).TokenId);
+                }
+                Assert.That(steps, Is.LessThan(1000), "the batch does not finish");
+            }
+            for (int i = 0; i < prompts.Length; i++)
+            {
+                Assert.That(owners[i].Got, Is.EqualTo(expected[i]), $"data owner {i}");
+            }
+        }
+        finally
+        {
+            foreach (var party in owners)
+            {
+                party.Owner.Dispose();
+            }
         }
     }
 
