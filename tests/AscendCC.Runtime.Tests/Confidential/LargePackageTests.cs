@@ -77,7 +77,8 @@ public class LargePackageTests
         DeviceMemoryInfoSnapshot before = new(bed.Runtime.MemoryInfo.Allocated, bed.Runtime.MemoryInfo.RegionCount);
         foreach ((string name, int length, string named) in new[]
         {
-            ("cut in the last item", bed.Package.Length - 1, "truncated"),
+            // Refused by the layout against the file's length, before anything is staged: naming the manifest's size.
+            ("cut in the last item", bed.Package.Length - 1, $"its manifest describes {bed.Package.Length} bytes and the file has {bed.Package.Length - 1}"),
             ("cut in the manifest", 40, "truncated"),
             ("empty", 0, "the package is empty"),
         })
@@ -138,6 +139,63 @@ public class LargePackageTests
         builder.AddTensor("w", "F32", [4], () => new byte[] { 1, 2, 3, (byte)made++ });
         var e = Assert.Throws<InvalidOperationException>(() => bed.Provider.BuildPackage(builder, bed.Policy, new MemoryStream()).Dispose());
         Assert.That(e!.Message, Does.Contain("tensor 'w'").And.Contain("same bytes every call"));
+    }
+
+    /// <summary>
+    /// Attack (R1), as a host that is also a model provider: it exports the same model shape under its own
+    /// signing key (a package with exactly the victim's layout) and stages the victim's package through its
+    /// own <see cref="PackageSource"/> — the victim's signed header and chunk tags, but its own ciphertext for
+    /// one weight, each read individually allowed. The device refuses that weight's unlock and the load fails;
+    /// the same source without the splice loads, so the refusal is the splice's.
+    /// </summary>
+    [Test]
+    public void AHostSplicingItsOwnPackagesCiphertextIntoTheStagedFileIsRefused()
+    {
+        using Testbed bed = Testbed.CreateTiny(new TestbedOptions { MaxContext = 64 });
+        using var host = ModelProvider.CreateDeterministic("a host that is also a model provider, 32+ bytes"u8);
+        byte[] own;
+        using (var output = new MemoryStream())
+        using (ModelPackageExporter.Export(host, bed.Deployment, bed.Weights, bed.Policy, output, "tiny-random-llama"))
+        {
+            own = output.ToArray();
+        }
+        PackageLayout victim = PackageFile.ReadLayout(bed.Package), mine = PackageFile.ReadLayout(own);
+        int target = victim.Manifest.IndexOf("model.embed_tokens.weight");
+        (long offset, long length) = victim.EncryptedItem(target);
+        Assert.That(mine.EncryptedItem(mine.Manifest.IndexOf("model.embed_tokens.weight")).Length, Is.EqualTo(length), "the premise: the same layout");
+        long delta = mine.HeaderLength - victim.HeaderLength;
+
+        using (var honest = new SplicingSource(bed.Package, own, offset, length, delta, splice: false))
+        using (CausalLM llama = CausalLM.LoadConfidential(bed.Runtime, bed.Deployment, honest, bed.ReleaseKey(bed.Model), bed.Options.Mode))
+        {
+            Assert.That(llama.UnlockedBytes, Is.GreaterThan(0), "the honest source loads");
+        }
+        using var splicing = new SplicingSource(bed.Package, own, offset, length, delta, splice: true);
+        byte[] digest = bed.ReleaseKey(bed.Model);
+        var e = Assert.Catch(() => CausalLM.LoadConfidential(bed.Runtime, bed.Deployment, splicing, digest, bed.Options.Mode).Dispose());
+        Assert.That(e!.ToString(), Does.Contain("model.embed_tokens.weight"), "the unlock of the spliced weight is refused, naming it");
+        Assert.That(splicing.SplicedReads, Is.GreaterThan(0), "the premise: the host's ciphertext was staged");
+    }
+
+    /// <summary>The victim's package, except that reads inside one item's encrypted bytes come from the host's own package (its signed header may differ in length by <c>delta</c>).</summary>
+    private sealed class SplicingSource(byte[] victim, byte[] own, long offset, long length, long delta, bool splice) : PackageSource
+    {
+        private readonly PackageSource _victim = FromMemory(victim), _own = FromMemory(own);
+
+        public int SplicedReads { get; private set; }
+
+        public override long Length => victim.Length;
+
+        public override ReadOnlySpan<byte> Read(long at, int count)
+        {
+            // Chunk ciphertext reads of the item (its tags are read separately, 16 bytes after each chunk, and stay the victim's).
+            if (splice && at >= offset && at + count <= offset + length && count > 16)
+            {
+                SplicedReads++;
+                return _own.Read(at + delta, count);
+            }
+            return _victim.Read(at, count);
+        }
     }
 
     /// <summary>A file source reads what a memory source of the same bytes reads, and refuses a read past the end naming the offset.</summary>
