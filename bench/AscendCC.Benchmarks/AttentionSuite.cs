@@ -32,6 +32,11 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         // Qwen3-0.6B's attention: head_dim 128, two query heads on each KV head.
         RunCase(grid, "decode at 512, 16 heads / 8 kv × 128, f16 cache", seq: 1, startPos: 511, heads: 16, kvHeads: 8, headDim: 128, options, budgetMs, table, ElementType.F16);
         RunCase(grid, "decode at 2048, 16 heads / 8 kv × 128, f16 cache", seq: 1, startPos: 2047, heads: 16, kvHeads: 8, headDim: 128, options, budgetMs, table, ElementType.F16);
+        // The quantized caches (llama.cpp's q8_0 and q4_0 rules): widened in registers from int8 or nibbles.
+        RunCase(grid, "decode at 2048, 12 heads × 64, q8_0 cache", seq: 1, startPos: 2047, heads: 12, kvHeads: 12, headDim: 64, options, budgetMs, table, ElementType.Q8_0Rows);
+        RunCase(grid, "decode at 2048, 12 heads × 64, q4_0 cache", seq: 1, startPos: 2047, heads: 12, kvHeads: 12, headDim: 64, options, budgetMs, table, ElementType.Q4_0Rows);
+        RunCase(grid, "decode at 2048, 32 heads / 4 kv × 64, q8_0 cache", seq: 1, startPos: 2047, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table, ElementType.Q8_0Rows);
+        RunCase(grid, "decode at 2048, 32 heads / 4 kv × 64, q4_0 cache", seq: 1, startPos: 2047, heads: 32, kvHeads: 4, headDim: 64, options, budgetMs, table, ElementType.Q4_0Rows);
     }
 
     private static void RunCase(AiCoreGrid grid, string name, int seq, int startPos, int heads, int kvHeads, int headDim, BenchmarkOptions options, double budgetMs, ResultTable table,
@@ -47,9 +52,11 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         float[] kCache = Enumerable.Range(0, kvHeads * maxSeq * headDim).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
         float[] vCache = Enumerable.Range(0, kvHeads * maxSeq * headDim).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
         float[] output = new float[q.Length];
-        // An f16 cache holds the values rounded to f16; TorchSharp gets the same rounded values in f32.
-        byte[] kHalf = cacheType == ElementType.F16 ? ToHalfBytes(kCache) : [];
-        byte[] vHalf = cacheType == ElementType.F16 ? ToHalfBytes(vCache) : [];
+        // An f16 cache holds the values rounded to f16; TorchSharp gets the same rounded values in f32. A
+        // quantized cache is written by the device's own kv_cache_write (TorchSharp keeps the f32 values:
+        // this suite times, the kernel tests compare).
+        byte[] kHalf = cacheType == ElementType.F16 ? ToHalfBytes(kCache) : cacheType == ElementType.F32 ? [] : Quantize(kCache, cacheType, kvHeads, maxSeq, headDim);
+        byte[] vHalf = cacheType == ElementType.F16 ? ToHalfBytes(vCache) : cacheType == ElementType.F32 ? [] : Quantize(vCache, cacheType, kvHeads, maxSeq, headDim);
         float scale = 1f / MathF.Sqrt(headDim);
 
         // Torch layout: [1, heads, seq, d] queries against [1, heads, context, d] keys (GQA expanded,
@@ -64,9 +71,9 @@ internal sealed class AttentionSuite : IBenchmarkSuite
 
         void Ours()
         {
-            if (cacheType == ElementType.F16)
+            if (cacheType != ElementType.F32)
             {
-                Attention.CausalAttention(grid, q, kHalf, vHalf, ElementType.F16, output, seq, startPos, heads, kvHeads, headDim, maxSeq, scale);
+                Attention.CausalAttention(grid, q, kHalf, vHalf, cacheType, output, seq, startPos, heads, kvHeads, headDim, maxSeq, scale);
             }
             else
             {
@@ -83,6 +90,21 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         int reps = Measure.RepetitionsFor(Math.Max(0.05, flops / 50e9 * 1e3), budgetMs);
         (Timing ours, Timing theirs) = Measure.Compare(Ours, Torch, warmup: 2, reps);
         table.Add(new ResultRow(name, ours, theirs, flops, "GFLOPS"));
+    }
+
+    // The cache [kvHeads, maxSeq, headDim] of these values in a quantized type (each value stays where it was).
+    private static byte[] Quantize(float[] values, ElementType type, int kvHeads, int maxSeq, int headDim)
+    {
+        var cache = new byte[KvCache.Bytes(type, values.Length)];
+        var scratch = new byte[cache.Length];
+        // kv_cache_write takes rows as [positions, kvHeads·headDim]: one head at a time, as rows of one KV head.
+        int headBytes = (int)KvCache.Bytes(type, (long)maxSeq * headDim);
+        for (int h = 0; h < kvHeads; h++)
+        {
+            ReadOnlySpan<float> head = values.AsSpan(h * maxSeq * headDim, maxSeq * headDim);
+            KvCache.KvCacheWrite(head, head, cache.AsSpan(h * headBytes, headBytes), scratch.AsSpan(0, headBytes), type, maxSeq, 0, 1, headDim, maxSeq);
+        }
+        return cache;
     }
 
     // Rounds the values in place to f16 and returns their f16 bytes.

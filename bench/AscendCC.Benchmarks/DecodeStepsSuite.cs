@@ -113,7 +113,7 @@ internal sealed class DecodeStepsSuite : IBenchmarkSuite, IReportingSuite
         const int position = 2048;
         int rounds = options.Quick ? 12 : 80;
         int context = position + rounds + 8;
-        KvCachePrecision[] precisions = [KvCachePrecision.F32, KvCachePrecision.F16, KvCachePrecision.BF16, KvCachePrecision.Q8_0];
+        KvCachePrecision[] precisions = [KvCachePrecision.F32, KvCachePrecision.F16, KvCachePrecision.BF16, KvCachePrecision.Q8_0, KvCachePrecision.Q4_0];
         using ModelShape shape = ModelShape.Llama110M(context);
         var prompt = new int[position];
         var random = new Random(11);

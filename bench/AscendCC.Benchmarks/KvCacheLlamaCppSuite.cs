@@ -8,9 +8,9 @@ using LLama.Native;
 namespace AscendCC.Benchmarks;
 
 /// <summary>
-/// Decode at 2048 positions with the KV cache in llama.cpp's q8_0 on both engines (llama.cpp's
-/// <c>-ctk q8_0 -ctv q8_0</c>, the device's <see cref="KvCachePrecision.Q8_0"/>, CC off and on) beside
-/// both in f16, on one Q4_0 GGUF of the 110M and 1.1B shapes (written and quantized as in the llamacpp
+/// Decode at 2048 positions with the KV cache in llama.cpp's q8_0 and q4_0 on both engines (llama.cpp's
+/// <c>-ctk/-ctv q8_0</c> and <c>q4_0</c>, the device's <see cref="KvCachePrecision.Q8_0"/> and
+/// <see cref="KvCachePrecision.Q4_0"/>, CC off and on) beside both in f16, on one Q4_0 GGUF of the 110M and 1.1B shapes (written and quantized as in the llamacpp
 /// suite). Runners are loaded side by side and step in turn, the order rotating, 20 ms apart as in the
 /// llamacpp suite; ratios are taken within a round.
 /// </summary>
@@ -22,7 +22,7 @@ internal sealed class KvCacheLlamaCppSuite : IBenchmarkSuite, IReportingSuite
 
     public string Name => "kvcpp";
 
-    public string Description => "decode @2048 with q8_0 KV caches on both engines (and both f16), 110M and 1.1B Q4_0, CC off and on, interleaved";
+    public string Description => "decode @2048 with q8_0 and q4_0 KV caches on both engines (and both f16), 110M and 1.1B Q4_0, CC off and on, interleaved";
 
     public string ReportFileName => "kvcache-llamacpp.md";
 
@@ -66,10 +66,13 @@ internal sealed class KvCacheLlamaCppSuite : IBenchmarkSuite, IReportingSuite
             using (ModelShape opened = ModelShape.Open($"{shape} Q4_0", q4))
             {
                 runners.Add(new ConfidentialRunner(opened, WeightPrecision.Q4_0, ExecutionMode.Graph, context, Position, "device CC on, KV q8_0", kvPrecision: KvCachePrecision.Q8_0));
+                runners.Add(new ConfidentialRunner(opened, WeightPrecision.Q4_0, ExecutionMode.Graph, context, Position, "device CC on, KV q4_0", kvPrecision: KvCachePrecision.Q4_0));
             }
             runners.Add(new DeviceGgufRunner(q4, WeightPrecision.Q4_0, context, Position, "device CC off, KV q8_0", KvCachePrecision.Q8_0));
+            runners.Add(new DeviceGgufRunner(q4, WeightPrecision.Q4_0, context, Position, "device CC off, KV q4_0", KvCachePrecision.Q4_0));
             runners.Add(new DeviceGgufRunner(q4, WeightPrecision.Q4_0, context, Position, "device CC off, KV f16", KvCachePrecision.F16));
             runners.Add(new LlamaCppRunner(q4, "llama.cpp, KV q8_0", context, Position, GGMLType.GGML_TYPE_Q8_0));
+            runners.Add(new LlamaCppRunner(q4, "llama.cpp, KV q4_0", context, Position, GGMLType.GGML_TYPE_Q4_0));
             runners.Add(new LlamaCppRunner(q4, "llama.cpp, KV f16", context, Position));
             var rng = new Random(11);
             int[] prompt = [1, .. Enumerable.Range(0, Position - 1).Select(_ => rng.Next(3, config.VocabSize))];
@@ -82,9 +85,13 @@ internal sealed class KvCacheLlamaCppSuite : IBenchmarkSuite, IReportingSuite
             {
                 ["q8_0: llama.cpp ÷ device CC on"] = [],
                 ["q8_0: llama.cpp ÷ device CC off"] = [],
+                ["q4_0: llama.cpp ÷ device CC on"] = [],
+                ["q4_0: llama.cpp ÷ device CC off"] = [],
                 ["f16: llama.cpp ÷ device CC off"] = [],
                 ["device CC off: f16 ÷ q8_0"] = [],
+                ["device CC off: f16 ÷ q4_0"] = [],
                 ["llama.cpp: f16 ÷ q8_0"] = [],
+                ["llama.cpp: f16 ÷ q4_0"] = [],
             };
             var wall = Stopwatch.StartNew();
             for (int round = 0; round < rounds; round++)
@@ -117,9 +124,13 @@ internal sealed class KvCacheLlamaCppSuite : IBenchmarkSuite, IReportingSuite
                 double M(string name) => Median(thisRound[name]);
                 ratios["q8_0: llama.cpp ÷ device CC on"].Add(M("llama.cpp, KV q8_0") / M("device CC on, KV q8_0"));
                 ratios["q8_0: llama.cpp ÷ device CC off"].Add(M("llama.cpp, KV q8_0") / M("device CC off, KV q8_0"));
+                ratios["q4_0: llama.cpp ÷ device CC on"].Add(M("llama.cpp, KV q4_0") / M("device CC on, KV q4_0"));
+                ratios["q4_0: llama.cpp ÷ device CC off"].Add(M("llama.cpp, KV q4_0") / M("device CC off, KV q4_0"));
                 ratios["f16: llama.cpp ÷ device CC off"].Add(M("llama.cpp, KV f16") / M("device CC off, KV f16"));
                 ratios["device CC off: f16 ÷ q8_0"].Add(M("device CC off, KV f16") / M("device CC off, KV q8_0"));
+                ratios["device CC off: f16 ÷ q4_0"].Add(M("device CC off, KV f16") / M("device CC off, KV q4_0"));
                 ratios["llama.cpp: f16 ÷ q8_0"].Add(M("llama.cpp, KV f16") / M("llama.cpp, KV q8_0"));
+                ratios["llama.cpp: f16 ÷ q4_0"].Add(M("llama.cpp, KV f16") / M("llama.cpp, KV q4_0"));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{shape} round {round + 1}/{rounds} ({wall.Elapsed.TotalMinutes:F1} min): ")
                     + string.Join(", ", runners.Select(r => string.Create(CultureInfo.InvariantCulture, $"{r.Name} {M(r.Name):F2}"))));
             }
@@ -127,7 +138,7 @@ internal sealed class KvCacheLlamaCppSuite : IBenchmarkSuite, IReportingSuite
             double kvF16 = 2.0 * config.NumHiddenLayers * config.NumKeyValueHeads * config.HeadDim * Position * 2;
             _report.AppendLine(CultureInfo.InvariantCulture, $"## {shape} Q4_0, decode @{Position}");
             _report.AppendLine();
-            _report.AppendLine(CultureInfo.InvariantCulture, $"{rounds} rounds of {steps} timed steps (after {WarmSteps}) per runner. KV cache a step reads at @{Position}: {kvF16 / 1e6:F0} MB in f16, {kvF16 * 36 / 64 / 1e6:F0} MB in q8_0; Q4_0 weights {GgufModels.StreamedBytes(config, WeightPrecision.Q4_0) / 1e6:F0} MB.");
+            _report.AppendLine(CultureInfo.InvariantCulture, $"{rounds} rounds of {steps} timed steps (after {WarmSteps}) per runner. KV cache a step reads at @{Position}: {kvF16 / 1e6:F0} MB in f16, {kvF16 * 36 / 64 / 1e6:F0} MB in q8_0, {kvF16 * 20 / 64 / 1e6:F0} MB in q4_0 (the device's scales are f32); Q4_0 weights {GgufModels.StreamedBytes(config, WeightPrecision.Q4_0) / 1e6:F0} MB.");
             _report.AppendLine();
             _report.AppendLine("| runner | median ms/token | p10 | p90 |");
             _report.AppendLine("|---|---:|---:|---:|");

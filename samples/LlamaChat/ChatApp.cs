@@ -463,9 +463,9 @@ public static class ChatApp
         {
             throw new ChatInputException($"--weights {precision.ToString().ToLowerInvariant()}: {modelName}'s {refusal} (pass one to --weights)");
         }
-        if (options.KvCache == KvCachePrecision.Q8_0 && checkpoint!.Config.HeadDim % 32 != 0)
+        if (options.KvCache is KvCachePrecision.Q8_0 or KvCachePrecision.Q4_0 && checkpoint!.Config.HeadDim % 32 != 0)
         {
-            throw new ChatInputException($"--kv-cache q8_0 keeps each head's row in whole blocks of 32 values; {modelName}'s head dimension is {checkpoint.Config.HeadDim} (pass --kv-cache f16)");
+            throw new ChatInputException($"--kv-cache {options.KvCache.ToString().ToLowerInvariant()} keeps each head's row in whole blocks of 32 values; {modelName}'s head dimension is {checkpoint.Config.HeadDim} (pass --kv-cache f16)");
         }
         ui.Evidence("weights", $"{precision}{(options.Weights is null ? " (as the checkpoint stores them; --weights to choose)" : "")}"
             + (wider.Count > 0 ? $", {wider.Count} matrices the file stores wider kept in Q8_0" : "") + $"; KV cache {options.KvCache}");

@@ -50,10 +50,10 @@ internal static class ChatCommand
         weights.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k");
         var kvCache = new Option<string>("--kv-cache")
         {
-            Description = "Element type of the KV cache on the device: f32, f16, bf16 or q8_0 (llama.cpp's q8_0: 1.125 bytes a value, head dimension a multiple of 32; default f16; with CC on it is part of the measurement).",
+            Description = "Element type of the KV cache on the device: f32, f16, bf16, q8_0 or q4_0 (llama.cpp's q8_0 and q4_0: 1.125 and 0.625 bytes a value, head dimension a multiple of 32; default f16; with CC on it is part of the measurement).",
             DefaultValueFactory = _ => CausalLMOptions.DefaultKvCachePrecision.ToString().ToLowerInvariant(),
         };
-        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0");
+        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0");
         var mode = new Option<string>("--mode") { Description = "eager (op by op, each checked against the attested list) or graph (one attested task list).", DefaultValueFactory = _ => "graph" };
         mode.AcceptOnlyFromAmong("eager", "graph");
         var transcript = new Option<string?>("--transcript") { Description = "Record every byte the host handled (DMA, task buffers, relayed messages, completions) to this file." };

@@ -49,8 +49,8 @@ internal static class ProviderCommand
             DefaultValueFactory = _ => "auto",
         };
         precision.AcceptOnlyFromAmong("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k");
-        var kvCache = new Option<string>("--kv-cache") { Description = "KV cache precision on the device: f32, f16, bf16 or q8_0 (default f16; it is part of the measurement).", DefaultValueFactory = _ => CausalLMOptions.DefaultKvCachePrecision.ToString().ToLowerInvariant() };
-        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0");
+        var kvCache = new Option<string>("--kv-cache") { Description = "KV cache precision on the device: f32, f16, bf16, q8_0 or q4_0 (llama.cpp's cache types; default f16; it is part of the measurement).", DefaultValueFactory = _ => CausalLMOptions.DefaultKvCachePrecision.ToString().ToLowerInvariant() };
+        kvCache.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0");
         var sequences = new Option<int>("--sequences") { Description = "Data owners' sessions the NPU answers at once (batched decode; 1 = one at a time). Part of the measurement.", DefaultValueFactory = _ => 1 };
 
         var deploy = new Command("deploy", "Encrypt the model here, upload it, attest the NPU(s), release the key into each and load it.")

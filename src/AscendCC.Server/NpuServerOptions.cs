@@ -44,8 +44,8 @@ public sealed class NpuServerOptions
     public Runtime.Inference.WeightPrecision? Weights { get; set; }
 
     /// <summary>
-    /// CC off only: the KV cache's element type on the device (F32, F16, BF16 or Q8_0; default F16). Q8_0,
-    /// llama.cpp's <c>-ctk/-ctv q8_0</c>, needs a head dimension that is a multiple of 32. With CC on the
+    /// CC off only: the KV cache's element type on the device (F32, F16, BF16, Q8_0 or Q4_0; default F16). Q8_0
+    /// and Q4_0, llama.cpp's <c>-ctk/-ctv q8_0</c> and <c>q4_0</c>, need a head dimension that is a multiple of 32. With CC on the
     /// model provider chooses it in the package's deployment.
     /// </summary>
     public Runtime.Inference.KvCachePrecision KvCache { get; set; } = Runtime.Inference.CausalLMOptions.DefaultKvCachePrecision;

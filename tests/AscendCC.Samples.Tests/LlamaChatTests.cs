@@ -111,7 +111,7 @@ public class LlamaChatTests
     /// <summary>
     /// A quantized GGUF runs in the precision it stores (--weights auto): a Q4_K file in Q4_K, CC on and
     /// off alike, the same tokens as --weights q4_k names it; --weights f32 widens it (and --kv-cache
-    /// bf16 or q8_0 narrows the cache); an unknown precision, a q8_0 cache for heads that are not whole
+    /// bf16, q8_0 or q4_0 narrows the cache); an unknown precision, a q8_0 or q4_0 cache for heads that are not whole
     /// 32-blocks, or --weights or --kv-cache with --server, is refused before anything boots.
     /// </summary>
     [Test]
@@ -144,6 +144,10 @@ public class LlamaChatTests
         Assert.That(q8Cache.Exit, Is.EqualTo(0), q8Cache.Stderr);
         Assert.That(Unwrap(q8Cache.Stderr), Does.Contain("KV cache Q8_0"));
         Assert.That(q8Cache.Stdout, Does.StartWith("Once upon a time"));
+        var q4Cache = RunChat([.. args, "--kv-cache", "q4_0", "--no-cc"]);
+        Assert.That(q4Cache.Exit, Is.EqualTo(0), q4Cache.Stderr);
+        Assert.That(Unwrap(q4Cache.Stderr), Does.Contain("KV cache Q4_0"));
+        Assert.That(q4Cache.Stdout, Does.StartWith("Once upon a time"));
 
         // A precision the model's widths cannot hold is refused before anything boots, with the ones that fit.
         var narrow = RunChat("--model", TestData.RequireModel("stories260K"), "--weights", "q4_k", "--prompt", "Once upon a time", "--temperature", "0");
@@ -154,6 +158,9 @@ public class LlamaChatTests
         Assert.That(q8Narrow.Exit, Is.EqualTo(1));
         Assert.That(Unwrap(q8Narrow.Stderr), Does.Contain("--kv-cache q8_0 keeps each head's row in whole blocks of 32 values; stories260K's head dimension is 8 (pass --kv-cache f16)"));
         Assert.That(q8Narrow.Stderr, Does.Not.Contain("powers on the NPU"));
+        var q4Narrow = RunChat("--model", TestData.RequireModel("stories260K"), "--kv-cache", "q4_0", "--prompt", "Once upon a time", "--temperature", "0");
+        Assert.That(q4Narrow.Exit, Is.EqualTo(1));
+        Assert.That(Unwrap(q4Narrow.Stderr), Does.Contain("--kv-cache q4_0 keeps each head's row in whole blocks of 32 values; stories260K's head dimension is 8 (pass --kv-cache f16)"));
 
         var unknown = RunChat([.. args, "--weights", "q5_k"]);
         Assert.That(unknown.Exit, Is.Not.EqualTo(0));

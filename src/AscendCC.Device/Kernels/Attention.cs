@@ -40,7 +40,7 @@ internal static unsafe class Attention
 
     /// <summary>
     /// As <see cref="CausalAttention(AiCoreGrid, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, int, int, int, int, int, int, float, int)"/>
-    /// over caches of <paramref name="cacheType"/> (F32, F16, BF16 or Q8_0Rows). Half-precision and quantized
+    /// over caches of <paramref name="cacheType"/> (F32, F16, BF16, Q8_0Rows or Q4_0Rows). Half-precision and quantized
     /// keys and values are widened to f32 as they are read; scores, the softmax and the weighted sum stay f32.
     /// </summary>
     public static void CausalAttention(
@@ -78,6 +78,9 @@ internal static unsafe class Attention
                     break;
                 case ElementType.Q8_0Rows:
                     Launch<KvCache.Q8_0RowReader>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+                case ElementType.Q4_0Rows:
+                    Launch<KvCache.Q4_0RowReader>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
                     break;
                 default:
                     Launch<LinearKernel.F32Weights>(grid, pq, pk, pv, po, seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
@@ -152,6 +155,9 @@ internal static unsafe class Attention
                     break;
                 case ElementType.Q8_0Rows:
                     LaunchItems<KvCache.Q8_0RowReader>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+                    break;
+                case ElementType.Q4_0Rows:
+                    LaunchItems<KvCache.Q4_0RowReader>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);
                     break;
                 default:
                     LaunchItems<LinearKernel.F32Weights>(grid, pq, pk, pv, po, pw, items, nHeads, nKvHeads, headDim, maxSeq, scale, window);

@@ -50,6 +50,13 @@ internal enum ElementType : byte
     /// (head_dim) a whole number of blocks: 1.125 bytes a value where f16 takes 2.
     /// </summary>
     Q8_0Rows = 9,
+    /// <summary>
+    /// A KV cache row in blocks of 32 values, each 16 bytes of nibbles — value j in byte j's low nibble,
+    /// value 16 + j in its high one, as block_q4_0 — followed by the block's f32 scale d (20 bytes; x ≈ d·(n − 8)
+    /// with d = −max/8 for the value of largest magnitude, llama.cpp's q4_0 rule with the scale kept in f32).
+    /// KV caches only, rows a whole number of blocks: 0.625 bytes a value where f16 takes 2.
+    /// </summary>
+    Q4_0Rows = 10,
 }
 
 /// <summary>Scalar conversions; vectorised forms live beside the kernels that need them.</summary>

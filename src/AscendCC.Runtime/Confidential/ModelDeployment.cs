@@ -105,7 +105,7 @@ public sealed record ModelDeployment(ModelConfig Config, RopeConvention Rope, in
         if (dto.KvPrecision is not null
             && !(Enum.TryParse(dto.KvPrecision, out kvPrecision) && Enum.IsDefined(kvPrecision) && !int.TryParse(dto.KvPrecision, out _)))
         {
-            throw new FormatException($"the deployment descriptor's kvPrecision '{dto.KvPrecision}' is not a KV cache precision; use F32, F16, BF16 or Q8_0");
+            throw new FormatException($"the deployment descriptor's kvPrecision '{dto.KvPrecision}' is not a KV cache precision; use F32, F16, BF16, Q8_0 or Q4_0");
         }
         // Descriptors without the field describe the single-session program.
         int sequences = dto.MaxSequences ?? 1;

@@ -318,7 +318,7 @@ public sealed class CausalLMProgram
         if (!Enum.IsDefined(kvPrecision))
         {
             throw new ArgumentOutOfRangeException(paramName, kvPrecision,
-                $"CausalLMOptions.KvCachePrecision = {(int)kvPrecision} is not a KV cache type the device has; use KvCachePrecision.F32, F16, BF16 or Q8_0");
+                $"CausalLMOptions.KvCachePrecision = {(int)kvPrecision} is not a KV cache type the device has; use KvCachePrecision.F32, F16, BF16, Q8_0 or Q4_0");
         }
     }
 }
@@ -389,7 +389,7 @@ internal sealed class CausalLMProgramBuilder
     /// <summary>The KV cache's element type.</summary>
     public KvCachePrecision KvPrecision { get; }
 
-    /// <summary><see cref="KvPrecision"/> as the cache operators' kv_dtype scalar (the device's element type codes: 0 F32, 1 F16, 2 BF16, 9 Q8_0Rows).</summary>
+    /// <summary><see cref="KvPrecision"/> as the cache operators' kv_dtype scalar (the device's element type codes: 0 F32, 1 F16, 2 BF16, 9 Q8_0Rows, 10 Q4_0Rows).</summary>
     public long KvDt => KvCachePrecisions.DeviceCode(KvPrecision);
 
     /// <summary>Sequences the program holds at once: KV-cache slots (1: the single-sequence program).</summary>

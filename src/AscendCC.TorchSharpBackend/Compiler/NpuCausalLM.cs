@@ -213,11 +213,14 @@ public sealed class NpuCausalLM : NpuModule
                 {
                     // Measured on stories260K over its first 64 positions: an f16 cache moves logits
                     // by up to 0.02, a bf16 cache by up to 0.13 (docs/architecture.md, "KV cache precision");
-                    // a q8_0 cache, on stories260K widened to head_dim 32 over random probes of 8–236
-                    // tokens, by up to 0.57 (where f16 moved them by 0.013).
+                    // on stories260K widened to head_dim 32, over 300 random probes of the self-check's 6
+                    // tokens, the last logits move by up to 0.024 (f16), 1.16 (q8_0) and 12.9 (q4_0). At
+                    // q4_0's tolerance the self-check catches only errors larger than the cache's own
+                    // effect; pass SelfCheckTolerance to hold a model to a bound measured for it.
                     KvCachePrecision.F16 => 5e-2,
                     KvCachePrecision.BF16 => 0.5,
-                    KvCachePrecision.Q8_0 => 1.0,
+                    KvCachePrecision.Q8_0 => 1.5,
+                    KvCachePrecision.Q4_0 => 16.0,
                     _ => 0,
                 };
                 compiled.RunSelfCheck(module, options, tolerance);

@@ -52,6 +52,7 @@ public class SequenceSegmentsTests
     [TestCase((int)ElementType.F16, TestName = "{m}(F16)")]
     [TestCase((int)ElementType.BF16, TestName = "{m}(BF16)")]
     [TestCase((int)ElementType.Q8_0Rows, TestName = "{m}(Q8_0Rows)")]
+    [TestCase((int)ElementType.Q4_0Rows, TestName = "{m}(Q4_0Rows)")]
     public void BatchedWriteThenAttentionOverAHalfCacheEqualsTheSingleSequenceKernelsBitForBit(int typeCode)
     {
         var type = (ElementType)typeCode;
@@ -99,6 +100,7 @@ public class SequenceSegmentsTests
     [TestCase(6, 6, (int)ElementType.BF16, 7, 2, TestName = "{m}(window 7, BF16, 2 cores)")]
     [TestCase(4, 4, (int)ElementType.F32, 0, 3, TestName = "{m}(F32, 3 cores)")]
     [TestCase(8, 2, (int)ElementType.Q8_0Rows, 0, 3, TestName = "{m}(GQA 4, Q8_0Rows, 3 cores)")]
+    [TestCase(12, 12, (int)ElementType.Q4_0Rows, 0, 2, TestName = "{m}(12 heads, Q4_0Rows, 2 cores)")]
     public void ADecodeStepSplitAcrossCoresGivesEveryRowItsSingleSequenceBits(int nHeads, int nKvHeads, int typeCode, int window, int cores)
     {
         // A decode step's blocks go to the cores as consecutive ranges of about equal keys (each core

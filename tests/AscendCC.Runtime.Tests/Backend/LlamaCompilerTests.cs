@@ -78,6 +78,27 @@ public class LlamaCompilerTests
         Assert.That(compiled.SelfCheckMaxDifference, Is.LessThan(expected == KvCachePrecision.F32 ? 1e-3 : expected == KvCachePrecision.F16 ? 5e-2 : 0.5));
     }
 
+    /// <summary>
+    /// The quantized caches on heads of 32 (whole blocks): each passes the self-check with its default
+    /// tolerance, and the self-check's difference grows with the cache's step (q8_0 below q4_0).
+    /// </summary>
+    [Test]
+    public void TheQuantizedCachesPassTheSelfCheckWithTheirTolerances()
+    {
+        LlamaConfig config = TinyConfig() with { NumAttentionHeads = 2, NumKeyValueHeads = 1 };
+        double Check(KvCachePrecision kv)
+        {
+            manual_seed(3);
+            using var model = new TinyCausalLM(config);
+            using var compiled = torch_npu.compile_causal_lm(model, new NpuCompileOptions { Config = config, MaxContext = 64, KvCachePrecision = kv });
+            Assert.That(compiled.KvCachePrecision, Is.EqualTo(kv));
+            return compiled.SelfCheckMaxDifference!.Value;
+        }
+        double q8 = Check(KvCachePrecision.Q8_0), q4 = Check(KvCachePrecision.Q4_0), f16 = Check(KvCachePrecision.F16);
+        Assert.That(f16, Is.LessThan(q8));
+        Assert.That(q8, Is.LessThan(q4));
+    }
+
     [TestCaseSource(nameof(Modes))]
     public void ForwardOnTokenIdsReturnsEveryPositionsLogitsLikeTheModule(ExecutionMode mode)
     {

@@ -208,6 +208,7 @@ public class KvCachePrecisionTests
         byte[] MeasureWide(KvCachePrecision kv) =>
             new ModelDeployment(wide, RopeConvention.Half, 32, 4, WeightPrecision.F32, kv).Measure(new byte[] { 1, 2, 3 }, "tiny");
         Assert.That(MeasureWide(KvCachePrecision.Q8_0), Is.Not.EqualTo(MeasureWide(KvCachePrecision.F16)).And.Not.EqualTo(MeasureWide(KvCachePrecision.F32)));
+        Assert.That(MeasureWide(KvCachePrecision.Q4_0), Is.Not.EqualTo(MeasureWide(KvCachePrecision.Q8_0)).And.Not.EqualTo(MeasureWide(KvCachePrecision.F16)));
         Assert.That(bf16, Is.Not.EqualTo(f16));
         Assert.That(bf16, Is.Not.EqualTo(f32));
         Assert.That(Measure(KvCachePrecision.F16), Is.EqualTo(f16), "deterministic");
@@ -232,12 +233,15 @@ public class KvCachePrecisionTests
     }
 
     /// <summary>
-    /// The same with the Q8_0 cache, on heads of 32: a host that relabels the provider's F16 cache as Q8_0 (its
-    /// regions shrink to 36 bytes a block) or the provider's Q8_0 cache as F16 is refused at its first run (R4).
+    /// The same with the quantized caches, on heads of 32: a host that relabels the provider's F16 cache as Q8_0
+    /// (its regions shrink to 36 bytes a block), the provider's Q8_0 cache as F16 or as Q4_0 (20 bytes a block,
+    /// so the same rows quantized four times coarser) or its Q4_0 cache as Q8_0 is refused at its first run (R4).
     /// </summary>
     [TestCase(KvCachePrecision.F16, KvCachePrecision.Q8_0)]
     [TestCase(KvCachePrecision.Q8_0, KvCachePrecision.F16)]
-    public void AHostThatRelabelsAQ8CacheIsRefused(KvCachePrecision attested, KvCachePrecision lie)
+    [TestCase(KvCachePrecision.Q8_0, KvCachePrecision.Q4_0)]
+    [TestCase(KvCachePrecision.Q4_0, KvCachePrecision.Q8_0)]
+    public void AHostThatRelabelsAQuantizedCacheIsRefused(KvCachePrecision attested, KvCachePrecision lie)
     {
         LlamaConfig wide = TinyLlama.Config(hidden: 64, heads: 2, kvHeads: 1);
         using Testbed bed = Testbed.Create(wide, RopeConvention.Half, TinyLlama.Weights(wide), new TestbedOptions { KvPrecision = attested });
@@ -265,11 +269,13 @@ public class KvCachePrecisionTests
         Assert.That(ModelDeployment.FromJson(old).KvPrecision, Is.EqualTo(KvCachePrecision.F32));
         string q8 = deployment.ToJson().Replace("\"KvPrecision\": \"BF16\"", "\"KvPrecision\": \"Q8_0\"", StringComparison.Ordinal);
         Assert.That(ModelDeployment.FromJson(q8).KvPrecision, Is.EqualTo(KvCachePrecision.Q8_0));
-        foreach (string bad in new[] { "Q4_0", "3" })
+        string q4 = deployment.ToJson().Replace("\"KvPrecision\": \"BF16\"", "\"KvPrecision\": \"Q4_0\"", StringComparison.Ordinal);
+        Assert.That(ModelDeployment.FromJson(q4).KvPrecision, Is.EqualTo(KvCachePrecision.Q4_0));
+        foreach (string bad in new[] { "Q5_0", "3" })
         {
             string json = deployment.ToJson().Replace("\"KvPrecision\": \"BF16\"", $"\"KvPrecision\": \"{bad}\"", StringComparison.Ordinal);
             var ex = Assert.Throws<FormatException>(() => ModelDeployment.FromJson(json), bad);
-            Assert.That(ex!.Message, Does.Contain("kvPrecision").And.Contain(bad).And.Contain("Q8_0"));
+            Assert.That(ex!.Message, Does.Contain("kvPrecision").And.Contain(bad).And.Contain("Q8_0").And.Contain("Q4_0"));
         }
     }
 
@@ -284,13 +290,14 @@ public class KvCachePrecisionTests
     }
 
     /// <summary>
-    /// The raw interface: a host naming a weight format (3, Q8_0 matrices) or no type at all (10) as kv_dtype
-    /// is refused, and so is the Q8_0 cache type (9) over rows that are not whole 32-blocks (head_dim 8),
-    /// whose sizes the kernels could not compute.
+    /// The raw interface: a host naming a weight format (3, Q8_0 matrices) or no type at all (11) as kv_dtype
+    /// is refused, and so are the Q8_0 and Q4_0 cache types (9, 10) over rows that are not whole 32-blocks
+    /// (head_dim 8), whose sizes the kernels could not compute.
     /// </summary>
     [TestCase(3L, 8L, "kv_dtype")]
-    [TestCase(10L, 8L, "kv_dtype")]
+    [TestCase(11L, 8L, "kv_dtype")]
     [TestCase(9L, 8L, "head_dim")]
+    [TestCase(10L, 8L, "head_dim")]
     public void TheDeviceRefusesAKvDtypeThatIsNotACacheType(long kvDtype, long headDim, string named)
     {
         using NpuRuntime runtime = NewRuntime();
@@ -345,33 +352,41 @@ public class KvCachePrecisionTests
         Assert.That(gap, Is.GreaterThan(0.1f));
     }
 
-    [Test]
-    public void AQ8CacheIsRefusedForHeadsThatAreNotWholeBlocks()
+    [TestCase(KvCachePrecision.Q8_0)]
+    [TestCase(KvCachePrecision.Q4_0)]
+    public void AQuantizedCacheIsRefusedForHeadsThatAreNotWholeBlocks(KvCachePrecision kv)
     {
         string folder = TestData.RequireModel("stories260K");
         using var checkpoint = ModelCheckpoint.Open(folder);
         using NpuRuntime runtime = NewRuntime();
-        var ex = Assert.Throws<ArgumentException>(() => CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 32, KvCachePrecision = KvCachePrecision.Q8_0 }));
-        Assert.That(ex!.Message, Does.Contain("head dimension is 8").And.Contain("KvCachePrecision.F16"));
+        var ex = Assert.Throws<ArgumentException>(() => CausalLM.Load(runtime, checkpoint, new CausalLMOptions { MaxContext = 32, KvCachePrecision = kv }));
+        Assert.That(ex!.Message, Does.Contain($"KvCachePrecision.{kv}").And.Contain("head dimension is 8").And.Contain("KvCachePrecision.F16"));
     }
 
-    /// <summary>The Q8_0 cache in CC mode: the confidential tokens are the plaintext ones (and llama2.c's), and its regions are locked from the host.</summary>
-    [Test]
-    public void AQ8CacheRunsConfidentiallyAsInPlaintextAndIsLockedFromTheHost()
+    /// <summary>
+    /// The quantized caches in CC mode: the confidential tokens are the plaintext ones (with Q8_0 llama2.c's too;
+    /// Q4_0 leaves them, as llama.cpp's q4_0 does, see Q4KvCacheLlamaCppTests), and the regions are locked from the host.
+    /// </summary>
+    [TestCase(KvCachePrecision.Q8_0, 36)]
+    [TestCase(KvCachePrecision.Q4_0, 20)]
+    public void AQuantizedCacheRunsConfidentiallyAsInPlaintextAndIsLockedFromTheHost(KvCachePrecision kv, int blockBytes)
     {
         using var temp = new TempFolder();
         string folder = WideHeadStories260K.WriteFolder(temp.File("wide"));
         ReferenceOutputs reference = ReferenceOutputs.Load(TestData.RequireModel("stories260K"), "once_upon_a_time");
         (int[] confidential, int[] plaintext, ProgramBuffer kCache, LlamaConfig config) = GenerateWithCcOnAndOff(folder,
-            new TestbedOptions { MaxContext = 128, MaxBatchTokens = 3, KvPrecision = KvCachePrecision.Q8_0 }, reference);
-        // Each layer's K: kvHeads × context rows of one 36-byte block (32 int8 and an f32 scale).
-        Assert.That(kCache.Bytes, Is.EqualTo((long)config.NumKeyValueHeads * 128 * 36));
+            new TestbedOptions { MaxContext = 128, MaxBatchTokens = 3, KvPrecision = kv }, reference);
+        // Each layer's K: kvHeads × context rows of one block (Q8_0: 32 int8 and an f32 scale; Q4_0: 16 bytes of nibbles and one).
+        Assert.That(kCache.Bytes, Is.EqualTo((long)config.NumKeyValueHeads * 128 * blockBytes));
         Assert.That(confidential, Is.EqualTo(plaintext));
-        Assert.That(confidential, Is.EqualTo(reference.GeneratedTokens));
+        if (kv == KvCachePrecision.Q8_0)
+        {
+            Assert.That(confidential, Is.EqualTo(reference.GeneratedTokens));
+        }
 
         Attack attack = AttackCatalog.All.Single(a => a.Name == "R2_DmaKvCacheAfterLoad");
         LlamaConfig wide = TinyLlama.Config(hidden: 64, heads: 2, kvHeads: 1);
-        using Testbed tiny = Testbed.Create(wide, RopeConvention.Half, TinyLlama.Weights(wide), new TestbedOptions { KvPrecision = KvCachePrecision.Q8_0 });
+        using Testbed tiny = Testbed.Create(wide, RopeConvention.Half, TinyLlama.Weights(wide), new TestbedOptions { KvPrecision = kv });
         AttackResult result = attack.Run(tiny);
         Assert.That(result.Outcome, Is.EqualTo(AttackOutcome.Blocked), result.Evidence);
     }

@@ -5,7 +5,7 @@ namespace AscendCC.Device.Operators.Builtin;
 
 /// <summary>
 /// Appends new keys and values to a layer's KV cache, whose element type is the kv_dtype scalar
-/// (0 F32, 1 F16, 2 BF16, 9 Q8_0Rows; half precision rounded to nearest even, Q8_0Rows quantized per block of 32).
+/// (0 F32, 1 F16, 2 BF16, 9 Q8_0Rows, 10 Q4_0Rows; half precision rounded to nearest even, Q8_0Rows and Q4_0Rows quantized per block of 32).
 /// </summary>
 internal sealed class KvCacheWriteOperator() : OperatorBase("kv_cache_write",
     "k:f32[seq,kv_heads*head_dim] v:f32[seq,kv_heads*head_dim] -> k_cache:kv_dtype[kv_heads,max_seq,head_dim] v_cache | seq start_pos kv_heads head_dim max_seq kv_dtype",
@@ -89,10 +89,10 @@ internal static class KvCacheType
 {
     public static ElementType Of(ref KernelContext c, int i)
     {
-        var type = (ElementType)c.Int(i, "kv_dtype", 0, (int)ElementType.Q8_0Rows);
+        var type = (ElementType)c.Int(i, "kv_dtype", 0, (int)ElementType.Q4_0Rows);
         if (!KvCache.IsCacheType(type))
         {
-            throw new KernelArgumentException($"scalar 'kv_dtype' = {(int)type} ({type}): a KV cache holds F32 (0), F16 (1), BF16 (2) or Q8_0Rows (9) elements, not a weight matrix format");
+            throw new KernelArgumentException($"scalar 'kv_dtype' = {(int)type} ({type}): a KV cache holds F32 (0), F16 (1), BF16 (2), Q8_0Rows (9) or Q4_0Rows (10) elements, not a weight matrix format");
         }
         return type;
     }

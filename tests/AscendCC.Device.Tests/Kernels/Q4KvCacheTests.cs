@@ -1,0 +1,258 @@
+using System.Runtime.Intrinsics;
+using AscendCC.Device.AiCore;
+using AscendCC.Device.Kernels;
+using NUnit.Framework;
+using static AscendCC.Device.Tests.Kernels.KernelTestData;
+using static TorchSharp.torch;
+
+namespace AscendCC.Device.Tests.Kernels;
+
+/// <summary>
+/// The KV cache in Q4_0Rows (llama.cpp's q4_0 with an f32 scale). The write must be llama.cpp's
+/// quantize_row_q4_0_ref — max the first value of largest magnitude, d = max/−8, n = min(15,
+/// trunc(x·(1/d) + 8.5)), value j low and value 16 + j high in byte j — which torch computes here
+/// independently, block by block. Attention over the cache must be attention over its dequantized values
+/// (n − 8)·d, bit for bit the f32 kernel's over them, and within the f32 tolerance of torch's float64
+/// attention over them.
+/// </summary>
+[Category(KernelTestData.Category)]
+public class Q4KvCacheTests
+{
+    private const ElementType Q4 = ElementType.Q4_0Rows;
+
+    [Test]
+    public void WriteQuantizesAsLlamaCppsQ4_0()
+    {
+        const int nKvHeads = 3, headDim = 96, maxSeq = 20, seq = 7, start = 5;
+        int kvDim = nKvHeads * headDim;
+        // Rows of very different scales, an all-zero block, a block with one spike, a block whose largest
+        // magnitudes are +3 then −3 (the first decides d's sign), and evenly spaced values.
+        float[] k = Normal(seq * kvDim, 1, std: 3f), v = Normal(seq * kvDim, 2, std: 1e-3f);
+        Array.Clear(k, 0, 32);
+        Array.Clear(k, 32, 32);
+        k[40] = -1000f;
+        for (int j = 0; j < 32; j++)
+        {
+            k[64 + j] = (j - 16) * 0.25f;
+            k[96 + j] = j == 2 ? 3f : j == 5 ? -3f : (j - 16) * 0.125f;
+        }
+        var kCache = new byte[KvCache.Bytes(Q4, (long)nKvHeads * maxSeq * headDim)];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(k, v, kCache, vCache, Q4, seq, start, nKvHeads, headDim, maxSeq);
+
+        using var scope = NewDisposeScope();
+        foreach ((float[] rows, byte[] cache, string what) in new[] { (k, kCache, "keys"), (v, vCache, "values") })
+        {
+            // [seq, heads, blocks, 32] → per block: the first value of largest |x|, d = max / −8, and
+            // n = min(15, trunc(x · (1/d) + 8.5)), every step in float32 as ggml computes it.
+            var x = tensor(rows, [seq, nKvHeads, headDim / 32, 32]);
+            var max = x.gather(-1, x.abs().argmax(-1, keepdim: true));
+            var d = max / -8f;
+            var id = where(d.ne(0), 1f / d, zeros_like(d));
+            var n = ((x * id) + 8.5f).trunc().clamp_max(15).to_type(ScalarType.Int32);
+            int[] expectedN = n.permute(1, 0, 2, 3).contiguous().data<int>().ToArray();
+            float[] expectedD = ToFloats(d.permute(1, 0, 2, 3).contiguous());
+            int block = 0;
+            for (int h = 0; h < nKvHeads; h++)
+            {
+                for (int p = start; p < start + seq; p++)
+                {
+                    for (int b = 0; b < headDim / 32; b++, block++)
+                    {
+                        int at = (int)KvCache.Bytes(Q4, ((long)h * maxSeq + p) * headDim + (b * 32));
+                        byte[] expected = Enumerable.Range(0, 16).Select(j => (byte)(expectedN[(block * 32) + j] | (expectedN[(block * 32) + 16 + j] << 4))).ToArray();
+                        Assert.That(cache.AsSpan(at, 16).ToArray(), Is.EqualTo(expected), $"{what}: head {h}, position {p}, block {b}");
+                        Assert.That(BitConverter.ToSingle(cache, at + 16), Is.EqualTo(expectedD[block]), $"{what}: scale of head {h}, position {p}, block {b}");
+                    }
+                }
+            }
+        }
+        // The block whose first largest magnitude is +3 (row 0's values 96.. are head 1's first block): d = 3/−8, negative.
+        int tie = (int)KvCache.Bytes(Q4, ((long)1 * maxSeq + start) * headDim);
+        Assert.That(BitConverter.ToSingle(kCache, tie + 16), Is.EqualTo(-0.375f), "+3 comes first, so d = −3/8");
+        Assert.That(kCache[tie + 2] & 15, Is.Zero, "and +3 is the nibble 0: −8·d");
+        // Positions the write did not touch stay as they were (zero bytes).
+        Assert.That(kCache.AsSpan(0, (int)KvCache.Bytes(Q4, (long)start * headDim)).ToArray(), Has.All.EqualTo((byte)0));
+    }
+
+    /// <summary>
+    /// The AVX-512 write (the path on this machine) gives the scalar loop's bytes — zero blocks, spikes, equal
+    /// magnitudes of both signs and non-finite blocks included — so the scalar path, which machines without
+    /// AVX-512 take, is checked in-process too.
+    /// </summary>
+    [Test]
+    public unsafe void TheVectorWriteGivesTheScalarLoopsBytes()
+    {
+        float[] values = Normal(64 * 32, 21, std: 4f);
+        Array.Clear(values, 0, 32);
+        for (int j = 0; j < 32; j++)
+        {
+            values[32 + j] = (j - 16) * 0.5f;
+            values[64 + j] = j == 20 ? -7f : j == 30 ? 7f : j * 0.1f;
+        }
+        values[100] = 3e38f;
+        values[130] = 1e-39f;
+        values[160] = float.PositiveInfinity;
+        values[200] = float.NaN;
+        values[230] = float.NegativeInfinity;
+        // One block's worth of guard bytes after each row: neither write may go past its count.
+        var vector = new byte[(values.Length / 32 * KvCache.Q4BlockBytes) + KvCache.Q4BlockBytes];
+        var scalar = new byte[vector.Length];
+        vector.AsSpan(vector.Length - KvCache.Q4BlockBytes).Fill(0xA5);
+        scalar.AsSpan(scalar.Length - KvCache.Q4BlockBytes).Fill(0xA5);
+        fixed (float* x = values)
+        fixed (byte* v = vector, s = scalar)
+        {
+            KvCache.QuantizeRowQ4(x, v, values.Length);
+            KvCache.QuantizeRowQ4Scalar(x, s, values.Length);
+        }
+        for (int b = 0; b < values.Length / 32; b++)
+        {
+            int at = b * KvCache.Q4BlockBytes;
+            Assert.That(vector.AsSpan(at, 16).ToArray(), Is.EqualTo(scalar.AsSpan(at, 16).ToArray()), $"block {b}'s nibbles");
+            float dv = BitConverter.ToSingle(vector, at + 16), ds = BitConverter.ToSingle(scalar, at + 16);
+            // A NaN scale is a NaN scale: its sign and payload carry nothing.
+            Assert.That(float.IsNaN(ds) ? float.IsNaN(dv) : BitConverter.SingleToInt32Bits(dv) == BitConverter.SingleToInt32Bits(ds), $"block {b}'s d: {dv} against {ds}");
+        }
+        Assert.That(vector.AsSpan(vector.Length - KvCache.Q4BlockBytes).ToArray(), Has.All.EqualTo((byte)0xA5), "nothing written past the row (vector)");
+        Assert.That(scalar.AsSpan(scalar.Length - KvCache.Q4BlockBytes).ToArray(), Has.All.EqualTo((byte)0xA5), "nothing written past the row (scalar)");
+        Assert.That(BitConverter.ToSingle(scalar, (2 * KvCache.Q4BlockBytes) + 16), Is.EqualTo(0.875f), "−7 comes before +7: d = −7/−8");
+        Assert.That(BitConverter.ToSingle(scalar, KvCache.Q4BlockBytes + 16), Is.EqualTo(1f), "the evenly spaced block's max is −8: d = 1");
+        Assert.That(scalar.AsSpan(KvCache.Q4BlockBytes, 4).ToArray(), Is.EqualTo(new byte[] { 0x80, 0x91, 0x91, 0xA2 }), "x + 8.5 truncated: −8, −7.5, −7, −6.5 → n 0, 1, 1, 2; 0, 0.5, 1, 1.5 → 8, 9, 9, 10");
+        Assert.That(BitConverter.SingleToInt32Bits(BitConverter.ToSingle(scalar, 16)), Is.EqualTo(BitConverter.SingleToInt32Bits(-0f)), "an all-zero block's d is 0/−8 = −0");
+    }
+
+    [Test]
+    public void ABlockHoldingAnInfinityOrNaNReadsBackNonFiniteNotAsNumbers()
+    {
+        const int headDim = 64;
+        float[] row = Normal(headDim, 3);
+        row[5] = float.PositiveInfinity;
+        row[40] = float.NaN;
+        var kCache = new byte[KvCache.Bytes(Q4, headDim)];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(row, row, kCache, vCache, Q4, 1, 0, 1, headDim, 1);
+        float[] back = Dequantize(kCache);
+        Assert.That(back.Take(32).Where(float.IsFinite), Is.Empty, "the block with the infinity");
+        Assert.That(back.Skip(32).Where(float.IsFinite), Is.Empty, "the block with the NaN");
+
+        var output = new float[headDim];
+        Attention.CausalAttention(AiCoreGrid.Shared, Normal(headDim, 4), kCache, vCache, Q4, output, 1, 0, 1, 1, headDim, 1, 0.125f);
+        Assert.That(output, Has.All.NaN);
+    }
+
+    // seq, startPos, nHeads, nKvHeads, headDim, window
+    [TestCase(1, 0, 4, 4, 64, 0, TestName = "Q4_0 cache: first token")]
+    [TestCase(1, 511, 12, 12, 64, 0, TestName = "Q4_0 cache: decode at context 512, 12 heads (one head a block, keys widened in registers)")]
+    [TestCase(1, 300, 8, 1, 128, 0, TestName = "Q4_0 cache: decode, GQA 8, headDim 128")]
+    [TestCase(1, 511, 32, 4, 64, 0, TestName = "Q4_0 cache: decode at 512, 32 heads on 4 KV heads")]
+    [TestCase(1, 300, 32, 4, 64, 100, TestName = "Q4_0 cache: decode, window 100")]
+    [TestCase(3, 17, 4, 2, 32, 0, TestName = "Q4_0 cache: three tokens after 17, headDim 32")]
+    [TestCase(17, 5, 8, 2, 64, 0, TestName = "Q4_0 cache: 17 tokens after 5, GQA 4")]
+    [TestCase(67, 100, 8, 4, 128, 0, TestName = "Q4_0 cache: 67 tokens after 100, headDim 128")]
+    [TestCase(300, 0, 8, 1, 64, 40, TestName = "Q4_0 cache: window 40, prefill 300, GQA 8")]
+    public void AttentionOverAQ4CacheIsAttentionOverItsDequantizedValues(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window)
+    {
+        int ctx = startPos + seq, maxSeq = ctx + 13, kvDim = nKvHeads * headDim;
+        float scale = 1f / MathF.Sqrt(headDim);
+        float[] q = Normal(seq * nHeads * headDim, seq + 3 * headDim + nHeads);
+        var kCache = new byte[KvCache.Bytes(Q4, (long)nKvHeads * maxSeq * headDim)];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(Normal(ctx * kvDim, 7 * seq + startPos, std: 2f), Normal(ctx * kvDim, 5 * seq + startPos + 1), kCache, vCache, Q4, ctx, 0, nKvHeads, headDim, maxSeq);
+        // Positions no row may read (past the context, before every row's window) get NaN scales, so reading one shows.
+        int unseen = window > 0 ? Math.Max(0, startPos - window + 1) : 0;
+        for (int h = 0; h < nKvHeads; h++)
+        {
+            for (int p = 0; p < maxSeq; p++)
+            {
+                if (p >= unseen && p < ctx)
+                {
+                    continue;
+                }
+                for (int b = 0; b < headDim / 32; b++)
+                {
+                    int at = (int)KvCache.Bytes(Q4, ((long)h * maxSeq + p) * headDim + (b * 32)) + 16;
+                    BitConverter.TryWriteBytes(kCache.AsSpan(at), float.NaN);
+                    BitConverter.TryWriteBytes(vCache.AsSpan(at), float.NaN);
+                }
+            }
+        }
+        AttentionTests.AssertIsAttentionOverWidenedValues(q, kCache, vCache, Q4, Dequantize(kCache), Dequantize(vCache),
+            seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
+    }
+
+    [Test]
+    public unsafe void TheReaderLoadsEveryValueAsNMinus8TimesDInEachWidth()
+    {
+        const int headDim = 128, positions = 3;
+        var cache = new byte[KvCache.Bytes(Q4, (long)positions * headDim)];
+        KvCache.KvCacheWrite(Normal(positions * headDim, 9, std: 5f), Normal(positions * headDim, 10), cache, new byte[cache.Length], Q4, positions, 0, 1, headDim, positions);
+        float[] expected = Dequantize(cache);
+        var by16 = new float[expected.Length];
+        var by8 = new float[expected.Length];
+        var by1 = new float[expected.Length];
+        fixed (byte* c = cache)
+        {
+            for (int p = 0; p < positions; p++)
+            {
+                byte* row = c + KvCache.Q4_0RowReader.Bytes((nint)p * headDim);
+                for (int i = 0; i < headDim; i += 16)
+                {
+                    KvCache.Q4_0RowReader.Load16(row, i).CopyTo(by16.AsSpan((p * headDim) + i));
+                }
+                for (int i = 0; i < headDim; i += 8)
+                {
+                    KvCache.Q4_0RowReader.Load8(row, i).CopyTo(by8.AsSpan((p * headDim) + i));
+                }
+                for (int i = 0; i < headDim; i++)
+                {
+                    by1[(p * headDim) + i] = KvCache.Q4_0RowReader.Load(row, i);
+                }
+            }
+        }
+        // Bytes(i) is the byte holding element i's nibble, inside a block as at its start (the prefetches use offsets inside blocks).
+        for (int i = 0; i < expected.Length; i++)
+        {
+            long at = KvCache.Bytes(Q4, i);
+            Assert.That((long)KvCache.Q4_0RowReader.Bytes(i), Is.EqualTo(at), $"reader offset of element {i}");
+            float d = BitConverter.ToSingle(cache, (i / 32 * KvCache.Q4BlockBytes) + 16);
+            int n = i % 32 < 16 ? cache[at] & 15 : cache[at] >> 4;
+            Assert.That((n - 8) * d, Is.EqualTo(expected[i]), $"element {i} at byte {at}");
+        }
+        Assert.That(by16, Is.EqualTo(expected), "Load16");
+        Assert.That(by8, Is.EqualTo(expected), "Load8");
+        Assert.That(by1, Is.EqualTo(expected), "Load");
+    }
+
+    [Test]
+    public void RowsThatAreNotWholeBlocksAreRefused()
+    {
+        var cache = new byte[4096];
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            KvCache.KvCacheWrite(new float[80], new float[80], cache, cache, Q4, 1, 0, 1, 80, 4));
+        Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
+        Assert.That(ex.Message, Does.Contain("Q4_0Rows"));
+        ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            Attention.CausalAttention(AiCoreGrid.Shared, new float[2 * 8], cache, cache, Q4, new float[2 * 8], 1, 0, 2, 2, 8, 16, 1f));
+        Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
+        Assert.That(ex.Message, Does.Contain("F16"));
+    }
+
+    /// <summary>Every value of a head-major cache (maxSeq·headDim values a head, whole blocks) as (n − 8)·d, value j low and 16 + j high in byte j.</summary>
+    private static float[] Dequantize(byte[] cache)
+    {
+        int blocks = cache.Length / KvCache.Q4BlockBytes;
+        var values = new float[blocks * KvCache.Q4Block];
+        for (int b = 0; b < blocks; b++)
+        {
+            int at = b * KvCache.Q4BlockBytes;
+            float d = BitConverter.ToSingle(cache, at + 16);
+            for (int j = 0; j < 16; j++)
+            {
+                values[(b * KvCache.Q4Block) + j] = ((cache[at + j] & 15) - 8) * d;
+                values[(b * KvCache.Q4Block) + 16 + j] = ((cache[at + j] >> 4) - 8) * d;
+            }
+        }
+        return values;
+    }
+}
