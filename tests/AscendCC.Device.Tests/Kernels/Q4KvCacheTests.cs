@@ -123,23 +123,8 @@ public class Q4KvCacheTests
     }
 
     [Test]
-    public void ABlockHoldingAnInfinityOrNaNReadsBackNonFiniteNotAsNumbers()
-    {
-        const int headDim = 64;
-        float[] row = Normal(headDim, 3);
-        row[5] = float.PositiveInfinity;
-        row[40] = float.NaN;
-        var kCache = new byte[KvCache.Bytes(Q4, headDim)];
-        var vCache = new byte[kCache.Length];
-        KvCache.KvCacheWrite(row, row, kCache, vCache, Q4, 1, 0, 1, headDim, 1);
-        float[] back = Dequantize(kCache);
-        Assert.That(back.Take(32).Where(float.IsFinite), Is.Empty, "the block with the infinity");
-        Assert.That(back.Skip(32).Where(float.IsFinite), Is.Empty, "the block with the NaN");
-
-        var output = new float[headDim];
-        Attention.CausalAttention(AiCoreGrid.Shared, Normal(headDim, 4), kCache, vCache, Q4, output, 1, 0, 1, 1, headDim, 1, 0.125f);
-        Assert.That(output, Has.All.NaN);
-    }
+    public void ABlockHoldingAnInfinityOrNaNReadsBackNonFiniteNotAsNumbers() =>
+        QuantizedKvCacheChecks.NonFiniteBlocksReadBackNonFinite(Q4, Dequantize);
 
     // seq, startPos, nHeads, nKvHeads, headDim, window
     [TestCase(1, 0, 4, 4, 64, 0, TestName = "Q4_0 cache: first token")]
@@ -151,35 +136,8 @@ public class Q4KvCacheTests
     [TestCase(17, 5, 8, 2, 64, 0, TestName = "Q4_0 cache: 17 tokens after 5, GQA 4")]
     [TestCase(67, 100, 8, 4, 128, 0, TestName = "Q4_0 cache: 67 tokens after 100, headDim 128")]
     [TestCase(300, 0, 8, 1, 64, 40, TestName = "Q4_0 cache: window 40, prefill 300, GQA 8")]
-    public void AttentionOverAQ4CacheIsAttentionOverItsDequantizedValues(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window)
-    {
-        int ctx = startPos + seq, maxSeq = ctx + 13, kvDim = nKvHeads * headDim;
-        float scale = 1f / MathF.Sqrt(headDim);
-        float[] q = Normal(seq * nHeads * headDim, seq + 3 * headDim + nHeads);
-        var kCache = new byte[KvCache.Bytes(Q4, (long)nKvHeads * maxSeq * headDim)];
-        var vCache = new byte[kCache.Length];
-        KvCache.KvCacheWrite(Normal(ctx * kvDim, 7 * seq + startPos, std: 2f), Normal(ctx * kvDim, 5 * seq + startPos + 1), kCache, vCache, Q4, ctx, 0, nKvHeads, headDim, maxSeq);
-        // Positions no row may read (past the context, before every row's window) get NaN scales, so reading one shows.
-        int unseen = window > 0 ? Math.Max(0, startPos - window + 1) : 0;
-        for (int h = 0; h < nKvHeads; h++)
-        {
-            for (int p = 0; p < maxSeq; p++)
-            {
-                if (p >= unseen && p < ctx)
-                {
-                    continue;
-                }
-                for (int b = 0; b < headDim / 32; b++)
-                {
-                    int at = (int)KvCache.Bytes(Q4, ((long)h * maxSeq + p) * headDim + (b * 32)) + 16;
-                    BitConverter.TryWriteBytes(kCache.AsSpan(at), float.NaN);
-                    BitConverter.TryWriteBytes(vCache.AsSpan(at), float.NaN);
-                }
-            }
-        }
-        AttentionTests.AssertIsAttentionOverWidenedValues(q, kCache, vCache, Q4, Dequantize(kCache), Dequantize(vCache),
-            seq, startPos, nHeads, nKvHeads, headDim, maxSeq, scale, window);
-    }
+    public void AttentionOverAQ4CacheIsAttentionOverItsDequantizedValues(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window) =>
+        QuantizedKvCacheChecks.AttentionIsAttentionOverItsDequantizedValues(Q4, 16, Dequantize, seq, startPos, nHeads, nKvHeads, headDim, window);
 
     [Test]
     public unsafe void TheReaderLoadsEveryValueAsNMinus8TimesDInEachWidth()
@@ -225,18 +183,7 @@ public class Q4KvCacheTests
     }
 
     [Test]
-    public void RowsThatAreNotWholeBlocksAreRefused()
-    {
-        var cache = new byte[4096];
-        var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
-            KvCache.KvCacheWrite(new float[80], new float[80], cache, cache, Q4, 1, 0, 1, 80, 4));
-        Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
-        Assert.That(ex.Message, Does.Contain("Q4_0Rows"));
-        ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
-            Attention.CausalAttention(AiCoreGrid.Shared, new float[2 * 8], cache, cache, Q4, new float[2 * 8], 1, 0, 2, 2, 8, 16, 1f));
-        Assert.That(ex!.ParamName, Is.EqualTo("headDim"));
-        Assert.That(ex.Message, Does.Contain("F16"));
-    }
+    public void RowsThatAreNotWholeBlocksAreRefused() => QuantizedKvCacheChecks.RowsThatAreNotWholeBlocksAreRefused(Q4);
 
     /// <summary>Every value of a head-major cache (maxSeq·headDim values a head, whole blocks) as (n − 8)·d, value j low and 16 + j high in byte j.</summary>
     private static float[] Dequantize(byte[] cache)

@@ -21,6 +21,17 @@ internal static class LlamaCppGreedy
         return logits;
     }
 
+    /// <summary>How many tokens two generations share before their first difference.</summary>
+    public static int Agreement(IReadOnlyList<int> a, IReadOnlyList<int> b)
+    {
+        int i = 0;
+        while (i < a.Count && i < b.Count && a[i] == b[i])
+        {
+            i++;
+        }
+        return i;
+    }
+
     /// <summary>Sees one step's logits and the token picked from them.</summary>
     public delegate void ObserveStep(int step, ReadOnlySpan<float> logits, int picked);
 

@@ -78,9 +78,9 @@ public class Q4KvCacheLlamaCppTests
         List<int> theirF16 = TheirTokens(GGMLType.GGML_TYPE_F16), theirQ4 = TheirTokens(GGMLType.GGML_TYPE_Q4_0);
         Assert.Multiple(() =>
         {
-            Assert.That(Agreement(ourF16, theirF16), Is.EqualTo(count), "the premise: with f16 caches the engines agree throughout");
-            Assert.That(Agreement(theirQ4, theirF16), Is.EqualTo(leaveF16), "llama.cpp's q4_0 cache leaves its f16 tokens");
-            Assert.That(Agreement(ourQ4, ourF16), Is.EqualTo(leaveF16), "the device's Q4_0 cache leaves its f16 tokens at the same step");
+            Assert.That(LlamaCppGreedy.Agreement(ourF16, theirF16), Is.EqualTo(count), "the premise: with f16 caches the engines agree throughout");
+            Assert.That(LlamaCppGreedy.Agreement(theirQ4, theirF16), Is.EqualTo(leaveF16), "llama.cpp's q4_0 cache leaves its f16 tokens");
+            Assert.That(LlamaCppGreedy.Agreement(ourQ4, ourF16), Is.EqualTo(leaveF16), "the device's Q4_0 cache leaves its f16 tokens at the same step");
         });
 
         int[] forced = [.. reference.PromptTokens, .. ourF16];
@@ -93,16 +93,6 @@ public class Q4KvCacheLlamaCppTests
             Assert.That(formatEffect, Is.GreaterThan(1.0), $"at {length} positions: the premise, q4_0 moves llama.cpp's logits by more than 1");
             Assert.That(fromLlamaCpp, Is.LessThan(0.5 * formatEffect), $"at {length} positions: the device's q4_0 logits lie {fromLlamaCpp:g3} from llama.cpp's, where q4_0 moved llama.cpp's by {formatEffect:g3}");
         }
-    }
-
-    private static int Agreement(IReadOnlyList<int> a, IReadOnlyList<int> b)
-    {
-        int i = 0;
-        while (i < a.Count && i < b.Count && a[i] == b[i])
-        {
-            i++;
-        }
-        return i;
     }
 
     private static double Largest(float[] a, float[] b)

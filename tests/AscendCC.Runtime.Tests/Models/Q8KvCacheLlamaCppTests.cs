@@ -23,16 +23,6 @@ namespace AscendCC.Runtime.Tests.Models;
 [NonParallelizable]
 public class Q8KvCacheLlamaCppTests
 {
-    private static int Agreement(IReadOnlyList<int> a, IReadOnlyList<int> b)
-    {
-        int i = 0;
-        while (i < a.Count && i < b.Count && a[i] == b[i])
-        {
-            i++;
-        }
-        return i;
-    }
-
     /// <summary>Measured with LLamaSharp 0.30.0 (2 threads): both leave f16 at generated token 114 / 215, and agree with each other to 128 / 384.</summary>
     [TestCase("once_upon_a_time", 114, 128)]
     [TestCase("lily_had_a", 215, 384)]
@@ -66,10 +56,10 @@ public class Q8KvCacheLlamaCppTests
         int[] ourF16 = Ours(KvCachePrecision.F16), ourQ8 = Ours(KvCachePrecision.Q8_0);
         Assert.Multiple(() =>
         {
-            Assert.That(Agreement(ourF16, theirF16), Is.EqualTo(count), "the premise: with f16 caches the engines agree throughout");
-            Assert.That(Agreement(theirQ8, theirF16), Is.EqualTo(leaveF16), "llama.cpp's q8_0 cache leaves its f16 tokens");
-            Assert.That(Agreement(ourQ8, ourF16), Is.EqualTo(leaveF16), "the device's Q8_0 cache leaves its f16 tokens at the same step");
-            Assert.That(Agreement(ourQ8, theirQ8), Is.EqualTo(withLlamaCpp).And.GreaterThan(leaveF16), "and stays with llama.cpp's q8_0 tokens beyond it");
+            Assert.That(LlamaCppGreedy.Agreement(ourF16, theirF16), Is.EqualTo(count), "the premise: with f16 caches the engines agree throughout");
+            Assert.That(LlamaCppGreedy.Agreement(theirQ8, theirF16), Is.EqualTo(leaveF16), "llama.cpp's q8_0 cache leaves its f16 tokens");
+            Assert.That(LlamaCppGreedy.Agreement(ourQ8, ourF16), Is.EqualTo(leaveF16), "the device's Q8_0 cache leaves its f16 tokens at the same step");
+            Assert.That(LlamaCppGreedy.Agreement(ourQ8, theirQ8), Is.EqualTo(withLlamaCpp).And.GreaterThan(leaveF16), "and stays with llama.cpp's q8_0 tokens beyond it");
         });
     }
 }
