@@ -169,6 +169,7 @@ internal static unsafe class KvCache
         fixed (float* pk = k, pv = v)
         fixed (byte* pkc = kCache, pvc = vCache)
         {
+            PrefetchRows(pkc, pvc, cacheType, seq, startPos, nKvHeads, headDim, maxSeq);
             for (int h = 0; h < nKvHeads; h++)
             {
                 for (int s = 0; s < seq; s++)
@@ -194,6 +195,15 @@ internal static unsafe class KvCache
         ReadOnlySpan<SequenceSegment> segments, int nKvHeads, int headDim, int maxSeq)
     {
         int slotBytes = checked((int)Bytes(cacheType, (long)nKvHeads * maxSeq * headDim)), kvDim = nKvHeads * headDim, row = 0;
+        // Every segment's destination lines are requested before any is written (see PrefetchRows): a
+        // decode step's rows lie in as many slots as it has sequences.
+        fixed (byte* pkc = kCache, pvc = vCache)
+        {
+            foreach (SequenceSegment s in segments)
+            {
+                PrefetchRows(pkc + ((nint)s.Slot * slotBytes), pvc + ((nint)s.Slot * slotBytes), cacheType, s.Length, s.Start, nKvHeads, headDim, maxSeq);
+            }
+        }
         foreach (SequenceSegment s in segments)
         {
             int rows = s.Length * kvDim;
@@ -203,6 +213,41 @@ internal static unsafe class KvCache
         }
     }
 
+    /// <summary>Passes of at most this many rows a sequence have their destination lines requested first.</summary>
+    private const int PrefetchMaxRows = 4;
+
+    /// <summary>
+    /// Requests the cache lines a short pass (a decode step) is about to write, before any is written. Each
+    /// row lands in lines nothing has touched — one row per KV head and per sequence, in as many places —
+    /// and written one after another their misses were taken about one at a time: a 110M decode step of
+    /// eight sequences spent 0.2–0.34 ms in kv_cache_write (operator clock) for 147 KB of f16, the
+    /// same whether the JIT had tiered the writers up or not. Prefetches do not fault, so a row past the
+    /// cache (refused later by the write's own checks) costs nothing.
+    /// </summary>
+    private static void PrefetchRows(byte* kCache, byte* vCache, ElementType cacheType, int seq, int startPos, int nKvHeads, int headDim, int maxSeq)
+    {
+        if (!Sse.IsSupported || seq > PrefetchMaxRows || startPos < 0)
+        {
+            return;
+        }
+        nint rowBytes = (nint)Bytes(cacheType, headDim);
+        for (int h = 0; h < nKvHeads; h++)
+        {
+            for (int r = 0; r < seq; r++)
+            {
+                nint dst = (nint)Bytes(cacheType, ((long)h * maxSeq + startPos + r) * headDim);
+                for (nint at = 0; at < rowBytes; at += 64)
+                {
+                    Sse.Prefetch0(kCache + dst + at);
+                    Sse.Prefetch0(vCache + dst + at);
+                }
+                Sse.Prefetch0(kCache + dst + rowBytes - 1);
+                Sse.Prefetch0(vCache + dst + rowBytes - 1);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void WriteRow(float* src, byte* dst, ElementType cacheType, int count)
     {
         if (cacheType == ElementType.F32)

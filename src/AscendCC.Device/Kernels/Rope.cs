@@ -61,12 +61,15 @@ internal static class Rope
         }
         KernelArgs.RequireLength(x.Length, (long)seq * heads * headDim, nameof(x));
         bool explicitPositions = startPos < 0;
+        long lastPosition = (long)startPos + seq - 1;
         if (explicitPositions)
         {
             KernelArgs.RequireLength(positions.Length, seq, nameof(positions));
+            lastPosition = 0;
             foreach (int p in positions)
             {
                 KernelArgs.RequireAtLeast(p, 0, nameof(positions));
+                lastPosition = Math.Max(lastPosition, p);
             }
         }
         int half = headDim / 2;
@@ -82,6 +85,7 @@ internal static class Rope
             {
                 X = px, Freq = freq, Positions = explicitPositions ? pp : null, StartPos = startPos,
                 Seq = seq, Heads = heads, HeadDim = headDim, Interleaved = interleaved,
+                Angles = seq > 0 ? RopeAngles.For(theta, headDim, scaling, freq, (int)Math.Min(lastPosition, int.MaxValue)) : null,
             };
             long total = (long)seq * heads * headDim;
             if (grid is null || grid.CoreCount == 1 || seq < 2 || total < Elementwise.ParallelThreshold)
@@ -109,6 +113,9 @@ internal static class Rope
         public int RowsPerBlock;
         public bool Interleaved;
 
+        /// <summary>The positions' angles formed once (<see cref="RopeAngles"/>); null past its reach.</summary>
+        public RopeAngles? Angles;
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void Execute(int block)
         {
@@ -122,11 +129,22 @@ internal static class Rope
             for (int r = first; r < end; r++)
             {
                 int pos = Positions is null ? StartPos + r : Positions[r];
+                float* rowCos = Angles?.Cos(pos), rowSin = Angles?.Sin(pos);
+                if (rowCos != null && !Interleaved)
+                {
+                    // rotate_half reads the table's rows as they are.
+                    float* tableRow = X + (nint)r * Heads * HeadDim;
+                    for (int h = 0; h < Heads; h++)
+                    {
+                        RotateHalf(tableRow + h * HeadDim, rowCos, rowSin, half);
+                    }
+                    continue;
+                }
                 for (int i = 0; i < half; i++)
                 {
                     float val = pos * Freq[i];
-                    float fcr = MathF.Cos(val);
-                    float fci = MathF.Sin(val);
+                    float fcr = rowCos != null ? rowCos[i] : MathF.Cos(val);
+                    float fci = rowSin != null ? rowSin[i] : MathF.Sin(val);
                     if (Interleaved)
                     {
                         cos[2 * i] = fcr;

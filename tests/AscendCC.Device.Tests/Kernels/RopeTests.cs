@@ -67,6 +67,41 @@ public class RopeTests
         AssertClose(y, expectedHalf, 2e-6, 1e-5, "rope rotate_half at explicit positions");
     }
 
+    /// <summary>
+    /// rotate_half with the angles from the process's table (<see cref="RopeAngles"/>, positions below
+    /// 8192) and formed in the launch (past it) gives the scalar formula's bits either way: explicit positions
+    /// in any order, a table grown by a later, larger position, and two thetas whose tables must not mix.
+    /// </summary>
+    [TestCase(10000f)]
+    [TestCase(500000f)]
+    public void RotateHalfEqualsTheScalarFormulaExactlyInsideAndPastTheAngleTable(float theta)
+    {
+        const int heads = 3, headDim = 64, half = headDim / 2;
+        foreach (int[] positions in new[] { new[] { 3, 0, 200 }, new[] { 8191, 3, 9000, 0, 600, RopeAngles.MaxPositions } })
+        {
+            float[] x = Normal(positions.Length * heads * headDim, positions.Length + (int)theta);
+            float[] expected = (float[])x.Clone();
+            for (int s = 0; s < positions.Length; s++)
+            {
+                for (int h = 0; h < heads; h++)
+                {
+                    int at = (s * heads + h) * headDim;
+                    for (int i = 0; i < half; i++)
+                    {
+                        float freq = 1.0f / MathF.Pow(theta, (2 * i) / (float)headDim);
+                        float val = positions[s] * freq;
+                        float c = MathF.Cos(val), sn = MathF.Sin(val);
+                        float a = expected[at + i], b = expected[at + half + i];
+                        expected[at + i] = a * c - b * sn;
+                        expected[at + half + i] = b * c + a * sn;
+                    }
+                }
+            }
+            Rope.RopeHalf(x, positions.Length, heads, headDim, positions, theta);
+            Assert.That(x, Is.EqualTo(expected), $"positions {string.Join(", ", positions)}");
+        }
+    }
+
     [TestCase(8)]
     [TestCase(64)]
     [TestCase(128)]
