@@ -17,7 +17,7 @@
 #              sixteen-sum reduction and the fp16 widening (character spans of LinearKernel.cs and
 #              WeightConversion.cs), against the matrix kernels' tests (tests/DeviceKernels)
 #   kvcache    not in the default run either: Kernels/KvCache.cs (the cache's sizes, whole-block check,
-#              Q8_0 quantizer and reader), against the KV cache and attention tests (tests/DeviceKvCache)
+#              Q8_0 and Q4_0 quantizers and readers), against the KV cache and attention tests (tests/DeviceKvCache)
 #
 # Settings common to the configs: mutation level Standard; no mutants inside exception constructors
 # ("ignore-methods": ["*Exception.ctor"]): an exception's message text is diagnostics, the defence is

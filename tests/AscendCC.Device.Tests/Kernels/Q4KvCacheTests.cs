@@ -95,6 +95,10 @@ public class Q4KvCacheTests
         values[160] = float.PositiveInfinity;
         values[200] = float.NaN;
         values[230] = float.NegativeInfinity;
+        // Two NaNs in one block (a flag toggled per NaN would clear), and a block of negative zeros (d is 0/−8 = −0 whatever x's sign).
+        values[260] = float.NaN;
+        values[262] = float.NaN;
+        Array.Fill(values, -0f, 288, 32);
         // One block's worth of guard bytes after each row: neither write may go past its count.
         var vector = new byte[(values.Length / 32 * KvCache.Q4BlockBytes) + KvCache.Q4BlockBytes];
         var scalar = new byte[vector.Length];
@@ -120,6 +124,8 @@ public class Q4KvCacheTests
         Assert.That(BitConverter.ToSingle(scalar, KvCache.Q4BlockBytes + 16), Is.EqualTo(1f), "the evenly spaced block's max is −8: d = 1");
         Assert.That(scalar.AsSpan(KvCache.Q4BlockBytes, 4).ToArray(), Is.EqualTo(new byte[] { 0x80, 0x91, 0x91, 0xA2 }), "x + 8.5 truncated: −8, −7.5, −7, −6.5 → n 0, 1, 1, 2; 0, 0.5, 1, 1.5 → 8, 9, 9, 10");
         Assert.That(BitConverter.SingleToInt32Bits(BitConverter.ToSingle(scalar, 16)), Is.EqualTo(BitConverter.SingleToInt32Bits(-0f)), "an all-zero block's d is 0/−8 = −0");
+        Assert.That(BitConverter.SingleToInt32Bits(BitConverter.ToSingle(scalar, (9 * KvCache.Q4BlockBytes) + 16)), Is.EqualTo(BitConverter.SingleToInt32Bits(-0f)), "so is a block of −0's");
+        Assert.That(BitConverter.ToSingle(scalar, (8 * KvCache.Q4BlockBytes) + 16), Is.NaN, "a block with two NaNs has a NaN d");
     }
 
     [Test]
