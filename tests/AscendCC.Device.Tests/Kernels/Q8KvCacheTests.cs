@@ -118,16 +118,7 @@ public class Q8KvCacheTests
     public void ABlockHoldingAnInfinityOrNaNReadsBackNonFiniteNotAsNumbers() =>
         QuantizedKvCacheChecks.NonFiniteBlocksReadBackNonFinite(Q8, Dequantize);
 
-    // seq, startPos, nHeads, nKvHeads, headDim, window
-    [TestCase(1, 0, 4, 4, 64, 0, TestName = "Q8_0 cache: first token")]
-    [TestCase(1, 511, 12, 12, 64, 0, TestName = "Q8_0 cache: decode at context 512, 12 heads (one head a block, keys widened in registers)")]
-    [TestCase(1, 300, 8, 1, 128, 0, TestName = "Q8_0 cache: decode, GQA 8, headDim 128")]
-    [TestCase(1, 511, 32, 4, 64, 0, TestName = "Q8_0 cache: decode at 512, 32 heads on 4 KV heads")]
-    [TestCase(1, 300, 32, 4, 64, 100, TestName = "Q8_0 cache: decode, window 100")]
-    [TestCase(3, 17, 4, 2, 32, 0, TestName = "Q8_0 cache: three tokens after 17, headDim 32")]
-    [TestCase(17, 5, 8, 2, 64, 0, TestName = "Q8_0 cache: 17 tokens after 5, GQA 4")]
-    [TestCase(67, 100, 8, 4, 128, 0, TestName = "Q8_0 cache: 67 tokens after 100, headDim 128")]
-    [TestCase(300, 0, 8, 1, 64, 40, TestName = "Q8_0 cache: window 40, prefill 300, GQA 8")]
+    [TestCaseSource(typeof(QuantizedKvCacheChecks), nameof(QuantizedKvCacheChecks.AttentionShapes), new object[] { "Q8_0 cache" })]
     public void AttentionOverAQ8CacheIsAttentionOverItsDequantizedValues(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window) =>
         QuantizedKvCacheChecks.AttentionIsAttentionOverItsDequantizedValues(Q8, 32, Dequantize, seq, startPos, nHeads, nKvHeads, headDim, window);
 
@@ -138,28 +129,7 @@ public class Q8KvCacheTests
         var cache = new byte[KvCache.Bytes(Q8, (long)positions * headDim)];
         KvCache.KvCacheWrite(Normal(positions * headDim, 9, std: 5f), Normal(positions * headDim, 10), cache, new byte[cache.Length], Q8, positions, 0, 1, headDim, positions);
         float[] expected = Dequantize(cache);
-        var by16 = new float[expected.Length];
-        var by8 = new float[expected.Length];
-        var by1 = new float[expected.Length];
-        fixed (byte* c = cache)
-        {
-            for (int p = 0; p < positions; p++)
-            {
-                byte* row = c + KvCache.Q8_0RowReader.Bytes((nint)p * headDim);
-                for (int i = 0; i < headDim; i += 16)
-                {
-                    KvCache.Q8_0RowReader.Load16(row, i).CopyTo(by16.AsSpan((p * headDim) + i));
-                }
-                for (int i = 0; i < headDim; i += 8)
-                {
-                    KvCache.Q8_0RowReader.Load8(row, i).CopyTo(by8.AsSpan((p * headDim) + i));
-                }
-                for (int i = 0; i < headDim; i++)
-                {
-                    by1[(p * headDim) + i] = KvCache.Q8_0RowReader.Load(row, i);
-                }
-            }
-        }
+        (float[] by16, float[] by8, float[] by1) = QuantizedKvCacheChecks.ReadEveryWidth<KvCache.Q8_0RowReader>(cache, positions, headDim);
         // Bytes(i) is where element i's q lies, inside a block as at its start (the prefetches use offsets inside blocks).
         for (int i = 0; i < expected.Length; i++)
         {

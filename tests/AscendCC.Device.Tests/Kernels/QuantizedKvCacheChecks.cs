@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using AscendCC.Device.AiCore;
 using AscendCC.Device.Kernels;
 using NUnit.Framework;
@@ -8,6 +9,51 @@ namespace AscendCC.Device.Tests.Kernels;
 /// <summary>The checks every block-quantized KV cache type (Q8_0Rows, Q4_0Rows) must pass, given how to dequantize it.</summary>
 internal static class QuantizedKvCacheChecks
 {
+    /// <summary>
+    /// The attention shapes each quantized cache is checked at (seq, startPos, nHeads, nKvHeads, headDim, window):
+    /// decode with one head a block and with grouped heads, windows, head dims 32 to 128, prefill chunks.
+    /// </summary>
+    public static IEnumerable<TestCaseData> AttentionShapes(string cache)
+    {
+        yield return new TestCaseData(1, 0, 4, 4, 64, 0).SetName($"{cache}: first token");
+        yield return new TestCaseData(1, 511, 12, 12, 64, 0).SetName($"{cache}: decode at context 512, 12 heads (one head a block, keys widened in registers)");
+        yield return new TestCaseData(1, 300, 8, 1, 128, 0).SetName($"{cache}: decode, GQA 8, headDim 128");
+        yield return new TestCaseData(1, 511, 32, 4, 64, 0).SetName($"{cache}: decode at 512, 32 heads on 4 KV heads");
+        yield return new TestCaseData(1, 300, 32, 4, 64, 100).SetName($"{cache}: decode, window 100");
+        yield return new TestCaseData(3, 17, 4, 2, 32, 0).SetName($"{cache}: three tokens after 17, headDim 32");
+        yield return new TestCaseData(17, 5, 8, 2, 64, 0).SetName($"{cache}: 17 tokens after 5, GQA 4");
+        yield return new TestCaseData(67, 100, 8, 4, 128, 0).SetName($"{cache}: 67 tokens after 100, headDim 128");
+        yield return new TestCaseData(300, 0, 8, 1, 64, 40).SetName($"{cache}: window 40, prefill 300, GQA 8");
+    }
+
+    /// <summary>Every value of <paramref name="positions"/> rows of <paramref name="headDim"/> read through <typeparamref name="TR"/> sixteen, eight and one at a time.</summary>
+    public static unsafe (float[] By16, float[] By8, float[] By1) ReadEveryWidth<TR>(byte[] cache, int positions, int headDim) where TR : struct, KvCache.IRowReader
+    {
+        var by16 = new float[positions * headDim];
+        var by8 = new float[by16.Length];
+        var by1 = new float[by16.Length];
+        fixed (byte* c = cache)
+        {
+            for (int p = 0; p < positions; p++)
+            {
+                byte* row = c + TR.Bytes((nint)p * headDim);
+                for (int i = 0; i < headDim; i += 16)
+                {
+                    TR.Load16(row, i).CopyTo(by16.AsSpan((p * headDim) + i));
+                }
+                for (int i = 0; i < headDim; i += 8)
+                {
+                    TR.Load8(row, i).CopyTo(by8.AsSpan((p * headDim) + i));
+                }
+                for (int i = 0; i < headDim; i++)
+                {
+                    by1[(p * headDim) + i] = TR.Load(row, i);
+                }
+            }
+        }
+        return (by16, by8, by1);
+    }
+
     /// <summary>
     /// Attention over a cache of <paramref name="type"/> equals the f32 kernel over its dequantized values bit for
     /// bit (and torch's float64 attention within f32 tolerance). Positions no row may read (past the context,
