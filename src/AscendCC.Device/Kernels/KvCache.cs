@@ -155,10 +155,16 @@ internal static unsafe class KvCache
     /// a cache of <paramref name="cacheType"/> at positions startPos .. startPos + seq - 1, rounding to
     /// nearest even when the cache is F16 or BF16.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void KvCacheWrite(
         ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<byte> kCache, Span<byte> vCache, ElementType cacheType,
-        int seq, int startPos, int nKvHeads, int headDim, int maxSeq)
+        int seq, int startPos, int nKvHeads, int headDim, int maxSeq) =>
+        Write(k, v, kCache, vCache, cacheType, seq, startPos, nKvHeads, headDim, maxSeq, prefetch: true);
+
+    /// <summary>The write; <paramref name="prefetch"/> false where the caller already requested the rows' lines.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Write(
+        ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<byte> kCache, Span<byte> vCache, ElementType cacheType,
+        int seq, int startPos, int nKvHeads, int headDim, int maxSeq, bool prefetch)
     {
         ValidateCache(kCache, vCache, cacheType, nKvHeads, headDim, maxSeq);
         ValidateWindow(seq, startPos, maxSeq);
@@ -169,7 +175,10 @@ internal static unsafe class KvCache
         fixed (float* pk = k, pv = v)
         fixed (byte* pkc = kCache, pvc = vCache)
         {
-            PrefetchRows(pkc, pvc, cacheType, seq, startPos, nKvHeads, headDim, maxSeq);
+            if (prefetch)
+            {
+                PrefetchRows(pkc, pvc, cacheType, seq, startPos, nKvHeads, headDim, maxSeq);
+            }
             for (int h = 0; h < nKvHeads; h++)
             {
                 for (int s = 0; s < seq; s++)
@@ -207,8 +216,8 @@ internal static unsafe class KvCache
         foreach (SequenceSegment s in segments)
         {
             int rows = s.Length * kvDim;
-            KvCacheWrite(k.Slice(row * kvDim, rows), v.Slice(row * kvDim, rows), kCache.Slice(s.Slot * slotBytes, slotBytes), vCache.Slice(s.Slot * slotBytes, slotBytes), cacheType,
-                s.Length, s.Start, nKvHeads, headDim, maxSeq);
+            Write(k.Slice(row * kvDim, rows), v.Slice(row * kvDim, rows), kCache.Slice(s.Slot * slotBytes, slotBytes), vCache.Slice(s.Slot * slotBytes, slotBytes), cacheType,
+                s.Length, s.Start, nKvHeads, headDim, maxSeq, prefetch: false);
             row += s.Length;
         }
     }

@@ -142,9 +142,8 @@ internal static class Rope
                 }
                 for (int i = 0; i < half; i++)
                 {
-                    float val = pos * Freq[i];
-                    float fcr = rowCos != null ? rowCos[i] : MathF.Cos(val);
-                    float fci = rowSin != null ? rowSin[i] : MathF.Sin(val);
+                    float fcr = rowCos != null ? rowCos[i] : MathF.Cos(pos * Freq[i]);
+                    float fci = rowSin != null ? rowSin[i] : MathF.Sin(pos * Freq[i]);
                     if (Interleaved)
                     {
                         cos[2 * i] = fcr;
