@@ -313,7 +313,7 @@ internal static unsafe class QuantizedLinear
     /// vpdpbusd of a broadcast of four activations against a group, so each int32 lane ends as one
     /// row's exact block sum. A run of strips is one sequential stream.
     /// </summary>
-    private struct GemvKernel<TF, TDot> : IBlockKernel
+    internal struct GemvKernel<TF, TDot> : IBlockKernel
         where TF : struct, IBlockFormat
         where TDot : struct, IInt8BlockDot
     {
@@ -558,7 +558,7 @@ internal static unsafe class QuantizedLinear
 
         /// <summary>One token's step of <see cref="StripTokens"/> for one strip block: <see cref="StripOneToken"/>'s arithmetic.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> TokenBlock(Vector256<float> sum, Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
+        internal static Vector256<float> TokenBlock(Vector256<float> sum, Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
             Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, sbyte* x, int* xs, float* xd, float* xm, Vector256<float> dw, Vector256<float> mw)
         {
             Vector256<int> p = BlockProducts(g0, g1, g2, g3, g4, g5, g6, g7, x, xs);
@@ -695,7 +695,7 @@ internal static unsafe class QuantizedLinear
         /// times d_w·d_x, added to <paramref name="sum"/>, then (Q4_K) the mins' term.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector512<float> TokenBlock(Vector512<float> sum, Vector512<byte> g0, Vector512<byte> g1, Vector512<byte> g2, Vector512<byte> g3,
+        internal static Vector512<float> TokenBlock(Vector512<float> sum, Vector512<byte> g0, Vector512<byte> g1, Vector512<byte> g2, Vector512<byte> g3,
             Vector512<byte> g4, Vector512<byte> g5, Vector512<byte> g6, Vector512<byte> g7, sbyte* x, int* xs, float* xd, float* xm, Vector512<float> dw, Vector512<float> mw)
         {
             Vector512<short> pairs = Avx512BW.MultiplyAddAdjacent(g0, Vector512.Create(*(int*)x).AsSByte())
