@@ -29,7 +29,12 @@ internal interface IBlockKernel
 /// so back-to-back decode kernels do not pay a futex wake-up each, and an idle device burns no CPU.
 /// When the launcher runs out of queued work it says so (<see cref="Rest"/>) and the workers sleep
 /// at once, handing their CPUs to the host threads that collect the result.
-/// Blocks are handed out through one atomic ticket: cheap, and balanced when blocks are uneven.
+/// Each core owns a contiguous range of a launch's blocks and claims them on its own cache line, then
+/// takes what is left of the others' ranges, one block at a time: a core that runs late, slow or not
+/// at all loses its blocks to the cores that run, as with one shared ticket, but a claim no longer
+/// moves a line between cores. Measured (a harness of blocks that spin 1 µs, both cores, 2026-12-05,
+/// builds alternated): 16 blocks 10.5 → 9.7 µs, 64 blocks 40.1 → 35.7 µs; the linears of one 110M
+/// layer at one token from the L3 (Q4_0 panels) 50.3–51.5 → 45.6–46.6 µs.
 /// A launch waits only for the blocks that were handed out, never for a worker to check in: on a
 /// loaded machine a worker may be descheduled or asleep for milliseconds, and a launch of a few
 /// microseconds of work must not wait for it (the launching core then simply runs every block).
@@ -41,8 +46,11 @@ internal sealed unsafe class AiCoreGrid : IDisposable
     /// <summary>Spins left to a worker once its launcher has said it has nothing queued (<see cref="Rest"/>).</summary>
     private const int RestSpinIterations = 100;
 
-    /// <summary>Low half of <see cref="_ticket"/> while no launch is open: no block index is below it.</summary>
+    /// <summary>Low half of a core's claim word while no launch is open: no block index is below it.</summary>
     private const uint Closed = uint.MaxValue;
+
+    /// <summary>Bytes of one core's slot: its claim word, range end and done count, two cache lines apart from the next core's (the adjacent-line prefetcher pairs lines).</summary>
+    private const int SlotBytes = 128;
 
     private static readonly Lazy<AiCoreGrid> SharedGrid = new(() => new AiCoreGrid(Environment.ProcessorCount));
 
@@ -50,17 +58,20 @@ internal sealed unsafe class AiCoreGrid : IDisposable
     private readonly SemaphoreSlim _wake;
     private readonly object _launchLock = new();
 
-    // The launch in flight. Written by the launching thread only while the ticket is closed.
+    // The launch in flight. Written by the launching thread only while every claim word is closed.
     private delegate*<void*, int, void> _invoke;
     private void* _state;
-    private int _blockCount;
-    private int _doneBlocks;
 
-    // High 32 bits: the launch's sequence number; low 32: the next block to hand out, or Closed. A
-    // core claims a block by compare-and-swap on the whole word, so a claim succeeds only if no new
-    // launch was opened since the core read the launch's fields (the launcher closes the ticket, and
-    // so changes it, before rewriting them).
-    private long _ticket = Closed;
+    // Per core (the launcher is core 0, worker i is core i + 1), in a slot of its own: the claim word
+    // (high 32 bits the launch's sequence number, low 32 the next block of the core's range, or
+    // Closed), the range's end, and the number of blocks the core has run, ever. A core claims a
+    // block by compare-and-swap on a whole claim word — its own range's first, then, once that is
+    // used up, the others' — so a claim succeeds only if no new launch was opened since the core read
+    // the launch's fields (the launcher closes every word, and so changes it, before rewriting them).
+    private readonly byte* _slots;
+
+    // The sequence number of the launch in flight (or of the last one), published after its words.
+    private long _sequence;
     private long _generation;
 
     // The generation at which a launcher last said it had nothing more queued.
@@ -75,11 +86,19 @@ internal sealed unsafe class AiCoreGrid : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(coreCount, 1);
         CoreCount = coreCount;
+        _slots = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(coreCount * SlotBytes), 64);
+        for (int c = 0; c < coreCount; c++)
+        {
+            *Word(c) = Closed;
+            *End(c) = 0;
+            *Done(c) = 0;
+        }
         _wake = new SemaphoreSlim(0);
         _workers = new Thread[coreCount - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
-            _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"AI Core {i + 1}" };
+            int core = i + 1;
+            _workers[i] = new Thread(() => WorkerLoop(core)) { IsBackground = true, Name = $"AI Core {core}" };
             _workers[i].Start();
         }
     }
@@ -111,29 +130,41 @@ internal sealed unsafe class AiCoreGrid : IDisposable
         {
             fixed (TKernel* state = &kernel)
             {
-                long sequence = (Volatile.Read(ref _ticket) >> 32) + 1;
+                long sequence = _sequence + 1;
                 _invoke = &Invoke<TKernel>;
                 _state = state;
-                _blockCount = blocks;
-                _doneBlocks = 0;
                 _failure = null;
-                // Open: the release write publishes the fields above to any core that reads the ticket.
-                Volatile.Write(ref _ticket, sequence << 32);
+                // Each core's range of blocks, and what the cores had run before this launch.
+                long before = 0;
+                for (int c = 0; c < CoreCount; c++)
+                {
+                    *End(c) = (int)((long)blocks * (c + 1) / CoreCount);
+                    before += Volatile.Read(ref *Done(c));
+                }
+                // Open: the release writes publish the fields above to any core that reads a word.
+                for (int c = 0; c < CoreCount; c++)
+                {
+                    Volatile.Write(ref *Word(c), OpenWord(sequence, (uint)((long)blocks * c / CoreCount)));
+                }
+                Volatile.Write(ref _sequence, sequence);
                 Interlocked.Increment(ref _generation);
                 if (Volatile.Read(ref _sleepingWorkers) > 0)
                 {
                     _wake.Release(_workers.Length);
                 }
 
-                RunBlocks();
+                RunBlocks(0, sequence);
 
                 var spin = new SpinWait();
-                while (Volatile.Read(ref _doneBlocks) != blocks)
+                while (DoneSum() - before < blocks)
                 {
                     spin.SpinOnce(sleep1Threshold: -1);
                 }
                 // Close before the fields can change: a late core's claim now fails.
-                Volatile.Write(ref _ticket, (sequence << 32) | Closed);
+                for (int c = 0; c < CoreCount; c++)
+                {
+                    Volatile.Write(ref *Word(c), OpenWord(sequence, Closed));
+                }
                 _state = null;
             }
             if (_failure is { } failure)
@@ -158,41 +189,83 @@ internal sealed unsafe class AiCoreGrid : IDisposable
     private Exception? _failure;
     private int _sleepingWorkers;
 
+    /// <summary>
+    /// Core <paramref name="core"/>'s part of launch <paramref name="sequence"/>: the blocks of its own
+    /// range, then whatever is left of the others' (a core that is late, descheduled or asleep loses
+    /// its range to those that are running), each claimed on the word of the range it belongs to.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void RunBlocks()
+    private void RunBlocks(int core, long sequence)
     {
-        while (true)
+        var invoke = _invoke;
+        var state = _state;
+        long* done = Done(core);
+        for (int i = 0; i < CoreCount; i++)
         {
-            long ticket = Volatile.Read(ref _ticket);
-            var invoke = _invoke;
-            var state = _state;
-            int count = _blockCount;
-            uint block = (uint)ticket;
-            if (block >= (uint)count)
+            int range = core + i < CoreCount ? core + i : core + i - CoreCount;
+            long* word = Word(range);
+            while (true)
             {
-                return;
-            }
-            if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) != ticket)
-            {
-                continue;
-            }
-            // After a failure the remaining blocks are claimed but skipped, so every core finishes promptly.
-            if (Volatile.Read(ref _failure) is null)
-            {
-                try
+                long claim = Volatile.Read(ref *word);
+                // A word of another launch: this core read the fields of one that is over.
+                if ((uint)((ulong)claim >> 32) != (uint)sequence)
                 {
-                    invoke(state, (int)block);
+                    return;
                 }
-                catch (Exception ex)
+                uint block = (uint)claim;
+                if (block >= (uint)Volatile.Read(ref *End(range)))
                 {
-                    Interlocked.CompareExchange(ref _failure, ex, null);
+                    break;
                 }
+                if (Interlocked.CompareExchange(ref *word, claim + 1, claim) != claim)
+                {
+                    continue;
+                }
+                // After a failure the remaining blocks are claimed but skipped, so every core finishes promptly.
+                if (Volatile.Read(ref _failure) is null)
+                {
+                    try
+                    {
+                        invoke(state, (int)block);
+                    }
+                    catch (Exception ex)
+                    {
+                        Interlocked.CompareExchange(ref _failure, ex, null);
+                    }
+                }
+                // Only this core writes its count; the launcher reads every core's.
+                Volatile.Write(ref *done, *done + 1);
             }
-            Interlocked.Increment(ref _doneBlocks);
         }
     }
 
-    private void WorkerLoop()
+    /// <summary>
+    /// A claim word: the launch's sequence number in the high half (its low 32 bits: the count wraps,
+    /// and only equality matters), <paramref name="next"/> in the low half.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long OpenWord(long sequence, uint next) => (long)(((ulong)(uint)sequence << 32) | next);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long* Word(int core) => (long*)(_slots + (core * SlotBytes));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int* End(int core) => (int*)(_slots + (core * SlotBytes) + 8);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private long* Done(int core) => (long*)(_slots + (core * SlotBytes) + 64);
+
+    private long DoneSum()
+    {
+        long sum = 0;
+        for (int c = 0; c < CoreCount; c++)
+        {
+            sum += Volatile.Read(ref *Done(c));
+        }
+        return sum;
+    }
+
+    private void WorkerLoop(int core)
     {
         long seen = 0;
         while (!_disposed)
@@ -224,7 +297,7 @@ internal sealed unsafe class AiCoreGrid : IDisposable
             }
             seen = gen;
             // The launch may already be over (its launcher ran every block): then there is nothing to claim.
-            RunBlocks();
+            RunBlocks(core, Volatile.Read(ref _sequence));
         }
     }
 
@@ -251,5 +324,6 @@ internal sealed unsafe class AiCoreGrid : IDisposable
             worker.Join();
         }
         _wake.Dispose();
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(_slots);
     }
 }

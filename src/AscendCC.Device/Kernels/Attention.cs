@@ -209,11 +209,11 @@ internal static unsafe class Attention
     /// can request that block's first keys and values while it finishes this one
     /// (<see cref="AttentionKernel{TC}.Ranges"/>): a decode row reads one head's keys and values as short
     /// streams, and the first lines of each were the ones nobody had asked for. Range p is
-    /// [<paramref name="bounds"/>[p], bounds[p + 1]). Measured in a harness alternating this and the atomic
-    /// ticket launch by launch (f16 cache, eight sequences at 150 positions, three runs): 110M's 12 heads,
-    /// 12 layers, 1.12–1.16 against 1.16–1.21 ms; 1.1B's 32 heads on 4 KV heads, 22 layers, 1.50–1.53
-    /// against 1.58–1.60. The ticket (every other launch) balances better when blocks are uneven, but
-    /// hands a core a block it cannot foresee.
+    /// [<paramref name="bounds"/>[p], bounds[p + 1]). Measured in a harness alternating this and the grid's
+    /// hand-out of the time, one atomic ticket, launch by launch (f16 cache, eight sequences at 150 positions,
+    /// three runs): 110M's 12 heads, 12 layers, 1.12–1.16 against 1.16–1.21 ms; 1.1B's 32 heads on 4 KV
+    /// heads, 22 layers, 1.50–1.53 against 1.58–1.60. The grid's hand-out (every other launch: equal block
+    /// counts per core, then what is left of the others') knows nothing of the blocks' keys.
     /// </summary>
     internal static void Partition(ReadOnlySpan<long> keys, int blocksPerItem, Span<int> bounds)
     {
