@@ -36,43 +36,21 @@ public class Q4KvCacheTests
             k[64 + j] = (j - 16) * 0.25f;
             k[96 + j] = j == 2 ? 3f : j == 5 ? -3f : (j - 16) * 0.125f;
         }
-        var kCache = new byte[KvCache.Bytes(Q4, (long)nKvHeads * maxSeq * headDim)];
-        var vCache = new byte[kCache.Length];
-        KvCache.KvCacheWrite(k, v, kCache, vCache, Q4, seq, start, nKvHeads, headDim, maxSeq);
-
-        using var scope = NewDisposeScope();
-        foreach ((float[] rows, byte[] cache, string what) in new[] { (k, kCache, "keys"), (v, vCache, "values") })
+        (byte[] kCache, _) = QuantizedKvCacheChecks.WriteMatchesTheReference(Q4, 16, k, v, nKvHeads, headDim, maxSeq, seq, start, x =>
         {
-            // [seq, heads, blocks, 32] → per block: the first value of largest |x|, d = max / −8, and
-            // n = min(15, trunc(x · (1/d) + 8.5)), every step in float32 as ggml computes it.
-            var x = tensor(rows, [seq, nKvHeads, headDim / 32, 32]);
+            // Per block: the first value of largest |x|, d = max / −8, and n = min(15, trunc(x · (1/d) + 8.5)),
+            // every step in float32 as ggml computes it; value j in byte j's low nibble, 16 + j in its high one.
             var max = x.gather(-1, x.abs().argmax(-1, keepdim: true));
             var d = max / -8f;
             var id = where(d.ne(0), 1f / d, zeros_like(d));
-            var n = ((x * id) + 8.5f).trunc().clamp_max(15).to_type(ScalarType.Int32);
-            int[] expectedN = n.permute(1, 0, 2, 3).contiguous().data<int>().ToArray();
-            float[] expectedD = ToFloats(d.permute(1, 0, 2, 3).contiguous());
-            int block = 0;
-            for (int h = 0; h < nKvHeads; h++)
-            {
-                for (int p = start; p < start + seq; p++)
-                {
-                    for (int b = 0; b < headDim / 32; b++, block++)
-                    {
-                        int at = (int)KvCache.Bytes(Q4, ((long)h * maxSeq + p) * headDim + (b * 32));
-                        byte[] expected = Enumerable.Range(0, 16).Select(j => (byte)(expectedN[(block * 32) + j] | (expectedN[(block * 32) + 16 + j] << 4))).ToArray();
-                        Assert.That(cache.AsSpan(at, 16).ToArray(), Is.EqualTo(expected), $"{what}: head {h}, position {p}, block {b}");
-                        Assert.That(BitConverter.ToSingle(cache, at + 16), Is.EqualTo(expectedD[block]), $"{what}: scale of head {h}, position {p}, block {b}");
-                    }
-                }
-            }
-        }
+            var n = ((x * id) + 8.5f).trunc().clamp_max(15).to_type(ScalarType.Int32).permute(1, 0, 2, 3).contiguous();
+            var packed = (n.narrow(-1, 0, 16) + (n.narrow(-1, 16, 16) * 16)).to_type(ScalarType.Byte).contiguous();
+            return (packed.data<byte>().ToArray(), ToFloats(d.permute(1, 0, 2, 3).contiguous()));
+        });
         // The block whose first largest magnitude is +3 (row 0's values 96.. are head 1's first block): d = 3/−8, negative.
         int tie = (int)KvCache.Bytes(Q4, ((long)1 * maxSeq + start) * headDim);
         Assert.That(BitConverter.ToSingle(kCache, tie + 16), Is.EqualTo(-0.375f), "+3 comes first, so d = −3/8");
         Assert.That(kCache[tie + 2] & 15, Is.Zero, "and +3 is the nibble 0: −8·d");
-        // Positions the write did not touch stay as they were (zero bytes).
-        Assert.That(kCache.AsSpan(0, (int)KvCache.Bytes(Q4, (long)start * headDim)).ToArray(), Has.All.EqualTo((byte)0));
     }
 
     /// <summary>

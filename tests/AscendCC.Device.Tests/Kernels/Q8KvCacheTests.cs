@@ -36,38 +36,15 @@ public class Q8KvCacheTests
             // max|x| 127 makes d exactly 1, so these half-integers are exact ties: half away from zero, not to even.
             k[96 + j] = j == 0 ? 127f : (j % 2 == 0 ? 1 : -1) * (j + 0.5f);
         }
-        var kCache = new byte[KvCache.Bytes(Q8, (long)nKvHeads * maxSeq * headDim)];
-        var vCache = new byte[kCache.Length];
-        KvCache.KvCacheWrite(k, v, kCache, vCache, Q8, seq, start, nKvHeads, headDim, maxSeq);
-
-        using var scope = NewDisposeScope();
-        foreach ((float[] rows, byte[] cache, string what) in new[] { (k, kCache, "keys"), (v, vCache, "values") })
+        QuantizedKvCacheChecks.WriteMatchesTheReference(Q8, 32, k, v, nKvHeads, headDim, maxSeq, seq, start, x =>
         {
-            // [seq, heads, blocks, 32] → per block: amax, d = amax / 127 and q = round-half-away(x · (1 / d)) in float32, then rounded in float64.
-            var x = tensor(rows, [seq, nKvHeads, headDim / 32, 32]);
+            // Per block: amax, d = amax / 127 and q = round-half-away(x · (1 / d)) in float32, then rounded in float64.
             var d = x.abs().amax([-1], keepdim: true) / 127f;
             var id = where(d.ne(0), 1f / d, zeros_like(d));
             var y = (x * id).to_type(ScalarType.Float64);
-            var q = (y.sign() * (y.abs() + 0.5).floor()).to_type(ScalarType.Int8);
-            sbyte[] expectedQ = q.permute(1, 0, 2, 3).contiguous().data<sbyte>().ToArray();
-            float[] expectedD = ToFloats(d.permute(1, 0, 2, 3).contiguous());
-            int block = 0;
-            for (int h = 0; h < nKvHeads; h++)
-            {
-                for (int p = start; p < start + seq; p++)
-                {
-                    for (int b = 0; b < headDim / 32; b++, block++)
-                    {
-                        int at = (int)KvCache.Bytes(Q8, ((long)h * maxSeq + p) * headDim + (b * 32));
-                        sbyte[] written = cache.AsSpan(at, 32).ToArray().Select(x => (sbyte)x).ToArray();
-                        Assert.That(written, Is.EqualTo(expectedQ.AsSpan(block * 32, 32).ToArray()), $"{what}: head {h}, position {p}, block {b}");
-                        Assert.That(BitConverter.ToSingle(cache, at + 32), Is.EqualTo(expectedD[block]), $"{what}: scale of head {h}, position {p}, block {b}");
-                    }
-                }
-            }
-        }
-        // Positions the write did not touch stay as they were (zero bytes).
-        Assert.That(kCache.AsSpan(0, (int)KvCache.Bytes(Q8, (long)start * headDim)).ToArray(), Has.All.EqualTo((byte)0));
+            var q = (y.sign() * (y.abs() + 0.5).floor()).to_type(ScalarType.Int8).permute(1, 0, 2, 3).contiguous();
+            return (q.data<sbyte>().ToArray().Select(b => (byte)b).ToArray(), ToFloats(d.permute(1, 0, 2, 3).contiguous()));
+        });
     }
 
     /// <summary>

@@ -3,12 +3,50 @@ using AscendCC.Device.AiCore;
 using AscendCC.Device.Kernels;
 using NUnit.Framework;
 using static AscendCC.Device.Tests.Kernels.KernelTestData;
+using static TorchSharp.torch;
 
 namespace AscendCC.Device.Tests.Kernels;
 
 /// <summary>The checks every block-quantized KV cache type (Q8_0Rows, Q4_0Rows) must pass, given how to dequantize it.</summary>
 internal static class QuantizedKvCacheChecks
 {
+    /// <summary>
+    /// Writes <paramref name="k"/> and <paramref name="v"/> ([seq, nKvHeads·headDim] rows at positions
+    /// start..) into fresh caches of <paramref name="type"/> and checks every written block against
+    /// <paramref name="reference"/>: given the rows as a tensor [seq, nKvHeads, headDim / 32, 32], it
+    /// returns each block's expected quant bytes (<paramref name="quantBytes"/> a block, as the cache
+    /// stores them) and f32 scale, both in the cache's order [nKvHeads, seq, headDim / 32]. Positions the
+    /// write does not reach must stay zero. Returns the caches for the caller's own checks.
+    /// </summary>
+    public static (byte[] K, byte[] V) WriteMatchesTheReference(ElementType type, int quantBytes, float[] k, float[] v, int nKvHeads, int headDim,
+        int maxSeq, int seq, int start, Func<Tensor, (byte[] Quants, float[] Scales)> reference)
+    {
+        var kCache = new byte[KvCache.Bytes(type, (long)nKvHeads * maxSeq * headDim)];
+        var vCache = new byte[kCache.Length];
+        KvCache.KvCacheWrite(k, v, kCache, vCache, type, seq, start, nKvHeads, headDim, maxSeq);
+        using var scope = NewDisposeScope();
+        foreach ((float[] rows, byte[] cache, string what) in new[] { (k, kCache, "keys"), (v, vCache, "values") })
+        {
+            (byte[] expectedQuants, float[] expectedScales) = reference(tensor(rows, [seq, nKvHeads, headDim / 32, 32]));
+            int block = 0;
+            for (int h = 0; h < nKvHeads; h++)
+            {
+                for (int p = start; p < start + seq; p++)
+                {
+                    for (int b = 0; b < headDim / 32; b++, block++)
+                    {
+                        int at = (int)KvCache.Bytes(type, ((long)h * maxSeq + p) * headDim + (b * 32));
+                        Assert.That(cache.AsSpan(at, quantBytes).ToArray(), Is.EqualTo(expectedQuants.AsSpan(block * quantBytes, quantBytes).ToArray()), $"{what}: head {h}, position {p}, block {b}");
+                        Assert.That(BitConverter.ToSingle(cache, at + quantBytes), Is.EqualTo(expectedScales[block]), $"{what}: scale of head {h}, position {p}, block {b}");
+                    }
+                }
+            }
+        }
+        // Positions the write did not touch stay as they were (zero bytes).
+        Assert.That(kCache.AsSpan(0, (int)KvCache.Bytes(type, (long)start * headDim)).ToArray(), Has.All.EqualTo((byte)0));
+        return (kCache, vCache);
+    }
+
     /// <summary>
     /// The attention shapes each quantized cache is checked at (seq, startPos, nHeads, nKvHeads, headDim, window):
     /// decode with one head a block and with grouped heads, windows, head dims 32 to 128, prefill chunks.

@@ -77,4 +77,16 @@ internal static class WideHeadStories260K
 
     /// <summary>Writes it as a Hugging Face folder (config.json, model.safetensors in F32, stories260K's tokenizer.model).</summary>
     public static string WriteFolder(string folder) => PaddedStories260K.WriteFolder(folder, Build());
+
+    /// <summary>
+    /// Writes the folder to <paramref name="folder"/> and the same model as an F32 GGUF to <paramref name="gguf"/>
+    /// (what the llama.cpp comparisons load into both engines); returns the folder.
+    /// </summary>
+    public static string WriteFolderAndGguf(string folder, string gguf)
+    {
+        WriteFolder(folder);
+        using var checkpoint = ModelCheckpoint.Open(folder);
+        Runtime.Models.Gguf.GgufWriter.WriteLlama(gguf, checkpoint, Runtime.Tokenizers.TextTokenizer.Load(folder));
+        return folder;
+    }
 }

@@ -35,12 +35,8 @@ public class Q4KvCacheLlamaCppTests
     public void TheDevicesQ4_0CacheMovesLogitsAsLlamaCppsDoes(string prompt, int leaveF16)
     {
         using var temp = new TempFolder();
-        string folder = WideHeadStories260K.WriteFolder(temp.File("wide"));
         string gguf = temp.File("wide.gguf");
-        using (var source = ModelCheckpoint.Open(folder))
-        {
-            GgufWriter.WriteLlama(gguf, source, TextTokenizer.Load(folder));
-        }
+        string folder = WideHeadStories260K.WriteFolderAndGguf(temp.File("wide"), gguf);
         ReferenceOutputs reference = ReferenceOutputs.Load(TestData.RequireModel("stories260K"), prompt);
         const int count = 450;
         NativeApi.llama_empty_call();

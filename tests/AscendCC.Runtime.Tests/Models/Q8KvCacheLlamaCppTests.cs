@@ -29,12 +29,8 @@ public class Q8KvCacheLlamaCppTests
     public void TheDevicesQ8_0CacheFollowsLlamaCppsPastWhereBothLeaveTheirF16Caches(string prompt, int leaveF16, int withLlamaCpp)
     {
         using var temp = new TempFolder();
-        string folder = WideHeadStories260K.WriteFolder(temp.File("wide"));
         string gguf = temp.File("wide.gguf");
-        using (var checkpoint = ModelCheckpoint.Open(folder))
-        {
-            GgufWriter.WriteLlama(gguf, checkpoint, TextTokenizer.Load(folder));
-        }
+        string folder = WideHeadStories260K.WriteFolderAndGguf(temp.File("wide"), gguf);
         ReferenceOutputs reference = ReferenceOutputs.Load(TestData.RequireModel("stories260K"), prompt);
         int count = 500 - reference.PromptTokens.Length;
         NativeApi.llama_empty_call();
