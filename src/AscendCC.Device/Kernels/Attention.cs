@@ -14,7 +14,7 @@ namespace AscendCC.Device.Kernels;
 /// transformers' convention (masking_utils.sliding_window_overlay: kv_idx &gt; q_idx − sliding_window,
 /// so W keys including itself) — and key tiles wholly before a block's window are never read.
 /// </summary>
-internal static unsafe class Attention
+internal static unsafe partial class Attention
 {
     /// <summary>Queries per block: two Vector512 lanes-worth, the width the score tile is computed at.</summary>
     internal const int QueryTile = 32;
@@ -248,13 +248,30 @@ internal static unsafe class Attention
     /// <summary>
     /// Query heads per block: heads that share a KV head (grouped-query attention) go together, so
     /// a decode row widens and reads each key and value once for all of them instead of once per
-    /// head — the group's largest divisor that still leaves at least two blocks per core of a
-    /// single query tile, so a decode step keeps every core busy. Measured (bench -- attention, decode
-    /// at 2048 of 32 heads on 4 KV heads, f16 cache, alternated three times): 8 heads a block (two blocks
-    /// per core) 0.23–0.29 ms against 0.28–0.30 ms for 4 heads (four per core), which widened each tile twice.
+    /// head. A group of even size takes 8, 4 or 2 heads a block — the most that still leave at least two
+    /// blocks per core of a single query tile, so a decode step keeps every core busy, and never fewer
+    /// than two: a group of four or more runs the interleaved decode row (<see cref="AttentionKernel{TC}.InterleavedRow{TK}"/>),
+    /// whose bits do not depend on how many heads share the block, so a row's result does not depend on
+    /// the core count either; a group of two is always two a block. An odd group takes its largest divisor
+    /// that leaves two blocks per core (1 at worst) in <see cref="AttentionKernel{TC}.GroupRow"/>, whose bits
+    /// do not depend on it either.
+    /// Measured (bench -- attention, decode at 2048 of 32 heads on 4 KV heads, f16 cache, alternated three
+    /// times, before the interleaved row): 8 heads a block (two blocks per core) 0.23–0.29 ms against
+    /// 0.28–0.30 ms for 4 heads (four per core), which widened each tile twice.
     /// </summary>
     private static int HeadsPerBlock(int nHeads, int group, int cores)
     {
+        if (group % 2 == 0)
+        {
+            for (int heads = 8; heads > 2; heads /= 2)
+            {
+                if (group % heads == 0 && nHeads / heads >= 2 * cores)
+                {
+                    return heads;
+                }
+            }
+            return 2;
+        }
         for (int heads = group; heads > 1; heads--)
         {
             if (group % heads == 0 && nHeads / heads >= 2 * cores)
@@ -287,7 +304,7 @@ internal static unsafe class Attention
         grid.Launch(nHeads / headsPerBlock * qTiles, ref kernel);
     }
 
-    private struct AttentionKernel<TC> : IBlockKernel where TC : struct, KvCache.IRowReader
+    private partial struct AttentionKernel<TC> : IBlockKernel where TC : struct, KvCache.IRowReader
     {
         public float* Q;
         public byte* KCache;
@@ -401,16 +418,31 @@ internal static unsafe class Attention
 
         /// <summary>
         /// Query row <paramref name="i"/> of heads [<paramref name="head"/>, +HeadsPerBlock), which share
-        /// one KV head: each key and value tile is widened (half caches) and read from L1 once for all
-        /// of them. Per head, the softmax updates and weighted sums are <see cref="SingleRow"/>'s step
-        /// for step; scores are taken sixteen keys at a time (<see cref="Scores16"/>), so they may differ
-        /// from SingleRow's in the last bits. A row's result does not depend on how many heads share the
-        /// block: widening is exact, whether in registers or into the tile.
+        /// one KV head: blocks of 4 or 8 heads, and of 2 out of a larger group, run <see cref="InterleavedRow{TK}"/>;
+        /// otherwise (one head, a group of two or an odd one, a head dimension not a multiple of 16) each key
+        /// and value tile is widened (half caches) and read from L1 once for all of them. Per head, the
+        /// softmax updates and weighted sums are <see cref="SingleRow"/>'s step for step; scores are taken
+        /// sixteen keys at a time (<see cref="Scores16"/>), so they may differ from SingleRow's in the last
+        /// bits. A row's result does not depend on how many heads share the block: widening is exact,
+        /// whether in registers or into the tile.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void GroupRow(Scratch scratch, int head, int i, byte* k, byte* v)
         {
             int hd = HeadDim, heads = HeadsPerBlock;
+            // Two heads a block run the interleaved row only where the group is larger (so that its blocks of
+            // 8, 4 and 2 heads agree bit for bit); a group of two, always two a block, keeps this row, which
+            // was the faster for it (bench -- attention, 16 heads on 8 KV heads × 128 at 512: 0.113 against 0.135 ms).
+            if ((heads is 4 or 8 || (heads == 2 && Group > 2)) && hd % 16 == 0 && VectorExp.IsSupported)
+            {
+                switch (heads)
+                {
+                    case 8: InterleavedRow<KeyPairs>(scratch, head, i, k, v); break;
+                    case 4: InterleavedRow<KeyQuads>(scratch, head, i, k, v); break;
+                    default: InterleavedRow<KeyOctets>(scratch, head, i, k, v); break;
+                }
+                return;
+            }
             nint rowOffset = (nint)i * NHeads * hd + (nint)head * hd;
             // Per head: its scaled query and running output (QueryTile × hd each: heads ≤ 32), scores of a key tile, m and l.
             float* q = scratch.QT;

@@ -25,6 +25,8 @@ public class AttentionTests
     [TestCase(1, 300, 8, 1, 128, TestName = "Decode, GQA 8, headDim 128")]
     [TestCase(1, 511, 32, 4, 64, TestName = "Decode at 512, 32 heads on 4 KV heads (heads of a group share a block)")]
     [TestCase(1, 100, 64, 1, 32, TestName = "Decode, 64 heads on 1 KV head")]
+    [TestCase(1, 300, 32, 8, 64, TestName = "Decode after 300, 32 heads on 8 KV heads (four heads a block)")]
+    [TestCase(1, 200, 16, 2, 128, TestName = "Decode after 200, 16 heads on 2 KV heads, headDim 128 (four heads a block)")]
     [TestCase(3, 17, 4, 2, 8, TestName = "Three tokens after 17, GQA 2, headDim 8")]
     [TestCase(17, 5, 8, 2, 64, TestName = "17 tokens after 5, GQA 4")]
     [TestCase(40, 0, 2, 1, 8, TestName = "Prefill 40, headDim 8")]
@@ -62,17 +64,21 @@ public class AttentionTests
 
     /// <summary>
     /// In decode the query heads that share a KV head run in one block over one widening of each key
-    /// and value tile; per head the arithmetic is the same as alone, so each KV head's group, run as
-    /// its own single-KV-head attention (where a block holds fewer heads), gives the same bits.
-    /// Half caches too, where the shared widening happens.
+    /// and value tile, in lanes of 8 heads × 2 keys, 4 × 4 or 2 × 8 by how many share the block; per
+    /// head the arithmetic is the same whatever the layout, so each KV head's group, run as its own
+    /// single-KV-head attention (where a block holds fewer heads: two here, on two cores), gives the same
+    /// bits. Half caches too, where the shared widening happens.
     /// </summary>
-    [TestCase((int)ElementType.F32, TestName = "{m}(F32)")]
-    [TestCase((int)ElementType.F16, TestName = "{m}(F16)")]
-    [TestCase((int)ElementType.BF16, TestName = "{m}(BF16)")]
-    public void GroupedDecodeGivesEachHeadTheBitsItGetsAlone(int typeCode)
+    [TestCase((int)ElementType.F32, 32, 4, TestName = "{m}(F32, 8 heads a block)")]
+    [TestCase((int)ElementType.F16, 32, 4, TestName = "{m}(F16, 8 heads a block)")]
+    [TestCase((int)ElementType.BF16, 32, 4, TestName = "{m}(BF16, 8 heads a block)")]
+    [TestCase((int)ElementType.F32, 32, 8, TestName = "{m}(F32, 4 heads a block)")]
+    [TestCase((int)ElementType.F16, 32, 8, TestName = "{m}(F16, 4 heads a block)")]
+    public void GroupedDecodeGivesEachHeadTheBitsItGetsAlone(int typeCode, int nHeads, int nKvHeads)
     {
         var type = (ElementType)typeCode;
-        const int nHeads = 32, nKvHeads = 4, headDim = 64, startPos = 300, maxSeq = 320, group = nHeads / nKvHeads;
+        const int headDim = 64, startPos = 300, maxSeq = 320;
+        int group = nHeads / nKvHeads;
         int size = ElementTypes.SizeOf(type);
         float[] q = Normal(nHeads * headDim, 41);
         float[] keys = Normal(nKvHeads * maxSeq * headDim, 42), values = Normal(nKvHeads * maxSeq * headDim, 43);
