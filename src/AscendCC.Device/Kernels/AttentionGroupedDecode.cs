@@ -369,24 +369,12 @@ internal static unsafe partial class Attention
                 }
             }
         }
-        a0.Store(s);
-        a1.Store(s + 16);
-        a2.Store(s + 32);
-        a3.Store(s + 48);
-        a4.Store(s + 64);
-        a5.Store(s + 80);
-        a6.Store(s + 96);
-        a7.Store(s + 112);
+        Store64(s, a0, a1, a2, a3);
+        Store64(s + 64, a4, a5, a6, a7);
         if (sixteen)
         {
-            a8.Store(s + 128);
-            a9.Store(s + 144);
-            a10.Store(s + 160);
-            a11.Store(s + 176);
-            a12.Store(s + 192);
-            a13.Store(s + 208);
-            a14.Store(s + 224);
-            a15.Store(s + 240);
+            Store64(s + 128, a8, a9, a10, a11);
+            Store64(s + 192, a12, a13, a14, a15);
         }
     }
 
@@ -459,24 +447,12 @@ internal static unsafe partial class Attention
                     e3 = Vector512.FusedMultiplyAdd(w, v3, e3);
                 }
             }
-            a0.Store(o + c);
-            a1.Store(o + c + 16);
-            a2.Store(o + c + 32);
-            a3.Store(o + c + 48);
-            b0.Store(o1 + c);
-            b1.Store(o1 + c + 16);
-            b2.Store(o1 + c + 32);
-            b3.Store(o1 + c + 48);
+            Store64(o + c, a0, a1, a2, a3);
+            Store64(o1 + c, b0, b1, b2, b3);
             if (four)
             {
-                d0.Store(o2 + c);
-                d1.Store(o2 + c + 16);
-                d2.Store(o2 + c + 32);
-                d3.Store(o2 + c + 48);
-                e0.Store(o3 + c);
-                e1.Store(o3 + c + 16);
-                e2.Store(o3 + c + 32);
-                e3.Store(o3 + c + 48);
+                Store64(o2 + c, d0, d1, d2, d3);
+                Store64(o3 + c, e0, e1, e2, e3);
             }
         }
         for (; c < hd; c += 16)
@@ -505,5 +481,15 @@ internal static unsafe partial class Attention
                 e.Store(o3 + c);
             }
         }
+    }
+
+    /// <summary>Sixty-four floats from four vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store64(float* to, Vector512<float> x0, Vector512<float> x1, Vector512<float> x2, Vector512<float> x3)
+    {
+        x0.Store(to);
+        x1.Store(to + 16);
+        x2.Store(to + 32);
+        x3.Store(to + 48);
     }
 }
