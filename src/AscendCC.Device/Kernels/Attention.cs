@@ -465,9 +465,11 @@ internal static unsafe partial class Attention
             // A lone head reads each key and value once: widening them in registers as they are read
             // beats writing a widened tile and reading it back. Heads sharing a KV head widen once.
             bool inRegisters = heads == 1 && typeof(TC) != typeof(LinearKernel.F32Weights);
-            for (int kt0 = kStart; kt0 < kEnd; kt0 += KeyTile)
+            // Widened key and value tiles of 64 keys × 128 dimensions would be 64 KiB, more than L1 holds.
+            int keyTile = !inRegisters && hd > 64 ? KeyTile / 2 : KeyTile;
+            for (int kt0 = kStart; kt0 < kEnd; kt0 += keyTile)
             {
-                int kn = Math.Min(KeyTile, kEnd - kt0);
+                int kn = Math.Min(keyTile, kEnd - kt0);
                 if (inRegisters)
                 {
                     nint tileOffset = TC.Bytes((nint)kt0 * hd);
@@ -489,7 +491,7 @@ internal static unsafe partial class Attention
                 float* kt = Tile(k, kt0, kn, scratch.KTile, v);
                 // The last tile's values are widened while the next block's first keys are requested (Tile
                 // requests from ahead + the tile's offset, hence the offset taken off).
-                byte* ahead = _nextKeys != null && kt0 + KeyTile >= kEnd ? _nextKeys - TC.Bytes((nint)kt0 * hd) : k + TC.Bytes((nint)KeyTile * hd);
+                byte* ahead = _nextKeys != null && kt0 + keyTile >= kEnd ? _nextKeys - TC.Bytes((nint)kt0 * hd) : k + TC.Bytes((nint)keyTile * hd);
                 float* vt = Tile(v, kt0, kn, scratch.VTile, ahead);
                 for (int h = 0; h < heads; h++)
                 {

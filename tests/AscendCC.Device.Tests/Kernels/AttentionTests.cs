@@ -27,6 +27,8 @@ public class AttentionTests
     [TestCase(1, 100, 64, 1, 32, TestName = "Decode, 64 heads on 1 KV head")]
     [TestCase(1, 300, 32, 8, 64, TestName = "Decode after 300, 32 heads on 8 KV heads (four heads a block)")]
     [TestCase(1, 200, 16, 2, 128, TestName = "Decode after 200, 16 heads on 2 KV heads, headDim 128 (four heads a block)")]
+    [TestCase(1, 300, 16, 8, 128, TestName = "Decode after 300, 16 heads on 8 KV heads, headDim 128 (a group of two, 32-key tiles)")]
+    [TestCase(1, 300, 4, 4, 128, TestName = "Decode after 300, headDim 128 (one head a block, f32 tiles of 32 keys)")]
     [TestCase(3, 17, 4, 2, 8, TestName = "Three tokens after 17, GQA 2, headDim 8")]
     [TestCase(17, 5, 8, 2, 64, TestName = "17 tokens after 5, GQA 4")]
     [TestCase(40, 0, 2, 1, 8, TestName = "Prefill 40, headDim 8")]
@@ -56,6 +58,7 @@ public class AttentionTests
     [TestCase(1, 511, 8, 8, 64, 128, TestName = "Window 128, decode at 512")]
     [TestCase(1, 300, 8, 1, 128, 5, TestName = "Window 5, decode, GQA 8, headDim 128")]
     [TestCase(1, 300, 32, 4, 64, 70, TestName = "Window 70, decode, 32 heads on 4 KV heads")]
+    [TestCase(1, 300, 16, 8, 128, 45, TestName = "Window 45, decode, 16 heads on 8 KV heads, headDim 128")]
     [TestCase(1, 4, 4, 2, 16, 5, TestName = "Window 5, decode at the window's edge")]
     public void SlidingWindowMatchesTorchWithAnExplicitMask(int seq, int startPos, int nHeads, int nKvHeads, int headDim, int window)
     {

@@ -79,6 +79,7 @@ public class HalfKvCacheTests
     [TestCase(1, 511, 32, 4, 64, 0, TestName = "Half cache: decode at 512, 32 heads on 4 KV heads (heads of a group share a block)")]
     [TestCase(1, 300, 32, 4, 64, 100, TestName = "Half cache: decode, 32 heads on 4 KV heads, window 100")]
     [TestCase(1, 300, 32, 8, 64, 0, TestName = "Half cache: decode, 32 heads on 8 KV heads (four heads a block)")]
+    [TestCase(1, 300, 16, 8, 128, 0, TestName = "Half cache: decode, 16 heads on 8 KV heads, headDim 128 (32-key tiles)")]
     [TestCase(3, 17, 4, 2, 8, 0, TestName = "Half cache: three tokens after 17, headDim 8")]
     [TestCase(17, 5, 8, 2, 64, 0, TestName = "Half cache: 17 tokens after 5, GQA 4")]
     [TestCase(33, 60, 6, 3, 80, 0, TestName = "Half cache: 33 tokens after 60, headDim 80")]
