@@ -205,7 +205,18 @@ internal static unsafe partial class Attention
                 // next block's first ones) while its values are: as GroupRow does.
                 InterleaveKeys<TK>(k + offset, kn, scratch.KTile, v + offset);
                 byte* ahead = _nextKeys != null && kt0 + KeyTile >= kEnd ? _nextKeys - offset : k + TC.Bytes((nint)KeyTile * hd);
-                float* vt = Tile(v, kt0, kn, scratch.VTile, ahead);
+                // When one weighted-sum call takes every head of the block, it reads each value once: widened
+                // in registers as it reads, with no tile to write and read back (a 64-key tile of 128-wide
+                // keys and one of values overflowed L1). Eight heads take two calls and share a widened tile.
+                bool valuesAsStored = PvHeads<TK>() == heads;
+                byte* vt = valuesAsStored ? v + offset : (byte*)Tile(v, kt0, kn, scratch.VTile, ahead);
+                if (valuesAsStored && Sse.IsSupported)
+                {
+                    for (nint b = 0, tileBytes = TC.Bytes((nint)kn * hd); b < tileBytes; b += 64)
+                    {
+                        Sse.Prefetch0(ahead + offset + b);
+                    }
+                }
                 for (int g0 = 0; g0 < groups; g0 += PassGroups<TK>())
                 {
                     InterleavedScores<TK>(scratch.KTile + ((nint)g0 * keys * hd), qt, hd, s + (g0 * Vector512<float>.Count));
@@ -233,7 +244,14 @@ internal static unsafe partial class Attention
                 c.Store(corr);
                 for (int h = 0; h < heads; h += PvHeads<TK>())
                 {
-                    AccumulateInterleavedPV<TK>(o + (h * hd), s + (h * keys), vt, kn, hd, corr + (h * keys));
+                    if (valuesAsStored)
+                    {
+                        AccumulateInterleavedPV<TK, TC>(o + (h * hd), s + (h * keys), vt, kn, hd, corr + (h * keys));
+                    }
+                    else
+                    {
+                        AccumulateInterleavedPV<TK, LinearKernel.F32Weights>(o + (h * hd), s + (h * keys), vt, kn, hd, corr + (h * keys));
+                    }
                 }
             }
             // Every lane of a head holds its l.
@@ -381,12 +399,16 @@ internal static unsafe partial class Attention
     /// <summary>
     /// o_h = corr_h · o_h + Σ_j p_h[j] · V[j] for <see cref="PvHeads{TK}"/> heads at once (o their rows of hd; p and corr
     /// in the interleaved lanes: head h's weight for key j at p[(j / Keys) · 16 + h · Keys + j % Keys], its factor at
-    /// corr[h · Keys]): each value load serves every head, four accumulators a head over 64 columns. Per head and
-    /// column the sum is <see cref="AccumulatePV1{TC}"/>'s, FMA for FMA.
+    /// corr[h · Keys]): each value load serves every head, four accumulators a head over 64 columns. V's rows are
+    /// of <typeparamref name="TV"/> — the widened tile (f32) or the cache as stored, widened in registers (exact
+    /// either way). Per head and column the sum is <see cref="AccumulatePV1{TC}"/>'s, FMA for FMA.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AccumulateInterleavedPV<TK>(float* o, float* p, float* v, int kn, int hd, float* corr) where TK : struct, IKeyGroup
+    private static void AccumulateInterleavedPV<TK, TV>(float* o, float* p, byte* v, int kn, int hd, float* corr)
+        where TK : struct, IKeyGroup
+        where TV : struct, KvCache.IRowReader
     {
+        nint rowBytes = TV.Bytes(hd);
         int keys = TK.Keys;
         // Two heads leave the third and fourth accumulators of each column unused (the JIT drops them).
         bool four = PvHeads<TK>() == 4;
@@ -418,11 +440,11 @@ internal static unsafe partial class Attention
             float* pj = p;
             for (int j = 0; j < kn; j++, pj = (j & (keys - 1)) == 0 ? pj + 16 - keys + 1 : pj + 1)
             {
-                float* vj = v + ((nint)j * hd) + c;
-                var v0 = Vector512.Load(vj);
-                var v1 = Vector512.Load(vj + 16);
-                var v2 = Vector512.Load(vj + 32);
-                var v3 = Vector512.Load(vj + 48);
+                byte* vj = v + (j * rowBytes);
+                var v0 = TV.Load16(vj, c);
+                var v1 = TV.Load16(vj, c + 16);
+                var v2 = TV.Load16(vj, c + 32);
+                var v3 = TV.Load16(vj, c + 48);
                 var w = Vector512.Create(pj[0]);
                 a0 = Vector512.FusedMultiplyAdd(w, v0, a0);
                 a1 = Vector512.FusedMultiplyAdd(w, v1, a1);
@@ -464,7 +486,7 @@ internal static unsafe partial class Attention
             float* pj = p;
             for (int j = 0; j < kn; j++, pj = (j & (keys - 1)) == 0 ? pj + 16 - keys + 1 : pj + 1)
             {
-                var vj = Vector512.Load(v + ((nint)j * hd) + c);
+                var vj = TV.Load16(v + (j * rowBytes), c);
                 a = Vector512.FusedMultiplyAdd(Vector512.Create(pj[0]), vj, a);
                 b = Vector512.FusedMultiplyAdd(Vector512.Create(pj[keys]), vj, b);
                 if (four)
