@@ -58,6 +58,7 @@ internal static class QuantizedKvCacheChecks
         yield return new TestCaseData(1, 300, 8, 1, 128, 0).SetName($"{cache}: decode, GQA 8, headDim 128");
         yield return new TestCaseData(1, 511, 32, 4, 64, 0).SetName($"{cache}: decode at 512, 32 heads on 4 KV heads");
         yield return new TestCaseData(1, 300, 32, 4, 64, 100).SetName($"{cache}: decode, window 100");
+        yield return new TestCaseData(1, 300, 32, 8, 64, 0).SetName($"{cache}: decode, 32 heads on 8 KV heads (four a block, values widened as read)");
         yield return new TestCaseData(3, 17, 4, 2, 32, 0).SetName($"{cache}: three tokens after 17, headDim 32");
         yield return new TestCaseData(17, 5, 8, 2, 64, 0).SetName($"{cache}: 17 tokens after 5, GQA 4");
         yield return new TestCaseData(67, 100, 8, 4, 128, 0).SetName($"{cache}: 67 tokens after 100, headDim 128");
