@@ -202,19 +202,14 @@ internal static unsafe partial class Attention
                 int groups = (kn + keys - 1) / keys;
                 nint offset = TC.Bytes((nint)kt0 * hd);
                 // This tile's values are requested while its keys are widened, then the next tile's keys (or the
-                // next block's first ones) while its values are: as GroupRow does.
+                // next block's first ones) before its scores.
                 InterleaveKeys<TK>(k + offset, kn, scratch.KTile, v + offset);
-                byte* ahead = _nextKeys != null && kt0 + KeyTile >= kEnd ? _nextKeys - offset : k + TC.Bytes((nint)KeyTile * hd);
-                // When one weighted-sum call takes every head of the block, it reads each value once: widened
-                // in registers as it reads, with no tile to write and read back (a 64-key tile of 128-wide
-                // keys and one of values overflowed L1). Eight heads take two calls and share a widened tile.
-                bool valuesAsStored = PvHeads<TK>() == heads;
-                byte* vt = valuesAsStored ? v + offset : (byte*)Tile(v, kt0, kn, scratch.VTile, ahead);
-                if (valuesAsStored && Sse.IsSupported)
+                byte* nextKeys = _nextKeys != null && kt0 + KeyTile >= kEnd ? _nextKeys : k + offset + TC.Bytes((nint)KeyTile * hd);
+                if (Sse.IsSupported)
                 {
                     for (nint b = 0, tileBytes = TC.Bytes((nint)kn * hd); b < tileBytes; b += 64)
                     {
-                        Sse.Prefetch0(ahead + offset + b);
+                        Sse.Prefetch0(nextKeys + b);
                     }
                 }
                 for (int g0 = 0; g0 < groups; g0 += PassGroups<TK>())
@@ -242,16 +237,11 @@ internal static unsafe partial class Attention
                 l = (l * c) + TileSum<TK>(s, groups, s + (KeyTile * 16));
                 m = mNew;
                 c.Store(corr);
+                // Values are read as stored, widened in registers as they are read: no value tile is written and
+                // read back (with eight heads, two calls widen each value twice, and are still the faster).
                 for (int h = 0; h < heads; h += PvHeads<TK>())
                 {
-                    if (valuesAsStored)
-                    {
-                        AccumulateInterleavedPV<TK, TC>(o + (h * hd), s + (h * keys), vt, kn, hd, corr + (h * keys));
-                    }
-                    else
-                    {
-                        AccumulateInterleavedPV<TK, LinearKernel.F32Weights>(o + (h * hd), s + (h * keys), vt, kn, hd, corr + (h * keys));
-                    }
+                    AccumulateInterleavedPV<TK, TC>(o + (h * hd), s + (h * keys), v + offset, kn, hd, corr + (h * keys));
                 }
             }
             // Every lane of a head holds its l.
@@ -400,15 +390,15 @@ internal static unsafe partial class Attention
     /// o_h = corr_h · o_h + Σ_j p_h[j] · V[j] for <see cref="PvHeads{TK}"/> heads at once (o their rows of hd; p and corr
     /// in the interleaved lanes: head h's weight for key j at p[(j / Keys) · 16 + h · Keys + j % Keys], its factor at
     /// corr[h · Keys]): each value load serves every head, four accumulators a head over 64 columns. V's rows are
-    /// of <typeparamref name="TV"/> — the widened tile (f32) or the cache as stored, widened in registers (exact
-    /// either way). Per head and column the sum is <see cref="AccumulatePV1{TC}"/>'s, FMA for FMA.
+    /// the cache's as stored, widened in registers (exactly). Per head and column the sum is
+    /// <see cref="AccumulatePV1{TC}"/>'s, FMA for FMA.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AccumulateInterleavedPV<TK, TV>(float* o, float* p, byte* v, int kn, int hd, float* corr)
+    private static void AccumulateInterleavedPV<TK, TC>(float* o, float* p, byte* v, int kn, int hd, float* corr)
         where TK : struct, IKeyGroup
-        where TV : struct, KvCache.IRowReader
+        where TC : struct, KvCache.IRowReader
     {
-        nint rowBytes = TV.Bytes(hd);
+        nint rowBytes = TC.Bytes(hd);
         int keys = TK.Keys;
         // Two heads leave the third and fourth accumulators of each column unused (the JIT drops them).
         bool four = PvHeads<TK>() == 4;
@@ -441,10 +431,10 @@ internal static unsafe partial class Attention
             for (int j = 0; j < kn; j++, pj = (j & (keys - 1)) == 0 ? pj + 16 - keys + 1 : pj + 1)
             {
                 byte* vj = v + (j * rowBytes);
-                var v0 = TV.Load16(vj, c);
-                var v1 = TV.Load16(vj, c + 16);
-                var v2 = TV.Load16(vj, c + 32);
-                var v3 = TV.Load16(vj, c + 48);
+                var v0 = TC.Load16(vj, c);
+                var v1 = TC.Load16(vj, c + 16);
+                var v2 = TC.Load16(vj, c + 32);
+                var v3 = TC.Load16(vj, c + 48);
                 var w = Vector512.Create(pj[0]);
                 a0 = Vector512.FusedMultiplyAdd(w, v0, a0);
                 a1 = Vector512.FusedMultiplyAdd(w, v1, a1);
@@ -486,7 +476,7 @@ internal static unsafe partial class Attention
             float* pj = p;
             for (int j = 0; j < kn; j++, pj = (j & (keys - 1)) == 0 ? pj + 16 - keys + 1 : pj + 1)
             {
-                var vj = TV.Load16(v + (j * rowBytes), c);
+                var vj = TC.Load16(v + (j * rowBytes), c);
                 a = Vector512.FusedMultiplyAdd(Vector512.Create(pj[0]), vj, a);
                 b = Vector512.FusedMultiplyAdd(Vector512.Create(pj[keys]), vj, b);
                 if (four)
